@@ -1,0 +1,87 @@
+// The command line: commander builds the program; each command's module is
+// imported only when it runs so `--help` stays instant. Only main() decides the
+// exit status, and every failure is one clear line on stderr.
+import { Command, CommanderError } from 'commander';
+import { isProxyctlError } from './errors.js';
+import { VERSION } from './version.js';
+
+const out = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+
+export function buildProgram(): Command {
+  const program = new Command('proxyctl')
+    .description('Publish internal web apps through an outbound-only connector and an authenticating relay')
+    .version(VERSION)
+    .exitOverride()
+    .showHelpAfterError();
+
+  const relay = program.command('relay').description('the internet-facing relay');
+  relay.command('serve')
+    .description('run the relay')
+    .option('--config <file>', 'relay configuration (YAML); embedded loopback defaults when omitted')
+    .option('--data-dir <dir>', 'data directory (overrides dataDir in the config)')
+    .action(async (opts: { config?: string; dataDir?: string }) => {
+      const { serveRelay } = await import('./commands/relay-serve.js');
+      await serveRelay(opts);
+    });
+  const connectors = relay.command('connectors').description('administer registered connectors (against the data directory)');
+  connectors.command('list')
+    .description('list connectors: id, name, group, status, version, last seen, certificate expiry')
+    .option('--config <file>', 'relay configuration (YAML)')
+    .option('--data-dir <dir>', 'data directory')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
+      const { listConnectors } = await import('./commands/relay-connectors.js');
+      listConnectors(opts, out);
+    });
+  connectors.command('revoke')
+    .description('revoke a connector and all its certificates; a running relay closes its channels at once')
+    .argument('<id-or-name>', 'connector id, or a name held by exactly one live connector')
+    .option('--config <file>', 'relay configuration (YAML)')
+    .option('--data-dir <dir>', 'data directory')
+    .action(async (idOrName: string, opts: { config?: string; dataDir?: string }) => {
+      const { revokeConnector } = await import('./commands/relay-connectors.js');
+      revokeConnector(idOrName, opts, out);
+    });
+
+  const connector = program.command('connector').description('the on-premises connector (outbound only)');
+  connector.command('register')
+    .description('register this connector with a relay using an administrator token')
+    .requiredOption('--relay <url>', 'the relay connector API URL, e.g. https://relay.example.com:8444')
+    .option('--token <token>', 'administrator access token (visible in the process list; prefer --token-file or PROXYCTL_TOKEN)')
+    .option('--token-file <file>', 'file holding the administrator access token')
+    .option('--relay-ca <file>', "the relay's CA certificate (its <dataDir>/ca.pem) to pin")
+    .option('--group <name>', 'connector group', 'default')
+    .option('--name <name>', 'connector name (default: host name)')
+    .option('--state-dir <dir>', 'where key.pem, cert.pem and ca.pem are kept (default ./proxyctl-connector or $PROXYCTL_STATE_DIR)')
+    .action(async (opts: { relay: string; token?: string; tokenFile?: string; relayCa?: string; group?: string; name?: string; stateDir?: string }) => {
+      const { registerConnector } = await import('./commands/connector-register.js');
+      await registerConnector(opts, out);
+    });
+  connector.command('run')
+    .description('run the connector: keep control channels to the relay and serve its requests')
+    .option('--state-dir <dir>', 'connector state directory (default ./proxyctl-connector or $PROXYCTL_STATE_DIR)')
+    .option('--metrics-listen <host:port>', 'loopback address for /metrics, /readyz and /healthz')
+    .action(async (opts: { stateDir?: string; metricsListen?: string }) => {
+      const { runConnector } = await import('./commands/connector-run.js');
+      await runConnector(opts);
+    });
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    process.exitCode = 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode;
+      return;
+    }
+    const line = isProxyctlError(err) ? `proxyctl: ${err.message} [${err.code}]` : `proxyctl: unexpected error: ${(err as Error)?.stack ?? String(err)}`;
+    process.stderr.write(`${line}\n`);
+    process.exitCode = 1;
+  }
+}

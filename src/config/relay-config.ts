@@ -1,0 +1,234 @@
+// The relay's configuration: parsed from YAML, validated strictly, frozen,
+// all before anything listens. Errors name the file, key path, found, expected.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseDocument } from 'yaml';
+import { ProxyctlError } from '../errors.js';
+import {
+  Validation, bool, duration, int, join, listen, obj, oneOf, optStr, str, strList, url, type Issue,
+} from './schema.js';
+
+export type Preauth = 'oidc' | 'passthrough';
+
+export interface AppConfig {
+  readonly name: string;
+  readonly externalUrl: URL;
+  readonly internalUrl: URL;
+  /** Lower-case host (no port) the app is published on; may start with "*.". */
+  readonly host: string;
+  /** Path prefix from externalUrl, always ending in "/". */
+  readonly pathPrefix: string;
+  readonly preauth: Preauth;
+  readonly connectorGroup: string;
+  readonly backendTimeoutMs: number;
+  /** Send the external Host header to the backend instead of the internal one. */
+  readonly passHostHeader: boolean;
+}
+
+export interface IdentityConfig {
+  /** undefined = the embedded identity provider. */
+  readonly issuer: URL | undefined;
+  readonly clientId: string;
+  readonly clientSecret: string | undefined;
+  readonly adminAudience: string;
+  readonly adminClaim: string;
+  readonly adminValues: readonly string[];
+  readonly clockSkewMs: number;
+}
+
+export interface ConnectorPolicy {
+  readonly renewAfterMs: number;
+  readonly certificateLifetimeMs: number;
+  readonly heartbeatIntervalMs: number;
+  readonly configRefreshMs: number;
+  readonly channels: number;
+}
+
+export interface RelayConfig {
+  readonly file: string | undefined;
+  readonly dataDir: string;
+  readonly public: { readonly host: string; readonly port: number };
+  readonly connectorApi: { readonly host: string; readonly port: number; readonly url: URL; readonly maxBodyBytes: number };
+  readonly identity: IdentityConfig;
+  readonly connectors: ConnectorPolicy;
+  readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
+  readonly apps: readonly AppConfig[];
+}
+
+const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps'] as const;
+const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
+
+export interface LoadOptions { dataDir?: string }
+
+/** Reads and validates a relay config file; throws ERR_CONFIG_READ / ERR_CONFIG_INVALID. */
+export function loadRelayConfig(file: string, options: LoadOptions = {}): RelayConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseRelayConfig(text, file, options);
+}
+
+export function parseRelayConfig(text: string, file: string | undefined, options: LoadOptions = {}): RelayConfig {
+  const where = file ?? '(embedded defaults)';
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0];
+    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
+      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
+    });
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const baseDir = file ? path.dirname(path.resolve(file)) : process.cwd();
+  const v = new Validation();
+  const config = build(v, raw, baseDir, options);
+  if (v.issues.length > 0 || !config) throw configError(where, v.issues);
+  return deepFreeze(config);
+}
+
+export function configError(where: string, issues: Issue[]): ProxyctlError {
+  // One line, so the CLI's single stderr line carries every problem.
+  const lines = issues.map((i) => `${i.path}: found ${i.found}, expected ${i.expected}`);
+  return new ProxyctlError('ERR_CONFIG_INVALID', `${where}: invalid configuration: ${lines.join('; ')}`, {
+    details: { file: where, issues },
+  });
+}
+
+function build(v: Validation, raw: unknown, baseDir: string, options: LoadOptions): RelayConfig | undefined {
+  const top = obj(v, '', raw, TOP);
+  if (!top) return undefined;
+
+  const dataDirText = str(v, 'dataDir', top['dataDir'], './proxyctl-data');
+  const dataDir = options.dataDir ? path.resolve(options.dataDir) : path.resolve(baseDir, dataDirText ?? '.');
+
+  const pub = obj(v, 'public', top['public'], ['listen']) ?? {};
+  const publicListen = listen(v, 'public.listen', pub['listen'], '127.0.0.1:8443');
+
+  const capi = obj(v, 'connectorApi', top['connectorApi'], ['listen', 'url', 'maxBodyBytes']) ?? {};
+  const capiListen = listen(v, 'connectorApi.listen', capi['listen'], '127.0.0.1:8444');
+  const capiUrl = url(v, 'connectorApi.url', capi['url'], ['https'], `https://${formatHost(capiListen.host)}:${capiListen.port}`);
+  const maxBodyBytes = int(v, 'connectorApi.maxBodyBytes', capi['maxBodyBytes'], 64 * 1024, 1024, 16 * 1024 * 1024);
+
+  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew']) ?? {};
+  const issuer = id['issuer'] === undefined ? undefined : url(v, 'identity.issuer', id['issuer'], ['https', 'http']);
+  if (issuer && issuer.protocol === 'http:' && !isLoopbackHost(issuer.hostname)) {
+    v.fail('identity.issuer', id['issuer'], 'an https URL (http is accepted only on loopback addresses)');
+  }
+  let clientSecret = optStr(v, 'identity.clientSecret', id['clientSecret']);
+  const secretFile = optStr(v, 'identity.clientSecretFile', id['clientSecretFile']);
+  if (clientSecret !== undefined && secretFile !== undefined) v.fail('identity.clientSecretFile', secretFile, 'either clientSecret or clientSecretFile, not both');
+  if (secretFile !== undefined) {
+    try {
+      clientSecret = readFileSync(path.resolve(baseDir, secretFile), 'utf8').trim();
+    } catch (err) {
+      v.fail('identity.clientSecretFile', secretFile, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
+  const identity: IdentityConfig = {
+    issuer,
+    clientId: str(v, 'identity.clientId', id['clientId'], 'proxyctl') ?? 'proxyctl',
+    clientSecret,
+    adminAudience: str(v, 'identity.adminAudience', id['adminAudience'], 'api://proxyctl') ?? '',
+    adminClaim: str(v, 'identity.adminClaim', id['adminClaim'], 'roles') ?? '',
+    adminValues: strList(v, 'identity.adminValues', id['adminValues'], ['ProxyAdministrator']),
+    clockSkewMs: duration(v, 'identity.clockSkew', id['clockSkew'], '60s', 0),
+  };
+  if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
+
+  const con = obj(v, 'connectors', top['connectors'], ['renewAfter', 'certificateLifetime', 'heartbeatInterval', 'configRefresh', 'channels']) ?? {};
+  const connectors: ConnectorPolicy = {
+    renewAfterMs: duration(v, 'connectors.renewAfter', con['renewAfter'], '180d', 1000),
+    certificateLifetimeMs: duration(v, 'connectors.certificateLifetime', con['certificateLifetime'], '365d', 60_000),
+    heartbeatIntervalMs: duration(v, 'connectors.heartbeatInterval', con['heartbeatInterval'], '15s', 100),
+    configRefreshMs: duration(v, 'connectors.configRefresh', con['configRefresh'], '5m', 1000),
+    channels: int(v, 'connectors.channels', con['channels'], 2, 1, 16),
+  };
+  if (connectors.renewAfterMs >= connectors.certificateLifetimeMs) {
+    v.fail('connectors.renewAfter', con['renewAfter'] ?? '180d', `a duration shorter than connectors.certificateLifetime`);
+  }
+
+  const logRaw = obj(v, 'log', top['log'], ['level']) ?? {};
+  const level = oneOf(v, 'log.level', logRaw['level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info');
+
+  const apps = buildApps(v, top['apps']);
+  if (!capiUrl) return undefined;
+  return {
+    file: undefined,
+    dataDir,
+    public: publicListen,
+    connectorApi: { ...capiListen, url: capiUrl, maxBodyBytes },
+    identity,
+    connectors,
+    log: { level },
+    apps,
+  };
+}
+
+const APP_KEYS = ['name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader'] as const;
+
+function buildApps(v: Validation, raw: unknown): AppConfig[] {
+  if (raw === undefined || raw === null) return [];
+  if (!Array.isArray(raw)) {
+    v.fail('apps', raw, 'a list of apps');
+    return [];
+  }
+  const apps: AppConfig[] = [];
+  const names = new Set<string>();
+  const routes = new Set<string>();
+  raw.forEach((item, i) => {
+    const p = join('apps', i);
+    const a = obj(v, p, item, APP_KEYS);
+    if (!a) return;
+    const name = str(v, join(p, 'name'), a['name'], undefined, NAME, NAME_TEXT);
+    if (name !== undefined) {
+      if (names.has(name)) v.fail(join(p, 'name'), name, 'a name used by no other app');
+      names.add(name);
+    }
+    const ext = url(v, join(p, 'externalUrl'), a['externalUrl'], ['https']);
+    const int_ = url(v, join(p, 'internalUrl'), a['internalUrl'], ['http', 'https']);
+    let host = '';
+    let pathPrefix = '/';
+    if (ext) {
+      host = ext.hostname.toLowerCase();
+      if (host.includes('*') && !/^\*\.[a-z0-9.-]+$/.test(host)) v.fail(join(p, 'externalUrl'), a['externalUrl'], 'a host name, or a wildcard only as the first label (*.apps.example.com)');
+      pathPrefix = ext.pathname.endsWith('/') ? ext.pathname : `${ext.pathname}/`;
+      const route = `${host}:${ext.port}${pathPrefix}`;
+      if (routes.has(route)) v.fail(join(p, 'externalUrl'), a['externalUrl'], 'a host and path prefix published by no other app');
+      routes.add(route);
+    }
+    const preauth = oneOf(v, join(p, 'preauth'), a['preauth'], ['oidc', 'passthrough'] as const, 'oidc');
+    const connectorGroup = str(v, join(p, 'connectorGroup'), a['connectorGroup'], 'default', NAME, NAME_TEXT) ?? 'default';
+    const backendTimeoutMs = duration(v, join(p, 'backendTimeout'), a['backendTimeout'], '85s', 1, { long: '180s', default: '85s' });
+    const passHostHeader = bool(v, join(p, 'passHostHeader'), a['passHostHeader'], false);
+    if (name && ext && int_) {
+      apps.push({ name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader });
+    }
+  });
+  return apps;
+}
+
+export function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !(value instanceof URL) && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key]);
+  }
+  return value;
+}
+
+/** Defaults used when `relay serve` runs without --config: everything on loopback. */
+export function defaultRelayConfig(options: LoadOptions = {}): RelayConfig {
+  return parseRelayConfig('{}', undefined, options);
+}

@@ -1,0 +1,135 @@
+// One outbound control channel (WebSocket over mutual TLS) to the relay. It
+// watches the relay's heartbeat and reports how it ended so the supervisor can
+// choose between reconnecting and stopping for good.
+import WebSocket from 'ws';
+import type { IncomingMessage } from 'node:http';
+import { ProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { API, CLOSE, type RelayMessage } from '../protocol/connector-api.js';
+import { VERSION } from '../version.js';
+import { classifyNetworkError, refusal, tlsOptions, type ClientCredentials } from './relay-client.js';
+
+export type ChannelEnd =
+  | { kind: 'closed'; code: number; reason: string; wasOpen: boolean }
+  | { kind: 'fatal'; error: ProxyctlError };
+
+export interface ChannelHandlers {
+  onOpen(): void;
+  onMessage(msg: RelayMessage): void;
+}
+
+export class ControlChannel {
+  private ws: WebSocket | undefined;
+  private deadTimer: NodeJS.Timeout | undefined;
+  private opened = false;
+
+  constructor(
+    private readonly relayUrl: string,
+    private readonly creds: ClientCredentials,
+    private readonly heartbeatMs: number,
+    private readonly log: Logger,
+    private readonly handlers: ChannelHandlers,
+  ) {}
+
+  /** Connects and resolves when the channel ends, however it ends. */
+  run(): Promise<ChannelEnd> {
+    return new Promise((resolve) => {
+      const url = new URL(API.channel, this.relayUrl);
+      url.protocol = 'wss:';
+      const ws = new WebSocket(url, {
+        ...tlsOptions(this.creds),
+        headers: { 'x-proxyctl-version': VERSION },
+        handshakeTimeout: 10_000,
+        perMessageDeflate: false,
+        maxPayload: 1024 * 1024,
+      });
+      this.ws = ws;
+      let settled = false;
+      const finish = (end: ChannelEnd) => {
+        if (settled) return;
+        settled = true;
+        this.clearDeadTimer();
+        resolve(end);
+      };
+
+      ws.on('open', () => {
+        this.opened = true;
+        this.armDeadTimer();
+        this.handlers.onOpen();
+      });
+      ws.on('ping', () => this.armDeadTimer());
+      ws.on('message', (data, isBinary) => {
+        this.armDeadTimer();
+        if (isBinary) return;
+        let msg: RelayMessage;
+        try {
+          msg = JSON.parse(data.toString()) as RelayMessage;
+        } catch {
+          this.log.warn('relay sent a control message that is not JSON; ignored');
+          return;
+        }
+        if (msg.type === 'revoked') {
+          finish({ kind: 'fatal', error: new ProxyctlError('ERR_CERT_REVOKED', `the relay revoked this connector: ${msg.reason}`) });
+          ws.terminate();
+          return;
+        }
+        this.handlers.onMessage(msg);
+      });
+      ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const err = refusal(res.statusCode ?? 0, Buffer.concat(chunks).toString('utf8'), API.channel);
+          if (err.code !== 'ERR_RELAY_REFUSED') finish({ kind: 'fatal', error: err });
+          else finish({ kind: 'closed', code: res.statusCode ?? 0, reason: err.message, wasOpen: false });
+          ws.terminate();
+        });
+        res.on('error', () => finish({ kind: 'closed', code: 0, reason: 'refused', wasOpen: false }));
+      });
+      ws.on('error', (err) => {
+        const e = classifyNetworkError(err, this.relayUrl);
+        if (!this.opened) this.log.debug({ code: e.code }, e.message);
+        // A relay we cannot verify is a setup problem that waiting will not fix.
+        if (e.code === 'ERR_RELAY_UNTRUSTED') finish({ kind: 'fatal', error: e });
+      });
+      ws.on('close', (code, reason) => {
+        const text = reason.toString();
+        if (code === CLOSE.revoked || code === CLOSE.unknown) {
+          finish({ kind: 'fatal', error: new ProxyctlError(code === CLOSE.revoked ? 'ERR_CERT_REVOKED' : 'ERR_CERT_UNKNOWN', `the relay closed the channel: ${text || 'certificate revoked'}`) });
+        }
+        finish({ kind: 'closed', code, reason: text, wasOpen: this.opened });
+      });
+    });
+  }
+
+  get isOpen(): boolean {
+    return this.ws?.readyState === WebSocket.OPEN;
+  }
+
+  close(code: number = CLOSE.shutdown, reason = 'connector shutting down'): void {
+    this.clearDeadTimer();
+    const ws = this.ws;
+    if (!ws) return;
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.close(code, reason);
+      setTimeout(() => ws.terminate(), 2000).unref();
+    } else {
+      ws.terminate();
+    }
+  }
+
+  /** No ping or message for 2.5 heartbeats: the path is dead even if TCP says otherwise. */
+  private armDeadTimer(): void {
+    this.clearDeadTimer();
+    this.deadTimer = setTimeout(() => {
+      this.log.warn({ heartbeat_ms: this.heartbeatMs }, 'no heartbeat from the relay; reconnecting');
+      this.ws?.terminate();
+    }, Math.round(this.heartbeatMs * 2.5));
+    this.deadTimer.unref();
+  }
+
+  private clearDeadTimer(): void {
+    if (this.deadTimer) clearTimeout(this.deadTimer);
+    this.deadTimer = undefined;
+  }
+}

@@ -1,0 +1,295 @@
+// The connector supervisor: keeps N control channels up with jittered backoff,
+// pulls configuration (start, reconnect, announcement, periodically), renews its
+// certificate in place, and stops for good only when the relay disowns it.
+import { X509Certificate } from 'node:crypto';
+import { createKeyAndCsr } from '../crypto/csr.js';
+import { ProxyctlError, isProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ConnectorConfig, RelayMessage } from '../protocol/connector-api.js';
+import { Backoff } from './backoff.js';
+import { ControlChannel } from './channel.js';
+import type { ConnectorMetrics } from './metrics.js';
+import { FATAL_REMOTE, RelayClient } from './relay-client.js';
+import { loadState, swapCertificate, type ConnectorState } from './state.js';
+
+export interface ConnectorOptions {
+  stateDir: string;
+  log: Logger;
+  metrics?: ConnectorMetrics;
+  now?: () => number;
+  random?: () => number;
+  /** Channel count until the first config pull says otherwise. */
+  channels?: number;
+}
+
+const MAX_TIMER = 2 ** 31 - 1;
+
+export class Connector {
+  private state!: ConnectorState;
+  private client!: RelayClient;
+  private config: ConnectorConfig | undefined;
+  private readonly slots: (ControlChannel | undefined)[] = [];
+  private stopped = false;
+  private fatal: ProxyctlError | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
+  private renewTimer: NodeJS.Timeout | undefined;
+  private pulling: Promise<void> | undefined;
+  private renewing: Promise<void> | undefined;
+  private readonly waiters = new Set<() => void>();
+  private resolveDone!: () => void;
+  private rejectDone!: (err: ProxyctlError) => void;
+  /** Settles when the connector stops: resolves on close(), rejects when the relay disowns it. */
+  readonly done: Promise<void>;
+
+  constructor(private readonly options: ConnectorOptions) {
+    this.done = new Promise<void>((resolve, reject) => {
+      this.resolveDone = resolve;
+      this.rejectDone = reject;
+    });
+    this.done.catch(() => undefined);
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  get connectorId(): string {
+    return this.state.connectorId;
+  }
+
+  get currentConfig(): ConnectorConfig | undefined {
+    return this.config;
+  }
+
+  get serial(): string {
+    return this.state.serial;
+  }
+
+  openChannels(): number {
+    return this.slots.filter((c) => c?.isOpen).length;
+  }
+
+  async start(): Promise<void> {
+    this.state = loadState(this.options.stateDir);
+    this.client = this.makeClient();
+    this.updateExpiryMetric();
+    await this.initialPull();
+    const n = this.config?.channels ?? this.options.channels ?? 2;
+    for (let i = 0; i < n; i++) void this.channelLoop(i);
+    this.scheduleRefresh();
+    this.scheduleRenewal();
+  }
+
+  private makeClient(): RelayClient {
+    return new RelayClient(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem });
+  }
+
+  /** The first pull retries until the relay answers; only a disowning answer is final. */
+  private async initialPull(): Promise<void> {
+    const backoff = new Backoff({ random: this.options.random });
+    for (;;) {
+      try {
+        await this.pullConfig('start');
+        return;
+      } catch (err) {
+        if (this.stopped) return;
+        if (this.isFatal(err)) {
+          this.stopFatal(err as ProxyctlError);
+          throw err;
+        }
+        const delay = backoff.next();
+        this.options.log.warn({ code: (err as ProxyctlError).code, retry_ms: delay }, `config pull failed: ${(err as Error).message}`);
+        await this.sleep(delay);
+        if (this.stopped) return;
+      }
+    }
+  }
+
+  /** Coalesces concurrent triggers into one request. */
+  pullConfig(reason: string): Promise<void> {
+    this.pulling ??= (async () => {
+      try {
+        const cfg = await this.client.fetchConfig();
+        const changed = cfg.version !== this.config?.version;
+        this.config = cfg;
+        this.options.metrics?.configPulls.inc({ result: 'ok' });
+        this.options.log.info({ reason, version: cfg.version, changed, apps: cfg.apps.length, connector_id: cfg.connectorId }, 'configuration pulled');
+        if (changed) this.scheduleRefresh();
+      } catch (err) {
+        this.options.metrics?.configPulls.inc({ result: 'error' });
+        throw err;
+      } finally {
+        this.pulling = undefined;
+      }
+    })();
+    return this.pulling;
+  }
+
+  private backgroundPull(reason: string): void {
+    this.pullConfig(reason).catch((err: unknown) => {
+      if (this.isFatal(err)) this.stopFatal(err as ProxyctlError);
+      else this.options.log.warn({ code: (err as ProxyctlError).code, reason }, `config pull failed: ${(err as Error).message}`);
+    });
+  }
+
+  private async channelLoop(slot: number): Promise<void> {
+    const backoff = new Backoff({ random: this.options.random });
+    let first = true;
+    while (!this.stopped) {
+      const heartbeat = this.config?.heartbeatIntervalMs ?? 15_000;
+      const ch = new ControlChannel(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem }, heartbeat, this.options.log, {
+        onOpen: () => {
+          backoff.reset();
+          this.options.metrics?.channelsUp.set(this.openChannels());
+          this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel open');
+          if (!first) this.backgroundPull('reconnect');
+          first = false;
+        },
+        onMessage: (msg) => this.onMessage(msg),
+      });
+      this.slots[slot] = ch;
+      const end = await ch.run();
+      this.options.metrics?.channelsUp.set(this.openChannels());
+      if (this.stopped) return;
+      if (end.kind === 'fatal') {
+        this.stopFatal(end.error);
+        return;
+      }
+      const delay = backoff.next();
+      this.options.metrics?.reconnects.inc();
+      this.options.log.warn({ slot, code: end.code, reason: end.reason, retry_ms: delay }, end.wasOpen ? 'control channel closed; reconnecting' : 'cannot open control channel; retrying');
+      if (!end.wasOpen && backoff.attempts % 5 === 0) this.probeIdentity();
+      await this.sleep(delay);
+    }
+  }
+
+  /** A channel refused repeatedly without a reason: ask the API whether we are still known. */
+  private probeIdentity(): void {
+    this.backgroundPull('probe');
+  }
+
+  private onMessage(msg: RelayMessage): void {
+    if (msg.type === 'hello' || msg.type === 'config-changed') {
+      if (msg.configVersion !== this.config?.version) this.backgroundPull(msg.type === 'hello' ? 'hello' : 'announcement');
+    }
+  }
+
+  private scheduleRefresh(): void {
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.stopped) return;
+    const every = this.config?.configRefreshMs ?? 300_000;
+    this.refreshTimer = setTimeout(() => {
+      this.backgroundPull('periodic');
+      this.scheduleRefresh();
+    }, Math.min(every, MAX_TIMER));
+    this.refreshTimer.unref();
+  }
+
+  private scheduleRenewal(delayOverride?: number): void {
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    if (this.stopped || !this.config) return;
+    const due = Date.parse(this.state.certificateIssuedAt) + this.config.renewAfterMs;
+    const delay = delayOverride ?? Math.max(0, due - this.now());
+    this.renewTimer = setTimeout(() => {
+      if (Date.parse(this.state.certificateIssuedAt) + (this.config?.renewAfterMs ?? Infinity) > this.now()) {
+        this.scheduleRenewal(); // a long timer woke early (capped at ~24 days) or settings changed
+        return;
+      }
+      this.renew().then(
+        () => this.scheduleRenewal(),
+        (err: unknown) => {
+          if (this.isFatal(err)) return this.stopFatal(err as ProxyctlError);
+          this.options.log.warn({ code: (err as ProxyctlError).code }, `certificate renewal failed; retrying: ${(err as Error).message}`);
+          this.scheduleRenewal(Math.min(60_000, Math.max(1000, (this.config?.renewAfterMs ?? 60_000) / 10)));
+        },
+      );
+    }, Math.min(delay, MAX_TIMER));
+    this.renewTimer.unref();
+  }
+
+  /** New key and CSR, a certificate over mutual TLS, then a swap: open channels stay up. */
+  renew(): Promise<void> {
+    this.renewing ??= (async () => {
+      try {
+        const { keyPem, csrPem } = await createKeyAndCsr(this.state.connectorId);
+        const issued = await this.client.renew(csrPem);
+        const notBefore = new Date(new X509Certificate(issued.certificate).validFrom);
+        const issuedAt = new Date(Math.max(notBefore.getTime(), this.now()));
+        const old = this.state.serial;
+        this.state = swapCertificate(this.state, keyPem, issued.certificate, issued.serial, issuedAt);
+        const previous = this.client;
+        this.client = this.makeClient();
+        void previous.close().catch(() => undefined);
+        this.updateExpiryMetric();
+        this.options.metrics?.renewals.inc({ result: 'ok' });
+        this.options.log.info({ connector_id: this.state.connectorId, serial: issued.serial, old_serial: old, not_after: issued.notAfter }, 'certificate renewed');
+      } catch (err) {
+        this.options.metrics?.renewals.inc({ result: 'error' });
+        throw err;
+      } finally {
+        this.renewing = undefined;
+      }
+    })();
+    return this.renewing;
+  }
+
+  private updateExpiryMetric(): void {
+    try {
+      this.options.metrics?.certExpiry.set(Date.parse(new X509Certificate(this.state.certPem).validTo) / 1000);
+    } catch {
+      // metric only
+    }
+  }
+
+  private isFatal(err: unknown): boolean {
+    return isProxyctlError(err) && (FATAL_REMOTE.has(err.code) || err.code === 'ERR_RELAY_UNTRUSTED');
+  }
+
+  private stopFatal(err: ProxyctlError): void {
+    if (this.stopped) return;
+    this.fatal = err;
+    this.options.log.error({ code: err.code, connector_id: this.state?.connectorId }, err.message);
+    this.shutdown();
+    this.rejectDone(err);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.waiters.delete(wake);
+        resolve();
+      }, ms);
+      const wake = () => {
+        clearTimeout(t);
+        resolve();
+      };
+      this.waiters.add(wake);
+    });
+  }
+
+  private shutdown(): void {
+    this.stopped = true;
+    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    if (this.renewTimer) clearTimeout(this.renewTimer);
+    for (const wake of this.waiters) wake();
+    this.waiters.clear();
+    for (const ch of this.slots) ch?.close();
+    this.options.metrics?.channelsUp.set(0);
+    void this.client?.close().catch(() => undefined);
+  }
+
+  /** Drains: stops reconnecting and closes channels cleanly. Idempotent. */
+  async close(): Promise<void> {
+    if (!this.stopped) {
+      this.options.log.info({ connector_id: this.state?.connectorId }, 'connector stopping');
+      this.shutdown();
+      this.resolveDone();
+    }
+    await this.done.catch(() => undefined);
+  }
+
+  get fatalError(): ProxyctlError | undefined {
+    return this.fatal;
+  }
+}
+

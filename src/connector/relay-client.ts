@@ -1,0 +1,108 @@
+// HTTPS calls from the connector to the relay's connector API (undici). TLS and
+// network failures are classified here so callers act on codes: untrusted relay,
+// unreachable relay, or a refusal carrying the relay's own error code.
+import { Agent, request, type Dispatcher } from 'undici';
+import { ProxyctlError, type ErrorCode } from '../errors.js';
+import { API, type ApiErrorBody, type ConnectorConfig, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
+import { VERSION } from '../version.js';
+
+export interface ClientCredentials {
+  /** PEM CA bundle to trust; undefined = the system's trust store. */
+  caPem: string | undefined;
+  certPem?: string;
+  keyPem?: string;
+}
+
+const UNTRUSTED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** Remote refusals that mean this connector identity is finished. */
+export const FATAL_REMOTE: ReadonlySet<string> = new Set(['ERR_CERT_REVOKED', 'ERR_CERT_UNKNOWN', 'ERR_CERT_UNTRUSTED']);
+
+export function tlsOptions(creds: ClientCredentials) {
+  return {
+    ...(creds.caPem ? { ca: creds.caPem } : {}),
+    ...(creds.certPem ? { cert: creds.certPem, key: creds.keyPem } : {}),
+    minVersion: 'TLSv1.2' as const,
+  };
+}
+
+export class RelayClient {
+  private readonly agent: Dispatcher;
+
+  constructor(readonly relayUrl: string, creds: ClientCredentials) {
+    this.agent = new Agent({ connect: { ...tlsOptions(creds), timeout: 10_000 }, keepAliveTimeout: 10_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
+  }
+
+  register(token: string, body: RegisterRequest): Promise<RegisterResponse> {
+    return this.call<RegisterResponse>('POST', API.register, body, { authorization: `Bearer ${token}` });
+  }
+
+  fetchConfig(): Promise<ConnectorConfig> {
+    return this.call<ConnectorConfig>('GET', API.config);
+  }
+
+  renew(csr: string): Promise<RegisterResponse> {
+    return this.call<RegisterResponse>('POST', API.renew, { csr });
+  }
+
+  async close(): Promise<void> {
+    await this.agent.close();
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+    const url = new URL(path, this.relayUrl);
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await request(url, {
+        method,
+        dispatcher: this.agent,
+        headers: { ...headers, 'x-proxyctl-version': VERSION, ...(body ? { 'content-type': 'application/json' } : {}) },
+        ...(body ? { body: JSON.stringify(body) } : {}),
+      });
+    } catch (err) {
+      throw classifyNetworkError(err, this.relayUrl);
+    }
+    const text = await res.body.text();
+    if (res.statusCode >= 200 && res.statusCode < 300) {
+      try {
+        return JSON.parse(text) as T;
+      } catch (err) {
+        throw new ProxyctlError('ERR_RELAY_REFUSED', `relay answered ${path} with a body that is not JSON`, { cause: err });
+      }
+    }
+    throw refusal(res.statusCode, text, path);
+  }
+}
+
+export function refusal(status: number, text: string, path: string): ProxyctlError {
+  let remote: ApiErrorBody['error'] | undefined;
+  try {
+    remote = (JSON.parse(text) as ApiErrorBody).error;
+  } catch {
+    remote = undefined;
+  }
+  const code = (remote?.code && FATAL_REMOTE.has(remote.code) ? remote.code : 'ERR_RELAY_REFUSED') as ErrorCode;
+  const message = remote ? `relay refused ${path}: ${remote.message} (${remote.code}, request id ${remote.requestId})` : `relay answered ${path} with HTTP ${status}`;
+  return new ProxyctlError(code, message, { status, details: { remoteCode: remote?.code, requestId: remote?.requestId } });
+}
+
+export function classifyNetworkError(err: unknown, relayUrl: string): ProxyctlError {
+  const code = findCode(err);
+  if (code && UNTRUSTED.has(code)) {
+    return new ProxyctlError('ERR_RELAY_UNTRUSTED',
+      `cannot verify the relay's certificate at ${relayUrl} (${code}); if the relay uses its own CA, pass --relay-ca with the relay's ca.pem`,
+      { cause: err, details: { tlsCode: code } });
+  }
+  return new ProxyctlError('ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${relayUrl} (${code ?? (err as Error).message})`, { cause: err });
+}
+
+function findCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string' && !e.code.startsWith('UND_ERR_SOCKET')) return e.code;
+  }
+  return undefined;
+}

@@ -1,0 +1,68 @@
+// One error hierarchy for the whole product: a stable `code` that tests and
+// scripts match on, an HTTP `status` where one applies, and the wrapped `cause`.
+
+export type ErrorCode =
+  | 'ERR_CONFIG_INVALID'
+  | 'ERR_CONFIG_READ'
+  | 'ERR_USAGE'
+  | 'ERR_TOKEN_MISSING'
+  | 'ERR_TOKEN_INVALID'
+  | 'ERR_TOKEN_EXPIRED'
+  | 'ERR_TOKEN_NOT_YET_VALID'
+  | 'ERR_TOKEN_ISSUER'
+  | 'ERR_TOKEN_AUDIENCE'
+  | 'ERR_TOKEN_SIGNATURE'
+  | 'ERR_TOKEN_ALG'
+  | 'ERR_TOKEN_NOT_ADMIN'
+  | 'ERR_IDP_UNAVAILABLE'
+  | 'ERR_IDP_INSECURE'
+  | 'ERR_IDP_ISSUER_MISMATCH'
+  | 'ERR_CSR_INVALID'
+  | 'ERR_CSR_SIGNATURE'
+  | 'ERR_CSR_WEAK_KEY'
+  | 'ERR_CERT_REQUIRED'
+  | 'ERR_CERT_UNTRUSTED'
+  | 'ERR_CERT_REVOKED'
+  | 'ERR_CERT_UNKNOWN'
+  | 'ERR_CONNECTOR_NOT_FOUND'
+  | 'ERR_BODY_TOO_LARGE'
+  | 'ERR_BAD_REQUEST'
+  | 'ERR_NOT_FOUND'
+  | 'ERR_METHOD_NOT_ALLOWED'
+  | 'ERR_RELAY_UNREACHABLE'
+  | 'ERR_RELAY_UNTRUSTED'
+  | 'ERR_RELAY_REFUSED'
+  | 'ERR_STATE_INVALID'
+  | 'ERR_STORE'
+  | 'ERR_INTERNAL';
+
+export interface ProxyctlErrorOptions {
+  status?: number;
+  cause?: unknown;
+  /** Extra machine-readable fields rendered alongside the message. */
+  details?: Record<string, unknown>;
+}
+
+export class ProxyctlError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: ProxyctlErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'ProxyctlError';
+    this.code = code;
+    this.status = options.status ?? 500;
+    this.details = options.details;
+  }
+}
+
+export function isProxyctlError(err: unknown, code?: ErrorCode): err is ProxyctlError {
+  return err instanceof ProxyctlError && (code === undefined || err.code === code);
+}
+
+/** Wraps anything thrown by a library at the point it enters our code. */
+export function wrapError(err: unknown, code: ErrorCode, message: string, status = 500): ProxyctlError {
+  if (err instanceof ProxyctlError) return err;
+  return new ProxyctlError(code, message, { status, cause: err });
+}

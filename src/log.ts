@@ -1,0 +1,23 @@
+// Structured JSON logs on stderr (stdout is kept for command output).
+// Field names are fixed: request_id, app, connector_id, status, duration_ms.
+// Never pass tokens, cookies or keys to a logger.
+import { pino, destination, stdTimeFunctions, type Logger, type LevelWithSilent } from 'pino';
+
+export type { Logger };
+
+export function createLogger(level: LevelWithSilent = 'info', name = 'proxyctl'): Logger {
+  const envLevel = process.env['PROXYCTL_LOG_LEVEL'] as LevelWithSilent | undefined;
+  return pino(
+    {
+      name,
+      level: envLevel ?? level,
+      base: { pid: process.pid },
+      timestamp: stdTimeFunctions.isoTime,
+      formatters: { level: (label) => ({ level: label }) },
+      redact: { paths: ['token', 'cookie', 'authorization', '*.token', '*.cookie', '*.authorization'], censor: '[redacted]' },
+    },
+    destination({ fd: 2, sync: true }),
+  );
+}
+
+export const silentLogger: Logger = pino({ level: 'silent' });

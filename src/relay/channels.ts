@@ -1,0 +1,103 @@
+// Open control channels from connectors, indexed by connector and group. The
+// relay pings each one; a channel that misses a heartbeat is cut. Revocation
+// closes every channel of the connector at once.
+import { randomUUID } from 'node:crypto';
+import type { WebSocket } from 'ws';
+import type { Logger } from '../log.js';
+import { CLOSE, type RelayMessage } from '../protocol/connector-api.js';
+
+export class Channel {
+  readonly id = randomUUID();
+  alive = true;
+  constructor(
+    readonly ws: WebSocket,
+    readonly connectorId: string,
+    readonly group: string,
+    readonly serial: string,
+    readonly version: string,
+  ) {}
+
+  send(message: RelayMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+  }
+}
+
+export class ChannelRegistry {
+  private readonly channels = new Map<string, Channel>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly log: Logger, private readonly onSeen: (channel: Channel) => void) {}
+
+  add(channel: Channel): void {
+    this.channels.set(channel.id, channel);
+    channel.ws.on('pong', () => {
+      channel.alive = true;
+      this.onSeen(channel);
+    });
+    channel.ws.on('close', (code, reason) => {
+      this.channels.delete(channel.id);
+      this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() }, 'connector channel closed');
+    });
+    this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, group: channel.group }, 'connector channel open');
+  }
+
+  /** Pings every channel each interval; a channel silent for a whole interval is cut. */
+  startHeartbeat(intervalMs: number): void {
+    this.stopHeartbeat();
+    this.timer = setInterval(() => {
+      for (const ch of this.channels.values()) {
+        if (!ch.alive) {
+          this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector channel missed its heartbeat; closing');
+          ch.ws.terminate();
+          continue;
+        }
+        ch.alive = false;
+        ch.ws.ping();
+      }
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  stopHeartbeat(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  all(): Channel[] {
+    return [...this.channels.values()];
+  }
+
+  byGroup(group: string): Channel[] {
+    return this.all().filter((c) => c.group === group);
+  }
+
+  byConnector(connectorId: string): Channel[] {
+    return this.all().filter((c) => c.connectorId === connectorId);
+  }
+
+  broadcast(message: RelayMessage): void {
+    for (const ch of this.channels.values()) ch.send(message);
+  }
+
+  /** Cuts the channels of a revoked connector; tells it why first. */
+  revoke(connectorId: string, reason: string): number {
+    const list = this.byConnector(connectorId);
+    for (const ch of list) {
+      ch.send({ type: 'revoked', reason });
+      ch.ws.close(CLOSE.revoked, 'certificate revoked');
+      // A connector that ignores the close frame still loses the socket.
+      setTimeout(() => ch.ws.terminate(), 1000).unref();
+    }
+    return list.length;
+  }
+
+  closeAll(code: number, reason: string): void {
+    this.stopHeartbeat();
+    for (const ch of this.channels.values()) ch.ws.close(code, reason);
+  }
+
+  terminateAll(): void {
+    for (const ch of this.channels.values()) ch.ws.terminate();
+    this.channels.clear();
+  }
+}

@@ -1,0 +1,42 @@
+// Connector identity on the connector API: the TLS layer checks the chain to the
+// relay CA and validity dates; here we add the store's word (known, not revoked).
+// Every mutual-TLS route and the control channel go through this one function.
+import type { TLSSocket } from 'node:tls';
+import { normalizeSerial } from '../crypto/ca.js';
+import { ProxyctlError } from '../errors.js';
+import type { CertificateRecord, ConnectorRecord, Store } from './store.js';
+
+export interface ConnectorIdentity {
+  connector: ConnectorRecord;
+  certificate: CertificateRecord;
+}
+
+export function authenticateConnector(socket: TLSSocket, store: Store, now = Date.now()): ConnectorIdentity {
+  const peer = socket.getPeerCertificate();
+  if (!peer || Object.keys(peer).length === 0) {
+    throw new ProxyctlError('ERR_CERT_REQUIRED', 'a connector client certificate is required for this call', { status: 401 });
+  }
+  if (!socket.authorized) {
+    const reason = String(socket.authorizationError ?? 'unknown');
+    const expired = reason === 'CERT_HAS_EXPIRED';
+    throw new ProxyctlError('ERR_CERT_UNTRUSTED',
+      expired ? 'the client certificate has expired; register the connector again' : `the client certificate was not issued by this relay (${reason})`,
+      { status: 401, details: { reason } });
+  }
+  const serial = normalizeSerial(peer.serialNumber);
+  const certificate = store.getCertificate(serial);
+  if (!certificate) {
+    throw new ProxyctlError('ERR_CERT_UNKNOWN', `certificate ${serial} is not known to this relay`, { status: 401 });
+  }
+  const connector = store.getConnector(certificate.connectorId);
+  if (!connector || certificate.revokedAt !== null || connector.revokedAt !== null) {
+    throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, { status: 403 });
+  }
+  if (certificate.notAfter <= now) {
+    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'the client certificate has expired; register the connector again', { status: 401 });
+  }
+  if (peer.subject?.CN !== connector.id) {
+    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'client certificate subject does not match its record', { status: 401 });
+  }
+  return { connector, certificate };
+}

@@ -1,0 +1,159 @@
+// The connector API listener: TLS with the relay's server certificate, asking
+// every peer for a client certificate. Registration is the one call that needs
+// none (it carries an administrator token); config pull, renewal and the
+// control channel all require a valid, unrevoked certificate from the relay CA.
+import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:https';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
+import type { RelayCa } from '../crypto/ca.js';
+import { ProxyctlError, isProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { API, type RegisterResponse } from '../protocol/connector-api.js';
+import type { AdminTokenVerifier } from './admin-token.js';
+import { Channel, type ChannelRegistry } from './channels.js';
+import { authenticateConnector } from './client-auth.js';
+import { buildConnectorConfig, groupConfigVersion } from './connector-config.js';
+import type { RelayConfig } from '../config/relay-config.js';
+import { field, readJsonBody, sendError, sendJson } from './respond.js';
+import type { Store } from './store.js';
+
+export interface ConnectorApiDeps {
+  config: () => RelayConfig;
+  store: Store;
+  ca: RelayCa;
+  verifier: Pick<AdminTokenVerifier, 'verify'>;
+  channels: ChannelRegistry;
+  log: Logger;
+  now?: () => number;
+}
+
+const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+const GROUP = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const MAX_CSR = 16 * 1024;
+
+export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: string; keyPem: string }): Server {
+  const now = deps.now ?? Date.now;
+  const server = createServer({
+    key: tls.keyPem,
+    cert: tls.certPem,
+    ca: deps.ca.certPem,
+    requestCert: true,
+    rejectUnauthorized: false, // registration has no certificate yet; checked per route
+    minVersion: 'TLSv1.2',
+    headersTimeout: 10_000,
+    requestTimeout: 30_000,
+    maxHeaderSize: 16 * 1024,
+  });
+  server.keepAliveTimeout = 30_000;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const requestId = randomUUID();
+    handle(req, res, requestId).catch((err: unknown) => sendError(res, err, requestId, deps.log));
+  });
+
+  async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
+    const url = new URL(req.url ?? '/', 'https://relay.invalid');
+    const route = `${req.method} ${url.pathname}`;
+    const limit = deps.config().connectorApi.maxBodyBytes;
+    switch (route) {
+      case `POST ${API.register}`:
+        return register(req, res, requestId, limit);
+      case `GET ${API.config}`: {
+        const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+        deps.store.touch(id.connector.id, versionOf(req), now());
+        return sendJson(res, 200, buildConnectorConfig(deps.config(), id.connector, id.certificate), requestId);
+      }
+      case `POST ${API.renew}`:
+        return renew(req, res, requestId, limit);
+      default:
+        req.resume();
+        if (Object.values(API).includes(url.pathname as never)) {
+          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, { status: 405 });
+        }
+        throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
+    }
+  }
+
+  async function register(req: IncomingMessage, res: ServerResponse, requestId: string, limit: number): Promise<void> {
+    const auth = req.headers.authorization ?? '';
+    const m = /^Bearer ([^\s]+)$/i.exec(auth);
+    if (!m) {
+      req.resume();
+      throw new ProxyctlError('ERR_TOKEN_MISSING', 'registration needs an administrator token (Authorization: Bearer)', { status: 401 });
+    }
+    const body = await readJsonBody(req, limit);
+    const admin = await deps.verifier.verify(m[1]!);
+    const csr = field(body, 'csr', MAX_CSR);
+    const name = field(body, 'name', 64);
+    if (!NAME.test(name)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must be letters, digits, ".", "_" or "-" (at most 64)', { status: 400 });
+    const group = field(body, 'group', 63, 'default');
+    if (!GROUP.test(group)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector group must be lower-case letters, digits and dashes', { status: 400 });
+    const version = typeof body['version'] === 'string' ? body['version'].slice(0, 64) : 'unknown';
+
+    const connectorId = randomUUID();
+    const issued = await deps.ca.signConnectorCsr(csr, { connectorId, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
+    const actor = `admin:${admin.subject}`;
+    deps.store.registerConnector({
+      id: connectorId, name, group, actor, serial: issued.serial, issuedAt: now(), notAfter: issued.notAfter.getTime(),
+    });
+    deps.store.touch(connectorId, version, now());
+    deps.log.info({ request_id: requestId, connector_id: connectorId, group, actor, serial: issued.serial }, 'connector registered');
+    const out: RegisterResponse = {
+      connectorId, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
+    };
+    sendJson(res, 201, out, requestId);
+  }
+
+  async function renew(req: IncomingMessage, res: ServerResponse, requestId: string, limit: number): Promise<void> {
+    const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+    const body = await readJsonBody(req, limit);
+    const csr = field(body, 'csr', MAX_CSR);
+    const issued = await deps.ca.signConnectorCsr(csr, { connectorId: id.connector.id, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
+    deps.store.recordRenewal({
+      connectorId: id.connector.id, oldSerial: id.certificate.serial, serial: issued.serial, issuedAt: now(), notAfter: issued.notAfter.getTime(),
+    });
+    deps.log.info({ request_id: requestId, connector_id: id.connector.id, serial: issued.serial, old_serial: id.certificate.serial }, 'connector certificate renewed');
+    const out: RegisterResponse = {
+      connectorId: id.connector.id, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
+    };
+    sendJson(res, 200, out, requestId);
+  }
+
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const requestId = randomUUID();
+    socket.on('error', () => socket.destroy());
+    try {
+      const url = new URL(req.url ?? '/', 'https://relay.invalid');
+      if (url.pathname !== API.channel) throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
+      const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+      wss.handleUpgrade(req, socket, head, (ws) => {
+        const version = versionOf(req) ?? 'unknown';
+        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version);
+        ws.on('error', (err) => deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'));
+        deps.channels.add(ch);
+        deps.store.touch(id.connector.id, version, now());
+        ch.send({ type: 'hello', connectorId: id.connector.id, channelId: ch.id, configVersion: groupConfigVersion(deps.config(), id.connector.group) });
+      });
+    } catch (err) {
+      const e = isProxyctlError(err) ? err : new ProxyctlError('ERR_INTERNAL', 'internal error', { cause: err });
+      deps.log.warn({ request_id: requestId, code: e.code, status: e.status }, `channel refused: ${e.message}`);
+      const body = JSON.stringify({ error: { code: e.code, message: e.status >= 500 ? 'internal error' : e.message, requestId } });
+      socket.end(
+        `HTTP/1.1 ${e.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+        `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    }
+  });
+
+  server.on('tlsClientError', (err: Error) => deps.log.debug({ err: err.message }, 'connector API TLS handshake failed'));
+  return server;
+}
+
+function versionOf(req: IncomingMessage): string | null {
+  const v = req.headers['x-proxyctl-version'];
+  return typeof v === 'string' ? v.slice(0, 64) : null;
+}

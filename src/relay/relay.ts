@@ -1,0 +1,190 @@
+// The relay process: provision (data dir, CA, store, certificates) → start
+// (listeners, heartbeats, revocation watch) → close (drain, idempotent).
+// Reload swaps one config reference; work in flight keeps the one it began with.
+import type { Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
+import type { RelayConfig } from '../config/relay-config.js';
+import { ProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { CLOSE } from '../protocol/connector-api.js';
+import { AdminTokenVerifier } from './admin-token.js';
+import { ChannelRegistry } from './channels.js';
+import { createConnectorApi } from './connector-api.js';
+import { groupConfigVersion } from './connector-config.js';
+import { ensureServerCertificate } from './server-cert.js';
+import { Store } from './store.js';
+
+export interface RelayOptions {
+  log: Logger;
+  now?: () => number;
+  /** How often the store is checked for changes made by other processes. */
+  storeWatchMs?: number;
+}
+
+export class Relay {
+  private config: RelayConfig;
+  private connectorApi: Server | undefined;
+  private watchTimer: NodeJS.Timeout | undefined;
+  private lastDataVersion = -1;
+  private closing: Promise<void> | undefined;
+  readonly channels: ChannelRegistry;
+
+  private constructor(
+    config: RelayConfig,
+    readonly store: Store,
+    readonly ca: RelayCa,
+    private verifier: TokenVerifier,
+    private readonly options: RelayOptions,
+  ) {
+    this.config = config;
+    this.channels = new ChannelRegistry(options.log, (ch) => {
+      try {
+        this.store.touch(ch.connectorId, ch.version, this.now());
+      } catch (err) {
+        options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
+      }
+    });
+  }
+
+  /** Provision: data directory, CA, store. Nothing listens yet. */
+  static async create(config: RelayConfig, options: RelayOptions): Promise<Relay> {
+    const ca = await loadOrCreateCa(config.dataDir);
+    const store = Store.open(config.dataDir);
+    const verifier = makeVerifier(config, options);
+    return new Relay(config, store, ca, verifier, options);
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
+  }
+
+  get currentConfig(): RelayConfig {
+    return this.config;
+  }
+
+  async start(): Promise<void> {
+    const cfg = this.config;
+    const hosts = [cfg.connectorApi.url.hostname.replace(/^\[|\]$/g, ''), 'localhost', '127.0.0.1', '::1'];
+    const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
+    this.connectorApi = createConnectorApi(
+      { config: () => this.config, store: this.store, ca: this.ca, verifier: this.verifier, channels: this.channels, log: this.options.log, now: () => this.now() },
+      tls,
+    );
+    await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
+    this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
+    this.lastDataVersion = this.store.dataVersion();
+    this.watchTimer = setInterval(() => this.watchStore(), this.options.storeWatchMs ?? 500);
+    this.watchTimer.unref();
+    this.options.log.info({ listen: this.connectorApiAddress(), data_dir: cfg.dataDir }, 'connector API listening');
+  }
+
+  connectorApiAddress(): { host: string; port: number } {
+    const addr = this.connectorApi?.address() as AddressInfo | null;
+    if (!addr) throw new Error('connector API is not listening');
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** Revocations made by another process (the admin CLI) reach open channels here. */
+  private watchStore(): void {
+    try {
+      const v = this.store.dataVersion();
+      if (v === this.lastDataVersion) return;
+      this.lastDataVersion = v;
+      this.enforceRevocations();
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, 'store watch failed');
+    }
+  }
+
+  enforceRevocations(): void {
+    const open = this.channels.all();
+    const revoked = this.store.revokedAmong(open.map((c) => c.serial));
+    const connectors = new Set(open.filter((c) => revoked.has(c.serial)).map((c) => c.connectorId));
+    for (const id of connectors) {
+      const n = this.channels.revoke(id, 'connector revoked by an administrator');
+      this.options.log.warn({ connector_id: id, channels: n }, 'connector revoked; channels closed');
+    }
+  }
+
+  /** Revokes a connector in the store and cuts its channels at once. */
+  revokeConnector(idOrName: string, actor: string): void {
+    const c = this.store.revokeConnector(idOrName, actor, this.now());
+    this.channels.revoke(c.id, 'connector revoked by an administrator');
+  }
+
+  /**
+   * Swaps in a validated config. Listener addresses and the data directory are
+   * fixed for the life of the process; a change to them needs a restart.
+   */
+  reload(next: RelayConfig): { restartNeeded: string[] } {
+    const prev = this.config;
+    const restartNeeded: string[] = [];
+    if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
+    if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port) restartNeeded.push('connectorApi.listen');
+    if (next.public.host !== prev.public.host || next.public.port !== prev.public.port) restartNeeded.push('public.listen');
+    if (JSON.stringify(next.identity) !== JSON.stringify(prev.identity)) {
+      this.verifier = makeVerifier(next, this.options);
+    }
+    this.config = next;
+    if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs) this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
+    this.announceConfigChange(prev);
+    return { restartNeeded };
+  }
+
+  private announceConfigChange(prev: RelayConfig): void {
+    let told = 0;
+    for (const ch of this.channels.all()) {
+      const v = groupConfigVersion(this.config, ch.group);
+      if (v !== groupConfigVersion(prev, ch.group)) {
+        ch.send({ type: 'config-changed', configVersion: v });
+        told++;
+      }
+    }
+    this.options.log.info({ channels_told: told }, 'configuration reloaded');
+  }
+
+  /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */
+  close(): Promise<void> {
+    this.closing ??= this.doClose();
+    return this.closing;
+  }
+
+  private async doClose(): Promise<void> {
+    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.channels.closeAll(CLOSE.shutdown, 'relay shutting down');
+    const server = this.connectorApi;
+    if (server) {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+        setTimeout(() => {
+          this.channels.terminateAll();
+          server.closeAllConnections();
+        }, 2000).unref();
+      });
+    }
+    this.channels.terminateAll();
+    this.store.close();
+  }
+}
+
+type TokenVerifier = Pick<AdminTokenVerifier, 'verify'>;
+
+function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier {
+  if (config.identity.issuer) return new AdminTokenVerifier(config.identity, options.now ? { now: options.now } : {});
+  return {
+    verify: () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
+      'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 })),
+  };
+}
+
+function listen(server: Server, host: string, port: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}

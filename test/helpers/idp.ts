@@ -1,0 +1,204 @@
+// A real OpenID provider (oidc-provider@8) running in-process with keys fresh per run, so token
+// tests exercise genuine discovery, JWKS and token-endpoint behaviour rather than mocks.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+// @ts-expect-error -- oidc-provider@8 ships no type declarations; the part used here is typed below.
+import Provider from 'oidc-provider';
+
+export interface TestIdp {
+  /** `http://127.0.0.1:<port>`, exactly as the provider puts it in discovery and tokens. */
+  issuer: string;
+  /** A genuine access token from the token endpoint (client_credentials + resource indicator). */
+  adminToken(opts?: { roles?: string[]; audience?: string }): Promise<string>;
+  /** Signs arbitrary claims with the provider's own private key (ES256 by default, or RS256). */
+  signToken(claims: Record<string, unknown>, header?: { alg?: string; kid?: string }): Promise<string>;
+  /** The provider's private signing JWKs (ES256 first, then RS256), each with its kid. */
+  jwks: { keys: object[] };
+  close(): Promise<void>;
+}
+
+export interface StartIdpOptions {
+  /** Listen on this port instead of an ephemeral one, e.g. to bring up an issuer a verifier already knows. */
+  port?: number;
+}
+
+interface OidcProvider {
+  callback(): http.RequestListener;
+}
+type OidcProviderClass = new (issuer: string, configuration: Record<string, unknown>) => OidcProvider;
+
+interface SigningKey {
+  readonly alg: 'ES256' | 'RS256';
+  readonly kid: string;
+  readonly privateKey: CryptoKey;
+  readonly jwk: JWK;
+}
+
+// Roles are encoded in the client id (`proxyctl-test.<base64url(JSON roles)>`) and clients are
+// resolved on demand by the adapter, so any role set gets a real client without pre-registration.
+const CLIENT_PREFIX = 'proxyctl-test.';
+
+function clientIdFor(roles: readonly string[]): string {
+  return CLIENT_PREFIX + Buffer.from(JSON.stringify(roles)).toString('base64url');
+}
+
+function rolesOf(clientId: unknown): string[] | undefined {
+  if (typeof clientId !== 'string' || !clientId.startsWith(CLIENT_PREFIX)) return undefined;
+  try {
+    const roles: unknown = JSON.parse(Buffer.from(clientId.slice(CLIENT_PREFIX.length), 'base64url').toString('utf8'));
+    return Array.isArray(roles) && roles.every((r) => typeof r === 'string') ? roles : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Per-provider storage (the built-in memory adapter is process-global and warns on use). */
+function adapterFor(clientSecret: string): new (model: string) => object {
+  const store = new Map<string, Record<string, unknown>>();
+  return class TestAdapter {
+    readonly #model: string;
+    constructor(model: string) {
+      this.#model = model;
+    }
+
+    #key(id: string): string {
+      return `${this.#model}:${id}`;
+    }
+
+    async find(id: string): Promise<Record<string, unknown> | undefined> {
+      if (this.#model === 'Client') {
+        if (rolesOf(id) === undefined) return undefined;
+        return {
+          client_id: id,
+          client_secret: clientSecret,
+          grant_types: ['client_credentials'],
+          response_types: [],
+          redirect_uris: [],
+          token_endpoint_auth_method: 'client_secret_post',
+        };
+      }
+      return store.get(this.#key(id));
+    }
+
+    async upsert(id: string, payload: Record<string, unknown>): Promise<void> {
+      store.set(this.#key(id), payload);
+    }
+
+    async consume(id: string): Promise<void> {
+      const payload = store.get(this.#key(id));
+      if (payload) payload['consumed'] = Math.floor(Date.now() / 1000);
+    }
+
+    async destroy(id: string): Promise<void> {
+      store.delete(this.#key(id));
+    }
+
+    async findByUid(): Promise<undefined> {
+      return undefined;
+    }
+
+    async findByUserCode(): Promise<undefined> {
+      return undefined;
+    }
+
+    async revokeByGrantId(): Promise<void> {}
+  };
+}
+
+async function signingKey(alg: 'ES256' | 'RS256'): Promise<SigningKey> {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  const kid = `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`;
+  const jwk = { ...(await exportJWK(privateKey)), kid, alg, use: 'sig' };
+  return { alg, kid, privateKey, jwk };
+}
+
+export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> {
+  const [es256, rs256] = await Promise.all([signingKey('ES256'), signingKey('RS256')]);
+  const clientSecret = randomBytes(24).toString('base64url');
+
+  // The issuer needs the port, so the server listens first and gets the provider's handler after.
+  let handler: http.RequestListener = (_req, res) => {
+    res.statusCode = 503;
+    res.end();
+  };
+  const server = http.createServer((req, res) => handler(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port ?? 0, '127.0.0.1', () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const { port } = server.address() as AddressInfo;
+  const issuer = `http://127.0.0.1:${port}`;
+
+  const provider = new (Provider as OidcProviderClass)(issuer, {
+    adapter: adapterFor(clientSecret),
+    jwks: { keys: [es256.jwk, rs256.jwk] },
+    // Set explicitly only to keep oidc-provider's development-default warnings out of test output.
+    cookies: { keys: [randomBytes(32).toString('hex')] },
+    findAccount: async () => undefined,
+    clientBasedCORS: () => false,
+    ttl: { ClientCredentials: 600, AccessToken: 600 },
+    routes: { token: '/token', jwks: '/jwks' },
+    features: {
+      devInteractions: { enabled: false },
+      clientCredentials: { enabled: true },
+      resourceIndicators: {
+        enabled: true,
+        defaultResource: () => undefined,
+        useGrantedResource: () => true,
+        getResourceServerInfo: (_ctx: unknown, resourceIndicator: string) => ({
+          scope: 'proxyctl.admin',
+          audience: resourceIndicator,
+          accessTokenTTL: 600,
+          accessTokenFormat: 'jwt',
+          jwt: { sign: { alg: 'ES256' } },
+        }),
+      },
+    },
+    extraTokenClaims: async (_ctx: unknown, token: { clientId?: unknown }) => {
+      const roles = rolesOf(token.clientId);
+      return roles === undefined ? undefined : { roles };
+    },
+  });
+  handler = provider.callback();
+
+  async function adminToken(opts: { roles?: string[]; audience?: string } = {}): Promise<string> {
+    const response = await fetch(`${issuer}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
+      body: new URLSearchParams({
+        grant_type: 'client_credentials',
+        client_id: clientIdFor(opts.roles ?? ['ProxyAdministrator']),
+        client_secret: clientSecret,
+        resource: opts.audience ?? 'api://proxyctl',
+        scope: 'proxyctl.admin',
+      }),
+    });
+    const body = (await response.json()) as { access_token?: unknown; error?: unknown; error_description?: unknown };
+    if (response.status !== 200 || typeof body.access_token !== 'string') {
+      throw new Error(`test IdP token endpoint answered ${response.status}: ${String(body.error)} ${String(body.error_description)}`);
+    }
+    return body.access_token;
+  }
+
+  async function signToken(claims: Record<string, unknown>, header: { alg?: string; kid?: string } = {}): Promise<string> {
+    const alg = header.alg ?? 'ES256';
+    const key = alg === es256.alg ? es256 : alg === rs256.alg ? rs256 : undefined;
+    if (!key) throw new Error(`test IdP signs only with ES256 or RS256, not ${alg}`);
+    return new SignJWT(claims as JWTPayload)
+      .setProtectedHeader({ alg, kid: header.kid ?? key.kid, typ: 'JWT' })
+      .sign(key.privateKey);
+  }
+
+  async function close(): Promise<void> {
+    const closed = new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
+    server.closeAllConnections();
+    await closed;
+  }
+
+  return { issuer, adminToken, signToken, jwks: { keys: [es256.jwk, rs256.jwk] }, close };
+}

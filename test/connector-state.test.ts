@@ -1,0 +1,235 @@
+// The connector's on-disk identity (key, certificate, CA, metadata) and its crash-safe
+// certificate swap, plus the reconnect back-off schedule with injected randomness.
+import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { Backoff } from '../src/connector/backoff.js';
+import { keyMatchesCert, loadState, swapCertificate, writeNewState, type ConnectorState } from '../src/connector/state.js';
+import { loadOrCreateCa, type RelayCa } from '../src/crypto/ca.js';
+import { createKeyAndCsr } from '../src/crypto/csr.js';
+import { tempDir } from './helpers/proc.js';
+
+const HOUR = 60 * 60 * 1000;
+const CONNECTOR_ID = '6f1c2a4e-0000-4000-8000-000000000001';
+
+interface Pair { keyPem: string; certPem: string; serial: string }
+
+async function pair(ca: RelayCa): Promise<Pair> {
+  const { keyPem, csrPem } = await createKeyAndCsr('connector');
+  const issued = await ca.signConnectorCsr(csrPem, { connectorId: CONNECTOR_ID, lifetimeMs: HOUR });
+  return { keyPem, certPem: issued.certPem, serial: issued.serial };
+}
+
+function stateFor(ca: RelayCa, p: Pair): Omit<ConnectorState, 'dir'> {
+  return {
+    relayUrl: 'https://relay.example.com:8444/',
+    connectorId: CONNECTOR_ID,
+    name: 'edge-1',
+    group: 'default',
+    registeredAt: '2030-01-01T00:00:00.000Z',
+    certificateIssuedAt: '2030-01-01T00:00:00.000Z',
+    serial: p.serial,
+    keyPem: p.keyPem,
+    certPem: p.certPem,
+    caPem: ca.certPem,
+  };
+}
+
+// Known gap (reported, not fixed here): a swap finished by recovery, or cut short before
+// writeMeta, leaves connector.json naming the previous serial and issue time.
+const STALE_META = 'src/connector/state.ts: recovery does not rewrite connector.json (serial, certificateIssuedAt)';
+
+const mode = (file: string): number => statSync(file).mode & 0o777;
+const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith('next-') || f.endsWith('.tmp'));
+
+// One CA and three key/certificate pairs serve every test below.
+const ca = await loadOrCreateCa(path.join(tempDir(t), 'ca'));
+const [one, two, three] = await Promise.all([pair(ca), pair(ca), pair(ca)]);
+
+t.test('writeNewState writes a loadable identity with a private key', async (t) => {
+  const dir = path.join(tempDir(t), 'state');
+  writeNewState(dir, stateFor(ca, one));
+
+  t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'key.pem is 0600');
+  t.equal(mode(dir), 0o700, 'state directory is 0700');
+  t.same(readdirSync(dir).sort(), ['ca.pem', 'cert.pem', 'connector.json', 'key.pem'], 'exactly the four files, no temporaries');
+
+  const loaded = loadState(dir);
+  t.equal(loaded.dir, dir);
+  t.equal(loaded.keyPem, one.keyPem);
+  t.equal(loaded.certPem, one.certPem);
+  t.equal(loaded.caPem, ca.certPem);
+  t.equal(loaded.connectorId, CONNECTOR_ID);
+  t.equal(loaded.serial, one.serial);
+  t.equal(loaded.name, 'edge-1');
+  t.notOk('keyPem' in JSON.parse(readFileSync(path.join(dir, 'connector.json'), 'utf8')), 'no key material in connector.json');
+});
+
+t.test('writeNewState refuses to overwrite a registered identity', async (t) => {
+  const dir = path.join(tempDir(t), 'state');
+  writeNewState(dir, stateFor(ca, one));
+  t.throws(() => writeNewState(dir, stateFor(ca, two)), { code: 'ERR_USAGE' });
+  t.equal(loadState(dir).certPem, one.certPem, 'the first identity is untouched');
+  t.equal(readFileSync(path.join(dir, 'key.pem'), 'utf8'), one.keyPem, 'key untouched');
+
+  writeNewState(dir, stateFor(ca, two), true);
+  t.equal(loadState(dir).certPem, two.certPem, 'explicit overwrite replaces it');
+  t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'replacement key is 0600 too');
+});
+
+t.test('missing or inconsistent state is refused', async (t) => {
+  const root = tempDir(t);
+  t.throws(() => loadState(root), { code: 'ERR_STATE_INVALID' }, 'empty directory');
+  t.throws(() => loadState(path.join(root, 'does-not-exist')), { code: 'ERR_STATE_INVALID' }, 'missing directory');
+
+  const mismatched = path.join(root, 'mismatched');
+  writeNewState(mismatched, { ...stateFor(ca, one), keyPem: two.keyPem });
+  t.throws(() => loadState(mismatched), { code: 'ERR_STATE_INVALID' }, 'key of another certificate');
+
+  const noMeta = path.join(root, 'no-meta');
+  writeNewState(noMeta, stateFor(ca, one));
+  writeFileSync(path.join(noMeta, 'connector.json'), '{"relayUrl": "https://relay.example.com/"}');
+  t.throws(() => loadState(noMeta), { code: 'ERR_STATE_INVALID' }, 'metadata lacking the connector id');
+  writeFileSync(path.join(noMeta, 'connector.json'), 'not json');
+  t.throws(() => loadState(noMeta), { code: 'ERR_STATE_INVALID' }, 'unreadable metadata');
+
+  const garbageKey = path.join(root, 'garbage-key');
+  writeNewState(garbageKey, { ...stateFor(ca, one), keyPem: 'not a key' });
+  t.throws(() => loadState(garbageKey), { code: 'ERR_STATE_INVALID' }, 'unreadable key');
+
+  t.ok(keyMatchesCert(one.keyPem, one.certPem));
+  t.notOk(keyMatchesCert(one.keyPem, two.certPem));
+  t.notOk(keyMatchesCert('garbage', one.certPem));
+});
+
+t.test('swapCertificate installs the new pair and metadata', async (t) => {
+  const dir = path.join(tempDir(t), 'state');
+  writeNewState(dir, stateFor(ca, one));
+  const before = loadState(dir);
+  const issuedAt = new Date('2030-06-01T00:00:00.000Z');
+  const next = swapCertificate(before, two.keyPem, two.certPem, two.serial, issuedAt);
+
+  t.equal(next.serial, two.serial);
+  t.equal(next.certificateIssuedAt, issuedAt.toISOString());
+  t.same(leftovers(dir), [], 'no next-* or temporary files left');
+  t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'swapped key is 0600');
+  const loaded = loadState(dir);
+  t.equal(loaded.keyPem, two.keyPem);
+  t.equal(loaded.certPem, two.certPem);
+  t.equal(loaded.serial, two.serial);
+  t.equal(loaded.certificateIssuedAt, issuedAt.toISOString());
+  t.equal(loaded.connectorId, CONNECTOR_ID, 'identity carried over');
+  t.equal(loaded.caPem, ca.certPem);
+});
+
+t.test('swap crash recovery', async (t) => {
+  const setup = (t: Parameters<Parameters<typeof t.test>[1]>[0]): string => {
+    const dir = path.join(tempDir(t), 'state');
+    writeNewState(dir, stateFor(ca, one));
+    return dir;
+  };
+  const write = (dir: string, name: string, text: string, fileMode = 0o600): void => writeFileSync(path.join(dir, name), text, { mode: fileMode });
+
+  t.test('(a) crash after next-key.pem only: discarded, old pair stands', async (t) => {
+    const dir = setup(t);
+    write(dir, 'next-key.pem', two.keyPem);
+    const s = loadState(dir);
+    t.equal(s.keyPem, one.keyPem);
+    t.equal(s.certPem, one.certPem);
+    t.notOk(existsSync(path.join(dir, 'next-key.pem')), 'next-key.pem removed');
+    t.same(leftovers(dir), []);
+    t.equal(loadState(dir).certPem, one.certPem, 'a second load is stable');
+  });
+
+  t.test('(b) crash after both next files: swap finished, new pair loads', async (t) => {
+    const dir = setup(t);
+    write(dir, 'next-key.pem', two.keyPem);
+    write(dir, 'next-cert.pem', two.certPem, 0o644);
+    const s = loadState(dir);
+    t.equal(s.keyPem, two.keyPem);
+    t.equal(s.certPem, two.certPem);
+    t.ok(keyMatchesCert(s.keyPem, s.certPem));
+    t.same(leftovers(dir), []);
+    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate', { todo: STALE_META });
+    t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'promoted key keeps 0600');
+    t.equal(loadState(dir).certPem, two.certPem, 'a second load is stable');
+  });
+
+  t.test('(c) crash after the key rename: next-cert.pem completes the swap', async (t) => {
+    const dir = setup(t);
+    write(dir, 'key.pem', two.keyPem);
+    write(dir, 'next-cert.pem', two.certPem, 0o644);
+    const s = loadState(dir);
+    t.equal(s.keyPem, two.keyPem);
+    t.equal(s.certPem, two.certPem);
+    t.same(leftovers(dir), []);
+    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate', { todo: STALE_META });
+    t.equal(loadState(dir).certPem, two.certPem, 'a second load is stable');
+  });
+
+  t.test('next files that do not pair up are discarded', async (t) => {
+    const dir = setup(t);
+    write(dir, 'next-key.pem', two.keyPem);
+    write(dir, 'next-cert.pem', three.certPem, 0o644);
+    const s = loadState(dir);
+    t.equal(s.keyPem, one.keyPem);
+    t.equal(s.certPem, one.certPem);
+    t.same(leftovers(dir), []);
+
+    const lone = setup(t);
+    write(lone, 'next-cert.pem', two.certPem, 0o644);
+    t.equal(loadState(lone).certPem, one.certPem, 'a next-cert.pem matching no key is dropped');
+    t.same(leftovers(lone), []);
+  });
+
+  t.test('(d) crash after both renames but before the metadata write', async (t) => {
+    const dir = setup(t);
+    write(dir, 'key.pem', two.keyPem);
+    write(dir, 'cert.pem', two.certPem, 0o644);
+    const s = loadState(dir);
+    t.ok(keyMatchesCert(s.keyPem, s.certPem), 'key and certificate still belong together');
+    t.equal(s.certPem, two.certPem);
+    t.equal(s.serial, two.serial, 'metadata serial follows the certificate actually loaded', { todo: STALE_META });
+  });
+});
+
+t.test('backoff: ceilings double up to maxMs with full jitter', async (t) => {
+  const top = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 1 });
+  const seen = Array.from({ length: 7 }, () => top.next());
+  t.same(seen, [100, 200, 400, 800, 1000, 1000, 1000], 'random()=1 shows the ceilings');
+  t.equal(top.attempts, 7);
+
+  const half = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.5 });
+  t.same(Array.from({ length: 6 }, () => half.next()), [50, 100, 200, 400, 500, 500], 'jitter scales the ceiling');
+
+  top.reset();
+  t.equal(top.attempts, 0, 'reset clears the attempt count');
+  t.equal(top.next(), 100, 'and restarts from baseMs');
+
+  const floor = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0 });
+  t.same(Array.from({ length: 5 }, () => floor.next()), [50, 50, 50, 50, 50], 'never below baseMs/2');
+
+  const tiny = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.1 });
+  t.equal(tiny.next(), 50, 'a small draw is lifted to baseMs/2');
+  t.equal(tiny.next(), 50);
+  t.equal(tiny.next(), 50);
+  t.equal(tiny.next(), 80);
+
+  const many = new Backoff({ baseMs: 250, maxMs: 30_000, random: () => 0.999999 });
+  for (let i = 0; i < 200; i++) many.next();
+  t.equal(many.next(), 30_000, 'after many attempts the delay is still the finite cap');
+
+  const defaults = new Backoff({ random: () => 1 });
+  t.equal(defaults.next(), 250, 'default base 250 ms');
+  for (let i = 0; i < 20; i++) defaults.next();
+  t.equal(defaults.next(), 30_000, 'default cap 30 s');
+
+  let draws = 0;
+  const rnd = new Backoff({ baseMs: 10, maxMs: 5000 });
+  for (let i = 0; i < 500; i++) {
+    const d = rnd.next();
+    const ceiling = Math.min(5000, 10 * 2 ** Math.min(i, 30));
+    if (d >= 5 && d <= ceiling) draws++;
+  }
+  t.equal(draws, 500, 'with real randomness every delay is within [baseMs/2, ceiling]');
+});

@@ -42,6 +42,8 @@ export interface ConnectorPolicy {
   readonly heartbeatIntervalMs: number;
   readonly configRefreshMs: number;
   readonly channels: number;
+  /** How long a request waits for a connector of its group to come online. */
+  readonly queueTimeoutMs: number;
 }
 
 export interface RelayConfig {
@@ -139,13 +141,14 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   };
   if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
 
-  const con = obj(v, 'connectors', top['connectors'], ['renewAfter', 'certificateLifetime', 'heartbeatInterval', 'configRefresh', 'channels']) ?? {};
+  const con = obj(v, 'connectors', top['connectors'], ['renewAfter', 'certificateLifetime', 'heartbeatInterval', 'configRefresh', 'channels', 'queueTimeout']) ?? {};
   const connectors: ConnectorPolicy = {
     renewAfterMs: duration(v, 'connectors.renewAfter', con['renewAfter'], '180d', 1000),
     certificateLifetimeMs: duration(v, 'connectors.certificateLifetime', con['certificateLifetime'], '365d', 60_000),
     heartbeatIntervalMs: duration(v, 'connectors.heartbeatInterval', con['heartbeatInterval'], '15s', 100),
     configRefreshMs: duration(v, 'connectors.configRefresh', con['configRefresh'], '5m', 1000),
     channels: int(v, 'connectors.channels', con['channels'], 2, 1, 16),
+    queueTimeoutMs: duration(v, 'connectors.queueTimeout', con['queueTimeout'], '10s', 0),
   };
   if (connectors.renewAfterMs >= connectors.certificateLifetimeMs) {
     v.fail('connectors.renewAfter', con['renewAfter'] ?? '180d', `a duration shorter than connectors.certificateLifetime`);

@@ -102,6 +102,10 @@ export class ControlChannel {
     });
   }
 
+  sendDraining(): void {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: 'draining' }));
+  }
+
   get isOpen(): boolean {
     return this.ws?.readyState === WebSocket.OPEN;
   }

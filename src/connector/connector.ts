@@ -11,6 +11,7 @@ import { ControlChannel } from './channel.js';
 import type { ConnectorMetrics } from './metrics.js';
 import { FATAL_REMOTE, RelayClient } from './relay-client.js';
 import { loadState, swapCertificate, type ConnectorState } from './state.js';
+import { BackendProxy } from './proxy.js';
 
 export interface ConnectorOptions {
   stateDir: string;
@@ -36,6 +37,7 @@ export class Connector {
   private pulling: Promise<void> | undefined;
   private renewing: Promise<void> | undefined;
   private readonly waiters = new Set<() => void>();
+  private readonly proxy: BackendProxy;
   private resolveDone!: () => void;
   private rejectDone!: (err: ProxyctlError) => void;
   /** Settles when the connector stops: resolves on close(), rejects when the relay disowns it. */
@@ -47,6 +49,12 @@ export class Connector {
       this.rejectDone = reject;
     });
     this.done.catch(() => undefined);
+    this.proxy = new BackendProxy({ relay: () => this.client, config: () => this.config, log: options.log });
+  }
+
+  /** Requests being served right now. */
+  get activeRequests(): number {
+    return this.proxy.active;
   }
 
   private now(): number {
@@ -169,6 +177,15 @@ export class Connector {
   }
 
   private onMessage(msg: RelayMessage): void {
+    if (msg.type === 'request') {
+      if (this.stopped) return;
+      this.proxy.handle(msg);
+      return;
+    }
+    if (msg.type === 'cancel') {
+      this.proxy.cancel(msg.id);
+      return;
+    }
     if (msg.type === 'hello' || msg.type === 'config-changed') {
       if (msg.configVersion !== this.config?.version) this.backgroundPull(msg.type === 'hello' ? 'hello' : 'announcement');
     }
@@ -275,18 +292,29 @@ export class Connector {
     this.waiters.clear();
     for (const ch of this.slots) ch?.close();
     this.options.metrics?.channelsUp.set(0);
+    void this.proxy.close();
     void this.client?.close().catch(() => undefined);
   }
 
-  /** Drains: stops reconnecting and closes channels cleanly. Idempotent. */
-  async close(): Promise<void> {
-    if (!this.stopped) {
-      this.options.log.info({ connector_id: this.state?.connectorId }, 'connector stopping');
-      this.shutdown();
-      this.resolveDone();
+  /**
+   * Drains: tells the relay to send nothing new, lets requests in flight finish
+   * (up to drainMs), then closes channels. Idempotent.
+   */
+  async close(drainMs = 30_000): Promise<void> {
+    if (!this.stopped && !this.closing) {
+      this.closing = true;
+      this.options.log.info({ connector_id: this.state?.connectorId, in_flight: this.proxy.active }, 'connector draining');
+      for (const ch of this.slots) ch?.sendDraining();
+      await this.proxy.drain(drainMs);
+      if (!this.stopped) {
+        this.shutdown();
+        this.resolveDone();
+      }
     }
     await this.done.catch(() => undefined);
   }
+
+  private closing = false;
 
   get fatalError(): ProxyctlError | undefined {
     return this.fatal;

@@ -32,9 +32,21 @@ export function tlsOptions(creds: ClientCredentials) {
 
 export class RelayClient {
   private readonly agent: Dispatcher;
+  /** scheme://host:port of the connector API. */
+  readonly origin: string;
+  /** TLS options for node:https calls (tunnels). */
+  readonly tls: ReturnType<typeof tlsOptions>;
 
   constructor(readonly relayUrl: string, creds: ClientCredentials) {
-    this.agent = new Agent({ connect: { ...tlsOptions(creds), timeout: 10_000 }, keepAliveTimeout: 10_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    this.tls = tlsOptions(creds);
+    this.origin = new URL(relayUrl).origin;
+    // Data-plane streams can idle for as long as a user reads slowly: no body/headers timeouts there.
+    this.agent = new Agent({ connect: { ...this.tls, timeout: 10_000 }, keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, connections: 512 });
+  }
+
+  /** The pooled mutual-TLS dispatcher for data-plane calls. */
+  get dispatcher(): Dispatcher {
+    return this.agent;
   }
 
   register(token: string, body: RegisterRequest): Promise<RegisterResponse> {
@@ -60,6 +72,8 @@ export class RelayClient {
       res = await request(url, {
         method,
         dispatcher: this.agent,
+        headersTimeout: 30_000,
+        bodyTimeout: 30_000,
         headers: { ...headers, 'x-proxyctl-version': VERSION, ...(body ? { 'content-type': 'application/json' } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
       });

@@ -9,6 +9,8 @@ import { CLOSE, type RelayMessage } from '../protocol/connector-api.js';
 export class Channel {
   readonly id = randomUUID();
   alive = true;
+  /** The connector is shutting down: finish what it has, give it nothing new. */
+  draining = false;
   constructor(
     readonly ws: WebSocket,
     readonly connectorId: string,
@@ -22,23 +24,38 @@ export class Channel {
   }
 }
 
+export interface ChannelEvents {
+  onSeen(channel: Channel): void;
+  onOpen?(channel: Channel): void;
+  onClose?(channel: Channel): void;
+}
+
 export class ChannelRegistry {
   private readonly channels = new Map<string, Channel>();
   private timer: NodeJS.Timeout | undefined;
+  private readonly listeners: ChannelEvents[] = [];
 
-  constructor(private readonly log: Logger, private readonly onSeen: (channel: Channel) => void) {}
+  constructor(private readonly log: Logger, events: ChannelEvents) {
+    this.listeners.push(events);
+  }
+
+  subscribe(events: ChannelEvents): void {
+    this.listeners.push(events);
+  }
 
   add(channel: Channel): void {
     this.channels.set(channel.id, channel);
     channel.ws.on('pong', () => {
       channel.alive = true;
-      this.onSeen(channel);
+      for (const l of this.listeners) l.onSeen(channel);
     });
     channel.ws.on('close', (code, reason) => {
       this.channels.delete(channel.id);
+      for (const l of this.listeners) l.onClose?.(channel);
       this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() }, 'connector channel closed');
     });
     this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, group: channel.group }, 'connector channel open');
+    for (const l of this.listeners) l.onOpen?.(channel);
   }
 
   /** Pings every channel each interval; a channel silent for a whole interval is cut. */

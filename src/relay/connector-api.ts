@@ -18,6 +18,7 @@ import { authenticateConnector } from './client-auth.js';
 import { buildConnectorConfig, groupConfigVersion } from './connector-config.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { field, readJsonBody, sendError, sendJson } from './respond.js';
+import { parseDataPath, type DataPlane } from './data-plane.js';
 import type { Store } from './store.js';
 
 export interface ConnectorApiDeps {
@@ -26,6 +27,7 @@ export interface ConnectorApiDeps {
   ca: RelayCa;
   verifier: Pick<AdminTokenVerifier, 'verify'>;
   channels: ChannelRegistry;
+  dataPlane: DataPlane;
   log: Logger;
   now?: () => number;
 }
@@ -44,8 +46,8 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     rejectUnauthorized: false, // registration has no certificate yet; checked per route
     minVersion: 'TLSv1.2',
     headersTimeout: 10_000,
-    requestTimeout: 30_000,
-    maxHeaderSize: 16 * 1024,
+    requestTimeout: 0, // response bodies stream for as long as the user downloads
+    maxHeaderSize: 64 * 1024, // response headers travel encoded in one request header
   });
   server.keepAliveTimeout = 30_000;
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
@@ -59,6 +61,11 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const url = new URL(req.url ?? '/', 'https://relay.invalid');
     const route = `${req.method} ${url.pathname}`;
     const limit = deps.config().connectorApi.maxBodyBytes;
+    const data = parseDataPath(url.pathname, API.requests);
+    if (data) {
+      const who = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+      return deps.dataPlane.handle(req, res, who, data.id, data.action);
+    }
     switch (route) {
       case `POST ${API.register}`:
         return register(req, res, requestId, limit);
@@ -128,11 +135,29 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     socket.on('error', () => socket.destroy());
     try {
       const url = new URL(req.url ?? '/', 'https://relay.invalid');
+      const data = parseDataPath(url.pathname, API.requests);
+      if (data?.action === 'upgrade') {
+        const who = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+        deps.dataPlane.tunnel(req, socket, head, who, data.id);
+        return;
+      }
       if (url.pathname !== API.channel) throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
       const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
       wss.handleUpgrade(req, socket, head, (ws) => {
         const version = versionOf(req) ?? 'unknown';
         const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version);
+        ws.on('message', (data, isBinary) => {
+          if (isBinary) return;
+          try {
+            const msg = JSON.parse(data.toString()) as { type?: string };
+            if (msg.type === 'draining') {
+              ch.draining = true;
+              deps.log.info({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector draining');
+            }
+          } catch {
+            deps.log.warn({ connector_id: ch.connectorId }, 'connector sent a control message that is not JSON');
+          }
+        });
         ws.on('error', (err) => deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'));
         deps.channels.add(ch);
         deps.store.touch(id.connector.id, version, now());

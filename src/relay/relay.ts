@@ -13,6 +13,10 @@ import { ChannelRegistry } from './channels.js';
 import { createConnectorApi } from './connector-api.js';
 import { groupConfigVersion } from './connector-config.js';
 import { ensureServerCertificate } from './server-cert.js';
+import { DataPlane } from './data-plane.js';
+import { RequestQueue } from './queue.js';
+import { createRequestPath } from './request-path.js';
+import { createServer as createHttpsServer } from 'node:https';
 import { Store } from './store.js';
 
 export interface RelayOptions {
@@ -25,6 +29,10 @@ export interface RelayOptions {
 export class Relay {
   private config: RelayConfig;
   private connectorApi: Server | undefined;
+  private publicServer: Server | undefined;
+  private publicHosts = '';
+  readonly queue: RequestQueue;
+  private readonly dataPlane: DataPlane;
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = -1;
   private closing: Promise<void> | undefined;
@@ -38,13 +46,17 @@ export class Relay {
     private readonly options: RelayOptions,
   ) {
     this.config = config;
-    this.channels = new ChannelRegistry(options.log, (ch) => {
-      try {
-        this.store.touch(ch.connectorId, ch.version, this.now());
-      } catch (err) {
-        options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
-      }
+    this.channels = new ChannelRegistry(options.log, {
+      onSeen: (ch) => {
+        try {
+          this.store.touch(ch.connectorId, ch.version, this.now());
+        } catch (err) {
+          options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
+        }
+      },
     });
+    this.queue = new RequestQueue(this.channels, options.log);
+    this.dataPlane = new DataPlane(this.queue, options.log);
   }
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
@@ -68,15 +80,59 @@ export class Relay {
     const hosts = [cfg.connectorApi.url.hostname.replace(/^\[|\]$/g, ''), 'localhost', '127.0.0.1', '::1'];
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
-      { config: () => this.config, store: this.store, ca: this.ca, verifier: this.verifier, channels: this.channels, log: this.options.log, now: () => this.now() },
+      {
+        config: () => this.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.verifier.verify(t) },
+        channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(),
+      },
       tls,
     );
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
+    await this.startPublic(cfg);
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     this.lastDataVersion = this.store.dataVersion();
     this.watchTimer = setInterval(() => this.watchStore(), this.options.storeWatchMs ?? 500);
     this.watchTimer.unref();
     this.options.log.info({ listen: this.connectorApiAddress(), data_dir: cfg.dataDir }, 'connector API listening');
+  }
+
+  private hostsFor(cfg: RelayConfig): string[] {
+    const hosts = new Set(['localhost', '127.0.0.1', '::1']);
+    for (const app of cfg.apps) hosts.add(app.host);
+    return [...hosts].sort();
+  }
+
+  private async startPublic(cfg: RelayConfig): Promise<void> {
+    const hosts = this.hostsFor(cfg);
+    const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
+    this.publicHosts = hosts.join(',');
+    const server = createHttpsServer({
+      key: tls.keyPem,
+      cert: tls.certPem,
+      minVersion: 'TLSv1.2',
+      noDelay: true,
+      headersTimeout: 20_000,
+      requestTimeout: 0, // long uploads and downloads are legitimate; idle sockets are cut below
+      keepAliveTimeout: 65_000,
+      maxHeaderSize: 32 * 1024,
+    });
+    server.setTimeout(120_000, (socket) => socket.destroy());
+    const path = createRequestPath({ config: () => this.config, queue: this.queue, log: this.options.log });
+    server.on('request', (req, res) => void path.handleRequest(req, res));
+    server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
+    server.on('tlsClientError', (err: Error) => this.options.log.debug({ err: err.message }, 'public TLS handshake failed'));
+    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    this.publicServer = server;
+    await listen(server, cfg.public.host, cfg.public.port);
+    this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
+  }
+
+  publicAddress(): { host: string; port: number } {
+    const addr = this.publicServer?.address() as AddressInfo | null;
+    if (!addr) throw new Error('public listener is not listening');
+    return { host: addr.address, port: addr.port };
   }
 
   connectorApiAddress(): { host: string; port: number } {
@@ -103,6 +159,7 @@ export class Relay {
     const connectors = new Set(open.filter((c) => revoked.has(c.serial)).map((c) => c.connectorId));
     for (const id of connectors) {
       const n = this.channels.revoke(id, 'connector revoked by an administrator');
+      this.queue.failConnector(id);
       this.options.log.warn({ connector_id: id, channels: n }, 'connector revoked; channels closed');
     }
   }
@@ -111,6 +168,7 @@ export class Relay {
   revokeConnector(idOrName: string, actor: string): void {
     const c = this.store.revokeConnector(idOrName, actor, this.now());
     this.channels.revoke(c.id, 'connector revoked by an administrator');
+    this.queue.failConnector(c.id);
   }
 
   /**
@@ -127,9 +185,23 @@ export class Relay {
       this.verifier = makeVerifier(next, this.options);
     }
     this.config = next;
+    void this.refreshPublicCertificate(next);
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs) this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
     return { restartNeeded };
+  }
+
+  /** New app hosts get a certificate; open connections keep theirs. */
+  private async refreshPublicCertificate(cfg: RelayConfig): Promise<void> {
+    const hosts = this.hostsFor(cfg);
+    if (!this.publicServer || hosts.join(',') === this.publicHosts) return;
+    try {
+      const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
+      this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+      this.publicHosts = hosts.join(',');
+    } catch (err) {
+      this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
+    }
   }
 
   private announceConfigChange(prev: RelayConfig): void {
@@ -152,6 +224,17 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     if (this.watchTimer) clearInterval(this.watchTimer);
+    const pub = this.publicServer;
+    if (pub) {
+      // Stop taking users, let requests in flight finish (bounded), then close channels.
+      const closed = new Promise<void>((resolve) => pub.close(() => resolve()));
+      pub.closeIdleConnections();
+      const deadline = Date.now() + 10_000;
+      while (this.queue.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      this.queue.abortAll();
+      pub.closeAllConnections();
+      await closed;
+    }
     this.channels.closeAll(CLOSE.shutdown, 'relay shutting down');
     const server = this.connectorApi;
     if (server) {

@@ -1,0 +1,224 @@
+// The connector's half of the data plane: take a queued request, pull its body
+// from the relay (outbound), call the internal app with a keep-alive pool, and
+// push status, headers and body back to the relay (outbound). Streams end to
+// end; a failure mid-body aborts the upload so the user never sees a clean end.
+import { request as httpRequest, type IncomingMessage, type ClientRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { Agent, type Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
+import type { Logger } from '../log.js';
+import {
+  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, requestPath,
+  type BackendFailure, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
+} from '../protocol/connector-api.js';
+import type { RelayClient } from './relay-client.js';
+
+export interface ProxyDeps {
+  relay: () => RelayClient;
+  config: () => ConnectorConfig | undefined;
+  log: Logger;
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
+
+export class BackendProxy {
+  private readonly inflight = new Map<string, AbortController>();
+  private readonly backend: Agent;
+  private idle: (() => void)[] = [];
+
+  constructor(private readonly deps: ProxyDeps) {
+    this.backend = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 512, pipelining: 1 });
+  }
+
+  get active(): number {
+    return this.inflight.size;
+  }
+
+  cancel(id: string): void {
+    this.inflight.get(id)?.abort(new Error('cancelled by the relay: the user went away'));
+  }
+
+  handle(msg: QueuedRequest): void {
+    const ac = new AbortController();
+    this.inflight.set(msg.id, ac);
+    this.run(msg, ac.signal)
+      .catch((err: unknown) => {
+        if (!ac.signal.aborted) this.deps.log.warn({ request_id: msg.id, app: msg.app, err: (err as Error).message }, 'request failed');
+      })
+      .finally(() => {
+        this.inflight.delete(msg.id);
+        if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
+      });
+  }
+
+  /** Resolves when nothing is in flight, or after timeoutMs. */
+  drain(timeoutMs: number): Promise<void> {
+    if (this.inflight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      t.unref();
+      this.idle.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const ac of this.inflight.values()) ac.abort(new Error('connector shutting down'));
+    await this.backend.close().catch(() => undefined);
+  }
+
+  private async run(msg: QueuedRequest, signal: AbortSignal): Promise<void> {
+    const app = this.deps.config()?.apps.find((a) => a.name === msg.app);
+    if (!app) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
+    const base = new URL(app.internalUrl);
+    const path = `${base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`}${msg.target}`;
+    const headers = this.backendHeaders(msg.headers, app, base);
+    if (msg.upgrade) return this.upgrade(msg, app, base, path, headers, signal);
+
+    const relay = this.deps.relay();
+    const body = msg.body ? await this.fetchBody(relay, msg.id, signal) : undefined;
+    let res: Dispatcher.ResponseData;
+    try {
+      res = await this.backend.request({
+        origin: base.origin, path, method: msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body, signal,
+        headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
+      });
+    } catch (err) {
+      body?.destroy();
+      if (signal.aborted) return;
+      return this.reportBackendError(msg, app, err);
+    }
+    await this.sendResponse(relay, msg.id, res.statusCode, toPairs(res.headers), res.body, signal);
+  }
+
+  private backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): HeaderPairs {
+    const forwardedHost = pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1];
+    return [['host', app.passHostHeader && forwardedHost ? forwardedHost : base.host], ...pairs];
+  }
+
+  private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {
+    const res = await relay.dispatcher.request({ origin: relay.origin, path: requestPath(id, 'body'), method: 'GET', signal });
+    if (res.statusCode !== 200) {
+      await res.body.dump();
+      throw new Error(`relay refused the request body (${res.statusCode})`);
+    }
+    return res.body;
+  }
+
+  private async sendResponse(relay: RelayClient, id: string, status: number, headers: HeaderPairs, body: Readable | null, signal: AbortSignal): Promise<void> {
+    const res = await relay.dispatcher.request({
+      origin: relay.origin,
+      path: requestPath(id, 'response'),
+      method: 'POST',
+      headers: { [RESPONSE_STATUS_HEADER]: String(status), [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers), 'content-type': 'application/octet-stream' },
+      body: body ?? '',
+      signal,
+    });
+    await res.body.dump();
+  }
+
+  private reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
+    const code = errorCode(err);
+    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+      return this.report(msg.id, 'ERR_BACKEND_TIMEOUT', `${app.name} did not answer within ${Math.round(app.backendTimeoutMs / 1000)} s`);
+    }
+    if (code && UNREACHABLE.has(code)) return this.report(msg.id, 'ERR_BACKEND_UNREACHABLE', `the connector cannot reach ${app.name} (${code})`);
+    return this.report(msg.id, 'ERR_BACKEND_FAILED', `${app.name} failed to answer (${code ?? 'error'})`);
+  }
+
+  private async report(id: string, code: BackendFailure, message: string): Promise<void> {
+    const relay = this.deps.relay();
+    const res = await relay.dispatcher.request({
+      origin: relay.origin, path: requestPath(id, 'error'), method: 'POST',
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code, message }),
+    });
+    await res.body.dump();
+  }
+
+  /** WebSocket and other upgrades: a backend socket joined to a tunnel the connector opens to the relay. */
+  private upgrade(msg: QueuedRequest, app: ConnectorAppConfig, base: URL, path: string, headers: HeaderPairs, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const send = base.protocol === 'https:' ? httpsRequest : httpRequest;
+      const req: ClientRequest = send({ host: base.hostname, port: base.port || undefined, path, method: msg.method, headers: flatten(headers), signal, timeout: app.backendTimeoutMs });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+      req.on('error', (err) => {
+        if (!signal.aborted) void this.reportBackendError(msg, app, err).catch(() => undefined);
+        resolve();
+      });
+      req.on('response', (res: IncomingMessage) => {
+        // The backend declined the upgrade: relay its answer as a normal response.
+        void this.sendResponse(this.deps.relay(), msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal).catch(() => undefined).finally(resolve);
+      });
+      req.on('upgrade', (res: IncomingMessage, backendSocket: Socket, head: Buffer) => {
+        this.openTunnel(msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
+          if (err || !relaySocket) {
+            backendSocket.destroy();
+            resolve();
+            return;
+          }
+          if (head.length) relaySocket.write(head);
+          if (relayHead?.length) backendSocket.write(relayHead);
+          const done = () => {
+            backendSocket.destroy();
+            relaySocket.destroy();
+            resolve();
+          };
+          for (const s of [backendSocket, relaySocket]) {
+            s.on('error', done);
+            s.on('close', done);
+          }
+          backendSocket.pipe(relaySocket);
+          relaySocket.pipe(backendSocket);
+        });
+      });
+      req.end();
+    });
+  }
+
+  private openTunnel(id: string, headers: HeaderPairs, cb: (err: Error | undefined, socket?: Socket, head?: Buffer) => void): void {
+    const relay = this.deps.relay();
+    const url = new URL(requestPath(id, 'upgrade'), relay.origin);
+    const req = httpsRequest({
+      host: url.hostname, port: url.port, path: url.pathname, method: 'GET', ...relay.tls,
+      headers: { connection: 'upgrade', upgrade: 'proxyctl-tunnel', [RESPONSE_STATUS_HEADER]: '101', [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers) },
+    });
+    req.on('upgrade', (_res, socket: Socket, head: Buffer) => cb(undefined, socket, head));
+    req.on('response', (res) => {
+      res.resume();
+      cb(new Error(`relay refused the tunnel (${res.statusCode})`));
+    });
+    req.on('error', (err) => cb(err));
+    req.end();
+  }
+}
+
+function errorCode(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+    if (typeof e.code === 'string') return e.code;
+  }
+  return undefined;
+}
+
+function toPairs(headers: Record<string, string | string[] | undefined>): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push([k, x]);
+    else out.push([k, v]);
+  }
+  return out;
+}
+
+function rawPairs(raw: string[]): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
+  return out;
+}
+
+/** undici and node:http both take a flat [name, value, …] list and keep duplicates. */
+function flatten(pairs: HeaderPairs): string[] {
+  return pairs.flat();
+}

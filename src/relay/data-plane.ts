@@ -1,0 +1,158 @@
+// The relay's half of the data plane, on the connector API (mutual TLS): the
+// connector pulls a request body, pushes the response (status and headers in
+// x-proxyctl-* headers, body streamed), reports a backend failure, or opens a
+// tunnel for an upgraded (WebSocket) connection. Only the connector the request
+// was queued to may touch it.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import type { Duplex } from 'node:stream';
+import { ProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import {
+  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, type BackendFailure, type DataAction,
+} from '../protocol/connector-api.js';
+import type { ConnectorIdentity } from './client-auth.js';
+import { responseHeadersForClient } from './headers.js';
+import type { Exchange, RequestQueue } from './queue.js';
+import { readJsonBody } from './respond.js';
+
+const ID = /^[0-9a-f-]{36}$/;
+
+export function parseDataPath(pathname: string, prefix: string): { id: string; action: DataAction } | undefined {
+  if (!pathname.startsWith(prefix)) return undefined;
+  const [id, action, extra] = pathname.slice(prefix.length).split('/');
+  if (!id || !ID.test(id) || extra !== undefined) return undefined;
+  if (action !== 'body' && action !== 'response' && action !== 'error' && action !== 'upgrade') return undefined;
+  return { id, action };
+}
+
+const FAILURE_STATUS: Record<BackendFailure, number> = {
+  ERR_BACKEND_UNREACHABLE: 502, ERR_BACKEND_TIMEOUT: 504, ERR_APP_UNKNOWN: 502, ERR_BACKEND_FAILED: 502,
+};
+
+export class DataPlane {
+  constructor(private readonly queue: RequestQueue, private readonly log: Logger) {}
+
+  private exchangeFor(id: string, who: ConnectorIdentity): Exchange {
+    const ex = this.queue.get(id);
+    // The same answer for "gone" and "not yours": ids of other connectors are not revealed.
+    if (!ex || ex.connectorId !== who.connector.id || ex.state === 'done') {
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', `no request ${id} is waiting for this connector`, { status: 404 });
+    }
+    return ex;
+  }
+
+  async handle(req: IncomingMessage, res: ServerResponse, who: ConnectorIdentity, id: string, action: DataAction): Promise<void> {
+    const ex = this.exchangeFor(id, who);
+    switch (action) {
+      case 'body':
+        if (req.method !== 'GET') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use GET for a request body', { status: 405 });
+        return this.sendBody(ex, res);
+      case 'response':
+        if (req.method !== 'POST') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for a response', { status: 405 });
+        return this.receiveResponse(ex, req, res);
+      case 'error':
+        if (req.method !== 'POST') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for an error report', { status: 405 });
+        return this.receiveFailure(ex, req, res);
+      default:
+        throw new ProxyctlError('ERR_BAD_REQUEST', 'tunnels are opened with an HTTP upgrade', { status: 400 });
+    }
+  }
+
+  /** Streams the user's request body to the connector; back-pressure flows both ways. */
+  private sendBody(ex: Exchange, res: ServerResponse): void {
+    if (!ex.hasBody || ex.bodyTaken) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request has no body to take', { status: 404 });
+    ex.bodyTaken = true;
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+    ex.links.add(res);
+    pipeline(ex.req, res, (err) => {
+      ex.links.delete(res);
+      if (err && ex.state !== 'done') {
+        // The user's upload broke: the backend must not see a "complete" body.
+        this.log.info({ request_id: ex.id, app: ex.app.name, err: err.message }, 'request body aborted');
+        ex.abortUser();
+      }
+    });
+  }
+
+  private receiveResponse(ex: Exchange, req: IncomingMessage, res: ServerResponse): void {
+    const status = Number(req.headers[RESPONSE_STATUS_HEADER]);
+    const pairs = decodeHeaderPairs(String(req.headers[RESPONSE_HEADERS_HEADER] ?? ''));
+    if (!Number.isInteger(status) || status < 200 || status > 599 || !pairs) {
+      req.resume();
+      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, { status: 502, details: { app: ex.app.name } }));
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'response status or headers missing or malformed', { status: 400 });
+    }
+    const user = ex.res;
+    if (!user || !ex.startResponding()) {
+      req.resume();
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
+    }
+    try {
+      user.writeHead(status, responseHeadersForClient(pairs));
+    } catch (err) {
+      // Headers Node refuses to send (invalid characters): the backend's fault.
+      req.resume();
+      ex.state = 'queued';
+      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, { status: 502, details: { app: ex.app.name } }));
+      throw new ProxyctlError('ERR_BAD_REQUEST', `invalid response headers: ${(err as Error).message}`, { status: 400 });
+    }
+    user.flushHeaders();
+    ex.links.add(req);
+    pipeline(req, user, (err) => {
+      ex.links.delete(req);
+      if (err) {
+        // Truncated by the backend or the connector, or the user left: never a clean end.
+        this.log.info({ request_id: ex.id, app: ex.app.name, err: err.message }, 'response stream aborted');
+        ex.abortUser();
+        if (!res.headersSent && !res.destroyed) res.destroy();
+        return;
+      }
+      ex.finish();
+      if (!res.headersSent) res.writeHead(204).end();
+    });
+  }
+
+  private async receiveFailure(ex: Exchange, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const body = await readJsonBody(req, 16 * 1024);
+    const code = body['code'] as BackendFailure;
+    const status = FAILURE_STATUS[code];
+    if (!status) throw new ProxyctlError('ERR_BAD_REQUEST', 'unknown failure code', { status: 400 });
+    const message = typeof body['message'] === 'string' ? body['message'].slice(0, 300) : 'the application failed';
+    ex.fail(new ProxyctlError(code, message, { status, details: { app: ex.app.name } }));
+    res.writeHead(204).end();
+  }
+
+  /** An upgraded connection: the connector's socket and the user's are joined byte for byte. */
+  tunnel(req: IncomingMessage, connectorSocket: Duplex, head: Buffer, who: ConnectorIdentity, id: string): void {
+    const ex = this.exchangeFor(id, who);
+    const userSocket = ex.socket;
+    const status = Number(req.headers[RESPONSE_STATUS_HEADER]);
+    const pairs = decodeHeaderPairs(String(req.headers[RESPONSE_HEADERS_HEADER] ?? ''));
+    if (!userSocket || status !== 101 || !pairs) throw new ProxyctlError('ERR_BAD_REQUEST', 'not an upgrade request, or a malformed tunnel', { status: 400 });
+    if (!ex.startResponding()) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting', { status: 409 });
+    connectorSocket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: proxyctl-tunnel\r\n\r\n');
+    const flat = responseHeadersForClient(pairs, true);
+    let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
+    for (let i = 0; i < flat.length; i += 2) {
+      if (/[\r\n]/.test(flat[i]!) || /[\r\n]/.test(flat[i + 1]!)) continue;
+      head101 += `${flat[i]}: ${flat[i + 1]}\r\n`;
+    }
+    userSocket.write(`${head101}\r\n`);
+    if (head.length) userSocket.write(head);
+    if (ex.head?.length) connectorSocket.write(ex.head);
+    ex.links.add(connectorSocket);
+    const done = () => {
+      userSocket.destroy();
+      connectorSocket.destroy();
+      ex.finish();
+    };
+    userSocket.on('error', done);
+    connectorSocket.on('error', done);
+    userSocket.on('close', done);
+    connectorSocket.on('close', done);
+    userSocket.pipe(connectorSocket);
+    connectorSocket.pipe(userSocket);
+    this.log.info({ request_id: ex.id, app: ex.app.name, connector_id: who.connector.id }, 'upgraded connection established');
+  }
+}

@@ -1,0 +1,79 @@
+// Header rules at the trust boundary. Requests: hop-by-hop headers (and any the
+// client names in Connection) are dropped, identity headers can only come from
+// the relay, forwarding headers are rebuilt. Responses: hop-by-hop dropped so
+// the relay frames the body itself.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { HeaderPairs } from '../protocol/connector-api.js';
+
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
+  'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade', 'http2-settings',
+]);
+
+/** Never forwarded from the client: the relay or the connector sets these. */
+const RELAY_OWNED = new Set(['host', 'expect', 'content-length', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'x-request-id']);
+
+/** x-proxyctl-* in any case, and with underscores (some servers fold _ into -). */
+export function isIdentityHeader(name: string): boolean {
+  return /^x[-_]proxyctl[-_]/i.test(name);
+}
+
+function connectionTokens(value: string | string[] | undefined): Set<string> {
+  const out = new Set<string>();
+  for (const v of [value ?? []].flat()) for (const tok of v.split(',')) out.add(tok.trim().toLowerCase());
+  return out;
+}
+
+export interface ForwardContext {
+  clientAddress: string;
+  /** Client-supplied X-Forwarded-For, already vetted against trusted proxies (or undefined). */
+  trustedForwardedFor: string | undefined;
+  host: string;
+  requestId: string;
+  upgrade: boolean;
+}
+
+/** The header list the backend will see (the connector adds Host). */
+export function requestHeadersForBackend(rawHeaders: readonly string[], headers: IncomingHttpHeaders, ctx: ForwardContext): HeaderPairs {
+  const named = connectionTokens(headers['connection']);
+  const out: HeaderPairs = [];
+  const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || RELAY_OWNED.has(lower) || named.has(lower) || isIdentityHeader(lower)) continue;
+    // Underscore spellings of dropped headers could be folded back by the backend.
+    const dashed = lower.replace(/_/g, '-');
+    if (dashed !== lower && (HOP_BY_HOP.has(dashed) || RELAY_OWNED.has(dashed) || named.has(dashed))) continue;
+    if (lower === 'cookie') continue; // filtered separately so the session cookie never leaves the relay
+    out.push([name, rawHeaders[i + 1]!]);
+  }
+  if (headers['cookie']) out.push(['cookie', headers['cookie']]);
+  if (ctx.upgrade) {
+    out.push(['connection', 'upgrade']);
+    if (headers['upgrade']) out.push(['upgrade', headers['upgrade']]);
+  }
+  if (hasBody && headers['content-length'] !== undefined && headers['transfer-encoding'] === undefined) {
+    out.push(['content-length', headers['content-length']]);
+  }
+  const xff = ctx.trustedForwardedFor ? `${ctx.trustedForwardedFor}, ${ctx.clientAddress}` : ctx.clientAddress;
+  out.push(['x-forwarded-for', xff], ['x-forwarded-proto', 'https'], ['x-forwarded-host', ctx.host], ['x-request-id', ctx.requestId]);
+  return out;
+}
+
+/** Backend response headers as a flat [name, value, …] list for writeHead. */
+export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false): string[] {
+  const named = new Set<string>();
+  for (const [k, v] of pairs) if (k.toLowerCase() === 'connection') for (const t of v.split(',')) named.add(t.trim().toLowerCase());
+  const flat: string[] = [];
+  for (const [name, value] of pairs) {
+    const lower = name.toLowerCase();
+    if (keepUpgrade && (lower === 'upgrade' || lower === 'connection')) {
+      flat.push(name, value);
+      continue;
+    }
+    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    flat.push(name, value);
+  }
+  return flat;
+}

@@ -1,0 +1,205 @@
+// The request queue between users and connectors. Each allowed request becomes
+// an Exchange placed on one open channel of the connector (in the app's group)
+// with the fewest outstanding requests; it waits a bounded time when the group
+// has no connector online, and fails fast when its connector goes away.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AppConfig } from '../config/relay-config.js';
+import { ProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Channel, ChannelRegistry } from './channels.js';
+import { sendRefusal, sendRefusalOnSocket } from './pages.js';
+
+export type ExchangeState = 'queued' | 'responding' | 'done';
+
+export class Exchange {
+  state: ExchangeState = 'queued';
+  bodyTaken = false;
+  /** Streams of the data plane, destroyed when the user goes away. */
+  readonly links = new Set<{ destroy(err?: Error): void }>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly id: string,
+    readonly app: AppConfig,
+    readonly channel: Channel,
+    readonly req: IncomingMessage,
+    readonly res: ServerResponse | undefined,
+    readonly socket: Duplex | undefined,
+    readonly head: Buffer | undefined,
+    readonly hasBody: boolean,
+    private readonly onDone: (ex: Exchange) => void,
+  ) {}
+
+  get connectorId(): string {
+    return this.channel.connectorId;
+  }
+
+  /** Guards the wait for response headers; the connector reports backend timeouts itself first. */
+  armTimeout(ms: number): void {
+    this.timer = setTimeout(() => {
+      if (this.state === 'queued') {
+        this.fail(new ProxyctlError('ERR_BACKEND_TIMEOUT', `${this.app.name} did not answer within ${Math.round(ms / 1000)} s`, { status: 504, details: { app: this.app.name } }));
+      }
+    }, ms);
+    this.timer.unref();
+  }
+
+  /** The connector is about to stream the response; no refusal page can follow. */
+  startResponding(): boolean {
+    if (this.state !== 'queued') return false;
+    this.state = 'responding';
+    this.clearTimer();
+    return true;
+  }
+
+  /** Refuses with a page if nothing was sent yet, otherwise cuts the user's connection. */
+  fail(err: ProxyctlError): void {
+    if (this.state === 'done') return;
+    const wasQueued = this.state === 'queued';
+    this.finish();
+    if (wasQueued && this.res && !this.res.headersSent) sendRefusal(this.req, this.res, err, this.id);
+    else if (wasQueued && this.socket) sendRefusalOnSocket(this.req, this.socket, err, this.id);
+    else this.abortUser();
+    this.error = err;
+  }
+
+  error: ProxyctlError | undefined;
+
+  /** The user went away or the response broke: tear everything down. */
+  abortUser(): void {
+    this.res?.destroy();
+    this.socket?.destroy();
+    this.finish();
+  }
+
+  finish(): void {
+    if (this.state === 'done') return;
+    this.state = 'done';
+    this.clearTimer();
+    for (const l of this.links) l.destroy();
+    this.links.clear();
+    this.onDone(this);
+  }
+
+  private clearTimer(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export class RequestQueue {
+  private readonly exchanges = new Map<string, Exchange>();
+  private readonly outstanding = new Map<string, number>();
+  private readonly waiters = new Map<string, Set<(ch: Channel) => void>>();
+  private rr = 0;
+
+  constructor(private readonly channels: ChannelRegistry, private readonly log: Logger) {
+    channels.subscribe({
+      onSeen: () => undefined,
+      onOpen: (ch) => this.wake(ch),
+      onClose: (ch) => this.channelClosed(ch),
+    });
+  }
+
+  get size(): number {
+    return this.exchanges.size;
+  }
+
+  get(id: string): Exchange | undefined {
+    return this.exchanges.get(id);
+  }
+
+  /** Least outstanding requests across the group's connectors; channels of that connector in turn. */
+  pick(group: string): Channel | undefined {
+    const byConnector = new Map<string, Channel[]>();
+    for (const ch of this.channels.byGroup(group)) {
+      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining) continue;
+      byConnector.set(ch.connectorId, [...(byConnector.get(ch.connectorId) ?? []), ch]);
+    }
+    let best: Channel[] | undefined;
+    let bestLoad = Infinity;
+    for (const [id, list] of byConnector) {
+      const load = this.outstanding.get(id) ?? 0;
+      if (load < bestLoad) {
+        best = list;
+        bestLoad = load;
+      }
+    }
+    if (!best) return undefined;
+    return best[this.rr++ % best.length];
+  }
+
+  /** A channel of the group, waiting up to timeoutMs for one to come online. */
+  async acquire(group: string, timeoutMs: number, signal: AbortSignal): Promise<Channel | undefined> {
+    const now = this.pick(group);
+    if (now || timeoutMs <= 0) return now;
+    return new Promise((resolve) => {
+      const set = this.waiters.get(group) ?? new Set();
+      this.waiters.set(group, set);
+      const done = (ch: Channel | undefined) => {
+        clearTimeout(timer);
+        set.delete(waiter);
+        signal.removeEventListener('abort', onAbort);
+        resolve(ch);
+      };
+      const waiter = (ch: Channel) => done(ch);
+      const onAbort = () => done(undefined);
+      const timer = setTimeout(() => done(undefined), timeoutMs);
+      timer.unref();
+      set.add(waiter);
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  private wake(ch: Channel): void {
+    const set = this.waiters.get(ch.group);
+    if (!set) return;
+    for (const w of [...set]) {
+      const picked = this.pick(ch.group);
+      if (!picked) break;
+      w(picked);
+    }
+  }
+
+  open(init: {
+    id: string; app: AppConfig; channel: Channel; req: IncomingMessage; res?: ServerResponse; socket?: Duplex; head?: Buffer; hasBody: boolean;
+  }): Exchange {
+    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, (e) => this.closed(e));
+    this.exchanges.set(ex.id, ex);
+    this.outstanding.set(ex.connectorId, (this.outstanding.get(ex.connectorId) ?? 0) + 1);
+    return ex;
+  }
+
+  private closed(ex: Exchange): void {
+    if (!this.exchanges.delete(ex.id)) return;
+    const n = (this.outstanding.get(ex.connectorId) ?? 1) - 1;
+    if (n <= 0) this.outstanding.delete(ex.connectorId);
+    else this.outstanding.set(ex.connectorId, n);
+  }
+
+  /** In-flight requests on a channel that died fail fast instead of hanging. */
+  private channelClosed(ch: Channel): void {
+    let failed = 0;
+    for (const ex of this.exchanges.values()) {
+      if (ex.channel !== ch || ex.state !== 'queued') continue;
+      ex.fail(new ProxyctlError('ERR_CONNECTOR_LOST', `the connector serving ${ex.app.name} went away while handling this request`, { status: 502, details: { app: ex.app.name } }));
+      failed++;
+    }
+    if (failed) this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, failed }, 'channel closed with requests in flight');
+  }
+
+  /** Shutdown: whatever is still open is cut. */
+  abortAll(): void {
+    for (const ex of [...this.exchanges.values()]) ex.abortUser();
+  }
+
+  /** Every exchange of a connector (revocation). */
+  failConnector(connectorId: string): void {
+    for (const ex of this.exchanges.values()) {
+      if (ex.connectorId !== connectorId) continue;
+      if (ex.state === 'queued') ex.fail(new ProxyctlError('ERR_CONNECTOR_LOST', 'the connector was revoked', { status: 502, details: { app: ex.app.name } }));
+      else ex.abortUser();
+    }
+  }
+}

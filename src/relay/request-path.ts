@@ -1,0 +1,148 @@
+// The user-facing request path, top to bottom:
+//   match app → relay-owned paths → authenticate → authorize → pick connector
+//   → queue (forward) → the connector streams the answer back (data-plane.ts).
+// Every refusal goes through pages.ts with the request id that is also logged.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { AppConfig, RelayConfig } from '../config/relay-config.js';
+import { ProxyctlError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { QueuedRequest } from '../protocol/connector-api.js';
+import { requestHeadersForBackend } from './headers.js';
+import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
+import type { RequestQueue } from './queue.js';
+import { routerFor, type Route } from './router.js';
+
+export interface RequestPathDeps {
+  config: () => RelayConfig;
+  queue: RequestQueue;
+  log: Logger;
+}
+
+const ROBOTS = 'User-agent: *\nDisallow: /\n';
+
+export function createRequestPath(deps: RequestPathDeps) {
+  /** Step 1: which app. Unknown hosts learn nothing about what is published. */
+  function matchApp(config: RelayConfig, req: IncomingMessage): Route {
+    const route = routerFor(config).match(req.headers.host, req.url ?? '/');
+    if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
+    return route;
+  }
+
+  /** Step 2: answered by the relay itself, never forwarded. */
+  function relayOwned(req: IncomingMessage, res: ServerResponse): boolean {
+    const path = (req.url ?? '/').split('?')[0];
+    if (path === '/robots.txt' && (req.method === 'GET' || req.method === 'HEAD')) {
+      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': ROBOTS.length, 'cache-control': 'public, max-age=3600' });
+      res.end(req.method === 'HEAD' ? undefined : ROBOTS);
+      return true;
+    }
+    return false;
+  }
+
+  /** Step 3: preauthentication. Passthrough apps skip it. */
+  function authenticate(app: AppConfig): void {
+    if (app.preauth === 'passthrough') return;
+    // Sign-in arrives with the preauthentication issue; until then an oidc app is closed,
+    // so no unauthenticated byte can reach its connector.
+    throw new ProxyctlError('ERR_SIGNIN_UNAVAILABLE', `${app.name} requires sign-in, which this relay cannot perform yet`, { status: 503, details: { app: app.name } });
+  }
+
+  /** Step 5: an open channel of the app's connector group, waiting briefly for one. */
+  async function pickConnector(config: RelayConfig, app: AppConfig, signal: AbortSignal) {
+    const channel = await deps.queue.acquire(app.connectorGroup, config.connectors.queueTimeoutMs, signal);
+    if (!channel) {
+      throw new ProxyctlError('ERR_NO_CONNECTOR',
+        `No connector is available for ${app.name} (connector group "${app.connectorGroup}"). Try again shortly; if this persists, tell your administrator.`,
+        { status: 503, details: { app: app.name } });
+    }
+    return channel;
+  }
+
+  /** Step 6: put the request on the channel; the data plane delivers the answer. */
+  async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }) {
+    const abort = new AbortController();
+    const onGone = () => abort.abort();
+    (target.res ?? target.socket)!.once('close', onGone);
+    const channel = await pickConnector(config, route.app, abort.signal);
+    (target.res ?? target.socket)!.off('close', onGone);
+    if (abort.signal.aborted) return undefined;
+    const upgrade = target.socket !== undefined;
+    const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
+    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, ...target, hasBody });
+    const msg: QueuedRequest = {
+      type: 'request',
+      id: requestId,
+      app: route.app.name,
+      method: req.method ?? 'GET',
+      target: route.rest,
+      headers: requestHeadersForBackend(req.rawHeaders, req.headers, {
+        clientAddress: req.socket.remoteAddress ?? '',
+        trustedForwardedFor: undefined,
+        host: req.headers.host ?? '',
+        requestId,
+        upgrade,
+      }),
+      body: hasBody,
+      upgrade,
+    };
+    channel.send(msg);
+    ex.armTimeout(route.app.backendTimeoutMs + 5_000);
+    const userSide = target.res ?? target.socket!;
+    userSide.once('close', () => {
+      if (ex.state === 'done') return;
+      // The user left: tell the connector so it aborts the backend call.
+      channel.send({ type: 'cancel', id: requestId });
+      ex.abortUser();
+    });
+    if (!hasBody && !upgrade) req.resume();
+    return ex;
+  }
+
+  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = randomUUID();
+    const started = performance.now();
+    const config = deps.config();
+    let app: string | undefined;
+    res.once('close', () => {
+      deps.log.info({
+        request_id: requestId, app, method: req.method, status: res.statusCode, duration_ms: Math.round(performance.now() - started),
+        client: req.socket.remoteAddress, completed: res.writableFinished,
+      }, 'request');
+    });
+    try {
+      const route = matchApp(config, req);
+      app = route.app.name;
+      if (relayOwned(req, res)) return;
+      authenticate(route.app);
+      await forward(config, route, req, requestId, { res });
+    } catch (err) {
+      const e = refusalOf(err);
+      if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: requestId, err: e.cause }, 'request failed');
+      req.resume();
+      sendRefusal(req, res, e, requestId);
+    }
+  }
+
+  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const requestId = randomUUID();
+    const config = deps.config();
+    socket.on('error', () => socket.destroy());
+    try {
+      if ((req.headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
+        throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
+      }
+      const route = matchApp(config, req);
+      authenticate(route.app);
+      await forward(config, route, req, requestId, { socket, head });
+      deps.log.info({ request_id: requestId, app: route.app.name, method: req.method }, 'upgrade queued');
+    } catch (err) {
+      const e = refusalOf(err);
+      deps.log.info({ request_id: requestId, status: e.status, code: e.code }, 'upgrade refused');
+      sendRefusalOnSocket(req, socket, e, requestId);
+    }
+  }
+
+  return { handleRequest, handleUpgrade };
+}

@@ -1,0 +1,69 @@
+// Which app a request is for: exact host first, then the most specific wildcard
+// (*.apps.example.com), then the longest path prefix on that host.
+import type { AppConfig, RelayConfig } from '../config/relay-config.js';
+
+export interface Route {
+  app: AppConfig;
+  /** Path and query after the app's prefix, without a leading slash. */
+  rest: string;
+}
+
+export class Router {
+  private readonly exact = new Map<string, AppConfig[]>();
+  private readonly wildcard: { suffix: string; apps: AppConfig[] }[] = [];
+
+  constructor(apps: readonly AppConfig[]) {
+    const wild = new Map<string, AppConfig[]>();
+    for (const app of apps) {
+      const table = app.host.startsWith('*.') ? wild : this.exact;
+      const key = app.host.startsWith('*.') ? app.host.slice(1) : app.host;
+      table.set(key, [...(table.get(key) ?? []), app]);
+    }
+    for (const list of [...this.exact.values(), ...wild.values()]) list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
+    this.wildcard = [...wild.entries()].map(([suffix, list]) => ({ suffix, apps: list })).sort((a, b) => b.suffix.length - a.suffix.length);
+  }
+
+  /** host: the Host header (port ignored); target: the request target (origin form). */
+  match(hostHeader: string | undefined, target: string): Route | undefined {
+    if (!hostHeader) return undefined;
+    const host = stripPort(hostHeader).toLowerCase().replace(/\.$/, '');
+    let candidates = this.exact.get(host);
+    if (!candidates) {
+      for (const w of this.wildcard) {
+        // "*.apps.example.com" covers exactly one more label, as TLS wildcards do.
+        if (host.endsWith(w.suffix) && !host.slice(0, -w.suffix.length).includes('.') && host.length > w.suffix.length) {
+          candidates = w.apps;
+          break;
+        }
+      }
+    }
+    if (!candidates) return undefined;
+    const q = target.indexOf('?');
+    const path = q < 0 ? target : target.slice(0, q);
+    for (const app of candidates) {
+      const prefix = app.pathPrefix;
+      if (path.startsWith(prefix) || `${path}/` === prefix) {
+        const rest = target.slice(Math.min(prefix.length, path.length));
+        return { app, rest: rest.startsWith('/') ? rest.slice(1) : rest };
+      }
+    }
+    return undefined;
+  }
+}
+
+export function stripPort(host: string): string {
+  if (host.startsWith('[')) return host.slice(0, host.indexOf(']') + 1);
+  const i = host.lastIndexOf(':');
+  return i >= 0 ? host.slice(0, i) : host;
+}
+
+const cache = new WeakMap<RelayConfig, Router>();
+
+export function routerFor(config: RelayConfig): Router {
+  let r = cache.get(config);
+  if (!r) {
+    r = new Router(config.apps);
+    cache.set(config, r);
+  }
+  return r;
+}

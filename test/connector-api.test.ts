@@ -1,0 +1,538 @@
+// The connector API in-process, over real mutual TLS: registration with a genuine admin token,
+// config pull and renewal with client certificates, the control channel (heartbeat, reload,
+// revocation from another process), and every hostile variant refused with a stable code
+// and without a trace in the store.
+import 'reflect-metadata';
+import * as x509 from '@peculiar/x509';
+import { X509Certificate, randomUUID, webcrypto } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import { Readable } from 'node:stream';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { UnsecuredJWT } from 'jose';
+import { Agent, request } from 'undici';
+import WebSocket from 'ws';
+import { parseRelayConfig, type RelayConfig } from '../src/config/relay-config.js';
+import { loadOrCreateCa } from '../src/crypto/ca.js';
+import { certificateInfo } from '../src/crypto/certs.js';
+import { createKeyAndCsr } from '../src/crypto/csr.js';
+import { silentLogger } from '../src/log.js';
+import { API, CLOSE } from '../src/protocol/connector-api.js';
+import { Relay } from '../src/relay/relay.js';
+import { Store } from '../src/relay/store.js';
+import { startIdp } from './helpers/idp.js';
+import { tempDir } from './helpers/proc.js';
+
+x509.cryptoProvider.set(webcrypto);
+
+const AUDIENCE = 'api://proxyctl';
+const ADMIN = 'ProxyAdministrator';
+const MAX_BODY = 4096;
+const HEARTBEAT_MS = 200;
+const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+type Json = Record<string, unknown>;
+interface Creds { keyPem: string; certPem: string }
+interface Reply { status: number; headers: Record<string, string | string[] | undefined>; body: Json }
+interface Registered extends Creds { connectorId: string; serial: string; agent: Agent }
+
+const idp = await startIdp();
+t.teardown(() => idp.close());
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+const APP_WIKI = `
+  - name: wiki
+    externalUrl: "https://wiki.example.com/"
+    internalUrl: "http://10.0.0.5:8080/"
+    connectorGroup: default`;
+const APP_GIT = `
+  - name: git
+    externalUrl: "https://git.example.com/"
+    internalUrl: "http://10.0.0.6:3000/"
+    connectorGroup: default`;
+
+function configText(apps: string): string {
+  return `
+connectorApi:
+  listen: "127.0.0.1:0"
+  maxBodyBytes: ${MAX_BODY}
+identity:
+  issuer: "${idp.issuer}"
+connectors:
+  heartbeatInterval: ${HEARTBEAT_MS}ms
+apps:${apps}
+`;
+}
+
+class Fixture {
+  readonly agents: Agent[] = [];
+  readonly sockets: WebSocket[] = [];
+  constructor(readonly relay: Relay, readonly dataDir: string, readonly port: number) {}
+
+  get origin(): string {
+    return `https://127.0.0.1:${this.port}`;
+  }
+
+  config(apps = APP_WIKI): RelayConfig {
+    return parseRelayConfig(configText(apps), undefined, { dataDir: this.dataDir });
+  }
+
+  agent(creds?: Creds): Agent {
+    const agent = new Agent({
+      connect: creds ? { ca: this.relay.ca.certPem, cert: creds.certPem, key: creds.keyPem } : { ca: this.relay.ca.certPem },
+    });
+    this.agents.push(agent);
+    return agent;
+  }
+
+  async call(agent: Agent, method: 'GET' | 'POST' | 'PUT', pathname: string, opts: { headers?: Record<string, string>; body?: string | Readable } = {}): Promise<Reply> {
+    const res = await request(`${this.origin}${pathname}`, { dispatcher: agent, method, headers: opts.headers, body: opts.body });
+    const text = await res.body.text();
+    let body: Json;
+    try {
+      body = JSON.parse(text) as Json;
+    } catch {
+      body = { unparsed: text };
+    }
+    return { status: res.statusCode, headers: res.headers, body };
+  }
+
+  postJson(agent: Agent, pathname: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {
+    return this.call(agent, 'POST', pathname, { headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  }
+
+  register(token: string | undefined, body: unknown): Promise<Reply> {
+    return this.postJson(this.agent(), API.register, body, token === undefined ? {} : { authorization: `Bearer ${token}` });
+  }
+
+  async registerConnector(t: Test, name: string, group = 'default'): Promise<Registered> {
+    const { keyPem, csrPem } = await createKeyAndCsr(name);
+    const reply = await this.register(await idp.adminToken(), { csr: csrPem, name, group, version: 'test-1.0' });
+    t.equal(reply.status, 201, `${name} registered`);
+    const out = reply.body as unknown as { connectorId: string; certificate: string; serial: string };
+    const creds = { keyPem, certPem: out.certificate };
+    return { ...creds, connectorId: out.connectorId, serial: out.serial, agent: this.agent(creds) };
+  }
+
+  pull(agent: Agent): Promise<Reply> {
+    return this.call(agent, 'GET', API.config);
+  }
+
+  snapshot(): { connectors: unknown; audit: number } {
+    return { connectors: this.relay.store.listConnectors(), audit: this.relay.store.listAudit(100_000).length };
+  }
+
+  /** Opens a control channel and waits for its first message (hello). */
+  async channel(creds: Creds, options: { autoPong?: boolean } = {}): Promise<Channel> {
+    const ws = new WebSocket(`wss://127.0.0.1:${this.port}${API.channel}`, {
+      ca: this.relay.ca.certPem, cert: creds.certPem, key: creds.keyPem, autoPong: options.autoPong ?? true,
+    });
+    this.sockets.push(ws);
+    const ch = new Channel(ws);
+    const hello = await ch.next(3000);
+    return Object.assign(ch, { hello });
+  }
+
+  /** Attempts a channel upgrade expected to be refused; resolves with the HTTP status and JSON body. */
+  refusedChannel(creds: Creds): Promise<{ status: number; body: Json; requestId: unknown }> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`wss://127.0.0.1:${this.port}${API.channel}`, { ca: this.relay.ca.certPem, cert: creds.certPem, key: creds.keyPem });
+      this.sockets.push(ws);
+      ws.on('open', () => reject(new Error('channel was accepted')));
+      ws.on('error', () => undefined); // the aborted handshake reports here after unexpected-response
+      ws.on('unexpected-response', (_req, res: IncomingMessage) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (text += d));
+        res.on('end', () => {
+          resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as Json, requestId: res.headers['x-request-id'] });
+          ws.terminate();
+        });
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const ws of this.sockets) ws.terminate();
+    await Promise.all(this.agents.map((a) => a.destroy()));
+    await this.relay.close();
+  }
+}
+
+class Channel {
+  readonly messages: Json[] = [];
+  hello: Json = {};
+  readonly closed: Promise<{ code: number; at: number }>;
+  private waiter: (() => void) | undefined;
+  private read = 0;
+
+  constructor(readonly ws: WebSocket) {
+    ws.on('message', (data: Buffer) => {
+      this.messages.push(JSON.parse(data.toString('utf8')) as Json);
+      this.waiter?.();
+    });
+    ws.on('error', () => undefined);
+    this.closed = new Promise((resolve) => ws.on('close', (code: number) => {
+      resolve({ code, at: Date.now() });
+      this.waiter?.();
+    }));
+  }
+
+  /** The next unread message, or a rejection after timeoutMs. */
+  async next(timeoutMs: number): Promise<Json> {
+    const deadline = Date.now() + timeoutMs;
+    while (this.read >= this.messages.length) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.waiter = undefined;
+    }
+    return this.messages[this.read++]!;
+  }
+
+  closedWithin(ms: number): Promise<{ code: number; at: number } | undefined> {
+    return Promise.race([this.closed, sleep(ms).then(() => undefined)]);
+  }
+}
+
+async function startRelay(t: Test): Promise<Fixture> {
+  const dataDir = path.join(tempDir(t), 'data');
+  const config = parseRelayConfig(configText(APP_WIKI), undefined, { dataDir });
+  const relay = await Relay.create(config, { log: silentLogger, storeWatchMs: 100 });
+  await relay.start();
+  const fx = new Fixture(relay, dataDir, relay.connectorApiAddress().port);
+  t.teardown(() => fx.close());
+  return fx;
+}
+
+/** Status, stable code, a request id header, and the same id in the body. */
+function refused(t: Test, reply: Reply, status: number, code: string, what: string): void {
+  const error = reply.body['error'] as { code?: unknown; requestId?: unknown } | undefined;
+  t.equal(reply.status, status, `${what}: HTTP ${status}`);
+  t.equal(error?.code, code, `${what}: ${code}`);
+  const id = reply.headers['x-request-id'];
+  t.match(id, UUID, `${what}: x-request-id header`);
+  t.equal(error?.requestId, id, `${what}: body names the same request id`);
+}
+
+function tamper(csrPem: string): string {
+  const der = Buffer.from(x509.PemConverter.decodeFirst(csrPem));
+  der[der.length - 1]! ^= 0x01; // the signature BIT STRING ends the DER encoding
+  return x509.PemConverter.encode(der, 'CERTIFICATE REQUEST');
+}
+
+async function rsa1024Csr(): Promise<string> {
+  const keys = await webcrypto.subtle.generateKey(
+    { name: 'RSASSA-PKCS1-v1_5', modulusLength: 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
+  const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=weak', keys, signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' } });
+  return csr.toString('pem');
+}
+
+t.test('a genuine registration issues a client certificate and records it', async (t) => {
+  const fx = await startRelay(t);
+  const { keyPem, csrPem } = await createKeyAndCsr('edge-1');
+  const token = await idp.adminToken();
+  const reply = await fx.register(token, { csr: csrPem, name: 'edge-1', group: 'default', version: 'test-1.0' });
+
+  t.equal(reply.status, 201);
+  t.match(reply.headers['x-request-id'], UUID, 'x-request-id header');
+  t.match(reply.headers['content-type'], /^application\/json/);
+  const body = reply.body as { connectorId: string; certificate: string; caCertificate: string; serial: string; notAfter: string };
+  t.match(body.connectorId, UUID);
+  t.equal(body.caCertificate, fx.relay.ca.certPem, 'the relay CA is handed over');
+
+  const cert = new X509Certificate(body.certificate);
+  const caCert = new X509Certificate(fx.relay.ca.certPem);
+  t.ok(cert.checkIssued(caCert) && cert.verify(caCert.publicKey), 'chains to the relay CA');
+  t.same(cert.keyUsage, [OID_CLIENT_AUTH], 'EKU clientAuth only');
+  t.equal(cert.ca, false);
+  t.equal(certificateInfo(body.certificate).subjectCN, body.connectorId, 'subject CN is the connector id, not the CSR subject');
+  t.equal(certificateInfo(body.certificate).serial, body.serial);
+  t.equal(new Date(body.notAfter).getTime(), new Date(cert.validTo).getTime());
+
+  const listed = fx.relay.store.listConnectors();
+  t.equal(listed.length, 1, 'one connector stored');
+  t.match(listed[0], { id: body.connectorId, name: 'edge-1', group: 'default', certificates: 1, revokedAt: null, version: 'test-1.0' });
+  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: body.connectorId, kind: 'register', revokedAt: null });
+  const audit = fx.relay.store.listAudit();
+  t.equal(audit.length, 1);
+  t.match(audit[0], { action: 'connector.register', connectorId: body.connectorId, actor: /^admin:/ });
+
+  const pulled = await fx.pull(fx.agent({ keyPem, certPem: body.certificate }));
+  t.equal(pulled.status, 200, 'the new certificate works at once');
+
+  const group = await fx.register(await idp.adminToken(), { csr: (await createKeyAndCsr('x')).csrPem, name: 'edge-2' });
+  t.equal(group.status, 201, 'group may be omitted');
+  t.equal(fx.relay.store.getConnector(group.body['connectorId'] as string)?.group, 'default', 'and defaults to "default"');
+});
+
+t.test('registration refusals store nothing', async (t) => {
+  const fx = await startRelay(t);
+  await fx.registerConnector(t, 'existing'); // the store is not empty, so "unchanged" means something
+  const before = fx.snapshot();
+  const { csrPem } = await createKeyAndCsr('edge');
+  const good = { csr: csrPem, name: 'edge-1', group: 'default' };
+  const admin = await idp.adminToken();
+  const now = nowSeconds();
+  const claims = { iss: idp.issuer, aud: AUDIENCE, sub: 'mallory', roles: [ADMIN], iat: now, exp: now + 300 };
+
+  refused(t, await fx.postJson(fx.agent(), API.register, good), 401, 'ERR_TOKEN_MISSING', 'no Authorization header');
+  refused(t, await fx.postJson(fx.agent(), API.register, good, { authorization: `Basic ${Buffer.from('a:b').toString('base64')}` }), 401, 'ERR_TOKEN_MISSING', 'Basic credentials');
+  refused(t, await fx.postJson(fx.agent(), API.register, good, { authorization: 'Bearer' }), 401, 'ERR_TOKEN_MISSING', 'empty bearer');
+
+  const tokens: [string, string | Promise<string>, number, string][] = [
+    ['expired token', idp.signToken({ ...claims, iat: now - 3600, exp: now - 600 }), 401, 'ERR_TOKEN_EXPIRED'],
+    ['wrong audience (real provider token)', idp.adminToken({ audience: 'api://something-else' }), 401, 'ERR_TOKEN_AUDIENCE'],
+    ['alg none', new UnsecuredJWT(claims).encode(), 401, 'ERR_TOKEN_ALG'],
+    ['no admin role (real provider token)', idp.adminToken({ roles: [] }), 403, 'ERR_TOKEN_NOT_ADMIN'],
+    ['wrong issuer', idp.signToken({ ...claims, iss: 'https://evil.example.com' }), 401, 'ERR_TOKEN_ISSUER'],
+    ['garbage token', 'not-a-token', 401, 'ERR_TOKEN_INVALID'],
+  ];
+  for (const [what, token, status, code] of tokens) refused(t, await fx.register(await token, good), status, code, what);
+
+  const csrs: [string, unknown, string][] = [
+    ['garbage CSR', 'hello, I am a CSR', 'ERR_CSR_INVALID'],
+    ['certificate instead of CSR', fx.relay.ca.certPem, 'ERR_CSR_INVALID'],
+    ['RSA-1024 CSR', await rsa1024Csr(), 'ERR_CSR_WEAK_KEY'],
+    ['tampered CSR signature', tamper(csrPem), 'ERR_CSR_SIGNATURE'],
+  ];
+  for (const [what, csr, code] of csrs) refused(t, await fx.register(admin, { ...good, csr }), 400, code, what);
+
+  const bad: [string, Json][] = [
+    ['missing CSR', { name: 'edge-1', group: 'default' }],
+    ['CSR not a string', { ...good, csr: 42 }],
+    ['missing name', { csr: csrPem, group: 'default' }],
+    ['name with a space', { ...good, name: 'edge 1' }],
+    ['name with a slash', { ...good, name: '../edge' }],
+    ['name starting with a dot', { ...good, name: '.edge' }],
+    ['name of 65 characters', { ...good, name: 'e'.repeat(65) }],
+    ['group with upper case', { ...good, group: 'Default' }],
+    ['group with an underscore', { ...good, group: 'de_fault' }],
+    ['group not a string', { ...good, group: ['default'] }],
+    ['group empty', { ...good, group: '' }],
+  ];
+  for (const [what, body] of bad) refused(t, await fx.register(admin, body), 400, 'ERR_BAD_REQUEST', what);
+
+  const raw = (body: string | Readable, headers: Record<string, string>) =>
+    fx.call(fx.agent(), 'POST', API.register, { headers: { authorization: `Bearer ${admin}`, ...headers }, body });
+  refused(t, await raw('{"csr": ', { 'content-type': 'application/json' }), 400, 'ERR_BAD_REQUEST', 'truncated JSON');
+  refused(t, await raw('[1, 2]', { 'content-type': 'application/json' }), 400, 'ERR_BAD_REQUEST', 'JSON array');
+  refused(t, await raw('null', { 'content-type': 'application/json' }), 400, 'ERR_BAD_REQUEST', 'JSON null');
+  refused(t, await raw('', { 'content-type': 'application/json' }), 400, 'ERR_BAD_REQUEST', 'empty body');
+  refused(t, await raw(JSON.stringify(good), { 'content-type': 'text/plain' }), 415, 'ERR_BAD_REQUEST', 'text/plain content type');
+  refused(t, await raw(JSON.stringify(good), {}), 415, 'ERR_BAD_REQUEST', 'no content type');
+  refused(t, await raw(`csr=${encodeURIComponent(csrPem)}&name=edge`, { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'ERR_BAD_REQUEST', 'form body');
+
+  const big = JSON.stringify({ ...good, pad: 'x'.repeat(MAX_BODY) });
+  refused(t, await raw(big, { 'content-type': 'application/json' }), 413, 'ERR_BODY_TOO_LARGE', 'body over the limit with content-length');
+  const chunked = Readable.from((function* () {
+    for (let i = 0; i < 16; i++) yield Buffer.from(i === 0 ? `{"pad":"${'x'.repeat(1000)}` : 'x'.repeat(1024));
+    yield Buffer.from('"}');
+  })());
+  const reply = await raw(chunked, { 'content-type': 'application/json' });
+  refused(t, reply, 413, 'ERR_BODY_TOO_LARGE', 'chunked body over the limit (no content-length)');
+
+  t.same(fx.snapshot(), before, 'no connector, certificate or audit entry was added');
+});
+
+t.test('config pull needs a known, valid certificate from this relay', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const ok = await fx.pull(c.agent);
+  t.equal(ok.status, 200);
+  t.match(ok.headers['x-request-id'], UUID);
+  t.match(ok.body, { connectorId: c.connectorId, name: 'edge-1', group: 'default', heartbeatIntervalMs: HEARTBEAT_MS, certificate: { serial: c.serial } });
+  t.same((ok.body['apps'] as Json[]).map((a) => a['name']), ['wiki']);
+  t.match(ok.body['version'], /^[A-Za-z0-9_-]{22}$/);
+
+  const before = fx.snapshot();
+  refused(t, await fx.pull(fx.agent()), 401, 'ERR_CERT_REQUIRED', 'no client certificate');
+
+  const other = await loadOrCreateCa(tempDir(t));
+  const foreignCsr = await createKeyAndCsr('x');
+  const foreign = await other.signConnectorCsr(foreignCsr.csrPem, { connectorId: c.connectorId, lifetimeMs: 3_600_000 });
+  refused(t, await fx.pull(fx.agent({ keyPem: foreignCsr.keyPem, certPem: foreign.certPem })), 401, 'ERR_CERT_UNTRUSTED', 'certificate from another CA, even naming a real connector');
+
+  const unknownCsr = await createKeyAndCsr('x');
+  const unknown = await fx.relay.ca.signConnectorCsr(unknownCsr.csrPem, { connectorId: c.connectorId, lifetimeMs: 3_600_000 });
+  refused(t, await fx.pull(fx.agent({ keyPem: unknownCsr.keyPem, certPem: unknown.certPem })), 401, 'ERR_CERT_UNKNOWN', 'relay-signed certificate never recorded');
+
+  t.same(fx.snapshot(), before, 'refused pulls touch nothing');
+});
+
+t.test('an expired certificate is refused, on a new or a kept-alive connection', async (t) => {
+  const fx = await startRelay(t);
+  const { keyPem, csrPem } = await createKeyAndCsr('short');
+  const id = randomUUID();
+  // X.509 times have whole seconds, so start just after a second boundary to get most of the 1 s.
+  await sleep(1000 - (Date.now() % 1000) + 20);
+  const issued = await fx.relay.ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 1000 });
+  fx.relay.store.registerConnector({
+    id, name: 'short', group: 'default', actor: 'test', serial: issued.serial, issuedAt: Date.now(), notAfter: issued.notAfter.getTime(),
+  });
+  const creds = { keyPem, certPem: issued.certPem };
+  const early = fx.agent(creds);
+  t.equal((await fx.pull(early)).status, 200, 'valid while fresh');
+  await sleep(Math.max(0, issued.notAfter.getTime() - Date.now()) + 500);
+  refused(t, await fx.pull(fx.agent(creds)), 401, 'ERR_CERT_UNTRUSTED', 'expired (new TLS connection)');
+  refused(t, await fx.pull(early), 401, 'ERR_CERT_UNTRUSTED', 'expired (agent that connected while it was valid)');
+  t.equal((await fx.refusedChannel(creds)).status, 401, 'channel refused too');
+});
+
+t.test('renewal issues a second certificate; bad CSRs change nothing', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const next = await createKeyAndCsr('edge-1');
+  const reply = await fx.postJson(c.agent, API.renew, { csr: next.csrPem });
+  t.equal(reply.status, 200);
+  t.match(reply.headers['x-request-id'], UUID);
+  const body = reply.body as { connectorId: string; certificate: string; serial: string };
+  t.equal(body.connectorId, c.connectorId);
+  t.not(body.serial, c.serial, 'new serial');
+  t.equal(certificateInfo(body.certificate).subjectCN, c.connectorId);
+  t.ok(new X509Certificate(body.certificate).checkIssued(new X509Certificate(fx.relay.ca.certPem)));
+
+  const renewed = { keyPem: next.keyPem, certPem: body.certificate };
+  const oldPull = await fx.pull(fx.agent(c));
+  const newPull = await fx.pull(fx.agent(renewed));
+  t.equal(oldPull.status, 200, 'the old certificate still works');
+  t.equal(newPull.status, 200, 'the new certificate works');
+  t.match(newPull.body, { connectorId: c.connectorId, certificate: { serial: body.serial } });
+  t.match(oldPull.body, { connectorId: c.connectorId, certificate: { serial: c.serial } });
+
+  t.equal(fx.relay.store.listConnectors()[0]?.certificates, 2, 'two certificates listed');
+  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: c.connectorId, kind: 'renew' });
+  t.match(fx.relay.store.listAudit()[0], { action: 'connector.renew', connectorId: c.connectorId, details: { oldSerial: c.serial, serial: body.serial } });
+
+  const before = fx.snapshot();
+  refused(t, await fx.postJson(c.agent, API.renew, { csr: 'garbage' }), 400, 'ERR_CSR_INVALID', 'garbage CSR');
+  refused(t, await fx.postJson(c.agent, API.renew, { csr: tamper(next.csrPem) }), 400, 'ERR_CSR_SIGNATURE', 'tampered CSR');
+  refused(t, await fx.postJson(c.agent, API.renew, { csr: await rsa1024Csr() }), 400, 'ERR_CSR_WEAK_KEY', 'RSA-1024 CSR');
+  refused(t, await fx.postJson(c.agent, API.renew, { csr: fx.relay.ca.certPem }), 400, 'ERR_CSR_INVALID', 'certificate instead of CSR');
+  refused(t, await fx.postJson(c.agent, API.renew, {}), 400, 'ERR_BAD_REQUEST', 'no CSR');
+  refused(t, await fx.postJson(fx.agent(), API.renew, { csr: next.csrPem }), 401, 'ERR_CERT_REQUIRED', 'renewal without a certificate');
+  t.same(fx.snapshot(), before, 'no certificate recorded by refused renewals');
+});
+
+t.test('revocation from another process cuts channels and every certificate', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const next = await createKeyAndCsr('edge-1');
+  const renewedReply = await fx.postJson(c.agent, API.renew, { csr: next.csrPem });
+  t.equal(renewedReply.status, 200);
+  const renewed = { keyPem: next.keyPem, certPem: renewedReply.body['certificate'] as string };
+  const renewedAgent = fx.agent(renewed);
+  t.equal((await fx.pull(renewedAgent)).status, 200);
+  const bystander = await fx.registerConnector(t, 'edge-2');
+
+  const ch = await fx.channel(c);
+  t.match(ch.hello, { type: 'hello', connectorId: c.connectorId, channelId: UUID, configVersion: String });
+  const other = await fx.channel(bystander);
+  t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'relay tracks the channel');
+
+  const cli = Store.open(fx.dataDir); // as `proxyctl relay connectors revoke` would
+  const revokedAt = Date.now();
+  cli.revokeConnector(c.connectorId, 'admin:cli');
+  cli.close();
+
+  const msg = await ch.next(2000);
+  t.match(msg, { type: 'revoked', reason: String });
+  const closed = await ch.closedWithin(2000 - (Date.now() - revokedAt));
+  t.equal(closed?.code, CLOSE.revoked, 'closed with 4403 within 2 s');
+
+  const before = fx.snapshot();
+  refused(t, await fx.pull(c.agent), 403, 'ERR_CERT_REVOKED', 'original certificate');
+  refused(t, await fx.pull(renewedAgent), 403, 'ERR_CERT_REVOKED', 'renewed certificate (kept-alive connection)');
+  refused(t, await fx.pull(fx.agent(renewed)), 403, 'ERR_CERT_REVOKED', 'renewed certificate (new connection)');
+  refused(t, await fx.postJson(fx.agent(renewed), API.renew, { csr: (await createKeyAndCsr('x')).csrPem }), 403, 'ERR_CERT_REVOKED', 'renewal after revocation');
+  for (const creds of [c, renewed]) {
+    const r = await fx.refusedChannel(creds);
+    t.equal(r.status, 403, 'channel upgrade refused with 403');
+    t.equal((r.body['error'] as Json)['code'], 'ERR_CERT_REVOKED');
+    t.match(r.requestId, UUID);
+  }
+  t.same(fx.snapshot(), before, 'refusals after revocation store nothing');
+  t.match(fx.relay.store.listAudit()[0], { action: 'connector.revoke', actor: 'admin:cli', connectorId: c.connectorId, details: { certificates: 2 } });
+
+  t.equal(other.ws.readyState, WebSocket.OPEN, 'another connector\'s channel is untouched');
+  t.equal(other.messages.length, 1, 'and told nothing');
+  t.equal((await fx.pull(bystander.agent)).status, 200);
+});
+
+t.test('a channel that stops answering pings is cut by the heartbeat', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const deaf = await fx.channel(c, { autoPong: false });
+  const healthy = await fx.channel(c);
+  const opened = Date.now();
+  t.equal(fx.relay.channels.byConnector(c.connectorId).length, 2);
+
+  const closed = await deaf.closedWithin(3000);
+  t.ok(closed, 'silent channel closed');
+  const took = (closed?.at ?? Infinity) - opened;
+  t.ok(took <= 3 * HEARTBEAT_MS + 300, `closed after ${took} ms (heartbeat ${HEARTBEAT_MS} ms)`);
+  t.equal(closed?.code, 1006, 'terminated, no close frame');
+
+  await sleep(2 * HEARTBEAT_MS);
+  t.equal(healthy.ws.readyState, WebSocket.OPEN, 'a channel that answers pings stays open');
+  t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'only the live channel remains registered');
+  t.ok((fx.relay.store.getConnector(c.connectorId)?.lastSeen ?? 0) >= opened, 'pongs record the connector as seen');
+});
+
+t.test('reload tells only the affected group', async (t) => {
+  const fx = await startRelay(t);
+  const a = await fx.registerConnector(t, 'edge-1', 'default');
+  const b = await fx.registerConnector(t, 'edge-2', 'other');
+  const chA = await fx.channel(a);
+  const chB = await fx.channel(b);
+  const versionA = chA.hello['configVersion'];
+
+  const result = fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
+  t.same(result.restartNeeded, [], 'no restart needed');
+  const msg = await chA.next(2000);
+  t.match(msg, { type: 'config-changed', configVersion: String });
+  t.not(msg['configVersion'], versionA, 'new config version');
+  await sleep(3 * HEARTBEAT_MS);
+  t.equal(chB.messages.length, 1, 'the other group got nothing beyond hello');
+  t.equal(chB.ws.readyState, WebSocket.OPEN);
+
+  const pulled = await fx.pull(a.agent);
+  t.same((pulled.body['apps'] as Json[]).map((x) => x['name']).sort(), ['git', 'wiki']);
+  t.equal(pulled.body['version'], msg['configVersion'], 'the pull matches the announced version');
+  t.same((await fx.pull(b.agent)).body['apps'], [], 'group "other" still has no apps');
+
+  fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
+  await sleep(3 * HEARTBEAT_MS);
+  t.equal(chA.messages.length, 2, 'reloading an identical config announces nothing');
+});
+
+t.test('unknown paths and methods; the relay survives hostile calls', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const anon = fx.agent();
+  refused(t, await fx.call(anon, 'GET', '/nope'), 404, 'ERR_NOT_FOUND', 'unknown path');
+  refused(t, await fx.call(c.agent, 'GET', '/v1/connector/../connectors/register'), 405, 'ERR_METHOD_NOT_ALLOWED', 'dot segments are normalised');
+  refused(t, await fx.call(anon, 'GET', API.register), 405, 'ERR_METHOD_NOT_ALLOWED', 'GET on the register path');
+  refused(t, await fx.call(c.agent, 'POST', API.config, { headers: { 'content-type': 'application/json' }, body: '{}' }), 405, 'ERR_METHOD_NOT_ALLOWED', 'POST on config');
+  refused(t, await fx.call(c.agent, 'PUT', API.renew, { headers: { 'content-type': 'application/json' }, body: '{}' }), 405, 'ERR_METHOD_NOT_ALLOWED', 'PUT on renew');
+  refused(t, await fx.call(c.agent, 'GET', API.channel), 405, 'ERR_METHOD_NOT_ALLOWED', 'plain GET on the channel path');
+  refused(t, await fx.call(c.agent, 'GET', `${API.config}/extra`), 404, 'ERR_NOT_FOUND', 'config with a suffix');
+
+  // Hostile bursts in parallel: oversized, malformed, certificate-less.
+  const junk = await Promise.all(Array.from({ length: 20 }, (_, i) => i % 2 === 0
+    ? fx.call(fx.agent(), 'POST', API.register, { headers: { authorization: 'Bearer x', 'content-type': 'application/json' }, body: 'x'.repeat(MAX_BODY * 2) })
+    : fx.pull(fx.agent())));
+  t.same([...new Set(junk.map((r) => r.status))].sort(), [401, 413]);
+
+  const after = await fx.pull(c.agent);
+  t.equal(after.status, 200, 'a valid config pull still works');
+  t.equal(after.body['connectorId'], c.connectorId);
+});

@@ -1,0 +1,103 @@
+// One in-process harness for integration tests: an identity provider, a relay
+// (real TLS, real CA, real SQLite), connectors registered with real admin tokens,
+// and a client that trusts the relay CA. Everything on loopback, port 0, torn down.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Agent, type Dispatcher } from 'undici';
+import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-config.js';
+import { Connector } from '../../src/connector/connector.js';
+import { RelayClient } from '../../src/connector/relay-client.js';
+import { writeNewState } from '../../src/connector/state.js';
+import { createKeyAndCsr } from '../../src/crypto/csr.js';
+import { silentLogger, createLogger, type Logger } from '../../src/log.js';
+import { Relay } from '../../src/relay/relay.js';
+import { startIdp, type TestIdp } from './idp.js';
+
+export interface HarnessOptions {
+  /** YAML appended to the relay config (apps, connectors…). Use {{issuer}} for the IdP. */
+  yaml?: (h: { issuer: string }) => string;
+  log?: Logger;
+}
+
+export interface Harness {
+  idp: TestIdp;
+  relay: Relay;
+  dir: string;
+  config: RelayConfig;
+  publicPort: number;
+  apiUrl: string;
+  /** A client that trusts the relay CA and connects every host to the public listener. */
+  client: Dispatcher;
+  url(host: string, pathAndQuery?: string): string;
+  addConnector(opts?: { group?: string; name?: string }): Promise<Connector>;
+  reload(yaml: string): void;
+  close(): Promise<void>;
+}
+
+export function testLogger(): Logger {
+  return process.env['PROXYCTL_TEST_LOG'] ? createLogger('debug', 'test') : silentLogger;
+}
+
+export function relayYaml(issuer: string, extra: string): string {
+  return `dataDir: ./data
+public: { listen: "127.0.0.1:0" }
+connectorApi: { listen: "127.0.0.1:0" }
+identity: { issuer: "${issuer}" }
+connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }
+${extra}`;
+}
+
+export async function startHarness(t: { teardown(fn: () => unknown): void }, options: HarnessOptions = {}): Promise<Harness> {
+  const log = options.log ?? testLogger();
+  const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-harness-'));
+  const idp = await startIdp();
+  const text = relayYaml(idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
+  const config = parseRelayConfig(text, path.join(dir, 'relay.yaml'));
+  const relay = await Relay.create(config, { log, storeWatchMs: 100 });
+  await relay.start();
+  const apiPort = relay.connectorApiAddress().port;
+  const publicPort = relay.publicAddress().port;
+  const apiUrl = `https://127.0.0.1:${apiPort}`;
+  const client = new Agent({
+    connect: { ca: relay.ca.certPem, lookup: (_host, _opts, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) },
+    connections: 256,
+  });
+  const connectors: Connector[] = [];
+  let n = 0;
+
+  const h: Harness = {
+    idp, relay, dir, config, publicPort, apiUrl, client,
+    url: (host, p = '/') => `https://${host}:${publicPort}${p}`,
+    async addConnector(opts = {}) {
+      const stateDir = path.join(dir, `connector-${++n}`);
+      const { keyPem, csrPem } = await createKeyAndCsr('c');
+      const rc = new RelayClient(apiUrl, { caPem: relay.ca.certPem });
+      const issued = await rc.register(await idp.adminToken(), { csr: csrPem, name: opts.name ?? `c${n}`, group: opts.group ?? 'default', version: 'test' });
+      await rc.close();
+      const now = new Date().toISOString();
+      writeNewState(stateDir, {
+        relayUrl: apiUrl, connectorId: issued.connectorId, name: opts.name ?? `c${n}`, group: opts.group ?? 'default',
+        registeredAt: now, certificateIssuedAt: now, serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+      });
+      const c = new Connector({ stateDir, log });
+      await c.start();
+      connectors.push(c);
+      const deadline = Date.now() + 10_000;
+      while (c.openChannels() < (c.currentConfig?.channels ?? 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      return c;
+    },
+    reload(yaml: string) {
+      relay.reload(parseRelayConfig(relayYaml(idp.issuer, yaml), path.join(dir, 'relay.yaml')));
+    },
+    async close() {
+      await Promise.all(connectors.map((c) => c.close(1000)));
+      await client.close().catch(() => undefined);
+      await relay.close();
+      await idp.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  t.teardown(() => h.close());
+  return h;
+}

@@ -20,6 +20,9 @@ function identityFor(issuer: string, overrides: Partial<IdentityConfig> = {}): I
     adminClaim: 'roles',
     adminValues: [ADMIN],
     clockSkewMs: 60_000,
+    groupsClaim: 'groups',
+    scopes: ['openid'],
+    embedded: { host: 'login.localhost', usersFile: undefined },
     ...overrides,
   };
 }

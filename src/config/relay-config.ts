@@ -23,6 +23,24 @@ export interface AppConfig {
   readonly backendTimeoutMs: number;
   /** Send the external Host header to the backend instead of the internal one. */
   readonly passHostHeader: boolean;
+  /** OIDC client at the provider (audience of ID tokens and bearer tokens). */
+  readonly clientId: string;
+  readonly clientSecret: string | undefined;
+  /** 'assigned': only assignedUsers / assignedGroups may use the app. */
+  readonly assignment: 'assigned' | 'any';
+  readonly assignedUsers: readonly string[];
+  readonly assignedGroups: readonly string[];
+  /** Also send X-Proxyctl-User/-Email/-Groups besides the signed assertion. */
+  readonly identityHeaders: boolean;
+  readonly sessionLifetimeMs: number;
+  readonly cookie: { readonly sameSite: 'Lax' | 'Strict' | 'None'; readonly persistent: boolean; readonly httpOnly: boolean };
+}
+
+export interface EmbeddedIdpConfig {
+  /** Host the embedded provider answers on, on the public listener. */
+  readonly host: string;
+  /** Users file (YAML); users are otherwise kept in the store. */
+  readonly usersFile: string | undefined;
 }
 
 export interface IdentityConfig {
@@ -34,6 +52,9 @@ export interface IdentityConfig {
   readonly adminClaim: string;
   readonly adminValues: readonly string[];
   readonly clockSkewMs: number;
+  readonly groupsClaim: string;
+  readonly scopes: readonly string[];
+  readonly embedded: EmbeddedIdpConfig;
 }
 
 export interface ConnectorPolicy {
@@ -115,21 +136,15 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   const capiUrl = url(v, 'connectorApi.url', capi['url'], ['https'], `https://${formatHost(capiListen.host)}:${capiListen.port}`);
   const maxBodyBytes = int(v, 'connectorApi.maxBodyBytes', capi['maxBodyBytes'], 64 * 1024, 1024, 16 * 1024 * 1024);
 
-  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew']) ?? {};
+  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew', 'groupsClaim', 'scopes', 'embedded']) ?? {};
   const issuer = id['issuer'] === undefined ? undefined : url(v, 'identity.issuer', id['issuer'], ['https', 'http']);
   if (issuer && issuer.protocol === 'http:' && !isLoopbackHost(issuer.hostname)) {
     v.fail('identity.issuer', id['issuer'], 'an https URL (http is accepted only on loopback addresses)');
   }
-  let clientSecret = optStr(v, 'identity.clientSecret', id['clientSecret']);
-  const secretFile = optStr(v, 'identity.clientSecretFile', id['clientSecretFile']);
-  if (clientSecret !== undefined && secretFile !== undefined) v.fail('identity.clientSecretFile', secretFile, 'either clientSecret or clientSecretFile, not both');
-  if (secretFile !== undefined) {
-    try {
-      clientSecret = readFileSync(path.resolve(baseDir, secretFile), 'utf8').trim();
-    } catch (err) {
-      v.fail('identity.clientSecretFile', secretFile, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
-    }
-  }
+  const clientSecret = secretOf(v, 'identity', id, baseDir);
+  const emb = obj(v, 'identity.embedded', id['embedded'], ['host', 'usersFile']) ?? {};
+  const embHost = str(v, 'identity.embedded.host', emb['host'], 'login.localhost', /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a host name') ?? 'login.localhost';
+  const usersFile = optStr(v, 'identity.embedded.usersFile', emb['usersFile']);
   const identity: IdentityConfig = {
     issuer,
     clientId: str(v, 'identity.clientId', id['clientId'], 'proxyctl') ?? 'proxyctl',
@@ -138,7 +153,11 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     adminClaim: str(v, 'identity.adminClaim', id['adminClaim'], 'roles') ?? '',
     adminValues: strList(v, 'identity.adminValues', id['adminValues'], ['ProxyAdministrator']),
     clockSkewMs: duration(v, 'identity.clockSkew', id['clockSkew'], '60s', 0),
+    groupsClaim: str(v, 'identity.groupsClaim', id['groupsClaim'], 'groups') ?? 'groups',
+    scopes: strList(v, 'identity.scopes', id['scopes'], ['openid', 'profile', 'email']),
+    embedded: { host: embHost, usersFile: usersFile === undefined ? undefined : path.resolve(baseDir, usersFile) },
   };
+  if (!identity.scopes.includes('openid')) v.fail('identity.scopes', id['scopes'], 'a list that includes openid');
   if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
 
   const con = obj(v, 'connectors', top['connectors'], ['renewAfter', 'certificateLifetime', 'heartbeatInterval', 'configRefresh', 'channels', 'queueTimeout']) ?? {};
@@ -157,7 +176,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   const logRaw = obj(v, 'log', top['log'], ['level']) ?? {};
   const level = oneOf(v, 'log.level', logRaw['level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info');
 
-  const apps = buildApps(v, top['apps']);
+  const apps = buildApps(v, top['apps'], identity, baseDir);
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -171,9 +190,27 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   };
 }
 
-const APP_KEYS = ['name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader'] as const;
+const APP_KEYS = [
+  'name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader',
+  'clientId', 'clientSecret', 'clientSecretFile', 'assignment', 'assignedUsers', 'assignedGroups', 'identityHeaders',
+  'sessionLifetime', 'cookie',
+] as const;
 
-function buildApps(v: Validation, raw: unknown): AppConfig[] {
+function secretOf(v: Validation, base: string, rec: Record<string, unknown>, baseDir: string): string | undefined {
+  let secret = optStr(v, join(base, 'clientSecret'), rec['clientSecret']);
+  const file = optStr(v, join(base, 'clientSecretFile'), rec['clientSecretFile']);
+  if (secret !== undefined && file !== undefined) v.fail(join(base, 'clientSecretFile'), file, 'either clientSecret or clientSecretFile, not both');
+  if (file !== undefined) {
+    try {
+      secret = readFileSync(path.resolve(baseDir, file), 'utf8').trim();
+    } catch (err) {
+      v.fail(join(base, 'clientSecretFile'), file, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    }
+  }
+  return secret;
+}
+
+function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDir: string): AppConfig[] {
   if (raw === undefined || raw === null) return [];
   if (!Array.isArray(raw)) {
     v.fail('apps', raw, 'a list of apps');
@@ -207,8 +244,25 @@ function buildApps(v: Validation, raw: unknown): AppConfig[] {
     const connectorGroup = str(v, join(p, 'connectorGroup'), a['connectorGroup'], 'default', NAME, NAME_TEXT) ?? 'default';
     const backendTimeoutMs = duration(v, join(p, 'backendTimeout'), a['backendTimeout'], '85s', 1, { long: '180s', default: '85s' });
     const passHostHeader = bool(v, join(p, 'passHostHeader'), a['passHostHeader'], false);
+    const clientId = str(v, join(p, 'clientId'), a['clientId'], identity.clientId) ?? identity.clientId;
+    const ownSecret = secretOf(v, p, a, baseDir);
+    const clientSecret = ownSecret ?? (a['clientId'] === undefined ? identity.clientSecret : undefined);
+    const assignment = oneOf(v, join(p, 'assignment'), a['assignment'], ['assigned', 'any'] as const, 'assigned');
+    const assignedUsers = strList(v, join(p, 'assignedUsers'), a['assignedUsers'], []);
+    const assignedGroups = strList(v, join(p, 'assignedGroups'), a['assignedGroups'], []);
+    if (preauth === 'oidc' && assignment === 'assigned' && assignedUsers.length + assignedGroups.length === 0 && a['assignment'] === 'assigned') {
+      v.fail(join(p, 'assignedUsers'), a['assignedUsers'], 'at least one assigned user or group when assignment is "assigned"');
+    }
+    const identityHeaders = bool(v, join(p, 'identityHeaders'), a['identityHeaders'], false);
+    const sessionLifetimeMs = duration(v, join(p, 'sessionLifetime'), a['sessionLifetime'], '8h', 60_000);
+    const ck = obj(v, join(p, 'cookie'), a['cookie'], ['sameSite', 'persistent', 'httpOnly']) ?? {};
+    const sameSite = oneOf(v, join(p, 'cookie.sameSite'), ck['sameSite'], ['Lax', 'Strict', 'None'] as const, 'Lax');
+    const cookie = { sameSite, persistent: bool(v, join(p, 'cookie.persistent'), ck['persistent'], true), httpOnly: bool(v, join(p, 'cookie.httpOnly'), ck['httpOnly'], true) };
     if (name && ext && int_) {
-      apps.push({ name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader });
+      apps.push({
+        name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader,
+        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie,
+      });
     }
   });
   return apps;

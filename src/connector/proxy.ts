@@ -3,10 +3,10 @@
 // push status, headers and body back to the relay (outbound). Streams end to
 // end; a failure mid-body aborts the upload so the user never sees a clean end.
 import { request as httpRequest, type IncomingMessage, type ClientRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from '../log.js';
 import {
   RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, requestPath,
@@ -25,6 +25,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETU
 export class BackendProxy {
   private readonly inflight = new Map<string, AbortController>();
   private readonly backend: Agent;
+  /** Response pushes to the relay (keyed by the TLS options, so a renewed certificate gets its own sockets). */
+  private readonly push = new HttpsAgent({ keepAlive: true, maxSockets: 512 });
   private idle: (() => void)[] = [];
 
   constructor(private readonly deps: ProxyDeps) {
@@ -68,6 +70,7 @@ export class BackendProxy {
   async close(): Promise<void> {
     for (const ac of this.inflight.values()) ac.abort(new Error('connector shutting down'));
     await this.backend.close().catch(() => undefined);
+    this.push.destroy();
   }
 
   private async run(msg: QueuedRequest, signal: AbortSignal): Promise<void> {
@@ -108,16 +111,34 @@ export class BackendProxy {
     return res.body;
   }
 
-  private async sendResponse(relay: RelayClient, id: string, status: number, headers: HeaderPairs, body: Readable | null, signal: AbortSignal): Promise<void> {
-    const res = await relay.dispatcher.request({
-      origin: relay.origin,
-      path: requestPath(id, 'response'),
-      method: 'POST',
-      headers: { [RESPONSE_STATUS_HEADER]: String(status), [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers), 'content-type': 'application/octet-stream' },
-      body: body ?? '',
-      signal,
+  /**
+   * Pushes status, headers and body to the relay. node:https rather than undici:
+   * undici sends a streamed request's head only with its first body byte, and the
+   * user must get the backend's headers as soon as the backend sends them (SSE,
+   * long polls, a slow first byte), not when the body starts.
+   */
+  private sendResponse(relay: RelayClient, id: string, status: number, headers: HeaderPairs, body: Readable | null, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const url = new URL(requestPath(id, 'response'), relay.origin);
+      const req = httpsRequest({
+        host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: this.push, ...relay.tls, signal,
+        headers: { [RESPONSE_STATUS_HEADER]: String(status), [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers), 'content-type': 'application/octet-stream' },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        // Refused (the user left meanwhile): stop reading the backend.
+        if (res.statusCode !== 204) body?.destroy();
+        res.resume();
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.flushHeaders();
+      if (!body) return void req.end();
+      // A backend body that breaks destroys the push, so the relay never sees a clean end.
+      pipeline(body, req, (err) => {
+        if (err) reject(err);
+      });
     });
-    await res.body.dump();
   }
 
   private reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {

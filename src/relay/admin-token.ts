@@ -63,6 +63,16 @@ export class AdminTokenVerifier {
 
   /** Resolves to the administrator the token names, or rejects with a ProxyctlError. */
   async verify(token: string): Promise<AdminIdentity> {
+    const { payload, issuer } = await this.#verifyJwt(token, this.#identity.adminAudience);
+    return this.#requireAdmin(payload, issuer);
+  }
+
+  /** Verifies an access token for another audience (an app's client id): same checks, no role. */
+  async verifyAccessToken(token: string, audience: string): Promise<JWTPayload> {
+    return (await this.#verifyJwt(token, audience)).payload;
+  }
+
+  async #verifyJwt(token: string, audience: string): Promise<{ payload: JWTPayload; issuer: string }> {
     // A misconfigured issuer is reported before anything, and before any request leaves the relay.
     requireSecureUrl(this.#issuer, 'identity issuer');
     const kid = checkShape(token);
@@ -74,15 +84,15 @@ export class AdminTokenVerifier {
       ({ payload } = await jwtVerify(token, getKey, {
         algorithms: ACCEPTED_ALGORITHMS,
         issuer: discovery.issuer,
-        audience: this.#identity.adminAudience,
+        audience,
         clockTolerance: this.#identity.clockSkewMs / 1000,
         currentDate: new Date(nowMs),
         requiredClaims: ['exp', 'sub'],
       }));
     } catch (err) {
-      throw this.#mapVerifyError(err, discovery, nowMs, kid);
+      throw this.#mapVerifyError(err, discovery, nowMs, kid, audience);
     }
-    return this.#requireAdmin(payload, discovery.issuer);
+    return { payload, issuer: discovery.issuer };
   }
 
   async #discover(): Promise<Discovery> {
@@ -121,7 +131,7 @@ export class AdminTokenVerifier {
     };
   }
 
-  #mapVerifyError(err: unknown, discovery: Discovery, nowMs: number, kid: unknown): ProxyctlError {
+  #mapVerifyError(err: unknown, discovery: Discovery, nowMs: number, kid: unknown, audience: string): ProxyctlError {
     if (err instanceof ProxyctlError) return err;
     if (!(err instanceof joseErrors.JOSEError)) {
       return tokenError('ERR_TOKEN_INVALID', 'token could not be verified', err);
@@ -135,7 +145,7 @@ export class AdminTokenVerifier {
       case 'ERR_JWT_CLAIM_VALIDATION_FAILED': {
         const { claim, reason, payload } = err as joseErrors.JWTClaimValidationFailed;
         if (claim === 'iss') return tokenError('ERR_TOKEN_ISSUER', `token issuer is ${show(payload['iss'])}, expected ${discovery.issuer}`, err);
-        if (claim === 'aud') return tokenError('ERR_TOKEN_AUDIENCE', `token audience is ${show(payload['aud'])}, expected ${this.#identity.adminAudience}`, err);
+        if (claim === 'aud') return tokenError('ERR_TOKEN_AUDIENCE', `token audience is ${show(payload['aud'])}, expected ${audience}`, err);
         if (claim === 'nbf' && reason === 'check_failed') {
           return tokenError('ERR_TOKEN_NOT_YET_VALID', `token is not valid before ${formatTime(payload['nbf'])} (relay time ${formatMs(nowMs)}, ${skew})`, err);
         }

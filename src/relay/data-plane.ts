@@ -99,6 +99,12 @@ export class DataPlane {
     }
     user.flushHeaders();
     ex.links.add(req);
+    // Done once the user has the whole response: the response's 'close' follows on the
+    // next tick and must not read as the user leaving (that would cancel on the connector).
+    user.once('finish', () => {
+      ex.links.delete(req);
+      ex.finish();
+    });
     pipeline(req, user, (err) => {
       ex.links.delete(req);
       if (err) {

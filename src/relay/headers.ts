@@ -31,6 +31,12 @@ export interface ForwardContext {
   host: string;
   requestId: string;
   upgrade: boolean;
+  /** The Cookie header for the backend, the relay's own cookies already removed. */
+  cookie?: string | undefined;
+  /** The relay consumed the Authorization header (a bearer token for the app). */
+  dropAuthorization?: boolean;
+  /** Identity headers set by the relay (assertion, optional plain headers). */
+  identity?: HeaderPairs;
 }
 
 /** The header list the backend will see (the connector adds Host). */
@@ -46,9 +52,11 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
     const dashed = lower.replace(/_/g, '-');
     if (dashed !== lower && (HOP_BY_HOP.has(dashed) || RELAY_OWNED.has(dashed) || named.has(dashed))) continue;
     if (lower === 'cookie') continue; // filtered separately so the session cookie never leaves the relay
+    if (lower === 'authorization' && ctx.dropAuthorization) continue;
     out.push([name, rawHeaders[i + 1]!]);
   }
-  if (headers['cookie']) out.push(['cookie', headers['cookie']]);
+  if (ctx.cookie) out.push(['cookie', ctx.cookie]);
+  if (ctx.identity) out.push(...ctx.identity);
   if (ctx.upgrade) {
     out.push(['connection', 'upgrade']);
     if (headers['upgrade']) out.push(['upgrade', headers['upgrade']]);

@@ -17,6 +17,22 @@ const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_APP_UNKNOWN: { title: 'Application not configured on the connector', step: 'connector' },
   ERR_BODY_TOO_LARGE: { title: 'Request too large', step: 'request' },
   ERR_BAD_REQUEST: { title: 'Bad request', step: 'request' },
+  ERR_NOT_FOUND: { title: 'Not found', step: 'relay' },
+  ERR_SIGNIN_REQUIRED: { title: 'Sign-in required', step: 'sign-in' },
+  ERR_SIGNIN_PROVIDER: { title: 'Sign-in failed at the identity provider', step: 'sign-in: provider error' },
+  ERR_SIGNIN_STATE: { title: 'Sign-in could not be completed', step: 'sign-in: bad state' },
+  ERR_SIGNIN_CODE: { title: 'Sign-in could not be completed', step: 'sign-in: code rejected' },
+  ERR_SIGNIN_TOKEN: { title: 'Sign-in failed', step: 'sign-in: token invalid' },
+  ERR_IDP_UNAVAILABLE: { title: 'Identity provider unavailable', step: 'sign-in: provider unreachable' },
+  ERR_NOT_ASSIGNED: { title: 'Access denied', step: 'authorization: not assigned' },
+  ERR_POLICY_DENIED: { title: 'Access denied by policy', step: 'authorization: conditional access' },
+  ERR_TOKEN_INVALID: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_EXPIRED: { title: 'Token expired', step: 'sign-in: token invalid' },
+  ERR_TOKEN_AUDIENCE: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_ALG: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_SIGNATURE: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_ISSUER: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_NOT_YET_VALID: { title: 'Token refused', step: 'sign-in: token invalid' },
 };
 
 export function wantsJson(req: IncomingMessage): boolean {
@@ -55,7 +71,9 @@ export function sendRefusal(req: IncomingMessage, res: ServerResponse, err: unkn
     return;
   }
   const { type, text } = bodyFor(req, e, requestId);
+  const challenge = e.status === 401 ? { 'www-authenticate': 'Bearer realm="proxyctl"' } : {};
   res.writeHead(e.status, {
+    ...challenge,
     'content-type': type,
     'content-length': Buffer.byteLength(text),
     'cache-control': 'no-store',

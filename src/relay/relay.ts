@@ -17,6 +17,10 @@ import { DataPlane } from './data-plane.js';
 import { RequestQueue } from './queue.js';
 import { createRequestPath } from './request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
+import { KeyRing } from '../crypto/keyring.js';
+import { AssertionSigner } from './auth/assertion.js';
+import { Authenticator } from './auth/authenticator.js';
+import { OidcClients } from './auth/oidc-client.js';
 import { Store } from './store.js';
 
 export interface RelayOptions {
@@ -33,6 +37,10 @@ export class Relay {
   private publicHosts = '';
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
+  private ring: KeyRing;
+  private readonly assertions: AssertionSigner;
+  private readonly oidc: OidcClients;
+  readonly auth: Authenticator;
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = -1;
   private closing: Promise<void> | undefined;
@@ -43,8 +51,10 @@ export class Relay {
     readonly store: Store,
     readonly ca: RelayCa,
     private verifier: TokenVerifier,
+    ring: KeyRing,
     private readonly options: RelayOptions,
   ) {
+    this.ring = ring;
     this.config = config;
     this.channels = new ChannelRegistry(options.log, {
       onSeen: (ch) => {
@@ -57,6 +67,33 @@ export class Relay {
     });
     this.queue = new RequestQueue(this.channels, options.log);
     this.dataPlane = new DataPlane(this.queue, options.log);
+    this.assertions = new AssertionSigner(() => this.ring);
+    this.oidc = new OidcClients({
+      issuer: () => this.issuer(),
+      clockSkewMs: config.identity.clockSkewMs,
+      scopes: config.identity.scopes,
+    });
+    this.auth = new Authenticator({
+      store: this.store,
+      ring: () => this.ring,
+      oidc: this.oidc,
+      verifyBearer: (token, audience) => this.verifier.verifyAccessToken(token, audience),
+      identity: () => this.config.identity,
+      policy: async () => undefined,
+      log: options.log,
+      ...(options.now ? { now: options.now } : {}),
+    });
+  }
+
+  get keyRing(): KeyRing {
+    return this.ring;
+  }
+
+  /** The identity provider's issuer URL. */
+  issuer(): URL {
+    const issuer = this.config.identity.issuer;
+    if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'no identity provider is configured: set identity.issuer', { status: 503 });
+    return issuer;
   }
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
@@ -64,7 +101,8 @@ export class Relay {
     const ca = await loadOrCreateCa(config.dataDir);
     const store = Store.open(config.dataDir);
     const verifier = makeVerifier(config, options);
-    return new Relay(config, store, ca, verifier, options);
+    const ring = await KeyRing.load(store);
+    return new Relay(config, store, ca, verifier, ring, options);
   }
 
   private now(): number {
@@ -116,7 +154,10 @@ export class Relay {
       maxHeaderSize: 32 * 1024,
     });
     server.setTimeout(120_000, (socket) => socket.destroy());
-    const path = createRequestPath({ config: () => this.config, queue: this.queue, log: this.options.log });
+    const path = createRequestPath({
+      config: () => this.config, queue: this.queue, auth: this.auth, assertions: this.assertions,
+      publicPort: () => this.publicAddress().port, log: this.options.log,
+    });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
     server.on('tlsClientError', (err: Error) => this.options.log.debug({ err: err.message }, 'public TLS handshake failed'));
@@ -148,6 +189,8 @@ export class Relay {
       if (v === this.lastDataVersion) return;
       this.lastDataVersion = v;
       this.enforceRevocations();
+      // Keys rotated by the admin CLI take effect without a restart.
+      KeyRing.load(this.store).then((r) => (this.ring = r), (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'));
     } catch (err) {
       this.options.log.error({ err: (err as Error).message }, 'store watch failed');
     }
@@ -252,14 +295,13 @@ export class Relay {
   }
 }
 
-type TokenVerifier = Pick<AdminTokenVerifier, 'verify'>;
+type TokenVerifier = Pick<AdminTokenVerifier, 'verify' | 'verifyAccessToken'>;
 
 function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier {
   if (config.identity.issuer) return new AdminTokenVerifier(config.identity, options.now ? { now: options.now } : {});
-  return {
-    verify: () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
-      'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 })),
-  };
+  const none = () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
+    'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 }));
+  return { verify: none, verifyAccessToken: none };
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -13,10 +13,18 @@ import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
 import type { RequestQueue } from './queue.js';
 import { routerFor, type Route } from './router.js';
+import type { Authenticator, Authenticated } from './auth/authenticator.js';
+import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
+import { backendCookieHeader } from './auth/session.js';
+import type { HeaderPairs } from '../protocol/connector-api.js';
 
 export interface RequestPathDeps {
   config: () => RelayConfig;
   queue: RequestQueue;
+  auth: Authenticator;
+  assertions: AssertionSigner;
+  /** The port the public listener actually bound (Host headers may carry it). */
+  publicPort: () => number;
   log: Logger;
 }
 
@@ -30,23 +38,44 @@ export function createRequestPath(deps: RequestPathDeps) {
     return route;
   }
 
+  /** The origin the user reached the app on; redirects are built from it, so its port is checked. */
+  function originOf(route: Route, req: IncomingMessage): string {
+    const host = (req.headers.host ?? '').toLowerCase();
+    const m = /^(\[[0-9a-f:.]+\]|[^:]+)(?::(\d+))?$/.exec(host);
+    const port = m?.[2];
+    if (!m || (port !== undefined && port !== route.app.externalUrl.port && port !== String(deps.publicPort()) && !(port === '443' && route.app.externalUrl.port === ''))) {
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'The Host header names a port this application is not published on.', { status: 400 });
+    }
+    return `https://${m[1]}${port && port !== '443' ? `:${port}` : ''}`;
+  }
+
   /** Step 2: answered by the relay itself, never forwarded. */
-  function relayOwned(req: IncomingMessage, res: ServerResponse): boolean {
+  async function relayOwned(req: IncomingMessage, res: ServerResponse, route: Route, origin: string, requestId: string): Promise<boolean> {
     const path = (req.url ?? '/').split('?')[0];
     if (path === '/robots.txt' && (req.method === 'GET' || req.method === 'HEAD')) {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': ROBOTS.length, 'cache-control': 'public, max-age=3600' });
       res.end(req.method === 'HEAD' ? undefined : ROBOTS);
       return true;
     }
-    return false;
+    return deps.auth.handleReserved(req, res, route.app, origin, route.rest, requestId);
   }
 
-  /** Step 3: preauthentication. Passthrough apps skip it. */
-  function authenticate(app: AppConfig): void {
-    if (app.preauth === 'passthrough') return;
-    // Sign-in arrives with the preauthentication issue; until then an oidc app is closed,
-    // so no unauthenticated byte can reach its connector.
-    throw new ProxyctlError('ERR_SIGNIN_UNAVAILABLE', `${app.name} requires sign-in, which this relay cannot perform yet`, { status: 503, details: { app: app.name } });
+  /** Step 3: preauthentication. Passthrough apps skip it; undefined = a sign-in redirect was sent. */
+  async function authenticate(req: IncomingMessage, res: ServerResponse | undefined, app: AppConfig, origin: string, requestId: string): Promise<Authenticated | 'anonymous' | undefined> {
+    if (app.preauth === 'passthrough') return 'anonymous';
+    return deps.auth.authenticate(req, res, app, origin, requestId);
+  }
+
+  /** Step 4: identity for the backend — a signed assertion, optionally plain headers. */
+  async function identityHeaders(app: AppConfig, who: Authenticated | 'anonymous'): Promise<HeaderPairs> {
+    if (who === 'anonymous') return [];
+    const out: HeaderPairs = [[ASSERTION_HEADER, await deps.assertions.sign(app, who.identity, who.sid)]];
+    if (app.identityHeaders) {
+      out.push(['x-proxyctl-user', who.identity.sub]);
+      if (who.identity.email) out.push(['x-proxyctl-email', who.identity.email]);
+      out.push(['x-proxyctl-groups', who.identity.groups.join(',')]);
+    }
+    return out;
   }
 
   /** Step 5: an open channel of the app's connector group, waiting briefly for one. */
@@ -61,7 +90,8 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   /** Step 6: put the request on the channel; the data plane delivers the answer. */
-  async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }) {
+  async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }, who: Authenticated | 'anonymous') {
+    const identity = await identityHeaders(route.app, who);
     const abort = new AbortController();
     const onGone = () => abort.abort();
     (target.res ?? target.socket)!.once('close', onGone);
@@ -83,6 +113,9 @@ export function createRequestPath(deps: RequestPathDeps) {
         host: req.headers.host ?? '',
         requestId,
         upgrade,
+        cookie: backendCookieHeader(req.headers.cookie),
+        dropAuthorization: who !== 'anonymous' && who.via === 'bearer',
+        identity,
       }),
       body: hasBody,
       upgrade,
@@ -114,9 +147,11 @@ export function createRequestPath(deps: RequestPathDeps) {
     try {
       const route = matchApp(config, req);
       app = route.app.name;
-      if (relayOwned(req, res)) return;
-      authenticate(route.app);
-      await forward(config, route, req, requestId, { res });
+      const origin = originOf(route, req);
+      if (await relayOwned(req, res, route, origin, requestId)) return;
+      const who = await authenticate(req, res, route.app, origin, requestId);
+      if (!who) return;
+      await forward(config, route, req, requestId, { res }, who);
     } catch (err) {
       const e = refusalOf(err);
       if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: requestId, err: e.cause }, 'request failed');
@@ -134,8 +169,9 @@ export function createRequestPath(deps: RequestPathDeps) {
         throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
       }
       const route = matchApp(config, req);
-      authenticate(route.app);
-      await forward(config, route, req, requestId, { socket, head });
+      const who = await authenticate(req, undefined, route.app, originOf(route, req), requestId);
+      if (!who) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', 'Sign in first.', { status: 401 });
+      await forward(config, route, req, requestId, { socket, head }, who);
       deps.log.info({ request_id: requestId, app: route.app.name, method: req.method }, 'upgrade queued');
     } catch (err) {
       const e = refusalOf(err);

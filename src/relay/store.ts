@@ -41,7 +41,29 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
-const SCHEMA_VERSION = 1;
+export interface KeyRecord { kid: string; purpose: 'session' | 'assertion'; material: string; createdAt: number; retiredAt: number | null }
+
+export interface SigninState { state: string; app: string; nonce: string; verifier: string; returnTo: string; createdAt: number; stepUp: boolean }
+
+export interface UserRecord {
+  username: string;
+  passwordHash: string;
+  email: string | null;
+  name: string | null;
+  groups: string[];
+  roles: string[];
+  totpSecret: string | null;
+  createdAt: number;
+}
+
+interface UserRow { username: string; password_hash: string; email: string | null; name: string | null; groups: string; roles: string; totp_secret: string | null; created_at: number }
+
+const toUser = (r: UserRow): UserRecord => ({
+  username: r.username, passwordHash: r.password_hash, email: r.email, name: r.name,
+  groups: JSON.parse(r.groups) as string[], roles: JSON.parse(r.roles) as string[], totpSecret: r.totp_secret, createdAt: r.created_at,
+});
+
+const SCHEMA_VERSION = 2;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -70,6 +92,42 @@ const MIGRATIONS: readonly string[] = [
      action TEXT NOT NULL,
      connector_id TEXT,
      details TEXT NOT NULL
+   );`,
+  `CREATE TABLE keys (
+     kid TEXT PRIMARY KEY,
+     purpose TEXT NOT NULL CHECK (purpose IN ('session', 'assertion')),
+     material TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     retired_at INTEGER
+   );
+   CREATE TABLE signin_states (
+     state TEXT PRIMARY KEY,
+     app TEXT NOT NULL,
+     nonce TEXT NOT NULL,
+     verifier TEXT NOT NULL,
+     return_to TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     step_up INTEGER NOT NULL DEFAULT 0
+   );
+   CREATE TABLE sessions (
+     sid TEXT PRIMARY KEY,
+     app TEXT NOT NULL,
+     subject TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     revoked_at INTEGER,
+     client_ip TEXT
+   );
+   CREATE INDEX sessions_expiry ON sessions(expires_at);
+   CREATE TABLE users (
+     username TEXT PRIMARY KEY,
+     password_hash TEXT NOT NULL,
+     email TEXT,
+     name TEXT,
+     groups TEXT NOT NULL DEFAULT '[]',
+     roles TEXT NOT NULL DEFAULT '[]',
+     totp_secret TEXT,
+     created_at INTEGER NOT NULL
    );`,
 ];
 
@@ -236,6 +294,105 @@ export class Store {
     } catch (err) {
       throw wrapError(err, 'ERR_STORE', `store: cannot ${what}: ${(err as Error).message}`);
     }
+  }
+
+  // ---- keys (session encryption, identity assertions) ----
+
+  listKeys(purpose: 'session' | 'assertion'): KeyRecord[] {
+    return (this.db.prepare(`SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`).all(purpose) as
+      { kid: string; purpose: 'session' | 'assertion'; material: string; created_at: number; retired_at: number | null }[])
+      .map((r) => ({ kid: r.kid, purpose: r.purpose, material: r.material, createdAt: r.created_at, retiredAt: r.retired_at }));
+  }
+
+  /** Adds a key and retires the previous current one (still readable until dropped). */
+  addKey(key: { kid: string; purpose: 'session' | 'assertion'; material: string }, actor: string, now = Date.now()): void {
+    const tx = this.db.transaction(() => {
+      this.db.prepare(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
+      this.db.prepare(`INSERT INTO keys (kid, purpose, material, created_at) VALUES (?, ?, ?, ?)`).run(key.kid, key.purpose, key.material, now);
+      this.audit(actor, 'key.rotate', null, { purpose: key.purpose, kid: key.kid }, now);
+    });
+    this.run(tx, 'add key');
+  }
+
+  /** Drops retired keys older than the longest lifetime of what they protect. */
+  dropKeysRetiredBefore(purpose: 'session' | 'assertion', before: number): number {
+    return this.db.prepare(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`).run(purpose, before).changes;
+  }
+
+  // ---- sign-in states (single use) ----
+
+  putSigninState(s: SigninState): void {
+    this.db.prepare(`INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+      .run(s.state, s.app, s.nonce, s.verifier, s.returnTo, s.createdAt, s.stepUp ? 1 : 0);
+  }
+
+  /** Returns the state once; a second call (replay) finds nothing. */
+  takeSigninState(state: string): SigninState | undefined {
+    const tx = this.db.transaction(() => {
+      const row = this.db.prepare(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
+        { state: string; app: string; nonce: string; verifier: string; return_to: string; created_at: number; step_up: number } | undefined;
+      if (row) this.db.prepare(`DELETE FROM signin_states WHERE state = ?`).run(state);
+      return row;
+    });
+    const row = this.run(tx, 'take sign-in state');
+    return row && { state: row.state, app: row.app, nonce: row.nonce, verifier: row.verifier, returnTo: row.return_to, createdAt: row.created_at, stepUp: row.step_up === 1 };
+  }
+
+  purgeSigninStates(olderThan: number): void {
+    this.db.prepare(`DELETE FROM signin_states WHERE created_at < ?`).run(olderThan);
+  }
+
+  // ---- sessions ----
+
+  createSession(s: { sid: string; app: string; subject: string; createdAt: number; expiresAt: number; clientIp: string | null }): void {
+    this.db.prepare(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
+      .run(s.sid, s.app, s.subject, s.createdAt, s.expiresAt, s.clientIp);
+  }
+
+  /** True when the session exists and was not signed out or revoked. */
+  sessionActive(sid: string, now = Date.now()): boolean {
+    const row = this.db.prepare(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as { revoked_at: number | null; expires_at: number } | undefined;
+    return !!row && row.revoked_at === null && row.expires_at > now;
+  }
+
+  revokeSession(sid: string, now = Date.now()): void {
+    this.db.prepare(`UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL`).run(now, sid);
+  }
+
+  purgeSessions(expiredBefore: number): void {
+    this.db.prepare(`DELETE FROM sessions WHERE expires_at < ?`).run(expiredBefore);
+  }
+
+  // ---- embedded identity provider users ----
+
+  getUser(username: string): UserRecord | undefined {
+    const r = this.db.prepare(`SELECT * FROM users WHERE username = ?`).get(username) as UserRow | undefined;
+    return r && toUser(r);
+  }
+
+  listUsers(): UserRecord[] {
+    return (this.db.prepare(`SELECT * FROM users ORDER BY username`).all() as UserRow[]).map(toUser);
+  }
+
+  putUser(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): void {
+    const tx = this.db.transaction(() => {
+      this.db.prepare(`INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
+        VALUES (@username, @passwordHash, @email, @name, @groups, @roles, @totpSecret, @createdAt)
+        ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, email = excluded.email, name = excluded.name,
+          groups = excluded.groups, roles = excluded.roles, totp_secret = excluded.totp_secret`)
+        .run({ ...u, groups: JSON.stringify(u.groups), roles: JSON.stringify(u.roles) });
+      this.audit(actor, action, null, { username: u.username }, Date.now());
+    });
+    this.run(tx, 'save user');
+  }
+
+  removeUser(username: string, actor: string): boolean {
+    const tx = this.db.transaction(() => {
+      const n = this.db.prepare(`DELETE FROM users WHERE username = ?`).run(username).changes;
+      if (n) this.audit(actor, 'user.remove', null, { username }, Date.now());
+      return n > 0;
+    });
+    return this.run(tx, 'remove user');
   }
 
   close(): void {

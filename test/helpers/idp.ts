@@ -16,6 +16,10 @@ export interface TestIdp {
   signToken(claims: Record<string, unknown>, header?: { alg?: string; kid?: string }): Promise<string>;
   /** The provider's private signing JWKs (ES256 first, then RS256), each with its kid. */
   jwks: { keys: object[] };
+  /** Registers a web client (an app at the relay) for the authorization code flow. */
+  registerClient(c: { clientId: string; clientSecret: string; redirectUris: string[]; postLogoutRedirectUris?: string[] }): void;
+  /** Adds or replaces a user that can sign in with the login form (any password). */
+  setUser(sub: string, claims: { email?: string; name?: string; groups?: string[] }): void;
   close(): Promise<void>;
 }
 
@@ -55,7 +59,7 @@ function rolesOf(clientId: unknown): string[] | undefined {
 }
 
 /** Per-provider storage (the built-in memory adapter is process-global and warns on use). */
-function adapterFor(clientSecret: string): new (model: string) => object {
+function adapterFor(clientSecret: string, webClients: Map<string, Record<string, unknown>>): new (model: string) => object {
   const store = new Map<string, Record<string, unknown>>();
   return class TestAdapter {
     readonly #model: string;
@@ -69,6 +73,8 @@ function adapterFor(clientSecret: string): new (model: string) => object {
 
     async find(id: string): Promise<Record<string, unknown> | undefined> {
       if (this.#model === 'Client') {
+        const web = webClients.get(id);
+        if (web) return web;
         if (rolesOf(id) === undefined) return undefined;
         return {
           client_id: id,
@@ -95,7 +101,8 @@ function adapterFor(clientSecret: string): new (model: string) => object {
       store.delete(this.#key(id));
     }
 
-    async findByUid(): Promise<undefined> {
+    async findByUid(uid: string): Promise<Record<string, unknown> | undefined> {
+      for (const [key, value] of store) if (key.startsWith(`${this.#model}:`) && value['uid'] === uid) return value;
       return undefined;
     }
 
@@ -117,6 +124,8 @@ async function signingKey(alg: 'ES256' | 'RS256'): Promise<SigningKey> {
 export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> {
   const [es256, rs256] = await Promise.all([signingKey('ES256'), signingKey('RS256')]);
   const clientSecret = randomBytes(24).toString('base64url');
+  const webClients = new Map<string, Record<string, unknown>>();
+  const users = new Map<string, { email?: string; name?: string; groups?: string[] }>();
 
   // The issuer needs the port, so the server listens first and gets the provider's handler after.
   let handler: http.RequestListener = (_req, res) => {
@@ -135,13 +144,20 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   const issuer = `http://127.0.0.1:${port}`;
 
   const provider = new (Provider as OidcProviderClass)(issuer, {
-    adapter: adapterFor(clientSecret),
+    adapter: adapterFor(clientSecret, webClients),
+    conformIdTokenClaims: false,
+    claims: { openid: ['sub', 'amr', 'acr'], email: ['email'], profile: ['name', 'groups'] },
+    interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
+    pkce: { required: () => true },
     jwks: { keys: [es256.jwk, rs256.jwk] },
     // Set explicitly only to keep oidc-provider's development-default warnings out of test output.
     cookies: { keys: [randomBytes(32).toString('hex')] },
-    findAccount: async () => undefined,
+    findAccount: async (_ctx: unknown, id: string) => {
+      const u = users.get(id);
+      return u && { accountId: id, claims: async () => ({ sub: id, ...u }) };
+    },
     clientBasedCORS: () => false,
-    ttl: { ClientCredentials: 600, AccessToken: 600 },
+    ttl: { ClientCredentials: 600, AccessToken: 600, Interaction: 600, Session: 3600, Grant: 3600, IdToken: 600, AuthorizationCode: 60 },
     routes: { token: '/token', jwks: '/jwks' },
     features: {
       devInteractions: { enabled: false },
@@ -164,7 +180,41 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
       return roles === undefined ? undefined : { roles };
     },
   });
-  handler = provider.callback();
+  const oidcHandler = provider.callback();
+  const full = provider as unknown as InteractionApi;
+  // A minimal login form: username (must be a known user), password (any), optional "mfa" box.
+  handler = (req, res) => {
+    const m = /^\/interaction\/([\w-]+)(\/login)?$/.exec((req.url ?? '').split('?')[0] ?? '');
+    if (!m) return oidcHandler(req, res);
+    void (async () => {
+      try {
+        const details = await full.interactionDetails(req, res);
+        if (req.method === 'GET') {
+          if (details.prompt.name === 'consent') {
+            await finishConsent(full, req, res, details);
+            return;
+          }
+          res.writeHead(200, { 'content-type': 'text/html' });
+          res.end(`<!doctype html><title>Test IdP login</title><form method="post" action="/interaction/${details.uid}/login">
+<input name="username" id="username"><input name="password" id="password" type="password"><label><input type="checkbox" name="mfa" id="mfa" value="1">mfa</label>
+<button type="submit" id="submit">Sign in</button></form>`);
+          return;
+        }
+        const form = new URLSearchParams(await readBody(req));
+        const username = form.get('username') ?? '';
+        if (!users.has(username)) {
+          res.writeHead(401, { 'content-type': 'text/plain' });
+          res.end('unknown user');
+          return;
+        }
+        const amr = form.get('mfa') ? ['pwd', 'mfa'] : ['pwd'];
+        await full.interactionFinished(req, res, { login: { accountId: username, amr, acr: form.get('mfa') ? 'mfa' : 'pwd' } }, { mergeWithLastSubmission: false });
+      } catch (err) {
+        res.writeHead(400, { 'content-type': 'text/plain' });
+        res.end(`interaction failed: ${(err as Error).message}`);
+      }
+    })();
+  };
 
   async function adminToken(opts: { roles?: string[]; audience?: string } = {}): Promise<string> {
     const response = await fetch(`${issuer}/token`, {
@@ -200,5 +250,42 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     await closed;
   }
 
-  return { issuer, adminToken, signToken, jwks: { keys: [es256.jwk, rs256.jwk] }, close };
+  function registerClient(c: { clientId: string; clientSecret: string; redirectUris: string[]; postLogoutRedirectUris?: string[] }): void {
+    webClients.set(c.clientId, {
+      client_id: c.clientId, client_secret: c.clientSecret, grant_types: ['authorization_code'], response_types: ['code'],
+      redirect_uris: c.redirectUris, post_logout_redirect_uris: c.postLogoutRedirectUris ?? [], token_endpoint_auth_method: 'client_secret_basic',
+    });
+  }
+
+  function setUser(sub: string, claims: { email?: string; name?: string; groups?: string[] }): void {
+    users.set(sub, claims);
+  }
+
+  return { issuer, adminToken, signToken, jwks: { keys: [es256.jwk, rs256.jwk] }, registerClient, setUser, close };
+}
+
+interface InteractionDetails { uid: string; prompt: { name: string; details: Record<string, unknown> }; params: Record<string, unknown>; session?: { accountId?: string }; grantId?: string }
+interface GrantLike { addOIDCScope(scope: string): void; addOIDCClaims(claims: string[]): void; save(): Promise<string> }
+interface InteractionApi {
+  interactionDetails(req: http.IncomingMessage, res: http.ServerResponse): Promise<InteractionDetails>;
+  interactionFinished(req: http.IncomingMessage, res: http.ServerResponse, result: Record<string, unknown>, options?: Record<string, unknown>): Promise<void>;
+  Grant: new (init: { accountId: string; clientId: string }) => GrantLike;
+}
+
+async function finishConsent(p: InteractionApi, req: http.IncomingMessage, res: http.ServerResponse, details: InteractionDetails): Promise<void> {
+  // Consent is implied for the relay's clients: grant what was asked for.
+  const grant = new p.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
+  grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
+  grant.addOIDCClaims(['email', 'name', 'groups']);
+  const grantId = await grant.save();
+  await p.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    req.on('data', (d: Buffer) => (text += d.toString()));
+    req.on('end', () => resolve(text));
+    req.on('error', reject);
+  });
 }

@@ -1,0 +1,227 @@
+// Preauthentication for `preauth: oidc` apps and the relay-owned sign-in
+// endpoints on every app host. A request either proves who it is (session
+// cookie or bearer token for the app) or gets a sign-in redirect (browsers) /
+// 401 (scripts); nothing unauthenticated goes further.
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { randomNonce, randomPKCECodeVerifier, randomState } from 'openid-client';
+import type { JWTPayload } from 'jose';
+import type { AppConfig, IdentityConfig } from '../../config/relay-config.js';
+import type { KeyRing } from '../../crypto/keyring.js';
+import { ProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Store } from '../store.js';
+import { JWKS_PATH } from './assertion.js';
+import type { OidcClients } from './oidc-client.js';
+import { safeReturnTo } from './redirect.js';
+import {
+  clearCookie, cookieName, openSession, parseCookies, sealSession, sessionCookie, stateCookieName, type Identity, type Session,
+} from './session.js';
+import { wantsJson } from '../pages.js';
+
+const STATE_TTL_MS = 10 * 60_000;
+
+export interface Authenticated {
+  identity: Identity;
+  sid: string;
+  via: 'cookie' | 'bearer';
+  session?: Session;
+}
+
+/** Decides at sign-in (and for bearer tokens) whether the user may use the app. Conditional Access plugs in here. */
+export type SignInPolicy = (app: AppConfig, who: Identity, ctx: { ip: string; userAgent: string | undefined; requestId: string }) => Promise<void>;
+
+export interface AuthDeps {
+  store: Store;
+  ring: () => KeyRing;
+  oidc: OidcClients;
+  verifyBearer: (token: string, audience: string) => Promise<JWTPayload>;
+  identity: () => IdentityConfig;
+  policy: SignInPolicy;
+  log: Logger;
+  now?: () => number;
+}
+
+export class Authenticator {
+  constructor(private readonly deps: AuthDeps) {}
+
+  private now(): number {
+    return (this.deps.now ?? Date.now)();
+  }
+
+  /** Relay-owned paths on an app host (any preauth). Returns true when answered. */
+  async handleReserved(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, rest: string, requestId: string): Promise<boolean> {
+    const path = rest.split('?')[0];
+    if (`/${path}` === JWKS_PATH) {
+      const body = JSON.stringify(this.deps.ring().jwks());
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'public, max-age=300' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return true;
+    }
+    if (!path?.startsWith('.proxyctl/')) return false;
+    switch (path) {
+      case '.proxyctl/callback':
+        await this.callback(req, res, app, origin, requestId);
+        return true;
+      case '.proxyctl/logout':
+        await this.logout(req, res, app, origin);
+        return true;
+      case '.proxyctl/signed-out':
+        signedOutPage(res, `${origin}${app.pathPrefix}`);
+        return true;
+      case '.proxyctl/me':
+        await this.me(req, res, app);
+        return true;
+      default:
+        throw new ProxyctlError('ERR_NOT_FOUND', 'No such relay endpoint.', { status: 404 });
+    }
+  }
+
+  /** Who is asking, or undefined when a redirect / 401 has been sent instead. */
+  async authenticate(req: IncomingMessage, res: ServerResponse | undefined, app: AppConfig, origin: string, requestId: string): Promise<Authenticated | undefined> {
+    const auth = req.headers.authorization;
+    if (auth && /^bearer\s/i.test(auth)) return this.bearer(auth.replace(/^bearer\s+/i, '').trim(), app, req, requestId);
+    const found = await this.sessionFrom(req, app);
+    if (found) return { identity: found, sid: found.sid, via: 'cookie', session: found };
+    if (!res || wantsJson(req)) {
+      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${app.name} first (no valid session).`, { status: 401, details: { app: app.name } });
+    }
+    await this.beginSignIn(res, app, origin, { returnTo: req.url });
+    return undefined;
+  }
+
+  async sessionFrom(req: IncomingMessage, app: AppConfig): Promise<Session | undefined> {
+    const value = parseCookies(req.headers.cookie).get(cookieName(app));
+    if (!value) return undefined;
+    const result = await openSession(this.deps.ring(), value, app, this.now());
+    if (!('session' in result)) {
+      this.deps.log.info({ app: app.name, reason: result.reason }, 'session cookie refused');
+      return undefined;
+    }
+    if (!this.deps.store.sessionActive(result.session.sid, this.now())) {
+      this.deps.log.info({ app: app.name, sid: result.session.sid }, 'session revoked or unknown');
+      return undefined;
+    }
+    return result.session;
+  }
+
+  private async bearer(token: string, app: AppConfig, req: IncomingMessage, requestId: string): Promise<Authenticated> {
+    const claims = await this.deps.verifyBearer(token, app.clientId);
+    const identity = identityFromClaims(claims as Record<string, unknown>, this.deps.identity().groupsClaim);
+    this.checkAssigned(app, identity);
+    await this.deps.policy(app, identity, { ip: req.socket.remoteAddress ?? '', userAgent: req.headers['user-agent'], requestId });
+    const sid = typeof claims.jti === 'string' ? `bearer:${claims.jti}` : `bearer:${identity.sub}`;
+    return { identity, sid, via: 'bearer' };
+  }
+
+  async beginSignIn(res: ServerResponse, app: AppConfig, origin: string, opts: { returnTo?: string; stepUp?: { acrValues?: string; prompt?: boolean } }): Promise<void> {
+    const state = randomState();
+    const nonce = randomNonce();
+    const codeVerifier = randomPKCECodeVerifier();
+    const returnTo = safeReturnTo(app, origin, opts.returnTo);
+    const url = await this.deps.oidc.authorizationUrl(app, {
+      redirectUri: callbackUrl(app, origin), state, nonce, codeVerifier, ...(opts.stepUp ? { stepUp: opts.stepUp } : {}),
+    });
+    const now = this.now();
+    this.deps.store.purgeSigninStates(now - STATE_TTL_MS);
+    this.deps.store.putSigninState({ state, app: app.name, nonce, verifier: codeVerifier, returnTo, createdAt: now, stepUp: !!opts.stepUp });
+    res.writeHead(302, {
+      location: url.href,
+      'set-cookie': `${stateCookieName(app)}=${state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${STATE_TTL_MS / 1000}`,
+      'cache-control': 'no-store',
+    });
+    res.end();
+  }
+
+  private async callback(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, requestId: string): Promise<void> {
+    const url = new URL(req.url ?? '/', origin);
+    const state = url.searchParams.get('state');
+    const cookieState = parseCookies(req.headers.cookie).get(stateCookieName(app));
+    // The state must come back to the browser that started the sign-in (no login CSRF).
+    if (!state || !cookieState || state !== cookieState) {
+      throw new ProxyctlError('ERR_SIGNIN_STATE', 'The sign-in response does not belong to a sign-in started in this browser. Start again from the application.', { status: 400, details: { app: app.name } });
+    }
+    const saved = this.deps.store.takeSigninState(state);
+    if (!saved || saved.app !== app.name || saved.createdAt < this.now() - STATE_TTL_MS) {
+      throw new ProxyctlError('ERR_SIGNIN_STATE', 'This sign-in has expired or was already used. Start again from the application.', { status: 400, details: { app: app.name } });
+    }
+    const providerError = url.searchParams.get('error');
+    if (providerError) {
+      const description = url.searchParams.get('error_description');
+      throw new ProxyctlError('ERR_SIGNIN_PROVIDER', `The identity provider refused the sign-in: ${providerError.slice(0, 100)}${description ? ` (${description.slice(0, 200)})` : ''}`, { status: 401, details: { app: app.name } });
+    }
+    // Exactly the URL the provider redirected to; the redirect_uri must match the one sent.
+    const claims = await this.deps.oidc.exchange(app, new URL(`${callbackUrl(app, origin)}${url.search}`), { state, nonce: saved.nonce, codeVerifier: saved.verifier });
+    const identity = identityFromClaims(claims, this.deps.identity().groupsClaim);
+    this.checkAssigned(app, identity);
+    const ip = req.socket.remoteAddress ?? '';
+    await this.deps.policy(app, identity, { ip, userAgent: req.headers['user-agent'], requestId });
+    const now = this.now();
+    const session: Session = { ...identity, sid: randomUUID(), app: app.name, iat: now, exp: now + app.sessionLifetimeMs, ip };
+    this.deps.store.createSession({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
+    const sealed = await sealSession(this.deps.ring(), session);
+    this.deps.log.info({ request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr }, 'sign-in succeeded');
+    res.writeHead(302, {
+      location: safeReturnTo(app, origin, saved.returnTo),
+      'set-cookie': [sessionCookie(app, sealed, session.exp, now), clearCookie(stateCookieName(app))],
+      'cache-control': 'no-store',
+    });
+    res.end();
+  }
+
+  checkAssigned(app: AppConfig, who: Identity): void {
+    if (app.assignment === 'any') return;
+    const byUser = [who.sub, who.email].some((id) => id !== undefined && app.assignedUsers.includes(id));
+    const byGroup = who.groups.some((g) => app.assignedGroups.includes(g));
+    if (!byUser && !byGroup) {
+      throw new ProxyctlError('ERR_NOT_ASSIGNED', `${who.email ?? who.sub} is not assigned to ${app.name}. Ask your administrator for access.`, { status: 403, details: { app: app.name } });
+    }
+  }
+
+  private async logout(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string): Promise<void> {
+    const s = await this.sessionFrom(req, app);
+    if (s) {
+      this.deps.store.revokeSession(s.sid, this.now());
+      this.deps.log.info({ app: app.name, sid: s.sid, sub: s.sub }, 'signed out');
+    }
+    const after = `${origin}${app.pathPrefix}.proxyctl/signed-out`;
+    const end = await this.deps.oidc.endSessionUrl(app, after);
+    res.writeHead(302, { location: end?.href ?? after, 'set-cookie': clearCookie(cookieName(app)), 'cache-control': 'no-store' });
+    res.end();
+  }
+
+  private async me(req: IncomingMessage, res: ServerResponse, app: AppConfig): Promise<void> {
+    const s = app.preauth === 'oidc' ? await this.sessionFrom(req, app) : undefined;
+    if (!s) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', 'Not signed in.', { status: 401, details: { app: app.name } });
+    const body = JSON.stringify({ sub: s.sub, email: s.email, name: s.name, groups: s.groups, amr: s.amr, acr: s.acr, sid: s.sid, app: app.name, expiresAt: new Date(s.exp).toISOString() });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+    res.end(body);
+  }
+}
+
+export function callbackUrl(app: AppConfig, origin: string): string {
+  return `${origin}${app.pathPrefix}.proxyctl/callback`;
+}
+
+export function identityFromClaims(c: Record<string, unknown>, groupsClaim: string): Identity {
+  const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? v.split(/\s+/).filter(Boolean) : []);
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v.slice(0, 256) : undefined);
+  const sub = str(c['sub']);
+  if (!sub) throw new ProxyctlError('ERR_SIGNIN_TOKEN', 'the token names no subject', { status: 401 });
+  return {
+    sub,
+    email: str(c['email']) ?? str(c['preferred_username']) ?? str(c['upn']),
+    name: str(c['name']) ?? str(c['preferred_username']),
+    groups: list(c[groupsClaim]).slice(0, 200),
+    amr: list(c['amr']).slice(0, 20),
+    acr: str(c['acr']),
+  };
+}
+
+function signedOutPage(res: ServerResponse, appRoot: string): void {
+  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title>
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}</style></head>
+<body><h1>You are signed out</h1><p><a href="${appRoot.replace(/"/g, '&quot;')}">Sign in again</a></p></body></html>\n`;
+  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store' });
+  res.end(html);
+}

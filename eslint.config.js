@@ -14,4 +14,6 @@ export default tseslint.config(
     },
   },
   { files: ['bench/**', 'test/**', 'bin/**'], rules: { 'no-console': 'off' } },
+  // bench/*.mjs is plain JavaScript run by Node: the Node globals it uses beyond the list above.
+  { files: ['bench/**/*.mjs'], languageOptions: { globals: { performance: 'readonly', fetch: 'readonly', URLSearchParams: 'readonly' } } },
 );

@@ -55,6 +55,8 @@ const APP_GIT = `
 
 function configText(apps: string): string {
   return `
+public:
+  listen: "127.0.0.1:0"
 connectorApi:
   listen: "127.0.0.1:0"
   maxBodyBytes: ${MAX_BODY}
@@ -69,7 +71,8 @@ apps:${apps}
 class Fixture {
   readonly agents: Agent[] = [];
   readonly sockets: WebSocket[] = [];
-  constructor(readonly relay: Relay, readonly dataDir: string, readonly port: number) {}
+  port = 0;
+  constructor(readonly relay: Relay, readonly dataDir: string) {}
 
   get origin(): string {
     return `https://127.0.0.1:${this.port}`;
@@ -120,8 +123,10 @@ class Fixture {
     return this.call(agent, 'GET', API.config);
   }
 
+  /** Everything a request could store; lastSeen is left out because heartbeats of open channels move it. */
   snapshot(): { connectors: unknown; audit: number } {
-    return { connectors: this.relay.store.listConnectors(), audit: this.relay.store.listAudit(100_000).length };
+    const connectors = this.relay.store.listConnectors().map(({ lastSeen: _seen, ...rest }) => rest);
+    return { connectors, audit: this.relay.store.listAudit(100_000).length };
   }
 
   /** Opens a control channel and waits for its first message (hello). */
@@ -207,9 +212,10 @@ async function startRelay(t: Test): Promise<Fixture> {
   const dataDir = path.join(tempDir(t), 'data');
   const config = parseRelayConfig(configText(APP_WIKI), undefined, { dataDir });
   const relay = await Relay.create(config, { log: silentLogger, storeWatchMs: 100 });
+  const fx = new Fixture(relay, dataDir);
+  t.teardown(() => fx.close()); // before start(), so a failed start still closes whatever listens
   await relay.start();
-  const fx = new Fixture(relay, dataDir, relay.connectorApiAddress().port);
-  t.teardown(() => fx.close());
+  fx.port = relay.connectorApiAddress().port;
   return fx;
 }
 
@@ -238,6 +244,7 @@ async function rsa1024Csr(): Promise<string> {
 
 t.test('a genuine registration issues a client certificate and records it', async (t) => {
   const fx = await startRelay(t);
+  const auditBefore = fx.relay.store.listAudit(100_000).length;
   const { keyPem, csrPem } = await createKeyAndCsr('edge-1');
   const token = await idp.adminToken();
   const reply = await fx.register(token, { csr: csrPem, name: 'edge-1', group: 'default', version: 'test-1.0' });
@@ -262,9 +269,9 @@ t.test('a genuine registration issues a client certificate and records it', asyn
   t.equal(listed.length, 1, 'one connector stored');
   t.match(listed[0], { id: body.connectorId, name: 'edge-1', group: 'default', certificates: 1, revokedAt: null, version: 'test-1.0' });
   t.match(fx.relay.store.getCertificate(body.serial), { connectorId: body.connectorId, kind: 'register', revokedAt: null });
-  const audit = fx.relay.store.listAudit();
-  t.equal(audit.length, 1);
-  t.match(audit[0], { action: 'connector.register', connectorId: body.connectorId, actor: /^admin:/ });
+  const audit = fx.relay.store.listAudit(100_000);
+  t.equal(audit.length, auditBefore + 1, 'one audit entry added');
+  t.match(audit[0], { action: 'connector.register', connectorId: body.connectorId, actor: /^admin:/, details: { name: 'edge-1', group: 'default', serial: body.serial } });
 
   const pulled = await fx.pull(fx.agent({ keyPem, certPem: body.certificate }));
   t.equal(pulled.status, 200, 'the new certificate works at once');
@@ -339,6 +346,15 @@ t.test('registration refusals store nothing', async (t) => {
   })());
   const reply = await raw(chunked, { 'content-type': 'application/json' });
   refused(t, reply, 413, 'ERR_BODY_TOO_LARGE', 'chunked body over the limit (no content-length)');
+  const slow = Readable.from((async function* () {
+    yield Buffer.from('{"pad":"');
+    for (let i = 0; i < 12; i++) {
+      yield Buffer.from('x'.repeat(1024));
+      await sleep(20);
+    }
+    yield Buffer.from('"}');
+  })());
+  refused(t, await raw(slow, { 'content-type': 'application/json' }), 413, 'ERR_BODY_TOO_LARGE', 'slow chunked body over the limit');
 
   t.same(fx.snapshot(), before, 'no connector, certificate or audit entry was added');
 });

@@ -2,7 +2,7 @@
 // certificate swap, plus the reconnect back-off schedule with injected randomness.
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Backoff } from '../src/connector/backoff.js';
 import { keyMatchesCert, loadState, swapCertificate, writeNewState, type ConnectorState } from '../src/connector/state.js';
 import { loadOrCreateCa, type RelayCa } from '../src/crypto/ca.js';
@@ -37,7 +37,6 @@ function stateFor(ca: RelayCa, p: Pair): Omit<ConnectorState, 'dir'> {
 
 // Known gap (reported, not fixed here): a swap finished by recovery, or cut short before
 // writeMeta, leaves connector.json naming the previous serial and issue time.
-const STALE_META = 'src/connector/state.ts: recovery does not rewrite connector.json (serial, certificateIssuedAt)';
 
 const mode = (file: string): number => statSync(file).mode & 0o777;
 const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith('next-') || f.endsWith('.tmp'));
@@ -123,7 +122,7 @@ t.test('swapCertificate installs the new pair and metadata', async (t) => {
 });
 
 t.test('swap crash recovery', async (t) => {
-  const setup = (t: Parameters<Parameters<typeof t.test>[1]>[0]): string => {
+  const setup = (t: Test): string => {
     const dir = path.join(tempDir(t), 'state');
     writeNewState(dir, stateFor(ca, one));
     return dir;
@@ -150,7 +149,7 @@ t.test('swap crash recovery', async (t) => {
     t.equal(s.certPem, two.certPem);
     t.ok(keyMatchesCert(s.keyPem, s.certPem));
     t.same(leftovers(dir), []);
-    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate', { todo: STALE_META });
+    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate');
     t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'promoted key keeps 0600');
     t.equal(loadState(dir).certPem, two.certPem, 'a second load is stable');
   });
@@ -163,7 +162,7 @@ t.test('swap crash recovery', async (t) => {
     t.equal(s.keyPem, two.keyPem);
     t.equal(s.certPem, two.certPem);
     t.same(leftovers(dir), []);
-    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate', { todo: STALE_META });
+    t.equal(s.serial, two.serial, 'metadata serial follows the recovered certificate');
     t.equal(loadState(dir).certPem, two.certPem, 'a second load is stable');
   });
 
@@ -189,7 +188,7 @@ t.test('swap crash recovery', async (t) => {
     const s = loadState(dir);
     t.ok(keyMatchesCert(s.keyPem, s.certPem), 'key and certificate still belong together');
     t.equal(s.certPem, two.certPem);
-    t.equal(s.serial, two.serial, 'metadata serial follows the certificate actually loaded', { todo: STALE_META });
+    t.equal(s.serial, two.serial, 'metadata serial follows the certificate actually loaded');
   });
 });
 

@@ -1,7 +1,7 @@
 // Preauthentication end to end against a real OpenID provider: sign-in with
 // PKCE/state/nonce, encrypted session cookies, identity to the backend, sign-out,
 // scripts and bearer tokens, and the hostile inputs around each of them.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { createLocalJWKSet, jwtVerify, UnsecuredJWT } from 'jose';
 import { request } from 'undici';
@@ -11,7 +11,7 @@ import { sealSession, cookieName } from '../src/relay/auth/session.js';
 
 interface Seen { url: string; headers: IncomingHttpHeaders }
 
-async function echoBackend(t: Tap.Test): Promise<{ port: number; seen: Seen[] }> {
+async function echoBackend(t: Test): Promise<{ port: number; seen: Seen[] }> {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
     seen.push({ url: req.url ?? '', headers: req.headers });

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import path from 'node:path';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
+import { normalizeSerial } from '../crypto/ca.js';
 
 export interface ConnectorIdentityFile {
   relayUrl: string;
@@ -101,6 +102,15 @@ export function loadState(dir: string): ConnectorState {
   }
   for (const k of ['relayUrl', 'connectorId', 'certificateIssuedAt'] as const) {
     if (typeof meta[k] !== 'string') throw new ProxyctlError('ERR_STATE_INVALID', `${f.meta} lacks "${k}"`);
+  }
+  // After a swap finished by recovery (or a crash before the metadata write), the
+  // certificate on disk is the truth: bring connector.json in line with it.
+  const cert = new X509Certificate(certPem);
+  const serial = normalizeSerial(cert.serialNumber);
+  if (serial !== meta.serial) {
+    // Issued certificates are back-dated 5 minutes for clock skew.
+    meta = { ...meta, serial, certificateIssuedAt: new Date(Date.parse(cert.validFrom) + 5 * 60_000).toISOString() };
+    writeMeta(dir, meta);
   }
   return { ...meta, dir, keyPem, certPem, caPem };
 }

@@ -6,6 +6,8 @@ export const API = {
   config: '/v1/connector/config',
   renew: '/v1/connector/renew',
   channel: '/v1/connector/channel',
+  /** Public: where administrators get tokens (used by `proxyctl login`). */
+  identity: '/v1/identity',
   /** Per-request data plane: /v1/connector/requests/<id>/<body|response|error|upgrade>. */
   requests: '/v1/connector/requests/',
 } as const;
@@ -79,6 +81,8 @@ export interface RegisterResponse {
   serial: string;
   notAfter: string;
 }
+
+export interface IdentityInfo { issuer: string; cliClientId: string | undefined; adminAudience: string }
 
 export interface RenewRequest { csr: string }
 export type RenewResponse = RegisterResponse;

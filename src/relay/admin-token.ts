@@ -1,8 +1,8 @@
 // Decides whether a connector's registration request comes from an administrator: the relay
 // trusts only tokens its configured OpenID provider signed, for the relay's audience, right now.
 import {
-  createRemoteJWKSet, decodeProtectedHeader, errors as joseErrors, jwtVerify,
-  type JWTPayload, type JWTVerifyGetKey,
+  createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify,
+  type FetchImplementation, type JWTPayload, type JWTVerifyGetKey,
 } from 'jose';
 import type { IdentityConfig } from '../config/relay-config.js';
 import { isLoopbackHost } from '../config/relay-config.js';
@@ -18,6 +18,8 @@ export interface AdminTokenVerifierOptions {
   /** Clock in milliseconds since the epoch; injectable so tests need not sleep. */
   now?: () => number;
   discoveryTtlMs?: number;
+  /** How to reach the provider (the embedded one is reached over loopback with the relay CA). */
+  fetch?: typeof fetch;
 }
 
 // Asymmetric only: with a symmetric algorithm anyone holding the (public) JWKS could mint tokens.
@@ -42,6 +44,7 @@ export class AdminTokenVerifier {
   readonly #issuer: URL;
   readonly #now: () => number;
   readonly #ttlMs: number;
+  readonly #fetch: typeof fetch;
   #discovery: Discovery | undefined;
   #pendingDiscovery: Promise<Discovery> | undefined;
   #keys: { readonly uri: string; readonly set: RemoteKeys } | undefined;
@@ -59,6 +62,7 @@ export class AdminTokenVerifier {
     this.#issuer = issuer;
     this.#now = options.now ?? Date.now;
     this.#ttlMs = options.discoveryTtlMs ?? DEFAULT_DISCOVERY_TTL_MS;
+    this.#fetch = options.fetch ?? globalThis.fetch;
   }
 
   /** Resolves to the administrator the token names, or rejects with a ProxyctlError. */
@@ -98,7 +102,7 @@ export class AdminTokenVerifier {
   async #discover(): Promise<Discovery> {
     const cached = this.#discovery;
     if (cached && this.#now() - cached.fetchedAt < this.#ttlMs) return cached;
-    this.#pendingDiscovery ??= fetchDiscovery(this.#issuer, this.#now).finally(() => {
+    this.#pendingDiscovery ??= fetchDiscovery(this.#issuer, this.#now, this.#fetch).finally(() => {
       this.#pendingDiscovery = undefined;
     });
     try {
@@ -115,7 +119,12 @@ export class AdminTokenVerifier {
   #keyResolver(discovery: Discovery): JWTVerifyGetKey {
     // Reusing jose's remote set keeps its key cache and its refetch-on-unknown-kid behaviour.
     if (this.#keys?.uri !== discovery.jwksUri) {
-      this.#keys = { uri: discovery.jwksUri, set: createRemoteJWKSet(new URL(discovery.jwksUri), { timeoutDuration: FETCH_TIMEOUT_MS }) };
+      this.#keys = {
+        uri: discovery.jwksUri,
+        set: createRemoteJWKSet(new URL(discovery.jwksUri), {
+          timeoutDuration: FETCH_TIMEOUT_MS, [customFetch]: this.#fetch as FetchImplementation,
+        }),
+      };
     }
     const { uri, set } = this.#keys;
     return async (header, input) => {
@@ -202,7 +211,7 @@ function checkShape(token: unknown): unknown {
   return kid;
 }
 
-async function fetchDiscovery(issuer: URL, now: () => number): Promise<Discovery> {
+async function fetchDiscovery(issuer: URL, now: () => number, fetch: typeof globalThis.fetch): Promise<Discovery> {
   // OpenID Connect Discovery 1.0 §4: the issuer with any terminating "/" removed, then the well-known path.
   const url = new URL(`${stripSlash(issuer.href)}/.well-known/openid-configuration`);
   let response: Response;

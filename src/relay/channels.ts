@@ -17,6 +17,8 @@ export class Channel {
     readonly group: string,
     readonly serial: string,
     readonly version: string,
+    /** When the client certificate that opened the channel expires (ms). */
+    readonly certNotAfter: number = Infinity,
   ) {}
 
   send(message: RelayMessage): void {
@@ -62,7 +64,15 @@ export class ChannelRegistry {
   startHeartbeat(intervalMs: number): void {
     this.stopHeartbeat();
     this.timer = setInterval(() => {
+      const now = Date.now();
       for (const ch of this.channels.values()) {
+        if (ch.certNotAfter <= now) {
+          // A channel lives no longer than the certificate that opened it.
+          this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector certificate expired; closing its channel');
+          ch.ws.close(CLOSE.unknown, 'certificate expired');
+          setTimeout(() => ch.ws.terminate(), 1000).unref();
+          continue;
+        }
         if (!ch.alive) {
           this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector channel missed its heartbeat; closing');
           ch.ws.terminate();

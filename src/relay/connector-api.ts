@@ -11,7 +11,7 @@ import { WebSocketServer } from 'ws';
 import type { RelayCa } from '../crypto/ca.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { API, type RegisterResponse } from '../protocol/connector-api.js';
+import { API, type IdentityInfo, type RegisterResponse } from '../protocol/connector-api.js';
 import type { AdminTokenVerifier } from './admin-token.js';
 import { Channel, type ChannelRegistry } from './channels.js';
 import { authenticateConnector } from './client-auth.js';
@@ -19,6 +19,7 @@ import { buildConnectorConfig, groupConfigVersion } from './connector-config.js'
 import type { RelayConfig } from '../config/relay-config.js';
 import { field, readJsonBody, sendError, sendJson } from './respond.js';
 import { parseDataPath, type DataPlane } from './data-plane.js';
+import { issueConnectorIdentity } from './registration.js';
 import type { Store } from './store.js';
 
 export interface ConnectorApiDeps {
@@ -28,12 +29,12 @@ export interface ConnectorApiDeps {
   verifier: Pick<AdminTokenVerifier, 'verify'>;
   channels: ChannelRegistry;
   dataPlane: DataPlane;
+  /** Issuer and CLI client for administrators' tokens. */
+  identityInfo: () => IdentityInfo;
   log: Logger;
   now?: () => number;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
-const GROUP = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const MAX_CSR = 16 * 1024;
 
 export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: string; keyPem: string }): Server {
@@ -74,6 +75,9 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         deps.store.touch(id.connector.id, versionOf(req), now());
         return sendJson(res, 200, buildConnectorConfig(deps.config(), id.connector, id.certificate), requestId);
       }
+      case `GET ${API.identity}`:
+        req.resume();
+        return sendJson(res, 200, deps.identityInfo(), requestId);
       case `POST ${API.renew}`:
         return renew(req, res, requestId, limit);
       default:
@@ -94,24 +98,16 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     }
     const body = await readJsonBody(req, limit);
     const admin = await deps.verifier.verify(m[1]!);
-    const csr = field(body, 'csr', MAX_CSR);
-    const name = field(body, 'name', 64);
-    if (!NAME.test(name)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must be letters, digits, ".", "_" or "-" (at most 64)', { status: 400 });
-    const group = field(body, 'group', 63, 'default');
-    if (!GROUP.test(group)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector group must be lower-case letters, digits and dashes', { status: 400 });
-    const version = typeof body['version'] === 'string' ? body['version'].slice(0, 64) : 'unknown';
-
-    const connectorId = randomUUID();
-    const issued = await deps.ca.signConnectorCsr(csr, { connectorId, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
-    const actor = `admin:${admin.subject}`;
-    deps.store.registerConnector({
-      id: connectorId, name, group, actor, serial: issued.serial, issuedAt: now(), notAfter: issued.notAfter.getTime(),
-    });
-    deps.store.touch(connectorId, version, now());
-    deps.log.info({ request_id: requestId, connector_id: connectorId, group, actor, serial: issued.serial }, 'connector registered');
-    const out: RegisterResponse = {
-      connectorId, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
-    };
+    const out = await issueConnectorIdentity(
+      { ca: deps.ca, store: deps.store, config: deps.config, log: deps.log, now },
+      {
+        csr: field(body, 'csr', MAX_CSR),
+        name: field(body, 'name', 64),
+        group: field(body, 'group', 63, 'default'),
+        version: typeof body['version'] === 'string' ? body['version'] : 'unknown',
+      },
+      `admin:${admin.subject}`, requestId,
+    );
     sendJson(res, 201, out, requestId);
   }
 
@@ -145,7 +141,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
       wss.handleUpgrade(req, socket, head, (ws) => {
         const version = versionOf(req) ?? 'unknown';
-        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version);
+        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, id.certificate.notAfter);
         ws.on('message', (data, isBinary) => {
           if (isBinary) return;
           try {

@@ -7,7 +7,8 @@ import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CLOSE } from '../protocol/connector-api.js';
+import { CLOSE, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
+import { issueConnectorIdentity } from './registration.js';
 import { AdminTokenVerifier } from './admin-token.js';
 import { ChannelRegistry } from './channels.js';
 import { createConnectorApi } from './connector-api.js';
@@ -21,6 +22,8 @@ import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
 import { Authenticator } from './auth/authenticator.js';
 import { OidcClients } from './auth/oidc-client.js';
+import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
+import { Agent, fetch as undiciFetch } from 'undici';
 import { Store } from './store.js';
 
 export interface RelayOptions {
@@ -39,7 +42,9 @@ export class Relay {
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
   private readonly assertions: AssertionSigner;
-  private readonly oidc: OidcClients;
+  private oidc: OidcClients;
+  private idp: EmbeddedIdp | undefined;
+  private loopbackAgent: Agent | undefined;
   readonly auth: Authenticator;
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = -1;
@@ -89,11 +94,39 @@ export class Relay {
     return this.ring;
   }
 
-  /** The identity provider's issuer URL. */
+  /** The identity provider's issuer URL: the configured one, or the embedded provider's. */
   issuer(): URL {
-    const issuer = this.config.identity.issuer;
-    if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'no identity provider is configured: set identity.issuer', { status: 503 });
+    const issuer = this.config.identity.issuer ?? (this.idp ? new URL(this.idp.issuer) : undefined);
+    if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider is not ready yet', { status: 503 });
     return issuer;
+  }
+
+  get embeddedIdp(): EmbeddedIdp | undefined {
+    return this.idp;
+  }
+
+  /** Reaches the embedded provider through our own public listener, trusting our CA. */
+  private loopbackFetch(): typeof fetch {
+    const target = ['0.0.0.0', '::', ''].includes(this.config.public.host) ? '127.0.0.1' : this.config.public.host;
+    this.loopbackAgent ??= new Agent({
+      connect: { ca: this.ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: target, family: target.includes(':') ? 6 : 4 }]) },
+    });
+    const dispatcher = this.loopbackAgent;
+    return ((input: string | URL | Request, init?: RequestInit) =>
+      undiciFetch(input as string, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
+  }
+
+  private async startEmbeddedIdp(cfg: RelayConfig): Promise<void> {
+    const port = this.publicAddress().port;
+    const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
+    this.idp = await EmbeddedIdp.create({
+      issuer, dataDir: cfg.dataDir, store: this.store, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
+    });
+    const fetchFn = this.loopbackFetch();
+    this.verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });
+    this.oidc = new OidcClients({ issuer: () => this.issuer(), clockSkewMs: cfg.identity.clockSkewMs, scopes: cfg.identity.scopes, fetch: fetchFn });
+    this.auth.setOidc(this.oidc);
+    this.options.log.info({ issuer }, 'embedded identity provider ready');
   }
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
@@ -121,6 +154,11 @@ export class Relay {
       {
         config: () => this.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.verifier.verify(t) },
         channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(),
+        identityInfo: () => ({
+          issuer: this.issuer().href.replace(/\/$/, ''),
+          cliClientId: this.idp ? CLI_CLIENT_ID : undefined,
+          adminAudience: this.config.identity.adminAudience,
+        }),
       },
       tls,
     );
@@ -136,6 +174,7 @@ export class Relay {
   private hostsFor(cfg: RelayConfig): string[] {
     const hosts = new Set(['localhost', '127.0.0.1', '::1']);
     for (const app of cfg.apps) hosts.add(app.host);
+    if (!cfg.identity.issuer) hosts.add(cfg.identity.embedded.host);
     return [...hosts].sort();
   }
 
@@ -157,6 +196,7 @@ export class Relay {
     const path = createRequestPath({
       config: () => this.config, queue: this.queue, auth: this.auth, assertions: this.assertions,
       publicPort: () => this.publicAddress().port, log: this.options.log,
+      identityProvider: () => this.idp,
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
@@ -167,6 +207,7 @@ export class Relay {
     });
     this.publicServer = server;
     await listen(server, cfg.public.host, cfg.public.port);
+    if (!cfg.identity.issuer) await this.startEmbeddedIdp(cfg);
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
   }
 
@@ -207,6 +248,11 @@ export class Relay {
     }
   }
 
+  /** Registration by the relay's owner in-process (the demo): no token, recorded as `actor`. */
+  registerLocal(request: RegisterRequest, actor: string): Promise<RegisterResponse> {
+    return issueConnectorIdentity({ ca: this.ca, store: this.store, config: () => this.config, log: this.options.log, now: () => this.now() }, request, `local:${actor}`);
+  }
+
   /** Revokes a connector in the store and cuts its channels at once. */
   revokeConnector(idOrName: string, actor: string): void {
     const c = this.store.revokeConnector(idOrName, actor, this.now());
@@ -224,11 +270,17 @@ export class Relay {
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
     if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port) restartNeeded.push('connectorApi.listen');
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port) restartNeeded.push('public.listen');
-    if (JSON.stringify(next.identity) !== JSON.stringify(prev.identity)) {
-      this.verifier = makeVerifier(next, this.options);
-    }
+    const identityChanged = JSON.stringify(next.identity) !== JSON.stringify(prev.identity);
+    if (identityChanged && next.identity.issuer) this.verifier = makeVerifier(next, this.options);
+    if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
     this.config = next;
     void this.refreshPublicCertificate(next);
+    // The embedded provider's clients follow the apps: rebuild it (users, keys and sessions live in the store).
+    if (this.idp && !next.identity.issuer && (identityChanged || JSON.stringify(next.apps) !== JSON.stringify(prev.apps))) {
+      this.startEmbeddedIdp(next).catch((err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot rebuild the embedded identity provider'));
+    } else {
+      this.idp?.reloadUsers();
+    }
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs) this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
     return { restartNeeded };
@@ -291,6 +343,7 @@ export class Relay {
       });
     }
     this.channels.terminateAll();
+    await this.loopbackAgent?.close().catch(() => undefined);
     this.store.close();
   }
 }

@@ -12,7 +12,7 @@ import type { QueuedRequest } from '../protocol/connector-api.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
 import type { RequestQueue } from './queue.js';
-import { routerFor, type Route } from './router.js';
+import { routerFor, stripPort, type Route } from './router.js';
 import type { Authenticator, Authenticated } from './auth/authenticator.js';
 import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
 import { backendCookieHeader } from './auth/session.js';
@@ -25,8 +25,12 @@ export interface RequestPathDeps {
   assertions: AssertionSigner;
   /** The port the public listener actually bound (Host headers may carry it). */
   publicPort: () => number;
+  /** The embedded identity provider, served on its own host of this listener. */
+  identityProvider: () => { host: string; handle(req: IncomingMessage, res: ServerResponse): void } | undefined;
   log: Logger;
 }
+
+const stripHostPort = (host: string | undefined): string => stripPort(host ?? '').toLowerCase();
 
 const ROBOTS = 'User-agent: *\nDisallow: /\n';
 
@@ -145,6 +149,12 @@ export function createRequestPath(deps: RequestPathDeps) {
       }, 'request');
     });
     try {
+      const idp = deps.identityProvider();
+      if (idp && stripHostPort(req.headers.host) === idp.host) {
+        app = '(identity provider)';
+        idp.handle(req, res);
+        return;
+      }
       const route = matchApp(config, req);
       app = route.app.name;
       const origin = originOf(route, req);

@@ -66,7 +66,7 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
 }
 
 export function field(body: Record<string, unknown>, name: string, maxLength: number, fallback?: string): string {
-  const value = body[name] ?? fallback;
+  const value = body[name] === undefined ? fallback : body[name];
   if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
     throw new ProxyctlError('ERR_BAD_REQUEST', `field "${name}" must be a non-empty string of at most ${maxLength} characters`, { status: 400 });
   }

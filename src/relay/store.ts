@@ -63,7 +63,9 @@ const toUser = (r: UserRow): UserRecord => ({
   groups: JSON.parse(r.groups) as string[], roles: JSON.parse(r.roles) as string[], totpSecret: r.totp_secret, createdAt: r.created_at,
 });
 
-const SCHEMA_VERSION = 2;
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+const SCHEMA_VERSION = 3;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -129,6 +131,19 @@ const MIGRATIONS: readonly string[] = [
      totp_secret TEXT,
      created_at INTEGER NOT NULL
    );`,
+  `CREATE TABLE idp_artifacts (
+     model TEXT NOT NULL,
+     id TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     expires_at INTEGER,
+     uid TEXT,
+     user_code TEXT,
+     grant_id TEXT,
+     PRIMARY KEY (model, id)
+   );
+   CREATE INDEX idp_artifacts_uid ON idp_artifacts(model, uid);
+   CREATE INDEX idp_artifacts_user_code ON idp_artifacts(model, user_code);
+   CREATE INDEX idp_artifacts_grant ON idp_artifacts(grant_id);`,
 ];
 
 interface ConnectorRow {
@@ -393,6 +408,42 @@ export class Store {
       return n > 0;
     });
     return this.run(tx, 'remove user');
+  }
+
+  // ---- embedded identity provider artifacts (oidc-provider adapter) ----
+
+  idpUpsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void {
+    const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
+    this.db.prepare(`INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at, uid = excluded.uid,
+        user_code = excluded.user_code, grant_id = excluded.grant_id`)
+      .run(model, id, JSON.stringify(payload), expiresAt, str(payload['uid']), str(payload['userCode']), str(payload['grantId']));
+  }
+
+  idpFind(model: string, column: 'id' | 'uid' | 'user_code', value: string): Record<string, unknown> | undefined {
+    const row = this.db.prepare(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${column} = ?`).get(model, value) as
+      { payload: string; expires_at: number | null } | undefined;
+    if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return undefined;
+    return JSON.parse(row.payload) as Record<string, unknown>;
+  }
+
+  idpConsume(model: string, id: string): void {
+    const row = this.idpFind(model, 'id', id);
+    if (!row) return;
+    row['consumed'] = Math.floor(Date.now() / 1000);
+    this.db.prepare(`UPDATE idp_artifacts SET payload = ? WHERE model = ? AND id = ?`).run(JSON.stringify(row), model, id);
+  }
+
+  idpDestroy(model: string, id: string): void {
+    this.db.prepare(`DELETE FROM idp_artifacts WHERE model = ? AND id = ?`).run(model, id);
+  }
+
+  idpRevokeByGrantId(grantId: string): void {
+    this.db.prepare(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
+  }
+
+  idpPurgeExpired(): void {
+    this.db.prepare(`DELETE FROM idp_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(Date.now());
   }
 
   close(): void {

@@ -72,16 +72,34 @@ export class BrowserSim {
    * Full sign-in: open `url` on the relay, log in at the provider's form as
    * `username`, come back through the callback; returns the final answer.
    */
-  async signIn(url: string, username: string, opts: { mfa?: boolean } = {}): Promise<SimResponse> {
+  async signIn(url: string, username: string, opts: { mfa?: boolean; password?: string } = {}): Promise<SimResponse> {
     const atLogin = await this.follow(url);
     const m = /action="([^"]+)"/.exec(atLogin.body);
     if (!m) throw new Error(`no login form at ${atLogin.url}: ${atLogin.status} ${atLogin.body.slice(0, 200)}`);
-    const form = new URLSearchParams({ username, password: 'x', ...(opts.mfa ? { mfa: '1' } : {}) });
+    const form = new URLSearchParams({ username, password: opts.password ?? 'x', ...(opts.mfa ? { mfa: '1' } : {}) });
     const posted = await this.get(new URL(m[1]!, atLogin.url).href, {
       method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(),
     });
     const loc = posted.headers['location'];
-    if (typeof loc !== 'string') throw new Error(`login did not redirect: ${posted.status} ${posted.body.slice(0, 200)}`);
+    if (typeof loc !== 'string') return posted; // an error page, or a second-factor form
     return this.follow(new URL(loc, posted.url).href);
+  }
+
+  /** Posts a form found in `page` (first form), with the given fields, and follows redirects. */
+  async submit(page: SimResponse, fields: Record<string, string>): Promise<SimResponse> {
+    const m = /<form[^>]*action="([^"]+)"[^>]*>([\s\S]*?)<\/form>/.exec(page.body);
+    if (!m) throw new Error(`no form at ${page.url}: ${page.body.slice(0, 200)}`);
+    const action = new URL(m[1]!.replace(/&amp;/g, '&'), page.url).href;
+    // Inputs the page already carries (hidden xsrf, pre-filled codes), then ours.
+    const values: Record<string, string> = {};
+    for (const input of m[2]!.matchAll(/<input[^>]*>/g)) {
+      const name = /name="([^"]*)"/.exec(input[0])?.[1];
+      const value = /value="([^"]*)"/.exec(input[0])?.[1];
+      if (name && value !== undefined && !/type="checkbox"/.test(input[0])) values[name] = value;
+    }
+    const posted = await this.get(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ ...values, ...fields }).toString() });
+    const loc = posted.headers['location'];
+    if (typeof loc !== 'string') return { ...posted, url: action };
+    return this.follow(new URL(loc, action).href);
   }
 }

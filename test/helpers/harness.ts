@@ -18,6 +18,8 @@ export interface HarnessOptions {
   /** YAML appended to the relay config (apps, connectors…). Use {{issuer}} for the IdP. */
   yaml?: (h: { issuer: string }) => string;
   log?: Logger;
+  /** Use the relay's embedded identity provider instead of the test IdP. */
+  embedded?: boolean;
 }
 
 export interface Harness {
@@ -39,11 +41,11 @@ export function testLogger(): Logger {
   return process.env['PROXYCTL_TEST_LOG'] ? createLogger('debug', 'test') : silentLogger;
 }
 
-export function relayYaml(issuer: string, extra: string): string {
+export function relayYaml(issuer: string | undefined, extra: string): string {
   return `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
-identity: { issuer: "${issuer}" }
+${issuer ? `identity: { issuer: "${issuer}" }` : ''}
 connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }
 ${extra}`;
 }
@@ -52,7 +54,7 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
   const log = options.log ?? testLogger();
   const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-harness-'));
   const idp = await startIdp();
-  const text = relayYaml(idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
+  const text = relayYaml(options.embedded ? undefined : idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
   const config = parseRelayConfig(text, path.join(dir, 'relay.yaml'));
   const relay = await Relay.create(config, { log, storeWatchMs: 100 });
   await relay.start();
@@ -73,7 +75,8 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
       const stateDir = path.join(dir, `connector-${++n}`);
       const { keyPem, csrPem } = await createKeyAndCsr('c');
       const rc = new RelayClient(apiUrl, { caPem: relay.ca.certPem });
-      const issued = await rc.register(await idp.adminToken(), { csr: csrPem, name: opts.name ?? `c${n}`, group: opts.group ?? 'default', version: 'test' });
+      const request = { csr: csrPem, name: opts.name ?? `c${n}`, group: opts.group ?? 'default', version: 'test' };
+      const issued = options.embedded ? await relay.registerLocal(request, 'harness') : await rc.register(await idp.adminToken(), request);
       await rc.close();
       const now = new Date().toISOString();
       writeNewState(stateDir, {
@@ -88,7 +91,7 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
       return c;
     },
     reload(yaml: string) {
-      relay.reload(parseRelayConfig(relayYaml(idp.issuer, yaml), path.join(dir, 'relay.yaml')));
+      relay.reload(parseRelayConfig(relayYaml(options.embedded ? undefined : idp.issuer, yaml), path.join(dir, 'relay.yaml')));
     },
     async close() {
       await Promise.all(connectors.map((c) => c.close(1000)));

@@ -4,7 +4,6 @@ import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
-// @ts-expect-error -- oidc-provider@8 ships no type declarations; the part used here is typed below.
 import Provider from 'oidc-provider';
 
 export interface TestIdp {
@@ -143,7 +142,7 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   const { port } = server.address() as AddressInfo;
   const issuer = `http://127.0.0.1:${port}`;
 
-  const provider = new (Provider as OidcProviderClass)(issuer, {
+  const provider = new (Provider as unknown as OidcProviderClass)(issuer, {
     adapter: adapterFor(clientSecret, webClients),
     conformIdTokenClaims: false,
     claims: { openid: ['sub', 'amr', 'acr'], email: ['email'], profile: ['name', 'groups'] },

@@ -45,6 +45,11 @@ export interface AuthDeps {
 export class Authenticator {
   constructor(private readonly deps: AuthDeps) {}
 
+  /** The embedded provider is only known once the public listener is up. */
+  setOidc(oidc: OidcClients): void {
+    this.deps.oidc = oidc;
+  }
+
   private now(): number {
     return (this.deps.now ?? Date.now)();
   }

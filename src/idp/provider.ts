@@ -1,0 +1,338 @@
+// The embedded identity provider: a certified OpenID provider library
+// (oidc-provider) served by the relay on its own host of the public listener,
+// with users from the relay store (or a users file), scrypt passwords, optional
+// TOTP (amr "mfa"), rate-limited failures, device flow for `proxyctl login`,
+// and JWT access tokens for the administrator audience carrying the roles claim.
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { Provider, interactionPolicy, type ClientMetadata } from 'oidc-provider';
+import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
+import { writeFileAtomic } from '../fs-atomic.js';
+import type { Logger } from '../log.js';
+import type { Store } from '../relay/store.js';
+import { formPage, loginPage, messagePage, totpPage } from './pages.js';
+import { LoginThrottle, UserDirectory, verifyPassword, verifyTotp } from './users.js';
+
+export const CLI_CLIENT_ID = 'proxyctl-cli';
+
+interface IdpSecrets { jwks: { keys: JWK[] }; cookieKeys: string[] }
+
+/** Signing and cookie keys persist in the data directory so sessions and tokens survive restarts. */
+async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
+  const file = path.join(dataDir, 'idp-keys.json');
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as IdpSecrets;
+  const keys: JWK[] = [];
+  for (const alg of ['ES256', 'RS256'] as const) {
+    const { privateKey } = await generateKeyPair(alg, { extractable: true });
+    keys.push({ ...(await exportJWK(privateKey)), alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}` });
+  }
+  const secrets: IdpSecrets = { jwks: { keys }, cookieKeys: [randomBytes(32).toString('base64url')] };
+  writeFileAtomic(file, JSON.stringify(secrets), 0o600);
+  return secrets;
+}
+
+function adapterFor(store: Store) {
+  return class SqliteAdapter {
+    constructor(private readonly model: string) {}
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) { store.idpUpsert(this.model, id, payload, expiresIn); }
+    async find(id: string) { return store.idpFind(this.model, 'id', id); }
+    async findByUid(uid: string) { return store.idpFind(this.model, 'uid', uid); }
+    async findByUserCode(code: string) { return store.idpFind(this.model, 'user_code', code); }
+    async consume(id: string) { store.idpConsume(this.model, id); }
+    async destroy(id: string) { store.idpDestroy(this.model, id); }
+    async revokeByGrantId(grantId: string) { store.idpRevokeByGrantId(grantId); }
+  };
+}
+
+export interface EmbeddedIdpOptions {
+  issuer: string;
+  dataDir: string;
+  store: Store;
+  identity: IdentityConfig;
+  apps: readonly AppConfig[];
+  /** Ports the public listener is reached on (redirect URIs are registered for each). */
+  publicPort: number;
+  log: Logger;
+}
+
+interface InteractionDetails {
+  uid: string;
+  prompt: { name: string; reasons: string[]; details: Record<string, unknown> };
+  params: Record<string, unknown>;
+  session?: { accountId?: string };
+  lastSubmission?: Record<string, unknown>;
+}
+
+export class EmbeddedIdp {
+  readonly issuer: string;
+  private provider!: Provider;
+  private readonly users: UserDirectory;
+  private readonly throttle = new LoginThrottle();
+  /** Interactions whose password step passed and that wait for a TOTP code. */
+  private readonly pendingSecondFactor = new Map<string, { username: string; at: number }>();
+  private clients: ClientMetadata[] = [];
+
+  private constructor(private readonly options: EmbeddedIdpOptions) {
+    this.issuer = options.issuer;
+    this.users = new UserDirectory(options.store, options.identity.embedded.usersFile);
+  }
+
+  static async create(options: EmbeddedIdpOptions): Promise<EmbeddedIdp> {
+    const idp = new EmbeddedIdp(options);
+    await idp.init();
+    return idp;
+  }
+
+  get host(): string {
+    return new URL(this.issuer).hostname;
+  }
+
+  private async init(): Promise<void> {
+    const { identity, store, log } = this.options;
+    const secrets = await loadSecrets(this.options.dataDir);
+    this.clients = this.clientsFor(this.options.apps);
+    const policy = interactionPolicy.base();
+    // Step-up: an app (or policy) that asks for acr "mfa" gets a fresh login unless the session already has it.
+    policy.get('login')!.checks.add(new interactionPolicy.Check('mfa_required', 'multi-factor authentication is required', 'login_required', (ctx) => {
+      const requested = String(ctx.oidc.params?.['acr_values'] ?? '').split(' ');
+      const amr = (ctx.oidc.session?.amr ?? []) as string[];
+      return requested.includes('mfa') && !amr.includes('mfa') ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+    }));
+    const users = this.users;
+    const adminAudience = identity.adminAudience;
+    const adminClaim = identity.adminClaim;
+    const groupsClaim = identity.groupsClaim;
+    this.provider = new Provider(this.issuer, {
+      adapter: adapterFor(store),
+      clients: this.clients,
+      jwks: secrets.jwks,
+      cookies: { keys: secrets.cookieKeys },
+      conformIdTokenClaims: false,
+      claims: { openid: ['sub', 'amr', 'acr'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username', groupsClaim] },
+      pkce: { required: () => true },
+      acrValues: ['pwd', 'mfa'],
+      interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
+      findAccount: async (_ctx, id) => {
+        const u = users.find(id);
+        if (!u) return undefined;
+        return {
+          accountId: u.username,
+          claims: async () => ({
+            sub: u.username, email: u.email ?? undefined, email_verified: !!u.email, name: u.name ?? u.username,
+            preferred_username: u.username, [groupsClaim]: u.groups,
+          }),
+        };
+      },
+      ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 8 * 3600, Grant: 8 * 3600, DeviceCode: 600 },
+      features: {
+        devInteractions: { enabled: false },
+        deviceFlow: {
+          enabled: true,
+          userCodeInputSource: async (ctx, form, _out, err) => {
+            ctx.body = formPage('Sign in a device', err ? 'That code is not valid. Try again.' : 'Enter the code shown by proxyctl.', `${form}<button type="submit" form="op.deviceInputForm">Continue</button>`, false);
+          },
+          userCodeConfirmSource: async (ctx, form, _client, _info, userCode) => {
+            ctx.body = formPage('Confirm sign-in', `Sign in proxyctl on the device showing code ${userCode}?`, `${form}<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button>`, false);
+          },
+          successSource: async (ctx) => {
+            ctx.body = messagePage('Signed in', 'You can close this page and return to proxyctl.');
+          },
+        },
+        rpInitiatedLogout: {
+          enabled: true,
+          // Sign-out was already chosen at the app; finish it without another question.
+          logoutSource: async (ctx, form) => {
+            ctx.body = formPage('Signing out', 'Signing you out…', form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>'), true);
+          },
+          postLogoutSuccessSource: async (ctx) => {
+            ctx.body = messagePage('Signed out', 'You are signed out.');
+          },
+        },
+        resourceIndicators: {
+          enabled: true,
+          defaultResource: (ctx, _client, oneOf) => (ctx.oidc.client?.clientId === CLI_CLIENT_ID ? adminAudience : (oneOf ?? [])),
+          useGrantedResource: () => true,
+          getResourceServerInfo: (_ctx, resource) => ({
+            scope: 'openid profile email proxyctl.admin',
+            audience: resource,
+            accessTokenTTL: 3600,
+            accessTokenFormat: 'jwt',
+            jwt: { sign: { alg: 'ES256' } },
+          }),
+        },
+      },
+      extraTokenClaims: async (_ctx, token) => {
+        const accountId = (token as { accountId?: string }).accountId;
+        const u = accountId ? users.find(accountId) : undefined;
+        if (!u) return undefined;
+        const aud = (token as { aud?: string | string[] }).aud;
+        const out: Record<string, unknown> = { [groupsClaim]: u.groups, email: u.email ?? undefined };
+        if ([aud].flat().includes(adminAudience)) out[adminClaim] = u.roles;
+        return out;
+      },
+      renderError: async (ctx, out) => {
+        ctx.type = 'html';
+        ctx.body = messagePage('Sign-in error', `${String(out['error'])}: ${String(out['error_description'] ?? '')}`);
+      },
+    });
+    this.provider.proxy = false;
+    this.provider.on('server_error', (_ctx: unknown, err: Error) => log.error({ err: err.message }, 'embedded identity provider error'));
+  }
+
+  /** One client per distinct app client id, with every callback URL its hosts can produce. */
+  private clientsFor(apps: readonly AppConfig[]): ClientMetadata[] {
+    const byId = new Map<string, { secret: string | undefined; redirects: Set<string>; logouts: Set<string> }>();
+    for (const app of apps) {
+      if (app.preauth !== 'oidc' || app.host.startsWith('*.')) continue;
+      const entry = byId.get(app.clientId) ?? { secret: app.clientSecret, redirects: new Set<string>(), logouts: new Set<string>() };
+      for (const port of new Set(['', app.externalUrl.port, String(this.options.publicPort)])) {
+        const origin = `https://${app.host}${port && port !== '443' ? `:${port}` : ''}`;
+        entry.redirects.add(`${origin}${app.pathPrefix}.proxyctl/callback`);
+        entry.logouts.add(`${origin}${app.pathPrefix}.proxyctl/signed-out`);
+      }
+      byId.set(app.clientId, entry);
+    }
+    const clients: ClientMetadata[] = [...byId].map(([id, c]) => ({
+      client_id: id,
+      ...(c.secret ? { client_secret: c.secret, token_endpoint_auth_method: 'client_secret_basic' } : { token_endpoint_auth_method: 'none' }),
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: [...c.redirects],
+      post_logout_redirect_uris: [...c.logouts],
+    }));
+    clients.push({
+      client_id: CLI_CLIENT_ID, token_endpoint_auth_method: 'none', application_type: 'native',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'], response_types: [], redirect_uris: [],
+    });
+    return clients;
+  }
+
+  /** The request listener for the provider's host on the public listener. */
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const m = /^\/interaction\/([\w-]+)(?:\/(login|totp))?$/.exec((req.url ?? '').split('?')[0] ?? '');
+    if (!m) {
+      this.provider.callback()(req, res);
+      return;
+    }
+    this.interaction(req, res, m[1]!, m[2]).catch((err: unknown) => {
+      this.options.log.warn({ err: (err as Error).message }, 'sign-in interaction failed');
+      if (!res.headersSent) send(res, 400, messagePage('Sign-in expired', 'This sign-in page has expired. Go back to the application and start again.'));
+    });
+  }
+
+  private async interaction(req: IncomingMessage, res: ServerResponse, uid: string, step: string | undefined): Promise<void> {
+    const details = (await this.provider.interactionDetails(req, res)) as unknown as InteractionDetails;
+    if (details.uid !== uid) throw new Error('interaction mismatch');
+    const base = `/interaction/${uid}`;
+    const stepUp = String(details.params['acr_values'] ?? '').split(' ').includes('mfa');
+    if (details.prompt.name === 'consent') {
+      // First-party clients: consent to what was asked.
+      const grant = new this.provider.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
+      grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
+      grant.addOIDCClaims(['email', 'name', this.options.identity.groupsClaim]);
+      if (details.params['resource']) grant.addResourceScope(String(details.params['resource']), String(details.params['scope'] ?? 'openid'));
+      const grantId = await grant.save();
+      await this.provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+      return;
+    }
+    if (req.method === 'GET') {
+      send(res, 200, this.pendingSecondFactor.has(uid) ? totpPage(`${base}/totp`, {}) : loginPage(`${base}/login`, { stepUp }));
+      return;
+    }
+    const form = new URLSearchParams(await readBody(req, 8192));
+    const ip = req.socket.remoteAddress ?? '';
+    if (step === 'login') {
+      const username = (form.get('username') ?? '').trim().toLowerCase();
+      const key = `${username}|${ip}`;
+      const gate = this.throttle.check(key);
+      if (!gate.allowed) {
+        send(res, 429, loginPage(`${base}/login`, { error: `Too many failed attempts. Try again in ${gate.retryAfterS} seconds.`, username }), { 'retry-after': String(gate.retryAfterS) });
+        return;
+      }
+      const user = this.users.find(username);
+      // Verify even for unknown users so timing does not reveal which names exist.
+      const ok = await verifyPassword(form.get('password') ?? '', user?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+      if (!user || !ok) {
+        this.throttle.failure(key);
+        this.options.log.info({ username, client: ip }, 'embedded sign-in failed: bad credentials');
+        send(res, 401, loginPage(`${base}/login`, { error: 'The username or password is incorrect.', username, stepUp }));
+        return;
+      }
+      if (user.totpSecret) {
+        this.pendingSecondFactor.set(uid, { username: user.username, at: Date.now() });
+        send(res, 200, totpPage(`${base}/totp`, {}));
+        return;
+      }
+      if (stepUp) {
+        send(res, 403, loginPage(`${base}/login`, { error: 'This application requires a second factor, and your account has none enrolled. Ask your administrator.', stepUp }));
+        return;
+      }
+      this.throttle.success(key);
+      await this.finishLogin(req, res, user.username, ['pwd']);
+      return;
+    }
+    if (step === 'totp') {
+      const pending = this.pendingSecondFactor.get(uid);
+      if (!pending || Date.now() - pending.at > 5 * 60_000) {
+        this.pendingSecondFactor.delete(uid);
+        send(res, 400, loginPage(`${base}/login`, { error: 'Start again with your password.' }));
+        return;
+      }
+      const key = `${pending.username}|${ip}`;
+      const gate = this.throttle.check(key);
+      if (!gate.allowed) {
+        send(res, 429, totpPage(`${base}/totp`, { error: `Too many failed attempts. Try again in ${gate.retryAfterS} seconds.` }), { 'retry-after': String(gate.retryAfterS) });
+        return;
+      }
+      const user = this.users.find(pending.username);
+      if (!user?.totpSecret || !verifyTotp(user.totpSecret, (form.get('code') ?? '').trim())) {
+        this.throttle.failure(key);
+        send(res, 401, totpPage(`${base}/totp`, { error: 'That code is not valid. Try the current one.' }));
+        return;
+      }
+      this.throttle.success(key);
+      this.pendingSecondFactor.delete(uid);
+      await this.finishLogin(req, res, user.username, ['pwd', 'otp', 'mfa']);
+      return;
+    }
+    send(res, 404, messagePage('Not found', 'No such sign-in step.'));
+  }
+
+  private async finishLogin(req: IncomingMessage, res: ServerResponse, accountId: string, amr: string[]): Promise<void> {
+    this.options.log.info({ username: accountId, amr }, 'embedded sign-in succeeded');
+    await this.provider.interactionFinished(req, res, { login: { accountId, amr, acr: amr.includes('mfa') ? 'mfa' : 'pwd' } }, { mergeWithLastSubmission: false });
+  }
+
+  reloadUsers(): void {
+    this.users.reload();
+  }
+}
+
+function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY',
+    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'", ...headers,
+  });
+  res.end(html);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > limit) {
+        reject(new Error('form too large'));
+        req.destroy();
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}

@@ -1,0 +1,343 @@
+// Users of the embedded identity provider: password hashing (scrypt), TOTP second
+// factor (otpauth), an optional YAML users file that overrides the store, and a
+// login throttle. Passwords and secrets never leave this module except as hashes.
+import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { Secret, TOTP } from 'otpauth';
+import { parseDocument } from 'yaml';
+import { configError } from '../config/relay-config.js';
+import { Validation, join, obj, optStr, str, strList } from '../config/schema.js';
+import { ProxyctlError } from '../errors.js';
+import type { Store, UserRecord } from '../relay/store.js';
+
+// ---- passwords ----
+
+const SCRYPT_N = 32768;
+const SCRYPT_R = 8;
+const SCRYPT_P = 1;
+const SALT_BYTES = 16;
+const KEY_BYTES = 32;
+
+export const PASSWORD_MIN_CHARS = 8;
+export const PASSWORD_MAX_CHARS = 1024;
+
+/** Lower-case user names: a letter or digit, then letters, digits, `.`, `_`, `@`, `-` (64 at most). */
+export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._@-]{0,63}$/;
+
+const HASH_FORMAT = /^scrypt\$(\d{1,8})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9_-]+)\$([A-Za-z0-9_-]+)$/;
+
+interface ScryptParams { N: number; r: number; p: number; salt: Buffer; key: Buffer }
+
+/** Memory OpenSSL needs for these parameters (V + B), plus headroom. */
+const maxmemFor = (N: number, r: number, p: number): number => 128 * r * (N + 2 + p) + 1024 * 1024;
+
+function b64url(text: string): Buffer | undefined {
+  const buf = Buffer.from(text, 'base64url');
+  // Buffer decoding is lenient; insist on the canonical form.
+  return buf.toString('base64url') === text ? buf : undefined;
+}
+
+/** Parses `scrypt$N$r$p$salt$hash`; undefined for anything malformed or outside sane bounds. */
+function parseHash(stored: unknown): ScryptParams | undefined {
+  if (typeof stored !== 'string' || stored.length > 512) return undefined;
+  const m = HASH_FORMAT.exec(stored);
+  if (!m) return undefined;
+  const N = Number(m[1]);
+  const r = Number(m[2]);
+  const p = Number(m[3]);
+  // N a power of two; memory (128·N·r) at most 256 MiB; p small.
+  if (N < 2 || N > 2 ** 20 || (N & (N - 1)) !== 0) return undefined;
+  if (r < 1 || r > 32 || p < 1 || p > 16 || 128 * N * r > 256 * 1024 * 1024) return undefined;
+  const salt = b64url(m[4]!);
+  const key = b64url(m[5]!);
+  if (!salt || salt.length < 16 || salt.length > 64) return undefined;
+  if (!key || key.length < 16 || key.length > 64) return undefined;
+  return { N, r, p, salt, key };
+}
+
+/** True when `stored` has the `scrypt$N$r$p$salt$hash` shape this module writes. */
+export function isPasswordHash(stored: unknown): boolean {
+  return parseHash(stored) !== undefined;
+}
+
+function derive(pw: string, salt: Buffer, keylen: number, N: number, r: number, p: number): Promise<Buffer> {
+  const options: ScryptOptions = { N, r, p, maxmem: maxmemFor(N, r, p) };
+  return new Promise((resolve, reject) => {
+    scrypt(pw.normalize('NFC'), salt, keylen, options, (err, key) => (err ? reject(err) : resolve(key)));
+  });
+}
+
+/** Refuses passwords shorter than 8 or longer than 1024 characters (ERR_USAGE). */
+export function checkPasswordStrength(pw: string): void {
+  const chars = typeof pw === 'string' ? [...pw].length : 0;
+  if (chars < PASSWORD_MIN_CHARS) {
+    throw new ProxyctlError('ERR_USAGE', `password too short: ${chars} characters, at least ${PASSWORD_MIN_CHARS} needed`, { status: 400 });
+  }
+  if (chars > PASSWORD_MAX_CHARS) {
+    throw new ProxyctlError('ERR_USAGE', `password too long: ${chars} characters, at most ${PASSWORD_MAX_CHARS} allowed`, { status: 400 });
+  }
+}
+
+/** `scrypt$32768$8$1$<salt b64url>$<hash b64url>`, a fresh 16-byte salt each time. */
+export async function hashPassword(pw: string): Promise<string> {
+  const salt = randomBytes(SALT_BYTES);
+  const key = await derive(pw, salt, KEY_BYTES, SCRYPT_N, SCRYPT_R, SCRYPT_P);
+  return `scrypt$${SCRYPT_N}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString('base64url')}$${key.toString('base64url')}`;
+}
+
+/** Constant-time check of `pw` against a stored hash; false (never a throw) for malformed input. */
+export async function verifyPassword(pw: string, stored: string): Promise<boolean> {
+  try {
+    if (typeof pw !== 'string' || pw.length > PASSWORD_MAX_CHARS * 2) return false;
+    const params = parseHash(stored);
+    if (!params) return false;
+    const key = await derive(pw, params.salt, params.key.length, params.N, params.r, params.p);
+    return key.length === params.key.length && timingSafeEqual(key, params.key);
+  } catch {
+    return false;
+  }
+}
+
+// ---- TOTP (RFC 6238: SHA1, 6 digits, 30 s) ----
+
+const TOTP_PARAMS = { algorithm: 'SHA1', digits: 6, period: 30 } as const;
+const BASE32 = /^[A-Z2-7]+=*$/;
+
+function parseSecret(secret: string): Secret | undefined {
+  if (typeof secret !== 'string') return undefined;
+  const text = secret.toUpperCase();
+  if (!BASE32.test(text)) return undefined;
+  try {
+    const s = Secret.fromBase32(text);
+    return s.bytes.length >= 10 ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A fresh base32 secret of 20 random bytes. */
+export function newTotpSecret(): string {
+  return new Secret({ size: 20 }).base32;
+}
+
+/** The otpauth:// URI an authenticator app scans. */
+export function totpUri(secret: string, username: string, issuerLabel = 'proxyctl'): string {
+  const s = parseSecret(secret);
+  if (!s) throw new ProxyctlError('ERR_USAGE', 'TOTP secret is not valid base32 (at least 80 bits)', { status: 400 });
+  return new TOTP({ issuer: issuerLabel, label: username, secret: s, ...TOTP_PARAMS }).toString();
+}
+
+/** True when `code` is the 6-digit code of the current, previous or next 30-second step. */
+export function verifyTotp(secret: string, code: string, now: number = Date.now()): boolean {
+  if (typeof code !== 'string' || !/^[0-9]{6}$/.test(code)) return false;
+  const s = parseSecret(secret);
+  if (!s || !Number.isFinite(now)) return false;
+  try {
+    return TOTP.validate({ token: code, secret: s, ...TOTP_PARAMS, timestamp: now, window: 1 }) !== null;
+  } catch {
+    return false;
+  }
+}
+
+// ---- users file ----
+
+const USER_KEYS = ['username', 'passwordHash', 'email', 'name', 'groups', 'roles', 'totpSecret'] as const;
+const EMAIL = /^[^\s@]+@[^\s@]+$/;
+
+/** Reads and validates a users file; ERR_CONFIG_READ / ERR_CONFIG_INVALID naming the key path. */
+export function loadUsersFile(file: string): UserRecord[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read users file ${file}: ${(err as Error).message}`, { cause: err });
+  }
+  return parseUsersFile(text, file);
+}
+
+/** Validates users-file text (`where` names it in errors). */
+export function parseUsersFile(text: string, where: string, now = Date.now()): UserRecord[] {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0];
+    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
+      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
+    });
+  }
+  const raw: unknown = doc.toJS() ?? {};
+  const v = new Validation();
+  const users: UserRecord[] = [];
+  const top = obj(v, '', raw, ['users']);
+  const list = top?.['users'];
+  if (top && !Array.isArray(list)) {
+    v.fail('users', list, 'a list of users (each with username and passwordHash)');
+  } else if (top) {
+    const seen = new Map<string, number>();
+    (list as unknown[]).forEach((entry, i) => {
+      const at = join('users', i);
+      const u = obj(v, at, entry, USER_KEYS);
+      if (!u) return;
+      const rawName = u['username'];
+      const lower = typeof rawName === 'string' ? rawName.toLowerCase() : rawName;
+      const username = str(v, join(at, 'username'), lower, undefined, USERNAME_PATTERN,
+        'a user name of letters, digits, ".", "_", "@" and "-" (at most 64, case-insensitive)');
+      if (username !== undefined) {
+        const first = seen.get(username);
+        if (first !== undefined) v.fail(join(at, 'username'), rawName, `a user name not already used (users[${first}] has it)`);
+        else seen.set(username, i);
+      }
+      const hashValue = u['passwordHash'];
+      const passwordHash = str(v, join(at, 'passwordHash'), hashValue);
+      if (passwordHash !== undefined && !isPasswordHash(passwordHash)) {
+        v.fail(join(at, 'passwordHash'), '(hidden)', 'an scrypt hash of the form scrypt$N$r$p$<salt>$<hash> (never a plain password)');
+      }
+      const email = optStr(v, join(at, 'email'), u['email']);
+      if (email !== undefined && !EMAIL.test(email)) v.fail(join(at, 'email'), email, 'an e-mail address');
+      const name = optStr(v, join(at, 'name'), u['name']);
+      const groups = strList(v, join(at, 'groups'), u['groups'], []);
+      const roles = strList(v, join(at, 'roles'), u['roles'], []);
+      let totpSecret: string | null = null;
+      if (u['totpSecret'] !== undefined) {
+        const s = typeof u['totpSecret'] === 'string' ? u['totpSecret'].toUpperCase() : undefined;
+        if (s === undefined || !parseSecret(s)) v.fail(join(at, 'totpSecret'), typeof u['totpSecret'] === 'string' ? '(hidden)' : u['totpSecret'], 'a base32 TOTP secret of at least 80 bits');
+        else totpSecret = s;
+      }
+      if (username !== undefined && passwordHash !== undefined) {
+        users.push({
+          username, passwordHash, email: email ?? null, name: name ?? null,
+          groups: [...new Set(groups)], roles: [...new Set(roles)], totpSecret, createdAt: now,
+        });
+      }
+    });
+  }
+  if (v.issues.length > 0) throw configError(where, v.issues);
+  return users;
+}
+
+// ---- the directory the provider signs users in from ----
+
+export class UserDirectory {
+  private readonly store: Store;
+  private readonly file: string | undefined;
+  private fileUsers = new Map<string, UserRecord>();
+
+  /** Loads `file` at once (a bad file throws); its users override store users of the same name. */
+  constructor(store: Store, file?: string) {
+    this.store = store;
+    this.file = file;
+    this.reload();
+  }
+
+  /** Case-insensitive lookup: the users file first, then the store. */
+  find(username: string): UserRecord | undefined {
+    if (typeof username !== 'string' || username.length === 0 || username.length > 256) return undefined;
+    const key = username.toLowerCase();
+    return this.fileUsers.get(key) ?? this.store.getUser(key);
+  }
+
+  /** Re-reads the users file; on error the previous users stay and the error is rethrown. */
+  reload(): void {
+    if (this.file === undefined) return;
+    const next = new Map<string, UserRecord>();
+    for (const u of loadUsersFile(this.file)) next.set(u.username.toLowerCase(), u);
+    this.fileUsers = next;
+  }
+}
+
+// ---- login throttle ----
+
+interface ThrottleEntry { failures: number; windowStart: number; lockedUntil: number }
+
+export interface LoginThrottleOptions {
+  /** Failures within the window that lock the key (5). */
+  maxFailures?: number;
+  /** Window in which failures count (15 min). */
+  windowMs?: number;
+  /** How long a key stays locked (15 min). */
+  lockMs?: number;
+  /** Keys tracked at most; the least recently touched goes first (10 000). */
+  maxEntries?: number;
+  now?: () => number;
+}
+
+export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterS: number };
+
+/** How many of the oldest entries eviction looks through for one that is not locked. */
+const EVICT_SCAN = 64;
+
+export class LoginThrottle {
+  private readonly maxFailures: number;
+  private readonly windowMs: number;
+  private readonly lockMs: number;
+  private readonly maxEntries: number;
+  private readonly now: () => number;
+  private readonly entries = new Map<string, ThrottleEntry>();
+
+  constructor(opts: LoginThrottleOptions = {}) {
+    this.maxFailures = Math.max(1, opts.maxFailures ?? 5);
+    this.windowMs = opts.windowMs ?? 15 * 60_000;
+    this.lockMs = opts.lockMs ?? 15 * 60_000;
+    this.maxEntries = Math.max(1, opts.maxEntries ?? 10_000);
+    this.now = opts.now ?? Date.now;
+  }
+
+  /** Keys currently tracked. */
+  get size(): number {
+    return this.entries.size;
+  }
+
+  check(key: string): ThrottleVerdict {
+    const e = this.current(key);
+    if (!e) return { allowed: true };
+    const now = this.now();
+    if (e.lockedUntil > now) return { allowed: false, retryAfterS: Math.max(1, Math.ceil((e.lockedUntil - now) / 1000)) };
+    return { allowed: true };
+  }
+
+  failure(key: string): void {
+    const now = this.now();
+    let e = this.current(key);
+    if (e && e.lockedUntil > now) return; // already locked: the lock is not extended
+    if (!e || now - e.windowStart >= this.windowMs) e = { failures: 0, windowStart: now, lockedUntil: 0 };
+    e.failures += 1;
+    if (e.failures >= this.maxFailures) {
+      e.lockedUntil = now + this.lockMs;
+      e.failures = 0;
+    }
+    this.entries.delete(key); // re-insert: Map order is least recently touched first
+    this.evictIfFull();
+    this.entries.set(key, e);
+  }
+
+  success(key: string): void {
+    this.entries.delete(key);
+  }
+
+  /** The live entry for `key`, dropping it once both its lock and its window are over. */
+  private current(key: string): ThrottleEntry | undefined {
+    const e = this.entries.get(key);
+    if (!e) return undefined;
+    const now = this.now();
+    if (e.lockedUntil <= now && now - e.windowStart >= this.windowMs) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+
+  private evictIfFull(): void {
+    if (this.entries.size < this.maxEntries) return;
+    // Prefer the oldest entry that is not locked, so a flood of new keys cannot
+    // cheaply unlock a key under attack; fall back to the very oldest.
+    const now = this.now();
+    let victim: string | undefined;
+    let scanned = 0;
+    for (const [k, e] of this.entries) {
+      victim ??= k;
+      if (e.lockedUntil <= now) { victim = k; break; }
+      if (++scanned >= EVICT_SCAN) break;
+    }
+    if (victim !== undefined) this.entries.delete(victim);
+  }
+}

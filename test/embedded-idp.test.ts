@@ -1,0 +1,107 @@
+// The embedded identity provider: users in the relay store, scrypt passwords,
+// TOTP second factor (amr mfa), throttled failures, and administrator tokens
+// from the device flow that the relay accepts for connector registration.
+import t from 'tap';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import * as oidc from 'openid-client';
+import { TOTP } from 'otpauth';
+import { fetch as undiciFetch } from 'undici';
+import { startHarness } from './helpers/harness.js';
+import { BrowserSim } from './helpers/browser-sim.js';
+import { hashPassword, newTotpSecret } from '../src/idp/users.js';
+import { RelayClient } from '../src/connector/relay-client.js';
+import { createKeyAndCsr } from '../src/crypto/csr.js';
+import { isProxyctlError } from '../src/errors.js';
+
+t.test('embedded identity provider', async (t) => {
+  const backend = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ headers: req.headers }));
+  });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => backend.close());
+  const port = (backend.address() as { port: number }).port;
+  const h = await startHarness(t, {
+    embedded: true,
+    yaml: () => `apps:
+  - { name: demo, externalUrl: "https://demo.localhost/", internalUrl: "http://127.0.0.1:${port}/", assignedGroups: [staff], identityHeaders: true }
+`,
+  });
+  const store = h.relay.store;
+  store.putUser({ username: 'alice', passwordHash: await hashPassword('correct horse battery'), email: 'alice@example.com', name: 'Alice', groups: ['staff'], roles: ['ProxyAdministrator'], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  const totpSecret = newTotpSecret();
+  store.putUser({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: ['staff'], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
+  await h.addConnector();
+  const issuer = h.relay.issuer().href.replace(/\/$/, '');
+  t.match(issuer, /^https:\/\/login\.localhost:\d+$/);
+
+  await t.test('password sign-in reaches the app', async (t) => {
+    const sim = new BrowserSim(h.client);
+    const r = await sim.signIn(h.url('demo.localhost', '/hello'), 'alice', { password: 'correct horse battery' });
+    t.equal(r.status, 200, r.body.slice(0, 200));
+    const echoed = JSON.parse(r.body) as { headers: IncomingHttpHeaders };
+    t.equal(echoed.headers['x-proxyctl-user'], 'alice');
+    t.ok(echoed.headers['x-proxyctl-jwt-assertion']);
+    const me = JSON.parse((await sim.get(h.url('demo.localhost', '/.proxyctl/me'))).body) as { amr: string[] };
+    t.same(me.amr, ['pwd']);
+  });
+
+  await t.test('wrong passwords are refused and throttled', async (t) => {
+    const sim = new BrowserSim(h.client);
+    const statuses: number[] = [];
+    store.putUser({ username: 'carol', passwordHash: await hashPassword('carol password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+    for (let i = 0; i < 6; i++) statuses.push((await sim.signIn(h.url('demo.localhost', '/'), 'carol', { password: 'wrong' })).status);
+    t.same(statuses.slice(0, 5), [401, 401, 401, 401, 401]);
+    t.equal(statuses[5], 429, 'locked after five failures');
+    const unknown = await new BrowserSim(h.client).signIn(h.url('demo.localhost', '/'), 'nobody', { password: 'whatever1' });
+    t.equal(unknown.status, 401);
+  });
+
+  await t.test('TOTP second factor gives amr mfa', async (t) => {
+    const sim = new BrowserSim(h.client);
+    const codePage = await sim.signIn(h.url('demo.localhost', '/'), 'bob', { password: 'bob password 1' });
+    t.equal(codePage.status, 200);
+    t.match(codePage.body, /name="code"/);
+    const bad = await sim.submit(codePage, { code: '000000' === new TOTP({ secret: totpSecret }).generate() ? '111111' : '000000' });
+    t.equal(bad.status, 401);
+    const ok = await sim.submit(bad, { code: new TOTP({ secret: totpSecret }).generate() });
+    t.equal(ok.status, 200, ok.body.slice(0, 300));
+    const me = JSON.parse((await sim.get(h.url('demo.localhost', '/.proxyctl/me'))).body) as { amr: string[]; sub: string };
+    t.equal(me.sub, 'bob');
+    t.ok(me.amr.includes('mfa'));
+  });
+
+  await t.test('device flow gives an administrator token the relay accepts', async (t) => {
+    const info = await (await undiciFetch(`${h.apiUrl}/v1/identity`, { dispatcher: h.client })).json() as { issuer: string; cliClientId: string; adminAudience: string };
+    t.equal(info.issuer, issuer);
+    const fetchFn = ((u: string, init: object) => undiciFetch(u, { ...init, dispatcher: h.client } as never)) as never;
+    const config = await oidc.discovery(new URL(info.issuer), info.cliClientId, { token_endpoint_auth_method: 'none' }, oidc.None(), { [oidc.customFetch]: fetchFn });
+    const grant = await oidc.initiateDeviceAuthorization(config, { scope: 'openid', resource: info.adminAudience });
+    // The administrator approves in a browser.
+    const approve = async (uri: string, username: string, password: string) => {
+      const sim = new BrowserSim(h.client);
+      let page = await sim.follow(uri);
+      for (let i = 0; i < 6 && !/<h1>Signed in/.test(page.body); i++) {
+        if (/name="username"/.test(page.body)) page = await sim.submit(page, { username, password });
+        else if (/name="code"/.test(page.body)) page = await sim.submit(page, { code: new TOTP({ secret: totpSecret }).generate() });
+        else page = await sim.submit(page, {});
+      }
+      return page;
+    };
+    const page = await approve(grant.verification_uri_complete!, 'alice', 'correct horse battery');
+    t.match(page.body, /Signed in/, page.body.slice(0, 300));
+    const tokens = await oidc.pollDeviceAuthorizationGrant(config, grant);
+    const rc = new RelayClient(h.apiUrl, { caPem: h.relay.ca.certPem });
+    const { csrPem } = await createKeyAndCsr('x');
+    const reg = await rc.register(tokens.access_token, { csr: csrPem, name: 'via-device-flow', group: 'default', version: 't' });
+    t.ok(reg.connectorId);
+    // Bob has no administrator role: his device-flow token is refused.
+    const grant2 = await oidc.initiateDeviceAuthorization(config, { scope: 'openid', resource: info.adminAudience });
+    t.match((await approve(grant2.verification_uri_complete!, 'bob', 'bob password 1')).body, /Signed in/);
+    const tokens2 = await oidc.pollDeviceAuthorizationGrant(config, grant2);
+    const refused = await rc.register(tokens2.access_token, { csr: csrPem, name: 'bob-device', group: 'default', version: 't' }).then(() => undefined, (e: unknown) => e);
+    t.ok(isProxyctlError(refused, 'ERR_RELAY_REFUSED') && refused.details?.['remoteCode'] === 'ERR_TOKEN_NOT_ADMIN', 'a non-administrator token is refused');
+    await rc.close();
+  });
+});

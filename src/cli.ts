@@ -45,6 +45,70 @@ export function buildProgram(): Command {
       revokeConnector(idOrName, opts, out);
     });
 
+  const keys = relay.command('keys').description('keys only the relay holds (session cookies, identity assertions)');
+  keys.command('rotate')
+    .description('add a new current key; old cookies stay readable and old assertion keys stay published until what they protect expires')
+    .option('--config <file>', 'relay configuration (YAML)')
+    .option('--data-dir <dir>', 'data directory')
+    .option('--purpose <purpose>', 'session, assertion or all', 'all')
+    .action(async (opts: { config?: string; dataDir?: string; purpose: string }) => {
+      const { rotateKeys } = await import('./commands/relay-keys.js');
+      await rotateKeys(opts, out);
+    });
+
+  const users = program.command('users').description('users of the embedded identity provider (against the relay data directory)');
+  const userOpts = (c: Command) => c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  userOpts(users.command('add').argument('<username>'))
+    .description('add a user (prints a generated password unless one is given)')
+    .option('--email <email>').option('--name <name>')
+    .option('--groups <a,b>', 'comma-separated groups').option('--roles <a,b>', 'comma-separated roles (ProxyAdministrator may register connectors)')
+    .option('--password-file <file>', 'read the password from a file').option('--password-stdin', 'read the password from standard input')
+    .action(async (username: string, opts: Record<string, string | boolean | undefined>) => {
+      const { addUser } = await import('./commands/users.js');
+      await addUser(username, opts, out);
+    });
+  userOpts(users.command('list')).description('list users').option('--json', 'machine-readable output')
+    .action(async (opts: Record<string, string | boolean | undefined>) => {
+      const { listUsers } = await import('./commands/users.js');
+      await listUsers(opts, out);
+    });
+  userOpts(users.command('remove').argument('<username>')).description('remove a user')
+    .action(async (username: string, opts: Record<string, string | undefined>) => {
+      const { removeUser } = await import('./commands/users.js');
+      await removeUser(username, opts, out);
+    });
+  userOpts(users.command('set-password').argument('<username>')).description("set a user's password (generated unless given)")
+    .option('--password-file <file>').option('--password-stdin')
+    .action(async (username: string, opts: Record<string, string | boolean | undefined>) => {
+      const { setPassword } = await import('./commands/users.js');
+      await setPassword(username, opts, out);
+    });
+  userOpts(users.command('enroll-totp').argument('<username>')).description('enroll a TOTP second factor; prints the otpauth URI once')
+    .action(async (username: string, opts: Record<string, string | undefined>) => {
+      const { enrollTotp } = await import('./commands/users.js');
+      await enrollTotp(username, opts, out);
+    });
+
+  program.command('login')
+    .description('get an administrator token with the device flow and keep it for `connector register`')
+    .requiredOption('--relay <url>', 'the relay connector API URL')
+    .option('--relay-ca <file>', "the relay's CA certificate")
+    .option('--client-id <id>', 'public client for the device flow (external identity providers)')
+    .action(async (opts: { relay: string; relayCa?: string; clientId?: string }) => {
+      const { login } = await import('./commands/login.js');
+      await login(opts, out);
+    });
+
+  program.command('demo')
+    .description('run a relay, its embedded identity provider, a sample app and a connector on loopback')
+    .option('--data-dir <dir>', 'where the demo keeps its state', 'proxyctl-demo')
+    .option('--port <port>', 'public HTTPS port', '8443')
+    .option('--api-port <port>', 'connector API port (default: port + 1)')
+    .action(async (opts: { dataDir?: string; port?: string; apiPort?: string }) => {
+      const { runDemo } = await import('./commands/demo.js');
+      await runDemo(opts, out);
+    });
+
   const connector = program.command('connector').description('the on-premises connector (outbound only)');
   connector.command('register')
     .description('register this connector with a relay using an administrator token')

@@ -10,6 +10,7 @@ import { ProxyctlError } from '../errors.js';
 import { RelayClient } from '../connector/relay-client.js';
 import { defaultStateDir, keyMatchesCert, writeNewState } from '../connector/state.js';
 import { VERSION } from '../version.js';
+import { storedToken } from './login.js';
 
 export interface RegisterOptions {
   relay: string;
@@ -21,7 +22,7 @@ export interface RegisterOptions {
   stateDir?: string;
 }
 
-export function resolveToken(opts: { token?: string; tokenFile?: string }, env = process.env): string {
+export function resolveToken(opts: { token?: string; tokenFile?: string }, env = process.env, stored?: () => string | undefined): string {
   if (opts.token && opts.tokenFile) throw new ProxyctlError('ERR_USAGE', 'give either --token or --token-file, not both');
   let token = opts.token;
   if (opts.tokenFile) {
@@ -32,9 +33,10 @@ export function resolveToken(opts: { token?: string; tokenFile?: string }, env =
     }
   }
   token ??= env['PROXYCTL_TOKEN'];
+  token ??= stored?.();
   token = token?.trim();
   if (!token) {
-    throw new ProxyctlError('ERR_TOKEN_MISSING', 'an administrator token is required: --token, --token-file FILE or the PROXYCTL_TOKEN environment variable');
+    throw new ProxyctlError('ERR_TOKEN_MISSING', 'an administrator token is required: --token, --token-file FILE, the PROXYCTL_TOKEN environment variable, or run "proxyctl login" first');
   }
   return token;
 }
@@ -47,7 +49,7 @@ export async function registerConnector(opts: RegisterOptions, out: (line: strin
     throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
   }
   if (relayUrl.protocol !== 'https:') throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
-  const token = resolveToken(opts);
+  const token = resolveToken(opts, process.env, () => storedToken(relayUrl.href));
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   let pinnedCa: string | undefined;
   if (opts.relayCa) {

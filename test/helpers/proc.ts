@@ -21,7 +21,7 @@ export function runCli(args: string[], options: { env?: Record<string, string | 
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd ?? ROOT,
-      env: { ...process.env, PROXYCTL_TOKEN: undefined, ...options.env },
+      env: { ...process.env, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -51,7 +51,7 @@ export class Proc {
   constructor(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd ?? ROOT,
-      env: { ...process.env, PROXYCTL_TOKEN: undefined, ...options.env },
+      env: { ...process.env, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let buf = '';

@@ -3,13 +3,13 @@
 // x-proxyctl-* headers, body streamed), reports a backend failure, or opens a
 // tunnel for an upgraded (WebSocket) connection. Only the connector the request
 // was queued to may touch it.
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { finished, pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, type BackendFailure, type DataAction,
+  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, type BackendFailure, type DataAction, type HeaderPairs,
 } from '../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from './headers.js';
@@ -65,13 +65,24 @@ export class DataPlane {
     ex.bodyTaken = true;
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
     ex.links.add(res);
-    pipeline(ex.req, res, (err) => {
+    const upload = ex.req;
+    // Not pipeline(): when the connector stops reading it would destroy the user's request
+    // (detaching its socket), and the user must still get the answer the connector reports.
+    upload.pipe(res);
+    finished(upload, (err) => {
+      if (!err || ex.state === 'done') return;
+      // The user's upload broke: the backend must not see a "complete" body.
+      this.log.info({ request_id: ex.id, app: ex.app.name, err: err.message }, 'request body aborted');
+      res.destroy();
+      ex.abortUser();
+    });
+    finished(res, (err) => {
       ex.links.delete(res);
-      if (err && ex.state !== 'done') {
-        // The user's upload broke: the backend must not see a "complete" body.
-        this.log.info({ request_id: ex.id, app: ex.app.name, err: err.message }, 'request body aborted');
-        ex.abortUser();
-      }
+      if (!err) return;
+      // The connector stopped reading (the backend failed or answered early): drain the rest
+      // of the upload so its answer or error page can still be delivered.
+      upload.unpipe(res);
+      upload.resume();
     });
   }
 
@@ -84,6 +95,7 @@ export class DataPlane {
       throw new ProxyctlError('ERR_BAD_REQUEST', 'response status or headers missing or malformed', { status: 400 });
     }
     const user = ex.res;
+    if (!user && ex.socket) return this.declinedUpgrade(ex, req, res, status, pairs);
     if (!user || !ex.startResponding()) {
       req.resume();
       throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
@@ -119,6 +131,27 @@ export class DataPlane {
     });
   }
 
+  /** The backend answered an upgrade with an ordinary response (401, 403, 404…): the user gets it, then the socket closes. */
+  private declinedUpgrade(ex: Exchange, req: IncomingMessage, res: ServerResponse, status: number, pairs: HeaderPairs): void {
+    if (!ex.startResponding()) {
+      req.resume();
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
+    }
+    const socket = ex.socket!;
+    socket.write(`${rawHead(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, responseHeadersForClient(pairs))}connection: close\r\n\r\n`);
+    ex.links.add(req);
+    pipeline(req, socket, (err) => {
+      ex.links.delete(req);
+      if (err) {
+        ex.abortUser();
+        if (!res.headersSent && !res.destroyed) res.destroy();
+        return;
+      }
+      ex.finish();
+      if (!res.headersSent) res.writeHead(204).end();
+    });
+  }
+
   private async receiveFailure(ex: Exchange, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readJsonBody(req, 16 * 1024);
     const code = body['code'] as BackendFailure;
@@ -138,13 +171,7 @@ export class DataPlane {
     if (!userSocket || status !== 101 || !pairs) throw new ProxyctlError('ERR_BAD_REQUEST', 'not an upgrade request, or a malformed tunnel', { status: 400 });
     if (!ex.startResponding()) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting', { status: 409 });
     connectorSocket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: proxyctl-tunnel\r\n\r\n');
-    const flat = responseHeadersForClient(pairs, true);
-    let head101 = 'HTTP/1.1 101 Switching Protocols\r\n';
-    for (let i = 0; i < flat.length; i += 2) {
-      if (/[\r\n]/.test(flat[i]!) || /[\r\n]/.test(flat[i + 1]!)) continue;
-      head101 += `${flat[i]}: ${flat[i + 1]}\r\n`;
-    }
-    userSocket.write(`${head101}\r\n`);
+    userSocket.write(`${rawHead('HTTP/1.1 101 Switching Protocols', responseHeadersForClient(pairs, true))}\r\n`);
     if (head.length) userSocket.write(head);
     if (ex.head?.length) connectorSocket.write(ex.head);
     ex.links.add(connectorSocket);
@@ -161,4 +188,14 @@ export class DataPlane {
     connectorSocket.pipe(userSocket);
     this.log.info({ request_id: ex.id, app: ex.app.name, connector_id: who.connector.id }, 'upgraded connection established');
   }
+}
+
+/** A status line and header lines for a raw socket; lines that could split the head are left out. */
+function rawHead(statusLine: string, flat: string[]): string {
+  let head = `${statusLine}\r\n`;
+  for (let i = 0; i < flat.length; i += 2) {
+    if (/[\r\n]/.test(flat[i]!) || /[\r\n]/.test(flat[i + 1]!)) continue;
+    head += `${flat[i]}: ${flat[i + 1]}\r\n`;
+  }
+  return head;
 }

@@ -1,0 +1,229 @@
+// Load-generating clients, each run in its own process by bench/run.mjs so their
+// CPU and memory never mix with the relay's:
+//   node bench/client.mjs <mode> '<json options>'
+// Modes (every one prints JSON lines on stdout; the last is the result):
+//   load      autocannon: { url, connections, duration, warmup, host?, ca? }
+//   download  { url, bytes, host?, ca? }       streams and discards, reports MB/s
+//   upload    { url, bytes, host?, ca? }       streams from one reused buffer, reports MB/s
+//   slow      { url, rate, seconds, host?, ca? } reads at `rate` B/s for `seconds`, then leaves
+//   idle      { port, host, path, count, concurrency, ca }  opens `count` TLS keep-alive
+//             connections, one request each, then idles; answers "status" lines on stdin
+import { readFileSync } from 'node:fs';
+import http from 'node:http';
+import https from 'node:https';
+import tls from 'node:tls';
+import { createInterface } from 'node:readline';
+import autocannon from 'autocannon';
+
+const [mode, json] = process.argv.slice(2);
+const opts = JSON.parse(json ?? '{}');
+const ca = opts.ca ? readFileSync(opts.ca) : undefined;
+
+function emit(obj) {
+  process.stdout.write(`${JSON.stringify(obj)}\n`);
+}
+
+/** Options for one request: https with the relay CA and the published host, or plain http. */
+function requestOptions(method, extraHeaders = {}) {
+  const u = new URL(opts.url);
+  const headers = { ...(opts.host ? { host: opts.host } : {}), ...extraHeaders };
+  const base = { method, hostname: u.hostname, port: u.port, path: u.pathname + u.search, headers, agent: false };
+  if (u.protocol === 'https:') return { mod: https, options: { ...base, ca, servername: opts.host ?? u.hostname } };
+  return { mod: http, options: base };
+}
+
+async function load() {
+  const u = new URL(opts.url);
+  const result = await autocannon({
+    url: opts.url,
+    connections: opts.connections,
+    duration: opts.duration,
+    headers: opts.host ? { host: opts.host } : {},
+    ...(u.protocol === 'https:' ? { servername: opts.host ?? u.hostname, tlsOptions: { ca } } : {}),
+    ...(opts.warmup ? { warmup: { connections: opts.connections, duration: opts.warmup } } : {}),
+  });
+  emit({
+    msg: 'result',
+    rps: result.requests.average,
+    total: result.requests.total,
+    warmupTotal: result.warmup?.requests?.total ?? 0,
+    p50: result.latency.p50,
+    p90: result.latency.p90,
+    p99: result.latency.p99,
+    mean: result.latency.average,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    duration: result.duration,
+  });
+}
+
+function download() {
+  return new Promise((resolve, reject) => {
+    const { mod, options } = requestOptions('GET');
+    const t0 = performance.now();
+    const req = mod.request(options, (res) => {
+      let bytes = 0;
+      res.on('data', (c) => {
+        bytes += c.length;
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        const seconds = (performance.now() - t0) / 1000;
+        emit({ msg: 'result', status: res.statusCode, bytes, seconds, mbps: bytes / seconds / 1e6, complete: bytes === opts.bytes });
+        resolve();
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function upload() {
+  return new Promise((resolve, reject) => {
+    const chunk = Buffer.alloc(64 * 1024, 'u');
+    const { mod, options } = requestOptions('POST', { 'content-type': 'application/octet-stream', 'content-length': String(opts.bytes) });
+    const t0 = performance.now();
+    const req = mod.request(options, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => {
+        text += c;
+      });
+      res.on('error', reject);
+      res.on('end', () => {
+        const seconds = (performance.now() - t0) / 1000;
+        let received = -1;
+        try {
+          received = JSON.parse(text).bytes;
+        } catch {
+          // reported below as incomplete
+        }
+        emit({ msg: 'result', status: res.statusCode, bytes: opts.bytes, received, seconds, mbps: opts.bytes / seconds / 1e6, complete: received === opts.bytes });
+        resolve();
+      });
+    });
+    req.on('error', reject);
+    let left = opts.bytes;
+    const pump = () => {
+      while (left > 0) {
+        const n = Math.min(left, chunk.length);
+        left -= n;
+        if (!req.write(n === chunk.length ? chunk : chunk.subarray(0, n))) {
+          req.once('drain', pump);
+          return;
+        }
+      }
+      req.end();
+    };
+    pump();
+  });
+}
+
+function slow() {
+  return new Promise((resolve, reject) => {
+    const { mod, options } = requestOptions('GET');
+    let t0 = 0;
+    let bytes = 0;
+    const req = mod.request(options, (res) => {
+      t0 = performance.now();
+      emit({ msg: 'started', status: res.statusCode });
+      const stop = setTimeout(() => {
+        const seconds = (performance.now() - t0) / 1000;
+        req.destroy();
+        emit({ msg: 'result', status: res.statusCode, bytes, seconds, rate: bytes / seconds });
+        resolve();
+      }, opts.seconds * 1000);
+      // Token bucket: whenever we are ahead of `rate`, stop reading (TCP back-pressure does the rest).
+      res.on('data', (c) => {
+        bytes += c.length;
+        const aheadMs = (bytes / opts.rate) * 1000 - (performance.now() - t0);
+        if (aheadMs > 0) {
+          res.pause();
+          setTimeout(() => res.resume(), aheadMs);
+        }
+      });
+      res.on('error', () => undefined);
+      res.on('end', () => {
+        clearTimeout(stop);
+        reject(new Error(`the download ended early after ${bytes} bytes`));
+      });
+    });
+    req.on('error', (err) => {
+      if (t0 === 0) reject(err);
+    });
+    req.end();
+  });
+}
+
+async function idle() {
+  const request = Buffer.from(`GET ${opts.path} HTTP/1.1\r\nhost: ${opts.host}\r\nuser-agent: proxyctl-bench\r\n\r\n`);
+  const sockets = new Set();
+  let opened = 0;
+  let failed = 0;
+  let closedEarly = 0;
+  let firstError;
+  const t0 = performance.now();
+  const one = () => new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
+    let answered = false;
+    const fail = (err) => {
+      if (answered) return;
+      answered = true;
+      failed++;
+      firstError ??= err.message;
+      socket.destroy();
+      resolve();
+    };
+    socket.setTimeout(30_000, () => fail(new Error('timeout')));
+    socket.once('secureConnect', () => socket.write(request));
+    socket.on('data', (d) => {
+      if (answered) return;
+      answered = true;
+      socket.setTimeout(0);
+      if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
+        failed++;
+        firstError ??= d.toString('latin1', 0, 40);
+        socket.destroy();
+      } else {
+        opened++;
+        sockets.add(socket);
+      }
+      resolve();
+    });
+    socket.on('error', (err) => fail(err));
+    socket.on('close', () => {
+      if (sockets.delete(socket)) closedEarly++;
+      fail(new Error('closed before the response'));
+    });
+  });
+  let next = 0;
+  const workers = Array.from({ length: opts.concurrency }, async () => {
+    while (next < opts.count) {
+      next++;
+      await one();
+      if ((opened + failed) % 1000 === 0) emit({ msg: 'progress', opened, failed });
+    }
+  });
+  await Promise.all(workers);
+  emit({ msg: 'idle ready', opened, failed, firstError, seconds: (performance.now() - t0) / 1000 });
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (line) => {
+    if (line.trim() === 'status') emit({ msg: 'status', open: sockets.size, closedEarly });
+  });
+  await new Promise((resolve) => rl.once('close', resolve));
+  for (const s of sockets) s.destroy();
+}
+
+const modes = { load, download, upload, slow, idle };
+if (!modes[mode]) {
+  process.stderr.write(`unknown mode ${mode}; one of ${Object.keys(modes).join(', ')}\n`);
+  process.exit(2);
+}
+modes[mode]().then(
+  () => process.exit(0),
+  (err) => {
+    emit({ msg: 'error', error: err.message });
+    process.exit(1);
+  },
+);

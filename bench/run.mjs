@@ -1,0 +1,777 @@
+// proxyctl benchmark: the real binary (relay and connector, separate processes),
+// a backend and the load generators in processes of their own, all on 127.0.0.1.
+// Prints the direct-to-backend figure beside the through-the-relay figure, their
+// ratio and the target, and writes the same as JSON to bench/results.json.
+//
+//   npm run bench                      (builds, then runs everything)
+//   node bench/run.mjs [--only small,download,upload,slow,idle] [--cpu-prof]
+//                      [--duration 10] [--connections 64] [--bytes 1073741824]
+//                      [--idle-count 10000] [--slow-seconds 30]
+//                      [--root DIR]   measure DIR/bin/proxyctl.js (a built checkout) instead
+//                      [--keep]       keep the temporary work directory (logs, data)
+//                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
+//                                     other processes to calm down (shared machines)
+//
+// --cpu-prof starts relay and connector under `node --cpu-prof` and prints where
+// their CPU time went when they stop (profiling slows them: figures are then
+// not comparable with an unprofiled run).
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import https from 'node:https';
+import { cpus, tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startIdp } from './idp.mjs';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+const APP_HOST = 'bench.example.com';
+const GIB = 1024 ** 3;
+const MIB = 1024 ** 2;
+
+// ---------------------------------------------------------------- options
+
+const argv = process.argv.slice(2);
+function flag(name, fallback) {
+  const i = argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const v = argv[i + 1];
+  return v === undefined || v.startsWith('--') ? true : v;
+}
+/** The checkout whose built binary is measured (default: this one); --root benchmarks another, e.g. a clean clone. */
+const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
+const BIN = path.join(ROOT, 'bin/proxyctl.js');
+const ALL = ['small', 'download', 'upload', 'slow', 'idle'];
+const ONLY = String(flag('only', ALL.join(','))).split(',').filter(Boolean);
+for (const o of ONLY) if (!ALL.includes(o)) throw new Error(`--only: unknown test ${o}; one of ${ALL.join(', ')}`);
+const CPU_PROF = flag('cpu-prof', false) === true;
+const DURATION = Number(flag('duration', 10));
+const CONNECTIONS = Number(flag('connections', 64));
+const TRANSFER_BYTES = Number(flag('bytes', GIB));
+const SLOW_SECONDS = Number(flag('slow-seconds', 30));
+const SLOW_RATE = 1e6;
+const IDLE_COUNT = Number(flag('idle-count', 10_000));
+/** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
+const QUIET_WAIT = Number(flag('quiet-wait', 120));
+
+const TARGETS = {
+  smallGet: 0.2,
+  download: 0.15,
+  upload: 0.3,
+  slowRssMiB: 64,
+  idleBytesPerConn: 20_000,
+};
+
+// ---------------------------------------------------------------- processes
+
+/** Every child we start; all are killed on the way out, whatever happened. */
+const children = new Set();
+
+function killAll(signal = 'SIGKILL') {
+  for (const c of children) {
+    if (c.exitCode === null && c.signalCode === null) {
+      try {
+        c.kill(signal);
+      } catch {
+        // already gone
+      }
+    }
+  }
+}
+/** The temporary work directory (data, logs); removed on the way out unless --keep. */
+let workDir;
+function removeWorkDir() {
+  if (workDir && flag('keep', false) !== true) rmSync(workDir, { recursive: true, force: true });
+}
+process.on('exit', () => killAll('SIGKILL'));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    console.error(`\nbench: ${sig}, tearing down`);
+    killAll('SIGKILL');
+    removeWorkDir();
+    process.exit(130);
+  });
+}
+
+/** Spawns `node args…` under bash with a raised descriptor limit; `exec` keeps the pid. */
+function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], env = {} } = {}) {
+  const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"';
+  const child = spawn('bash', ['-c', script, process.execPath, ...nodeFlags, ...args], {
+    cwd: ROOT,
+    stdio,
+    env: { ...process.env, PROXYCTL_TOKEN: undefined, ...env },
+  });
+  children.add(child);
+  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
+    children.delete(child);
+    resolve(code ?? signal);
+  }));
+  return child;
+}
+
+async function stopChild(child, signal = 'SIGTERM', timeoutMs = 15_000) {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  child.kill(signal);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  await child.exited;
+  clearTimeout(timer);
+}
+
+/** A proxyctl process whose stderr (JSON logs) goes to a file, so logging costs us no CPU. */
+class Service {
+  /** pid -> name, to label CPU profiles. */
+  static names = new Map();
+
+  constructor(name, args, dir, nodeFlags = []) {
+    this.name = name;
+    this.logFile = path.join(dir, `${name}.log`);
+    const fd = openSync(this.logFile, 'a');
+    this.child = spawnNode([BIN, ...args], { stdio: ['ignore', fd, fd], nodeFlags });
+    closeSync(fd);
+    Service.names.set(this.child.pid, name);
+  }
+
+  get pid() {
+    return this.child.pid;
+  }
+
+  /** Waits for a JSON log line matching pred, written after byte offset `from`. */
+  async waitFor(pred, what, timeoutMs = 30_000, from = 0) {
+    const deadline = Date.now() + timeoutMs;
+    let offset = from;
+    let partial = '';
+    const fd = openSync(this.logFile, 'r');
+    try {
+      for (;;) {
+        const buf = Buffer.alloc(256 * 1024);
+        let n;
+        while ((n = readSync(fd, buf, 0, buf.length, offset)) > 0) {
+          offset += n;
+          partial += buf.toString('utf8', 0, n);
+          const lines = partial.split('\n');
+          partial = lines.pop();
+          for (const text of lines) {
+            let line;
+            try {
+              line = JSON.parse(text);
+            } catch {
+              line = { msg: text };
+            }
+            if (pred(line)) return line;
+          }
+        }
+        if (this.child.exitCode !== null || this.child.signalCode !== null) {
+          throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) while waiting for ${what}:\n${this.tail()}`);
+        }
+        if (Date.now() > deadline) throw new Error(`timed out waiting for ${this.name}: ${what}\n${this.tail()}`);
+        await sleep(50);
+      }
+    } finally {
+      closeSync(fd);
+    }
+  }
+
+  tail(bytes = 3000) {
+    try {
+      const text = readFileSync(this.logFile, 'utf8');
+      return text.slice(-bytes);
+    } catch {
+      return '(no log)';
+    }
+  }
+
+  stop(signal = 'SIGTERM') {
+    return stopChild(this.child, signal);
+  }
+}
+
+/** A client-mode process (bench/client.mjs) speaking JSON lines on stdout. */
+function runClient(mode, options, { onLine, stdin = 'ignore' } = {}) {
+  const child = spawnNode([path.join(HERE, 'client.mjs'), mode, JSON.stringify(options)], { stdio: [stdin, 'pipe', 'pipe'] });
+  const lines = [];
+  let stderr = '';
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      const text = buf.slice(0, i);
+      buf = buf.slice(i + 1);
+      let line;
+      try {
+        line = JSON.parse(text);
+      } catch {
+        line = { msg: 'text', text };
+      }
+      lines.push(line);
+      onLine?.(line);
+    }
+  });
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d.toString()).slice(-4000);
+  });
+  const result = child.exited.then((code) => {
+    const last = lines.findLast((l) => l.msg === 'result' || l.msg === 'error');
+    if (code !== 0 || !last || last.msg === 'error') {
+      throw new Error(`client ${mode} failed (exit ${code}): ${last?.error ?? ''}\n${stderr}`);
+    }
+    return last;
+  });
+  return { child, result };
+}
+
+// ---------------------------------------------------------------- measuring
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function rssBytes(pid) {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const CLK_TCK = 100; // USER_HZ on Linux x86-64 and arm64
+
+/** utime + stime of a process, in clock ticks. */
+function cpuTicks(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return Number(f[11]) + Number(f[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Clock ticks of the whole machine (all CPUs), from /proc/stat: busy, and of that irq + softirq. */
+function machineTicks() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
+  return { busy: total - f[3] - f[4], irq: f[5] + f[6] };
+}
+
+/**
+ * Every 100 ms: VmRSS (peak kept) and CPU ticks of some processes, and the busy
+ * ticks of the whole machine, so CPU spent by anything else (other work on a
+ * shared machine, kernel networking) shows next to the figures.
+ */
+class ProcSampler {
+  constructor(procs) {
+    this.procs = {};
+    this.peak = {};
+    this.ticks = {};
+    this.t0 = performance.now();
+    this.machine0 = machineTicks();
+    this.self0 = process.cpuUsage();
+    for (const [name, pid] of Object.entries(procs)) this.add(name, pid);
+    this.timer = setInterval(() => this.sample(), 100);
+  }
+
+  add(name, pid) {
+    this.procs[name] = pid;
+    this.peak[name] = 0;
+    this.ticks[name] = { first: cpuTicks(pid), last: cpuTicks(pid) };
+    this.sample();
+  }
+
+  sample() {
+    for (const [name, pid] of Object.entries(this.procs)) {
+      const v = rssBytes(pid);
+      if (v !== undefined && v > this.peak[name]) this.peak[name] = v;
+      const t = cpuTicks(pid);
+      if (t !== undefined) {
+        this.ticks[name].first ??= t;
+        this.ticks[name].last = t;
+      }
+    }
+  }
+
+  /** { peak: {name: bytes}, cpu: {name: % of one CPU, bench, softirq, otherwise}, cpuSeconds: {name: s} } */
+  stop() {
+    clearInterval(this.timer);
+    this.sample();
+    const seconds = (performance.now() - this.t0) / 1000;
+    const pct = (ticks) => Math.round((100 * ticks) / CLK_TCK / seconds);
+    const cpu = {};
+    const cpuSeconds = {};
+    let ours = 0;
+    for (const [name, { first, last }] of Object.entries(this.ticks)) {
+      const d = (last ?? 0) - (first ?? 0);
+      ours += d;
+      cpu[name] = pct(d);
+      cpuSeconds[name] = d / CLK_TCK;
+    }
+    const self = process.cpuUsage(this.self0);
+    const selfTicks = ((self.user + self.system) / 1e6) * CLK_TCK;
+    cpu.bench = pct(selfTicks);
+    const m = machineTicks();
+    const irq = m.irq - this.machine0.irq;
+    cpu.softirq = pct(irq);
+    cpu.otherwise = pct(Math.max(0, m.busy - this.machine0.busy - irq - ours - selfTicks));
+    return { peak: this.peak, cpu, cpuSeconds, seconds };
+  }
+}
+
+function fmtCpu(cpu) {
+  return Object.entries(cpu).map(([k, v]) => `${k} ${v}%`).join(', ');
+}
+
+/** TCP sockets in TIME_WAIT to or from `port` (keyed by both ends): each is a connection one side closed; kept ~60 s. */
+function timeWaitTo(port) {
+  const keys = new Set();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let rows = [];
+    try {
+      rows = readFileSync(table, 'utf8').trim().split('\n').slice(1);
+    } catch {
+      continue;
+    }
+    for (const row of rows) {
+      const cols = row.trim().split(/\s+/);
+      if (cols[3] !== '06') continue;
+      if (parseInt(cols[2].split(':')[1], 16) === port || parseInt(cols[1].split(':')[1], 16) === port) keys.add(`${cols[1]}>${cols[2]}`);
+    }
+  }
+  return keys;
+}
+
+/** Waits (up to `maxS` seconds) until processes other than ours use less than `limitPct` of one CPU. */
+async function waitForQuiet(ours, maxS, limitPct = 25) {
+  const deadline = Date.now() + maxS * 1000;
+  for (;;) {
+    const s = new ProcSampler(ours);
+    await sleep(1000);
+    const { cpu } = s.stop();
+    if (cpu.otherwise < limitPct || Date.now() > deadline) return cpu.otherwise;
+    await sleep(1000);
+  }
+}
+
+/** Median RSS over `ms` (sampled every 100 ms): a steady baseline, not one lucky sample. */
+async function steadyRss(pid, ms = 1000) {
+  const xs = [];
+  for (let t = 0; t < ms; t += 100) {
+    const v = rssBytes(pid);
+    if (v !== undefined) xs.push(v);
+    await sleep(100);
+  }
+  xs.sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)];
+}
+
+/** Which code is measured: commit and whether src/ differs from it. */
+function provenance() {
+  return new Promise((resolve) => {
+    const git = spawn('bash', ['-c', 'git rev-parse --short HEAD && git status --porcelain -- src bin | wc -l'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    git.stdout.on('data', (d) => (out += d));
+    git.on('exit', (code) => {
+      const [commit, dirty] = out.trim().split('\n');
+      resolve(code === 0 && commit ? { commit, dirtyFiles: Number(dirty) } : { commit: 'unknown', dirtyFiles: -1 });
+    });
+  });
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function runCli(args) {
+  return new Promise((resolve, reject) => {
+    const child = spawnNode([BIN, ...args]);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('error', reject);
+    void child.exited.then((code) => resolve({ code, out }));
+  });
+}
+
+/** One HTTPS request to the relay's public listener (warm-up and sanity checks). */
+function relayGet(port, caPem, urlPath) {
+  return new Promise((resolve, reject) => {
+    const req = https.request({ hostname: '127.0.0.1', port, path: urlPath, ca: caPem, servername: APP_HOST, headers: { host: APP_HOST }, agent: false }, (res) => {
+      let n = 0;
+      res.on('data', (c) => (n += c.length));
+      res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------- CPU profiles
+
+function summarizeProfile(file) {
+  const prof = JSON.parse(readFileSync(file, 'utf8'));
+  const byId = new Map(prof.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  let total = 0;
+  for (let i = 0; i < prof.samples.length; i++) {
+    const node = byId.get(prof.samples[i]);
+    const dt = prof.timeDeltas[i] ?? 0;
+    total += dt;
+    const cf = node.callFrame;
+    const url = cf.url.replace(/^file:\/\//, '').replace(`${ROOT}/`, '');
+    const key = cf.url ? `${cf.functionName || '(anonymous)'}  ${url}:${cf.lineNumber + 1}` : cf.functionName;
+    self.set(key, (self.get(key) ?? 0) + dt);
+  }
+  const category = new Map();
+  for (const [key, dt] of self) {
+    let cat = 'other';
+    if (/^\((idle|program|garbage collector)\)/.test(key)) cat = key;
+    else if (key.includes('node:')) cat = `node:${/node:([a-z_]+)/.exec(key)?.[1] ?? 'internal'}`;
+    else if (key.includes('node_modules/')) cat = `npm:${/node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(key)?.[1]}`;
+    else if (key.includes('dist/')) cat = 'proxyctl dist/';
+    else if (!key.includes(' ')) cat = '(native) ' + key;
+    category.set(cat, (category.get(cat) ?? 0) + dt);
+  }
+  // Shares of busy time: (idle) is the process waiting, which says nothing about where CPU went.
+  const idle = self.get('(idle)') ?? 0;
+  self.delete('(idle)');
+  category.delete('(idle)');
+  const busy = total - idle;
+  const top = (m, n) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => ({ what: k, ms: Math.round(v / 1000), pct: +(100 * v / busy).toFixed(1) }));
+  return { file, totalMs: Math.round(total / 1000), busyMs: Math.round(busy / 1000), categories: top(category, 10), functions: top(self, 15) };
+}
+
+// ---------------------------------------------------------------- the run
+
+function relayYaml({ issuer, publicPort, capiPort, backendPort }) {
+  return `dataDir: ./data
+public:
+  listen: "127.0.0.1:${publicPort}"
+connectorApi:
+  listen: "127.0.0.1:${capiPort}"
+  url: "https://127.0.0.1:${capiPort}"
+identity:
+  issuer: "${issuer}"
+  adminAudience: "api://proxyctl"
+  adminClaim: roles
+  adminValues: [ProxyAdministrator]
+connectors:
+  channels: 2
+log:
+  level: info
+apps:
+  - name: bench
+    externalUrl: "https://${APP_HOST}/"
+    internalUrl: "http://127.0.0.1:${backendPort}/"
+    preauth: passthrough
+    backendTimeout: long
+`;
+}
+
+async function main() {
+  const started = Date.now();
+  const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-bench-'));
+  workDir = dir;
+  const results = {
+    when: new Date().toISOString(),
+    machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, node: process.version },
+    notes: [],
+    tests: {},
+  };
+  const say = (s = '') => console.log(s);
+  let idp;
+  let backend;
+  let relay;
+  let connector;
+  let generation = 0;
+  const profDir = path.join(dir, 'cpu-prof');
+  try {
+    say(`proxyctl benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? '?'}), node ${process.version}, everything on 127.0.0.1`);
+    results.code = { root: ROOT, ...(await provenance()) };
+    say(`measuring ${BIN} at commit ${results.code.commit}${results.code.dirtyFiles ? ` with ${results.code.dirtyFiles} uncommitted change(s) under src/ bin/` : ' (src/ and bin/ clean)'}; dist/ must be built from it`);
+    say(`work dir ${dir}${CPU_PROF ? '; relay and connector run under --cpu-prof (slower)' : ''}`);
+    idp = await startIdp();
+
+    backend = spawnNode([path.join(HERE, 'backend.mjs')]);
+    const backendPort = await new Promise((resolve, reject) => {
+      let buf = '';
+      backend.stdout.on('data', (d) => {
+        buf += d;
+        const m = /"port":(\d+)/.exec(buf);
+        if (m) resolve(Number(m[1]));
+      });
+      void backend.exited.then((code) => reject(new Error(`backend exited (${code})`)));
+    });
+    const [publicPort, capiPort] = [await freePort(), await freePort()];
+    const configFile = path.join(dir, 'relay.yaml');
+    writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
+    const caFile = path.join(dir, 'data', 'ca.pem');
+    const stateDir = path.join(dir, 'connector');
+    const nodeFlags = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+
+    /** Relay and connector from scratch (fresh heaps), registered once, warmed up. */
+    const startPair = async () => {
+      generation++;
+      relay = new Service(`relay-${generation}`, ['relay', 'serve', '--config', configFile], dir, nodeFlags);
+      const ready = await relay.waitFor((l) => l.msg === 'public listener ready', 'public listener ready');
+      if (ready.listen?.port !== publicPort) throw new Error(`public listener on ${JSON.stringify(ready.listen)}, expected port ${publicPort}`);
+      await relay.waitFor((l) => l.msg === 'relay ready', 'relay ready');
+      if (generation === 1) {
+        const tokenFile = path.join(dir, 'admin-token');
+        writeFileSync(tokenFile, await idp.adminToken(), { mode: 0o600 });
+        const r = await runCli(['connector', 'register', '--relay', `https://127.0.0.1:${capiPort}`, '--token-file', tokenFile,
+          '--relay-ca', caFile, '--state-dir', stateDir, '--name', 'bench-connector']);
+        if (r.code !== 0) throw new Error(`connector register failed (${r.code}): ${r.out}`);
+      }
+      connector = new Service(`connector-${generation}`, ['connector', 'run', '--state-dir', stateDir], dir, nodeFlags);
+      await connector.waitFor((l) => l.msg === 'control channel open' && l.slot === 0, 'control channel 0 open');
+      await connector.waitFor((l) => l.msg === 'control channel open' && l.slot === 1, 'control channel 1 open');
+      const caPem = readFileSync(caFile);
+      // Warm-up: code paths loaded and JIT-compiled before anything is measured.
+      for (let i = 0; i < 200; i++) {
+        const r = await relayGet(publicPort, caPem, '/small');
+        if (r.status !== 200) throw new Error(`warm-up GET /small through the relay answered ${r.status}\n${relay.tail()}`);
+      }
+      const big = await relayGet(publicPort, caPem, `/download?bytes=${8 * MIB}`);
+      if (big.status !== 200 || big.bytes !== 8 * MIB) throw new Error(`warm-up download failed (${big.status}, ${big.bytes} bytes)`);
+      await relayGet(publicPort, caPem, '/robots.txt');
+      return caPem;
+    };
+    const stopPair = async () => {
+      await connector?.stop();
+      await relay?.stop();
+    };
+
+    const direct = (p) => `http://127.0.0.1:${backendPort}${p}`;
+    const viaRelay = (p) => ({ url: `https://127.0.0.1:${publicPort}${p}`, host: APP_HOST, ca: caFile });
+
+    const wantThroughput = ONLY.some((o) => ['small', 'download', 'upload'].includes(o));
+    if (wantThroughput) {
+      await startPair();
+      say(`relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`);
+    }
+
+    /**
+     * One client run with CPU accounting. Before a through-the-relay run it waits for
+     * the machine to be quiet, and counts the connector's mTLS connections to the
+     * relay that were closed during the run (TIME_WAIT towards the connector API).
+     */
+    const measured = async (mode, options, path) => {
+      const ours = path === 'relay' ? { relay: relay.pid, connector: connector.pid, backend: backend.pid } : { backend: backend.pid };
+      const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
+      const tw0 = timeWaitTo(capiPort);
+      const sampler = new ProcSampler(ours);
+      const run = runClient(mode, options);
+      sampler.add('client', run.child.pid);
+      const result = await run.result;
+      const { cpu, cpuSeconds } = sampler.stop();
+      const churn = [...timeWaitTo(capiPort)].filter((k) => !tw0.has(k)).length;
+      // CPU cost per unit of work: unlike throughput, barely moved by other work on the machine.
+      const units = mode === 'load' ? result.total + (result.warmupTotal ?? 0) : options.bytes / 1e9;
+      const cost = Object.fromEntries(Object.entries(cpuSeconds).filter(([k]) => k !== 'client').map(([k, v]) => [k, +((v * (mode === 'load' ? 1000 : 1)) / units).toFixed(3)]));
+      return { ...result, cpu, cpuSeconds, cost, costUnit: mode === 'load' ? 'CPU ms per request' : 'CPU s per GB',
+        otherCpuBeforePct: quietBefore, ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}) };
+    };
+    const cpuLine = (x, path) => `          cpu (% of one CPU): ${fmtCpu(x.cpu)}${path === 'relay' ? `; connector<->relay connections closed: ${fmt(x.connectorRelayConnsClosed)}` : ''}\n`
+      + `          cost (${x.costUnit}): ${Object.entries(x.cost).map(([k, v]) => `${k} ${v}`).join(', ')}`;
+
+    if (ONLY.includes('small')) {
+      say(`\n[small GET] autocannon, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process`);
+      const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
+      const d = await measured('load', { ...load, url: direct('/small') }, 'direct');
+      say(`  direct  ${fmt(d.rps)} req/s  p50 ${d.p50} ms  p99 ${d.p99} ms  (${fmt(d.total)} requests, non-2xx ${d.non2xx}, errors ${d.errors})`);
+      say(cpuLine(d, 'direct'));
+      const r = await measured('load', { ...load, ...viaRelay('/small') }, 'relay');
+      say(`  relay   ${fmt(r.rps)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  (${fmt(r.total)} requests, non-2xx ${r.non2xx}, errors ${r.errors})`);
+      say(cpuLine(r, 'relay'));
+      results.tests.smallGet = { connections: CONNECTIONS, durationS: DURATION, direct: d, relay: r, ratio: r.rps / d.rps, target: TARGETS.smallGet,
+        pass: r.rps / d.rps >= TARGETS.smallGet && r.non2xx === 0 && r.errors === 0 };
+    }
+
+    for (const kind of ['download', 'upload']) {
+      if (!ONLY.includes(kind)) continue;
+      const p = kind === 'download' ? `/download?bytes=${TRANSFER_BYTES}` : '/upload';
+      say(`\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process`);
+      const d = await measured(kind, { url: direct(p), bytes: TRANSFER_BYTES }, 'direct');
+      say(`  direct  ${d.mbps.toFixed(1)} MB/s  (${d.seconds.toFixed(2)} s, status ${d.status}, complete ${d.complete})`);
+      say(cpuLine(d, 'direct'));
+      const r = await measured(kind, { ...viaRelay(p), bytes: TRANSFER_BYTES }, 'relay');
+      say(`  relay   ${r.mbps.toFixed(1)} MB/s  (${r.seconds.toFixed(2)} s, status ${r.status}, complete ${r.complete})`);
+      say(cpuLine(r, 'relay'));
+      const ratio = r.mbps / d.mbps;
+      results.tests[kind] = { bytes: TRANSFER_BYTES, direct: d, relay: r, ratio, target: TARGETS[kind], pass: ratio >= TARGETS[kind] && r.complete && d.complete };
+    }
+
+    if (wantThroughput) await stopPair();
+
+    if (ONLY.includes('slow')) {
+      await startPair();
+      say(`\n[slow client] fresh relay (pid ${relay.pid}) and connector (pid ${connector.pid}); a ${fmtBytes(GIB)} download read at ${SLOW_RATE / 1e6} MB/s for ${SLOW_SECONDS} s`);
+      const base = { relay: await steadyRss(relay.pid), connector: await steadyRss(connector.pid) };
+      const sampler = new ProcSampler({ relay: relay.pid, connector: connector.pid });
+      const r = await runClient('slow', { ...viaRelay(`/download?bytes=${GIB}`), rate: SLOW_RATE, seconds: SLOW_SECONDS }).result;
+      await sleep(1000); // the relay and connector notice the client leaving
+      const { peak, cpu } = sampler.stop();
+      const growth = { relay: peak.relay - base.relay, connector: peak.connector - base.connector };
+      say(`  client read ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(1)} s (${(r.rate / 1e6).toFixed(2)} MB/s), status ${r.status}`);
+      for (const who of ['relay', 'connector']) {
+        say(`  ${who.padEnd(9)} baseline ${fmtMiB(base[who])}, peak ${fmtMiB(peak[who])}, growth ${fmtMiB(growth[who])}`);
+      }
+      say(`  cpu (% of one CPU) meanwhile: ${fmtCpu(cpu)}`);
+      results.tests.slowClient = {
+        rateBps: SLOW_RATE, seconds: SLOW_SECONDS, client: r, baselineBytes: base, peakBytes: peak, growthBytes: growth, cpu, targetMiB: TARGETS.slowRssMiB,
+        pass: { relay: growth.relay < TARGETS.slowRssMiB * MIB, connector: growth.connector < TARGETS.slowRssMiB * MIB },
+      };
+      await stopPair();
+    }
+
+    if (ONLY.includes('idle')) {
+      await startPair();
+      say(`\n[idle keep-alive] fresh relay (pid ${relay.pid}); ${IDLE_COUNT} TLS connections from one process, each GET /robots.txt then idle`);
+      const before = await steadyRss(relay.pid, 2000);
+      let ready;
+      let status;
+      const waiters = [];
+      const client = runClient('idle', { port: publicPort, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile }, {
+        stdin: 'pipe',
+        onLine: (l) => {
+          if (l.msg === 'idle ready') ready = l;
+          if (l.msg === 'status') status = l;
+          for (const w of waiters.splice(0)) w();
+        },
+      });
+      const until = async (pred, what, ms) => {
+        const deadline = Date.now() + ms;
+        while (!pred()) {
+          if (client.child.exitCode !== null) throw new Error(`idle client exited while waiting for ${what}: ${await client.result.catch((e) => e.message)}`);
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await Promise.race([new Promise((r) => waiters.push(r)), sleep(200)]);
+        }
+      };
+      await until(() => ready, 'the idle connections to open', 180_000);
+      say(`  opened ${ready.opened} (failed ${ready.failed}${ready.firstError ? `, first error: ${ready.firstError}` : ''}) in ${ready.seconds.toFixed(1)} s; settling 3 s`);
+      await sleep(3000);
+      const after = await steadyRss(relay.pid, 2000);
+      client.child.stdin.write('status\n');
+      await until(() => status, 'the client status', 10_000);
+      client.child.stdin.end();
+      await client.result.catch(() => undefined);
+      const perConn = (after - before) / status.open;
+      say(`  relay RSS ${fmtMiB(before)} before, ${fmtMiB(after)} with ${status.open} idle connections still open (closed early: ${status.closedEarly})`);
+      say(`  = ${fmt(perConn)} B per idle connection`);
+      results.tests.idleKeepAlive = {
+        requested: IDLE_COUNT, opened: ready.opened, failed: ready.failed, openAtMeasure: status.open, beforeBytes: before, afterBytes: after,
+        bytesPerConnection: perConn, targetBytes: TARGETS.idleBytesPerConn, pass: perConn <= TARGETS.idleBytesPerConn && ready.failed === 0,
+      };
+      await stopPair();
+    }
+
+    if (CPU_PROF) {
+      await stopPair();
+      results.profiles = [];
+      for (const f of readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'))) {
+        const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
+        results.profiles.push({ process: Service.names.get(pid) ?? `pid ${pid}`, ...summarizeProfile(path.join(profDir, f)) });
+      }
+    }
+    report(results);
+    results.seconds = Math.round((Date.now() - started) / 1000);
+    const out = path.join(HERE, 'results.json');
+    writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
+    say(`\nresults JSON (also written to ${path.relative(process.cwd(), out)}; do not commit it):`);
+    say(JSON.stringify(results, null, 2));
+  } finally {
+    await Promise.all([connector?.stop(), relay?.stop(), stopChild(backend)].map((p) => p?.catch(() => undefined)));
+    killAll('SIGKILL');
+    await idp?.close().catch(() => undefined);
+    removeWorkDir();
+  }
+}
+
+// ---------------------------------------------------------------- output
+
+function fmt(n) {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function fmtBytes(n) {
+  return n >= GIB ? `${(n / GIB).toFixed(n % GIB ? 2 : 0)} GiB` : `${(n / MIB).toFixed(1)} MiB`;
+}
+
+function fmtMiB(n) {
+  return `${(n / MIB).toFixed(1)} MiB`;
+}
+
+function verdict(ok) {
+  return ok ? 'PASS' : 'FAIL';
+}
+
+function report(results) {
+  const t = results.tests;
+  const rows = [];
+  const row = (test, direct, relay, ratio, target, result, noise = '') => rows.push([test, direct, relay, ratio, target, result, noise]);
+  const noise = (x) => `${x.direct.cpu.otherwise}% / ${x.relay.cpu.otherwise}%`;
+  if (t.smallGet) {
+    const { direct: d, relay: r } = t.smallGet;
+    row(`small GET req/s (${t.smallGet.connections} conn, ${t.smallGet.durationS} s)`, fmt(d.rps), fmt(r.rps), t.smallGet.ratio.toFixed(3), `>= ${TARGETS.smallGet} x direct`, verdict(t.smallGet.pass), noise(t.smallGet));
+    row('  latency p50 (ms)', String(d.p50), String(r.p50), `${(r.p50 / Math.max(d.p50, 1)).toFixed(1)}x`, '-', '');
+    row('  latency p99 (ms)', String(d.p99), String(r.p99), `${(r.p99 / Math.max(d.p99, 1)).toFixed(1)}x`, '-', '');
+  }
+  for (const kind of ['download', 'upload']) {
+    const x = t[kind];
+    if (!x) continue;
+    row(`${fmtBytes(x.bytes)} ${kind} MB/s`, x.direct.mbps.toFixed(1), x.relay.mbps.toFixed(1), x.ratio.toFixed(3), `>= ${x.target} x direct`, verdict(x.pass), noise(x));
+  }
+  if (t.slowClient) {
+    const s = t.slowClient;
+    row(`slow client RSS growth, relay`, '-', fmtMiB(s.growthBytes.relay), '-', `< ${s.targetMiB} MiB`, verdict(s.pass.relay));
+    row(`slow client RSS growth, connector`, '-', fmtMiB(s.growthBytes.connector), '-', `< ${s.targetMiB} MiB`, verdict(s.pass.connector));
+  }
+  if (t.idleKeepAlive) {
+    const x = t.idleKeepAlive;
+    row(`relay RSS per idle conn (${x.openAtMeasure} open)`, '-', `${fmt(x.bytesPerConnection)} B`, '-', `<= ${x.targetBytes} B (20 KB)`, verdict(x.pass));
+  }
+  const head = ['test', 'direct', 'relay', 'ratio', 'target', 'result', 'other CPU d/r'];
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
+  console.log('\n=== summary ===');
+  console.log(line(head));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+  const notes = [
+    `direct = plain HTTP/1.1 to the backend; relay = HTTPS (TLS, relay CA) to the relay's public listener -> control channel (WebSocket, mTLS) -> connector -> backend, body back over mTLS HTTPS. The TLS cost is part of the relay figure.`,
+    `${results.machine.cpus} CPU(s) shared by the load generator, backend, relay and connector (and this orchestrator): the relay path runs 4 busy processes where the direct path runs 2.`,
+    'MB/s = 10^6 bytes per second. Latencies are autocannon\'s (ms, millisecond resolution); autocannon does not verify TLS certificates, the other clients verify against the relay CA.',
+    'cpu lines: % of one CPU over the client\'s whole run (warm-up included); "softirq" = the machine\'s irq + softirq time (mostly loopback networking of the run); "otherwise" = remaining busy time not spent by the listed processes or this orchestrator, i.e. other work on the machine. "other CPU d/r" in the summary is that figure during the direct / relay run; above ~25% the ratio is skewed by contention.',
+    'cost lines: CPU seconds each process used during the run divided by the work done (requests including autocannon\'s warm-up, or GB moved); unlike throughput this barely moves when other work shares the machine.',
+    '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
+    'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',
+  ];
+  results.notes.push(...notes);
+  console.log('\nnotes:');
+  for (const n of notes) console.log(`- ${n}`);
+  if (results.profiles) {
+    for (const p of results.profiles) {
+      console.log(`\nCPU profile of ${p.process}: ${path.basename(p.file)} (${p.busyMs} ms busy of ${p.totalMs} ms sampled; shares of busy time)`);
+      for (const c of p.categories) console.log(`  ${String(c.pct).padStart(5)}%  ${c.what}`);
+      console.log('  top self time:');
+      for (const f of p.functions) console.log(`  ${String(f.pct).padStart(5)}%  ${f.what}`);
+    }
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(`bench failed: ${err.stack ?? err}`);
+    killAll('SIGKILL');
+    process.exit(1);
+  },
+);

@@ -1,0 +1,242 @@
+// Black-box request path: the built `proxyctl` binary as relay and as two
+// connectors, a real backend, an HTTPS client. 256 MiB each way through both
+// TLS hops (streamed, hashed on both ends), a connector SIGKILLed mid-stream, and
+// a SIGHUP reload that publishes a new app to a connector that keeps running.
+import t from 'tap';
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { createServer, type LookupFunction } from 'node:net';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import { patternStream, startBackend, type EchoBody } from './helpers/backend.js';
+import { startIdp } from './helpers/idp.js';
+import { Proc, runCli, tempDir } from './helpers/proc.js';
+
+const MiB = 1024 * 1024;
+const BIG = 256 * MiB;
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+const lookup: LookupFunction = (_host, opts, cb) => {
+  if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
+  else cb(null, '127.0.0.1', 4);
+};
+
+/** Samples the resident memory of processes while a transfer runs; stop() gives each one's growth over its start. */
+function watchRss(pids: number[]): { stop(): number[] } {
+  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+  const base = pids.map(rss);
+  const max = [...base];
+  const timer = setInterval(() => pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p)))), 25);
+  return {
+    stop() {
+      clearInterval(timer);
+      pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p))));
+      return max.map((m, i) => m - base[i]!);
+    },
+  };
+}
+
+async function drain(body: Readable): Promise<{ bytes: number; sha256: string; error: Error | undefined }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return { bytes, sha256: hash.digest('hex'), error: undefined };
+  } catch (err) {
+    return { bytes, sha256: '', error: err as Error };
+  }
+}
+
+t.test('request path through the proxyctl binary', async (t) => {
+  const [idp, backend, apiPort] = await Promise.all([startIdp(), startBackend(), freePort()]);
+  t.teardown(() => idp.close());
+  t.teardown(() => backend.close());
+  const dir = tempDir(t, 'proxyctl-rp-e2e-');
+  const configFile = path.join(dir, 'relay.yaml');
+  const deadPort = await freePort();
+  const app = (name: string, host: string, internal = `${backend.origin}/${name}/`) =>
+    `  - name: ${name}\n    externalUrl: "https://${host}/"\n    internalUrl: "${internal}"\n    preauth: passthrough\n`;
+  const dead = app('dead', 'dead.test', `http://127.0.0.1:${deadPort}/`);
+  const config = (apps: string) => `dataDir: ./data
+public: { listen: "127.0.0.1:0" }
+connectorApi: { listen: "127.0.0.1:${apiPort}", url: "https://127.0.0.1:${apiPort}" }
+identity: { issuer: "${idp.issuer}" }
+connectors: { heartbeatInterval: 300ms, queueTimeout: 10s, channels: 2 }
+apps:
+${apps}`;
+  writeFileSync(configFile, config(app('files', 'files.test') + dead));
+
+  const procs: Proc[] = [];
+  t.teardown(() => Promise.all(procs.map((p) => p.stop('SIGKILL'))));
+  const relay = new Proc(['relay', 'serve', '--config', configFile]);
+  procs.push(relay);
+  const ready = await relay.waitMsg('public listener ready');
+  await relay.waitMsg('relay ready');
+  const publicPort = (ready['listen'] as { port: number }).port;
+  const caFile = path.join(dir, 'data', 'ca.pem');
+  const client = new Agent({ connect: { ca: readFileSync(caFile, 'utf8'), lookup }, connections: 16 });
+  t.teardown(() => client.close());
+  const url = (host: string, p: string) => `https://${host}:${publicPort}${p}`;
+  const call = (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> = {}) =>
+    request(url(host, p), { dispatcher: client, ...opts } as Parameters<typeof request>[1]);
+
+  const register = async (name: string) => {
+    const stateDir = path.join(dir, name);
+    const r = await runCli(['connector', 'register', '--relay', `https://127.0.0.1:${apiPort}`, '--relay-ca', caFile, '--state-dir', stateDir, '--name', name],
+      { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
+    t.equal(r.code, 0, `register ${name}: ${r.stderr}`);
+    return stateDir;
+  };
+  const [dir1, dir2] = await Promise.all([register('edge-1'), register('edge-2')]);
+  const startConnector = async (stateDir: string) => {
+    const c = new Proc(['connector', 'run', '--state-dir', stateDir]);
+    procs.push(c);
+    await c.waitFor((l) => l.msg === 'control channel open' && l['slot'] === 0);
+    await c.waitFor((l) => l.msg === 'control channel open' && l['slot'] === 1);
+    return c;
+  };
+
+  let edge1!: Proc;
+  const growth: number[] = [];
+  await t.test('a request waiting for the group is served by a connector that comes online', async (t) => {
+    const started = performance.now();
+    const pending = call('files.test', '/waited?x=1');
+    await new Promise((r) => setTimeout(r, 300));
+    edge1 = await startConnector(dir1);
+    const r = await pending;
+    t.equal(r.statusCode, 200);
+    t.equal(((await r.body.json()) as EchoBody).url, '/files/waited?x=1');
+    t.ok(performance.now() - started > 300, 'it waited for the connector');
+  });
+
+  await t.test('256 MiB download, byte-exact, streamed', async (t) => {
+    const rss = watchRss([relay.pid, edge1.pid]);
+    const r = await call('files.test', `/bytes?n=${BIG}&tag=dl256`);
+    t.equal(r.statusCode, 200);
+    t.equal(r.headers['content-length'], String(BIG));
+    const got = await drain(r.body);
+    t.equal(got.error, undefined);
+    t.equal(got.bytes, BIG);
+    const sent = await backend.ended('dl256');
+    t.ok(sent.finished);
+    t.equal(sent.bytes, BIG);
+    t.equal(got.sha256, sent.sha256, 'sha256 the backend sent = sha256 the client received');
+    growth.push(...rss.stop());
+  });
+
+  await t.test('256 MiB upload, byte-exact, streamed', async (t) => {
+    const hash = createHash('sha256');
+    let sentBytes = 0;
+    const body = patternStream(BIG, (chunk) => {
+      hash.update(chunk);
+      sentBytes += chunk.length;
+    });
+    const rss = watchRss([relay.pid, edge1.pid]);
+    const r = await call('files.test', '/upload', { method: 'POST', body, headers: { 'content-length': String(BIG) } });
+    t.equal(r.statusCode, 200);
+    const j = (await r.body.json()) as { sha256: string; length: number; contentLength: string };
+    t.equal(sentBytes, BIG);
+    t.equal(j.length, BIG);
+    t.equal(j.contentLength, String(BIG));
+    t.equal(j.sha256, hash.digest('hex'), 'sha256 the client sent = sha256 the backend received');
+    growth.push(...rss.stop());
+  });
+
+  await t.test('neither process held a transfer in memory', async (t) => {
+    // [relay, connector] for the download, then for the upload; buffering 256 MiB would show as ≥ 256 MiB.
+    t.equal(growth.length, 4);
+    growth.forEach((g, i) => t.ok(g < 96 * MiB, `${i % 2 ? 'connector' : 'relay'} grew ${Math.round(g / MiB)} MiB during the ${i < 2 ? 'download' : 'upload'}`));
+  });
+
+  let edge2: Proc;
+  await t.test('connector SIGKILLed mid-stream: in-flight requests fail fast, the other connector serves new ones', async (t) => {
+    const waiting = call('files.test', '/slow?ms=20000&tag=killslow', { headers: { accept: 'application/json' } });
+    const streaming = await call('files.test', `/bytes?n=${1024 * MiB}&tag=killdl`);
+    t.equal(streaming.statusCode, 200);
+    const reading = drain(streaming.body);
+    const deadline = Date.now() + 5000;
+    while (!backend.seen.some((s) => s.url.includes('tag=killslow')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    edge2 = await startConnector(dir2);
+    const started = performance.now();
+    edge1.child.kill('SIGKILL');
+    await edge1.exited;
+    const w = await waiting;
+    t.equal(w.statusCode, 502, 'the waiting request gets a page');
+    const j = (await w.body.json()) as { error: { code: string; requestId: string } };
+    t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
+    t.equal(w.headers['x-request-id'], j.error.requestId);
+    const s = await reading;
+    t.ok(s.error, `the download broke off (${s.error?.message}) rather than ending cleanly`);
+    t.ok(s.bytes < 1024 * MiB);
+    const took = performance.now() - started;
+    t.ok(took < 3000, `both failed within ${Math.round(took)} ms`);
+    t.equal((await backend.ended('killdl')).finished, false, 'the backend saw its response aborted');
+    for (let i = 0; i < 5; i++) {
+      const r = await call('files.test', `/after-kill-${i}`);
+      t.equal(r.statusCode, 200);
+      t.equal(((await r.body.json()) as EchoBody).url, `/files/after-kill-${i}`);
+    }
+  });
+
+  await t.test('SIGHUP reload publishes a new app without restarting the connector', async (t) => {
+    const opens = edge2.count('control channel open');
+    const from = edge2.lines.length;
+    writeFileSync(configFile, config(app('files', 'files.test') + dead + app('added', 'added.test')));
+    relay.child.kill('SIGHUP');
+    const pulled = await edge2.waitFor((l) => l.msg === 'configuration pulled' && l['changed'] === true, 10_000, from);
+    t.equal(pulled['apps'], 3, 'the connector learned the new app');
+    // The relay issues a certificate naming the new host in the background: retry until it serves it.
+    let r: Dispatcher.ResponseData<unknown> | undefined;
+    const deadline = Date.now() + 5000;
+    while (!r) {
+      try {
+        r = await call('added.test', '/hello');
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    }
+    t.equal(r.statusCode, 200);
+    t.equal(((await r.body.json()) as EchoBody).url, '/added/hello');
+    t.equal(edge2.child.exitCode, null, 'the connector process kept running');
+    t.equal(edge2.count('control channel open'), opens, 'and kept its channels');
+    const old = await call('files.test', '/still');
+    t.equal(old.statusCode, 200, 'the existing app still answers');
+    await old.body.dump();
+  });
+
+  await t.test('uploads to an unreachable backend get the 502 page, and the relay keeps serving', async (t) => {
+    for (const size of [10, 256 * 1024, 4 * MiB]) {
+      const r = await call('dead.test', '/upload', { method: 'POST', body: patternStream(size), headers: { accept: 'application/json', 'content-length': String(size) } })
+        .catch((err: Error) => err);
+      if (r instanceof Error) {
+        t.fail(`${size}-byte upload: the connection was cut (${r.message})`);
+        continue;
+      }
+      t.equal(r.statusCode, 502, `${size}-byte upload answered`);
+      const j = (await r.body.json()) as { error: { code: string } };
+      t.equal(j.error.code, 'ERR_BACKEND_UNREACHABLE');
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    t.equal(relay.child.exitCode, null, 'the relay process is still running');
+    const r = await call('files.test', '/alive').catch((err: Error) => err);
+    t.equal(r instanceof Error ? r.message : r.statusCode, 200, 'and answering');
+    if (!(r instanceof Error)) await r.body.dump();
+  });
+
+  t.equal(await relay.stop(), 0, 'relay drains and exits 0');
+});

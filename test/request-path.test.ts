@@ -1,0 +1,614 @@
+// The request path in-process: a real relay (TLS, CA, SQLite), real connectors
+// and a real HTTP backend, driven by an HTTPS client as a user would. Each case
+// asserts what the user sees (status, code, bytes) and what the backend saw.
+import t from 'tap';
+import { createHash, randomBytes } from 'node:crypto';
+import { request as httpsRequest } from 'node:https';
+import type { IncomingHttpHeaders } from 'node:http';
+import { createServer, type LookupFunction } from 'node:net';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { Agent, request, type Dispatcher } from 'undici';
+import WebSocket from 'ws';
+import { Connector } from '../src/connector/connector.js';
+import { RelayClient } from '../src/connector/relay-client.js';
+import { writeNewState } from '../src/connector/state.js';
+import { createKeyAndCsr } from '../src/crypto/csr.js';
+import { Channel } from '../src/relay/channels.js';
+import { RANGE_SIZE, SET_COOKIES, patternChunks, patternSha256, patternStream, startBackend, type Backend, type EchoBody } from './helpers/backend.js';
+import { startHarness, testLogger, type Harness } from './helpers/harness.js';
+
+const MiB = 1024 * 1024;
+
+const lookup: LookupFunction = (_host, opts, cb) => {
+  if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
+  else cb(null, '127.0.0.1', 4);
+};
+
+function closedPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+interface ErrorJson { error: { code: string; step: string; message: string; requestId: string; app?: string } }
+
+/** Reads a body to the end; `error` is set when the stream broke instead of ending. */
+async function drain(body: Readable): Promise<{ bytes: number; sha256: string; error: Error | undefined }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return { bytes, sha256: hash.digest('hex'), error: undefined };
+  } catch (err) {
+    return { bytes, sha256: '', error: err as Error };
+  }
+}
+
+function yaml(backend: Backend, deadPort: number): string {
+  const app = (name: string, ext: string, internal: string, extra = '') =>
+    `  - name: ${name}\n    externalUrl: "${ext}"\n    internalUrl: "${internal}"\n    preauth: passthrough\n${extra}`;
+  const b = backend.origin;
+  return `apps:
+${app('main', 'https://files.test/', `${b}/main/`)}
+${app('api', 'https://files.test/api/', `${b}/api-b/`)}
+${app('wild', 'https://*.apps.test/', `${b}/wild/`)}
+${app('special', 'https://special.apps.test/', `${b}/special/`)}
+${app('deep', 'https://*.deep.apps.test/', `${b}/deep/`)}
+${app('pass', 'https://pass.test/', `${b}/pass/`, '    passHostHeader: true\n')}
+${app('slowapp', 'https://slow.test/', `${b}/t/`, '    backendTimeout: 1s\n')}
+${app('dead', 'https://dead.test/', `http://127.0.0.1:${deadPort}/`)}
+${app('lonely', 'https://lonely.test/', `${b}/lonely/`, '    connectorGroup: nobody\n')}
+${app('late', 'https://late.test/', `${b}/late/`, '    connectorGroup: late\n')}
+${app('pair', 'https://pair.test/', `${b}/pair/`, '    connectorGroup: pair\n')}
+${app('kill', 'https://kill.test/', `${b}/kill/`, '    connectorGroup: kill\n')}
+`;
+}
+
+t.test('request path through an in-process relay and connectors', async (t) => {
+  const backend = await startBackend();
+  t.teardown(() => backend.close());
+  const deadPort = await closedPort();
+  const h: Harness = await startHarness(t, { yaml: () => yaml(backend, deadPort) });
+  await h.addConnector(); // the "default" group: every app not given another group
+  const ca = h.relay.ca.certPem;
+  // Hosts the relay certificate does not name still reach the relay; the test checks its answer.
+  const anyHost = new Agent({ connect: { ca, lookup, checkServerIdentity: () => undefined } });
+  t.teardown(() => anyHost.close());
+
+  // Control messages the relay puts on channels, to see what connectors are told.
+  const sent: { type: string; id?: string }[] = [];
+  const origSend = Channel.prototype.send;
+  Channel.prototype.send = function (this: Channel, m) {
+    sent.push({ type: m.type, id: 'id' in m ? m.id : undefined });
+    return origSend.call(this, m);
+  };
+  t.teardown(() => {
+    Channel.prototype.send = origSend;
+  });
+
+  const call = (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> & { dispatcher?: Dispatcher } = {}) =>
+    request(h.url(host, p), { dispatcher: h.client, ...opts } as Parameters<typeof request>[1]);
+  const echo = async (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> = {}) => {
+    const r = await call(host, p, opts);
+    t.equal(r.statusCode, 200, `${host}${p} answered`);
+    return (await r.body.json()) as EchoBody;
+  };
+  const errorJson = async (r: Dispatcher.ResponseData<unknown>) => (await r.body.json()) as ErrorJson;
+  /** Node's own client, for headers undici refuses to send (Keep-Alive, Connection tokens, Expect). */
+  const raw = (host: string, p: string, o: { method?: string; headers?: Record<string, string | number>; body?: Buffer; expectContinue?: boolean }) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer; sawContinue: boolean }>((resolve, reject) => {
+      let sawContinue = false;
+      const req = httpsRequest({
+        host: '127.0.0.1', port: h.publicPort, servername: host, ca, agent: false, path: p, method: o.method ?? 'GET',
+        headers: { host: `${host}:${h.publicPort}`, ...o.headers },
+      });
+      req.on('error', reject);
+      req.on('response', (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), sawContinue }));
+        res.on('error', reject);
+      });
+      if (o.expectContinue) {
+        req.on('continue', () => {
+          sawContinue = true;
+          req.end(o.body);
+        });
+      } else {
+        req.end(o.body);
+      }
+    });
+
+  await t.test('passthrough app end to end', async (t) => {
+    const body = randomBytes(5000);
+    const e = await echo('files.test', '/some/path?q=1&r=%20x', { method: 'POST', body, headers: { 'content-type': 'application/x-test', 'x-custom': 'yes' } });
+    t.equal(e.method, 'POST');
+    t.equal(e.url, '/main/some/path?q=1&r=%20x', 'path and query mapped onto the internal URL');
+    t.equal(e.bodyLength, body.length);
+    t.equal(e.bodySha256, createHash('sha256').update(body).digest('hex'));
+    t.equal(e.headers['x-custom'], 'yes');
+    t.equal(e.headers['content-type'], 'application/x-test');
+    t.equal(e.headers['content-length'], String(body.length), 'declared length kept');
+    t.match(e.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+  });
+
+  await t.test('host routing: path prefix, wildcard, most specific wins, unknown host', async (t) => {
+    t.equal((await echo('files.test', '/api/v1/items?x=1')).url, '/api-b/v1/items?x=1', 'longest prefix on the host');
+    t.equal((await echo('files.test', '/api')).url, '/api-b/', 'prefix without its trailing slash');
+    t.equal((await echo('files.test', '/api?x=2')).url, '/api-b/?x=2');
+    t.equal((await echo('files.test', '/apix/y')).url, '/main/apix/y', 'a longer segment is not the prefix');
+    t.equal((await echo('FILES.test', '/')).url, '/main/', 'host matched case-insensitively');
+    t.equal((await echo('one.apps.test', '/w')).url, '/wild/w', 'wildcard host');
+    t.equal((await echo('special.apps.test', '/s')).url, '/special/s', 'exact host beats the wildcard');
+    t.equal((await echo('x.deep.apps.test', '/d')).url, '/deep/d', 'longer wildcard suffix beats the shorter');
+    const hits = backend.hits('echo');
+    for (const host of ['a.b.apps.test', 'apps.test', 'nowhere.test']) {
+      const r = await call(host, '/anything', { dispatcher: anyHost, headers: { accept: 'application/json' } });
+      t.equal(r.statusCode, 404, `${host} is not published`);
+      const j = await errorJson(r);
+      t.equal(j.error.code, 'ERR_APP_NOT_FOUND');
+      t.match(r.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+      t.equal(j.error.requestId, r.headers['x-request-id'], 'page and header carry the same request id');
+    }
+    const page = await call('nowhere.test', '/', { dispatcher: anyHost });
+    t.equal(page.statusCode, 404);
+    t.match(page.headers['content-type'], /^text\/html/);
+    const html = await page.body.text();
+    t.ok(html.includes(String(page.headers['x-request-id'])), 'the HTML page shows the request id');
+    t.equal(backend.hits('echo'), hits, 'nothing reached the backend');
+  });
+
+  await t.test('dot segments cannot leave the published path prefix', async (t) => {
+    for (const p of ['/api/../escape', '/api/%2e%2e/escape', '/api/./..//escape', '/api/%2E%2e/escape', '/api/..%5cescape', '/api/x%2f..%2fescape']) {
+      const before = backend.seen.length;
+      const r = await raw('files.test', p, {});
+      const reached = backend.seen.slice(before).map((s) => s.url);
+      const escaped = reached.some((u) => (!u.startsWith('/api-b/') && !u.startsWith('/main/')) || /(^|\/)(\.|%2e){1,2}(\/|$)/i.test(u));
+      t.ok(r.status === 400 || !escaped, `${p}: status ${r.status}, backend saw ${JSON.stringify(reached)}`);
+    }
+  });
+
+  await t.test('methods: HEAD, PUT, PATCH, DELETE, OPTIONS', async (t) => {
+    const head = await call('files.test', '/bytes?n=12345', { method: 'HEAD' });
+    t.equal(head.statusCode, 200);
+    t.equal(head.headers['content-length'], '12345', 'HEAD keeps the length');
+    t.equal((await head.body.arrayBuffer()).byteLength, 0, 'and has no body');
+    for (const method of ['PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const) {
+      const e = await echo('files.test', `/m-${method}`, { method, body: method === 'PUT' || method === 'PATCH' ? 'data' : undefined });
+      t.equal(e.method, method);
+      if (method === 'PUT' || method === 'PATCH') t.equal(e.bodyLength, 4);
+    }
+  });
+
+  await t.test('Expect: 100-continue', async (t) => {
+    const body = randomBytes(100_000);
+    const r = await raw('files.test', '/upload', { method: 'POST', body, expectContinue: true, headers: { expect: '100-continue', 'content-length': body.length } });
+    t.ok(r.sawContinue, 'the client got 100 Continue');
+    t.equal(r.status, 200);
+    const j = JSON.parse(r.body.toString()) as { sha256: string; length: number };
+    t.equal(j.length, body.length);
+    t.equal(j.sha256, createHash('sha256').update(body).digest('hex'));
+    const seen = backend.seen.at(-1)!;
+    t.equal(seen.headers['expect'], undefined, 'the relay answered the expectation; the backend is not asked again');
+  });
+
+  await t.test('chunked request body without a length', async (t) => {
+    const n = 3 * MiB + 17;
+    const r = await call('files.test', '/upload', { method: 'POST', body: patternStream(n) });
+    t.equal(r.statusCode, 200);
+    const j = (await r.body.json()) as { sha256: string; length: number; contentLength: string | null; transferEncoding: string | null };
+    t.equal(j.length, n);
+    t.equal(j.sha256, patternSha256(n));
+    t.equal(j.contentLength, null);
+    t.equal(j.transferEncoding, 'chunked', 'streamed on to the backend, not buffered to learn its length');
+  });
+
+  await t.test('16 MiB download and upload, byte-exact', async (t) => {
+    const n = 16 * MiB + 3;
+    const down = await call('files.test', `/bytes?n=${n}&tag=dl16`);
+    t.equal(down.statusCode, 200);
+    t.equal(down.headers['content-length'], String(n));
+    const got = await drain(down.body);
+    t.equal(got.error, undefined);
+    t.equal(got.bytes, n);
+    const sentByBackend = await backend.ended('dl16');
+    t.equal(got.sha256, sentByBackend.sha256, 'client received what the backend sent');
+    t.equal(got.sha256, patternSha256(n));
+    const up = await call('files.test', '/upload', { method: 'POST', body: patternStream(n), headers: { 'content-length': String(n) } });
+    const j = (await up.body.json()) as { sha256: string; length: number; contentLength: string };
+    t.equal(j.length, n);
+    t.equal(j.contentLength, String(n));
+    t.equal(j.sha256, patternSha256(n));
+  });
+
+  await t.test('a backend that answers an upload early (413): the user gets that answer', async (t) => {
+    for (const size of [100_000, 8 * MiB]) {
+      const r = await call('files.test', '/reject-upload', { method: 'POST', body: patternStream(size), headers: { 'content-length': String(size) } })
+        .catch((err: Error) => err);
+      if (r instanceof Error) {
+        t.fail(`${size}-byte upload: connection cut (${r.message})`);
+        continue;
+      }
+      t.equal(r.statusCode, 413, `${size}-byte upload`);
+      t.same(await r.body.json(), { error: 'too large' });
+    }
+  });
+
+  await t.test('Range requests', async (t) => {
+    const whole = Buffer.concat([...patternChunks(RANGE_SIZE)]);
+    const r = await call('files.test', '/range', { headers: { range: 'bytes=100-199' } });
+    t.equal(r.statusCode, 206);
+    t.equal(r.headers['content-range'], `bytes 100-199/${RANGE_SIZE}`);
+    t.same(Buffer.from(await r.body.arrayBuffer()), whole.subarray(100, 200));
+    const tail = await call('files.test', '/range', { headers: { range: 'bytes=-10' } });
+    t.equal(tail.statusCode, 206);
+    t.same(Buffer.from(await tail.body.arrayBuffer()), whole.subarray(RANGE_SIZE - 10));
+    const bad = await call('files.test', '/range', { headers: { range: `bytes=${RANGE_SIZE}-` } });
+    t.equal(bad.statusCode, 416);
+    await bad.body.dump();
+  });
+
+  await t.test('multiple Set-Cookie headers are preserved', async (t) => {
+    const r = await call('files.test', '/cookies');
+    t.equal(r.statusCode, 200);
+    t.same(r.headers['set-cookie'], SET_COOKIES, 'both, in order, not joined');
+    await r.body.dump();
+  });
+
+  await t.test('large headers (~12 KB) both ways', async (t) => {
+    const big = 'x'.repeat(12 * 1024);
+    const e = await echo('files.test', '/big', { headers: { 'x-large': big } });
+    t.equal(e.headers['x-large'], big);
+    const r = await call('files.test', '/big-header?n=12000');
+    t.equal(r.statusCode, 200);
+    t.equal(String(r.headers['x-big']).length, 12000);
+    await r.body.dump();
+  });
+
+  await t.test('hop-by-hop and identity headers are stripped, forwarding headers set', async (t) => {
+    const r = await raw('files.test', '/hop', {
+      headers: {
+        connection: 'keep-alive, X-Foo', 'x-foo': '1', 'keep-alive': 'timeout=5', te: 'trailers', 'proxy-authorization': 'Basic eDp5',
+        'x-proxyctl-user': 'mallory', x_proxyctl_email: 'mallory@example.com', 'X-PROXYCTL-JWT-ASSERTION': 'forged',
+        'x-forwarded-for': '10.9.9.9', 'x-forwarded-host': 'evil.test', 'x-forwarded-proto': 'http', 'x-request-id': 'client-chosen',
+        'x-kept': 'kept',
+      },
+    });
+    t.equal(r.status, 200);
+    const e = JSON.parse(r.body.toString()) as EchoBody;
+    const names = e.rawHeaderNames.map((n) => n.toLowerCase());
+    for (const gone of ['x-foo', 'keep-alive', 'te', 'proxy-authorization', 'x-proxyctl-user', 'x_proxyctl_email', 'x-proxyctl-jwt-assertion']) {
+      t.notOk(names.includes(gone), `${gone} not forwarded`);
+    }
+    t.notOk(names.some((n) => /proxyctl/.test(n)), 'no proxyctl identity header of any spelling');
+    t.equal(e.headers['x-kept'], 'kept');
+    t.equal(e.headers['x-forwarded-for'], '127.0.0.1', 'client-sent X-Forwarded-For replaced');
+    t.equal(e.headers['x-forwarded-proto'], 'https');
+    t.equal(e.headers['x-forwarded-host'], `files.test:${h.publicPort}`);
+    t.match(e.headers['x-request-id'], /^[0-9a-f-]{36}$/, 'request id chosen by the relay');
+    t.equal(e.headers['host'], `127.0.0.1:${backend.port}`, 'backend sees its internal host');
+  });
+
+  await t.test('passHostHeader: the backend sees the external host', async (t) => {
+    const e = await echo('pass.test', '/p');
+    t.equal(e.headers['host'], `pass.test:${h.publicPort}`);
+    t.equal(e.url, '/pass/p');
+  });
+
+  await t.test('/robots.txt is answered by the relay', async (t) => {
+    const before = backend.seen.length;
+    const r = await call('files.test', '/robots.txt');
+    t.equal(r.statusCode, 200);
+    t.match(await r.body.text(), /Disallow: \//);
+    const head = await call('files.test', '/robots.txt', { method: 'HEAD' });
+    t.equal(head.statusCode, 200);
+    await head.body.dump();
+    t.equal(backend.seen.length, before, 'the backend was not asked');
+  });
+
+  await t.test('200 concurrent mixed requests', async (t) => {
+    const ids = new Set<string>();
+    const results = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
+      if (i % 3 === 0) {
+        const r = await call('files.test', `/mixed/${i}?i=${i}`);
+        const e = (await r.body.json()) as EchoBody;
+        ids.add(String(e.headers['x-request-id']));
+        return r.statusCode === 200 && e.url === `/main/mixed/${i}?i=${i}` && e.method === 'GET';
+      }
+      if (i % 3 === 1) {
+        const body = randomBytes(i * 331);
+        const r = await call('files.test', `/upload?i=${i}`, { method: 'POST', body });
+        const j = (await r.body.json()) as { sha256: string; length: number };
+        return r.statusCode === 200 && j.length === body.length && j.sha256 === createHash('sha256').update(body).digest('hex');
+      }
+      const r = await call('files.test', `/bytes?n=${i * 100}`, { method: 'HEAD' });
+      const empty = (await r.body.arrayBuffer()).byteLength === 0;
+      return r.statusCode === 200 && r.headers['content-length'] === String(i * 100) && empty;
+    }));
+    t.equal(results.filter(Boolean).length, 200, 'every request answered correctly');
+    t.equal(ids.size, 67, 'each request had its own id');
+  });
+
+  await t.test('a completed request is not cancelled on the connector', async (t) => {
+    sent.length = 0;
+    for (let i = 0; i < 5; i++) {
+      const r = await call('files.test', `/done-${i}`);
+      await r.body.dump();
+    }
+    const dl = await call('files.test', '/bytes?n=3000000');
+    t.equal((await drain(dl.body)).bytes, 3000000, 'a streamed download read to its end');
+    await new Promise((r) => setTimeout(r, 200));
+    t.equal(sent.filter((m) => m.type === 'request').length, 6);
+    t.same(sent.filter((m) => m.type === 'cancel'), [], 'no cancel for requests that finished normally');
+  });
+
+  await t.test('WebSocket echo through the relay', async (t) => {
+    const ws = new WebSocket(h.url('files.test', '/ws').replace(/^https/, 'wss'), { ca, lookup });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const next = () => new Promise<{ data: Buffer; binary: boolean }>((resolve) => ws.once('message', (data, binary) => resolve({ data: data as Buffer, binary })));
+    let m = next();
+    ws.send('hello');
+    t.same(await m, { data: Buffer.from('hello'), binary: false });
+    const bin = randomBytes(200_000);
+    m = next();
+    ws.send(bin);
+    const got = await m;
+    t.ok(got.binary && got.data.equals(bin), 'binary frame echoed byte-exact');
+    const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+    ws.send('close');
+    t.equal(await closed, 4001, 'the backend close code reaches the client');
+  });
+
+  /** A WebSocket handshake the relay or backend refuses: its status and headers, or 'timeout'. */
+  const wsRefusal = (host: string, p: string, agentOpts: { checkServerIdentity?: () => undefined } = {}) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'timeout' | 'opened'>((resolve, reject) => {
+      const ws = new WebSocket(h.url(host, p).replace(/^https/, 'wss'), { ca, lookup, ...agentOpts });
+      const timer = setTimeout(() => {
+        ws.terminate();
+        resolve('timeout');
+      }, 3000);
+      ws.on('unexpected-response', (_req, res) => {
+        clearTimeout(timer);
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      });
+      ws.on('open', () => {
+        clearTimeout(timer);
+        ws.terminate();
+        resolve('opened');
+      });
+      ws.on('error', () => undefined);
+    });
+
+  await t.test('WebSocket refused by the relay: unknown host → 404 with a request id', async (t) => {
+    const r = await wsRefusal('nowhere.test', '/ws', { checkServerIdentity: () => undefined });
+    if (typeof r === 'string') return void t.fail(`expected a refusal, got ${r}`);
+    t.equal(r.status, 404);
+    t.match(r.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+  });
+
+  await t.test('WebSocket declined by the backend: its answer reaches the client promptly', async (t) => {
+    const started = performance.now();
+    const r = await wsRefusal('files.test', '/not-a-socket');
+    if (typeof r === 'string') return void t.fail(`expected the backend's 403, got ${r} after ${Math.round(performance.now() - started)} ms`);
+    t.equal(r.status, 403, 'the backend status');
+    t.equal(r.headers['x-declined'], 'yes', 'and its headers');
+    t.equal(r.body, 'forbidden');
+  });
+
+  await t.test('SSE: events stream before the response ends', async (t) => {
+    const started = performance.now();
+    const r = await call('files.test', '/sse?n=10&tag=sse1');
+    t.equal(r.statusCode, 200);
+    t.match(r.headers['content-type'], /text\/event-stream/);
+    let text = '';
+    let firstAt = 0;
+    let backendAtFirst = -1;
+    for await (const chunk of r.body as AsyncIterable<Buffer>) {
+      text += chunk.toString();
+      if (!firstAt && text.includes('data: event-0')) {
+        firstAt = performance.now() - started;
+        backendAtFirst = backend.sseSent('sse1');
+      }
+    }
+    t.ok(backendAtFirst >= 1 && backendAtFirst < 10, `first event arrived while the backend was still sending (${backendAtFirst}/10 sent)`);
+    t.ok(firstAt < 600, `first event after ${Math.round(firstAt)} ms`);
+    t.equal(text.match(/data: event-\d+/g)?.length, 10, 'all events arrived');
+  });
+
+  await t.test('client aborts a large download: the backend response is aborted', async (t) => {
+    const r = await call('files.test', `/bytes?n=${1024 * MiB}&tag=abort1`);
+    t.equal(r.statusCode, 200);
+    let got = 0;
+    for await (const chunk of r.body as AsyncIterable<Buffer>) {
+      got += chunk.length;
+      if (got >= 2 * MiB) break; // leaving the loop destroys the body: the user went away
+    }
+    const started = performance.now();
+    const e = await backend.ended('abort1', 5000);
+    t.equal(e.finished, false, 'backend response closed without finishing');
+    t.ok(e.bytes < 1024 * MiB);
+    t.ok(performance.now() - started < 5000);
+  });
+
+  await t.test('client aborts an upload: the backend never sees a complete body', async (t) => {
+    const declared = 8 * MiB;
+    const req = httpsRequest({
+      host: '127.0.0.1', port: h.publicPort, servername: 'files.test', ca, agent: false, path: '/upload?tag=upabort', method: 'POST',
+      headers: { host: `files.test:${h.publicPort}`, 'content-length': declared },
+    });
+    req.on('error', () => undefined);
+    req.on('response', (res) => res.resume());
+    const src = patternStream(declared);
+    let written = 0;
+    for await (const chunk of src as AsyncIterable<Buffer>) {
+      if (!req.write(chunk)) await new Promise((r) => req.once('drain', r));
+      written += chunk.length;
+      if (written >= MiB) break;
+    }
+    // Let the first megabyte travel through relay and connector before the user goes away.
+    const deadline = Date.now() + 3000;
+    while (!backend.seen.some((s) => s.url.includes('tag=upabort')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    req.destroy();
+    const e = await backend.ended('upabort', 5000);
+    t.equal(e.finished, false, 'the backend never answered: its request body did not complete');
+  });
+
+  await t.test('backend fails mid-body: the client never sees a clean end', async (t) => {
+    const r = await call('files.test', '/fail-mid');
+    t.equal(r.statusCode, 200);
+    t.equal(r.headers['content-length'], String(MiB));
+    const got = await drain(r.body);
+    t.ok(got.error, `body errored (${got.error?.message})`);
+    t.ok(got.bytes < MiB, `received ${got.bytes} of ${MiB}`);
+    const chunked = await call('files.test', '/fail-mid?chunked=1');
+    t.equal(chunked.statusCode, 200);
+    const got2 = await drain(chunked.body);
+    t.ok(got2.error, `chunked body errored (${got2.error?.message})`);
+  });
+
+  await t.test('backend sends headers then stalls: headers at once, the body cut after backendTimeout', async (t) => {
+    const started = performance.now();
+    const r = await call('slow.test', '/hang-body');
+    const headersAfter = performance.now() - started;
+    t.equal(r.statusCode, 200, 'the backend status, not a timeout page');
+    t.ok(headersAfter < 800, `headers reached the user before any body byte (${Math.round(headersAfter)} ms)`);
+    t.equal(r.headers['content-length'], '1000');
+    const got = await drain(r.body);
+    t.ok(got.error, 'body errored');
+    t.equal(got.bytes, 0);
+    t.ok(performance.now() - started < 4000, 'within a few seconds');
+  });
+
+  await t.test('slow backend beyond backendTimeout → 504', async (t) => {
+    const started = performance.now();
+    const r = await call('slow.test', '/slow?ms=3000', { headers: { accept: 'application/json' } });
+    t.equal(r.statusCode, 504);
+    const j = await errorJson(r);
+    t.equal(j.error.code, 'ERR_BACKEND_TIMEOUT');
+    t.equal(j.error.app, 'slowapp');
+    t.equal(r.headers['x-request-id'], j.error.requestId);
+    const took = performance.now() - started;
+    t.ok(took >= 900 && took < 2900, `answered after ${Math.round(took)} ms`);
+    const fast = await call('slow.test', '/slow?ms=10');
+    t.equal(fast.statusCode, 200, 'a fast answer on the same app passes');
+    t.same(await fast.body.json(), { slept: 10 });
+  });
+
+  await t.test('dead backend → 502 ERR_BACKEND_UNREACHABLE', async (t) => {
+    const r = await call('dead.test', '/', { headers: { accept: 'application/json' } });
+    t.equal(r.statusCode, 502);
+    const j = await errorJson(r);
+    t.equal(j.error.code, 'ERR_BACKEND_UNREACHABLE');
+    t.equal(j.error.app, 'dead');
+    t.match(r.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+    // The connector abandons the body it pulled; the user still gets the page, and the relay lives on.
+    for (const size of [10, 100_000, 2 * MiB]) {
+      const post = await call('dead.test', '/upload', { method: 'POST', body: patternStream(size), headers: { accept: 'application/json', 'content-length': String(size) } })
+        .catch((err: Error) => err);
+      if (post instanceof Error) {
+        t.fail(`a ${size}-byte upload: connection cut (${post.message})`);
+        continue;
+      }
+      t.equal(post.statusCode, 502, `a ${size}-byte upload gets the page too`);
+      t.equal((await errorJson(post)).error.code, 'ERR_BACKEND_UNREACHABLE');
+    }
+    const html = await call('dead.test', '/');
+    t.equal(html.statusCode, 502);
+    t.match(html.headers['content-type'], /^text\/html/);
+    t.match(html.headers['x-request-id'], /^[0-9a-f-]{36}$/);
+    await html.body.dump();
+  });
+
+  await t.test('no connector for the group → 503 ERR_NO_CONNECTOR after the queue timeout', async (t) => {
+    const started = performance.now();
+    const r = await call('lonely.test', '/', { headers: { accept: 'application/json' } });
+    const took = performance.now() - started;
+    t.equal(r.statusCode, 503);
+    const j = await errorJson(r);
+    t.equal(j.error.code, 'ERR_NO_CONNECTOR');
+    t.equal(j.error.app, 'lonely', 'names the app');
+    t.equal(r.headers['x-request-id'], j.error.requestId);
+    t.ok(took >= 950, `waited the queue timeout (${Math.round(took)} ms)`);
+  });
+
+  await t.test('a connector coming online during the wait gets the request', async (t) => {
+    // Registered ahead (that needs the IdP), started only once the request waits.
+    const stateDir = path.join(h.dir, 'late-connector');
+    const { keyPem, csrPem } = await createKeyAndCsr('late');
+    const rc = new RelayClient(h.apiUrl, { caPem: ca });
+    const issued = await rc.register(await h.idp.adminToken(), { csr: csrPem, name: 'late', group: 'late', version: 'test' });
+    await rc.close();
+    const now = new Date().toISOString();
+    writeNewState(stateDir, {
+      relayUrl: h.apiUrl, connectorId: issued.connectorId, name: 'late', group: 'late', registeredAt: now, certificateIssuedAt: now,
+      serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+    });
+    const late = new Connector({ stateDir, log: testLogger() });
+    t.teardown(() => late.close(500));
+    const pending = call('late.test', '/waited');
+    await new Promise((r) => setTimeout(r, 150));
+    t.equal(h.relay.channels.byGroup('late').length, 0, 'no channel yet while the request waits');
+    await late.start();
+    const r = await pending;
+    t.equal(r.statusCode, 200);
+    t.equal(((await r.body.json()) as EchoBody).url, '/late/waited');
+  });
+
+  await t.test('least outstanding: two connectors of a group both get traffic', async (t) => {
+    const a = await h.addConnector({ group: 'pair' });
+    const b = await h.addConnector({ group: 'pair' });
+    const all = Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const r = await call('pair.test', `/slow?ms=1200&i=${i}`);
+      await r.body.dump();
+      return r.statusCode;
+    }));
+    const deadline = Date.now() + 3000;
+    while (a.activeRequests + b.activeRequests < 20 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    const [na, nb] = [a.activeRequests, b.activeRequests];
+    t.equal(na + nb, 20, 'all twenty in flight on the two connectors');
+    t.ok(na >= 8 && nb >= 8, `spread evenly (${na}/${nb})`);
+    t.same(await all, Array(20).fill(200));
+  });
+
+  await t.test('connector killed mid-stream: in-flight requests fail fast, a second connector takes over', async (t) => {
+    const first = await h.addConnector({ group: 'kill' });
+    const waiting = call('kill.test', '/slow?ms=10000', { headers: { accept: 'application/json' } });
+    const streaming = await call('kill.test', `/bytes?n=${512 * MiB}&tag=kill1`);
+    t.equal(streaming.statusCode, 200);
+    const reading = drain(streaming.body);
+    while (first.activeRequests < 2) await new Promise((r) => setTimeout(r, 10));
+    const second = await h.addConnector({ group: 'kill' });
+    const started = performance.now();
+    await first.close(0);
+    const w = await waiting;
+    t.equal(w.statusCode, 502, 'the waiting request gets a page');
+    const j = await errorJson(w);
+    t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
+    t.equal(w.headers['x-request-id'], j.error.requestId);
+    const s = await reading;
+    t.ok(s.error, 'the streaming download is cut, not ended cleanly');
+    t.ok(s.bytes < 512 * MiB);
+    t.ok(performance.now() - started < 3000, `both failed within ${Math.round(performance.now() - started)} ms`);
+    for (let i = 0; i < 5; i++) {
+      const e = await echo('kill.test', `/after-${i}`);
+      t.equal(e.url, `/kill/after-${i}`);
+    }
+    t.equal(second.openChannels(), 2);
+  });
+
+});

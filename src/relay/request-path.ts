@@ -32,13 +32,36 @@ export interface RequestPathDeps {
 
 const stripHostPort = (host: string | undefined): string => stripPort(host ?? '').toLowerCase();
 
+const pathOf = (target: string): string => target.split('?')[0] ?? '';
+
+/**
+ * The relay and the backend must agree on which app a path belongs to: only
+ * origin-form targets, and no dot segments or backslashes (raw or encoded),
+ * which a backend would resolve to a path outside the app's prefix.
+ */
+function checkTarget(target: string): void {
+  if (!target.startsWith('/')) throw new ProxyctlError('ERR_BAD_REQUEST', 'Only origin-form request targets (/path) are accepted.', { status: 400 });
+  const path = pathOf(target);
+  if (/\\|%5c/i.test(path)) throw new ProxyctlError('ERR_BAD_REQUEST', 'Backslashes are not allowed in paths.', { status: 400 });
+  for (const seg of path.split('/')) {
+    const s = seg.replace(/%2e/gi, '.');
+    if (s === '.' || s === '..') throw new ProxyctlError('ERR_BAD_REQUEST', 'Dot segments (. and ..) are not allowed in paths.', { status: 400 });
+  }
+}
+
 const ROBOTS = 'User-agent: *\nDisallow: /\n';
 
 export function createRequestPath(deps: RequestPathDeps) {
   /** Step 1: which app. Unknown hosts learn nothing about what is published. */
   function matchApp(config: RelayConfig, req: IncomingMessage): Route {
-    const route = routerFor(config).match(req.headers.host, req.url ?? '/');
+    const target = req.url ?? '/';
+    checkTarget(target);
+    const route = routerFor(config).match(req.headers.host, target);
     if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
+    // An encoded slash could be decoded by the backend into a path outside the app's prefix.
+    if (/%2f/i.test(pathOf(target)) && (route.app.pathPrefix !== '/' || route.app.internalUrl.pathname !== '/')) {
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'Encoded slashes are not allowed in paths of this application.', { status: 400 });
+    }
     return route;
   }
 
@@ -141,11 +164,13 @@ export function createRequestPath(deps: RequestPathDeps) {
     const requestId = randomUUID();
     const started = performance.now();
     const config = deps.config();
+    // Captured now: a destroyed request loses its socket.
+    const client = req.socket?.remoteAddress;
     let app: string | undefined;
     res.once('close', () => {
       deps.log.info({
         request_id: requestId, app, method: req.method, status: res.statusCode, duration_ms: Math.round(performance.now() - started),
-        client: req.socket.remoteAddress, completed: res.writableFinished,
+        client, completed: res.writableFinished,
       }, 'request');
     });
     try {

@@ -3,6 +3,9 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
+import { X509Certificate } from 'node:crypto';
+import { buildAccess } from '../policy/config.js';
+import type { AccessConfig } from '../policy/model.js';
 import { ProxyctlError } from '../errors.js';
 import {
   Validation, bool, duration, int, join, listen, obj, oneOf, optStr, str, strList, url, type Issue,
@@ -76,9 +79,13 @@ export interface RelayConfig {
   readonly connectors: ConnectorPolicy;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
   readonly apps: readonly AppConfig[];
+  /** Conditional Access: named locations and policies. */
+  readonly access: AccessConfig;
+  /** Device certificates a policy can require: the CA they must chain to. */
+  readonly devices: { readonly caFile: string; readonly caPem: string } | undefined;
 }
 
-const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps'] as const;
+const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps', 'groups', 'namedLocations', 'policies', 'devices'] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
 
@@ -177,6 +184,22 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   const level = oneOf(v, 'log.level', logRaw['level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info');
 
   const apps = buildApps(v, top['apps'], identity, baseDir);
+  const access = buildAccess(v, top, { apps: apps.map((a) => a.name), groups: apps.flatMap((a) => a.assignedGroups) });
+  const dev = obj(v, 'devices', top['devices'], ['caFile']);
+  let devices: RelayConfig['devices'];
+  if (dev && dev['caFile'] !== undefined) {
+    const caFile = path.resolve(baseDir, str(v, 'devices.caFile', dev['caFile']) ?? '');
+    try {
+      const caPem = readFileSync(caFile, 'utf8');
+      new X509Certificate(caPem);
+      devices = { caFile, caPem };
+    } catch (err) {
+      v.fail('devices.caFile', dev['caFile'], `a readable PEM CA certificate (${(err as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
+    }
+  }
+  if (access.policies.some((p) => p.grant.requireDeviceCertificate) && !devices) {
+    v.fail('devices.caFile', undefined, 'a device CA file, because a policy requires a device certificate');
+  }
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -187,6 +210,8 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     connectors,
     log: { level },
     apps,
+    access,
+    devices,
   };
 }
 

@@ -261,7 +261,9 @@ export class EmbeddedIdp {
         send(res, 401, loginPage(`${base}/login`, { error: 'The username or password is incorrect.', username, stepUp }));
         return;
       }
-      if (user.totpSecret) {
+      // The second factor is asked for when the relying party requests it (acr_values=mfa):
+      // Conditional Access decides when multi-factor authentication is needed.
+      if (stepUp && user.totpSecret) {
         this.pendingSecondFactor.set(uid, { username: user.username, at: Date.now() });
         send(res, 200, totpPage(`${base}/totp`, {}));
         return;

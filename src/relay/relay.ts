@@ -84,7 +84,7 @@ export class Relay {
       oidc: this.oidc,
       verifyBearer: (token, audience) => this.verifier.verifyAccessToken(token, audience),
       identity: () => this.config.identity,
-      policy: async () => undefined,
+      access: () => this.config.access,
       log: options.log,
       ...(options.now ? { now: options.now } : {}),
     });
@@ -186,6 +186,8 @@ export class Relay {
       key: tls.keyPem,
       cert: tls.certPem,
       minVersion: 'TLSv1.2',
+      // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
+      ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
       headersTimeout: 20_000,
       requestTimeout: 0, // long uploads and downloads are legitimate; idle sockets are cut below

@@ -41,6 +41,21 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
+export interface SignInRecord {
+  id: number;
+  at: number;
+  requestId: string | null;
+  app: string | null;
+  subject: string | null;
+  ip: string | null;
+  country: string | null;
+  userAgent: string | null;
+  result: 'success' | 'failure' | 'stepUp';
+  reason: string | null;
+  policies: unknown[];
+  risk: string | null;
+}
+
 export interface KeyRecord { kid: string; purpose: 'session' | 'assertion'; material: string; createdAt: number; retiredAt: number | null }
 
 export interface SigninState { state: string; app: string; nonce: string; verifier: string; returnTo: string; createdAt: number; stepUp: boolean }
@@ -65,7 +80,7 @@ const toUser = (r: UserRow): UserRecord => ({
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -144,6 +159,21 @@ const MIGRATIONS: readonly string[] = [
    CREATE INDEX idp_artifacts_uid ON idp_artifacts(model, uid);
    CREATE INDEX idp_artifacts_user_code ON idp_artifacts(model, user_code);
    CREATE INDEX idp_artifacts_grant ON idp_artifacts(grant_id);`,
+  `CREATE TABLE signins (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     request_id TEXT,
+     app TEXT,
+     subject TEXT,
+     ip TEXT,
+     country TEXT,
+     user_agent TEXT,
+     result TEXT NOT NULL,
+     reason TEXT,
+     policies TEXT NOT NULL DEFAULT '[]',
+     risk TEXT
+   );
+   CREATE INDEX signins_at ON signins(at);`,
 ];
 
 interface ConnectorRow {
@@ -408,6 +438,23 @@ export class Store {
       return n > 0;
     });
     return this.run(tx, 'remove user');
+  }
+
+  // ---- sign-in log ----
+
+  recordSignIn(e: Omit<SignInRecord, 'id'>): void {
+    this.db.prepare(`INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+      .run(e.at, e.requestId, e.app, e.subject, e.ip, e.country, e.userAgent?.slice(0, 512) ?? null, e.result, e.reason, JSON.stringify(e.policies), e.risk);
+  }
+
+  listSignIns(limit = 100, afterId = 0): SignInRecord[] {
+    const rows = this.db.prepare(`SELECT * FROM signins WHERE id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as
+      { id: number; at: number; request_id: string | null; app: string | null; subject: string | null; ip: string | null; country: string | null; user_agent: string | null; result: string; reason: string | null; policies: string; risk: string | null }[];
+    return rows.map((r) => ({
+      id: r.id, at: r.at, requestId: r.request_id, app: r.app, subject: r.subject, ip: r.ip, country: r.country, userAgent: r.user_agent,
+      result: r.result as SignInRecord['result'], reason: r.reason, policies: JSON.parse(r.policies) as unknown[], risk: r.risk,
+    }));
   }
 
   // ---- embedded identity provider artifacts (oidc-provider adapter) ----

@@ -4,6 +4,8 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { connect as netConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-config.js';
 import { Connector } from '../../src/connector/connector.js';
@@ -31,6 +33,8 @@ export interface Harness {
   apiUrl: string;
   /** A client that trusts the relay CA and connects every host to the public listener. */
   client: Dispatcher;
+  /** The same, but its connections come from another loopback address (e.g. 127.0.0.2). */
+  clientFrom(localAddress: string): Dispatcher;
   url(host: string, pathAndQuery?: string): string;
   addConnector(opts?: { group?: string; name?: string }): Promise<Connector>;
   reload(yaml: string): void;
@@ -68,8 +72,22 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
   const connectors: Connector[] = [];
   let n = 0;
 
+  const extraClients: Agent[] = [];
   const h: Harness = {
     idp, relay, dir, config, publicPort, apiUrl, client,
+    clientFrom(localAddress: string) {
+      // undici's connector does not pass localAddress through; dial the TCP socket ourselves.
+      const agent = new Agent({
+        connect: (opts, cb) => {
+          const raw = netConnect({ host: '127.0.0.1', port: Number(opts.port), localAddress });
+          const sock = tlsConnect({ socket: raw, servername: opts.hostname, ca: relay.ca.certPem, ALPNProtocols: ['http/1.1'] });
+          sock.once('secureConnect', () => cb(null, sock));
+          sock.once('error', (err) => cb(err, null));
+        },
+      });
+      extraClients.push(agent);
+      return agent;
+    },
     url: (host, p = '/') => `https://${host}:${publicPort}${p}`,
     async addConnector(opts = {}) {
       const stateDir = path.join(dir, `connector-${++n}`);
@@ -96,6 +114,7 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
     async close() {
       await Promise.all(connectors.map((c) => c.close(1000)));
       await client.close().catch(() => undefined);
+      await Promise.all(extraClients.map((a) => a.close().catch(() => undefined)));
       await relay.close();
       await idp.close();
       rmSync(dir, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { randomNonce, randomPKCECodeVerifier, randomState } from 'openid-client'
 import type { JWTPayload } from 'jose';
 import type { AppConfig, IdentityConfig } from '../../config/relay-config.js';
 import type { KeyRing } from '../../crypto/keyring.js';
-import { ProxyctlError } from '../../errors.js';
+import { ProxyctlError, isProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../store.js';
 import { JWKS_PATH } from './assertion.js';
@@ -18,6 +18,10 @@ import {
   clearCookie, cookieName, openSession, parseCookies, sealSession, sessionCookie, stateCookieName, type Identity, type Session,
 } from './session.js';
 import { wantsJson } from '../pages.js';
+import type { TLSSocket } from 'node:tls';
+import { evaluate } from '../../policy/evaluate.js';
+import { countryOf, platformOf } from '../../policy/context.js';
+import type { AccessConfig, Decision, SignInContext } from '../../policy/model.js';
 
 const STATE_TTL_MS = 10 * 60_000;
 
@@ -28,21 +32,24 @@ export interface Authenticated {
   session?: Session;
 }
 
-/** Decides at sign-in (and for bearer tokens) whether the user may use the app. Conditional Access plugs in here. */
-export type SignInPolicy = (app: AppConfig, who: Identity, ctx: { ip: string; userAgent: string | undefined; requestId: string }) => Promise<void>;
-
 export interface AuthDeps {
   store: Store;
   ring: () => KeyRing;
   oidc: OidcClients;
   verifyBearer: (token: string, audience: string) => Promise<JWTPayload>;
   identity: () => IdentityConfig;
-  policy: SignInPolicy;
+  /** Conditional Access policies in force (swapped on reload). */
+  access: () => AccessConfig;
   log: Logger;
   now?: () => number;
 }
 
+/** Re-evaluations after an address change are cached this long per (session, address). */
+const RECHECK_CACHE_MS = 60_000;
+
 export class Authenticator {
+  private readonly rechecks = new Map<string, { at: number; decision: Decision }>();
+
   constructor(private readonly deps: AuthDeps) {}
 
   /** The embedded provider is only known once the public listener is up. */
@@ -66,7 +73,13 @@ export class Authenticator {
     if (!path?.startsWith('.proxyctl/')) return false;
     switch (path) {
       case '.proxyctl/callback':
-        await this.callback(req, res, app, origin, requestId);
+        try {
+          await this.callback(req, res, app, origin, requestId);
+        } catch (err) {
+          // Policy and assignment refusals are logged with the identity; the rest here.
+          if (isProxyctlError(err) && err.code !== 'ERR_POLICY_DENIED' && err.code !== 'ERR_NOT_ASSIGNED') this.recordFailure(req, app, requestId, err.code);
+          throw err;
+        }
         return true;
       case '.proxyctl/logout':
         await this.logout(req, res, app, origin);
@@ -87,7 +100,20 @@ export class Authenticator {
     const auth = req.headers.authorization;
     if (auth && /^bearer\s/i.test(auth)) return this.bearer(auth.replace(/^bearer\s+/i, '').trim(), app, req, requestId);
     const found = await this.sessionFrom(req, app);
-    if (found) return { identity: found, sid: found.sid, via: 'cookie', session: found };
+    if (found) {
+      const ip = req.socket.remoteAddress ?? '';
+      if (found.ip !== undefined && ip !== found.ip) {
+        // The session moved: location conditions are evaluated again for the new address.
+        const decision = this.recheck(req, app, found, ip);
+        if (decision.result === 'deny') throw policyDenied(app, decision);
+        if (decision.result === 'stepUp') {
+          if (!res || wantsJson(req)) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${app.name} again: ${decision.hint ?? ''}`, { status: 401, details: { app: app.name } });
+          await this.beginSignIn(res, app, origin, { returnTo: req.url, stepUp: stepUpOf(decision) });
+          return undefined;
+        }
+      }
+      return { identity: found, sid: found.sid, via: 'cookie', session: found };
+    }
     if (!res || wantsJson(req)) {
       throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${app.name} first (no valid session).`, { status: 401, details: { app: app.name } });
     }
@@ -110,11 +136,26 @@ export class Authenticator {
     return result.session;
   }
 
+  private recheck(req: IncomingMessage, app: AppConfig, s: Session, ip: string): Decision {
+    const key = `${s.sid}|${ip}`;
+    const now = this.now();
+    const hit = this.rechecks.get(key);
+    if (hit && now - hit.at < RECHECK_CACHE_MS) return hit.decision;
+    const decision = evaluate(this.deps.access(), contextOf(req, app, s, now));
+    if (this.rechecks.size > 10_000) this.rechecks.clear();
+    this.rechecks.set(key, { at: now, decision });
+    this.deps.log.info({ app: app.name, sid: s.sid, client: ip, previous: s.ip, result: decision.result, policy: decision.decidedBy }, 'session address changed; policies evaluated again');
+    return decision;
+  }
+
   private async bearer(token: string, app: AppConfig, req: IncomingMessage, requestId: string): Promise<Authenticated> {
     const claims = await this.deps.verifyBearer(token, app.clientId);
     const identity = identityFromClaims(claims as Record<string, unknown>, this.deps.identity().groupsClaim);
     this.checkAssigned(app, identity);
-    await this.deps.policy(app, identity, { ip: req.socket.remoteAddress ?? '', userAgent: req.headers['user-agent'], requestId });
+    const decision = evaluate(this.deps.access(), contextOf(req, app, identity, this.now()));
+    this.logSignIn(req, app, identity, requestId, decision.result === 'allow' ? 'success' : 'failure', decision.result === 'allow' ? 'bearer token' : `policy ${decision.decidedBy}`, decision);
+    // A bearer client cannot be sent to sign in again: anything but allow is a refusal.
+    if (decision.result !== 'allow') throw policyDenied(app, decision);
     const sid = typeof claims.jti === 'string' ? `bearer:${claims.jti}` : `bearer:${identity.sub}`;
     return { identity, sid, via: 'bearer' };
   }
@@ -158,20 +199,57 @@ export class Authenticator {
     // Exactly the URL the provider redirected to; the redirect_uri must match the one sent.
     const claims = await this.deps.oidc.exchange(app, new URL(`${callbackUrl(app, origin)}${url.search}`), { state, nonce: saved.nonce, codeVerifier: saved.verifier });
     const identity = identityFromClaims(claims, this.deps.identity().groupsClaim);
-    this.checkAssigned(app, identity);
-    const ip = req.socket.remoteAddress ?? '';
-    await this.deps.policy(app, identity, { ip, userAgent: req.headers['user-agent'], requestId });
+    try {
+      this.checkAssigned(app, identity);
+    } catch (err) {
+      this.logSignIn(req, app, identity, requestId, 'failure', 'not assigned to the app', undefined);
+      throw err;
+    }
     const now = this.now();
-    const session: Session = { ...identity, sid: randomUUID(), app: app.name, iat: now, exp: now + app.sessionLifetimeMs, ip };
+    const decision = evaluate(this.deps.access(), contextOf(req, app, identity, now));
+    if (decision.result === 'deny' || (decision.result === 'stepUp' && saved.stepUp)) {
+      this.logSignIn(req, app, identity, requestId, 'failure', `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`, decision);
+      throw policyDenied(app, decision);
+    }
+    if (decision.result === 'stepUp') {
+      // Ask the provider for what the policy needs (a second factor, an acr) instead of a dead end.
+      this.logSignIn(req, app, identity, requestId, 'stepUp', `policy ${decision.decidedBy}`, decision);
+      await this.beginSignIn(res, app, origin, { returnTo: saved.returnTo, stepUp: stepUpOf(decision) });
+      return;
+    }
+    const ip = req.socket.remoteAddress ?? '';
+    const lifetime = Math.min(app.sessionLifetimeMs, decision.session.signInFrequencyMs ?? Infinity);
+    const session: Session = { ...identity, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip };
     this.deps.store.createSession({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
     const sealed = await sealSession(this.deps.ring(), session);
+    this.logSignIn(req, app, identity, requestId, 'success', undefined, decision);
     this.deps.log.info({ request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr }, 'sign-in succeeded');
+    const persistent = decision.session.persistentBrowser ?? app.cookie.persistent;
     res.writeHead(302, {
       location: safeReturnTo(app, origin, saved.returnTo),
-      'set-cookie': [sessionCookie(app, sealed, session.exp, now), clearCookie(stateCookieName(app))],
+      'set-cookie': [sessionCookie(app, sealed, session.exp, now, persistent), clearCookie(stateCookieName(app))],
       'cache-control': 'no-store',
     });
     res.end();
+  }
+
+  private logSignIn(req: IncomingMessage, app: AppConfig, who: Identity | undefined, requestId: string, result: 'success' | 'failure' | 'stepUp', reason: string | undefined, decision: Decision | undefined): void {
+    const ip = req.socket.remoteAddress ?? '';
+    try {
+      this.deps.store.recordSignIn({
+        at: this.now(), requestId, app: app.name, subject: who?.sub ?? null, ip, country: countryOf(ip) ?? null,
+        userAgent: req.headers['user-agent'] ?? null, result, reason: reason ?? null,
+        policies: decision?.policies.map((p) => ({ name: p.name, state: p.state, applies: p.applies, outcome: p.outcome, why: p.why, missing: p.missing })) ?? [],
+        risk: 'none',
+      });
+    } catch (err) {
+      this.deps.log.error({ request_id: requestId, err: (err as Error).message }, 'cannot record sign-in');
+    }
+  }
+
+  /** Failures before an identity is known (bad state, provider errors) are sign-in attempts too. */
+  recordFailure(req: IncomingMessage, app: AppConfig, requestId: string, code: string): void {
+    this.logSignIn(req, app, undefined, requestId, 'failure', code, undefined);
   }
 
   checkAssigned(app: AppConfig, who: Identity): void {
@@ -202,6 +280,29 @@ export class Authenticator {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     res.end(body);
   }
+}
+
+function contextOf(req: IncomingMessage, app: AppConfig, who: Identity, now: number): SignInContext {
+  const ip = req.socket.remoteAddress ?? '';
+  const tls = req.socket as TLSSocket;
+  const peer = typeof tls.getPeerCertificate === 'function' ? tls.getPeerCertificate() : undefined;
+  return {
+    app: app.name, user: who.sub, email: who.email, groups: who.groups, ip, country: countryOf(ip),
+    platform: platformOf(req.headers['user-agent']), amr: who.amr, acr: who.acr, risk: 'none', time: new Date(now),
+    // Chained to the configured device CA by the TLS layer (the public listener asks for it).
+    deviceCertificate: !!tls.authorized && !!peer && Object.keys(peer).length > 0,
+  };
+}
+
+function stepUpOf(d: Decision): { acrValues?: string; prompt: boolean } {
+  const acr = d.stepUp?.acr ?? (d.stepUp?.mfa ? 'mfa' : undefined);
+  return { ...(acr ? { acrValues: acr } : {}), prompt: true };
+}
+
+function policyDenied(app: AppConfig, d: Decision): ProxyctlError {
+  return new ProxyctlError('ERR_POLICY_DENIED', `Access to ${app.name} was denied by the policy "${d.decidedBy}". ${d.hint ?? ''}`.trim(), {
+    status: 403, details: { app: app.name, policy: d.decidedBy, hint: d.hint },
+  });
 }
 
 export function callbackUrl(app: AppConfig, origin: string): string {

@@ -83,10 +83,10 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
 }
 
 /** Set-Cookie for the session, with the app's flags. Always Secure, Path=/ (the __Host- prefix requires both). */
-export function sessionCookie(app: AppConfig, value: string, expiresAt: number, now = Date.now()): string {
+export function sessionCookie(app: AppConfig, value: string, expiresAt: number, now = Date.now(), persistent = app.cookie.persistent): string {
   const parts = [`${cookieName(app)}=${value}`, 'Path=/', 'Secure', `SameSite=${app.cookie.sameSite}`];
   if (app.cookie.httpOnly) parts.push('HttpOnly');
-  if (app.cookie.persistent) parts.push(`Max-Age=${Math.max(0, Math.floor((expiresAt - now) / 1000))}`);
+  if (persistent) parts.push(`Max-Age=${Math.max(0, Math.floor((expiresAt - now) / 1000))}`);
   return parts.join('; ');
 }
 

@@ -16,7 +16,7 @@ export function createLogger(level: LevelWithSilent = 'info', name = 'proxyctl')
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: ['token', 'cookie', 'authorization', '*.token', '*.cookie', '*.authorization'], censor: '[redacted]' },
     },
-    destination({ fd: 2, sync: true }),
+    destination({ fd: 2, sync: false }),
   );
 }
 

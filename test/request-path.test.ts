@@ -482,16 +482,24 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   });
 
   await t.test('backend sends headers then stalls: headers at once, the body cut after backendTimeout', async (t) => {
+    // Larger than an inline response, so it streams: the headers go out before any body byte.
     const started = performance.now();
-    const r = await call('slow.test', '/hang-body');
+    const r = await call('slow.test', '/hang-body?n=1000000');
     const headersAfter = performance.now() - started;
     t.equal(r.statusCode, 200, 'the backend status, not a timeout page');
     t.ok(headersAfter < 800, `headers reached the user before any body byte (${Math.round(headersAfter)} ms)`);
-    t.equal(r.headers['content-length'], '1000');
+    t.equal(r.headers['content-length'], '1000000');
     const got = await drain(r.body);
     t.ok(got.error, 'body errored');
     t.equal(got.bytes, 0);
     t.ok(performance.now() - started < 4000, 'within a few seconds');
+  });
+
+  await t.test('a small response that stalls mid-body becomes an error page, never a truncated 200', async (t) => {
+    const r = await call('slow.test', '/hang-body?n=1000', { headers: { accept: 'application/json' } });
+    t.ok(r.statusCode === 502 || r.statusCode === 504, `error status (${r.statusCode})`);
+    const j = (await r.body.json()) as { error: { code: string } };
+    t.match(j.error.code, /^ERR_BACKEND_/);
   });
 
   await t.test('slow backend beyond backendTimeout → 504', async (t) => {

@@ -15,7 +15,7 @@ export type ChannelEnd =
 
 export interface ChannelHandlers {
   onOpen(): void;
-  onMessage(msg: RelayMessage): void;
+  onMessage(msg: RelayMessage, channel: ControlChannel): void;
 }
 
 export class ControlChannel {
@@ -73,7 +73,7 @@ export class ControlChannel {
           ws.terminate();
           return;
         }
-        this.handlers.onMessage(msg);
+        this.handlers.onMessage(msg, this);
       });
       ws.on('unexpected-response', (_req, res: IncomingMessage) => {
         const chunks: Buffer[] = [];
@@ -100,6 +100,14 @@ export class ControlChannel {
         finish({ kind: 'closed', code, reason: text, wasOpen: this.opened });
       });
     });
+  }
+
+  /** Sends a binary frame (inline response); false when the channel is not open. */
+  sendBinary(frame: Buffer): boolean {
+    const ws = this.ws;
+    if (ws?.readyState !== WebSocket.OPEN) return false;
+    ws.send(frame, { binary: true });
+    return true;
   }
 
   sendDraining(): void {

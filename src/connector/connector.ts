@@ -153,7 +153,7 @@ export class Connector {
           if (!first) this.backgroundPull('reconnect');
           first = false;
         },
-        onMessage: (msg) => this.onMessage(msg),
+        onMessage: (msg, channel) => this.onMessage(msg, channel),
       });
       this.slots[slot] = ch;
       const end = await ch.run();
@@ -176,10 +176,10 @@ export class Connector {
     this.backgroundPull('probe');
   }
 
-  private onMessage(msg: RelayMessage): void {
+  private onMessage(msg: RelayMessage, channel: ControlChannel): void {
     if (msg.type === 'request') {
       if (this.stopped) return;
-      this.proxy.handle(msg);
+      this.proxy.handle(msg, (frame) => channel.sendBinary(frame));
       return;
     }
     if (msg.type === 'cancel') {

@@ -9,7 +9,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { pipeline, type Readable } from 'node:stream';
 import type { Logger } from '../log.js';
 import {
-  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, requestPath,
+  INLINE_MAX, RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, encodeInlineResponse, requestPath,
   type BackendFailure, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
@@ -41,10 +41,11 @@ export class BackendProxy {
     this.inflight.get(id)?.abort(new Error('cancelled by the relay: the user went away'));
   }
 
-  handle(msg: QueuedRequest): void {
+  /** reply: sends an inline response frame on the channel the request came on. */
+  handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
     const ac = new AbortController();
     this.inflight.set(msg.id, ac);
-    this.run(msg, ac.signal)
+    this.run(msg, ac.signal, reply)
       .catch((err: unknown) => {
         if (!ac.signal.aborted) this.deps.log.warn({ request_id: msg.id, app: msg.app, err: (err as Error).message }, 'request failed');
       })
@@ -73,7 +74,7 @@ export class BackendProxy {
     this.push.destroy();
   }
 
-  private async run(msg: QueuedRequest, signal: AbortSignal): Promise<void> {
+  private async run(msg: QueuedRequest, signal: AbortSignal, reply?: (frame: Buffer) => boolean): Promise<void> {
     const app = this.deps.config()?.apps.find((a) => a.name === msg.app);
     if (!app) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
     const base = new URL(app.internalUrl);
@@ -94,7 +95,23 @@ export class BackendProxy {
       if (signal.aborted) return;
       return this.reportBackendError(msg, app, err);
     }
-    await this.sendResponse(relay, msg.id, res.statusCode, toPairs(res.headers), res.body, signal);
+    const headers2 = toPairs(res.headers);
+    const length = Number(res.headers['content-length']);
+    const bodyless = msg.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
+    if (reply && (bodyless || (res.headers['content-length'] !== undefined && length <= INLINE_MAX))) {
+      // Small and complete: one frame on the control channel, no extra call to the relay.
+      let bodyBytes: Buffer;
+      try {
+        bodyBytes = bodyless ? (await res.body.dump(), Buffer.alloc(0)) : Buffer.from(await res.body.arrayBuffer());
+      } catch (err) {
+        if (signal.aborted) return;
+        return this.reportBackendError(msg, app, err);
+      }
+      if (reply(encodeInlineResponse({ type: 'response', id: msg.id, status: res.statusCode, headers: headers2 }, bodyBytes))) return;
+      // The channel went away meanwhile: the relay has failed the request already.
+      return;
+    }
+    await this.sendResponse(relay, msg.id, res.statusCode, headers2, res.body, signal);
   }
 
   private backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): HeaderPairs {
@@ -125,6 +142,8 @@ export class BackendProxy {
         headers: { [RESPONSE_STATUS_HEADER]: String(status), [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers), 'content-type': 'application/octet-stream' },
       });
       req.on('error', reject);
+      // Status and headers are flushed before the body: Nagle must not hold the body back.
+      req.on('socket', (socket) => socket.setNoDelay(true));
       req.on('response', (res) => {
         // Refused (the user left meanwhile): stop reading the backend.
         if (res.statusCode !== 204) body?.destroy();

@@ -122,3 +122,36 @@ export type ConnectorMessage = { type: 'draining' };
 export interface ApiErrorBody {
   error: { code: string; message: string; requestId: string };
 }
+
+/**
+ * Small, complete responses (known length up to INLINE_MAX bytes, or no body)
+ * come back on the control channel the request arrived on, in one binary frame:
+ * u32 big-endian length of a JSON InlineResponseHead, the JSON, then the body.
+ * Everything else streams over its own response call.
+ */
+export const INLINE_MAX = 64 * 1024;
+
+export interface InlineResponseHead { type: 'response'; id: string; status: number; headers: HeaderPairs }
+
+export function encodeInlineResponse(head: InlineResponseHead, body: Buffer): Buffer {
+  const json = Buffer.from(JSON.stringify(head));
+  const prefix = Buffer.allocUnsafe(4);
+  prefix.writeUInt32BE(json.length, 0);
+  return Buffer.concat([prefix, json, body]);
+}
+
+export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead; body: Buffer } | undefined {
+  if (frame.length < 4) return undefined;
+  const n = frame.readUInt32BE(0);
+  if (n > frame.length - 4 || n > 256 * 1024) return undefined;
+  try {
+    const head = JSON.parse(frame.subarray(4, 4 + n).toString('utf8')) as InlineResponseHead;
+    if (head?.type !== 'response' || typeof head.id !== 'string' || !Number.isInteger(head.status) || !Array.isArray(head.headers)) return undefined;
+    for (const pair of head.headers) {
+      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') return undefined;
+    }
+    return { head, body: frame.subarray(4 + n) };
+  } catch {
+    return undefined;
+  }
+}

@@ -11,7 +11,22 @@ export interface ConnectorIdentity {
   certificate: CertificateRecord;
 }
 
+/**
+ * Identities of keep-alive connections are remembered per socket and re-checked
+ * whenever the store's connector/certificate state changed (revocation, renewal,
+ * a change by the admin CLI) or the certificate expired.
+ */
+const verified = new WeakMap<TLSSocket, { id: ConnectorIdentity; generation: number }>();
+
 export function authenticateConnector(socket: TLSSocket, store: Store, now = Date.now()): ConnectorIdentity {
+  const hit = verified.get(socket);
+  if (hit && hit.generation === store.generation && hit.id.certificate.notAfter > now) return hit.id;
+  const id = checkConnector(socket, store, now);
+  verified.set(socket, { id, generation: store.generation });
+  return id;
+}
+
+function checkConnector(socket: TLSSocket, store: Store, now: number): ConnectorIdentity {
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) {
     throw new ProxyctlError('ERR_CERT_REQUIRED', 'a connector client certificate is required for this call', { status: 401 });

@@ -143,7 +143,10 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         const version = versionOf(req) ?? 'unknown';
         const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, id.certificate.notAfter);
         ws.on('message', (data, isBinary) => {
-          if (isBinary) return;
+          if (isBinary) {
+            deps.dataPlane.inlineResponse(ch.connectorId, data as Buffer);
+            return;
+          }
           try {
             const msg = JSON.parse(data.toString()) as { type?: string };
             if (msg.type === 'draining') {

@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
-  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, type BackendFailure, type DataAction, type HeaderPairs,
+  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, decodeInlineResponse, type BackendFailure, type DataAction, type HeaderPairs,
 } from '../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from './headers.js';
@@ -160,6 +160,42 @@ export class DataPlane {
     const message = typeof body['message'] === 'string' ? body['message'].slice(0, 300) : 'the application failed';
     ex.fail(new ProxyctlError(code, message, { status, details: { app: ex.app.name } }));
     res.writeHead(204).end();
+  }
+
+  /** A small, complete response that came back on the control channel. */
+  inlineResponse(connectorId: string, frame: Buffer): void {
+    const decoded = decodeInlineResponse(frame);
+    if (!decoded) {
+      this.log.warn({ connector_id: connectorId }, 'connector sent a malformed inline response');
+      return;
+    }
+    const { head, body } = decoded;
+    const ex = this.queue.get(head.id);
+    // Only the connector the request was queued to may answer it.
+    if (!ex || ex.connectorId !== connectorId || ex.state === 'done') return;
+    const user = ex.res;
+    if (head.status < 200 || head.status > 599) {
+      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, { status: 502, details: { app: ex.app.name } }));
+      return;
+    }
+    if (!user) {
+      // A declined upgrade answered inline: write it raw and close.
+      if (ex.socket && ex.startResponding()) {
+        ex.socket.end(Buffer.concat([Buffer.from(`${rawHead(`HTTP/1.1 ${head.status} ${STATUS_CODES[head.status] ?? 'Unknown'}`, responseHeadersForClient(head.headers))}connection: close\r\n\r\n`), body]));
+        ex.finish();
+      }
+      return;
+    }
+    if (!ex.startResponding()) return;
+    try {
+      user.writeHead(head.status, responseHeadersForClient(head.headers));
+    } catch {
+      ex.state = 'queued';
+      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, { status: 502, details: { app: ex.app.name } }));
+      return;
+    }
+    user.once('finish', () => ex.finish());
+    user.end(body.length ? body : undefined);
   }
 
   /** An upgraded connection: the connector's socket and the user's are joined byte for byte. */

@@ -231,6 +231,7 @@ export class Relay {
       const v = this.store.dataVersion();
       if (v === this.lastDataVersion) return;
       this.lastDataVersion = v;
+      this.store.bumpGeneration();
       this.enforceRevocations();
       // Keys rotated by the admin CLI take effect without a restart.
       KeyRing.load(this.store).then((r) => (this.ring = r), (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'));

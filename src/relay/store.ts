@@ -191,6 +191,28 @@ export class Store {
   private readonly db: Database.Database;
   private closed = false;
 
+  private readonly statements = new Map<string, Database.Statement>();
+  private gen = 0;
+
+  /** Prepared once, reused: compiling SQL on every call dominated the hot path. */
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      this.statements.set(sql, st);
+    }
+    return st;
+  }
+
+  /** Bumped when connector or certificate state changes (here or, via bumpGeneration, elsewhere). */
+  get generation(): number {
+    return this.gen;
+  }
+
+  bumpGeneration(): void {
+    this.gen++;
+  }
+
   private constructor(file: string, db: Database.Database) {
     this.file = file;
     this.db = db;
@@ -236,13 +258,14 @@ export class Store {
     id: string; name: string; group: string; actor: string; serial: string; issuedAt: number; notAfter: number;
   }): ConnectorRecord {
     const tx = this.db.transaction(() => {
-      this.db.prepare(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
+      this.stmt(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
         .run(input.id, input.name, input.group, input.issuedAt, input.actor);
-      this.db.prepare(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`)
+      this.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`)
         .run(input.serial, input.id, input.issuedAt, input.notAfter);
       this.audit(input.actor, 'connector.register', input.id, { name: input.name, group: input.group, serial: input.serial }, input.issuedAt);
     });
     this.run(tx, 'register connector');
+    this.gen++;
     return this.getConnector(input.id)!;
   }
 
@@ -250,11 +273,12 @@ export class Store {
     const tx = this.db.transaction(() => {
       const c = this.getConnector(input.connectorId);
       if (!c || c.revokedAt !== null) throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
-      this.db.prepare(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'renew')`)
+      this.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'renew')`)
         .run(input.serial, input.connectorId, input.issuedAt, input.notAfter);
       this.audit(`connector:${input.connectorId}`, 'connector.renew', input.connectorId, { oldSerial: input.oldSerial, serial: input.serial }, input.issuedAt);
     });
     this.run(tx, 'record renewal');
+    this.gen++;
   }
 
   /** Revokes the connector and every certificate it holds. Returns the connector. */
@@ -262,20 +286,22 @@ export class Store {
     const tx = this.db.transaction(() => {
       const c = this.findConnector(idOrName);
       if (c.revokedAt === null) {
-        this.db.prepare(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
-        const certs = this.db.prepare(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at IS NULL`).run(now, c.id);
+        this.stmt(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
+        const certs = this.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at IS NULL`).run(now, c.id);
         this.audit(actor, 'connector.revoke', c.id, { name: c.name, certificates: certs.changes }, now);
       }
       return this.getConnector(c.id)!;
     });
-    return this.run(tx, 'revoke connector');
+    const out = this.run(tx, 'revoke connector');
+    this.gen++;
+    return out;
   }
 
   /** Finds one connector by id, or by name when exactly one (unrevoked first) has it. */
   findConnector(idOrName: string): ConnectorRecord {
     const byId = this.getConnector(idOrName);
     if (byId) return byId;
-    const rows = this.db.prepare(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`).all(idOrName) as ConnectorRow[];
+    const rows = this.stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`).all(idOrName) as ConnectorRow[];
     const live = rows.filter((r) => r.revoked_at === null);
     if (live.length === 1) return toConnector(live[0]!);
     if (live.length > 1) {
@@ -286,12 +312,12 @@ export class Store {
   }
 
   getConnector(id: string): ConnectorRecord | undefined {
-    const row = this.db.prepare(`SELECT * FROM connectors WHERE id = ?`).get(id) as ConnectorRow | undefined;
+    const row = this.stmt(`SELECT * FROM connectors WHERE id = ?`).get(id) as ConnectorRow | undefined;
     return row ? toConnector(row) : undefined;
   }
 
   getCertificate(serial: string): CertificateRecord | undefined {
-    const row = this.db.prepare(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`).get(serial) as
+    const row = this.stmt(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`).get(serial) as
       | { serial: string; connector_id: string; issued_at: number; not_after: number; revoked_at: number | null; kind: 'register' | 'renew' }
       | undefined;
     return row && { serial: row.serial, connectorId: row.connector_id, issuedAt: row.issued_at, notAfter: row.not_after, revokedAt: row.revoked_at, kind: row.kind };
@@ -299,11 +325,11 @@ export class Store {
 
   /** Records that a connector was seen (heartbeat, config pull). */
   touch(connectorId: string, version: string | null, now = Date.now()): void {
-    this.db.prepare(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`).run(now, version, connectorId);
+    this.stmt(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`).run(now, version, connectorId);
   }
 
   listConnectors(): ConnectorListing[] {
-    const rows = this.db.prepare(`
+    const rows = this.stmt(`
       SELECT c.*,
         (SELECT MAX(not_after) FROM certificates WHERE connector_id = c.id AND revoked_at IS NULL) AS cert_expires,
         (SELECT COUNT(*) FROM certificates WHERE connector_id = c.id) AS cert_count
@@ -314,7 +340,7 @@ export class Store {
   /** Serials of revoked certificates among the given ones (used to cut open channels). */
   revokedAmong(serials: readonly string[]): Set<string> {
     const out = new Set<string>();
-    const stmt = this.db.prepare(`SELECT revoked_at FROM certificates WHERE serial = ?`);
+    const stmt = this.stmt(`SELECT revoked_at FROM certificates WHERE serial = ?`);
     for (const s of serials) {
       const row = stmt.get(s) as { revoked_at: number | null } | undefined;
       if (!row || row.revoked_at !== null) out.add(s);
@@ -323,13 +349,13 @@ export class Store {
   }
 
   listAudit(limit = 100): AuditEntry[] {
-    const rows = this.db.prepare(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as
+    const rows = this.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as
       { id: number; at: number; actor: string; action: string; connector_id: string | null; details: string }[];
     return rows.map((r) => ({ id: r.id, at: r.at, actor: r.actor, action: r.action, connectorId: r.connector_id, details: JSON.parse(r.details) as Record<string, unknown> }));
   }
 
   private audit(actor: string, action: string, connectorId: string | null, details: Record<string, unknown>, at: number): void {
-    this.db.prepare(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`)
+    this.stmt(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`)
       .run(at, actor, action, connectorId, JSON.stringify(details));
   }
 
@@ -344,7 +370,7 @@ export class Store {
   // ---- keys (session encryption, identity assertions) ----
 
   listKeys(purpose: 'session' | 'assertion'): KeyRecord[] {
-    return (this.db.prepare(`SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`).all(purpose) as
+    return (this.stmt(`SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`).all(purpose) as
       { kid: string; purpose: 'session' | 'assertion'; material: string; created_at: number; retired_at: number | null }[])
       .map((r) => ({ kid: r.kid, purpose: r.purpose, material: r.material, createdAt: r.created_at, retiredAt: r.retired_at }));
   }
@@ -352,8 +378,8 @@ export class Store {
   /** Adds a key and retires the previous current one (still readable until dropped). */
   addKey(key: { kid: string; purpose: 'session' | 'assertion'; material: string }, actor: string, now = Date.now()): void {
     const tx = this.db.transaction(() => {
-      this.db.prepare(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
-      this.db.prepare(`INSERT INTO keys (kid, purpose, material, created_at) VALUES (?, ?, ?, ?)`).run(key.kid, key.purpose, key.material, now);
+      this.stmt(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
+      this.stmt(`INSERT INTO keys (kid, purpose, material, created_at) VALUES (?, ?, ?, ?)`).run(key.kid, key.purpose, key.material, now);
       this.audit(actor, 'key.rotate', null, { purpose: key.purpose, kid: key.kid }, now);
     });
     this.run(tx, 'add key');
@@ -361,22 +387,22 @@ export class Store {
 
   /** Drops retired keys older than the longest lifetime of what they protect. */
   dropKeysRetiredBefore(purpose: 'session' | 'assertion', before: number): number {
-    return this.db.prepare(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`).run(purpose, before).changes;
+    return this.stmt(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`).run(purpose, before).changes;
   }
 
   // ---- sign-in states (single use) ----
 
   putSigninState(s: SigninState): void {
-    this.db.prepare(`INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    this.stmt(`INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`)
       .run(s.state, s.app, s.nonce, s.verifier, s.returnTo, s.createdAt, s.stepUp ? 1 : 0);
   }
 
   /** Returns the state once; a second call (replay) finds nothing. */
   takeSigninState(state: string): SigninState | undefined {
     const tx = this.db.transaction(() => {
-      const row = this.db.prepare(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
+      const row = this.stmt(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
         { state: string; app: string; nonce: string; verifier: string; return_to: string; created_at: number; step_up: number } | undefined;
-      if (row) this.db.prepare(`DELETE FROM signin_states WHERE state = ?`).run(state);
+      if (row) this.stmt(`DELETE FROM signin_states WHERE state = ?`).run(state);
       return row;
     });
     const row = this.run(tx, 'take sign-in state');
@@ -384,44 +410,44 @@ export class Store {
   }
 
   purgeSigninStates(olderThan: number): void {
-    this.db.prepare(`DELETE FROM signin_states WHERE created_at < ?`).run(olderThan);
+    this.stmt(`DELETE FROM signin_states WHERE created_at < ?`).run(olderThan);
   }
 
   // ---- sessions ----
 
   createSession(s: { sid: string; app: string; subject: string; createdAt: number; expiresAt: number; clientIp: string | null }): void {
-    this.db.prepare(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
+    this.stmt(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(s.sid, s.app, s.subject, s.createdAt, s.expiresAt, s.clientIp);
   }
 
   /** True when the session exists and was not signed out or revoked. */
   sessionActive(sid: string, now = Date.now()): boolean {
-    const row = this.db.prepare(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as { revoked_at: number | null; expires_at: number } | undefined;
+    const row = this.stmt(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as { revoked_at: number | null; expires_at: number } | undefined;
     return !!row && row.revoked_at === null && row.expires_at > now;
   }
 
   revokeSession(sid: string, now = Date.now()): void {
-    this.db.prepare(`UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL`).run(now, sid);
+    this.stmt(`UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL`).run(now, sid);
   }
 
   purgeSessions(expiredBefore: number): void {
-    this.db.prepare(`DELETE FROM sessions WHERE expires_at < ?`).run(expiredBefore);
+    this.stmt(`DELETE FROM sessions WHERE expires_at < ?`).run(expiredBefore);
   }
 
   // ---- embedded identity provider users ----
 
   getUser(username: string): UserRecord | undefined {
-    const r = this.db.prepare(`SELECT * FROM users WHERE username = ?`).get(username) as UserRow | undefined;
+    const r = this.stmt(`SELECT * FROM users WHERE username = ?`).get(username) as UserRow | undefined;
     return r && toUser(r);
   }
 
   listUsers(): UserRecord[] {
-    return (this.db.prepare(`SELECT * FROM users ORDER BY username`).all() as UserRow[]).map(toUser);
+    return (this.stmt(`SELECT * FROM users ORDER BY username`).all() as UserRow[]).map(toUser);
   }
 
   putUser(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): void {
     const tx = this.db.transaction(() => {
-      this.db.prepare(`INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
+      this.stmt(`INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
         VALUES (@username, @passwordHash, @email, @name, @groups, @roles, @totpSecret, @createdAt)
         ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, email = excluded.email, name = excluded.name,
           groups = excluded.groups, roles = excluded.roles, totp_secret = excluded.totp_secret`)
@@ -433,7 +459,7 @@ export class Store {
 
   removeUser(username: string, actor: string): boolean {
     const tx = this.db.transaction(() => {
-      const n = this.db.prepare(`DELETE FROM users WHERE username = ?`).run(username).changes;
+      const n = this.stmt(`DELETE FROM users WHERE username = ?`).run(username).changes;
       if (n) this.audit(actor, 'user.remove', null, { username }, Date.now());
       return n > 0;
     });
@@ -443,13 +469,13 @@ export class Store {
   // ---- sign-in log ----
 
   recordSignIn(e: Omit<SignInRecord, 'id'>): void {
-    this.db.prepare(`INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
+    this.stmt(`INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
       .run(e.at, e.requestId, e.app, e.subject, e.ip, e.country, e.userAgent?.slice(0, 512) ?? null, e.result, e.reason, JSON.stringify(e.policies), e.risk);
   }
 
   listSignIns(limit = 100, afterId = 0): SignInRecord[] {
-    const rows = this.db.prepare(`SELECT * FROM signins WHERE id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as
+    const rows = this.stmt(`SELECT * FROM signins WHERE id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as
       { id: number; at: number; request_id: string | null; app: string | null; subject: string | null; ip: string | null; country: string | null; user_agent: string | null; result: string; reason: string | null; policies: string; risk: string | null }[];
     return rows.map((r) => ({
       id: r.id, at: r.at, requestId: r.request_id, app: r.app, subject: r.subject, ip: r.ip, country: r.country, userAgent: r.user_agent,
@@ -461,14 +487,14 @@ export class Store {
 
   idpUpsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void {
     const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
-    this.db.prepare(`INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+    this.stmt(`INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at, uid = excluded.uid,
         user_code = excluded.user_code, grant_id = excluded.grant_id`)
       .run(model, id, JSON.stringify(payload), expiresAt, str(payload['uid']), str(payload['userCode']), str(payload['grantId']));
   }
 
   idpFind(model: string, column: 'id' | 'uid' | 'user_code', value: string): Record<string, unknown> | undefined {
-    const row = this.db.prepare(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${column} = ?`).get(model, value) as
+    const row = this.stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${column} = ?`).get(model, value) as
       { payload: string; expires_at: number | null } | undefined;
     if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return undefined;
     return JSON.parse(row.payload) as Record<string, unknown>;
@@ -478,19 +504,19 @@ export class Store {
     const row = this.idpFind(model, 'id', id);
     if (!row) return;
     row['consumed'] = Math.floor(Date.now() / 1000);
-    this.db.prepare(`UPDATE idp_artifacts SET payload = ? WHERE model = ? AND id = ?`).run(JSON.stringify(row), model, id);
+    this.stmt(`UPDATE idp_artifacts SET payload = ? WHERE model = ? AND id = ?`).run(JSON.stringify(row), model, id);
   }
 
   idpDestroy(model: string, id: string): void {
-    this.db.prepare(`DELETE FROM idp_artifacts WHERE model = ? AND id = ?`).run(model, id);
+    this.stmt(`DELETE FROM idp_artifacts WHERE model = ? AND id = ?`).run(model, id);
   }
 
   idpRevokeByGrantId(grantId: string): void {
-    this.db.prepare(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
+    this.stmt(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
   }
 
   idpPurgeExpired(): void {
-    this.db.prepare(`DELETE FROM idp_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(Date.now());
+    this.stmt(`DELETE FROM idp_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(Date.now());
   }
 
   close(): void {

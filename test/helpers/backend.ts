@@ -212,7 +212,7 @@ export async function startBackend(): Promise<Backend> {
       }
       case 'hang-body':
         req.resume();
-        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 1000 });
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': num('n', 1000) });
         res.flushHeaders();
         return;
       case 'big-header':

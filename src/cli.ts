@@ -109,6 +109,27 @@ export function buildProgram(): Command {
       await runDemo(opts, out);
     });
 
+  const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');
+  policy.command('what-if')
+    .description('show how each policy treats a sign-in and what the relay would decide (exit 0 whatever the decision)')
+    .requiredOption('--config <file>', 'relay configuration (YAML)')
+    .requiredOption('--app <name>', 'the app signed in to')
+    .requiredOption('--user <id>', "the user's subject (sub)")
+    .option('--email <email>', "the user's email address")
+    .option('--groups <a,b>', 'comma-separated groups')
+    .option('--ip <address>', 'client address (IPv4 or IPv6)', '127.0.0.1')
+    .option('--platform <platform>', 'windows, macos, linux, ios, android or other', 'other')
+    .option('--mfa', 'the sign-in used a second factor (amr pwd+mfa)')
+    .option('--acr <value>', 'authentication context class the provider returned')
+    .option('--risk <level>', 'sign-in risk: none, low, medium or high', 'none')
+    .option('--time <iso>', 'when, as an ISO 8601 instant with a zone (default: now)')
+    .option('--device-cert', 'the client presents a device certificate')
+    .option('--json', 'machine-readable output: { context, assigned, decision }')
+    .action(async (opts: { config: string; app: string; user: string; email?: string; groups?: string; ip?: string; platform?: string; mfa?: boolean; acr?: string; risk?: string; time?: string; deviceCert?: boolean; json?: boolean }) => {
+      const { whatIf } = await import('./commands/policy-what-if.js');
+      await whatIf(opts, out);
+    });
+
   const connector = program.command('connector').description('the on-premises connector (outbound only)');
   connector.command('register')
     .description('register this connector with a relay using an administrator token')

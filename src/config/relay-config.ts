@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseDocument } from 'yaml';
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { buildAccess } from '../policy/config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { ProxyctlError } from '../errors.js';
@@ -37,6 +37,8 @@ export interface AppConfig {
   readonly identityHeaders: boolean;
   readonly sessionLifetimeMs: number;
   readonly cookie: { readonly sameSite: 'Lax' | 'Strict' | 'None'; readonly persistent: boolean; readonly httpOnly: boolean };
+  /** A certificate of the app's own (custom domain); otherwise the relay CA issues one. */
+  readonly tls: { readonly certPem: string; readonly keyPem: string; readonly certFile: string } | undefined;
 }
 
 export interface EmbeddedIdpConfig {
@@ -218,7 +220,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
 const APP_KEYS = [
   'name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader',
   'clientId', 'clientSecret', 'clientSecretFile', 'assignment', 'assignedUsers', 'assignedGroups', 'identityHeaders',
-  'sessionLifetime', 'cookie',
+  'sessionLifetime', 'cookie', 'tls',
 ] as const;
 
 function secretOf(v: Validation, base: string, rec: Record<string, unknown>, baseDir: string): string | undefined {
@@ -283,14 +285,57 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     const ck = obj(v, join(p, 'cookie'), a['cookie'], ['sameSite', 'persistent', 'httpOnly']) ?? {};
     const sameSite = oneOf(v, join(p, 'cookie.sameSite'), ck['sameSite'], ['Lax', 'Strict', 'None'] as const, 'Lax');
     const cookie = { sameSite, persistent: bool(v, join(p, 'cookie.persistent'), ck['persistent'], true), httpOnly: bool(v, join(p, 'cookie.httpOnly'), ck['httpOnly'], true) };
+    const tls = appTls(v, join(p, 'tls'), a['tls'], baseDir, host);
     if (name && ext && int_) {
       apps.push({
         name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader,
-        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie,
+        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie, tls,
       });
     }
   });
   return apps;
+}
+
+/** certFile (PEM, chain allowed) + keyFile, or one PEM bundle holding both; read now and on every reload. */
+function appTls(v: Validation, p: string, raw: unknown, baseDir: string, host: string): AppConfig['tls'] {
+  if (raw === undefined) return undefined;
+  const o = obj(v, p, raw, ['certFile', 'keyFile']);
+  if (!o) return undefined;
+  const certFile = str(v, join(p, 'certFile'), o['certFile']);
+  if (!certFile) return undefined;
+  const keyFile = optStr(v, join(p, 'keyFile'), o['keyFile']) ?? certFile;
+  let certPem: string;
+  let keyPem: string;
+  try {
+    certPem = readFileSync(path.resolve(baseDir, certFile), 'utf8');
+  } catch (err) {
+    return v.fail(join(p, 'certFile'), certFile, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  try {
+    keyPem = readFileSync(path.resolve(baseDir, keyFile), 'utf8');
+  } catch (err) {
+    return v.fail(join(p, 'keyFile'), keyFile, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+  }
+  let leaf: X509Certificate;
+  try {
+    // The leaf is the first certificate; a bundle may follow it with the chain and the key.
+    leaf = new X509Certificate(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(certPem)?.[0] ?? '');
+  } catch {
+    return v.fail(join(p, 'certFile'), certFile, 'a PEM certificate');
+  }
+  try {
+    const key = createPrivateKey(/-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem);
+    if (!leaf.checkPrivateKey(key)) return v.fail(join(p, 'keyFile'), keyFile, 'the private key of the certificate in certFile');
+  } catch {
+    return v.fail(join(p, 'keyFile'), keyFile, 'a PEM private key');
+  }
+  const probe = host.startsWith('*.') ? `x${host.slice(1)}` : host;
+  if (!leaf.checkHost(probe, { wildcards: true })) v.fail(join(p, 'certFile'), certFile, `a certificate valid for ${host}`);
+  if (Date.parse(leaf.validTo) < Date.now()) v.fail(join(p, 'certFile'), certFile, `a certificate that has not expired (expired ${leaf.validTo})`);
+  // Keep only the certificate chain and the key, each block on its own lines.
+  const chain = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const keyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem;
+  return { certPem: `${chain.join('\n')}\n`, keyPem: `${keyBlock}\n`, certFile: path.resolve(baseDir, certFile) };
 }
 
 export function isLoopbackHost(host: string): boolean {

@@ -13,7 +13,11 @@ export function isCountryCode(code: string): boolean {
   if (!/^[A-Z]{2}$/.test(code)) return false;
   try {
     const name = regionNames.of(code);
-    return !!name && name !== code && name !== 'Unknown Region';
+    // DisplayNames also knows aliases and groupings (UK, EU, UN, XA…); only ISO 3166-1 countries count.
+    return !!name && name !== code && name !== 'Unknown Region'
+      && new Intl.Locale(`und-${code}`).region === code
+      && (code === 'XK' || !/^(AA|Q[M-Z]|X[A-Z]|ZZ|EU|EZ|UN)$/.test(code))
+      && !['UK', 'BU', 'YU', 'SU', 'DD', 'ZR', 'TP', 'CS', 'AN', 'FX', 'DY', 'HV', 'NH', 'RH', 'VD', 'YD'].includes(code);
   } catch {
     return false;
   }

@@ -10,7 +10,7 @@
 //   * reportOnly policies are evaluated and reported, never enforced;
 //   * no applicable policy: allow.
 import { BlockList, isIP } from 'node:net';
-import type { AccessConfig, Decision, IncludeExclude, NamedLocation, Policy, PolicyResult, SignInContext, TimeWindow } from './model.js';
+import { WEEKDAYS, type AccessConfig, type Decision, type IncludeExclude, type NamedLocation, type Policy, type PolicyResult, type SignInContext, type TimeWindow, type Weekday } from './model.js';
 
 const lists = new WeakMap<NamedLocation, { v4: BlockList; v6: BlockList }>();
 
@@ -39,7 +39,8 @@ export function inLocation(loc: NamedLocation, ctx: Pick<SignInContext, 'ip' | '
   const v = isIP(ip);
   if (v && loc.cidrs.length) {
     const l = blockListOf(loc);
-    if (v === 4 ? l.v4.check(ip, 'ipv4') : l.v6.check(ip, 'ipv6')) return true;
+    // BlockList matches IPv4 clients against IPv4-mapped IPv6 ranges (::ffff:10.0.0.0/104) too.
+    if (v === 4 ? l.v4.check(ip, 'ipv4') || l.v6.check(ip, 'ipv4') : l.v6.check(ip, 'ipv6')) return true;
   }
   return ctx.country !== undefined && loc.countries.includes(ctx.country);
 }
@@ -58,7 +59,11 @@ function minutesIn(time: Date, timeZone: string): { day: string; minutes: number
 
 export function inWindow(w: TimeWindow, time: Date): boolean {
   const { day, minutes } = minutesIn(time, w.timeZone);
-  const inside = w.days.includes(day as never) && (w.fromMin < w.toMin ? minutes >= w.fromMin && minutes < w.toMin : minutes >= w.fromMin || minutes < w.toMin);
+  // A window belongs to the day it starts on: 22:00-06:00 on fri covers early saturday.
+  const yesterday = WEEKDAYS[(WEEKDAYS.indexOf(day as Weekday) + 6) % 7]!;
+  const inside = w.fromMin < w.toMin
+    ? w.days.includes(day as Weekday) && minutes >= w.fromMin && minutes < w.toMin
+    : (w.days.includes(day as Weekday) && minutes >= w.fromMin) || (w.days.includes(yesterday) && minutes < w.toMin);
   return w.outside ? !inside : inside;
 }
 
@@ -144,7 +149,12 @@ export function evaluate(cfg: AccessConfig, ctx: SignInContext): Decision {
     const p = byName.get(r.name)!;
     return p.grant.operator === 'all' ? r.missing.every(fixableBySignIn) : r.missing.some(fixableBySignIn);
   });
-  const first = unsatisfied[0]!;
+  // Name the policy a new sign-in cannot satisfy, if there is one: that is the real obstacle.
+  const unfixable = (r: PolicyResult) => {
+    const p = byName.get(r.name)!;
+    return p.grant.operator === 'all' ? r.missing.some((m) => !fixableBySignIn(m)) : !r.missing.some(fixableBySignIn);
+  };
+  const first = (!canStepUp && unsatisfied.find(unfixable)) || unsatisfied[0]!;
   const p0 = byName.get(first.name)!;
   const hint = `Access requires ${first.missing.map(describeRequirement).join(p0.grant.operator === 'all' ? ' and ' : ' or ')}.`;
   if (canStepUp) {

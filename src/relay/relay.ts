@@ -18,6 +18,8 @@ import { DataPlane } from './data-plane.js';
 import { RequestQueue } from './queue.js';
 import { createRequestPath } from './request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { TlsStore } from './tls-store.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -38,6 +40,8 @@ export class Relay {
   private connectorApi: Server | undefined;
   private publicServer: Server | undefined;
   private publicHosts = '';
+  private tlsStore: TlsStore | undefined;
+  private relayIssued: SecureContext | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -182,10 +186,13 @@ export class Relay {
     const hosts = this.hostsFor(cfg);
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
     this.publicHosts = hosts.join(',');
+    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps);
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
       minVersion: 'TLSv1.2',
+      SNICallback: (name, cb) => cb(null, this.tlsStore?.contextFor(name)),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
@@ -289,17 +296,21 @@ export class Relay {
     return { restartNeeded };
   }
 
-  /** New app hosts get a certificate; open connections keep theirs. */
+  /** New app hosts get a certificate, custom certificates are re-read; open connections keep theirs. */
   private async refreshPublicCertificate(cfg: RelayConfig): Promise<void> {
+    if (!this.publicServer || !this.relayIssued) return;
     const hosts = this.hostsFor(cfg);
-    if (!this.publicServer || hosts.join(',') === this.publicHosts) return;
-    try {
-      const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-      this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
-      this.publicHosts = hosts.join(',');
-    } catch (err) {
-      this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
+    if (hosts.join(',') !== this.publicHosts) {
+      try {
+        const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
+        this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+        this.publicHosts = hosts.join(',');
+      } catch (err) {
+        this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
+      }
     }
+    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps);
   }
 
   private announceConfigChange(prev: RelayConfig): void {

@@ -5,6 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
 import type { AppConfig, RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -56,6 +57,11 @@ export function createRequestPath(deps: RequestPathDeps) {
   function matchApp(config: RelayConfig, req: IncomingMessage): Route {
     const target = req.url ?? '/';
     checkTarget(target);
+    // The host the TLS handshake named (SNI) is the host the request is for.
+    const sni = (req.socket as TLSSocket).servername;
+    if (typeof sni === 'string' && sni && stripHostPort(req.headers.host) !== sni.toLowerCase()) {
+      throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
+    }
     const route = routerFor(config).match(req.headers.host, target);
     if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
     // An encoded slash could be decoded by the backend into a path outside the app's prefix.

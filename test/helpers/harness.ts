@@ -58,10 +58,20 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
   const log = options.log ?? testLogger();
   const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-harness-'));
   const idp = await startIdp();
-  const text = relayYaml(options.embedded ? undefined : idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
-  const config = parseRelayConfig(text, path.join(dir, 'relay.yaml'));
-  const relay = await Relay.create(config, { log, storeWatchMs: 100 });
-  await relay.start();
+  let config: RelayConfig;
+  let relay: Relay | undefined;
+  try {
+    const text = relayYaml(options.embedded ? undefined : idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
+    config = parseRelayConfig(text, path.join(dir, 'relay.yaml'));
+    relay = await Relay.create(config, { log, storeWatchMs: 100 });
+    await relay.start();
+  } catch (err) {
+    // A harness that fails to start leaves nothing running behind.
+    await relay?.close().catch(() => undefined);
+    await idp.close();
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const apiPort = relay.connectorApiAddress().port;
   const publicPort = relay.publicAddress().port;
   const apiUrl = `https://127.0.0.1:${apiPort}`;

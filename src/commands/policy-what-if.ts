@@ -1,0 +1,153 @@
+// `proxyctl policy what-if`: what would the relay decide for this sign-in? The
+// config is loaded and validated as `relay serve` does, the app's assignment is
+// checked as at sign-in, and the policies go through the relay's own evaluate().
+// A report: the exit status is 0 whatever the decision, 1 only on bad input.
+import { isIP } from 'node:net';
+import { loadRelayConfig, type AppConfig } from '../config/relay-config.js';
+import { ProxyctlError } from '../errors.js';
+import { countryOf } from '../policy/context.js';
+import { evaluate } from '../policy/evaluate.js';
+import { PLATFORMS, RISK_LEVELS, type Decision, type Platform, type RiskLevel, type SignInContext } from '../policy/model.js';
+
+export interface WhatIfOptions {
+  config: string;
+  app: string;
+  user: string;
+  groups?: string;
+  email?: string;
+  ip?: string;
+  platform?: string;
+  mfa?: boolean;
+  acr?: string;
+  risk?: string;
+  time?: string;
+  deviceCert?: boolean;
+  json?: boolean;
+}
+
+/** An instant, never a local time: a zone designator is required. */
+const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,3})?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/i;
+
+function parseInstant(text: string): Date | undefined {
+  const m = ISO_INSTANT.exec(text);
+  if (!m) return undefined;
+  // Date would roll 2025-02-30 over to March; a day the month does not have is refused.
+  const [y, mo, d] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  const day = new Date(Date.UTC(y, mo - 1, d));
+  if (day.getUTCFullYear() !== y || day.getUTCMonth() !== mo - 1 || day.getUTCDate() !== d) return undefined;
+  const time = new Date(text);
+  return Number.isNaN(time.getTime()) ? undefined : time;
+}
+
+function formatDuration(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${ms}ms`;
+}
+
+const usage = (message: string) => new ProxyctlError('ERR_USAGE', message, { status: 400 });
+
+export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig[], now: () => Date = () => new Date()): { app: AppConfig; ctx: SignInContext } {
+  const app = apps.find((a) => a.name === opts.app);
+  if (!app) {
+    const known = apps.map((a) => a.name);
+    throw usage(`unknown app "${opts.app}" (${known.length ? `known apps: ${known.join(', ')}` : 'the config publishes no apps'})`);
+  }
+  if (!opts.user) throw usage('--user must not be empty');
+  const platform = opts.platform ?? 'other';
+  if (!PLATFORMS.includes(platform as Platform)) throw usage(`unknown platform "${platform}" (one of ${PLATFORMS.join(', ')})`);
+  const risk = opts.risk ?? 'none';
+  if (!RISK_LEVELS.includes(risk as RiskLevel)) throw usage(`unknown sign-in risk "${risk}" (one of ${RISK_LEVELS.join(', ')})`);
+  const ip = opts.ip ?? '127.0.0.1';
+  if (!isIP(ip)) throw usage(`--ip "${ip}" is not an IPv4 or IPv6 address`);
+  let time = now();
+  if (opts.time !== undefined) {
+    const parsed = parseInstant(opts.time);
+    if (!parsed) {
+      throw usage(`--time "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`);
+    }
+    time = parsed;
+  }
+  if (opts.acr === '') throw usage('--acr must not be empty');
+  const groups = (opts.groups ?? '').split(',').map((g) => g.trim()).filter((g) => g.length > 0);
+  return {
+    app,
+    ctx: {
+      app: app.name,
+      user: opts.user,
+      email: opts.email || undefined,
+      groups,
+      ip,
+      country: countryOf(ip),
+      platform: platform as Platform,
+      amr: opts.mfa ? ['pwd', 'mfa'] : ['pwd'],
+      acr: opts.acr,
+      risk: risk as RiskLevel,
+      time,
+      deviceCertificate: !!opts.deviceCert,
+    },
+  };
+}
+
+/** The relay's sign-in assignment check (Authenticator.checkAssigned). */
+export function isAssigned(app: AppConfig, ctx: Pick<SignInContext, 'user' | 'email' | 'groups'>): boolean {
+  if (app.assignment === 'any') return true;
+  const byUser = [ctx.user, ctx.email].some((id) => id !== undefined && app.assignedUsers.includes(id));
+  const byGroup = ctx.groups.some((g) => app.assignedGroups.includes(g));
+  return byUser || byGroup;
+}
+
+export interface WhatIfReport {
+  context: SignInContext;
+  assigned: boolean;
+  decision: Decision;
+}
+
+export function whatIfReport(app: AppConfig, ctx: SignInContext, access: Parameters<typeof evaluate>[0]): WhatIfReport {
+  const evaluated = evaluate(access, ctx);
+  const assigned = isAssigned(app, ctx);
+  // The relay refuses an unassigned user before any policy; the policies are still shown.
+  const decision: Decision = assigned ? evaluated : {
+    ...evaluated,
+    result: 'deny',
+    decidedBy: undefined,
+    hint: `${ctx.email ?? ctx.user} is not assigned to ${app.name}. Ask your administrator for access.`,
+    stepUp: undefined,
+  };
+  return { context: ctx, assigned, decision };
+}
+
+export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
+  const config = loadRelayConfig(opts.config);
+  const { app, ctx } = contextFromOptions(opts, config.apps);
+  const report = whatIfReport(app, ctx, config.access);
+  if (opts.json) {
+    // Absent values are null, so every field is always there.
+    out(JSON.stringify(report, (_k, v: unknown) => (v === undefined ? null : v), 2));
+    return;
+  }
+  const d = report.decision;
+  const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
+  out(`sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`);
+  if (app.preauth === 'passthrough') out(`note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`);
+  out(`assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`);
+  if (d.policies.length === 0) {
+    out('policies: none configured');
+  } else {
+    const header = ['POLICY', 'STATE', 'APPLIES', 'WHY', 'OUTCOME', 'MISSING'];
+    const rows = d.policies.map((p) => [p.name, p.state, p.applies ? 'yes' : 'no', p.why, p.outcome, p.missing.length ? p.missing.join(',') : '-']);
+    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    for (const row of [header, ...rows]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+  }
+  if (!report.assigned) {
+    out('decision: deny (not assigned to the app)');
+  } else if (d.result === 'allow') {
+    const enforced = d.policies.filter((p) => p.applies && p.state === 'on').length;
+    out(`decision: allow (${enforced ? `${enforced} enforced ${enforced === 1 ? 'policy applies and is' : 'policies apply and are'} satisfied` : 'no enforced policy applies'})`);
+  } else {
+    const ask = d.stepUp ? ` [sign in again with${d.stepUp.mfa ? ' mfa' : ''}${d.stepUp.acr ? ` acr=${d.stepUp.acr}` : ''}]` : '';
+    out(`decision: ${d.result} by policy "${d.decidedBy}": ${d.hint ?? ''}${ask}`);
+  }
+  if (report.assigned && (d.session.signInFrequencyMs !== undefined || d.session.persistentBrowser !== undefined)) {
+    out(`session: sign-in frequency ${d.session.signInFrequencyMs === undefined ? '-' : formatDuration(d.session.signInFrequencyMs)}, persistent browser ${d.session.persistentBrowser === undefined ? '-' : d.session.persistentBrowser ? 'yes' : 'no'}`);
+  }
+}

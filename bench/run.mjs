@@ -464,6 +464,10 @@ identity:
   adminValues: [ProxyAdministrator]
 connectors:
   channels: 2
+# The benchmark measures the data path from one client address: no per-address rate limit.
+limits:
+  perIp: false
+  connectionsPerIp: 20000
 log:
   level: info
 apps:

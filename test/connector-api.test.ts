@@ -511,7 +511,7 @@ t.test('reload tells only the affected group', async (t) => {
   const chB = await fx.channel(b);
   const versionA = chA.hello['configVersion'];
 
-  const result = fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
+  const result = await fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
   t.same(result.restartNeeded, [], 'no restart needed');
   const msg = await chA.next(2000);
   t.match(msg, { type: 'config-changed', configVersion: String });
@@ -525,7 +525,7 @@ t.test('reload tells only the affected group', async (t) => {
   t.equal(pulled.body['version'], msg['configVersion'], 'the pull matches the announced version');
   t.same((await fx.pull(b.agent)).body['apps'], [], 'group "other" still has no apps');
 
-  fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
+  await fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
   await sleep(3 * HEARTBEAT_MS);
   t.equal(chA.messages.length, 2, 'reloading an identical config announces nothing');
 });

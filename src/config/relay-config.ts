@@ -6,6 +6,7 @@ import { parseDocument } from 'yaml';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { buildAccess } from '../policy/config.js';
 import type { AccessConfig } from '../policy/model.js';
+import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
 import { ProxyctlError } from '../errors.js';
 import {
   Validation, bool, duration, int, join, listen, obj, oneOf, optStr, str, strList, url, type Issue,
@@ -37,6 +38,12 @@ export interface AppConfig {
   readonly identityHeaders: boolean;
   readonly sessionLifetimeMs: number;
   readonly cookie: { readonly sameSite: 'Lax' | 'Strict' | 'None'; readonly persistent: boolean; readonly httpOnly: boolean };
+  /** Rewrite Location, Content-Location, Refresh, Link and Set-Cookie from internal to external URLs. */
+  readonly translateHeaders: boolean;
+  /** Rewrite links in HTML and CSS bodies (streamed). */
+  readonly translateLinks: boolean;
+  /** Request bodies larger than this are refused with 413 (undefined: no limit). */
+  readonly maxBodyBytes: number | undefined;
   /** A certificate of the app's own (custom domain); otherwise the relay CA issues one. */
   readonly tls: { readonly certPem: string; readonly keyPem: string; readonly certFile: string } | undefined;
 }
@@ -85,9 +92,11 @@ export interface RelayConfig {
   readonly access: AccessConfig;
   /** Device certificates a policy can require: the CA they must chain to. */
   readonly devices: { readonly caFile: string; readonly caPem: string } | undefined;
+  /** Abuse limits at the public edge. */
+  readonly limits: LimitsConfig;
 }
 
-const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps', 'groups', 'namedLocations', 'policies', 'devices'] as const;
+const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps', 'groups', 'namedLocations', 'policies', 'devices', 'limits'] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
 
@@ -214,13 +223,14 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     apps,
     access,
     devices,
+    limits: buildLimits(v, top['limits']),
   };
 }
 
 const APP_KEYS = [
   'name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader',
   'clientId', 'clientSecret', 'clientSecretFile', 'assignment', 'assignedUsers', 'assignedGroups', 'identityHeaders',
-  'sessionLifetime', 'cookie', 'tls',
+  'sessionLifetime', 'cookie', 'tls', 'maxBodyBytes', 'translateHeaders', 'translateLinks',
 ] as const;
 
 function secretOf(v: Validation, base: string, rec: Record<string, unknown>, baseDir: string): string | undefined {
@@ -286,10 +296,13 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     const sameSite = oneOf(v, join(p, 'cookie.sameSite'), ck['sameSite'], ['Lax', 'Strict', 'None'] as const, 'Lax');
     const cookie = { sameSite, persistent: bool(v, join(p, 'cookie.persistent'), ck['persistent'], true), httpOnly: bool(v, join(p, 'cookie.httpOnly'), ck['httpOnly'], true) };
     const tls = appTls(v, join(p, 'tls'), a['tls'], baseDir, host);
+    const maxBodyBytes = parseBodyLimit(v, join(p, 'maxBodyBytes'), a['maxBodyBytes']);
+    const translateHeaders = bool(v, join(p, 'translateHeaders'), a['translateHeaders'], true);
+    const translateLinks = bool(v, join(p, 'translateLinks'), a['translateLinks'], false);
     if (name && ext && int_) {
       apps.push({
         name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader,
-        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie, tls,
+        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie, tls, maxBodyBytes, translateHeaders, translateLinks,
       });
     }
   });

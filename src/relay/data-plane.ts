@@ -15,6 +15,8 @@ import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from './headers.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
+import type { RelayConfig } from '../config/relay-config.js';
+import { translateResponse } from './translate/apply.js';
 
 const ID = /^[0-9a-f-]{36}$/;
 
@@ -31,7 +33,7 @@ const FAILURE_STATUS: Record<BackendFailure, number> = {
 };
 
 export class DataPlane {
-  constructor(private readonly queue: RequestQueue, private readonly log: Logger) {}
+  constructor(private readonly queue: RequestQueue, private readonly log: Logger, private readonly config: () => RelayConfig) {}
 
   private exchangeFor(id: string, who: ConnectorIdentity): Exchange {
     const ex = this.queue.get(id);
@@ -66,6 +68,20 @@ export class DataPlane {
     res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
     ex.links.add(res);
     const upload = ex.req;
+    const max = ex.maxBodyBytes;
+    if (max !== undefined) {
+      // Chunked bodies have no declared length: count, and stop at the app's limit.
+      let seen = 0;
+      const count = (chunk: Buffer) => {
+        seen += chunk.length;
+        if (seen <= max) return;
+        upload.off('data', count);
+        upload.unpipe(res);
+        res.destroy();
+        ex.fail(new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body exceeds the ${max} bytes ${ex.app.name} accepts.`, { status: 413, details: { app: ex.app.name } }));
+      };
+      upload.on('data', count);
+    }
     // Not pipeline(): when the connector stops reading it would destroy the user's request
     // (detaching its socket), and the user must still get the answer the connector reports.
     upload.pipe(res);
@@ -100,8 +116,9 @@ export class DataPlane {
       req.resume();
       throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
     }
+    const translated = translateResponse(this.config(), ex.app, pairs, ex.req.method, status);
     try {
-      user.writeHead(status, responseHeadersForClient(pairs));
+      user.writeHead(status, responseHeadersForClient(translated.headers));
     } catch (err) {
       // Headers Node refuses to send (invalid characters): the backend's fault.
       req.resume();
@@ -117,7 +134,7 @@ export class DataPlane {
       ex.links.delete(req);
       ex.finish();
     });
-    pipeline(req, user, (err) => {
+    const done = (err: Error | null) => {
       ex.links.delete(req);
       if (err) {
         // Truncated by the backend or the connector, or the user left: never a clean end.
@@ -128,7 +145,9 @@ export class DataPlane {
       }
       ex.finish();
       if (!res.headersSent) res.writeHead(204).end();
-    });
+    };
+    if (translated.body) pipeline(req, translated.body, user, done);
+    else pipeline(req, user, done);
   }
 
   /** The backend answered an upgrade with an ordinary response (401, 403, 404…): the user gets it, then the socket closes. */
@@ -187,14 +206,22 @@ export class DataPlane {
       return;
     }
     if (!ex.startResponding()) return;
+    const translated = translateResponse(this.config(), ex.app, head.headers, ex.req.method, head.status);
     try {
-      user.writeHead(head.status, responseHeadersForClient(head.headers));
+      user.writeHead(head.status, responseHeadersForClient(translated.headers));
     } catch {
       ex.state = 'queued';
       ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, { status: 502, details: { app: ex.app.name } }));
       return;
     }
     user.once('finish', () => ex.finish());
+    if (translated.body) {
+      pipeline(translated.body, user, (err) => {
+        if (err) ex.abortUser();
+      });
+      translated.body.end(body);
+      return;
+    }
     user.end(body.length ? body : undefined);
   }
 

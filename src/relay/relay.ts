@@ -20,6 +20,8 @@ import { createRequestPath } from './request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { TlsStore } from './tls-store.js';
+import { ConnectionCap, RateLimiter, TrustedProxies } from './limits.js';
+import type { EdgeLimits } from './request-path.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
 import { Authenticator } from './auth/authenticator.js';
@@ -41,6 +43,7 @@ export class Relay {
   private publicServer: Server | undefined;
   private publicHosts = '';
   private tlsStore: TlsStore | undefined;
+  private edge: EdgeLimits;
   private relayIssued: SecureContext | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
@@ -74,8 +77,9 @@ export class Relay {
         }
       },
     });
+    this.edge = edgeLimitsFor(config);
     this.queue = new RequestQueue(this.channels, options.log);
-    this.dataPlane = new DataPlane(this.queue, options.log);
+    this.dataPlane = new DataPlane(this.queue, options.log, () => this.config);
     this.assertions = new AssertionSigner(() => this.ring);
     this.oidc = new OidcClients({
       issuer: () => this.issuer(),
@@ -196,23 +200,33 @@ export class Relay {
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
-      headersTimeout: 20_000,
-      requestTimeout: 0, // long uploads and downloads are legitimate; idle sockets are cut below
-      keepAliveTimeout: 65_000,
-      maxHeaderSize: 32 * 1024,
+      headersTimeout: cfg.limits.headersTimeoutMs,
+      // Node checks header/request timeouts on this interval (default 30 s: too coarse for slowloris).
+      connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(cfg.limits.headersTimeoutMs / 2))),
+      requestTimeout: cfg.limits.requestTimeoutMs, // 0 by default: long transfers are legitimate; idle ones are cut below
+      keepAliveTimeout: cfg.limits.idleTimeoutMs,
+      maxHeaderSize: cfg.limits.maxHeaderBytes,
     });
-    server.setTimeout(120_000, (socket) => socket.destroy());
+    server.setTimeout(Math.max(cfg.limits.idleTimeoutMs, cfg.limits.bodyIdleTimeoutMs) + 5_000, (socket) => socket.destroy());
+    new ConnectionCap(cfg.limits.connectionsPerIp, (address) => this.options.log.warn({ client: address }, 'too many connections from one address; refused')).attach(server);
     const path = createRequestPath({
       config: () => this.config, queue: this.queue, auth: this.auth, assertions: this.assertions,
       publicPort: () => this.publicAddress().port, log: this.options.log,
-      identityProvider: () => this.idp,
+      identityProvider: () => this.idp, limits: () => this.edge,
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
     server.on('tlsClientError', (err: Error) => this.options.log.debug({ err: err.message }, 'public TLS handshake failed'));
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-      if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
-      else socket.destroy();
+      // Requests the HTTP parser refuses never reach the request path: answer with the right status and close.
+      if (!socket.writable || err.code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+      this.options.log.info({ client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: Number(status.slice(0, 3)) }, 'request refused by the HTTP parser');
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
     });
     this.publicServer = server;
     await listen(server, cfg.public.host, cfg.public.port);
@@ -274,20 +288,27 @@ export class Relay {
    * Swaps in a validated config. Listener addresses and the data directory are
    * fixed for the life of the process; a change to them needs a restart.
    */
-  reload(next: RelayConfig): { restartNeeded: string[] } {
+  async reload(next: RelayConfig): Promise<{ restartNeeded: string[] }> {
     const prev = this.config;
     const restartNeeded: string[] = [];
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
     if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port) restartNeeded.push('connectorApi.listen');
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port) restartNeeded.push('public.listen');
+    if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
+    for (const k of ['headersTimeoutMs', 'idleTimeoutMs', 'requestTimeoutMs', 'maxHeaderBytes', 'connectionsPerIp'] as const) {
+      if (next.limits[k] !== prev.limits[k]) restartNeeded.push(`limits.${k.replace(/Ms$/, '')}`);
+    }
+    // Certificates for new hosts first, so the new routes answer with a valid certificate at once.
+    await this.refreshPublicCertificate(next);
     const identityChanged = JSON.stringify(next.identity) !== JSON.stringify(prev.identity);
     if (identityChanged && next.identity.issuer) this.verifier = makeVerifier(next, this.options);
     if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
+    if (JSON.stringify(next.limits) !== JSON.stringify(prev.limits)) this.edge = edgeLimitsFor(next);
+    // One reference swap: requests already running keep the config they started with.
     this.config = next;
-    void this.refreshPublicCertificate(next);
     // The embedded provider's clients follow the apps: rebuild it (users, keys and sessions live in the store).
     if (this.idp && !next.identity.issuer && (identityChanged || JSON.stringify(next.apps) !== JSON.stringify(prev.apps))) {
-      this.startEmbeddedIdp(next).catch((err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot rebuild the embedded identity provider'));
+      await this.startEmbeddedIdp(next).catch((err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot rebuild the embedded identity provider'));
     } else {
       this.idp?.reloadUsers();
     }
@@ -369,6 +390,15 @@ function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier
   const none = () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
     'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 }));
   return { verify: none, verifyAccessToken: none };
+}
+
+function edgeLimitsFor(cfg: RelayConfig): EdgeLimits {
+  const l = cfg.limits;
+  return {
+    perIp: l.perIp ? new RateLimiter({ ratePerSec: l.perIp.ratePerSec, burst: l.perIp.burst }) : undefined,
+    perApp: l.perApp ? new RateLimiter({ ratePerSec: l.perApp.ratePerSec, burst: l.perApp.burst }) : undefined,
+    proxies: new TrustedProxies(l.trustedProxies),
+  };
 }
 
 function listen(server: Server, host: string, port: number): Promise<void> {

@@ -17,10 +17,20 @@ import { routerFor, stripPort, type Route } from './router.js';
 import type { Authenticator, Authenticated } from './auth/authenticator.js';
 import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
 import { backendCookieHeader } from './auth/session.js';
+import { RateLimiter, TrustedProxies, normalizeAddress } from './limits.js';
+import { clientAddress, setClientAddress } from './client-address.js';
 import type { HeaderPairs } from '../protocol/connector-api.js';
+
+export interface EdgeLimits {
+  perIp: RateLimiter | undefined;
+  perApp: RateLimiter | undefined;
+  proxies: TrustedProxies;
+}
 
 export interface RequestPathDeps {
   config: () => RelayConfig;
+  /** Rate limiters and trusted proxies for the config in force. */
+  limits: () => EdgeLimits;
   queue: RequestQueue;
   auth: Authenticator;
   assertions: AssertionSigner;
@@ -32,6 +42,10 @@ export interface RequestPathDeps {
 }
 
 const stripHostPort = (host: string | undefined): string => stripPort(host ?? '').toLowerCase();
+
+function rateLimited(retryAfterS: number, who: string): ProxyctlError {
+  return new ProxyctlError('ERR_RATE_LIMITED', `Too many requests for ${who}. Try again in ${retryAfterS} s.`, { status: 429, details: { retryAfterS } });
+}
 
 const pathOf = (target: string): string => target.split('?')[0] ?? '';
 
@@ -59,7 +73,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     checkTarget(target);
     // The host the TLS handshake named (SNI) is the host the request is for.
     const sni = (req.socket as TLSSocket).servername;
-    if (typeof sni === 'string' && sni && stripHostPort(req.headers.host) !== sni.toLowerCase()) {
+    if (typeof sni === 'string' && sni && stripHostPort(req.headers.host).replace(/\.$/, '') !== sni.toLowerCase().replace(/\.$/, '')) {
       throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
     }
     const route = routerFor(config).match(req.headers.host, target);
@@ -69,6 +83,39 @@ export function createRequestPath(deps: RequestPathDeps) {
       throw new ProxyctlError('ERR_BAD_REQUEST', 'Encoded slashes are not allowed in paths of this application.', { status: 400 });
     }
     return route;
+  }
+
+  /** Step 0: who is the client, may it send now, is the request well-formed enough to route. */
+  function admit(config: RelayConfig, req: IncomingMessage): void {
+    const edge = deps.limits();
+    const xff = req.headers['x-forwarded-for'];
+    const { client } = edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
+    setClientAddress(req, client);
+    const limited = edge.perIp?.take(client);
+    if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
+    if (req.rawHeaders.length / 2 > config.limits.maxHeaders) {
+      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${config.limits.maxHeaders}).`, { status: 431 });
+    }
+    let hosts = 0;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+    // Framing the relay does not trust: answer and close, never read what follows as another request.
+    if (hosts > 1) throw new ProxyctlError('ERR_BAD_REQUEST', 'More than one Host header.', { status: 400, details: { close: true } });
+    const te = req.headers['transfer-encoding'];
+    if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+      // Only plain chunked framing: anything else could be read differently by the backend.
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'Only "Transfer-Encoding: chunked" is accepted.', { status: 501, details: { close: true } });
+    }
+  }
+
+  /** Per-app rate and body size, before any work reaches a connector. */
+  function appLimits(route: Route, req: IncomingMessage): void {
+    const limited = deps.limits().perApp?.take(route.app.name);
+    if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, route.app.name);
+    const max = route.app.maxBodyBytes;
+    const length = req.headers['content-length'];
+    if (max !== undefined && length !== undefined && Number(length) > max) {
+      throw new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body is ${length} bytes; ${route.app.name} accepts at most ${max}.`, { status: 413, details: { app: route.app.name } });
+    }
   }
 
   /** The origin the user reached the app on; redirects are built from it, so its port is checked. */
@@ -133,7 +180,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     if (abort.signal.aborted) return undefined;
     const upgrade = target.socket !== undefined;
     const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
-    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, ...target, hasBody });
+    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, ...target, hasBody, maxBodyBytes: route.app.maxBodyBytes });
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,
@@ -141,8 +188,9 @@ export function createRequestPath(deps: RequestPathDeps) {
       method: req.method ?? 'GET',
       target: route.rest,
       headers: requestHeadersForBackend(req.rawHeaders, req.headers, {
-        clientAddress: req.socket.remoteAddress ?? '',
-        trustedForwardedFor: undefined,
+        // X-Forwarded-For: the vetted chain (from trusted proxies only), then the peer that connected to us.
+        clientAddress: normalizeAddress(req.socket.remoteAddress ?? ''),
+        trustedForwardedFor: deps.limits().proxies.clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'] as string | undefined).trustedChain,
         host: req.headers.host ?? '',
         requestId,
         upgrade,
@@ -170,8 +218,8 @@ export function createRequestPath(deps: RequestPathDeps) {
     const requestId = randomUUID();
     const started = performance.now();
     const config = deps.config();
-    // Captured now: a destroyed request loses its socket.
-    const client = req.socket?.remoteAddress;
+    // Captured as decided by admit(): a destroyed request loses its socket.
+    let client = req.socket?.remoteAddress;
     let app: string | undefined;
     res.once('close', () => {
       deps.log.info({
@@ -180,6 +228,8 @@ export function createRequestPath(deps: RequestPathDeps) {
       }, 'request');
     });
     try {
+      admit(config, req);
+      client = clientAddress(req);
       const idp = deps.identityProvider();
       if (idp && stripHostPort(req.headers.host) === idp.host) {
         app = '(identity provider)';
@@ -188,6 +238,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       }
       const route = matchApp(config, req);
       app = route.app.name;
+      appLimits(route, req);
       const origin = originOf(route, req);
       if (await relayOwned(req, res, route, origin, requestId)) return;
       const who = await authenticate(req, res, route.app, origin, requestId);
@@ -196,8 +247,12 @@ export function createRequestPath(deps: RequestPathDeps) {
     } catch (err) {
       const e = refusalOf(err);
       if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: requestId, err: e.cause }, 'request failed');
-      req.resume();
-      sendRefusal(req, res, e, requestId);
+      const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
+      if (!close) req.resume();
+      sendRefusal(req, res, e, requestId, {
+        ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(e.details?.['retryAfterS'] ?? 1) } : {}),
+        ...(close ? { connection: 'close' } : {}),
+      });
     }
   }
 
@@ -209,7 +264,9 @@ export function createRequestPath(deps: RequestPathDeps) {
       if ((req.headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
         throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
       }
+      admit(config, req);
       const route = matchApp(config, req);
+      appLimits(route, req);
       const who = await authenticate(req, undefined, route.app, originOf(route, req), requestId);
       if (!who) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', 'Sign in first.', { status: 401 });
       await forward(config, route, req, requestId, { socket, head }, who);

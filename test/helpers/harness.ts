@@ -37,7 +37,7 @@ export interface Harness {
   clientFrom(localAddress: string): Dispatcher;
   url(host: string, pathAndQuery?: string): string;
   addConnector(opts?: { group?: string; name?: string }): Promise<Connector>;
-  reload(yaml: string): void;
+  reload(yaml: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -51,7 +51,7 @@ public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
 ${issuer ? `identity: { issuer: "${issuer}" }` : ''}
 connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }
-${extra}`;
+${/^limits:/m.test(extra) ? '' : 'limits: { perIp: false }\n'}${extra}`;
 }
 
 export async function startHarness(t: { teardown(fn: () => unknown): void }, options: HarnessOptions = {}): Promise<Harness> {
@@ -118,8 +118,8 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
       while (c.openChannels() < (c.currentConfig?.channels ?? 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
       return c;
     },
-    reload(yaml: string) {
-      relay.reload(parseRelayConfig(relayYaml(options.embedded ? undefined : idp.issuer, yaml), path.join(dir, 'relay.yaml')));
+    async reload(yaml: string) {
+      await relay.reload(parseRelayConfig(relayYaml(options.embedded ? undefined : idp.issuer, yaml), path.join(dir, 'relay.yaml')));
     },
     async close() {
       await Promise.all(connectors.map((c) => c.close(1000)));

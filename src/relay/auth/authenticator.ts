@@ -18,6 +18,7 @@ import {
   clearCookie, cookieName, openSession, parseCookies, sealSession, sessionCookie, stateCookieName, type Identity, type Session,
 } from './session.js';
 import { wantsJson } from '../pages.js';
+import { clientAddress } from '../client-address.js';
 import type { TLSSocket } from 'node:tls';
 import { evaluate } from '../../policy/evaluate.js';
 import { countryOf, platformOf } from '../../policy/context.js';
@@ -101,7 +102,7 @@ export class Authenticator {
     if (auth && /^bearer\s/i.test(auth)) return this.bearer(auth.replace(/^bearer\s+/i, '').trim(), app, req, requestId);
     const found = await this.sessionFrom(req, app);
     if (found) {
-      const ip = req.socket.remoteAddress ?? '';
+      const ip = clientAddress(req);
       if (found.ip !== undefined && ip !== found.ip) {
         // The session moved: location conditions are evaluated again for the new address.
         const decision = this.recheck(req, app, found, ip);
@@ -217,7 +218,7 @@ export class Authenticator {
       await this.beginSignIn(res, app, origin, { returnTo: saved.returnTo, stepUp: stepUpOf(decision) });
       return;
     }
-    const ip = req.socket.remoteAddress ?? '';
+    const ip = clientAddress(req);
     const lifetime = Math.min(app.sessionLifetimeMs, decision.session.signInFrequencyMs ?? Infinity);
     const session: Session = { ...identity, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip };
     this.deps.store.createSession({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
@@ -234,7 +235,7 @@ export class Authenticator {
   }
 
   private logSignIn(req: IncomingMessage, app: AppConfig, who: Identity | undefined, requestId: string, result: 'success' | 'failure' | 'stepUp', reason: string | undefined, decision: Decision | undefined): void {
-    const ip = req.socket.remoteAddress ?? '';
+    const ip = clientAddress(req);
     try {
       this.deps.store.recordSignIn({
         at: this.now(), requestId, app: app.name, subject: who?.sub ?? null, ip, country: countryOf(ip) ?? null,
@@ -283,7 +284,7 @@ export class Authenticator {
 }
 
 function contextOf(req: IncomingMessage, app: AppConfig, who: Identity, now: number): SignInContext {
-  const ip = req.socket.remoteAddress ?? '';
+  const ip = clientAddress(req);
   const tls = req.socket as TLSSocket;
   const peer = typeof tls.getPeerCertificate === 'function' ? tls.getPeerCertificate() : undefined;
   return {

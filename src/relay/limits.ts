@@ -1,0 +1,261 @@
+// Abuse limits on the public listener, independent of HTTP routing:
+//   * RateLimiter: token buckets per key (client address, app), O(1) per call,
+//     bounded memory (least recently used keys are forgotten first);
+//   * ConnectionCap: open sockets per remote address, refused before TLS;
+//   * TrustedProxies: which address is the client when the relay sits behind
+//     load balancers or CDNs that add X-Forwarded-For.
+import { BlockList, isIP, type Server as NetServer, type Socket } from 'node:net';
+import type { Server as TlsServer } from 'node:tls';
+
+/** IPv4-mapped IPv6 (::ffff:1.2.3.4) is the IPv4 address it carries. */
+export function normalizeAddress(address: string): string {
+  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
+  return m ? m[1]! : address;
+}
+
+export type TakeResult = { ok: true } | { ok: false; retryAfterS: number };
+
+export interface RateLimiterOptions {
+  /** Tokens added per second (may be fractional: 0.5 = one every two seconds). */
+  ratePerSec: number;
+  /** Bucket size: how many requests may arrive at once after a quiet period. */
+  burst: number;
+  /** Milliseconds on a monotonic clock; injected by tests. */
+  now?: () => number;
+  /** Keys remembered at most; beyond it the least recently used is forgotten. */
+  maxKeys?: number;
+}
+
+interface Bucket {
+  key: string;
+  tokens: number;
+  at: number;
+  /** Recency list: `older` towards the least recently used, `newer` towards the most. */
+  older: Bucket | undefined;
+  newer: Bucket | undefined;
+}
+
+const OK: TakeResult = Object.freeze({ ok: true });
+
+/**
+ * Token bucket per key. A key not seen before (or forgotten) starts full.
+ * Buckets sit in a Map for lookup and a doubly linked recency list for
+ * eviction, both O(1). (Evicting through a Map's own insertion order is not:
+ * V8 walks past every deleted entry to find the first live one.)
+ */
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+  /** Least and most recently used. */
+  private oldest: Bucket | undefined;
+  private newest: Bucket | undefined;
+  private readonly rate: number;
+  private readonly burst: number;
+  private readonly now: () => number;
+  private readonly maxKeys: number;
+
+  constructor(opts: RateLimiterOptions) {
+    if (!(Number.isFinite(opts.ratePerSec) && opts.ratePerSec > 0)) throw new RangeError(`ratePerSec must be a positive number, got ${opts.ratePerSec}`);
+    if (!(Number.isFinite(opts.burst) && opts.burst >= 1)) throw new RangeError(`burst must be at least 1, got ${opts.burst}`);
+    const maxKeys = opts.maxKeys ?? 100_000;
+    if (!(Number.isInteger(maxKeys) && maxKeys >= 1)) throw new RangeError(`maxKeys must be a positive whole number, got ${maxKeys}`);
+    this.rate = opts.ratePerSec / 1000;
+    this.burst = opts.burst;
+    this.now = opts.now ?? (() => performance.now());
+    this.maxKeys = maxKeys;
+  }
+
+  /** Keys currently remembered. */
+  get size(): number {
+    return this.buckets.size;
+  }
+
+  /**
+   * Takes `cost` tokens from the key's bucket. When there are not enough,
+   * nothing is taken and `retryAfterS` (whole seconds, at least 1, suitable
+   * for Retry-After) says when there will be.
+   */
+  take(key: string, cost = 1): TakeResult {
+    if (!(Number.isFinite(cost) && cost > 0 && cost <= this.burst)) {
+      throw new RangeError(`cost must be a positive number no larger than burst (${this.burst}), got ${cost}`);
+    }
+    const now = this.now();
+    let b = this.buckets.get(key);
+    if (b) {
+      // A clock that steps back refills nothing rather than draining the bucket.
+      b.tokens = Math.min(this.burst, b.tokens + Math.max(0, now - b.at) * this.rate);
+      b.at = now;
+      this.unlink(b);
+    } else {
+      if (this.buckets.size >= this.maxKeys && this.oldest) {
+        const gone = this.oldest;
+        this.unlink(gone);
+        this.buckets.delete(gone.key);
+      }
+      b = { key, tokens: this.burst, at: now, older: undefined, newer: undefined };
+      this.buckets.set(key, b);
+    }
+    this.pushNewest(b);
+    if (b.tokens >= cost) {
+      b.tokens -= cost;
+      return OK;
+    }
+    const waitMs = (cost - b.tokens) / this.rate;
+    return { ok: false, retryAfterS: Math.max(1, Math.ceil(waitMs / 1000)) };
+  }
+
+  /** Forgets every key. */
+  clear(): void {
+    this.buckets.clear();
+    this.oldest = this.newest = undefined;
+  }
+
+  private unlink(b: Bucket): void {
+    if (b.older) b.older.newer = b.newer;
+    else this.oldest = b.newer;
+    if (b.newer) b.newer.older = b.older;
+    else this.newest = b.older;
+    b.older = b.newer = undefined;
+  }
+
+  private pushNewest(b: Bucket): void {
+    b.older = this.newest;
+    b.newer = undefined;
+    if (this.newest) this.newest.newer = b;
+    else this.oldest = b;
+    this.newest = b;
+  }
+}
+
+/**
+ * Caps open sockets per remote address. Counted on the server's 'connection'
+ * event, which for TLS (and HTTPS) servers is the raw TCP socket, before any
+ * handshake work; a socket beyond the cap is destroyed at once, unanswered.
+ */
+export class ConnectionCap {
+  private readonly open = new Map<string, number>();
+
+  constructor(private readonly maxPerAddress: number, private readonly onRefused?: (address: string) => void) {
+    if (!(Number.isInteger(maxPerAddress) && maxPerAddress >= 1)) throw new RangeError(`maxPerAddress must be a positive whole number, got ${maxPerAddress}`);
+  }
+
+  attach(server: NetServer | TlsServer): void {
+    server.on('connection', (socket: Socket) => this.admit(socket));
+  }
+
+  /** Open sockets from this address (IPv4-mapped IPv6 counted as IPv4). */
+  count(address: string): number {
+    return this.open.get(normalizeAddress(address)) ?? 0;
+  }
+
+  private admit(socket: Socket): void {
+    const remote = socket.remoteAddress;
+    // No address: the peer is already gone.
+    if (remote === undefined) return void socket.destroy();
+    const address = normalizeAddress(remote);
+    const n = this.open.get(address) ?? 0;
+    if (n >= this.maxPerAddress) {
+      socket.destroy();
+      this.onRefused?.(address);
+      return;
+    }
+    this.open.set(address, n + 1);
+    socket.once('close', () => {
+      const left = (this.open.get(address) ?? 1) - 1;
+      if (left > 0) this.open.set(address, left);
+      else this.open.delete(address);
+    });
+  }
+}
+
+export interface Cidr { addr: string; bits: number; family: 'ipv4' | 'ipv6' }
+
+/**
+ * "10.0.0.0/8", "2001:db8::/32", or a single address ("10.0.0.5" = /32,
+ * "::1" = /128). IPv4-mapped IPv6 addresses are taken as IPv4. Undefined when malformed.
+ */
+export function parseCidr(text: string): Cidr | undefined {
+  const m = /^([0-9a-fA-F:.]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
+  if (!m) return undefined;
+  let addr = m[1]!;
+  let bits = m[2] === undefined ? undefined : Number(m[2]);
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
+  if (mapped) {
+    if (bits !== undefined && bits < 96) return undefined;
+    addr = mapped[1]!;
+    if (bits !== undefined) bits -= 96;
+  }
+  const v = isIP(addr);
+  if (v === 0) return undefined;
+  const max = v === 4 ? 32 : 128;
+  if (m[2] !== undefined && m[2].length > 1 && m[2].startsWith('0')) return undefined;
+  bits ??= max;
+  if (bits > max) return undefined;
+  return { addr, bits, family: v === 4 ? 'ipv4' : 'ipv6' };
+}
+
+/** An address as a proxy writes it in X-Forwarded-For: bare, "1.2.3.4:port" or "[v6]" / "[v6]:port". */
+function parseForwardedAddress(entry: string): string | undefined {
+  let a = entry.trim();
+  const withPort = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(a) ?? /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(a);
+  if (withPort) {
+    if (withPort[2] !== undefined && Number(withPort[2]) > 65535) return undefined;
+    a = withPort[1]!;
+  }
+  // isIP accepts zone ids (fe80::1%eth0); they mean nothing off the proxy's own host.
+  if (a.includes('%') || isIP(a) === 0) return undefined;
+  return normalizeAddress(a);
+}
+
+/**
+ * Which address is the client. X-Forwarded-For is believed only from a peer
+ * in a trusted range, and only as far as it was written by trusted proxies:
+ * walking from the right (the hop nearest the relay), trusted entries are
+ * skipped and the first untrusted one is the client. Entries left of it were
+ * written by the client itself and are dropped.
+ */
+export class TrustedProxies {
+  private readonly list = new BlockList();
+  private readonly empty: boolean;
+
+  constructor(cidrs: readonly string[]) {
+    for (const text of cidrs) {
+      const c = parseCidr(text);
+      if (!c) throw new RangeError(`not a CIDR range or address: ${JSON.stringify(text)}`);
+      this.list.addSubnet(c.addr, c.bits, c.family);
+    }
+    this.empty = cidrs.length === 0;
+  }
+
+  isTrusted(address: string): boolean {
+    if (this.empty) return false;
+    const a = normalizeAddress(address);
+    const v = isIP(a);
+    return v !== 0 && this.list.check(a, v === 4 ? 'ipv4' : 'ipv6');
+  }
+
+  /**
+   * `client`: the address to log, rate-limit and evaluate policies on.
+   * `trustedChain`: the vetted X-Forwarded-For (client first, then the trusted
+   * hops, normalized) to which the socket address is appended for the backend;
+   * undefined when the peer is not trusted or sent no usable header.
+   */
+  clientAddress(socketAddress: string, xForwardedFor: string | undefined): { client: string; trustedChain: string | undefined } {
+    const peer = normalizeAddress(socketAddress);
+    const untrusted = { client: peer, trustedChain: undefined };
+    if (xForwardedFor === undefined || !this.isTrusted(peer)) return untrusted;
+    const entries = xForwardedFor.split(',');
+    const chain: string[] = [];
+    for (let i = entries.length - 1; i >= 0; i--) {
+      const entry = entries[i]!;
+      // Empty elements ("a,,b", trailing commas) are allowed by the list syntax.
+      if (entry.trim() === '') continue;
+      const a = parseForwardedAddress(entry);
+      if (a === undefined) return untrusted;
+      chain.unshift(a);
+      if (!this.isTrusted(a)) break;
+    }
+    // Every hop trusted: the furthest one is as close to the client as we can tell.
+    if (chain.length === 0) return untrusted;
+    return { client: chain[0]!, trustedChain: chain.join(', ') };
+  }
+}

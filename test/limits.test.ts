@@ -315,7 +315,7 @@ t.test('limits config: defaults', async (t) => {
   const { limits, issues: none } = issues(undefined);
   t.same(none, []);
   t.same(limits, {
-    perIp: { ratePerSec: 50, burst: 100 }, perApp: undefined, connectionsPerIp: 256, headersTimeoutMs: 10_000, idleTimeoutMs: 65_000,
+    perIp: { ratePerSec: 300, burst: 600 }, perApp: undefined, connectionsPerIp: 256, headersTimeoutMs: 10_000, idleTimeoutMs: 65_000,
     requestTimeoutMs: 0, bodyIdleTimeoutMs: 30_000, maxHeaderBytes: 32_768, maxHeaders: 100, trustedProxies: [],
   });
   t.same(issues({}).limits, LIMITS_DEFAULTS, 'an empty mapping is the defaults');

@@ -51,7 +51,8 @@ function parseHash(stored: unknown): ScryptParams | undefined {
   const salt = b64url(m[4]!);
   const key = b64url(m[5]!);
   if (!salt || salt.length < 16 || salt.length > 64) return undefined;
-  if (!key || key.length < 16 || key.length > 64) return undefined;
+  // Exactly the length we write: a truncated hash must not verify against a shorter derivation.
+  if (!key || key.length !== KEY_BYTES) return undefined;
   return { N, r, p, salt, key };
 }
 

@@ -99,3 +99,41 @@ ${app('a')}${app('b')}${app('small', ', maxBodyBytes: 1KiB')}`,
     for (const x of sockets) x.s.destroy();
   });
 });
+
+t.test('a slow body is cut after bodyIdleTimeout, the backend never sees it complete', async (t) => {
+  let completed = 0;
+  let aborted = 0;
+  const backend = createServer((req, res) => {
+    req.on('data', () => undefined);
+    req.on('end', () => {
+      completed++;
+      res.end('ok');
+    });
+    req.on('aborted', () => aborted++);
+    res.on('close', () => undefined);
+  });
+  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => backend.close());
+  const port = (backend.address() as { port: number }).port;
+  const h = await startHarness(t, {
+    yaml: () => `limits: { perIp: false, bodyIdleTimeout: 1s }
+apps:
+  - { name: up, externalUrl: "https://up.test/", internalUrl: "http://127.0.0.1:${port}/", preauth: passthrough }
+`,
+  });
+  await h.addConnector();
+  const started = Date.now();
+  const answer = await new Promise<string>((resolve, reject) => {
+    const s = connect({ host: '127.0.0.1', port: h.publicPort, servername: 'up.test', ca: h.relay.ca.certPem }, () => {
+      s.write('POST /slow HTTP/1.1\r\nHost: up.test\r\nContent-Length: 1000\r\n\r\n0123456789');
+    });
+    let out = '';
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('close', () => resolve(out));
+    s.on('error', reject);
+  });
+  t.match(answer, /^HTTP\/1\.1 408/, 'answered 408');
+  t.ok(Date.now() - started < 5000, `within a few seconds (${Date.now() - started} ms)`);
+  await new Promise((r) => setTimeout(r, 300));
+  t.equal(completed, 0, 'the backend never saw a complete body');
+});

@@ -82,9 +82,28 @@ export class DataPlane {
       };
       upload.on('data', count);
     }
+    // Slow-body defence: a user who stops sending mid-body is cut after bodyIdleTimeout.
+    // A pause caused by back-pressure from the connector is not the user's fault.
+    const idleMs = this.config().limits.bodyIdleTimeoutMs;
+    const idle = setTimeout(function check(this: DataPlane) {
+      if (ex.state === 'done' || upload.readableEnded) return;
+      if (res.writableNeedDrain) {
+        idle.refresh();
+        return;
+      }
+      this.log.info({ request_id: ex.id, app: ex.app.name, idle_ms: idleMs }, 'request body stalled; refused');
+      upload.unpipe(res);
+      res.destroy();
+      ex.fail(new ProxyctlError('ERR_REQUEST_TIMEOUT', `The request body stalled for ${Math.round(idleMs / 1000)} s.`, { status: 408, details: { app: ex.app.name } }));
+      // What is left of the body must never be read as another request.
+      setTimeout(() => upload.socket?.destroy(), 500).unref();
+    }.bind(this), idleMs);
+    idle.unref();
+    upload.on('data', () => idle.refresh());
     // Not pipeline(): when the connector stops reading it would destroy the user's request
     // (detaching its socket), and the user must still get the answer the connector reports.
     upload.pipe(res);
+    finished(upload, () => clearTimeout(idle));
     finished(upload, (err) => {
       if (!err || ex.state === 'done') return;
       // The user's upload broke: the backend must not see a "complete" body.

@@ -226,7 +226,8 @@ export class Relay {
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       this.options.log.info({ client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: Number(status.slice(0, 3)) }, 'request refused by the HTTP parser');
-      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      const text = `${status.slice(4)}: the request was refused before routing (${err.code ?? 'parse error'}).\n`;
+      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
     });
     this.publicServer = server;
     await listen(server, cfg.public.host, cfg.public.port);

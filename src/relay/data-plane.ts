@@ -65,7 +65,12 @@ export class DataPlane {
   private sendBody(ex: Exchange, res: ServerResponse): void {
     if (!ex.hasBody || ex.bodyTaken) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request has no body to take', { status: 404 });
     ex.bodyTaken = true;
-    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'no-store' });
+    // A declared length travels on, so the body is not re-framed in chunks.
+    const declared = ex.req.headers['content-length'];
+    res.writeHead(200, {
+      'content-type': 'application/octet-stream', 'cache-control': 'no-store',
+      ...(declared !== undefined && ex.req.headers['transfer-encoding'] === undefined ? { 'content-length': declared } : {}),
+    });
     ex.links.add(res);
     const upload = ex.req;
     const max = ex.maxBodyBytes;

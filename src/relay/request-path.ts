@@ -172,12 +172,16 @@ export function createRequestPath(deps: RequestPathDeps) {
   /** Step 6: put the request on the channel; the data plane delivers the answer. */
   async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }, who: Authenticated | 'anonymous') {
     const identity = await identityHeaders(route.app, who);
-    const abort = new AbortController();
-    const onGone = () => abort.abort();
-    (target.res ?? target.socket)!.once('close', onGone);
-    const channel = await pickConnector(config, route.app, abort.signal);
-    (target.res ?? target.socket)!.off('close', onGone);
-    if (abort.signal.aborted) return undefined;
+    // Usually a channel is open: take it without the machinery for waiting.
+    let channel = deps.queue.pick(route.app.connectorGroup);
+    if (!channel) {
+      const abort = new AbortController();
+      const onGone = () => abort.abort();
+      (target.res ?? target.socket)!.once('close', onGone);
+      channel = await pickConnector(config, route.app, abort.signal);
+      (target.res ?? target.socket)!.off('close', onGone);
+      if (abort.signal.aborted) return undefined;
+    }
     const upgrade = target.socket !== undefined;
     const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
     const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, ...target, hasBody, maxBodyBytes: route.app.maxBodyBytes });

@@ -3,22 +3,11 @@
 // survive a relay restart, and stop when revoked.
 import t from 'tap';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { request } from 'undici';
 import { startIdp, type TestIdp } from './helpers/idp.js';
-import { Proc, listeningSockets, runCli, tempDir } from './helpers/proc.js';
+import { Proc, listeningSockets, runCli, tempDir, freePort } from './helpers/proc.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 function relayYaml(issuer: string, port: number): string {
   return `dataDir: ./data

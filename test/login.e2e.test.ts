@@ -3,21 +3,11 @@
 // registers a connector without passing any token.
 import t from 'tap';
 import { existsSync, writeFileSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import path from 'node:path';
 import { Agent } from 'undici';
 import { BrowserSim } from './helpers/browser-sim.js';
-import { Proc, runCli, tempDir } from './helpers/proc.js';
+import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 t.test('users CLI, proxyctl login, register with the stored token', async (t) => {
   const dir = tempDir(t);

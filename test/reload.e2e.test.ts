@@ -4,21 +4,11 @@
 import t from 'tap';
 import { createServer } from 'node:http';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { createServer as netServer } from 'node:net';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startIdp } from './helpers/idp.js';
-import { Proc, runCli, tempDir } from './helpers/proc.js';
+import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = netServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 t.test('reload under load', async (t) => {
   const backend = createServer((req, res) => {

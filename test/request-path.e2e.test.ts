@@ -5,27 +5,17 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { createServer, type LookupFunction } from 'node:net';
+import type { LookupFunction } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
-import { Proc, runCli, tempDir } from './helpers/proc.js';
+import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const lookup: LookupFunction = (_host, opts, cb) => {
   if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);

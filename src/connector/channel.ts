@@ -7,6 +7,7 @@ import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { API, CLOSE, type RelayMessage } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
+import { sendBatched } from '../protocol/batching.js';
 import { classifyNetworkError, refusal, tlsOptions, type ClientCredentials } from './relay-client.js';
 
 export type ChannelEnd =
@@ -106,7 +107,7 @@ export class ControlChannel {
   sendBinary(frame: Buffer): boolean {
     const ws = this.ws;
     if (ws?.readyState !== WebSocket.OPEN) return false;
-    ws.send(frame, { binary: true });
+    sendBatched(ws, frame, true);
     return true;
   }
 

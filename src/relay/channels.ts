@@ -5,6 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Logger } from '../log.js';
 import { CLOSE, type RelayMessage } from '../protocol/connector-api.js';
+import { sendBatched } from '../protocol/batching.js';
 
 export class Channel {
   readonly id = randomUUID();
@@ -22,7 +23,7 @@ export class Channel {
   ) {}
 
   send(message: RelayMessage): void {
-    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(message));
+    if (this.ws.readyState === this.ws.OPEN) sendBatched(this.ws, JSON.stringify(message), false);
   }
 }
 

@@ -1,6 +1,7 @@
 // Black-box helpers: run the built `proxyctl` binary as a user would, watch its
 // JSON log lines, and inspect its sockets through /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -147,4 +148,16 @@ function decodeAddr(hex: string): string {
   const words = hex.match(/.{8}/g)!.map((w) => w.match(/../g)!.reverse().join(''));
   const v6 = words.join('').match(/.{4}/g)!.map((g) => g.replace(/^0+(?=.)/, '')).join(':');
   return v6 === '0:0:0:0:0:0:0:1' ? '::1' : v6;
+}
+
+/** A port that was free a moment ago on 127.0.0.1 (for configs that must name it before listening). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
 }

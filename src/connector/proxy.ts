@@ -41,6 +41,22 @@ export class BackendProxy {
     this.inflight.get(id)?.abort(new Error('cancelled by the relay: the user went away'));
   }
 
+  /** Apps by name with their parsed internal URL, rebuilt when the pulled config changes. */
+  private targets: { config: ConnectorConfig | undefined; byName: Map<string, { app: ConnectorAppConfig; base: URL; prefix: string }> } = { config: undefined, byName: new Map() };
+
+  private targetOf(name: string): { app: ConnectorAppConfig; base: URL; prefix: string } | undefined {
+    const config = this.deps.config();
+    if (this.targets.config !== config) {
+      const byName = new Map<string, { app: ConnectorAppConfig; base: URL; prefix: string }>();
+      for (const app of config?.apps ?? []) {
+        const base = new URL(app.internalUrl);
+        byName.set(app.name, { app, base, prefix: base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/` });
+      }
+      this.targets = { config, byName };
+    }
+    return this.targets.byName.get(name);
+  }
+
   /** reply: sends an inline response frame on the channel the request came on. */
   handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
     const ac = new AbortController();
@@ -75,10 +91,10 @@ export class BackendProxy {
   }
 
   private async run(msg: QueuedRequest, signal: AbortSignal, reply?: (frame: Buffer) => boolean): Promise<void> {
-    const app = this.deps.config()?.apps.find((a) => a.name === msg.app);
-    if (!app) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
-    const base = new URL(app.internalUrl);
-    const path = `${base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/`}${msg.target}`;
+    const target = this.targetOf(msg.app);
+    if (!target) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
+    const { app, base, prefix } = target;
+    const path = `${prefix}${msg.target}`;
     const headers = this.backendHeaders(msg.headers, app, base);
     if (msg.upgrade) return this.upgrade(msg, app, base, path, headers, signal);
 

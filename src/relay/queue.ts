@@ -17,7 +17,6 @@ export class Exchange {
   bodyTaken = false;
   /** Streams of the data plane, destroyed when the user goes away. */
   readonly links = new Set<{ destroy(err?: Error): void }>();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly id: string,
@@ -37,14 +36,19 @@ export class Exchange {
     return this.channel.connectorId;
   }
 
-  /** Guards the wait for response headers; the connector reports backend timeouts itself first. */
+  /** When the wait for response headers ends (the connector reports backend timeouts itself first). */
+  deadline = Infinity;
+
+  /** Guards the wait for response headers; checked by the queue's sweeper, not a timer per request. */
   armTimeout(ms: number): void {
-    this.timer = setTimeout(() => {
-      if (this.state === 'queued') {
-        this.fail(new ProxyctlError('ERR_BACKEND_TIMEOUT', `${this.app.name} did not answer within ${Math.round(ms / 1000)} s`, { status: 504, details: { app: this.app.name } }));
-      }
-    }, ms);
-    this.timer.unref();
+    this.deadline = Date.now() + ms;
+  }
+
+  /** Called by the sweeper. */
+  expireIfDue(now: number): void {
+    if (this.state === 'queued' && now >= this.deadline) {
+      this.fail(new ProxyctlError('ERR_BACKEND_TIMEOUT', `${this.app.name} did not answer within ${Math.round(this.app.backendTimeoutMs / 1000)} s`, { status: 504, details: { app: this.app.name } }));
+    }
   }
 
   /** The connector is about to stream the response; no refusal page can follow. */
@@ -85,8 +89,7 @@ export class Exchange {
   }
 
   private clearTimer(): void {
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.deadline = Infinity;
   }
 }
 
@@ -96,7 +99,15 @@ export class RequestQueue {
   private readonly waiters = new Map<string, Set<(ch: Channel) => void>>();
   private rr = 0;
 
+  private readonly sweeper: NodeJS.Timeout;
+
   constructor(private readonly channels: ChannelRegistry, private readonly log: Logger) {
+    // Deadlines are checked four times a second: cheaper than a timer per request.
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const ex of this.exchanges.values()) ex.expireIfDue(now);
+    }, 250);
+    this.sweeper.unref();
     channels.subscribe({
       onSeen: () => undefined,
       onOpen: (ch) => this.wake(ch),
@@ -194,6 +205,7 @@ export class RequestQueue {
 
   /** Shutdown: whatever is still open is cut. */
   abortAll(): void {
+    clearInterval(this.sweeper);
     for (const ex of [...this.exchanges.values()]) ex.abortUser();
   }
 

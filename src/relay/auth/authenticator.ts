@@ -2,7 +2,7 @@
 // endpoints on every app host. A request either proves who it is (session
 // cookie or bearer token for the app) or gets a sign-in redirect (browsers) /
 // 401 (scripts); nothing unauthenticated goes further.
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomNonce, randomPKCECodeVerifier, randomState } from 'openid-client';
 import type { JWTPayload } from 'jose';
@@ -50,6 +50,7 @@ const RECHECK_CACHE_MS = 60_000;
 
 export class Authenticator {
   private readonly rechecks = new Map<string, { at: number; decision: Decision }>();
+  private readonly bearerLogged = new Map<string, number>();
 
   constructor(private readonly deps: AuthDeps) {}
 
@@ -154,7 +155,14 @@ export class Authenticator {
     const identity = identityFromClaims(claims as Record<string, unknown>, this.deps.identity().groupsClaim);
     this.checkAssigned(app, identity);
     const decision = evaluate(this.deps.access(), contextOf(req, app, identity, this.now()));
-    this.logSignIn(req, app, identity, requestId, decision.result === 'allow' ? 'success' : 'failure', decision.result === 'allow' ? 'bearer token' : `policy ${decision.decidedBy}`, decision);
+    // A native client sends its token on every request: log a token's use once per address and minute, not per request.
+    const key = `${app.name}|${clientAddress(req)}|${createHash('sha256').update(token).digest('base64url')}|${decision.result}`;
+    const seen = this.bearerLogged.get(key);
+    if (!seen || this.now() - seen > 60_000) {
+      if (this.bearerLogged.size > 10_000) this.bearerLogged.clear();
+      this.bearerLogged.set(key, this.now());
+      this.logSignIn(req, app, identity, requestId, decision.result === 'allow' ? 'success' : 'failure', decision.result === 'allow' ? 'bearer token' : `policy ${decision.decidedBy}`, decision);
+    }
     // A bearer client cannot be sent to sign in again: anything but allow is a refusal.
     if (decision.result !== 'allow') throw policyDenied(app, decision);
     const sid = typeof claims.jti === 'string' ? `bearer:${claims.jti}` : `bearer:${identity.sub}`;

@@ -3,27 +3,19 @@
 // Access policy requires MFA; the embedded provider asks again, then for the
 // TOTP code, and the browser lands on the app with an MFA session.
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { TOTP } from 'otpauth';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { hasChromium, launchChromium, noChromium } from './helpers/browser.js';
 import { hashPassword, newTotpSecret } from '../src/idp/users.js';
 import { startHarness } from './helpers/harness.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-
-if (!existsSync(CHROMIUM)) {
-  t.pass(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`, { skip: true });
+if (!hasChromium) {
+  t.pass(noChromium, { skip: true });
 } else {
   let browser: Browser;
   t.before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP *.localhost 127.0.0.1',
-      ],
-    });
+    browser = await launchChromium();
   });
   t.teardown(() => browser?.close());
 

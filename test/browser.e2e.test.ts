@@ -3,26 +3,18 @@
 // started oidc-provider, reaches the app, sees its identity echoed by the
 // backend, signs out, and is sent to sign in again.
 import t from 'tap';
-import { existsSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { hasChromium, launchChromium, noChromium } from './helpers/browser.js';
 import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
 
-const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
-
-if (!existsSync(CHROMIUM)) {
-  t.pass(`skipped: no Chromium at ${CHROMIUM} (apt-get install chromium)`, { skip: true });
+if (!hasChromium) {
+  t.pass(noChromium, { skip: true });
 } else {
   let browser: Browser;
   t.before(async () => {
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP *.localhost 127.0.0.1, MAP *.test 127.0.0.1',
-      ],
-    });
+    browser = await launchChromium();
   });
   t.teardown(() => browser?.close());
 

@@ -7,9 +7,8 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
-import { patternStream, startBackend, type EchoBody } from './helpers/backend.js';
+import { drain, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
 import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
 
@@ -37,19 +36,6 @@ function watchRss(pids: number[]): { stop(): number[] } {
   };
 }
 
-async function drain(body: Readable): Promise<{ bytes: number; sha256: string; error: Error | undefined }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    return { bytes, sha256: hash.digest('hex'), error: undefined };
-  } catch (err) {
-    return { bytes, sha256: '', error: err as Error };
-  }
-}
 
 t.test('request path through the proxyctl binary', async (t) => {
   const [idp, backend, apiPort] = await Promise.all([startIdp(), startBackend(), freePort()]);

@@ -5,9 +5,8 @@ import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { request as httpsRequest } from 'node:https';
 import type { IncomingHttpHeaders } from 'node:http';
-import { createServer, type LookupFunction } from 'node:net';
+import type { LookupFunction } from 'node:net';
 import path from 'node:path';
-import { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import { Connector } from '../src/connector/connector.js';
@@ -15,8 +14,9 @@ import { RelayClient } from '../src/connector/relay-client.js';
 import { writeNewState } from '../src/connector/state.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { Channel } from '../src/relay/channels.js';
-import { RANGE_SIZE, SET_COOKIES, patternChunks, patternSha256, patternStream, startBackend, type Backend, type EchoBody } from './helpers/backend.js';
+import { RANGE_SIZE, SET_COOKIES, drain, patternChunks, patternSha256, patternStream, startBackend, type Backend, type EchoBody } from './helpers/backend.js';
 import { startHarness, testLogger, type Harness } from './helpers/harness.js';
+import { freePort } from './helpers/proc.js';
 
 const MiB = 1024 * 1024;
 
@@ -25,33 +25,9 @@ const lookup: LookupFunction = (_host, opts, cb) => {
   else cb(null, '127.0.0.1', 4);
 };
 
-function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 interface ErrorJson { error: { code: string; step: string; message: string; requestId: string; app?: string } }
 
-/** Reads a body to the end; `error` is set when the stream broke instead of ending. */
-async function drain(body: Readable): Promise<{ bytes: number; sha256: string; error: Error | undefined }> {
-  const hash = createHash('sha256');
-  let bytes = 0;
-  try {
-    for await (const chunk of body as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      bytes += chunk.length;
-    }
-    return { bytes, sha256: hash.digest('hex'), error: undefined };
-  } catch (err) {
-    return { bytes, sha256: '', error: err as Error };
-  }
-}
 
 function yaml(backend: Backend, deadPort: number): string {
   const app = (name: string, ext: string, internal: string, extra = '') =>
@@ -76,7 +52,7 @@ ${app('kill', 'https://kill.test/', `${b}/kill/`, '    connectorGroup: kill\n')}
 t.test('request path through an in-process relay and connectors', async (t) => {
   const backend = await startBackend();
   t.teardown(() => backend.close());
-  const deadPort = await closedPort();
+  const deadPort = await freePort(); // free a moment ago: nothing listens there
   const h: Harness = await startHarness(t, { yaml: () => yaml(backend, deadPort) });
   await h.addConnector(); // the "default" group: every app not given another group
   const ca = h.relay.ca.certPem;
@@ -570,7 +546,7 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.teardown(() => late.close(500));
     const pending = call('late.test', '/waited');
     await new Promise((r) => setTimeout(r, 150));
-    t.equal(h.relay.channels.byGroup('late').length, 0, 'no channel yet while the request waits');
+    t.equal([...h.relay.channels.inGroup('late')].length, 0, 'no channel yet while the request waits');
     await late.start();
     const r = await pending;
     t.equal(r.statusCode, 200);

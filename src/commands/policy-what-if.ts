@@ -2,6 +2,7 @@
 // config is loaded and validated as `relay serve` does, the app's assignment is
 // checked as at sign-in, and the policies go through the relay's own evaluate().
 // A report: the exit status is 0 whatever the decision, 1 only on bad input.
+import { isAssigned } from '../policy/assignment.js';
 import { isIP } from 'node:net';
 import { loadRelayConfig, type AppConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
@@ -86,14 +87,6 @@ export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig
       deviceCertificate: !!opts.deviceCert,
     },
   };
-}
-
-/** The relay's sign-in assignment check (Authenticator.checkAssigned). */
-export function isAssigned(app: AppConfig, ctx: Pick<SignInContext, 'user' | 'email' | 'groups'>): boolean {
-  if (app.assignment === 'any') return true;
-  const byUser = [ctx.user, ctx.email].some((id) => id !== undefined && app.assignedUsers.includes(id));
-  const byGroup = ctx.groups.some((g) => app.assignedGroups.includes(g));
-  return byUser || byGroup;
 }
 
 export interface WhatIfReport {

@@ -2,14 +2,13 @@
 // all before anything listens. Errors name the file, key path, found, expected.
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseDocument } from 'yaml';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { buildAccess } from '../policy/config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
 import { ProxyctlError } from '../errors.js';
 import {
-  Validation, bool, duration, int, join, listen, obj, oneOf, optStr, str, strList, url, type Issue,
+  Validation, bool, duration, int, join, listen, obj, oneOf, optStr, parseYaml, str, strList, url, type Issue,
 } from './schema.js';
 
 export type Preauth = 'oidc' | 'passthrough';
@@ -115,15 +114,7 @@ export function loadRelayConfig(file: string, options: LoadOptions = {}): RelayC
 
 export function parseRelayConfig(text: string, file: string | undefined, options: LoadOptions = {}): RelayConfig {
   const where = file ?? '(embedded defaults)';
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const line = e.linePos?.[0];
-    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
-      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
-    });
-  }
-  const raw: unknown = doc.toJS() ?? {};
+  const raw = parseYaml(text, where);
   const baseDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   const v = new Validation();
   const config = build(v, raw, baseDir, options);

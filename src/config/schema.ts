@@ -1,5 +1,7 @@
 // A small strict validator for config files: every problem names the key path,
 // what was found and what was expected. Unknown keys are always refused.
+import { parseDocument } from 'yaml';
+import { ProxyctlError } from '../errors.js';
 import { parseDuration } from './duration.js';
 
 export interface Issue { path: string; found: string; expected: string }
@@ -119,4 +121,17 @@ export function url(v: Validation, path: string, value: unknown, schemes: readon
   if (parsed.username || parsed.password) return v.fail(path, value, 'a URL without user name or password');
   if (parsed.search || parsed.hash) return v.fail(path, value, 'a URL without query or fragment');
   return parsed;
+}
+
+/** Parses YAML strictly (duplicate keys refused); syntax errors name `where` and the line. */
+export function parseYaml(text: string, where: string): unknown {
+  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    const e = doc.errors[0]!;
+    const line = e.linePos?.[0];
+    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
+      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
+    });
+  }
+  return doc.toJS() ?? {};
 }

@@ -4,9 +4,8 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Secret, TOTP } from 'otpauth';
-import { parseDocument } from 'yaml';
 import { configError } from '../config/relay-config.js';
-import { Validation, join, obj, optStr, str, strList } from '../config/schema.js';
+import { Validation, join, obj, optStr, parseYaml, str, strList } from '../config/schema.js';
 import { ProxyctlError } from '../errors.js';
 import type { Store, UserRecord } from '../relay/store.js';
 
@@ -158,15 +157,7 @@ export function loadUsersFile(file: string): UserRecord[] {
 
 /** Validates users-file text (`where` names it in errors). */
 export function parseUsersFile(text: string, where: string, now = Date.now()): UserRecord[] {
-  const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) {
-    const e = doc.errors[0]!;
-    const line = e.linePos?.[0];
-    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
-      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
-    });
-  }
-  const raw: unknown = doc.toJS() ?? {};
+  const raw = parseYaml(text, where);
   const v = new Validation();
   const users: UserRecord[] = [];
   const top = obj(v, '', raw, ['users']);

@@ -35,6 +35,8 @@ export interface ChannelEvents {
 
 export class ChannelRegistry {
   private readonly channels = new Map<string, Channel>();
+  /** Open channels by connector group, kept in step with `channels` (read on every request). */
+  private readonly groups = new Map<string, Set<Channel>>();
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners: ChannelEvents[] = [];
 
@@ -48,12 +50,16 @@ export class ChannelRegistry {
 
   add(channel: Channel): void {
     this.channels.set(channel.id, channel);
+    const group = this.groups.get(channel.group) ?? new Set<Channel>();
+    group.add(channel);
+    this.groups.set(channel.group, group);
     channel.ws.on('pong', () => {
       channel.alive = true;
       for (const l of this.listeners) l.onSeen(channel);
     });
     channel.ws.on('close', (code, reason) => {
       this.channels.delete(channel.id);
+      this.groups.get(channel.group)?.delete(channel);
       for (const l of this.listeners) l.onClose?.(channel);
       this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() }, 'connector channel closed');
     });
@@ -95,8 +101,9 @@ export class ChannelRegistry {
     return [...this.channels.values()];
   }
 
-  byGroup(group: string): Channel[] {
-    return this.all().filter((c) => c.group === group);
+  /** The group's channels, without copying (do not keep the iterable). */
+  inGroup(group: string): Iterable<Channel> {
+    return this.groups.get(group) ?? [];
   }
 
   byConnector(connectorId: string): Channel[] {
@@ -127,5 +134,6 @@ export class ChannelRegistry {
   terminateAll(): void {
     for (const ch of this.channels.values()) ch.ws.terminate();
     this.channels.clear();
+    this.groups.clear();
   }
 }

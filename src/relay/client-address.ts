@@ -4,12 +4,17 @@
 import type { IncomingMessage } from 'node:http';
 import { normalizeAddress } from './limits.js';
 
-const addresses = new WeakMap<IncomingMessage, string>();
+const addresses = new WeakMap<IncomingMessage, { client: string; trustedChain: string | undefined }>();
 
-export function setClientAddress(req: IncomingMessage, address: string): void {
-  addresses.set(req, address);
+/** trustedChain: the X-Forwarded-For value vetted against trusted proxies (undefined: peer not trusted). */
+export function setClientAddress(req: IncomingMessage, client: string, trustedChain: string | undefined): void {
+  addresses.set(req, { client, trustedChain });
 }
 
 export function clientAddress(req: IncomingMessage): string {
-  return addresses.get(req) ?? normalizeAddress(req.socket?.remoteAddress ?? '');
+  return addresses.get(req)?.client ?? normalizeAddress(req.socket?.remoteAddress ?? '');
+}
+
+export function trustedForwardedFor(req: IncomingMessage): string | undefined {
+  return addresses.get(req)?.trustedChain;
 }

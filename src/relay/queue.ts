@@ -36,7 +36,7 @@ export class Exchange {
     return this.channel.connectorId;
   }
 
-  /** When the wait for response headers ends (the connector reports backend timeouts itself first). */
+  /** When the wait for response headers ends (the connector reports backend timeouts itself first); only a queued exchange can expire. */
   deadline = Infinity;
 
   /** Guards the wait for response headers; checked by the queue's sweeper, not a timer per request. */
@@ -55,7 +55,6 @@ export class Exchange {
   startResponding(): boolean {
     if (this.state !== 'queued') return false;
     this.state = 'responding';
-    this.clearTimer();
     return true;
   }
 
@@ -67,10 +66,7 @@ export class Exchange {
     if (wasQueued && this.res && !this.res.headersSent) sendRefusal(this.req, this.res, err, this.id);
     else if (wasQueued && this.socket) sendRefusalOnSocket(this.req, this.socket, err, this.id);
     else this.abortUser();
-    this.error = err;
   }
-
-  error: ProxyctlError | undefined;
 
   /** The user went away or the response broke: tear everything down. */
   abortUser(): void {
@@ -82,14 +78,9 @@ export class Exchange {
   finish(): void {
     if (this.state === 'done') return;
     this.state = 'done';
-    this.clearTimer();
     for (const l of this.links) l.destroy();
     this.links.clear();
     this.onDone(this);
-  }
-
-  private clearTimer(): void {
-    this.deadline = Infinity;
   }
 }
 
@@ -123,24 +114,31 @@ export class RequestQueue {
     return this.exchanges.get(id);
   }
 
-  /** Least outstanding requests across the group's connectors; channels of that connector in turn. */
+  /**
+   * The open channel of the least busy connector in the group (outstanding
+   * requests per connector); ties, including a connector's own channels, are
+   * served in turn. Two passes, no allocation: this runs on every request.
+   */
   pick(group: string): Channel | undefined {
-    const byConnector = new Map<string, Channel[]>();
-    for (const ch of this.channels.byGroup(group)) {
-      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining) continue;
-      byConnector.set(ch.connectorId, [...(byConnector.get(ch.connectorId) ?? []), ch]);
-    }
-    let best: Channel[] | undefined;
     let bestLoad = Infinity;
-    for (const [id, list] of byConnector) {
-      const load = this.outstanding.get(id) ?? 0;
+    let ties = 0;
+    for (const ch of this.channels.inGroup(group)) {
+      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining) continue;
+      const load = this.outstanding.get(ch.connectorId) ?? 0;
       if (load < bestLoad) {
-        best = list;
         bestLoad = load;
+        ties = 1;
+      } else if (load === bestLoad) {
+        ties++;
       }
     }
-    if (!best) return undefined;
-    return best[this.rr++ % best.length];
+    if (ties === 0) return undefined;
+    let turn = this.rr++ % ties;
+    for (const ch of this.channels.inGroup(group)) {
+      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining || (this.outstanding.get(ch.connectorId) ?? 0) !== bestLoad) continue;
+      if (turn-- === 0) return ch;
+    }
+    return undefined;
   }
 
   /** A channel of the group, waiting up to timeoutMs for one to come online. */

@@ -13,7 +13,7 @@ import { AdminTokenVerifier } from './admin-token.js';
 import { ChannelRegistry } from './channels.js';
 import { createConnectorApi } from './connector-api.js';
 import { groupConfigVersion } from './connector-config.js';
-import { ensureServerCertificate } from './server-cert.js';
+import { ensureServerCertificate, type ServerCertificate } from './server-cert.js';
 import { DataPlane } from './data-plane.js';
 import { RequestQueue } from './queue.js';
 import { createRequestPath } from './request-path.js';
@@ -187,11 +187,8 @@ export class Relay {
   }
 
   private async startPublic(cfg: RelayConfig): Promise<void> {
-    const hosts = this.hostsFor(cfg);
-    const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-    this.publicHosts = hosts.join(',');
-    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
-    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, [], deviceCa(cfg).ca);
+    const tls = await this.issuePublicCertificate(cfg);
+    this.tlsStore = new TlsStore(this.relayIssued!, cfg.apps, [], deviceCa(cfg).ca);
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
@@ -318,16 +315,23 @@ export class Relay {
     return { restartNeeded };
   }
 
+  /** The relay-CA certificate for every published host (reused from the data directory when still right). */
+  private async issuePublicCertificate(cfg: RelayConfig): Promise<ServerCertificate> {
+    const hosts = this.hostsFor(cfg);
+    const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
+    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+    this.publicHosts = hosts.join(',');
+    return tls;
+  }
+
   /** New app hosts get a certificate, custom certificates are re-read; open connections keep theirs. */
   private async refreshPublicCertificate(cfg: RelayConfig): Promise<void> {
     if (!this.publicServer || !this.relayIssued) return;
     const hosts = this.hostsFor(cfg);
     if (hosts.join(',') !== this.publicHosts) {
       try {
-        const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-        this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+        const tls = await this.issuePublicCertificate(cfg);
         this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
-        this.publicHosts = hosts.join(',');
       } catch (err) {
         this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
       }

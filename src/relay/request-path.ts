@@ -18,7 +18,7 @@ import type { Authenticator, Authenticated } from './auth/authenticator.js';
 import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
 import { backendCookieHeader } from './auth/session.js';
 import { RateLimiter, TrustedProxies, normalizeAddress } from './limits.js';
-import { clientAddress, setClientAddress } from './client-address.js';
+import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
 import type { HeaderPairs } from '../protocol/connector-api.js';
 
 export interface EdgeLimits {
@@ -89,8 +89,8 @@ export function createRequestPath(deps: RequestPathDeps) {
   function admit(config: RelayConfig, req: IncomingMessage): void {
     const edge = deps.limits();
     const xff = req.headers['x-forwarded-for'];
-    const { client } = edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
-    setClientAddress(req, client);
+    const { client, trustedChain } = edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
+    setClientAddress(req, client, trustedChain);
     const limited = edge.perIp?.take(client);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
     if (req.rawHeaders.length / 2 > config.limits.maxHeaders) {
@@ -194,7 +194,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       headers: requestHeadersForBackend(req.rawHeaders, req.headers, {
         // X-Forwarded-For: the vetted chain (from trusted proxies only), then the peer that connected to us.
         clientAddress: normalizeAddress(req.socket.remoteAddress ?? ''),
-        trustedForwardedFor: deps.limits().proxies.clientAddress(req.socket.remoteAddress ?? '', req.headers['x-forwarded-for'] as string | undefined).trustedChain,
+        trustedForwardedFor: trustedForwardedFor(req),
         host: req.headers.host ?? '',
         requestId,
         upgrade,

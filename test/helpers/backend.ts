@@ -50,6 +50,21 @@ export function patternStream(n: number, onChunk?: (chunk: Buffer) => void): Rea
 
 const hashes = new Map<number, string>();
 /** sha256 (hex) of the first n pattern bytes, computed chunk by chunk and memoized. */
+/** Reads a body to the end; `error` is set when the stream broke instead of ending. */
+export async function drain(body: Readable): Promise<{ bytes: number; sha256: string; error: Error | undefined }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      bytes += chunk.length;
+    }
+    return { bytes, sha256: hash.digest('hex'), error: undefined };
+  } catch (err) {
+    return { bytes, sha256: '', error: err as Error };
+  }
+}
+
 export function patternSha256(n: number): string {
   let h = hashes.get(n);
   if (!h) {

@@ -21,6 +21,7 @@ import { wantsJson } from '../pages.js';
 import { clientAddress } from '../client-address.js';
 import type { TLSSocket } from 'node:tls';
 import { evaluate } from '../../policy/evaluate.js';
+import { isAssigned } from '../../policy/assignment.js';
 import { countryOf, platformOf } from '../../policy/context.js';
 import type { AccessConfig, Decision, SignInContext } from '../../policy/model.js';
 
@@ -51,6 +52,7 @@ const RECHECK_CACHE_MS = 60_000;
 export class Authenticator {
   private readonly rechecks = new Map<string, { at: number; decision: Decision }>();
   private readonly bearerLogged = new Map<string, number>();
+  private readonly bearerVerified = new Map<string, { payload: JWTPayload; until: number }>();
 
   constructor(private readonly deps: AuthDeps) {}
 
@@ -151,21 +153,32 @@ export class Authenticator {
   }
 
   private async bearer(token: string, app: AppConfig, req: IncomingMessage, requestId: string): Promise<Authenticated> {
-    const claims = await this.deps.verifyBearer(token, app.clientId);
-    const identity = identityFromClaims(claims as Record<string, unknown>, this.deps.identity().groupsClaim);
+    // A native client sends the same token on every request: verify its signature once, until it expires (at most a minute).
+    const tokenHash = createHash('sha256').update(token).digest('base64url');
+    const cacheKey = `${app.clientId}|${tokenHash}`;
+    const now = this.now();
+    let claims = this.bearerVerified.get(cacheKey);
+    if (!claims || claims.until <= now) {
+      const payload = await this.deps.verifyBearer(token, app.clientId);
+      const expMs = typeof payload.exp === 'number' ? payload.exp * 1000 : now;
+      if (this.bearerVerified.size > 10_000) this.bearerVerified.clear();
+      claims = { payload, until: Math.min(expMs, now + 60_000) };
+      this.bearerVerified.set(cacheKey, claims);
+    }
+    const identity = identityFromClaims(claims.payload as Record<string, unknown>, this.deps.identity().groupsClaim);
     this.checkAssigned(app, identity);
-    const decision = evaluate(this.deps.access(), contextOf(req, app, identity, this.now()));
-    // A native client sends its token on every request: log a token's use once per address and minute, not per request.
-    const key = `${app.name}|${clientAddress(req)}|${createHash('sha256').update(token).digest('base64url')}|${decision.result}`;
+    const decision = evaluate(this.deps.access(), contextOf(req, app, identity, now));
+    // Logged once per token, address and minute, not per request.
+    const key = `${app.name}|${clientAddress(req)}|${tokenHash}|${decision.result}`;
     const seen = this.bearerLogged.get(key);
-    if (!seen || this.now() - seen > 60_000) {
+    if (!seen || now - seen > 60_000) {
       if (this.bearerLogged.size > 10_000) this.bearerLogged.clear();
-      this.bearerLogged.set(key, this.now());
+      this.bearerLogged.set(key, now);
       this.logSignIn(req, app, identity, requestId, decision.result === 'allow' ? 'success' : 'failure', decision.result === 'allow' ? 'bearer token' : `policy ${decision.decidedBy}`, decision);
     }
     // A bearer client cannot be sent to sign in again: anything but allow is a refusal.
     if (decision.result !== 'allow') throw policyDenied(app, decision);
-    const sid = typeof claims.jti === 'string' ? `bearer:${claims.jti}` : `bearer:${identity.sub}`;
+    const sid = typeof claims.payload.jti === 'string' ? `bearer:${claims.payload.jti}` : `bearer:${identity.sub}`;
     return { identity, sid, via: 'bearer' };
   }
 
@@ -262,10 +275,7 @@ export class Authenticator {
   }
 
   checkAssigned(app: AppConfig, who: Identity): void {
-    if (app.assignment === 'any') return;
-    const byUser = [who.sub, who.email].some((id) => id !== undefined && app.assignedUsers.includes(id));
-    const byGroup = who.groups.some((g) => app.assignedGroups.includes(g));
-    if (!byUser && !byGroup) {
+    if (!isAssigned(app, { user: who.sub, email: who.email, groups: who.groups })) {
       throw new ProxyctlError('ERR_NOT_ASSIGNED', `${who.email ?? who.sub} is not assigned to ${app.name}. Ask your administrator for access.`, { status: 403, details: { app: app.name } });
     }
   }

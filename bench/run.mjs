@@ -8,6 +8,7 @@
 //                      [--duration 10] [--connections 64] [--bytes 1073741824]
 //                      [--idle-count 10000] [--slow-seconds 30]
 //                      [--root DIR]   measure DIR/bin/proxyctl.js (a built checkout) instead
+//                      [--node-flags=--trace-gc,--max-semi-space-size=8]  extra flags for relay and connector
 //                      [--keep]       keep the temporary work directory (logs, data)
 //                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
 //                                     other processes to calm down (shared machines)
@@ -33,6 +34,8 @@ const MIB = 1024 ** 2;
 
 const argv = process.argv.slice(2);
 function flag(name, fallback) {
+  const eq = argv.find((a) => a.startsWith(`--${name}=`));
+  if (eq) return eq.slice(name.length + 3);
   const i = argv.indexOf(`--${name}`);
   if (i < 0) return fallback;
   const v = argv[i + 1];
@@ -45,6 +48,8 @@ const ALL = ['small', 'download', 'upload', 'slow', 'idle'];
 const ONLY = String(flag('only', ALL.join(','))).split(',').filter(Boolean);
 for (const o of ONLY) if (!ALL.includes(o)) throw new Error(`--only: unknown test ${o}; one of ${ALL.join(', ')}`);
 const CPU_PROF = flag('cpu-prof', false) === true;
+/** Extra node flags for relay and connector, comma-separated (e.g. --node-flags=--trace-gc). */
+const NODE_FLAGS = String(flag('node-flags', '')).split(',').filter(Boolean);
 const DURATION = Number(flag('duration', 10));
 const CONNECTIONS = Number(flag('connections', 64));
 const TRANSFER_BYTES = Number(flag('bytes', GIB));
@@ -518,7 +523,7 @@ async function main() {
     writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
     const caFile = path.join(dir, 'data', 'ca.pem');
     const stateDir = path.join(dir, 'connector');
-    const nodeFlags = CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : [];
+    const nodeFlags = [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...NODE_FLAGS];
 
     /** Relay and connector from scratch (fresh heaps), registered once, warmed up. */
     const startPair = async () => {

@@ -421,6 +421,23 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.ok(performance.now() - started < 5000);
   });
 
+  await t.test('client leaves before the backend answers: the backend request is aborted', async (t) => {
+    // A small answer would come back inline; the cancel must reach the backend call before any answer.
+    const ac = new AbortController();
+    const pending = call('files.test', '/slow?ms=4000&tag=early-leave', { signal: ac.signal }).catch((err: Error) => err);
+    const deadline = Date.now() + 3000;
+    while (!backend.seen.some((s) => s.url.includes('tag=early-leave')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    ac.abort();
+    t.ok((await pending) instanceof Error, 'the client gave up');
+    const started = performance.now();
+    const e = await backend.ended('early-leave', 3000);
+    t.equal(e.finished, false, 'the backend response was closed unfinished');
+    t.ok(performance.now() - started < 2000, 'long before the backend would have answered');
+    const after = await call('files.test', '/slow?ms=10');
+    t.equal(after.statusCode, 200, 'the app still answers');
+    await after.body.dump();
+  });
+
   await t.test('client aborts an upload: the backend never sees a complete body', async (t) => {
     const declared = 8 * MiB;
     const req = httpsRequest({

@@ -6,13 +6,14 @@ import { request as httpRequest, type IncomingMessage, type ClientRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
-import { pipeline, type Readable } from 'node:stream';
+import { Readable, pipeline } from 'node:stream';
 import type { Logger } from '../log.js';
 import {
   INLINE_MAX, RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, encodeInlineResponse, requestPath,
   type BackendFailure, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
+import { Coalesce } from '../protocol/coalesce.js';
 
 export interface ProxyDeps {
   relay: () => RelayClient;
@@ -23,7 +24,7 @@ export interface ProxyDeps {
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
 
 export class BackendProxy {
-  private readonly inflight = new Map<string, AbortController>();
+  private readonly inflight = new Map<string, BackendCall>();
   private readonly backend: Agent;
   /** Response pushes to the relay (keyed by the TLS options, so a renewed certificate gets its own sockets). */
   private readonly push = new HttpsAgent({ keepAlive: true, maxSockets: 512 });
@@ -38,7 +39,7 @@ export class BackendProxy {
   }
 
   cancel(id: string): void {
-    this.inflight.get(id)?.abort(new Error('cancelled by the relay: the user went away'));
+    this.inflight.get(id)?.cancel(new Error('cancelled by the relay: the user went away'));
   }
 
   /** Apps by name with their parsed internal URL, rebuilt when the pulled config changes. */
@@ -59,11 +60,11 @@ export class BackendProxy {
 
   /** reply: sends an inline response frame on the channel the request came on. */
   handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
-    const ac = new AbortController();
-    this.inflight.set(msg.id, ac);
-    this.run(msg, ac.signal, reply)
+    const call = new BackendCall(this, msg, reply);
+    this.inflight.set(msg.id, call);
+    this.run(call)
       .catch((err: unknown) => {
-        if (!ac.signal.aborted) this.deps.log.warn({ request_id: msg.id, app: msg.app, err: (err as Error).message }, 'request failed');
+        if (!call.aborted) this.deps.log.warn({ request_id: msg.id, app: msg.app, err: (err as Error).message }, 'request failed');
       })
       .finally(() => {
         this.inflight.delete(msg.id);
@@ -85,49 +86,36 @@ export class BackendProxy {
   }
 
   async close(): Promise<void> {
-    for (const ac of this.inflight.values()) ac.abort(new Error('connector shutting down'));
+    for (const call of this.inflight.values()) call.cancel(new Error('connector shutting down'));
     await this.backend.close().catch(() => undefined);
     this.push.destroy();
   }
 
-  private async run(msg: QueuedRequest, signal: AbortSignal, reply?: (frame: Buffer) => boolean): Promise<void> {
+  private async run(call: BackendCall): Promise<void> {
+    const msg = call.msg;
     const target = this.targetOf(msg.app);
     if (!target) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
     const headers = this.backendHeaders(msg.headers, app, base);
-    if (msg.upgrade) return this.upgrade(msg, app, base, path, headers, signal);
-
-    const relay = this.deps.relay();
-    const body = msg.body ? await this.fetchBody(relay, msg.id, signal) : undefined;
-    let res: Dispatcher.ResponseData;
-    try {
-      res = await this.backend.request({
-        origin: base.origin, path, method: msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body, signal,
-        headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
-      });
-    } catch (err) {
+    if (msg.upgrade) return this.upgrade(msg, app, base, path, headers, call.signal);
+    const body = msg.body ? await this.fetchBody(this.deps.relay(), msg.id, call.signal) : undefined;
+    if (call.aborted) {
       body?.destroy();
-      if (signal.aborted) return;
-      return this.reportBackendError(msg, app, err);
-    }
-    const headers2 = toPairs(res.headers);
-    const length = Number(res.headers['content-length']);
-    const bodyless = msg.method === 'HEAD' || res.statusCode === 204 || res.statusCode === 304;
-    if (reply && (bodyless || (res.headers['content-length'] !== undefined && length <= INLINE_MAX))) {
-      // Small and complete: one frame on the control channel, no extra call to the relay.
-      let bodyBytes: Buffer;
-      try {
-        bodyBytes = bodyless ? (await res.body.dump(), Buffer.alloc(0)) : Buffer.from(await res.body.arrayBuffer());
-      } catch (err) {
-        if (signal.aborted) return;
-        return this.reportBackendError(msg, app, err);
-      }
-      if (reply(encodeInlineResponse({ type: 'response', id: msg.id, status: res.statusCode, headers: headers2 }, bodyBytes))) return;
-      // The channel went away meanwhile: the relay has failed the request already.
       return;
     }
-    await this.sendResponse(relay, msg.id, res.statusCode, headers2, res.body, signal);
+    call.app = app;
+    call.requestBody = body;
+    this.backend.dispatch({
+      origin: base.origin, path, method: msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body: body ?? null,
+      headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
+    }, call);
+    return call.done;
+  }
+
+  /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
+  streamResponse(id: string, status: number, headers: HeaderPairs, body: Readable, signal: AbortSignal): Promise<void> {
+    return this.sendResponse(this.deps.relay(), id, status, headers, body, signal);
   }
 
   private backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): HeaderPairs {
@@ -141,7 +129,9 @@ export class BackendProxy {
       await res.body.dump();
       throw new Error(`relay refused the request body (${res.statusCode})`);
     }
-    return res.body;
+    // The relay's TLS records arrive 16 KiB at a time: joined, they reach the backend in big writes.
+    // A body that breaks destroys the joined stream with the error, so the backend never sees a clean end.
+    return pipeline(res.body, new Coalesce(), () => undefined);
   }
 
   /**
@@ -176,7 +166,7 @@ export class BackendProxy {
     });
   }
 
-  private reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
+  reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
     const code = errorCode(err);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
       return this.report(msg.id, 'ERR_BACKEND_TIMEOUT', `${app.name} did not answer within ${Math.round(app.backendTimeoutMs / 1000)} s`);
@@ -248,6 +238,126 @@ export class BackendProxy {
     });
     req.on('error', (err) => cb(err));
     req.end();
+  }
+}
+
+/**
+ * One request to the backend, driven by undici's dispatch handler interface:
+ * a small complete answer is collected and sent back in one control-channel
+ * frame with no stream or promise per response; anything else streams to the
+ * relay with back-pressure (the backend is paused while the relay is full).
+ */
+class BackendCall implements Dispatcher.DispatchHandler {
+  app: ConnectorAppConfig | undefined;
+  /** The user's body as pulled from the relay; destroyed when the call fails, so the pull stops too. */
+  requestBody: Readable | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+  private reason: Error | undefined;
+  private ac: AbortController | undefined;
+  private inline = false;
+  private status = 0;
+  private headers: HeaderPairs = [];
+  private chunks: Buffer[] = [];
+  private size = 0;
+  private stream: Readable | undefined;
+  private ended = false;
+  private settle!: () => void;
+  private fail!: (err: unknown) => void;
+  readonly done: Promise<void>;
+
+  constructor(private readonly proxy: BackendProxy, readonly msg: QueuedRequest, private readonly reply: ((frame: Buffer) => boolean) | undefined) {
+    this.done = new Promise((resolve, reject) => {
+      this.settle = resolve;
+      this.fail = reject;
+    });
+  }
+
+  get aborted(): boolean {
+    return this.reason !== undefined;
+  }
+
+  /** For the calls that need one (body pull, streamed push, upgrade); made on first use. */
+  get signal(): AbortSignal {
+    if (!this.ac) {
+      this.ac = new AbortController();
+      if (this.reason) this.ac.abort(this.reason);
+    }
+    return this.ac.signal;
+  }
+
+  cancel(reason: Error): void {
+    if (this.reason) return;
+    this.reason = reason;
+    this.controller?.abort(reason);
+    this.ac?.abort(reason);
+    this.stream?.destroy(reason);
+    this.dropRequestBody(reason);
+    // Nothing more will come from the backend: the call is over.
+    if (!this.stream) this.settle();
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.reason) controller.abort(this.reason);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    this.status = status;
+    this.headers = toPairs(headers);
+    const declared = headers['content-length'];
+    const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304;
+    this.inline = this.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
+    if (this.inline) return;
+    const stream = new Readable({
+      read: () => controller.resume(),
+      // The push was refused or broke (the user left): stop reading the backend.
+      destroy: (err, cb) => {
+        if (!this.ended) controller.abort(err ?? new Error('the response stream was closed'));
+        cb(err);
+      },
+    });
+    this.stream = stream;
+    this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal).then(() => this.settle(), (err: unknown) => this.fail(err));
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.stream) {
+      if (!this.stream.push(chunk)) controller.pause();
+      return;
+    }
+    this.chunks.push(chunk);
+    this.size += chunk.length;
+  }
+
+  onResponseEnd(): void {
+    this.ended = true;
+    if (this.stream) {
+      this.stream.push(null);
+      return;
+    }
+    const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
+    this.chunks = [];
+    // Sent, or the channel went away meanwhile and the relay has failed the request already.
+    this.reply!(encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body));
+    this.settle();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    this.ended = true;
+    this.dropRequestBody(err);
+    if (this.stream) {
+      // Mid-body: the push to the relay is destroyed, so the user never sees a clean end.
+      this.stream.destroy(err);
+      return;
+    }
+    if (this.reason) return this.settle();
+    this.proxy.reportBackendError(this.msg, this.app!, err).then(() => this.settle(), (e: unknown) => this.fail(e));
+  }
+
+  private dropRequestBody(err: Error): void {
+    const body = this.requestBody;
+    this.requestBody = undefined;
+    if (body && !body.destroyed) body.on('error', () => undefined).destroy(err);
   }
 }
 

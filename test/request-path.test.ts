@@ -219,6 +219,12 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     }
   });
 
+  await t.test('an informational 103 before the answer: the user gets the final response', async (t) => {
+    const r = await call('files.test', '/early-hints');
+    t.equal(r.statusCode, 200);
+    t.same(await r.body.json(), { hinted: true });
+  });
+
   await t.test('Range requests', async (t) => {
     const whole = Buffer.concat([...patternChunks(RANGE_SIZE)]);
     const r = await call('files.test', '/range', { headers: { range: 'bytes=100-199' } });

@@ -302,6 +302,8 @@ class BackendCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+    // Informational answers (102, 103 Early Hints) come before the real one: not forwarded.
+    if (status < 200) return;
     this.status = status;
     this.headers = toPairs(headers);
     const declared = headers['content-length'];

@@ -142,7 +142,7 @@ export async function startBackend(): Promise<Backend> {
   const server: Server = createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: 60_000 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://backend.invalid');
     const name = url.pathname.split('/').pop() ?? '';
-    const route = ['reject-upload', 'bytes', 'upload', 'slow', 'sse', 'cookies', 'range', 'fail-mid', 'hang-body', 'big-header'].includes(name) ? name : 'echo';
+    const route = ['reject-upload', 'bytes', 'upload', 'slow', 'sse', 'cookies', 'range', 'fail-mid', 'hang-body', 'big-header', 'early-hints'].includes(name) ? name : 'echo';
     counts.set(route, (counts.get(route) ?? 0) + 1);
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     const tag = url.searchParams.get('tag');
@@ -186,6 +186,11 @@ export async function startBackend(): Promise<Backend> {
         }));
         return;
       }
+      case 'early-hints':
+        req.resume();
+        // A 103 before the answer: the proxy must pass on the final response only.
+        res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+        return void setTimeout(() => json(res, 200, { hinted: true }), 20);
       case 'slow': {
         req.resume();
         const timer = setTimeout(() => json(res, 200, { slept: num('ms', 0) }), num('ms', 0));

@@ -119,8 +119,8 @@ export class BackendProxy {
   }
 
   private backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): HeaderPairs {
-    const forwardedHost = pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1];
-    return [['host', app.passHostHeader && forwardedHost ? forwardedHost : base.host], ...pairs];
+    const forwardedHost = app.passHostHeader ? pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
+    return [['host', forwardedHost || base.host], ...pairs];
   }
 
   private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {

@@ -71,8 +71,9 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
 
 /** Backend response headers as a flat [name, value, …] list for writeHead. */
 export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false): string[] {
-  const named = new Set<string>();
-  for (const [k, v] of pairs) if (k.toLowerCase() === 'connection') for (const t of v.split(',')) named.add(t.trim().toLowerCase());
+  // Headers the backend names in Connection are hop-by-hop too; most responses name none.
+  let named: Set<string> | undefined;
+  for (const [k, v] of pairs) if (k.toLowerCase() === 'connection') for (const t of v.split(',')) (named ??= new Set()).add(t.trim().toLowerCase());
   const flat: string[] = [];
   for (const [name, value] of pairs) {
     const lower = name.toLowerCase();
@@ -80,7 +81,7 @@ export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false
       flat.push(name, value);
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || named.has(lower)) continue;
+    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
     flat.push(name, value);
   }
   return flat;

@@ -13,7 +13,7 @@ import type { QueuedRequest } from '../protocol/connector-api.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
 import type { RequestQueue } from './queue.js';
-import { routerFor, stripPort, type Route } from './router.js';
+import { hostName, routerFor, stripPort, type Route } from './router.js';
 import type { Authenticator, Authenticated } from './auth/authenticator.js';
 import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
 import { backendCookieHeader } from './auth/session.js';
@@ -71,12 +71,13 @@ export function createRequestPath(deps: RequestPathDeps) {
   function matchApp(config: RelayConfig, req: IncomingMessage): Route {
     const target = req.url ?? '/';
     checkTarget(target);
+    const host = hostName(req.headers.host ?? '');
     // The host the TLS handshake named (SNI) is the host the request is for.
     const sni = (req.socket as TLSSocket).servername;
-    if (typeof sni === 'string' && sni && stripHostPort(req.headers.host).replace(/\.$/, '') !== sni.toLowerCase().replace(/\.$/, '')) {
+    if (typeof sni === 'string' && sni && host !== sni.toLowerCase().replace(/\.$/, '')) {
       throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
     }
-    const route = routerFor(config).match(req.headers.host, target);
+    const route = routerFor(config).match(host, target);
     if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
     // An encoded slash could be decoded by the backend into a path outside the app's prefix.
     if (/%2f/i.test(pathOf(target)) && (route.app.pathPrefix !== '/' || route.app.internalUrl.pathname !== '/')) {

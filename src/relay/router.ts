@@ -23,10 +23,9 @@ export class Router {
     this.wildcard = [...wild.entries()].map(([suffix, list]) => ({ suffix, apps: list })).sort((a, b) => b.suffix.length - a.suffix.length);
   }
 
-  /** host: the Host header (port ignored); target: the request target (origin form). */
-  match(hostHeader: string | undefined, target: string): Route | undefined {
-    if (!hostHeader) return undefined;
-    const host = stripPort(hostHeader).toLowerCase().replace(/\.$/, '');
+  /** host: the host name as hostName() gives it; target: the request target (origin form). */
+  match(host: string, target: string): Route | undefined {
+    if (!host) return undefined;
     let candidates = this.exact.get(host);
     if (!candidates) {
       for (const w of this.wildcard) {
@@ -49,6 +48,11 @@ export class Router {
     }
     return undefined;
   }
+}
+
+/** A Host header as a host name: no port, lower case, no trailing dot. */
+export function hostName(hostHeader: string): string {
+  return stripPort(hostHeader).toLowerCase().replace(/\.$/, '');
 }
 
 export function stripPort(host: string): string {

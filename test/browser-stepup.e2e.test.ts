@@ -5,19 +5,11 @@
 import t from 'tap';
 import { createServer } from 'node:http';
 import { TOTP } from 'otpauth';
-import type { Browser } from 'playwright-core';
-import { hasChromium, launchChromium, noChromium } from './helpers/browser.js';
+import { withChromium } from './helpers/browser.js';
 import { hashPassword, newTotpSecret } from '../src/idp/users.js';
 import { startHarness } from './helpers/harness.js';
 
-if (!hasChromium) {
-  t.pass(noChromium, { skip: true });
-} else {
-  let browser: Browser;
-  t.before(async () => {
-    browser = await launchChromium();
-  });
-  t.teardown(() => browser?.close());
+withChromium((browser) => {
 
   t.test('password sign-in to demo, then step-up to TOTP for the MFA-required app', async (t) => {
     const backend = createServer((req, res) => {
@@ -50,7 +42,7 @@ policies:
     }, 'test', 'user.add');
     await h.addConnector();
 
-    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const context = await browser().newContext({ ignoreHTTPSErrors: true });
     t.teardown(() => context.close());
     const page = await context.newPage();
 
@@ -105,4 +97,4 @@ policies:
     t.ok(log.some((e) => e.app === 'secure' && e.result === 'stepUp'), 'the step-up is in the sign-in log');
     t.ok(log.some((e) => e.app === 'secure' && e.result === 'success'), 'and the MFA sign-in that followed');
   });
-}
+});

@@ -4,19 +4,11 @@
 // backend, signs out, and is sent to sign in again.
 import t from 'tap';
 import { createServer } from 'node:http';
-import type { Browser } from 'playwright-core';
-import { hasChromium, launchChromium, noChromium } from './helpers/browser.js';
+import { withChromium } from './helpers/browser.js';
 import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
 
-if (!hasChromium) {
-  t.pass(noChromium, { skip: true });
-} else {
-  let browser: Browser;
-  t.before(async () => {
-    browser = await launchChromium();
-  });
-  t.teardown(() => browser?.close());
+withChromium((browser) => {
 
   t.test('demo: embedded provider sign-in, POST, sign-out, sign-in again', async (t) => {
     const dir = tempDir(t);
@@ -27,7 +19,7 @@ if (!hasChromium) {
     const url = /open:\s+(\S+)/.exec(demo.stdoutText)?.[1];
     const password = /password (\S+)/.exec(demo.stdoutText)?.[1];
     t.ok(url && password, `demo printed URL and password: ${demo.stdoutText}${demo.stderrText}`);
-    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const context = await browser().newContext({ ignoreHTTPSErrors: true });
     t.teardown(() => context.close());
     const page = await context.newPage();
     await page.goto(url!);
@@ -70,7 +62,7 @@ if (!hasChromium) {
     });
     h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: [] });
     await h.addConnector();
-    const context = await browser.newContext({ ignoreHTTPSErrors: true });
+    const context = await browser().newContext({ ignoreHTTPSErrors: true });
     t.teardown(() => context.close());
     const page = await context.newPage();
     const appUrl = h.url('web.test', '/');
@@ -91,4 +83,4 @@ if (!hasChromium) {
     await page.waitForSelector('#username');
     t.equal(new URL(page.url()).origin, h.idp.issuer, 'sent to sign in again');
   });
-}
+});

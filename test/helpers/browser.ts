@@ -1,6 +1,7 @@
 // Debian's Chromium for the real-browser tests, launched as this machine needs
 // (no sandbox as root, no background networking) with test hosts on loopback.
 import { existsSync } from 'node:fs';
+import t from 'tap';
 import { chromium, type Browser } from 'playwright-core';
 
 export const CHROMIUM = process.env['CHROMIUM_PATH'] ?? '/usr/bin/chromium';
@@ -15,4 +16,21 @@ export function launchChromium(): Promise<Browser> {
       '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP *.localhost 127.0.0.1, MAP *.test 127.0.0.1',
     ],
   });
+}
+
+/**
+ * One Chromium for the tests of a file, launched before them and closed after;
+ * where there is no Chromium the file passes as skipped. body declares the tests.
+ */
+export function withChromium(body: (browser: () => Browser) => void): void {
+  if (!hasChromium) {
+    t.pass(noChromium, { skip: true });
+    return;
+  }
+  let browser: Browser | undefined;
+  t.before(async () => {
+    browser = await launchChromium();
+  });
+  t.teardown(() => browser?.close());
+  body(() => browser!);
 }

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { Connector } from '../connector/connector.js';
 import { ConnectorMetrics, addressOf, parseLoopbackListen, startMetricsServer } from '../connector/metrics.js';
 import { defaultStateDir } from '../connector/state.js';
+import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
 
 export interface RunOptions {
@@ -13,6 +14,7 @@ export interface RunOptions {
 }
 
 export async function runConnector(opts: RunOptions): Promise<void> {
+  tuneHeapForStreaming();
   const log = createLogger('info', 'proxyctl-connector');
   const metricsAt = opts.metricsListen ? parseLoopbackListen(opts.metricsListen) : undefined;
   const metrics = new ConnectorMetrics();

@@ -12,6 +12,7 @@ import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { hashPassword } from '../idp/users.js';
+import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
 import { Relay } from '../relay/relay.js';
 import { startSampleApp } from '../demo/sample-app.js';
@@ -20,6 +21,7 @@ import { VERSION } from '../version.js';
 export interface DemoOptions { dataDir?: string; port?: string; apiPort?: string }
 
 export async function runDemo(opts: DemoOptions, out: (line: string) => void): Promise<void> {
+  tuneHeapForStreaming();
   const dataDir = path.resolve(opts.dataDir ?? 'proxyctl-demo');
   const port = Number(opts.port ?? 8443);
   const apiPort = Number(opts.apiPort ?? (port === 0 ? 0 : port + 1));

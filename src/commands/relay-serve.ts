@@ -5,6 +5,7 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { defaultRelayConfig, loadRelayConfig, type RelayConfig } from '../config/relay-config.js';
 import { isProxyctlError } from '../errors.js';
+import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
 import { Relay } from '../relay/relay.js';
 
@@ -19,6 +20,7 @@ export function loadConfigFromOptions(opts: ServeOptions): RelayConfig {
 }
 
 export async function serveRelay(opts: ServeOptions): Promise<void> {
+  tuneHeapForStreaming();
   const config = loadConfigFromOptions(opts);
   const log = createLogger(config.log.level, 'proxyctl-relay');
   const relay = await Relay.create(config, { log });

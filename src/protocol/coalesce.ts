@@ -1,9 +1,8 @@
 // Body bytes leave in big writes. A TLS socket hands out at most one 16 KiB
 // record per chunk; the connector writes the user's upload to the backend
 // through undici, and forwarding each record as its own write costs a syscall
-// per 16 KiB (profiled: over half the connector's CPU on a 1 GiB upload). Joined,
-// the connector and backend spend ~2 s/GB less; on loopback the relay then spends
-// about that much more, so the total is unchanged there (README, Performance).
+// per 16 KiB on both sides. Joined, the backend spends ~0.2 s/GB less and the
+// relay and connector the same (A/B bench runs, README, Performance).
 // Chunks that arrive in the same event-loop turn are joined and written once,
 // in the check phase of that turn, so nothing waits for more data: a small
 // message still leaves in the turn it arrived. Back-pressure is the stream's

@@ -1,15 +1,14 @@
 // V8 heap settings for the long-running roles (relay, connector).
 //
 // A proxy allocates few JS objects but many Buffers: every TLS record read is a
-// new 16 KiB ArrayBuffer. After each young-generation GC, V8 starts a full
-// (mark-compact) collection whenever the old generation's headroom is smaller
-// than the young generation; with the default growing factor the headroom of a
-// ~15–25 MB heap is about as large as the heap, so during a bulk transfer V8
-// ran a full collection every 50–100 ms that freed nothing (trace: 24.6 MB ->
-// 24.5 MB, 200+ per GB in the connector), costing ~40% of the process's CPU.
-// With the old generation allowed to grow to 4x its live size before the next
-// full collection, that drops to a handful per transfer (measured with
-// `npm run bench --node-flags=--trace-gc`, README Performance).
+// new 16 KiB ArrayBuffer. With V8's default heap growing factor, `--trace-gc`
+// during a bulk transfer showed each young-generation GC (forced by that buffer
+// memory) at once starting a full mark-compact on the old generation's
+// allocation limit, which then freed nothing (24.6 MB -> 24.5 MB): dozens per
+// GB, about a third of the process's CPU in marking and sweeping (perf). With
+// the old generation allowed to grow to 4x its live size before the next full
+// collection, that drops to a handful per run (A/B with
+// `npm run bench -- --node-flags=--trace-gc`, README Performance).
 //
 // The flag is read each time V8 recomputes its limits, so setting it at start
 // is effective. An operator's own choice (node --heap-growing-percent=N; V8

@@ -69,7 +69,7 @@ function rate(v: Validation, path: string, raw: unknown, fallback: RateConfig | 
   } else {
     ratePerSec = r;
   }
-  // Without an explicit burst, two seconds' worth (as the perIp default, 50/s and 100).
+  // Without an explicit burst, two seconds' worth (as the perIp default, 300/s and 600).
   const burst = int(v, join(path, 'burst'), o['burst'], Math.max(1, Math.ceil(ratePerSec * 2)), 1, 2 * MAX_RATE);
   return { ratePerSec, burst };
 }
@@ -87,10 +87,15 @@ export function parseSize(text: string): number | undefined {
   return n;
 }
 
+/** A config value given as a number of bytes or as a size string; undefined when neither. */
+function bytesOf(raw: unknown): number | undefined {
+  return typeof raw === 'number' ? raw : typeof raw === 'string' ? parseSize(raw) : undefined;
+}
+
 /** A per-app `maxBodyBytes`: undefined = no limit. */
 export function parseBodyLimit(v: Validation, path: string, raw: unknown): number | undefined {
   if (raw === undefined) return undefined;
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? parseSize(raw) : undefined;
+  const n = bytesOf(raw);
   if (n === undefined || !Number.isSafeInteger(n) || n < 1) {
     return v.fail(path, raw, 'a positive whole number of bytes, or a size such as 512KiB, 10MB, 1GiB');
   }
@@ -100,7 +105,7 @@ export function parseBodyLimit(v: Validation, path: string, raw: unknown): numbe
 /** Bytes as a number or a size ("32KiB"); 1 KiB (room for a request line) to 1 MiB (far above any browser). */
 function headerBytes(v: Validation, path: string, raw: unknown, fallback: number): number {
   if (raw === undefined) return fallback;
-  const n = typeof raw === 'number' ? raw : typeof raw === 'string' ? parseSize(raw) : undefined;
+  const n = bytesOf(raw);
   if (n === undefined || !Number.isInteger(n) || n < 1024 || n > 1024 * 1024) {
     v.fail(path, raw, 'a whole number of bytes or a size from 1KiB to 1MiB, such as 32768 or 32KiB');
     return fallback;

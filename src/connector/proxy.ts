@@ -23,6 +23,9 @@ export interface ProxyDeps {
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
 
+/** An app as the connector calls it: its config, parsed internal URL and path prefix (ending in "/"). */
+interface Target { app: ConnectorAppConfig; base: URL; prefix: string }
+
 export class BackendProxy {
   private readonly inflight = new Map<string, BackendCall>();
   private readonly backend: Agent;
@@ -43,12 +46,12 @@ export class BackendProxy {
   }
 
   /** Apps by name with their parsed internal URL, rebuilt when the pulled config changes. */
-  private targets: { config: ConnectorConfig | undefined; byName: Map<string, { app: ConnectorAppConfig; base: URL; prefix: string }> } = { config: undefined, byName: new Map() };
+  private targets: { config: ConnectorConfig | undefined; byName: Map<string, Target> } = { config: undefined, byName: new Map() };
 
-  private targetOf(name: string): { app: ConnectorAppConfig; base: URL; prefix: string } | undefined {
+  private targetOf(name: string): Target | undefined {
     const config = this.deps.config();
     if (this.targets.config !== config) {
-      const byName = new Map<string, { app: ConnectorAppConfig; base: URL; prefix: string }>();
+      const byName = new Map<string, Target>();
       for (const app of config?.apps ?? []) {
         const base = new URL(app.internalUrl);
         byName.set(app.name, { app, base, prefix: base.pathname.endsWith('/') ? base.pathname : `${base.pathname}/` });

@@ -73,7 +73,7 @@ export class DataPlane {
     });
     ex.links.add(res);
     const upload = ex.req;
-    const max = ex.maxBodyBytes;
+    const max = ex.app.maxBodyBytes;
     if (max !== undefined) {
       // Chunked bodies have no declared length: count, and stop at the app's limit.
       let seen = 0;

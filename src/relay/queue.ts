@@ -28,8 +28,6 @@ export class Exchange {
     readonly head: Buffer | undefined,
     readonly hasBody: boolean,
     private readonly onDone: (ex: Exchange) => void,
-    /** Body size limit of the app (undefined: none). */
-    readonly maxBodyBytes: number | undefined = undefined,
   ) {}
 
   get connectorId(): string {
@@ -175,9 +173,8 @@ export class RequestQueue {
 
   open(init: {
     id: string; app: AppConfig; channel: Channel; req: IncomingMessage; res?: ServerResponse; socket?: Duplex; head?: Buffer; hasBody: boolean;
-    maxBodyBytes?: number | undefined;
   }): Exchange {
-    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, (e) => this.closed(e), init.maxBodyBytes);
+    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, (e) => this.closed(e));
     this.exchanges.set(ex.id, ex);
     this.outstanding.set(ex.connectorId, (this.outstanding.get(ex.connectorId) ?? 0) + 1);
     return ex;

@@ -188,7 +188,7 @@ export class Relay {
 
   private async startPublic(cfg: RelayConfig): Promise<void> {
     const tls = await this.issuePublicCertificate(cfg);
-    this.tlsStore = new TlsStore(this.relayIssued!, cfg.apps, [], deviceCa(cfg).ca);
+    this.tlsStore = new TlsStore(this.relayIssued!, cfg.apps, deviceCa(cfg).ca);
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
@@ -336,7 +336,7 @@ export class Relay {
         this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
       }
     }
-    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, [], deviceCa(cfg).ca);
+    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, deviceCa(cfg).ca);
   }
 
   private announceConfigChange(prev: RelayConfig): void {

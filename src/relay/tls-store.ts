@@ -5,22 +5,12 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { AppConfig } from '../config/relay-config.js';
 
-/**
- * The seam for automatically issued public certificates (ACME, RFC 8555): a
- * source is asked after the app's own certificate files and before the relay
- * CA. proxyctl ships none yet — an ACME client would answer its HTTP-01 or
- * TLS-ALPN-01 challenges on the public listener and return contexts here.
- */
-export interface CertificateSource {
-  contextFor(host: string): SecureContext | undefined;
-}
-
 export class TlsStore {
   private readonly exact = new Map<string, SecureContext>();
   private readonly wildcard: { suffix: string; ctx: SecureContext }[] = [];
 
   /** clientCa: the device CA, when client certificates are requested (verified against it only). */
-  constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], private readonly sources: readonly CertificateSource[] = [], clientCa?: string) {
+  constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], clientCa?: string) {
     for (const app of apps) {
       if (!app.tls) continue;
       const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, minVersion: 'TLSv1.2', ...(clientCa ? { ca: clientCa } : {}) });
@@ -37,10 +27,6 @@ export class TlsStore {
     if (own) return own;
     for (const w of this.wildcard) {
       if (host.endsWith(w.suffix) && !host.slice(0, -w.suffix.length).includes('.')) return w.ctx;
-    }
-    for (const source of this.sources) {
-      const ctx = source.contextFor(host);
-      if (ctx) return ctx;
     }
     return this.fallback;
   }

@@ -36,7 +36,7 @@ export interface TranslatedResponse {
 export function translateResponse(config: RelayConfig, app: AppConfig, headers: HeaderPairs, method: string | undefined, status: number): TranslatedResponse {
   if (!app.translateHeaders && !app.translateLinks) return { headers, body: undefined };
   const maps = mapsFor(config, app);
-  let out = app.translateHeaders ? translateResponseHeaders(headers, { internal: app.internalUrl, external: app.externalUrl }, maps) : headers;
+  let out = app.translateHeaders ? translateResponseHeaders(headers, maps[0]!, maps) : headers;
   if (!app.translateLinks || method === 'HEAD' || status === 204 || status === 304) return { headers: out, body: undefined };
   const get = (name: string) => out.find(([k]) => k.toLowerCase() === name)?.[1];
   const type = get('content-type');

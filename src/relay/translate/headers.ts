@@ -5,7 +5,7 @@
 // and a value that cannot be understood is passed on unchanged.
 import { isIP } from 'node:net';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
-import { applyEdits, refreshEdits, urlEdits, type UrlEdit, type UrlMap } from './urls.js';
+import { applyEdits, refreshEdits, urlEdits, withSlash, type UrlEdit, type UrlMap } from './urls.js';
 
 type EditsOf = (value: string, maps: readonly UrlMap[], base?: URL) => UrlEdit[];
 
@@ -36,10 +36,6 @@ const URL_HEADERS = new Map<string, EditsOf>([
   ['refresh', refreshEdits],
   ['link', linkHeaderEdits],
 ]);
-
-function withSlash(p: string): string {
-  return p.endsWith('/') ? p : `${p}/`;
-}
 
 /** A Set-Cookie value with Domain and Path moved from the app's internal URL to its external one. */
 export function translateSetCookie(value: string, app: { internal: URL; external: URL }): string {
@@ -79,21 +75,23 @@ export function translateSetCookie(value: string, app: { internal: URL; external
  * Refresh and Link through all published apps (`maps`; `app` preferred where several
  * publish the same internal URL; scheme-relative values take the scheme of app.internal),
  * Set-Cookie Domain/Path through the responding `app`. Never throws; unknown or malformed
- * values pass unchanged.
+ * values pass unchanged (the same pair).
  */
-export function translateResponseHeaders(pairs: HeaderPairs, app: { internal: URL; external: URL }, maps: readonly UrlMap[]): HeaderPairs {
+export function translateResponseHeaders(pairs: HeaderPairs, app: UrlMap, maps: readonly UrlMap[]): HeaderPairs {
   // The responding app first: of apps publishing the same internal URL, its own external URL wins.
-  const ordered: readonly UrlMap[] = [app, ...maps];
-  return pairs.map(([name, value]): [string, string] => {
+  // A list that already starts with it is used as is (translators cache their work per list).
+  const ordered: readonly UrlMap[] = maps[0] === app ? maps : [app, ...maps];
+  return pairs.map((pair): [string, string] => {
+    const [name, value] = pair;
     const lower = name.toLowerCase();
     try {
       if (lower === 'set-cookie') return [name, translateSetCookie(value, app)];
       const edits = URL_HEADERS.get(lower);
-      if (!edits) return [name, value];
+      if (!edits) return pair;
       const found = edits(value, ordered, app.internal);
-      return [name, found.length ? applyEdits(value, found) : value];
+      return found.length ? [name, applyEdits(value, found)] : pair;
     } catch {
-      return [name, value];
+      return pair;
     }
   });
 }

@@ -42,7 +42,8 @@ interface PreparedMap {
 
 const prepared = new WeakMap<readonly UrlMap[], PreparedMap[]>();
 
-function withSlash(p: string): string {
+/** A path prefix ending in "/". */
+export function withSlash(p: string): string {
   return p.endsWith('/') ? p : `${p}/`;
 }
 

@@ -5,6 +5,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { ProxyctlError, type ErrorCode } from '../errors.js';
 import { API, type ApiErrorBody, type ConnectorConfig, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
+import { CLIENT_TLS } from '../crypto/tls-policy.js';
 
 export interface ClientCredentials {
   /** PEM CA bundle to trust; undefined = the system's trust store. */
@@ -26,7 +27,7 @@ export function tlsOptions(creds: ClientCredentials) {
   return {
     ...(creds.caPem ? { ca: creds.caPem } : {}),
     ...(creds.certPem ? { cert: creds.certPem, key: creds.keyPem } : {}),
-    minVersion: 'TLSv1.2' as const,
+    ...CLIENT_TLS,
   };
 }
 

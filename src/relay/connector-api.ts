@@ -21,6 +21,7 @@ import { field, readJsonBody, sendError, sendJson } from './respond.js';
 import { parseDataPath, type DataPlane } from './data-plane.js';
 import { issueConnectorIdentity } from './registration.js';
 import type { Store } from './store.js';
+import { SERVER_TLS } from '../crypto/tls-policy.js';
 
 export interface ConnectorApiDeps {
   config: () => RelayConfig;
@@ -45,7 +46,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     ca: deps.ca.certPem,
     requestCert: true,
     rejectUnauthorized: false, // registration has no certificate yet; checked per route
-    minVersion: 'TLSv1.2',
+    ...SERVER_TLS,
     headersTimeout: 10_000,
     requestTimeout: 0, // response bodies stream for as long as the user downloads
     maxHeaderSize: 64 * 1024, // response headers travel encoded in one request header

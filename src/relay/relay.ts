@@ -29,6 +29,7 @@ import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { Store } from './store.js';
+import { SERVER_TLS } from '../crypto/tls-policy.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -192,7 +193,7 @@ export class Relay {
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
-      minVersion: 'TLSv1.2',
+      ...SERVER_TLS,
       SNICallback: (name, cb) => cb(null, this.tlsStore?.contextFor(name)),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
@@ -319,7 +320,7 @@ export class Relay {
   private async issuePublicCertificate(cfg: RelayConfig): Promise<ServerCertificate> {
     const hosts = this.hostsFor(cfg);
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) });
     this.publicHosts = hosts.join(',');
     return tls;
   }
@@ -331,7 +332,7 @@ export class Relay {
     if (hosts.join(',') !== this.publicHosts) {
       try {
         const tls = await this.issuePublicCertificate(cfg);
-        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2', ...deviceCa(cfg) });
+        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) });
       } catch (err) {
         this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
       }

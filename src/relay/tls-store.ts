@@ -4,6 +4,7 @@
 // published host. Rebuilt from the config on reload (files are re-read then).
 import { createSecureContext, type SecureContext } from 'node:tls';
 import type { AppConfig } from '../config/relay-config.js';
+import { SERVER_TLS } from '../crypto/tls-policy.js';
 
 export class TlsStore {
   private readonly exact = new Map<string, SecureContext>();
@@ -13,7 +14,7 @@ export class TlsStore {
   constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], clientCa?: string) {
     for (const app of apps) {
       if (!app.tls) continue;
-      const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, minVersion: 'TLSv1.2', ...(clientCa ? { ca: clientCa } : {}) });
+      const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, ...SERVER_TLS, ...(clientCa ? { ca: clientCa } : {}) });
       if (app.host.startsWith('*.')) this.wildcard.push({ suffix: app.host.slice(1), ctx });
       else this.exact.set(app.host, ctx);
     }

@@ -11,8 +11,16 @@
 //                      [--root DIR]   measure DIR/bin/proxyctl.js (a built checkout) instead
 //                      [--node-flags=--trace-gc,--max-semi-space-size=8]  extra flags for relay and connector
 //                      [--keep]       keep the temporary work directory (logs, data)
+//                      [--no-floor]   skip the floor runs (below)
 //                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
 //                                     other processes to calm down (shared machines)
+//
+// The floor: each throughput test also runs through two byte-forwarding hops
+// (bench/hop.mjs: TLS in, TLS out; TLS in, TCP out) in place of relay and
+// connector. Same TLS hops, loopback sockets and process count, none of the
+// HTTP, policy or control-channel work: what Node's TLS and sockets alone cost
+// here, in the same run, so a ratio target can be read against what the machine
+// allows.
 //
 // --cpu-prof starts relay and connector under `node --cpu-prof` and prints where
 // their CPU time went when they stop (profiling slows them: figures are then
@@ -61,6 +69,7 @@ const SLOW_RATE = 1e6;
 const IDLE_COUNT = Number(flag('idle-count', 10_000));
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
+const FLOOR = flag('no-floor', false) !== true;
 
 const TARGETS = {
   smallGet: 0.2,
@@ -229,6 +238,24 @@ function runClient(mode, options, { onLine, stdin = 'ignore' } = {}) {
 }
 
 // ---------------------------------------------------------------- measuring
+
+/** The port a helper process (backend, hop) prints as {"port":N} on stdout once listening. */
+function portOf(child, what) {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    child.stdout.on('data', (d) => {
+      buf += d;
+      const m = /"port":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    void child.exited.then((code) => reject(new Error(`${what} exited (${code})`)));
+  });
+}
+
+function medianOf(xs) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  return sorted[Math.floor((sorted.length - 1) / 2)];
+}
 
 function sleep(ms) {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -502,6 +529,8 @@ async function main() {
   let backend;
   let relay;
   let connector;
+  /** The floor path's two hops (outer: TLS -> TLS, inner: TLS -> TCP) and the outer hop's port. */
+  const hops = {};
   let generation = 0;
   const profDir = path.join(dir, 'cpu-prof');
   try {
@@ -512,15 +541,7 @@ async function main() {
     idp = await startIdp();
 
     backend = spawnNode([path.join(HERE, 'backend.mjs')]);
-    const backendPort = await new Promise((resolve, reject) => {
-      let buf = '';
-      backend.stdout.on('data', (d) => {
-        buf += d;
-        const m = /"port":(\d+)/.exec(buf);
-        if (m) resolve(Number(m[1]));
-      });
-      void backend.exited.then((code) => reject(new Error(`backend exited (${code})`)));
-    });
+    const backendPort = await portOf(backend, 'backend');
     const [publicPort, capiPort] = [await freePort(), await freePort()];
     const configFile = path.join(dir, 'relay.yaml');
     writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
@@ -568,7 +589,17 @@ async function main() {
     if (wantThroughput) {
       await startPair();
       say(`relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`);
+      if (FLOOR) {
+        // The relay's own certificate for the app host: clients verify it exactly as they verify the relay.
+        const tlsFiles = { cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') };
+        hops.inner = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: backendPort, ...tlsFiles })]);
+        const innerPort = await portOf(hops.inner, 'inner hop');
+        hops.outer = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: innerPort, ...tlsFiles, upstreamTls: { ca: caFile, servername: APP_HOST } })]);
+        hops.port = await portOf(hops.outer, 'outer hop');
+        say(`floor hops: outer (TLS -> TLS) pid ${hops.outer.pid}, inner (TLS -> TCP) pid ${hops.inner.pid}`);
+      }
     }
+    const viaFloor = (p) => ({ url: `https://127.0.0.1:${hops.port}${p}`, host: APP_HOST, ca: caFile });
 
     /**
      * One client run with CPU accounting. Before a through-the-relay run it waits for
@@ -576,7 +607,8 @@ async function main() {
      * relay that were closed during the run (TIME_WAIT towards the connector API).
      */
     const measured = async (mode, options, path) => {
-      const ours = path === 'relay' ? { relay: relay.pid, connector: connector.pid, backend: backend.pid } : { backend: backend.pid };
+      const ours = path === 'relay' ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
+        : path === 'floor' ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid } : { backend: backend.pid };
       const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
       const tw0 = timeWaitTo(capiPort);
       const sampler = new ProcSampler(ours);
@@ -599,35 +631,42 @@ async function main() {
      * machine hits both sides) and keeps the pair with the median ratio; every ratio is
      * reported, so the spread shows how far one run can be trusted.
      */
-    const pairs = async (runDirect, runRelay, ratioOf, show) => {
+    const pairs = async (runDirect, runRelay, runFloor, ratioOf, show) => {
       const all = [];
       for (let i = 0; i < REPEAT; i++) {
         const d = await runDirect();
         show('direct', d, i);
         const r = await runRelay();
         show('relay', r, i);
-        all.push({ d, r, ratio: ratioOf(d, r) });
+        const f = FLOOR ? await runFloor() : undefined;
+        if (f) show('floor', f, i);
+        all.push({ d, r, f, ratio: ratioOf(d, r), ...(f ? { floorRatio: ratioOf(d, f), ofFloor: ratioOf(f, r) } : {}) });
       }
       const sorted = [...all].sort((a, b) => a.ratio - b.ratio);
       const median = sorted[Math.floor((sorted.length - 1) / 2)];
       say(`  ratios: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}`);
-      return { ...median, ratios: all.map((x) => x.ratio) };
+      const out = { d: median.d, r: median.r, ratio: median.ratio, ratios: all.map((x) => x.ratio) };
+      if (!FLOOR) return out;
+      const floor = { run: median.f, ratio: medianOf(all.map((x) => x.floorRatio)), ratios: all.map((x) => x.floorRatio), relayOfFloor: medianOf(all.map((x) => x.ofFloor)) };
+      say(`  floor ratios: ${floor.ratios.map((x) => x.toFixed(3)).join(', ')}; median ${floor.ratio.toFixed(3)}; relay = ${(100 * floor.relayOfFloor).toFixed(0)}% of the floor (median)`);
+      return { ...out, floor };
     };
     const runLabel = (i) => (REPEAT > 1 ? ` #${i + 1}` : '');
 
     if (ONLY.includes('small')) {
       say(`\n[small GET] autocannon, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`);
       const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
-      const { d, r, ratio, ratios } = await pairs(
+      const { d, r, ratio, ratios, floor } = await pairs(
         () => measured('load', { ...load, url: direct('/small') }, 'direct'),
         () => measured('load', { ...load, ...viaRelay('/small') }, 'relay'),
+        () => measured('load', { ...load, ...viaFloor('/small') }, 'floor'),
         (d, r) => r.rps / d.rps,
         (who, x, i) => {
           say(`  ${(who + runLabel(i)).padEnd(9)} ${fmt(x.rps)} req/s  p50 ${x.p50} ms  p99 ${x.p99} ms  (${fmt(x.total)} requests, non-2xx ${x.non2xx}, errors ${x.errors})`);
           say(cpuLine(x, who));
         },
       );
-      results.tests.smallGet = { connections: CONNECTIONS, durationS: DURATION, direct: d, relay: r, ratio, ratios, target: TARGETS.smallGet,
+      results.tests.smallGet = { connections: CONNECTIONS, durationS: DURATION, direct: d, relay: r, ratio, ratios, floor, target: TARGETS.smallGet,
         pass: ratio >= TARGETS.smallGet && r.non2xx === 0 && r.errors === 0 };
     }
 
@@ -635,19 +674,20 @@ async function main() {
       if (!ONLY.includes(kind)) continue;
       const p = kind === 'download' ? `/download?bytes=${TRANSFER_BYTES}` : '/upload';
       say(`\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process; ${REPEAT} direct/relay pair(s)`);
-      const { d, r, ratio, ratios } = await pairs(
+      const { d, r, ratio, ratios, floor } = await pairs(
         () => measured(kind, { url: direct(p), bytes: TRANSFER_BYTES }, 'direct'),
         () => measured(kind, { ...viaRelay(p), bytes: TRANSFER_BYTES }, 'relay'),
+        () => measured(kind, { ...viaFloor(p), bytes: TRANSFER_BYTES }, 'floor'),
         (d, r) => r.mbps / d.mbps,
         (who, x, i) => {
           say(`  ${(who + runLabel(i)).padEnd(9)} ${x.mbps.toFixed(1)} MB/s  (${x.seconds.toFixed(2)} s, status ${x.status}, complete ${x.complete})`);
           say(cpuLine(x, who));
         },
       );
-      results.tests[kind] = { bytes: TRANSFER_BYTES, direct: d, relay: r, ratio, ratios, target: TARGETS[kind], pass: ratio >= TARGETS[kind] && r.complete && d.complete };
+      results.tests[kind] = { bytes: TRANSFER_BYTES, direct: d, relay: r, ratio, ratios, floor, target: TARGETS[kind], pass: ratio >= TARGETS[kind] && r.complete && d.complete };
     }
 
-    if (wantThroughput) await stopPair();
+    if (wantThroughput) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner)]);
 
     if (ONLY.includes('slow')) {
       await startPair();
@@ -726,7 +766,7 @@ async function main() {
     say(`\nresults JSON (also written to ${path.relative(process.cwd(), out)}; do not commit it):`);
     say(JSON.stringify(results, null, 2));
   } finally {
-    await Promise.all([connector?.stop(), relay?.stop(), stopChild(backend)].map((p) => p?.catch(() => undefined)));
+    await Promise.all([connector?.stop(), relay?.stop(), stopChild(backend), stopChild(hops.outer), stopChild(hops.inner)].map((p) => p?.catch(() => undefined)));
     killAll('SIGKILL');
     await idp?.close().catch(() => undefined);
     removeWorkDir();
@@ -762,16 +802,25 @@ function report(results) {
   const rows = [];
   const row = (test, direct, relay, ratio, target, result, noise = '') => rows.push([test, direct, relay, ratio, target, result, noise]);
   const noise = (x) => `${x.direct.cpu.otherwise}% / ${x.relay.cpu.otherwise}%`;
+  /** The floor under a throughput row: same TLS hops, bytes forwarded only; the relay's share of it. */
+  const floorRow = (x, figure) => {
+    if (!x.floor) return;
+    const rs = x.floor.ratios;
+    const cell = rs.length > 1 ? `${x.floor.ratio.toFixed(3)} (${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})` : x.floor.ratio.toFixed(3);
+    row('  floor: 2 TLS hops, bytes only', '-', figure(x.floor.run), cell, '-', `relay ${(100 * x.floor.relayOfFloor).toFixed(0)}% of it`);
+  };
   if (t.smallGet) {
     const { direct: d, relay: r } = t.smallGet;
     row(`small GET req/s (${t.smallGet.connections} conn, ${t.smallGet.durationS} s)`, fmt(d.rps), fmt(r.rps), ratioCell(t.smallGet), `>= ${TARGETS.smallGet} x direct`, verdict(t.smallGet.pass), noise(t.smallGet));
     row('  latency p50 (ms)', String(d.p50), String(r.p50), `${(r.p50 / Math.max(d.p50, 1)).toFixed(1)}x`, '-', '');
     row('  latency p99 (ms)', String(d.p99), String(r.p99), `${(r.p99 / Math.max(d.p99, 1)).toFixed(1)}x`, '-', '');
+    floorRow(t.smallGet, (f) => fmt(f.rps));
   }
   for (const kind of ['download', 'upload']) {
     const x = t[kind];
     if (!x) continue;
     row(`${fmtBytes(x.bytes)} ${kind} MB/s`, x.direct.mbps.toFixed(1), x.relay.mbps.toFixed(1), ratioCell(x), `>= ${x.target} x direct`, verdict(x.pass), noise(x));
+    floorRow(x, (f) => f.mbps.toFixed(1));
   }
   if (t.slowClient) {
     const s = t.slowClient;
@@ -795,6 +844,7 @@ function report(results) {
     'Throughput tests run direct and relay back to back, several times (--repeat); the figures shown are the pair with the median ratio, and the ratio column gives the range over all pairs.',
     'MB/s = 10^6 bytes per second. Latencies are autocannon\'s (ms, millisecond resolution); autocannon does not verify TLS certificates, the other clients verify against the relay CA.',
     'cpu lines: % of one CPU over the client\'s whole run (warm-up included); "softirq" = the machine\'s irq + softirq time (mostly loopback networking of the run); "otherwise" = remaining busy time not spent by the listed processes or this orchestrator, i.e. other work on the machine. "other CPU d/r" in the summary is that figure during the direct / relay run; above ~25% the ratio is skewed by contention.',
+    'floor = the same request through two byte-forwarding hops (bench/hop.mjs; TLS -> TLS, then TLS -> TCP, proxyctl\'s TLS settings) instead of relay and connector: the same TLS hops, loopback sockets and number of busy processes, none of the HTTP, policy or control-channel work. Its ratio is what Node\'s TLS and sockets allow on this machine in this run; "relay N% of it" is the median of relay/floor over the pairs.',
     'cost lines: CPU seconds each process used during the run divided by the work done (requests including autocannon\'s warm-up, or GB moved); unlike throughput this barely moves when other work shares the machine.',
     '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
     'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',

@@ -391,5 +391,10 @@ function rawPairs(raw: string[]): HeaderPairs {
 
 /** undici and node:http both take a flat [name, value, …] list and keep duplicates. */
 function flatten(pairs: HeaderPairs): string[] {
-  return pairs.flat();
+  const out = new Array<string>(pairs.length * 2);
+  for (let i = 0; i < pairs.length; i++) {
+    out[2 * i] = pairs[i]![0];
+    out[2 * i + 1] = pairs[i]![1];
+  }
+  return out;
 }

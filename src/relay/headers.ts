@@ -18,9 +18,12 @@ export function isIdentityHeader(name: string): boolean {
   return /^x[-_]proxyctl[-_]/i.test(name);
 }
 
-function connectionTokens(value: string | string[] | undefined): Set<string> {
+const NO_TOKENS: ReadonlySet<string> = new Set();
+
+function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
+  if (value === undefined) return NO_TOKENS;
   const out = new Set<string>();
-  for (const v of [value ?? []].flat()) for (const tok of v.split(',')) out.add(tok.trim().toLowerCase());
+  for (const v of typeof value === 'string' ? [value] : value) for (const tok of v.split(',')) out.add(tok.trim().toLowerCase());
   return out;
 }
 
@@ -49,8 +52,10 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || RELAY_OWNED.has(lower) || named.has(lower) || isIdentityHeader(lower)) continue;
     // Underscore spellings of dropped headers could be folded back by the backend.
-    const dashed = lower.replace(/_/g, '-');
-    if (dashed !== lower && (HOP_BY_HOP.has(dashed) || RELAY_OWNED.has(dashed) || named.has(dashed))) continue;
+    if (lower.includes('_')) {
+      const dashed = lower.replace(/_/g, '-');
+      if (HOP_BY_HOP.has(dashed) || RELAY_OWNED.has(dashed) || named.has(dashed)) continue;
+    }
     if (lower === 'cookie') continue; // filtered separately so the session cookie never leaves the relay
     if (lower === 'authorization' && ctx.dropAuthorization) continue;
     out.push([name, rawHeaders[i + 1]!]);

@@ -47,7 +47,10 @@ function rateLimited(retryAfterS: number, who: string): ProxyctlError {
   return new ProxyctlError('ERR_RATE_LIMITED', `Too many requests for ${who}. Try again in ${retryAfterS} s.`, { status: 429, details: { retryAfterS } });
 }
 
-const pathOf = (target: string): string => target.split('?')[0] ?? '';
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
 
 /**
  * The relay and the backend must agree on which app a path belongs to: only
@@ -58,6 +61,8 @@ function checkTarget(target: string): void {
   if (!target.startsWith('/')) throw new ProxyctlError('ERR_BAD_REQUEST', 'Only origin-form request targets (/path) are accepted.', { status: 400 });
   const path = pathOf(target);
   if (/\\|%5c/i.test(path)) throw new ProxyctlError('ERR_BAD_REQUEST', 'Backslashes are not allowed in paths.', { status: 400 });
+  // A dot segment needs a dot, raw or encoded: most paths skip the walk.
+  if (!path.includes('.') && !path.includes('%')) return;
   for (const seg of path.split('/')) {
     const s = seg.replace(/%2e/gi, '.');
     if (s === '.' || s === '..') throw new ProxyctlError('ERR_BAD_REQUEST', 'Dot segments (. and ..) are not allowed in paths.', { status: 400 });

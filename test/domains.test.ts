@@ -63,6 +63,12 @@ t.test('per-host certificates by SNI', async (t) => {
   t.match(ok, /^HTTP\/1\.1 200/);
   const mismatch = await rawRequest(port, 'plain.test', 'shop.test');
   t.match(mismatch, /^HTTP\/1\.1 421/, 'Host differing from SNI is refused');
+  // An IP address as SNI (RFC 6066 forbids it; wrk sends one when dialled by address)
+  // counts as no SNI: the relay-CA certificate, and the Host header routes.
+  const byAddress = await peerCert(port, '127.0.0.1');
+  t.ok(byAddress.checkIssued(new X509Certificate(h.relay.ca.certPem)), 'IP-address SNI: the relay-CA certificate');
+  t.match(await rawRequest(port, '127.0.0.1', 'plain.test'), /^HTTP\/1\.1 200/, 'IP-address SNI is not a mismatch');
+  t.match(await rawRequest(port, 'plain.test', '127.0.0.1'), /^HTTP\/1\.1 421/, 'a named SNI with an address in Host still is');
 
   // A new certificate file is picked up on reload.
   const renewed = await other.issueServerCertificate(['shop.test'], 86_400_000);

@@ -3,6 +3,7 @@
 //   → queue (forward) → the connector streams the answer back (data-plane.ts).
 // Every refusal goes through pages.ts with the request id that is also logged.
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
@@ -77,9 +78,11 @@ export function createRequestPath(deps: RequestPathDeps) {
     const target = req.url ?? '/';
     checkTarget(target);
     const host = hostName(req.headers.host ?? '');
-    // The host the TLS handshake named (SNI) is the host the request is for.
+    // The host the TLS handshake named (SNI) is the host the request is for. An IP
+    // address there is not a name (RFC 6066 forbids it; some clients send one when
+    // dialled by address): it counts as no SNI, which chose the relay-CA certificate.
     const sni = (req.socket as TLSSocket).servername;
-    if (typeof sni === 'string' && sni && host !== sni.toLowerCase().replace(/\.$/, '')) {
+    if (typeof sni === 'string' && sni && isIP(sni) === 0 && host !== sni.toLowerCase().replace(/\.$/, '')) {
       throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
     }
     const route = routerFor(config).match(host, target);

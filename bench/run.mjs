@@ -12,6 +12,8 @@
 //                      [--node-flags=--trace-gc,--max-semi-space-size=8]  extra flags for relay and connector
 //                      [--keep]       keep the temporary work directory (logs, data)
 //                      [--no-floor]   skip the floor runs (below)
+//                      [--loadgen wrk|autocannon]  small-GET load generator (default: wrk
+//                                     when it is installed, `apt-get install wrk`; else autocannon)
 //                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
 //                                     other processes to calm down (shared machines)
 //
@@ -25,7 +27,7 @@
 // --cpu-prof starts relay and connector under `node --cpu-prof` and prints where
 // their CPU time went when they stop (profiling slows them: figures are then
 // not comparable with an unprofiled run).
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import https from 'node:https';
@@ -70,6 +72,15 @@ const IDLE_COUNT = Number(flag('idle-count', 10_000));
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
 const FLOOR = flag('no-floor', false) !== true;
+/**
+ * The small-GET load generator. wrk (C, OpenSSL) spends a fraction of the CPU per
+ * request that autocannon (Node's TLS) does, and on two shared cores every cycle
+ * the load generator takes is one the relay path cannot use.
+ */
+const HAS_WRK = spawnSync('sh', ['-c', 'command -v wrk'], { stdio: 'ignore' }).status === 0;
+const LOADGEN = String(flag('loadgen', HAS_WRK ? 'wrk' : 'autocannon'));
+if (LOADGEN !== 'wrk' && LOADGEN !== 'autocannon') throw new Error(`--loadgen: wrk or autocannon, not ${LOADGEN}`);
+if (LOADGEN === 'wrk' && !HAS_WRK) throw new Error('--loadgen wrk: wrk is not installed (apt-get install wrk)');
 
 const TARGETS = {
   smallGet: 0.2,
@@ -200,6 +211,44 @@ class Service {
   stop(signal = 'SIGTERM') {
     return stopChild(this.child, signal);
   }
+}
+
+/**
+ * wrk for `seconds` at `connections` (one thread), in a process of its own, its
+ * report parsed into the fields autocannon's result has. wrk names the host of
+ * the URL (an address here) as SNI; the relay counts an address as no SNI.
+ */
+function runWrk({ url, host, connections, seconds }) {
+  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s', ...(host ? ['-H', `Host: ${host}`] : []), url];
+  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const exited = new Promise((resolve) => child.on('exit', (code) => {
+    children.delete(child);
+    resolve(code);
+  }));
+  const result = exited.then((code) => {
+    const total = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(out);
+    const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
+    if (code !== 0 || !total || !rps) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-2000)}`);
+    const ms = (v, unit) => Number(v) * { us: 1e-3, ms: 1, s: 1000, m: 60_000 }[unit];
+    const pct = (p) => {
+      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)$`, 'm').exec(out);
+      return m ? +ms(m[1], m[2]).toFixed(2) : undefined;
+    };
+    const mean = /Latency\s+([\d.]+)(us|ms|s|m)/.exec(out);
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+    const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+    return {
+      msg: 'result', rps: Number(rps[1]), total: Number(total[1]), warmupTotal: 0, p50: pct(50), p90: pct(90), p99: pct(99),
+      mean: mean ? +ms(mean[1], mean[2]).toFixed(2) : undefined, non2xx: non2xx ? Number(non2xx[1]) : 0,
+      errors: sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) : 0, timeouts: sock ? Number(sock[4]) : 0,
+      duration: ms(total[2], total[3]) / 1000,
+    };
+  });
+  return { child, result };
 }
 
 /** A client-mode process (bench/client.mjs) speaking JSON lines on stdout. */
@@ -536,6 +585,7 @@ async function main() {
   try {
     say(`proxyctl benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? '?'}), node ${process.version}, everything on 127.0.0.1`);
     results.code = { root: ROOT, ...(await provenance()) };
+    results.loadgen = LOADGEN;
     say(`measuring ${BIN} at commit ${results.code.commit}${results.code.dirtyFiles ? ` with ${results.code.dirtyFiles} uncommitted change(s) under src/ bin/` : ' (src/ and bin/ clean)'}; dist/ must be built from it`);
     say(`work dir ${dir}${CPU_PROF ? '; relay and connector run under --cpu-prof (slower)' : ''}`);
     idp = await startIdp();
@@ -610,9 +660,12 @@ async function main() {
       const ours = path === 'relay' ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
         : path === 'floor' ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid } : { backend: backend.pid };
       const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
+      const wrk = mode === 'load' && LOADGEN === 'wrk';
+      // wrk has no warm-up of its own: a separate run first, outside the CPU accounting.
+      const warm = wrk && options.warmup ? await runWrk({ ...options, seconds: options.warmup }).result : undefined;
       const tw0 = timeWaitTo(capiPort);
       const sampler = new ProcSampler(ours);
-      const run = runClient(mode, options);
+      const run = wrk ? runWrk({ ...options, seconds: options.duration }) : runClient(mode, options);
       sampler.add('client', run.child.pid);
       const result = await run.result;
       const { cpu, cpuSeconds } = sampler.stop();
@@ -620,6 +673,7 @@ async function main() {
       // CPU cost per unit of work: unlike throughput, barely moved by other work on the machine.
       const units = mode === 'load' ? result.total + (result.warmupTotal ?? 0) : options.bytes / 1e9;
       const cost = Object.fromEntries(Object.entries(cpuSeconds).filter(([k]) => k !== 'client').map(([k, v]) => [k, +((v * (mode === 'load' ? 1000 : 1)) / units).toFixed(3)]));
+      if (warm) result.warmupRequests = warm.total;
       return { ...result, cpu, cpuSeconds, cost, costUnit: mode === 'load' ? 'CPU ms per request' : 'CPU s per GB',
         otherCpuBeforePct: quietBefore, ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}) };
     };
@@ -654,7 +708,7 @@ async function main() {
     const runLabel = (i) => (REPEAT > 1 ? ` #${i + 1}` : '');
 
     if (ONLY.includes('small')) {
-      say(`\n[small GET] autocannon, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`);
+      say(`\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`);
       const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
       const { d, r, ratio, ratios, floor } = await pairs(
         () => measured('load', { ...load, url: direct('/small') }, 'direct'),
@@ -842,10 +896,10 @@ function report(results) {
     `direct = plain HTTP/1.1 to the backend; relay = HTTPS (TLS, relay CA) to the relay's public listener -> control channel (WebSocket, mTLS) -> connector -> backend, body back over mTLS HTTPS. The TLS cost is part of the relay figure.`,
     `${results.machine.cpus} CPU(s) shared by the load generator, backend, relay and connector (and this orchestrator): the relay path runs 4 busy processes where the direct path runs 2.`,
     'Throughput tests run direct and relay back to back, several times (--repeat); the figures shown are the pair with the median ratio, and the ratio column gives the range over all pairs.',
-    'MB/s = 10^6 bytes per second. Latencies are autocannon\'s (ms, millisecond resolution); autocannon does not verify TLS certificates, the other clients verify against the relay CA.',
+    `MB/s = 10^6 bytes per second. Small GET load from ${results.loadgen ?? LOADGEN} (latencies in ms: wrk's to 0.01 ms, autocannon's to 1 ms; neither verifies TLS certificates); the other clients verify against the relay CA.`,
     'cpu lines: % of one CPU over the client\'s whole run (warm-up included); "softirq" = the machine\'s irq + softirq time (mostly loopback networking of the run); "otherwise" = remaining busy time not spent by the listed processes or this orchestrator, i.e. other work on the machine. "other CPU d/r" in the summary is that figure during the direct / relay run; above ~25% the ratio is skewed by contention.',
     'floor = the same request through two byte-forwarding hops (bench/hop.mjs; TLS -> TLS, then TLS -> TCP, proxyctl\'s TLS settings) instead of relay and connector: the same TLS hops, loopback sockets and number of busy processes, none of the HTTP, policy or control-channel work. Its ratio is what Node\'s TLS and sockets allow on this machine in this run; "relay N% of it" is the median of relay/floor over the pairs.',
-    'cost lines: CPU seconds each process used during the run divided by the work done (requests including autocannon\'s warm-up, or GB moved); unlike throughput this barely moves when other work shares the machine.',
+    'cost lines: CPU seconds each process used during the run divided by the work done (requests counted in the same window: autocannon\'s warm-up is inside it, wrk\'s is a separate run before it; or GB moved); unlike throughput this barely moves when other work shares the machine.',
     '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
     'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',
   ];

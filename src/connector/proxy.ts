@@ -63,16 +63,20 @@ export class BackendProxy {
 
   /** reply: sends an inline response frame on the channel the request came on. */
   handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
-    const call = new BackendCall(this, msg, reply);
+    const call = new BackendCall(this, msg, reply, (err) => this.ended(call, err));
     this.inflight.set(msg.id, call);
-    this.run(call)
-      .catch((err: unknown) => {
-        if (!call.aborted) this.deps.log.warn({ request_id: msg.id, app: msg.app, err: (err as Error).message }, 'request failed');
-      })
-      .finally(() => {
-        this.inflight.delete(msg.id);
-        if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
-      });
+    try {
+      this.start(call);
+    } catch (err) {
+      call.end(asError(err));
+    }
+  }
+
+  /** Every call comes here exactly once, however it ended. */
+  private ended(call: BackendCall, err: Error | undefined): void {
+    if (err && !call.aborted) this.deps.log.warn({ request_id: call.msg.id, app: call.msg.app, err: err.message }, 'request failed');
+    this.inflight.delete(call.msg.id);
+    if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
   }
 
   /** Resolves when nothing is in flight, or after timeoutMs. */
@@ -94,26 +98,39 @@ export class BackendProxy {
     this.push.destroy();
   }
 
-  private async run(call: BackendCall): Promise<void> {
+  /**
+   * Starts the backend call. A request without a body is dispatched at once, with
+   * no promise of its own (small requests are most of the traffic); a body is
+   * pulled from the relay first.
+   */
+  private start(call: BackendCall): void {
     const msg = call.msg;
+    const settle = (p: Promise<unknown>) => void p.then(() => call.end(), (err: unknown) => call.end(asError(err)));
     const target = this.targetOf(msg.app);
-    if (!target) return this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`);
+    if (!target) return settle(this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`));
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
     const headers = this.backendHeaders(msg.headers, app, base);
-    if (msg.upgrade) return this.upgrade(msg, app, base, path, headers, call.signal);
-    const body = msg.body ? await this.fetchBody(this.deps.relay(), msg.id, call.signal) : undefined;
+    if (msg.upgrade) return settle(this.upgrade(msg, app, base, path, headers, call.signal));
+    if (!msg.body) return this.dispatch(call, app, base, path, headers, undefined);
+    this.fetchBody(this.deps.relay(), msg.id, call.signal).then(
+      (body) => this.dispatch(call, app, base, path, headers, body),
+      (err: unknown) => call.end(asError(err)),
+    );
+  }
+
+  private dispatch(call: BackendCall, app: ConnectorAppConfig, base: URL, path: string, headers: HeaderPairs, body: Readable | undefined): void {
     if (call.aborted) {
+      // Cancelled while the body was being pulled: the call has ended already.
       body?.destroy();
       return;
     }
     call.app = app;
     call.requestBody = body;
     this.backend.dispatch({
-      origin: base.origin, path, method: msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body: body ?? null,
+      origin: base.origin, path, method: call.msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body: body ?? null,
       headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
     }, call);
-    return call.done;
   }
 
   /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
@@ -264,15 +281,20 @@ class BackendCall implements Dispatcher.DispatchHandler {
   private size = 0;
   private stream: Readable | undefined;
   private ended = false;
-  private settle!: () => void;
-  private fail!: (err: unknown) => void;
-  readonly done: Promise<void>;
+  private over = false;
 
-  constructor(private readonly proxy: BackendProxy, readonly msg: QueuedRequest, private readonly reply: ((frame: Buffer) => boolean) | undefined) {
-    this.done = new Promise((resolve, reject) => {
-      this.settle = resolve;
-      this.fail = reject;
-    });
+  constructor(
+    private readonly proxy: BackendProxy,
+    readonly msg: QueuedRequest,
+    private readonly reply: ((frame: Buffer) => boolean) | undefined,
+    private readonly onEnd: (err: Error | undefined) => void,
+  ) {}
+
+  /** The call is over (err: it failed): reported to the proxy once, later calls ignored. */
+  end(err?: Error): void {
+    if (this.over) return;
+    this.over = true;
+    this.onEnd(err);
   }
 
   get aborted(): boolean {
@@ -296,7 +318,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.stream?.destroy(reason);
     this.dropRequestBody(reason);
     // Nothing more will come from the backend: the call is over.
-    if (!this.stream) this.settle();
+    if (!this.stream) this.end();
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -322,7 +344,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       },
     });
     this.stream = stream;
-    this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal).then(() => this.settle(), (err: unknown) => this.fail(err));
+    this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal).then(() => this.end(), (err: unknown) => this.end(asError(err)));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -344,7 +366,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.chunks = [];
     // Sent, or the channel went away meanwhile and the relay has failed the request already.
     this.reply!(encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body));
-    this.settle();
+    this.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
@@ -355,8 +377,8 @@ class BackendCall implements Dispatcher.DispatchHandler {
       this.stream.destroy(err);
       return;
     }
-    if (this.reason) return this.settle();
-    this.proxy.reportBackendError(this.msg, this.app!, err).then(() => this.settle(), (e: unknown) => this.fail(e));
+    if (this.reason) return this.end();
+    this.proxy.reportBackendError(this.msg, this.app!, err).then(() => this.end(), (e: unknown) => this.end(asError(e)));
   }
 
   private dropRequestBody(err: Error): void {
@@ -364,6 +386,10 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.requestBody = undefined;
     if (body && !body.destroyed) body.on('error', () => undefined).destroy(err);
   }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
 }
 
 function errorCode(err: unknown): string | undefined {

@@ -651,6 +651,42 @@ async function main() {
     }
     const viaFloor = (p) => ({ url: `https://127.0.0.1:${hops.port}${p}`, host: APP_HOST, ca: caFile });
 
+    /** Opens IDLE_COUNT keep-alive TLS connections to `port` (one GET /robots.txt each), then reads the RSS that `pid` gained per open one. */
+    const idleConnections = async (who, pid, port) => {
+      const before = await steadyRss(pid, 2000);
+      let ready;
+      let status;
+      const waiters = [];
+      const client = runClient('idle', { port, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile }, {
+        stdin: 'pipe',
+        onLine: (l) => {
+          if (l.msg === 'idle ready') ready = l;
+          if (l.msg === 'status') status = l;
+          for (const w of waiters.splice(0)) w();
+        },
+      });
+      const until = async (pred, what, ms) => {
+        const deadline = Date.now() + ms;
+        while (!pred()) {
+          if (client.child.exitCode !== null) throw new Error(`idle client exited while waiting for ${what}: ${await client.result.catch((e) => e.message)}`);
+          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+          await Promise.race([new Promise((r) => waiters.push(r)), sleep(200)]);
+        }
+      };
+      await until(() => ready, 'the idle connections to open', 180_000);
+      say(`  opened ${ready.opened} (failed ${ready.failed}${ready.firstError ? `, first error: ${ready.firstError}` : ''}) in ${ready.seconds.toFixed(1)} s; settling 3 s`);
+      await sleep(3000);
+      const after = await steadyRss(pid, 2000);
+      client.child.stdin.write('status\n');
+      await until(() => status, 'the client status', 10_000);
+      client.child.stdin.end();
+      await client.result.catch(() => undefined);
+      const perConn = (after - before) / status.open;
+      say(`  ${who} RSS ${fmtMiB(before)} before, ${fmtMiB(after)} with ${status.open} idle connections still open (closed early: ${status.closedEarly})`);
+      say(`  = ${fmt(perConn)} B per idle connection`);
+      return { ready, open: status.open, before, after, perConn };
+    };
+
     /**
      * One client run with CPU accounting. Before a through-the-relay run it waits for
      * the machine to be quiet, and counts the connector's mTLS connections to the
@@ -767,42 +803,24 @@ async function main() {
     if (ONLY.includes('idle')) {
       await startPair();
       say(`\n[idle keep-alive] fresh relay (pid ${relay.pid}); ${IDLE_COUNT} TLS connections from one process, each GET /robots.txt then idle`);
-      const before = await steadyRss(relay.pid, 2000);
-      let ready;
-      let status;
-      const waiters = [];
-      const client = runClient('idle', { port: publicPort, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile }, {
-        stdin: 'pipe',
-        onLine: (l) => {
-          if (l.msg === 'idle ready') ready = l;
-          if (l.msg === 'status') status = l;
-          for (const w of waiters.splice(0)) w();
-        },
-      });
-      const until = async (pred, what, ms) => {
-        const deadline = Date.now() + ms;
-        while (!pred()) {
-          if (client.child.exitCode !== null) throw new Error(`idle client exited while waiting for ${what}: ${await client.result.catch((e) => e.message)}`);
-          if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-          await Promise.race([new Promise((r) => waiters.push(r)), sleep(200)]);
-        }
-      };
-      await until(() => ready, 'the idle connections to open', 180_000);
-      say(`  opened ${ready.opened} (failed ${ready.failed}${ready.firstError ? `, first error: ${ready.firstError}` : ''}) in ${ready.seconds.toFixed(1)} s; settling 3 s`);
-      await sleep(3000);
-      const after = await steadyRss(relay.pid, 2000);
-      client.child.stdin.write('status\n');
-      await until(() => status, 'the client status', 10_000);
-      client.child.stdin.end();
-      await client.result.catch(() => undefined);
-      const perConn = (after - before) / status.open;
-      say(`  relay RSS ${fmtMiB(before)} before, ${fmtMiB(after)} with ${status.open} idle connections still open (closed early: ${status.closedEarly})`);
-      say(`  = ${fmt(perConn)} B per idle connection`);
+      const r = await idleConnections('relay', relay.pid, publicPort);
       results.tests.idleKeepAlive = {
-        requested: IDLE_COUNT, opened: ready.opened, failed: ready.failed, openAtMeasure: status.open, beforeBytes: before, afterBytes: after,
-        bytesPerConnection: perConn, targetBytes: TARGETS.idleBytesPerConn, pass: perConn <= TARGETS.idleBytesPerConn && ready.failed === 0,
+        requested: IDLE_COUNT, opened: r.ready.opened, failed: r.ready.failed, openAtMeasure: r.open, beforeBytes: r.before, afterBytes: r.after,
+        bytesPerConnection: r.perConn, targetBytes: TARGETS.idleBytesPerConn, pass: r.perConn <= TARGETS.idleBytesPerConn && r.ready.failed === 0,
       };
       await stopPair();
+      if (FLOOR) {
+        // The same clients against a bare Node HTTPS server: Node's own cost per idle TLS connection.
+        const bare = spawnNode([path.join(HERE, 'bare.mjs'), JSON.stringify({ cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') })]);
+        try {
+          const port = await portOf(bare, 'bare HTTPS server');
+          say(`  floor: a bare Node HTTPS server (pid ${bare.pid}, bench/bare.mjs), the same clients`);
+          const f = await idleConnections('bare server', bare.pid, port);
+          results.tests.idleKeepAlive.floor = { openAtMeasure: f.open, failed: f.ready.failed, beforeBytes: f.before, afterBytes: f.after, bytesPerConnection: f.perConn };
+        } finally {
+          await stopChild(bare);
+        }
+      }
     }
 
     if (CPU_PROF) {
@@ -884,6 +902,7 @@ function report(results) {
   if (t.idleKeepAlive) {
     const x = t.idleKeepAlive;
     row(`relay RSS per idle conn (${x.openAtMeasure} open)`, '-', `${fmt(x.bytesPerConnection)} B`, '-', `<= ${x.targetBytes} B (20 KB)`, verdict(x.pass));
+    if (x.floor) row('  floor: bare Node HTTPS server', '-', `${fmt(x.floor.bytesPerConnection)} B`, '-', '-', `relay ${(100 * x.bytesPerConnection / x.floor.bytesPerConnection).toFixed(0)}% of it`);
   }
   const head = ['test', 'direct', 'relay', 'ratio', 'target', 'result', 'other CPU d/r'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -899,6 +918,7 @@ function report(results) {
     `MB/s = 10^6 bytes per second. Small GET load from ${results.loadgen ?? LOADGEN} (latencies in ms: wrk's to 0.01 ms, autocannon's to 1 ms; neither verifies TLS certificates); the other clients verify against the relay CA.`,
     'cpu lines: % of one CPU over the client\'s whole run (warm-up included); "softirq" = the machine\'s irq + softirq time (mostly loopback networking of the run); "otherwise" = remaining busy time not spent by the listed processes or this orchestrator, i.e. other work on the machine. "other CPU d/r" in the summary is that figure during the direct / relay run; above ~25% the ratio is skewed by contention.',
     'floor = the same request through two byte-forwarding hops (bench/hop.mjs; TLS -> TLS, then TLS -> TCP, proxyctl\'s TLS settings) instead of relay and connector: the same TLS hops, loopback sockets and number of busy processes, none of the HTTP, policy or control-channel work. Its ratio is what Node\'s TLS and sockets allow on this machine in this run; "relay N% of it" is the median of relay/floor over the pairs.',
+    'idle floor = the same idle clients against a bare Node HTTPS server (bench/bare.mjs: proxyctl\'s TLS settings and heap tuning, a short 200 for every request): what Node itself keeps per idle keep-alive TLS connection.',
     'cost lines: CPU seconds each process used during the run divided by the work done (requests counted in the same window: autocannon\'s warm-up is inside it, wrk\'s is a separate run before it; or GB moved); unlike throughput this barely moves when other work shares the machine.',
     '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
     'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',

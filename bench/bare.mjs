@@ -1,0 +1,24 @@
+// The idle test's floor: a bare Node HTTPS server, with proxyctl's TLS settings
+// and heap tuning, that answers every request with a short 200. What an idle
+// keep-alive TLS connection costs Node itself, before any proxyctl code.
+//
+//   node bench/bare.mjs '{"cert":FILE,"key":FILE}'
+//
+// Prints {"msg":"bare ready","port":N} on stdout when listening.
+import { readFileSync } from 'node:fs';
+import https from 'node:https';
+import { SERVER_TLS } from '../dist/crypto/tls-policy.js';
+import { tuneHeapForStreaming } from '../dist/heap-tuning.js';
+
+tuneHeapForStreaming();
+const opts = JSON.parse(process.argv[2] ?? '{}');
+const BODY = Buffer.from('User-agent: *\nDisallow: /\n');
+const server = https.createServer({ ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key), keepAliveTimeout: 65_000 }, (req, res) => {
+  req.resume();
+  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': BODY.length });
+  res.end(BODY);
+});
+server.listen(0, '127.0.0.1', () => {
+  process.stdout.write(`${JSON.stringify({ msg: 'bare ready', port: server.address().port })}\n`);
+});
+process.on('SIGTERM', () => process.exit(0));

@@ -301,8 +301,9 @@ function portOf(child, what) {
   });
 }
 
-function medianOf(xs) {
-  const sorted = [...xs].sort((a, b) => a - b);
+/** The median item by `by` (the lower one of an even count). */
+function medianOf(items, by = (x) => x) {
+  const sorted = [...items].sort((a, b) => by(a) - by(b));
   return sorted[Math.floor((sorted.length - 1) / 2)];
 }
 
@@ -596,6 +597,8 @@ async function main() {
     const configFile = path.join(dir, 'relay.yaml');
     writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
     const caFile = path.join(dir, 'data', 'ca.pem');
+    /** The relay's own certificate for the app host (the floor's servers present it too). */
+    const publicTls = { cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') };
     const stateDir = path.join(dir, 'connector');
     const nodeFlags = [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...NODE_FLAGS];
 
@@ -641,10 +644,9 @@ async function main() {
       say(`relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`);
       if (FLOOR) {
         // The relay's own certificate for the app host: clients verify it exactly as they verify the relay.
-        const tlsFiles = { cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') };
-        hops.inner = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: backendPort, ...tlsFiles })]);
+        hops.inner = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: backendPort, ...publicTls })]);
         const innerPort = await portOf(hops.inner, 'inner hop');
-        hops.outer = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: innerPort, ...tlsFiles, upstreamTls: { ca: caFile, servername: APP_HOST } })]);
+        hops.outer = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: innerPort, ...publicTls, upstreamTls: { ca: caFile, servername: APP_HOST } })]);
         hops.port = await portOf(hops.outer, 'outer hop');
         say(`floor hops: outer (TLS -> TLS) pid ${hops.outer.pid}, inner (TLS -> TCP) pid ${hops.inner.pid}`);
       }
@@ -732,8 +734,7 @@ async function main() {
         if (f) show('floor', f, i);
         all.push({ d, r, f, ratio: ratioOf(d, r), ...(f ? { floorRatio: ratioOf(d, f), ofFloor: ratioOf(f, r) } : {}) });
       }
-      const sorted = [...all].sort((a, b) => a.ratio - b.ratio);
-      const median = sorted[Math.floor((sorted.length - 1) / 2)];
+      const median = medianOf(all, (x) => x.ratio);
       say(`  ratios: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}`);
       const out = { d: median.d, r: median.r, ratio: median.ratio, ratios: all.map((x) => x.ratio) };
       if (!FLOOR) return out;
@@ -811,7 +812,7 @@ async function main() {
       await stopPair();
       if (FLOOR) {
         // The same clients against a bare Node HTTPS server: Node's own cost per idle TLS connection.
-        const bare = spawnNode([path.join(HERE, 'bare.mjs'), JSON.stringify({ cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') })]);
+        const bare = spawnNode([path.join(HERE, 'bare.mjs'), JSON.stringify(publicTls)]);
         try {
           const port = await portOf(bare, 'bare HTTPS server');
           say(`  floor: a bare Node HTTPS server (pid ${bare.pid}, bench/bare.mjs), the same clients`);
@@ -877,9 +878,7 @@ function report(results) {
   /** The floor under a throughput row: same TLS hops, bytes forwarded only; the relay's share of it. */
   const floorRow = (x, figure) => {
     if (!x.floor) return;
-    const rs = x.floor.ratios;
-    const cell = rs.length > 1 ? `${x.floor.ratio.toFixed(3)} (${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})` : x.floor.ratio.toFixed(3);
-    row('  floor: 2 TLS hops, bytes only', '-', figure(x.floor.run), cell, '-', `relay ${(100 * x.floor.relayOfFloor).toFixed(0)}% of it`);
+    row('  floor: 2 TLS hops, bytes only', '-', figure(x.floor.run), ratioCell(x.floor), '-', `relay ${(100 * x.floor.relayOfFloor).toFixed(0)}% of it`);
   };
   if (t.smallGet) {
     const { direct: d, relay: r } = t.smallGet;

@@ -63,7 +63,7 @@ export class BackendProxy {
 
   /** reply: sends an inline response frame on the channel the request came on. */
   handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
-    const call = new BackendCall(this, msg, reply, (err) => this.ended(call, err));
+    const call = new BackendCall(this, msg, reply);
     this.inflight.set(msg.id, call);
     try {
       this.start(call);
@@ -72,8 +72,8 @@ export class BackendProxy {
     }
   }
 
-  /** Every call comes here exactly once, however it ended. */
-  private ended(call: BackendCall, err: Error | undefined): void {
+  /** Called by a BackendCall, exactly once, however it ended. */
+  ended(call: BackendCall, err: Error | undefined): void {
     if (err && !call.aborted) this.deps.log.warn({ request_id: call.msg.id, app: call.msg.app, err: err.message }, 'request failed');
     this.inflight.delete(call.msg.id);
     if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
@@ -105,13 +105,12 @@ export class BackendProxy {
    */
   private start(call: BackendCall): void {
     const msg = call.msg;
-    const settle = (p: Promise<unknown>) => void p.then(() => call.end(), (err: unknown) => call.end(asError(err)));
     const target = this.targetOf(msg.app);
-    if (!target) return settle(this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`));
+    if (!target) return endWhen(call, this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`));
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
     const headers = this.backendHeaders(msg.headers, app, base);
-    if (msg.upgrade) return settle(this.upgrade(msg, app, base, path, headers, call.signal));
+    if (msg.upgrade) return endWhen(call, this.upgrade(msg, app, base, path, headers, call.signal));
     if (!msg.body) return this.dispatch(call, app, base, path, headers, undefined);
     this.fetchBody(this.deps.relay(), msg.id, call.signal).then(
       (body) => this.dispatch(call, app, base, path, headers, body),
@@ -280,21 +279,22 @@ class BackendCall implements Dispatcher.DispatchHandler {
   private chunks: Buffer[] = [];
   private size = 0;
   private stream: Readable | undefined;
-  private ended = false;
-  private over = false;
+  /** The backend's response is complete or failed. */
+  private responseEnded = false;
+  /** end() has run: the proxy knows the call is over. */
+  private callEnded = false;
 
   constructor(
     private readonly proxy: BackendProxy,
     readonly msg: QueuedRequest,
     private readonly reply: ((frame: Buffer) => boolean) | undefined,
-    private readonly onEnd: (err: Error | undefined) => void,
   ) {}
 
   /** The call is over (err: it failed): reported to the proxy once, later calls ignored. */
   end(err?: Error): void {
-    if (this.over) return;
-    this.over = true;
-    this.onEnd(err);
+    if (this.callEnded) return;
+    this.callEnded = true;
+    this.proxy.ended(this, err);
   }
 
   get aborted(): boolean {
@@ -339,7 +339,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       read: () => controller.resume(),
       // The push was refused or broke (the user left): stop reading the backend.
       destroy: (err, cb) => {
-        if (!this.ended) controller.abort(err ?? new Error('the response stream was closed'));
+        if (!this.responseEnded) controller.abort(err ?? new Error('the response stream was closed'));
         cb(err);
       },
     });
@@ -357,7 +357,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.ended = true;
+    this.responseEnded = true;
     if (this.stream) {
       this.stream.push(null);
       return;
@@ -370,7 +370,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
-    this.ended = true;
+    this.responseEnded = true;
     this.dropRequestBody(err);
     if (this.stream) {
       // Mid-body: the push to the relay is destroyed, so the user never sees a clean end.
@@ -386,6 +386,11 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.requestBody = undefined;
     if (body && !body.destroyed) body.on('error', () => undefined).destroy(err);
   }
+}
+
+/** The call ends when `work` settles (failed if it rejects). */
+function endWhen(call: BackendCall, work: Promise<unknown>): void {
+  work.then(() => call.end(), (err: unknown) => call.end(asError(err)));
 }
 
 function asError(err: unknown): Error {

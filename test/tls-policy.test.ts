@@ -5,10 +5,12 @@
 // on the connector API, and from the connector's side.
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
-import { connect, type ConnectionOptions } from 'node:tls';
+import { connect, createServer, type ConnectionOptions } from 'node:tls';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { CIPHERS, CLIENT_TLS } from '../src/crypto/tls-policy.js';
+import { tlsOptions } from '../src/connector/relay-client.js';
 import { startHarness } from './helpers/harness.js';
 import { tempDir } from './helpers/proc.js';
 
@@ -66,7 +68,19 @@ t.test('negotiated ciphers on every listener', async (t) => {
   }
 
   t.test("the connector's own connections use AES-128-GCM", async (t) => {
+    // Against a server that follows the client's order (Node servers honour their
+    // own unless told not to), so the connector's offer decides: a default Node
+    // client's offer puts AES-256 first.
+    const server = createServer({ cert: own.certPem, key: own.keyPem, honorCipherOrder: false });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    server.on('secureConnection', (s) => s.on('error', () => undefined));
+    const port = (server.address() as AddressInfo).port;
+    t.same(await handshake(port, { ...tlsOptions({ caPem: other.certPem }), servername: 'own.test', rejectUnauthorized: true }),
+      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' }, "the connector's offer");
+    t.same(await handshake(port, { servername: 'own.test' }),
+      { cipher: 'TLS_AES_256_GCM_SHA384', version: 'TLSv1.3' }, "a default Node client's offer, for contrast");
     t.same(await handshake(apiPort, { ...CLIENT_TLS, servername: 'localhost', ca: h.relay.ca.certPem, rejectUnauthorized: true }),
-      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' });
+      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' }, 'to the connector API');
   });
 });

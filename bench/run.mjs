@@ -129,6 +129,11 @@ function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], e
     stdio,
     env: { ...process.env, PROXYCTL_TOKEN: undefined, ...env },
   });
+  return track(child);
+}
+
+/** Registers a child for the cleanup on the way out; `child.exited` resolves to its exit code or signal. */
+function track(child) {
   children.add(child);
   child.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
     children.delete(child);
@@ -220,16 +225,11 @@ class Service {
  */
 function runWrk({ url, host, connections, seconds }) {
   const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s', ...(host ? ['-H', `Host: ${host}`] : []), url];
-  const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  children.add(child);
+  const child = track(spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (out += d));
-  const exited = new Promise((resolve) => child.on('exit', (code) => {
-    children.delete(child);
-    resolve(code);
-  }));
-  const result = exited.then((code) => {
+  const result = child.exited.then((code) => {
     const total = /(\d+) requests in ([\d.]+)(ms|s|m)/.exec(out);
     const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
     if (code !== 0 || !total || !rps) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-2000)}`);

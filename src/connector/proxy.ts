@@ -344,7 +344,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       },
     });
     this.stream = stream;
-    this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal).then(() => this.end(), (err: unknown) => this.end(asError(err)));
+    endWhen(this, this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -378,7 +378,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.reason) return this.end();
-    this.proxy.reportBackendError(this.msg, this.app!, err).then(() => this.end(), (e: unknown) => this.end(asError(e)));
+    endWhen(this, this.proxy.reportBackendError(this.msg, this.app!, err));
   }
 
   private dropRequestBody(err: Error): void {

@@ -140,7 +140,7 @@ export function createRequestPath(deps: RequestPathDeps) {
 
   /** Step 2: answered by the relay itself, never forwarded. */
   async function relayOwned(req: IncomingMessage, res: ServerResponse, route: Route, origin: string, requestId: string): Promise<boolean> {
-    const path = (req.url ?? '/').split('?')[0];
+    const path = pathOf(req.url ?? '/');
     if (path === '/robots.txt' && (req.method === 'GET' || req.method === 'HEAD')) {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': ROBOTS.length, 'cache-control': 'public, max-age=3600' });
       res.end(req.method === 'HEAD' ? undefined : ROBOTS);

@@ -27,7 +27,7 @@
 // --cpu-prof starts relay and connector under `node --cpu-prof` and prints where
 // their CPU time went when they stop (profiling slows them: figures are then
 // not comparable with an unprofiled run).
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import https from 'node:https';
@@ -72,6 +72,17 @@ const IDLE_COUNT = Number(flag('idle-count', 10_000));
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
 const FLOOR = flag('no-floor', false) !== true;
+/**
+ * --callgrind relay|connector: instead of the tests, count the instructions that
+ * process spends per small GET under valgrind's callgrind (after warm-up, over
+ * --requests requests). Unlike seconds, the count barely moves with what else the
+ * machine is doing, so two builds can be compared on this shared VM.
+ */
+const CALLGRIND = String(flag('callgrind', ''));
+if (CALLGRIND && CALLGRIND !== 'relay' && CALLGRIND !== 'connector') throw new Error(`--callgrind: relay or connector, not ${CALLGRIND}`);
+const CG_REQUESTS = Number(flag('requests', 3000));
+/** Under valgrind a process starts and answers tens of times slower. */
+const SLOWDOWN = CALLGRIND ? 20 : 1;
 /**
  * The small-GET load generator. wrk (C, OpenSSL) spends a fraction of the CPU per
  * request that autocannon (Node's TLS) does, and on two shared cores every cycle
@@ -122,9 +133,9 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
 }
 
 /** Spawns `node args…` under bash with a raised descriptor limit; `exec` keeps the pid. */
-function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], env = {} } = {}) {
+function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], env = {}, wrap = [] } = {}) {
   const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"';
-  const child = spawn('bash', ['-c', script, process.execPath, ...nodeFlags, ...args], {
+  const child = spawn('bash', ['-c', script, ...wrap, process.execPath, ...nodeFlags, ...args], {
     cwd: ROOT,
     stdio,
     env: { ...process.env, PROXYCTL_TOKEN: undefined, ...env },
@@ -159,7 +170,10 @@ class Service {
     this.name = name;
     this.logFile = path.join(dir, `${name}.log`);
     const fd = openSync(this.logFile, 'a');
-    this.child = spawnNode([BIN, ...args], { stdio: ['ignore', fd, fd], nodeFlags });
+    /** Where callgrind writes its counts when this service runs under it. */
+    this.cgFile = CALLGRIND && name.startsWith(CALLGRIND) ? path.join(dir, `${name}.callgrind`) : undefined;
+    const wrap = this.cgFile ? ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${this.cgFile}`] : [];
+    this.child = spawnNode([BIN, ...args], { stdio: ['ignore', fd, fd], nodeFlags, wrap });
     closeSync(fd);
     Service.names.set(this.child.pid, name);
   }
@@ -170,7 +184,7 @@ class Service {
 
   /** Waits for a JSON log line matching pred, written after byte offset `from`. */
   async waitFor(pred, what, timeoutMs = 30_000, from = 0) {
-    const deadline = Date.now() + timeoutMs;
+    const deadline = Date.now() + timeoutMs * SLOWDOWN;
     let offset = from;
     let partial = '';
     const fd = openSync(this.logFile, 'r');
@@ -637,6 +651,33 @@ async function main() {
 
     const direct = (p) => `http://127.0.0.1:${backendPort}${p}`;
     const viaRelay = (p) => ({ url: `https://127.0.0.1:${publicPort}${p}`, host: APP_HOST, ca: caFile });
+
+    if (CALLGRIND) {
+      await startPair();
+      const svc = CALLGRIND === 'relay' ? relay : connector;
+      say(`[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs through the relay, autocannon, 16 connections`);
+      // The same load once more, uncounted, so JIT compilation is over before counting starts.
+      await runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      execFileSync('callgrind_control', ['-i', 'on', String(svc.pid)], { stdio: 'ignore' });
+      const run = await runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      execFileSync('callgrind_control', ['-i', 'off', String(svc.pid)], { stdio: 'ignore' });
+      execFileSync('callgrind_control', ['-d', String(svc.pid)], { stdio: 'ignore' });
+      const requests = run.total;
+      if (run.non2xx || run.errors || requests !== CG_REQUESTS) throw new Error(`callgrind run: ${requests} requests, ${run.non2xx} non-2xx, ${run.errors} errors`);
+      const dumps = readdirSync(dir).filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`)).map((f) => path.join(dir, f));
+      // One dump per thread (--separate-threads): -01 is the main thread, the event loop.
+      let instructions = 0;
+      let main = 0;
+      for (const f of dumps) {
+        const n = Number(/^totals: (\d+)/m.exec(readFileSync(f, 'utf8'))?.[1] ?? 0);
+        instructions += n;
+        if (f.endsWith('-01')) main += n;
+      }
+      results.tests.callgrind = { process: CALLGRIND, requests, instructions, mainThread: main, perRequest: Math.round(instructions / requests), mainPerRequest: Math.round(main / requests), dumps };
+      say(`  main thread ${fmt(main / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`);
+      if (flag('keep', false) === true) say(`  callgrind_annotate ${dumps[0]} | head -60`);
+      return;
+    }
 
     const wantThroughput = ONLY.some((o) => ['small', 'download', 'upload'].includes(o));
     if (wantThroughput) {

@@ -137,7 +137,11 @@ export class ControlChannel {
 
   /** No ping or message for 2.5 heartbeats: the path is dead even if TCP says otherwise. */
   private armDeadTimer(): void {
-    this.clearDeadTimer();
+    // Every message re-arms it: restart the timer there is rather than make a new one.
+    if (this.deadTimer) {
+      this.deadTimer.refresh();
+      return;
+    }
     this.deadTimer = setTimeout(() => {
       this.log.warn({ heartbeat_ms: this.heartbeatMs }, 'no heartbeat from the relay; reconnecting');
       this.ws?.terminate();

@@ -134,10 +134,14 @@ export const INLINE_MAX = 64 * 1024;
 export interface InlineResponseHead { type: 'response'; id: string; status: number; headers: HeaderPairs }
 
 export function encodeInlineResponse(head: InlineResponseHead, body: Buffer): Buffer {
-  const json = Buffer.from(JSON.stringify(head));
-  const prefix = Buffer.allocUnsafe(4);
-  prefix.writeUInt32BE(json.length, 0);
-  return Buffer.concat([prefix, json, body]);
+  // One allocation for the whole frame: this runs for most responses.
+  const json = JSON.stringify(head);
+  const n = Buffer.byteLength(json);
+  const frame = Buffer.allocUnsafe(4 + n + body.length);
+  frame.writeUInt32BE(n, 0);
+  frame.write(json, 4);
+  body.copy(frame, 4 + n);
+  return frame;
 }
 
 export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead; body: Buffer } | undefined {
@@ -145,7 +149,7 @@ export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead;
   const n = frame.readUInt32BE(0);
   if (n > frame.length - 4 || n > 256 * 1024) return undefined;
   try {
-    const head = JSON.parse(frame.subarray(4, 4 + n).toString('utf8')) as InlineResponseHead;
+    const head = JSON.parse(frame.toString('utf8', 4, 4 + n)) as InlineResponseHead;
     if (head?.type !== 'response' || typeof head.id !== 'string' || !Number.isInteger(head.status) || !Array.isArray(head.headers)) return undefined;
     for (const pair of head.headers) {
       if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') return undefined;

@@ -138,19 +138,23 @@ export function createRequestPath(deps: RequestPathDeps) {
     return `https://${m[1]}${port && port !== '443' ? `:${port}` : ''}`;
   }
 
-  /** Step 2: answered by the relay itself, never forwarded. */
-  async function relayOwned(req: IncomingMessage, res: ServerResponse, route: Route, origin: string, requestId: string): Promise<boolean> {
+  /**
+   * Step 2: answered by the relay itself, never forwarded. Decided without a
+   * promise for the paths that are not the relay's (nearly every request).
+   */
+  function relayOwned(req: IncomingMessage, res: ServerResponse, route: Route, origin: string, requestId: string): boolean | Promise<boolean> {
     const path = pathOf(req.url ?? '/');
     if (path === '/robots.txt' && (req.method === 'GET' || req.method === 'HEAD')) {
       res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': ROBOTS.length, 'cache-control': 'public, max-age=3600' });
       res.end(req.method === 'HEAD' ? undefined : ROBOTS);
       return true;
     }
+    if (!deps.auth.isReserved(route.rest)) return false;
     return deps.auth.handleReserved(req, res, route.app, origin, route.rest, requestId);
   }
 
-  /** Step 3: preauthentication. Passthrough apps skip it; undefined = a sign-in redirect was sent. */
-  async function authenticate(req: IncomingMessage, res: ServerResponse | undefined, app: AppConfig, origin: string, requestId: string): Promise<Authenticated | 'anonymous' | undefined> {
+  /** Step 3: preauthentication. Passthrough apps skip it (no promise); undefined = a sign-in redirect was sent. */
+  function authenticate(req: IncomingMessage, res: ServerResponse | undefined, app: AppConfig, origin: string, requestId: string): 'anonymous' | Promise<Authenticated | 'anonymous' | undefined> {
     if (app.preauth === 'passthrough') return 'anonymous';
     return deps.auth.authenticate(req, res, app, origin, requestId);
   }
@@ -180,7 +184,7 @@ export function createRequestPath(deps: RequestPathDeps) {
 
   /** Step 6: put the request on the channel; the data plane delivers the answer. */
   async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }, who: Authenticated | 'anonymous') {
-    const identity = await identityHeaders(route.app, who);
+    const identity = who === 'anonymous' ? [] : await identityHeaders(route.app, who);
     // Usually a channel is open: take it without the machinery for waiting.
     let channel = deps.queue.pick(route.app.connectorGroup);
     if (!channel) {
@@ -253,8 +257,10 @@ export function createRequestPath(deps: RequestPathDeps) {
       app = route.app.name;
       appLimits(route, req);
       const origin = originOf(route, req);
-      if (await relayOwned(req, res, route, origin, requestId)) return;
-      const who = await authenticate(req, res, route.app, origin, requestId);
+      const owned = relayOwned(req, res, route, origin, requestId);
+      if (owned === true || (owned !== false && await owned)) return;
+      const authenticated = authenticate(req, res, route.app, origin, requestId);
+      const who = typeof authenticated === 'string' ? authenticated : await authenticated;
       if (!who) return;
       await forward(config, route, req, requestId, { res }, who);
     } catch (err) {

@@ -65,6 +65,11 @@ export class Authenticator {
     return (this.deps.now ?? Date.now)();
   }
 
+  /** Whether handleReserved answers this app path (no leading slash): most requests skip it without a promise. */
+  isReserved(rest: string): boolean {
+    return rest.startsWith('.proxyctl/') || rest.startsWith(JWKS_PATH.slice(1));
+  }
+
   /** Relay-owned paths on an app host (any preauth). Returns true when answered. */
   async handleReserved(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, rest: string, requestId: string): Promise<boolean> {
     const path = rest.split('?')[0];

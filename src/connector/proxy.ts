@@ -109,7 +109,7 @@ export class BackendProxy {
     if (!target) return endWhen(call, this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`));
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
-    const headers = this.backendHeaders(msg.headers, app, base);
+    const headers = backendHeaders(msg.headers, app, base);
     if (msg.upgrade) return endWhen(call, this.upgrade(msg, app, base, path, headers, call.signal));
     if (!msg.body) return this.dispatch(call, app, base, path, headers, undefined);
     this.fetchBody(this.deps.relay(), msg.id, call.signal).then(
@@ -118,7 +118,7 @@ export class BackendProxy {
     );
   }
 
-  private dispatch(call: BackendCall, app: ConnectorAppConfig, base: URL, path: string, headers: HeaderPairs, body: Readable | undefined): void {
+  private dispatch(call: BackendCall, app: ConnectorAppConfig, base: URL, path: string, headers: string[], body: Readable | undefined): void {
     if (call.aborted) {
       // Cancelled while the body was being pulled: the call has ended already.
       body?.destroy();
@@ -127,7 +127,7 @@ export class BackendProxy {
     call.app = app;
     call.requestBody = body;
     this.backend.dispatch({
-      origin: base.origin, path, method: call.msg.method as Dispatcher.HttpMethod, headers: flatten(headers), body: body ?? null,
+      origin: base.origin, path, method: call.msg.method as Dispatcher.HttpMethod, headers, body: body ?? null,
       headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
     }, call);
   }
@@ -135,11 +135,6 @@ export class BackendProxy {
   /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
   streamResponse(id: string, status: number, headers: HeaderPairs, body: Readable, signal: AbortSignal): Promise<void> {
     return this.sendResponse(this.deps.relay(), id, status, headers, body, signal);
-  }
-
-  private backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): HeaderPairs {
-    const forwardedHost = app.passHostHeader ? pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
-    return [['host', forwardedHost || base.host], ...pairs];
   }
 
   private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {
@@ -204,10 +199,10 @@ export class BackendProxy {
   }
 
   /** WebSocket and other upgrades: a backend socket joined to a tunnel the connector opens to the relay. */
-  private upgrade(msg: QueuedRequest, app: ConnectorAppConfig, base: URL, path: string, headers: HeaderPairs, signal: AbortSignal): Promise<void> {
+  private upgrade(msg: QueuedRequest, app: ConnectorAppConfig, base: URL, path: string, headers: string[], signal: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const send = base.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req: ClientRequest = send({ host: base.hostname, port: base.port || undefined, path, method: msg.method, headers: flatten(headers), signal, timeout: app.backendTimeoutMs });
+      const req: ClientRequest = send({ host: base.hostname, port: base.port || undefined, path, method: msg.method, headers, signal, timeout: app.backendTimeoutMs });
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       req.on('error', (err) => {
         if (!signal.aborted) void this.reportBackendError(msg, app, err).catch(() => undefined);
@@ -420,12 +415,19 @@ function rawPairs(raw: string[]): HeaderPairs {
   return out;
 }
 
-/** undici and node:http both take a flat [name, value, …] list and keep duplicates. */
-function flatten(pairs: HeaderPairs): string[] {
-  const out = new Array<string>(pairs.length * 2);
+/**
+ * The relay's header list for the backend with Host first (the internal host, or the
+ * external one the relay forwarded when the app asks for it), flat as undici and
+ * node:http both take it: [name, value, …], duplicates kept.
+ */
+function backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): string[] {
+  const forwardedHost = app.passHostHeader ? pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
+  const out = new Array<string>(2 + pairs.length * 2);
+  out[0] = 'host';
+  out[1] = forwardedHost || base.host;
   for (let i = 0; i < pairs.length; i++) {
-    out[2 * i] = pairs[i]![0];
-    out[2 * i + 1] = pairs[i]![1];
+    out[2 + 2 * i] = pairs[i]![0];
+    out[3 + 2 * i] = pairs[i]![1];
   }
   return out;
 }

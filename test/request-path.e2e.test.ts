@@ -138,6 +138,69 @@ ${apps}`;
     growth.forEach((g, i) => t.ok(g < 96 * MiB, `${i % 2 ? 'connector' : 'relay'} grew ${Math.round(g / MiB)} MiB during the ${i < 2 ? 'download' : 'upload'}`));
   });
 
+  await t.test('a client that stops reading: back-pressure reaches the backend, memory stays bounded, other requests go on', async (t) => {
+    const rss = watchRss([relay.pid, edge1.pid]);
+    const r = await call('files.test', `/bytes?n=${BIG}&tag=stalled`);
+    t.equal(r.statusCode, 200);
+    // The body is not read for three seconds: every buffer on the way fills, then the backend must stop.
+    const wrote = async (ms: number) => {
+      await new Promise((resolve) => setTimeout(resolve, ms));
+      return backend.written('stalled');
+    };
+    const early = await wrote(1500);
+    // Meanwhile the same relay and connector serve others, promptly.
+    const others = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const started = performance.now();
+      const o = await call('files.test', `/echo?while-stalled=${i}`);
+      await o.body.dump();
+      return { status: o.statusCode, ms: performance.now() - started };
+    }));
+    t.same(others.map((o) => o.status), others.map(() => 200), '20 other requests answered while the download stalls');
+    t.ok(Math.max(...others.map((o) => o.ms)) < 2000, `slowest of them: ${Math.round(Math.max(...others.map((o) => o.ms)))} ms`);
+    const late = await wrote(1500);
+    t.ok(early > 0 && early < 64 * MiB, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
+    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.5 s`);
+    const [relayGrew, connectorGrew] = rss.stop();
+    t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while stalled: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
+    // Reading again, the client gets every byte.
+    const got = await drain(r.body);
+    t.equal(got.error, undefined);
+    t.equal(got.bytes, BIG);
+    const sent = await backend.ended('stalled');
+    t.ok(sent.finished);
+    t.equal(got.sha256, sent.sha256, 'byte-exact after the stall');
+  });
+
+  await t.test('a backend that stops reading an upload: the client is held back, memory stays bounded, other requests go on', async (t) => {
+    const hash = createHash('sha256');
+    let sentBytes = 0;
+    const body = patternStream(BIG, (chunk) => {
+      hash.update(chunk);
+      sentBytes += chunk.length;
+    });
+    const rss = watchRss([relay.pid, edge1.pid]);
+    const pending = call('files.test', '/upload?stallMs=3000', { method: 'POST', body, headers: { 'content-length': String(BIG) } });
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const early = sentBytes;
+    const others = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const o = await call('files.test', `/echo?while-upload-stalled=${i}`);
+      await o.body.dump();
+      return o.statusCode;
+    }));
+    t.same(others, others.map(() => 200), '20 other requests answered while the upload is held back');
+    await new Promise((resolve) => setTimeout(resolve, 1200));
+    const late = sentBytes;
+    t.ok(early > 0 && early < 64 * MiB, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back`);
+    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.2 s`);
+    const r = await pending;
+    const [relayGrew, connectorGrew] = rss.stop();
+    t.equal(r.statusCode, 200);
+    const j = (await r.body.json()) as { sha256: string; length: number };
+    t.equal(j.length, BIG);
+    t.equal(j.sha256, hash.digest('hex'), 'byte-exact once the backend reads again');
+    t.ok(relayGrew! < 96 * MiB && connectorGrew! < 96 * MiB, `RSS growth: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
+  });
+
   let edge2: Proc;
   await t.test('connector SIGKILLed mid-stream: in-flight requests fail fast, the other connector serves new ones', async (t) => {
     const waiting = call('files.test', '/slow?ms=20000&tag=killslow', { headers: { accept: 'application/json' } });

@@ -107,6 +107,8 @@ export interface Backend {
   ended(tag: string, timeoutMs?: number): Promise<Ended>;
   /** SSE events written so far for this tag. */
   sseSent(tag: string): number;
+  /** Body bytes handed to the socket so far for the tracked response with this tag (0 before it starts). */
+  written(tag: string): number;
   close(): Promise<void>;
 }
 
@@ -122,12 +124,14 @@ export async function startBackend(): Promise<Backend> {
   events.setMaxListeners(0);
   const sse = new Map<string, number>();
 
+  const writtenTags = new Map<string, number>();
   const track = (route: string, res: ServerResponse, tag: string | null) => {
     const hash = createHash('sha256');
     let bytes = 0;
     const write = (chunk: Buffer): boolean => {
       hash.update(chunk);
       bytes += chunk.length;
+      if (tag) writtenTags.set(tag, bytes);
       return res.write(chunk);
     };
     res.once('close', () => {
@@ -177,13 +181,19 @@ export async function startBackend(): Promise<Backend> {
       case 'upload': {
         const hash = createHash('sha256');
         let length = 0;
-        req.on('data', (c: Buffer) => {
-          hash.update(c);
-          length += c.length;
-        });
-        req.on('end', () => json(res, 200, {
-          sha256: hash.digest('hex'), length, contentLength: req.headers['content-length'] ?? null, transferEncoding: req.headers['transfer-encoding'] ?? null,
-        }));
+        const read = () => {
+          req.on('data', (c: Buffer) => {
+            hash.update(c);
+            length += c.length;
+          });
+          req.on('end', () => json(res, 200, {
+            sha256: hash.digest('hex'), length, contentLength: req.headers['content-length'] ?? null, transferEncoding: req.headers['transfer-encoding'] ?? null,
+          }));
+        };
+        // ?stallMs=N: a slow backend that reads nothing of the body for N ms.
+        const stall = num('stallMs', 0);
+        if (stall > 0) setTimeout(read, stall);
+        else read();
         return;
       }
       case 'early-hints':
@@ -285,6 +295,7 @@ export async function startBackend(): Promise<Backend> {
     hits: (route) => counts.get(route) ?? 0,
     seen,
     sseSent: (tag) => sse.get(tag) ?? 0,
+    written: (tag) => writtenTags.get(tag) ?? 0,
     ended(tag, timeoutMs = 10_000) {
       const known = endedTags.get(tag);
       if (known) return Promise.resolve(known);

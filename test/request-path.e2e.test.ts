@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { Agent, request, type Dispatcher } from 'undici';
 import { drain, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
@@ -20,6 +21,17 @@ const lookup: LookupFunction = (_host, opts, cb) => {
   if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
   else cb(null, '127.0.0.1', 4);
 };
+
+/** A BIG pattern body for an upload, hashing and counting what the client has handed out. */
+function countedUpload(): { body: Readable; sent(): number; sha256(): string } {
+  const hash = createHash('sha256');
+  let sent = 0;
+  const body = patternStream(BIG, (chunk) => {
+    hash.update(chunk);
+    sent += chunk.length;
+  });
+  return { body, sent: () => sent, sha256: () => hash.digest('hex') };
+}
 
 /** Samples the resident memory of processes while a transfer runs; stop() gives each one's growth over its start. */
 function watchRss(pids: number[]): { stop(): number[] } {
@@ -69,6 +81,16 @@ ${apps}`;
   const url = (host: string, p: string) => `https://${host}:${publicPort}${p}`;
   const call = (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> = {}) =>
     request(url(host, p), { dispatcher: client, ...opts } as Parameters<typeof request>[1]);
+  /** 20 small requests at once; their statuses and the slowest one's time. */
+  const twentyOthers = async (label: string) => {
+    const done = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+      const started = performance.now();
+      const o = await call('files.test', `/echo?${label}=${i}`);
+      await o.body.dump();
+      return { status: o.statusCode, ms: performance.now() - started };
+    }));
+    return { statuses: done.map((o) => o.status), slowestMs: Math.round(Math.max(...done.map((o) => o.ms))) };
+  };
 
   const register = async (name: string) => {
     const stateDir = path.join(dir, name);
@@ -115,20 +137,15 @@ ${apps}`;
   });
 
   await t.test('256 MiB upload, byte-exact, streamed', async (t) => {
-    const hash = createHash('sha256');
-    let sentBytes = 0;
-    const body = patternStream(BIG, (chunk) => {
-      hash.update(chunk);
-      sentBytes += chunk.length;
-    });
+    const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
-    const r = await call('files.test', '/upload', { method: 'POST', body, headers: { 'content-length': String(BIG) } });
+    const r = await call('files.test', '/upload', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
     t.equal(r.statusCode, 200);
     const j = (await r.body.json()) as { sha256: string; length: number; contentLength: string };
-    t.equal(sentBytes, BIG);
+    t.equal(upload.sent(), BIG);
     t.equal(j.length, BIG);
     t.equal(j.contentLength, String(BIG));
-    t.equal(j.sha256, hash.digest('hex'), 'sha256 the client sent = sha256 the backend received');
+    t.equal(j.sha256, upload.sha256(), 'sha256 the client sent = sha256 the backend received');
     growth.push(...rss.stop());
   });
 
@@ -149,14 +166,9 @@ ${apps}`;
     };
     const early = await wrote(1500);
     // Meanwhile the same relay and connector serve others, promptly.
-    const others = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const started = performance.now();
-      const o = await call('files.test', `/echo?while-stalled=${i}`);
-      await o.body.dump();
-      return { status: o.statusCode, ms: performance.now() - started };
-    }));
-    t.same(others.map((o) => o.status), others.map(() => 200), '20 other requests answered while the download stalls');
-    t.ok(Math.max(...others.map((o) => o.ms)) < 2000, `slowest of them: ${Math.round(Math.max(...others.map((o) => o.ms)))} ms`);
+    const others = await twentyOthers('while-download-stalled');
+    t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the download stalls');
+    t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
     const late = await wrote(1500);
     t.ok(early > 0 && early < 64 * MiB, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
     t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.5 s`);
@@ -172,24 +184,16 @@ ${apps}`;
   });
 
   await t.test('a backend that stops reading an upload: the client is held back, memory stays bounded, other requests go on', async (t) => {
-    const hash = createHash('sha256');
-    let sentBytes = 0;
-    const body = patternStream(BIG, (chunk) => {
-      hash.update(chunk);
-      sentBytes += chunk.length;
-    });
+    const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
-    const pending = call('files.test', '/upload?stallMs=3000', { method: 'POST', body, headers: { 'content-length': String(BIG) } });
+    const pending = call('files.test', '/upload?stallMs=3000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
     await new Promise((resolve) => setTimeout(resolve, 1200));
-    const early = sentBytes;
-    const others = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const o = await call('files.test', `/echo?while-upload-stalled=${i}`);
-      await o.body.dump();
-      return o.statusCode;
-    }));
-    t.same(others, others.map(() => 200), '20 other requests answered while the upload is held back');
+    const early = upload.sent();
+    const others = await twentyOthers('while-upload-stalled');
+    t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the upload is held back');
+    t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 1200));
-    const late = sentBytes;
+    const late = upload.sent();
     t.ok(early > 0 && early < 64 * MiB, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back`);
     t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.2 s`);
     const r = await pending;
@@ -197,7 +201,7 @@ ${apps}`;
     t.equal(r.statusCode, 200);
     const j = (await r.body.json()) as { sha256: string; length: number };
     t.equal(j.length, BIG);
-    t.equal(j.sha256, hash.digest('hex'), 'byte-exact once the backend reads again');
+    t.equal(j.sha256, upload.sha256(), 'byte-exact once the backend reads again');
     t.ok(relayGrew! < 96 * MiB && connectorGrew! < 96 * MiB, `RSS growth: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
   });
 

@@ -197,7 +197,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     }
     const upgrade = target.socket !== undefined;
     const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
-    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, ...target, hasBody });
+    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, res: target.res, socket: target.socket, head: target.head, hasBody });
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,

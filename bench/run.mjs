@@ -16,6 +16,8 @@
 //                                     when it is installed, `apt-get install wrk`; else autocannon)
 //                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
 //                                     other processes to calm down (shared machines)
+//   node bench/run.mjs --callgrind relay|connector [--requests 3000] [--keep]
+//                                     instructions per small GET of one process (valgrind)
 //
 // The floor: each throughput test also runs through two byte-forwarding hops
 // (bench/hop.mjs: TLS in, TLS out; TLS in, TCP out) in place of relay and
@@ -80,6 +82,9 @@ const FLOOR = flag('no-floor', false) !== true;
  */
 const CALLGRIND = String(flag('callgrind', ''));
 if (CALLGRIND && CALLGRIND !== 'relay' && CALLGRIND !== 'connector') throw new Error(`--callgrind: relay or connector, not ${CALLGRIND}`);
+if (CALLGRIND && spawnSync('sh', ['-c', 'command -v valgrind && command -v callgrind_control'], { stdio: 'ignore' }).status !== 0) {
+  throw new Error('--callgrind: valgrind is not installed (apt-get install valgrind)');
+}
 const CG_REQUESTS = Number(flag('requests', 3000));
 /** Under valgrind a process starts and answers tens of times slower. */
 const SLOWDOWN = CALLGRIND ? 20 : 1;
@@ -673,9 +678,8 @@ async function main() {
         instructions += n;
         if (f.endsWith('-01')) main += n;
       }
-      results.tests.callgrind = { process: CALLGRIND, requests, instructions, mainThread: main, perRequest: Math.round(instructions / requests), mainPerRequest: Math.round(main / requests), dumps };
       say(`  main thread ${fmt(main / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`);
-      if (flag('keep', false) === true) say(`  callgrind_annotate ${dumps[0]} | head -60`);
+      if (flag('keep', false) === true) say(`  per function: callgrind_annotate ${dumps.find((f) => f.endsWith('-01'))} | head -60`);
       return;
     }
 

@@ -71,7 +71,7 @@ export class DataPlane {
       'content-type': 'application/octet-stream', 'cache-control': 'no-store',
       ...(declared !== undefined && ex.req.headers['transfer-encoding'] === undefined ? { 'content-length': declared } : {}),
     });
-    ex.links.add(res);
+    ex.link(res);
     const upload = ex.req;
     const max = ex.app.maxBodyBytes;
     if (max !== undefined) {
@@ -117,7 +117,7 @@ export class DataPlane {
       ex.abortUser();
     });
     finished(res, (err) => {
-      ex.links.delete(res);
+      ex.unlink(res);
       if (!err) return;
       // The connector stopped reading (the backend failed or answered early): drain the rest
       // of the upload so its answer or error page can still be delivered.
@@ -151,15 +151,15 @@ export class DataPlane {
       throw new ProxyctlError('ERR_BAD_REQUEST', `invalid response headers: ${(err as Error).message}`, { status: 400 });
     }
     user.flushHeaders();
-    ex.links.add(req);
+    ex.link(req);
     // Done once the user has the whole response: the response's 'close' follows on the
     // next tick and must not read as the user leaving (that would cancel on the connector).
     user.once('finish', () => {
-      ex.links.delete(req);
+      ex.unlink(req);
       ex.finish();
     });
     const done = (err: Error | null) => {
-      ex.links.delete(req);
+      ex.unlink(req);
       if (err) {
         // Truncated by the backend or the connector, or the user left: never a clean end.
         this.log.info({ request_id: ex.id, app: ex.app.name, err: err.message }, 'response stream aborted');
@@ -182,9 +182,9 @@ export class DataPlane {
     }
     const socket = ex.socket!;
     socket.write(`${rawHead(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, responseHeadersForClient(pairs))}connection: close\r\n\r\n`);
-    ex.links.add(req);
+    ex.link(req);
     pipeline(req, socket, (err) => {
-      ex.links.delete(req);
+      ex.unlink(req);
       if (err) {
         ex.abortUser();
         if (!res.headersSent && !res.destroyed) res.destroy();
@@ -261,7 +261,7 @@ export class DataPlane {
     userSocket.write(`${rawHead('HTTP/1.1 101 Switching Protocols', responseHeadersForClient(pairs, true))}\r\n`);
     if (head.length) userSocket.write(head);
     if (ex.head?.length) connectorSocket.write(ex.head);
-    ex.links.add(connectorSocket);
+    ex.link(connectorSocket);
     const done = () => {
       userSocket.destroy();
       connectorSocket.destroy();

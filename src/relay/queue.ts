@@ -15,8 +15,8 @@ export type ExchangeState = 'queued' | 'responding' | 'done';
 export class Exchange {
   state: ExchangeState = 'queued';
   bodyTaken = false;
-  /** Streams of the data plane, destroyed when the user goes away. */
-  readonly links = new Set<{ destroy(err?: Error): void }>();
+  /** Streams of the data plane, destroyed when the user goes away (made on first use: most exchanges have none). */
+  private links: Set<{ destroy(err?: Error): void }> | undefined;
 
   constructor(
     readonly id: string,
@@ -29,6 +29,15 @@ export class Exchange {
     readonly hasBody: boolean,
     private readonly onDone: (ex: Exchange) => void,
   ) {}
+
+  /** A data-plane stream that lives as long as the exchange. */
+  link(stream: { destroy(err?: Error): void }): void {
+    (this.links ??= new Set()).add(stream);
+  }
+
+  unlink(stream: { destroy(err?: Error): void }): void {
+    this.links?.delete(stream);
+  }
 
   get connectorId(): string {
     return this.channel.connectorId;
@@ -76,8 +85,9 @@ export class Exchange {
   finish(): void {
     if (this.state === 'done') return;
     this.state = 'done';
-    for (const l of this.links) l.destroy();
-    this.links.clear();
+    const links = this.links;
+    this.links = undefined;
+    if (links) for (const l of links) l.destroy();
     this.onDone(this);
   }
 }
@@ -87,6 +97,8 @@ export class RequestQueue {
   private readonly outstanding = new Map<string, number>();
   private readonly waiters = new Map<string, Set<(ch: Channel) => void>>();
   private rr = 0;
+  /** Given to every exchange: one function for all of them. */
+  private readonly onExchangeDone = (ex: Exchange) => this.closed(ex);
 
   private readonly sweeper: NodeJS.Timeout;
 
@@ -174,7 +186,7 @@ export class RequestQueue {
   open(init: {
     id: string; app: AppConfig; channel: Channel; req: IncomingMessage; res?: ServerResponse; socket?: Duplex; head?: Buffer; hasBody: boolean;
   }): Exchange {
-    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, (e) => this.closed(e));
+    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, this.onExchangeDone);
     this.exchanges.set(ex.id, ex);
     this.outstanding.set(ex.connectorId, (this.outstanding.get(ex.connectorId) ?? 0) + 1);
     return ex;

@@ -106,7 +106,10 @@ export function createRequestPath(deps: RequestPathDeps) {
       throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${config.limits.maxHeaders}).`, { status: 431 });
     }
     let hosts = 0;
-    for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.toLowerCase() === 'host') hosts++;
+    for (let i = 0; i < req.rawHeaders.length; i += 2) {
+      const name = req.rawHeaders[i]!;
+      if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+    }
     // Framing the relay does not trust: answer and close, never read what follows as another request.
     if (hosts > 1) throw new ProxyctlError('ERR_BAD_REQUEST', 'More than one Host header.', { status: 400, details: { close: true } });
     const te = req.headers['transfer-encoding'];

@@ -186,7 +186,7 @@ ${apps}`;
   await t.test('a backend that stops reading an upload: the client is held back, memory stays bounded, other requests go on', async (t) => {
     const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
-    const pending = call('files.test', '/upload?stallMs=3000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
+    const pending = call('files.test', '/upload?stallMs=5000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
     await new Promise((resolve) => setTimeout(resolve, 1200));
     const early = upload.sent();
     const others = await twentyOthers('while-upload-stalled');

@@ -170,7 +170,10 @@ ${apps}`;
     t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the download stalls');
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
     const late = await wrote(1500);
-    t.ok(early > 0 && early < 64 * MiB, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
+    // What got out sits in loopback socket buffers (Linux autotunes a receive buffer up to
+    // tcp_rmem's maximum, 32 MiB here, for each of three connections); the RSS check below
+    // shows that relay and connector hold none of it.
+    t.ok(early > 0 && early < BIG / 2, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
     t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.5 s`);
     const [relayGrew, connectorGrew] = rss.stop();
     t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while stalled: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
@@ -194,15 +197,15 @@ ${apps}`;
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 1200));
     const late = upload.sent();
-    t.ok(early > 0 && early < 64 * MiB, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back`);
+    t.ok(early > 0 && early < BIG / 2, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back (socket buffers)`);
     t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.2 s`);
-    const r = await pending;
     const [relayGrew, connectorGrew] = rss.stop();
+    t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while held back: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
+    const r = await pending;
     t.equal(r.statusCode, 200);
     const j = (await r.body.json()) as { sha256: string; length: number };
     t.equal(j.length, BIG);
     t.equal(j.sha256, upload.sha256(), 'byte-exact once the backend reads again');
-    t.ok(relayGrew! < 96 * MiB && connectorGrew! < 96 * MiB, `RSS growth: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
   });
 
   let edge2: Proc;

@@ -661,10 +661,11 @@ async function main() {
       await startPair();
       const svc = CALLGRIND === 'relay' ? relay : connector;
       say(`[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs through the relay, autocannon, 16 connections`);
-      // The same load once more, uncounted, so JIT compilation is over before counting starts.
-      await runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      // The same load twice: the first, uncounted, so JIT compilation is over before counting starts.
+      await load();
       execFileSync('callgrind_control', ['-i', 'on', String(svc.pid)], { stdio: 'ignore' });
-      const run = await runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      const run = await load();
       execFileSync('callgrind_control', ['-i', 'off', String(svc.pid)], { stdio: 'ignore' });
       execFileSync('callgrind_control', ['-d', String(svc.pid)], { stdio: 'ignore' });
       const requests = run.total;

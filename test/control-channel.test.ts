@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import t, { type Test } from 'tap';
+import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ControlChannel, type ChannelEnd } from '../src/connector/channel.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
@@ -30,10 +31,10 @@ async function standInRelay(t: Test) {
   return { caPem: ca.certPem, url, sockets };
 }
 
-function open(relay: { caPem: string; url: string }, received: RelayMessage[]) {
+function open(relay: { caPem: string; url: string }, received: RelayMessage[], log: Logger = testLogger()) {
   let opened!: () => void;
   const isOpen = new Promise<void>((resolve) => (opened = resolve));
-  const channel = new ControlChannel(relay.url, { caPem: relay.caPem }, HEARTBEAT_MS, testLogger(), {
+  const channel = new ControlChannel(relay.url, { caPem: relay.caPem }, HEARTBEAT_MS, log, {
     onOpen: () => opened(),
     onMessage: (msg) => received.push(msg),
   });
@@ -77,9 +78,14 @@ t.test('messages and pings from the relay keep the channel open', async (t) => {
 
 t.test('closing the channel stops its timer (the process can exit)', async (t) => {
   const relay = await standInRelay(t);
-  const { isOpen, ended, channel } = open(relay, []);
+  const warnings: string[] = [];
+  const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+  const { isOpen, ended, channel } = open(relay, [], log);
   await isOpen;
   channel.close();
   const { end } = await ended;
   t.equal(end.kind, 'closed');
+  // A timer left running would fire 2.5 heartbeats on and report a dead relay.
+  await new Promise((resolve) => setTimeout(resolve, 3 * HEARTBEAT_MS));
+  t.same(warnings.filter((l) => l.includes('no heartbeat')), [], 'no dead-relay report after the close');
 });

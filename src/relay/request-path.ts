@@ -152,7 +152,6 @@ export function createRequestPath(deps: RequestPathDeps) {
       res.end(req.method === 'HEAD' ? undefined : ROBOTS);
       return true;
     }
-    if (!deps.auth.isReserved(route.rest)) return false;
     return deps.auth.handleReserved(req, res, route.app, origin, route.rest, requestId);
   }
 
@@ -163,8 +162,7 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   /** Step 4: identity for the backend — a signed assertion, optionally plain headers. */
-  async function identityHeaders(app: AppConfig, who: Authenticated | 'anonymous'): Promise<HeaderPairs> {
-    if (who === 'anonymous') return [];
+  async function identityHeaders(app: AppConfig, who: Authenticated): Promise<HeaderPairs> {
     const out: HeaderPairs = [[ASSERTION_HEADER, await deps.assertions.sign(app, who.identity, who.sid)]];
     if (app.identityHeaders) {
       out.push(['x-proxyctl-user', who.identity.sub]);

@@ -25,6 +25,9 @@ import { isAssigned } from '../../policy/assignment.js';
 import { countryOf, platformOf } from '../../policy/context.js';
 import type { AccessConfig, Decision, SignInContext } from '../../policy/model.js';
 
+/** The JWKS path as an app path (no leading slash), as handleReserved sees it. */
+const JWKS_REST = JWKS_PATH.slice(1);
+
 const STATE_TTL_MS = 10 * 60_000;
 
 export interface Authenticated {
@@ -65,13 +68,17 @@ export class Authenticator {
     return (this.deps.now ?? Date.now)();
   }
 
-  /** Whether handleReserved answers this app path (no leading slash): most requests skip it without a promise. */
-  isReserved(rest: string): boolean {
-    return rest.startsWith('.proxyctl/') || rest.startsWith(JWKS_PATH.slice(1));
+  /**
+   * Relay-owned paths on an app host (any preauth; `rest` is the app path without its
+   * leading slash). Any other path is refused at once, without a promise: that is
+   * nearly every request. Otherwise resolves to true when answered.
+   */
+  handleReserved(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, rest: string, requestId: string): false | Promise<boolean> {
+    if (!rest.startsWith('.proxyctl/') && !rest.startsWith(JWKS_REST)) return false;
+    return this.answerReserved(req, res, app, origin, rest, requestId);
   }
 
-  /** Relay-owned paths on an app host (any preauth). Returns true when answered. */
-  async handleReserved(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, rest: string, requestId: string): Promise<boolean> {
+  private async answerReserved(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, rest: string, requestId: string): Promise<boolean> {
     const path = rest.split('?')[0];
     if (`/${path}` === JWKS_PATH) {
       const body = JSON.stringify(this.deps.ring().jwks());

@@ -673,13 +673,13 @@ async function main() {
       const dumps = readdirSync(dir).filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`)).map((f) => path.join(dir, f));
       // One dump per thread (--separate-threads): -01 is the main thread, the event loop.
       let instructions = 0;
-      let main = 0;
+      let mainThread = 0;
       for (const f of dumps) {
         const n = Number(/^totals: (\d+)/m.exec(readFileSync(f, 'utf8'))?.[1] ?? 0);
         instructions += n;
-        if (f.endsWith('-01')) main += n;
+        if (f.endsWith('-01')) mainThread += n;
       }
-      say(`  main thread ${fmt(main / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`);
+      say(`  main thread ${fmt(mainThread / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`);
       if (flag('keep', false) === true) say(`  per function: callgrind_annotate ${dumps.find((f) => f.endsWith('-01'))} | head -60`);
       return;
     }

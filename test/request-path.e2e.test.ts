@@ -8,6 +8,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { LookupFunction } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { drain, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
@@ -113,7 +114,7 @@ ${apps}`;
   await t.test('a request waiting for the group is served by a connector that comes online', async (t) => {
     const started = performance.now();
     const pending = call('files.test', '/waited?x=1');
-    await new Promise((r) => setTimeout(r, 300));
+    await sleep(300);
     edge1 = await startConnector(dir1);
     const r = await pending;
     t.equal(r.statusCode, 200);
@@ -160,16 +161,14 @@ ${apps}`;
     const r = await call('files.test', `/bytes?n=${BIG}&tag=stalled`);
     t.equal(r.statusCode, 200);
     // The body is not read for three seconds: every buffer on the way fills, then the backend must stop.
-    const wrote = async (ms: number) => {
-      await new Promise((resolve) => setTimeout(resolve, ms));
-      return backend.written('stalled');
-    };
-    const early = await wrote(1500);
+    await sleep(1500);
+    const early = backend.written('stalled');
     // Meanwhile the same relay and connector serve others, promptly.
     const others = await twentyOthers('while-download-stalled');
     t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the download stalls');
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    const late = await wrote(1500);
+    await sleep(1500);
+    const late = backend.written('stalled');
     // What got out sits in loopback socket buffers (Linux autotunes a receive buffer up to
     // tcp_rmem's maximum, 32 MiB here, for each of three connections); the RSS check below
     // shows that relay and connector hold none of it.
@@ -190,12 +189,12 @@ ${apps}`;
     const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
     const pending = call('files.test', '/upload?stallMs=5000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
-    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await sleep(1200);
     const early = upload.sent();
     const others = await twentyOthers('while-upload-stalled');
     t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the upload is held back');
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 1200));
+    await sleep(1200);
     const late = upload.sent();
     t.ok(early > 0 && early < BIG / 2, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back (socket buffers)`);
     t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.2 s`);
@@ -215,7 +214,7 @@ ${apps}`;
     t.equal(streaming.statusCode, 200);
     const reading = drain(streaming.body);
     const deadline = Date.now() + 5000;
-    while (!backend.seen.some((s) => s.url.includes('tag=killslow')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (!backend.seen.some((s) => s.url.includes('tag=killslow')) && Date.now() < deadline) await sleep(20);
     edge2 = await startConnector(dir2);
     const started = performance.now();
     edge1.child.kill('SIGKILL');
@@ -277,7 +276,7 @@ ${apps}`;
       const j = (await r.body.json()) as { error: { code: string } };
       t.equal(j.error.code, 'ERR_BACKEND_UNREACHABLE');
     }
-    await new Promise((r) => setTimeout(r, 200));
+    await sleep(200);
     t.equal(relay.child.exitCode, null, 'the relay process is still running');
     const r = await call('files.test', '/alive').catch((err: Error) => err);
     t.equal(r instanceof Error ? r.message : r.statusCode, 200, 'and answering');

@@ -185,7 +185,7 @@ export function createRequestPath(deps: RequestPathDeps) {
 
   /** Step 6: put the request on the channel; the data plane delivers the answer. */
   async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }, who: Authenticated | 'anonymous') {
-    const identity = who === 'anonymous' ? [] : await identityHeaders(route.app, who);
+    const identity = who === 'anonymous' ? undefined : await identityHeaders(route.app, who);
     // Usually a channel is open: take it without the machinery for waiting.
     let channel = deps.queue.pick(route.app.connectorGroup);
     if (!channel) {

@@ -18,6 +18,7 @@ function identityFor(issuer: string, overrides: Partial<IdentityConfig> = {}): I
     clientSecret: undefined,
     adminAudience: AUDIENCE,
     adminClaim: 'roles',
+    emailVerifiedWhenAbsent: false,
     adminValues: [ADMIN],
     clockSkewMs: 60_000,
     groupsClaim: 'groups',

@@ -7,6 +7,7 @@ import { buildAccess } from '../policy/config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
 import { ProxyctlError } from '../errors.js';
+import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import {
   Validation, bool, duration, int, join, listen, obj, oneOf, optStr, parseYaml, str, strList, url, type Issue,
 } from './schema.js';
@@ -35,6 +36,16 @@ export interface AppConfig {
   readonly assignedGroups: readonly string[];
   /** Also send X-Proxyctl-User/-Email/-Groups besides the signed assertion. */
   readonly identityHeaders: boolean;
+  /**
+   * The backend treats paths case-insensitively (IIS, some Windows servers): the
+   * relay then case-folds when checking that a path cannot reach another app.
+   */
+  readonly caseInsensitivePaths: boolean;
+  /**
+   * Lower-case names of identity and routing headers of other proxies
+   * (X-Forwarded-User, X-Original-URL…) this app's backend may receive from clients.
+   */
+  readonly forwardHeaders: readonly string[];
   readonly sessionLifetimeMs: number;
   readonly cookie: { readonly sameSite: 'Lax' | 'Strict' | 'None'; readonly persistent: boolean; readonly httpOnly: boolean };
   /** Rewrite Location, Content-Location, Refresh, Link and Set-Cookie from internal to external URLs. */
@@ -64,6 +75,12 @@ export interface IdentityConfig {
   readonly adminValues: readonly string[];
   readonly clockSkewMs: number;
   readonly groupsClaim: string;
+  /**
+   * Take `email` as verified when the provider omits `email_verified` (some
+   * providers verify every address and never send the claim). Off by default:
+   * an address is used only when `email_verified` is true.
+   */
+  readonly emailVerifiedWhenAbsent: boolean;
   readonly scopes: readonly string[];
   readonly embedded: EmbeddedIdpConfig;
 }
@@ -145,7 +162,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   const capiUrl = url(v, 'connectorApi.url', capi['url'], ['https'], `https://${formatHost(capiListen.host)}:${capiListen.port}`);
   const maxBodyBytes = int(v, 'connectorApi.maxBodyBytes', capi['maxBodyBytes'], 64 * 1024, 1024, 16 * 1024 * 1024);
 
-  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew', 'groupsClaim', 'scopes', 'embedded']) ?? {};
+  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew', 'groupsClaim', 'emailVerifiedWhenAbsent', 'scopes', 'embedded']) ?? {};
   const issuer = id['issuer'] === undefined ? undefined : url(v, 'identity.issuer', id['issuer'], ['https', 'http']);
   if (issuer && issuer.protocol === 'http:' && !isLoopbackHost(issuer.hostname)) {
     v.fail('identity.issuer', id['issuer'], 'an https URL (http is accepted only on loopback addresses)');
@@ -163,6 +180,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     adminValues: strList(v, 'identity.adminValues', id['adminValues'], ['ProxyAdministrator']),
     clockSkewMs: duration(v, 'identity.clockSkew', id['clockSkew'], '60s', 0),
     groupsClaim: str(v, 'identity.groupsClaim', id['groupsClaim'], 'groups') ?? 'groups',
+    emailVerifiedWhenAbsent: bool(v, 'identity.emailVerifiedWhenAbsent', id['emailVerifiedWhenAbsent'], false),
     scopes: strList(v, 'identity.scopes', id['scopes'], ['openid', 'profile', 'email']),
     embedded: { host: embHost, usersFile: usersFile === undefined ? undefined : path.resolve(baseDir, usersFile) },
   };
@@ -221,7 +239,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
 const APP_KEYS = [
   'name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader',
   'clientId', 'clientSecret', 'clientSecretFile', 'assignment', 'assignedUsers', 'assignedGroups', 'identityHeaders',
-  'sessionLifetime', 'cookie', 'tls', 'maxBodyBytes', 'translateHeaders', 'translateLinks',
+  'caseInsensitivePaths', 'forwardHeaders', 'sessionLifetime', 'cookie', 'tls', 'maxBodyBytes', 'translateHeaders', 'translateLinks',
 ] as const;
 
 function secretOf(v: Validation, base: string, rec: Record<string, unknown>, baseDir: string): string | undefined {
@@ -282,6 +300,8 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
       v.fail(join(p, 'assignedUsers'), a['assignedUsers'], 'at least one assigned user or group when assignment is "assigned"');
     }
     const identityHeaders = bool(v, join(p, 'identityHeaders'), a['identityHeaders'], false);
+    const caseInsensitivePaths = bool(v, join(p, 'caseInsensitivePaths'), a['caseInsensitivePaths'], false);
+    const forwardHeaders = forwardHeaderList(v, join(p, 'forwardHeaders'), a['forwardHeaders']);
     const sessionLifetimeMs = duration(v, join(p, 'sessionLifetime'), a['sessionLifetime'], '8h', 60_000);
     const ck = obj(v, join(p, 'cookie'), a['cookie'], ['sameSite', 'persistent', 'httpOnly']) ?? {};
     const sameSite = oneOf(v, join(p, 'cookie.sameSite'), ck['sameSite'], ['Lax', 'Strict', 'None'] as const, 'Lax');
@@ -293,11 +313,24 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     if (name && ext && int_) {
       apps.push({
         name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader,
-        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, sessionLifetimeMs, cookie, tls, maxBodyBytes, translateHeaders, translateLinks,
+        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, caseInsensitivePaths, forwardHeaders, sessionLifetimeMs, cookie, tls, maxBodyBytes, translateHeaders, translateLinks,
       });
     }
   });
   return apps;
+}
+
+/**
+ * Headers of other proxies an app opts back in to. Only names the relay would
+ * otherwise strip as foreign identity or routing headers; the relay's own
+ * (X-Proxyctl-*, forwarding, hop-by-hop) can never be opted in.
+ */
+function forwardHeaderList(v: Validation, p: string, raw: unknown): string[] {
+  const names = strList(v, p, raw, []).map(foreignHeaderKey);
+  names.forEach((n, i) => {
+    if (!isForeignProxyHeader(n)) v.fail(join(p, i), n, 'a header of another proxy that the relay strips (X-Forwarded-User, X-Auth-Request-*, X-Original-URL…)');
+  });
+  return names;
 }
 
 /** certFile (PEM, chain allowed) + keyFile, or one PEM bundle holding both; read now and on every reload. */

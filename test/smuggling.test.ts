@@ -14,6 +14,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const APP_HOST = 'files.test';
 const OTHER_HOST = 'other.test';
 const UNPUBLISHED = 'nowhere.test';
+const SMALL_HOST = 'small.test';
 
 interface Response { status: number; headers: Record<string, string>; body: Buffer }
 interface Exchange {
@@ -92,7 +93,7 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
   t.teardown(() => backend.close());
   const app = (name: string, host: string) =>
     `  - name: ${name}\n    externalUrl: "https://${host}/"\n    internalUrl: "${backend.origin}/${name}/"\n    preauth: passthrough\n`;
-  const h: Harness = await startHarness(t, { yaml: () => `apps:\n${app('main', APP_HOST)}${app('other', OTHER_HOST)}` });
+  const h: Harness = await startHarness(t, { yaml: () => `apps:\n${app('main', APP_HOST)}${app('other', OTHER_HOST)}${app('small', SMALL_HOST)}    maxBodyBytes: 16\n` });
   await h.addConnector();
   const ca = h.relay.ca.certPem;
   const port = h.publicPort;
@@ -235,6 +236,38 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
       await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '-5\r\nhello\r\n0\r\n\r\n'));
       await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '0x5\r\nhello\r\n0\r\n\r\n'));
     });
+  });
+
+  await t.test('nothing pipelined behind a close-refusal is processed', async (t) => {
+    const next = req(['GET /pipelined HTTP/1.1', `Host: ${HOST}`]);
+    const refusals: [string, string][] = [
+      ['Transfer-Encoding: gzip, chunked', req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: gzip, chunked'], '5\r\nhello\r\n0\r\n\r\n')],
+      ['Transfer-Encoding: xchunked', req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: xchunked'], '0\r\n\r\n')],
+      ['Transfer-Encoding: identity', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: identity'])],
+      ['duplicate Host', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, `Host: ${HOST}`])],
+      ['duplicate Host, other app', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, `Host: ${OTHER_HOST}:${port}`])],
+      ['body over the app limit', req(['POST /probe HTTP/1.1', `Host: ${SMALL_HOST}:${port}`, 'Content-Length: 64'], 'x'.repeat(64))],
+    ];
+    for (const [what, first] of refusals) {
+      await t.test(`${what}, then a request in the same packet`, async (t) => {
+        const r = await refused(t, first + next + next, { allow: [501], servername: what.startsWith('body') ? SMALL_HOST : APP_HOST });
+        t.equal(r.responses.length, 1, 'one answer, then the connection closes');
+        t.equal(r.responses[0]?.headers['connection'], 'close');
+      });
+      await t.test(`${what}, then a request in the next packet`, async (t) => {
+        const before = backend.seen.length;
+        const s = connect(what.startsWith('body') ? SMALL_HOST : APP_HOST);
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        await new Promise((r) => s.once('secureConnect', r));
+        s.write(first);
+        s.write(next);
+        await new Promise((r) => s.once('close', r));
+        await sleep(100); // anything forwarded would have reached the backend by now
+        t.equal(got.match(/^HTTP\/1\.1 /gm)?.length, 1, `one answer: ${got.split('\r\n')[0]}`);
+        t.same(backend.seen.slice(before), [], 'the backend saw nothing');
+      });
+    }
   });
 
   await t.test('obsolete line folding', async (t) => {

@@ -4,6 +4,7 @@
 // the relay frames the body itself.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderPairs } from '../protocol/connector-api.js';
+import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
@@ -40,7 +41,11 @@ export interface ForwardContext {
   dropAuthorization?: boolean;
   /** Identity headers set by the relay (assertion, optional plain headers). */
   identity?: HeaderPairs;
+  /** Other proxies' headers the app opted back in to (apps[].forwardHeaders, compared as foreignHeaderKey). */
+  forwardHeaders?: readonly string[];
 }
+
+const NONE: readonly string[] = [];
 
 /** The header list the backend will see (the connector adds Host). */
 export function requestHeadersForBackend(rawHeaders: readonly string[], headers: IncomingHttpHeaders, ctx: ForwardContext): HeaderPairs {
@@ -51,6 +56,8 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
     const name = rawHeaders[i]!;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || RELAY_OWNED.has(lower) || named.has(lower) || isIdentityHeader(lower)) continue;
+    // Another proxy's identity or path override, sent by the client: dropped unless the app opted in.
+    if (isForeignProxyHeader(lower) && !(ctx.forwardHeaders ?? NONE).includes(foreignHeaderKey(lower))) continue;
     // Underscore spellings of dropped headers could be folded back by the backend.
     if (lower.includes('_')) {
       const dashed = lower.replace(/_/g, '-');

@@ -17,6 +17,7 @@ const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_APP_UNKNOWN: { title: 'Application not configured on the connector', step: 'connector' },
   ERR_BODY_TOO_LARGE: { title: 'Request too large', step: 'request' },
   ERR_BAD_REQUEST: { title: 'Bad request', step: 'request' },
+  ERR_PATH_AMBIGUOUS: { title: 'Bad request', step: 'routing: ambiguous path' },
   ERR_NOT_FOUND: { title: 'Not found', step: 'relay' },
   ERR_RATE_LIMITED: { title: 'Too many requests', step: 'rate limit' },
   ERR_HEADERS_TOO_LARGE: { title: 'Request headers too large', step: 'request' },

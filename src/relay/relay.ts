@@ -221,6 +221,11 @@ export class Relay {
         socket.destroy();
         return;
       }
+      // Bytes after a close-refusal are not read as requests, nor answered: the refusal was the last answer.
+      if (path.isClosing(socket)) {
+        socket.end();
+        return;
+      }
       const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
         : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
       this.options.log.info({ client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: Number(status.slice(0, 3)) }, 'request refused by the HTTP parser');

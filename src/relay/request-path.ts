@@ -15,6 +15,7 @@ import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
 import type { RequestQueue } from './queue.js';
 import { hostName, routerFor, stripPort, type Route } from './router.js';
+import { checkBackendView } from './path-guard.js';
 import type { Authenticator, Authenticated } from './auth/authenticator.js';
 import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
 import { backendCookieHeader } from './auth/session.js';
@@ -70,9 +71,26 @@ function checkTarget(target: string): void {
   }
 }
 
+/**
+ * A claim as a header value a backend reads one way only: UTF-8, with every byte
+ * outside visible ASCII, and `%` and `,`, percent-encoded (decodeURIComponent
+ * undoes it). A comma in a group name can then never split it into two groups.
+ */
+export function headerValue(v: string): string {
+  if (/^[\x21-\x24\x26-\x2b\x2d-\x7e]*$/.test(v)) return v;
+  let out = '';
+  for (const b of Buffer.from(v, 'utf8')) {
+    out += b > 0x20 && b < 0x7f && b !== 0x25 && b !== 0x2c ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
+}
+
 const ROBOTS = 'User-agent: *\nDisallow: /\n';
 
 export function createRequestPath(deps: RequestPathDeps) {
+  /** Connections answered with a close-refusal: nothing more is processed on them. */
+  const closing = new WeakSet<object>();
+
   /** Step 1: which app. Unknown hosts learn nothing about what is published. */
   function matchApp(config: RelayConfig, req: IncomingMessage): Route {
     const target = req.url ?? '/';
@@ -87,10 +105,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     }
     const route = routerFor(config).match(host, target);
     if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
-    // An encoded slash could be decoded by the backend into a path outside the app's prefix.
-    if (/%2f/i.test(pathOf(target)) && (route.app.pathPrefix !== '/' || route.app.internalUrl.pathname !== '/')) {
-      throw new ProxyctlError('ERR_BAD_REQUEST', 'Encoded slashes are not allowed in paths of this application.', { status: 400 });
-    }
+    checkBackendView(pathOf(target), route.rest, route.app, route.candidates);
     return route;
   }
 
@@ -165,9 +180,9 @@ export function createRequestPath(deps: RequestPathDeps) {
   async function identityHeaders(app: AppConfig, who: Authenticated): Promise<HeaderPairs> {
     const out: HeaderPairs = [[ASSERTION_HEADER, await deps.assertions.sign(app, who.identity, who.sid)]];
     if (app.identityHeaders) {
-      out.push(['x-proxyctl-user', who.identity.sub]);
-      if (who.identity.email) out.push(['x-proxyctl-email', who.identity.email]);
-      out.push(['x-proxyctl-groups', who.identity.groups.join(',')]);
+      out.push(['x-proxyctl-user', headerValue(who.identity.sub)]);
+      if (who.identity.email) out.push(['x-proxyctl-email', headerValue(who.identity.email)]);
+      out.push(['x-proxyctl-groups', who.identity.groups.map(headerValue).join(',')]);
     }
     return out;
   }
@@ -215,6 +230,7 @@ export function createRequestPath(deps: RequestPathDeps) {
         cookie: backendCookieHeader(req.headers.cookie),
         dropAuthorization: who !== 'anonymous' && who.via === 'bearer',
         identity,
+        forwardHeaders: route.app.forwardHeaders,
       }),
       body: hasBody,
       upgrade,
@@ -233,6 +249,9 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // A request pipelined behind a close-refusal on this connection is never read:
+    // the framing of everything after that refusal is untrusted.
+    if (closing.has(req.socket)) return;
     const requestId = randomUUID();
     const started = performance.now();
     const config = deps.config();
@@ -268,7 +287,8 @@ export function createRequestPath(deps: RequestPathDeps) {
       const e = refusalOf(err);
       if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: requestId, err: e.cause }, 'request failed');
       const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
-      if (!close) req.resume();
+      if (close) closing.add(req.socket);
+      else req.resume();
       sendRefusal(req, res, e, requestId, {
         ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(e.details?.['retryAfterS'] ?? 1) } : {}),
         ...(close ? { connection: 'close' } : {}),
@@ -277,6 +297,10 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    if (closing.has(socket)) {
+      socket.destroy();
+      return;
+    }
     const requestId = randomUUID();
     const config = deps.config();
     socket.on('error', () => socket.destroy());
@@ -298,5 +322,8 @@ export function createRequestPath(deps: RequestPathDeps) {
     }
   }
 
-  return { handleRequest, handleUpgrade };
+  /** Whether a close-refusal was sent on this connection (the parser's own errors then stay unanswered). */
+  const isClosing = (socket: object): boolean => closing.has(socket);
+
+  return { handleRequest, handleUpgrade, isClosing };
 }

@@ -4,8 +4,14 @@ import type { AppConfig, RelayConfig } from '../config/relay-config.js';
 
 export interface Route {
   app: AppConfig;
-  /** Path and query after the app's prefix, without a leading slash. */
+  /**
+   * Path and query after the app's prefix (which ends in "/"), exactly as sent:
+   * the backend receives the internal prefix followed by this, so an extra slash
+   * the user sent (//admin) stays, and the backend sees the path the relay matched.
+   */
   rest: string;
+  /** The apps on the request's host, most specific prefix first. */
+  candidates: readonly AppConfig[];
 }
 
 export class Router {
@@ -42,8 +48,7 @@ export class Router {
     for (const app of candidates) {
       const prefix = app.pathPrefix;
       if (path.startsWith(prefix) || `${path}/` === prefix) {
-        const rest = target.slice(Math.min(prefix.length, path.length));
-        return { app, rest: rest.startsWith('/') ? rest.slice(1) : rest };
+        return { app, rest: target.slice(Math.min(prefix.length, path.length)), candidates };
       }
     }
     return undefined;

@@ -12,6 +12,7 @@ import t, { type Test } from 'tap';
 import { UnsecuredJWT } from 'jose';
 import { Agent, request } from 'undici';
 import WebSocket from 'ws';
+import Database from 'better-sqlite3';
 import { parseRelayConfig, type RelayConfig } from '../src/config/relay-config.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { certificateInfo } from '../src/crypto/certs.js';
@@ -20,6 +21,7 @@ import { silentLogger } from '../src/log.js';
 import { API, CLOSE } from '../src/protocol/connector-api.js';
 import { Relay } from '../src/relay/relay.js';
 import { Store } from '../src/relay/store.js';
+import { ec, ecCsr, rsa, rsaCsr } from './helpers/csr.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
 
@@ -309,7 +311,11 @@ t.test('registration refusals store nothing', async (t) => {
     ['garbage CSR', 'hello, I am a CSR', 'ERR_CSR_INVALID'],
     ['certificate instead of CSR', fx.relay.ca.certPem, 'ERR_CSR_INVALID'],
     ['RSA-1024 CSR', await rsa1024Csr(), 'ERR_CSR_WEAK_KEY'],
+    ['RSA-4104 CSR (above the 4096-bit maximum)', rsaCsr(rsa(4104)), 'ERR_CSR_WEAK_KEY'],
+    ['RSA-2048 CSR with public exponent 3', rsaCsr(rsa(2048, 3)), 'ERR_CSR_WEAK_KEY'],
+    ['secp256k1 CSR', ecCsr(ec('secp256k1')), 'ERR_CSR_WEAK_KEY'],
     ['tampered CSR signature', tamper(csrPem), 'ERR_CSR_SIGNATURE'],
+    ['CSR signed by a key other than its own', ecCsr(ec('prime256v1'), 'sha256', ec('prime256v1').privateKey), 'ERR_CSR_SIGNATURE'],
   ];
   for (const [what, csr, code] of csrs) refused(t, await fx.register(admin, { ...good, csr }), 400, code, what);
 
@@ -321,6 +327,8 @@ t.test('registration refusals store nothing', async (t) => {
     ['name with a slash', { ...good, name: '../edge' }],
     ['name starting with a dot', { ...good, name: '.edge' }],
     ['name of 65 characters', { ...good, name: 'e'.repeat(65) }],
+    ['name shaped like a connector id', { ...good, name: randomUUID() }],
+    ['name shaped like a connector id, upper case', { ...good, name: randomUUID().toUpperCase() }],
     ['group with upper case', { ...good, group: 'Default' }],
     ['group with an underscore', { ...good, group: 'de_fault' }],
     ['group not a string', { ...good, group: ['default'] }],
@@ -357,6 +365,65 @@ t.test('registration refusals store nothing', async (t) => {
   refused(t, await raw(slow, { 'content-type': 'application/json' }), 413, 'ERR_BODY_TOO_LARGE', 'slow chunked body over the limit');
 
   t.same(fx.snapshot(), before, 'no connector, certificate or audit entry was added');
+});
+
+t.test('a live connector name is unique and never an id (regression: duplicate connector names)', async (t) => {
+  const fx = await startRelay(t);
+  const admin = await idp.adminToken();
+  const csr = async (): Promise<string> => (await createKeyAndCsr('x')).csrPem;
+  const first = await fx.registerConnector(t, 'edge-1');
+  const before = fx.snapshot();
+  for (const [what, body] of [
+    ['the same name', { name: 'edge-1' }],
+    ['the same name in upper case', { name: 'EDGE-1' }],
+    ['the same name in another group', { name: 'edge-1', group: 'other' }],
+  ] as const) {
+    refused(t, await fx.register(admin, { csr: await csr(), group: 'default', ...body }), 409, 'ERR_CONNECTOR_NAME_TAKEN', what);
+  }
+  refused(t, await fx.register(admin, { csr: await csr(), name: first.connectorId }), 400, 'ERR_BAD_REQUEST', "another connector's id as a name");
+  t.same(fx.snapshot(), before, 'nothing stored by the refusals');
+
+  const race = await Promise.all([0, 1, 2].map(async () => fx.register(admin, { csr: await csr(), name: 'edge-2' })));
+  t.same(race.map((r) => r.status).sort(), [201, 409, 409], 'three registrations at once: exactly one gets the name');
+  t.equal(fx.relay.store.listConnectors().filter((c) => c.name === 'edge-2').length, 1);
+
+  fx.relay.revokeConnector('edge-1', 'admin:test');
+  const again = await fx.registerConnector(t, 'edge-1');
+  t.not(again.connectorId, first.connectorId, 'a revoked connector\'s name can be given again');
+  t.equal(fx.relay.store.findConnector('edge-1').id, again.connectorId, 'and then means the live connector');
+  refused(t, await fx.pull(first.agent), 403, 'ERR_CERT_REVOKED', 'the revoked namesake stays revoked');
+  t.equal((await fx.pull(again.agent)).status, 200);
+});
+
+t.test('revoke refuses an argument that names two connectors (data from before names were unique)', async (t) => {
+  const fx = await startRelay(t);
+  const a = await fx.registerConnector(t, 'edge-1');
+  const b = await fx.registerConnector(t, 'edge-2');
+  // What an older relay could store: a name equal to another connector's id, and twins.
+  const raw = new Database(path.join(fx.dataDir, 'proxyctl.db'));
+  const legacy = (id: string, name: string) =>
+    raw.prepare(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, 'default', ?, 'legacy')`).run(id, name, Date.now());
+  const impostor = randomUUID();
+  legacy(impostor, a.connectorId);
+  legacy(randomUUID(), 'edge-2');
+  raw.close();
+  const store = fx.relay.store;
+  const live = () => store.listConnectors().filter((c) => c.revokedAt === null).map((c) => c.id).sort();
+  const before = live();
+
+  t.throws(() => fx.relay.revokeConnector(a.connectorId, 'admin:test'), { code: 'ERR_USAGE' }, "one connector's id and another's name");
+  t.throws(() => fx.relay.revokeConnector('edge-2', 'admin:test'), { code: 'ERR_USAGE' }, 'a name two live connectors have');
+  t.throws(() => fx.relay.revokeConnector('name:edge-2', 'admin:test'), { code: 'ERR_USAGE' }, 'name: does not make twins one');
+  t.throws(() => fx.relay.revokeConnector('nobody', 'admin:test'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+  t.throws(() => fx.relay.revokeConnector(`id:${impostor.slice(0, 8)}`, 'admin:test'), { code: 'ERR_CONNECTOR_NOT_FOUND' }, 'no prefix matching');
+  t.same(live(), before, 'nothing was revoked');
+  t.equal((await fx.pull(a.agent)).status, 200);
+
+  t.equal(store.findConnector(`name:${a.connectorId}`).id, impostor, 'name: picks the one named so');
+  fx.relay.revokeConnector(`id:${a.connectorId}`, 'admin:test');
+  refused(t, await fx.pull(fx.agent(a)), 403, 'ERR_CERT_REVOKED', 'id: revokes the one with that id');
+  fx.relay.revokeConnector(`id:${b.connectorId}`, 'admin:test');
+  t.same(live().length, before.length - 2);
 });
 
 t.test('config pull needs a known, valid certificate from this relay', async (t) => {
@@ -418,22 +485,27 @@ t.test('renewal issues a second certificate; bad CSRs change nothing', async (t)
 
   const renewed = { keyPem: next.keyPem, certPem: body.certificate };
   const oldPull = await fx.pull(fx.agent(c));
-  const newPull = await fx.pull(fx.agent(renewed));
-  t.equal(oldPull.status, 200, 'the old certificate still works');
+  const newAgent = fx.agent(renewed);
+  const newPull = await fx.pull(newAgent);
+  t.equal(oldPull.status, 200, 'the old certificate still works until the new one is used');
   t.equal(newPull.status, 200, 'the new certificate works');
   t.match(newPull.body, { connectorId: c.connectorId, certificate: { serial: body.serial } });
   t.match(oldPull.body, { connectorId: c.connectorId, certificate: { serial: c.serial } });
 
   t.equal(fx.relay.store.listConnectors()[0]?.certificates, 2, 'two certificates listed');
-  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: c.connectorId, kind: 'renew' });
-  t.match(fx.relay.store.listAudit()[0], { action: 'connector.renew', connectorId: c.connectorId, details: { oldSerial: c.serial, serial: body.serial } });
+  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: c.connectorId, kind: 'renew', revokedAt: null });
+  t.match(fx.relay.store.listAudit().find((a) => a.action === 'connector.renew'),
+    { action: 'connector.renew', connectorId: c.connectorId, details: { oldSerial: c.serial, serial: body.serial } });
 
   const before = fx.snapshot();
-  refused(t, await fx.postJson(c.agent, API.renew, { csr: 'garbage' }), 400, 'ERR_CSR_INVALID', 'garbage CSR');
-  refused(t, await fx.postJson(c.agent, API.renew, { csr: tamper(next.csrPem) }), 400, 'ERR_CSR_SIGNATURE', 'tampered CSR');
-  refused(t, await fx.postJson(c.agent, API.renew, { csr: await rsa1024Csr() }), 400, 'ERR_CSR_WEAK_KEY', 'RSA-1024 CSR');
-  refused(t, await fx.postJson(c.agent, API.renew, { csr: fx.relay.ca.certPem }), 400, 'ERR_CSR_INVALID', 'certificate instead of CSR');
-  refused(t, await fx.postJson(c.agent, API.renew, {}), 400, 'ERR_BAD_REQUEST', 'no CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: 'garbage' }), 400, 'ERR_CSR_INVALID', 'garbage CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: tamper(next.csrPem) }), 400, 'ERR_CSR_SIGNATURE', 'tampered CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: await rsa1024Csr() }), 400, 'ERR_CSR_WEAK_KEY', 'RSA-1024 CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: rsaCsr(rsa(2048, 65539)) }), 400, 'ERR_CSR_WEAK_KEY', 'RSA CSR with public exponent 65539');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: ecCsr(ec('secp521r1'), 'sha512') }), 400, 'ERR_CSR_WEAK_KEY', 'P-521 CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, { csr: fx.relay.ca.certPem }), 400, 'ERR_CSR_INVALID', 'certificate instead of CSR');
+  refused(t, await fx.postJson(newAgent, API.renew, {}), 400, 'ERR_BAD_REQUEST', 'no CSR');
+  refused(t, await fx.postJson(c.agent, API.renew, { csr: next.csrPem }), 403, 'ERR_CERT_REVOKED', 'renewal with the replaced certificate');
   refused(t, await fx.postJson(fx.agent(), API.renew, { csr: next.csrPem }), 401, 'ERR_CERT_REQUIRED', 'renewal without a certificate');
   t.same(fx.snapshot(), before, 'no certificate recorded by refused renewals');
 });
@@ -449,7 +521,7 @@ t.test('revocation from another process cuts channels and every certificate', as
   t.equal((await fx.pull(renewedAgent)).status, 200);
   const bystander = await fx.registerConnector(t, 'edge-2');
 
-  const ch = await fx.channel(c);
+  const ch = await fx.channel(renewed);
   t.match(ch.hello, { type: 'hello', connectorId: c.connectorId, channelId: UUID, configVersion: String });
   const other = await fx.channel(bystander);
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'relay tracks the channel');
@@ -476,7 +548,8 @@ t.test('revocation from another process cuts channels and every certificate', as
     t.match(r.requestId, UUID);
   }
   t.same(fx.snapshot(), before, 'refusals after revocation store nothing');
-  t.match(fx.relay.store.listAudit()[0], { action: 'connector.revoke', actor: 'admin:cli', connectorId: c.connectorId, details: { certificates: 2 } });
+  // The original certificate was already retired when the renewed one was first used.
+  t.match(fx.relay.store.listAudit()[0], { action: 'connector.revoke', actor: 'admin:cli', connectorId: c.connectorId, details: { certificates: 1 } });
 
   t.equal(other.ws.readyState, WebSocket.OPEN, 'another connector\'s channel is untouched');
   t.equal(other.messages.length, 1, 'and told nothing');

@@ -67,9 +67,11 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test('a self-signed relay without --relay-ca is refused with a hint', async (t) => {
     const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token', await idp.adminToken(), '--state-dir', stateDir]);
     t.not(r.code, 0);
-    t.match(r.stderr, /\[ERR_RELAY_UNTRUSTED\]/);
-    t.match(r.stderr, /--relay-ca/);
-    t.equal(r.stderr.trim().split('\n').length, 1, 'one line on stderr');
+    const lines = r.stderr.trim().split('\n');
+    t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/, '--token is warned about first');
+    t.equal(lines.length, 2, 'then one line for the error');
+    t.match(lines[1], /\[ERR_RELAY_UNTRUSTED\]/);
+    t.match(lines[1], /--relay-ca/);
     t.notOk(existsSync(stateDir), 'nothing stored locally');
   });
 
@@ -96,6 +98,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     writeFileSync(tokenFile, await idp.adminToken(), { mode: 0o600 });
     const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir, '--name', 'edge-1']);
     t.equal(r.code, 0, r.stderr);
+    t.equal(r.stderr, '', 'a token file draws no warning');
     t.match(r.stdout, /registered connector [0-9a-f-]{36} \(name edge-1, group default, 1 app\(s\)\)/);
     registeredSerial = /certificate serial ([0-9A-F]+)/.exec(r.stdout)?.[1] ?? '';
     t.ok(registeredSerial, 'prints the certificate serial');
@@ -117,6 +120,31 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
       { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /group branch, 0 app\(s\)/);
+    t.equal(r.stderr, '', 'PROXYCTL_TOKEN draws no warning');
+  });
+
+  await t.test('register with --token still works, with a warning on stderr (regression: token in the process list)', async (t) => {
+    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token', await idp.adminToken(), '--relay-ca', caFile, '--state-dir', path.join(dir, 'c3'), '--group', 'branch', '--name', 'edge-3']);
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /registered connector [0-9a-f-]{36} \(name edge-3/);
+    const lines = r.stderr.trim().split('\n');
+    t.equal(lines.length, 1, 'one warning line');
+    t.match(lines[0], /--token-file/);
+    t.match(lines[0], /PROXYCTL_TOKEN/);
+    t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/);
+  });
+
+  await t.test('a name another live connector has is refused, and nothing is stored (regression: duplicate names)', async (t) => {
+    const ids = async () => (await list()).map((c) => `${c.id} ${c.name} ${c.certificates}`); // status moves with time
+    const before = await ids();
+    const other = path.join(dir, 'c4');
+    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', other, '--name', 'edge-1'],
+      { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
+    t.equal(r.code, 1);
+    t.equal(r.stderr.trim().split('\n').length, 1, 'one line on stderr');
+    t.match(r.stderr, /ERR_CONNECTOR_NAME_TAKEN/, 'names the relay\'s code');
+    t.notOk(existsSync(path.join(other, 'cert.pem')), 'nothing stored locally');
+    t.same(await ids(), before, 'the relay recorded nothing');
   });
 
   const metricsPort = await freePort();
@@ -131,8 +159,13 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     const ready = await request(`${metrics}/readyz`);
     t.equal(ready.statusCode, 200);
     await ready.body.dump();
-    const m = await request(`${metrics}/metrics`);
-    t.match(await m.body.text(), /proxyctl_connector_channels_up 2/);
+    // Renewals (every 4 s here) roll the channels onto the new certificate: the gauge may be read mid-roll.
+    let up = '';
+    for (const deadline = Date.now() + 5000; up !== '2' && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+      const m = await request(`${metrics}/metrics`);
+      up = /proxyctl_connector_channels_up (\d+)/.exec(await m.body.text())?.[1] ?? '';
+    }
+    t.equal(up, '2', 'two channels up');
     const listening = listeningSockets(connector.pid);
     t.same(listening, [{ address: '127.0.0.1', port: metricsPort }], 'the only listening socket is loopback metrics');
     t.equal((await list()).find((c) => c.id === connectorId)?.status, 'online');
@@ -152,14 +185,15 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   });
 
   await t.test('reconnects by itself after a relay restart', async (t) => {
-    const opens = connector.count('control channel open');
     t.equal(await relay.stop('SIGTERM'), 0, 'relay drains and exits 0');
     await connector.waitMsg('control channel closed; reconnecting', 10_000, connector.lines.length - 50);
     const notReady = await request(`${metrics}/readyz`);
     t.equal(notReady.statusCode, 503, 'not ready without a channel');
     await notReady.body.dump();
+    // Counted from here, not from before the stop: a renewal (every 4 s) opens channels too.
+    const down = connector.lines.length;
     relay = await startRelay();
-    await connector.waitFor(() => connector.count('control channel open') >= opens + 2, 20_000);
+    await connector.waitFor(() => connector.lines.slice(down).filter((l) => l.msg === 'control channel open').length >= 2, 20_000);
     const ready = await request(`${metrics}/readyz`);
     t.equal(ready.statusCode, 200);
     await ready.body.dump();

@@ -41,7 +41,18 @@ export function resolveToken(opts: { token?: string; tokenFile?: string }, env =
   return token;
 }
 
-export async function registerConnector(opts: RegisterOptions, out: (line: string) => void): Promise<void> {
+/** Stable tag on the warning line, for scripts that filter stderr. */
+export const TOKEN_ARGUMENT_WARNING = 'WARN_TOKEN_ARGUMENT';
+
+const stderrLine = (line: string): void => {
+  process.stderr.write(`${line}\n`);
+};
+
+export async function registerConnector(opts: RegisterOptions, out: (line: string) => void, warn: (line: string) => void = stderrLine): Promise<void> {
+  if (opts.token !== undefined) {
+    // Kept for scripts, but any local user can read it from ps or /proc/<pid>/cmdline while we run.
+    warn(`proxyctl: warning: --token puts the administrator token in the process list; use --token-file FILE or the PROXYCTL_TOKEN environment variable [${TOKEN_ARGUMENT_WARNING}]`);
+  }
   let relayUrl: URL;
   try {
     relayUrl = new URL(opts.relay);

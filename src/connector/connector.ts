@@ -5,7 +5,7 @@ import { X509Certificate } from 'node:crypto';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ConnectorConfig, RelayMessage } from '../protocol/connector-api.js';
+import { CLOSE, type ConnectorConfig, type RelayMessage } from '../protocol/connector-api.js';
 import { Backoff } from './backoff.js';
 import { ControlChannel } from './channel.js';
 import type { ConnectorMetrics } from './metrics.js';
@@ -24,12 +24,24 @@ export interface ConnectorOptions {
 }
 
 const MAX_TIMER = 2 ** 31 - 1;
+/** After a renewal, how long to wait for a channel with the new certificate before draining the old ones anyway. */
+const ROLL_OPEN_WAIT_MS = 10_000;
+/** Upper bound on waiting for requests carried by a replaced channel (the relay's grace period is 10 minutes). */
+const ROLL_DRAIN_MAX_MS = 5 * 60_000;
+
+interface LiveChannel {
+  /** Channels of an older generation were opened with a certificate a renewal replaced. */
+  generation: number;
+  retiring: boolean;
+}
 
 export class Connector {
   private state!: ConnectorState;
   private client!: RelayClient;
   private config: ConnectorConfig | undefined;
-  private readonly slots: (ControlChannel | undefined)[] = [];
+  /** Every channel object until its run ends: the current generation's and those being retired. */
+  private readonly channels = new Map<ControlChannel, LiveChannel>();
+  private generation = 0;
   private stopped = false;
   private fatal: ProxyctlError | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
@@ -73,8 +85,11 @@ export class Connector {
     return this.state.serial;
   }
 
+  /** Open channels that take new requests (not those being retired after a renewal). */
   openChannels(): number {
-    return this.slots.filter((c) => c?.isOpen).length;
+    let n = 0;
+    for (const [ch, live] of this.channels) if (ch.isOpen && !live.retiring) n++;
+    return n;
   }
 
   async start(): Promise<void> {
@@ -82,8 +97,7 @@ export class Connector {
     this.client = this.makeClient();
     this.updateExpiryMetric();
     await this.initialPull();
-    const n = this.config?.channels ?? this.options.channels ?? 2;
-    for (let i = 0; i < n; i++) void this.channelLoop(i);
+    this.startChannels();
     this.scheduleRefresh();
     this.scheduleRenewal();
   }
@@ -140,13 +154,26 @@ export class Connector {
     });
   }
 
-  private async channelLoop(slot: number): Promise<void> {
+  /** A generation of channel loops, dialling with the certificate held now. */
+  private startChannels(): void {
+    const generation = ++this.generation;
+    const n = this.config?.channels ?? this.options.channels ?? 2;
+    for (let i = 0; i < n; i++) void this.channelLoop(i, generation);
+  }
+
+  private async channelLoop(slot: number, generation: number): Promise<void> {
     const backoff = new Backoff({ random: this.options.random });
     let first = true;
-    while (!this.stopped) {
+    while (!this.stopped && generation === this.generation) {
       const heartbeat = this.config?.heartbeatIntervalMs ?? 15_000;
-      const ch = new ControlChannel(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem }, heartbeat, this.options.log, {
+      const ch: ControlChannel = new ControlChannel(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem }, heartbeat, this.options.log, {
         onOpen: () => {
+          if (generation !== this.generation) {
+            // Dialled with the replaced certificate while a renewal finished: hand over at once.
+            this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel opened with a replaced certificate; retiring it');
+            void this.retire(ch);
+            return;
+          }
           backoff.reset();
           this.options.metrics?.channelsUp.set(this.openChannels());
           this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel open');
@@ -155,10 +182,14 @@ export class Connector {
         },
         onMessage: (msg, channel) => this.onMessage(msg, channel),
       });
-      this.slots[slot] = ch;
+      this.channels.set(ch, { generation, retiring: false });
       const end = await ch.run();
+      this.channels.delete(ch);
       this.options.metrics?.channelsUp.set(this.openChannels());
       if (this.stopped) return;
+      // A channel of a replaced certificate ends here, however it ended (even refused as
+      // revoked: that certificate is not ours any more); the newer generation holds the slot.
+      if (generation !== this.generation) return;
       if (end.kind === 'fatal') {
         this.stopFatal(end.error);
         return;
@@ -224,7 +255,41 @@ export class Connector {
     this.renewTimer.unref();
   }
 
-  /** New key and CSR, a certificate over mutual TLS, then a swap: open channels stay up. */
+  /**
+   * Moves traffic to channels opened with the new certificate: dial them first, then
+   * have the relay send nothing new on the old ones, let what they carry finish, and
+   * close them. The relay accepts the old certificate only until the new one is used
+   * (or its grace period ends), so old channels must not linger or reconnect.
+   */
+  private async rollChannels(): Promise<void> {
+    const old = [...this.channels.keys()];
+    this.startChannels();
+    const generation = this.generation;
+    const deadline = Date.now() + ROLL_OPEN_WAIT_MS;
+    while (!this.stopped && generation === this.generation && Date.now() < deadline && !this.hasOpenChannel(generation)) await this.sleep(20);
+    if (this.stopped) return;
+    await Promise.all(old.map((ch) => this.retire(ch)));
+  }
+
+  private hasOpenChannel(generation: number): boolean {
+    for (const [ch, live] of this.channels) if (live.generation === generation && ch.isOpen) return true;
+    return false;
+  }
+
+  /** Drains one channel of a replaced certificate and closes it. */
+  private async retire(ch: ControlChannel): Promise<void> {
+    const live = this.channels.get(ch);
+    if (!live || live.retiring) return;
+    live.retiring = true;
+    this.options.metrics?.channelsUp.set(this.openChannels());
+    ch.sendDraining();
+    // Requests it carries finish within their backend timeout; nothing new arrives on it.
+    const longest = Math.max(0, ...(this.config?.apps ?? []).map((a) => a.backendTimeoutMs));
+    await this.proxy.drain(Math.min(ROLL_DRAIN_MAX_MS, longest + 5_000));
+    ch.close(CLOSE.replaced, 'certificate renewed');
+  }
+
+  /** New key and CSR, a certificate over mutual TLS, then a swap and a roll of the channels: traffic keeps flowing. */
   renew(): Promise<void> {
     this.renewing ??= (async () => {
       try {
@@ -237,6 +302,7 @@ export class Connector {
         const previous = this.client;
         this.client = this.makeClient();
         void previous.close().catch(() => undefined);
+        this.rollChannels().catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'cannot move channels to the renewed certificate'));
         this.updateExpiryMetric();
         this.options.metrics?.renewals.inc({ result: 'ok' });
         this.options.log.info({ connector_id: this.state.connectorId, serial: issued.serial, old_serial: old, not_after: issued.notAfter }, 'certificate renewed');
@@ -290,7 +356,7 @@ export class Connector {
     if (this.renewTimer) clearTimeout(this.renewTimer);
     for (const wake of this.waiters) wake();
     this.waiters.clear();
-    for (const ch of this.slots) ch?.close();
+    for (const ch of this.channels.keys()) ch.close();
     this.options.metrics?.channelsUp.set(0);
     void this.proxy.close();
     void this.client?.close().catch(() => undefined);
@@ -304,7 +370,7 @@ export class Connector {
     if (!this.stopped && !this.closing) {
       this.closing = true;
       this.options.log.info({ connector_id: this.state?.connectorId, in_flight: this.proxy.active }, 'connector draining');
-      for (const ch of this.slots) ch?.sendDraining();
+      for (const ch of this.channels.keys()) ch.sendDraining();
       await this.proxy.drain(drainMs);
       if (!this.stopped) {
         this.shutdown();

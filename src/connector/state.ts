@@ -2,10 +2,11 @@
 // connector.json. Certificate swaps go through next-*.pem files so a crash at any
 // point leaves a key and certificate that belong together.
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
+import { ensurePrivateDir, tightenPrivateFile } from '../fs-private.js';
 import { normalizeSerial } from '../crypto/ca.js';
 
 export interface ConnectorIdentityFile {
@@ -52,7 +53,7 @@ export function keyMatchesCert(keyPem: string, certPem: string): boolean {
 /** Writes a freshly registered identity; refuses to overwrite one that exists. */
 export function writeNewState(dir: string, s: Omit<ConnectorState, 'dir'>, overwrite = false): void {
   const f = files(dir);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  ensurePrivateDir(dir, 'connector state directory');
   if (!overwrite && existsSync(f.cert)) {
     throw new ProxyctlError('ERR_USAGE', `${dir} already holds a registered connector; use another --state-dir or remove it first`);
   }
@@ -87,6 +88,10 @@ export function loadState(dir: string): ConnectorState {
   if (!existsSync(f.cert) && !existsSync(f.key)) {
     throw new ProxyctlError('ERR_STATE_INVALID', `no connector identity in ${dir}; run "proxyctl connector register" first`);
   }
+  // State made by hand, restored from a backup or by an older version: owner-only before use.
+  ensurePrivateDir(dir, 'connector state directory');
+  tightenPrivateFile(f.key);
+  tightenPrivateFile(f.nextKey);
   recoverSwap(f);
   let keyPem: string, certPem: string, caPem: string, meta: ConnectorIdentityFile;
   try {

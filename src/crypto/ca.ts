@@ -7,6 +7,7 @@ import { promises as fs } from 'node:fs';
 import { isIP } from 'node:net';
 import path from 'node:path';
 import { ProxyctlError, wrapError } from '../errors.js';
+import { ensurePrivateDir, tightenPrivateFile } from '../fs-private.js';
 import { verifyCsr } from './csr.js';
 
 x509.cryptoProvider.set(webcrypto);
@@ -110,6 +111,9 @@ export async function loadOrCreateCa(dir: string, opts: { now?: () => Date } = {
   const now = opts.now ?? (() => new Date());
   const certFile = path.join(dir, CA_CERT_FILE);
   const keyFile = path.join(dir, CA_KEY_FILE);
+  // The directory also holds the relay's store and keys: owner-only before anything is read or written.
+  ensurePrivateDir(dir, 'CA directory');
+  tightenPrivateFile(keyFile);
   const [certPem, keyPem] = await Promise.all([readIfExists(certFile), readIfExists(keyFile)]);
   if (certPem !== undefined && keyPem !== undefined) return loadCa(certPem, certFile, keyPem, keyFile, now);
   if (certPem !== undefined || keyPem !== undefined) {
@@ -117,7 +121,7 @@ export async function loadOrCreateCa(dir: string, opts: { now?: () => Date } = {
     throw new ProxyctlError('ERR_STATE_INVALID',
       `CA state is incomplete: ${present} exists but ${missing} does not; restore the missing file from backup (deleting both re-keys the CA and invalidates every connector certificate)`);
   }
-  return createCa(dir, certFile, keyFile, now);
+  return createCa(certFile, keyFile, now);
 }
 
 async function readIfExists(file: string): Promise<string | undefined> {
@@ -154,13 +158,7 @@ async function loadCa(certPem: string, certFile: string, keyPem: string, keyFile
   return new RelayCa(certificate, signingKey, now);
 }
 
-async function createCa(dir: string, certFile: string, keyFile: string, now: () => Date): Promise<RelayCa> {
-  try {
-    const created = await fs.mkdir(dir, { recursive: true, mode: 0o700 });
-    if (created !== undefined) await fs.chmod(dir, 0o700); // mkdir's mode is filtered by the umask
-  } catch (err) {
-    throw wrapError(err, 'ERR_STATE_INVALID', `cannot create CA directory ${dir}: ${(err as Error).message}`);
-  }
+async function createCa(certFile: string, keyFile: string, now: () => Date): Promise<RelayCa> {
   const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
   const start = now().getTime();
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({

@@ -10,6 +10,9 @@ x509.cryptoProvider.set(webcrypto);
 const MAX_CSR_BYTES = 16 * 1024;
 const EC_CURVES: Readonly<Record<string, string>> = { prime256v1: 'P-256', secp384r1: 'P-384' };
 const MIN_RSA_BITS = 2048;
+// Larger keys buy nothing over ECDSA and make every handshake (and our CSR check) slower: a cheap DoS lever.
+const MAX_RSA_BITS = 4096;
+const RSA_EXPONENT = 65537n; // small exponents (3) invite padding attacks; odd ones are a sign of a home-made key
 
 export async function createKeyAndCsr(commonName: string): Promise<{ keyPem: string; csrPem: string }> {
   const keys = await webcrypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
@@ -73,6 +76,10 @@ function describeAcceptableKey(key: KeyObject): string {
   if (key.asymmetricKeyType === 'rsa') {
     const bits = details.modulusLength ?? 0;
     if (bits < MIN_RSA_BITS) throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is below the ${MIN_RSA_BITS}-bit minimum`);
+    if (bits > MAX_RSA_BITS) throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is above the ${MAX_RSA_BITS}-bit maximum`);
+    if (details.publicExponent !== RSA_EXPONENT) {
+      throw refuse('ERR_CSR_WEAK_KEY', `RSA public exponent ${details.publicExponent ?? '(unknown)'} is not allowed; use ${RSA_EXPONENT}`);
+    }
     return `RSA ${bits}`;
   }
   if (key.asymmetricKeyType === 'ec') {
@@ -80,5 +87,5 @@ function describeAcceptableKey(key: KeyObject): string {
     if (curve === undefined) throw refuse('ERR_CSR_WEAK_KEY', `EC curve ${details.namedCurve ?? '(unknown)'} is not allowed; use P-256 or P-384`);
     return `EC ${curve}`;
   }
-  throw refuse('ERR_CSR_WEAK_KEY', `key type ${key.asymmetricKeyType ?? '(unknown)'} is not allowed; use EC P-256/P-384 or RSA >= ${MIN_RSA_BITS}`);
+  throw refuse('ERR_CSR_WEAK_KEY', `key type ${key.asymmetricKeyType ?? '(unknown)'} is not allowed; use EC P-256/P-384 or RSA ${MIN_RSA_BITS}-${MAX_RSA_BITS}`);
 }

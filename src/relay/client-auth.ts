@@ -14,15 +14,17 @@ export interface ConnectorIdentity {
 /**
  * Identities of keep-alive connections are remembered per socket and re-checked
  * whenever the store's connector/certificate state changed (revocation, renewal,
- * a change by the admin CLI) or the certificate expired.
+ * a change by the admin CLI) or the certificate expired or reached its revocation time.
  */
-const verified = new WeakMap<TLSSocket, { id: ConnectorIdentity; generation: number }>();
+const verified = new WeakMap<TLSSocket, { id: ConnectorIdentity; generation: number; until: number }>();
 
 export function authenticateConnector(socket: TLSSocket, store: Store, now = Date.now()): ConnectorIdentity {
   const hit = verified.get(socket);
-  if (hit && hit.generation === store.generation && hit.id.certificate.notAfter > now) return hit.id;
+  if (hit && hit.generation === store.generation && hit.until > now) return hit.id;
   const id = checkConnector(socket, store, now);
-  verified.set(socket, { id, generation: store.generation });
+  // A renewed certificate in use ends the grace of the ones it replaced (this bumps the generation).
+  if (id.certificate.revokedAt === null) store.retireSuperseded(id.connector.id, now);
+  verified.set(socket, { id, generation: store.generation, until: Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity) });
   return id;
 }
 
@@ -44,8 +46,13 @@ function checkConnector(socket: TLSSocket, store: Store, now: number): Connector
     throw new ProxyctlError('ERR_CERT_UNKNOWN', `certificate ${serial} is not known to this relay`, { status: 401 });
   }
   const connector = store.getConnector(certificate.connectorId);
-  if (!connector || certificate.revokedAt !== null || connector.revokedAt !== null) {
+  // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
+  if (!connector || connector.revokedAt !== null) {
     throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, { status: 403 });
+  }
+  // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
+  if (certificate.revokedAt !== null && certificate.revokedAt <= now) {
+    throw new ProxyctlError('ERR_CERT_REVOKED', `certificate ${serial} was replaced by a renewal and is no longer accepted`, { status: 403 });
   }
   if (certificate.notAfter <= now) {
     throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'the client certificate has expired; register the connector again', { status: 401 });

@@ -11,7 +11,7 @@ import { WebSocketServer } from 'ws';
 import type { RelayCa } from '../crypto/ca.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { API, type IdentityInfo, type RegisterResponse } from '../protocol/connector-api.js';
+import { API, CLOSE, type IdentityInfo, type RegisterResponse } from '../protocol/connector-api.js';
 import type { AdminTokenVerifier } from './admin-token.js';
 import { Channel, type ChannelRegistry } from './channels.js';
 import { authenticateConnector } from './client-auth.js';
@@ -34,9 +34,13 @@ export interface ConnectorApiDeps {
   identityInfo: () => IdentityInfo;
   log: Logger;
   now?: () => number;
+  /** How long a renewed connector's previous certificate stays valid if the new one is not used first. */
+  renewalGraceMs?: number;
 }
 
 const MAX_CSR = 16 * 1024;
+/** Long enough for a connector to store its new certificate and reconnect; short enough that a leaked old key is soon useless. */
+export const RENEWAL_GRACE_MS = 10 * 60_000;
 
 export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: string; keyPem: string }): Server {
   const now = deps.now ?? Date.now;
@@ -53,6 +57,12 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
   });
   server.keepAliveTimeout = 30_000;
   const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const graceMs = deps.renewalGraceMs ?? RENEWAL_GRACE_MS;
+  const graceTimers = new Set<NodeJS.Timeout>();
+  server.on('close', () => {
+    for (const timer of graceTimers) clearTimeout(timer);
+    graceTimers.clear();
+  });
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const requestId = randomUUID();
@@ -117,14 +127,41 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const body = await readJsonBody(req, limit);
     const csr = field(body, 'csr', MAX_CSR);
     const issued = await deps.ca.signConnectorCsr(csr, { connectorId: id.connector.id, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
+    const issuedAt = now();
     deps.store.recordRenewal({
-      connectorId: id.connector.id, oldSerial: id.certificate.serial, serial: issued.serial, issuedAt: now(), notAfter: issued.notAfter.getTime(),
+      connectorId: id.connector.id, oldSerial: id.certificate.serial, serial: issued.serial, issuedAt, notAfter: issued.notAfter.getTime(),
+      graceUntil: issuedAt + graceMs,
     });
+    closeSupersededChannelsLater(id.connector.id);
     deps.log.info({ request_id: requestId, connector_id: id.connector.id, serial: issued.serial, old_serial: id.certificate.serial }, 'connector certificate renewed');
     const out: RegisterResponse = {
       connectorId: id.connector.id, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
     };
     sendJson(res, 200, out, requestId);
+  }
+
+  /** Channels a renewal superseded: true when the certificate that opened it was replaced (retired, or in its grace). */
+  function superseded(ch: Channel): boolean {
+    return (deps.store.getCertificate(ch.serial)?.revokedAt ?? null) !== null;
+  }
+
+  /**
+   * When the grace ends, channels still open with a replaced certificate are closed
+   * with a code that tells the connector to reconnect (with its new certificate), not
+   * to give up. A connector that rolls its channels itself has none left by then.
+   */
+  function closeSupersededChannelsLater(connectorId: string): void {
+    const timer = setTimeout(() => {
+      graceTimers.delete(timer);
+      for (const ch of deps.channels.byConnector(connectorId)) {
+        if (!superseded(ch)) continue;
+        deps.log.info({ connector_id: connectorId, channel_id: ch.id, serial: ch.serial }, 'closing a channel opened with a replaced certificate');
+        ch.ws.close(CLOSE.replaced, 'certificate replaced by a renewal');
+        setTimeout(() => ch.ws.terminate(), 1000).unref();
+      }
+    }, graceMs);
+    timer.unref();
+    graceTimers.add(timer);
   }
 
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -142,7 +179,13 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
       wss.handleUpgrade(req, socket, head, (ws) => {
         const version = versionOf(req) ?? 'unknown';
-        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, id.certificate.notAfter);
+        // A channel lives no longer than its certificate is accepted (a replaced one: until its grace ends).
+        const until = Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity);
+        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, until);
+        if (id.certificate.revokedAt === null) {
+          // The connector reconnected with its current certificate: send nothing new on channels of a replaced one.
+          for (const old of deps.channels.byConnector(id.connector.id)) if (superseded(old)) old.draining = true;
+        }
         ws.on('message', (data, isBinary) => {
           if (isBinary) {
             deps.dataPlane.inlineResponse(ch.connectorId, data as Buffer);

@@ -1,10 +1,10 @@
 // The relay's embedded store (SQLite, WAL): connectors, every certificate issued,
 // and the audit trail. Each multi-row change is one transaction, so a crash never
 // leaves a half-registered connector.
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ProxyctlError, wrapError } from '../errors.js';
+import { createPrivateFile, ensurePrivateDir, tightenPrivateFile } from '../fs-private.js';
 
 export interface ConnectorRecord {
   id: string;
@@ -22,6 +22,7 @@ export interface CertificateRecord {
   connectorId: string;
   issuedAt: number;
   notAfter: number;
+  /** When the certificate stops being accepted; a time still ahead is a renewal's grace period. */
   revokedAt: number | null;
   kind: 'register' | 'renew';
 }
@@ -80,7 +81,7 @@ const toUser = (r: UserRow): UserRecord => ({
 
 const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 6;
 
 const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -174,6 +175,19 @@ const MIGRATIONS: readonly string[] = [
      risk TEXT
    );
    CREATE INDEX signins_at ON signins(at);`,
+  // The last TOTP time step accepted per embedded-provider user (RFC 6238 §5.2: a code is good once).
+  `CREATE TABLE totp_steps (
+     username TEXT PRIMARY KEY,
+     last_step INTEGER NOT NULL
+   );`,
+  // Provider sessions (ID token `sid`) a user signed out of at the relay: bearer tokens
+  // issued in them stop working. Kept as long as such a token can live.
+  `CREATE TABLE ended_provider_sessions (
+     sid TEXT PRIMARY KEY,
+     ended_at INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL
+   );
+   CREATE INDEX ended_provider_sessions_expires ON ended_provider_sessions(expires_at);`,
 ];
 
 interface ConnectorRow {
@@ -220,8 +234,12 @@ export class Store {
 
   /** Opens (creating if needed) `<dataDir>/proxyctl.db` and migrates it. */
   static open(dataDir: string): Store {
-    mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    ensurePrivateDir(dataDir, 'data directory');
     const file = path.join(dataDir, 'proxyctl.db');
+    // SQLite would create the database with the umask (0644); its -wal and -shm files copy
+    // the database's mode, so a 0600 database keeps sessions, keys and users owner-only.
+    createPrivateFile(file);
+    for (const suffix of ['-wal', '-shm', '-journal']) tightenPrivateFile(file + suffix);
     let db: Database.Database;
     try {
       db = new Database(file);
@@ -258,24 +276,43 @@ export class Store {
     id: string; name: string; group: string; actor: string; serial: string; issuedAt: number; notAfter: number;
   }): ConnectorRecord {
     const tx = this.db.transaction(() => {
+      this.assertNameFree(input.name);
       this.stmt(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
         .run(input.id, input.name, input.group, input.issuedAt, input.actor);
       this.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`)
         .run(input.serial, input.id, input.issuedAt, input.notAfter);
       this.audit(input.actor, 'connector.register', input.id, { name: input.name, group: input.group, serial: input.serial }, input.issuedAt);
     });
-    this.run(tx, 'register connector');
+    this.run(() => tx.immediate(), 'register connector'); // immediate: two relays cannot both find a name free
     this.gen++;
     return this.getConnector(input.id)!;
   }
 
-  recordRenewal(input: { connectorId: string; oldSerial: string; serial: string; issuedAt: number; notAfter: number }): void {
+  /** A live connector's name is unique (ignoring case) and never a connector id, so a name given to `revoke` means one connector. */
+  private assertNameFree(name: string): void {
+    const clash = this.stmt(`SELECT id FROM connectors WHERE (name = ? COLLATE NOCASE AND revoked_at IS NULL) OR id = ? COLLATE NOCASE LIMIT 1`)
+      .get(name, name) as { id: string } | undefined;
+    if (clash) {
+      throw new ProxyctlError('ERR_CONNECTOR_NAME_TAKEN',
+        `the connector name ${name} is taken (connector ${clash.id}); choose another --name or revoke that connector first`, { status: 409 });
+    }
+  }
+
+  /**
+   * Records a renewed certificate. Every other live certificate of the connector is
+   * scheduled for revocation at `graceUntil` (a future revoked_at), or earlier, when
+   * the connector first authenticates with the new one (retireSuperseded).
+   */
+  recordRenewal(input: { connectorId: string; oldSerial: string; serial: string; issuedAt: number; notAfter: number; graceUntil: number }): void {
     const tx = this.db.transaction(() => {
       const c = this.getConnector(input.connectorId);
       if (!c || c.revokedAt !== null) throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
       this.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'renew')`)
         .run(input.serial, input.connectorId, input.issuedAt, input.notAfter);
-      this.audit(`connector:${input.connectorId}`, 'connector.renew', input.connectorId, { oldSerial: input.oldSerial, serial: input.serial }, input.issuedAt);
+      this.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND serial <> ? AND revoked_at IS NULL`)
+        .run(input.graceUntil, input.connectorId, input.serial);
+      this.audit(`connector:${input.connectorId}`, 'connector.renew', input.connectorId,
+        { oldSerial: input.oldSerial, serial: input.serial, oldValidUntil: input.graceUntil }, input.issuedAt);
     });
     this.run(tx, 'record renewal');
     this.gen++;
@@ -287,7 +324,7 @@ export class Store {
       const c = this.findConnector(idOrName);
       if (c.revokedAt === null) {
         this.stmt(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
-        const certs = this.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at IS NULL`).run(now, c.id);
+        const certs = this.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND (revoked_at IS NULL OR revoked_at > ?)`).run(now, c.id, now);
         this.audit(actor, 'connector.revoke', c.id, { name: c.name, certificates: certs.changes }, now);
       }
       return this.getConnector(c.id)!;
@@ -297,18 +334,32 @@ export class Store {
     return out;
   }
 
-  /** Finds one connector by id, or by name when exactly one (unrevoked first) has it. */
+  /**
+   * Finds one connector by id, or by name when exactly one live connector (else the
+   * latest revoked one) has it. `id:` and `name:` prefixes pick one kind; without
+   * them, an argument that is one connector's id and another's name is refused.
+   */
   findConnector(idOrName: string): ConnectorRecord {
-    const byId = this.getConnector(idOrName);
-    if (byId) return byId;
-    const rows = this.stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`).all(idOrName) as ConnectorRow[];
+    const prefixed = /^(id|name):(.*)$/s.exec(idOrName);
+    const kind = prefixed?.[1] ?? 'any';
+    const key = prefixed?.[2] ?? idOrName;
+    const byId = kind === 'name' ? undefined : this.getConnector(key);
+    const rows = kind === 'id' ? [] : this.stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`).all(key) as ConnectorRow[];
+    if (byId) {
+      const others = rows.filter((r) => r.id !== byId.id);
+      if (others.length > 0) {
+        throw new ProxyctlError('ERR_USAGE',
+          `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`, { status: 400 });
+      }
+      return byId;
+    }
     const live = rows.filter((r) => r.revoked_at === null);
     if (live.length === 1) return toConnector(live[0]!);
     if (live.length > 1) {
-      throw new ProxyctlError('ERR_USAGE', `${live.length} connectors are named ${idOrName}; use the id (${live.map((r) => r.id).join(', ')})`, { status: 400 });
+      throw new ProxyctlError('ERR_USAGE', `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`, { status: 400 });
     }
     if (rows.length > 0) return toConnector(rows[0]!);
-    throw new ProxyctlError('ERR_CONNECTOR_NOT_FOUND', `no connector with id or name ${idOrName}`, { status: 404 });
+    throw new ProxyctlError('ERR_CONNECTOR_NOT_FOUND', `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`, { status: 404 });
   }
 
   getConnector(id: string): ConnectorRecord | undefined {
@@ -337,15 +388,36 @@ export class Store {
     return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));
   }
 
-  /** Serials of revoked certificates among the given ones (used to cut open channels). */
+  /**
+   * Serials among the given ones whose connector was revoked, or that are unknown (used
+   * to cut every channel of such a connector). A certificate retired by a renewal is not
+   * listed: its connector lives on, and the connector API closes those channels itself.
+   */
   revokedAmong(serials: readonly string[]): Set<string> {
     const out = new Set<string>();
-    const stmt = this.stmt(`SELECT revoked_at FROM certificates WHERE serial = ?`);
+    const stmt = this.stmt(`SELECT c.revoked_at FROM certificates k JOIN connectors c ON c.id = k.connector_id WHERE k.serial = ?`);
     for (const s of serials) {
       const row = stmt.get(s) as { revoked_at: number | null } | undefined;
       if (!row || row.revoked_at !== null) out.add(s);
     }
     return out;
+  }
+
+  /**
+   * The connector authenticated with a current certificate: the ones its renewals
+   * superseded stop now instead of at the end of their grace period. Returns how many.
+   */
+  retireSuperseded(connectorId: string, now = Date.now()): number {
+    const pending = this.stmt(`SELECT serial FROM certificates WHERE connector_id = ? AND revoked_at > ?`).all(connectorId, now) as { serial: string }[];
+    if (pending.length === 0) return 0;
+    const tx = this.db.transaction(() => {
+      const n = this.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at > ?`).run(now, connectorId, now).changes;
+      if (n > 0) this.audit(`connector:${connectorId}`, 'connector.retire', connectorId, { serials: pending.map((p) => p.serial) }, now);
+      return n;
+    });
+    const n = this.run(tx, 'retire superseded certificates');
+    this.gen++;
+    return n;
   }
 
   listAudit(limit = 100): AuditEntry[] {
@@ -432,6 +504,17 @@ export class Store {
 
   purgeSessions(expiredBefore: number): void {
     this.stmt(`DELETE FROM sessions WHERE expires_at < ?`).run(expiredBefore);
+    this.stmt(`DELETE FROM ended_provider_sessions WHERE expires_at < ?`).run(expiredBefore);
+  }
+
+  /** Records that the provider session `sid` was signed out of; a later call only extends it. */
+  endProviderSession(sid: string, now: number, until: number): void {
+    this.stmt(`INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)
+      ON CONFLICT(sid) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`).run(sid, now, until);
+  }
+
+  providerSessionEnded(sid: string, now = Date.now()): boolean {
+    return this.stmt(`SELECT 1 FROM ended_provider_sessions WHERE sid = ? AND expires_at > ?`).get(sid, now) !== undefined;
   }
 
   // ---- embedded identity provider users ----
@@ -513,6 +596,17 @@ export class Store {
 
   idpRevokeByGrantId(grantId: string): void {
     this.stmt(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
+  }
+
+  /**
+   * Records `step` as the user's last accepted TOTP time step, atomically: false
+   * (nothing changed) when it is not later than the last one, i.e. a replayed code
+   * or an older one. Holds across restarts and relays sharing the store.
+   */
+  acceptTotpStep(username: string, step: number): boolean {
+    return this.stmt(`INSERT INTO totp_steps (username, last_step) VALUES (?, ?)
+      ON CONFLICT(username) DO UPDATE SET last_step = excluded.last_step WHERE excluded.last_step > totp_steps.last_step`)
+      .run(username, step).changes === 1;
   }
 
   idpPurgeExpired(): void {

@@ -1,14 +1,14 @@
 // Embedded identity provider users: scrypt password hashes, TOTP, the strict users
-// file, the directory that merges file and store, the login throttle, and the
-// `relay users` admin commands against a temporary data directory.
+// file, the directory that merges file and store, and the `relay users` admin
+// commands against a temporary data directory (the throttle: idp-throttle.test.ts).
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Secret, TOTP, URI } from 'otpauth';
 import {
-  LoginThrottle, UserDirectory, checkPasswordStrength, hashPassword, loadUsersFile, newTotpSecret,
-  parseUsersFile, totpUri, verifyPassword, verifyTotp,
+  UserDirectory, checkPasswordStrength, hashPassword, loadUsersFile, newTotpSecret,
+  parseUsersFile, totpStep, totpUri, verifyPassword, verifyTotp,
 } from '../src/idp/users.js';
 import { addUser, enrollTotp, listUsers, removeUser, setPassword, type UserListing } from '../src/commands/users.js';
 import { isProxyctlError, type ProxyctlError } from '../src/errors.js';
@@ -110,6 +110,15 @@ t.test('TOTP', async (t) => {
   t.equal(verifyTotp('', good, T0), false, 'empty secret');
   t.equal(verifyTotp(RFC_SECRET, good, NaN), false, 'bad clock');
   t.equal(verifyTotp(RFC_SECRET.toLowerCase(), good, T0), true, 'secret case-insensitive');
+
+  // The step a code belongs to, for replay protection (RFC 6238 §5.2).
+  const step = Math.floor(T0 / 30_000);
+  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0), T0), step, 'current step');
+  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 - 30_000), T0), step - 1, 'previous step');
+  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 + 30_000), T0), step + 1, 'next step');
+  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0), T0 + 30_000), step, 'the same code later still names its own step');
+  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 - 60_000), T0), undefined, 'outside the window');
+  t.equal(totpStep(RFC_SECRET, 'abcdef', T0), undefined, 'garbage');
 
   const uri = totpUri(secret, 'alice@example.com');
   t.match(uri, /^otpauth:\/\/totp\//);
@@ -241,67 +250,6 @@ t.test('UserDirectory', async (t) => {
 
   const ctor = await refused(() => new UserDirectory(store, file));
   t.equal(ctor.code, 'ERR_CONFIG_INVALID', 'a bad file at construction throws');
-});
-
-t.test('LoginThrottle', async (t) => {
-  let now = 1_000_000;
-  const clock = () => now;
-
-  t.test('five failures lock, retry-after counts down', async (t) => {
-    const th = new LoginThrottle({ now: clock });
-    for (let i = 0; i < 4; i++) {
-      th.failure('alice');
-      t.same(th.check('alice'), { allowed: true }, `after ${i + 1} failures`);
-    }
-    th.failure('alice');
-    t.same(th.check('alice'), { allowed: false, retryAfterS: 900 }, 'locked for 15 minutes');
-    t.same(th.check('bob'), { allowed: true }, 'other keys unaffected');
-    now += 60_000;
-    t.same(th.check('alice'), { allowed: false, retryAfterS: 840 });
-    th.failure('alice'); // failures while locked do not extend the lock
-    now += 839_500;
-    t.same(th.check('alice'), { allowed: false, retryAfterS: 1 }, 'rounded up');
-    now += 500;
-    t.same(th.check('alice'), { allowed: true }, 'unlocked after lockMs');
-    th.failure('alice');
-    t.same(th.check('alice'), { allowed: true }, 'counting starts afresh');
-  });
-
-  t.test('success clears, failures outside the window expire', async (t) => {
-    const th = new LoginThrottle({ now: clock });
-    for (let i = 0; i < 4; i++) th.failure('alice');
-    th.success('alice');
-    for (let i = 0; i < 4; i++) th.failure('alice');
-    t.same(th.check('alice'), { allowed: true }, 'success reset the count');
-    now += 15 * 60_000;
-    th.failure('alice');
-    t.same(th.check('alice'), { allowed: true }, 'old failures fell out of the window');
-    th.success('alice');
-    t.equal(th.size, 0);
-  });
-
-  t.test('options', async (t) => {
-    const th = new LoginThrottle({ maxFailures: 2, windowMs: 1000, lockMs: 5000, now: clock });
-    th.failure('k');
-    now += 1000;
-    th.failure('k');
-    t.same(th.check('k'), { allowed: true }, 'window of 1 s');
-    th.failure('k');
-    t.same(th.check('k'), { allowed: false, retryAfterS: 5 });
-  });
-
-  t.test('memory is bounded', async (t) => {
-    const th = new LoginThrottle({ maxEntries: 3, now: clock });
-    for (let i = 0; i < 5; i++) th.failure('victim');
-    for (let i = 0; i < 50; i++) th.failure(`flood-${i}`);
-    t.equal(th.size, 3, 'never more than maxEntries');
-    t.equal(th.check('victim').allowed, false, 'a locked key is not the first evicted');
-    t.same(th.check('flood-49'), { allowed: true });
-
-    const big = new LoginThrottle({ now: clock });
-    for (let i = 0; i < 10_050; i++) big.failure(`ip-${i}`);
-    t.equal(big.size, 10_000, 'default cap of 10 000');
-  });
 });
 
 t.test('user commands', async (t) => {

@@ -8,6 +8,20 @@ h1{font-size:1.3rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .2rem}inp
 button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#1f5fbf;color:#fff;border:0;border-radius:4px;cursor:pointer}
 .err{color:#b00020;margin:.5rem 0}.meta{color:#666;font-size:.85rem;margin-top:1rem}`;
 
+/**
+ * Headers on every response of the embedded provider, its own pages and
+ * oidc-provider's alike: never framed (clickjacking of sign-in, consent, device
+ * approval and sign-out), no scripts but the one carrying `nonce`. No form-action:
+ * the sign-in POST legitimately ends in a redirect chain back to the app's host.
+ * oidc-provider appends the hash of any inline script it renders to script-src.
+ */
+export function securityHeaders(nonce?: string): Record<string, string> {
+  return {
+    'x-frame-options': 'DENY',
+    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src ${nonce ? `'nonce-${nonce}'` : "'none'"}; base-uri 'none'; frame-ancestors 'none'`,
+  };
+}
+
 export function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }

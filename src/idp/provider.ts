@@ -1,8 +1,9 @@
 // The embedded identity provider: a certified OpenID provider library
 // (oidc-provider) served by the relay on its own host of the public listener,
 // with users from the relay store (or a users file), scrypt passwords, optional
-// TOTP (amr "mfa"), rate-limited failures, device flow for `proxyctl login`,
-// and JWT access tokens for the administrator audience carrying the roles claim.
+// TOTP (amr "mfa", each code good once), failures slowed by growing delays
+// (throttle.ts), device flow for `proxyctl login`, and JWT access tokens for the
+// administrator audience carrying the roles claim. No page of it can be framed.
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,9 +13,11 @@ import { Provider, interactionPolicy, type ClientMetadata } from 'oidc-provider'
 import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../log.js';
+import { clientAddress } from '../relay/client-address.js';
 import type { Store } from '../relay/store.js';
-import { formPage, loginPage, messagePage, totpPage } from './pages.js';
-import { LoginThrottle, UserDirectory, verifyPassword, verifyTotp } from './users.js';
+import { formPage, loginPage, messagePage, securityHeaders, totpPage } from './pages.js';
+import { LoginThrottle, type ThrottleVerdict } from './throttle.js';
+import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
 export const CLI_CLIENT_ID = 'proxyctl-cli';
 
@@ -56,7 +59,16 @@ export interface EmbeddedIdpOptions {
   /** Ports the public listener is reached on (redirect URIs are registered for each). */
   publicPort: number;
   log: Logger;
+  /** Clock for the throttle, TOTP and the second-factor wait (tests). */
+  now?: () => number;
+  /** Kept by the relay across reloads, so rebuilding the provider forgets no failures. */
+  throttle?: LoginThrottle;
 }
+
+/** How long a password that passed waits for its TOTP code. */
+const SECOND_FACTOR_WAIT_MS = 5 * 60_000;
+/** Interactions waiting for a code, at most (each needed a correct password). */
+const MAX_PENDING_SECOND_FACTOR = 10_000;
 
 interface InteractionDetails {
   uid: string;
@@ -69,8 +81,10 @@ interface InteractionDetails {
 export class EmbeddedIdp {
   readonly issuer: string;
   private provider!: Provider;
+  private providerCallback!: ReturnType<Provider['callback']>;
   private readonly users: UserDirectory;
-  private readonly throttle = new LoginThrottle();
+  private readonly throttle: LoginThrottle;
+  private readonly now: () => number;
   /** Interactions whose password step passed and that wait for a TOTP code. */
   private readonly pendingSecondFactor = new Map<string, { username: string; at: number }>();
   private clients: ClientMetadata[] = [];
@@ -78,6 +92,8 @@ export class EmbeddedIdp {
   private constructor(private readonly options: EmbeddedIdpOptions) {
     this.issuer = options.issuer;
     this.users = new UserDirectory(options.store, options.identity.embedded.usersFile);
+    this.now = options.now ?? Date.now;
+    this.throttle = options.throttle ?? new LoginThrottle({ now: this.now });
   }
 
   static async create(options: EmbeddedIdpOptions): Promise<EmbeddedIdp> {
@@ -109,7 +125,16 @@ export class EmbeddedIdp {
       adapter: adapterFor(store),
       clients: this.clients,
       jwks: secrets.jwks,
-      cookies: { keys: secrets.cookieKeys },
+      // oidc-provider makes the session cookie SameSite=None (plus a ".legacy" twin) by
+      // default. Lax is enough here: the relay's callback uses the default query
+      // response mode (a top-level GET redirect), and every POST (sign-in, device
+      // approval, sign-out confirmation) comes from the provider's own pages.
+      // form_post or web_message would need None; neither is used.
+      cookies: {
+        keys: secrets.cookieKeys,
+        long: { httpOnly: true, sameSite: 'lax', signed: true },
+        short: { httpOnly: true, sameSite: 'lax', signed: true },
+      },
       conformIdTokenClaims: false,
       claims: { openid: ['sub', 'amr', 'acr'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username', groupsClaim] },
       pkce: { required: () => true },
@@ -120,8 +145,9 @@ export class EmbeddedIdp {
         if (!u) return undefined;
         return {
           accountId: u.username,
+          // An administrator set the e-mail (CLI or users file): the relay may trust it.
           claims: async () => ({
-            sub: u.username, email: u.email ?? undefined, email_verified: !!u.email, name: u.name ?? u.username,
+            sub: u.username, ...(u.email ? { email: u.email, email_verified: true } : {}), name: u.name ?? u.username,
             preferred_username: u.username, [groupsClaim]: u.groups,
           }),
         };
@@ -145,7 +171,7 @@ export class EmbeddedIdp {
           enabled: true,
           // Sign-out was already chosen at the app; finish it without another question.
           logoutSource: async (ctx, form) => {
-            ctx.body = formPage('Signing out', 'Signing you out…', form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>'), true);
+            ctx.body = formPage('Signing out', 'Signing you out…', form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>'), true, cspNonce(ctx));
           },
           postLogoutSuccessSource: async (ctx) => {
             ctx.body = messagePage('Signed out', 'You are signed out.');
@@ -169,7 +195,10 @@ export class EmbeddedIdp {
         const u = accountId ? users.find(accountId) : undefined;
         if (!u) return undefined;
         const aud = (token as { aud?: string | string[] }).aud;
-        const out: Record<string, unknown> = { [groupsClaim]: u.groups, email: u.email ?? undefined };
+        const sid = (token as { sid?: unknown }).sid;
+        const out: Record<string, unknown> = {
+          [groupsClaim]: u.groups, ...(u.email ? { email: u.email, email_verified: true } : {}), ...(typeof sid === 'string' ? { sid } : {}),
+        };
         if ([aud].flat().includes(adminAudience)) out[adminClaim] = u.roles;
         return out;
       },
@@ -179,6 +208,24 @@ export class EmbeddedIdp {
       },
     });
     this.provider.proxy = false;
+    // Name the provider session (sid) in every client's tokens, as Keycloak and Entra ID do;
+    // oidc-provider does so on its own only for clients registered for back-channel logout.
+    (this.provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid = () => true;
+    // Before the provider's own middleware, so the pages it renders (end session,
+    // device flow, errors, form_post) carry the headers and it can add script hashes
+    // to them; set again afterwards in case a step replaced them.
+    this.provider.use(async (ctx, next) => {
+      const nonce = randomBytes(16).toString('base64');
+      (ctx.state as Record<string, unknown>)['cspNonce'] = nonce;
+      ctx.set(securityHeaders(nonce));
+      try {
+        await next();
+      } finally {
+        ctx.set('x-frame-options', 'DENY');
+        if (!/frame-ancestors 'none'/.test(ctx.response.get('content-security-policy'))) ctx.set(securityHeaders(nonce));
+      }
+    });
+    this.providerCallback = this.provider.callback();
     this.provider.on('server_error', (_ctx: unknown, err: Error) => log.error({ err: err.message }, 'embedded identity provider error'));
   }
 
@@ -214,9 +261,11 @@ export class EmbeddedIdp {
   handle(req: IncomingMessage, res: ServerResponse): void {
     const m = /^\/interaction\/([\w-]+)(?:\/(login|totp))?$/.exec((req.url ?? '').split('?')[0] ?? '');
     if (!m) {
-      this.provider.callback()(req, res);
+      void this.providerCallback(req, res);
       return;
     }
+    // Here too for the redirects oidc-provider writes itself (interactionFinished).
+    for (const [name, value] of Object.entries(securityHeaders())) res.setHeader(name, value);
     this.interaction(req, res, m[1]!, m[2]).catch((err: unknown) => {
       this.options.log.warn({ err: (err as Error).message }, 'sign-in interaction failed');
       if (!res.headersSent) send(res, 400, messagePage('Sign-in expired', 'This sign-in page has expired. Go back to the application and start again.'));
@@ -232,7 +281,7 @@ export class EmbeddedIdp {
       // First-party clients: consent to what was asked.
       const grant = new this.provider.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
       grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
-      grant.addOIDCClaims(['email', 'name', this.options.identity.groupsClaim]);
+      grant.addOIDCClaims(['email', 'email_verified', 'name', this.options.identity.groupsClaim]);
       if (details.params['resource']) grant.addResourceScope(String(details.params['resource']), String(details.params['scope'] ?? 'openid'));
       const grantId = await grant.save();
       await this.provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
@@ -243,28 +292,29 @@ export class EmbeddedIdp {
       return;
     }
     const form = new URLSearchParams(await readBody(req, 8192));
-    const ip = req.socket.remoteAddress ?? '';
+    // The address the relay vetted in admit() (X-Forwarded-For only from trusted proxies).
+    const client = clientAddress(req);
     if (step === 'login') {
       const username = (form.get('username') ?? '').trim().toLowerCase();
-      const key = `${username}|${ip}`;
-      const gate = this.throttle.check(key);
+      // Checked before the user is looked up: the answer is the same whether or not the user exists.
+      const gate = this.throttle.check(username, client);
       if (!gate.allowed) {
-        send(res, 429, loginPage(`${base}/login`, { error: `Too many failed attempts. Try again in ${gate.retryAfterS} seconds.`, username }), { 'retry-after': String(gate.retryAfterS) });
+        this.refuseThrottled(res, gate, loginPage(`${base}/login`, { error: tooManyAttempts(gate.retryAfterS), username, stepUp }), username, client);
         return;
       }
       const user = this.users.find(username);
       // Verify even for unknown users so timing does not reveal which names exist.
       const ok = await verifyPassword(form.get('password') ?? '', user?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
       if (!user || !ok) {
-        this.throttle.failure(key);
-        this.options.log.info({ username, client: ip }, 'embedded sign-in failed: bad credentials');
+        this.throttle.failure(username, client);
+        this.options.log.info({ username, client }, 'embedded sign-in failed: bad credentials');
         send(res, 401, loginPage(`${base}/login`, { error: 'The username or password is incorrect.', username, stepUp }));
         return;
       }
       // The second factor is asked for when the relying party requests it (acr_values=mfa):
       // Conditional Access decides when multi-factor authentication is needed.
       if (stepUp && user.totpSecret) {
-        this.pendingSecondFactor.set(uid, { username: user.username, at: Date.now() });
+        this.awaitSecondFactor(uid, user.username);
         send(res, 200, totpPage(`${base}/totp`, {}));
         return;
       }
@@ -272,35 +322,54 @@ export class EmbeddedIdp {
         send(res, 403, loginPage(`${base}/login`, { error: 'This application requires a second factor, and your account has none enrolled. Ask your administrator.', stepUp }));
         return;
       }
-      this.throttle.success(key);
+      this.throttle.success(user.username, client);
       await this.finishLogin(req, res, user.username, ['pwd']);
       return;
     }
     if (step === 'totp') {
       const pending = this.pendingSecondFactor.get(uid);
-      if (!pending || Date.now() - pending.at > 5 * 60_000) {
+      if (!pending || this.now() - pending.at > SECOND_FACTOR_WAIT_MS) {
         this.pendingSecondFactor.delete(uid);
         send(res, 400, loginPage(`${base}/login`, { error: 'Start again with your password.' }));
         return;
       }
-      const key = `${pending.username}|${ip}`;
-      const gate = this.throttle.check(key);
+      const gate = this.throttle.check(pending.username, client);
       if (!gate.allowed) {
-        send(res, 429, totpPage(`${base}/totp`, { error: `Too many failed attempts. Try again in ${gate.retryAfterS} seconds.` }), { 'retry-after': String(gate.retryAfterS) });
+        this.refuseThrottled(res, gate, totpPage(`${base}/totp`, { error: tooManyAttempts(gate.retryAfterS) }), pending.username, client);
         return;
       }
       const user = this.users.find(pending.username);
-      if (!user?.totpSecret || !verifyTotp(user.totpSecret, (form.get('code') ?? '').trim())) {
-        this.throttle.failure(key);
+      const codeStep = user?.totpSecret ? totpStep(user.totpSecret, (form.get('code') ?? '').trim(), this.now()) : undefined;
+      // A code is good once (RFC 6238 §5.2): its step must be later than the last accepted one.
+      // The store decides atomically, so two relays or two tabs cannot both use one code.
+      if (!user || codeStep === undefined || !this.options.store.acceptTotpStep(user.username, codeStep)) {
+        this.throttle.failure(pending.username, client);
+        this.options.log.info({ username: pending.username, client, replay: codeStep !== undefined }, 'embedded sign-in failed: bad second factor');
         send(res, 401, totpPage(`${base}/totp`, { error: 'That code is not valid. Try the current one.' }));
         return;
       }
-      this.throttle.success(key);
+      this.throttle.success(user.username, client);
       this.pendingSecondFactor.delete(uid);
       await this.finishLogin(req, res, user.username, ['pwd', 'otp', 'mfa']);
       return;
     }
     send(res, 404, messagePage('Not found', 'No such sign-in step.'));
+  }
+
+  private refuseThrottled(res: ServerResponse, gate: Extract<ThrottleVerdict, { allowed: false }>, html: string, username: string, client: string): void {
+    this.options.log.warn({ username, client, scope: gate.scope, retry_after_s: gate.retryAfterS }, 'embedded sign-in slowed: too many attempts');
+    send(res, 429, html, { 'retry-after': String(gate.retryAfterS) });
+  }
+
+  /** Remembers that the password step passed; expired and surplus waits go first (oldest first in a Map). */
+  private awaitSecondFactor(uid: string, username: string): void {
+    const now = this.now();
+    this.pendingSecondFactor.delete(uid);
+    for (const [k, v] of this.pendingSecondFactor) {
+      if (now - v.at <= SECOND_FACTOR_WAIT_MS && this.pendingSecondFactor.size < MAX_PENDING_SECOND_FACTOR) break;
+      this.pendingSecondFactor.delete(k);
+    }
+    this.pendingSecondFactor.set(uid, { username, at: now });
   }
 
   private async finishLogin(req: IncomingMessage, res: ServerResponse, accountId: string, amr: string[]): Promise<void> {
@@ -314,12 +383,19 @@ export class EmbeddedIdp {
 }
 
 function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, {
-    'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', 'x-frame-options': 'DENY',
-    // No form-action: the sign-in POST legitimately ends in a redirect chain back to the app's host.
-    'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'", ...headers,
-  });
+  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...securityHeaders(), ...headers });
   res.end(html);
+}
+
+/** The same words for every throttled scope, and for users that do not exist. */
+function tooManyAttempts(retryAfterS: number): string {
+  return `Too many attempts. Try again in ${retryAfterS} s.`;
+}
+
+/** The script nonce the security-headers middleware put in this response's CSP. */
+function cspNonce(ctx: { state: unknown }): string | undefined {
+  const n = (ctx.state as Record<string, unknown> | undefined)?.['cspNonce'];
+  return typeof n === 'string' ? n : undefined;
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<string> {

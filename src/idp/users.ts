@@ -1,6 +1,6 @@
 // Users of the embedded identity provider: password hashing (scrypt), TOTP second
-// factor (otpauth), an optional YAML users file that overrides the store, and a
-// login throttle. Passwords and secrets never leave this module except as hashes.
+// factor (otpauth) and an optional YAML users file that overrides the store
+// (the throttle is throttle.ts). Passwords and secrets never leave this module except as hashes.
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Secret, TOTP } from 'otpauth';
@@ -127,16 +127,26 @@ export function totpUri(secret: string, username: string, issuerLabel = 'proxyct
   return new TOTP({ issuer: issuerLabel, label: username, secret: s, ...TOTP_PARAMS }).toString();
 }
 
-/** True when `code` is the 6-digit code of the current, previous or next 30-second step. */
-export function verifyTotp(secret: string, code: string, now: number = Date.now()): boolean {
-  if (typeof code !== 'string' || !/^[0-9]{6}$/.test(code)) return false;
+/**
+ * The 30-second time step (counted from the epoch) whose 6-digit code `code` is,
+ * looking at the current, previous and next step; undefined when none matches.
+ * The caller refuses a step not later than the last one it accepted (RFC 6238 §5.2).
+ */
+export function totpStep(secret: string, code: string, now: number = Date.now()): number | undefined {
+  if (typeof code !== 'string' || !/^[0-9]{6}$/.test(code)) return undefined;
   const s = parseSecret(secret);
-  if (!s || !Number.isFinite(now)) return false;
+  if (!s || !Number.isFinite(now)) return undefined;
   try {
-    return TOTP.validate({ token: code, secret: s, ...TOTP_PARAMS, timestamp: now, window: 1 }) !== null;
+    const delta = TOTP.validate({ token: code, secret: s, ...TOTP_PARAMS, timestamp: now, window: 1 });
+    return delta === null ? undefined : TOTP.counter({ period: TOTP_PARAMS.period, timestamp: now }) + delta;
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** True when `code` is the 6-digit code of the current, previous or next 30-second step (no replay check). */
+export function verifyTotp(secret: string, code: string, now: number = Date.now()): boolean {
+  return totpStep(secret, code, now) !== undefined;
 }
 
 // ---- users file ----
@@ -234,102 +244,5 @@ export class UserDirectory {
     const next = new Map<string, UserRecord>();
     for (const u of loadUsersFile(this.file)) next.set(u.username.toLowerCase(), u);
     this.fileUsers = next;
-  }
-}
-
-// ---- login throttle ----
-
-interface ThrottleEntry { failures: number; windowStart: number; lockedUntil: number }
-
-export interface LoginThrottleOptions {
-  /** Failures within the window that lock the key (5). */
-  maxFailures?: number;
-  /** Window in which failures count (15 min). */
-  windowMs?: number;
-  /** How long a key stays locked (15 min). */
-  lockMs?: number;
-  /** Keys tracked at most; the least recently touched goes first (10 000). */
-  maxEntries?: number;
-  now?: () => number;
-}
-
-export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterS: number };
-
-/** How many of the oldest entries eviction looks through for one that is not locked. */
-const EVICT_SCAN = 64;
-
-export class LoginThrottle {
-  private readonly maxFailures: number;
-  private readonly windowMs: number;
-  private readonly lockMs: number;
-  private readonly maxEntries: number;
-  private readonly now: () => number;
-  private readonly entries = new Map<string, ThrottleEntry>();
-
-  constructor(opts: LoginThrottleOptions = {}) {
-    this.maxFailures = Math.max(1, opts.maxFailures ?? 5);
-    this.windowMs = opts.windowMs ?? 15 * 60_000;
-    this.lockMs = opts.lockMs ?? 15 * 60_000;
-    this.maxEntries = Math.max(1, opts.maxEntries ?? 10_000);
-    this.now = opts.now ?? Date.now;
-  }
-
-  /** Keys currently tracked. */
-  get size(): number {
-    return this.entries.size;
-  }
-
-  check(key: string): ThrottleVerdict {
-    const e = this.current(key);
-    if (!e) return { allowed: true };
-    const now = this.now();
-    if (e.lockedUntil > now) return { allowed: false, retryAfterS: Math.max(1, Math.ceil((e.lockedUntil - now) / 1000)) };
-    return { allowed: true };
-  }
-
-  failure(key: string): void {
-    const now = this.now();
-    let e = this.current(key);
-    if (e && e.lockedUntil > now) return; // already locked: the lock is not extended
-    if (!e || now - e.windowStart >= this.windowMs) e = { failures: 0, windowStart: now, lockedUntil: 0 };
-    e.failures += 1;
-    if (e.failures >= this.maxFailures) {
-      e.lockedUntil = now + this.lockMs;
-      e.failures = 0;
-    }
-    this.entries.delete(key); // re-insert: Map order is least recently touched first
-    this.evictIfFull();
-    this.entries.set(key, e);
-  }
-
-  success(key: string): void {
-    this.entries.delete(key);
-  }
-
-  /** The live entry for `key`, dropping it once both its lock and its window are over. */
-  private current(key: string): ThrottleEntry | undefined {
-    const e = this.entries.get(key);
-    if (!e) return undefined;
-    const now = this.now();
-    if (e.lockedUntil <= now && now - e.windowStart >= this.windowMs) {
-      this.entries.delete(key);
-      return undefined;
-    }
-    return e;
-  }
-
-  private evictIfFull(): void {
-    if (this.entries.size < this.maxEntries) return;
-    // Prefer the oldest entry that is not locked, so a flood of new keys cannot
-    // cheaply unlock a key under attack; fall back to the very oldest.
-    const now = this.now();
-    let victim: string | undefined;
-    let scanned = 0;
-    for (const [k, e] of this.entries) {
-      victim ??= k;
-      if (e.lockedUntil <= now) { victim = k; break; }
-      if (++scanned >= EVICT_SCAN) break;
-    }
-    if (victim !== undefined) this.entries.delete(victim);
   }
 }

@@ -27,6 +27,7 @@ import { AssertionSigner } from './auth/assertion.js';
 import { Authenticator } from './auth/authenticator.js';
 import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
+import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { Store } from './store.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
@@ -52,6 +53,8 @@ export class Relay {
   private readonly assertions: AssertionSigner;
   private oidc: OidcClients;
   private idp: EmbeddedIdp | undefined;
+  /** Failed sign-ins, kept across rebuilds of the embedded provider on reload. */
+  private loginThrottle: LoginThrottle | undefined;
   private loopbackAgent: Agent | undefined;
   readonly auth: Authenticator;
   private watchTimer: NodeJS.Timeout | undefined;
@@ -128,8 +131,10 @@ export class Relay {
   private async startEmbeddedIdp(cfg: RelayConfig): Promise<void> {
     const port = this.publicAddress().port;
     const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
+    this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
     this.idp = await EmbeddedIdp.create({
       issuer, dataDir: cfg.dataDir, store: this.store, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
+      throttle: this.loginThrottle, ...(this.options.now ? { now: this.options.now } : {}),
     });
     const fetchFn = this.loopbackFetch();
     this.verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });

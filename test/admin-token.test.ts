@@ -123,6 +123,42 @@ t.test('hostile and stale tokens are refused with stable codes', async (t) => {
   t.notOk(String((err as Error).message).includes(secret.split('.')[2]!), 'messages never echo token material');
 });
 
+t.test('only access tokens: an ID token or another kind of JWT is refused with ERR_TOKEN_TYPE', async (t) => {
+  const idp = await started(t);
+  const verifier = new AdminTokenVerifier(identityFor(idp.issuer));
+  const now = nowSeconds();
+  const good = { iss: idp.issuer, aud: AUDIENCE, sub: 'mallory', roles: [ADMIN], iat: now, exp: now + 300 };
+  const rows: [string, Record<string, unknown>, { typ?: string | null }, string | undefined][] = [
+    ['at+jwt', good, { typ: 'at+jwt' }, undefined],
+    ['Application/AT+JWT', good, { typ: 'Application/AT+JWT' }, undefined],
+    ['JWT, no ID-token claims', good, {}, undefined],
+    ['untyped, no ID-token claims', good, { typ: null }, undefined],
+    ['application/jwt', good, { typ: 'application/jwt' }, undefined],
+    ['JWT with nonce (an ID token)', { ...good, nonce: 'abc' }, {}, 'ERR_TOKEN_TYPE'],
+    ['untyped with at_hash', { ...good, at_hash: 'abc' }, { typ: null }, 'ERR_TOKEN_TYPE'],
+    ['JWT with c_hash', { ...good, c_hash: 'abc' }, {}, 'ERR_TOKEN_TYPE'],
+    ['JWT with s_hash', { ...good, s_hash: 'abc' }, {}, 'ERR_TOKEN_TYPE'],
+    ['payload typ ID (Keycloak ID token)', { ...good, typ: 'ID' }, {}, 'ERR_TOKEN_TYPE'],
+    ['payload typ Bearer (Keycloak access token)', { ...good, typ: 'Bearer' }, {}, undefined],
+    ['payload typ not a string', { ...good, typ: 1 }, {}, 'ERR_TOKEN_TYPE'],
+    ['typ id+jwt', good, { typ: 'id+jwt' }, 'ERR_TOKEN_TYPE'],
+    ['typ secevent+jwt', good, { typ: 'secevent+jwt' }, 'ERR_TOKEN_TYPE'],
+    ['typ at+jwt but sender-constrained (cnf)', { ...good, cnf: { 'x5t#S256': 'abc' } }, { typ: 'at+jwt' }, 'ERR_TOKEN_TYPE'],
+    ['typ JWE', good, { typ: 'JWE' }, 'ERR_TOKEN_TYPE'],
+  ];
+  for (const [name, claims, header, code] of rows) {
+    const token = await idp.signToken(claims, header);
+    if (code) {
+      await t.rejects(verifier.verify(token), { code, status: 401 }, `${name}: admin token refused`);
+      await t.rejects(verifier.verifyAccessToken(token, AUDIENCE), { code, status: 401 }, `${name}: bearer token refused`);
+    } else {
+      t.equal((await verifier.verify(token)).subject, 'mallory', `${name}: accepted`);
+    }
+  }
+  const wrongAud = await idp.signToken({ ...good, aud: 'urn:other', nonce: 'abc' });
+  await t.rejects(verifier.verifyAccessToken(wrongAud, AUDIENCE), { code: 'ERR_TOKEN_AUDIENCE' }, 'audience, issuer, expiry and signature are checked first');
+});
+
 t.test('clock skew is honoured using the injected clock', async (t) => {
   const idp = await started(t);
   const fixedMs = Date.now();

@@ -35,7 +35,7 @@ withChromium((browser) => {
     await page.click('#send');
     await page.waitForSelector('text=You posted');
     t.match(await page.content(), /posted through the relay/);
-    await page.click('#logout');
+    await page.click('#logout'); // the demo page's sign-out form (POST)
     await page.waitForSelector('text=You are signed out', { timeout: 15_000 });
     await page.goto(url!);
     await page.waitForSelector('#username');
@@ -75,8 +75,10 @@ withChromium((browser) => {
     await page.waitForSelector('#who');
     t.equal(await page.textContent('#who'), 'alice@example.com');
     t.notMatch(await page.textContent('#cookie') ?? '', /proxyctl/i, 'the session cookie never reaches the app');
+    // A GET only asks; the relay's button POSTs (same origin), then oidc-provider asks too.
     await page.goto(h.url('web.test', '/.proxyctl/logout'));
-    // oidc-provider's own confirmation page.
+    await page.click('#signout');
+    await page.waitForSelector('button[name=logout]');
     await page.click('button[name=logout]');
     await page.waitForSelector('text=You are signed out', { timeout: 15_000 });
     await page.goto(appUrl);

@@ -4,6 +4,7 @@
 import t from 'tap';
 import { createServer } from 'node:http';
 import { TOTP } from 'otpauth';
+import { decodeJwt } from 'jose';
 import { startHarness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { hashPassword, newTotpSecret } from '../src/idp/users.js';
@@ -12,7 +13,7 @@ t.test('conditional access', async (t) => {
   const backend = createServer((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ user: req.headers['x-proxyctl-user'] }));
+    res.end(JSON.stringify({ user: req.headers['x-proxyctl-user'], assertion: req.headers['x-proxyctl-jwt-assertion'] }));
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => backend.close());
@@ -71,6 +72,10 @@ policies:
     const sim = new BrowserSim(h.client);
     const demo = await sim.signIn(h.url('demo.localhost', '/'), 'bob', { password: 'bob password 1' });
     t.equal(demo.status, 200, 'report-only block on demo is not enforced');
+    const before = decodeJwt((JSON.parse(demo.body) as { assertion: string }).assertion);
+    t.same(before['amr'], ['pwd'], 'the password-only assertion says so');
+    t.equal(before['acr'], 'pwd');
+    const stepUpStarted = Math.floor(Date.now() / 1000);
     // The provider still has bob's password-only session; the relay asks for more.
     let page = await sim.follow(h.url('secure.localhost', '/'));
     t.match(page.body, /multi-factor authentication/, 'sent back to the provider for a second factor');
@@ -78,7 +83,17 @@ policies:
     t.match(page.body, /name="code"/, 'asked for the TOTP code');
     page = await sim.submit(page, { code: new TOTP({ secret: totpSecret }).generate() });
     t.equal(page.status, 200, page.body.slice(0, 200));
-    t.same(JSON.parse(page.body), { user: 'bob' });
+    const echoed = JSON.parse(page.body) as { user: string; assertion: string };
+    t.equal(echoed.user, 'bob');
+    // The backend can see the step-up in the identity assertion it is given.
+    const claims = decodeJwt(echoed.assertion);
+    t.ok((claims['amr'] as string[]).includes('mfa'), `assertion amr includes mfa: ${JSON.stringify(claims['amr'])}`);
+    t.ok((claims['amr'] as string[]).includes('otp'), 'and the method used');
+    t.equal(claims['acr'], 'mfa', 'assertion acr');
+    const authTime = claims['auth_time'] as number;
+    t.type(authTime, 'number', 'assertion auth_time');
+    t.ok(authTime >= stepUpStarted - 1 && authTime <= Math.floor(Date.now() / 1000), 'auth_time is the step-up sign-in, not the earlier one');
+    t.ok(authTime >= (before['auth_time'] as number), 'no earlier than the password sign-in');
     const me = JSON.parse((await sim.get(h.url('secure.localhost', '/.proxyctl/me'))).body) as { amr: string[] };
     t.ok(me.amr.includes('mfa'));
   });

@@ -1,6 +1,7 @@
 // `proxyctl policy what-if` as a user runs it (the built binary): one line per
 // policy and the decision, --json for scripts, exit 0 whatever the decision and
-// 1 with one [ERR_USAGE] line on bad input. Runs dist/: `npm run build` first.
+// 1 with one [ERR_USAGE] line on bad input; --user looked up among the embedded
+// provider's users. Runs dist/: `npm run build` first.
 import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -187,4 +188,101 @@ t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
   t.match(missing.stderr.trimEnd(), /\[ERR_CONFIG_READ\]$/);
   const noUser = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki']);
   t.not(noUser.code, 0, '--user is required');
+});
+
+t.test('e-mail addresses match without case; subjects with it', async (t) => {
+  const rows: [string, string[], boolean][] = [
+    ['assigned e-mail, other case', ['--user', 'c-1', '--email', 'Carol@Example.COM'], true],
+    ['assigned e-mail, upper case', ['--user', 'c-1', '--email', 'CAROL@EXAMPLE.COM'], true],
+    ['a subject spelled like the address is not it', ['--user', 'Carol@Example.com'], false],
+  ];
+  for (const [name, args, assigned] of rows) {
+    const r = await whatIf(t, ['--app', 'payroll', ...args, '--mfa']);
+    t.equal(r.assigned, assigned, name);
+  }
+  const policy = await whatIf(t, ['--app', 'payroll', '--user', 'c-1', '--email', 'CAROL@example.com']);
+  t.match(policyOf(policy, 'mfa-for-payroll'), { applies: true }, 'the policy includes her by e-mail, case aside');
+});
+
+t.test('--user names a user of the embedded provider: their groups and e-mail are used', async (t) => {
+  const { Store } = await import('../src/relay/store.js');
+  const { hashPassword } = await import('../src/idp/users.js');
+  const home = tempDir(t, 'proxyctl-what-if-users-');
+  const file = path.join(home, 'relay.yaml');
+  const hash = await hashPassword('a long password');
+  writeFileSync(path.join(home, 'users.yaml'), `users:
+  - { username: frank, passwordHash: "${hash}", email: Frank@Example.com, groups: [finance] }
+  - { username: gina, passwordHash: "${hash}", groups: [sales] }
+`);
+  writeFileSync(file, `dataDir: ./data
+identity: { embedded: { usersFile: ./users.yaml } }
+apps:
+  - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance], assignedUsers: [carol@example.com] }
+policies:
+  - name: mfa-for-payroll
+    assignments: { groups: { include: [finance] }, users: { include: [carol@example.com] }, apps: { include: [payroll] } }
+    grant: { requireMfa: true }
+`);
+  const store = Store.open(path.join(home, 'data'));
+  const user = (username: string, email: string | null, groups: string[]) => ({ username, passwordHash: hash, email, name: null, groups, roles: [], totpSecret: null, createdAt: Date.now() });
+  store.putUser(user('carol', 'carol@example.com', []), 'test', 'user.add');
+  store.putUser(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
+  store.putUser(user('dup1', 'same@example.com', []), 'test', 'user.add');
+  store.putUser(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
+  store.close();
+  const run = async (args: string[]) => {
+    const r = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--time', WED, ...args, '--json']);
+    t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
+    return JSON.parse(r.stdout) as Report & { userSource: string };
+  };
+
+  const frank = await run(['--user', 'frank']);
+  t.equal(frank.userSource, 'embedded');
+  t.match(frank.context, { user: 'frank', email: 'Frank@Example.com', groups: ['finance'] }, "the users file's groups and e-mail");
+  t.equal(frank.assigned, true, 'assigned through the group he really has');
+  t.equal(frank.decision.result, 'stepUp', 'and the group policy applies to him');
+
+  const byEmail = await run(['--user', 'frank@example.COM']);
+  t.match(byEmail.context, { user: 'frank', groups: ['finance'] }, 'found by e-mail, case aside');
+  t.match((await run(['--user', 'FRANK'])).context, { user: 'frank' }, 'user names are case-insensitive, as at the login form');
+
+  const carol = await run(['--user', 'carol']);
+  t.match(carol.context, { user: 'carol', email: 'carol@example.com', groups: [] }, 'a store user');
+  t.equal(carol.assigned, true, 'assigned by her e-mail');
+
+  const gina = await run(['--user', 'gina']);
+  t.same(gina.context.groups, ['sales'], 'the users file wins over the store, as in the provider');
+  t.equal(gina.assigned, false);
+
+  const override = await run(['--user', 'gina', '--groups', 'finance']);
+  t.same(override.context.groups, ['finance'], '--groups given overrides the looked-up groups');
+
+  const nobody = await run(['--user', 'nobody', '--groups', 'finance']);
+  t.equal(nobody.userSource, 'options', 'not a user: a bare subject');
+  t.match(nobody.context, { user: 'nobody', groups: ['finance'] });
+
+  const human = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'frank', '--time', WED]);
+  t.ok(human.stdout.split('\n').some((l) => /^user: frank of the embedded identity provider \(groups finance, email Frank@Example\.com\)$/.test(l)), human.stdout);
+  const note = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'nobody', '--time', WED]);
+  t.ok(note.stdout.split('\n').some((l) => l.startsWith('note: nobody is not a user of the embedded identity provider')), note.stdout);
+
+  const ambiguous = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'same@example.com']);
+  t.equal(ambiguous.code, 1, 'an e-mail of two users is refused');
+  t.match(ambiguous.stderr.trimEnd(), /\[ERR_USAGE\]$/);
+
+  const external = tempDir(t, 'proxyctl-what-if-ext-');
+  const extFile = path.join(external, 'relay.yaml');
+  writeFileSync(extFile, `dataDir: ${JSON.stringify(path.join(home, 'data'))}
+identity: { issuer: "https://idp.example.com" }
+apps:
+  - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance] }
+`);
+  const ext = await runCli(['policy', 'what-if', '--config', extFile, '--app', 'payroll', '--user', 'frank', '--time', WED, '--json']);
+  const extReport = JSON.parse(ext.stdout) as Report & { userSource: string };
+  t.equal(extReport.userSource, 'options', 'an external provider: --user is the subject, nothing is looked up');
+  t.same(extReport.context.groups, []);
+
+  const help = await runCli(['policy', 'what-if', '--help']);
+  t.match(help.stdout, /user name or e-mail address/, '--help says what --user expects');
+  t.match(help.stdout, /subject \(sub claim\)/);
 });

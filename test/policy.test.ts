@@ -3,7 +3,8 @@
 // built from YAML through parseRelayConfig, so the validator runs on each one.
 import t, { type Test } from 'tap';
 import path from 'node:path';
-import { parseRelayConfig } from '../src/config/relay-config.js';
+import { parseRelayConfig, type AppConfig } from '../src/config/relay-config.js';
+import { isAssigned, type Principal } from '../src/policy/assignment.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { evaluate } from '../src/policy/evaluate.js';
 import { countryOf, platformOf } from '../src/policy/context.js';
@@ -95,6 +96,45 @@ t.test('users: by sub, by email, all; exclude beats include', async (t) => {
     { name: 'included and excluded by sub', policies: [blockP('', 'users: { include: [alice], exclude: [alice] }')], ctx: {}, ...OUT },
     { name: 'included by sub, excluded by email', policies: [blockP('', 'users: { include: [alice], exclude: [alice@example.com] }')], ctx: {}, ...OUT },
   ]);
+});
+
+t.test('users: e-mail addresses match without case, subjects with it', async (t) => {
+  runTable(t, [
+    { name: 'include by e-mail, other case in the config', policies: [blockP('', 'users: { include: [Carol@Example.TEST] }')], ctx: { user: 'c-1', email: 'carol@example.test' }, ...IN },
+    { name: 'include by e-mail, other case in the token', policies: [blockP('', 'users: { include: [carol@example.test] }')], ctx: { user: 'c-1', email: 'CAROL@EXAMPLE.TEST' }, ...IN },
+    { name: 'exclude by e-mail, other case', policies: [blockP('', 'users: { include: [all], exclude: [CAROL@example.test] }')], ctx: { user: 'c-1', email: 'carol@Example.Test' }, ...OUT },
+    { name: 'include by sub, other case: no match', policies: [blockP('', 'users: { include: [Alice] }')], ctx: { user: 'alice', email: undefined }, ...OUT },
+    { name: 'exclude by sub, other case: still blocked', policies: [blockP('', 'users: { include: [all], exclude: [ALICE] }')], ctx: { user: 'alice', email: undefined }, ...IN },
+    { name: 'an e-mail-shaped sub compares with case', policies: [blockP('', 'users: { include: [Carol@Example.TEST] }')], ctx: { user: 'carol@example.test', email: undefined }, ...OUT },
+    { name: 'an e-mail-shaped sub, exact', policies: [blockP('', 'users: { include: [carol@example.test] }')], ctx: { user: 'carol@example.test', email: undefined }, ...IN },
+    { name: 'Unicode look-alike (Kelvin sign) is not folded', policies: [blockP('', 'users: { include: [kim@example.test] }')], ctx: { user: 'k-1', email: '\u212Aim@example.test' }, ...OUT },
+    { name: 'non-ASCII is compared exactly', policies: [blockP('', 'users: { include: [jürgen@example.test] }')], ctx: { user: 'j-1', email: 'JÜRGEN@example.test' }, ...OUT },
+    { name: 'non-ASCII, ASCII case differs', policies: [blockP('', 'users: { include: [jürgen@example.test] }')], ctx: { user: 'j-1', email: 'Jürgen@EXAMPLE.test' }, ...IN },
+  ]);
+});
+
+t.test('assignment: by sub exactly, by verified e-mail without case, by group', async (t) => {
+  const yaml = `apps:
+  - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedUsers: [Carol@Example.TEST, u-123], assignedGroups: [Domain staff] }
+  - { name: wiki, externalUrl: "https://wiki.example.com/", internalUrl: "http://10.0.0.5/", assignment: any }
+`;
+  const [payroll, wiki] = parseRelayConfig(yaml, path.join(caDir, 'relay.yaml')).apps as [AppConfig, AppConfig];
+  const rows: [string, Principal, boolean][] = [
+    ['e-mail, same case', { user: 'x', email: 'Carol@Example.TEST', groups: [] }, true],
+    ['e-mail, lower case', { user: 'x', email: 'carol@example.test', groups: [] }, true],
+    ['e-mail, upper case', { user: 'x', email: 'CAROL@EXAMPLE.TEST', groups: [] }, true],
+    ['no (verified) e-mail, sub is the address', { user: 'carol@example.test', email: undefined, groups: [] }, false],
+    ['no e-mail, sub is the address exactly as configured', { user: 'Carol@Example.TEST', email: undefined, groups: [] }, true],
+    ['sub exact', { user: 'u-123', email: undefined, groups: [] }, true],
+    ['sub, other case', { user: 'U-123', email: undefined, groups: [] }, false],
+    ['sub as e-mail does not match a sub entry', { user: 'x', email: 'u-123', groups: [] }, false],
+    ['other e-mail', { user: 'x', email: 'mallory@example.test', groups: [] }, false],
+    ['group with a space, whole', { user: 'x', email: undefined, groups: ['Domain staff'] }, true],
+    ['one word of that group', { user: 'x', email: undefined, groups: ['Domain', 'staff'] }, false],
+    ['group, other case (groups compare exactly)', { user: 'x', email: undefined, groups: ['domain staff'] }, false],
+  ];
+  for (const [name, who, expected] of rows) t.equal(isAssigned(payroll, who), expected, name);
+  t.equal(isAssigned(wiki, { user: 'anyone', email: undefined, groups: [] }), true, 'assignment any');
 });
 
 t.test('groups: include, exclude, exclude beats include across users and groups', async (t) => {

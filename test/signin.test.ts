@@ -90,6 +90,11 @@ t.test('OIDC preauthentication', async (t) => {
     t.equal(protectedHeader.alg, 'ES256');
     t.equal(payload.sub, 'alice');
     t.same(payload['groups'], ['staff']);
+    t.equal(payload['email'], 'alice@example.com', 'a verified address');
+    t.same(payload['amr'], ['pwd'], 'how the user authenticated');
+    t.equal(payload['acr'], 'pwd');
+    t.type(payload['auth_time'], 'number', "the provider's auth_time");
+    t.ok((payload['auth_time'] as number) <= payload.iat!, 'authenticated before the assertion was made');
     t.ok((payload.exp! - payload.iat!) <= 300, 'short-lived');
     const setCookie = alice.jar.get(`secure.test:${port}`, cookieName(h.config.apps[0]!));
     t.ok(setCookie, 'session cookie set');
@@ -149,7 +154,7 @@ t.test('OIDC preauthentication', async (t) => {
     t.equal(await tryCookie(good.slice(0, -2) + (good.endsWith('A') ? 'BB' : 'AA')), 401, 'tampered tag');
     t.equal(await tryCookie('garbage'), 401);
     const ring = h.relay.keyRing;
-    const base = { sub: 'alice', email: 'alice@example.com', name: 'Alice', groups: ['staff'], amr: ['pwd'], acr: undefined, ip: '127.0.0.1' };
+    const base = { sub: 'alice', email: 'alice@example.com', name: 'Alice', groups: ['staff'], amr: ['pwd'], acr: undefined, ip: '127.0.0.1', authTime: Date.now(), providerSid: undefined };
     const expired = await sealSession(ring, { ...base, sid: 'x', app: 'secure', iat: Date.now() - 7200_000, exp: Date.now() - 3600_000 });
     t.equal(await tryCookie(expired), 401, 'expired cookie');
     const otherApp = await sealSession(ring, { ...base, sid: 'y', app: 'other', iat: Date.now(), exp: Date.now() + 3600_000 });
@@ -161,8 +166,10 @@ t.test('OIDC preauthentication', async (t) => {
   await t.test('sign-out revokes the session; a copied cookie stops working', async (t) => {
     const app = h.config.apps[0]!;
     const copied = alice.jar.get(`secure.test:${port}`, cookieName(app))!;
-    const out = await alice.get(h.url('secure.test', '/.proxyctl/logout'));
-    t.equal(out.status, 302);
+    const confirm = await alice.get(h.url('secure.test', '/.proxyctl/logout'));
+    t.equal(confirm.status, 200, 'a GET only asks');
+    const out = await alice.get(h.url('secure.test', '/.proxyctl/logout'), { method: 'POST', headers: { origin: `https://secure.test:${port}`, 'sec-fetch-site': 'same-origin' } });
+    t.equal(out.status, 303);
     t.match(String(out.headers['location']), h.idp.issuer, 'sent to the provider to end its session');
     t.match(String(out.headers['set-cookie']), /Max-Age=0/);
     const r = await request(h.url('secure.test', '/x'), { dispatcher: h.client, headers: { cookie: `${cookieName(app)}=${copied}` } });

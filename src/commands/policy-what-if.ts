@@ -1,10 +1,16 @@
 // `proxyctl policy what-if`: what would the relay decide for this sign-in? The
 // config is loaded and validated as `relay serve` does, the app's assignment is
 // checked as at sign-in, and the policies go through the relay's own evaluate().
-// A report: the exit status is 0 whatever the decision, 1 only on bad input.
-import { isAssigned } from '../policy/assignment.js';
+// With the embedded provider, --user is looked up among its users, whose groups
+// and e-mail the relay would see. A report: the exit status is 0 whatever the
+// decision, 1 only on bad input.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { emailKey, isAssigned } from '../policy/assignment.js';
 import { isIP } from 'node:net';
-import { loadRelayConfig, type AppConfig } from '../config/relay-config.js';
+import { loadRelayConfig, type AppConfig, type RelayConfig } from '../config/relay-config.js';
+import { loadUsersFile } from '../idp/users.js';
+import { Store, type UserRecord } from '../relay/store.js';
 import { ProxyctlError } from '../errors.js';
 import { countryOf } from '../policy/context.js';
 import { evaluate } from '../policy/evaluate.js';
@@ -47,7 +53,36 @@ function formatDuration(ms: number): string {
 
 const usage = (message: string) => new ProxyctlError('ERR_USAGE', message, { status: 400 });
 
-export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig[], now: () => Date = () => new Date()): { app: AppConfig; ctx: SignInContext } {
+/** Where the sign-in's identity came from: the embedded provider's user, or the options alone. */
+export type UserSource = 'embedded' | 'options';
+
+/**
+ * The embedded provider's user named by `id`: a user name (its `sub`; any case, as at its
+ * login form) or an e-mail address (ASCII case aside; it must name one user). Users come
+ * from the store and the users file, the file winning, as the provider reads them; the store
+ * is only read, and not created when the data directory has none.
+ */
+export function findEmbeddedUser(config: RelayConfig, id: string): UserRecord | undefined {
+  const users = new Map<string, UserRecord>();
+  if (existsSync(path.join(config.dataDir, 'proxyctl.db'))) {
+    const store = Store.open(config.dataDir);
+    try {
+      for (const u of store.listUsers()) users.set(u.username.toLowerCase(), u);
+    } finally {
+      store.close();
+    }
+  }
+  const file = config.identity.embedded.usersFile;
+  if (file !== undefined) for (const u of loadUsersFile(file)) users.set(u.username.toLowerCase(), u);
+  const byName = users.get(id.toLowerCase());
+  if (byName) return byName;
+  if (!id.includes('@')) return undefined;
+  const byEmail = [...users.values()].filter((u) => u.email !== null && emailKey(u.email) === emailKey(id));
+  if (byEmail.length > 1) throw usage(`--user ${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')}); give the user name`);
+  return byEmail[0];
+}
+
+export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig[], now: () => Date = () => new Date(), user?: UserRecord): { app: AppConfig; ctx: SignInContext } {
   const app = apps.find((a) => a.name === opts.app);
   if (!app) {
     const known = apps.map((a) => a.name);
@@ -69,14 +104,15 @@ export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig
     time = parsed;
   }
   if (opts.acr === '') throw usage('--acr must not be empty');
-  const groups = (opts.groups ?? '').split(',').map((g) => g.trim()).filter((g) => g.length > 0);
+  const given = opts.groups === undefined ? undefined : opts.groups.split(',').map((g) => g.trim()).filter((g) => g.length > 0);
+  // The embedded provider signs its users in with sub = user name and a verified e-mail; options given still win.
   return {
     app,
     ctx: {
       app: app.name,
-      user: opts.user,
-      email: opts.email || undefined,
-      groups,
+      user: user?.username ?? opts.user,
+      email: opts.email || (user?.email ?? undefined),
+      groups: given ?? user?.groups ?? [],
       ip,
       country: countryOf(ip),
       platform: platform as Platform,
@@ -90,12 +126,14 @@ export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig
 }
 
 export interface WhatIfReport {
+  /** embedded: --user named a user of the embedded provider, whose groups and e-mail were used. */
+  userSource: UserSource;
   context: SignInContext;
   assigned: boolean;
   decision: Decision;
 }
 
-export function whatIfReport(app: AppConfig, ctx: SignInContext, access: Parameters<typeof evaluate>[0]): WhatIfReport {
+export function whatIfReport(app: AppConfig, ctx: SignInContext, access: Parameters<typeof evaluate>[0], userSource: UserSource = 'options'): WhatIfReport {
   const evaluated = evaluate(access, ctx);
   const assigned = isAssigned(app, ctx);
   // The relay refuses an unassigned user before any policy; the policies are still shown.
@@ -106,13 +144,16 @@ export function whatIfReport(app: AppConfig, ctx: SignInContext, access: Paramet
     hint: `${ctx.email ?? ctx.user} is not assigned to ${app.name}. Ask your administrator for access.`,
     stepUp: undefined,
   };
-  return { context: ctx, assigned, decision };
+  return { userSource, context: ctx, assigned, decision };
 }
 
 export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
   const config = loadRelayConfig(opts.config);
-  const { app, ctx } = contextFromOptions(opts, config.apps);
-  const report = whatIfReport(app, ctx, config.access);
+  if (!opts.user) throw usage('--user must not be empty');
+  const embedded = config.identity.issuer === undefined;
+  const user = embedded ? findEmbeddedUser(config, opts.user) : undefined;
+  const { app, ctx } = contextFromOptions(opts, config.apps, undefined, user);
+  const report = whatIfReport(app, ctx, config.access, user ? 'embedded' : 'options');
   if (opts.json) {
     // Absent values are null, so every field is always there.
     out(JSON.stringify(report, (_k, v: unknown) => (v === undefined ? null : v), 2));
@@ -121,6 +162,11 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
   const d = report.decision;
   const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
   out(`sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`);
+  if (user) {
+    out(`user: ${user.username} of the embedded identity provider (groups ${dash(user.groups.join(','))}, email ${dash(user.email ?? undefined)})${opts.groups !== undefined || opts.email ? '; --groups / --email given override them' : ''}`);
+  } else if (embedded) {
+    out(`note: ${opts.user} is not a user of the embedded identity provider; evaluated as a subject with the groups and e-mail given`);
+  }
   if (app.preauth === 'passthrough') out(`note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`);
   out(`assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`);
   if (d.policies.length === 0) {

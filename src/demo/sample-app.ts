@@ -1,6 +1,7 @@
 // The demo's internal application: a page that shows the identity the relay
 // sent (plain headers and the verified-looking assertion's claims) and a form
-// that POSTs, so a new user sees the whole path work end to end.
+// that POSTs, so a new user sees the whole path work end to end. Sign-out is a
+// POST to the relay's /.proxyctl/logout from the app's own page (same origin).
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
@@ -32,7 +33,8 @@ pre{background:#f4f4f4;padding:1rem;overflow:auto}</style></head><body>
 <h2>Signed assertion (X-Proxyctl-Jwt-Assertion) claims</h2><pre id="claims">${esc(claims)}</pre>
 <h2>Try a POST</h2><form method="post" action="/submit"><input name="message" id="message" value="hello from the browser"> <button type="submit" id="send">Send</button></form>
 ${postedHtml}
-<p><a href="/.proxyctl/me">Who am I (JSON)</a> · <a href="/.proxyctl/logout" id="logout">Sign out</a></p>
+<p><a href="/.proxyctl/me">Who am I (JSON)</a></p>
+<form method="post" action="/.proxyctl/logout"><button type="submit" id="logout">Sign out</button></form>
 </body></html>\n`;
 }
 

@@ -1,10 +1,37 @@
-// App assignment: is the user assigned to the app (by id, email or group)? The
-// relay's sign-in and bearer checks and `policy what-if` all ask here.
+// App assignment: is the user assigned to the app (by subject, verified e-mail
+// or group)? The relay's sign-in and bearer checks and `policy what-if` all ask
+// here, and policies match their users with the same rule (userMatches).
 import type { AppConfig } from '../config/relay-config.js';
 
-export function isAssigned(app: AppConfig, who: { user: string; email: string | undefined; groups: readonly string[] }): boolean {
+/** Who is signing in, as assignment and policies see it. `email` is set only when the provider verified it. */
+export interface Principal {
+  readonly user: string;
+  readonly email: string | undefined;
+  readonly groups: readonly string[];
+}
+
+/**
+ * ASCII-only lower case. Domains are case-insensitive and providers disagree on
+ * the local part's case, so addresses compare without it; full Unicode folding
+ * would let a look-alike (U+212A KELVIN SIGN lower-cases to "k") match a real address.
+ */
+export function emailKey(email: string): string {
+  return email.replace(/[A-Z]+/g, (s) => s.toLowerCase());
+}
+
+/**
+ * Does a configured user entry name this principal? An entry is either a subject
+ * (compared exactly: `sub` is case-sensitive) or an e-mail address (compared
+ * without ASCII case, and only against a verified address).
+ */
+export function userMatches(entry: string, who: Pick<Principal, 'user' | 'email'>): boolean {
+  if (entry === who.user) return true;
+  return who.email !== undefined && entry.includes('@') && emailKey(entry) === emailKey(who.email);
+}
+
+export function isAssigned(app: AppConfig, who: Principal): boolean {
   if (app.assignment === 'any') return true;
-  const byUser = [who.user, who.email].some((id) => id !== undefined && app.assignedUsers.includes(id));
+  const byUser = app.assignedUsers.some((entry) => userMatches(entry, who));
   const byGroup = who.groups.some((g) => app.assignedGroups.includes(g));
   return byUser || byGroup;
 }

@@ -2,7 +2,8 @@
 // by the relay at sign-in, on bearer tokens, on a session's address change, and
 // by `proxyctl policy what-if`. Semantics:
 //   * a policy applies when its state is not off, the user and app are assigned
-//     (exclude beats include) and every condition it sets matches;
+//     (exclude beats include) and every condition it sets matches; users match
+//     by exact `sub` or by verified e-mail without case (assignment.ts);
 //   * among applicable `on` policies, block wins; otherwise every one must have
 //     its grant satisfied (all or any of its requirements);
 //   * an unsatisfied policy that another sign-in could satisfy (mfa, acr) asks
@@ -10,6 +11,7 @@
 //   * reportOnly policies are evaluated and reported, never enforced;
 //   * no applicable policy: allow.
 import { BlockList, isIP } from 'node:net';
+import { userMatches } from './assignment.js';
 import { WEEKDAYS, type AccessConfig, type Decision, type IncludeExclude, type NamedLocation, type Policy, type PolicyResult, type SignInContext, type TimeWindow, type Weekday } from './model.js';
 
 const lists = new WeakMap<NamedLocation, { v4: BlockList; v6: BlockList }>();
@@ -70,8 +72,7 @@ export function inWindow(w: TimeWindow, time: Date): boolean {
 /** Does the policy apply to this sign-in, and why (not)? */
 function applies(p: Policy, cfg: AccessConfig, ctx: SignInContext): { applies: boolean; why: string } {
   if (p.state === 'off') return { applies: false, why: 'policy is off' };
-  const ids = [ctx.user, ctx.email].filter((x): x is string => !!x);
-  const byUser = matches(p.users, (u) => ids.includes(u));
+  const byUser = matches(p.users, (u) => userMatches(u, ctx));
   const byGroup = matches(p.groups, (g) => ctx.groups.includes(g));
   if (byUser === 'excluded') return { applies: false, why: 'user excluded' };
   if (byGroup === 'excluded') return { applies: false, why: 'group excluded' };

@@ -1,8 +1,9 @@
-// Decides whether a connector's registration request comes from an administrator: the relay
-// trusts only tokens its configured OpenID provider signed, for the relay's audience, right now.
+// Decides whether a connector's registration request comes from an administrator, and checks
+// the bearer tokens native clients send to apps: the relay trusts only access tokens (never ID
+// tokens) its configured OpenID provider signed, for the expected audience, right now.
 import {
   createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify,
-  type FetchImplementation, type JWTPayload, type JWTVerifyGetKey,
+  type FetchImplementation, type JWTHeaderParameters, type JWTPayload, type JWTVerifyGetKey,
 } from 'jose';
 import type { IdentityConfig } from '../config/relay-config.js';
 import { isLoopbackHost } from '../config/relay-config.js';
@@ -84,8 +85,9 @@ export class AdminTokenVerifier {
     const getKey = this.#keyResolver(discovery);
     const nowMs = this.#now();
     let payload: JWTPayload;
+    let header: JWTHeaderParameters;
     try {
-      ({ payload } = await jwtVerify(token, getKey, {
+      ({ payload, protectedHeader: header } = await jwtVerify(token, getKey, {
         algorithms: ACCEPTED_ALGORITHMS,
         issuer: discovery.issuer,
         audience,
@@ -96,6 +98,7 @@ export class AdminTokenVerifier {
     } catch (err) {
       throw this.#mapVerifyError(err, discovery, nowMs, kid, audience);
     }
+    requireAccessToken(header, payload);
     return { payload, issuer: discovery.issuer };
   }
 
@@ -189,6 +192,45 @@ export class AdminTokenVerifier {
     const name = typeof payload['name'] === 'string' ? payload['name']
       : typeof payload['preferred_username'] === 'string' ? payload['preferred_username'] : undefined;
     return { subject, name, issuer };
+  }
+}
+
+/** Claims only an ID token carries (OIDC Core §2, §3.1.3.6, §3.3.2.11; FAPI s_hash). */
+const ID_TOKEN_CLAIMS = ['nonce', 'at_hash', 'c_hash', 's_hash'] as const;
+
+/**
+ * A bearer token must be an access token, never an ID token: an ID token is issued to the
+ * client (its audience is the app's client id, the same string an app's access tokens
+ * carry), so anyone holding one from a sign-in could otherwise replay it to the app as an API
+ * credential. The rule, applied after the signature, issuer, audience and expiry checks:
+ *   1. `cnf` (a token bound to a DPoP key or client certificate) is refused: the relay checks
+ *      no such proof, and honouring it as a plain bearer token would void the binding;
+ *   2. header `typ` `at+jwt` / `application/at+jwt` (RFC 9068 §2.1, any case) is an access token;
+ *   3. any other `typ` except `JWT` / `application/jwt` names another kind of JWT (an ID token
+ *      typed as such, logout+jwt, secevent+jwt, dpop+jwt…) and is refused;
+ *   4. an untyped or `JWT`-typed token is refused when it carries a claim only ID tokens have
+ *      (nonce, at_hash, c_hash, s_hash), or a payload `typ` other than `Bearer` (Keycloak marks
+ *      its ID tokens "ID", refresh tokens "Refresh").
+ * Every ID token from the relay's own sign-ins carries the nonce the relay sent, so rule 4
+ * stops those for certain. A provider that types neither kind and omits nonce and at_hash from
+ * ID tokens cannot be told apart: have it issue RFC 9068 (at+jwt) access tokens.
+ */
+function requireAccessToken(header: JWTHeaderParameters, payload: JWTPayload): void {
+  if (payload['cnf'] !== undefined) {
+    throw tokenError('ERR_TOKEN_TYPE', 'token is bound to a key (cnf claim) whose proof the relay does not check; send an unbound access token');
+  }
+  const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
+  if (typ === 'at+jwt') return;
+  if (header.typ !== undefined && typ !== 'jwt') {
+    throw tokenError('ERR_TOKEN_TYPE', `token type (typ header) is ${show(header.typ)}; only access tokens (at+jwt) are accepted`);
+  }
+  const idClaim = ID_TOKEN_CLAIMS.find((claim) => payload[claim] !== undefined);
+  if (idClaim) {
+    throw tokenError('ERR_TOKEN_TYPE', `token is an ID token (it carries ${idClaim}); send an access token issued for this audience`);
+  }
+  const bodyTyp = payload['typ'];
+  if (bodyTyp !== undefined && (typeof bodyTyp !== 'string' || bodyTyp.toLowerCase() !== 'bearer')) {
+    throw tokenError('ERR_TOKEN_TYPE', `token is of type ${show(bodyTyp)} (typ claim), not an access token`);
   }
 }
 

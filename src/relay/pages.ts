@@ -38,6 +38,7 @@ const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_TOKEN_SIGNATURE: { title: 'Token refused', step: 'sign-in: token invalid' },
   ERR_TOKEN_ISSUER: { title: 'Token refused', step: 'sign-in: token invalid' },
   ERR_TOKEN_NOT_YET_VALID: { title: 'Token refused', step: 'sign-in: token invalid' },
+  ERR_TOKEN_TYPE: { title: 'Token refused', step: 'sign-in: not an access token' },
 };
 
 export function wantsJson(req: IncomingMessage): boolean {

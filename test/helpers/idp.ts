@@ -11,15 +11,28 @@ export interface TestIdp {
   issuer: string;
   /** A genuine access token from the token endpoint (client_credentials + resource indicator). */
   adminToken(opts?: { roles?: string[]; audience?: string }): Promise<string>;
-  /** Signs arbitrary claims with the provider's own private key (ES256 by default, or RS256). */
-  signToken(claims: Record<string, unknown>, header?: { alg?: string; kid?: string }): Promise<string>;
+  /** Signs arbitrary claims with the provider's own private key (ES256 by default, or RS256); typ is JWT unless given (null: none). */
+  signToken(claims: Record<string, unknown>, header?: { alg?: string; kid?: string; typ?: string | null }): Promise<string>;
   /** The provider's private signing JWKs (ES256 first, then RS256), each with its kid. */
   jwks: { keys: object[] };
   /** Registers a web client (an app at the relay) for the authorization code flow. */
   registerClient(c: { clientId: string; clientSecret: string; redirectUris: string[]; postLogoutRedirectUris?: string[] }): void;
-  /** Adds or replaces a user that can sign in with the login form (any password). */
-  setUser(sub: string, claims: { email?: string; name?: string; groups?: string[] }): void;
+  /**
+   * Adds or replaces a user that can sign in with the login form (any password). `email_verified`
+   * is true when an email is given, unless set (null: the claim is left out).
+   */
+  setUser(sub: string, claims: UserClaims): void;
   close(): Promise<void>;
+}
+
+/** Claims as the provider sends them; values are deliberately loose so tests can send hostile shapes. */
+export interface UserClaims {
+  email?: string;
+  email_verified?: unknown;
+  name?: string;
+  preferred_username?: string;
+  upn?: string;
+  groups?: unknown;
 }
 
 export interface StartIdpOptions {
@@ -124,7 +137,13 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   const [es256, rs256] = await Promise.all([signingKey('ES256'), signingKey('RS256')]);
   const clientSecret = randomBytes(24).toString('base64url');
   const webClients = new Map<string, Record<string, unknown>>();
-  const users = new Map<string, { email?: string; name?: string; groups?: string[] }>();
+  const users = new Map<string, UserClaims>();
+  const claimsOf = (u: UserClaims): Record<string, unknown> => {
+    const out: Record<string, unknown> = { ...u };
+    if (!('email_verified' in u) && u.email !== undefined) out['email_verified'] = true;
+    for (const [k, v] of Object.entries(out)) if (v === null || v === undefined) delete out[k];
+    return out;
+  };
 
   // The issuer needs the port, so the server listens first and gets the provider's handler after.
   let handler: http.RequestListener = (_req, res) => {
@@ -145,7 +164,8 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   const provider = new (Provider as unknown as OidcProviderClass)(issuer, {
     adapter: adapterFor(clientSecret, webClients),
     conformIdTokenClaims: false,
-    claims: { openid: ['sub', 'amr', 'acr'], email: ['email'], profile: ['name', 'groups'] },
+    // auth_time and sid as standalone claims: ID tokens carry them, as most providers' do.
+    claims: { openid: ['sub', 'amr', 'acr'], auth_time: null, sid: null, email: ['email', 'email_verified'], profile: ['name', 'groups', 'preferred_username', 'upn'] },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     pkce: { required: () => true },
     jwks: { keys: [es256.jwk, rs256.jwk] },
@@ -153,7 +173,7 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     cookies: { keys: [randomBytes(32).toString('hex')] },
     findAccount: async (_ctx: unknown, id: string) => {
       const u = users.get(id);
-      return u && { accountId: id, claims: async () => ({ sub: id, ...u }) };
+      return u && { accountId: id, claims: async () => ({ ...claimsOf(u), sub: id }) };
     },
     clientBasedCORS: () => false,
     ttl: { ClientCredentials: 600, AccessToken: 600, Interaction: 600, Session: 3600, Grant: 3600, IdToken: 600, AuthorizationCode: 60 },
@@ -174,11 +194,17 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
         }),
       },
     },
-    extraTokenClaims: async (_ctx: unknown, token: { clientId?: unknown }) => {
+    extraTokenClaims: async (_ctx: unknown, token: { clientId?: unknown; accountId?: unknown; sid?: unknown }) => {
       const roles = rolesOf(token.clientId);
-      return roles === undefined ? undefined : { roles };
+      if (roles !== undefined) return { roles };
+      // A user's access token (code flow with a resource) carries who and, like Keycloak's, the provider session id.
+      const u = typeof token.accountId === 'string' ? users.get(token.accountId) : undefined;
+      return u && { ...claimsOf(u), sid: token.sid };
     },
   });
+  // Like Keycloak or Entra ID, name the provider session (sid) in every client's tokens;
+  // oidc-provider itself does so only for clients registered for back-channel logout.
+  (provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid = () => true;
   const oidcHandler = provider.callback();
   const full = provider as unknown as InteractionApi;
   // A minimal login form: username (must be a known user), password (any), optional "mfa" box.
@@ -234,12 +260,13 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     return body.access_token;
   }
 
-  async function signToken(claims: Record<string, unknown>, header: { alg?: string; kid?: string } = {}): Promise<string> {
+  async function signToken(claims: Record<string, unknown>, header: { alg?: string; kid?: string; typ?: string | null } = {}): Promise<string> {
     const alg = header.alg ?? 'ES256';
     const key = alg === es256.alg ? es256 : alg === rs256.alg ? rs256 : undefined;
     if (!key) throw new Error(`test IdP signs only with ES256 or RS256, not ${alg}`);
+    const typ = header.typ === undefined ? 'JWT' : header.typ;
     return new SignJWT(claims as JWTPayload)
-      .setProtectedHeader({ alg, kid: header.kid ?? key.kid, typ: 'JWT' })
+      .setProtectedHeader({ alg, kid: header.kid ?? key.kid, ...(typ === null ? {} : { typ }) })
       .sign(key.privateKey);
   }
 
@@ -253,10 +280,12 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     webClients.set(c.clientId, {
       client_id: c.clientId, client_secret: c.clientSecret, grant_types: ['authorization_code'], response_types: ['code'],
       redirect_uris: c.redirectUris, post_logout_redirect_uris: c.postLogoutRedirectUris ?? [], token_endpoint_auth_method: 'client_secret_basic',
+      // ID tokens say when the user authenticated, as Keycloak's and Entra ID's always do.
+      require_auth_time: true,
     });
   }
 
-  function setUser(sub: string, claims: { email?: string; name?: string; groups?: string[] }): void {
+  function setUser(sub: string, claims: UserClaims): void {
     users.set(sub, claims);
   }
 
@@ -264,7 +293,7 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
 }
 
 interface InteractionDetails { uid: string; prompt: { name: string; details: Record<string, unknown> }; params: Record<string, unknown>; session?: { accountId?: string }; grantId?: string }
-interface GrantLike { addOIDCScope(scope: string): void; addOIDCClaims(claims: string[]): void; save(): Promise<string> }
+interface GrantLike { addOIDCScope(scope: string): void; addOIDCClaims(claims: string[]): void; addResourceScope(resource: string, scope: string): void; save(): Promise<string> }
 interface InteractionApi {
   interactionDetails(req: http.IncomingMessage, res: http.ServerResponse): Promise<InteractionDetails>;
   interactionFinished(req: http.IncomingMessage, res: http.ServerResponse, result: Record<string, unknown>, options?: Record<string, unknown>): Promise<void>;
@@ -275,7 +304,9 @@ async function finishConsent(p: InteractionApi, req: http.IncomingMessage, res: 
   // Consent is implied for the relay's clients: grant what was asked for.
   const grant = new p.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
   grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
-  grant.addOIDCClaims(['email', 'name', 'groups']);
+  grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups', 'preferred_username', 'upn']);
+  // A resource (an app's client id) asked for at authorization gets a JWT access token (at+jwt).
+  if (details.params['resource']) grant.addResourceScope(String(details.params['resource']), String(details.params['scope'] ?? 'openid'));
   const grantId = await grant.save();
   await p.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }

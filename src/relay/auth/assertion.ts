@@ -1,6 +1,8 @@
 // The identity the backend may trust: a short-lived ES256 JWT in
 // X-Proxyctl-Jwt-Assertion, verifiable with the keys the relay publishes at
-// /.well-known/proxyctl/jwks.json on every app host.
+// /.well-known/proxyctl/jwks.json on every app host. Besides who (sub, verified
+// email, name, groups, sid) it says how and when the user authenticated (amr,
+// acr, auth_time), so a backend can see that step-up / MFA happened.
 import { SignJWT } from 'jose';
 import type { AppConfig } from '../../config/relay-config.js';
 import type { KeyRing } from '../../crypto/keyring.js';
@@ -24,7 +26,11 @@ export class AssertionSigner {
     const hit = this.cache.get(cacheKey);
     if (hit && hit.until > now && hit.kid === key.kid) return hit.jwt;
     const iat = Math.floor(now / 1000);
-    const jwt = await new SignJWT({ email: who.email, name: who.name, groups: who.groups, sid })
+    // Absent values (undefined) are left out of the JSON, not sent as null.
+    const jwt = await new SignJWT({
+      email: who.email, name: who.name, groups: who.groups, sid, amr: who.amr, acr: who.acr,
+      auth_time: who.authTime === undefined ? undefined : Math.floor(who.authTime / 1000),
+    })
       .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })
       .setIssuer(app.externalUrl.origin)
       .setAudience(app.externalUrl.href)

@@ -1,7 +1,8 @@
 // Preauthentication for `preauth: oidc` apps and the relay-owned sign-in
 // endpoints on every app host. A request either proves who it is (session
-// cookie or bearer token for the app) or gets a sign-in redirect (browsers) /
-// 401 (scripts); nothing unauthenticated goes further.
+// cookie or access token for the app) or gets a sign-in redirect (browsers) /
+// 401 (scripts); nothing unauthenticated goes further. Identity comes from
+// verified claims only (identityFromClaims).
 import { createHash, randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomNonce, randomPKCECodeVerifier, randomState } from 'openid-client';
@@ -17,6 +18,7 @@ import { safeReturnTo } from './redirect.js';
 import {
   clearCookie, cookieName, openSession, parseCookies, sealSession, sessionCookie, stateCookieName, type Identity, type Session,
 } from './session.js';
+import { markProviderSignedOut, providerSignedOut, requireSameOrigin, signedOutPage, signOutPage } from './sign-out.js';
 import { wantsJson } from '../pages.js';
 import { clientAddress } from '../client-address.js';
 import type { TLSSocket } from 'node:tls';
@@ -29,6 +31,8 @@ import type { AccessConfig, Decision, SignInContext } from '../../policy/model.j
 const JWKS_REST = JWKS_PATH.slice(1);
 
 const STATE_TTL_MS = 10 * 60_000;
+/** Expired sessions and ended provider sessions are deleted at most this often, on a sign-in start. */
+const SESSION_PURGE_EVERY_MS = 10 * 60_000;
 
 export interface Authenticated {
   identity: Identity;
@@ -55,6 +59,7 @@ const RECHECK_CACHE_MS = 60_000;
 export class Authenticator {
   private readonly rechecks = new Map<string, { at: number; decision: Decision }>();
   private readonly bearerLogged = new Map<string, number>();
+  private lastSessionPurge = 0;
   private readonly bearerVerified = new Map<string, { payload: JWTPayload; until: number }>();
 
   constructor(private readonly deps: AuthDeps) {}
@@ -101,7 +106,7 @@ export class Authenticator {
         await this.logout(req, res, app, origin);
         return true;
       case '.proxyctl/signed-out':
-        signedOutPage(res, `${origin}${app.pathPrefix}`);
+        signedOutPage(req, res, `${origin}${app.pathPrefix}`);
         return true;
       case '.proxyctl/me':
         await this.me(req, res, app);
@@ -177,7 +182,12 @@ export class Authenticator {
       claims = { payload, until: Math.min(expMs, now + 60_000) };
       this.bearerVerified.set(cacheKey, claims);
     }
-    const identity = identityFromClaims(claims.payload as Record<string, unknown>, this.deps.identity().groupsClaim);
+    // A token from a provider session someone signed out of here ends with it, expired or not.
+    const providerSid = claims.payload['sid'];
+    if (typeof providerSid === 'string' && providerSignedOut(this.deps.store, providerSid, now)) {
+      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`, { status: 401, details: { app: app.name } });
+    }
+    const identity = identityFromClaims(claims.payload as Record<string, unknown>, this.deps.identity(), now);
     this.checkAssigned(app, identity);
     const decision = evaluate(this.deps.access(), contextOf(req, app, identity, now));
     // Logged once per token, address and minute, not per request.
@@ -204,6 +214,10 @@ export class Authenticator {
     });
     const now = this.now();
     this.deps.store.purgeSigninStates(now - STATE_TTL_MS);
+    if (now - this.lastSessionPurge > SESSION_PURGE_EVERY_MS) {
+      this.lastSessionPurge = now;
+      this.deps.store.purgeSessions(now);
+    }
     this.deps.store.putSigninState({ state, app: app.name, nonce, verifier: codeVerifier, returnTo, createdAt: now, stepUp: !!opts.stepUp });
     res.writeHead(302, {
       location: url.href,
@@ -232,7 +246,7 @@ export class Authenticator {
     }
     // Exactly the URL the provider redirected to; the redirect_uri must match the one sent.
     const claims = await this.deps.oidc.exchange(app, new URL(`${callbackUrl(app, origin)}${url.search}`), { state, nonce: saved.nonce, codeVerifier: saved.verifier });
-    const identity = identityFromClaims(claims, this.deps.identity().groupsClaim);
+    const identity = identityFromClaims(claims, this.deps.identity(), this.now());
     try {
       this.checkAssigned(app, identity);
     } catch (err) {
@@ -253,7 +267,9 @@ export class Authenticator {
     }
     const ip = clientAddress(req);
     const lifetime = Math.min(app.sessionLifetimeMs, decision.session.signInFrequencyMs ?? Infinity);
-    const session: Session = { ...identity, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip };
+    const providerSid = typeof claims['sid'] === 'string' && claims['sid'].length <= 256 ? claims['sid'] : undefined;
+    // Without the provider's auth_time, this sign-in is the best known authentication time.
+    const session: Session = { ...identity, authTime: identity.authTime ?? now, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip, providerSid };
     this.deps.store.createSession({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
     const sealed = await sealSession(this.deps.ring(), session);
     this.logSignIn(req, app, identity, requestId, 'success', undefined, decision);
@@ -292,22 +308,37 @@ export class Authenticator {
     }
   }
 
+  /** GET shows the confirmation page; only a same-origin POST signs out (see sign-out.ts). */
   private async logout(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string): Promise<void> {
+    const after = `${origin}${app.pathPrefix}.proxyctl/signed-out`;
+    if (req.method === 'GET' || req.method === 'HEAD') {
+      signOutPage(req, res, app, await this.deps.oidc.endSessionUrl(app, after));
+      return;
+    }
+    if (req.method !== 'POST') {
+      throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'Sign out with the button on this page (POST).', { status: 405, details: { app: app.name } });
+    }
+    requireSameOrigin(req, origin);
     const s = await this.sessionFrom(req, app);
     if (s) {
-      this.deps.store.revokeSession(s.sid, this.now());
+      const now = this.now();
+      this.deps.store.revokeSession(s.sid, now);
+      if (s.providerSid) markProviderSignedOut(this.deps.store, this.deps.log, { providerSid: s.providerSid, app: app.name, now });
       this.deps.log.info({ app: app.name, sid: s.sid, sub: s.sub }, 'signed out');
     }
-    const after = `${origin}${app.pathPrefix}.proxyctl/signed-out`;
     const end = await this.deps.oidc.endSessionUrl(app, after);
-    res.writeHead(302, { location: end?.href ?? after, 'set-cookie': clearCookie(cookieName(app)), 'cache-control': 'no-store' });
+    // 303: the browser follows with a GET, as the provider's end-session endpoint expects.
+    res.writeHead(303, { location: end?.href ?? after, 'set-cookie': clearCookie(cookieName(app)), 'cache-control': 'no-store' });
     res.end();
   }
 
   private async me(req: IncomingMessage, res: ServerResponse, app: AppConfig): Promise<void> {
     const s = app.preauth === 'oidc' ? await this.sessionFrom(req, app) : undefined;
     if (!s) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', 'Not signed in.', { status: 401, details: { app: app.name } });
-    const body = JSON.stringify({ sub: s.sub, email: s.email, name: s.name, groups: s.groups, amr: s.amr, acr: s.acr, sid: s.sid, app: app.name, expiresAt: new Date(s.exp).toISOString() });
+    const body = JSON.stringify({
+      sub: s.sub, email: s.email, name: s.name, groups: s.groups, amr: s.amr, acr: s.acr, authTime: new Date(s.authTime).toISOString(),
+      sid: s.sid, app: app.name, expiresAt: new Date(s.exp).toISOString(),
+    });
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
     res.end(body);
   }
@@ -340,25 +371,48 @@ export function callbackUrl(app: AppConfig, origin: string): string {
   return `${origin}${app.pathPrefix}.proxyctl/callback`;
 }
 
-export function identityFromClaims(c: Record<string, unknown>, groupsClaim: string): Identity {
-  const list = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : typeof v === 'string' ? v.split(/\s+/).filter(Boolean) : []);
-  const str = (v: unknown): string | undefined => (typeof v === 'string' && v ? v.slice(0, 256) : undefined);
+/** Token claims need not be well-formed: identity values longer than this are dropped, not cut (a cut value could equal another). */
+const MAX_VALUE = 256;
+const MAX_GROUPS = 200;
+const MAX_AMR = 20;
+/** One @, no spaces, controls or characters that would confuse a header or a list; the rest is the provider's business. */
+// eslint-disable-next-line no-control-regex
+const EMAIL = /^[^\s@,;<>"\\\u0000-\u001f\u007f]{1,64}@[^\s@,;<>"\\\u0000-\u001f\u007f]{1,253}$/u;
+
+/**
+ * Who the token says the user is. `sub` is the stable identifier. `email` is taken only when
+ * the provider verified it (`email_verified` true, or the string "true"; or absent with
+ * identity.emailVerifiedWhenAbsent): assignment, policies and the backend trust it, and an
+ * unverified address is whatever the user typed. There is no fallback to preferred_username or
+ * upn, which are user- or admin-chosen names, not proven addresses; `name` may fall back to
+ * preferred_username, for display only. A string groups claim is one group (providers that
+ * send one group send it as a string; "Domain staff" is a name, not two); non-strings are dropped.
+ */
+export function identityFromClaims(c: Record<string, unknown>, cfg: Pick<IdentityConfig, 'groupsClaim' | 'emailVerifiedWhenAbsent'>, now: number): Identity {
+  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' && v.length <= MAX_VALUE ? v : undefined);
+  const list = (v: unknown, max: number): string[] => {
+    const out = new Set<string>();
+    for (const x of typeof v === 'string' ? [v] : Array.isArray(v) ? v : []) {
+      const value = str(x);
+      if (value !== undefined) out.add(value);
+      if (out.size === max) break;
+    }
+    return [...out];
+  };
   const sub = str(c['sub']);
   if (!sub) throw new ProxyctlError('ERR_SIGNIN_TOKEN', 'the token names no subject', { status: 401 });
+  const verified = c['email_verified'];
+  const trusted = verified === true || verified === 'true' || (verified === undefined && cfg.emailVerifiedWhenAbsent);
+  const email = trusted ? str(c['email']) : undefined;
+  const authTime = c['auth_time'];
   return {
     sub,
-    email: str(c['email']) ?? str(c['preferred_username']) ?? str(c['upn']),
+    email: email !== undefined && EMAIL.test(email) ? email : undefined,
     name: str(c['name']) ?? str(c['preferred_username']),
-    groups: list(c[groupsClaim]).slice(0, 200),
-    amr: list(c['amr']).slice(0, 20),
+    groups: list(c[cfg.groupsClaim], MAX_GROUPS),
+    amr: list(c['amr'], MAX_AMR),
     acr: str(c['acr']),
+    // A provider clock ahead of ours must not date an authentication in the future.
+    authTime: typeof authTime === 'number' && Number.isFinite(authTime) && authTime > 0 ? Math.min(Math.floor(authTime) * 1000, now) : undefined,
   };
-}
-
-function signedOutPage(res: ServerResponse, appRoot: string): void {
-  const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title>
-<style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem}</style></head>
-<body><h1>You are signed out</h1><p><a href="${appRoot.replace(/"/g, '&quot;')}">Sign in again</a></p></body></html>\n`;
-  res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-length': Buffer.byteLength(html), 'cache-control': 'no-store' });
-  res.end(html);
 }

@@ -1,19 +1,23 @@
 // The session cookie: a JWE (dir + A256GCM) under a key only the relay holds,
-// carrying who the user is, the session id, the app it was issued for and its
-// expiry. A cookie that fails to decrypt, names another app or has expired is
-// simply no session. Sign-out revokes the session id in the store.
+// carrying who the user is (and when and how they authenticated), the session
+// id, the app it was issued for and its expiry. A cookie that fails to decrypt,
+// names another app or has expired is simply no session. Sign-out revokes the
+// session id in the store.
 import { EncryptJWT, decodeProtectedHeader, jwtDecrypt } from 'jose';
 import type { AppConfig } from '../../config/relay-config.js';
 import type { KeyRing } from '../../crypto/keyring.js';
 
 export interface Identity {
   sub: string;
+  /** Only an address the provider verified (see identityFromClaims); display and matching trust it. */
   email: string | undefined;
   name: string | undefined;
   groups: string[];
   /** Authentication methods (OIDC amr), e.g. ["pwd", "mfa"]. */
   amr: string[];
   acr: string | undefined;
+  /** When the user authenticated at the provider (ms), if the token says. */
+  authTime: number | undefined;
 }
 
 export interface Session extends Identity {
@@ -21,8 +25,12 @@ export interface Session extends Identity {
   app: string;
   iat: number;
   exp: number;
+  /** The provider's auth_time, else the sign-in time: always known for a session. */
+  authTime: number;
   /** Client address at sign-in (Conditional Access re-checks when it changes). */
   ip: string | undefined;
+  /** The provider's session id (ID token `sid`), when it sends one: sign-out ends its bearer tokens too. */
+  providerSid: string | undefined;
 }
 
 export const cookieName = (app: AppConfig): string => `__Host-proxyctl-${app.name}`;
@@ -37,6 +45,7 @@ export async function sealSession(ring: KeyRing, s: Session): Promise<string> {
   const key = ring.currentSessionKey();
   return new EncryptJWT({
     sid: s.sid, email: s.email, name: s.name, groups: s.groups, amr: s.amr, acr: s.acr, ip: s.ip,
+    auth_time: Math.floor(s.authTime / 1000), psid: s.providerSid,
   })
     .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.kid })
     .setSubject(s.sub)
@@ -70,14 +79,16 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
   if (payload.aud !== `app:${app.name}`) return { reason: 'other-app' };
   const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
-  if (typeof payload.sub !== 'string' || typeof payload['sid'] !== 'string' || typeof payload.exp !== 'number' || typeof payload.iat !== 'number') {
+  // Cookies sealed before auth_time was carried may hold an unverified e-mail: they count as no session.
+  if (typeof payload.sub !== 'string' || typeof payload['sid'] !== 'string' || typeof payload.exp !== 'number' || typeof payload.iat !== 'number'
+    || typeof payload['auth_time'] !== 'number') {
     return { reason: 'malformed' };
   }
   return {
     session: {
       sub: payload.sub, sid: payload['sid'], app: app.name, email: str(payload['email']), name: str(payload['name']),
       groups: strs(payload['groups']), amr: strs(payload['amr']), acr: str(payload['acr']), ip: str(payload['ip']),
-      iat: payload.iat * 1000, exp: payload.exp * 1000,
+      iat: payload.iat * 1000, exp: payload.exp * 1000, authTime: payload['auth_time'] * 1000, providerSid: str(payload['psid']),
     },
   };
 }

@@ -5,7 +5,7 @@ import net from 'node:net';
 import t, { type Test } from 'tap';
 import { SignJWT, UnsecuredJWT, decodeJwt, exportSPKI, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { IdentityConfig } from '../src/config/relay-config.js';
-import { AdminTokenVerifier } from '../src/relay/admin-token.js';
+import { AdminTokenVerifier } from '../src/relay/auth/admin-token.js';
 import { startIdp, type TestIdp } from './helpers/idp.js';
 
 const AUDIENCE = 'api://proxyctl';

@@ -7,7 +7,7 @@ import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../src/net/foreign-headers.js';
-import { headerValue } from '../src/relay/request-path.js';
+import { headerValue } from '../src/relay/edge/request-path.js';
 import { startHarness } from './helpers/harness.js';
 
 const FOREIGN = [

@@ -2,7 +2,7 @@
 // headers, and those the backend's Connection header names, never leave the
 // relay; everything else keeps its name, order and duplicates.
 import t from 'tap';
-import { responseHeadersForClient } from '../src/relay/headers.js';
+import { responseHeadersForClient } from '../src/relay/edge/headers.js';
 import type { HeaderPairs } from '../src/protocol/connector-api.js';
 
 const names = (flat: string[]) => flat.filter((_, i) => i % 2 === 0);

@@ -8,8 +8,9 @@ import { once } from 'node:events';
 import { LIMITS_DEFAULTS, buildLimits, parseBodyLimit, parseSize } from '../src/config/limits-config.js';
 import { Validation } from '../src/config/schema.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
-import { ConnectionCap, RateLimiter, TrustedProxies, parseCidr } from '../src/relay/limits.js';
-import { ensureServerCertificate } from '../src/relay/server-cert.js';
+import { ConnectionCap, RateLimiter, TrustedProxies } from '../src/relay/edge/limits.js';
+import { parseCidr } from '../src/net/address.js';
+import { ensureServerCertificate } from '../src/relay/edge/server-cert.js';
 import { tempDir } from './helpers/proc.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

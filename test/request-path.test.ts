@@ -13,7 +13,7 @@ import { Connector } from '../src/connector/connector.js';
 import { RelayClient } from '../src/connector/relay-client.js';
 import { writeNewState } from '../src/connector/state.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
-import { Channel } from '../src/relay/channels.js';
+import { Channel } from '../src/relay/connectors/channels.js';
 import { RANGE_SIZE, SET_COOKIES, drain, patternChunks, patternSha256, patternStream, startBackend, type Backend, type EchoBody } from './helpers/backend.js';
 import { startHarness, testLogger, type Harness } from './helpers/harness.js';
 import { freePort } from './helpers/proc.js';

@@ -2,7 +2,7 @@
 // address, parser and timeout limits of the public listener, and which proxies
 // in front of the relay may name the client in X-Forwarded-For. Every key is
 // optional; the defaults suit a relay facing the internet directly.
-import { parseCidr } from '../relay/limits.js';
+import { parseCidr } from '../net/address.js';
 import { Validation, duration, int, join, obj, strList } from './schema.js';
 
 export interface RateConfig {

@@ -3,11 +3,12 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
-import { buildAccess } from '../policy/config.js';
+import { buildAccess } from './access-config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
 import { ProxyctlError } from '../errors.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
+import { isLoopbackHost } from '../net/address.js';
 import {
   Validation, bool, duration, int, join, listen, obj, oneOf, optStr, parseYaml, str, strList, url, type Issue,
 } from './schema.js';
@@ -373,11 +374,6 @@ function appTls(v: Validation, p: string, raw: unknown, baseDir: string, host: s
   const chain = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
   const keyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem;
   return { certPem: `${chain.join('\n')}\n`, keyPem: `${keyBlock}\n`, certFile: path.resolve(baseDir, certFile) };
-}
-
-export function isLoopbackHost(host: string): boolean {
-  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
-  return h === 'localhost' || h.endsWith('.localhost') || h === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
 }
 
 function formatHost(host: string): string {

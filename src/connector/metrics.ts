@@ -3,7 +3,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { isLoopbackHost } from '../config/relay-config.js';
+import { isLoopbackHost } from '../net/address.js';
 import { ProxyctlError } from '../errors.js';
 
 export class ConnectorMetrics {

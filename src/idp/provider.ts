@@ -13,7 +13,7 @@ import { Provider, interactionPolicy, type ClientMetadata } from 'oidc-provider'
 import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../log.js';
-import { clientAddress } from '../relay/client-address.js';
+import { clientAddress } from '../relay/edge/client-address.js';
 import type { Store } from '../relay/store.js';
 import { formPage, loginPage, messagePage, securityHeaders, totpPage } from './pages.js';
 import { LoginThrottle, type ThrottleVerdict } from './throttle.js';

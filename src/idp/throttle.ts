@@ -2,6 +2,7 @@
 // counted per account, per source address, per network and per (account, address).
 // Addresses are the relay's vetted client address (trusted proxies honoured).
 import { isIP } from 'node:net';
+import { canonicalAddress, networkOf } from '../net/address.js';
 import { USERNAME_PATTERN } from './users.js';
 
 /**
@@ -128,49 +129,14 @@ class DelayCounter {
   }
 }
 
-/** Eight 16-bit groups of a valid IPv6 address (any spelling, zone id dropped). */
-function ipv6Groups(address: string): number[] {
-  let s = address.toLowerCase();
-  const zone = s.indexOf('%');
-  if (zone >= 0) s = s.slice(0, zone);
-  const v4 = /^(.*:)(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(s);
-  if (v4) {
-    const o = v4.slice(2).map(Number) as [number, number, number, number];
-    s = `${v4[1]}${((o[0] << 8) | o[1]).toString(16)}:${((o[2] << 8) | o[3]).toString(16)}`;
-  }
-  const [head = '', tail] = s.split('::');
-  const h = head ? head.split(':') : [];
-  const t = tail ? tail.split(':') : [];
-  const groups = [...h, ...Array<string>(Math.max(0, 8 - h.length - t.length)).fill('0'), ...t];
-  return groups.slice(0, 8).map((g) => parseInt(g, 16) || 0);
-}
-
-/** The canonical spelling of a client address, so two spellings never count apart. */
-export function canonicalAddress(address: string): string {
-  const a = address.trim();
-  const v = isIP(a);
-  if (v === 4) return a;
-  if (v === 6) {
-    const g = ipv6Groups(a);
-    // IPv4-mapped (::ffff:a.b.c.d) is the IPv4 client.
-    if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) return `${g[6]! >> 8}.${g[6]! & 255}.${g[7]! >> 8}.${g[7]! & 255}`;
-    return g.map((x) => x.toString(16)).join(':');
-  }
-  return a.slice(0, 64) || '(unknown)';
-}
-
-/** The network an address belongs to for throttling: its IPv4 /24 or IPv6 /64. */
-export function networkOf(address: string): string {
-  const a = canonicalAddress(address);
-  const v = isIP(a);
-  if (v === 4) return `${a.split('.').slice(0, 3).join('.')}.0/24`;
-  if (v === 6) return `${a.split(':').slice(0, 4).join(':')}::/64`;
-  return a;
+/** The key an address is counted under: its one spelling, junk truncated. */
+function addressKey(address: string): string {
+  return canonicalAddress(address).slice(0, 64) || '(unknown)';
 }
 
 /** What makes a source "the same place" for an account: the address, or for IPv6 its /64 (privacy addresses rotate within it). */
 function sourceOf(address: string): string {
-  const a = canonicalAddress(address);
+  const a = addressKey(address);
   return isIP(a) === 6 ? networkOf(a) : a;
 }
 
@@ -270,7 +236,7 @@ export class LoginThrottle {
 
   private keys(username: string, address: string): Record<ThrottleScope | 'source', string> {
     const account = accountOf(username);
-    const a = canonicalAddress(address);
+    const a = addressKey(address);
     return { pair: `${account} ${a}`, account, address: a, network: networkOf(a), source: sourceOf(a) };
   }
 }

@@ -4,7 +4,7 @@
 // date, or in place with its `updatedb` script and a MaxMind licence key).
 import { createRequire } from 'node:module';
 import type { Platform } from './model.js';
-import { normalizeIp } from './evaluate.js';
+import { canonicalAddress } from '../net/address.js';
 
 const require = createRequire(import.meta.url);
 let geo: { lookup(ip: string): { country: string } | null } | undefined;
@@ -12,7 +12,7 @@ let geo: { lookup(ip: string): { country: string } | null } | undefined;
 export function countryOf(ip: string): string | undefined {
   try {
     geo ??= require('geoip-country') as { lookup(ip: string): { country: string } | null };
-    return geo.lookup(normalizeIp(ip))?.country ?? undefined;
+    return geo.lookup(canonicalAddress(ip))?.country ?? undefined;
   } catch {
     return undefined;
   }

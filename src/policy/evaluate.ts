@@ -10,40 +10,23 @@
 //     for step-up, anything else denies;
 //   * reportOnly policies are evaluated and reported, never enforced;
 //   * no applicable policy: allow.
-import { BlockList, isIP } from 'node:net';
+import { AddressSet } from '../net/address.js';
 import { userMatches } from './assignment.js';
 import { WEEKDAYS, type AccessConfig, type Decision, type IncludeExclude, type NamedLocation, type Policy, type PolicyResult, type SignInContext, type TimeWindow, type Weekday } from './model.js';
 
-const lists = new WeakMap<NamedLocation, { v4: BlockList; v6: BlockList }>();
+const sets = new WeakMap<NamedLocation, AddressSet>();
 
-function blockListOf(loc: NamedLocation): { v4: BlockList; v6: BlockList } {
-  let l = lists.get(loc);
-  if (!l) {
-    l = { v4: new BlockList(), v6: new BlockList() };
-    for (const cidr of loc.cidrs) {
-      const [addr, bits] = cidr.split('/') as [string, string];
-      const v = isIP(addr);
-      (v === 6 ? l.v6 : l.v4).addSubnet(addr, Number(bits), v === 6 ? 'ipv6' : 'ipv4');
-    }
-    lists.set(loc, l);
+function addressSetOf(loc: NamedLocation): AddressSet {
+  let set = sets.get(loc);
+  if (!set) {
+    set = new AddressSet(loc.cidrs);
+    sets.set(loc, set);
   }
-  return l;
-}
-
-/** IPv4-mapped IPv6 (::ffff:1.2.3.4) is checked as IPv4. */
-export function normalizeIp(ip: string): string {
-  const m = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
-  return m ? m[1]! : ip;
+  return set;
 }
 
 export function inLocation(loc: NamedLocation, ctx: Pick<SignInContext, 'ip' | 'country'>): boolean {
-  const ip = normalizeIp(ctx.ip);
-  const v = isIP(ip);
-  if (v && loc.cidrs.length) {
-    const l = blockListOf(loc);
-    // BlockList matches IPv4 clients against IPv4-mapped IPv6 ranges (::ffff:10.0.0.0/104) too.
-    if (v === 4 ? l.v4.check(ip, 'ipv4') || l.v6.check(ip, 'ipv4') : l.v6.check(ip, 'ipv6')) return true;
-  }
+  if (loc.cidrs.length && addressSetOf(loc).has(ctx.ip)) return true;
   return ctx.country !== undefined && loc.countries.includes(ctx.country);
 }
 

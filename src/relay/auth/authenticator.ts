@@ -19,8 +19,8 @@ import {
   clearCookie, cookieName, openSession, parseCookies, sealSession, sessionCookie, stateCookieName, type Identity, type Session,
 } from './session.js';
 import { markProviderSignedOut, providerSignedOut, requireSameOrigin, signedOutPage, signOutPage } from './sign-out.js';
-import { wantsJson } from '../pages.js';
-import { clientAddress } from '../client-address.js';
+import { wantsJson } from '../edge/pages.js';
+import { clientAddress } from '../edge/client-address.js';
 import type { TLSSocket } from 'node:tls';
 import { evaluate } from '../../policy/evaluate.js';
 import { isAssigned } from '../../policy/assignment.js';

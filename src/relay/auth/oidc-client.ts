@@ -5,7 +5,7 @@
 import * as oidc from 'openid-client';
 import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
-import { isLoopbackHost } from '../../config/relay-config.js';
+import { isLoopbackHost } from '../../net/address.js';
 
 export interface OidcOptions {
   issuer: () => URL;

@@ -3,7 +3,7 @@
 // appears in the relay log. Internals never leak into a page.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { ProxyctlError, isProxyctlError, type ErrorCode } from '../errors.js';
+import { ProxyctlError, isProxyctlError, type ErrorCode } from '../../errors.js';
 
 interface PageText { title: string; step: string }
 

@@ -3,9 +3,9 @@
 // closes every channel of the connector at once.
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
-import type { Logger } from '../log.js';
-import { CLOSE, type RelayMessage } from '../protocol/connector-api.js';
-import { sendBatched } from '../protocol/batching.js';
+import type { Logger } from '../../log.js';
+import { CLOSE, type RelayMessage } from '../../protocol/connector-api.js';
+import { sendBatched } from '../../protocol/batching.js';
 
 export class Channel {
   readonly id = randomUUID();

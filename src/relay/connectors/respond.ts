@@ -1,9 +1,9 @@
 // One place that renders relay API errors: stable code, request id, and no
 // internals on 5xx. Also the bounded JSON body reader for the connector API.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ProxyctlError, isProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { ApiErrorBody } from '../protocol/connector-api.js';
+import { ProxyctlError, isProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { ApiErrorBody } from '../../protocol/connector-api.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
   const text = JSON.stringify(body);

@@ -7,21 +7,22 @@ import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { AppConfig, RelayConfig } from '../config/relay-config.js';
-import { ProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { QueuedRequest } from '../protocol/connector-api.js';
+import type { AppConfig, RelayConfig } from '../../config/relay-config.js';
+import { ProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { QueuedRequest } from '../../protocol/connector-api.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
-import type { RequestQueue } from './queue.js';
+import type { RequestQueue } from '../connectors/queue.js';
 import { hostName, routerFor, stripPort, type Route } from './router.js';
 import { checkBackendView } from './path-guard.js';
-import type { Authenticator, Authenticated } from './auth/authenticator.js';
-import { ASSERTION_HEADER, type AssertionSigner } from './auth/assertion.js';
-import { backendCookieHeader } from './auth/session.js';
-import { RateLimiter, TrustedProxies, normalizeAddress } from './limits.js';
+import type { Authenticator, Authenticated } from '../auth/authenticator.js';
+import { ASSERTION_HEADER, type AssertionSigner } from '../auth/assertion.js';
+import { backendCookieHeader } from '../auth/session.js';
+import { RateLimiter, TrustedProxies } from './limits.js';
+import { canonicalAddress } from '../../net/address.js';
 import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
-import type { HeaderPairs } from '../protocol/connector-api.js';
+import type { HeaderPairs } from '../../protocol/connector-api.js';
 
 export interface EdgeLimits {
   perIp: RateLimiter | undefined;
@@ -222,7 +223,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       target: route.rest,
       headers: requestHeadersForBackend(req.rawHeaders, req.headers, {
         // X-Forwarded-For: the vetted chain (from trusted proxies only), then the peer that connected to us.
-        clientAddress: normalizeAddress(req.socket.remoteAddress ?? ''),
+        clientAddress: canonicalAddress(req.socket.remoteAddress ?? ''),
         trustedForwardedFor: trustedForwardedFor(req),
         host: req.headers.host ?? '',
         requestId,

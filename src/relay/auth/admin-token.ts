@@ -5,9 +5,9 @@ import {
   createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify,
   type FetchImplementation, type JWTHeaderParameters, type JWTPayload, type JWTVerifyGetKey,
 } from 'jose';
-import type { IdentityConfig } from '../config/relay-config.js';
-import { isLoopbackHost } from '../config/relay-config.js';
-import { ProxyctlError, isProxyctlError, type ErrorCode } from '../errors.js';
+import type { IdentityConfig } from '../../config/relay-config.js';
+import { isLoopbackHost } from '../../net/address.js';
+import { ProxyctlError, isProxyctlError, type ErrorCode } from '../../errors.js';
 
 export interface AdminIdentity {
   subject: string;

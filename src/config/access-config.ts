@@ -2,9 +2,9 @@
 // locations (CIDRs, countries), policies and the device CA. Every reference
 // (apps, groups, locations) must resolve; malformed or overlapping CIDRs,
 // unknown countries and impossible time windows are refused with the key path.
-import { BlockList, isIP } from 'node:net';
-import { Validation, bool, duration, join, obj, oneOf, str, strList } from '../config/schema.js';
-import { PLATFORMS, RISK_LEVELS, WEEKDAYS, type AccessConfig, type IncludeExclude, type NamedLocation, type Platform, type Policy, type RiskLevel, type TimeWindow, type Weekday } from './model.js';
+import { cidrsOverlap, parseCidr, type Cidr } from '../net/address.js';
+import { Validation, bool, duration, join, obj, oneOf, str, strList } from './schema.js';
+import { PLATFORMS, RISK_LEVELS, WEEKDAYS, type AccessConfig, type IncludeExclude, type NamedLocation, type Platform, type Policy, type RiskLevel, type TimeWindow, type Weekday } from '../policy/model.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
 const regionNames = new Intl.DisplayNames(['en'], { type: 'region' });
@@ -21,15 +21,6 @@ export function isCountryCode(code: string): boolean {
   } catch {
     return false;
   }
-}
-
-function parseCidr(text: string): { addr: string; bits: number; family: 'ipv4' | 'ipv6' } | undefined {
-  const m = /^([^/]+)\/(\d{1,3})$/.exec(text);
-  if (!m) return undefined;
-  const v = isIP(m[1]!);
-  const bits = Number(m[2]);
-  if (!v || bits > (v === 4 ? 32 : 128)) return undefined;
-  return { addr: m[1]!, bits, family: v === 4 ? 'ipv4' : 'ipv6' };
 }
 
 function locations(v: Validation, raw: unknown): NamedLocation[] {
@@ -50,19 +41,16 @@ function locations(v: Validation, raw: unknown): NamedLocation[] {
     const cidrs = strList(v, join(p, 'cidrs'), o['cidrs'], []);
     const countries = strList(v, join(p, 'countries'), o['countries'], []).map((c) => c.toUpperCase());
     if (cidrs.length + countries.length === 0) v.fail(p, item, 'at least one of cidrs or countries');
-    const seen: { text: string; list: BlockList; net: { addr: string; family: 'ipv4' | 'ipv6' } }[] = [];
+    const seen: { text: string; net: Cidr }[] = [];
     cidrs.forEach((c, j) => {
       const parsed = parseCidr(c);
       if (!parsed) {
-        v.fail(join(join(p, 'cidrs'), j), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32');
+        v.fail(join(join(p, 'cidrs'), j), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, or a single address');
         return;
       }
-      const list = new BlockList();
-      list.addSubnet(parsed.addr, parsed.bits, parsed.family);
-      // Two ranges overlap exactly when one contains the other's first address.
-      const clash = seen.find((s) => s.net.family === parsed.family && (s.list.check(parsed.addr, parsed.family) || list.check(s.net.addr, s.net.family)));
+      const clash = seen.find((s) => cidrsOverlap(s.net, parsed));
       if (clash) v.fail(join(join(p, 'cidrs'), j), c, `a range that does not overlap ${clash.text}`);
-      seen.push({ text: c, list, net: parsed });
+      seen.push({ text: c, net: parsed });
     });
     countries.forEach((c, j) => {
       if (!isCountryCode(c)) v.fail(join(join(p, 'countries'), j), c, 'an ISO 3166-1 alpha-2 country code such as DE or US');

@@ -4,11 +4,11 @@
 // has no connector online, and fails fast when its connector goes away.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AppConfig } from '../config/relay-config.js';
-import { ProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
+import type { AppConfig } from '../../config/relay-config.js';
+import { ProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import type { Channel, ChannelRegistry } from './channels.js';
-import { sendRefusal, sendRefusalOnSocket } from './pages.js';
+import { sendRefusal, sendRefusalOnSocket } from '../edge/pages.js';
 
 export type ExchangeState = 'queued' | 'responding' | 'done';
 

@@ -3,8 +3,8 @@
 // wildcard app certificate, else the certificate the relay CA issued for every
 // published host. Rebuilt from the config on reload (files are re-read then).
 import { createSecureContext, type SecureContext } from 'node:tls';
-import type { AppConfig } from '../config/relay-config.js';
-import { SERVER_TLS } from '../crypto/tls-policy.js';
+import type { AppConfig } from '../../config/relay-config.js';
+import { SERVER_TLS } from '../../crypto/tls-policy.js';
 
 export class TlsStore {
   private readonly exact = new Map<string, SecureContext>();

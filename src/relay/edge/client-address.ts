@@ -2,7 +2,7 @@
 // or the X-Forwarded-For entry vetted against trusted proxies). Limits, logs and
 // Conditional Access all read it from here.
 import type { IncomingMessage } from 'node:http';
-import { normalizeAddress } from './limits.js';
+import { canonicalAddress } from '../../net/address.js';
 
 const addresses = new WeakMap<IncomingMessage, { client: string; trustedChain: string | undefined }>();
 
@@ -12,7 +12,7 @@ export function setClientAddress(req: IncomingMessage, client: string, trustedCh
 }
 
 export function clientAddress(req: IncomingMessage): string {
-  return addresses.get(req)?.client ?? normalizeAddress(req.socket?.remoteAddress ?? '');
+  return addresses.get(req)?.client ?? canonicalAddress(req.socket?.remoteAddress ?? '');
 }
 
 export function trustedForwardedFor(req: IncomingMessage): string | undefined {

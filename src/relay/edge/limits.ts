@@ -4,14 +4,9 @@
 //   * ConnectionCap: open sockets per remote address, refused before TLS;
 //   * TrustedProxies: which address is the client when the relay sits behind
 //     load balancers or CDNs that add X-Forwarded-For.
-import { BlockList, isIP, type Server as NetServer, type Socket } from 'node:net';
+import type { Server as NetServer, Socket } from 'node:net';
 import type { Server as TlsServer } from 'node:tls';
-
-/** IPv4-mapped IPv6 (::ffff:1.2.3.4) is the IPv4 address it carries. */
-export function normalizeAddress(address: string): string {
-  const m = /^::ffff:(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3})$/i.exec(address);
-  return m ? m[1]! : address;
-}
+import { AddressSet, canonicalAddress, parseForwardedAddress } from '../../net/address.js';
 
 export type TakeResult = { ok: true } | { ok: false; retryAfterS: number };
 
@@ -144,14 +139,14 @@ export class ConnectionCap {
 
   /** Open sockets from this address (IPv4-mapped IPv6 counted as IPv4). */
   count(address: string): number {
-    return this.open.get(normalizeAddress(address)) ?? 0;
+    return this.open.get(canonicalAddress(address)) ?? 0;
   }
 
   private admit(socket: Socket): void {
     const remote = socket.remoteAddress;
     // No address: the peer is already gone.
     if (remote === undefined) return void socket.destroy();
-    const address = normalizeAddress(remote);
+    const address = canonicalAddress(remote);
     const n = this.open.get(address) ?? 0;
     if (n >= this.maxPerAddress) {
       socket.destroy();
@@ -167,45 +162,6 @@ export class ConnectionCap {
   }
 }
 
-export interface Cidr { addr: string; bits: number; family: 'ipv4' | 'ipv6' }
-
-/**
- * "10.0.0.0/8", "2001:db8::/32", or a single address ("10.0.0.5" = /32,
- * "::1" = /128). IPv4-mapped IPv6 addresses are taken as IPv4. Undefined when malformed.
- */
-export function parseCidr(text: string): Cidr | undefined {
-  const m = /^([0-9a-fA-F:.]+)(?:\/(\d{1,3}))?$/.exec(text.trim());
-  if (!m) return undefined;
-  let addr = m[1]!;
-  let bits = m[2] === undefined ? undefined : Number(m[2]);
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(addr);
-  if (mapped) {
-    if (bits !== undefined && bits < 96) return undefined;
-    addr = mapped[1]!;
-    if (bits !== undefined) bits -= 96;
-  }
-  const v = isIP(addr);
-  if (v === 0) return undefined;
-  const max = v === 4 ? 32 : 128;
-  if (m[2] !== undefined && m[2].length > 1 && m[2].startsWith('0')) return undefined;
-  bits ??= max;
-  if (bits > max) return undefined;
-  return { addr, bits, family: v === 4 ? 'ipv4' : 'ipv6' };
-}
-
-/** An address as a proxy writes it in X-Forwarded-For: bare, "1.2.3.4:port" or "[v6]" / "[v6]:port". */
-function parseForwardedAddress(entry: string): string | undefined {
-  let a = entry.trim();
-  const withPort = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(a) ?? /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(a);
-  if (withPort) {
-    if (withPort[2] !== undefined && Number(withPort[2]) > 65535) return undefined;
-    a = withPort[1]!;
-  }
-  // isIP accepts zone ids (fe80::1%eth0); they mean nothing off the proxy's own host.
-  if (a.includes('%') || isIP(a) === 0) return undefined;
-  return normalizeAddress(a);
-}
-
 /**
  * Which address is the client. X-Forwarded-For is believed only from a peer
  * in a trusted range, and only as far as it was written by trusted proxies:
@@ -214,23 +170,14 @@ function parseForwardedAddress(entry: string): string | undefined {
  * written by the client itself and are dropped.
  */
 export class TrustedProxies {
-  private readonly list = new BlockList();
-  private readonly empty: boolean;
+  private readonly list: AddressSet;
 
   constructor(cidrs: readonly string[]) {
-    for (const text of cidrs) {
-      const c = parseCidr(text);
-      if (!c) throw new RangeError(`not a CIDR range or address: ${JSON.stringify(text)}`);
-      this.list.addSubnet(c.addr, c.bits, c.family);
-    }
-    this.empty = cidrs.length === 0;
+    this.list = new AddressSet(cidrs);
   }
 
   isTrusted(address: string): boolean {
-    if (this.empty) return false;
-    const a = normalizeAddress(address);
-    const v = isIP(a);
-    return v !== 0 && this.list.check(a, v === 4 ? 'ipv4' : 'ipv6');
+    return this.list.has(address);
   }
 
   /**
@@ -240,7 +187,7 @@ export class TrustedProxies {
    * undefined when the peer is not trusted or sent no usable header.
    */
   clientAddress(socketAddress: string, xForwardedFor: string | undefined): { client: string; trustedChain: string | undefined } {
-    const peer = normalizeAddress(socketAddress);
+    const peer = canonicalAddress(socketAddress);
     const untrusted = { client: peer, trustedChain: undefined };
     if (xForwardedFor === undefined || !this.isTrusted(peer)) return untrusted;
     const entries = xForwardedFor.split(',');

@@ -4,8 +4,8 @@
 // on Windows). A path whose backend reading falls under another app, leaves the
 // app's internal prefix, or names a relay endpoint in disguise is refused, so a
 // sign-in can never be skipped by spelling one app's path through another.
-import type { AppConfig } from '../config/relay-config.js';
-import { ProxyctlError } from '../errors.js';
+import type { AppConfig } from '../../config/relay-config.js';
+import { ProxyctlError } from '../../errors.js';
 
 /** Percent-decoding is repeated (double-decoding servers) at most this often. */
 const DECODE_ROUNDS = 4;

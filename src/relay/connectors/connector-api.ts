@@ -8,20 +8,20 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
-import type { RelayCa } from '../crypto/ca.js';
-import { ProxyctlError, isProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
-import { API, CLOSE, type IdentityInfo, type RegisterResponse } from '../protocol/connector-api.js';
-import type { AdminTokenVerifier } from './admin-token.js';
+import type { RelayCa } from '../../crypto/ca.js';
+import { ProxyctlError, isProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { API, CLOSE, type IdentityInfo, type RegisterResponse } from '../../protocol/connector-api.js';
+import type { AdminTokenVerifier } from '../auth/admin-token.js';
 import { Channel, type ChannelRegistry } from './channels.js';
 import { authenticateConnector } from './client-auth.js';
 import { buildConnectorConfig, groupConfigVersion } from './connector-config.js';
-import type { RelayConfig } from '../config/relay-config.js';
+import type { RelayConfig } from '../../config/relay-config.js';
 import { field, readJsonBody, sendError, sendJson } from './respond.js';
 import { parseDataPath, type DataPlane } from './data-plane.js';
 import { issueConnectorIdentity } from './registration.js';
-import type { Store } from './store.js';
-import { SERVER_TLS } from '../crypto/tls-policy.js';
+import type { Store } from '../store.js';
+import { SERVER_TLS } from '../../crypto/tls-policy.js';
 
 export interface ConnectorApiDeps {
   config: () => RelayConfig;

@@ -2,9 +2,9 @@
 // relay CA and validity dates; here we add the store's word (known, not revoked).
 // Every mutual-TLS route and the control channel go through this one function.
 import type { TLSSocket } from 'node:tls';
-import { normalizeSerial } from '../crypto/ca.js';
-import { ProxyctlError } from '../errors.js';
-import type { CertificateRecord, ConnectorRecord, Store } from './store.js';
+import { normalizeSerial } from '../../crypto/ca.js';
+import { ProxyctlError } from '../../errors.js';
+import type { CertificateRecord, ConnectorRecord, Store } from '../store.js';
 
 export interface ConnectorIdentity {
   connector: ConnectorRecord;

@@ -2,12 +2,12 @@
 // relay CA, record connector + certificate + audit in one transaction. Used by
 // the token-authenticated API and by the relay owner in-process (demo).
 import { randomUUID } from 'node:crypto';
-import type { RelayConfig } from '../config/relay-config.js';
-import type { RelayCa } from '../crypto/ca.js';
-import { ProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { RegisterRequest, RegisterResponse } from '../protocol/connector-api.js';
-import type { Store } from './store.js';
+import type { RelayConfig } from '../../config/relay-config.js';
+import type { RelayCa } from '../../crypto/ca.js';
+import { ProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { RegisterRequest, RegisterResponse } from '../../protocol/connector-api.js';
+import type { Store } from '../store.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Connector ids are UUIDs: a name shaped like one could pass for another connector in `revoke`. */

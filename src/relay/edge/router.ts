@@ -1,6 +1,6 @@
 // Which app a request is for: exact host first, then the most specific wildcard
 // (*.apps.example.com), then the longest path prefix on that host.
-import type { AppConfig, RelayConfig } from '../config/relay-config.js';
+import type { AppConfig, RelayConfig } from '../../config/relay-config.js';
 
 export interface Route {
   app: AppConfig;

@@ -6,17 +6,17 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { finished, pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
-import { ProxyctlError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { ProxyctlError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import {
   RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, decodeInlineResponse, type BackendFailure, type DataAction, type HeaderPairs,
-} from '../protocol/connector-api.js';
+} from '../../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
-import { responseHeadersForClient } from './headers.js';
+import { responseHeadersForClient } from '../edge/headers.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
-import type { RelayConfig } from '../config/relay-config.js';
-import { translateResponse } from './translate/apply.js';
+import type { RelayConfig } from '../../config/relay-config.js';
+import { translateResponse } from '../translate/apply.js';
 
 const ID = /^[0-9a-f-]{36}$/;
 

@@ -2,9 +2,9 @@
 // group's apps and the relay's heartbeat/renewal settings. The version is a
 // content hash so connectors can tell a real change from a repeat.
 import { createHash } from 'node:crypto';
-import type { RelayConfig } from '../config/relay-config.js';
-import type { ConnectorAppConfig, ConnectorConfig } from '../protocol/connector-api.js';
-import type { CertificateRecord, ConnectorRecord } from './store.js';
+import type { RelayConfig } from '../../config/relay-config.js';
+import type { ConnectorAppConfig, ConnectorConfig } from '../../protocol/connector-api.js';
+import type { CertificateRecord, ConnectorRecord } from '../store.js';
 
 export function groupConfigVersion(config: RelayConfig, group: string): string {
   return hash({ settings: settingsOf(config), apps: appsOf(config, group) });

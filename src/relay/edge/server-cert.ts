@@ -2,10 +2,10 @@
 // data directory; reissued when the host list changes or expiry is near.
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import path from 'node:path';
-import type { RelayCa } from '../crypto/ca.js';
-import { writeFileAtomic } from '../fs-atomic.js';
+import type { RelayCa } from '../../crypto/ca.js';
+import { writeFileAtomic } from '../../fs-atomic.js';
+import { canonicalAddress } from '../../net/address.js';
 
 const LIFETIME_MS = 365 * 86_400_000;
 const RENEW_BEFORE_MS = 30 * 86_400_000;
@@ -24,10 +24,11 @@ export async function ensureServerCertificate(
     const certPem = readFileSync(certFile, 'utf8');
     const keyPem = readFileSync(keyFile, 'utf8');
     const cert = new X509Certificate(certPem);
-    const sans = (cert.subjectAltName ?? '').split(', ').map((s) => s.replace(/^(DNS|IP Address):/, '').toLowerCase());
+    // Node prints IPv6 SANs expanded: compare addresses in their one spelling.
+    const sans = (cert.subjectAltName ?? '').split(', ').map((s) => canonicalAddress(s.replace(/^(DNS|IP Address):/, '').toLowerCase()));
     const fresh = Date.parse(cert.validTo) - now > RENEW_BEFORE_MS;
     const issuedByUs = cert.checkIssued(new X509Certificate(ca.certPem));
-    if (fresh && issuedByUs && wanted.every((h) => sans.includes(normalizeIp(h)))) return { certPem, keyPem };
+    if (fresh && issuedByUs && wanted.every((h) => sans.includes(canonicalAddress(h.replace(/^\[|\]$/g, ''))))) return { certPem, keyPem };
   } catch {
     // missing or unreadable: issue a new one below
   }
@@ -35,11 +36,4 @@ export async function ensureServerCertificate(
   writeFileAtomic(keyFile, issued.keyPem, 0o600);
   writeFileAtomic(certFile, issued.certPem, 0o644);
   return { certPem: issued.certPem, keyPem: issued.keyPem };
-}
-
-function normalizeIp(host: string): string {
-  // Node prints IPv6 SANs expanded; compare loosely by stripping brackets.
-  const h = host.replace(/^\[|\]$/g, '');
-  if (isIP(h) === 6) return h === '::1' ? '0:0:0:0:0:0:0:1' : h;
-  return h;
 }

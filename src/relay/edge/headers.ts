@@ -3,8 +3,8 @@
 // the relay, forwarding headers are rebuilt. Responses: hop-by-hop dropped so
 // the relay frames the body itself.
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HeaderPairs } from '../protocol/connector-api.js';
-import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
+import type { HeaderPairs } from '../../protocol/connector-api.js';
+import { foreignHeaderKey, isForeignProxyHeader } from '../../net/foreign-headers.js';
 
 const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',

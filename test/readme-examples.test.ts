@@ -1,6 +1,7 @@
 // Every YAML example in the README (and config.example.yaml) loads as written,
-// and every proxyctl command line in its shell examples names a real command
-// with options that command accepts. A reader copies these; they must work.
+// every proxyctl command line in its shell examples names a real command with
+// options that command accepts, and bench/README.md documents exactly the
+// options bench/run.mjs reads. A reader copies these; they must work.
 import t from 'tap';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -99,4 +100,25 @@ t.test('every proxyctl command in the shell examples exists and takes the option
     }
   }
   t.ok(count >= 8, `${count} command lines`);
+});
+
+t.test('bench/README.md and bench/run.mjs agree on the options', async (t) => {
+  const run = readFileSync(path.join(ROOT, 'bench/run.mjs'), 'utf8');
+  const known = new Set([...run.matchAll(/flag\('([a-z-]+)'/g)].map((m) => `--${m[1]!}`));
+  const doc = path.join(ROOT, 'bench/README.md');
+  let count = 0;
+  for (const b of blocks(doc, 'sh')) {
+    for (const raw of b.text.replace(/\\\n\s*/g, ' ').split('\n')) {
+      const line = raw.replace(/#.*$/, '');
+      if (!/npm run bench|node bench\/run\.mjs/.test(line)) continue;
+      count++;
+      for (const m of line.matchAll(/(?:^|\s)(--[a-z][a-z-]*)/g)) {
+        t.ok(known.has(m[1]!), `bench/README.md:${b.line}: bench/run.mjs reads ${m[1]!}`);
+      }
+    }
+  }
+  t.ok(count >= 2, `${count} benchmark command lines`);
+  // And the other way round: every option it reads is documented.
+  const text = readFileSync(doc, 'utf8');
+  for (const o of known) t.ok(text.includes(`\`${o}`), `bench/README.md documents ${o}`);
 });

@@ -1,0 +1,48 @@
+// The README's configuration reference names every key the loader knows: the
+// loader is asked for each section's keys (an unknown key is refused with the
+// list of known ones), so a key added to the code without documentation fails here.
+import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { parseRelayConfig } from '../src/config/relay-config.js';
+
+const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+const start = readme.indexOf('## Configuration');
+const reference = readme.slice(start, readme.indexOf('\n## ', start + 1));
+
+const APP = 'name: a, externalUrl: "https://a.test/", internalUrl: "http://127.0.0.1/"';
+const sections: [string, string][] = [
+  ['top level', 'zzz: 1'],
+  ['public', 'public: { zzz: 1 }'],
+  ['connectorApi', 'connectorApi: { zzz: 1 }'],
+  ['identity', 'identity: { zzz: 1 }'],
+  ['identity.embedded', 'identity: { embedded: { zzz: 1 } }'],
+  ['connectors', 'connectors: { zzz: 1 }'],
+  ['log', 'log: { zzz: 1 }'],
+  ['devices', 'devices: { zzz: 1 }'],
+  ['limits', 'limits: { zzz: 1 }'],
+  ['apps[]', `apps: [{ ${APP}, zzz: 1 }]`],
+  ['apps[].cookie', `apps: [{ ${APP}, cookie: { zzz: 1 } }]`],
+  ['apps[].tls', `apps: [{ ${APP}, tls: { zzz: 1 } }]`],
+  ['namedLocations[]', 'namedLocations: [{ name: x, cidrs: ["10.0.0.0/8"], zzz: 1 }]'],
+];
+
+function knownKeys(yaml: string): string[] {
+  try {
+    parseRelayConfig(yaml, 'relay.yaml');
+  } catch (err) {
+    const m = /known keys: ([^)]*)\)/.exec((err as Error).message);
+    if (m) return m[1]!.split(', ');
+  }
+  throw new Error(`the loader did not list known keys for: ${yaml}`);
+}
+
+t.ok(start > 0, 'the README has a configuration section');
+for (const [name, yaml] of sections) {
+  const keys = knownKeys(yaml);
+  t.ok(keys.length > 0, `${name}: the loader lists its keys`);
+  for (const key of keys) {
+    // `key`, `section.key`, `key.sub` or `key[]`, as code.
+    const named = new RegExp(`\`([A-Za-z]+(\\[\\])?\\.)*${key}(\`|\\.|\\[)`).test(reference);
+    t.ok(named, `${name}: \`${key}\` is in the README's configuration reference`);
+  }
+}

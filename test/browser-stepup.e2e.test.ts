@@ -37,7 +37,7 @@ policies:
     });
     const totpSecret = newTotpSecret();
     const password = 'bob password 1';
-    h.relay.store.putUser({
+    h.relay.store.users.put({
       username: 'bob', passwordHash: await hashPassword(password), email: 'bob@example.com', name: 'Bob', groups: [], roles: [], totpSecret, createdAt: Date.now(),
     }, 'test', 'user.add');
     await h.addConnector();
@@ -93,7 +93,7 @@ policies:
     await page.waitForSelector('#who');
     t.equal(new URL(page.url()).hostname, 'secure.localhost', 'secure still open without a new sign-in');
 
-    const log = h.relay.store.listSignIns(100);
+    const log = h.relay.store.signIns.list(100);
     t.ok(log.some((e) => e.app === 'secure' && e.result === 'stepUp'), 'the step-up is in the sign-in log');
     t.ok(log.some((e) => e.app === 'secure' && e.result === 'success'), 'and the MFA sign-in that followed');
   });

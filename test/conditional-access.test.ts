@@ -40,8 +40,8 @@ policies:
 `,
   });
   const totpSecret = newTotpSecret();
-  h.relay.store.putUser({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: [], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
-  h.relay.store.putUser({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  h.relay.store.users.put({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: [], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
+  h.relay.store.users.put({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
   await h.addConnector();
   const from2 = h.clientFrom('127.0.0.2');
 
@@ -109,7 +109,7 @@ policies:
   });
 
   await t.test('sign-ins are recorded with each policy result', async (t) => {
-    const log = h.relay.store.listSignIns(1000);
+    const log = h.relay.store.signIns.list(1000);
     const blocked = log.find((e) => e.result === 'failure' && e.ip === '127.0.0.2');
     t.ok(blocked, 'the denied sign-in is logged');
     t.match(blocked!.policies, [{ name: 'office-only', applies: true, outcome: 'blocked' }, { name: 'mfa-for-secure', applies: false }, { name: 'watch-demo', applies: false }]);

@@ -20,7 +20,7 @@ import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { silentLogger } from '../src/log.js';
 import { API, CLOSE } from '../src/protocol/connector-api.js';
 import { Relay } from '../src/relay/relay.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { ec, ecCsr, rsa, rsaCsr } from './helpers/csr.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
@@ -127,8 +127,8 @@ class Fixture {
 
   /** Everything a request could store; lastSeen is left out because heartbeats of open channels move it. */
   snapshot(): { connectors: unknown; audit: number } {
-    const connectors = this.relay.store.listConnectors().map(({ lastSeen: _seen, ...rest }) => rest);
-    return { connectors, audit: this.relay.store.listAudit(100_000).length };
+    const connectors = this.relay.store.connectors.list().map(({ lastSeen: _seen, ...rest }) => rest);
+    return { connectors, audit: this.relay.store.audit.list(100_000).length };
   }
 
   /** Opens a control channel and waits for its first message (hello). */
@@ -246,7 +246,7 @@ async function rsa1024Csr(): Promise<string> {
 
 t.test('a genuine registration issues a client certificate and records it', async (t) => {
   const fx = await startRelay(t);
-  const auditBefore = fx.relay.store.listAudit(100_000).length;
+  const auditBefore = fx.relay.store.audit.list(100_000).length;
   const { keyPem, csrPem } = await createKeyAndCsr('edge-1');
   const token = await idp.adminToken();
   const reply = await fx.register(token, { csr: csrPem, name: 'edge-1', group: 'default', version: 'test-1.0' });
@@ -267,11 +267,11 @@ t.test('a genuine registration issues a client certificate and records it', asyn
   t.equal(certificateInfo(body.certificate).serial, body.serial);
   t.equal(new Date(body.notAfter).getTime(), new Date(cert.validTo).getTime());
 
-  const listed = fx.relay.store.listConnectors();
+  const listed = fx.relay.store.connectors.list();
   t.equal(listed.length, 1, 'one connector stored');
   t.match(listed[0], { id: body.connectorId, name: 'edge-1', group: 'default', certificates: 1, revokedAt: null, version: 'test-1.0' });
-  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: body.connectorId, kind: 'register', revokedAt: null });
-  const audit = fx.relay.store.listAudit(100_000);
+  t.match(fx.relay.store.connectors.getCertificate(body.serial), { connectorId: body.connectorId, kind: 'register', revokedAt: null });
+  const audit = fx.relay.store.audit.list(100_000);
   t.equal(audit.length, auditBefore + 1, 'one audit entry added');
   t.match(audit[0], { action: 'connector.register', connectorId: body.connectorId, actor: /^admin:/, details: { name: 'edge-1', group: 'default', serial: body.serial } });
 
@@ -280,7 +280,7 @@ t.test('a genuine registration issues a client certificate and records it', asyn
 
   const group = await fx.register(await idp.adminToken(), { csr: (await createKeyAndCsr('x')).csrPem, name: 'edge-2' });
   t.equal(group.status, 201, 'group may be omitted');
-  t.equal(fx.relay.store.getConnector(group.body['connectorId'] as string)?.group, 'default', 'and defaults to "default"');
+  t.equal(fx.relay.store.connectors.get(group.body['connectorId'] as string)?.group, 'default', 'and defaults to "default"');
 });
 
 t.test('registration refusals store nothing', async (t) => {
@@ -385,12 +385,12 @@ t.test('a live connector name is unique and never an id (regression: duplicate c
 
   const race = await Promise.all([0, 1, 2].map(async () => fx.register(admin, { csr: await csr(), name: 'edge-2' })));
   t.same(race.map((r) => r.status).sort(), [201, 409, 409], 'three registrations at once: exactly one gets the name');
-  t.equal(fx.relay.store.listConnectors().filter((c) => c.name === 'edge-2').length, 1);
+  t.equal(fx.relay.store.connectors.list().filter((c) => c.name === 'edge-2').length, 1);
 
   fx.relay.revokeConnector('edge-1', 'admin:test');
   const again = await fx.registerConnector(t, 'edge-1');
   t.not(again.connectorId, first.connectorId, 'a revoked connector\'s name can be given again');
-  t.equal(fx.relay.store.findConnector('edge-1').id, again.connectorId, 'and then means the live connector');
+  t.equal(fx.relay.store.connectors.find('edge-1').id, again.connectorId, 'and then means the live connector');
   refused(t, await fx.pull(first.agent), 403, 'ERR_CERT_REVOKED', 'the revoked namesake stays revoked');
   t.equal((await fx.pull(again.agent)).status, 200);
 });
@@ -408,7 +408,7 @@ t.test('revoke refuses an argument that names two connectors (data from before n
   legacy(randomUUID(), 'edge-2');
   raw.close();
   const store = fx.relay.store;
-  const live = () => store.listConnectors().filter((c) => c.revokedAt === null).map((c) => c.id).sort();
+  const live = () => store.connectors.list().filter((c) => c.revokedAt === null).map((c) => c.id).sort();
   const before = live();
 
   t.throws(() => fx.relay.revokeConnector(a.connectorId, 'admin:test'), { code: 'ERR_USAGE' }, "one connector's id and another's name");
@@ -419,7 +419,7 @@ t.test('revoke refuses an argument that names two connectors (data from before n
   t.same(live(), before, 'nothing was revoked');
   t.equal((await fx.pull(a.agent)).status, 200);
 
-  t.equal(store.findConnector(`name:${a.connectorId}`).id, impostor, 'name: picks the one named so');
+  t.equal(store.connectors.find(`name:${a.connectorId}`).id, impostor, 'name: picks the one named so');
   fx.relay.revokeConnector(`id:${a.connectorId}`, 'admin:test');
   refused(t, await fx.pull(fx.agent(a)), 403, 'ERR_CERT_REVOKED', 'id: revokes the one with that id');
   fx.relay.revokeConnector(`id:${b.connectorId}`, 'admin:test');
@@ -458,7 +458,7 @@ t.test('an expired certificate is refused, on a new or a kept-alive connection',
   // X.509 times have whole seconds, so start just after a second boundary to get most of the 1 s.
   await sleep(1000 - (Date.now() % 1000) + 20);
   const issued = await fx.relay.ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 1000 });
-  fx.relay.store.registerConnector({
+  fx.relay.store.connectors.register({
     id, name: 'short', group: 'default', actor: 'test', serial: issued.serial, issuedAt: Date.now(), notAfter: issued.notAfter.getTime(),
   });
   const creds = { keyPem, certPem: issued.certPem };
@@ -492,9 +492,9 @@ t.test('renewal issues a second certificate; bad CSRs change nothing', async (t)
   t.match(newPull.body, { connectorId: c.connectorId, certificate: { serial: body.serial } });
   t.match(oldPull.body, { connectorId: c.connectorId, certificate: { serial: c.serial } });
 
-  t.equal(fx.relay.store.listConnectors()[0]?.certificates, 2, 'two certificates listed');
-  t.match(fx.relay.store.getCertificate(body.serial), { connectorId: c.connectorId, kind: 'renew', revokedAt: null });
-  t.match(fx.relay.store.listAudit().find((a) => a.action === 'connector.renew'),
+  t.equal(fx.relay.store.connectors.list()[0]?.certificates, 2, 'two certificates listed');
+  t.match(fx.relay.store.connectors.getCertificate(body.serial), { connectorId: c.connectorId, kind: 'renew', revokedAt: null });
+  t.match(fx.relay.store.audit.list().find((a) => a.action === 'connector.renew'),
     { action: 'connector.renew', connectorId: c.connectorId, details: { oldSerial: c.serial, serial: body.serial } });
 
   const before = fx.snapshot();
@@ -526,9 +526,9 @@ t.test('revocation from another process cuts channels and every certificate', as
   const other = await fx.channel(bystander);
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'relay tracks the channel');
 
-  const cli = Store.open(fx.dataDir); // as `proxyctl relay connectors revoke` would
+  const cli = openSqliteStore(fx.dataDir); // as `proxyctl relay connectors revoke` would
   const revokedAt = Date.now();
-  cli.revokeConnector(c.connectorId, 'admin:cli');
+  cli.connectors.revoke(c.connectorId, 'admin:cli');
   cli.close();
 
   const msg = await ch.next(2000);
@@ -549,7 +549,7 @@ t.test('revocation from another process cuts channels and every certificate', as
   }
   t.same(fx.snapshot(), before, 'refusals after revocation store nothing');
   // The original certificate was already retired when the renewed one was first used.
-  t.match(fx.relay.store.listAudit()[0], { action: 'connector.revoke', actor: 'admin:cli', connectorId: c.connectorId, details: { certificates: 1 } });
+  t.match(fx.relay.store.audit.list()[0], { action: 'connector.revoke', actor: 'admin:cli', connectorId: c.connectorId, details: { certificates: 1 } });
 
   t.equal(other.ws.readyState, WebSocket.OPEN, 'another connector\'s channel is untouched');
   t.equal(other.messages.length, 1, 'and told nothing');
@@ -573,7 +573,7 @@ t.test('a channel that stops answering pings is cut by the heartbeat', async (t)
   await sleep(2 * HEARTBEAT_MS);
   t.equal(healthy.ws.readyState, WebSocket.OPEN, 'a channel that answers pings stays open');
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'only the live channel remains registered');
-  t.ok((fx.relay.store.getConnector(c.connectorId)?.lastSeen ?? 0) >= opened, 'pongs record the connector as seen');
+  t.ok((fx.relay.store.connectors.get(c.connectorId)?.lastSeen ?? 0) >= opened, 'pongs record the connector as seen');
 });
 
 t.test('reload tells only the affected group', async (t) => {

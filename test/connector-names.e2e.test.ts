@@ -6,7 +6,7 @@ import Database from 'better-sqlite3';
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
 import t from 'tap';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { runCli, tempDir } from './helpers/proc.js';
 
 interface Row { id: string; name: string; status: string }
@@ -16,8 +16,8 @@ t.test('revoke refuses an ambiguous argument and revokes nothing; id: and name: 
   const victim = randomUUID();
   const impostor = randomUUID();
   const twins = [randomUUID(), randomUUID()];
-  const store = Store.open(dataDir);
-  store.registerConnector({ id: victim, name: 'edge-1', group: 'default', actor: 'test', serial: 'AA01', issuedAt: Date.now(), notAfter: Date.now() + 3_600_000 });
+  const store = openSqliteStore(dataDir);
+  store.connectors.register({ id: victim, name: 'edge-1', group: 'default', actor: 'test', serial: 'AA01', issuedAt: Date.now(), notAfter: Date.now() + 3_600_000 });
   store.close();
   const raw = new Database(path.join(dataDir, 'proxyctl.db'));
   const insert = raw.prepare(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, 'default', ?, 'legacy')`);

@@ -20,7 +20,7 @@ import { DataPlane } from '../src/relay/connectors/data-plane.js';
 import { RequestQueue } from '../src/relay/connectors/queue.js';
 import { Relay } from '../src/relay/relay.js';
 import { ensureServerCertificate } from '../src/relay/edge/server-cert.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { startHarness } from './helpers/harness.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
@@ -118,7 +118,7 @@ t.test('the replaced certificate works within the grace period while the new one
   t.equal((await api.call(api.agent(first))).status, 200, 'old certificate, new connection');
   const ch = await api.channel(first);
   t.equal(ch.status, 101, 'old certificate opens a channel');
-  const old = relay.store.getCertificate(first.serial);
+  const old = relay.store.connectors.getCertificate(first.serial);
   t.ok(old?.revokedAt !== null && old!.revokedAt! >= renewedAt + RENEWAL_GRACE_MS && old!.revokedAt! <= Date.now() + RENEWAL_GRACE_MS,
     'its revocation is scheduled one grace period after the renewal');
   t.equal(RENEWAL_GRACE_MS, 10 * MINUTE, 'the grace period is 10 minutes');
@@ -144,8 +144,8 @@ t.test('the replaced certificate is refused once the new one has been used', asy
     t.equal(reply.code, 'ERR_CERT_REVOKED', `${what}: ERR_CERT_REVOKED`);
   }
   t.equal((await api.channel(first)).status, 403, 'a new channel with it is refused');
-  t.match(relay.store.listAudit().find((a) => a.action === 'connector.retire'), { connectorId: first.connectorId, details: { serials: [first.serial] } });
-  t.equal(relay.store.getConnector(first.connectorId)?.revokedAt, null, 'the connector itself is not revoked');
+  t.match(relay.store.audit.list().find((a) => a.action === 'connector.retire'), { connectorId: first.connectorId, details: { serials: [first.serial] } });
+  t.equal(relay.store.connectors.get(first.connectorId)?.revokedAt, null, 'the connector itself is not revoked');
 
   await sleep(500); // a store watch tick and a few heartbeats
   t.equal(before.ws.readyState, WebSocket.OPEN, 'the old channel is not cut at once (requests on it may still be answered)');
@@ -185,14 +185,14 @@ t.test('revoking the connector during the grace revokes both certificates at onc
   relay.revokeConnector('edge-1', 'admin:test');
   t.equal((await api.call(api.agent(first))).code, 'ERR_CERT_REVOKED', 'old certificate');
   t.equal((await api.call(api.agent(renewed))).code, 'ERR_CERT_REVOKED', 'new certificate');
-  t.match(relay.store.listAudit()[0], { action: 'connector.revoke', details: { certificates: 2 } });
+  t.match(relay.store.audit.list()[0], { action: 'connector.revoke', details: { certificates: 2 } });
 });
 
 t.test('at the end of the grace, channels of the replaced certificate are closed without disowning the connector', async (t) => {
   // The connector API alone, with a grace of 1.5 s and the real clock.
   const dir = tempDir(t);
   const ca = await loadOrCreateCa(dir);
-  const store = Store.open(dir);
+  const store = openSqliteStore(dir);
   const config = parseRelayConfig('connectors: { heartbeatInterval: 200ms }\n', undefined, { dataDir: dir });
   const channels = new ChannelRegistry(silentLogger, { onSeen: () => undefined });
   channels.startHeartbeat(200);
@@ -217,7 +217,7 @@ t.test('at the end of the grace, channels of the replaced certificate are closed
   const { keyPem, csrPem } = await createKeyAndCsr('edge');
   const id = '2d3c1c5e-0000-4000-8000-00000000abcd';
   const issued = await ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 3_600_000 });
-  store.registerConnector({ id, name: 'edge', group: 'default', actor: 'test', serial: issued.serial, issuedAt: Date.now(), notAfter: issued.notAfter.getTime() });
+  store.connectors.register({ id, name: 'edge', group: 'default', actor: 'test', serial: issued.serial, issuedAt: Date.now(), notAfter: issued.notAfter.getTime() });
   const first = { connectorId: id, serial: issued.serial, keyPem, certPem: issued.certPem };
 
   const before = await api.channel(first); // opened before the renewal: lives past the grace only without this fix
@@ -277,7 +277,7 @@ t.test('a running connector renews under load without dropping a request, and re
   t.same([...new Set(statuses)], [200], 'every request during the renewal succeeded');
   t.ok(onNewSerial(), 'every channel now uses the new certificate');
   t.equal(h.relay.channels.byConnector(c.connectorId).length, 2, 'as many channels as before');
-  const old = h.relay.store.getCertificate(oldSerial);
+  const old = h.relay.store.connectors.getCertificate(oldSerial);
   t.ok(old?.revokedAt !== null && old!.revokedAt! <= Date.now(), 'the old certificate was retired by the first use of the new one');
   t.equal(c.openChannels(), 2);
   t.equal(c.fatalError, undefined, 'the connector did not take any refusal of its old certificate as fatal');

@@ -17,7 +17,7 @@ import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
 import { hashPassword } from '../src/idp/users.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 
 const POLICY = 'managed-devices-only';
 
@@ -76,8 +76,8 @@ policies:
   };
   const managedDevice = agentWith(deviceCert, device.keyPem);
   const foreignDevice = agentWith(foreignCert, foreign.keyPem);
-  const signInsAfter = (id: number) => h.relay.store.listSignIns(1000, id);
-  const lastId = () => h.relay.store.listSignIns(1000).at(-1)?.id ?? 0;
+  const signInsAfter = (id: number) => h.relay.store.signIns.list(1000, id);
+  const lastId = () => h.relay.store.signIns.list(1000).at(-1)?.id ?? 0;
 
   await t.test('(a) a browser presenting the device certificate reaches the app', async (t) => {
     const from = lastId();
@@ -156,8 +156,8 @@ policies:
     assignments: { users: { include: [all] }, apps: { include: [managed] } }
     grant: { requireDeviceCertificate: true }
 `);
-  const seed = Store.open(path.join(dir, 'data'));
-  seed.putUser({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  const seed = openSqliteStore(path.join(dir, 'data'));
+  seed.users.put({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
   seed.close();
   const relay = new Proc(['relay', 'serve', '--config', path.join(dir, 'relay.yaml')], { env: { NODE_EXTRA_CA_CERTS: path.join(dir, 'system-ca', 'ca.pem') } });
   t.teardown(() => relay.stop());
@@ -171,9 +171,9 @@ policies:
   const r = await sim.signIn(`https://managed.localhost:${port}/`, 'alice', { password: 'alice password' });
   // Regression (security): a certificate from a CA the process trusts by default is not a device certificate.
   t.equal(r.status, 403, `denied (got ${r.status}: ${/ERR_[A-Z_]+/.exec(r.body)?.[0] ?? r.body.slice(0, 80)})`);
-  const store = Store.open(path.join(dir, 'data'));
+  const store = openSqliteStore(path.join(dir, 'data'));
   t.teardown(() => store.close());
-  const attempt = store.listSignIns(100).find((e) => e.app === 'managed');
+  const attempt = store.signIns.list(100).find((e) => e.app === 'managed');
   t.match(attempt, { result: 'failure', reason: `policy ${POLICY}` }, 'logged as a policy denial');
   t.equal(await relay.stop('SIGTERM'), 0, 'the relay stops cleanly');
 });

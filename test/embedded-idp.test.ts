@@ -29,9 +29,9 @@ t.test('embedded identity provider', async (t) => {
 `,
   });
   const store = h.relay.store;
-  store.putUser({ username: 'alice', passwordHash: await hashPassword('correct horse battery'), email: 'alice@example.com', name: 'Alice', groups: ['staff'], roles: ['ProxyAdministrator'], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  store.users.put({ username: 'alice', passwordHash: await hashPassword('correct horse battery'), email: 'alice@example.com', name: 'Alice', groups: ['staff'], roles: ['ProxyAdministrator'], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
   const totpSecret = newTotpSecret();
-  store.putUser({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: ['staff'], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
+  store.users.put({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: ['staff'], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
   await h.addConnector();
   const issuer = h.relay.issuer().href.replace(/\/$/, '');
   t.match(issuer, /^https:\/\/login\.localhost:\d+$/);
@@ -52,7 +52,7 @@ t.test('embedded identity provider', async (t) => {
   await t.test('wrong passwords are refused and throttled', async (t) => {
     const sim = new BrowserSim(h.client);
     const statuses: number[] = [];
-    store.putUser({ username: 'carol', passwordHash: await hashPassword('carol password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+    store.users.put({ username: 'carol', passwordHash: await hashPassword('carol password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
     // Real time here: the sixth attempt waits 1 s, the seventh 2 s, the eighth 4 s (idp-throttle.test.ts has the clock).
     for (let i = 0; i < 8 && !statuses.includes(429); i++) statuses.push((await sim.signIn(h.url('demo.localhost', '/'), 'carol', { password: 'wrong' })).status);
     t.same(statuses.slice(0, 5), [401, 401, 401, 401, 401]);

@@ -6,7 +6,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { Secret, TOTP } from 'otpauth';
 import { newTotpSecret } from '../src/idp/users.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { IdpBrowser, startIdpServer } from './helpers/embedded-idp.js';
 import { tempDir } from './helpers/proc.js';
 
@@ -14,7 +14,7 @@ const STEP = 30_000;
 
 t.test('the store keeps the last accepted step per user, atomically', async (t) => {
   const dir = tempDir(t);
-  let store = Store.open(dir);
+  let store = openSqliteStore(dir);
   const table: [string, number, boolean, string][] = [
     ['bob', 1000, true, 'first code'],
     ['bob', 1000, false, 'same step again'],
@@ -24,25 +24,25 @@ t.test('the store keeps the last accepted step per user, atomically', async (t) 
     ['alice', 1000, true, 'another user is separate'],
     ['bob', 5000, true, 'much later'],
   ];
-  for (const [user, step, ok, name] of table) t.equal(store.acceptTotpStep(user, step), ok, name);
+  for (const [user, step, ok, name] of table) t.equal(store.users.acceptTotpStep(user, step), ok, name);
   store.close();
-  store = Store.open(dir);
+  store = openSqliteStore(dir);
   t.teardown(() => store.close());
-  t.equal(store.acceptTotpStep('bob', 5000), false, 'still refused after a restart');
-  t.equal(store.acceptTotpStep('bob', 5001), true);
+  t.equal(store.users.acceptTotpStep('bob', 5000), false, 'still refused after a restart');
+  t.equal(store.users.acceptTotpStep('bob', 5001), true);
 });
 
 t.test('a store from before the table gets it by migration', async (t) => {
   const dir = tempDir(t);
-  Store.open(dir).close();
+  openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
   db.exec('DROP TABLE ended_provider_sessions; DROP TABLE totp_steps'); // what a version-4 store holds
   db.pragma('user_version = 4');
   db.close();
-  const store = Store.open(dir);
+  const store = openSqliteStore(dir);
   t.teardown(() => store.close());
-  t.equal(store.acceptTotpStep('bob', 1), true);
-  t.equal(store.acceptTotpStep('bob', 1), false);
+  t.equal(store.users.acceptTotpStep('bob', 1), true);
+  t.equal(store.users.acceptTotpStep('bob', 1), false);
 });
 
 t.test('over HTTPS', async (t) => {

@@ -12,7 +12,7 @@ import {
 } from '../src/idp/users.js';
 import { addUser, enrollTotp, listUsers, removeUser, setPassword, type UserListing } from '../src/commands/users.js';
 import { isProxyctlError, type ProxyctlError } from '../src/errors.js';
-import { Store, type UserRecord } from '../src/relay/store.js';
+import { openSqliteStore, type Store, type UserRecord } from '../src/store/index.js';
 import { tempDir } from './helpers/proc.js';
 
 interface Issue { path: string; found: string; expected: string }
@@ -209,15 +209,15 @@ t.test('users file', async (t) => {
 
 t.test('UserDirectory', async (t) => {
   const dir = tempDir(t);
-  const store = Store.open(path.join(dir, 'data'));
+  const store = openSqliteStore(path.join(dir, 'data'));
   t.teardown(() => store.close());
   const storeHash = await hashPassword('store-password');
   const fileHash = await hashPassword('file-password');
   const base = { email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: 1 };
-  store.putUser({ ...base, username: 'alice', passwordHash: storeHash, name: 'Store Alice' }, 'test', 'user.add');
-  store.putUser({ ...base, username: 'bob', passwordHash: storeHash }, 'test', 'user.add');
+  store.users.put({ ...base, username: 'alice', passwordHash: storeHash, name: 'Store Alice' }, 'test', 'user.add');
+  store.users.put({ ...base, username: 'bob', passwordHash: storeHash }, 'test', 'user.add');
 
-  const noFile = new UserDirectory(store);
+  const noFile = new UserDirectory(store.users);
   t.equal(noFile.find('alice')?.name, 'Store Alice');
   t.equal(noFile.find('ALICE')?.username, 'alice', 'case-insensitive');
   t.equal(noFile.find('nobody'), undefined);
@@ -226,14 +226,14 @@ t.test('UserDirectory', async (t) => {
 
   const file = path.join(dir, 'users.yaml');
   writeFileSync(file, `users:\n  - username: ALICE\n    passwordHash: "${fileHash}"\n    name: File Alice\n  - username: Carol\n    passwordHash: "${fileHash}"\n`);
-  const users = new UserDirectory(store, file);
+  const users = new UserDirectory(store.users, file);
   t.equal(users.find('alice')?.name, 'File Alice', 'the file overrides the store');
   t.equal(users.find('Alice')?.passwordHash, fileHash);
   t.equal(users.find('bob')?.passwordHash, storeHash, 'store users stay visible');
   t.equal(users.find('carol')?.username, 'carol', 'file user names are lower-cased');
   t.equal(users.find('CAROL')?.username, 'carol');
 
-  store.putUser({ ...base, username: 'dave', passwordHash: storeHash }, 'test', 'user.add');
+  store.users.put({ ...base, username: 'dave', passwordHash: storeHash }, 'test', 'user.add');
   t.ok(users.find('dave'), 'store changes are seen without a reload');
 
   writeFileSync(file, `users:\n  - username: erin\n    passwordHash: "${fileHash}"\n`);
@@ -248,7 +248,7 @@ t.test('UserDirectory', async (t) => {
   t.ok(users.find('erin'), 'the previous users stay');
   t.equal(users.find('frank'), undefined);
 
-  const ctor = await refused(() => new UserDirectory(store, file));
+  const ctor = await refused(() => new UserDirectory(store.users, file));
   t.equal(ctor.code, 'ERR_CONFIG_INVALID', 'a bad file at construction throws');
 });
 
@@ -260,7 +260,7 @@ t.test('user commands', async (t) => {
   const out = (line: string) => { lines.push(line); };
   const take = (): string[] => lines.splice(0, lines.length);
   const inspect = <T>(fn: (s: Store) => T): T => {
-    const s = Store.open(dataDir);
+    const s = openSqliteStore(dataDir);
     try { return fn(s); } finally { s.close(); }
   };
 
@@ -270,7 +270,7 @@ t.test('user commands', async (t) => {
   t.match(printed[0], /added user alice/);
   const generated = /generated password \(shown only now\): (\S+)/.exec(printed.join('\n'))?.[1];
   t.ok(generated && generated.length === 20, 'a 20-character password is printed once');
-  const alice = inspect((s) => s.getUser('alice'))!;
+  const alice = inspect((s) => s.users.get('alice'))!;
   t.match(alice, { username: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['staff', 'admins'], roles: ['admin'], totpSecret: null });
   t.equal(await verifyPassword(generated!, alice.passwordHash), true, 'the printed password is the stored one');
 
@@ -280,10 +280,10 @@ t.test('user commands', async (t) => {
   await addUser('bob', { ...opts, passwordFile: pwFile }, out);
   printed = take();
   t.same(printed, ['added user bob'], 'no password printed when one was given');
-  t.equal(await verifyPassword('bob-secret-pw', inspect((s) => s.getUser('bob'))!.passwordHash), true, 'trailing newline trimmed');
+  t.equal(await verifyPassword('bob-secret-pw', inspect((s) => s.users.get('bob'))!.passwordHash), true, 'trailing newline trimmed');
   await addUser('carol', { ...opts, passwordStdin: true, stdin: Readable.from([Buffer.from('carol-stdin-pw\r\n')]) }, out);
   take();
-  t.equal(await verifyPassword('carol-stdin-pw', inspect((s) => s.getUser('carol'))!.passwordHash), true, 'stdin, CRLF trimmed');
+  t.equal(await verifyPassword('carol-stdin-pw', inspect((s) => s.users.get('carol'))!.passwordHash), true, 'stdin, CRLF trimmed');
 
   // refusals
   t.equal((await refused(() => addUser('ALICE', opts, out))).code, 'ERR_USAGE', 'duplicate add refused (case-insensitive)');
@@ -295,7 +295,7 @@ t.test('user commands', async (t) => {
   t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: pwFile }, out))).code, 'ERR_USAGE', 'weak password');
   t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: path.join(dir, 'none') }, out))).code, 'ERR_USAGE', 'missing password file');
   t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: pwFile, passwordStdin: true }, out))).code, 'ERR_USAGE', 'two sources');
-  t.equal(inspect((s) => s.getUser('dave')), undefined, 'nothing stored by refused adds');
+  t.equal(inspect((s) => s.users.get('dave')), undefined, 'nothing stored by refused adds');
   take();
 
   // list
@@ -316,19 +316,19 @@ t.test('user commands', async (t) => {
   writeFileSync(pwFile, 'alice-new-password\n');
   await setPassword('ALICE', { ...opts, passwordFile: pwFile }, out);
   t.same(take(), ['password of alice changed']);
-  const changed = inspect((s) => s.getUser('alice'))!;
+  const changed = inspect((s) => s.users.get('alice'))!;
   t.equal(await verifyPassword('alice-new-password', changed.passwordHash), true, 'new password works');
   t.equal(await verifyPassword(generated!, changed.passwordHash), false, 'old password no longer works');
   t.match(changed, { email: 'alice@example.com', groups: ['staff', 'admins'], createdAt: alice.createdAt }, 'other fields kept');
   await setPassword('bob', opts, out);
   const bobPw = /generated password \(shown only now\): (\S+)/.exec(take().join('\n'))?.[1];
-  t.equal(await verifyPassword(bobPw!, inspect((s) => s.getUser('bob'))!.passwordHash), true, 'generated when none given');
+  t.equal(await verifyPassword(bobPw!, inspect((s) => s.users.get('bob'))!.passwordHash), true, 'generated when none given');
   t.equal((await refused(() => setPassword('nobody', opts, out))).code, 'ERR_USAGE', 'unknown user');
 
   // enroll-totp
   await enrollTotp('alice', opts, out);
   printed = take();
-  const secret = inspect((s) => s.getUser('alice'))!.totpSecret;
+  const secret = inspect((s) => s.users.get('alice'))!.totpSecret;
   t.ok(secret, 'secret stored');
   t.match(secret!, /^[A-Z2-7]{32}$/);
   const uriLine = printed.find((l) => l.startsWith('otpauth URI: '));
@@ -345,11 +345,11 @@ t.test('user commands', async (t) => {
   // remove
   await removeUser('Carol', opts, out);
   t.same(take(), ['removed user carol']);
-  t.equal(inspect((s) => s.getUser('carol')), undefined);
+  t.equal(inspect((s) => s.users.get('carol')), undefined);
   t.equal((await refused(() => removeUser('carol', opts, out))).code, 'ERR_USAGE', 'unknown remove refused');
 
   // audit trail with the CLI actor
-  const audit = inspect((s) => s.listAudit(50)).filter((a) => a.action.startsWith('user.'));
+  const audit = inspect((s) => s.audit.list(50)).filter((a) => a.action.startsWith('user.'));
   t.same(audit.map((a) => a.action).reverse(), ['user.add', 'user.add', 'user.add', 'user.update', 'user.update', 'user.update', 'user.remove']);
   t.ok(audit.every((a) => /^cli:.+/.test(a.actor)), 'actor is cli:<os user>');
   t.same(audit.at(-1)!.details, { username: 'alice' });

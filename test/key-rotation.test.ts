@@ -11,7 +11,7 @@ import { createLocalJWKSet, decodeProtectedHeader, jwtVerify, type JSONWebKeySet
 import { request } from 'undici';
 import { rotateKey } from '../src/crypto/keyring.js';
 import { cookieName } from '../src/relay/auth/session.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { runCli, tempDir } from './helpers/proc.js';
@@ -71,7 +71,7 @@ t.test('key rotation while the relay runs', async (t) => {
   const host = `keys.test:${port}`;
 
   // The admin CLI's view of the same data directory: its own SQLite connection.
-  const cli = Store.open(h.config.dataDir);
+  const cli = openSqliteStore(h.config.dataDir);
   t.teardown(() => cli.close());
 
   const withCookie = async (cookie: string, p = '/x') => {
@@ -98,7 +98,7 @@ t.test('key rotation while the relay runs', async (t) => {
   t.same(kidsOf(await fetchJwks()), [oldAssertionKid], 'one assertion key published before rotation');
 
   await t.test('session key: the old cookie still opens, a new sign-in gets the new kid', async (t) => {
-    const newKid = await rotateKey(cli, 'session', 'test');
+    const newKid = await rotateKey(cli.keys, 'session', 'test');
     t.not(newKid, oldSessionKid);
     const took = await until(t, 'the relay to load the new session key', () => h.relay.keyRing.currentSessionKey().kid === newKid);
     t.ok(took <= 2000, `picked up within ${took} ms (watch every 100 ms in the harness)`);
@@ -117,13 +117,13 @@ t.test('key rotation while the relay runs', async (t) => {
     t.equal(decodeProtectedHeader(fresh).enc, 'A256GCM');
     t.equal((await withCookie(fresh)).status, 200, 'and it works');
 
-    const audit = cli.listKeys('session');
+    const audit = cli.keys.list('session');
     t.same(audit.map((k) => k.kid), [newKid, oldSessionKid], 'newest first, retired one kept');
     t.ok(audit[1]!.retiredAt !== null && audit[0]!.retiredAt === null, 'old key retired, new key current');
   });
 
   await t.test('assertion key: JWKS publishes both, new assertions use the new kid', async (t) => {
-    const newKid = await rotateKey(cli, 'assertion', 'test');
+    const newKid = await rotateKey(cli.keys, 'assertion', 'test');
     t.not(newKid, oldAssertionKid);
     let jwks: JSONWebKeySet = { keys: [] };
     const took = await until(t, 'the JWKS to publish the new key', async () => {
@@ -153,7 +153,7 @@ t.test('key rotation while the relay runs', async (t) => {
     const old = await jwtVerify(firstAssertion, keySet, { issuer: 'https://keys.test', audience: 'https://keys.test/' });
     t.equal(old.protectedHeader.kid, oldAssertionKid, 'the pre-rotation assertion verifies against the published JWKS');
 
-    const listed = cli.listKeys('assertion');
+    const listed = cli.keys.list('assertion');
     t.same(listed.map((k) => k.kid), [newKid, oldAssertionKid]);
   });
 
@@ -205,11 +205,11 @@ apps:
   const third = printed(r.stdout);
   t.same(Object.keys(third), ['session'], '--purpose session rotates only the session key');
 
-  const store = Store.open(path.join(dir, 'data'));
+  const store = openSqliteStore(path.join(dir, 'data'));
   try {
-    t.same(store.listKeys('session').map((k) => k.kid), [third['session'], second['session'], first['session']], 'the store holds the printed kids, newest current');
-    t.same(store.listKeys('assertion').map((k) => k.kid), [second['assertion'], first['assertion']]);
-    const rotations = store.listAudit(100).filter((a) => a.action === 'key.rotate');
+    t.same(store.keys.list('session').map((k) => k.kid), [third['session'], second['session'], first['session']], 'the store holds the printed kids, newest current');
+    t.same(store.keys.list('assertion').map((k) => k.kid), [second['assertion'], first['assertion']]);
+    const rotations = store.audit.list(100).filter((a) => a.action === 'key.rotate');
     t.equal(rotations.length, 5, 'each rotation is in the audit trail');
     t.ok(rotations.every((a) => a.actor === 'cli'), 'recorded as the CLI');
   } finally {

@@ -205,7 +205,7 @@ t.test('e-mail addresses match without case; subjects with it', async (t) => {
 });
 
 t.test('--user names a user of the embedded provider: their groups and e-mail are used', async (t) => {
-  const { Store } = await import('../src/relay/store.js');
+  const { openSqliteStore } = await import('../src/store/index.js');
   const { hashPassword } = await import('../src/idp/users.js');
   const home = tempDir(t, 'proxyctl-what-if-users-');
   const file = path.join(home, 'relay.yaml');
@@ -223,12 +223,12 @@ policies:
     assignments: { groups: { include: [finance] }, users: { include: [carol@example.com] }, apps: { include: [payroll] } }
     grant: { requireMfa: true }
 `);
-  const store = Store.open(path.join(home, 'data'));
+  const store = openSqliteStore(path.join(home, 'data'));
   const user = (username: string, email: string | null, groups: string[]) => ({ username, passwordHash: hash, email, name: null, groups, roles: [], totpSecret: null, createdAt: Date.now() });
-  store.putUser(user('carol', 'carol@example.com', []), 'test', 'user.add');
-  store.putUser(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
-  store.putUser(user('dup1', 'same@example.com', []), 'test', 'user.add');
-  store.putUser(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
+  store.users.put(user('carol', 'carol@example.com', []), 'test', 'user.add');
+  store.users.put(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
+  store.users.put(user('dup1', 'same@example.com', []), 'test', 'user.add');
+  store.users.put(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
   store.close();
   const run = async (args: string[]) => {
     const r = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--time', WED, ...args, '--json']);

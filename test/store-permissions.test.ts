@@ -13,7 +13,7 @@ import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { silentLogger } from '../src/log.js';
 import { Relay } from '../src/relay/relay.js';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { assertPrivateTree as assertPrivate, modeOf } from './helpers/modes.js';
 import { tempDir } from './helpers/proc.js';
 
@@ -48,11 +48,11 @@ async function relayWithTraffic(t: Test, dataDir: string, n: number): Promise<Re
   await relay.start();
   const { csrPem } = await createKeyAndCsr('c');
   await relay.registerLocal({ csr: csrPem, name: `edge-${n}`, group: 'default', version: 'test' }, 'test');
-  relay.store.putUser({
+  relay.store.users.put({
     username: `user-${n}`, passwordHash: 'scrypt$not-a-real-hash', email: null, name: null, groups: [], roles: [],
     totpSecret: 'JBSWY3DPEHPK3PXP', createdAt: Date.now(),
   }, 'test', 'user.add');
-  relay.store.createSession({ sid: `sid-${n}`, app: 'wiki', subject: `user-${n}`, createdAt: Date.now(), expiresAt: Date.now() + 60_000, clientIp: null });
+  relay.store.sessions.create({ sid: `sid-${n}`, app: 'wiki', subject: `user-${n}`, createdAt: Date.now(), expiresAt: Date.now() + 60_000, clientIp: null });
   return relay;
 }
 
@@ -69,8 +69,8 @@ for (const mask of [0o022, 0o000]) {
     t.equal(modeOf(path.join(dataDir, 'proxyctl.db-shm')), 0o600, 'the shared-memory file is 0600');
 
     // The admin CLI opens the same store while the relay runs (another SQLite connection).
-    const cli = Store.open(dataDir);
-    cli.revokeConnector('edge-1', 'cli:test');
+    const cli = openSqliteStore(dataDir);
+    cli.connectors.revoke('edge-1', 'cli:test');
     cli.close();
     await relay.close();
     const again = await relayWithTraffic(t, dataDir, 2);
@@ -85,9 +85,9 @@ t.test('files and a directory left loose by an older version are tightened at st
   const dataDir = premade(t);
   // An older relay: store and CA made with the umask's modes; a connection keeps the WAL alive.
   await loadOrCreateCa(dataDir);
-  const old = Store.open(dataDir);
+  const old = openSqliteStore(dataDir);
   t.teardown(() => old.close());
-  old.putUser({ username: 'u', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: 'S', createdAt: 0 }, 'test', 'user.add');
+  old.users.put({ username: 'u', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: 'S', createdAt: 0 }, 'test', 'user.add');
   for (const f of ['proxyctl.db', 'proxyctl.db-wal', 'proxyctl.db-shm', 'ca-key.pem']) chmodSync(path.join(dataDir, f), 0o644);
   chmodSync(dataDir, 0o755);
 
@@ -108,7 +108,7 @@ t.test('a data directory this process does not own is refused, and left as it wa
     dir = '/';
   }
   const before = { mode: modeOf(dir), entries: readdirSync(dir).sort() };
-  t.throws(() => Store.open(dir), { code: 'ERR_STATE_INVALID' }, 'the store refuses it');
+  t.throws(() => openSqliteStore(dir), { code: 'ERR_STATE_INVALID' }, 'the store refuses it');
   await t.rejects(loadOrCreateCa(dir), { code: 'ERR_STATE_INVALID' }, 'the CA refuses it');
   await t.rejects(Relay.create(parseRelayConfig(yaml, undefined, { dataDir: dir }), { log: silentLogger }), { code: 'ERR_STATE_INVALID' }, 'the relay does not start');
   t.same({ mode: modeOf(dir), entries: readdirSync(dir).sort() }, before, 'nothing created, mode unchanged');
@@ -117,7 +117,7 @@ t.test('a data directory this process does not own is refused, and left as it wa
 t.test('a data directory path that is a file is refused', async (t) => {
   const file = path.join(tempDir(t), 'not-a-dir');
   writeFileSync(file, 'x');
-  t.throws(() => Store.open(file), { code: 'ERR_STATE_INVALID' });
+  t.throws(() => openSqliteStore(file), { code: 'ERR_STATE_INVALID' });
   await t.rejects(loadOrCreateCa(file), { code: 'ERR_STATE_INVALID' });
 });
 

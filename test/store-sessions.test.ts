@@ -4,60 +4,60 @@
 import t from 'tap';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { Store } from '../src/relay/store.js';
+import { openSqliteStore } from '../src/store/index.js';
 import { tempDir } from './helpers/proc.js';
 
 const HOUR = 3600_000;
 
 t.test('an ended provider session is seen by a second process and after a restart', async (t) => {
   const dir = tempDir(t);
-  const a = Store.open(dir);
-  const b = Store.open(dir);
+  const a = openSqliteStore(dir);
+  const b = openSqliteStore(dir);
   t.teardown(() => { a.close(); b.close(); });
-  t.notOk(b.providerSessionEnded('psid-1', 1000), 'not ended yet');
-  a.endProviderSession('psid-1', 1000, 1000 + HOUR);
-  t.ok(b.providerSessionEnded('psid-1', 1001), 'the other process sees it');
-  t.notOk(b.providerSessionEnded('psid-2', 1001), 'another sid is untouched');
-  t.notOk(b.providerSessionEnded('PSID-1', 1001), 'sids compare exactly');
-  t.notOk(b.providerSessionEnded('psid-1', 1000 + HOUR), 'over once no token from it can be valid');
-  a.endProviderSession('psid-1', 2000, 2000 + HOUR);
-  t.ok(b.providerSessionEnded('psid-1', 1000 + HOUR), 'a second sign-out extends it');
-  a.endProviderSession('psid-1', 3000, 3000 + 1);
-  t.ok(b.providerSessionEnded('psid-1', 1000 + HOUR), 'and never shortens it');
+  t.notOk(b.sessions.providerSessionEnded('psid-1', 1000), 'not ended yet');
+  a.sessions.endProviderSession('psid-1', 1000, 1000 + HOUR);
+  t.ok(b.sessions.providerSessionEnded('psid-1', 1001), 'the other process sees it');
+  t.notOk(b.sessions.providerSessionEnded('psid-2', 1001), 'another sid is untouched');
+  t.notOk(b.sessions.providerSessionEnded('PSID-1', 1001), 'sids compare exactly');
+  t.notOk(b.sessions.providerSessionEnded('psid-1', 1000 + HOUR), 'over once no token from it can be valid');
+  a.sessions.endProviderSession('psid-1', 2000, 2000 + HOUR);
+  t.ok(b.sessions.providerSessionEnded('psid-1', 1000 + HOUR), 'a second sign-out extends it');
+  a.sessions.endProviderSession('psid-1', 3000, 3000 + 1);
+  t.ok(b.sessions.providerSessionEnded('psid-1', 1000 + HOUR), 'and never shortens it');
   a.close();
-  const c = Store.open(dir);
+  const c = openSqliteStore(dir);
   t.teardown(() => c.close());
-  t.ok(c.providerSessionEnded('psid-1', 1000 + HOUR), 'after a restart');
+  t.ok(c.sessions.providerSessionEnded('psid-1', 1000 + HOUR), 'after a restart');
 });
 
 t.test('purge drops expired sessions and ended provider sessions only', async (t) => {
   const dir = tempDir(t);
-  const s = Store.open(dir);
+  const s = openSqliteStore(dir);
   t.teardown(() => s.close());
-  s.createSession({ sid: 'old', app: 'web', subject: 'u', createdAt: 0, expiresAt: 10, clientIp: null });
-  s.createSession({ sid: 'live', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
-  s.endProviderSession('p-old', 0, 10);
-  s.endProviderSession('p-live', 0, 1000);
-  s.purgeSessions(500);
+  s.sessions.create({ sid: 'old', app: 'web', subject: 'u', createdAt: 0, expiresAt: 10, clientIp: null });
+  s.sessions.create({ sid: 'live', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
+  s.sessions.endProviderSession('p-old', 0, 10);
+  s.sessions.endProviderSession('p-live', 0, 1000);
+  s.sessions.purge(500);
   const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => db.close());
   t.same(db.prepare('SELECT sid FROM sessions ORDER BY sid').all(), [{ sid: 'live' }]);
   t.same(db.prepare('SELECT sid FROM ended_provider_sessions ORDER BY sid').all(), [{ sid: 'p-live' }]);
-  t.ok(s.sessionActive('live', 500));
+  t.ok(s.sessions.isActive('live', 500));
 });
 
 t.test('a store from before the table gets it by migration, keeping its sessions', async (t) => {
   const dir = tempDir(t);
-  const s = Store.open(dir);
-  s.createSession({ sid: 'kept', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
+  const s = openSqliteStore(dir);
+  s.sessions.create({ sid: 'kept', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
   s.close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
   db.exec('DROP TABLE ended_provider_sessions');
   db.pragma('user_version = 5');
   db.close();
-  const again = Store.open(dir);
+  const again = openSqliteStore(dir);
   t.teardown(() => again.close());
-  t.ok(again.sessionActive('kept', 1), 'sessions kept');
-  again.endProviderSession('p', 0, 1000);
-  t.ok(again.providerSessionEnded('p', 1));
+  t.ok(again.sessions.isActive('kept', 1), 'sessions kept');
+  again.sessions.endProviderSession('p', 0, 1000);
+  t.ok(again.sessions.providerSessionEnded('p', 1));
 });

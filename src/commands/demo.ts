@@ -84,10 +84,10 @@ apps:
 async function ensureDemoUser(relay: Relay, dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'demo-password');
   let password = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
-  if (!password || !relay.store.getUser('demo')) {
+  if (!password || !relay.store.users.get('demo')) {
     password ||= randomBytes(9).toString('base64url');
     writeFileAtomic(file, `${password}\n`, 0o600);
-    relay.store.putUser({
+    relay.store.users.put({
       username: 'demo', passwordHash: await hashPassword(password), email: 'demo@example.com', name: 'Demo User',
       groups: ['demo'], roles: ['ProxyAdministrator'], totpSecret: null, createdAt: Date.now(),
     }, 'demo', 'user.add');

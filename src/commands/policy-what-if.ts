@@ -4,13 +4,11 @@
 // With the embedded provider, --user is looked up among its users, whose groups
 // and e-mail the relay would see. A report: the exit status is 0 whatever the
 // decision, 1 only on bad input.
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import { emailKey, isAssigned } from '../policy/assignment.js';
 import { isIP } from 'node:net';
 import { loadRelayConfig, type AppConfig, type RelayConfig } from '../config/relay-config.js';
 import { loadUsersFile } from '../idp/users.js';
-import { Store, type UserRecord } from '../relay/store.js';
+import { openSqliteStore, sqliteStoreExists, type UserRecord } from '../store/index.js';
 import { ProxyctlError } from '../errors.js';
 import { countryOf } from '../policy/context.js';
 import { evaluate } from '../policy/evaluate.js';
@@ -64,10 +62,10 @@ export type UserSource = 'embedded' | 'options';
  */
 export function findEmbeddedUser(config: RelayConfig, id: string): UserRecord | undefined {
   const users = new Map<string, UserRecord>();
-  if (existsSync(path.join(config.dataDir, 'proxyctl.db'))) {
-    const store = Store.open(config.dataDir);
+  if (sqliteStoreExists(config.dataDir)) {
+    const store = openSqliteStore(config.dataDir);
     try {
-      for (const u of store.listUsers()) users.set(u.username.toLowerCase(), u);
+      for (const u of store.users.list()) users.set(u.username.toLowerCase(), u);
     } finally {
       store.close();
     }

@@ -1,7 +1,7 @@
 // `proxyctl relay connectors list|revoke`: administration against the relay's
 // data directory. A running relay notices a revocation within half a second
 // (it watches the store) and closes that connector's channels.
-import { Store } from '../relay/store.js';
+import { openSqliteStore } from '../store/index.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 import { userInfo } from 'node:os';
 
@@ -9,11 +9,11 @@ export interface ListOptions extends ServeOptions { json?: boolean }
 
 export function listConnectors(opts: ListOptions, out: (line: string) => void): void {
   const config = loadConfigFromOptions(opts);
-  const store = Store.open(config.dataDir);
+  const store = openSqliteStore(config.dataDir);
   try {
     const now = Date.now();
     const onlineWindow = config.connectors.heartbeatIntervalMs * 3;
-    const rows = store.listConnectors().map((c) => ({
+    const rows = store.connectors.list().map((c) => ({
       id: c.id,
       name: c.name,
       group: c.group,
@@ -39,9 +39,9 @@ export function listConnectors(opts: ListOptions, out: (line: string) => void): 
 
 export function revokeConnector(idOrName: string, opts: ServeOptions, out: (line: string) => void): void {
   const config = loadConfigFromOptions(opts);
-  const store = Store.open(config.dataDir);
+  const store = openSqliteStore(config.dataDir);
   try {
-    const c = store.revokeConnector(idOrName, `cli:${safeUser()}`);
+    const c = store.connectors.revoke(idOrName, `cli:${safeUser()}`);
     out(`revoked connector ${c.id} (${c.name}); its certificates are refused from now on`);
   } finally {
     store.close();

@@ -8,7 +8,7 @@ import { ProxyctlError } from '../errors.js';
 import {
   USERNAME_PATTERN, checkPasswordStrength, hashPassword, loadUsersFile, newTotpSecret, totpUri,
 } from '../idp/users.js';
-import { Store, type UserRecord } from '../relay/store.js';
+import { openSqliteStore, type UserRecord, type UserRepo } from '../store/index.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 
@@ -58,8 +58,8 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
   const groups = splitList(opts.groups, '--groups');
   const roles = splitList(opts.roles, '--roles');
   const supplied = await readPassword(opts);
-  await withStore(opts, async (store, config) => {
-    if (store.getUser(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
+  await withUsers(opts, async (users, config) => {
+    if (users.get(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
     const password = supplied ?? generatePassword();
     const record: UserRecord = {
       username: name,
@@ -72,8 +72,8 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
       createdAt: Date.now(),
     };
     // Re-check after the (slow) hash: another admin may have added the same name meanwhile.
-    if (store.getUser(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
-    store.putUser(record, actor(), 'user.add');
+    if (users.get(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
+    users.put(record, actor(), 'user.add');
     out(`added user ${name}`);
     if (supplied === undefined) out(`generated password (shown only now): ${password}`);
     noteFileOverride(config, name, out);
@@ -81,8 +81,8 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
 }
 
 export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void> {
-  await withStore(opts, (store) => {
-    const rows: UserListing[] = store.listUsers().map((u) => ({
+  await withUsers(opts, (users) => {
+    const rows: UserListing[] = users.list().map((u) => ({
       username: u.username,
       email: u.email,
       name: u.name,
@@ -104,8 +104,8 @@ export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void>
 
 export async function removeUser(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
-  await withStore(opts, (store) => {
-    if (!store.removeUser(name, actor())) throw unknownUser(name);
+  await withUsers(opts, (users) => {
+    if (!users.remove(name, actor())) throw unknownUser(name);
     out(`removed user ${name}`);
   });
 }
@@ -113,13 +113,13 @@ export async function removeUser(username: string, opts: ServeOptions, out: Out)
 export async function setPassword(username: string, opts: SetPasswordOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
   const supplied = await readPassword(opts);
-  await withStore(opts, async (store, config) => {
-    if (!store.getUser(name)) throw unknownUser(name);
+  await withUsers(opts, async (users, config) => {
+    if (!users.get(name)) throw unknownUser(name);
     const password = supplied ?? generatePassword();
     const passwordHash = await hashPassword(password);
-    const current = store.getUser(name); // re-read after the slow hash
+    const current = users.get(name); // re-read after the slow hash
     if (!current) throw unknownUser(name);
-    store.putUser({ ...current, passwordHash }, actor(), 'user.update');
+    users.put({ ...current, passwordHash }, actor(), 'user.update');
     out(`password of ${name} changed`);
     if (supplied === undefined) out(`generated password (shown only now): ${password}`);
     noteFileOverride(config, name, out);
@@ -128,11 +128,11 @@ export async function setPassword(username: string, opts: SetPasswordOptions, ou
 
 export async function enrollTotp(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
-  await withStore(opts, (store, config) => {
-    const current = store.getUser(name);
+  await withUsers(opts, (users, config) => {
+    const current = users.get(name);
     if (!current) throw unknownUser(name);
     const secret = newTotpSecret();
-    store.putUser({ ...current, totpSecret: secret }, actor(), 'user.update');
+    users.put({ ...current, totpSecret: secret }, actor(), 'user.update');
     out(`TOTP enrolled for ${name}${current.totpSecret ? ' (the previous secret no longer works)' : ''}; shown only now:`);
     out(`otpauth URI: ${totpUri(secret, name)}`);
     out(`secret (base32): ${secret}`);
@@ -142,11 +142,11 @@ export async function enrollTotp(username: string, opts: ServeOptions, out: Out)
 
 // ---- helpers ----
 
-async function withStore(opts: ServeOptions, fn: (store: Store, config: RelayConfig) => void | Promise<void>): Promise<void> {
+async function withUsers(opts: ServeOptions, fn: (users: UserRepo, config: RelayConfig) => void | Promise<void>): Promise<void> {
   const config = loadConfigFromOptions({ config: opts.config, dataDir: opts.dataDir });
-  const store = Store.open(config.dataDir);
+  const store = openSqliteStore(config.dataDir);
   try {
-    await fn(store, config);
+    await fn(store.users, config);
   } finally {
     store.close();
   }

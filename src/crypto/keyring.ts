@@ -5,7 +5,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { ProxyctlError } from '../errors.js';
-import type { Store } from '../relay/store.js';
+import type { KeyRepo } from '../store/index.js';
 
 export interface SessionKey { kid: string; secret: Uint8Array }
 export interface AssertionKey { kid: string; privateKey: CryptoKey; publicJwk: JWK }
@@ -17,12 +17,12 @@ export class KeyRing {
   ) {}
 
   /** Loads keys from the store, creating the first of each kind when missing. */
-  static async load(store: Store): Promise<KeyRing> {
-    if (store.listKeys('session').length === 0) await rotateKey(store, 'session', 'relay:bootstrap');
-    if (store.listKeys('assertion').length === 0) await rotateKey(store, 'assertion', 'relay:bootstrap');
-    const session = store.listKeys('session').map((k) => ({ kid: k.kid, secret: Buffer.from(k.material, 'base64url') }));
+  static async load(keys: KeyRepo): Promise<KeyRing> {
+    if (keys.list('session').length === 0) await rotateKey(keys, 'session', 'relay:bootstrap');
+    if (keys.list('assertion').length === 0) await rotateKey(keys, 'assertion', 'relay:bootstrap');
+    const session = keys.list('session').map((k) => ({ kid: k.kid, secret: Buffer.from(k.material, 'base64url') }));
     const assertion: AssertionKey[] = [];
-    for (const k of store.listKeys('assertion')) {
+    for (const k of keys.list('assertion')) {
       const jwk = JSON.parse(k.material) as JWK;
       const privateKey = (await importJWK(jwk, 'ES256')) as CryptoKey;
       const { d: _d, ...publicJwk } = jwk;
@@ -58,7 +58,7 @@ export class KeyRing {
  * session keys once the longest session has expired, assertion keys after 10 min
  * (assertions live 5 min).
  */
-export async function rotateKey(store: Store, purpose: 'session' | 'assertion', actor: string, keepRetiredMs = 30 * 86_400_000): Promise<string> {
+export async function rotateKey(keys: KeyRepo, purpose: 'session' | 'assertion', actor: string, keepRetiredMs = 30 * 86_400_000): Promise<string> {
   const kid = randomUUID().slice(0, 8) + Date.now().toString(36);
   let material: string;
   if (purpose === 'session') {
@@ -68,7 +68,7 @@ export async function rotateKey(store: Store, purpose: 'session' | 'assertion', 
     material = JSON.stringify(await exportJWK(privateKey));
   }
   const now = Date.now();
-  store.addKey({ kid, purpose, material }, actor, now);
-  store.dropKeysRetiredBefore(purpose, now - (purpose === 'assertion' ? 10 * 60_000 : keepRetiredMs));
+  keys.add({ kid, purpose, material }, actor, now);
+  keys.dropRetiredBefore(purpose, now - (purpose === 'assertion' ? 10 * 60_000 : keepRetiredMs));
   return kid;
 }

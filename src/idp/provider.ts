@@ -14,7 +14,7 @@ import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../log.js';
 import { clientAddress } from '../relay/edge/client-address.js';
-import type { Store } from '../relay/store.js';
+import type { IdpArtifactRepo, UserRepo } from '../store/index.js';
 import { formPage, loginPage, messagePage, securityHeaders, totpPage } from './pages.js';
 import { LoginThrottle, type ThrottleVerdict } from './throttle.js';
 import { UserDirectory, totpStep, verifyPassword } from './users.js';
@@ -37,23 +37,25 @@ async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
   return secrets;
 }
 
-function adapterFor(store: Store) {
-  return class SqliteAdapter {
+function adapterFor(artifacts: IdpArtifactRepo) {
+  return class StoreAdapter {
     constructor(private readonly model: string) {}
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) { store.idpUpsert(this.model, id, payload, expiresIn); }
-    async find(id: string) { return store.idpFind(this.model, 'id', id); }
-    async findByUid(uid: string) { return store.idpFind(this.model, 'uid', uid); }
-    async findByUserCode(code: string) { return store.idpFind(this.model, 'user_code', code); }
-    async consume(id: string) { store.idpConsume(this.model, id); }
-    async destroy(id: string) { store.idpDestroy(this.model, id); }
-    async revokeByGrantId(grantId: string) { store.idpRevokeByGrantId(grantId); }
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) { artifacts.upsert(this.model, id, payload, expiresIn); }
+    async find(id: string) { return artifacts.find(this.model, 'id', id); }
+    async findByUid(uid: string) { return artifacts.find(this.model, 'uid', uid); }
+    async findByUserCode(code: string) { return artifacts.find(this.model, 'userCode', code); }
+    async consume(id: string) { artifacts.consume(this.model, id); }
+    async destroy(id: string) { artifacts.destroy(this.model, id); }
+    async revokeByGrantId(grantId: string) { artifacts.revokeByGrantId(grantId); }
   };
 }
 
 export interface EmbeddedIdpOptions {
   issuer: string;
   dataDir: string;
-  store: Store;
+  users: UserRepo;
+  /** Where oidc-provider keeps grants, codes, sessions and interactions. */
+  artifacts: IdpArtifactRepo;
   identity: IdentityConfig;
   apps: readonly AppConfig[];
   /** Ports the public listener is reached on (redirect URIs are registered for each). */
@@ -91,7 +93,7 @@ export class EmbeddedIdp {
 
   private constructor(private readonly options: EmbeddedIdpOptions) {
     this.issuer = options.issuer;
-    this.users = new UserDirectory(options.store, options.identity.embedded.usersFile);
+    this.users = new UserDirectory(options.users, options.identity.embedded.usersFile);
     this.now = options.now ?? Date.now;
     this.throttle = options.throttle ?? new LoginThrottle({ now: this.now });
   }
@@ -107,7 +109,7 @@ export class EmbeddedIdp {
   }
 
   private async init(): Promise<void> {
-    const { identity, store, log } = this.options;
+    const { identity, artifacts, log } = this.options;
     const secrets = await loadSecrets(this.options.dataDir);
     this.clients = this.clientsFor(this.options.apps);
     const policy = interactionPolicy.base();
@@ -122,7 +124,7 @@ export class EmbeddedIdp {
     const adminClaim = identity.adminClaim;
     const groupsClaim = identity.groupsClaim;
     this.provider = new Provider(this.issuer, {
-      adapter: adapterFor(store),
+      adapter: adapterFor(artifacts),
       clients: this.clients,
       jwks: secrets.jwks,
       // oidc-provider makes the session cookie SameSite=None (plus a ".legacy" twin) by
@@ -342,7 +344,7 @@ export class EmbeddedIdp {
       const codeStep = user?.totpSecret ? totpStep(user.totpSecret, (form.get('code') ?? '').trim(), this.now()) : undefined;
       // A code is good once (RFC 6238 §5.2): its step must be later than the last accepted one.
       // The store decides atomically, so two relays or two tabs cannot both use one code.
-      if (!user || codeStep === undefined || !this.options.store.acceptTotpStep(user.username, codeStep)) {
+      if (!user || codeStep === undefined || !this.options.users.acceptTotpStep(user.username, codeStep)) {
         this.throttle.failure(pending.username, client);
         this.options.log.info({ username: pending.username, client, replay: codeStep !== undefined }, 'embedded sign-in failed: bad second factor');
         send(res, 401, totpPage(`${base}/totp`, { error: 'That code is not valid. Try the current one.' }));

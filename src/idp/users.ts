@@ -7,7 +7,7 @@ import { Secret, TOTP } from 'otpauth';
 import { configError } from '../config/relay-config.js';
 import { Validation, join, obj, optStr, parseYaml, str, strList } from '../config/schema.js';
 import { ProxyctlError } from '../errors.js';
-import type { Store, UserRecord } from '../relay/store.js';
+import type { UserRecord, UserRepo } from '../store/index.js';
 
 // ---- passwords ----
 
@@ -220,12 +220,12 @@ export function parseUsersFile(text: string, where: string, now = Date.now()): U
 // ---- the directory the provider signs users in from ----
 
 export class UserDirectory {
-  private readonly store: Store;
+  private readonly store: UserRepo;
   private readonly file: string | undefined;
   private fileUsers = new Map<string, UserRecord>();
 
   /** Loads `file` at once (a bad file throws); its users override store users of the same name. */
-  constructor(store: Store, file?: string) {
+  constructor(store: UserRepo, file?: string) {
     this.store = store;
     this.file = file;
     this.reload();
@@ -235,7 +235,7 @@ export class UserDirectory {
   find(username: string): UserRecord | undefined {
     if (typeof username !== 'string' || username.length === 0 || username.length > 256) return undefined;
     const key = username.toLowerCase();
-    return this.fileUsers.get(key) ?? this.store.getUser(key);
+    return this.fileUsers.get(key) ?? this.store.get(key);
   }
 
   /** Re-reads the users file; on error the previous users stay and the error is rethrown. */

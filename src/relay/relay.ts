@@ -29,7 +29,7 @@ import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { Store } from './store.js';
+import { openSqliteStore, type Store } from '../store/index.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 
 export interface RelayOptions {
@@ -75,7 +75,7 @@ export class Relay {
     this.channels = new ChannelRegistry(options.log, {
       onSeen: (ch) => {
         try {
-          this.store.touch(ch.connectorId, ch.version, this.now());
+          this.store.connectors.touch(ch.connectorId, ch.version, this.now());
         } catch (err) {
           options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
         }
@@ -133,7 +133,7 @@ export class Relay {
     const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
     this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
     this.idp = await EmbeddedIdp.create({
-      issuer, dataDir: cfg.dataDir, store: this.store, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
+      issuer, dataDir: cfg.dataDir, users: this.store.users, artifacts: this.store.idpArtifacts, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
       throttle: this.loginThrottle, ...(this.options.now ? { now: this.options.now } : {}),
     });
     const fetchFn = this.loopbackFetch();
@@ -146,9 +146,9 @@ export class Relay {
   /** Provision: data directory, CA, store. Nothing listens yet. */
   static async create(config: RelayConfig, options: RelayOptions): Promise<Relay> {
     const ca = await loadOrCreateCa(config.dataDir);
-    const store = Store.open(config.dataDir);
+    const store = openSqliteStore(config.dataDir);
     const verifier = makeVerifier(config, options);
-    const ring = await KeyRing.load(store);
+    const ring = await KeyRing.load(store.keys);
     return new Relay(config, store, ca, verifier, ring, options);
   }
 
@@ -264,7 +264,7 @@ export class Relay {
       this.store.bumpGeneration();
       this.enforceRevocations();
       // Keys rotated by the admin CLI take effect without a restart.
-      KeyRing.load(this.store).then((r) => (this.ring = r), (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'));
+      KeyRing.load(this.store.keys).then((r) => (this.ring = r), (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'));
     } catch (err) {
       this.options.log.error({ err: (err as Error).message }, 'store watch failed');
     }
@@ -272,7 +272,7 @@ export class Relay {
 
   enforceRevocations(): void {
     const open = this.channels.all();
-    const revoked = this.store.revokedAmong(open.map((c) => c.serial));
+    const revoked = this.store.connectors.revokedAmong(open.map((c) => c.serial));
     const connectors = new Set(open.filter((c) => revoked.has(c.serial)).map((c) => c.connectorId));
     for (const id of connectors) {
       const n = this.channels.revoke(id, 'connector revoked by an administrator');
@@ -288,7 +288,7 @@ export class Relay {
 
   /** Revokes a connector in the store and cuts its channels at once. */
   revokeConnector(idOrName: string, actor: string): void {
-    const c = this.store.revokeConnector(idOrName, actor, this.now());
+    const c = this.store.connectors.revoke(idOrName, actor, this.now());
     this.channels.revoke(c.id, 'connector revoked by an administrator');
     this.queue.failConnector(c.id);
   }

@@ -18,7 +18,7 @@ import { hashPassword } from '../../src/idp/users.js';
 import { TrustedProxies } from '../../src/relay/edge/limits.js';
 import { createRequestPath } from '../../src/relay/edge/request-path.js';
 import { ensureServerCertificate } from '../../src/relay/edge/server-cert.js';
-import { Store, type UserRecord } from '../../src/relay/store.js';
+import { openSqliteStore, type Store, type UserRecord } from '../../src/store/index.js';
 import { BrowserSim, type SimResponse } from './browser-sim.js';
 import { relayYaml, testLogger } from './harness.js';
 
@@ -51,7 +51,7 @@ export async function startIdpServer(t: { teardown(fn: () => unknown): void }, o
 limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
 `), path.join(dir, 'relay.yaml'));
   const ca = await loadOrCreateCa(config.dataDir);
-  const store = Store.open(config.dataDir);
+  const store = openSqliteStore(config.dataDir);
   const tls = await ensureServerCertificate(config.dataDir, ca, 'public', ['login.localhost', 'demo.localhost', '127.0.0.1']);
   const server: Server = createHttpsServer({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS });
   const agents: Agent[] = [];
@@ -66,7 +66,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
   const port = (server.address() as AddressInfo).port;
   const issuer = `https://login.localhost:${port}`;
   const idp = await EmbeddedIdp.create({
-    issuer, dataDir: config.dataDir, store, identity: config.identity, apps: config.apps, publicPort: port, log,
+    issuer, dataDir: config.dataDir, users: store.users, artifacts: store.idpArtifacts, identity: config.identity, apps: config.apps, publicPort: port, log,
     ...(opts.now ? { now: opts.now } : {}),
   });
   const edge = { perIp: undefined, perApp: undefined, proxies: new TrustedProxies(config.limits.trustedProxies) };
@@ -91,7 +91,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
       sock.once('error', (err) => cb(err, null));
     }),
     async addUser(username, password, extra = {}) {
-      store.putUser({
+      store.users.put({
         username, passwordHash: await hashPassword(password), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now(), ...extra,
       }, 'test', 'user.add');
     },

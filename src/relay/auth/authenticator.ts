@@ -11,7 +11,7 @@ import type { AppConfig, IdentityConfig } from '../../config/relay-config.js';
 import type { KeyRing } from '../../crypto/keyring.js';
 import { ProxyctlError, isProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../store/index.js';
 import { JWKS_PATH } from './assertion.js';
 import type { OidcClients } from './oidc-client.js';
 import { safeReturnTo } from './redirect.js';
@@ -150,7 +150,7 @@ export class Authenticator {
       this.deps.log.info({ app: app.name, reason: result.reason }, 'session cookie refused');
       return undefined;
     }
-    if (!this.deps.store.sessionActive(result.session.sid, this.now())) {
+    if (!this.deps.store.sessions.isActive(result.session.sid, this.now())) {
       this.deps.log.info({ app: app.name, sid: result.session.sid }, 'session revoked or unknown');
       return undefined;
     }
@@ -184,7 +184,7 @@ export class Authenticator {
     }
     // A token from a provider session someone signed out of here ends with it, expired or not.
     const providerSid = claims.payload['sid'];
-    if (typeof providerSid === 'string' && providerSignedOut(this.deps.store, providerSid, now)) {
+    if (typeof providerSid === 'string' && providerSignedOut(this.deps.store.sessions, providerSid, now)) {
       throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`, { status: 401, details: { app: app.name } });
     }
     const identity = identityFromClaims(claims.payload as Record<string, unknown>, this.deps.identity(), now);
@@ -213,12 +213,12 @@ export class Authenticator {
       redirectUri: callbackUrl(app, origin), state, nonce, codeVerifier, ...(opts.stepUp ? { stepUp: opts.stepUp } : {}),
     });
     const now = this.now();
-    this.deps.store.purgeSigninStates(now - STATE_TTL_MS);
+    this.deps.store.sessions.purgeSigninStates(now - STATE_TTL_MS);
     if (now - this.lastSessionPurge > SESSION_PURGE_EVERY_MS) {
       this.lastSessionPurge = now;
-      this.deps.store.purgeSessions(now);
+      this.deps.store.sessions.purge(now);
     }
-    this.deps.store.putSigninState({ state, app: app.name, nonce, verifier: codeVerifier, returnTo, createdAt: now, stepUp: !!opts.stepUp });
+    this.deps.store.sessions.putSigninState({ state, app: app.name, nonce, verifier: codeVerifier, returnTo, createdAt: now, stepUp: !!opts.stepUp });
     res.writeHead(302, {
       location: url.href,
       'set-cookie': `${stateCookieName(app)}=${state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${STATE_TTL_MS / 1000}`,
@@ -235,7 +235,7 @@ export class Authenticator {
     if (!state || !cookieState || state !== cookieState) {
       throw new ProxyctlError('ERR_SIGNIN_STATE', 'The sign-in response does not belong to a sign-in started in this browser. Start again from the application.', { status: 400, details: { app: app.name } });
     }
-    const saved = this.deps.store.takeSigninState(state);
+    const saved = this.deps.store.sessions.takeSigninState(state);
     if (!saved || saved.app !== app.name || saved.createdAt < this.now() - STATE_TTL_MS) {
       throw new ProxyctlError('ERR_SIGNIN_STATE', 'This sign-in has expired or was already used. Start again from the application.', { status: 400, details: { app: app.name } });
     }
@@ -270,7 +270,7 @@ export class Authenticator {
     const providerSid = typeof claims['sid'] === 'string' && claims['sid'].length <= 256 ? claims['sid'] : undefined;
     // Without the provider's auth_time, this sign-in is the best known authentication time.
     const session: Session = { ...identity, authTime: identity.authTime ?? now, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip, providerSid };
-    this.deps.store.createSession({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
+    this.deps.store.sessions.create({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
     const sealed = await sealSession(this.deps.ring(), session);
     this.logSignIn(req, app, identity, requestId, 'success', undefined, decision);
     this.deps.log.info({ request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr }, 'sign-in succeeded');
@@ -286,7 +286,7 @@ export class Authenticator {
   private logSignIn(req: IncomingMessage, app: AppConfig, who: Identity | undefined, requestId: string, result: 'success' | 'failure' | 'stepUp', reason: string | undefined, decision: Decision | undefined): void {
     const ip = clientAddress(req);
     try {
-      this.deps.store.recordSignIn({
+      this.deps.store.signIns.record({
         at: this.now(), requestId, app: app.name, subject: who?.sub ?? null, ip, country: countryOf(ip) ?? null,
         userAgent: req.headers['user-agent'] ?? null, result, reason: reason ?? null,
         policies: decision?.policies.map((p) => ({ name: p.name, state: p.state, applies: p.applies, outcome: p.outcome, why: p.why, missing: p.missing })) ?? [],
@@ -322,8 +322,8 @@ export class Authenticator {
     const s = await this.sessionFrom(req, app);
     if (s) {
       const now = this.now();
-      this.deps.store.revokeSession(s.sid, now);
-      if (s.providerSid) markProviderSignedOut(this.deps.store, this.deps.log, { providerSid: s.providerSid, app: app.name, now });
+      this.deps.store.sessions.revoke(s.sid, now);
+      if (s.providerSid) markProviderSignedOut(this.deps.store.sessions, this.deps.log, { providerSid: s.providerSid, app: app.name, now });
       this.deps.log.info({ app: app.name, sid: s.sid, sub: s.sub }, 'signed out');
     }
     const end = await this.deps.oidc.endSessionUrl(app, after);

@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Store } from '../store.js';
+import type { SessionRepo } from '../../store/index.js';
 
 /**
  * Refuses a cross-site POST (signing a victim out from another site). Browsers send
@@ -93,14 +93,14 @@ export function signedOutPage(req: IncomingMessage, res: ServerResponse, appRoot
 /** Longer than any access-token lifetime providers issue by default (Entra ID: 60-90 min). */
 export const PROVIDER_TOKEN_MAX_MS = 24 * 3600_000;
 
-export function markProviderSignedOut(store: Store, log: Logger, m: { providerSid: string; app: string; now: number }): void {
+export function markProviderSignedOut(sessions: SessionRepo, log: Logger, m: { providerSid: string; app: string; now: number }): void {
   try {
-    store.endProviderSession(m.providerSid, m.now, m.now + PROVIDER_TOKEN_MAX_MS);
+    sessions.endProviderSession(m.providerSid, m.now, m.now + PROVIDER_TOKEN_MAX_MS);
   } catch (err) {
     log.warn({ app: m.app, err: (err as Error).message }, 'cannot record the signed-out provider session');
   }
 }
 
-export function providerSignedOut(store: Store, providerSid: string, now: number): boolean {
-  return store.providerSessionEnded(providerSid, now);
+export function providerSignedOut(sessions: SessionRepo, providerSid: string, now: number): boolean {
+  return sessions.providerSessionEnded(providerSid, now);
 }

@@ -4,7 +4,7 @@
 import type { TLSSocket } from 'node:tls';
 import { normalizeSerial } from '../../crypto/ca.js';
 import { ProxyctlError } from '../../errors.js';
-import type { CertificateRecord, ConnectorRecord, Store } from '../store.js';
+import type { CertificateRecord, ConnectorRecord, Store } from '../../store/index.js';
 
 export interface ConnectorIdentity {
   connector: ConnectorRecord;
@@ -23,7 +23,7 @@ export function authenticateConnector(socket: TLSSocket, store: Store, now = Dat
   if (hit && hit.generation === store.generation && hit.until > now) return hit.id;
   const id = checkConnector(socket, store, now);
   // A renewed certificate in use ends the grace of the ones it replaced (this bumps the generation).
-  if (id.certificate.revokedAt === null) store.retireSuperseded(id.connector.id, now);
+  if (id.certificate.revokedAt === null) store.connectors.retireSuperseded(id.connector.id, now);
   verified.set(socket, { id, generation: store.generation, until: Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity) });
   return id;
 }
@@ -41,11 +41,11 @@ function checkConnector(socket: TLSSocket, store: Store, now: number): Connector
       { status: 401, details: { reason } });
   }
   const serial = normalizeSerial(peer.serialNumber);
-  const certificate = store.getCertificate(serial);
+  const certificate = store.connectors.getCertificate(serial);
   if (!certificate) {
     throw new ProxyctlError('ERR_CERT_UNKNOWN', `certificate ${serial} is not known to this relay`, { status: 401 });
   }
-  const connector = store.getConnector(certificate.connectorId);
+  const connector = store.connectors.get(certificate.connectorId);
   // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
   if (!connector || connector.revokedAt !== null) {
     throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, { status: 403 });

@@ -20,7 +20,7 @@ import type { RelayConfig } from '../../config/relay-config.js';
 import { field, readJsonBody, sendError, sendJson } from './respond.js';
 import { parseDataPath, type DataPlane } from './data-plane.js';
 import { issueConnectorIdentity } from './registration.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../store/index.js';
 import { SERVER_TLS } from '../../crypto/tls-policy.js';
 
 export interface ConnectorApiDeps {
@@ -83,7 +83,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         return register(req, res, requestId, limit);
       case `GET ${API.config}`: {
         const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
-        deps.store.touch(id.connector.id, versionOf(req), now());
+        deps.store.connectors.touch(id.connector.id, versionOf(req), now());
         return sendJson(res, 200, buildConnectorConfig(deps.config(), id.connector, id.certificate), requestId);
       }
       case `GET ${API.identity}`:
@@ -128,7 +128,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const csr = field(body, 'csr', MAX_CSR);
     const issued = await deps.ca.signConnectorCsr(csr, { connectorId: id.connector.id, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
     const issuedAt = now();
-    deps.store.recordRenewal({
+    deps.store.connectors.recordRenewal({
       connectorId: id.connector.id, oldSerial: id.certificate.serial, serial: issued.serial, issuedAt, notAfter: issued.notAfter.getTime(),
       graceUntil: issuedAt + graceMs,
     });
@@ -142,7 +142,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
 
   /** Channels a renewal superseded: true when the certificate that opened it was replaced (retired, or in its grace). */
   function superseded(ch: Channel): boolean {
-    return (deps.store.getCertificate(ch.serial)?.revokedAt ?? null) !== null;
+    return (deps.store.connectors.getCertificate(ch.serial)?.revokedAt ?? null) !== null;
   }
 
   /**
@@ -203,7 +203,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         });
         ws.on('error', (err) => deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'));
         deps.channels.add(ch);
-        deps.store.touch(id.connector.id, version, now());
+        deps.store.connectors.touch(id.connector.id, version, now());
         ch.send({ type: 'hello', connectorId: id.connector.id, channelId: ch.id, configVersion: groupConfigVersion(deps.config(), id.connector.group) });
       });
     } catch (err) {

@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import type { RelayConfig } from '../../config/relay-config.js';
 import type { ConnectorAppConfig, ConnectorConfig } from '../../protocol/connector-api.js';
-import type { CertificateRecord, ConnectorRecord } from '../store.js';
+import type { CertificateRecord, ConnectorRecord } from '../../store/index.js';
 
 export function groupConfigVersion(config: RelayConfig, group: string): string {
   return hash({ settings: settingsOf(config), apps: appsOf(config, group) });

@@ -7,7 +7,7 @@ import type { RelayCa } from '../../crypto/ca.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { RegisterRequest, RegisterResponse } from '../../protocol/connector-api.js';
-import type { Store } from '../store.js';
+import type { Store } from '../../store/index.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 /** Connector ids are UUIDs: a name shaped like one could pass for another connector in `revoke`. */
@@ -23,10 +23,10 @@ export async function issueConnectorIdentity(deps: RegistrationDeps, req: Regist
   const connectorId = randomUUID();
   const issued = await deps.ca.signConnectorCsr(req.csr, { connectorId, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
   const now = deps.now();
-  deps.store.registerConnector({
+  deps.store.connectors.register({
     id: connectorId, name: req.name, group: req.group, actor, serial: issued.serial, issuedAt: now, notAfter: issued.notAfter.getTime(),
   });
-  deps.store.touch(connectorId, req.version.slice(0, 64), now);
+  deps.store.connectors.touch(connectorId, req.version.slice(0, 64), now);
   deps.log.info({ request_id: requestId, connector_id: connectorId, group: req.group, actor, serial: issued.serial }, 'connector registered');
   return {
     connectorId, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),

@@ -1,0 +1,46 @@
+// The oidc-provider adapter's artifacts over SQLite: one table, keyed by (model, id),
+// with the payload as JSON and the fields the provider looks artifacts up by.
+import type { IdpArtifactKey, IdpArtifactRepo } from '../types.js';
+import type { SqliteDatabase } from './database.js';
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+const COLUMN: Record<IdpArtifactKey, string> = { id: 'id', uid: 'uid', userCode: 'user_code' };
+
+export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
+  constructor(private readonly db: SqliteDatabase) {}
+
+  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void {
+    const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
+    this.db.stmt(`INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+      ON CONFLICT(model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at, uid = excluded.uid,
+        user_code = excluded.user_code, grant_id = excluded.grant_id`)
+      .run(model, id, JSON.stringify(payload), expiresAt, str(payload['uid']), str(payload['userCode']), str(payload['grantId']));
+  }
+
+  find(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined {
+    const row = this.db.stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${COLUMN[by]} = ?`).get(model, value) as
+      { payload: string; expires_at: number | null } | undefined;
+    if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return undefined;
+    return JSON.parse(row.payload) as Record<string, unknown>;
+  }
+
+  consume(model: string, id: string): void {
+    const row = this.find(model, 'id', id);
+    if (!row) return;
+    row['consumed'] = Math.floor(Date.now() / 1000);
+    this.db.stmt(`UPDATE idp_artifacts SET payload = ? WHERE model = ? AND id = ?`).run(JSON.stringify(row), model, id);
+  }
+
+  destroy(model: string, id: string): void {
+    this.db.stmt(`DELETE FROM idp_artifacts WHERE model = ? AND id = ?`).run(model, id);
+  }
+
+  revokeByGrantId(grantId: string): void {
+    this.db.stmt(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
+  }
+
+  purgeExpired(): void {
+    this.db.stmt(`DELETE FROM idp_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(Date.now());
+  }
+}

@@ -1,0 +1,71 @@
+// The store through its interface (the contract every implementation passes), then
+// what only the SQLite implementation has: its file, its schema versions, migration.
+import t from 'tap';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { openSqliteStore, sqliteStoreExists } from '../src/store/index.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
+import { storeContract } from './helpers/store-contract.js';
+import { tempDir } from './helpers/proc.js';
+
+t.test('SQLite', async (t) => {
+  storeContract(t, (t) => {
+    const dir = tempDir(t, 'proxyctl-store-');
+    return () => openSqliteStore(dir);
+  });
+});
+
+t.test('the schema is at version 6, one migration per version', async (t) => {
+  t.equal(SCHEMA_VERSION, 6, 'existing data directories were written at version 6');
+  t.equal(MIGRATIONS.length, SCHEMA_VERSION);
+  const dir = tempDir(t);
+  t.notOk(sqliteStoreExists(dir));
+  openSqliteStore(dir).close();
+  t.ok(sqliteStoreExists(dir));
+  const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
+  t.teardown(() => db.close());
+  t.equal(db.pragma('user_version', { simple: true }), 6);
+  t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
+});
+
+t.test('a version-1 store (connectors only) migrates, keeping its data', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, 'proxyctl.db'));
+  db.exec(MIGRATIONS[0]!);
+  db.exec(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES ('c-old', 'edge', 'default', 1000, 'admin');
+    INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES ('AA01', 'c-old', 1000, 999999999999, 'register');
+    INSERT INTO audit (at, actor, action, connector_id, details) VALUES (1000, 'admin', 'connector.register', 'c-old', '{"name":"edge"}');`);
+  db.pragma('user_version = 1');
+  db.close();
+
+  const s = openSqliteStore(dir);
+  t.teardown(() => s.close());
+  t.match(s.connectors.find('edge'), { id: 'c-old', createdBy: 'admin', revokedAt: null });
+  t.match(s.connectors.getCertificate('AA01'), { connectorId: 'c-old', kind: 'register' });
+  t.match(s.audit.list(), [{ action: 'connector.register', details: { name: 'edge' } }]);
+  // The later tables work.
+  s.keys.add({ kid: 'k1', purpose: 'session', material: 'm' }, 'test', 2_000);
+  s.users.put({ username: 'bob', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: 1 }, 'test', 'user.add');
+  t.equal(s.users.acceptTotpStep('bob', 1), true);
+  s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
+  t.ok(s.idpArtifacts.find('Session', 'uid', 'u1'));
+  s.signIns.record({ at: 1, requestId: null, app: null, subject: null, ip: null, country: null, userAgent: null, result: 'failure', reason: 'x', policies: [], risk: null });
+  t.equal(s.signIns.list().length, 1);
+  s.sessions.endProviderSession('p', 0, 10);
+  t.ok(s.sessions.providerSessionEnded('p', 5));
+  const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
+  t.teardown(() => check.close());
+  t.equal(check.pragma('user_version', { simple: true }), 6);
+});
+
+t.test('a store from a newer proxyctl is refused, untouched', async (t) => {
+  const dir = tempDir(t);
+  openSqliteStore(dir).close();
+  const db = new Database(path.join(dir, 'proxyctl.db'));
+  db.pragma('user_version = 7');
+  db.close();
+  t.throws(() => openSqliteStore(dir), { code: 'ERR_STORE' });
+  const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
+  t.teardown(() => check.close());
+  t.equal(check.pragma('user_version', { simple: true }), 7);
+});

@@ -13,7 +13,6 @@ import { Provider, interactionPolicy, type ClientMetadata } from 'oidc-provider'
 import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../log.js';
-import { clientAddress } from '../relay/edge/client-address.js';
 import type { IdpArtifactRepo, UserRepo } from '../store/index.js';
 import { formPage, loginPage, messagePage, securityHeaders, totpPage } from './pages.js';
 import { LoginThrottle, type ThrottleVerdict } from './throttle.js';
@@ -65,6 +64,11 @@ export interface EmbeddedIdpOptions {
   now?: () => number;
   /** Kept by the relay across reloads, so rebuilding the provider forgets no failures. */
   throttle?: LoginThrottle;
+  /**
+   * The client's address as the relay's edge vetted it (X-Forwarded-For only from
+   * trusted proxies): throttling counts it, never a proxy's address.
+   */
+  clientAddress: (req: IncomingMessage) => string;
 }
 
 /** How long a password that passed waits for its TOTP code. */
@@ -295,7 +299,7 @@ export class EmbeddedIdp {
     }
     const form = new URLSearchParams(await readBody(req, 8192));
     // The address the relay vetted in admit() (X-Forwarded-For only from trusted proxies).
-    const client = clientAddress(req);
+    const client = this.options.clientAddress(req);
     if (step === 'login') {
       const username = (form.get('username') ?? '').trim().toLowerCase();
       // Checked before the user is looked up: the answer is the same whether or not the user exists.

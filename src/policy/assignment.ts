@@ -1,7 +1,6 @@
 // App assignment: is the user assigned to the app (by subject, verified e-mail
 // or group)? The relay's sign-in and bearer checks and `policy what-if` all ask
 // here, and policies match their users with the same rule (userMatches).
-import type { AppConfig } from '../config/relay-config.js';
 
 /** Who is signing in, as assignment and policies see it. `email` is set only when the provider verified it. */
 export interface Principal {
@@ -29,7 +28,14 @@ export function userMatches(entry: string, who: Pick<Principal, 'user' | 'email'
   return who.email !== undefined && entry.includes('@') && emailKey(entry) === emailKey(who.email);
 }
 
-export function isAssigned(app: AppConfig, who: Principal): boolean {
+/** What assignment reads of an app (its config, AppConfig, has these fields). */
+export interface Assignable {
+  readonly assignment: 'any' | 'assigned';
+  readonly assignedUsers: readonly string[];
+  readonly assignedGroups: readonly string[];
+}
+
+export function isAssigned(app: Assignable, who: Principal): boolean {
   if (app.assignment === 'any') return true;
   const byUser = app.assignedUsers.some((entry) => userMatches(entry, who));
   const byGroup = who.groups.some((g) => app.assignedGroups.includes(g));

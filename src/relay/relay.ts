@@ -24,6 +24,7 @@ import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
 import type { EdgeLimits } from './edge/request-path.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
+import { clientAddress } from './edge/client-address.js';
 import { Authenticator } from './auth/authenticator.js';
 import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
@@ -134,7 +135,7 @@ export class Relay {
     this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
     this.idp = await EmbeddedIdp.create({
       issuer, dataDir: cfg.dataDir, users: this.store.users, artifacts: this.store.idpArtifacts, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
-      throttle: this.loginThrottle, ...(this.options.now ? { now: this.options.now } : {}),
+      throttle: this.loginThrottle, clientAddress, ...(this.options.now ? { now: this.options.now } : {}),
     });
     const fetchFn = this.loopbackFetch();
     this.verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });

@@ -15,6 +15,7 @@ import { loadOrCreateCa } from '../../src/crypto/ca.js';
 import { SERVER_TLS } from '../../src/crypto/tls-policy.js';
 import { EmbeddedIdp } from '../../src/idp/provider.js';
 import { hashPassword } from '../../src/idp/users.js';
+import { clientAddress } from '../../src/relay/edge/client-address.js';
 import { TrustedProxies } from '../../src/relay/edge/limits.js';
 import { createRequestPath } from '../../src/relay/edge/request-path.js';
 import { ensureServerCertificate } from '../../src/relay/edge/server-cert.js';
@@ -66,7 +67,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
   const port = (server.address() as AddressInfo).port;
   const issuer = `https://login.localhost:${port}`;
   const idp = await EmbeddedIdp.create({
-    issuer, dataDir: config.dataDir, users: store.users, artifacts: store.idpArtifacts, identity: config.identity, apps: config.apps, publicPort: port, log,
+    issuer, dataDir: config.dataDir, users: store.users, artifacts: store.idpArtifacts, identity: config.identity, apps: config.apps, publicPort: port, log, clientAddress,
     ...(opts.now ? { now: opts.now } : {}),
   });
   const edge = { perIp: undefined, perApp: undefined, proxies: new TrustedProxies(config.limits.trustedProxies) };

@@ -4,7 +4,7 @@ import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { PassThrough, Readable, Writable, pipeline } from 'node:stream';
 import { setImmediate as turn } from 'node:timers/promises';
-import { COALESCE_MAX, Coalesce } from '../src/protocol/coalesce.js';
+import { COALESCE_MAX, Coalesce } from '../src/connector/coalesce.js';
 
 const collect = (s: Readable): Buffer[] => {
   const out: Buffer[] = [];

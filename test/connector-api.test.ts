@@ -22,15 +22,18 @@ import { API, CLOSE } from '../src/protocol/connector-api.js';
 import { Relay } from '../src/relay/relay.js';
 import { openSqliteStore } from '../src/store/index.js';
 import { ec, ecCsr, rsa, rsaCsr } from './helpers/csr.js';
+import { ManualClock } from './helpers/clock.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
+import { waitFor } from './helpers/wait.js';
 
 x509.cryptoProvider.set(webcrypto);
 
 const AUDIENCE = 'api://proxyctl';
 const ADMIN = 'ProxyAdministrator';
 const MAX_BODY = 4096;
-const HEARTBEAT_MS = 200;
+/** The relay's timers run on a manual clock: heartbeats as in production, moved by the tests. */
+const HEARTBEAT_MS = 15_000;
 const OID_CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -42,7 +45,6 @@ interface Registered extends Creds { connectorId: string; serial: string; agent:
 const idp = await startIdp();
 t.teardown(() => idp.close());
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 const APP_WIKI = `
   - name: wiki
@@ -74,7 +76,7 @@ class Fixture {
   readonly agents: Agent[] = [];
   readonly sockets: WebSocket[] = [];
   port = 0;
-  constructor(readonly relay: Relay, readonly dataDir: string) {}
+  constructor(readonly relay: Relay, readonly dataDir: string, readonly clock: ManualClock) {}
 
   get origin(): string {
     return `https://127.0.0.1:${this.port}`;
@@ -206,15 +208,26 @@ class Channel {
   }
 
   closedWithin(ms: number): Promise<{ code: number; at: number } | undefined> {
-    return Promise.race([this.closed, sleep(ms).then(() => undefined)]);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), ms)));
+    return Promise.race([this.closed, late]).finally(() => clearTimeout(timer));
+  }
+
+  /** A ping answered: the relay has processed, and sent, everything before it on this channel. */
+  roundTrip(): Promise<void> {
+    return new Promise((resolve) => {
+      this.ws.once('pong', () => resolve());
+      this.ws.ping();
+    });
   }
 }
 
 async function startRelay(t: Test): Promise<Fixture> {
   const dataDir = path.join(tempDir(t), 'data');
   const config = parseRelayConfig(configText(APP_WIKI), undefined, { dataDir });
-  const relay = await Relay.create(config, { log: silentLogger, storeWatchMs: 100 });
-  const fx = new Fixture(relay, dataDir);
+  const clock = new ManualClock();
+  const relay = await Relay.create(config, { log: silentLogger, storeWatchMs: 100, clock });
+  const fx = new Fixture(relay, dataDir, clock);
   t.teardown(() => fx.close()); // before start(), so a failed start still closes whatever listens
   await relay.start();
   fx.port = relay.connectorApiAddress().port;
@@ -358,7 +371,7 @@ t.test('registration refusals store nothing', async (t) => {
     yield Buffer.from('{"pad":"');
     for (let i = 0; i < 12; i++) {
       yield Buffer.from('x'.repeat(1024));
-      await sleep(20);
+      await new Promise((resolve) => setTimeout(resolve, 20));
     }
     yield Buffer.from('"}');
   })());
@@ -455,19 +468,31 @@ t.test('an expired certificate is refused, on a new or a kept-alive connection',
   const fx = await startRelay(t);
   const { keyPem, csrPem } = await createKeyAndCsr('short');
   const id = randomUUID();
-  // X.509 times have whole seconds, so start just after a second boundary to get most of the 1 s.
-  await sleep(1000 - (Date.now() % 1000) + 20);
-  const issued = await fx.relay.ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 1000 });
+  const issued = await fx.relay.ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 60_000 });
   fx.relay.store.connectors.register({
-    id, name: 'short', group: 'default', actor: 'test', serial: issued.serial, issuedAt: Date.now(), notAfter: issued.notAfter.getTime(),
+    id, name: 'short', group: 'default', actor: 'test', serial: issued.serial, issuedAt: fx.clock.now(), notAfter: issued.notAfter.getTime(),
   });
   const creds = { keyPem, certPem: issued.certPem };
   const early = fx.agent(creds);
   t.equal((await fx.pull(early)).status, 200, 'valid while fresh');
-  await sleep(Math.max(0, issued.notAfter.getTime() - Date.now()) + 500);
+  // The relay's clock passes notAfter (TLS still sees a valid certificate: the relay's own check refuses).
+  await fx.clock.advance(Math.max(0, issued.notAfter.getTime() - fx.clock.now()) + 1000);
   refused(t, await fx.pull(fx.agent(creds)), 401, 'ERR_CERT_UNTRUSTED', 'expired (new TLS connection)');
   refused(t, await fx.pull(early), 401, 'ERR_CERT_UNTRUSTED', 'expired (agent that connected while it was valid)');
   t.equal((await fx.refusedChannel(creds)).status, 401, 'channel refused too');
+
+  // A certificate that expired by the wall clock as well: refused by the TLS verification itself.
+  const past = await loadOrCreateCa(fx.dataDir, { now: () => new Date(Date.now() - 600_000) });
+  const old = await createKeyAndCsr('old');
+  const oldId = randomUUID();
+  const stale = await past.signConnectorCsr(old.csrPem, { connectorId: oldId, lifetimeMs: 60_000 });
+  t.ok(stale.notAfter.getTime() < Date.now(), 'issued already expired');
+  fx.relay.store.connectors.register({
+    id: oldId, name: 'old', group: 'default', actor: 'test', serial: stale.serial, issuedAt: Date.now() - 600_000, notAfter: stale.notAfter.getTime(),
+  });
+  const reply = await fx.pull(fx.agent({ keyPem: old.keyPem, certPem: stale.certPem }));
+  refused(t, reply, 401, 'ERR_CERT_UNTRUSTED', 'expired by the wall clock');
+  t.match((reply.body['error'] as Json)['message'], /expired/, 'named as expired');
 });
 
 t.test('renewal issues a second certificate; bad CSRs change nothing', async (t) => {
@@ -561,19 +586,52 @@ t.test('a channel that stops answering pings is cut by the heartbeat', async (t)
   const c = await fx.registerConnector(t, 'edge-1');
   const deaf = await fx.channel(c, { autoPong: false });
   const healthy = await fx.channel(c);
-  const opened = Date.now();
+  const opened = fx.clock.now();
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 2);
+  const relaySide = (ch: Channel) => fx.relay.channels.byConnector(c.connectorId).find((r) => r.id === ch.hello['channelId']);
+  const beat = async () => {
+    await fx.clock.advance(HEARTBEAT_MS);
+    // The healthy channel's pong is back (it marks the channel alive) before the next beat.
+    await waitFor(() => relaySide(healthy)?.alive, { what: 'the pong of the healthy channel' });
+  };
 
+  await beat();
+  t.equal(deaf.ws.readyState, WebSocket.OPEN, 'one unanswered ping is not yet fatal');
+  await beat();
   const closed = await deaf.closedWithin(3000);
   t.ok(closed, 'silent channel closed');
-  const took = (closed?.at ?? Infinity) - opened;
-  t.ok(took <= 3 * HEARTBEAT_MS + 300, `closed after ${took} ms (heartbeat ${HEARTBEAT_MS} ms)`);
+  t.equal(fx.clock.now() - opened, 2 * HEARTBEAT_MS, 'cut at the second heartbeat after an unanswered ping');
   t.equal(closed?.code, 1006, 'terminated, no close frame');
 
-  await sleep(2 * HEARTBEAT_MS);
+  await beat();
+  await beat();
   t.equal(healthy.ws.readyState, WebSocket.OPEN, 'a channel that answers pings stays open');
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'only the live channel remains registered');
   t.ok((fx.relay.store.connectors.get(c.connectorId)?.lastSeen ?? 0) >= opened, 'pongs record the connector as seen');
+});
+
+t.test('a frame outside the contract closes the channel as a protocol error', async (t) => {
+  const fx = await startRelay(t);
+  const c = await fx.registerConnector(t, 'edge-1');
+  const cases: [string, string | Buffer][] = [
+    ['not JSON', 'draining'],
+    ['an unknown message type', JSON.stringify({ type: 'hello' })],
+    ['a message without a type', JSON.stringify({ draining: true })],
+    ['a malformed inline response', Buffer.from([0, 0, 0, 9, 1, 2])],
+  ];
+  for (const [what, data] of cases) {
+    const ch = await fx.channel(c);
+    ch.ws.send(data);
+    const closed = await ch.closedWithin(3000);
+    t.equal(closed?.code, CLOSE.protocol, `${what}: closed with ${CLOSE.protocol}`);
+  }
+  const ch = await fx.channel(c);
+  ch.ws.send(JSON.stringify({ type: 'draining' }));
+  await ch.roundTrip();
+  const relaySide = fx.relay.channels.byConnector(c.connectorId);
+  t.equal(relaySide.length, 1, 'only the channel that spoke the contract remains');
+  t.equal(relaySide[0]?.draining, true, 'draining is understood');
+  t.equal(ch.ws.readyState, WebSocket.OPEN, 'and keeps the channel open');
 });
 
 t.test('reload tells only the affected group', async (t) => {
@@ -589,7 +647,7 @@ t.test('reload tells only the affected group', async (t) => {
   const msg = await chA.next(2000);
   t.match(msg, { type: 'config-changed', configVersion: String });
   t.not(msg['configVersion'], versionA, 'new config version');
-  await sleep(3 * HEARTBEAT_MS);
+  await chB.roundTrip();
   t.equal(chB.messages.length, 1, 'the other group got nothing beyond hello');
   t.equal(chB.ws.readyState, WebSocket.OPEN);
 
@@ -599,7 +657,7 @@ t.test('reload tells only the affected group', async (t) => {
   t.same((await fx.pull(b.agent)).body['apps'], [], 'group "other" still has no apps');
 
   await fx.relay.reload(fx.config(APP_WIKI + APP_GIT));
-  await sleep(3 * HEARTBEAT_MS);
+  await chA.roundTrip();
   t.equal(chA.messages.length, 2, 'reloading an identical config announces nothing');
 });
 

@@ -24,6 +24,7 @@ import { openSqliteStore } from '../src/store/index.js';
 import { startHarness } from './helpers/harness.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Creds { keyPem: string; certPem: string }
 interface Identity extends Creds { connectorId: string; serial: string }
@@ -266,9 +267,9 @@ t.test('a running connector renews under load without dropping a request, and re
   await c.renew();
   t.not(c.serial, oldSerial, 'a new certificate');
 
-  const deadline = Date.now() + 10_000;
   const onNewSerial = () => h.relay.channels.byConnector(c.connectorId).every((ch) => ch.serial === c.serial);
-  while ((!onNewSerial() || h.relay.channels.byConnector(c.connectorId).length !== 2) && Date.now() < deadline) await sleep(50);
+  await waitFor(() => onNewSerial() && h.relay.channels.byConnector(c.connectorId).length === 2, { timeoutMs: 10_000, what: 'both channels on the new certificate' })
+    .catch(() => undefined); // asserted below
   await sleep(300);
   stop = true;
   await load;

@@ -13,6 +13,21 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { drain, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
 import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
+import { waitFor } from './helpers/wait.js';
+
+/** How long a held-back transfer is watched for bytes that should not move. */
+const WINDOW_MS = 600;
+
+/** The value once it has not changed for 300 ms: the buffers on the way are full. */
+async function steady(read: () => number): Promise<number> {
+  let last = read();
+  let since = Date.now();
+  return waitFor(() => {
+    const v = read();
+    if (v !== last) [last, since] = [v, Date.now()];
+    return v > 0 && Date.now() - since >= 300 ? v : 0;
+  }, { timeoutMs: 10_000, everyMs: 25, what: 'the transfer to be held back' });
+}
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
@@ -160,20 +175,19 @@ ${apps}`;
     const rss = watchRss([relay.pid, edge1.pid]);
     const r = await call('files.test', `/bytes?n=${BIG}&tag=stalled`);
     t.equal(r.statusCode, 200);
-    // The body is not read for three seconds: every buffer on the way fills, then the backend must stop.
-    await sleep(1500);
-    const early = backend.written('stalled');
+    // The body is not read: every buffer on the way fills, then the backend must stop.
+    const early = await steady(() => backend.written('stalled'));
     // Meanwhile the same relay and connector serve others, promptly.
     const others = await twentyOthers('while-download-stalled');
     t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the download stalls');
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    await sleep(1500);
+    await sleep(WINDOW_MS);
     const late = backend.written('stalled');
     // What got out sits in loopback socket buffers (Linux autotunes a receive buffer up to
     // tcp_rmem's maximum, 32 MiB here, for each of three connections); the RSS check below
     // shows that relay and connector hold none of it.
     t.ok(early > 0 && early < BIG / 2, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
-    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.5 s`);
+    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
     const [relayGrew, connectorGrew] = rss.stop();
     t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while stalled: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
     // Reading again, the client gets every byte.
@@ -189,15 +203,14 @@ ${apps}`;
     const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
     const pending = call('files.test', '/upload?stallMs=5000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
-    await sleep(1200);
-    const early = upload.sent();
+    const early = await steady(() => upload.sent());
     const others = await twentyOthers('while-upload-stalled');
     t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the upload is held back');
     t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    await sleep(1200);
+    await sleep(WINDOW_MS);
     const late = upload.sent();
     t.ok(early > 0 && early < BIG / 2, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back (socket buffers)`);
-    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next 1.2 s`);
+    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
     const [relayGrew, connectorGrew] = rss.stop();
     t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while held back: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
     const r = await pending;
@@ -213,8 +226,7 @@ ${apps}`;
     const streaming = await call('files.test', `/bytes?n=${1024 * MiB}&tag=killdl`);
     t.equal(streaming.statusCode, 200);
     const reading = drain(streaming.body);
-    const deadline = Date.now() + 5000;
-    while (!backend.seen.some((s) => s.url.includes('tag=killslow')) && Date.now() < deadline) await sleep(20);
+    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=killslow')), { what: 'the slow request at the backend' }).catch(() => undefined);
     edge2 = await startConnector(dir2);
     const started = performance.now();
     edge1.child.kill('SIGKILL');
@@ -276,7 +288,6 @@ ${apps}`;
       const j = (await r.body.json()) as { error: { code: string } };
       t.equal(j.error.code, 'ERR_BACKEND_UNREACHABLE');
     }
-    await sleep(200);
     t.equal(relay.child.exitCode, null, 'the relay process is still running');
     const r = await call('files.test', '/alive').catch((err: Error) => err);
     t.equal(r instanceof Error ? r.message : r.statusCode, 200, 'and answering');

@@ -9,7 +9,6 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { startBackend, type Backend, type EchoBody } from './helpers/backend.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 const APP_HOST = 'files.test';
 const OTHER_HOST = 'other.test';
@@ -161,16 +160,31 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
     status?: number;
     statusTodo?: string;
   }
+  /**
+   * What the backend saw since `before`, up to a marker request sent now on a new
+   * connection: anything the relay forwarded earlier reaches the backend ahead of it.
+   */
+  let markers = 0;
+  async function seenSince(before: number): Promise<string[]> {
+    const marker = `/probe?marker=${++markers}`;
+    const r = await exchange(req([`GET ${marker} HTTP/1.1`, `Host: ${HOST}`, 'Connection: close']));
+    if (r.responses[0]?.status !== 200) throw new Error(`marker request failed: ${describeExchange(r)}`);
+    const seen = backend.seen.slice(before).map((x) => `${x.method} ${x.url}`);
+    const at = seen.indexOf(`GET /main${marker}`);
+    if (at < 0) throw new Error('the backend did not see the marker request');
+    return seen.slice(0, at);
+  }
+
   async function refused(t: Test, payload: string | Buffer, o: RefusedOptions = {}) {
     const before = backend.seen.length;
     const r = await exchange(payload, o);
-    await sleep(100); // anything forwarded would have reached the backend by now
+    const seen = await seenSince(before);
     const extra = o.todo ? { todo: o.todo } : {};
     const first = r.responses[0];
     const okStatus = (s: number) => (s >= 400 && s < 500) || (o.allow ?? []).includes(s);
     t.ok(first ? okStatus(first.status) : r.closed, `refused: ${describeExchange(r)}`, extra);
     t.notOk(r.responses.some((x) => !okStatus(x.status)), 'no other answer on the connection', extra);
-    t.same(backend.seen.slice(before).map((x) => `${x.method} ${x.url}`), [], 'the backend saw nothing', extra);
+    t.same(seen, [], 'the backend saw nothing', extra);
     if (o.status !== undefined) t.equal(first?.status, o.status, `answered ${o.status}`, o.statusTodo ? { todo: o.statusTodo } : extra);
     return r;
   }
@@ -263,9 +277,9 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
         s.write(first);
         s.write(next);
         await new Promise((r) => s.once('close', r));
-        await sleep(100); // anything forwarded would have reached the backend by now
+        const seen = await seenSince(before);
         t.equal(got.match(/^HTTP\/1\.1 /gm)?.length, 1, `one answer: ${got.split('\r\n')[0]}`);
-        t.same(backend.seen.slice(before), [], 'the backend saw nothing');
+        t.same(seen, [], 'the backend saw nothing');
       });
     }
   });
@@ -316,9 +330,9 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
         const head = framing === 'content-length' ? `Content-Length: ${Buffer.byteLength(smuggled)}` : 'Transfer-Encoding: chunked';
         const body = framing === 'content-length' ? smuggled : `${Buffer.byteLength(smuggled).toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
         const r = await exchange(req(['POST /probe HTTP/1.1', `Host: ${HOST}`, head], body), { settleMs: 700 });
-        await sleep(100);
+        const seen = await seenSince(before);
         t.same(r.responses.map((x) => x.status), [200], `exactly one answer (${describeExchange(r)})`);
-        t.same(backend.seen.slice(before).map((s) => `${s.method} ${s.url}`), ['POST /main/probe'], 'the backend saw exactly one request');
+        t.same(seen, ['POST /main/probe'], 'the backend saw exactly one request');
         const echo = JSON.parse(r.responses[0]?.body.toString() ?? '{}') as Partial<EchoBody>;
         t.equal(echo.bodyLength, Buffer.byteLength(smuggled), 'with the smuggled text as its body');
         t.equal(echo.bodySha256, sha, 'byte for byte');

@@ -5,9 +5,10 @@ import WebSocket from 'ws';
 import type { IncomingMessage } from 'node:http';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { API, CLOSE, type RelayMessage } from '../protocol/connector-api.js';
+import { systemClock, type Clock, type Timer } from '../clock.js';
+import { API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseRelayMessage, type ConnectorMessage, type RelayMessage } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
-import { sendBatched } from '../protocol/batching.js';
+import { sendBatched } from '../net/batching.js';
 import { classifyNetworkError, refusal, tlsOptions, type ClientCredentials } from './relay-client.js';
 
 export type ChannelEnd =
@@ -21,7 +22,7 @@ export interface ChannelHandlers {
 
 export class ControlChannel {
   private ws: WebSocket | undefined;
-  private deadTimer: NodeJS.Timeout | undefined;
+  private deadTimer: Timer | undefined;
   private opened = false;
 
   constructor(
@@ -30,6 +31,7 @@ export class ControlChannel {
     private readonly heartbeatMs: number,
     private readonly log: Logger,
     private readonly handlers: ChannelHandlers,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** Connects and resolves when the channel ends, however it ends. */
@@ -39,10 +41,10 @@ export class ControlChannel {
       url.protocol = 'wss:';
       const ws = new WebSocket(url, {
         ...tlsOptions(this.creds),
-        headers: { 'x-proxyctl-version': VERSION },
+        headers: { [VERSION_HEADER]: VERSION },
         handshakeTimeout: 10_000,
         perMessageDeflate: false,
-        maxPayload: 1024 * 1024,
+        maxPayload: MAX_CONTROL_MESSAGE,
         // Masking protects intermediaries' caches from script in browsers; this channel is
         // mutual TLS between two programs, so frames go unmasked (an all-zero key: ws then
         // skips the XOR on both ends, which cost up to 64 KiB of work per inline response).
@@ -65,14 +67,16 @@ export class ControlChannel {
       ws.on('ping', () => this.armDeadTimer());
       ws.on('message', (data, isBinary) => {
         this.armDeadTimer();
-        if (isBinary) return;
-        let msg: RelayMessage;
-        try {
-          msg = JSON.parse(data.toString()) as RelayMessage;
-        } catch {
-          this.log.warn('relay sent a control message that is not JSON; ignored');
+        // The relay sends only text messages of the contract; anything else means the two
+        // ends disagree, and acting on a guess could misroute a user's request.
+        const parsed = isBinary ? { ok: false as const, error: 'binary frame' } : parseRelayMessage(data.toString());
+        if (!parsed.ok) {
+          this.log.warn({ close_code: CLOSE.protocol, error: parsed.error }, 'relay sent an invalid control message; closing the channel');
+          ws.close(CLOSE.protocol, 'invalid control message');
+          this.clock.setTimeout(() => ws.terminate(), 2000).unref();
           return;
         }
+        const msg = parsed.message;
         if (msg.type === 'revoked') {
           finish({ kind: 'fatal', error: new ProxyctlError('ERR_CERT_REVOKED', `the relay revoked this connector: ${msg.reason}`) });
           ws.terminate();
@@ -116,7 +120,8 @@ export class ControlChannel {
   }
 
   sendDraining(): void {
-    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify({ type: 'draining' }));
+    const msg: ConnectorMessage = { type: 'draining' };
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
   get isOpen(): boolean {
@@ -129,7 +134,7 @@ export class ControlChannel {
     if (!ws) return;
     if (ws.readyState === WebSocket.OPEN) {
       ws.close(code, reason);
-      setTimeout(() => ws.terminate(), 2000).unref();
+      this.clock.setTimeout(() => ws.terminate(), 2000).unref();
     } else {
       ws.terminate();
     }
@@ -142,7 +147,7 @@ export class ControlChannel {
       this.deadTimer.refresh();
       return;
     }
-    this.deadTimer = setTimeout(() => {
+    this.deadTimer = this.clock.setTimeout(() => {
       this.log.warn({ heartbeat_ms: this.heartbeatMs }, 'no heartbeat from the relay; reconnecting');
       this.ws?.terminate();
     }, Math.round(this.heartbeatMs * 2.5));
@@ -150,7 +155,7 @@ export class ControlChannel {
   }
 
   private clearDeadTimer(): void {
-    if (this.deadTimer) clearTimeout(this.deadTimer);
+    this.clock.clearTimeout(this.deadTimer);
     this.deadTimer = undefined;
   }
 }

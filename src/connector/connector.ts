@@ -2,6 +2,7 @@
 // pulls configuration (start, reconnect, announcement, periodically), renews its
 // certificate in place, and stops for good only when the relay disowns it.
 import { X509Certificate } from 'node:crypto';
+import { systemClock, type Clock, type Timer } from '../clock.js';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -17,6 +18,9 @@ export interface ConnectorOptions {
   stateDir: string;
   log: Logger;
   metrics?: ConnectorMetrics;
+  /** Backoff sleeps, config refresh, renewal and channel watchdogs; Node's by default. */
+  clock?: Clock;
+  /** Overrides clock.now() (kept for callers that inject only the time). */
   now?: () => number;
   random?: () => number;
   /** Channel count until the first config pull says otherwise. */
@@ -44,8 +48,9 @@ export class Connector {
   private generation = 0;
   private stopped = false;
   private fatal: ProxyctlError | undefined;
-  private refreshTimer: NodeJS.Timeout | undefined;
-  private renewTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: Timer | undefined;
+  private renewTimer: Timer | undefined;
+  private readonly clock: Clock;
   private pulling: Promise<void> | undefined;
   private renewing: Promise<void> | undefined;
   private readonly waiters = new Set<() => void>();
@@ -56,12 +61,13 @@ export class Connector {
   readonly done: Promise<void>;
 
   constructor(private readonly options: ConnectorOptions) {
+    this.clock = options.clock ?? systemClock;
     this.done = new Promise<void>((resolve, reject) => {
       this.resolveDone = resolve;
       this.rejectDone = reject;
     });
     this.done.catch(() => undefined);
-    this.proxy = new BackendProxy({ relay: () => this.client, config: () => this.config, log: options.log });
+    this.proxy = new BackendProxy({ relay: () => this.client, config: () => this.config, log: options.log, clock: this.clock });
   }
 
   /** Requests being served right now. */
@@ -70,7 +76,7 @@ export class Connector {
   }
 
   private now(): number {
-    return (this.options.now ?? Date.now)();
+    return this.options.now ? this.options.now() : this.clock.now();
   }
 
   get connectorId(): string {
@@ -181,7 +187,7 @@ export class Connector {
           first = false;
         },
         onMessage: (msg, channel) => this.onMessage(msg, channel),
-      });
+      }, this.clock);
       this.channels.set(ch, { generation, retiring: false });
       const end = await ch.run();
       this.channels.delete(ch);
@@ -223,10 +229,10 @@ export class Connector {
   }
 
   private scheduleRefresh(): void {
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
+    this.clock.clearTimeout(this.refreshTimer);
     if (this.stopped) return;
     const every = this.config?.configRefreshMs ?? 300_000;
-    this.refreshTimer = setTimeout(() => {
+    this.refreshTimer = this.clock.setTimeout(() => {
       this.backgroundPull('periodic');
       this.scheduleRefresh();
     }, Math.min(every, MAX_TIMER));
@@ -234,11 +240,11 @@ export class Connector {
   }
 
   private scheduleRenewal(delayOverride?: number): void {
-    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.clock.clearTimeout(this.renewTimer);
     if (this.stopped || !this.config) return;
     const due = Date.parse(this.state.certificateIssuedAt) + this.config.renewAfterMs;
     const delay = delayOverride ?? Math.max(0, due - this.now());
-    this.renewTimer = setTimeout(() => {
+    this.renewTimer = this.clock.setTimeout(() => {
       if (Date.parse(this.state.certificateIssuedAt) + (this.config?.renewAfterMs ?? Infinity) > this.now()) {
         this.scheduleRenewal(); // a long timer woke early (capped at ~24 days) or settings changed
         return;
@@ -265,8 +271,8 @@ export class Connector {
     const old = [...this.channels.keys()];
     this.startChannels();
     const generation = this.generation;
-    const deadline = Date.now() + ROLL_OPEN_WAIT_MS;
-    while (!this.stopped && generation === this.generation && Date.now() < deadline && !this.hasOpenChannel(generation)) await this.sleep(20);
+    const deadline = this.clock.now() + ROLL_OPEN_WAIT_MS;
+    while (!this.stopped && generation === this.generation && this.clock.now() < deadline && !this.hasOpenChannel(generation)) await this.sleep(20);
     if (this.stopped) return;
     await Promise.all(old.map((ch) => this.retire(ch)));
   }
@@ -338,12 +344,12 @@ export class Connector {
 
   private sleep(ms: number): Promise<void> {
     return new Promise((resolve) => {
-      const t = setTimeout(() => {
+      const t = this.clock.setTimeout(() => {
         this.waiters.delete(wake);
         resolve();
       }, ms);
       const wake = () => {
-        clearTimeout(t);
+        this.clock.clearTimeout(t);
         resolve();
       };
       this.waiters.add(wake);
@@ -352,8 +358,8 @@ export class Connector {
 
   private shutdown(): void {
     this.stopped = true;
-    if (this.refreshTimer) clearTimeout(this.refreshTimer);
-    if (this.renewTimer) clearTimeout(this.renewTimer);
+    this.clock.clearTimeout(this.refreshTimer);
+    this.clock.clearTimeout(this.renewTimer);
     for (const wake of this.waiters) wake();
     this.waiters.clear();
     for (const ch of this.channels.keys()) ch.close();

@@ -7,18 +7,21 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { Readable, pipeline } from 'node:stream';
+import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import {
-  INLINE_MAX, RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, encodeHeaderPairs, encodeInlineResponse, requestPath,
-  type BackendFailure, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
+  INLINE_MAX, RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, TUNNEL_PROTOCOL, encodeHeaderPairs, encodeInlineResponse, requestPath,
+  type BackendFailure, type FailureReport, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
-import { Coalesce } from '../protocol/coalesce.js';
+import { Coalesce } from './coalesce.js';
 
 export interface ProxyDeps {
   relay: () => RelayClient;
   config: () => ConnectorConfig | undefined;
   log: Logger;
+  /** Bounds the drain. */
+  clock: Clock;
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
@@ -83,10 +86,9 @@ export class BackendProxy {
   drain(timeoutMs: number): Promise<void> {
     if (this.inflight.size === 0) return Promise.resolve();
     return new Promise((resolve) => {
-      const t = setTimeout(resolve, timeoutMs);
-      t.unref();
+      const t = this.deps.clock.setTimeout(resolve, timeoutMs).unref();
       this.idle.push(() => {
-        clearTimeout(t);
+        this.deps.clock.clearTimeout(t);
         resolve();
       });
     });
@@ -191,9 +193,10 @@ export class BackendProxy {
 
   private async report(id: string, code: BackendFailure, message: string): Promise<void> {
     const relay = this.deps.relay();
+    const report: FailureReport = { code, message };
     const res = await relay.dispatcher.request({
       origin: relay.origin, path: requestPath(id, 'error'), method: 'POST',
-      headers: { 'content-type': 'application/json' }, body: JSON.stringify({ code, message }),
+      headers: { 'content-type': 'application/json' }, body: JSON.stringify(report),
     });
     await res.body.dump();
   }
@@ -243,7 +246,7 @@ export class BackendProxy {
     const url = new URL(requestPath(id, 'upgrade'), relay.origin);
     const req = httpsRequest({
       host: url.hostname, port: url.port, path: url.pathname, method: 'GET', ...relay.tls,
-      headers: { connection: 'upgrade', upgrade: 'proxyctl-tunnel', [RESPONSE_STATUS_HEADER]: '101', [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers) },
+      headers: { connection: 'upgrade', upgrade: TUNNEL_PROTOCOL, [RESPONSE_STATUS_HEADER]: '101', [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers) },
     });
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => cb(undefined, socket, head));
     req.on('response', (res) => {

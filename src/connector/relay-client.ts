@@ -3,7 +3,9 @@
 // unreachable relay, or a refusal carrying the relay's own error code.
 import { Agent, request, type Dispatcher } from 'undici';
 import { ProxyctlError, type ErrorCode } from '../errors.js';
-import { API, type ApiErrorBody, type ConnectorConfig, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
+import {
+  API, VERSION_HEADER, type ApiErrorBody, type ConnectorConfig, type RegisterRequest, type RegisterResponse, type RenewRequest, type RenewResponse,
+} from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
 import { CLIENT_TLS } from '../crypto/tls-policy.js';
 
@@ -58,8 +60,9 @@ export class RelayClient {
     return this.call<ConnectorConfig>('GET', API.config);
   }
 
-  renew(csr: string): Promise<RegisterResponse> {
-    return this.call<RegisterResponse>('POST', API.renew, { csr });
+  renew(csr: string): Promise<RenewResponse> {
+    const body: RenewRequest = { csr };
+    return this.call<RenewResponse>('POST', API.renew, body);
   }
 
   async close(): Promise<void> {
@@ -75,7 +78,7 @@ export class RelayClient {
         dispatcher: this.agent,
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
-        headers: { ...headers, 'x-proxyctl-version': VERSION, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: { ...headers, [VERSION_HEADER]: VERSION, ...(body ? { 'content-type': 'application/json' } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
       });
     } catch (err) {

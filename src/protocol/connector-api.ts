@@ -1,5 +1,6 @@
-// The wire contract between relay and connector: HTTP paths, JSON bodies and
-// control-channel messages. Both sides import these types; nothing else is shared.
+// The wire contract between relay and connector: HTTP paths, header names, JSON
+// bodies, control-channel messages and close codes, each declared once with the
+// validator the receiving side runs. Both sides import this; nothing else is shared.
 
 export const API = {
   register: '/v1/connectors/register',
@@ -16,6 +17,12 @@ export type DataAction = 'body' | 'response' | 'error' | 'upgrade';
 
 export const requestPath = (id: string, action: DataAction): string => `${API.requests}${id}/${action}`;
 
+/** Every call and channel the connector opens carries its version in this header. */
+export const VERSION_HEADER = 'x-proxyctl-version';
+
+/** The Upgrade token of the tunnel a connector opens for an upgraded (WebSocket) request. */
+export const TUNNEL_PROTOCOL = 'proxyctl-tunnel';
+
 /** Response status and headers travel in these request headers of the response call. */
 export const RESPONSE_STATUS_HEADER = 'x-proxyctl-status';
 export const RESPONSE_HEADERS_HEADER = 'x-proxyctl-headers';
@@ -30,11 +37,7 @@ export function encodeHeaderPairs(pairs: HeaderPairs): string {
 export function decodeHeaderPairs(text: string): HeaderPairs | undefined {
   try {
     const v: unknown = JSON.parse(Buffer.from(text, 'base64url').toString('utf8'));
-    if (!Array.isArray(v)) return undefined;
-    for (const p of v) {
-      if (!Array.isArray(p) || p.length !== 2 || typeof p[0] !== 'string' || typeof p[1] !== 'string') return undefined;
-    }
-    return v as HeaderPairs;
+    return isHeaderPairs(v) ? v : undefined;
   } catch {
     return undefined;
   }
@@ -43,7 +46,19 @@ export function decodeHeaderPairs(text: string): HeaderPairs | undefined {
 /** Why a connector could not produce a response; the relay renders the page. */
 export type BackendFailure = 'ERR_BACKEND_UNREACHABLE' | 'ERR_BACKEND_TIMEOUT' | 'ERR_APP_UNKNOWN' | 'ERR_BACKEND_FAILED';
 
+/** The body of requestPath(id, 'error'). */
 export interface FailureReport { code: BackendFailure; message: string }
+
+const BACKEND_FAILURES: ReadonlySet<string> = new Set<BackendFailure>(['ERR_BACKEND_UNREACHABLE', 'ERR_BACKEND_TIMEOUT', 'ERR_APP_UNKNOWN', 'ERR_BACKEND_FAILED']);
+/** Longer failure messages are cut, not refused: the text is for the user's error page. */
+export const FAILURE_MESSAGE_MAX = 300;
+
+/** A failure report as the relay accepts it; undefined when the code is not one of BackendFailure. */
+export function parseFailureReport(body: unknown): FailureReport | undefined {
+  if (!isRecord(body) || typeof body['code'] !== 'string' || !BACKEND_FAILURES.has(body['code'])) return undefined;
+  const message = typeof body['message'] === 'string' ? body['message'].slice(0, FAILURE_MESSAGE_MAX) : 'the application failed';
+  return { code: body['code'] as BackendFailure, message };
+}
 
 /** A user request queued on a control channel. Never carries the session cookie. */
 export interface QueuedRequest {
@@ -59,12 +74,14 @@ export interface QueuedRequest {
   upgrade: boolean;
 }
 
-/** WebSocket close codes the relay uses; the connector acts on them. */
+/** WebSocket close codes of the control channel; the connector acts on the relay's. */
 export const CLOSE = {
   revoked: 4403,
   unknown: 4401,
   replaced: 4000,
   shutdown: 1001,
+  /** Either end: the peer sent a message or frame this contract does not allow (RFC 6455 1002). */
+  protocol: 1002,
 } as const;
 
 export interface RegisterRequest {
@@ -117,7 +134,92 @@ export type RelayMessage =
   | QueuedRequest
   | { type: 'cancel'; id: string };
 
+/** The connector is shutting down or rolling its certificate: send nothing new on this channel. */
 export type ConnectorMessage = { type: 'draining' };
+
+/** Largest control-channel message either end accepts (the WebSocket maxPayload on both ends). */
+export const MAX_CONTROL_MESSAGE = 1024 * 1024;
+
+/**
+ * Field limits of control messages: what the relay can produce (ids are UUIDs,
+ * app names follow the config's name rule, methods are tokens), so a bad peer is
+ * caught at the edge. A request's target and headers are bounded by the public
+ * listener's header limits (up to 1 MiB), so only by MAX_CONTROL_MESSAGE here.
+ */
+export const MESSAGE_LIMITS = { id: 64, name: 63, version: 128, reason: 1024, method: 32, target: MAX_CONTROL_MESSAGE } as const;
+
+export type Parsed<T> = { ok: true; message: T } | { ok: false; error: string };
+
+/** Validates a text frame from the relay; the connector closes the channel with CLOSE.protocol on an error. */
+export function parseRelayMessage(text: string): Parsed<RelayMessage> {
+  if (text.length > MAX_CONTROL_MESSAGE) return bad('message too large');
+  const v = parseJson(text);
+  if (!isRecord(v)) return bad('not a JSON object');
+  const L = MESSAGE_LIMITS;
+  switch (v['type']) {
+    case 'hello':
+      return fields(v, { connectorId: L.id, channelId: L.id, configVersion: L.version }) ?? ok(v as RelayMessage);
+    case 'config-changed':
+      return fields(v, { configVersion: L.version }) ?? ok(v as RelayMessage);
+    case 'revoked':
+      return fields(v, { reason: L.reason }) ?? ok(v as RelayMessage);
+    case 'cancel':
+      return fields(v, { id: L.id }) ?? ok(v as RelayMessage);
+    case 'request': {
+      const problem = fields(v, { id: L.id, app: L.name, method: L.method, target: L.target });
+      if (problem) return problem;
+      if (typeof v['body'] !== 'boolean' || typeof v['upgrade'] !== 'boolean') return bad('request: body and upgrade must be booleans');
+      if (!isHeaderPairs(v['headers'])) return bad('request: headers must be a list of [name, value] string pairs');
+      return ok(v as unknown as QueuedRequest);
+    }
+    default:
+      return bad(`unknown message type ${describe(v['type'])}`);
+  }
+}
+
+/** Validates a text frame from a connector; the relay closes the channel with CLOSE.protocol on an error. */
+export function parseConnectorMessage(text: string): Parsed<ConnectorMessage> {
+  if (text.length > MAX_CONTROL_MESSAGE) return bad('message too large');
+  const v = parseJson(text);
+  if (!isRecord(v)) return bad('not a JSON object');
+  if (v['type'] === 'draining') return ok({ type: 'draining' });
+  return bad(`unknown message type ${describe(v['type'])}`);
+}
+
+const ok = <T>(message: T): Parsed<T> => ({ ok: true, message });
+const bad = (error: string): { ok: false; error: string } => ({ ok: false, error });
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isHeaderPairs(v: unknown): v is HeaderPairs {
+  return Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
+}
+
+/** Each named field must be a string of at most its limit (ids and names also non-empty). */
+function fields(v: Record<string, unknown>, limits: Record<string, number>): { ok: false; error: string } | undefined {
+  for (const [name, max] of Object.entries(limits)) {
+    const f = v[name];
+    if (typeof f !== 'string') return bad(`${String(v['type'])}: ${name} must be a string, found ${describe(f)}`);
+    if (f.length > max) return bad(`${String(v['type'])}: ${name} is longer than ${max}`);
+    if (f.length === 0 && name !== 'target' && name !== 'reason') return bad(`${String(v['type'])}: ${name} is empty`);
+  }
+  return undefined;
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.slice(0, 40));
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v;
+}
 
 export interface ApiErrorBody {
   error: { code: string; message: string; requestId: string };
@@ -150,10 +252,8 @@ export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead;
   if (n > frame.length - 4 || n > 256 * 1024) return undefined;
   try {
     const head = JSON.parse(frame.toString('utf8', 4, 4 + n)) as InlineResponseHead;
-    if (head?.type !== 'response' || typeof head.id !== 'string' || !Number.isInteger(head.status) || !Array.isArray(head.headers)) return undefined;
-    for (const pair of head.headers) {
-      if (!Array.isArray(pair) || pair.length !== 2 || typeof pair[0] !== 'string' || typeof pair[1] !== 'string') return undefined;
-    }
+    if (head?.type !== 'response' || typeof head.id !== 'string' || head.id.length > MESSAGE_LIMITS.id || !Number.isInteger(head.status)) return undefined;
+    if (!isHeaderPairs(head.headers)) return undefined;
     return { head, body: frame.subarray(4 + n) };
   } catch {
     return undefined;

@@ -32,10 +32,13 @@ import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { openSqliteStore, type Store } from '../store/index.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
+import type { Clock } from '../clock.js';
 
 export interface RelayOptions {
   log: Logger;
   now?: () => number;
+  /** Timers of heartbeats, certificate expiry, queue deadlines and the drain; Node's by default. */
+  clock?: Clock;
   /** How often the store is checked for changes made by other processes. */
   storeWatchMs?: number;
 }
@@ -81,9 +84,9 @@ export class Relay {
           options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
         }
       },
-    });
+    }, options.clock);
     this.edge = edgeLimitsFor(config);
-    this.queue = new RequestQueue(this.channels, options.log);
+    this.queue = new RequestQueue(this.channels, options.log, options.clock);
     this.dataPlane = new DataPlane(this.queue, options.log, () => this.config);
     this.assertions = new AssertionSigner(() => this.ring);
     this.oidc = new OidcClients({
@@ -154,7 +157,7 @@ export class Relay {
   }
 
   private now(): number {
-    return (this.options.now ?? Date.now)();
+    return this.options.now ? this.options.now() : this.options.clock ? this.options.clock.now() : Date.now();
   }
 
   get currentConfig(): RelayConfig {
@@ -168,7 +171,7 @@ export class Relay {
     this.connectorApi = createConnectorApi(
       {
         config: () => this.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.verifier.verify(t) },
-        channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(),
+        channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(), clock: this.options.clock,
         identityInfo: () => ({
           issuer: this.issuer().href.replace(/\/$/, ''),
           cliClientId: this.idp ? CLI_CLIENT_ID : undefined,
@@ -376,8 +379,7 @@ export class Relay {
       // Stop taking users, let requests in flight finish (bounded), then close channels.
       const closed = new Promise<void>((resolve) => pub.close(() => resolve()));
       pub.closeIdleConnections();
-      const deadline = Date.now() + 10_000;
-      while (this.queue.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      await this.queue.drained(10_000);
       this.queue.abortAll();
       pub.closeAllConnections();
       await closed;

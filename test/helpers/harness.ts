@@ -15,6 +15,7 @@ import { createKeyAndCsr } from '../../src/crypto/csr.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
 import { Relay } from '../../src/relay/relay.js';
 import { startIdp, type TestIdp } from './idp.js';
+import { waitFor } from './wait.js';
 
 export interface HarnessOptions {
   /** YAML appended to the relay config (apps, connectors…). Use {{issuer}} for the IdP. */
@@ -114,8 +115,7 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
       const c = new Connector({ stateDir, log });
       await c.start();
       connectors.push(c);
-      const deadline = Date.now() + 10_000;
-      while (c.openChannels() < (c.currentConfig?.channels ?? 2) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => c.openChannels() >= (c.currentConfig?.channels ?? 2), { timeoutMs: 10_000, everyMs: 5, what: 'the connector\'s channels' });
       return c;
     },
     async reload(yaml: string) {

@@ -150,7 +150,18 @@ function decodeAddr(hex: string): string {
   return v6 === '0:0:0:0:0:0:0:1' ? '::1' : v6;
 }
 
-/** A port that was free a moment ago on 127.0.0.1 (for configs that must name it before listening). */
+/**
+ * A port nothing listens on (it was bound and closed a moment ago): for "the backend is
+ * down" cases only. A server must listen on port 0 and report its port instead.
+ */
+export function closedPort(): Promise<number> {
+  return freePort();
+}
+
+/**
+ * A port that was free a moment ago on 127.0.0.1, for configs of the built binary that
+ * must name it before it listens (racy under parallel tests; prefer port 0).
+ */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();

@@ -3,9 +3,10 @@
 // closes every channel of the connector at once.
 import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
+import { systemClock, type Clock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { CLOSE, type RelayMessage } from '../../protocol/connector-api.js';
-import { sendBatched } from '../../protocol/batching.js';
+import { sendBatched } from '../../net/batching.js';
 
 export class Channel {
   readonly id = randomUUID();
@@ -37,10 +38,10 @@ export class ChannelRegistry {
   private readonly channels = new Map<string, Channel>();
   /** Open channels by connector group, kept in step with `channels` (read on every request). */
   private readonly groups = new Map<string, Set<Channel>>();
-  private timer: NodeJS.Timeout | undefined;
+  private timer: Timer | undefined;
   private readonly listeners: ChannelEvents[] = [];
 
-  constructor(private readonly log: Logger, events: ChannelEvents) {
+  constructor(private readonly log: Logger, events: ChannelEvents, private readonly clock: Clock = systemClock) {
     this.listeners.push(events);
   }
 
@@ -70,14 +71,14 @@ export class ChannelRegistry {
   /** Pings every channel each interval; a channel silent for a whole interval is cut. */
   startHeartbeat(intervalMs: number): void {
     this.stopHeartbeat();
-    this.timer = setInterval(() => {
-      const now = Date.now();
+    this.timer = this.clock.setInterval(() => {
+      const now = this.clock.now();
       for (const ch of this.channels.values()) {
         if (ch.certNotAfter <= now) {
           // A channel lives no longer than the certificate that opened it.
           this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector certificate expired; closing its channel');
           ch.ws.close(CLOSE.unknown, 'certificate expired');
-          setTimeout(() => ch.ws.terminate(), 1000).unref();
+          this.clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
           continue;
         }
         if (!ch.alive) {
@@ -93,7 +94,7 @@ export class ChannelRegistry {
   }
 
   stopHeartbeat(): void {
-    if (this.timer) clearInterval(this.timer);
+    this.clock.clearInterval(this.timer);
     this.timer = undefined;
   }
 
@@ -121,7 +122,7 @@ export class ChannelRegistry {
       ch.send({ type: 'revoked', reason });
       ch.ws.close(CLOSE.revoked, 'certificate revoked');
       // A connector that ignores the close frame still loses the socket.
-      setTimeout(() => ch.ws.terminate(), 1000).unref();
+      this.clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
     }
     return list.length;
   }

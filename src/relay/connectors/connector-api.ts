@@ -10,8 +10,11 @@ import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { RelayCa } from '../../crypto/ca.js';
 import { ProxyctlError, isProxyctlError } from '../../errors.js';
+import { systemClock, type Clock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { API, CLOSE, type IdentityInfo, type RegisterResponse } from '../../protocol/connector-api.js';
+import {
+  API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseConnectorMessage, type IdentityInfo, type RenewRequest, type RenewResponse,
+} from '../../protocol/connector-api.js';
 import type { AdminTokenVerifier } from '../auth/admin-token.js';
 import { Channel, type ChannelRegistry } from './channels.js';
 import { authenticateConnector } from './client-auth.js';
@@ -34,6 +37,8 @@ export interface ConnectorApiDeps {
   identityInfo: () => IdentityInfo;
   log: Logger;
   now?: () => number;
+  /** Grace-period timers; Node's by default. */
+  clock?: Clock;
   /** How long a renewed connector's previous certificate stays valid if the new one is not used first. */
   renewalGraceMs?: number;
 }
@@ -43,7 +48,8 @@ const MAX_CSR = 16 * 1024;
 export const RENEWAL_GRACE_MS = 10 * 60_000;
 
 export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: string; keyPem: string }): Server {
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = deps.now ?? (() => clock.now());
   const server = createServer({
     key: tls.keyPem,
     cert: tls.certPem,
@@ -56,11 +62,11 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     maxHeaderSize: 64 * 1024, // response headers travel encoded in one request header
   });
   server.keepAliveTimeout = 30_000;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: 1024 * 1024 });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_CONTROL_MESSAGE });
   const graceMs = deps.renewalGraceMs ?? RENEWAL_GRACE_MS;
-  const graceTimers = new Set<NodeJS.Timeout>();
+  const graceTimers = new Set<Timer>();
   server.on('close', () => {
-    for (const timer of graceTimers) clearTimeout(timer);
+    for (const timer of graceTimers) clock.clearTimeout(timer);
     graceTimers.clear();
   });
 
@@ -125,7 +131,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
   async function renew(req: IncomingMessage, res: ServerResponse, requestId: string, limit: number): Promise<void> {
     const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
     const body = await readJsonBody(req, limit);
-    const csr = field(body, 'csr', MAX_CSR);
+    const { csr }: RenewRequest = { csr: field(body, 'csr', MAX_CSR) };
     const issued = await deps.ca.signConnectorCsr(csr, { connectorId: id.connector.id, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
     const issuedAt = now();
     deps.store.connectors.recordRenewal({
@@ -134,7 +140,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     });
     closeSupersededChannelsLater(id.connector.id);
     deps.log.info({ request_id: requestId, connector_id: id.connector.id, serial: issued.serial, old_serial: id.certificate.serial }, 'connector certificate renewed');
-    const out: RegisterResponse = {
+    const out: RenewResponse = {
       connectorId: id.connector.id, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
     };
     sendJson(res, 200, out, requestId);
@@ -151,13 +157,13 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
    * to give up. A connector that rolls its channels itself has none left by then.
    */
   function closeSupersededChannelsLater(connectorId: string): void {
-    const timer = setTimeout(() => {
+    const timer = clock.setTimeout(() => {
       graceTimers.delete(timer);
       for (const ch of deps.channels.byConnector(connectorId)) {
         if (!superseded(ch)) continue;
         deps.log.info({ connector_id: connectorId, channel_id: ch.id, serial: ch.serial }, 'closing a channel opened with a replaced certificate');
         ch.ws.close(CLOSE.replaced, 'certificate replaced by a renewal');
-        setTimeout(() => ch.ws.terminate(), 1000).unref();
+        clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
       }
     }, graceMs);
     timer.unref();
@@ -187,18 +193,12 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
           for (const old of deps.channels.byConnector(id.connector.id)) if (superseded(old)) old.draining = true;
         }
         ws.on('message', (data, isBinary) => {
-          if (isBinary) {
-            deps.dataPlane.inlineResponse(ch.connectorId, data as Buffer);
-            return;
-          }
-          try {
-            const msg = JSON.parse(data.toString()) as { type?: string };
-            if (msg.type === 'draining') {
-              ch.draining = true;
-              deps.log.info({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector draining');
-            }
-          } catch {
-            deps.log.warn({ connector_id: ch.connectorId }, 'connector sent a control message that is not JSON');
+          // A frame outside the contract is a protocol error: the channel is closed, not guessed at.
+          const error = isBinary ? deps.dataPlane.inlineResponse(ch.connectorId, data as Buffer) : controlMessage(ch, data.toString());
+          if (error) {
+            deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, close_code: CLOSE.protocol, error }, 'connector sent an invalid frame; closing the channel');
+            ws.close(CLOSE.protocol, 'invalid frame');
+            clock.setTimeout(() => ws.terminate(), 1000).unref();
           }
         });
         ws.on('error', (err) => deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'));
@@ -217,11 +217,21 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     }
   });
 
+  /** Acts on a text frame; returns what is wrong with it, if anything. */
+  function controlMessage(ch: Channel, text: string): string | undefined {
+    const parsed = parseConnectorMessage(text);
+    if (!parsed.ok) return parsed.error;
+    // 'draining' is the only message a connector sends.
+    ch.draining = true;
+    deps.log.info({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector draining');
+    return undefined;
+  }
+
   server.on('tlsClientError', (err: Error) => deps.log.debug({ err: err.message }, 'connector API TLS handshake failed'));
   return server;
 }
 
 function versionOf(req: IncomingMessage): string | null {
-  const v = req.headers['x-proxyctl-version'];
+  const v = req.headers[VERSION_HEADER];
   return typeof v === 'string' ? v.slice(0, 64) : null;
 }

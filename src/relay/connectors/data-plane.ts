@@ -9,7 +9,8 @@ import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import {
-  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, decodeHeaderPairs, decodeInlineResponse, type BackendFailure, type DataAction, type HeaderPairs,
+  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, TUNNEL_PROTOCOL, decodeHeaderPairs, decodeInlineResponse, parseFailureReport,
+  type BackendFailure, type DataAction, type HeaderPairs, type InlineResponseHead,
 } from '../../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from '../edge/headers.js';
@@ -196,22 +197,21 @@ export class DataPlane {
   }
 
   private async receiveFailure(ex: Exchange, req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const body = await readJsonBody(req, 16 * 1024);
-    const code = body['code'] as BackendFailure;
-    const status = FAILURE_STATUS[code];
-    if (!status) throw new ProxyctlError('ERR_BAD_REQUEST', 'unknown failure code', { status: 400 });
-    const message = typeof body['message'] === 'string' ? body['message'].slice(0, 300) : 'the application failed';
-    ex.fail(new ProxyctlError(code, message, { status, details: { app: ex.app.name } }));
+    const report = parseFailureReport(await readJsonBody(req, 16 * 1024));
+    if (!report) throw new ProxyctlError('ERR_BAD_REQUEST', 'unknown failure code', { status: 400 });
+    ex.fail(new ProxyctlError(report.code, report.message, { status: FAILURE_STATUS[report.code], details: { app: ex.app.name } }));
     res.writeHead(204).end();
   }
 
-  /** A small, complete response that came back on the control channel. */
-  inlineResponse(connectorId: string, frame: Buffer): void {
+  /** A small, complete response that came back on the control channel; a malformed frame is reported, for the channel to close. */
+  inlineResponse(connectorId: string, frame: Buffer): string | undefined {
     const decoded = decodeInlineResponse(frame);
-    if (!decoded) {
-      this.log.warn({ connector_id: connectorId }, 'connector sent a malformed inline response');
-      return;
-    }
+    if (!decoded) return 'malformed inline response';
+    this.inlineDecoded(connectorId, decoded);
+    return undefined;
+  }
+
+  private inlineDecoded(connectorId: string, decoded: { head: InlineResponseHead; body: Buffer }): void {
     const { head, body } = decoded;
     const ex = this.queue.get(head.id);
     // Only the connector the request was queued to may answer it.
@@ -257,7 +257,7 @@ export class DataPlane {
     const pairs = decodeHeaderPairs(String(req.headers[RESPONSE_HEADERS_HEADER] ?? ''));
     if (!userSocket || status !== 101 || !pairs) throw new ProxyctlError('ERR_BAD_REQUEST', 'not an upgrade request, or a malformed tunnel', { status: 400 });
     if (!ex.startResponding()) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting', { status: 409 });
-    connectorSocket.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: proxyctl-tunnel\r\n\r\n');
+    connectorSocket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`);
     userSocket.write(`${rawHead('HTTP/1.1 101 Switching Protocols', responseHeadersForClient(pairs, true))}\r\n`);
     if (head.length) userSocket.write(head);
     if (ex.head?.length) connectorSocket.write(ex.head);

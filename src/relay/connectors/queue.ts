@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { AppConfig } from '../../config/relay-config.js';
+import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Channel, ChannelRegistry } from './channels.js';
@@ -28,6 +29,7 @@ export class Exchange {
     readonly head: Buffer | undefined,
     readonly hasBody: boolean,
     private readonly onDone: (ex: Exchange) => void,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   /** A data-plane stream that lives as long as the exchange. */
@@ -48,7 +50,7 @@ export class Exchange {
 
   /** Guards the wait for response headers; checked by the queue's sweeper, not a timer per request. */
   armTimeout(ms: number): void {
-    this.deadline = Date.now() + ms;
+    this.deadline = this.clock.now() + ms;
   }
 
   /** Called by the sweeper. */
@@ -100,12 +102,13 @@ export class RequestQueue {
   /** Given to every exchange: one function for all of them. */
   private readonly onExchangeDone = (ex: Exchange) => this.closed(ex);
 
-  private readonly sweeper: NodeJS.Timeout;
+  private readonly sweeper: Timer;
+  private readonly idleWaiters = new Set<() => void>();
 
-  constructor(private readonly channels: ChannelRegistry, private readonly log: Logger) {
+  constructor(private readonly channels: ChannelRegistry, private readonly log: Logger, private readonly clock: Clock = systemClock) {
     // Deadlines are checked four times a second: cheaper than a timer per request.
-    this.sweeper = setInterval(() => {
-      const now = Date.now();
+    this.sweeper = clock.setInterval(() => {
+      const now = clock.now();
       for (const ex of this.exchanges.values()) ex.expireIfDue(now);
     }, 250);
     this.sweeper.unref();
@@ -159,14 +162,14 @@ export class RequestQueue {
       const set = this.waiters.get(group) ?? new Set();
       this.waiters.set(group, set);
       const done = (ch: Channel | undefined) => {
-        clearTimeout(timer);
+        this.clock.clearTimeout(timer);
         set.delete(waiter);
         signal.removeEventListener('abort', onAbort);
         resolve(ch);
       };
       const waiter = (ch: Channel) => done(ch);
       const onAbort = () => done(undefined);
-      const timer = setTimeout(() => done(undefined), timeoutMs);
+      const timer = this.clock.setTimeout(() => done(undefined), timeoutMs);
       timer.unref();
       set.add(waiter);
       signal.addEventListener('abort', onAbort, { once: true });
@@ -186,7 +189,7 @@ export class RequestQueue {
   open(init: {
     id: string; app: AppConfig; channel: Channel; req: IncomingMessage; res?: ServerResponse; socket?: Duplex; head?: Buffer; hasBody: boolean;
   }): Exchange {
-    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, this.onExchangeDone);
+    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, this.onExchangeDone, this.clock);
     this.exchanges.set(ex.id, ex);
     this.outstanding.set(ex.connectorId, (this.outstanding.get(ex.connectorId) ?? 0) + 1);
     return ex;
@@ -197,6 +200,21 @@ export class RequestQueue {
     const n = (this.outstanding.get(ex.connectorId) ?? 1) - 1;
     if (n <= 0) this.outstanding.delete(ex.connectorId);
     else this.outstanding.set(ex.connectorId, n);
+    if (this.exchanges.size === 0) for (const wake of [...this.idleWaiters]) wake();
+  }
+
+  /** Resolves when no exchange is open, or after timeoutMs (drain on shutdown). */
+  drained(timeoutMs: number): Promise<void> {
+    if (this.exchanges.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        this.clock.clearTimeout(timer);
+        this.idleWaiters.delete(wake);
+        resolve();
+      };
+      const timer = this.clock.setTimeout(wake, timeoutMs);
+      this.idleWaiters.add(wake);
+    });
   }
 
   /** In-flight requests on a channel that died fail fast instead of hanging. */
@@ -212,7 +230,7 @@ export class RequestQueue {
 
   /** Shutdown: whatever is still open is cut. */
   abortAll(): void {
-    clearInterval(this.sweeper);
+    this.clock.clearInterval(this.sweeper);
     for (const ex of [...this.exchanges.values()]) ex.abortUser();
   }
 

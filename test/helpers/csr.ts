@@ -6,7 +6,7 @@ import { AsnConvert } from '@peculiar/asn1-schema';
 import { AlgorithmIdentifier, Name, SubjectPublicKeyInfo } from '@peculiar/asn1-x509';
 import { Attributes, CertificationRequest, CertificationRequestInfo } from '@peculiar/asn1-csr';
 import * as x509 from '@peculiar/x509';
-import { generateKeyPairSync, sign, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
 
 export const OID = {
   sha256WithRSA: '1.2.840.113549.1.1.11',
@@ -59,6 +59,21 @@ export function rawCsr(o: RawCsrOptions): string {
 
 export function rsa(bits: number, publicExponent = 65537): KeyPair {
   return generateKeyPairSync('rsa', { modulusLength: bits, publicExponent });
+}
+
+/**
+ * An RSA public key of exactly `bits` bits whose modulus is random, not a product of two
+ * primes: no private key exists, so a request for it is signed by another key. For the
+ * size and exponent checks that come before the signature, it stands in for a real key
+ * whose generation would take seconds (8192 bits and up).
+ */
+export function rsaPublicOfSize(bits: number, publicExponent = 65537): KeyObject {
+  const n = randomBytes(Math.ceil(bits / 8));
+  const spare = n.length * 8 - bits;
+  n[0] = (n[0]! & (0xff >> spare)) | (0x80 >> spare); // exactly `bits` long
+  n[n.length - 1]! |= 1;
+  const e = Buffer.from(publicExponent.toString(16).padStart(2, '0').replace(/^(.(..)*)$/, '0$1'), 'hex');
+  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
 }
 
 export function ec(namedCurve: string): KeyPair {

@@ -1,6 +1,7 @@
 // The relay process: provision (data dir, CA, store, certificates) → start
 // (listeners, heartbeats, revocation watch) → close (drain, idempotent).
 // Reload swaps one config reference; work in flight keeps the one it began with.
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
@@ -31,6 +32,7 @@ import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { Store } from './store.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
+import { parserRefusal, renderRaw } from '../http/render.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -231,11 +233,10 @@ export class Relay {
         socket.end();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-      this.options.log.info({ client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: Number(status.slice(0, 3)) }, 'request refused by the HTTP parser');
-      const text = `${status.slice(4)}: the request was refused before routing (${err.code ?? 'parse error'}).\n`;
-      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      const refusal = parserRefusal(err.code);
+      const requestId = randomUUID();
+      this.options.log.info({ request_id: requestId, client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: refusal.status }, 'request refused by the HTTP parser');
+      renderRaw(socket, refusal, requestId);
     });
     this.publicServer = server;
     await listen(server, cfg.public.host, cfg.public.port);

@@ -5,7 +5,7 @@
 import t, { type Test } from 'tap';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
-import { identityFromClaims } from '../src/relay/auth/authenticator.js';
+import { identityFromClaims } from '../src/relay/auth/identity.js';
 import type { Identity } from '../src/relay/auth/session.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';

@@ -5,10 +5,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
+import { escapeHtml } from '../http/render.js';
 
-function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 function page(req: IncomingMessage, posted?: { fields: [string, string][]; bytes: number }): string {
   const h = req.headers;
@@ -20,17 +18,17 @@ function page(req: IncomingMessage, posted?: { fields: [string, string][]; bytes
     claims = '(unreadable)';
   }
   const rows = ['x-proxyctl-user', 'x-proxyctl-email', 'x-proxyctl-groups', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']
-    .map((k) => `<tr><th>${k}</th><td>${esc(String(h[k] ?? '—'))}</td></tr>`).join('');
+    .map((k) => `<tr><th>${k}</th><td>${escapeHtml(String(h[k] ?? '—'))}</td></tr>`).join('');
   const postedHtml = posted
-    ? `<h2>You posted</h2><p>${posted.bytes} bytes</p><table>${posted.fields.map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('')}</table>`
+    ? `<h2>You posted</h2><p>${posted.bytes} bytes</p><table>${posted.fields.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</table>`
     : '';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>proxyctl demo app</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:48rem;margin:2rem auto;padding:0 1rem}th{text-align:left;padding-right:1rem;vertical-align:top}
 pre{background:#f4f4f4;padding:1rem;overflow:auto}</style></head><body>
-<h1>Hello, <span id="user">${esc(String(h['x-proxyctl-user'] ?? 'anonymous'))}</span></h1>
+<h1>Hello, <span id="user">${escapeHtml(String(h['x-proxyctl-user'] ?? 'anonymous'))}</span></h1>
 <p>This page is served by an internal app that only the connector can reach. The relay signed you in and told the app who you are.</p>
 <h2>Identity headers received</h2><table>${rows}</table>
-<h2>Signed assertion (X-Proxyctl-Jwt-Assertion) claims</h2><pre id="claims">${esc(claims)}</pre>
+<h2>Signed assertion (X-Proxyctl-Jwt-Assertion) claims</h2><pre id="claims">${escapeHtml(claims)}</pre>
 <h2>Try a POST</h2><form method="post" action="/submit"><input name="message" id="message" value="hello from the browser"> <button type="submit" id="send">Send</button></form>
 ${postedHtml}
 <p><a href="/.proxyctl/me">Who am I (JSON)</a></p>

@@ -1,6 +1,8 @@
 // HTML for the embedded provider's own pages: sign-in (password, then a code
 // when the user has a second factor), device-code entry and the logout step.
-// Every value is escaped; forms post back to the same interaction.
+// Every value is escaped; forms post back to the same interaction. Headers and
+// escaping are src/http/render.ts's: one set for every page relay and provider show.
+import { escapeHtml as esc } from '../http/render.js';
 
 const STYLE = `body{font:16px/1.5 system-ui,sans-serif;background:#f5f6f8;margin:0}
 main{max-width:22rem;margin:10vh auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}
@@ -8,23 +10,6 @@ h1{font-size:1.3rem;margin:0 0 1rem}label{display:block;margin:.8rem 0 .2rem}inp
 button{margin-top:1.2rem;width:100%;padding:.6rem;font-size:1rem;background:#1f5fbf;color:#fff;border:0;border-radius:4px;cursor:pointer}
 .err{color:#b00020;margin:.5rem 0}.meta{color:#666;font-size:.85rem;margin-top:1rem}`;
 
-/**
- * Headers on every response of the embedded provider, its own pages and
- * oidc-provider's alike: never framed (clickjacking of sign-in, consent, device
- * approval and sign-out), no scripts but the one carrying `nonce`. No form-action:
- * the sign-in POST legitimately ends in a redirect chain back to the app's host.
- * oidc-provider appends the hash of any inline script it renders to script-src.
- */
-export function securityHeaders(nonce?: string): Record<string, string> {
-  return {
-    'x-frame-options': 'DENY',
-    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; script-src ${nonce ? `'nonce-${nonce}'` : "'none'"}; base-uri 'none'; frame-ancestors 'none'`,
-  };
-}
-
-export function esc(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-}
 
 function page(title: string, body: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

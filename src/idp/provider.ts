@@ -4,7 +4,7 @@
 // TOTP (amr "mfa", each code good once), failures slowed by growing delays
 // (throttle.ts), device flow for `proxyctl login`, and JWT access tokens for the
 // administrator audience carrying the roles claim. No page of it can be framed.
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import path from 'node:path';
@@ -14,7 +14,9 @@ import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import type { Logger } from '../log.js';
 import type { IdpArtifactRepo, UserRepo } from '../store/index.js';
-import { formPage, loginPage, messagePage, securityHeaders, totpPage } from './pages.js';
+import { formPage, loginPage, messagePage, totpPage } from './pages.js';
+import { renderDocument, renderError, securityHeaders, sendPage } from '../http/render.js';
+import { ProxyctlError } from '../errors.js';
 import { LoginThrottle, type ThrottleVerdict } from './throttle.js';
 import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
@@ -208,9 +210,16 @@ export class EmbeddedIdp {
         if ([aud].flat().includes(adminAudience)) out[adminClaim] = u.roles;
         return out;
       },
+      // The relay's one renderer: the same page, JSON and headers as every other refusal.
       renderError: async (ctx, out) => {
-        ctx.type = 'html';
-        ctx.body = messagePage('Sign-in error', `${String(out['error'])}: ${String(out['error_description'] ?? '')}`);
+        const requestId = randomUUID();
+        const status = ctx.status >= 400 ? ctx.status : 400;
+        log.info({ request_id: requestId, error: out['error'], status }, 'embedded identity provider refused a request');
+        const err = new ProxyctlError('ERR_SIGNIN_PROVIDER', `${String(out['error'])}: ${String(out['error_description'] ?? '')}`, { status });
+        const d = renderDocument(ctx.req, err, requestId);
+        ctx.status = d.status;
+        ctx.set(d.headers);
+        ctx.body = d.body;
       },
     });
     this.provider.proxy = false;
@@ -223,12 +232,12 @@ export class EmbeddedIdp {
     this.provider.use(async (ctx, next) => {
       const nonce = randomBytes(16).toString('base64');
       (ctx.state as Record<string, unknown>)['cspNonce'] = nonce;
-      ctx.set(securityHeaders(nonce));
+      ctx.set(securityHeaders('provider', { scriptNonce: nonce }));
       try {
         await next();
       } finally {
         ctx.set('x-frame-options', 'DENY');
-        if (!/frame-ancestors 'none'/.test(ctx.response.get('content-security-policy'))) ctx.set(securityHeaders(nonce));
+        if (!/frame-ancestors 'none'/.test(ctx.response.get('content-security-policy'))) ctx.set(securityHeaders('provider', { scriptNonce: nonce }));
       }
     });
     this.providerCallback = this.provider.callback();
@@ -271,10 +280,11 @@ export class EmbeddedIdp {
       return;
     }
     // Here too for the redirects oidc-provider writes itself (interactionFinished).
-    for (const [name, value] of Object.entries(securityHeaders())) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(securityHeaders('page', { formAction: null }))) res.setHeader(name, value);
     this.interaction(req, res, m[1]!, m[2]).catch((err: unknown) => {
-      this.options.log.warn({ err: (err as Error).message }, 'sign-in interaction failed');
-      if (!res.headersSent) send(res, 400, messagePage('Sign-in expired', 'This sign-in page has expired. Go back to the application and start again.'));
+      const requestId = randomUUID();
+      this.options.log.warn({ request_id: requestId, err: (err as Error).message }, 'sign-in interaction failed');
+      renderError(req, res, new ProxyctlError('ERR_SIGNIN_STATE', 'This sign-in page has expired. Go back to the application and start again.', { status: 400 }), requestId);
     });
   }
 
@@ -359,7 +369,7 @@ export class EmbeddedIdp {
       await this.finishLogin(req, res, user.username, ['pwd', 'otp', 'mfa']);
       return;
     }
-    send(res, 404, messagePage('Not found', 'No such sign-in step.'));
+    renderError(req, res, new ProxyctlError('ERR_NOT_FOUND', 'No such sign-in step.', { status: 404 }), randomUUID());
   }
 
   private refuseThrottled(res: ServerResponse, gate: Extract<ThrottleVerdict, { allowed: false }>, html: string, username: string, client: string): void {
@@ -388,9 +398,9 @@ export class EmbeddedIdp {
   }
 }
 
+/** The provider's own pages: its forms post to the interaction and end in a redirect chain (no form-action). */
 function send(res: ServerResponse, status: number, html: string, headers: Record<string, string> = {}): void {
-  res.writeHead(status, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store', ...securityHeaders(), ...headers });
-  res.end(html);
+  sendPage(undefined, res, status, html, { formAction: null, headers });
 }
 
 /** The same words for every throttled scope, and for users that do not exist. */

@@ -1,6 +1,7 @@
 // The relay process: provision (data dir, CA, store, certificates) → start
 // (listeners, heartbeats, revocation watch) → close (drain, idempotent).
 // Reload swaps one config reference; work in flight keeps the one it began with.
+import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
@@ -18,14 +19,18 @@ import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
 import { createRequestPath } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
-import { createSecureContext, type SecureContext } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
 import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
-import type { EdgeLimits } from './edge/request-path.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
 import { clientAddress } from './edge/client-address.js';
-import { Authenticator } from './auth/authenticator.js';
+import { Authentication } from './auth/authenticate.js';
+import { Authorizer } from './auth/authorize.js';
+import { RelayOwned } from './auth/relay-owned.js';
+import { SignIn } from './auth/sign-in.js';
+import { SignInLog } from './auth/sign-in-log.js';
+import type { EdgeLimits, RelayState, TokenVerifier } from './state.js';
 import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { LoginThrottle } from '../idp/throttle.js';
@@ -33,6 +38,7 @@ import { Agent, fetch as undiciFetch } from 'undici';
 import { openSqliteStore, type Store } from '../store/index.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import type { Clock } from '../clock.js';
+import { parserRefusal, renderRaw } from '../http/render.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -44,23 +50,21 @@ export interface RelayOptions {
 }
 
 export class Relay {
-  private config: RelayConfig;
+  /** The one reference requests read (once each); reload builds a new state and swaps it. */
+  private state: RelayState;
   private connectorApi: Server | undefined;
   private publicServer: Server | undefined;
-  private publicHosts = '';
-  private tlsStore: TlsStore | undefined;
-  private edge: EdgeLimits;
-  private relayIssued: SecureContext | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
   private readonly assertions: AssertionSigner;
-  private oidc: OidcClients;
-  private idp: EmbeddedIdp | undefined;
   /** Failed sign-ins, kept across rebuilds of the embedded provider on reload. */
   private loginThrottle: LoginThrottle | undefined;
   private loopbackAgent: Agent | undefined;
-  readonly auth: Authenticator;
+  private readonly signIns: SignInLog;
+  private readonly authentication: Authentication;
+  private readonly signIn: SignIn;
+  private readonly relayOwned: RelayOwned;
   private watchTimer: NodeJS.Timeout | undefined;
   private lastDataVersion = -1;
   private closing: Promise<void> | undefined;
@@ -70,12 +74,10 @@ export class Relay {
     config: RelayConfig,
     readonly store: Store,
     readonly ca: RelayCa,
-    private verifier: TokenVerifier,
     ring: KeyRing,
     private readonly options: RelayOptions,
   ) {
     this.ring = ring;
-    this.config = config;
     this.channels = new ChannelRegistry(options.log, {
       onSeen: (ch) => {
         try {
@@ -85,25 +87,19 @@ export class Relay {
         }
       },
     }, options.clock);
-    this.edge = edgeLimitsFor(config);
     this.queue = new RequestQueue(this.channels, options.log, options.clock);
-    this.dataPlane = new DataPlane(this.queue, options.log, () => this.config);
+    this.dataPlane = new DataPlane(this.queue, options.log, () => this.state.config);
     this.assertions = new AssertionSigner(() => this.ring);
-    this.oidc = new OidcClients({
-      issuer: () => this.issuer(),
-      clockSkewMs: config.identity.clockSkewMs,
-      scopes: config.identity.scopes,
-    });
-    this.auth = new Authenticator({
-      store: this.store,
-      ring: () => this.ring,
-      oidc: this.oidc,
-      verifyBearer: (token, audience) => this.verifier.verifyAccessToken(token, audience),
-      identity: () => this.config.identity,
-      access: () => this.config.access,
-      log: options.log,
-      ...(options.now ? { now: options.now } : {}),
-    });
+    const now = () => this.now();
+    const common = { store: this.store, ring: () => this.ring, log: options.log, now };
+    this.signIns = new SignInLog(common);
+    this.authentication = new Authentication(common);
+    this.signIn = new SignIn({ ...common, signIns: this.signIns });
+    this.relayOwned = new RelayOwned({ ...common, authentication: this.authentication, signIn: this.signIn, signIns: this.signIns });
+    this.state = {
+      generation: 1, config, edge: edgeLimitsFor(config), verifier: makeVerifier(config, options), oidc: this.oidcFor(config, undefined),
+      idp: undefined, authorizer: this.authorizerFor(config), tls: undefined,
+    };
   }
 
   get keyRing(): KeyRing {
@@ -112,18 +108,26 @@ export class Relay {
 
   /** The identity provider's issuer URL: the configured one, or the embedded provider's. */
   issuer(): URL {
-    const issuer = this.config.identity.issuer ?? (this.idp ? new URL(this.idp.issuer) : undefined);
-    if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider is not ready yet', { status: 503 });
-    return issuer;
+    return issuerOf(this.state.config, this.state.idp);
   }
 
   get embeddedIdp(): EmbeddedIdp | undefined {
-    return this.idp;
+    return this.state.idp;
+  }
+
+  /** The state in force (what a request starting now would take). */
+  currentState(): RelayState {
+    return this.state;
+  }
+
+  /** The configuration generation in force (1 at start; each state built adds one). */
+  get generation(): number {
+    return this.state.generation;
   }
 
   /** Reaches the embedded provider through our own public listener, trusting our CA. */
-  private loopbackFetch(): typeof fetch {
-    const target = ['0.0.0.0', '::', ''].includes(this.config.public.host) ? '127.0.0.1' : this.config.public.host;
+  private loopbackFetch(cfg: RelayConfig): typeof fetch {
+    const target = ['0.0.0.0', '::', ''].includes(cfg.public.host) ? '127.0.0.1' : cfg.public.host;
     this.loopbackAgent ??= new Agent({
       connect: { ca: this.ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: target, family: target.includes(':') ? 6 : 4 }]) },
     });
@@ -132,28 +136,51 @@ export class Relay {
       undiciFetch(input as string, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
   }
 
-  private async startEmbeddedIdp(cfg: RelayConfig): Promise<void> {
-    const port = this.publicAddress().port;
-    const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
-    this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
-    this.idp = await EmbeddedIdp.create({
-      issuer, dataDir: cfg.dataDir, users: this.store.users, artifacts: this.store.idpArtifacts, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
-      throttle: this.loginThrottle, clientAddress, ...(this.options.now ? { now: this.options.now } : {}),
-    });
-    const fetchFn = this.loopbackFetch();
-    this.verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });
-    this.oidc = new OidcClients({ issuer: () => this.issuer(), clockSkewMs: cfg.identity.clockSkewMs, scopes: cfg.identity.scopes, fetch: fetchFn });
-    this.auth.setOidc(this.oidc);
-    this.options.log.info({ issuer }, 'embedded identity provider ready');
+  private oidcFor(cfg: RelayConfig, idp: EmbeddedIdp | undefined, fetchFn?: typeof fetch): OidcClients {
+    return new OidcClients({ issuer: () => issuerOf(cfg, idp), clockSkewMs: cfg.identity.clockSkewMs, scopes: cfg.identity.scopes, ...(fetchFn ? { fetch: fetchFn } : {}) });
+  }
+
+  private authorizerFor(cfg: RelayConfig): Authorizer {
+    return new Authorizer(cfg.access, !!cfg.devices, { log: this.options.log, now: () => this.now(), signIns: this.signIns });
+  }
+
+  /**
+   * A complete state for `cfg`, built beside the one in force, which it reuses where
+   * nothing it depends on changed (rate-limiter buckets, verifier and provider caches,
+   * certificates). Throws without touching the state in force.
+   */
+  private async buildState(cfg: RelayConfig, prev: RelayState): Promise<RelayState> {
+    const identityChanged = JSON.stringify(cfg.identity) !== JSON.stringify(prev.config.identity);
+    const tls = this.publicServer ? await this.buildTls(cfg, prev.tls) : prev.tls;
+    let { verifier, oidc, idp } = prev;
+    if (!cfg.identity.issuer && this.publicServer) {
+      // The embedded provider's clients follow the apps: rebuild it (users, keys and sessions live in the store).
+      if (!idp || identityChanged || JSON.stringify(cfg.apps) !== JSON.stringify(prev.config.apps)) {
+        const port = this.publicAddress().port;
+        const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
+        this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
+        idp = await EmbeddedIdp.create({
+          issuer, dataDir: cfg.dataDir, users: this.store.users, artifacts: this.store.idpArtifacts, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
+          throttle: this.loginThrottle, clientAddress, ...(this.options.now ? { now: this.options.now } : {}),
+        });
+        const fetchFn = this.loopbackFetch(cfg);
+        verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });
+        oidc = this.oidcFor(cfg, idp, fetchFn);
+      }
+    } else if (identityChanged) {
+      verifier = makeVerifier(cfg, this.options);
+      oidc = this.oidcFor(cfg, idp);
+    }
+    const edge = JSON.stringify(cfg.limits) === JSON.stringify(prev.config.limits) ? prev.edge : edgeLimitsFor(cfg);
+    return { generation: prev.generation + 1, config: cfg, edge, verifier, oidc, idp, authorizer: this.authorizerFor(cfg), tls };
   }
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
   static async create(config: RelayConfig, options: RelayOptions): Promise<Relay> {
     const ca = await loadOrCreateCa(config.dataDir);
     const store = openSqliteStore(config.dataDir);
-    const verifier = makeVerifier(config, options);
     const ring = await KeyRing.load(store.keys);
-    return new Relay(config, store, ca, verifier, ring, options);
+    return new Relay(config, store, ca, ring, options);
   }
 
   private now(): number {
@@ -161,21 +188,21 @@ export class Relay {
   }
 
   get currentConfig(): RelayConfig {
-    return this.config;
+    return this.state.config;
   }
 
   async start(): Promise<void> {
-    const cfg = this.config;
+    const cfg = this.state.config;
     const hosts = [cfg.connectorApi.url.hostname.replace(/^\[|\]$/g, ''), 'localhost', '127.0.0.1', '::1'];
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
       {
-        config: () => this.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.verifier.verify(t) },
+        config: () => this.state.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.state.verifier.verify(t) },
         channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(), clock: this.options.clock,
         identityInfo: () => ({
           issuer: this.issuer().href.replace(/\/$/, ''),
-          cliClientId: this.idp ? CLI_CLIENT_ID : undefined,
-          adminAudience: this.config.identity.adminAudience,
+          cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
+          adminAudience: this.state.config.identity.adminAudience,
         }),
       },
       tls,
@@ -197,13 +224,13 @@ export class Relay {
   }
 
   private async startPublic(cfg: RelayConfig): Promise<void> {
-    const tls = await this.issuePublicCertificate(cfg);
-    this.tlsStore = new TlsStore(this.relayIssued!, cfg.apps, deviceCa(cfg).ca);
+    const tls = await this.buildTls(cfg, undefined);
+    this.state = { ...this.state, tls };
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
       ...SERVER_TLS,
-      SNICallback: (name, cb) => cb(null, this.tlsStore?.contextFor(name)),
+      SNICallback: (name, cb) => cb(null, this.state.tls?.store.contextFor(name)),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
@@ -217,9 +244,9 @@ export class Relay {
     server.setTimeout(Math.max(cfg.limits.idleTimeoutMs, cfg.limits.bodyIdleTimeoutMs) + 5_000, (socket) => socket.destroy());
     new ConnectionCap(cfg.limits.connectionsPerIp, (address) => this.options.log.warn({ client: address }, 'too many connections from one address; refused')).attach(server);
     const path = createRequestPath({
-      config: () => this.config, queue: this.queue, auth: this.auth, assertions: this.assertions,
+      state: () => this.state, queue: this.queue, assertions: this.assertions,
+      authentication: this.authentication, signIn: this.signIn, relayOwned: this.relayOwned,
       publicPort: () => this.publicAddress().port, log: this.options.log,
-      identityProvider: () => this.idp, limits: () => this.edge,
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
@@ -235,15 +262,18 @@ export class Relay {
         socket.end();
         return;
       }
-      const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
-        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-      this.options.log.info({ client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: Number(status.slice(0, 3)) }, 'request refused by the HTTP parser');
-      const text = `${status.slice(4)}: the request was refused before routing (${err.code ?? 'parse error'}).\n`;
-      socket.end(`HTTP/1.1 ${status}\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ${Buffer.byteLength(text)}\r\n\r\n${text}`);
+      const refusal = parserRefusal(err.code);
+      const requestId = randomUUID();
+      this.options.log.info({ request_id: requestId, client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: refusal.status }, 'request refused by the HTTP parser');
+      renderRaw(socket, refusal, requestId);
     });
     this.publicServer = server;
     await listen(server, cfg.public.host, cfg.public.port);
-    if (!cfg.identity.issuer) await this.startEmbeddedIdp(cfg);
+    if (!cfg.identity.issuer) {
+      // The embedded provider's issuer names the port just bound: its state is built now.
+      this.state = await this.buildState(cfg, this.state);
+      this.options.log.info({ issuer: this.state.idp?.issuer }, 'embedded identity provider ready');
+    }
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
   }
 
@@ -287,7 +317,7 @@ export class Relay {
 
   /** Registration by the relay's owner in-process (the demo): no token, recorded as `actor`. */
   registerLocal(request: RegisterRequest, actor: string): Promise<RegisterResponse> {
-    return issueConnectorIdentity({ ca: this.ca, store: this.store, config: () => this.config, log: this.options.log, now: () => this.now() }, request, `local:${actor}`);
+    return issueConnectorIdentity({ ca: this.ca, store: this.store, config: () => this.state.config, log: this.options.log, now: () => this.now() }, request, `local:${actor}`);
   }
 
   /** Revokes a connector in the store and cuts its channels at once. */
@@ -298,11 +328,16 @@ export class Relay {
   }
 
   /**
-   * Swaps in a validated config. Listener addresses and the data directory are
-   * fixed for the life of the process; a change to them needs a restart.
+   * Swaps in a validated config: everything built from it (certificates and TLS
+   * contexts, verifier, identity clients, the embedded provider, limits, the
+   * authorization cache) is built first, beside the state in force; then one
+   * reference swap. A failure on the way rejects and leaves the old state serving.
+   * Requests already running keep the state they began with. Listener addresses
+   * and the data directory are fixed for the life of the process.
    */
   async reload(next: RelayConfig): Promise<{ restartNeeded: string[] }> {
-    const prev = this.config;
+    const prevState = this.state;
+    const prev = prevState.config;
     const restartNeeded: string[] = [];
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
     if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port) restartNeeded.push('connectorApi.listen');
@@ -311,53 +346,34 @@ export class Relay {
     for (const k of ['headersTimeoutMs', 'idleTimeoutMs', 'requestTimeoutMs', 'maxHeaderBytes', 'connectionsPerIp'] as const) {
       if (next.limits[k] !== prev.limits[k]) restartNeeded.push(`limits.${k.replace(/Ms$/, '')}`);
     }
-    // Certificates for new hosts first, so the new routes answer with a valid certificate at once.
-    await this.refreshPublicCertificate(next);
-    const identityChanged = JSON.stringify(next.identity) !== JSON.stringify(prev.identity);
-    if (identityChanged && next.identity.issuer) this.verifier = makeVerifier(next, this.options);
     if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
-    if (JSON.stringify(next.limits) !== JSON.stringify(prev.limits)) this.edge = edgeLimitsFor(next);
-    // One reference swap: requests already running keep the config they started with.
-    this.config = next;
-    // The embedded provider's clients follow the apps: rebuild it (users, keys and sessions live in the store).
-    if (this.idp && !next.identity.issuer && (identityChanged || JSON.stringify(next.apps) !== JSON.stringify(prev.apps))) {
-      await this.startEmbeddedIdp(next).catch((err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot rebuild the embedded identity provider'));
-    } else {
-      this.idp?.reloadUsers();
+    const built = await this.buildState(next, prevState);
+    // The certificate for connections without SNI follows the host list (open connections keep theirs).
+    if (built.tls && built.tls.issued !== prevState.tls?.issued) {
+      this.publicServer?.setSecureContext({ key: built.tls.keyPem, cert: built.tls.certPem, ...SERVER_TLS, ...deviceCa(next) });
     }
+    this.state = built;
+    if (built.idp && built.idp === prevState.idp) built.idp.reloadUsers();
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs) this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
     return { restartNeeded };
   }
 
-  /** The relay-CA certificate for every published host (reused from the data directory when still right). */
-  private async issuePublicCertificate(cfg: RelayConfig): Promise<ServerCertificate> {
-    const hosts = this.hostsFor(cfg);
-    const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts);
-    this.relayIssued = createSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) });
-    this.publicHosts = hosts.join(',');
-    return tls;
-  }
-
-  /** New app hosts get a certificate, custom certificates are re-read; open connections keep theirs. */
-  private async refreshPublicCertificate(cfg: RelayConfig): Promise<void> {
-    if (!this.publicServer || !this.relayIssued) return;
-    const hosts = this.hostsFor(cfg);
-    if (hosts.join(',') !== this.publicHosts) {
-      try {
-        const tls = await this.issuePublicCertificate(cfg);
-        this.publicServer.setSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) });
-      } catch (err) {
-        this.options.log.error({ err: (err as Error).message }, 'cannot issue a certificate for the new hosts');
-      }
+  /** Relay-CA certificate for every published host (reused while the host list holds), and per-host contexts by SNI. */
+  private async buildTls(cfg: RelayConfig, prev: RelayState['tls']): Promise<NonNullable<RelayState['tls']>> {
+    const hosts = this.hostsFor(cfg).join(',');
+    let cert: Omit<NonNullable<RelayState['tls']>, 'store'> | undefined = prev && prev.hosts === hosts ? prev : undefined;
+    if (!cert) {
+      const tls: ServerCertificate = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts.split(','));
+      cert = { hosts, keyPem: tls.keyPem, certPem: tls.certPem, issued: createSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) }) };
     }
-    this.tlsStore = new TlsStore(this.relayIssued, cfg.apps, deviceCa(cfg).ca);
+    return { hosts, keyPem: cert.keyPem, certPem: cert.certPem, issued: cert.issued, store: new TlsStore(cert.issued, cfg.apps, deviceCa(cfg).ca) };
   }
 
   private announceConfigChange(prev: RelayConfig): void {
     let told = 0;
     for (const ch of this.channels.all()) {
-      const v = groupConfigVersion(this.config, ch.group);
+      const v = groupConfigVersion(this.state.config, ch.group);
       if (v !== groupConfigVersion(prev, ch.group)) {
         ch.send({ type: 'config-changed', configVersion: v });
         told++;
@@ -402,7 +418,12 @@ export class Relay {
   }
 }
 
-type TokenVerifier = Pick<AdminTokenVerifier, 'verify' | 'verifyAccessToken'>;
+/** The configured issuer, or the embedded provider's once it runs. */
+function issuerOf(cfg: RelayConfig, idp: EmbeddedIdp | undefined): URL {
+  const issuer = cfg.identity.issuer ?? (idp ? new URL(idp.issuer) : undefined);
+  if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider is not ready yet', { status: 503 });
+  return issuer;
+}
 
 function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier {
   if (config.identity.issuer) return new AdminTokenVerifier(config.identity, options.now ? { now: options.now } : {});

@@ -71,10 +71,11 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
     ...(opts.now ? { now: opts.now } : {}),
   });
   const edge = { perIp: undefined, perApp: undefined, proxies: new TrustedProxies(config.limits.trustedProxies) };
+  // Only the provider's host is exercised here: nothing reaches an app.
+  const state = { generation: 1, config, edge, idp, verifier: undefined as never, oidc: undefined as never, authorizer: undefined as never };
   const requestPath = createRequestPath({
-    config: () => config, limits: () => edge, log, publicPort: () => port, identityProvider: () => idp,
-    // Only the provider's host is exercised here: nothing reaches an app.
-    queue: undefined as never, auth: undefined as never, assertions: undefined as never,
+    state: () => state, log, publicPort: () => port,
+    queue: undefined as never, authentication: undefined as never, signIn: undefined as never, relayOwned: undefined as never, assertions: undefined as never,
   });
   server.on('request', (req, res) => void requestPath.handleRequest(req, res));
   const agent = (connect: Agent.Options['connect']): Agent => {

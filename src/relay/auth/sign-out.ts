@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
+import { escapeHtml, sendPage } from '../../http/render.js';
 import type { Logger } from '../../log.js';
 import type { SessionRepo } from '../../store/index.js';
 
@@ -41,43 +42,30 @@ function originOf(url: string): string | undefined {
   }
 }
 
-const esc = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const STYLE = 'body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}button{font:inherit;padding:.4rem 1rem}';
 
-function sendPage(req: IncomingMessage, res: ServerResponse, html: string, formAction: string): void {
-  res.writeHead(200, {
-    'content-type': 'text/html; charset=utf-8',
-    'content-length': Buffer.byteLength(html),
-    'cache-control': 'no-store',
-    'x-frame-options': 'DENY',
-    'x-content-type-options': 'nosniff',
-    'referrer-policy': 'same-origin',
-    // form-action also governs the redirect that answers the POST (Chromium checks it), so the
-    // provider's end-session origin is allowed besides this one.
-    'content-security-policy': `default-src 'none'; style-src 'unsafe-inline'; form-action ${formAction}; frame-ancestors 'none'; base-uri 'none'`,
-  });
-  res.end(req.method === 'HEAD' ? undefined : html);
-}
 
 /** The confirmation page: one POST form, no script; `endSession` is where the POST will redirect. */
 export function signOutPage(req: IncomingMessage, res: ServerResponse, app: AppConfig, endSession: URL | undefined): void {
   const action = `${app.pathPrefix}.proxyctl/logout`;
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex"><title>Sign out</title><style>${STYLE}</style></head>
-<body><h1>Sign out of ${esc(app.name)}?</h1>
-<form method="post" action="${esc(action)}"><button type="submit" id="signout">Sign out</button></form>
-<p><a href="${esc(app.pathPrefix)}">Stay signed in</a></p></body></html>
+<body><h1>Sign out of ${escapeHtml(app.name)}?</h1>
+<form method="post" action="${escapeHtml(action)}"><button type="submit" id="signout">Sign out</button></form>
+<p><a href="${escapeHtml(app.pathPrefix)}">Stay signed in</a></p></body></html>
 `;
-  sendPage(req, res, html, `'self'${endSession ? ` ${endSession.origin}` : ''}`);
+  // form-action also governs the redirect that answers the POST (Chromium checks it), so the
+  // provider's end-session origin is allowed besides this one.
+  sendPage(req, res, 200, html, { formAction: `'self'${endSession ? ` ${endSession.origin}` : ''}` });
 }
 
 export function signedOutPage(req: IncomingMessage, res: ServerResponse, appRoot: string): void {
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Signed out</title>
 <style>${STYLE}</style></head>
-<body><h1>You are signed out</h1><p><a href="${esc(appRoot)}">Sign in again</a></p></body></html>
+<body><h1>You are signed out</h1><p><a href="${escapeHtml(appRoot)}">Sign in again</a></p></body></html>
 `;
-  sendPage(req, res, html, "'none'");
+  sendPage(req, res, 200, html);
 }
 
 // ---- provider sessions ended by a sign-out at the relay ----

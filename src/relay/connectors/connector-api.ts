@@ -9,8 +9,9 @@ import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import { WebSocketServer } from 'ws';
 import type { RelayCa } from '../../crypto/ca.js';
-import { ProxyctlError, isProxyctlError } from '../../errors.js';
+import { ProxyctlError } from '../../errors.js';
 import { systemClock, type Clock, type Timer } from '../../clock.js';
+import { refusalOf, renderRaw } from '../../http/render.js';
 import type { Logger } from '../../log.js';
 import {
   API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseConnectorMessage, type IdentityInfo, type RenewRequest, type RenewResponse,
@@ -207,13 +208,9 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         ch.send({ type: 'hello', connectorId: id.connector.id, channelId: ch.id, configVersion: groupConfigVersion(deps.config(), id.connector.group) });
       });
     } catch (err) {
-      const e = isProxyctlError(err) ? err : new ProxyctlError('ERR_INTERNAL', 'internal error', { cause: err });
+      const e = refusalOf(err);
       deps.log.warn({ request_id: requestId, code: e.code, status: e.status }, `channel refused: ${e.message}`);
-      const body = JSON.stringify({ error: { code: e.code, message: e.status >= 500 ? 'internal error' : e.message, requestId } });
-      socket.end(
-        `HTTP/1.1 ${e.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-        `x-request-id: ${requestId}\r\nconnection: close\r\n\r\n${body}`,
-      );
+      renderRaw(socket, e, requestId, { json: true });
     }
   });
 

@@ -1,9 +1,10 @@
-// One place that renders relay API errors: stable code, request id, and no
-// internals on 5xx. Also the bounded JSON body reader for the connector API.
+// Connector API answers: JSON bodies, and errors through the one renderer
+// (src/http/render.ts: stable code, request id, no internals, the security
+// headers). Also the bounded JSON body reader for the connector API.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { ProxyctlError, isProxyctlError } from '../../errors.js';
+import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { ApiErrorBody } from '../../protocol/connector-api.js';
+import { refusalOf, renderError } from '../../http/render.js';
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, requestId: string): void {
   const text = JSON.stringify(body);
@@ -17,18 +18,10 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, req
 }
 
 export function sendError(res: ServerResponse, err: unknown, requestId: string, log: Logger): void {
-  const e = isProxyctlError(err) ? err : new ProxyctlError('ERR_INTERNAL', 'internal error', { cause: err });
+  const e = refusalOf(err);
   if (e.status >= 500) log.error({ request_id: requestId, code: e.code, err: e.cause ?? e }, e.message);
   else log.warn({ request_id: requestId, code: e.code, status: e.status }, e.message);
-  const body: ApiErrorBody = {
-    error: { code: e.code, message: e.status >= 500 && e.code === 'ERR_INTERNAL' ? 'internal error' : e.message, requestId },
-  };
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  if (e.code === 'ERR_BODY_TOO_LARGE') res.setHeader('connection', 'close');
-  sendJson(res, e.status, body, requestId);
+  renderError(undefined, res, e, requestId, { json: true, ...(e.code === 'ERR_BODY_TOO_LARGE' ? { headers: { connection: 'close' } } : {}) });
 }
 
 /** Reads a JSON object body of at most `limit` bytes; refuses before buffering more. */

@@ -1,47 +1,68 @@
-// The user-facing request path, top to bottom:
-//   match app → relay-owned paths → authenticate → authorize → pick connector
-//   → queue (forward) → the connector streams the answer back (data-plane.ts).
-// Every refusal goes through pages.ts with the request id that is also logged.
+// The user-facing request path: one ordered list of steps, the same for HTTP
+// requests and WebSocket upgrades (see `steps` below):
+//   admit → match app → app limits → relay-owned paths → authenticate →
+//   authorize → identity for the backend → pick connector → forward,
+// then the connector streams the answer back (data-plane.ts). A request takes
+// the relay state (config and all built from it) once, at admit, and uses that
+// snapshot to the end. Every refusal goes through the one renderer with the
+// request id that is also logged.
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import type { AppConfig, RelayConfig } from '../../config/relay-config.js';
+import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { QueuedRequest } from '../../protocol/connector-api.js';
 import { requestHeadersForBackend } from './headers.js';
-import { refusalOf, sendRefusal, sendRefusalOnSocket } from './pages.js';
+import { refusalOf, renderError, renderRaw, wantsJson } from '../../http/render.js';
+import type { Channel } from '../connectors/channels.js';
 import type { RequestQueue } from '../connectors/queue.js';
 import { hostName, routerFor, stripPort, type Route } from './router.js';
 import { checkBackendView } from './path-guard.js';
-import type { Authenticator, Authenticated } from '../auth/authenticator.js';
+import type { Authenticated, Authentication } from '../auth/authenticate.js';
+import type { Verdict } from '../auth/authorize.js';
+import type { RelayOwned } from '../auth/relay-owned.js';
+import type { SignIn } from '../auth/sign-in.js';
+import type { RelayState } from '../state.js';
 import { ASSERTION_HEADER, type AssertionSigner } from '../auth/assertion.js';
 import { backendCookieHeader } from '../auth/session.js';
-import { RateLimiter, TrustedProxies } from './limits.js';
 import { canonicalAddress } from '../../net/address.js';
 import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 
-export interface EdgeLimits {
-  perIp: RateLimiter | undefined;
-  perApp: RateLimiter | undefined;
-  proxies: TrustedProxies;
-}
+export type { EdgeLimits } from '../state.js';
+
+/** The part of the relay state the request path reads (tests pass a smaller one). */
+export type PathState = Pick<RelayState, 'config' | 'edge' | 'generation' | 'verifier' | 'oidc' | 'authorizer'> & {
+  /** The embedded identity provider, served on its own host of this listener. */
+  readonly idp: { host: string; handle(req: IncomingMessage, res: ServerResponse): void } | undefined;
+};
 
 export interface RequestPathDeps {
-  config: () => RelayConfig;
-  /** Rate limiters and trusted proxies for the config in force. */
-  limits: () => EdgeLimits;
+  /** The relay state in force; each request reads it once, at admit. */
+  state: () => PathState;
   queue: RequestQueue;
-  auth: Authenticator;
+  authentication: Authentication;
+  signIn: SignIn;
+  relayOwned: RelayOwned;
   assertions: AssertionSigner;
   /** The port the public listener actually bound (Host headers may carry it). */
   publicPort: () => number;
-  /** The embedded identity provider, served on its own host of this listener. */
-  identityProvider: () => { host: string; handle(req: IncomingMessage, res: ServerResponse): void } | undefined;
   log: Logger;
+}
+
+/** One request or upgrade on its way through the steps, with the state it took at admit. */
+interface Pass {
+  readonly req: IncomingMessage;
+  /** HTTP requests; upgrades have `socket` and `head` instead. */
+  readonly res: ServerResponse | undefined;
+  readonly socket: Duplex | undefined;
+  readonly head: Buffer | undefined;
+  readonly requestId: string;
+  readonly state: PathState;
+  app: string | undefined;
 }
 
 const stripHostPort = (host: string | undefined): string => stripPort(host ?? '').toLowerCase();
@@ -86,40 +107,58 @@ export function headerValue(v: string): string {
   return out;
 }
 
-const ROBOTS = 'User-agent: *\nDisallow: /\n';
+const ANONYMOUS = 'anonymous';
+type Who = Authenticated | typeof ANONYMOUS;
 
 export function createRequestPath(deps: RequestPathDeps) {
   /** Connections answered with a close-refusal: nothing more is processed on them. */
   const closing = new WeakSet<object>();
 
-  /** Step 1: which app. Unknown hosts learn nothing about what is published. */
-  function matchApp(config: RelayConfig, req: IncomingMessage): Route {
-    const target = req.url ?? '/';
-    checkTarget(target);
-    const host = hostName(req.headers.host ?? '');
-    // The host the TLS handshake named (SNI) is the host the request is for. An IP
-    // address there is not a name (RFC 6066 forbids it; some clients send one when
-    // dialled by address): it counts as no SNI, which chose the relay-CA certificate.
-    const sni = (req.socket as TLSSocket).servername;
-    if (typeof sni === 'string' && sni && isIP(sni) === 0 && host !== sni.toLowerCase().replace(/\.$/, '')) {
-      throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
-    }
-    const route = routerFor(config).match(host, target);
-    if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
-    checkBackendView(pathOf(target), route.rest, route.app, route.candidates);
-    return route;
+  /**
+   * The steps, in order, for requests and upgrades alike. A step throws to refuse;
+   * `true` from relayOwned means it answered. Up to routing the steps run without
+   * a promise: a close-refusal must mark the connection before the parser hands
+   * over a request pipelined behind it (smuggling.test.ts). Later steps that can
+   * decide without a promise do (nearly every request is not relay-owned;
+   * passthrough apps skip authentication).
+   */
+  function steps(p: Pass): Promise<void> | undefined {
+    admit(p);
+    if (identityProvider(p)) return undefined;
+    const route = matchApp(p);
+    appLimits(p, route);
+    const origin = originOf(route, p.req);
+    const owned = relayOwned(p, route, origin);
+    if (owned === true) return undefined;
+    return stepsAfterRouting(p, route, origin, owned);
   }
 
-  /** Step 0: who is the client, may it send now, is the request well-formed enough to route. */
-  function admit(config: RelayConfig, req: IncomingMessage): void {
-    const edge = deps.limits();
+  async function stepsAfterRouting(p: Pass, route: Route, origin: string, owned: false | Promise<boolean>): Promise<void> {
+    if (owned !== false && await owned) return;
+    const found = authenticate(p, route);
+    const who = found === ANONYMOUS ? found : await found;
+    if (who === undefined) return signInFirst(p, route, origin);
+    const verdict = authorize(p, route, who);
+    if (verdict.result !== 'allow') return refuseOrStepUp(p, route, origin, verdict);
+    const identity = who === ANONYMOUS ? undefined : await identityHeaders(route.app, who);
+    const channel = deps.queue.pick(route.app.connectorGroup) ?? await pickConnector(p, route.app);
+    if (channel) forward(p, route, who, identity, channel);
+  }
+
+  /** Admit: who is the client, may it send now, is the request well-formed enough to route. */
+  function admit(p: Pass): void {
+    const { req, state } = p;
+    if (p.socket && (req.headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
+    }
     const xff = req.headers['x-forwarded-for'];
-    const { client, trustedChain } = edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
+    const { client, trustedChain } = state.edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
     setClientAddress(req, client, trustedChain);
-    const limited = edge.perIp?.take(client);
+    const limited = state.edge.perIp?.take(client);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
-    if (req.rawHeaders.length / 2 > config.limits.maxHeaders) {
-      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${config.limits.maxHeaders}).`, { status: 431 });
+    const { limits } = state.config;
+    if (req.rawHeaders.length / 2 > limits.maxHeaders) {
+      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, { status: 431 });
     }
     let hosts = 0;
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -135,12 +174,42 @@ export function createRequestPath(deps: RequestPathDeps) {
     }
   }
 
+  /** The embedded identity provider's own host (requests only; it takes no upgrades). */
+  function identityProvider(p: Pass): boolean {
+    const idp = p.state.idp;
+    if (!idp || stripHostPort(p.req.headers.host) !== idp.host) return false;
+    if (!p.res) throw new ProxyctlError('ERR_NOT_FOUND', 'The identity provider takes no upgrades.', { status: 404 });
+    p.app = '(identity provider)';
+    idp.handle(p.req, p.res);
+    return true;
+  }
+
+  /** Which app. Unknown hosts learn nothing about what is published. */
+  function matchApp(p: Pass): Route {
+    const { req } = p;
+    const target = req.url ?? '/';
+    checkTarget(target);
+    const host = hostName(req.headers.host ?? '');
+    // The host the TLS handshake named (SNI) is the host the request is for. An IP
+    // address there is not a name (RFC 6066 forbids it; some clients send one when
+    // dialled by address): it counts as no SNI, which chose the relay-CA certificate.
+    const sni = (req.socket as TLSSocket).servername;
+    if (typeof sni === 'string' && sni && isIP(sni) === 0 && host !== sni.toLowerCase().replace(/\.$/, '')) {
+      throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
+    }
+    const route = routerFor(p.state.config).match(host, target);
+    if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
+    checkBackendView(pathOf(target), route.rest, route.app, route.candidates);
+    p.app = route.app.name;
+    return route;
+  }
+
   /** Per-app rate and body size, before any work reaches a connector. */
-  function appLimits(route: Route, req: IncomingMessage): void {
-    const limited = deps.limits().perApp?.take(route.app.name);
+  function appLimits(p: Pass, route: Route): void {
+    const limited = p.state.edge.perApp?.take(route.app.name);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, route.app.name);
     const max = route.app.maxBodyBytes;
-    const length = req.headers['content-length'];
+    const length = p.req.headers['content-length'];
     if (max !== undefined && length !== undefined && Number(length) > max) {
       throw new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body is ${length} bytes; ${route.app.name} accepts at most ${max}.`, { status: 413, details: { app: route.app.name } });
     }
@@ -157,27 +226,42 @@ export function createRequestPath(deps: RequestPathDeps) {
     return `https://${m[1]}${port && port !== '443' ? `:${port}` : ''}`;
   }
 
-  /**
-   * Step 2: answered by the relay itself, never forwarded. Decided without a
-   * promise for the paths that are not the relay's (nearly every request).
-   */
-  function relayOwned(req: IncomingMessage, res: ServerResponse, route: Route, origin: string, requestId: string): boolean | Promise<boolean> {
-    const path = pathOf(req.url ?? '/');
-    if (path === '/robots.txt' && (req.method === 'GET' || req.method === 'HEAD')) {
-      res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': ROBOTS.length, 'cache-control': 'public, max-age=3600' });
-      res.end(req.method === 'HEAD' ? undefined : ROBOTS);
-      return true;
+  /** Relay-owned paths: answered by the relay itself, never forwarded (and never upgraded). */
+  function relayOwned(p: Pass, route: Route, origin: string): boolean | Promise<boolean> {
+    if (!p.res) {
+      if (deps.relayOwned.owns(p.req, route.rest)) throw new ProxyctlError('ERR_NOT_FOUND', 'Relay endpoints take no upgrades.', { status: 404 });
+      return false;
     }
-    return deps.auth.handleReserved(req, res, route.app, origin, route.rest, requestId);
+    return deps.relayOwned.handle(p.req, p.res, route.app, origin, route.rest, p.requestId, p.state);
   }
 
-  /** Step 3: preauthentication. Passthrough apps skip it (no promise); undefined = a sign-in redirect was sent. */
-  function authenticate(req: IncomingMessage, res: ServerResponse | undefined, app: AppConfig, origin: string, requestId: string): 'anonymous' | Promise<Authenticated | 'anonymous' | undefined> {
-    if (app.preauth === 'passthrough') return 'anonymous';
-    return deps.auth.authenticate(req, res, app, origin, requestId);
+  /** Authenticate: who is asking (cookie or bearer), or nobody. Passthrough apps skip it, without a promise. */
+  function authenticate(p: Pass, route: Route): typeof ANONYMOUS | Promise<Authenticated | undefined> {
+    if (route.app.preauth === 'passthrough') return ANONYMOUS;
+    return deps.authentication.identify(p.req, route.app, p.state);
   }
 
-  /** Step 4: identity for the backend — a signed assertion, optionally plain headers. */
+  /** Nobody: browsers are sent to sign in; scripts and upgrades get 401. */
+  async function signInFirst(p: Pass, route: Route, origin: string): Promise<void> {
+    if (!p.res || wantsJson(p.req)) {
+      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${route.app.name} first (no valid session).`, { status: 401, details: { app: route.app.name } });
+    }
+    await deps.signIn.begin(p.res, route.app, origin, p.state, { returnTo: p.req.url });
+  }
+
+  /** Authorize: assignment and Conditional Access under the configuration in force, on every request (cached per session). */
+  function authorize(p: Pass, route: Route, who: Who): Verdict {
+    if (who === ANONYMOUS) return ALLOW;
+    return p.state.authorizer.authorize(p.req, route.app, who, p.requestId);
+  }
+
+  /** A denial is a refusal naming why; a step-up sends browsers to sign in for more, and refuses the rest. */
+  async function refuseOrStepUp(p: Pass, route: Route, origin: string, verdict: Exclude<Verdict, { result: 'allow' }>): Promise<void> {
+    if (verdict.result === 'deny' || !p.res || wantsJson(p.req)) throw verdict.error;
+    await deps.signIn.begin(p.res, route.app, origin, p.state, { returnTo: p.req.url, stepUp: verdict.stepUp });
+  }
+
+  /** Identity for the backend: a signed assertion, optionally plain headers. */
   async function identityHeaders(app: AppConfig, who: Authenticated): Promise<HeaderPairs> {
     const out: HeaderPairs = [[ASSERTION_HEADER, await deps.assertions.sign(app, who.identity, who.sid)]];
     if (app.identityHeaders) {
@@ -188,9 +272,15 @@ export function createRequestPath(deps: RequestPathDeps) {
     return out;
   }
 
-  /** Step 5: an open channel of the app's connector group, waiting briefly for one. */
-  async function pickConnector(config: RelayConfig, app: AppConfig, signal: AbortSignal) {
-    const channel = await deps.queue.acquire(app.connectorGroup, config.connectors.queueTimeoutMs, signal);
+  /** Pick connector, when none is open at once: wait briefly for one; undefined if the user left meanwhile. */
+  async function pickConnector(p: Pass, app: AppConfig): Promise<Channel | undefined> {
+    const abort = new AbortController();
+    const onGone = () => abort.abort();
+    const userSide = (p.res ?? p.socket)!;
+    userSide.once('close', onGone);
+    const channel = await deps.queue.acquire(app.connectorGroup, p.state.config.connectors.queueTimeoutMs, abort.signal);
+    userSide.off('close', onGone);
+    if (abort.signal.aborted) return undefined;
     if (!channel) {
       throw new ProxyctlError('ERR_NO_CONNECTOR',
         `No connector is available for ${app.name} (connector group "${app.connectorGroup}"). Try again shortly; if this persists, tell your administrator.`,
@@ -199,22 +289,12 @@ export function createRequestPath(deps: RequestPathDeps) {
     return channel;
   }
 
-  /** Step 6: put the request on the channel; the data plane delivers the answer. */
-  async function forward(config: RelayConfig, route: Route, req: IncomingMessage, requestId: string, target: { res?: ServerResponse; socket?: Duplex; head?: Buffer }, who: Authenticated | 'anonymous') {
-    const identity = who === 'anonymous' ? undefined : await identityHeaders(route.app, who);
-    // Usually a channel is open: take it without the machinery for waiting.
-    let channel = deps.queue.pick(route.app.connectorGroup);
-    if (!channel) {
-      const abort = new AbortController();
-      const onGone = () => abort.abort();
-      (target.res ?? target.socket)!.once('close', onGone);
-      channel = await pickConnector(config, route.app, abort.signal);
-      (target.res ?? target.socket)!.off('close', onGone);
-      if (abort.signal.aborted) return undefined;
-    }
-    const upgrade = target.socket !== undefined;
+  /** Forward: put the request on the channel; the data plane delivers the answer. */
+  function forward(p: Pass, route: Route, who: Who, identity: HeaderPairs | undefined, channel: Channel): void {
+    const { req, requestId } = p;
+    const upgrade = p.socket !== undefined;
     const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
-    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, res: target.res, socket: target.socket, head: target.head, hasBody });
+    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, res: p.res, socket: p.socket, head: p.head, hasBody });
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,
@@ -229,7 +309,7 @@ export function createRequestPath(deps: RequestPathDeps) {
         requestId,
         upgrade,
         cookie: backendCookieHeader(req.headers.cookie),
-        dropAuthorization: who !== 'anonymous' && who.via === 'bearer',
+        dropAuthorization: who !== ANONYMOUS && who.via === 'bearer',
         identity,
         forwardHeaders: route.app.forwardHeaders,
       }),
@@ -238,7 +318,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     };
     channel.send(msg);
     ex.armTimeout(route.app.backendTimeoutMs + 5_000);
-    const userSide = target.res ?? target.socket!;
+    const userSide = p.res ?? p.socket!;
     userSide.once('close', () => {
       if (ex.state === 'done') return;
       // The user left: tell the connector so it aborts the backend call.
@@ -246,80 +326,52 @@ export function createRequestPath(deps: RequestPathDeps) {
       ex.abortUser();
     });
     if (!hasBody && !upgrade) req.resume();
-    return ex;
+    if (upgrade) deps.log.info({ request_id: requestId, app: route.app.name, method: req.method }, 'upgrade queued');
   }
 
-  async function handleRequest(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     // A request pipelined behind a close-refusal on this connection is never read:
     // the framing of everything after that refusal is untrusted.
     if (closing.has(req.socket)) return;
-    const requestId = randomUUID();
     const started = performance.now();
-    const config = deps.config();
-    // Captured as decided by admit(): a destroyed request loses its socket.
-    let client = req.socket?.remoteAddress;
-    let app: string | undefined;
+    const p: Pass = { req, res, socket: undefined, head: undefined, requestId: randomUUID(), state: deps.state(), app: undefined };
     res.once('close', () => {
       deps.log.info({
-        request_id: requestId, app, method: req.method, status: res.statusCode, duration_ms: Math.round(performance.now() - started),
-        client, completed: res.writableFinished,
+        request_id: p.requestId, app: p.app, method: req.method, status: res.statusCode, duration_ms: Math.round(performance.now() - started),
+        client: clientAddress(req), completed: res.writableFinished,
       }, 'request');
     });
-    try {
-      admit(config, req);
-      client = clientAddress(req);
-      const idp = deps.identityProvider();
-      if (idp && stripHostPort(req.headers.host) === idp.host) {
-        app = '(identity provider)';
-        idp.handle(req, res);
-        return;
-      }
-      const route = matchApp(config, req);
-      app = route.app.name;
-      appLimits(route, req);
-      const origin = originOf(route, req);
-      const owned = relayOwned(req, res, route, origin, requestId);
-      if (owned === true || (owned !== false && await owned)) return;
-      const authenticated = authenticate(req, res, route.app, origin, requestId);
-      const who = typeof authenticated === 'string' ? authenticated : await authenticated;
-      if (!who) return;
-      await forward(config, route, req, requestId, { res }, who);
-    } catch (err) {
+    const refuse = (err: unknown): void => {
       const e = refusalOf(err);
-      if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: requestId, err: e.cause }, 'request failed');
+      if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: p.requestId, err: e.cause }, 'request failed');
       const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
       if (close) closing.add(req.socket);
       else req.resume();
-      sendRefusal(req, res, e, requestId, {
-        ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(e.details?.['retryAfterS'] ?? 1) } : {}),
-        ...(close ? { connection: 'close' } : {}),
-      });
+      renderError(req, res, e, p.requestId, close ? { headers: { connection: 'close' } } : {});
+    };
+    try {
+      steps(p)?.catch(refuse);
+    } catch (err) {
+      refuse(err);
     }
   }
 
-  async function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     if (closing.has(socket)) {
       socket.destroy();
       return;
     }
-    const requestId = randomUUID();
-    const config = deps.config();
     socket.on('error', () => socket.destroy());
-    try {
-      if ((req.headers['upgrade'] ?? '').toLowerCase() !== 'websocket') {
-        throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
-      }
-      admit(config, req);
-      const route = matchApp(config, req);
-      appLimits(route, req);
-      const who = await authenticate(req, undefined, route.app, originOf(route, req), requestId);
-      if (!who) throw new ProxyctlError('ERR_SIGNIN_REQUIRED', 'Sign in first.', { status: 401 });
-      await forward(config, route, req, requestId, { socket, head }, who);
-      deps.log.info({ request_id: requestId, app: route.app.name, method: req.method }, 'upgrade queued');
-    } catch (err) {
+    const p: Pass = { req, res: undefined, socket, head, requestId: randomUUID(), state: deps.state(), app: undefined };
+    const refuse = (err: unknown): void => {
       const e = refusalOf(err);
-      deps.log.info({ request_id: requestId, status: e.status, code: e.code }, 'upgrade refused');
-      sendRefusalOnSocket(req, socket, e, requestId);
+      deps.log.info({ request_id: p.requestId, app: p.app, status: e.status, code: e.code }, 'upgrade refused');
+      renderRaw(socket, e, p.requestId, { req });
+    };
+    try {
+      steps(p)?.catch(refuse);
+    } catch (err) {
+      refuse(err);
     }
   }
 
@@ -328,3 +380,5 @@ export function createRequestPath(deps: RequestPathDeps) {
 
   return { handleRequest, handleUpgrade, isClosing };
 }
+
+const ALLOW: Verdict = { result: 'allow' };

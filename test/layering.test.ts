@@ -15,8 +15,9 @@ const ORDER: string[][] = [
   ['crypto', 'policy'],
   ['config'],
   ['idp', 'connector'],
-  // The relay's rooms are siblings of one another; relay.ts (the lifecycle) sits above them.
-  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate'],
+  // The relay's rooms are siblings of one another, with the state snapshot they all read
+  // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
+  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/state'],
   ['relay'],
   ['demo'],
   ['commands'],
@@ -27,6 +28,7 @@ function roomOf(file: string): string {
   const rel = path.relative(SRC, file).split(path.sep);
   if (rel.length === 1) return rel[0] === 'cli.ts' ? 'cli' : 'base';
   if (rel[0] === 'relay' && rel.length > 2) return `relay/${rel[1]}`;
+  if (rel[0] === 'relay' && rel[1] === 'state.ts') return 'relay/state';
   return rel[0]!;
 }
 

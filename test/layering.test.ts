@@ -28,7 +28,7 @@ function roomOf(file: string): string {
   const rel = path.relative(SRC, file).split(path.sep);
   if (rel.length === 1) return rel[0] === 'cli.ts' ? 'cli' : 'base';
   if (rel[0] === 'relay' && rel.length > 2) return `relay/${rel[1]}`;
-  if (rel[0] === 'relay' && rel[1] === 'state.ts') return 'relay/state';
+  if (rel[0] === 'relay' && /^state\.[jt]s$/.test(rel[1]!)) return 'relay/state';
   return rel[0]!;
 }
 

@@ -30,14 +30,6 @@ function identityFor(issuer: string, overrides: Partial<IdentityConfig> = {}): I
 
 const nowSeconds = (): number => Math.floor(Date.now() / 1000);
 
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 async function started(t: Test, options?: { port?: number }): Promise<TestIdp> {
   const idp = await startIdp(options);
   t.teardown(() => idp.close());
@@ -179,12 +171,18 @@ t.test('clock skew is honoured using the injected clock', async (t) => {
 });
 
 t.test('an unreachable issuer is reported and retried on the next call', async (t) => {
-  const port = await freePort();
-  const verifier = new AdminTokenVerifier(identityFor(`http://127.0.0.1:${port}`));
+  const idp = await started(t);
+  // Failure injection: the network refuses every connection until the provider is "up".
+  let down = true;
+  const fetchFn = ((input: string | URL | Request, init?: RequestInit) => {
+    if (down) return Promise.reject(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }));
+    return fetch(input, init);
+  }) as typeof fetch;
+  const verifier = new AdminTokenVerifier(identityFor(idp.issuer), { fetch: fetchFn });
   const bogus = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256' }).sign((await generateKeyPair('ES256')).privateKey);
   await t.rejects(verifier.verify(bogus), { code: 'ERR_IDP_UNAVAILABLE', status: 503 });
 
-  const idp = await started(t, { port });
+  down = false;
   t.equal((await verifier.verify(await idp.adminToken())).issuer, idp.issuer, 'the same verifier works once the provider is up');
 });
 

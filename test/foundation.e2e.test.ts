@@ -6,14 +6,14 @@ import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
 import { startIdp, type TestIdp } from './helpers/idp.js';
-import { Proc, listeningSockets, runCli, tempDir, freePort } from './helpers/proc.js';
+import { Proc, listeningSockets, runCli, tempDir } from './helpers/proc.js';
 
 
-function relayYaml(issuer: string, port: number): string {
+/** Port 0: the system picks one, and the relay tells connectors (and this test) which. */
+function relayYaml(issuer: string, port = 0): string {
   return `dataDir: ./data
 connectorApi:
   listen: "127.0.0.1:${port}"
-  url: "https://127.0.0.1:${port}"
 identity:
   issuer: "${issuer}"
   adminAudience: "api://proxyctl"
@@ -37,10 +37,8 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   const idp: TestIdp = await startIdp();
   t.teardown(() => idp.close());
   const dir = tempDir(t);
-  const port = await freePort();
   const configFile = path.join(dir, 'relay.yaml');
-  writeFileSync(configFile, relayYaml(idp.issuer, port));
-  const relayUrl = `https://127.0.0.1:${port}`;
+  writeFileSync(configFile, relayYaml(idp.issuer));
   const caFile = path.join(dir, 'data', 'ca.pem');
   const stateDir = path.join(dir, 'connector');
 
@@ -51,8 +49,9 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   const startRelay = async () => {
     const relay = new Proc(['relay', 'serve', '--config', configFile]);
     procs.push(relay);
+    const listening = await relay.waitMsg('connector API listening');
     await relay.waitMsg('relay ready');
-    return relay;
+    return { relay, url: String(listening['url']) };
   };
   const list = async (): Promise<ConnectorRow[]> => {
     const r = await runCli(['relay', 'connectors', 'list', '--config', configFile, '--json']);
@@ -60,7 +59,12 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     return JSON.parse(r.stdout) as ConnectorRow[];
   };
 
-  let relay = await startRelay();
+  const first = await startRelay();
+  let relay = first.relay;
+  const relayUrl = first.url;
+  t.match(relayUrl, /^https:\/\/127\.0\.0\.1:[1-9]\d*\/$/, 'the relay names the port the system chose');
+  // A restart keeps the address connectors know: pin the chosen port in the file.
+  writeFileSync(configFile, relayYaml(idp.issuer, Number(new URL(relayUrl).port)));
   t.ok(existsSync(caFile), 'relay wrote <dataDir>/ca.pem');
   t.equal(statSync(path.join(dir, 'data', 'ca-key.pem')).mode & 0o777, 0o600, 'CA key is 0600');
 
@@ -147,13 +151,16 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     t.same(await ids(), before, 'the relay recorded nothing');
   });
 
-  const metricsPort = await freePort();
-  const metrics = `http://127.0.0.1:${metricsPort}`;
-  const connector = new Proc(['connector', 'run', '--state-dir', stateDir, '--metrics-listen', `127.0.0.1:${metricsPort}`]);
+  const connector = new Proc(['connector', 'run', '--state-dir', stateDir, '--metrics-listen', '127.0.0.1:0']);
   procs.push(connector);
+  let metrics = '';
+  let metricsPort = 0;
 
   await t.test('run: two channels, readiness, outbound only', async (t) => {
-    await connector.waitMsg('metrics listening');
+    const listen = (await connector.waitMsg('metrics listening'))['listen'];
+    metrics = `http://${String(listen)}`;
+    metricsPort = Number(new URL(metrics).port);
+    t.ok(metricsPort > 0, `metrics on the port the system chose (${metricsPort})`);
     await connector.waitFor((l) => l.msg === 'control channel open' && l['slot'] === 0);
     await connector.waitFor((l) => l.msg === 'control channel open' && l['slot'] === 1);
     const ready = await request(`${metrics}/readyz`);
@@ -192,7 +199,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     await notReady.body.dump();
     // Counted from here, not from before the stop: a renewal (every 4 s) opens channels too.
     const down = connector.lines.length;
-    relay = await startRelay();
+    ({ relay } = await startRelay());
     await connector.waitFor(() => connector.lines.slice(down).filter((l) => l.msg === 'control channel open').length >= 2, 20_000);
     const ready = await request(`${metrics}/readyz`);
     t.equal(ready.statusCode, 200);

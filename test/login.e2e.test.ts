@@ -6,16 +6,15 @@ import { existsSync, writeFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Agent } from 'undici';
 import { BrowserSim } from './helpers/browser-sim.js';
-import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
+import { Proc, runCli, tempDir } from './helpers/proc.js';
 
 
 t.test('users CLI, proxyctl login, register with the stored token', async (t) => {
   const dir = tempDir(t);
-  const apiPort = await freePort();
   const config = path.join(dir, 'relay.yaml');
   writeFileSync(config, `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
-connectorApi: { listen: "127.0.0.1:${apiPort}" }
+connectorApi: { listen: "127.0.0.1:0" }
 apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http://127.0.0.1:9/", assignment: any } ]
 `);
   const env = { PROXYCTL_CONFIG_DIR: path.join(dir, 'cli-config') };
@@ -32,10 +31,11 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
 
   const relay = new Proc(['relay', 'serve', '--config', config]);
   t.teardown(() => relay.stop());
+  const api = await relay.waitMsg('connector API listening');
   const ready = await relay.waitMsg('public listener ready');
   const publicPort = (ready['listen'] as { port: number }).port;
   const caFile = path.join(dir, 'data', 'ca.pem');
-  const relayUrl = `https://127.0.0.1:${apiPort}`;
+  const relayUrl = String(api['url']);
 
   const login = new Proc(['login', '--relay', relayUrl, '--relay-ca', caFile], { env });
   t.teardown(() => login.stop());

@@ -7,7 +7,7 @@ import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { startIdp } from './helpers/idp.js';
-import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
+import { Proc, runCli, tempDir } from './helpers/proc.js';
 
 
 t.test('reload under load', async (t) => {
@@ -21,11 +21,10 @@ t.test('reload under load', async (t) => {
   const idp = await startIdp();
   t.teardown(() => idp.close());
   const dir = tempDir(t);
-  const [pub, api] = [await freePort(), await freePort()];
   const file = path.join(dir, 'relay.yaml');
   const yaml = (apps: string, extra = '') => `dataDir: ./data
-public: { listen: "127.0.0.1:${pub}" }
-connectorApi: { listen: "127.0.0.1:${api}" }
+public: { listen: "127.0.0.1:0" }
+connectorApi: { listen: "127.0.0.1:0" }
 identity: { issuer: "${idp.issuer}" }
 connectors: { heartbeatInterval: 500ms }
 limits: { perIp: false }
@@ -40,11 +39,13 @@ ${apps}`;
   write(yaml(app('one')));
   const relay = new Proc(['relay', 'serve', '--config', file]);
   t.teardown(() => relay.stop());
+  const apiUrl = String((await relay.waitMsg('connector API listening'))['url']);
+  const pub = ((await relay.waitMsg('public listener ready'))['listen'] as { port: number }).port;
   await relay.waitMsg('relay ready');
   const ca = path.join(dir, 'data', 'ca.pem');
   const tokenFile = path.join(dir, 'token');
   writeFileSync(tokenFile, await idp.adminToken());
-  const reg = await runCli(['connector', 'register', '--relay', `https://127.0.0.1:${api}`, '--token-file', tokenFile, '--relay-ca', ca, '--state-dir', path.join(dir, 'c')]);
+  const reg = await runCli(['connector', 'register', '--relay', apiUrl, '--token-file', tokenFile, '--relay-ca', ca, '--state-dir', path.join(dir, 'c')]);
   t.equal(reg.code, 0, reg.stderr);
   const connector = new Proc(['connector', 'run', '--state-dir', path.join(dir, 'c')]);
   t.teardown(() => connector.stop());

@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { drain, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { startIdp } from './helpers/idp.js';
-import { Proc, runCli, tempDir, freePort } from './helpers/proc.js';
+import { Proc, closedPort, runCli, tempDir } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
 
 /** How long a held-back transfer is watched for bytes that should not move. */
@@ -66,18 +66,18 @@ function watchRss(pids: number[]): { stop(): number[] } {
 
 
 t.test('request path through the proxyctl binary', async (t) => {
-  const [idp, backend, apiPort] = await Promise.all([startIdp(), startBackend(), freePort()]);
+  const [idp, backend] = await Promise.all([startIdp(), startBackend()]);
   t.teardown(() => idp.close());
   t.teardown(() => backend.close());
   const dir = tempDir(t, 'proxyctl-rp-e2e-');
   const configFile = path.join(dir, 'relay.yaml');
-  const deadPort = await freePort();
+  const deadPort = await closedPort();
   const app = (name: string, host: string, internal = `${backend.origin}/${name}/`) =>
     `  - name: ${name}\n    externalUrl: "https://${host}/"\n    internalUrl: "${internal}"\n    preauth: passthrough\n`;
   const dead = app('dead', 'dead.test', `http://127.0.0.1:${deadPort}/`);
   const config = (apps: string) => `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
-connectorApi: { listen: "127.0.0.1:${apiPort}", url: "https://127.0.0.1:${apiPort}" }
+connectorApi: { listen: "127.0.0.1:0" }
 identity: { issuer: "${idp.issuer}" }
 connectors: { heartbeatInterval: 300ms, queueTimeout: 10s, channels: 2 }
 apps:
@@ -88,6 +88,7 @@ ${apps}`;
   t.teardown(() => Promise.all(procs.map((p) => p.stop('SIGKILL'))));
   const relay = new Proc(['relay', 'serve', '--config', configFile]);
   procs.push(relay);
+  const apiUrl = String((await relay.waitMsg('connector API listening'))['url']);
   const ready = await relay.waitMsg('public listener ready');
   await relay.waitMsg('relay ready');
   const publicPort = (ready['listen'] as { port: number }).port;
@@ -110,7 +111,7 @@ ${apps}`;
 
   const register = async (name: string) => {
     const stateDir = path.join(dir, name);
-    const r = await runCli(['connector', 'register', '--relay', `https://127.0.0.1:${apiPort}`, '--relay-ca', caFile, '--state-dir', stateDir, '--name', name],
+    const r = await runCli(['connector', 'register', '--relay', apiUrl, '--relay-ca', caFile, '--state-dir', stateDir, '--name', name],
       { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
     t.equal(r.code, 0, `register ${name}: ${r.stderr}`);
     return stateDir;

@@ -197,7 +197,7 @@ export class Relay {
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
       {
-        config: () => this.state.config, store: this.store, ca: this.ca, verifier: { verify: (t) => this.state.verifier.verify(t) },
+        config: () => this.withBoundUrl(this.state.config), store: this.store, ca: this.ca, verifier: { verify: (t) => this.state.verifier.verify(t) },
         channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(), clock: this.options.clock,
         identityInfo: () => ({
           issuer: this.issuer().href.replace(/\/$/, ''),
@@ -213,7 +213,25 @@ export class Relay {
     this.lastDataVersion = this.store.dataVersion();
     this.watchTimer = setInterval(() => this.watchStore(), this.options.storeWatchMs ?? 500);
     this.watchTimer.unref();
-    this.options.log.info({ listen: this.connectorApiAddress(), data_dir: cfg.dataDir }, 'connector API listening');
+    this.options.log.info({ listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir }, 'connector API listening');
+  }
+
+  private readonly boundViews = new WeakMap<RelayConfig, RelayConfig>();
+
+  /**
+   * The configuration as connectors must see it: with `connectorApi.listen` on port 0 and
+   * no `url` set, the URL the relay tells them names the port the system chose.
+   */
+  private withBoundUrl(cfg: RelayConfig): RelayConfig {
+    if (cfg.connectorApi.url.port !== '0' || !this.connectorApi?.listening) return cfg;
+    let view = this.boundViews.get(cfg);
+    if (!view) {
+      const url = new URL(cfg.connectorApi.url.href);
+      url.port = String(this.connectorApiAddress().port);
+      view = Object.freeze({ ...cfg, connectorApi: Object.freeze({ ...cfg.connectorApi, url }) });
+      this.boundViews.set(cfg, view);
+    }
+    return view;
   }
 
   private hostsFor(cfg: RelayConfig): string[] {

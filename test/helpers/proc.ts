@@ -1,7 +1,7 @@
 // Black-box helpers: run the built `proxyctl` binary as a user would, watch its
 // JSON log lines, and inspect its sockets through /proc.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -18,11 +18,20 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'proxyct
 
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
+/**
+ * The environment a user's shell would give the binary: the test's, without tap's
+ * loaders (NODE_OPTIONS would load tap's process tracker into every child, slowing each
+ * start), without a token or a user config directory.
+ */
+function childEnv(): NodeJS.ProcessEnv {
+  return { ...process.env, NODE_OPTIONS: undefined, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config' };
+}
+
 export function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd ?? ROOT,
-      env: { ...process.env, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config', ...options.env },
+      env: { ...childEnv(), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -52,7 +61,7 @@ export class Proc {
   constructor(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
     this.child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd ?? ROOT,
-      env: { ...process.env, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config', ...options.env },
+      env: { ...childEnv(), ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let buf = '';
@@ -151,23 +160,15 @@ function decodeAddr(hex: string): string {
 }
 
 /**
- * A port nothing listens on (it was bound and closed a moment ago): for "the backend is
- * down" cases only. A server must listen on port 0 and report its port instead.
+ * A port nothing listens on (bound and closed a moment ago): only for "the backend is
+ * down" cases. A server must listen on port 0 and report its port instead.
  */
 export function closedPort(): Promise<number> {
-  return freePort();
-}
-
-/**
- * A port that was free a moment ago on 127.0.0.1, for configs of the built binary that
- * must name it before it listens (racy under parallel tests; prefer port 0).
- */
-export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
     s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
+      const { port } = s.address() as AddressInfo;
       s.close(() => resolve(port));
     });
   });

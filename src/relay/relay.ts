@@ -132,8 +132,8 @@ export class Relay {
       connect: { ca: this.ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: target, family: target.includes(':') ? 6 : 4 }]) },
     });
     const dispatcher = this.loopbackAgent;
-    return ((input: string | URL | Request, init?: RequestInit) =>
-      undiciFetch(input as string, { ...(init as object), dispatcher } as never)) as unknown as typeof fetch;
+    return (input: string | URL | Request, init?: RequestInit) =>
+      undiciFetch(input as string, { ...(init as object), dispatcher });
   }
 
   private oidcFor(cfg: RelayConfig, idp: EmbeddedIdp | undefined, fetchFn?: typeof fetch): OidcClients {
@@ -391,8 +391,8 @@ export class Relay {
   private announceConfigChange(prev: RelayConfig): void {
     let told = 0;
     for (const ch of this.channels.all()) {
-      const v = groupConfigVersion(this.state.config, ch.group);
-      if (v !== groupConfigVersion(prev, ch.group)) {
+      const v = groupConfigVersion(this.withBoundUrl(this.state.config), ch.group);
+      if (v !== groupConfigVersion(this.withBoundUrl(prev), ch.group)) {
         ch.send({ type: 'config-changed', configVersion: v });
         told++;
       }

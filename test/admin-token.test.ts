@@ -207,7 +207,7 @@ t.test('a plain-http issuer off loopback is refused before any network call', as
   globalThis.fetch = (async () => {
     fetches++;
     throw new Error('no network expected');
-  }) as typeof fetch;
+  });
   t.teardown(() => {
     globalThis.fetch = originalFetch;
   });

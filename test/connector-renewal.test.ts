@@ -120,7 +120,7 @@ t.test('the replaced certificate works within the grace period while the new one
   const ch = await api.channel(first);
   t.equal(ch.status, 101, 'old certificate opens a channel');
   const old = relay.store.connectors.getCertificate(first.serial);
-  t.ok(old?.revokedAt !== null && old!.revokedAt! >= renewedAt + RENEWAL_GRACE_MS && old!.revokedAt! <= Date.now() + RENEWAL_GRACE_MS,
+  t.ok(old?.revokedAt !== null && old!.revokedAt >= renewedAt + RENEWAL_GRACE_MS && old!.revokedAt <= Date.now() + RENEWAL_GRACE_MS,
     'its revocation is scheduled one grace period after the renewal');
   t.equal(RENEWAL_GRACE_MS, 10 * MINUTE, 'the grace period is 10 minutes');
   const channel = relay.channels.byConnector(first.connectorId)[0];
@@ -279,7 +279,7 @@ t.test('a running connector renews under load without dropping a request, and re
   t.ok(onNewSerial(), 'every channel now uses the new certificate');
   t.equal(h.relay.channels.byConnector(c.connectorId).length, 2, 'as many channels as before');
   const old = h.relay.store.connectors.getCertificate(oldSerial);
-  t.ok(old?.revokedAt !== null && old!.revokedAt! <= Date.now(), 'the old certificate was retired by the first use of the new one');
+  t.ok(old?.revokedAt !== null && old!.revokedAt <= Date.now(), 'the old certificate was retired by the first use of the new one');
   t.equal(c.openChannels(), 2);
   t.equal(c.fatalError, undefined, 'the connector did not take any refusal of its old certificate as fatal');
   t.equal((await get('/after')).status, 200);

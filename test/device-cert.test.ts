@@ -21,8 +21,6 @@ import { openSqliteStore } from '../src/store/index.js';
 
 const POLICY = 'managed-devices-only';
 
-interface PolicyEntry { name: string; state: string; applies: boolean; outcome: string; missing: string[] }
-
 t.test('device certificates', async (t) => {
   const dir = tempDir(t, 'proxyctl-devices-');
   // The organisation's device CA and one managed device; a second, unrelated CA.
@@ -88,7 +86,7 @@ policies:
     const log = signInsAfter(from);
     const ok = log.find((e) => e.app === 'managed' && e.result === 'success');
     t.ok(ok, 'the successful sign-in is logged');
-    if (ok) t.match(ok.policies as PolicyEntry[], [{ name: POLICY, applies: true, outcome: 'granted', missing: [] }]);
+    if (ok) t.match(ok.policies, [{ name: POLICY, applies: true, outcome: 'granted', missing: [] }]);
   });
 
   await t.test('(b) a browser without a client certificate gets the denial page', async (t) => {
@@ -105,7 +103,7 @@ policies:
     const denied = signInsAfter(from).filter((e) => e.app === 'managed');
     t.equal(denied.length, 1, 'one sign-in attempt logged');
     t.match(denied[0], { result: 'failure', subject: 'alice', reason: `policy ${POLICY}`, ip: '127.0.0.1', requestId: String(r.headers['x-request-id']) });
-    t.match(denied[0]!.policies as PolicyEntry[], [{ name: POLICY, state: 'on', applies: true, outcome: 'unsatisfied', missing: ['deviceCertificate'] }], "the policy's result is recorded");
+    t.match(denied[0]!.policies, [{ name: POLICY, state: 'on', applies: true, outcome: 'unsatisfied', missing: ['deviceCertificate'] }], "the policy's result is recorded");
 
     // The same browser (still signed in at the provider), an app no policy covers: allowed without a certificate.
     const plain = await sim.follow(h.url('plain.test', '/'));
@@ -121,7 +119,7 @@ policies:
     t.match(r.body, POLICY);
     const denied = signInsAfter(from).find((e) => e.app === 'managed');
     t.match(denied, { result: 'failure', reason: `policy ${POLICY}` });
-    t.match(denied?.policies as PolicyEntry[], [{ name: POLICY, outcome: 'unsatisfied', missing: ['deviceCertificate'] }]);
+    t.match(denied?.policies, [{ name: POLICY, outcome: 'unsatisfied', missing: ['deviceCertificate'] }]);
   });
 
   await t.test('scripts without a certificate get 403 JSON naming the policy', async (t) => {

@@ -73,7 +73,7 @@ t.test('embedded identity provider', async (t) => {
   await t.test('device flow gives an administrator token the relay accepts', async (t) => {
     const info = await (await undiciFetch(`${h.apiUrl}/v1/identity`, { dispatcher: h.client })).json() as { issuer: string; cliClientId: string; adminAudience: string };
     t.equal(info.issuer, issuer);
-    const fetchFn = ((u: string, init: object) => undiciFetch(u, { ...init, dispatcher: h.client } as never)) as never;
+    const fetchFn = ((u: string, init: object) => undiciFetch(u, { ...init, dispatcher: h.client })) as never;
     const config = await oidc.discovery(new URL(info.issuer), info.cliClientId, { token_endpoint_auth_method: 'none' }, oidc.None(), { [oidc.customFetch]: fetchFn });
     const grant = await oidc.initiateDeviceAuthorization(config, { scope: 'openid', resource: info.adminAudience });
     // The administrator approves in a browser.

@@ -11,10 +11,10 @@ withChromium((browser) => {
   t.test('no provider page renders inside a frame on another site', async (t) => {
     const s = await startIdpServer(t);
     const targets = [
-      ['sign-in', `${s.issuer}/auth?${new URLSearchParams({
+      ['sign-in', `${s.issuer}/auth?${String(new URLSearchParams({
         client_id: s.config.apps[0]!.clientId, redirect_uri: s.callbackUrl, response_type: 'code', scope: 'openid',
         code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
-      })}`, '#username'],
+      }))}`, '#username'],
       ['device code entry', `${s.issuer}/device`, 'form'],
       ['sign-out', `${s.issuer}/session/end`, 'h1'],
       ['interaction error', `${s.issuer}/interaction/expired`, 'h1'],

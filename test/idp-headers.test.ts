@@ -98,10 +98,10 @@ t.test('no page of the embedded provider can be framed; its cookies are Lax', as
 
   // A form_post response (the relay never asks for one): its inline script is allowed by hash.
   const fp = new IdpBrowser(s);
-  const fpLogin = await fp.sim.follow(`${s.issuer}/auth?${new URLSearchParams({
+  const fpLogin = await fp.sim.follow(`${s.issuer}/auth?${String(new URLSearchParams({
     client_id: s.config.apps[0]!.clientId, redirect_uri: s.callbackUrl, response_type: 'code', scope: 'openid', response_mode: 'form_post',
     code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
-  })}`);
+  }))}`);
   const fpOk = await post(fp, fpLogin, { username: 'alice', password: 'alice password 1' }, 'form_post sign-in', seen);
   const formPost = await walk(fp, new URL(String(fpOk.headers['location']), fpOk.url).href, 'form_post', seen);
   t.match(formPost.body, /<script>/, 'the form_post page was rendered');

@@ -97,7 +97,7 @@ ${apps}`;
   t.teardown(() => client.close());
   const url = (host: string, p: string) => `https://${host}:${publicPort}${p}`;
   const call = (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> = {}) =>
-    request(url(host, p), { dispatcher: client, ...opts } as Parameters<typeof request>[1]);
+    request(url(host, p), { dispatcher: client, ...opts });
   /** 20 small requests at once; their statuses and the slowest one's time. */
   const twentyOthers = async (label: string) => {
     const done = await Promise.all(Array.from({ length: 20 }, async (_, i) => {

@@ -63,6 +63,7 @@ t.test('request path through an in-process relay and connectors', async (t) => {
 
   // Control messages the relay puts on channels, to see what connectors are told.
   const sent: { type: string; id?: string }[] = [];
+  // eslint-disable-next-line @typescript-eslint/unbound-method -- called with call(this) below
   const origSend = Channel.prototype.send;
   Channel.prototype.send = function (this: Channel, m) {
     sent.push({ type: m.type, id: 'id' in m ? m.id : undefined });
@@ -73,7 +74,7 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   });
 
   const call = (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> & { dispatcher?: Dispatcher } = {}) =>
-    request(h.url(host, p), { dispatcher: h.client, ...opts } as Parameters<typeof request>[1]);
+    request(h.url(host, p), { dispatcher: h.client, ...opts });
   const echo = async (host: string, p: string, opts: Partial<Dispatcher.RequestOptions> = {}) => {
     const r = await call(host, p, opts);
     t.equal(r.statusCode, 200, `${host}${p} answered`);

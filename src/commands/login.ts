@@ -58,7 +58,7 @@ function dispatcherFor(relayCa: string | undefined): Agent {
 export async function login(opts: LoginOptions, out: (line: string) => void): Promise<void> {
   const relayCa = opts.relayCa ? readFileSync(opts.relayCa, 'utf8') : undefined;
   const dispatcher = dispatcherFor(relayCa);
-  const fetchFn = ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher } as never)) as never;
+  const fetchFn = ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher })) as never;
   try {
     let info: IdentityInfo;
     try {

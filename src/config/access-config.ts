@@ -95,7 +95,7 @@ function timeWindow(v: Validation, p: string, raw: unknown): TimeWindow | undefi
   }
   const outside = bool(v, join(p, 'outside'), o['outside'], false);
   if (fromMin === undefined || toMin === undefined) return undefined;
-  return { days: days as Weekday[], fromMin, toMin, timeZone, outside, text: `${days.join(',')} ${o['from']}-${o['to']} ${timeZone}${outside ? ' (outside)' : ''}` };
+  return { days: days as Weekday[], fromMin, toMin, timeZone, outside, text: `${days.join(',')} ${o['from'] as string}-${o['to'] as string} ${timeZone}${outside ? ' (outside)' : ''}` };
 }
 
 export interface AccessRefs { apps: readonly string[]; groups: readonly string[] }

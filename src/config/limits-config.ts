@@ -49,7 +49,7 @@ export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
   bodyIdleTimeoutMs: 30_000,
   maxHeaderBytes: 32 * 1024,
   maxHeaders: 100,
-  trustedProxies: Object.freeze([]) as readonly string[],
+  trustedProxies: Object.freeze([]),
 });
 
 const MAX_RATE = 1_000_000;

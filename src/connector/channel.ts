@@ -5,6 +5,7 @@ import WebSocket from 'ws';
 import type { IncomingMessage } from 'node:http';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { frameText } from '../net/frames.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseRelayMessage, type ConnectorMessage, type RelayMessage } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
@@ -69,7 +70,7 @@ export class ControlChannel {
         this.armDeadTimer();
         // The relay sends only text messages of the contract; anything else means the two
         // ends disagree, and acting on a guess could misroute a user's request.
-        const parsed = isBinary ? { ok: false as const, error: 'binary frame' } : parseRelayMessage(data.toString());
+        const parsed = isBinary ? { ok: false as const, error: 'binary frame' } : parseRelayMessage(frameText(data));
         if (!parsed.ok) {
           this.log.warn({ close_code: CLOSE.protocol, error: parsed.error }, 'relay sent an invalid control message; closing the channel');
           ws.close(CLOSE.protocol, 'invalid control message');

@@ -129,7 +129,7 @@ export class BackendProxy {
     call.app = app;
     call.requestBody = body;
     this.backend.dispatch({
-      origin: base.origin, path, method: call.msg.method as Dispatcher.HttpMethod, headers, body: body ?? null,
+      origin: base.origin, path, method: call.msg.method, headers, body: body ?? null,
       headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
     }, call);
   }

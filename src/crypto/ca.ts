@@ -94,6 +94,8 @@ export class RelayCa {
       issuer: this.certificate.subjectName,
       notBefore: new Date(now - CLOCK_SKEW_MS),
       notAfter: new Date(now + lifetimeMs),
+      // @peculiar/x509's PublicKeyType names the DOM CryptoKey, which typed lint cannot resolve here.
+      // eslint-disable-next-line @typescript-eslint/no-unsafe-assignment
       publicKey,
       signingKey: this.signingKey,
       signingAlgorithm: SIGNING_ALG,

@@ -46,7 +46,7 @@ export async function startSampleApp(): Promise<{ server: Server; url: string }>
         if (bytes <= 64 * 1024) chunks.push(c);
       });
       req.on('end', () => {
-        const fields = [...new URLSearchParams(Buffer.concat(chunks).toString('utf8'))].slice(0, 50) as [string, string][];
+        const fields = [...new URLSearchParams(Buffer.concat(chunks).toString('utf8'))].slice(0, 50);
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' }).end(page(req, { fields, bytes }));
       });
       return;

@@ -140,7 +140,7 @@ Request id: <code>${escapeHtml(requestId)}</code> — quote it to your administr
     status: e.status,
     headers: {
       ...(e.status === 401 ? { 'www-authenticate': 'Bearer realm="proxyctl"' } : {}),
-      ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(e.details?.['retryAfterS'] ?? 1) } : {}),
+      ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(typeof e.details?.['retryAfterS'] === 'number' ? e.details['retryAfterS'] : 1) } : {}),
       'content-type': type,
       'content-length': String(Buffer.byteLength(body)),
       ...securityHeaders('page'),

@@ -73,6 +73,9 @@ export interface EmbeddedIdpOptions {
   clientAddress: (req: IncomingMessage) => string;
 }
 
+/** An authorization request parameter as oidc-provider holds it: a string, or nothing. */
+const param = (v: unknown): string => (typeof v === 'string' ? v : '');
+
 /** How long a password that passed waits for its TOTP code. */
 const SECOND_FACTOR_WAIT_MS = 5 * 60_000;
 /** Interactions waiting for a code, at most (each needed a correct password). */
@@ -121,8 +124,8 @@ export class EmbeddedIdp {
     const policy = interactionPolicy.base();
     // Step-up: an app (or policy) that asks for acr "mfa" gets a fresh login unless the session already has it.
     policy.get('login')!.checks.add(new interactionPolicy.Check('mfa_required', 'multi-factor authentication is required', 'login_required', (ctx) => {
-      const requested = String(ctx.oidc.params?.['acr_values'] ?? '').split(' ');
-      const amr = (ctx.oidc.session?.amr ?? []) as string[];
+      const requested = param(ctx.oidc.params?.['acr_values']).split(' ');
+      const amr = (ctx.oidc.session?.amr ?? []);
       return requested.includes('mfa') && !amr.includes('mfa') ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
     }));
     const users = this.users;
@@ -292,13 +295,13 @@ export class EmbeddedIdp {
     const details = (await this.provider.interactionDetails(req, res)) as unknown as InteractionDetails;
     if (details.uid !== uid) throw new Error('interaction mismatch');
     const base = `/interaction/${uid}`;
-    const stepUp = String(details.params['acr_values'] ?? '').split(' ').includes('mfa');
+    const stepUp = param(details.params['acr_values']).split(' ').includes('mfa');
     if (details.prompt.name === 'consent') {
       // First-party clients: consent to what was asked.
       const grant = new this.provider.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
-      grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
+      grant.addOIDCScope(param(details.params['scope']) || 'openid');
       grant.addOIDCClaims(['email', 'email_verified', 'name', this.options.identity.groupsClaim]);
-      if (details.params['resource']) grant.addResourceScope(String(details.params['resource']), String(details.params['scope'] ?? 'openid'));
+      if (param(details.params['resource'])) grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
       const grantId = await grant.save();
       await this.provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
       return;

@@ -32,7 +32,7 @@ export function inLocation(loc: NamedLocation, ctx: Pick<SignInContext, 'ip' | '
 
 function matches<T extends string>(set: IncludeExclude<T>, has: (v: T) => boolean): 'included' | 'excluded' | 'notIncluded' {
   if (set.exclude.some(has)) return 'excluded';
-  if (set.include.includes('all') || set.include.some((v) => v !== 'all' && has(v as T))) return 'included';
+  if (set.include.includes('all') || set.include.some((v) => v !== 'all' && has(v))) return 'included';
   return 'notIncluded';
 }
 

@@ -8,6 +8,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { frameText } from '../../src/net/frames.js';
 
 /** Bytes per generated chunk; every chunk carries its index, so reordering or duplication changes the hash. */
 export const PATTERN_CHUNK = 64 * 1024;
@@ -271,7 +272,7 @@ export async function startBackend(): Promise<Backend> {
   const wss = new WebSocketServer({ noServer: true });
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => {
-      if (!isBinary && data.toString() === 'close') ws.close(4001, 'asked to close');
+      if (!isBinary && frameText(data) === 'close') ws.close(4001, 'asked to close');
       else ws.send(data, { binary: isBinary });
     });
   });

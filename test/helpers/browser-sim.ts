@@ -45,7 +45,7 @@ export class BrowserSim {
     const u = new URL(url);
     const cookie = this.jar.header(u.host);
     const res = await request(url, {
-      method: (init.method ?? 'GET') as Dispatcher.HttpMethod,
+      method: (init.method ?? 'GET'),
       headers: { ...(cookie ? { cookie } : {}), ...init.headers },
       ...(init.body !== undefined ? { body: init.body } : {}),
       ...(u.protocol === 'https:' ? { dispatcher: this.relayClient } : {}),

@@ -90,7 +90,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
       const raw = netConnect({ host: '127.0.0.1', port: Number(o.port), localAddress });
       const sock = tlsConnect({ socket: raw, servername: o.hostname, ca: ca.certPem, ALPNProtocols: ['http/1.1'] });
       sock.once('secureConnect', () => cb(null, sock));
-      sock.once('error', (err) => cb(err, null));
+      sock.once('error', (err: Error) => cb(err, null));
     }),
     async addUser(username, password, extra = {}) {
       store.users.put({
@@ -117,7 +117,7 @@ export class IdpBrowser {
       state: 'st', nonce: 'no', code_challenge: await oidc.calculatePKCECodeChallenge(this.verifier), code_challenge_method: 'S256',
       ...(opts.mfa ? { acr_values: 'mfa' } : {}), ...(opts.resource ? { resource: opts.resource } : {}),
     });
-    const page = await this.sim.follow(`${this.s.issuer}/auth?${q}`);
+    const page = await this.sim.follow(`${this.s.issuer}/auth?${q.toString()}`);
     if (!/<form/.test(page.body)) throw new Error(`no form: ${page.status} ${page.body.slice(0, 300)}`);
     return page;
   }

@@ -93,7 +93,7 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
           const raw = netConnect({ host: '127.0.0.1', port: Number(opts.port), localAddress });
           const sock = tlsConnect({ socket: raw, servername: opts.hostname, ca: relay.ca.certPem, ALPNProtocols: ['http/1.1'] });
           sock.once('secureConnect', () => cb(null, sock));
-          sock.once('error', (err) => cb(err, null));
+          sock.once('error', (err: Error) => cb(err, null));
         },
       });
       extraClients.push(agent);

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK } from 'jose';
 import Provider from 'oidc-provider';
 
 export interface TestIdp {
@@ -265,7 +265,7 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     const key = alg === es256.alg ? es256 : alg === rs256.alg ? rs256 : undefined;
     if (!key) throw new Error(`test IdP signs only with ES256 or RS256, not ${alg}`);
     const typ = header.typ === undefined ? 'JWT' : header.typ;
-    return new SignJWT(claims as JWTPayload)
+    return new SignJWT(claims)
       .setProtectedHeader({ alg, kid: header.kid ?? key.kid, ...(typ === null ? {} : { typ }) })
       .sign(key.privateKey);
   }
@@ -300,13 +300,15 @@ interface InteractionApi {
   Grant: new (init: { accountId: string; clientId: string }) => GrantLike;
 }
 
+const param = (v: unknown): string => (typeof v === 'string' ? v : '');
+
 async function finishConsent(p: InteractionApi, req: http.IncomingMessage, res: http.ServerResponse, details: InteractionDetails): Promise<void> {
   // Consent is implied for the relay's clients: grant what was asked for.
   const grant = new p.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
-  grant.addOIDCScope(String(details.params['scope'] ?? 'openid'));
+  grant.addOIDCScope(param(details.params['scope']) || 'openid');
   grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups', 'preferred_username', 'upn']);
   // A resource (an app's client id) asked for at authorization gets a JWT access token (at+jwt).
-  if (details.params['resource']) grant.addResourceScope(String(details.params['resource']), String(details.params['scope'] ?? 'openid'));
+  if (param(details.params['resource'])) grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
   const grantId = await grant.save();
   await p.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }

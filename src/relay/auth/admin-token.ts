@@ -3,7 +3,7 @@
 // tokens) its configured OpenID provider signed, for the expected audience, right now.
 import {
   createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify,
-  type FetchImplementation, type JWTHeaderParameters, type JWTPayload, type JWTVerifyGetKey,
+  type JWTHeaderParameters, type JWTPayload, type JWTVerifyGetKey,
 } from 'jose';
 import type { IdentityConfig } from '../../config/relay-config.js';
 import { isLoopbackHost } from '../../net/address.js';
@@ -125,7 +125,7 @@ export class AdminTokenVerifier {
       this.#keys = {
         uri: discovery.jwksUri,
         set: createRemoteJWKSet(new URL(discovery.jwksUri), {
-          timeoutDuration: FETCH_TIMEOUT_MS, [customFetch]: this.#fetch as FetchImplementation,
+          timeoutDuration: FETCH_TIMEOUT_MS, [customFetch]: this.#fetch,
         }),
       };
     }
@@ -350,7 +350,7 @@ function show(value: unknown): string {
   if (value === undefined) text = 'missing';
   else if (typeof value === 'string') text = value;
   else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) text = value.length === 0 ? '(empty)' : value.join(', ');
-  else text = JSON.stringify(value) ?? String(value);
+  else text = JSON.stringify(value) ?? typeof value; // undefined only for functions and symbols
   // eslint-disable-next-line no-control-regex
   text = text.replace(/[\u0000-\u001f\u007f]/g, '?');
   return text.length > 200 ? `${text.slice(0, 200)}…` : text;

@@ -94,7 +94,7 @@ export class Authentication {
     if (typeof providerSid === 'string' && providerSignedOut(this.deps.store.sessions, providerSid, now)) {
       throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`, { status: 401, details: { app: app.name } });
     }
-    const identity = identityFromClaims(claims.payload as Record<string, unknown>, view.config.identity, now);
+    const identity = identityFromClaims(claims.payload, view.config.identity, now);
     const sid = typeof claims.payload.jti === 'string' ? `bearer:${claims.payload.jti}` : `bearer:${identity.sub}`;
     return { identity, sid, via: 'bearer', key: `b|${tokenHash}` };
   }

@@ -41,7 +41,7 @@ export class OidcClients {
         ...(app.clientSecret ? { client_secret: app.clientSecret } : { token_endpoint_auth_method: 'none' }),
       }, undefined, {
         ...(issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname) ? { execute: [oidc.allowInsecureRequests] } : {}),
-        ...(this.options.fetch ? { [oidc.customFetch]: this.options.fetch as never } : {}),
+        ...(this.options.fetch ? { [oidc.customFetch]: this.options.fetch } : {}),
         timeout: 10,
       }).then((c) => {
         // ID tokens are checked against the provider's keys, not trusted for arriving over TLS.
@@ -85,7 +85,7 @@ export class OidcClients {
     }
     const claims = tokens.claims();
     if (!claims) throw new ProxyctlError('ERR_SIGNIN_TOKEN', 'the identity provider returned no ID token', { status: 401 });
-    return claims as IdClaims;
+    return claims;
   }
 
   /** Where to send the browser to sign out at the provider, when it supports that. */

@@ -26,6 +26,7 @@ import { parseDataPath, type DataPlane } from './data-plane.js';
 import { issueConnectorIdentity } from './registration.js';
 import type { Store } from '../../store/index.js';
 import { SERVER_TLS } from '../../crypto/tls-policy.js';
+import { frameBytes, frameText } from '../../net/frames.js';
 
 export interface ConnectorApiDeps {
   config: () => RelayConfig;
@@ -195,7 +196,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         }
         ws.on('message', (data, isBinary) => {
           // A frame outside the contract is a protocol error: the channel is closed, not guessed at.
-          const error = isBinary ? deps.dataPlane.inlineResponse(ch.connectorId, data as Buffer) : controlMessage(ch, data.toString());
+          const error = isBinary ? deps.dataPlane.inlineResponse(ch.connectorId, frameBytes(data)) : controlMessage(ch, frameText(data));
           if (error) {
             deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, close_code: CLOSE.protocol, error }, 'connector sent an invalid frame; closing the channel');
             ws.close(CLOSE.protocol, 'invalid frame');

@@ -6,7 +6,8 @@ import { parseRelayConfig } from '../dist/config/relay-config.js';
 import { Authorizer } from '../dist/relay/auth/authorize.js';
 import { silentLogger } from '../dist/log.js';
 
-const config = parseRelayConfig(`dataDir: ./bench-data
+const config = parseRelayConfig(
+  `dataDir: ./bench-data
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
 identity: { issuer: "https://idp.example" }
@@ -26,14 +27,26 @@ policies:
     state: reportOnly
     assignments: { users: { include: [all] }, apps: { include: [web] } }
     grant: { block: true }
-`, '/tmp/bench-relay.yaml');
+`,
+  '/tmp/bench-relay.yaml',
+);
 const app = config.apps[0];
 const signIns = { record() {}, failure() {} };
 const authorizer = new Authorizer(config.access, false, { log: silentLogger, now: Date.now, signIns });
-const identity = { sub: 'alice', email: 'alice@example.com', name: 'Alice', groups: ['staff'], amr: ['pwd'], acr: 'pwd', authTime: Date.now() };
+const identity = {
+  sub: 'alice',
+  email: 'alice@example.com',
+  name: 'Alice',
+  groups: ['staff'],
+  amr: ['pwd'],
+  acr: 'pwd',
+  authTime: Date.now(),
+};
 const who = { identity, sid: 's-1', via: 'cookie', key: 'c|3f0c6a0e-6a8e-4f9b-9d7e-3c1b2a4d5e6f' };
 const req = {
-  headers: { 'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36' },
+  headers: {
+    'user-agent': 'Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36',
+  },
   socket: { remoteAddress: '203.0.113.7' },
 };
 
@@ -49,6 +62,14 @@ function measure(label, fn, n) {
 const result = authorizer.authorize(req, app, who, 'r');
 if (result.result !== 'allow') throw new Error(`unexpected verdict ${result.result}`);
 console.log('authorize step (assignment + 3 Conditional Access policies):');
-const cached = measure('cached (same session, generation, address)', () => authorizer.authorize(req, app, who, 'r'), 200_000);
-const uncached = measure('uncached (assignment + evaluate, every time)', () => authorizer.evaluateFor(req, app, identity), 50_000);
+const cached = measure(
+  'cached (same session, generation, address)',
+  () => authorizer.authorize(req, app, who, 'r'),
+  200_000,
+);
+const uncached = measure(
+  'uncached (assignment + evaluate, every time)',
+  () => authorizer.evaluateFor(req, app, identity),
+  50_000,
+);
 console.log(`  cache saves ${((1 - cached / uncached) * 100).toFixed(0)}% of the step's cost\n`);

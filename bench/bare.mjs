@@ -13,11 +13,14 @@ import { tuneHeapForStreaming } from '../dist/heap-tuning.js';
 tuneHeapForStreaming();
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const BODY = Buffer.from('User-agent: *\nDisallow: /\n');
-const server = https.createServer({ ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key), keepAliveTimeout: 65_000 }, (req, res) => {
-  req.resume();
-  res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': BODY.length });
-  res.end(BODY);
-});
+const server = https.createServer(
+  { ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key), keepAliveTimeout: 65_000 },
+  (req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': BODY.length });
+    res.end(BODY);
+  },
+);
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ msg: 'bare ready', port: server.address().port })}\n`);
 });

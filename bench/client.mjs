@@ -71,7 +71,14 @@ function download() {
       res.on('error', reject);
       res.on('end', () => {
         const seconds = (performance.now() - t0) / 1000;
-        emit({ msg: 'result', status: res.statusCode, bytes, seconds, mbps: bytes / seconds / 1e6, complete: bytes === opts.bytes });
+        emit({
+          msg: 'result',
+          status: res.statusCode,
+          bytes,
+          seconds,
+          mbps: bytes / seconds / 1e6,
+          complete: bytes === opts.bytes,
+        });
         resolve();
       });
     });
@@ -83,7 +90,10 @@ function download() {
 function upload() {
   return new Promise((resolve, reject) => {
     const chunk = Buffer.alloc(64 * 1024, 'u');
-    const { mod, options } = requestOptions('POST', { 'content-type': 'application/octet-stream', 'content-length': String(opts.bytes) });
+    const { mod, options } = requestOptions('POST', {
+      'content-type': 'application/octet-stream',
+      'content-length': String(opts.bytes),
+    });
     const t0 = performance.now();
     const req = mod.request(options, (res) => {
       let text = '';
@@ -100,7 +110,15 @@ function upload() {
         } catch {
           // reported below as incomplete
         }
-        emit({ msg: 'result', status: res.statusCode, bytes: opts.bytes, received, seconds, mbps: opts.bytes / seconds / 1e6, complete: received === opts.bytes });
+        emit({
+          msg: 'result',
+          status: res.statusCode,
+          bytes: opts.bytes,
+          received,
+          seconds,
+          mbps: opts.bytes / seconds / 1e6,
+          complete: received === opts.bytes,
+        });
         resolve();
       });
     });
@@ -165,39 +183,40 @@ async function idle() {
   let closedEarly = 0;
   let firstError;
   const t0 = performance.now();
-  const one = () => new Promise((resolve) => {
-    const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
-    let answered = false;
-    const fail = (err) => {
-      if (answered) return;
-      answered = true;
-      failed++;
-      firstError ??= err.message;
-      socket.destroy();
-      resolve();
-    };
-    socket.setTimeout(30_000, () => fail(new Error('timeout')));
-    socket.once('secureConnect', () => socket.write(request));
-    socket.on('data', (d) => {
-      if (answered) return;
-      answered = true;
-      socket.setTimeout(0);
-      if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
+  const one = () =>
+    new Promise((resolve) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
+      let answered = false;
+      const fail = (err) => {
+        if (answered) return;
+        answered = true;
         failed++;
-        firstError ??= d.toString('latin1', 0, 40);
+        firstError ??= err.message;
         socket.destroy();
-      } else {
-        opened++;
-        sockets.add(socket);
-      }
-      resolve();
+        resolve();
+      };
+      socket.setTimeout(30_000, () => fail(new Error('timeout')));
+      socket.once('secureConnect', () => socket.write(request));
+      socket.on('data', (d) => {
+        if (answered) return;
+        answered = true;
+        socket.setTimeout(0);
+        if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
+          failed++;
+          firstError ??= d.toString('latin1', 0, 40);
+          socket.destroy();
+        } else {
+          opened++;
+          sockets.add(socket);
+        }
+        resolve();
+      });
+      socket.on('error', (err) => fail(err));
+      socket.on('close', () => {
+        if (sockets.delete(socket)) closedEarly++;
+        fail(new Error('closed before the response'));
+      });
     });
-    socket.on('error', (err) => fail(err));
-    socket.on('close', () => {
-      if (sockets.delete(socket)) closedEarly++;
-      fail(new Error('closed before the response'));
-    });
-  });
   let next = 0;
   const workers = Array.from({ length: opts.concurrency }, async () => {
     while (next < opts.count) {

@@ -18,20 +18,30 @@ import { CLIENT_TLS, SERVER_TLS } from '../dist/crypto/tls-policy.js';
 
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const upstream = opts.upstreamTls
-  ? () => tls.connect({ host: '127.0.0.1', port: opts.to, ...CLIENT_TLS, ca: readFileSync(opts.upstreamTls.ca), servername: opts.upstreamTls.servername })
+  ? () =>
+      tls.connect({
+        host: '127.0.0.1',
+        port: opts.to,
+        ...CLIENT_TLS,
+        ca: readFileSync(opts.upstreamTls.ca),
+        servername: opts.upstreamTls.servername,
+      })
   : () => net.connect({ host: '127.0.0.1', port: opts.to });
 
-const server = tls.createServer({ ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key) }, (down) => {
-  const up = upstream();
-  down.setNoDelay(true);
-  up.setNoDelay(true);
-  down.pipe(up);
-  up.pipe(down);
-  down.on('error', () => up.destroy());
-  up.on('error', () => down.destroy());
-  down.on('close', () => up.destroy());
-  up.on('close', () => down.destroy());
-});
+const server = tls.createServer(
+  { ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key) },
+  (down) => {
+    const up = upstream();
+    down.setNoDelay(true);
+    up.setNoDelay(true);
+    down.pipe(up);
+    up.pipe(down);
+    down.on('error', () => up.destroy());
+    up.on('error', () => down.destroy());
+    down.on('close', () => up.destroy());
+    up.on('close', () => down.destroy());
+  },
+);
 server.listen(0, '127.0.0.1', () => {
   process.stdout.write(`${JSON.stringify({ msg: 'hop ready', port: server.address().port })}\n`);
 });

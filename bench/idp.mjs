@@ -77,7 +77,12 @@ function adapterFor(clientSecret) {
 
 async function signingJwk(alg) {
   const { privateKey } = await generateKeyPair(alg, { extractable: true });
-  return { ...(await exportJWK(privateKey)), kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`, alg, use: 'sig' };
+  return {
+    ...(await exportJWK(privateKey)),
+    kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`,
+    alg,
+    use: 'sig',
+  };
 }
 
 /** Starts the provider; resolves with { issuer, adminToken(), close() }. */

@@ -58,7 +58,9 @@ function flag(name, fallback) {
 const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
 const BIN = path.join(ROOT, 'bin/proxyctl.js');
 const ALL = ['small', 'download', 'upload', 'slow', 'idle'];
-const ONLY = String(flag('only', ALL.join(','))).split(',').filter(Boolean);
+const ONLY = String(flag('only', ALL.join(',')))
+  .split(',')
+  .filter(Boolean);
 for (const o of ONLY) if (!ALL.includes(o)) throw new Error(`--only: unknown test ${o}; one of ${ALL.join(', ')}`);
 const CPU_PROF = flag('cpu-prof', false) === true;
 /** Extra node flags for relay and connector, comma-separated (e.g. --node-flags=--trace-gc). */
@@ -81,8 +83,12 @@ const FLOOR = flag('no-floor', false) !== true;
  * machine is doing, so two builds can be compared on this shared VM.
  */
 const CALLGRIND = String(flag('callgrind', ''));
-if (CALLGRIND && CALLGRIND !== 'relay' && CALLGRIND !== 'connector') throw new Error(`--callgrind: relay or connector, not ${CALLGRIND}`);
-if (CALLGRIND && spawnSync('sh', ['-c', 'command -v valgrind && command -v callgrind_control'], { stdio: 'ignore' }).status !== 0) {
+if (CALLGRIND && CALLGRIND !== 'relay' && CALLGRIND !== 'connector')
+  throw new Error(`--callgrind: relay or connector, not ${CALLGRIND}`);
+if (
+  CALLGRIND &&
+  spawnSync('sh', ['-c', 'command -v valgrind && command -v callgrind_control'], { stdio: 'ignore' }).status !== 0
+) {
   throw new Error('--callgrind: valgrind is not installed (apt-get install valgrind)');
 }
 const CG_REQUESTS = Number(flag('requests', 3000));
@@ -151,10 +157,12 @@ function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], e
 /** Registers a child for the cleanup on the way out; `child.exited` resolves to its exit code or signal. */
 function track(child) {
   children.add(child);
-  child.exited = new Promise((resolve) => child.on('exit', (code, signal) => {
-    children.delete(child);
-    resolve(code ?? signal);
-  }));
+  child.exited = new Promise((resolve) =>
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      resolve(code ?? signal);
+    }),
+  );
   return child;
 }
 
@@ -177,7 +185,15 @@ class Service {
     const fd = openSync(this.logFile, 'a');
     /** Where callgrind writes its counts when this service runs under it. */
     this.cgFile = CALLGRIND && name.startsWith(CALLGRIND) ? path.join(dir, `${name}.callgrind`) : undefined;
-    const wrap = this.cgFile ? ['valgrind', '--tool=callgrind', '--instr-atstart=no', '--separate-threads=yes', `--callgrind-out-file=${this.cgFile}`] : [];
+    const wrap = this.cgFile
+      ? [
+          'valgrind',
+          '--tool=callgrind',
+          '--instr-atstart=no',
+          '--separate-threads=yes',
+          `--callgrind-out-file=${this.cgFile}`,
+        ]
+      : [];
     this.child = spawnNode([BIN, ...args], { stdio: ['ignore', fd, fd], nodeFlags, wrap });
     closeSync(fd);
     Service.names.set(this.child.pid, name);
@@ -213,7 +229,9 @@ class Service {
           }
         }
         if (this.child.exitCode !== null || this.child.signalCode !== null) {
-          throw new Error(`${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) while waiting for ${what}:\n${this.tail()}`);
+          throw new Error(
+            `${this.name} exited (${this.child.exitCode ?? this.child.signalCode}) while waiting for ${what}:\n${this.tail()}`,
+          );
         }
         if (Date.now() > deadline) throw new Error(`timed out waiting for ${this.name}: ${what}\n${this.tail()}`);
         await sleep(50);
@@ -243,7 +261,16 @@ class Service {
  * the URL (an address here) as SNI; the relay counts an address as no SNI.
  */
 function runWrk({ url, host, connections, seconds }) {
-  const args = ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', '--timeout', '10s', ...(host ? ['-H', `Host: ${host}`] : []), url];
+  const args = [
+    '-t1',
+    `-c${connections}`,
+    `-d${seconds}s`,
+    '--latency',
+    '--timeout',
+    '10s',
+    ...(host ? ['-H', `Host: ${host}`] : []),
+    url,
+  ];
   const child = track(spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
   let out = '';
   child.stdout.on('data', (d) => (out += d));
@@ -261,9 +288,17 @@ function runWrk({ url, host, connections, seconds }) {
     const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
     const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
     return {
-      msg: 'result', rps: Number(rps[1]), total: Number(total[1]), warmupTotal: 0, p50: pct(50), p90: pct(90), p99: pct(99),
-      mean: mean ? +ms(mean[1], mean[2]).toFixed(2) : undefined, non2xx: non2xx ? Number(non2xx[1]) : 0,
-      errors: sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) : 0, timeouts: sock ? Number(sock[4]) : 0,
+      msg: 'result',
+      rps: Number(rps[1]),
+      total: Number(total[1]),
+      warmupTotal: 0,
+      p50: pct(50),
+      p90: pct(90),
+      p99: pct(99),
+      mean: mean ? +ms(mean[1], mean[2]).toFixed(2) : undefined,
+      non2xx: non2xx ? Number(non2xx[1]) : 0,
+      errors: sock ? Number(sock[1]) + Number(sock[2]) + Number(sock[3]) : 0,
+      timeouts: sock ? Number(sock[4]) : 0,
       duration: ms(total[2], total[3]) / 1000,
     };
   });
@@ -272,7 +307,9 @@ function runWrk({ url, host, connections, seconds }) {
 
 /** A client-mode process (bench/client.mjs) speaking JSON lines on stdout. */
 function runClient(mode, options, { onLine, stdin = 'ignore' } = {}) {
-  const child = spawnNode([path.join(HERE, 'client.mjs'), mode, JSON.stringify(options)], { stdio: [stdin, 'pipe', 'pipe'] });
+  const child = spawnNode([path.join(HERE, 'client.mjs'), mode, JSON.stringify(options)], {
+    stdio: [stdin, 'pipe', 'pipe'],
+  });
   const lines = [];
   let stderr = '';
   let buf = '';
@@ -422,7 +459,9 @@ class ProcSampler {
 }
 
 function fmtCpu(cpu) {
-  return Object.entries(cpu).map(([k, v]) => `${k} ${v}%`).join(', ');
+  return Object.entries(cpu)
+    .map(([k, v]) => `${k} ${v}%`)
+    .join(', ');
 }
 
 /** TCP sockets in TIME_WAIT to or from `port` (keyed by both ends): each is a connection one side closed; kept ~60 s. */
@@ -438,7 +477,8 @@ function timeWaitTo(port) {
     for (const row of rows) {
       const cols = row.trim().split(/\s+/);
       if (cols[3] !== '06') continue;
-      if (parseInt(cols[2].split(':')[1], 16) === port || parseInt(cols[1].split(':')[1], 16) === port) keys.add(`${cols[1]}>${cols[2]}`);
+      if (parseInt(cols[2].split(':')[1], 16) === port || parseInt(cols[1].split(':')[1], 16) === port)
+        keys.add(`${cols[1]}>${cols[2]}`);
     }
   }
   return keys;
@@ -471,7 +511,10 @@ async function steadyRss(pid, ms = 1000) {
 /** Which code is measured: commit and whether src/ differs from it. */
 function provenance() {
   return new Promise((resolve) => {
-    const git = spawn('bash', ['-c', 'git rev-parse --short HEAD && git status --porcelain -- src bin | wc -l'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+    const git = spawn('bash', ['-c', 'git rev-parse --short HEAD && git status --porcelain -- src bin | wc -l'], {
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
     let out = '';
     git.stdout.on('data', (d) => (out += d));
     git.on('exit', (code) => {
@@ -506,12 +549,23 @@ function runCli(args) {
 /** One HTTPS request to the relay's public listener (warm-up and sanity checks). */
 function relayGet(port, caPem, urlPath) {
   return new Promise((resolve, reject) => {
-    const req = https.request({ hostname: '127.0.0.1', port, path: urlPath, ca: caPem, servername: APP_HOST, headers: { host: APP_HOST }, agent: false }, (res) => {
-      let n = 0;
-      res.on('data', (c) => (n += c.length));
-      res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
-      res.on('error', reject);
-    });
+    const req = https.request(
+      {
+        hostname: '127.0.0.1',
+        port,
+        path: urlPath,
+        ca: caPem,
+        servername: APP_HOST,
+        headers: { host: APP_HOST },
+        agent: false,
+      },
+      (res) => {
+        let n = 0;
+        res.on('data', (c) => (n += c.length));
+        res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end();
   });
@@ -548,8 +602,18 @@ function summarizeProfile(file) {
   self.delete('(idle)');
   category.delete('(idle)');
   const busy = total - idle;
-  const top = (m, n) => [...m.entries()].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => ({ what: k, ms: Math.round(v / 1000), pct: +(100 * v / busy).toFixed(1) }));
-  return { file, totalMs: Math.round(total / 1000), busyMs: Math.round(busy / 1000), categories: top(category, 10), functions: top(self, 15) };
+  const top = (m, n) =>
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, v]) => ({ what: k, ms: Math.round(v / 1000), pct: +((100 * v) / busy).toFixed(1) }));
+  return {
+    file,
+    totalMs: Math.round(total / 1000),
+    busyMs: Math.round(busy / 1000),
+    categories: top(category, 10),
+    functions: top(self, 15),
+  };
 }
 
 // ---------------------------------------------------------------- the run
@@ -603,10 +667,14 @@ async function main() {
   let generation = 0;
   const profDir = path.join(dir, 'cpu-prof');
   try {
-    say(`proxyctl benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? '?'}), node ${process.version}, everything on 127.0.0.1`);
+    say(
+      `proxyctl benchmark: ${cpus().length} CPU(s) (${cpus()[0]?.model ?? '?'}), node ${process.version}, everything on 127.0.0.1`,
+    );
     results.code = { root: ROOT, ...(await provenance()) };
     results.loadgen = LOADGEN;
-    say(`measuring ${BIN} at commit ${results.code.commit}${results.code.dirtyFiles ? ` with ${results.code.dirtyFiles} uncommitted change(s) under src/ bin/` : ' (src/ and bin/ clean)'}; dist/ must be built from it`);
+    say(
+      `measuring ${BIN} at commit ${results.code.commit}${results.code.dirtyFiles ? ` with ${results.code.dirtyFiles} uncommitted change(s) under src/ bin/` : ' (src/ and bin/ clean)'}; dist/ must be built from it`,
+    );
     say(`work dir ${dir}${CPU_PROF ? '; relay and connector run under --cpu-prof (slower)' : ''}`);
     idp = await startIdp();
 
@@ -617,7 +685,10 @@ async function main() {
     writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
     const caFile = path.join(dir, 'data', 'ca.pem');
     /** The relay's own certificate for the app host (the floor's servers present it too). */
-    const publicTls = { cert: path.join(dir, 'data', 'tls', 'public-cert.pem'), key: path.join(dir, 'data', 'tls', 'public-key.pem') };
+    const publicTls = {
+      cert: path.join(dir, 'data', 'tls', 'public-cert.pem'),
+      key: path.join(dir, 'data', 'tls', 'public-key.pem'),
+    };
     const stateDir = path.join(dir, 'connector');
     const nodeFlags = [...(CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`] : []), ...NODE_FLAGS];
 
@@ -626,13 +697,26 @@ async function main() {
       generation++;
       relay = new Service(`relay-${generation}`, ['relay', 'serve', '--config', configFile], dir, nodeFlags);
       const ready = await relay.waitFor((l) => l.msg === 'public listener ready', 'public listener ready');
-      if (ready.listen?.port !== publicPort) throw new Error(`public listener on ${JSON.stringify(ready.listen)}, expected port ${publicPort}`);
+      if (ready.listen?.port !== publicPort)
+        throw new Error(`public listener on ${JSON.stringify(ready.listen)}, expected port ${publicPort}`);
       await relay.waitFor((l) => l.msg === 'relay ready', 'relay ready');
       if (generation === 1) {
         const tokenFile = path.join(dir, 'admin-token');
         writeFileSync(tokenFile, await idp.adminToken(), { mode: 0o600 });
-        const r = await runCli(['connector', 'register', '--relay', `https://127.0.0.1:${capiPort}`, '--token-file', tokenFile,
-          '--relay-ca', caFile, '--state-dir', stateDir, '--name', 'bench-connector']);
+        const r = await runCli([
+          'connector',
+          'register',
+          '--relay',
+          `https://127.0.0.1:${capiPort}`,
+          '--token-file',
+          tokenFile,
+          '--relay-ca',
+          caFile,
+          '--state-dir',
+          stateDir,
+          '--name',
+          'bench-connector',
+        ]);
         if (r.code !== 0) throw new Error(`connector register failed (${r.code}): ${r.out}`);
       }
       connector = new Service(`connector-${generation}`, ['connector', 'run', '--state-dir', stateDir], dir, nodeFlags);
@@ -642,10 +726,12 @@ async function main() {
       // Warm-up: code paths loaded and JIT-compiled before anything is measured.
       for (let i = 0; i < 200; i++) {
         const r = await relayGet(publicPort, caPem, '/small');
-        if (r.status !== 200) throw new Error(`warm-up GET /small through the relay answered ${r.status}\n${relay.tail()}`);
+        if (r.status !== 200)
+          throw new Error(`warm-up GET /small through the relay answered ${r.status}\n${relay.tail()}`);
       }
       const big = await relayGet(publicPort, caPem, `/download?bytes=${8 * MIB}`);
-      if (big.status !== 200 || big.bytes !== 8 * MIB) throw new Error(`warm-up download failed (${big.status}, ${big.bytes} bytes)`);
+      if (big.status !== 200 || big.bytes !== 8 * MIB)
+        throw new Error(`warm-up download failed (${big.status}, ${big.bytes} bytes)`);
       await relayGet(publicPort, caPem, '/robots.txt');
       return caPem;
     };
@@ -660,7 +746,9 @@ async function main() {
     if (CALLGRIND) {
       await startPair();
       const svc = CALLGRIND === 'relay' ? relay : connector;
-      say(`[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs through the relay, autocannon, 16 connections`);
+      say(
+        `[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs through the relay, autocannon, 16 connections`,
+      );
       const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
       // The same load twice: the first, uncounted, so JIT compilation is over before counting starts.
       await load();
@@ -669,8 +757,11 @@ async function main() {
       execFileSync('callgrind_control', ['-i', 'off', String(svc.pid)], { stdio: 'ignore' });
       execFileSync('callgrind_control', ['-d', String(svc.pid)], { stdio: 'ignore' });
       const requests = run.total;
-      if (run.non2xx || run.errors || requests !== CG_REQUESTS) throw new Error(`callgrind run: ${requests} requests, ${run.non2xx} non-2xx, ${run.errors} errors`);
-      const dumps = readdirSync(dir).filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`)).map((f) => path.join(dir, f));
+      if (run.non2xx || run.errors || requests !== CG_REQUESTS)
+        throw new Error(`callgrind run: ${requests} requests, ${run.non2xx} non-2xx, ${run.errors} errors`);
+      const dumps = readdirSync(dir)
+        .filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`))
+        .map((f) => path.join(dir, f));
       // One dump per thread (--separate-threads): -01 is the main thread, the event loop.
       let instructions = 0;
       let mainThread = 0;
@@ -679,20 +770,28 @@ async function main() {
         instructions += n;
         if (f.endsWith('-01')) mainThread += n;
       }
-      say(`  main thread ${fmt(mainThread / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`);
-      if (flag('keep', false) === true) say(`  per function: callgrind_annotate ${dumps.find((f) => f.endsWith('-01'))} | head -60`);
+      say(
+        `  main thread ${fmt(mainThread / requests)} instructions per request; all threads ${fmt(instructions / requests)} (${fmt(requests)} requests; ${dumps.length} dump files)`,
+      );
+      if (flag('keep', false) === true)
+        say(`  per function: callgrind_annotate ${dumps.find((f) => f.endsWith('-01'))} | head -60`);
       return;
     }
 
     const wantThroughput = ONLY.some((o) => ['small', 'download', 'upload'].includes(o));
     if (wantThroughput) {
       await startPair();
-      say(`relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`);
+      say(
+        `relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`,
+      );
       if (FLOOR) {
         // The relay's own certificate for the app host: clients verify it exactly as they verify the relay.
         hops.inner = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: backendPort, ...publicTls })]);
         const innerPort = await portOf(hops.inner, 'inner hop');
-        hops.outer = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: innerPort, ...publicTls, upstreamTls: { ca: caFile, servername: APP_HOST } })]);
+        hops.outer = spawnNode([
+          path.join(HERE, 'hop.mjs'),
+          JSON.stringify({ to: innerPort, ...publicTls, upstreamTls: { ca: caFile, servername: APP_HOST } }),
+        ]);
         hops.port = await portOf(hops.outer, 'outer hop');
         say(`floor hops: outer (TLS -> TLS) pid ${hops.outer.pid}, inner (TLS -> TCP) pid ${hops.inner.pid}`);
       }
@@ -705,24 +804,33 @@ async function main() {
       let ready;
       let status;
       const waiters = [];
-      const client = runClient('idle', { port, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile }, {
-        stdin: 'pipe',
-        onLine: (l) => {
-          if (l.msg === 'idle ready') ready = l;
-          if (l.msg === 'status') status = l;
-          for (const w of waiters.splice(0)) w();
+      const client = runClient(
+        'idle',
+        { port, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile },
+        {
+          stdin: 'pipe',
+          onLine: (l) => {
+            if (l.msg === 'idle ready') ready = l;
+            if (l.msg === 'status') status = l;
+            for (const w of waiters.splice(0)) w();
+          },
         },
-      });
+      );
       const until = async (pred, what, ms) => {
         const deadline = Date.now() + ms;
         while (!pred()) {
-          if (client.child.exitCode !== null) throw new Error(`idle client exited while waiting for ${what}: ${await client.result.catch((e) => e.message)}`);
+          if (client.child.exitCode !== null)
+            throw new Error(
+              `idle client exited while waiting for ${what}: ${await client.result.catch((e) => e.message)}`,
+            );
           if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
           await Promise.race([new Promise((r) => waiters.push(r)), sleep(200)]);
         }
       };
       await until(() => ready, 'the idle connections to open', 180_000);
-      say(`  opened ${ready.opened} (failed ${ready.failed}${ready.firstError ? `, first error: ${ready.firstError}` : ''}) in ${ready.seconds.toFixed(1)} s; settling 3 s`);
+      say(
+        `  opened ${ready.opened} (failed ${ready.failed}${ready.firstError ? `, first error: ${ready.firstError}` : ''}) in ${ready.seconds.toFixed(1)} s; settling 3 s`,
+      );
       await sleep(3000);
       const after = await steadyRss(pid, 2000);
       client.child.stdin.write('status\n');
@@ -730,7 +838,9 @@ async function main() {
       client.child.stdin.end();
       await client.result.catch(() => undefined);
       const perConn = (after - before) / status.open;
-      say(`  ${who} RSS ${fmtMiB(before)} before, ${fmtMiB(after)} with ${status.open} idle connections still open (closed early: ${status.closedEarly})`);
+      say(
+        `  ${who} RSS ${fmtMiB(before)} before, ${fmtMiB(after)} with ${status.open} idle connections still open (closed early: ${status.closedEarly})`,
+      );
       say(`  = ${fmt(perConn)} B per idle connection`);
       return { ready, open: status.open, before, after, perConn };
     };
@@ -741,8 +851,12 @@ async function main() {
      * relay that were closed during the run (TIME_WAIT towards the connector API).
      */
     const measured = async (mode, options, path) => {
-      const ours = path === 'relay' ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
-        : path === 'floor' ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid } : { backend: backend.pid };
+      const ours =
+        path === 'relay'
+          ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
+          : path === 'floor'
+            ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid }
+            : { backend: backend.pid };
       const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
       const wrk = mode === 'load' && LOADGEN === 'wrk';
       // wrk has no warm-up of its own: a separate run first, outside the CPU accounting.
@@ -756,13 +870,27 @@ async function main() {
       const churn = [...timeWaitTo(capiPort)].filter((k) => !tw0.has(k)).length;
       // CPU cost per unit of work: unlike throughput, barely moved by other work on the machine.
       const units = mode === 'load' ? result.total + (result.warmupTotal ?? 0) : options.bytes / 1e9;
-      const cost = Object.fromEntries(Object.entries(cpuSeconds).filter(([k]) => k !== 'client').map(([k, v]) => [k, +((v * (mode === 'load' ? 1000 : 1)) / units).toFixed(3)]));
+      const cost = Object.fromEntries(
+        Object.entries(cpuSeconds)
+          .filter(([k]) => k !== 'client')
+          .map(([k, v]) => [k, +((v * (mode === 'load' ? 1000 : 1)) / units).toFixed(3)]),
+      );
       if (warm) result.warmupRequests = warm.total;
-      return { ...result, cpu, cpuSeconds, cost, costUnit: mode === 'load' ? 'CPU ms per request' : 'CPU s per GB',
-        otherCpuBeforePct: quietBefore, ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}) };
+      return {
+        ...result,
+        cpu,
+        cpuSeconds,
+        cost,
+        costUnit: mode === 'load' ? 'CPU ms per request' : 'CPU s per GB',
+        otherCpuBeforePct: quietBefore,
+        ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}),
+      };
     };
-    const cpuLine = (x, path) => `          cpu (% of one CPU): ${fmtCpu(x.cpu)}${path === 'relay' ? `; connector<->relay connections closed: ${fmt(x.connectorRelayConnsClosed)}` : ''}\n`
-      + `          cost (${x.costUnit}): ${Object.entries(x.cost).map(([k, v]) => `${k} ${v}`).join(', ')}`;
+    const cpuLine = (x, path) =>
+      `          cpu (% of one CPU): ${fmtCpu(x.cpu)}${path === 'relay' ? `; connector<->relay connections closed: ${fmt(x.connectorRelayConnsClosed)}` : ''}\n` +
+      `          cost (${x.costUnit}): ${Object.entries(x.cost)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}`;
 
     /**
      * Runs direct then relay REPEAT times (alternating, so a slow spell of the shared
@@ -778,20 +906,35 @@ async function main() {
         show('relay', r, i);
         const f = FLOOR ? await runFloor() : undefined;
         if (f) show('floor', f, i);
-        all.push({ d, r, f, ratio: ratioOf(d, r), ...(f ? { floorRatio: ratioOf(d, f), ofFloor: ratioOf(f, r) } : {}) });
+        all.push({
+          d,
+          r,
+          f,
+          ratio: ratioOf(d, r),
+          ...(f ? { floorRatio: ratioOf(d, f), ofFloor: ratioOf(f, r) } : {}),
+        });
       }
       const median = medianOf(all, (x) => x.ratio);
       say(`  ratios: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}`);
       const out = { d: median.d, r: median.r, ratio: median.ratio, ratios: all.map((x) => x.ratio) };
       if (!FLOOR) return out;
-      const floor = { run: median.f, ratio: medianOf(all.map((x) => x.floorRatio)), ratios: all.map((x) => x.floorRatio), relayOfFloor: medianOf(all.map((x) => x.ofFloor)) };
-      say(`  floor ratios: ${floor.ratios.map((x) => x.toFixed(3)).join(', ')}; median ${floor.ratio.toFixed(3)}; relay = ${(100 * floor.relayOfFloor).toFixed(0)}% of the floor (median)`);
+      const floor = {
+        run: median.f,
+        ratio: medianOf(all.map((x) => x.floorRatio)),
+        ratios: all.map((x) => x.floorRatio),
+        relayOfFloor: medianOf(all.map((x) => x.ofFloor)),
+      };
+      say(
+        `  floor ratios: ${floor.ratios.map((x) => x.toFixed(3)).join(', ')}; median ${floor.ratio.toFixed(3)}; relay = ${(100 * floor.relayOfFloor).toFixed(0)}% of the floor (median)`,
+      );
       return { ...out, floor };
     };
     const runLabel = (i) => (REPEAT > 1 ? ` #${i + 1}` : '');
 
     if (ONLY.includes('small')) {
-      say(`\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`);
+      say(
+        `\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`,
+      );
       const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
       const { d, r, ratio, ratios, floor } = await pairs(
         () => measured('load', { ...load, url: direct('/small') }, 'direct'),
@@ -799,61 +942,114 @@ async function main() {
         () => measured('load', { ...load, ...viaFloor('/small') }, 'floor'),
         (d, r) => r.rps / d.rps,
         (who, x, i) => {
-          say(`  ${(who + runLabel(i)).padEnd(9)} ${fmt(x.rps)} req/s  p50 ${x.p50} ms  p99 ${x.p99} ms  (${fmt(x.total)} requests, non-2xx ${x.non2xx}, errors ${x.errors})`);
+          say(
+            `  ${(who + runLabel(i)).padEnd(9)} ${fmt(x.rps)} req/s  p50 ${x.p50} ms  p99 ${x.p99} ms  (${fmt(x.total)} requests, non-2xx ${x.non2xx}, errors ${x.errors})`,
+          );
           say(cpuLine(x, who));
         },
       );
-      results.tests.smallGet = { connections: CONNECTIONS, durationS: DURATION, direct: d, relay: r, ratio, ratios, floor, target: TARGETS.smallGet,
-        pass: ratio >= TARGETS.smallGet && r.non2xx === 0 && r.errors === 0 };
+      results.tests.smallGet = {
+        connections: CONNECTIONS,
+        durationS: DURATION,
+        direct: d,
+        relay: r,
+        ratio,
+        ratios,
+        floor,
+        target: TARGETS.smallGet,
+        pass: ratio >= TARGETS.smallGet && r.non2xx === 0 && r.errors === 0,
+      };
     }
 
     for (const kind of ['download', 'upload']) {
       if (!ONLY.includes(kind)) continue;
       const p = kind === 'download' ? `/download?bytes=${TRANSFER_BYTES}` : '/upload';
-      say(`\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process; ${REPEAT} direct/relay pair(s)`);
+      say(
+        `\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process; ${REPEAT} direct/relay pair(s)`,
+      );
       const { d, r, ratio, ratios, floor } = await pairs(
         () => measured(kind, { url: direct(p), bytes: TRANSFER_BYTES }, 'direct'),
         () => measured(kind, { ...viaRelay(p), bytes: TRANSFER_BYTES }, 'relay'),
         () => measured(kind, { ...viaFloor(p), bytes: TRANSFER_BYTES }, 'floor'),
         (d, r) => r.mbps / d.mbps,
         (who, x, i) => {
-          say(`  ${(who + runLabel(i)).padEnd(9)} ${x.mbps.toFixed(1)} MB/s  (${x.seconds.toFixed(2)} s, status ${x.status}, complete ${x.complete})`);
+          say(
+            `  ${(who + runLabel(i)).padEnd(9)} ${x.mbps.toFixed(1)} MB/s  (${x.seconds.toFixed(2)} s, status ${x.status}, complete ${x.complete})`,
+          );
           say(cpuLine(x, who));
         },
       );
-      results.tests[kind] = { bytes: TRANSFER_BYTES, direct: d, relay: r, ratio, ratios, floor, target: TARGETS[kind], pass: ratio >= TARGETS[kind] && r.complete && d.complete };
+      results.tests[kind] = {
+        bytes: TRANSFER_BYTES,
+        direct: d,
+        relay: r,
+        ratio,
+        ratios,
+        floor,
+        target: TARGETS[kind],
+        pass: ratio >= TARGETS[kind] && r.complete && d.complete,
+      };
     }
 
     if (wantThroughput) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner)]);
 
     if (ONLY.includes('slow')) {
       await startPair();
-      say(`\n[slow client] fresh relay (pid ${relay.pid}) and connector (pid ${connector.pid}); a ${fmtBytes(GIB)} download read at ${SLOW_RATE / 1e6} MB/s for ${SLOW_SECONDS} s`);
+      say(
+        `\n[slow client] fresh relay (pid ${relay.pid}) and connector (pid ${connector.pid}); a ${fmtBytes(GIB)} download read at ${SLOW_RATE / 1e6} MB/s for ${SLOW_SECONDS} s`,
+      );
       const base = { relay: await steadyRss(relay.pid), connector: await steadyRss(connector.pid) };
       const sampler = new ProcSampler({ relay: relay.pid, connector: connector.pid });
-      const r = await runClient('slow', { ...viaRelay(`/download?bytes=${GIB}`), rate: SLOW_RATE, seconds: SLOW_SECONDS }).result;
+      const r = await runClient('slow', {
+        ...viaRelay(`/download?bytes=${GIB}`),
+        rate: SLOW_RATE,
+        seconds: SLOW_SECONDS,
+      }).result;
       await sleep(1000); // the relay and connector notice the client leaving
       const { peak, cpu } = sampler.stop();
       const growth = { relay: peak.relay - base.relay, connector: peak.connector - base.connector };
-      say(`  client read ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(1)} s (${(r.rate / 1e6).toFixed(2)} MB/s), status ${r.status}`);
+      say(
+        `  client read ${fmtBytes(r.bytes)} in ${r.seconds.toFixed(1)} s (${(r.rate / 1e6).toFixed(2)} MB/s), status ${r.status}`,
+      );
       for (const who of ['relay', 'connector']) {
-        say(`  ${who.padEnd(9)} baseline ${fmtMiB(base[who])}, peak ${fmtMiB(peak[who])}, growth ${fmtMiB(growth[who])}`);
+        say(
+          `  ${who.padEnd(9)} baseline ${fmtMiB(base[who])}, peak ${fmtMiB(peak[who])}, growth ${fmtMiB(growth[who])}`,
+        );
       }
       say(`  cpu (% of one CPU) meanwhile: ${fmtCpu(cpu)}`);
       results.tests.slowClient = {
-        rateBps: SLOW_RATE, seconds: SLOW_SECONDS, client: r, baselineBytes: base, peakBytes: peak, growthBytes: growth, cpu, targetMiB: TARGETS.slowRssMiB,
-        pass: { relay: growth.relay < TARGETS.slowRssMiB * MIB, connector: growth.connector < TARGETS.slowRssMiB * MIB },
+        rateBps: SLOW_RATE,
+        seconds: SLOW_SECONDS,
+        client: r,
+        baselineBytes: base,
+        peakBytes: peak,
+        growthBytes: growth,
+        cpu,
+        targetMiB: TARGETS.slowRssMiB,
+        pass: {
+          relay: growth.relay < TARGETS.slowRssMiB * MIB,
+          connector: growth.connector < TARGETS.slowRssMiB * MIB,
+        },
       };
       await stopPair();
     }
 
     if (ONLY.includes('idle')) {
       await startPair();
-      say(`\n[idle keep-alive] fresh relay (pid ${relay.pid}); ${IDLE_COUNT} TLS connections from one process, each GET /robots.txt then idle`);
+      say(
+        `\n[idle keep-alive] fresh relay (pid ${relay.pid}); ${IDLE_COUNT} TLS connections from one process, each GET /robots.txt then idle`,
+      );
       const r = await idleConnections('relay', relay.pid, publicPort);
       results.tests.idleKeepAlive = {
-        requested: IDLE_COUNT, opened: r.ready.opened, failed: r.ready.failed, openAtMeasure: r.open, beforeBytes: r.before, afterBytes: r.after,
-        bytesPerConnection: r.perConn, targetBytes: TARGETS.idleBytesPerConn, pass: r.perConn <= TARGETS.idleBytesPerConn && r.ready.failed === 0,
+        requested: IDLE_COUNT,
+        opened: r.ready.opened,
+        failed: r.ready.failed,
+        openAtMeasure: r.open,
+        beforeBytes: r.before,
+        afterBytes: r.after,
+        bytesPerConnection: r.perConn,
+        targetBytes: TARGETS.idleBytesPerConn,
+        pass: r.perConn <= TARGETS.idleBytesPerConn && r.ready.failed === 0,
       };
       await stopPair();
       if (FLOOR) {
@@ -863,7 +1059,13 @@ async function main() {
           const port = await portOf(bare, 'bare HTTPS server');
           say(`  floor: a bare Node HTTPS server (pid ${bare.pid}, bench/bare.mjs), the same clients`);
           const f = await idleConnections('bare server', bare.pid, port);
-          results.tests.idleKeepAlive.floor = { openAtMeasure: f.open, failed: f.ready.failed, beforeBytes: f.before, afterBytes: f.after, bytesPerConnection: f.perConn };
+          results.tests.idleKeepAlive.floor = {
+            openAtMeasure: f.open,
+            failed: f.ready.failed,
+            beforeBytes: f.before,
+            afterBytes: f.after,
+            bytesPerConnection: f.perConn,
+          };
         } finally {
           await stopChild(bare);
         }
@@ -875,7 +1077,10 @@ async function main() {
       results.profiles = [];
       for (const f of readdirSync(profDir).filter((x) => x.endsWith('.cpuprofile'))) {
         const pid = Number(/\.(\d+)\.\d+\.\d+\.cpuprofile$/.exec(f)?.[1]);
-        results.profiles.push({ process: Service.names.get(pid) ?? `pid ${pid}`, ...summarizeProfile(path.join(profDir, f)) });
+        results.profiles.push({
+          process: Service.names.get(pid) ?? `pid ${pid}`,
+          ...summarizeProfile(path.join(profDir, f)),
+        });
       }
     }
     report(results);
@@ -885,7 +1090,11 @@ async function main() {
     say(`\nresults JSON (also written to ${path.relative(process.cwd(), out)}; do not commit it):`);
     say(JSON.stringify(results, null, 2));
   } finally {
-    await Promise.all([connector?.stop(), relay?.stop(), stopChild(backend), stopChild(hops.outer), stopChild(hops.inner)].map((p) => p?.catch(() => undefined)));
+    await Promise.all(
+      [connector?.stop(), relay?.stop(), stopChild(backend), stopChild(hops.outer), stopChild(hops.inner)].map((p) =>
+        p?.catch(() => undefined),
+      ),
+    );
     killAll('SIGKILL');
     await idp?.close().catch(() => undefined);
     removeWorkDir();
@@ -909,7 +1118,9 @@ function fmtMiB(n) {
 /** The median ratio, and the range over all pairs when there were several. */
 function ratioCell(x) {
   const rs = x.ratios ?? [x.ratio];
-  return rs.length > 1 ? `${x.ratio.toFixed(3)} (${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})` : x.ratio.toFixed(3);
+  return rs.length > 1
+    ? `${x.ratio.toFixed(3)} (${Math.min(...rs).toFixed(2)}-${Math.max(...rs).toFixed(2)})`
+    : x.ratio.toFixed(3);
 }
 
 function verdict(ok) {
@@ -919,16 +1130,32 @@ function verdict(ok) {
 function report(results) {
   const t = results.tests;
   const rows = [];
-  const row = (test, direct, relay, ratio, target, result, noise = '') => rows.push([test, direct, relay, ratio, target, result, noise]);
+  const row = (test, direct, relay, ratio, target, result, noise = '') =>
+    rows.push([test, direct, relay, ratio, target, result, noise]);
   const noise = (x) => `${x.direct.cpu.otherwise}% / ${x.relay.cpu.otherwise}%`;
   /** The floor under a throughput row: same TLS hops, bytes forwarded only; the relay's share of it. */
   const floorRow = (x, figure) => {
     if (!x.floor) return;
-    row('  floor: 2 TLS hops, bytes only', '-', figure(x.floor.run), ratioCell(x.floor), '-', `relay ${(100 * x.floor.relayOfFloor).toFixed(0)}% of it`);
+    row(
+      '  floor: 2 TLS hops, bytes only',
+      '-',
+      figure(x.floor.run),
+      ratioCell(x.floor),
+      '-',
+      `relay ${(100 * x.floor.relayOfFloor).toFixed(0)}% of it`,
+    );
   };
   if (t.smallGet) {
     const { direct: d, relay: r } = t.smallGet;
-    row(`small GET req/s (${t.smallGet.connections} conn, ${t.smallGet.durationS} s)`, fmt(d.rps), fmt(r.rps), ratioCell(t.smallGet), `>= ${TARGETS.smallGet} x direct`, verdict(t.smallGet.pass), noise(t.smallGet));
+    row(
+      `small GET req/s (${t.smallGet.connections} conn, ${t.smallGet.durationS} s)`,
+      fmt(d.rps),
+      fmt(r.rps),
+      ratioCell(t.smallGet),
+      `>= ${TARGETS.smallGet} x direct`,
+      verdict(t.smallGet.pass),
+      noise(t.smallGet),
+    );
     row('  latency p50 (ms)', String(d.p50), String(r.p50), `${(r.p50 / Math.max(d.p50, 1)).toFixed(1)}x`, '-', '');
     row('  latency p99 (ms)', String(d.p99), String(r.p99), `${(r.p99 / Math.max(d.p99, 1)).toFixed(1)}x`, '-', '');
     floorRow(t.smallGet, (f) => fmt(f.rps));
@@ -936,18 +1163,55 @@ function report(results) {
   for (const kind of ['download', 'upload']) {
     const x = t[kind];
     if (!x) continue;
-    row(`${fmtBytes(x.bytes)} ${kind} MB/s`, x.direct.mbps.toFixed(1), x.relay.mbps.toFixed(1), ratioCell(x), `>= ${x.target} x direct`, verdict(x.pass), noise(x));
+    row(
+      `${fmtBytes(x.bytes)} ${kind} MB/s`,
+      x.direct.mbps.toFixed(1),
+      x.relay.mbps.toFixed(1),
+      ratioCell(x),
+      `>= ${x.target} x direct`,
+      verdict(x.pass),
+      noise(x),
+    );
     floorRow(x, (f) => f.mbps.toFixed(1));
   }
   if (t.slowClient) {
     const s = t.slowClient;
-    row(`slow client RSS growth, relay`, '-', fmtMiB(s.growthBytes.relay), '-', `< ${s.targetMiB} MiB`, verdict(s.pass.relay));
-    row(`slow client RSS growth, connector`, '-', fmtMiB(s.growthBytes.connector), '-', `< ${s.targetMiB} MiB`, verdict(s.pass.connector));
+    row(
+      `slow client RSS growth, relay`,
+      '-',
+      fmtMiB(s.growthBytes.relay),
+      '-',
+      `< ${s.targetMiB} MiB`,
+      verdict(s.pass.relay),
+    );
+    row(
+      `slow client RSS growth, connector`,
+      '-',
+      fmtMiB(s.growthBytes.connector),
+      '-',
+      `< ${s.targetMiB} MiB`,
+      verdict(s.pass.connector),
+    );
   }
   if (t.idleKeepAlive) {
     const x = t.idleKeepAlive;
-    row(`relay RSS per idle conn (${x.openAtMeasure} open)`, '-', `${fmt(x.bytesPerConnection)} B`, '-', `<= ${x.targetBytes} B (20 KB)`, verdict(x.pass));
-    if (x.floor) row('  floor: bare Node HTTPS server', '-', `${fmt(x.floor.bytesPerConnection)} B`, '-', '-', `relay ${(100 * x.bytesPerConnection / x.floor.bytesPerConnection).toFixed(0)}% of it`);
+    row(
+      `relay RSS per idle conn (${x.openAtMeasure} open)`,
+      '-',
+      `${fmt(x.bytesPerConnection)} B`,
+      '-',
+      `<= ${x.targetBytes} B (20 KB)`,
+      verdict(x.pass),
+    );
+    if (x.floor)
+      row(
+        '  floor: bare Node HTTPS server',
+        '-',
+        `${fmt(x.floor.bytesPerConnection)} B`,
+        '-',
+        '-',
+        `relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it`,
+      );
   }
   const head = ['test', 'direct', 'relay', 'ratio', 'target', 'result', 'other CPU d/r'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
@@ -963,8 +1227,8 @@ function report(results) {
     `MB/s = 10^6 bytes per second. Small GET load from ${results.loadgen ?? LOADGEN} (latencies in ms: wrk's to 0.01 ms, autocannon's to 1 ms; neither verifies TLS certificates); the other clients verify against the relay CA.`,
     'cpu lines: % of one CPU over the client\'s whole run (warm-up included); "softirq" = the machine\'s irq + softirq time (mostly loopback networking of the run); "otherwise" = remaining busy time not spent by the listed processes or this orchestrator, i.e. other work on the machine. "other CPU d/r" in the summary is that figure during the direct / relay run; above ~25% the ratio is skewed by contention.',
     'floor = the same request through two byte-forwarding hops (bench/hop.mjs; TLS -> TLS, then TLS -> TCP, proxyctl\'s TLS settings) instead of relay and connector: the same TLS hops, loopback sockets and number of busy processes, none of the HTTP, policy or control-channel work. Its ratio is what Node\'s TLS and sockets allow on this machine in this run; "relay N% of it" is the median of relay/floor over the pairs.',
-    'idle floor = the same idle clients against a bare Node HTTPS server (bench/bare.mjs: proxyctl\'s TLS settings and heap tuning, a short 200 for every request): what Node itself keeps per idle keep-alive TLS connection.',
-    'cost lines: CPU seconds each process used during the run divided by the work done (requests counted in the same window: autocannon\'s warm-up is inside it, wrk\'s is a separate run before it; or GB moved); unlike throughput this barely moves when other work shares the machine.',
+    "idle floor = the same idle clients against a bare Node HTTPS server (bench/bare.mjs: proxyctl's TLS settings and heap tuning, a short 200 for every request): what Node itself keeps per idle keep-alive TLS connection.",
+    "cost lines: CPU seconds each process used during the run divided by the work done (requests counted in the same window: autocannon's warm-up is inside it, wrk's is a separate run before it; or GB moved); unlike throughput this barely moves when other work shares the machine.",
     '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
     'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',
   ];
@@ -973,7 +1237,9 @@ function report(results) {
   for (const n of notes) console.log(`- ${n}`);
   if (results.profiles) {
     for (const p of results.profiles) {
-      console.log(`\nCPU profile of ${p.process}: ${path.basename(p.file)} (${p.busyMs} ms busy of ${p.totalMs} ms sampled; shares of busy time)`);
+      console.log(
+        `\nCPU profile of ${p.process}: ${path.basename(p.file)} (${p.busyMs} ms busy of ${p.totalMs} ms sampled; shares of busy time)`,
+      );
       for (const c of p.categories) console.log(`  ${String(c.pct).padStart(5)}%  ${c.what}`);
       console.log('  top self time:');
       for (const f of p.functions) console.log(`  ${String(f.pct).padStart(5)}%  ${f.what}`);

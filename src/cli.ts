@@ -17,7 +17,8 @@ export function buildProgram(): Command {
     .showHelpAfterError();
 
   const relay = program.command('relay').description('the internet-facing relay');
-  relay.command('serve')
+  relay
+    .command('serve')
     .description('run the relay')
     .option('--config <file>', 'relay configuration (YAML); embedded loopback defaults when omitted')
     .option('--data-dir <dir>', 'data directory (overrides dataDir in the config)')
@@ -25,8 +26,11 @@ export function buildProgram(): Command {
       const { serveRelay } = await import('./commands/relay-serve.js');
       await serveRelay(opts);
     });
-  const connectors = relay.command('connectors').description('administer registered connectors (against the data directory)');
-  connectors.command('list')
+  const connectors = relay
+    .command('connectors')
+    .description('administer registered connectors (against the data directory)');
+  connectors
+    .command('list')
     .description('list connectors: id, name, group, status, version, last seen, certificate expiry')
     .option('--config <file>', 'relay configuration (YAML)')
     .option('--data-dir <dir>', 'data directory')
@@ -35,7 +39,8 @@ export function buildProgram(): Command {
       const { listConnectors } = await import('./commands/relay-connectors.js');
       listConnectors(opts, out);
     });
-  connectors.command('revoke')
+  connectors
+    .command('revoke')
     .description('revoke a connector and all its certificates; a running relay closes its channels at once')
     .argument('<id-or-name>', 'connector id, or a name held by exactly one live connector')
     .option('--config <file>', 'relay configuration (YAML)')
@@ -46,8 +51,11 @@ export function buildProgram(): Command {
     });
 
   const keys = relay.command('keys').description('keys only the relay holds (session cookies, identity assertions)');
-  keys.command('rotate')
-    .description('add a new current key; old cookies stay readable and old assertion keys stay published until what they protect expires')
+  keys
+    .command('rotate')
+    .description(
+      'add a new current key; old cookies stay readable and old assertion keys stay published until what they protect expires',
+    )
     .option('--config <file>', 'relay configuration (YAML)')
     .option('--data-dir <dir>', 'data directory')
     .option('--purpose <purpose>', 'session, assertion or all', 'all')
@@ -56,40 +64,53 @@ export function buildProgram(): Command {
       await rotateKeys(opts, out);
     });
 
-  const users = program.command('users').description('users of the embedded identity provider (against the relay data directory)');
-  const userOpts = (c: Command) => c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  const users = program
+    .command('users')
+    .description('users of the embedded identity provider (against the relay data directory)');
+  const userOpts = (c: Command) =>
+    c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
   userOpts(users.command('add').argument('<username>'))
     .description('add a user (prints a generated password unless one is given)')
-    .option('--email <email>').option('--name <name>')
-    .option('--groups <a,b>', 'comma-separated groups').option('--roles <a,b>', 'comma-separated roles (ProxyAdministrator may register connectors)')
-    .option('--password-file <file>', 'read the password from a file').option('--password-stdin', 'read the password from standard input')
+    .option('--email <email>')
+    .option('--name <name>')
+    .option('--groups <a,b>', 'comma-separated groups')
+    .option('--roles <a,b>', 'comma-separated roles (ProxyAdministrator may register connectors)')
+    .option('--password-file <file>', 'read the password from a file')
+    .option('--password-stdin', 'read the password from standard input')
     .action(async (username: string, opts: Record<string, string | boolean | undefined>) => {
       const { addUser } = await import('./commands/users.js');
       await addUser(username, opts, out);
     });
-  userOpts(users.command('list')).description('list users').option('--json', 'machine-readable output')
+  userOpts(users.command('list'))
+    .description('list users')
+    .option('--json', 'machine-readable output')
     .action(async (opts: Record<string, string | boolean | undefined>) => {
       const { listUsers } = await import('./commands/users.js');
       await listUsers(opts, out);
     });
-  userOpts(users.command('remove').argument('<username>')).description('remove a user')
+  userOpts(users.command('remove').argument('<username>'))
+    .description('remove a user')
     .action(async (username: string, opts: Record<string, string | undefined>) => {
       const { removeUser } = await import('./commands/users.js');
       await removeUser(username, opts, out);
     });
-  userOpts(users.command('set-password').argument('<username>')).description("set a user's password (generated unless given)")
-    .option('--password-file <file>').option('--password-stdin')
+  userOpts(users.command('set-password').argument('<username>'))
+    .description("set a user's password (generated unless given)")
+    .option('--password-file <file>')
+    .option('--password-stdin')
     .action(async (username: string, opts: Record<string, string | boolean | undefined>) => {
       const { setPassword } = await import('./commands/users.js');
       await setPassword(username, opts, out);
     });
-  userOpts(users.command('enroll-totp').argument('<username>')).description('enroll a TOTP second factor; prints the otpauth URI once')
+  userOpts(users.command('enroll-totp').argument('<username>'))
+    .description('enroll a TOTP second factor; prints the otpauth URI once')
     .action(async (username: string, opts: Record<string, string | undefined>) => {
       const { enrollTotp } = await import('./commands/users.js');
       await enrollTotp(username, opts, out);
     });
 
-  program.command('login')
+  program
+    .command('login')
     .description('get an administrator token with the device flow and keep it for `connector register`')
     .requiredOption('--relay <url>', 'the relay connector API URL')
     .option('--relay-ca <file>', "the relay's CA certificate")
@@ -99,7 +120,8 @@ export function buildProgram(): Command {
       await login(opts, out);
     });
 
-  program.command('demo')
+  program
+    .command('demo')
     .description('run a relay, its embedded identity provider, a sample app and a connector on loopback')
     .option('--data-dir <dir>', 'where the demo keeps its state', 'proxyctl-demo')
     .option('--port <port>', 'public HTTPS port', '8443')
@@ -110,12 +132,19 @@ export function buildProgram(): Command {
     });
 
   const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');
-  policy.command('what-if')
+  policy
+    .command('what-if')
     .description('show how each policy treats a sign-in and what the relay would decide (exit 0 whatever the decision)')
     .requiredOption('--config <file>', 'relay configuration (YAML)')
     .requiredOption('--app <name>', 'the app signed in to')
-    .requiredOption('--user <id>', 'who signs in. Embedded provider (no identity.issuer): a user name or e-mail address of its users, whose groups and e-mail are used (anyone else is taken as a bare subject). External provider: the subject (sub claim) exactly as the provider sends it, case included')
-    .option('--email <email>', "the user's e-mail address, taken as verified (matched without case); overrides the embedded user's")
+    .requiredOption(
+      '--user <id>',
+      'who signs in. Embedded provider (no identity.issuer): a user name or e-mail address of its users, whose groups and e-mail are used (anyone else is taken as a bare subject). External provider: the subject (sub claim) exactly as the provider sends it, case included',
+    )
+    .option(
+      '--email <email>',
+      "the user's e-mail address, taken as verified (matched without case); overrides the embedded user's",
+    )
     .option('--groups <a,b>', "comma-separated groups; override the embedded user's")
     .option('--ip <address>', 'client address (IPv4 or IPv6)', '127.0.0.1')
     .option('--platform <platform>', 'windows, macos, linux, ios, android or other', 'other')
@@ -125,26 +154,60 @@ export function buildProgram(): Command {
     .option('--time <iso>', 'when, as an ISO 8601 instant with a zone (default: now)')
     .option('--device-cert', 'the client presents a device certificate')
     .option('--json', 'machine-readable output: { context, assigned, decision }')
-    .action(async (opts: { config: string; app: string; user: string; email?: string; groups?: string; ip?: string; platform?: string; mfa?: boolean; acr?: string; risk?: string; time?: string; deviceCert?: boolean; json?: boolean }) => {
-      const { whatIf } = await import('./commands/policy-what-if.js');
-      await whatIf(opts, out);
-    });
+    .action(
+      async (opts: {
+        config: string;
+        app: string;
+        user: string;
+        email?: string;
+        groups?: string;
+        ip?: string;
+        platform?: string;
+        mfa?: boolean;
+        acr?: string;
+        risk?: string;
+        time?: string;
+        deviceCert?: boolean;
+        json?: boolean;
+      }) => {
+        const { whatIf } = await import('./commands/policy-what-if.js');
+        await whatIf(opts, out);
+      },
+    );
 
   const connector = program.command('connector').description('the on-premises connector (outbound only)');
-  connector.command('register')
+  connector
+    .command('register')
     .description('register this connector with a relay using an administrator token')
     .requiredOption('--relay <url>', 'the relay connector API URL, e.g. https://relay.example.com:8444')
-    .option('--token <token>', 'administrator access token (visible in the process list; prefer --token-file or PROXYCTL_TOKEN)')
+    .option(
+      '--token <token>',
+      'administrator access token (visible in the process list; prefer --token-file or PROXYCTL_TOKEN)',
+    )
     .option('--token-file <file>', 'file holding the administrator access token')
     .option('--relay-ca <file>', "the relay's CA certificate (its <dataDir>/ca.pem) to pin")
     .option('--group <name>', 'connector group', 'default')
     .option('--name <name>', 'connector name (default: host name)')
-    .option('--state-dir <dir>', 'where key.pem, cert.pem and ca.pem are kept (default ./proxyctl-connector or $PROXYCTL_STATE_DIR)')
-    .action(async (opts: { relay: string; token?: string; tokenFile?: string; relayCa?: string; group?: string; name?: string; stateDir?: string }) => {
-      const { registerConnector } = await import('./commands/connector-register.js');
-      await registerConnector(opts, out);
-    });
-  connector.command('run')
+    .option(
+      '--state-dir <dir>',
+      'where key.pem, cert.pem and ca.pem are kept (default ./proxyctl-connector or $PROXYCTL_STATE_DIR)',
+    )
+    .action(
+      async (opts: {
+        relay: string;
+        token?: string;
+        tokenFile?: string;
+        relayCa?: string;
+        group?: string;
+        name?: string;
+        stateDir?: string;
+      }) => {
+        const { registerConnector } = await import('./commands/connector-register.js');
+        await registerConnector(opts, out);
+      },
+    );
+  connector
+    .command('run')
     .description('run the connector: keep control channels to the relay and serve its requests')
     .option('--state-dir <dir>', 'connector state directory (default ./proxyctl-connector or $PROXYCTL_STATE_DIR)')
     .option('--metrics-listen <host:port>', 'loopback address for /metrics, /readyz and /healthz')
@@ -165,7 +228,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = err.exitCode;
       return;
     }
-    const line = isProxyctlError(err) ? `proxyctl: ${err.message} [${err.code}]` : `proxyctl: unexpected error: ${(err as Error)?.stack ?? String(err)}`;
+    const line = isProxyctlError(err)
+      ? `proxyctl: ${err.message} [${err.code}]`
+      : `proxyctl: unexpected error: ${(err as Error)?.stack ?? String(err)}`;
     process.stderr.write(`${line}\n`);
     process.exitCode = 1;
   }

@@ -30,13 +30,18 @@ export function ensurePrivateDir(dir: string, what: string): void {
   const st = statSync(dir);
   if (!st.isDirectory()) throw refuse(`${what} ${dir} is not a directory`);
   if (st.uid !== uid) {
-    throw refuse(`${what} ${dir} belongs to uid ${st.uid}, not to the user proxyctl runs as (uid ${uid}); chown it or run proxyctl as its owner`);
+    throw refuse(
+      `${what} ${dir} belongs to uid ${st.uid}, not to the user proxyctl runs as (uid ${uid}); chown it or run proxyctl as its owner`,
+    );
   }
   if ((st.mode & 0o777) === PRIVATE_DIR) return;
   try {
     chmodSync(dir, PRIVATE_DIR);
   } catch (err) {
-    throw refuse(`cannot make ${what} ${dir} private (chmod 700: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, err);
+    throw refuse(
+      `cannot make ${what} ${dir} private (chmod 700: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      err,
+    );
   }
 }
 
@@ -48,13 +53,19 @@ export function tightenPrivateFile(file: string): void {
     mode = statSync(file).mode & 0o777;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw refuse(`cannot read the mode of ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+    throw refuse(
+      `cannot read the mode of ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      err,
+    );
   }
   if ((mode & 0o077) === 0) return;
   try {
     chmodSync(file, mode & PRIVATE_FILE);
   } catch (err) {
-    throw refuse(`cannot make ${file} private (chmod 600: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, err);
+    throw refuse(
+      `cannot make ${file} private (chmod 600: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      err,
+    );
   }
 }
 
@@ -74,7 +85,10 @@ export function createPrivateFile(file: string): void {
     const mode = fstatSync(fd).mode & 0o777;
     if (euid() !== undefined && (mode & 0o077) !== 0) fchmodSync(fd, mode & PRIVATE_FILE);
   } catch (err) {
-    throw refuse(`cannot make ${file} private (chmod 600: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, err);
+    throw refuse(
+      `cannot make ${file} private (chmod 600: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      err,
+    );
   } finally {
     closeSync(fd);
   }

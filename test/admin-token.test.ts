@@ -45,11 +45,28 @@ t.test('a genuine admin token from the provider verifies', async (t) => {
   t.equal(admin.issuer, idp.issuer);
   t.equal(admin.name, undefined);
 
-  const rsToken = await idp.signToken({ iss: idp.issuer, aud: AUDIENCE, sub: 'alice', name: 'Alice Admin', roles: [ADMIN], exp: nowSeconds() + 300 }, { alg: 'RS256' });
-  t.same(await verifier.verify(rsToken), { subject: 'alice', name: 'Alice Admin', issuer: idp.issuer }, 'RS256 key from the same JWKS works too');
+  const rsToken = await idp.signToken(
+    { iss: idp.issuer, aud: AUDIENCE, sub: 'alice', name: 'Alice Admin', roles: [ADMIN], exp: nowSeconds() + 300 },
+    { alg: 'RS256' },
+  );
+  t.same(
+    await verifier.verify(rsToken),
+    { subject: 'alice', name: 'Alice Admin', issuer: idp.issuer },
+    'RS256 key from the same JWKS works too',
+  );
 
-  const spaced = await idp.signToken({ iss: idp.issuer, aud: [AUDIENCE, 'other'], sub: 'bob', roles: `Reader ${ADMIN} Auditor`, exp: nowSeconds() + 300 });
-  t.equal((await verifier.verify(spaced)).subject, 'bob', 'space-separated role string containing the admin value is accepted');
+  const spaced = await idp.signToken({
+    iss: idp.issuer,
+    aud: [AUDIENCE, 'other'],
+    sub: 'bob',
+    roles: `Reader ${ADMIN} Auditor`,
+    exp: nowSeconds() + 300,
+  });
+  t.equal(
+    (await verifier.verify(spaced)).subject,
+    'bob',
+    'space-separated role string containing the admin value is accepted',
+  );
 
   const trailing = new AdminTokenVerifier(identityFor(`${idp.issuer}/`));
   t.equal((await trailing.verify(token)).issuer, idp.issuer, 'configured issuer with a trailing slash still matches');
@@ -64,43 +81,101 @@ t.test('hostile and stale tokens are refused with stable codes', async (t) => {
 
   const publicJwk = { ...(idp.jwks.keys[0] as JWK) };
   delete publicJwk.d;
-  const publicPem = await exportSPKI(await importJWK(publicJwk, 'ES256') as Parameters<typeof exportSPKI>[0]);
+  const publicPem = await exportSPKI((await importJWK(publicJwk, 'ES256')) as Parameters<typeof exportSPKI>[0]);
   const otherKey = await generateKeyPair('ES256');
 
   const cases: { name: string; token: () => Promise<string> | string; code: string; status: number }[] = [
-    { name: 'expired', code: 'ERR_TOKEN_EXPIRED', status: 401, token: () => idp.signToken({ ...good, iat: now - 3600, exp: now - 600 }) },
-    { name: 'not yet valid', code: 'ERR_TOKEN_NOT_YET_VALID', status: 401, token: () => idp.signToken({ ...good, nbf: now + 600 }) },
-    { name: 'wrong issuer, real key', code: 'ERR_TOKEN_ISSUER', status: 401, token: () => idp.signToken({ ...good, iss: 'https://evil.example.com' }) },
-    { name: 'wrong audience (real provider token)', code: 'ERR_TOKEN_AUDIENCE', status: 401, token: () => idp.adminToken({ audience: 'api://something-else' }) },
+    {
+      name: 'expired',
+      code: 'ERR_TOKEN_EXPIRED',
+      status: 401,
+      token: () => idp.signToken({ ...good, iat: now - 3600, exp: now - 600 }),
+    },
+    {
+      name: 'not yet valid',
+      code: 'ERR_TOKEN_NOT_YET_VALID',
+      status: 401,
+      token: () => idp.signToken({ ...good, nbf: now + 600 }),
+    },
+    {
+      name: 'wrong issuer, real key',
+      code: 'ERR_TOKEN_ISSUER',
+      status: 401,
+      token: () => idp.signToken({ ...good, iss: 'https://evil.example.com' }),
+    },
+    {
+      name: 'wrong audience (real provider token)',
+      code: 'ERR_TOKEN_AUDIENCE',
+      status: 401,
+      token: () => idp.adminToken({ audience: 'api://something-else' }),
+    },
     { name: 'alg none', code: 'ERR_TOKEN_ALG', status: 401, token: () => new UnsecuredJWT(good).encode() },
     {
-      name: 'another key under the same kid', code: 'ERR_TOKEN_SIGNATURE', status: 401,
+      name: 'another key under the same kid',
+      code: 'ERR_TOKEN_SIGNATURE',
+      status: 401,
       token: () => new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: esKid }).sign(otherKey.privateKey),
     },
     {
-      name: 'unknown kid', code: 'ERR_TOKEN_SIGNATURE', status: 401,
-      token: () => new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: 'nobody-knows-me' }).sign(otherKey.privateKey),
+      name: 'unknown kid',
+      code: 'ERR_TOKEN_SIGNATURE',
+      status: 401,
+      token: () =>
+        new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: 'nobody-knows-me' }).sign(otherKey.privateKey),
     },
     {
-      name: 'HS256 keyed with the public key PEM', code: 'ERR_TOKEN_ALG', status: 401,
-      token: () => new SignJWT(good).setProtectedHeader({ alg: 'HS256', kid: esKid }).sign(new TextEncoder().encode(publicPem)),
+      name: 'HS256 keyed with the public key PEM',
+      code: 'ERR_TOKEN_ALG',
+      status: 401,
+      token: () =>
+        new SignJWT(good).setProtectedHeader({ alg: 'HS256', kid: esKid }).sign(new TextEncoder().encode(publicPem)),
     },
     {
-      name: 'HS256 keyed with the public JWK JSON', code: 'ERR_TOKEN_ALG', status: 401,
-      token: () => new SignJWT(good).setProtectedHeader({ alg: 'HS256', kid: esKid }).sign(new TextEncoder().encode(JSON.stringify(publicJwk))),
+      name: 'HS256 keyed with the public JWK JSON',
+      code: 'ERR_TOKEN_ALG',
+      status: 401,
+      token: () =>
+        new SignJWT(good)
+          .setProtectedHeader({ alg: 'HS256', kid: esKid })
+          .sign(new TextEncoder().encode(JSON.stringify(publicJwk))),
     },
-    { name: 'missing admin role (real provider token)', code: 'ERR_TOKEN_NOT_ADMIN', status: 403, token: () => idp.adminToken({ roles: [] }) },
-    { name: 'other roles only', code: 'ERR_TOKEN_NOT_ADMIN', status: 403, token: () => idp.adminToken({ roles: ['Reader', 'ProxyAdministrators'] }) },
-    { name: 'role claim absent', code: 'ERR_TOKEN_NOT_ADMIN', status: 403, token: () => idp.signToken({ ...good, roles: undefined }) },
+    {
+      name: 'missing admin role (real provider token)',
+      code: 'ERR_TOKEN_NOT_ADMIN',
+      status: 403,
+      token: () => idp.adminToken({ roles: [] }),
+    },
+    {
+      name: 'other roles only',
+      code: 'ERR_TOKEN_NOT_ADMIN',
+      status: 403,
+      token: () => idp.adminToken({ roles: ['Reader', 'ProxyAdministrators'] }),
+    },
+    {
+      name: 'role claim absent',
+      code: 'ERR_TOKEN_NOT_ADMIN',
+      status: 403,
+      token: () => idp.signToken({ ...good, roles: undefined }),
+    },
     { name: 'no exp', code: 'ERR_TOKEN_INVALID', status: 401, token: () => idp.signToken({ ...good, exp: undefined }) },
     { name: 'no sub', code: 'ERR_TOKEN_INVALID', status: 401, token: () => idp.signToken({ ...good, sub: undefined }) },
     { name: 'empty string', code: 'ERR_TOKEN_INVALID', status: 401, token: () => '' },
     { name: 'garbage', code: 'ERR_TOKEN_INVALID', status: 401, token: () => 'not a token' },
     { name: 'three garbage parts', code: 'ERR_TOKEN_INVALID', status: 401, token: () => 'a.b.c' },
     { name: 'dots only', code: 'ERR_TOKEN_INVALID', status: 401, token: () => '..' },
-    { name: 'header without alg', code: 'ERR_TOKEN_INVALID', status: 401, token: () => `${Buffer.from('{"typ":"JWT"}').toString('base64url')}.e30.sig` },
+    {
+      name: 'header without alg',
+      code: 'ERR_TOKEN_INVALID',
+      status: 401,
+      token: () => `${Buffer.from('{"typ":"JWT"}').toString('base64url')}.e30.sig`,
+    },
     { name: 'JWE-shaped (five parts)', code: 'ERR_TOKEN_INVALID', status: 401, token: () => 'a.b.c.d.e' },
-    { name: '20 KiB token, otherwise genuine', code: 'ERR_TOKEN_INVALID', status: 401, token: () => idp.signToken({ ...good, pad: 'x'.repeat(20 * 1024) }) },
+    {
+      name: '20 KiB token, otherwise genuine',
+      code: 'ERR_TOKEN_INVALID',
+      status: 401,
+      token: () => idp.signToken({ ...good, pad: 'x'.repeat(20 * 1024) }),
+    },
   ];
 
   for (const c of cases) {
@@ -135,20 +210,33 @@ t.test('only access tokens: an ID token or another kind of JWT is refused with E
     ['payload typ not a string', { ...good, typ: 1 }, {}, 'ERR_TOKEN_TYPE'],
     ['typ id+jwt', good, { typ: 'id+jwt' }, 'ERR_TOKEN_TYPE'],
     ['typ secevent+jwt', good, { typ: 'secevent+jwt' }, 'ERR_TOKEN_TYPE'],
-    ['typ at+jwt but sender-constrained (cnf)', { ...good, cnf: { 'x5t#S256': 'abc' } }, { typ: 'at+jwt' }, 'ERR_TOKEN_TYPE'],
+    [
+      'typ at+jwt but sender-constrained (cnf)',
+      { ...good, cnf: { 'x5t#S256': 'abc' } },
+      { typ: 'at+jwt' },
+      'ERR_TOKEN_TYPE',
+    ],
     ['typ JWE', good, { typ: 'JWE' }, 'ERR_TOKEN_TYPE'],
   ];
   for (const [name, claims, header, code] of rows) {
     const token = await idp.signToken(claims, header);
     if (code) {
       await t.rejects(verifier.verify(token), { code, status: 401 }, `${name}: admin token refused`);
-      await t.rejects(verifier.verifyAccessToken(token, AUDIENCE), { code, status: 401 }, `${name}: bearer token refused`);
+      await t.rejects(
+        verifier.verifyAccessToken(token, AUDIENCE),
+        { code, status: 401 },
+        `${name}: bearer token refused`,
+      );
     } else {
       t.equal((await verifier.verify(token)).subject, 'mallory', `${name}: accepted`);
     }
   }
   const wrongAud = await idp.signToken({ ...good, aud: 'urn:other', nonce: 'abc' });
-  await t.rejects(verifier.verifyAccessToken(wrongAud, AUDIENCE), { code: 'ERR_TOKEN_AUDIENCE' }, 'audience, issuer, expiry and signature are checked first');
+  await t.rejects(
+    verifier.verifyAccessToken(wrongAud, AUDIENCE),
+    { code: 'ERR_TOKEN_AUDIENCE' },
+    'audience, issuer, expiry and signature are checked first',
+  );
 });
 
 t.test('clock skew is honoured using the injected clock', async (t) => {
@@ -167,7 +255,11 @@ t.test('clock skew is honoured using the injected clock', async (t) => {
   await t.rejects(strict.verify(nbfIn10s), { code: 'ERR_TOKEN_NOT_YET_VALID' }, 'valid in 10 s fails with no skew');
 
   const later = new AdminTokenVerifier(identityFor(idp.issuer, { clockSkewMs: 0 }), { now: () => fixedMs + 3_600_000 });
-  await t.rejects(later.verify(await idp.adminToken()), { code: 'ERR_TOKEN_EXPIRED' }, 'a real token is expired an hour after its 10-minute lifetime');
+  await t.rejects(
+    later.verify(await idp.adminToken()),
+    { code: 'ERR_TOKEN_EXPIRED' },
+    'a real token is expired an hour after its 10-minute lifetime',
+  );
 });
 
 t.test('an unreachable issuer is reported and retried on the next call', async (t) => {
@@ -175,15 +267,26 @@ t.test('an unreachable issuer is reported and retried on the next call', async (
   // Failure injection: the network refuses every connection until the provider is "up".
   let down = true;
   const fetchFn = ((input: string | URL | Request, init?: RequestInit) => {
-    if (down) return Promise.reject(new TypeError('fetch failed', { cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }) }));
+    if (down)
+      return Promise.reject(
+        new TypeError('fetch failed', {
+          cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+        }),
+      );
     return fetch(input, init);
   }) as typeof fetch;
   const verifier = new AdminTokenVerifier(identityFor(idp.issuer), { fetch: fetchFn });
-  const bogus = await new SignJWT({ sub: 'x' }).setProtectedHeader({ alg: 'ES256' }).sign((await generateKeyPair('ES256')).privateKey);
+  const bogus = await new SignJWT({ sub: 'x' })
+    .setProtectedHeader({ alg: 'ES256' })
+    .sign((await generateKeyPair('ES256')).privateKey);
   await t.rejects(verifier.verify(bogus), { code: 'ERR_IDP_UNAVAILABLE', status: 503 });
 
   down = false;
-  t.equal((await verifier.verify(await idp.adminToken())).issuer, idp.issuer, 'the same verifier works once the provider is up');
+  t.equal(
+    (await verifier.verify(await idp.adminToken())).issuer,
+    idp.issuer,
+    'the same verifier works once the provider is up',
+  );
 });
 
 t.test('cached discovery and keys keep verifying through a provider outage', async (t) => {
@@ -204,15 +307,17 @@ t.test('cached discovery and keys keep verifying through a provider outage', asy
 t.test('a plain-http issuer off loopback is refused before any network call', async (t) => {
   const originalFetch = globalThis.fetch;
   let fetches = 0;
-  globalThis.fetch = (async () => {
+  globalThis.fetch = async () => {
     fetches++;
     throw new Error('no network expected');
-  });
+  };
   t.teardown(() => {
     globalThis.fetch = originalFetch;
   });
   const verifier = new AdminTokenVerifier(identityFor('http://idp.example.com'));
-  const token = await new SignJWT({ sub: 'x', exp: nowSeconds() + 60 }).setProtectedHeader({ alg: 'ES256' }).sign((await generateKeyPair('ES256')).privateKey);
+  const token = await new SignJWT({ sub: 'x', exp: nowSeconds() + 60 })
+    .setProtectedHeader({ alg: 'ES256' })
+    .sign((await generateKeyPair('ES256')).privateKey);
   await t.rejects(verifier.verify(token), { code: 'ERR_IDP_INSECURE' });
   t.equal(fetches, 0);
 });
@@ -221,12 +326,17 @@ t.test('a discovery document naming another issuer is refused', async (t) => {
   const idp = await started(t);
   // An impostor on another address serving the real provider's document verbatim.
   const document = await (await fetch(`${idp.issuer}/.well-known/openid-configuration`)).text();
-  const impostor = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(document));
+  const impostor = http.createServer((_req, res) =>
+    res.writeHead(200, { 'content-type': 'application/json' }).end(document),
+  );
   await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    impostor.close(() => resolve());
-    impostor.closeAllConnections();
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        impostor.close(() => resolve());
+        impostor.closeAllConnections();
+      }),
+  );
   const { port } = impostor.address() as net.AddressInfo;
   const verifier = new AdminTokenVerifier(identityFor(`http://127.0.0.1:${port}`));
   await t.rejects(verifier.verify(await idp.adminToken()), { code: 'ERR_IDP_ISSUER_MISMATCH' });

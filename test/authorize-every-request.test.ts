@@ -17,11 +17,17 @@ import { startHarness } from './helpers/harness.js';
 t.test('authorization on every request, under the configuration in force', async (t) => {
   const backend = await startBackend();
   t.teardown(() => backend.close());
-  const app = (extra = '') => `  - { name: web, externalUrl: "https://web.test/", internalUrl: "${backend.origin}/", clientId: "urn:web", clientSecret: s3cret, assignedUsers: [alice, bob]${extra} }\n`;
+  const app = (extra = '') =>
+    `  - { name: web, externalUrl: "https://web.test/", internalUrl: "${backend.origin}/", clientId: "urn:web", clientSecret: s3cret, assignedUsers: [alice, bob]${extra} }\n`;
   const base = `apps:\n${app()}`;
   const h = await startHarness(t, { yaml: () => base });
   const origin = `https://web.test:${h.publicPort}`;
-  h.idp.registerClient({ clientId: 'urn:web', clientSecret: 's3cret', redirectUris: [`${origin}/.proxyctl/callback`], postLogoutRedirectUris: [`${origin}/.proxyctl/signed-out`] });
+  h.idp.registerClient({
+    clientId: 'urn:web',
+    clientSecret: 's3cret',
+    redirectUris: [`${origin}/.proxyctl/callback`],
+    postLogoutRedirectUris: [`${origin}/.proxyctl/signed-out`],
+  });
   h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: ['staff'] });
   h.idp.setUser('bob', { email: 'bob@example.com', name: 'Bob', groups: ['staff'] });
   await h.addConnector();
@@ -33,32 +39,54 @@ t.test('authorization on every request, under the configuration in force', async
   const aliceCookie = alice.jar.header(`web.test:${h.publicPort}`)!;
   const bobCookie = bob.jar.header(`web.test:${h.publicPort}`)!;
   const now = Math.floor(Date.now() / 1000);
-  const aliceToken = await h.idp.signToken({ iss: h.idp.issuer, aud: 'urn:web', sub: 'alice', iat: now, exp: now + 600 }, { typ: 'at+jwt' });
+  const aliceToken = await h.idp.signToken(
+    { iss: h.idp.issuer, aud: 'urn:web', sub: 'alice', iat: now, exp: now + 600 },
+    { typ: 'at+jwt' },
+  );
 
   const json = async (headers: Record<string, string>) => {
-    const r = await request(h.url('web.test', '/echo'), { dispatcher: h.client, headers: { accept: 'application/json', ...headers } });
-    const body = (await r.body.json()) as { error?: { code: string; message: string; policy?: string; reason?: string } };
+    const r = await request(h.url('web.test', '/echo'), {
+      dispatcher: h.client,
+      headers: { accept: 'application/json', ...headers },
+    });
+    const body = (await r.body.json()) as {
+      error?: { code: string; message: string; policy?: string; reason?: string };
+    };
     return { status: r.statusCode, error: body.error };
   };
   const page = async (cookie: string) => {
-    const r = await request(h.url('web.test', '/echo'), { dispatcher: h.client, headers: { cookie, accept: 'text/html' } });
+    const r = await request(h.url('web.test', '/echo'), {
+      dispatcher: h.client,
+      headers: { cookie, accept: 'text/html' },
+    });
     return { status: r.statusCode, location: r.headers['location'], body: await r.body.text() };
   };
-  const upgrade = (cookie: string) => new Promise<number>((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port: h.publicPort, ca: h.relay.ca.certPem, servername: 'web.test', ALPNProtocols: ['http/1.1'] });
-    let buf = '';
-    s.once('secureConnect', () => s.write(`GET /ws HTTP/1.1\r\nHost: web.test:${h.publicPort}\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n'));
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
-      if (m && buf.includes('\r\n\r\n')) {
-        s.destroy();
-        resolve(Number(m[1]));
-      }
+  const upgrade = (cookie: string) =>
+    new Promise<number>((resolve, reject) => {
+      const s = tlsConnect({
+        host: '127.0.0.1',
+        port: h.publicPort,
+        ca: h.relay.ca.certPem,
+        servername: 'web.test',
+        ALPNProtocols: ['http/1.1'],
+      });
+      let buf = '';
+      s.once('secureConnect', () =>
+        s.write(
+          `GET /ws HTTP/1.1\r\nHost: web.test:${h.publicPort}\r\nCookie: ${cookie}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+            'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+        ),
+      );
+      s.on('data', (d: Buffer) => {
+        buf += d.toString('latin1');
+        const m = /^HTTP\/1\.1 (\d{3})/.exec(buf);
+        if (m && buf.includes('\r\n\r\n')) {
+          s.destroy();
+          resolve(Number(m[1]));
+        }
+      });
+      s.on('error', reject);
     });
-    s.on('error', reject);
-  });
 
   t.equal((await json({ cookie: aliceCookie })).status, 200, 'cookie: allowed');
   t.equal((await json({ authorization: `Bearer ${aliceToken}` })).status, 200, 'bearer: allowed');
@@ -70,7 +98,11 @@ t.test('authorization on every request, under the configuration in force', async
     const generation = h.relay.generation;
     await h.reload(`apps:\n${app().replace('[alice, bob]', '[bob]')}`);
     t.equal(h.relay.generation, generation + 1, 'a new generation');
-    t.equal(h.relay.currentState().authorizer.cached, 0, 'with an empty decision cache: nothing leaks across generations');
+    t.equal(
+      h.relay.currentState().authorizer.cached,
+      0,
+      'with an empty decision cache: nothing leaks across generations',
+    );
     const cookie = await json({ cookie: aliceCookie });
     t.equal(cookie.status, 403);
     t.equal(cookie.error?.code, 'ERR_NOT_ASSIGNED');
@@ -100,7 +132,11 @@ t.test('authorization on every request, under the configuration in force', async
     const html = await page(aliceCookie);
     t.equal(html.status, 403);
     t.match(html.body, /freeze-web/, 'the page names the policy');
-    t.equal((await json({ authorization: `Bearer ${aliceToken}` })).error?.policy, 'freeze-web', 'bearer: refused by the policy');
+    t.equal(
+      (await json({ authorization: `Bearer ${aliceToken}` })).error?.policy,
+      'freeze-web',
+      'bearer: refused by the policy',
+    );
     t.equal(await upgrade(aliceCookie), 403, 'upgrade: refused');
     t.equal((await json({ cookie: bobCookie })).status, 200, 'bob is not in the policy');
   });
@@ -120,7 +156,11 @@ t.test('authorization on every request, under the configuration in force', async
     t.equal(script.status, 401);
     t.equal(script.error?.code, 'ERR_SIGNIN_REQUIRED');
     t.equal(script.error?.policy, 'mfa-web');
-    t.equal((await json({ authorization: `Bearer ${aliceToken}` })).status, 403, 'a bearer token cannot step up: refused');
+    t.equal(
+      (await json({ authorization: `Bearer ${aliceToken}` })).status,
+      403,
+      'a bearer token cannot step up: refused',
+    );
     t.equal(await upgrade(aliceCookie), 401, 'upgrade: 401');
   });
 
@@ -132,7 +172,10 @@ t.test('authorization on every request, under the configuration in force', async
   });
 
   await t.test('a request that began before a reload finishes under the state it began with', async (t) => {
-    const slow = request(h.url('web.test', '/slow?ms=800'), { dispatcher: h.client, headers: { cookie: aliceCookie, accept: 'application/json' } });
+    const slow = request(h.url('web.test', '/slow?ms=800'), {
+      dispatcher: h.client,
+      headers: { cookie: aliceCookie, accept: 'application/json' },
+    });
     await new Promise((r) => setTimeout(r, 200));
     await h.reload(`apps:\n${app().replace('[alice, bob]', '[bob]')}`);
     t.equal((await json({ cookie: aliceCookie })).status, 403, 'a new request is refused at once');
@@ -155,8 +198,15 @@ t.test('authorization on every request, under the configuration in force', async
     const next = `apps:\n${app().replace('[alice, bob]', '[bob]')}  - { name: new, externalUrl: "https://new.test/", internalUrl: "${backend.origin}/", preauth: passthrough }\n`;
     await t.rejects(h.reload(next), 'the reload fails');
     t.equal(h.relay.currentState(), before, 'the state in force is the very same object');
-    t.equal((await json({ cookie: aliceCookie })).status, 200, 'the old assignment still holds: nothing of the new config applied');
-    const r = await request(h.url('localhost', '/'), { dispatcher: h.client, headers: { host: `new.test:${h.publicPort}` } }).catch((e: Error) => e);
+    t.equal(
+      (await json({ cookie: aliceCookie })).status,
+      200,
+      'the old assignment still holds: nothing of the new config applied',
+    );
+    const r = await request(h.url('localhost', '/'), {
+      dispatcher: h.client,
+      headers: { host: `new.test:${h.publicPort}` },
+    }).catch((e: Error) => e);
     t.ok(r instanceof Error || r.statusCode === 404 || r.statusCode === 421, 'the new app is not served');
     if (!(r instanceof Error)) await r.body.dump();
   });

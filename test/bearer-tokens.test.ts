@@ -24,13 +24,27 @@ t.test('bearer tokens must be access tokens', async (t) => {
 `,
   });
   const callback = `https://api.test:${h.publicPort}/.proxyctl/callback`;
-  h.idp.registerClient({ clientId: 'urn:proxyctl:api', clientSecret: 'api-secret', redirectUris: [callback], postLogoutRedirectUris: [`https://api.test:${h.publicPort}/.proxyctl/signed-out`] });
+  h.idp.registerClient({
+    clientId: 'urn:proxyctl:api',
+    clientSecret: 'api-secret',
+    redirectUris: [callback],
+    postLogoutRedirectUris: [`https://api.test:${h.publicPort}/.proxyctl/signed-out`],
+  });
   h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: ['staff'] });
   await h.addConnector();
-  const flow = { issuer: h.idp.issuer, clientId: 'urn:proxyctl:api', clientSecret: 'api-secret', redirectUri: callback, username: 'alice' };
+  const flow = {
+    issuer: h.idp.issuer,
+    clientId: 'urn:proxyctl:api',
+    clientSecret: 'api-secret',
+    redirectUri: callback,
+    username: 'alice',
+  };
 
   const call = async (token: string) => {
-    const r = await request(h.url('api.test', '/native'), { dispatcher: h.client, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    const r = await request(h.url('api.test', '/native'), {
+      dispatcher: h.client,
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    });
     const body = (await r.body.json()) as { headers?: IncomingHttpHeaders; error?: { code: string } };
     return { status: r.statusCode, code: body.error?.code, headers: body.headers };
   };
@@ -40,7 +54,10 @@ t.test('bearer tokens must be access tokens', async (t) => {
     t.equal(decodeProtectedHeader(tokens.accessToken).typ, 'at+jwt', 'the provider types its access tokens');
     const id = decodeJwt(tokens.idToken);
     t.equal(id.aud, 'urn:proxyctl:api', 'the ID token has the very audience the app expects');
-    t.ok(typeof id['nonce'] === 'string' && typeof id['auth_time'] === 'number' && typeof id['sid'] === 'string', 'a full ID token: nonce, auth_time, sid');
+    t.ok(
+      typeof id['nonce'] === 'string' && typeof id['auth_time'] === 'number' && typeof id['sid'] === 'string',
+      'a full ID token: nonce, auth_time, sid',
+    );
     const ok = await call(tokens.accessToken);
     t.equal(ok.status, 200);
     t.equal(ok.headers?.['x-proxyctl-user'], 'alice');
@@ -68,19 +85,66 @@ t.test('bearer tokens must be access tokens', async (t) => {
       ['s_hash', () => h.idp.signToken({ ...good, s_hash: 'x' }), 401, 'ERR_TOKEN_TYPE'],
       ['nonce null still an ID-token claim', () => h.idp.signToken({ ...good, nonce: null }), 401, 'ERR_TOKEN_TYPE'],
       ['Keycloak ID token (payload typ ID)', () => h.idp.signToken({ ...good, typ: 'ID' }), 401, 'ERR_TOKEN_TYPE'],
-      ['Keycloak refresh token (payload typ Refresh)', () => h.idp.signToken({ ...good, typ: 'Refresh' }), 401, 'ERR_TOKEN_TYPE'],
+      [
+        'Keycloak refresh token (payload typ Refresh)',
+        () => h.idp.signToken({ ...good, typ: 'Refresh' }),
+        401,
+        'ERR_TOKEN_TYPE',
+      ],
       ['typ id_token+jwt', () => h.idp.signToken(good, { typ: 'id_token+jwt' }), 401, 'ERR_TOKEN_TYPE'],
       ['typ logout+jwt', () => h.idp.signToken({ ...good, events: {} }, { typ: 'logout+jwt' }), 401, 'ERR_TOKEN_TYPE'],
       ['typ dpop+jwt', () => h.idp.signToken(good, { typ: 'dpop+jwt' }), 401, 'ERR_TOKEN_TYPE'],
-      ['typ at+jwt but bound to a key (cnf)', () => h.idp.signToken({ ...good, cnf: { jkt: 'x' } }, { typ: 'at+jwt' }), 401, 'ERR_TOKEN_TYPE'],
+      [
+        'typ at+jwt but bound to a key (cnf)',
+        () => h.idp.signToken({ ...good, cnf: { jkt: 'x' } }, { typ: 'at+jwt' }),
+        401,
+        'ERR_TOKEN_TYPE',
+      ],
       ['alg none', () => new UnsecuredJWT(good).encode(), 401, 'ERR_TOKEN_ALG'],
-      ['HS256', () => new SignJWT(good).setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' }).sign(new TextEncoder().encode('x'.repeat(32))), 401, 'ERR_TOKEN_ALG'],
-      ['wrong audience', () => h.idp.signToken({ ...good, aud: 'urn:proxyctl:other' }, { typ: 'at+jwt' }), 401, 'ERR_TOKEN_AUDIENCE'],
-      ['wrong issuer', () => h.idp.signToken({ ...good, iss: 'https://evil.example' }, { typ: 'at+jwt' }), 401, 'ERR_TOKEN_ISSUER'],
-      ['expired', () => h.idp.signToken({ ...good, iat: now - 7200, exp: now - 3600 }, { typ: 'at+jwt' }), 401, 'ERR_TOKEN_EXPIRED'],
+      [
+        'HS256',
+        () =>
+          new SignJWT(good)
+            .setProtectedHeader({ alg: 'HS256', typ: 'at+jwt' })
+            .sign(new TextEncoder().encode('x'.repeat(32))),
+        401,
+        'ERR_TOKEN_ALG',
+      ],
+      [
+        'wrong audience',
+        () => h.idp.signToken({ ...good, aud: 'urn:proxyctl:other' }, { typ: 'at+jwt' }),
+        401,
+        'ERR_TOKEN_AUDIENCE',
+      ],
+      [
+        'wrong issuer',
+        () => h.idp.signToken({ ...good, iss: 'https://evil.example' }, { typ: 'at+jwt' }),
+        401,
+        'ERR_TOKEN_ISSUER',
+      ],
+      [
+        'expired',
+        () => h.idp.signToken({ ...good, iat: now - 7200, exp: now - 3600 }, { typ: 'at+jwt' }),
+        401,
+        'ERR_TOKEN_EXPIRED',
+      ],
       ['no exp', () => h.idp.signToken({ ...good, exp: undefined }, { typ: 'at+jwt' }), 401, 'ERR_TOKEN_INVALID'],
-      ['another key under the provider kid', () => new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: esKid, typ: 'at+jwt' }).sign(otherKey.privateKey), 401, 'ERR_TOKEN_SIGNATURE'],
-      ['unknown kid', () => new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: 'nobody', typ: 'at+jwt' }).sign(otherKey.privateKey), 401, 'ERR_TOKEN_SIGNATURE'],
+      [
+        'another key under the provider kid',
+        () =>
+          new SignJWT(good).setProtectedHeader({ alg: 'ES256', kid: esKid, typ: 'at+jwt' }).sign(otherKey.privateKey),
+        401,
+        'ERR_TOKEN_SIGNATURE',
+      ],
+      [
+        'unknown kid',
+        () =>
+          new SignJWT(good)
+            .setProtectedHeader({ alg: 'ES256', kid: 'nobody', typ: 'at+jwt' })
+            .sign(otherKey.privateKey),
+        401,
+        'ERR_TOKEN_SIGNATURE',
+      ],
     ];
     for (const [name, token, status, code] of cases) {
       const r = await call(await token());
@@ -102,7 +166,10 @@ t.test('bearer tokens must be access tokens', async (t) => {
     t.not(decodeJwt(other.accessToken)['sid'], sid, 'another browser, another provider session');
     t.equal((await call(mine.accessToken)).status, 200, 'works before sign-out (and is now cached)');
 
-    const out = await sim.get(h.url('api.test', '/.proxyctl/logout'), { method: 'POST', headers: { origin: `https://api.test:${h.publicPort}`, 'sec-fetch-site': 'same-origin' } });
+    const out = await sim.get(h.url('api.test', '/.proxyctl/logout'), {
+      method: 'POST',
+      headers: { origin: `https://api.test:${h.publicPort}`, 'sec-fetch-site': 'same-origin' },
+    });
     t.equal(out.status, 303);
     const after = await call(mine.accessToken);
     t.equal(after.status, 401, 'refused once its provider session was signed out');

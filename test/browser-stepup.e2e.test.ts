@@ -10,21 +10,26 @@ import { hashPassword, newTotpSecret } from '../src/idp/users.js';
 import { startHarness } from './helpers/harness.js';
 
 withChromium((browser) => {
-
   t.test('password sign-in to demo, then step-up to TOTP for the MFA-required app', async (t) => {
     const backend = createServer((req, res) => {
       req.resume();
       const esc = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-      res.end(`<!doctype html><title>app</title><p id="who">${esc(String(req.headers['x-proxyctl-user'] ?? ''))}</p><p id="host">${esc(String(req.headers['x-forwarded-host'] ?? req.headers['host'] ?? ''))}</p>`);
+      res.end(
+        `<!doctype html><title>app</title><p id="who">${esc(String(req.headers['x-proxyctl-user'] ?? ''))}</p><p id="host">${esc(String(req.headers['x-forwarded-host'] ?? req.headers['host'] ?? ''))}</p>`,
+      );
     });
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-    t.teardown(() => new Promise<void>((r) => {
-      backend.closeAllConnections();
-      backend.close(() => r());
-    }));
+    t.teardown(
+      () =>
+        new Promise<void>((r) => {
+          backend.closeAllConnections();
+          backend.close(() => r());
+        }),
+    );
     const port = (backend.address() as { port: number }).port;
-    const app = (name: string) => `  - { name: ${name}, externalUrl: "https://${name}.localhost/", internalUrl: "http://127.0.0.1:${port}/", assignment: any, identityHeaders: true }\n`;
+    const app = (name: string) =>
+      `  - { name: ${name}, externalUrl: "https://${name}.localhost/", internalUrl: "http://127.0.0.1:${port}/", assignment: any, identityHeaders: true }\n`;
     const h = await startHarness(t, {
       embedded: true,
       yaml: () => `apps:
@@ -37,9 +42,20 @@ policies:
     });
     const totpSecret = newTotpSecret();
     const password = 'bob password 1';
-    h.relay.store.users.put({
-      username: 'bob', passwordHash: await hashPassword(password), email: 'bob@example.com', name: 'Bob', groups: [], roles: [], totpSecret, createdAt: Date.now(),
-    }, 'test', 'user.add');
+    h.relay.store.users.put(
+      {
+        username: 'bob',
+        passwordHash: await hashPassword(password),
+        email: 'bob@example.com',
+        name: 'Bob',
+        groups: [],
+        roles: [],
+        totpSecret,
+        createdAt: Date.now(),
+      },
+      'test',
+      'user.add',
+    );
     await h.addConnector();
 
     const context = await browser().newContext({ ignoreHTTPSErrors: true });
@@ -65,12 +81,12 @@ policies:
     await page.goto(h.url('secure.localhost', '/'));
     await page.waitForSelector('#password');
     t.equal(new URL(page.url()).hostname, 'login.localhost', 'back at the provider');
-    t.match(await page.textContent('main') ?? '', /multi-factor authentication/, 'the page says why it asks again');
+    t.match((await page.textContent('main')) ?? '', /multi-factor authentication/, 'the page says why it asks again');
     await page.fill('#username', 'bob');
     await page.fill('#password', password);
     await page.click('#submit');
     await page.waitForSelector('#code');
-    t.match(await page.textContent('h1') ?? '', /code/i, 'asked for the TOTP code');
+    t.match((await page.textContent('h1')) ?? '', /code/i, 'asked for the TOTP code');
     await page.fill('#code', new TOTP({ secret: totpSecret }).generate());
     await page.click('#submit');
     await page.waitForSelector('#who');
@@ -94,7 +110,13 @@ policies:
     t.equal(new URL(page.url()).hostname, 'secure.localhost', 'secure still open without a new sign-in');
 
     const log = h.relay.store.signIns.list(100);
-    t.ok(log.some((e) => e.app === 'secure' && e.result === 'stepUp'), 'the step-up is in the sign-in log');
-    t.ok(log.some((e) => e.app === 'secure' && e.result === 'success'), 'and the MFA sign-in that followed');
+    t.ok(
+      log.some((e) => e.app === 'secure' && e.result === 'stepUp'),
+      'the step-up is in the sign-in log',
+    );
+    t.ok(
+      log.some((e) => e.app === 'secure' && e.result === 'success'),
+      'and the MFA sign-in that followed',
+    );
   });
 });

@@ -9,7 +9,6 @@ import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
 
 withChromium((browser) => {
-
   t.test('demo: embedded provider sign-in, POST, sign-out, sign-in again', async (t) => {
     const dir = tempDir(t);
     const demo = new Proc(['demo', '--port', '0', '--data-dir', `${dir}/demo`]);
@@ -30,7 +29,7 @@ withChromium((browser) => {
     await page.click('#submit');
     await page.waitForSelector('#user');
     t.equal(await page.textContent('#user'), 'demo', 'the backend echoes the identity');
-    t.match(await page.textContent('#claims') ?? '', /"sub": "demo"/);
+    t.match((await page.textContent('#claims')) ?? '', /"sub": "demo"/);
     await page.fill('#message', 'posted through the relay');
     await page.click('#send');
     await page.waitForSelector('text=You posted');
@@ -46,7 +45,9 @@ withChromium((browser) => {
     const backend = createServer((req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(`<!doctype html><title>app</title><p id="who">${String(req.headers['x-proxyctl-email'] ?? '')}</p><p id="cookie">${String(req.headers['cookie'] ?? '')}</p>`);
+      res.end(
+        `<!doctype html><title>app</title><p id="who">${String(req.headers['x-proxyctl-email'] ?? '')}</p><p id="cookie">${String(req.headers['cookie'] ?? '')}</p>`,
+      );
     });
     await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
     t.teardown(() => backend.close());
@@ -57,8 +58,10 @@ withChromium((browser) => {
 `,
     });
     h.idp.registerClient({
-      clientId: 'urn:web', clientSecret: 's3cret',
-      redirectUris: [`https://web.test:${h.publicPort}/.proxyctl/callback`], postLogoutRedirectUris: [`https://web.test:${h.publicPort}/.proxyctl/signed-out`],
+      clientId: 'urn:web',
+      clientSecret: 's3cret',
+      redirectUris: [`https://web.test:${h.publicPort}/.proxyctl/callback`],
+      postLogoutRedirectUris: [`https://web.test:${h.publicPort}/.proxyctl/signed-out`],
     });
     h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: [] });
     await h.addConnector();
@@ -74,7 +77,7 @@ withChromium((browser) => {
     await page.click('#submit');
     await page.waitForSelector('#who');
     t.equal(await page.textContent('#who'), 'alice@example.com');
-    t.notMatch(await page.textContent('#cookie') ?? '', /proxyctl/i, 'the session cookie never reaches the app');
+    t.notMatch((await page.textContent('#cookie')) ?? '', /proxyctl/i, 'the session cookie never reaches the app');
     // A GET only asks; the relay's button POSTs (same origin), then oidc-provider asks too.
     await page.goto(h.url('web.test', '/.proxyctl/logout'));
     await page.click('#signout');

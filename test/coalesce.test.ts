@@ -41,15 +41,21 @@ t.test('a big burst is cut at COALESCE_MAX', async (t) => {
   const n = (3 * COALESCE_MAX) / chunk.length;
   for (let i = 0; i < n; i++) c.write(chunk);
   await turn();
-  t.equal(out.reduce((a, b) => a + b.length, 0), 3 * COALESCE_MAX, 'every byte');
+  t.equal(
+    out.reduce((a, b) => a + b.length, 0),
+    3 * COALESCE_MAX,
+    'every byte',
+  );
   for (const b of out) t.ok(b.length <= COALESCE_MAX, `chunk of ${b.length} bytes within the bound`);
 });
 
 t.test('end flushes what is pending; bytes are exact through a slow reader', async (t) => {
   const data = randomBytes(5 * 1024 * 1024 + 123);
-  const src = Readable.from((function* () {
-    for (let i = 0; i < data.length; i += 16 * 1024) yield data.subarray(i, i + 16 * 1024);
-  })());
+  const src = Readable.from(
+    (function* () {
+      for (let i = 0; i < data.length; i += 16 * 1024) yield data.subarray(i, i + 16 * 1024);
+    })(),
+  );
   const hash = createHash('sha256');
   let buffered = 0;
   const c = new Coalesce();

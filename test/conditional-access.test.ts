@@ -13,12 +13,15 @@ t.test('conditional access', async (t) => {
   const backend = createServer((req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ user: req.headers['x-proxyctl-user'], assertion: req.headers['x-proxyctl-jwt-assertion'] }));
+    res.end(
+      JSON.stringify({ user: req.headers['x-proxyctl-user'], assertion: req.headers['x-proxyctl-jwt-assertion'] }),
+    );
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => backend.close());
   const port = (backend.address() as { port: number }).port;
-  const app = (name: string) => `  - { name: ${name}, externalUrl: "https://${name}.localhost/", internalUrl: "http://127.0.0.1:${port}/", assignment: any, identityHeaders: true }\n`;
+  const app = (name: string) =>
+    `  - { name: ${name}, externalUrl: "https://${name}.localhost/", internalUrl: "http://127.0.0.1:${port}/", assignment: any, identityHeaders: true }\n`;
   const h = await startHarness(t, {
     embedded: true,
     yaml: () => `apps:
@@ -40,8 +43,34 @@ policies:
 `,
   });
   const totpSecret = newTotpSecret();
-  h.relay.store.users.put({ username: 'bob', passwordHash: await hashPassword('bob password 1'), email: 'bob@example.com', name: 'Bob', groups: [], roles: [], totpSecret, createdAt: Date.now() }, 'test', 'user.add');
-  h.relay.store.users.put({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  h.relay.store.users.put(
+    {
+      username: 'bob',
+      passwordHash: await hashPassword('bob password 1'),
+      email: 'bob@example.com',
+      name: 'Bob',
+      groups: [],
+      roles: [],
+      totpSecret,
+      createdAt: Date.now(),
+    },
+    'test',
+    'user.add',
+  );
+  h.relay.store.users.put(
+    {
+      username: 'alice',
+      passwordHash: await hashPassword('alice password'),
+      email: null,
+      name: null,
+      groups: [],
+      roles: [],
+      totpSecret: null,
+      createdAt: Date.now(),
+    },
+    'test',
+    'user.add',
+  );
   await h.addConnector();
   const from2 = h.clientFrom('127.0.0.2');
 
@@ -59,11 +88,17 @@ policies:
     // The same session cookie presented from the other address: evaluated again, denied.
     const cookie = inside.jar.header(`ipapp.localhost:${h.publicPort}`)!;
     const { request } = await import('undici');
-    const moved = await request(h.url('ipapp.localhost', '/'), { dispatcher: from2, headers: { cookie, accept: 'application/json' } });
+    const moved = await request(h.url('ipapp.localhost', '/'), {
+      dispatcher: from2,
+      headers: { cookie, accept: 'application/json' },
+    });
     t.equal(moved.statusCode, 403);
     const body = (await moved.body.json()) as { error: { code: string; message: string } };
     t.equal(body.error.code, 'ERR_POLICY_DENIED');
-    const back = await request(h.url('ipapp.localhost', '/'), { dispatcher: h.client, headers: { cookie, accept: 'application/json' } });
+    const back = await request(h.url('ipapp.localhost', '/'), {
+      dispatcher: h.client,
+      headers: { cookie, accept: 'application/json' },
+    });
     t.equal(back.statusCode, 200, 'back at the office, the session works again');
     await back.body.dump();
   });
@@ -92,7 +127,10 @@ policies:
     t.equal(claims['acr'], 'mfa', 'assertion acr');
     const authTime = claims['auth_time'] as number;
     t.type(authTime, 'number', 'assertion auth_time');
-    t.ok(authTime >= stepUpStarted - 1 && authTime <= Math.floor(Date.now() / 1000), 'auth_time is the step-up sign-in, not the earlier one');
+    t.ok(
+      authTime >= stepUpStarted - 1 && authTime <= Math.floor(Date.now() / 1000),
+      'auth_time is the step-up sign-in, not the earlier one',
+    );
     t.ok(authTime >= (before['auth_time'] as number), 'no earlier than the password sign-in');
     const me = JSON.parse((await sim.get(h.url('secure.localhost', '/.proxyctl/me'))).body) as { amr: string[] };
     t.ok(me.amr.includes('mfa'));
@@ -102,7 +140,11 @@ policies:
     const sim = new BrowserSim(h.client);
     let page = await sim.follow(h.url('secure.localhost', '/'));
     page = await sim.submit(page, { username: 'alice', password: 'alice password' });
-    t.match(page.body, /requires multi-factor authentication/, 'first sign-in is password only; the relay asks for step-up');
+    t.match(
+      page.body,
+      /requires multi-factor authentication/,
+      'first sign-in is password only; the relay asks for step-up',
+    );
     page = await sim.submit(page, { username: 'alice', password: 'alice password' });
     t.equal(page.status, 403);
     t.match(page.body, /second factor/);
@@ -112,9 +154,20 @@ policies:
     const log = h.relay.store.signIns.list(1000);
     const blocked = log.find((e) => e.result === 'failure' && e.ip === '127.0.0.2');
     t.ok(blocked, 'the denied sign-in is logged');
-    t.match(blocked!.policies, [{ name: 'office-only', applies: true, outcome: 'blocked' }, { name: 'mfa-for-secure', applies: false }, { name: 'watch-demo', applies: false }]);
-    t.ok(log.some((e) => e.result === 'stepUp' && e.app === 'secure'), 'the step-up is logged');
+    t.match(blocked!.policies, [
+      { name: 'office-only', applies: true, outcome: 'blocked' },
+      { name: 'mfa-for-secure', applies: false },
+      { name: 'watch-demo', applies: false },
+    ]);
+    t.ok(
+      log.some((e) => e.result === 'stepUp' && e.app === 'secure'),
+      'the step-up is logged',
+    );
     const demo = log.find((e) => e.app === 'demo' && e.result === 'success');
-    t.match(demo!.policies, [{}, {}, { name: 'watch-demo', state: 'reportOnly', outcome: 'blocked' }], 'report-only result stored');
+    t.match(
+      demo!.policies,
+      [{}, {}, { name: 'watch-demo', state: 'reportOnly', outcome: 'blocked' }],
+      'report-only result stored',
+    );
   });
 });

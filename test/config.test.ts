@@ -18,7 +18,8 @@ function issuesOf(text: string): { path: string; found: string; expected: string
   try {
     parseRelayConfig(text, 'relay.yaml');
   } catch (err) {
-    if (isProxyctlError(err, 'ERR_CONFIG_INVALID')) return (err.details?.['issues'] ?? []) as { path: string; found: string; expected: string }[];
+    if (isProxyctlError(err, 'ERR_CONFIG_INVALID'))
+      return (err.details?.['issues'] ?? []) as { path: string; found: string; expected: string }[];
     throw err;
   }
   return [];
@@ -30,7 +31,8 @@ t.test('durations', async (t) => {
   t.equal(parseDuration('5m'), 300_000);
   t.equal(parseDuration('12h'), 43_200_000);
   t.equal(parseDuration('180d'), 180 * 86_400_000);
-  for (const bad of ['', '10', 's', '-5s', '5 minutes', '1y', '5S', 'NaNs']) t.equal(parseDuration(bad), undefined, bad);
+  for (const bad of ['', '10', 's', '-5s', '5 minutes', '1y', '5S', 'NaNs'])
+    t.equal(parseDuration(bad), undefined, bad);
 });
 
 t.test('config.example.yaml loads as is', async (t) => {
@@ -66,21 +68,73 @@ const cases: [string, string, string][] = [
   ['insecure issuer', 'identity: { issuer: "http://idp.example.com" }\n', 'identity.issuer'],
   ['empty admin values', 'identity: { adminValues: [] }\n', 'identity.adminValues'],
   ['admin values not strings', 'identity: { adminValues: [1, 2] }\n', 'identity.adminValues'],
-  ['secret and secret file', 'identity: { clientSecret: a, clientSecretFile: /nonexistent }\n', 'identity.clientSecretFile'],
+  [
+    'secret and secret file',
+    'identity: { clientSecret: a, clientSecretFile: /nonexistent }\n',
+    'identity.clientSecretFile',
+  ],
   ['missing secret file', 'identity: { clientSecretFile: /nonexistent/secret }\n', 'identity.clientSecretFile'],
   ['apps not a list', 'apps: { name: wiki }\n', 'apps'],
-  ['app missing name', 'apps: [ { externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[0].name'],
-  ['app bad name', 'apps: [ { name: "Wiki App", externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[0].name'],
-  ['app http external', 'apps: [ { name: a, externalUrl: "http://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[0].externalUrl'],
-  ['app internal ftp', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "ftp://10.0.0.1/" } ]\n', 'apps[0].internalUrl'],
-  ['app url with credentials', 'apps: [ { name: a, externalUrl: "https://u:p@a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[0].externalUrl'],
-  ['app bad preauth', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", preauth: none } ]\n', 'apps[0].preauth'],
-  ['app bad timeout', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", backendTimeout: forever } ]\n', 'apps[0].backendTimeout'],
-  ['app unknown key', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", colour: red } ]\n', 'apps[0].colour'],
-  ['duplicate app name', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" }, { name: a, externalUrl: "https://b.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[1].name'],
-  ['duplicate route', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" }, { name: b, externalUrl: "https://A.example.com", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[1].externalUrl'],
-  ['bad wildcard', 'apps: [ { name: a, externalUrl: "https://a.*.example.com/", internalUrl: "http://10.0.0.1/" } ]\n', 'apps[0].externalUrl'],
-  ['bad group', 'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", connectorGroup: "Group One" } ]\n', 'apps[0].connectorGroup'],
+  [
+    'app missing name',
+    'apps: [ { externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[0].name',
+  ],
+  [
+    'app bad name',
+    'apps: [ { name: "Wiki App", externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[0].name',
+  ],
+  [
+    'app http external',
+    'apps: [ { name: a, externalUrl: "http://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[0].externalUrl',
+  ],
+  [
+    'app internal ftp',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "ftp://10.0.0.1/" } ]\n',
+    'apps[0].internalUrl',
+  ],
+  [
+    'app url with credentials',
+    'apps: [ { name: a, externalUrl: "https://u:p@a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[0].externalUrl',
+  ],
+  [
+    'app bad preauth',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", preauth: none } ]\n',
+    'apps[0].preauth',
+  ],
+  [
+    'app bad timeout',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", backendTimeout: forever } ]\n',
+    'apps[0].backendTimeout',
+  ],
+  [
+    'app unknown key',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", colour: red } ]\n',
+    'apps[0].colour',
+  ],
+  [
+    'duplicate app name',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" }, { name: a, externalUrl: "https://b.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[1].name',
+  ],
+  [
+    'duplicate route',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/" }, { name: b, externalUrl: "https://A.example.com", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[1].externalUrl',
+  ],
+  [
+    'bad wildcard',
+    'apps: [ { name: a, externalUrl: "https://a.*.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+    'apps[0].externalUrl',
+  ],
+  [
+    'bad group',
+    'apps: [ { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://10.0.0.1/", connectorGroup: "Group One" } ]\n',
+    'apps[0].connectorGroup',
+  ],
   ['channels out of range', 'connectors: { channels: 0 }\n', 'connectors.channels'],
   ['bad log level', 'log: { level: loud }\n', 'log.level'],
   ['top level not a mapping', '- a\n- b\n', '(root)'],
@@ -89,7 +143,10 @@ const cases: [string, string, string][] = [
 t.test('invalid configs are refused with the key path', async (t) => {
   for (const [name, text, keyPath] of cases) {
     const issues = issuesOf(text);
-    t.ok(issues.some((i) => i.path === keyPath), `${name}: reports ${keyPath} (got ${JSON.stringify(issues.map((i) => i.path))})`);
+    t.ok(
+      issues.some((i) => i.path === keyPath),
+      `${name}: reports ${keyPath} (got ${JSON.stringify(issues.map((i) => i.path))})`,
+    );
     for (const i of issues) t.ok(i.found && i.expected, `${name}: says what was found and expected`);
   }
 });

@@ -9,7 +9,11 @@ import t from 'tap';
 import { openSqliteStore } from '../src/store/index.js';
 import { runCli, tempDir } from './helpers/proc.js';
 
-interface Row { id: string; name: string; status: string }
+interface Row {
+  id: string;
+  name: string;
+  status: string;
+}
 
 t.test('revoke refuses an ambiguous argument and revokes nothing; id: and name: disambiguate', async (t) => {
   const dataDir = path.join(tempDir(t), 'data');
@@ -17,19 +21,38 @@ t.test('revoke refuses an ambiguous argument and revokes nothing; id: and name: 
   const impostor = randomUUID();
   const twins = [randomUUID(), randomUUID()];
   const store = openSqliteStore(dataDir);
-  store.connectors.register({ id: victim, name: 'edge-1', group: 'default', actor: 'test', serial: 'AA01', issuedAt: Date.now(), notAfter: Date.now() + 3_600_000 });
+  store.connectors.register({
+    id: victim,
+    name: 'edge-1',
+    group: 'default',
+    actor: 'test',
+    serial: 'AA01',
+    issuedAt: Date.now(),
+    notAfter: Date.now() + 3_600_000,
+  });
   store.close();
   const raw = new Database(path.join(dataDir, 'proxyctl.db'));
-  const insert = raw.prepare(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, 'default', ?, 'legacy')`);
+  const insert = raw.prepare(
+    `INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, 'default', ?, 'legacy')`,
+  );
   insert.run(impostor, victim, Date.now()); // named like the victim's id
   for (const id of twins) insert.run(id, 'twin', Date.now());
   raw.close();
 
-  const list = async (): Promise<Row[]> => JSON.parse((await runCli(['relay', 'connectors', 'list', '--data-dir', dataDir, '--json'])).stdout) as Row[];
-  const revoked = async (): Promise<string[]> => (await list()).filter((r) => r.status === 'revoked').map((r) => r.id).sort();
+  const list = async (): Promise<Row[]> =>
+    JSON.parse((await runCli(['relay', 'connectors', 'list', '--data-dir', dataDir, '--json'])).stdout) as Row[];
+  const revoked = async (): Promise<string[]> =>
+    (await list())
+      .filter((r) => r.status === 'revoked')
+      .map((r) => r.id)
+      .sort();
   const revoke = (arg: string) => runCli(['relay', 'connectors', 'revoke', arg, '--data-dir', dataDir]);
 
-  for (const [what, arg] of [["one connector's id, another's name", victim], ['a name two connectors have', 'twin'], ['name: on twins', 'name:twin']] as const) {
+  for (const [what, arg] of [
+    ["one connector's id, another's name", victim],
+    ['a name two connectors have', 'twin'],
+    ['name: on twins', 'name:twin'],
+  ] as const) {
     const r = await revoke(arg);
     t.equal(r.code, 1, `${what}: exit 1`);
     t.equal(r.stderr.trim().split('\n').length, 1, `${what}: one line`);

@@ -4,7 +4,13 @@ import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from '
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { Backoff } from '../src/connector/backoff.js';
-import { keyMatchesCert, loadState, swapCertificate, writeNewState, type ConnectorState } from '../src/connector/state.js';
+import {
+  keyMatchesCert,
+  loadState,
+  swapCertificate,
+  writeNewState,
+  type ConnectorState,
+} from '../src/connector/state.js';
 import { loadOrCreateCa, type RelayCa } from '../src/crypto/ca.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { tempDir } from './helpers/proc.js';
@@ -12,7 +18,11 @@ import { tempDir } from './helpers/proc.js';
 const HOUR = 60 * 60 * 1000;
 const CONNECTOR_ID = '6f1c2a4e-0000-4000-8000-000000000001';
 
-interface Pair { keyPem: string; certPem: string; serial: string }
+interface Pair {
+  keyPem: string;
+  certPem: string;
+  serial: string;
+}
 
 async function pair(ca: RelayCa): Promise<Pair> {
   const { keyPem, csrPem } = await createKeyAndCsr('connector');
@@ -39,7 +49,8 @@ function stateFor(ca: RelayCa, p: Pair): Omit<ConnectorState, 'dir'> {
 // writeMeta, leaves connector.json naming the previous serial and issue time.
 
 const mode = (file: string): number => statSync(file).mode & 0o777;
-const leftovers = (dir: string): string[] => readdirSync(dir).filter((f) => f.startsWith('next-') || f.endsWith('.tmp'));
+const leftovers = (dir: string): string[] =>
+  readdirSync(dir).filter((f) => f.startsWith('next-') || f.endsWith('.tmp'));
 
 // One CA and three key/certificate pairs serve every test below.
 const ca = await loadOrCreateCa(path.join(tempDir(t), 'ca'));
@@ -51,7 +62,11 @@ t.test('writeNewState writes a loadable identity with a private key', async (t) 
 
   t.equal(mode(path.join(dir, 'key.pem')), 0o600, 'key.pem is 0600');
   t.equal(mode(dir), 0o700, 'state directory is 0700');
-  t.same(readdirSync(dir).sort(), ['ca.pem', 'cert.pem', 'connector.json', 'key.pem'], 'exactly the four files, no temporaries');
+  t.same(
+    readdirSync(dir).sort(),
+    ['ca.pem', 'cert.pem', 'connector.json', 'key.pem'],
+    'exactly the four files, no temporaries',
+  );
 
   const loaded = loadState(dir);
   t.equal(loaded.dir, dir);
@@ -61,7 +76,10 @@ t.test('writeNewState writes a loadable identity with a private key', async (t) 
   t.equal(loaded.connectorId, CONNECTOR_ID);
   t.equal(loaded.serial, one.serial);
   t.equal(loaded.name, 'edge-1');
-  t.notOk('keyPem' in JSON.parse(readFileSync(path.join(dir, 'connector.json'), 'utf8')), 'no key material in connector.json');
+  t.notOk(
+    'keyPem' in JSON.parse(readFileSync(path.join(dir, 'connector.json'), 'utf8')),
+    'no key material in connector.json',
+  );
 });
 
 t.test('writeNewState refuses to overwrite a registered identity', async (t) => {
@@ -127,7 +145,8 @@ t.test('swap crash recovery', async (t) => {
     writeNewState(dir, stateFor(ca, one));
     return dir;
   };
-  const write = (dir: string, name: string, text: string, fileMode = 0o600): void => writeFileSync(path.join(dir, name), text, { mode: fileMode });
+  const write = (dir: string, name: string, text: string, fileMode = 0o600): void =>
+    writeFileSync(path.join(dir, name), text, { mode: fileMode });
 
   t.test('(a) crash after next-key.pem only: discarded, old pair stands', async (t) => {
     const dir = setup(t);
@@ -199,14 +218,22 @@ t.test('backoff: ceilings double up to maxMs with full jitter', async (t) => {
   t.equal(top.attempts, 7);
 
   const half = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.5 });
-  t.same(Array.from({ length: 6 }, () => half.next()), [50, 100, 200, 400, 500, 500], 'jitter scales the ceiling');
+  t.same(
+    Array.from({ length: 6 }, () => half.next()),
+    [50, 100, 200, 400, 500, 500],
+    'jitter scales the ceiling',
+  );
 
   top.reset();
   t.equal(top.attempts, 0, 'reset clears the attempt count');
   t.equal(top.next(), 100, 'and restarts from baseMs');
 
   const floor = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0 });
-  t.same(Array.from({ length: 5 }, () => floor.next()), [50, 50, 50, 50, 50], 'never below baseMs/2');
+  t.same(
+    Array.from({ length: 5 }, () => floor.next()),
+    [50, 50, 50, 50, 50],
+    'never below baseMs/2',
+  );
 
   const tiny = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.1 });
   t.equal(tiny.next(), 50, 'a small draw is lifted to baseMs/2');

@@ -43,10 +43,17 @@ function open(relay: { caPem: string; url: string }, received: RelayMessage[], l
   const clock = new ManualClock();
   let opened!: () => void;
   const isOpen = new Promise<void>((resolve) => (opened = resolve));
-  const channel = new ControlChannel(relay.url, { caPem: relay.caPem }, HEARTBEAT_MS, log, {
-    onOpen: () => opened(),
-    onMessage: (msg) => received.push(msg),
-  }, clock);
+  const channel = new ControlChannel(
+    relay.url,
+    { caPem: relay.caPem },
+    HEARTBEAT_MS,
+    log,
+    {
+      onOpen: () => opened(),
+      onMessage: (msg) => received.push(msg),
+    },
+    clock,
+  );
   const started = clock.now();
   let over = false;
   const ended = channel.run().then((end): { end: ChannelEnd; afterMs: number } => {
@@ -112,14 +119,30 @@ t.test('closing the channel stops its timer (the process can exit)', async (t) =
   t.equal(end.kind, 'closed');
   // A timer left running would fire 2.5 heartbeats on and report a dead relay.
   await clock.advance(3 * HEARTBEAT_MS);
-  t.same(warnings.filter((l) => l.includes('no heartbeat')), [], 'no dead-relay report after the close');
+  t.same(
+    warnings.filter((l) => l.includes('no heartbeat')),
+    [],
+    'no dead-relay report after the close',
+  );
 });
 
 t.test('a control message outside the contract closes the channel as a protocol error', async (t) => {
   const cases: [string, string | Buffer][] = [
     ['not JSON', '{"type": hello'],
     ['an unknown message type', JSON.stringify({ type: 'reboot' })],
-    ['a request with a numeric id', JSON.stringify({ type: 'request', id: 7, app: 'a', method: 'GET', target: '', headers: [], body: false, upgrade: false })],
+    [
+      'a request with a numeric id',
+      JSON.stringify({
+        type: 'request',
+        id: 7,
+        app: 'a',
+        method: 'GET',
+        target: '',
+        headers: [],
+        body: false,
+        upgrade: false,
+      }),
+    ],
     ['a binary frame', Buffer.from([1, 2, 3])],
   ];
   for (const [what, data] of cases) {
@@ -135,6 +158,9 @@ t.test('a control message outside the contract closes the channel as a protocol 
     t.equal(end.kind === 'closed' && end.code, CLOSE.protocol, `${what}: with the protocol-error close code`);
     t.equal(afterMs, 0, `${what}: at once, not by the dead-relay timer`);
     t.same(received, [], `${what}: nothing reached the handler`);
-    t.ok(warnings.some((l) => l.includes('invalid control message')), `${what}: logged`);
+    t.ok(
+      warnings.some((l) => l.includes('invalid control message')),
+      `${what}: logged`,
+    );
   }
 });

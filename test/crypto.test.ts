@@ -24,14 +24,20 @@ function mode(st: { mode: number }): number {
   return st.mode & 0o777;
 }
 
-async function csrFor(keys: webcrypto.CryptoKeyPair, signingAlgorithm: webcrypto.Algorithm | webcrypto.EcdsaParams): Promise<string> {
+async function csrFor(
+  keys: webcrypto.CryptoKeyPair,
+  signingAlgorithm: webcrypto.Algorithm | webcrypto.EcdsaParams,
+): Promise<string> {
   const csr = await x509.Pkcs10CertificateRequestGenerator.create({ name: 'CN=from-the-csr', keys, signingAlgorithm });
   return csr.toString('pem');
 }
 
 function rsaKeys(modulusLength: number): Promise<webcrypto.CryptoKeyPair> {
   return webcrypto.subtle.generateKey(
-    { name: 'RSASSA-PKCS1-v1_5', modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' }, true, ['sign', 'verify']);
+    { name: 'RSASSA-PKCS1-v1_5', modulusLength, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+    true,
+    ['sign', 'verify'],
+  );
 }
 
 function ecKeys(namedCurve: string): Promise<webcrypto.CryptoKeyPair> {
@@ -56,7 +62,10 @@ t.test('CA is created once with the right shape and reused afterwards', async (t
   t.equal(node.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
   t.equal(ca.certificate.subject, 'CN=proxyctl relay CA, O=proxyctl');
   const bc = ca.certificate.getExtension(x509.BasicConstraintsExtension);
-  t.same({ ca: bc?.ca, pathLength: bc?.pathLength, critical: bc?.critical }, { ca: true, pathLength: 0, critical: true });
+  t.same(
+    { ca: bc?.ca, pathLength: bc?.pathLength, critical: bc?.critical },
+    { ca: true, pathLength: 0, critical: true },
+  );
   const ku = ca.certificate.getExtension(x509.KeyUsagesExtension);
   t.equal(ku?.usages, x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
   t.equal(ku?.critical, true);
@@ -67,7 +76,10 @@ t.test('CA is created once with the right shape and reused afterwards', async (t
   const again = await loadOrCreateCa(dir);
   t.equal(again.certPem, ca.certPem, 'second call reuses the same certificate');
   t.equal(await readFile(path.join(dir, 'ca-key.pem'), 'utf8'), keyPem, 'key untouched');
-  const issued = await again.signConnectorCsr((await createKeyAndCsr('x')).csrPem, { connectorId: 'c', lifetimeMs: HOUR });
+  const issued = await again.signConnectorCsr((await createKeyAndCsr('x')).csrPem, {
+    connectorId: 'c',
+    lifetimeMs: HOUR,
+  });
   t.ok(new X509Certificate(issued.certPem).verify(node.publicKey), 'reloaded key signs for the same CA');
 });
 
@@ -104,7 +116,10 @@ t.test('half or mismatched CA state is refused and never overwritten', async (t)
 t.test('server certificate chains to the CA and carries the SANs', async (t) => {
   const ca = await loadOrCreateCa(t.testdir(), { now: () => FIXED_NOW });
   const caNode = new X509Certificate(ca.certPem);
-  const issued = await ca.issueServerCertificate(['relay.example.com', '127.0.0.1', '::1', 'alt.example.com'], 24 * HOUR);
+  const issued = await ca.issueServerCertificate(
+    ['relay.example.com', '127.0.0.1', '::1', 'alt.example.com'],
+    24 * HOUR,
+  );
   const cert = new X509Certificate(issued.certPem);
 
   t.ok(cert.checkIssued(caNode), 'issued by CA');
@@ -125,8 +140,11 @@ t.test('server certificate chains to the CA and carries the SANs', async (t) => 
 
   const parsed = new x509.X509Certificate(issued.certPem);
   t.equal(parsed.getExtension(x509.KeyUsagesExtension)?.usages, x509.KeyUsageFlags.digitalSignature);
-  t.equal(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
-    ca.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId, 'AKI = CA SKI');
+  t.equal(
+    parsed.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+    ca.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+    'AKI = CA SKI',
+  );
   t.ok(parsed.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId, 'has SKI');
 });
 
@@ -145,9 +163,15 @@ t.test('connector certificate: relay-chosen subject, clientAuth, unique serials'
   t.equal(parsed.subject, 'CN=conn-42, O=proxyctl connector', 'CSR subject ignored');
   t.equal(parsed.getExtension(x509.BasicConstraintsExtension)?.critical, true);
   const ku = parsed.getExtension(x509.KeyUsagesExtension);
-  t.same({ usages: ku?.usages, critical: ku?.critical }, { usages: x509.KeyUsageFlags.digitalSignature, critical: true });
-  t.equal(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
-    ca.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId, 'AKI = CA SKI');
+  t.same(
+    { usages: ku?.usages, critical: ku?.critical },
+    { usages: x509.KeyUsageFlags.digitalSignature, critical: true },
+  );
+  t.equal(
+    parsed.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId,
+    ca.certificate.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId,
+    'AKI = CA SKI',
+  );
   t.ok(parsed.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId, 'has SKI');
   t.equal(issued.notBefore.getTime(), FIXED_NOW.getTime() - 5 * 60 * 1000);
   t.equal(issued.notAfter.getTime(), FIXED_NOW.getTime() + 2 * HOUR);
@@ -181,15 +205,23 @@ t.test('normalizeSerial agrees across the forms serials show up in', async (t) =
 });
 
 /** One connection to a fresh mTLS server; settles once both ends have decided. */
-async function handshake(t: { teardown(fn: () => unknown): void }, ca: RelayCa, client: { key: string; cert: string }, rejectUnauthorized = true):
-  Promise<{ server: Accepted | { error: Error }; clientGotReply: boolean }> {
+async function handshake(
+  t: { teardown(fn: () => unknown): void },
+  ca: RelayCa,
+  client: { key: string; cert: string },
+  rejectUnauthorized = true,
+): Promise<{ server: Accepted | { error: Error }; clientGotReply: boolean }> {
   const serverCert = await ca.issueServerCertificate(['127.0.0.1'], HOUR);
   let settle: (outcome: Accepted | { error: Error }) => void = () => {};
   const serverOutcome = new Promise<Accepted | { error: Error }>((resolve) => (settle = resolve));
   const srv = tls.createServer(
     { key: serverCert.keyPem, cert: serverCert.certPem, ca: ca.certPem, requestCert: true, rejectUnauthorized },
     (socket) => {
-      settle({ peerSerial: socket.getPeerCertificate().serialNumber, authorized: socket.authorized, authorizationError: socket.authorizationError });
+      settle({
+        peerSerial: socket.getPeerCertificate().serialNumber,
+        authorized: socket.authorized,
+        authorizationError: socket.authorizationError,
+      });
       socket.end('hello');
     },
   );
@@ -207,7 +239,11 @@ async function handshake(t: { teardown(fn: () => unknown): void }, ca: RelayCa, 
   await once(socket, 'close');
   return { server: await serverOutcome, clientGotReply: received === 'hello' };
 }
-interface Accepted { peerSerial: string; authorized: boolean; authorizationError: Error | undefined }
+interface Accepted {
+  peerSerial: string;
+  authorized: boolean;
+  authorizationError: Error | undefined;
+}
 
 t.test('mutual TLS with an issued connector certificate', async (t) => {
   const ca = await loadOrCreateCa(path.join(t.testdir(), 'relay'));
@@ -217,7 +253,11 @@ t.test('mutual TLS with an issued connector certificate', async (t) => {
   const ok = await handshake(t, ca, { key: keyPem, cert: issued.certPem });
   t.ok(ok.clientGotReply, 'handshake and exchange succeed');
   t.ok('authorized' in ok.server && ok.server.authorized, 'server authorized the connector');
-  t.equal('peerSerial' in ok.server && normalizeSerial(ok.server.peerSerial), issued.serial, 'peer serial normalises to the issued serial');
+  t.equal(
+    'peerSerial' in ok.server && normalizeSerial(ok.server.peerSerial),
+    issued.serial,
+    'peer serial normalises to the issued serial',
+  );
 
   // Same CA name, different key: only the signature tells them apart.
   const rogue = await loadOrCreateCa(path.join(t.testdir(), 'rogue'));
@@ -225,11 +265,16 @@ t.test('mutual TLS with an issued connector certificate', async (t) => {
   const other = await createKeyAndCsr('connector');
   const rogueCert = await rogue.signConnectorCsr(other.csrPem, { connectorId: 'conn-tls', lifetimeMs: HOUR });
   const bad = await handshake(t, ca, { key: other.keyPem, cert: rogueCert.certPem });
-  t.ok('error' in bad.server, `server refused the client from another CA (${'error' in bad.server ? bad.server.error.message : 'accepted!'})`);
+  t.ok(
+    'error' in bad.server,
+    `server refused the client from another CA (${'error' in bad.server ? bad.server.error.message : 'accepted!'})`,
+  );
   t.notOk(bad.clientGotReply, 'client never got application data');
   const why = await handshake(t, ca, { key: other.keyPem, cert: rogueCert.certPem }, false);
-  t.ok('authorized' in why.server && !why.server.authorized && why.server.authorizationError,
-    `refusal is certificate verification (${'authorized' in why.server ? String(why.server.authorizationError) : 'not accepted'})`);
+  t.ok(
+    'authorized' in why.server && !why.server.authorized && why.server.authorizationError,
+    `refusal is certificate verification (${'authorized' in why.server ? String(why.server.authorizationError) : 'not accepted'})`,
+  );
 });
 
 t.test('hostile CSRs are refused with stable codes', async (t) => {
@@ -241,10 +286,18 @@ t.test('hostile CSRs are refused with stable codes', async (t) => {
   await refused('hello, I am a CSR', 'ERR_CSR_INVALID', 'garbage text');
   await refused('', 'ERR_CSR_INVALID', 'empty');
   await refused(ca.certPem, 'ERR_CSR_INVALID', 'certificate PEM instead of CSR');
-  await refused(x509.PemConverter.encode(Buffer.from('definitely not DER'), 'CERTIFICATE REQUEST'), 'ERR_CSR_INVALID', 'PEM of non-DER');
+  await refused(
+    x509.PemConverter.encode(Buffer.from('definitely not DER'), 'CERTIFICATE REQUEST'),
+    'ERR_CSR_INVALID',
+    'PEM of non-DER',
+  );
   await refused(good + good, 'ERR_CSR_INVALID', 'two CSR blocks');
   await refused(good + ' '.repeat(20 * 1024), 'ERR_CSR_INVALID', 'valid CSR padded past 16 KiB');
-  await refused(`-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(20 * 1024)}\n-----END CERTIFICATE REQUEST-----\n`, 'ERR_CSR_INVALID', '20 KiB block');
+  await refused(
+    `-----BEGIN CERTIFICATE REQUEST-----\n${'A'.repeat(20 * 1024)}\n-----END CERTIFICATE REQUEST-----\n`,
+    'ERR_CSR_INVALID',
+    '20 KiB block',
+  );
   await t.rejects(verifyCsr(42 as unknown as string), { code: 'ERR_CSR_INVALID' }, 'not a string');
 
   // The signature BIT STRING ends the DER encoding, so its last byte is signature.
@@ -255,13 +308,20 @@ t.test('hostile CSRs are refused with stable codes', async (t) => {
   t.equal(after.subject, before.subject, 'tampered CSR still parses');
   t.notSame(Buffer.from(after.signature), Buffer.from(before.signature), 'only the signature changed');
   await refused(tampered, 'ERR_CSR_SIGNATURE', 'signature byte flipped');
-  await t.rejects(ca.signConnectorCsr(tampered, { connectorId: 'c', lifetimeMs: HOUR }), { code: 'ERR_CSR_SIGNATURE' }, 'signing path verifies too');
+  await t.rejects(
+    ca.signConnectorCsr(tampered, { connectorId: 'c', lifetimeMs: HOUR }),
+    { code: 'ERR_CSR_SIGNATURE' },
+    'signing path verifies too',
+  );
 
   const rsa1024 = await csrFor(await rsaKeys(1024), { name: 'RSASSA-PKCS1-v1_5' });
   await refused(rsa1024, 'ERR_CSR_WEAK_KEY', 'RSA 1024');
   const p521 = await csrFor(await ecKeys('P-521'), { name: 'ECDSA', hash: 'SHA-512' });
   await refused(p521, 'ERR_CSR_WEAK_KEY', 'EC P-521 is not on the allow list');
-  const ed = await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, ['sign', 'verify']) as webcrypto.CryptoKeyPair;
+  const ed = (await webcrypto.subtle.generateKey({ name: 'Ed25519' }, true, [
+    'sign',
+    'verify',
+  ])) as webcrypto.CryptoKeyPair;
   await refused(await csrFor(ed, { name: 'Ed25519' }), 'ERR_CSR_WEAK_KEY', 'Ed25519 is another key type');
 });
 

@@ -11,25 +11,35 @@ import { Agent, request } from 'undici';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { Proc, runCli, tempDir } from './helpers/proc.js';
 
-interface Printed { url: string; port: number; password: string; caFile: string; issuer: string }
+interface Printed {
+  url: string;
+  port: number;
+  password: string;
+  caFile: string;
+  issuer: string;
+}
 
 async function startDemo(t: Test, dataDir: string): Promise<{ demo: Proc; printed: Printed }> {
   const demo = new Proc(['demo', '--port', '0', '--data-dir', dataDir]);
   t.teardown(() => demo.stop('SIGKILL', 2000));
   const deadline = Date.now() + 30_000;
-  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null)
+    await new Promise((r) => setTimeout(r, 50));
   const out = demo.stdoutText;
   const url = /^\s+open:\s+(\S+)$/m.exec(out)?.[1];
   const password = /^\s+password (\S+)$/m.exec(out)?.[1];
   const caFile = /^\s+trust CA:\s+(\S+)/m.exec(out)?.[1];
   const issuer = /^\s+identity:\s+(\S+)$/m.exec(out)?.[1];
-  if (!url || !password || !caFile || !issuer) throw new Error(`demo did not print URL, password, CA and issuer:\n${out}\n${demo.stderrText}`);
+  if (!url || !password || !caFile || !issuer)
+    throw new Error(`demo did not print URL, password, CA and issuer:\n${out}\n${demo.stderrText}`);
   return { demo, printed: { url, port: Number(new URL(url).port), password, caFile, issuer } };
 }
 
 /** Trusts the printed CA only, and resolves every host name to 127.0.0.1 (as *.localhost does in browsers). */
 function clientFor(t: Test, caFile: string): Agent {
-  const agent = new Agent({ connect: { ca: readFileSync(caFile), lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) } });
+  const agent = new Agent({
+    connect: { ca: readFileSync(caFile), lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) },
+  });
   t.teardown(() => agent.close());
   return agent;
 }
@@ -47,7 +57,11 @@ t.test('demo: prints where to go, redirects to sign in, stops on Ctrl-C, reuses 
   t.match(printed.url, /^https:\/\/demo\.localhost:\d+\/$/, 'the app URL on demo.localhost');
   t.ok(printed.port > 0, 'an ephemeral port was chosen and printed');
   t.equal(printed.caFile, path.join(dataDir, 'ca.pem'), 'the CA file is in the data directory');
-  t.equal(printed.issuer.replace(/\/$/, ''), `https://login.localhost:${printed.port}`, 'the embedded provider on the same listener');
+  t.equal(
+    printed.issuer.replace(/\/$/, ''),
+    `https://login.localhost:${printed.port}`,
+    'the embedded provider on the same listener',
+  );
   t.match(demo.stdoutText, /user demo/);
   const caBytes = readFileSync(printed.caFile);
   t.match(caBytes.toString(), /^-----BEGIN CERTIFICATE-----/);
@@ -59,7 +73,11 @@ t.test('demo: prints where to go, redirects to sign in, stops on Ctrl-C, reuses 
   const location = new URL(String(anon.headers['location']));
   t.equal(location.origin, `https://login.localhost:${printed.port}`, 'to the embedded provider at login.localhost');
   t.equal(location.searchParams.get('client_id') !== null, true, 'an OIDC authorization request');
-  t.equal(location.searchParams.get('redirect_uri'), new URL('/.proxyctl/callback', printed.url).href, 'coming back to the printed URL');
+  t.equal(
+    location.searchParams.get('redirect_uri'),
+    new URL('/.proxyctl/callback', printed.url).href,
+    'coming back to the printed URL',
+  );
 
   // The printed user and password work.
   const sim = new BrowserSim(client);
@@ -67,7 +85,11 @@ t.test('demo: prints where to go, redirects to sign in, stops on Ctrl-C, reuses 
   t.equal(app.status, 200, app.body.slice(0, 300));
   t.match(app.body, /<span id="user">demo<\/span>/, 'the sample app sees the demo user');
 
-  t.same((await connectorsIn(t, dataDir)).map((c) => c.name), ['demo-connector'], 'one connector registered');
+  t.same(
+    (await connectorsIn(t, dataDir)).map((c) => c.name),
+    ['demo-connector'],
+    'one connector registered',
+  );
 
   const started = Date.now();
   const code = await demo.stop('SIGINT', 10_000);

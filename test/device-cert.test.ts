@@ -31,7 +31,10 @@ t.test('device certificates', async (t) => {
   const device = await createKeyAndCsr('device-1');
   const deviceCert = await deviceCa.signConnectorCsr(device.csrPem, { connectorId: 'device-1', lifetimeMs: 3_600_000 });
   const foreign = await createKeyAndCsr('device-1');
-  const foreignCert = await otherCa.signConnectorCsr(foreign.csrPem, { connectorId: 'device-1', lifetimeMs: 3_600_000 });
+  const foreignCert = await otherCa.signConnectorCsr(foreign.csrPem, {
+    connectorId: 'device-1',
+    lifetimeMs: 3_600_000,
+  });
 
   const backend = createServer((req, res) => {
     req.resume();
@@ -39,12 +42,16 @@ t.test('device certificates', async (t) => {
     res.end(JSON.stringify({ user: req.headers['x-proxyctl-user'], url: req.url }));
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => new Promise<void>((r) => {
-    backend.closeAllConnections();
-    backend.close(() => r());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        backend.closeAllConnections();
+        backend.close(() => r());
+      }),
+  );
   const bport = (backend.address() as { port: number }).port;
-  const app = (name: string) => `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${bport}/", clientId: "urn:${name}", clientSecret: ${name}-secret, assignment: any, identityHeaders: true }\n`;
+  const app = (name: string) =>
+    `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${bport}/", clientId: "urn:${name}", clientSecret: ${name}-secret, assignment: any, identityHeaders: true }\n`;
   const h = await startHarness(t, {
     yaml: () => `devices: { caFile: "${caFile}" }
 apps:
@@ -57,7 +64,8 @@ policies:
   });
   for (const name of ['managed', 'plain']) {
     h.idp.registerClient({
-      clientId: `urn:${name}`, clientSecret: `${name}-secret`,
+      clientId: `urn:${name}`,
+      clientSecret: `${name}-secret`,
       redirectUris: [`https://${name}.test:${h.publicPort}/.proxyctl/callback`],
       postLogoutRedirectUris: [`https://${name}.test:${h.publicPort}/.proxyctl/signed-out`],
     });
@@ -67,7 +75,12 @@ policies:
 
   const agentWith = (cert: { certPem: string }, keyPem: string) => {
     const agent = new Agent({
-      connect: { ca: h.relay.ca.certPem, cert: cert.certPem, key: keyPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) },
+      connect: {
+        ca: h.relay.ca.certPem,
+        cert: cert.certPem,
+        key: keyPem,
+        lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]),
+      },
     });
     t.teardown(() => agent.close());
     return agent;
@@ -81,7 +94,11 @@ policies:
     const from = lastId();
     const sim = new BrowserSim(managedDevice);
     const r = await sim.signIn(h.url('managed.test', '/page'), 'alice');
-    t.equal(r.status, 200, `the managed device is let in (got ${r.status}: ${/ERR_[A-Z_]+/.exec(r.body)?.[0] ?? r.body.slice(0, 80)})`);
+    t.equal(
+      r.status,
+      200,
+      `the managed device is let in (got ${r.status}: ${/ERR_[A-Z_]+/.exec(r.body)?.[0] ?? r.body.slice(0, 80)})`,
+    );
     if (r.status === 200) t.same(JSON.parse(r.body), { user: 'alice', url: '/page' });
     const log = signInsAfter(from);
     const ok = log.find((e) => e.app === 'managed' && e.result === 'success');
@@ -102,8 +119,18 @@ policies:
 
     const denied = signInsAfter(from).filter((e) => e.app === 'managed');
     t.equal(denied.length, 1, 'one sign-in attempt logged');
-    t.match(denied[0], { result: 'failure', subject: 'alice', reason: `policy ${POLICY}`, ip: '127.0.0.1', requestId: String(r.headers['x-request-id']) });
-    t.match(denied[0]!.policies, [{ name: POLICY, state: 'on', applies: true, outcome: 'unsatisfied', missing: ['deviceCertificate'] }], "the policy's result is recorded");
+    t.match(denied[0], {
+      result: 'failure',
+      subject: 'alice',
+      reason: `policy ${POLICY}`,
+      ip: '127.0.0.1',
+      requestId: String(r.headers['x-request-id']),
+    });
+    t.match(
+      denied[0]!.policies,
+      [{ name: POLICY, state: 'on', applies: true, outcome: 'unsatisfied', missing: ['deviceCertificate'] }],
+      "the policy's result is recorded",
+    );
 
     // The same browser (still signed in at the provider), an app no policy covers: allowed without a certificate.
     const plain = await sim.follow(h.url('plain.test', '/'));
@@ -124,7 +151,10 @@ policies:
 
   await t.test('scripts without a certificate get 403 JSON naming the policy', async (t) => {
     const token = await h.idp.adminToken({ audience: 'urn:managed', roles: [] });
-    const r = await request(h.url('managed.test', '/api'), { dispatcher: h.client, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+    const r = await request(h.url('managed.test', '/api'), {
+      dispatcher: h.client,
+      headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+    });
     t.equal(r.statusCode, 403);
     const body = (await r.body.json()) as { error: { code: string; message: string } };
     t.equal(body.error.code, 'ERR_POLICY_DENIED');
@@ -141,7 +171,9 @@ t.test('(d) a certificate chained to the system trust store, not the device CA, 
   const systemCa = await loadOrCreateCa(path.join(dir, 'system-ca')); // stands in for a public CA in Node's root store
   const k = await createKeyAndCsr('laptop');
   const cert = await systemCa.signConnectorCsr(k.csrPem, { connectorId: 'laptop', lifetimeMs: 3_600_000 });
-  writeFileSync(path.join(dir, 'relay.yaml'), `dataDir: ./data
+  writeFileSync(
+    path.join(dir, 'relay.yaml'),
+    `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
 limits: { perIp: false }
@@ -153,16 +185,37 @@ policies:
   - name: ${POLICY}
     assignments: { users: { include: [all] }, apps: { include: [managed] } }
     grant: { requireDeviceCertificate: true }
-`);
+`,
+  );
   const seed = openSqliteStore(path.join(dir, 'data'));
-  seed.users.put({ username: 'alice', passwordHash: await hashPassword('alice password'), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now() }, 'test', 'user.add');
+  seed.users.put(
+    {
+      username: 'alice',
+      passwordHash: await hashPassword('alice password'),
+      email: null,
+      name: null,
+      groups: [],
+      roles: [],
+      totpSecret: null,
+      createdAt: Date.now(),
+    },
+    'test',
+    'user.add',
+  );
   seed.close();
-  const relay = new Proc(['relay', 'serve', '--config', path.join(dir, 'relay.yaml')], { env: { NODE_EXTRA_CA_CERTS: path.join(dir, 'system-ca', 'ca.pem') } });
+  const relay = new Proc(['relay', 'serve', '--config', path.join(dir, 'relay.yaml')], {
+    env: { NODE_EXTRA_CA_CERTS: path.join(dir, 'system-ca', 'ca.pem') },
+  });
   t.teardown(() => relay.stop());
   const ready = await relay.waitMsg('public listener ready');
   const port = (ready['listen'] as { port: number }).port;
   const agent = new Agent({
-    connect: { ca: readFileSync(path.join(dir, 'data', 'ca.pem')), cert: cert.certPem, key: k.keyPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) },
+    connect: {
+      ca: readFileSync(path.join(dir, 'data', 'ca.pem')),
+      cert: cert.certPem,
+      key: k.keyPem,
+      lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]),
+    },
   });
   t.teardown(() => agent.close().catch(() => undefined));
   const sim = new BrowserSim(agent);

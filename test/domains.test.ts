@@ -68,7 +68,11 @@ t.test('per-host certificates by SNI', async (t) => {
   const byAddress = await peerCert(port, '127.0.0.1');
   t.ok(byAddress.checkIssued(new X509Certificate(h.relay.ca.certPem)), 'IP-address SNI: the relay-CA certificate');
   t.match(await rawRequest(port, '127.0.0.1', 'plain.test'), /^HTTP\/1\.1 200/, 'IP-address SNI is not a mismatch');
-  t.match(await rawRequest(port, 'plain.test', '127.0.0.1'), /^HTTP\/1\.1 421/, 'a named SNI with an address in Host still is');
+  t.match(
+    await rawRequest(port, 'plain.test', '127.0.0.1'),
+    /^HTTP\/1\.1 421/,
+    'a named SNI with an address in Host still is',
+  );
 
   // A new certificate file is picked up on reload.
   const renewed = await other.issueServerCertificate(['shop.test'], 86_400_000);
@@ -77,7 +81,11 @@ t.test('per-host certificates by SNI', async (t) => {
   await h.reload(apps(path.join(dir, 'shop2.pem')));
   await new Promise((r) => setTimeout(r, 200));
   const after = await peerCert(port, 'shop.test');
-  t.equal(after.serialNumber.replace(/^0+/, ''), renewed.serial.replace(/^0+/, ''), 'reload re-reads certificate files');
+  t.equal(
+    after.serialNumber.replace(/^0+/, ''),
+    renewed.serial.replace(/^0+/, ''),
+    'reload re-reads certificate files',
+  );
 });
 
 t.test('bad certificate files are refused at load with the key path', async (t) => {
@@ -97,15 +105,27 @@ t.test('bad certificate files are refused at load with the key path', async (t) 
   for (const [tls, key] of cases) {
     let err: { code?: string; details?: { issues: { path: string }[] } } | undefined;
     try {
-      parseRelayConfig(`apps:\n  - { name: a, externalUrl: "https://a.test/", internalUrl: "http://10.0.0.1/", tls: ${tls} }\n`, 'relay.yaml');
+      parseRelayConfig(
+        `apps:\n  - { name: a, externalUrl: "https://a.test/", internalUrl: "http://10.0.0.1/", tls: ${tls} }\n`,
+        'relay.yaml',
+      );
     } catch (e) {
       err = e as typeof err;
     }
     t.equal(err?.code, 'ERR_CONFIG_INVALID', key);
-    t.ok(err?.details?.issues.some((i) => i.path === key), `${key} named`);
+    t.ok(
+      err?.details?.issues.some((i) => i.path === key),
+      `${key} named`,
+    );
   }
   // A certificate for another host.
   writeFileSync(path.join(dir, 'a.key'), a.keyPem);
-  t.throws(() => parseRelayConfig(`apps:\n  - { name: b, externalUrl: "https://b.test/", internalUrl: "http://10.0.0.1/", tls: { certFile: "${path.join(dir, 'a.pem')}", keyFile: "${path.join(dir, 'a.key')}" } }\n`, 'relay.yaml'),
-    { code: 'ERR_CONFIG_INVALID' });
+  t.throws(
+    () =>
+      parseRelayConfig(
+        `apps:\n  - { name: b, externalUrl: "https://b.test/", internalUrl: "http://10.0.0.1/", tls: { certFile: "${path.join(dir, 'a.pem')}", keyFile: "${path.join(dir, 'a.key')}" } }\n`,
+        'relay.yaml',
+      ),
+    { code: 'ERR_CONFIG_INVALID' },
+  );
 });

@@ -22,7 +22,8 @@ t.test('edge limits', async (t) => {
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
   t.teardown(() => backend.close());
   const port = (backend.address() as { port: number }).port;
-  const app = (name: string, extra = '') => `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${port}/", preauth: passthrough${extra} }\n`;
+  const app = (name: string, extra = '') =>
+    `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${port}/", preauth: passthrough${extra} }\n`;
   const h = await startHarness(t, {
     yaml: () => `limits:
   perIp: { ratePerSec: 2, burst: 10 }
@@ -47,7 +48,10 @@ ${app('a')}${app('b')}${app('small', ', maxBodyBytes: 1KiB')}`,
     const limited = results.filter((r) => r.statusCode === 429);
     t.ok(ok >= 10 && ok <= 11, `about the burst served (${ok})`);
     t.equal(ok + limited.length, 30);
-    t.ok(limited.every((r) => Number(r.headers['retry-after']) >= 1), 'Retry-After on every 429');
+    t.ok(
+      limited.every((r) => Number(r.headers['retry-after']) >= 1),
+      'Retry-After on every 429',
+    );
     t.equal(hits - before, ok, 'refused requests never reached the backend');
   });
 
@@ -71,31 +75,55 @@ ${app('a')}${app('b')}${app('small', ', maxBodyBytes: 1KiB')}`,
 
   await t.test('per-app body limit: declared length and chunked bodies', async (t) => {
     const c = h.clientFrom('127.0.2.1');
-    const declared = await request(h.url('small.test', '/up'), { dispatcher: c, method: 'POST', body: Buffer.alloc(2048), headers: { accept: 'application/json' } });
+    const declared = await request(h.url('small.test', '/up'), {
+      dispatcher: c,
+      method: 'POST',
+      body: Buffer.alloc(2048),
+      headers: { accept: 'application/json' },
+    });
     t.equal(declared.statusCode, 413);
     t.equal(((await declared.body.json()) as { error: { code: string } }).error.code, 'ERR_BODY_TOO_LARGE');
     const chunked = await request(h.url('small.test', '/up'), {
-      dispatcher: h.clientFrom('127.0.2.2'), method: 'POST', headers: { accept: 'application/json' },
-      body: Readable.from((function* () { for (let i = 0; i < 8; i++) yield Buffer.alloc(512); })()),
+      dispatcher: h.clientFrom('127.0.2.2'),
+      method: 'POST',
+      headers: { accept: 'application/json' },
+      body: Readable.from(
+        (function* () {
+          for (let i = 0; i < 8; i++) yield Buffer.alloc(512);
+        })(),
+      ),
     });
     t.equal(chunked.statusCode, 413, 'a chunked body is cut at the limit');
     await chunked.body.dump();
-    const fine = await request(h.url('small.test', '/up'), { dispatcher: h.clientFrom('127.0.2.3'), method: 'POST', body: Buffer.alloc(1000) });
+    const fine = await request(h.url('small.test', '/up'), {
+      dispatcher: h.clientFrom('127.0.2.3'),
+      method: 'POST',
+      body: Buffer.alloc(1000),
+    });
     t.equal(fine.statusCode, 200, 'within the limit');
     await fine.body.dump();
   });
 
   await t.test('connections beyond the cap are closed at once', async (t) => {
-    const sockets = await Promise.all(Array.from({ length: 25 }, () => new Promise<{ ok: boolean; s: ReturnType<typeof connect> }>((resolve) => {
-      const raw = netConnect({ host: '127.0.0.1', port: h.publicPort, localAddress: '127.0.0.9' });
-      const s = connect({ socket: raw, servername: 'a.test', rejectUnauthorized: false });
-      s.once('secureConnect', () => resolve({ ok: true, s }));
-      s.once('error', () => resolve({ ok: false, s }));
-      s.once('close', () => resolve({ ok: false, s }));
-    })));
+    const sockets = await Promise.all(
+      Array.from(
+        { length: 25 },
+        () =>
+          new Promise<{ ok: boolean; s: ReturnType<typeof connect> }>((resolve) => {
+            const raw = netConnect({ host: '127.0.0.1', port: h.publicPort, localAddress: '127.0.0.9' });
+            const s = connect({ socket: raw, servername: 'a.test', rejectUnauthorized: false });
+            s.once('secureConnect', () => resolve({ ok: true, s }));
+            s.once('error', () => resolve({ ok: false, s }));
+            s.once('close', () => resolve({ ok: false, s }));
+          }),
+      ),
+    );
     const open = sockets.filter((x) => x.ok && !x.s.destroyed).length;
     t.ok(open <= 20, `at most the cap stays open (${open})`);
-    t.ok(sockets.some((x) => !x.ok), 'the rest were refused');
+    t.ok(
+      sockets.some((x) => !x.ok),
+      'the rest were refused',
+    );
     for (const x of sockets) x.s.destroy();
   });
 });

@@ -11,12 +11,38 @@ import { headerValue } from '../src/relay/edge/request-path.js';
 import { startHarness } from './helpers/harness.js';
 
 const FOREIGN = [
-  'X-Forwarded-User', 'X-Forwarded-Email', 'X-Forwarded-Groups', 'X-Forwarded-Preferred-Username', 'X-Forwarded-Access-Token',
-  'X-Auth-Request-User', 'X-Auth-Request-Email', 'X-Auth-Request-Groups', 'X-Auth-Request-Access-Token', 'X-Auth-Request-Preferred-Username',
-  'X-Pomerium-Jwt-Assertion', 'X-Pomerium-Claim-Email', 'X-Pomerium-Claim-Groups', 'Teleport-Jwt-Assertion',
-  'X-Original-URL', 'X-Rewrite-URL', 'X-Original-URI', 'X-Forwarded-Uri', 'X-Forwarded-Prefix', 'X-Forwarded-Path', 'X-Forwarded-Port', 'X-Forwarded-Scheme',
-  'X-Goog-Authenticated-User-Email', 'X-Goog-Iap-Jwt-Assertion', 'Cf-Access-Jwt-Assertion', 'Cf-Access-Authenticated-User-Email',
-  'X-Amzn-Oidc-Identity', 'X-Amzn-Oidc-Data', 'X-Ms-Client-Principal-Name', 'X-Ms-Client-Principal', 'X-Remote-User', 'X-Webauth-User',
+  'X-Forwarded-User',
+  'X-Forwarded-Email',
+  'X-Forwarded-Groups',
+  'X-Forwarded-Preferred-Username',
+  'X-Forwarded-Access-Token',
+  'X-Auth-Request-User',
+  'X-Auth-Request-Email',
+  'X-Auth-Request-Groups',
+  'X-Auth-Request-Access-Token',
+  'X-Auth-Request-Preferred-Username',
+  'X-Pomerium-Jwt-Assertion',
+  'X-Pomerium-Claim-Email',
+  'X-Pomerium-Claim-Groups',
+  'Teleport-Jwt-Assertion',
+  'X-Original-URL',
+  'X-Rewrite-URL',
+  'X-Original-URI',
+  'X-Forwarded-Uri',
+  'X-Forwarded-Prefix',
+  'X-Forwarded-Path',
+  'X-Forwarded-Port',
+  'X-Forwarded-Scheme',
+  'X-Goog-Authenticated-User-Email',
+  'X-Goog-Iap-Jwt-Assertion',
+  'Cf-Access-Jwt-Assertion',
+  'Cf-Access-Authenticated-User-Email',
+  'X-Amzn-Oidc-Identity',
+  'X-Amzn-Oidc-Data',
+  'X-Ms-Client-Principal-Name',
+  'X-Ms-Client-Principal',
+  'X-Remote-User',
+  'X-Webauth-User',
 ];
 
 /** Every spelling a backend could fold back into the header's name. */
@@ -24,23 +50,49 @@ function spellings(name: string): string[] {
   const lower = name.toLowerCase();
   const upper = name.toUpperCase();
   const mixed = [...lower].map((c, i) => (i % 2 ? c.toUpperCase() : c)).join('');
-  return [...new Set([name, lower, upper, mixed, lower.replace(/-/g, '_'), upper.replace(/-/g, '_'), name.replace(/-/, '_')])];
+  return [
+    ...new Set([name, lower, upper, mixed, lower.replace(/-/g, '_'), upper.replace(/-/g, '_'), name.replace(/-/, '_')]),
+  ];
 }
 
 t.test('the list: every spelling of every foreign header is recognised, ordinary headers are not', async (t) => {
   for (const name of FOREIGN) for (const s of spellings(name)) t.ok(isForeignProxyHeader(s), s);
-  for (const ok of ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-request-id', 'accept', 'authorization', 'x-custom', 'x-user-agent', 'x-forwarded']) {
+  for (const ok of [
+    'x-forwarded-for',
+    'x-forwarded-proto',
+    'x-forwarded-host',
+    'x-request-id',
+    'accept',
+    'authorization',
+    'x-custom',
+    'x-user-agent',
+    'x-forwarded',
+  ]) {
     t.notOk(isForeignProxyHeader(ok), `${ok} is not another proxy's`);
   }
   t.equal(foreignHeaderKey('X_Forwarded_User'), 'x-forwarded-user');
 });
 
 t.test('config: forwardHeaders takes only foreign headers', async (t) => {
-  const base = (list: string) => `apps:\n  - { name: a, externalUrl: "https://a.test/", internalUrl: "http://127.0.0.1:1/", preauth: passthrough, forwardHeaders: ${list} }\n`;
+  const base = (list: string) =>
+    `apps:\n  - { name: a, externalUrl: "https://a.test/", internalUrl: "http://127.0.0.1:1/", preauth: passthrough, forwardHeaders: ${list} }\n`;
   const c = parseRelayConfig(base('[X-Forwarded-User, x_original_url]'), undefined);
   t.same(c.apps[0]?.forwardHeaders, ['x-forwarded-user', 'x-original-url']);
-  for (const bad of ['x-proxyctl-user', 'X_Proxyctl_Email', 'x-forwarded-for', 'authorization', 'cookie', 'host', 'x-request-id', 'x-proxyctl-jwt-assertion']) {
-    t.throws(() => parseRelayConfig(base(`[${bad}]`), undefined), { code: 'ERR_CONFIG_INVALID' }, `${bad} cannot be opted in`);
+  for (const bad of [
+    'x-proxyctl-user',
+    'X_Proxyctl_Email',
+    'x-forwarded-for',
+    'authorization',
+    'cookie',
+    'host',
+    'x-request-id',
+    'x-proxyctl-jwt-assertion',
+  ]) {
+    t.throws(
+      () => parseRelayConfig(base(`[${bad}]`), undefined),
+      { code: 'ERR_CONFIG_INVALID' },
+      `${bad} cannot be opted in`,
+    );
   }
 });
 
@@ -61,7 +113,11 @@ t.test('identity header values are encoded one way only', async (t) => {
     t.notOk(headerValue(v).includes(','), 'never a comma');
   }
   const groups = ['contractors,staff', 'Domain staff', 'admins'].map(headerValue).join(',');
-  t.same(groups.split(',').map(decodeURIComponent), ['contractors,staff', 'Domain staff', 'admins'], 'a list splits back into its names');
+  t.same(
+    groups.split(',').map(decodeURIComponent),
+    ['contractors,staff', 'Domain staff', 'admins'],
+    'a list splits back into its names',
+  );
 });
 
 t.test('foreign headers sent by a client do not reach the backend', async (t) => {
@@ -85,13 +141,22 @@ t.test('foreign headers sent by a client do not reach the backend', async (t) =>
     new Promise<IncomingHttpHeaders>((resolve, reject) => {
       const before = seen.length;
       const req = httpsRequest({
-        host: '127.0.0.1', port: h.publicPort, servername: host, ca: h.relay.ca.certPem, agent: false, path: '/',
+        host: '127.0.0.1',
+        port: h.publicPort,
+        servername: host,
+        ca: h.relay.ca.certPem,
+        agent: false,
+        path: '/',
         headers: [['Host', `${host}:${h.publicPort}`], ...headers].flat(),
       });
       req.on('error', reject);
       req.on('response', (res) => {
         res.resume();
-        res.on('end', () => (seen.length > before ? resolve(seen[before]!) : reject(new Error(`no request reached the backend (${res.statusCode})`))));
+        res.on('end', () =>
+          seen.length > before
+            ? resolve(seen[before]!)
+            : reject(new Error(`no request reached the backend (${res.statusCode})`)),
+        );
       });
       req.end();
     });
@@ -102,10 +167,20 @@ t.test('foreign headers sent by a client do not reach the backend', async (t) =>
     t.same(leaked(await send('plain.test', all)), [], `${name}: no spelling reaches the backend`);
   }
   // Duplicated, and named in Connection as well.
-  const dup = await send('plain.test', [['X-Forwarded-User', 'a'], ['X-Forwarded-User', 'b'], ['Connection', 'x-original-url'], ['X-Original-URL', '/admin']]);
+  const dup = await send('plain.test', [
+    ['X-Forwarded-User', 'a'],
+    ['X-Forwarded-User', 'b'],
+    ['Connection', 'x-original-url'],
+    ['X-Original-URL', '/admin'],
+  ]);
   t.same(leaked(dup), [], 'duplicates and Connection-named copies too');
 
-  const opted = await send('optin.test', [['X-Forwarded-Prefix', '/base'], ['X_Auth_Request_User', 'u'], ['X-Forwarded-User', 'mallory'], ['X-Original-URL', '/admin']]);
+  const opted = await send('optin.test', [
+    ['X-Forwarded-Prefix', '/base'],
+    ['X_Auth_Request_User', 'u'],
+    ['X-Forwarded-User', 'mallory'],
+    ['X-Original-URL', '/admin'],
+  ]);
   t.equal(opted['x-forwarded-prefix'], '/base', 'an opted-in header passes');
   t.equal(opted['x_auth_request_user'], 'u', 'in the spelling the client used');
   t.equal(opted['x-forwarded-user'], undefined, 'headers the app did not opt in to are still dropped');

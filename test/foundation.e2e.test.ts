@@ -8,7 +8,6 @@ import { request } from 'undici';
 import { startIdp, type TestIdp } from './helpers/idp.js';
 import { Proc, listeningSockets, runCli, tempDir } from './helpers/proc.js';
 
-
 /** Port 0: the system picks one, and the relay tells connectors (and this test) which. */
 function relayYaml(issuer: string, port = 0): string {
   return `dataDir: ./data
@@ -31,7 +30,13 @@ apps:
 `;
 }
 
-interface ConnectorRow { id: string; name: string; group: string; status: string; certificates: number }
+interface ConnectorRow {
+  id: string;
+  name: string;
+  group: string;
+  status: string;
+  certificates: number;
+}
 
 t.test('relay, registration, channels, renewal, restart and revocation through the CLI', async (t) => {
   const idp: TestIdp = await startIdp();
@@ -69,7 +74,16 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   t.equal(statSync(path.join(dir, 'data', 'ca-key.pem')).mode & 0o777, 0o600, 'CA key is 0600');
 
   await t.test('a self-signed relay without --relay-ca is refused with a hint', async (t) => {
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token', await idp.adminToken(), '--state-dir', stateDir]);
+    const r = await runCli([
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--token',
+      await idp.adminToken(),
+      '--state-dir',
+      stateDir,
+    ]);
     t.not(r.code, 0);
     const lines = r.stderr.trim().split('\n');
     t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/, '--token is warned about first');
@@ -82,7 +96,18 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test('a token without the administrator role stores nothing', async (t) => {
     const tokenFile = path.join(dir, 'user-token');
     writeFileSync(tokenFile, await idp.adminToken({ roles: ['Reader'] }), { mode: 0o600 });
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir]);
+    const r = await runCli([
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--token-file',
+      tokenFile,
+      '--relay-ca',
+      caFile,
+      '--state-dir',
+      stateDir,
+    ]);
     t.equal(r.code, 1);
     t.match(r.stderr, /ERR_TOKEN_NOT_ADMIN/);
     t.notOk(existsSync(path.join(stateDir, 'cert.pem')));
@@ -90,7 +115,16 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   });
 
   await t.test('no token at all is a usage error', async (t) => {
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', stateDir]);
+    const r = await runCli([
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--relay-ca',
+      caFile,
+      '--state-dir',
+      stateDir,
+    ]);
     t.equal(r.code, 1);
     t.match(r.stderr, /\[ERR_TOKEN_MISSING\]/);
   });
@@ -100,7 +134,20 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test('register with a token file', async (t) => {
     const tokenFile = path.join(dir, 'admin-token');
     writeFileSync(tokenFile, await idp.adminToken(), { mode: 0o600 });
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir, '--name', 'edge-1']);
+    const r = await runCli([
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--token-file',
+      tokenFile,
+      '--relay-ca',
+      caFile,
+      '--state-dir',
+      stateDir,
+      '--name',
+      'edge-1',
+    ]);
     t.equal(r.code, 0, r.stderr);
     t.equal(r.stderr, '', 'a token file draws no warning');
     t.match(r.stdout, /registered connector [0-9a-f-]{36} \(name edge-1, group default, 1 app\(s\)\)/);
@@ -113,43 +160,92 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     t.equal(rows.length, 1);
     t.equal(rows[0]!.name, 'edge-1');
     connectorId = rows[0]!.id;
-    const again = await runCli(['connector', 'register', '--relay', relayUrl, '--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir]);
+    const again = await runCli([
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--token-file',
+      tokenFile,
+      '--relay-ca',
+      caFile,
+      '--state-dir',
+      stateDir,
+    ]);
     t.equal(again.code, 1, 'refuses to overwrite an existing identity');
     t.match(again.stderr, /\[ERR_USAGE\]/);
     t.equal((await list()).length, 1, 'and the relay recorded nothing new');
   });
 
   await t.test('register with PROXYCTL_TOKEN into another group', async (t) => {
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', path.join(dir, 'c2'), '--group', 'branch', '--name', 'edge-2'],
-      { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
+    const r = await runCli(
+      [
+        'connector',
+        'register',
+        '--relay',
+        relayUrl,
+        '--relay-ca',
+        caFile,
+        '--state-dir',
+        path.join(dir, 'c2'),
+        '--group',
+        'branch',
+        '--name',
+        'edge-2',
+      ],
+      { env: { PROXYCTL_TOKEN: await idp.adminToken() } },
+    );
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, /group branch, 0 app\(s\)/);
     t.equal(r.stderr, '', 'PROXYCTL_TOKEN draws no warning');
   });
 
-  await t.test('register with --token still works, with a warning on stderr (regression: token in the process list)', async (t) => {
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--token', await idp.adminToken(), '--relay-ca', caFile, '--state-dir', path.join(dir, 'c3'), '--group', 'branch', '--name', 'edge-3']);
-    t.equal(r.code, 0, r.stderr);
-    t.match(r.stdout, /registered connector [0-9a-f-]{36} \(name edge-3/);
-    const lines = r.stderr.trim().split('\n');
-    t.equal(lines.length, 1, 'one warning line');
-    t.match(lines[0], /--token-file/);
-    t.match(lines[0], /PROXYCTL_TOKEN/);
-    t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/);
-  });
+  await t.test(
+    'register with --token still works, with a warning on stderr (regression: token in the process list)',
+    async (t) => {
+      const r = await runCli([
+        'connector',
+        'register',
+        '--relay',
+        relayUrl,
+        '--token',
+        await idp.adminToken(),
+        '--relay-ca',
+        caFile,
+        '--state-dir',
+        path.join(dir, 'c3'),
+        '--group',
+        'branch',
+        '--name',
+        'edge-3',
+      ]);
+      t.equal(r.code, 0, r.stderr);
+      t.match(r.stdout, /registered connector [0-9a-f-]{36} \(name edge-3/);
+      const lines = r.stderr.trim().split('\n');
+      t.equal(lines.length, 1, 'one warning line');
+      t.match(lines[0], /--token-file/);
+      t.match(lines[0], /PROXYCTL_TOKEN/);
+      t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/);
+    },
+  );
 
-  await t.test('a name another live connector has is refused, and nothing is stored (regression: duplicate names)', async (t) => {
-    const ids = async () => (await list()).map((c) => `${c.id} ${c.name} ${c.certificates}`); // status moves with time
-    const before = await ids();
-    const other = path.join(dir, 'c4');
-    const r = await runCli(['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', other, '--name', 'edge-1'],
-      { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
-    t.equal(r.code, 1);
-    t.equal(r.stderr.trim().split('\n').length, 1, 'one line on stderr');
-    t.match(r.stderr, /ERR_CONNECTOR_NAME_TAKEN/, 'names the relay\'s code');
-    t.notOk(existsSync(path.join(other, 'cert.pem')), 'nothing stored locally');
-    t.same(await ids(), before, 'the relay recorded nothing');
-  });
+  await t.test(
+    'a name another live connector has is refused, and nothing is stored (regression: duplicate names)',
+    async (t) => {
+      const ids = async () => (await list()).map((c) => `${c.id} ${c.name} ${c.certificates}`); // status moves with time
+      const before = await ids();
+      const other = path.join(dir, 'c4');
+      const r = await runCli(
+        ['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', other, '--name', 'edge-1'],
+        { env: { PROXYCTL_TOKEN: await idp.adminToken() } },
+      );
+      t.equal(r.code, 1);
+      t.equal(r.stderr.trim().split('\n').length, 1, 'one line on stderr');
+      t.match(r.stderr, /ERR_CONNECTOR_NAME_TAKEN/, "names the relay's code");
+      t.notOk(existsSync(path.join(other, 'cert.pem')), 'nothing stored locally');
+      t.same(await ids(), before, 'the relay recorded nothing');
+    },
+  );
 
   const connector = new Proc(['connector', 'run', '--state-dir', stateDir, '--metrics-listen', '127.0.0.1:0']);
   procs.push(connector);
@@ -168,7 +264,11 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     await ready.body.dump();
     // Renewals (every 4 s here) roll the channels onto the new certificate: the gauge may be read mid-roll.
     let up = '';
-    for (const deadline = Date.now() + 5000; up !== '2' && Date.now() < deadline; await new Promise((r) => setTimeout(r, 100))) {
+    for (
+      const deadline = Date.now() + 5000;
+      up !== '2' && Date.now() < deadline;
+      await new Promise((r) => setTimeout(r, 100))
+    ) {
       const m = await request(`${metrics}/metrics`);
       up = /proxyctl_connector_channels_up (\d+)/.exec(await m.body.text())?.[1] ?? '';
     }
@@ -186,7 +286,10 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     const renewals = connector.lines.filter((l) => l.msg === 'certificate renewed');
     const latest = renewals[renewals.length - 1]!;
     const onDisk = JSON.parse(readFileSync(path.join(stateDir, 'connector.json'), 'utf8')) as { serial: string };
-    t.ok([latest['serial'], ...renewals.map((l) => l['serial'])].includes(onDisk.serial), 'the state directory holds a renewed certificate');
+    t.ok(
+      [latest['serial'], ...renewals.map((l) => l['serial'])].includes(onDisk.serial),
+      'the state directory holds a renewed certificate',
+    );
     t.equal(connector.count('control channel closed; reconnecting'), closedBefore, 'no channel dropped');
     t.ok((await list()).find((c) => c.id === connectorId)!.certificates >= 2);
   });
@@ -200,7 +303,10 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     // Counted from here, not from before the stop: a renewal (every 4 s) opens channels too.
     const down = connector.lines.length;
     ({ relay } = await startRelay());
-    await connector.waitFor(() => connector.lines.slice(down).filter((l) => l.msg === 'control channel open').length >= 2, 20_000);
+    await connector.waitFor(
+      () => connector.lines.slice(down).filter((l) => l.msg === 'control channel open').length >= 2,
+      20_000,
+    );
     const ready = await request(`${metrics}/readyz`);
     t.equal(ready.statusCode, 200);
     await ready.body.dump();
@@ -210,7 +316,10 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     const r = await runCli(['relay', 'connectors', 'revoke', 'edge-1', '--config', configFile]);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, new RegExp(`revoked connector ${connectorId}`));
-    const code = await Promise.race([connector.exited, new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000))]);
+    const code = await Promise.race([
+      connector.exited,
+      new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000)),
+    ]);
     t.equal(code, 1, 'connector exits non-zero');
     t.match(connector.stderrText, /proxyctl: .*\[ERR_CERT_REVOKED\]/);
     t.equal((await list()).find((c) => c.id === connectorId)?.status, 'revoked');
@@ -225,7 +334,10 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
 t.test('relay serve refuses a bad config with one line naming file and key', async (t) => {
   const dir = tempDir(t);
   const file = path.join(dir, 'relay.yaml');
-  writeFileSync(file, 'connectors: { renewAfter: soon }\napps: [ { name: a, externalUrl: "http://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n');
+  writeFileSync(
+    file,
+    'connectors: { renewAfter: soon }\napps: [ { name: a, externalUrl: "http://a.example.com/", internalUrl: "http://10.0.0.1/" } ]\n',
+  );
   const r = await runCli(['relay', 'serve', '--config', file]);
   t.equal(r.code, 1);
   const lines = r.stderr.trim().split('\n');

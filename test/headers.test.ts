@@ -21,19 +21,58 @@ t.test('hop-by-hop headers are dropped; the rest keep name case, order and dupli
     ['Set-Cookie', 'b=2'],
     ['X-Custom', 'kept'],
   ];
-  t.same(responseHeadersForClient(pairs), ['Content-Type', 'text/html', 'Set-Cookie', 'a=1', 'Set-Cookie', 'b=2', 'X-Custom', 'kept']);
+  t.same(responseHeadersForClient(pairs), [
+    'Content-Type',
+    'text/html',
+    'Set-Cookie',
+    'a=1',
+    'Set-Cookie',
+    'b=2',
+    'X-Custom',
+    'kept',
+  ]);
 });
 
 t.test('headers the backend names in Connection are dropped, wherever they stand', async (t) => {
-  const before: HeaderPairs = [['X-Secret', 's'], ['x-trace', '1'], ['Connection', 'X-Secret, x-TRACE'], ['Date', 'd']];
+  const before: HeaderPairs = [
+    ['X-Secret', 's'],
+    ['x-trace', '1'],
+    ['Connection', 'X-Secret, x-TRACE'],
+    ['Date', 'd'],
+  ];
   t.same(names(responseHeadersForClient(before)), ['Date'], 'named before the Connection header');
-  const after: HeaderPairs = [['Connection', 'close'], ['Connection', ' x-secret '], ['Date', 'd'], ['X-Secret', 's']];
-  t.same(names(responseHeadersForClient(after)), ['Date'], 'named after it, in a second Connection header, with spaces');
-  const none: HeaderPairs = [['Date', 'd'], ['X-Other', 'o']];
+  const after: HeaderPairs = [
+    ['Connection', 'close'],
+    ['Connection', ' x-secret '],
+    ['Date', 'd'],
+    ['X-Secret', 's'],
+  ];
+  t.same(
+    names(responseHeadersForClient(after)),
+    ['Date'],
+    'named after it, in a second Connection header, with spaces',
+  );
+  const none: HeaderPairs = [
+    ['Date', 'd'],
+    ['X-Other', 'o'],
+  ];
   t.same(responseHeadersForClient(none), ['Date', 'd', 'X-Other', 'o'], 'nothing named: nothing more dropped');
 });
 
 t.test('an upgrade keeps its Upgrade and Connection headers, and still drops other named ones', async (t) => {
-  const pairs: HeaderPairs = [['Upgrade', 'websocket'], ['Connection', 'Upgrade, X-Hop'], ['X-Hop', 'h'], ['Sec-WebSocket-Accept', 'abc'], ['Keep-Alive', 'x']];
-  t.same(responseHeadersForClient(pairs, true), ['Upgrade', 'websocket', 'Connection', 'Upgrade, X-Hop', 'Sec-WebSocket-Accept', 'abc']);
+  const pairs: HeaderPairs = [
+    ['Upgrade', 'websocket'],
+    ['Connection', 'Upgrade, X-Hop'],
+    ['X-Hop', 'h'],
+    ['Sec-WebSocket-Accept', 'abc'],
+    ['Keep-Alive', 'x'],
+  ];
+  t.same(responseHeadersForClient(pairs, true), [
+    'Upgrade',
+    'websocket',
+    'Connection',
+    'Upgrade, X-Hop',
+    'Sec-WebSocket-Accept',
+    'abc',
+  ]);
 });

@@ -18,9 +18,17 @@ t.test('without an operator choice the flag is set', async (t) => {
 });
 
 t.test('the built module, in a fresh node process, with and without the operator flag', async (t) => {
-  const run = (flags: string[]) => spawnSync(process.execPath, [...flags, '--input-type=module', '-e',
-    "const m = await import('./dist/heap-tuning.js'); process.stdout.write(String(m.tuneHeapForStreaming()));"],
-  { cwd: root, encoding: 'utf8' });
+  const run = (flags: string[]) =>
+    spawnSync(
+      process.execPath,
+      [
+        ...flags,
+        '--input-type=module',
+        '-e',
+        "const m = await import('./dist/heap-tuning.js'); process.stdout.write(String(m.tuneHeapForStreaming()));",
+      ],
+      { cwd: root, encoding: 'utf8' },
+    );
   const plain = run([]);
   t.equal(plain.status, 0, plain.stderr);
   t.equal(plain.stdout, 'true');

@@ -32,7 +32,10 @@ t.test('sid names the provider session in the ID token and in a JWT access token
   await s.addUser('alice', 'alice password 1', { email: 'alice@example.com' });
   const signIn = async () => {
     const b = new IdpBrowser(s);
-    const answer = await b.post(await b.open({ resource: 'urn:api' }), { username: 'alice', password: 'alice password 1' });
+    const answer = await b.post(await b.open({ resource: 'urn:api' }), {
+      username: 'alice',
+      password: 'alice password 1',
+    });
     return b.tokens(await b.toCallback(answer));
   };
   const one = await signIn();

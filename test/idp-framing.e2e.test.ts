@@ -11,23 +11,38 @@ withChromium((browser) => {
   t.test('no provider page renders inside a frame on another site', async (t) => {
     const s = await startIdpServer(t);
     const targets = [
-      ['sign-in', `${s.issuer}/auth?${String(new URLSearchParams({
-        client_id: s.config.apps[0]!.clientId, redirect_uri: s.callbackUrl, response_type: 'code', scope: 'openid',
-        code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM', code_challenge_method: 'S256',
-      }))}`, '#username'],
+      [
+        'sign-in',
+        `${s.issuer}/auth?${String(
+          new URLSearchParams({
+            client_id: s.config.apps[0]!.clientId,
+            redirect_uri: s.callbackUrl,
+            response_type: 'code',
+            scope: 'openid',
+            code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+            code_challenge_method: 'S256',
+          }),
+        )}`,
+        '#username',
+      ],
       ['device code entry', `${s.issuer}/device`, 'form'],
       ['sign-out', `${s.issuer}/session/end`, 'h1'],
       ['interaction error', `${s.issuer}/interaction/expired`, 'h1'],
     ] as const;
     const evil = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html' });
-      res.end(`<!doctype html><title>win a prize</title>${targets.map(([name, url]) => `<iframe name="${name}" src="${url.replace(/&/g, '&amp;')}"></iframe>`).join('')}`);
+      res.end(
+        `<!doctype html><title>win a prize</title>${targets.map(([name, url]) => `<iframe name="${name}" src="${url.replace(/&/g, '&amp;')}"></iframe>`).join('')}`,
+      );
     });
     await new Promise<void>((r) => evil.listen(0, '127.0.0.1', () => r()));
-    t.teardown(() => new Promise<void>((r) => {
-      evil.closeAllConnections();
-      evil.close(() => r());
-    }));
+    t.teardown(
+      () =>
+        new Promise<void>((r) => {
+          evil.closeAllConnections();
+          evil.close(() => r());
+        }),
+    );
     const context = await browser().newContext({ ignoreHTTPSErrors: true });
     t.teardown(() => context.close());
 
@@ -49,7 +64,9 @@ withChromium((browser) => {
       t.ok(frame, `${name}: the frame exists`);
       // Chromium puts its own error page in a refused frame.
       t.match(frame?.url(), /^chrome-error:/, `${name}: the browser refused to render it`);
-      const ours = await frame?.evaluate("document.querySelector('meta[name=robots]') !== null || document.forms.length > 0").catch(() => false);
+      const ours = await frame
+        ?.evaluate("document.querySelector('meta[name=robots]') !== null || document.forms.length > 0")
+        .catch(() => false);
       t.notOk(ours, `${name}: nothing of it renders in the frame`);
     }
     t.ok(blocked.size >= targets.length, `answers carried X-Frame-Options DENY: ${[...blocked].join(', ')}`);

@@ -32,8 +32,15 @@ t.test('LoginThrottle', async (t) => {
       th.failure('alice', net(i));
     }
     t.same(waits.slice(0, 10), [1, 2, 4, 8, 16, 32, 64, 128, 256, 512], 'doubling');
-    t.ok(waits.every((w) => w <= MAX_WAIT_S), `never more than ${MAX_WAIT_S} s`);
-    t.same(waits.slice(-5), [MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S], 'capped: then about one guess per 10 minutes');
+    t.ok(
+      waits.every((w) => w <= MAX_WAIT_S),
+      `never more than ${MAX_WAIT_S} s`,
+    );
+    t.same(
+      waits.slice(-5),
+      [MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S, MAX_WAIT_S],
+      'capped: then about one guess per 10 minutes',
+    );
     t.same(th.check('bob', net(99)), { allowed: true }, 'other accounts are not slowed');
   });
 
@@ -48,7 +55,10 @@ t.test('LoginThrottle', async (t) => {
     for (let i = 0; i < 1000; i++) th.check('alice', net(i));
     now += 1000;
     const later = th.check('alice', net(50));
-    t.ok(!first.allowed && !later.allowed && later.retryAfterS === first.retryAfterS - 1, 'hammering does not lengthen the wait');
+    t.ok(
+      !first.allowed && !later.allowed && later.retryAfterS === first.retryAfterS - 1,
+      'hammering does not lengthen the wait',
+    );
   });
 
   t.test('failures are forgiven over time', async (t) => {
@@ -58,7 +68,11 @@ t.test('LoginThrottle', async (t) => {
     now += DEFAULT_RULES.account.forgiveMs; // one forgiven: back to four
     t.same(th.check('alice', net(9)), { allowed: true });
     th.failure('alice', net(9));
-    t.match(th.check('alice', net(10)), { allowed: false, retryAfterS: 1 }, 'the fifth again costs the first delay, not the second');
+    t.match(
+      th.check('alice', net(10)),
+      { allowed: false, retryAfterS: 1 },
+      'the fifth again costs the first delay, not the second',
+    );
     now += 6 * DEFAULT_RULES.account.forgiveMs;
     t.same(th.check('alice', net(10)), { allowed: true });
     th.failure('zed', '192.0.2.1');
@@ -72,7 +86,11 @@ t.test('LoginThrottle', async (t) => {
       t.equal(th.check(`user${i}`, '192.0.2.10').allowed, true);
       th.failure(`user${i}`, '192.0.2.10');
     }
-    t.match(th.check('someone-new', '192.0.2.10'), { allowed: false, scope: 'address', retryAfterS: 1 }, `after ${free} names`);
+    t.match(
+      th.check('someone-new', '192.0.2.10'),
+      { allowed: false, scope: 'address', retryAfterS: 1 },
+      `after ${free} names`,
+    );
     t.same(th.check('someone-new', '192.0.2.11'), { allowed: true }, 'a neighbour is not slowed by one address');
   });
 
@@ -110,11 +128,18 @@ t.test('LoginThrottle', async (t) => {
     t.same(th.check('alice', '198.51.100.7'), { allowed: true }, 'from an address she signed in from: no wait');
     t.same(th.check('alice', '2001:db8:aa:bb:1234::5'), { allowed: true }, 'from her /64 (privacy address): no wait');
     const elsewhere = th.check('alice', '192.0.2.200');
-    t.ok(!elsewhere.allowed && elsewhere.retryAfterS <= MAX_WAIT_S, `from a new address: a wait of at most ${MAX_WAIT_S} s`);
+    t.ok(
+      !elsewhere.allowed && elsewhere.retryAfterS <= MAX_WAIT_S,
+      `from a new address: a wait of at most ${MAX_WAIT_S} s`,
+    );
 
     // Whoever shares her address is still held, by the pair rule.
     for (let i = 0; i < 5; i++) th.failure('alice', '198.51.100.7');
-    t.match(th.check('alice', '198.51.100.7'), { allowed: false, scope: 'pair' }, 'guessing from her address is slowed too');
+    t.match(
+      th.check('alice', '198.51.100.7'),
+      { allowed: false, scope: 'pair' },
+      'guessing from her address is slowed too',
+    );
     now += 1000;
     t.same(th.check('alice', '198.51.100.7'), { allowed: true });
 
@@ -142,12 +167,18 @@ t.test('LoginThrottle', async (t) => {
       th.success(`flood${i}`, addr(i + 1));
     }
     const sizes = th.sizes;
-    t.ok(Object.values(sizes).every((n) => n <= 100), `every table at most 100 (${JSON.stringify(sizes)})`);
+    t.ok(
+      Object.values(sizes).every((n) => n <= 100),
+      `every table at most 100 (${JSON.stringify(sizes)})`,
+    );
     t.equal(th.check('victim', '192.0.2.99').allowed, false, 'an account that must wait is not the first evicted');
 
     const big = new LoginThrottle({ now: clock });
     for (let i = 0; i < 20_050; i++) big.failure(`user${i}`, addr(i));
-    t.ok(Object.values(big.sizes).every((n) => n <= 20_000), 'default cap of 20 000 per table');
+    t.ok(
+      Object.values(big.sizes).every((n) => n <= 20_000),
+      'default cap of 20 000 per table',
+    );
     const one = new LoginThrottle({ knownPerAccount: 2, now: clock });
     for (let i = 0; i < 10; i++) one.success('alice', addr(i));
     for (let i = 0; i < 6; i++) one.failure('alice', net(i));
@@ -169,7 +200,8 @@ t.test('over HTTPS, behind a trusted proxy', async (t) => {
   await s.addUser('carol', 'carol password 1');
 
   await t.test('guesses at one account from many networks are slowed; the user is not locked out', async (t) => {
-    for (let i = 0; i < 5; i++) t.equal((await attempt(s, 'alice', 'wrong', `203.0.${i}.1`)).status, 401, `guess ${i + 1}`);
+    for (let i = 0; i < 5; i++)
+      t.equal((await attempt(s, 'alice', 'wrong', `203.0.${i}.1`)).status, 401, `guess ${i + 1}`);
     const slowed = await attempt(s, 'alice', 'wrong', '203.0.77.1');
     t.equal(slowed.status, 429, 'the sixth, from yet another network, must wait');
     t.equal(slowed.headers['retry-after'], '1');
@@ -203,18 +235,29 @@ t.test('over HTTPS, behind a trusted proxy', async (t) => {
     t.equal(fromKnown.status, 303, 'from the address she signed in from: in at once');
     now += Number(fromNew.headers['retry-after'] ?? NaN) * 1000;
     if (Number.isNaN(now)) throw new Error('no Retry-After');
-    t.equal((await attempt(s, 'alice', 'alice password 1', '198.18.0.1')).status, 303, 'and from the new one after the wait');
+    t.equal(
+      (await attempt(s, 'alice', 'alice password 1', '198.18.0.1')).status,
+      303,
+      'and from the new one after the wait',
+    );
   });
 
-  await t.test('spraying one password over many names from one address is slowed; the X-Forwarded-For client is counted, not the proxy', async (t) => {
-    const statuses: number[] = [];
-    for (let i = 0; i < 20; i++) statuses.push((await attempt(s, `user${i}`, 'Summer2024!', '100.64.0.1')).status);
-    t.same([...new Set(statuses)], [401]);
-    const next = await attempt(s, 'bob', 'Summer2024!', '100.64.0.1');
-    t.equal(next.status, 429, 'the sprayer must wait');
-    t.equal(next.headers['retry-after'], '1');
-    t.equal((await attempt(s, 'bob', 'bob password 1', '100.65.0.1')).status, 303, 'another client behind the same proxy is not slowed');
-  });
+  await t.test(
+    'spraying one password over many names from one address is slowed; the X-Forwarded-For client is counted, not the proxy',
+    async (t) => {
+      const statuses: number[] = [];
+      for (let i = 0; i < 20; i++) statuses.push((await attempt(s, `user${i}`, 'Summer2024!', '100.64.0.1')).status);
+      t.same([...new Set(statuses)], [401]);
+      const next = await attempt(s, 'bob', 'Summer2024!', '100.64.0.1');
+      t.equal(next.status, 429, 'the sprayer must wait');
+      t.equal(next.headers['retry-after'], '1');
+      t.equal(
+        (await attempt(s, 'bob', 'bob password 1', '100.65.0.1')).status,
+        303,
+        'another client behind the same proxy is not slowed',
+      );
+    },
+  );
 
   await t.test('the answer is the same whether or not the user exists', async (t) => {
     for (let i = 0; i < 6; i++) {
@@ -226,9 +269,13 @@ t.test('over HTTPS, behind a trusted proxy', async (t) => {
     t.equal(ghost.status, real.status);
     t.equal(ghost.headers['retry-after'], real.headers['retry-after']);
     // Only the interaction id and the name typed in may differ.
-    const strip = (body: string) => body.replace(/\/interaction\/[\w-]+/g, '').replace(/(id="username"[^>]*value=")[^"]*"/, '$1"');
+    const strip = (body: string) =>
+      body.replace(/\/interaction\/[\w-]+/g, '').replace(/(id="username"[^>]*value=")[^"]*"/, '$1"');
     t.equal(strip(ghost.body), strip(real.body), 'same page');
-    const [wrong, unknown] = [await attempt(s, 'bob', 'wrong', '10.200.0.1'), await attempt(s, 'nobody2', 'wrong', '10.200.0.1')];
+    const [wrong, unknown] = [
+      await attempt(s, 'bob', 'wrong', '10.200.0.1'),
+      await attempt(s, 'nobody2', 'wrong', '10.200.0.1'),
+    ];
     t.equal(wrong.status, 401);
     t.equal(unknown.status, 401);
     t.equal(strip(unknown.body), strip(wrong.body), 'same refusal for a wrong password and an unknown name');
@@ -237,20 +284,29 @@ t.test('over HTTPS, behind a trusted proxy', async (t) => {
   await t.test('spellings of one name count as one account', async (t) => {
     await s.addUser('dave', 'dave password 1');
     const spellings = ['dave', 'DAVE', ' Dave', 'dave ', 'DaVe'];
-    for (const [i, name] of spellings.entries()) t.equal((await attempt(s, name, 'wrong', `172.16.${i}.1`)).status, 401);
+    for (const [i, name] of spellings.entries())
+      t.equal((await attempt(s, name, 'wrong', `172.16.${i}.1`)).status, 401);
     t.equal((await attempt(s, 'dave', 'dave password 1', '172.16.99.1')).status, 429);
   });
 
-  await t.test('a forged X-Forwarded-For entry left of the proxy\'s own is not the client', async (t) => {
+  await t.test("a forged X-Forwarded-For entry left of the proxy's own is not the client", async (t) => {
     for (let i = 0; i < 20; i++) await attempt(s, `erin${i}`, 'wrong', `${i}.${i}.${i}.${i}, 100.80.0.1`);
-    t.equal((await attempt(s, 'erin-x', 'wrong', '9.9.9.9, 100.80.0.1')).status, 429, 'the rightmost untrusted entry is the client');
+    t.equal(
+      (await attempt(s, 'erin-x', 'wrong', '9.9.9.9, 100.80.0.1')).status,
+      429,
+      'the rightmost untrusted entry is the client',
+    );
   });
 });
 
 t.test('over HTTPS, no trusted proxy: X-Forwarded-For is ignored, the socket address counts', async (t) => {
   const s = await startIdpServer(t, { now: () => 1_700_000_000_000 });
   for (let i = 0; i < 20; i++) t.equal((await attempt(s, `user${i}`, 'wrong', `203.0.${i}.1`)).status, 401);
-  t.equal((await attempt(s, 'user99', 'wrong', '198.51.100.1')).status, 429, 'a forged X-Forwarded-For does not escape the throttle');
+  t.equal(
+    (await attempt(s, 'user99', 'wrong', '198.51.100.1')).status,
+    429,
+    'a forged X-Forwarded-For does not escape the throttle',
+  );
   const neighbour = await new IdpBrowser(s, s.clientFrom('127.0.0.2')).login('user99', 'wrong');
   t.equal(neighbour.status, 401, 'another socket address is counted on its own');
 });

@@ -50,7 +50,8 @@ t.test('over HTTPS', async (t) => {
   const s = await startIdpServer(t, { now: () => now });
   const secret = newTotpSecret();
   await s.addUser('bob', 'bob password 1', { totpSecret: secret });
-  const code = (offsetSteps = 0) => TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: now + offsetSteps * STEP });
+  const code = (offsetSteps = 0) =>
+    TOTP.generate({ secret: Secret.fromBase32(secret), timestamp: now + offsetSteps * STEP });
 
   /** Password, then `totp`: the provider's answer to the code (or to the password, when that is refused). */
   const withCode = async (totp: string, b = new IdpBrowser(s)) => {
@@ -66,9 +67,9 @@ t.test('over HTTPS', async (t) => {
     t.match(claims, { sub: 'bob', acr: 'mfa', amr: ['pwd', 'otp', 'mfa'] });
 
     t.equal((await withCode(code())).answer.status, 401, 'the same code again is refused');
-    t.equal((await withCode(code(-1))).answer.status, 401, 'the previous step\'s code is refused after the current one');
+    t.equal((await withCode(code(-1))).answer.status, 401, "the previous step's code is refused after the current one");
     const next = await withCode(code(1));
-    t.equal(next.answer.status, 303, 'the next step\'s code is accepted');
+    t.equal(next.answer.status, 303, "the next step's code is accepted");
     t.equal((await withCode(code())).answer.status, 401, 'and then the current one no longer is');
     now += 2 * STEP;
     t.equal((await withCode(code(-1))).answer.status, 401, 'a minute later, the accepted one is still refused');
@@ -80,7 +81,9 @@ t.test('over HTTPS', async (t) => {
     const fresh = code();
     const b1 = new IdpBrowser(s);
     const b2 = new IdpBrowser(s);
-    const [p1, p2] = await Promise.all([b1, b2].map(async (b) => b.post(await b.open({ mfa: true }), { username: 'bob', password: 'bob password 1' })));
+    const [p1, p2] = await Promise.all(
+      [b1, b2].map(async (b) => b.post(await b.open({ mfa: true }), { username: 'bob', password: 'bob password 1' })),
+    );
     const answers = await Promise.all([b1.post(p1!, { code: fresh }), b2.post(p2!, { code: fresh })]);
     t.same(answers.map((a) => a.status).sort(), [303, 401]);
   });

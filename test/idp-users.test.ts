@@ -7,15 +7,27 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Secret, TOTP, URI } from 'otpauth';
 import {
-  UserDirectory, checkPasswordStrength, hashPassword, loadUsersFile, newTotpSecret,
-  parseUsersFile, totpStep, totpUri, verifyPassword, verifyTotp,
+  UserDirectory,
+  checkPasswordStrength,
+  hashPassword,
+  loadUsersFile,
+  newTotpSecret,
+  parseUsersFile,
+  totpStep,
+  totpUri,
+  verifyPassword,
+  verifyTotp,
 } from '../src/idp/users.js';
 import { addUser, enrollTotp, listUsers, removeUser, setPassword, type UserListing } from '../src/commands/users.js';
 import { isProxyctlError, type ProxyctlError } from '../src/errors.js';
 import { openSqliteStore, type Store, type UserRecord } from '../src/store/index.js';
 import { tempDir } from './helpers/proc.js';
 
-interface Issue { path: string; found: string; expected: string }
+interface Issue {
+  path: string;
+  found: string;
+  expected: string;
+}
 
 /** Runs fn, expecting a ProxyctlError; returns it. */
 async function refused(fn: () => unknown): Promise<ProxyctlError> {
@@ -34,7 +46,8 @@ const HASH_RE = /^scrypt\$32768\$8\$1\$[A-Za-z0-9_-]{22}\$[A-Za-z0-9_-]{43}$/;
 // RFC 6238's test key "12345678901234567890" in base32.
 const RFC_SECRET = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ';
 const T0 = 1_700_000_010_000; // 10 s into a 30-second step
-const codeAt = (secret: string, timestamp: number): string => TOTP.generate({ secret: Secret.fromBase32(secret), timestamp });
+const codeAt = (secret: string, timestamp: number): string =>
+  TOTP.generate({ secret: Secret.fromBase32(secret), timestamp });
 
 t.test('password hashing', async (t) => {
   const hash = await hashPassword('correct horse battery');
@@ -48,7 +61,14 @@ t.test('password hashing', async (t) => {
 
   const [, n, r, p, salt, key] = hash.split('$') as [string, string, string, string, string, string];
   const malformed: unknown[] = [
-    '', 'garbage', 'scrypt', 'scrypt$', null, undefined, 42, {},
+    '',
+    'garbage',
+    'scrypt',
+    'scrypt$',
+    null,
+    undefined,
+    42,
+    {},
     hash.slice(0, -1), // truncated key: not canonical base64url
     `${hash}$extra`,
     `bcrypt$${n}$${r}$${p}$${salt}$${key}`,
@@ -72,7 +92,11 @@ t.test('password hashing', async (t) => {
 
   const unicode = await hashPassword('pässwörd-ünïcode');
   t.equal(await verifyPassword('pässwörd-ünïcode', unicode), true, 'unicode round trip');
-  t.equal(await verifyPassword('pa\u0308sswo\u0308rd-u\u0308ni\u0308code', unicode), true, 'NFC-normalised before hashing');
+  t.equal(
+    await verifyPassword('pa\u0308sswo\u0308rd-u\u0308ni\u0308code', unicode),
+    true,
+    'NFC-normalised before hashing',
+  );
 });
 
 t.test('password strength', async (t) => {
@@ -97,12 +121,27 @@ t.test('TOTP', async (t) => {
   t.equal(verifyTotp(RFC_SECRET, codeAt(RFC_SECRET, T0 - 60_000), T0), false, 'two steps back');
   t.equal(verifyTotp(RFC_SECRET, codeAt(RFC_SECRET, T0 + 60_000), T0), false, 'two steps ahead');
   t.equal(verifyTotp(secret, codeAt(secret, T0), T0), true, 'generated secret works');
-  t.equal(verifyTotp(secret, codeAt(RFC_SECRET, T0), T0), codeAt(secret, T0) === codeAt(RFC_SECRET, T0), 'other secret’s code');
+  t.equal(
+    verifyTotp(secret, codeAt(RFC_SECRET, T0), T0),
+    codeAt(secret, T0) === codeAt(RFC_SECRET, T0),
+    'other secret’s code',
+  );
   // RFC 6238 appendix B (SHA1, 8 digits there; its last 6 digits are the 6-digit code).
   t.equal(verifyTotp(RFC_SECRET, '287082', 59_000), true, 'RFC 6238 vector at T=59');
 
   const good = codeAt(RFC_SECRET, T0);
-  for (const bad of ['', '12345', '1234567', 'abcdef', ` ${good}`, `${good} `, `${good.slice(0, 3)} ${good.slice(3)}`, '١٢٣٤٥٦', '+12345', '1e5000']) {
+  for (const bad of [
+    '',
+    '12345',
+    '1234567',
+    'abcdef',
+    ` ${good}`,
+    `${good} `,
+    `${good.slice(0, 3)} ${good.slice(3)}`,
+    '١٢٣٤٥٦',
+    '+12345',
+    '1e5000',
+  ]) {
     t.equal(verifyTotp(RFC_SECRET, bad, T0), false, `garbage ${JSON.stringify(bad)}`);
   }
   t.equal(verifyTotp(RFC_SECRET, undefined as unknown as string, T0), false, 'non-string code');
@@ -116,7 +155,11 @@ t.test('TOTP', async (t) => {
   t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0), T0), step, 'current step');
   t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 - 30_000), T0), step - 1, 'previous step');
   t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 + 30_000), T0), step + 1, 'next step');
-  t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0), T0 + 30_000), step, 'the same code later still names its own step');
+  t.equal(
+    totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0), T0 + 30_000),
+    step,
+    'the same code later still names its own step',
+  );
   t.equal(totpStep(RFC_SECRET, codeAt(RFC_SECRET, T0 - 60_000), T0), undefined, 'outside the window');
   t.equal(totpStep(RFC_SECRET, 'abcdef', T0), undefined, 'garbage');
 
@@ -139,7 +182,9 @@ t.test('users file', async (t) => {
   const hash = await hashPassword('alice-password');
   const hash2 = await hashPassword('bob-password');
   const file = path.join(dir, 'users.yaml');
-  writeFileSync(file, `users:
+  writeFileSync(
+    file,
+    `users:
   - username: Alice
     passwordHash: "${hash}"
     email: alice@example.com
@@ -149,17 +194,32 @@ t.test('users file', async (t) => {
     totpSecret: ${RFC_SECRET.toLowerCase()}
   - username: bob
     passwordHash: ${hash2}
-`);
+`,
+  );
   const users = loadUsersFile(file);
   t.equal(users.length, 2);
   t.match(users[0], {
-    username: 'alice', passwordHash: hash, email: 'alice@example.com', name: 'Alice Example',
-    groups: ['staff', 'admins'], roles: ['admin'], totpSecret: RFC_SECRET,
+    username: 'alice',
+    passwordHash: hash,
+    email: 'alice@example.com',
+    name: 'Alice Example',
+    groups: ['staff', 'admins'],
+    roles: ['admin'],
+    totpSecret: RFC_SECRET,
   });
-  t.match(users[1], { username: 'bob', passwordHash: hash2, email: null, name: null, groups: [], roles: [], totpSecret: null });
+  t.match(users[1], {
+    username: 'bob',
+    passwordHash: hash2,
+    email: null,
+    name: null,
+    groups: [],
+    roles: [],
+    totpSecret: null,
+  });
   t.same(parseUsersFile('users: []\n', 'empty.yaml'), [], 'an empty list is fine');
 
-  const user = (extra: string, name = 'carol'): string => `  - username: ${name}\n    passwordHash: "${hash}"\n${extra}`;
+  const user = (extra: string, name = 'carol'): string =>
+    `  - username: ${name}\n    passwordHash: "${hash}"\n${extra}`;
   const cases: { name: string; text: string; path: string }[] = [
     { name: 'unknown user key', text: `users:\n${user('    password: hunter22\n')}`, path: 'users[0].password' },
     { name: 'unknown top-level key', text: `users: []\nadmins: []\n`, path: 'admins' },
@@ -169,18 +229,42 @@ t.test('users file', async (t) => {
     { name: 'username missing', text: `users:\n  - passwordHash: "${hash}"\n`, path: 'users[0].username' },
     { name: 'username wrong type', text: `users:\n${user('', '42')}`, path: 'users[0].username' },
     { name: 'username bad characters', text: `users:\n${user('', '"carol smith"')}`, path: 'users[0].username' },
-    { name: 'duplicate username (case-insensitive)', text: `users:\n${user('')}${user('', 'CAROL')}`, path: 'users[1].username' },
+    {
+      name: 'duplicate username (case-insensitive)',
+      text: `users:\n${user('')}${user('', 'CAROL')}`,
+      path: 'users[1].username',
+    },
     { name: 'passwordHash missing', text: `users:\n  - username: carol\n`, path: 'users[0].passwordHash' },
-    { name: 'passwordHash plain text', text: `users:\n${user('')}  - username: dave\n    passwordHash: hunter22\n`, path: 'users[1].passwordHash' },
-    { name: 'passwordHash wrong type', text: `users:\n  - username: carol\n    passwordHash: 12345\n`, path: 'users[0].passwordHash' },
-    { name: 'passwordHash weak parameters', text: `users:\n  - username: carol\n    passwordHash: "${hash.replace('$32768$', '$30000$')}"\n`, path: 'users[0].passwordHash' },
+    {
+      name: 'passwordHash plain text',
+      text: `users:\n${user('')}  - username: dave\n    passwordHash: hunter22\n`,
+      path: 'users[1].passwordHash',
+    },
+    {
+      name: 'passwordHash wrong type',
+      text: `users:\n  - username: carol\n    passwordHash: 12345\n`,
+      path: 'users[0].passwordHash',
+    },
+    {
+      name: 'passwordHash weak parameters',
+      text: `users:\n  - username: carol\n    passwordHash: "${hash.replace('$32768$', '$30000$')}"\n`,
+      path: 'users[0].passwordHash',
+    },
     { name: 'email not an address', text: `users:\n${user('    email: carol\n')}`, path: 'users[0].email' },
     { name: 'email wrong type', text: `users:\n${user('    email: [a]\n')}`, path: 'users[0].email' },
     { name: 'name wrong type', text: `users:\n${user('    name: 12\n')}`, path: 'users[0].name' },
     { name: 'groups not a list', text: `users:\n${user('    groups: staff\n')}`, path: 'users[0].groups' },
     { name: 'roles with a number', text: `users:\n${user('    roles: [admin, 3]\n')}`, path: 'users[0].roles' },
-    { name: 'totpSecret not base32', text: `users:\n${user('    totpSecret: "not-base32!"\n')}`, path: 'users[0].totpSecret' },
-    { name: 'totpSecret too short', text: `users:\n${user('    totpSecret: GEZDGNBV\n')}`, path: 'users[0].totpSecret' },
+    {
+      name: 'totpSecret not base32',
+      text: `users:\n${user('    totpSecret: "not-base32!"\n')}`,
+      path: 'users[0].totpSecret',
+    },
+    {
+      name: 'totpSecret too short',
+      text: `users:\n${user('    totpSecret: GEZDGNBV\n')}`,
+      path: 'users[0].totpSecret',
+    },
     { name: 'totpSecret wrong type', text: `users:\n${user('    totpSecret: 1234\n')}`, path: 'users[0].totpSecret' },
     { name: 'invalid YAML', text: `users: [\n`, path: '(root)' },
     { name: 'duplicate YAML key', text: `users: []\nusers: []\n`, path: '(root)' },
@@ -190,7 +274,12 @@ t.test('users file', async (t) => {
     writeFileSync(bad, c.text);
     const err = await refused(() => loadUsersFile(bad));
     t.equal(err.code, 'ERR_CONFIG_INVALID', `${c.name}: code`);
-    t.ok(issuesOf(err).some((i) => i.path === c.path), `${c.name}: names ${c.path} (got ${issuesOf(err).map((i) => i.path).join(', ')})`);
+    t.ok(
+      issuesOf(err).some((i) => i.path === c.path),
+      `${c.name}: names ${c.path} (got ${issuesOf(err)
+        .map((i) => i.path)
+        .join(', ')})`,
+    );
     t.equal(err.details?.['file'], bad, `${c.name}: names the file`);
     t.ok(err.message.startsWith(bad), `${c.name}: message starts with the file`);
     t.notMatch(err.message, /\n/, `${c.name}: one line`);
@@ -200,7 +289,11 @@ t.test('users file', async (t) => {
   const plain = path.join(dir, 'plain.yaml');
   writeFileSync(plain, `users:\n  - username: carol\n    passwordHash: hunter22\n`);
   const err = await refused(() => loadUsersFile(plain));
-  t.match(err.message, /users\[0\]\.passwordHash: found .*, expected .*scrypt/, 'path, found and expected in the message');
+  t.match(
+    err.message,
+    /users\[0\]\.passwordHash: found .*, expected .*scrypt/,
+    'path, found and expected in the message',
+  );
   t.notMatch(err.message, /hunter22/, 'a plain-text password is not echoed');
 
   const missing = await refused(() => loadUsersFile(path.join(dir, 'nope.yaml')));
@@ -225,7 +318,10 @@ t.test('UserDirectory', async (t) => {
   t.doesNotThrow(() => noFile.reload(), 'reload without a file is a no-op');
 
   const file = path.join(dir, 'users.yaml');
-  writeFileSync(file, `users:\n  - username: ALICE\n    passwordHash: "${fileHash}"\n    name: File Alice\n  - username: Carol\n    passwordHash: "${fileHash}"\n`);
+  writeFileSync(
+    file,
+    `users:\n  - username: ALICE\n    passwordHash: "${fileHash}"\n    name: File Alice\n  - username: Carol\n    passwordHash: "${fileHash}"\n`,
+  );
   const users = new UserDirectory(store.users, file);
   t.equal(users.find('alice')?.name, 'File Alice', 'the file overrides the store');
   t.equal(users.find('Alice')?.passwordHash, fileHash);
@@ -257,21 +353,38 @@ t.test('user commands', async (t) => {
   const dataDir = path.join(dir, 'data');
   const opts = { dataDir };
   const lines: string[] = [];
-  const out = (line: string) => { lines.push(line); };
+  const out = (line: string) => {
+    lines.push(line);
+  };
   const take = (): string[] => lines.splice(0, lines.length);
   const inspect = <T>(fn: (s: Store) => T): T => {
     const s = openSqliteStore(dataDir);
-    try { return fn(s); } finally { s.close(); }
+    try {
+      return fn(s);
+    } finally {
+      s.close();
+    }
   };
 
   // add with a generated password
-  await addUser('Alice', { ...opts, email: 'alice@example.com', name: 'Alice Example', groups: 'staff, admins,staff', roles: 'admin' }, out);
+  await addUser(
+    'Alice',
+    { ...opts, email: 'alice@example.com', name: 'Alice Example', groups: 'staff, admins,staff', roles: 'admin' },
+    out,
+  );
   let printed = take();
   t.match(printed[0], /added user alice/);
   const generated = /generated password \(shown only now\): (\S+)/.exec(printed.join('\n'))?.[1];
   t.ok(generated && generated.length === 20, 'a 20-character password is printed once');
   const alice = inspect((s) => s.users.get('alice'))!;
-  t.match(alice, { username: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['staff', 'admins'], roles: ['admin'], totpSecret: null });
+  t.match(alice, {
+    username: 'alice',
+    email: 'alice@example.com',
+    name: 'Alice Example',
+    groups: ['staff', 'admins'],
+    roles: ['admin'],
+    totpSecret: null,
+  });
   t.equal(await verifyPassword(generated!, alice.passwordHash), true, 'the printed password is the stored one');
 
   // add with --password-file and --password-stdin
@@ -280,29 +393,71 @@ t.test('user commands', async (t) => {
   await addUser('bob', { ...opts, passwordFile: pwFile }, out);
   printed = take();
   t.same(printed, ['added user bob'], 'no password printed when one was given');
-  t.equal(await verifyPassword('bob-secret-pw', inspect((s) => s.users.get('bob'))!.passwordHash), true, 'trailing newline trimmed');
-  await addUser('carol', { ...opts, passwordStdin: true, stdin: Readable.from([Buffer.from('carol-stdin-pw\r\n')]) }, out);
+  t.equal(
+    await verifyPassword('bob-secret-pw', inspect((s) => s.users.get('bob'))!.passwordHash),
+    true,
+    'trailing newline trimmed',
+  );
+  await addUser(
+    'carol',
+    { ...opts, passwordStdin: true, stdin: Readable.from([Buffer.from('carol-stdin-pw\r\n')]) },
+    out,
+  );
   take();
-  t.equal(await verifyPassword('carol-stdin-pw', inspect((s) => s.users.get('carol'))!.passwordHash), true, 'stdin, CRLF trimmed');
+  t.equal(
+    await verifyPassword('carol-stdin-pw', inspect((s) => s.users.get('carol'))!.passwordHash),
+    true,
+    'stdin, CRLF trimmed',
+  );
 
   // refusals
-  t.equal((await refused(() => addUser('ALICE', opts, out))).code, 'ERR_USAGE', 'duplicate add refused (case-insensitive)');
+  t.equal(
+    (await refused(() => addUser('ALICE', opts, out))).code,
+    'ERR_USAGE',
+    'duplicate add refused (case-insensitive)',
+  );
   t.equal((await refused(() => addUser('bad name', opts, out))).code, 'ERR_USAGE', 'invalid user name');
   t.equal((await refused(() => addUser('-dash', opts, out))).code, 'ERR_USAGE', 'must start with a letter or digit');
   t.equal((await refused(() => addUser('x'.repeat(65), opts, out))).code, 'ERR_USAGE', 'too long');
   t.equal((await refused(() => addUser('dave', { ...opts, email: 'nope' }, out))).code, 'ERR_USAGE', 'bad e-mail');
   writeFileSync(pwFile, 'short\n');
-  t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: pwFile }, out))).code, 'ERR_USAGE', 'weak password');
-  t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: path.join(dir, 'none') }, out))).code, 'ERR_USAGE', 'missing password file');
-  t.equal((await refused(() => addUser('dave', { ...opts, passwordFile: pwFile, passwordStdin: true }, out))).code, 'ERR_USAGE', 'two sources');
-  t.equal(inspect((s) => s.users.get('dave')), undefined, 'nothing stored by refused adds');
+  t.equal(
+    (await refused(() => addUser('dave', { ...opts, passwordFile: pwFile }, out))).code,
+    'ERR_USAGE',
+    'weak password',
+  );
+  t.equal(
+    (await refused(() => addUser('dave', { ...opts, passwordFile: path.join(dir, 'none') }, out))).code,
+    'ERR_USAGE',
+    'missing password file',
+  );
+  t.equal(
+    (await refused(() => addUser('dave', { ...opts, passwordFile: pwFile, passwordStdin: true }, out))).code,
+    'ERR_USAGE',
+    'two sources',
+  );
+  t.equal(
+    inspect((s) => s.users.get('dave')),
+    undefined,
+    'nothing stored by refused adds',
+  );
   take();
 
   // list
   await listUsers({ ...opts, json: true }, out);
   const listed = JSON.parse(take().join('\n')) as UserListing[];
-  t.same(listed.map((u) => u.username), ['alice', 'bob', 'carol']);
-  t.match(listed[0], { username: 'alice', email: 'alice@example.com', name: 'Alice Example', groups: ['staff', 'admins'], roles: ['admin'], totp: false });
+  t.same(
+    listed.map((u) => u.username),
+    ['alice', 'bob', 'carol'],
+  );
+  t.match(listed[0], {
+    username: 'alice',
+    email: 'alice@example.com',
+    name: 'Alice Example',
+    groups: ['staff', 'admins'],
+    roles: ['admin'],
+    totp: false,
+  });
   for (const u of listed) {
     t.notOk('passwordHash' in u || 'totpSecret' in u, `${u.username}: no secrets listed`);
   }
@@ -319,10 +474,18 @@ t.test('user commands', async (t) => {
   const changed = inspect((s) => s.users.get('alice'))!;
   t.equal(await verifyPassword('alice-new-password', changed.passwordHash), true, 'new password works');
   t.equal(await verifyPassword(generated!, changed.passwordHash), false, 'old password no longer works');
-  t.match(changed, { email: 'alice@example.com', groups: ['staff', 'admins'], createdAt: alice.createdAt }, 'other fields kept');
+  t.match(
+    changed,
+    { email: 'alice@example.com', groups: ['staff', 'admins'], createdAt: alice.createdAt },
+    'other fields kept',
+  );
   await setPassword('bob', opts, out);
   const bobPw = /generated password \(shown only now\): (\S+)/.exec(take().join('\n'))?.[1];
-  t.equal(await verifyPassword(bobPw!, inspect((s) => s.users.get('bob'))!.passwordHash), true, 'generated when none given');
+  t.equal(
+    await verifyPassword(bobPw!, inspect((s) => s.users.get('bob'))!.passwordHash),
+    true,
+    'generated when none given',
+  );
   t.equal((await refused(() => setPassword('nobody', opts, out))).code, 'ERR_USAGE', 'unknown user');
 
   // enroll-totp
@@ -336,7 +499,10 @@ t.test('user commands', async (t) => {
   const uri = URI.parse(uriLine!.slice('otpauth URI: '.length));
   t.equal(uri.secret.base32, secret, 'the URI carries the stored secret');
   t.equal(uri.label, 'alice');
-  t.ok(printed.some((l) => l === `secret (base32): ${secret}`), 'base32 secret printed');
+  t.ok(
+    printed.some((l) => l === `secret (base32): ${secret}`),
+    'base32 secret printed',
+  );
   t.equal(verifyTotp(secret!, TOTP.generate({ secret: Secret.fromBase32(secret!) })), true, 'codes from it verify');
   await listUsers({ ...opts, json: true }, out);
   t.equal((JSON.parse(take().join('\n')) as UserListing[])[0]!.totp, true, 'list shows totp enrolled');
@@ -345,13 +511,27 @@ t.test('user commands', async (t) => {
   // remove
   await removeUser('Carol', opts, out);
   t.same(take(), ['removed user carol']);
-  t.equal(inspect((s) => s.users.get('carol')), undefined);
+  t.equal(
+    inspect((s) => s.users.get('carol')),
+    undefined,
+  );
   t.equal((await refused(() => removeUser('carol', opts, out))).code, 'ERR_USAGE', 'unknown remove refused');
 
   // audit trail with the CLI actor
   const audit = inspect((s) => s.audit.list(50)).filter((a) => a.action.startsWith('user.'));
-  t.same(audit.map((a) => a.action).reverse(), ['user.add', 'user.add', 'user.add', 'user.update', 'user.update', 'user.update', 'user.remove']);
-  t.ok(audit.every((a) => /^cli:.+/.test(a.actor)), 'actor is cli:<os user>');
+  t.same(audit.map((a) => a.action).reverse(), [
+    'user.add',
+    'user.add',
+    'user.add',
+    'user.update',
+    'user.update',
+    'user.update',
+    'user.remove',
+  ]);
+  t.ok(
+    audit.every((a) => /^cli:.+/.test(a.actor)),
+    'actor is cli:<os user>',
+  );
   t.same(audit.at(-1)!.details, { username: 'alice' });
 
   // the users file, when configured, is pointed out

@@ -4,14 +4,31 @@
 import t from 'tap';
 import { decodeInlineResponse, encodeInlineResponse, type InlineResponseHead } from '../src/protocol/connector-api.js';
 
-const head = (headers: [string, string][] = [['content-type', 'text/plain']]): InlineResponseHead => ({ type: 'response', id: 'a6f2c1de-0c1b-4d7e-9a41-6a3f1e2d9b70', status: 200, headers });
+const head = (headers: [string, string][] = [['content-type', 'text/plain']]): InlineResponseHead => ({
+  type: 'response',
+  id: 'a6f2c1de-0c1b-4d7e-9a41-6a3f1e2d9b70',
+  status: 200,
+  headers,
+});
 
 t.test('round trip: head and body as sent', async (t) => {
   const cases: [string, InlineResponseHead, Buffer][] = [
     ['empty body', head(), Buffer.alloc(0)],
     ['text body', head(), Buffer.from('hello\n')],
-    ['non-ASCII header value and body', head([['content-disposition', 'attachment; filename="résumé.pdf"'], ['set-cookie', 'a=1'], ['set-cookie', 'b=2']]), Buffer.from('€ and ✓', 'utf8')],
-    ['binary body of 64 KiB', head([['content-type', 'application/octet-stream']]), Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => (i * 7) & 0xff))],
+    [
+      'non-ASCII header value and body',
+      head([
+        ['content-disposition', 'attachment; filename="résumé.pdf"'],
+        ['set-cookie', 'a=1'],
+        ['set-cookie', 'b=2'],
+      ]),
+      Buffer.from('€ and ✓', 'utf8'),
+    ],
+    [
+      'binary body of 64 KiB',
+      head([['content-type', 'application/octet-stream']]),
+      Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => (i * 7) & 0xff)),
+    ],
   ];
   for (const [what, h, body] of cases) {
     const frame = encodeInlineResponse(h, body);
@@ -19,7 +36,11 @@ t.test('round trip: head and body as sent', async (t) => {
     t.ok(back, what);
     t.same(back?.head, h, `${what}: head`);
     t.ok(back?.body.equals(body), `${what}: body`);
-    t.equal(frame.readUInt32BE(0), Buffer.byteLength(JSON.stringify(h)), `${what}: length prefix counts bytes, not characters`);
+    t.equal(
+      frame.readUInt32BE(0),
+      Buffer.byteLength(JSON.stringify(h)),
+      `${what}: length prefix counts bytes, not characters`,
+    );
   }
 });
 

@@ -27,10 +27,13 @@ async function echoBackend(t: Test): Promise<{ port: number; seen: IncomingHttpH
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => new Promise<void>((r) => {
-    server.closeAllConnections();
-    server.close(() => r());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  );
   return { port: (server.address() as { port: number }).port, seen };
 }
 
@@ -61,8 +64,10 @@ t.test('key rotation while the relay runs', async (t) => {
   });
   const port = h.publicPort;
   h.idp.registerClient({
-    clientId: 'urn:proxyctl:keys', clientSecret: 'keys-secret',
-    redirectUris: [`https://keys.test:${port}/.proxyctl/callback`], postLogoutRedirectUris: [`https://keys.test:${port}/.proxyctl/signed-out`],
+    clientId: 'urn:proxyctl:keys',
+    clientSecret: 'keys-secret',
+    redirectUris: [`https://keys.test:${port}/.proxyctl/callback`],
+    postLogoutRedirectUris: [`https://keys.test:${port}/.proxyctl/signed-out`],
   });
   h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: [] });
   h.idp.setUser('bob', { email: 'bob@example.com', name: 'Bob', groups: [] });
@@ -75,7 +80,10 @@ t.test('key rotation while the relay runs', async (t) => {
   t.teardown(() => cli.close());
 
   const withCookie = async (cookie: string, p = '/x') => {
-    const r = await request(h.url('keys.test', p), { dispatcher: h.client, headers: { cookie: `${cookieName(app)}=${cookie}`, accept: 'application/json' } });
+    const r = await request(h.url('keys.test', p), {
+      dispatcher: h.client,
+      headers: { cookie: `${cookieName(app)}=${cookie}`, accept: 'application/json' },
+    });
     const text = await r.body.text();
     return { status: r.statusCode, body: text };
   };
@@ -93,14 +101,20 @@ t.test('key rotation while the relay runs', async (t) => {
   t.ok(oldCookie, 'session cookie set');
   const oldSessionKid = decodeProtectedHeader(oldCookie).kid;
   t.equal(oldSessionKid, h.relay.keyRing.currentSessionKey().kid, 'the cookie names the current session key');
-  const firstAssertion = String((JSON.parse(signedIn.body) as { headers: IncomingHttpHeaders }).headers['x-proxyctl-jwt-assertion']);
+  const firstAssertion = String(
+    (JSON.parse(signedIn.body) as { headers: IncomingHttpHeaders }).headers['x-proxyctl-jwt-assertion'],
+  );
   const oldAssertionKid = decodeProtectedHeader(firstAssertion).kid;
   t.same(kidsOf(await fetchJwks()), [oldAssertionKid], 'one assertion key published before rotation');
 
   await t.test('session key: the old cookie still opens, a new sign-in gets the new kid', async (t) => {
     const newKid = await rotateKey(cli.keys, 'session', 'test');
     t.not(newKid, oldSessionKid);
-    const took = await until(t, 'the relay to load the new session key', () => h.relay.keyRing.currentSessionKey().kid === newKid);
+    const took = await until(
+      t,
+      'the relay to load the new session key',
+      () => h.relay.keyRing.currentSessionKey().kid === newKid,
+    );
     t.ok(took <= 2000, `picked up within ${took} ms (watch every 100 ms in the harness)`);
     t.ok(h.relay.keyRing.sessionKey(oldSessionKid!), 'the retired key is still in the ring');
 
@@ -118,7 +132,11 @@ t.test('key rotation while the relay runs', async (t) => {
     t.equal((await withCookie(fresh)).status, 200, 'and it works');
 
     const audit = cli.keys.list('session');
-    t.same(audit.map((k) => k.kid), [newKid, oldSessionKid], 'newest first, retired one kept');
+    t.same(
+      audit.map((k) => k.kid),
+      [newKid, oldSessionKid],
+      'newest first, retired one kept',
+    );
     t.ok(audit[1]!.retiredAt !== null && audit[0]!.retiredAt === null, 'old key retired, new key current');
   });
 
@@ -145,25 +163,34 @@ t.test('key rotation while the relay runs', async (t) => {
     t.equal(backend.seen.length, before + 1, 'the backend saw the request');
     const jwt = String(backend.seen.at(-1)!['x-proxyctl-jwt-assertion']);
     t.equal(decodeProtectedHeader(jwt).kid, newKid, 'the assertion is signed with the new key');
-    const { payload, protectedHeader } = await jwtVerify(jwt, keySet, { issuer: 'https://keys.test', audience: 'https://keys.test/' });
+    const { payload, protectedHeader } = await jwtVerify(jwt, keySet, {
+      issuer: 'https://keys.test',
+      audience: 'https://keys.test/',
+    });
     t.equal(protectedHeader.alg, 'ES256');
     t.equal(payload.sub, 'alice');
 
     // An assertion issued before the rotation is still valid for its few minutes.
-    const old = await jwtVerify(firstAssertion, keySet, { issuer: 'https://keys.test', audience: 'https://keys.test/' });
+    const old = await jwtVerify(firstAssertion, keySet, {
+      issuer: 'https://keys.test',
+      audience: 'https://keys.test/',
+    });
     t.equal(old.protectedHeader.kid, oldAssertionKid, 'the pre-rotation assertion verifies against the published JWKS');
 
     const listed = cli.keys.list('assertion');
-    t.same(listed.map((k) => k.kid), [newKid, oldAssertionKid]);
+    t.same(
+      listed.map((k) => k.kid),
+      [newKid, oldAssertionKid],
+    );
   });
 
-  await t.test('the CLI rotating the running relay\'s data directory (another process)', async (t) => {
+  await t.test("the CLI rotating the running relay's data directory (another process)", async (t) => {
     const r = await runCli(['relay', 'keys', 'rotate', '--data-dir', h.config.dataDir, '--purpose', 'assertion']);
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
     const kid = /^new assertion key (\S+)$/m.exec(r.stdout)?.[1];
     t.ok(kid, `printed the new kid: ${r.stdout}`);
     let kids: (string | undefined)[] = [];
-    const took = await until(t, 'the JWKS to publish the CLI\'s key', async () => {
+    const took = await until(t, "the JWKS to publish the CLI's key", async () => {
       kids = kidsOf(await fetchJwks());
       return kids.includes(kid);
     });
@@ -173,18 +200,25 @@ t.test('key rotation while the relay runs', async (t) => {
     t.equal((await withCookie(oldCookie, '/cli')).status, 200);
     const jwt = String(backend.seen.at(before)!['x-proxyctl-jwt-assertion']);
     t.equal(decodeProtectedHeader(jwt).kid, kid, 'new assertions use the key the CLI made');
-    await jwtVerify(jwt, createLocalJWKSet(await fetchJwks()), { issuer: 'https://keys.test', audience: 'https://keys.test/' });
+    await jwtVerify(jwt, createLocalJWKSet(await fetchJwks()), {
+      issuer: 'https://keys.test',
+      audience: 'https://keys.test/',
+    });
   });
 });
 
 t.test('proxyctl relay keys rotate (built binary)', async (t) => {
   const dir = tempDir(t, 'proxyctl-keys-');
   const config = path.join(dir, 'relay.yaml');
-  writeFileSync(config, `dataDir: ./data
+  writeFileSync(
+    config,
+    `dataDir: ./data
 apps:
   - { name: wiki, externalUrl: "https://wiki.example.com/", internalUrl: "http://10.0.0.5/", assignment: any }
-`);
-  const printed = (stdout: string) => Object.fromEntries([...stdout.matchAll(/^new (session|assertion) key (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
+`,
+  );
+  const printed = (stdout: string) =>
+    Object.fromEntries([...stdout.matchAll(/^new (session|assertion) key (\S+)$/gm)].map((m) => [m[1]!, m[2]!]));
 
   let r = await runCli(['relay', 'keys', 'rotate', '--config', config]);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
@@ -207,11 +241,21 @@ apps:
 
   const store = openSqliteStore(path.join(dir, 'data'));
   try {
-    t.same(store.keys.list('session').map((k) => k.kid), [third['session'], second['session'], first['session']], 'the store holds the printed kids, newest current');
-    t.same(store.keys.list('assertion').map((k) => k.kid), [second['assertion'], first['assertion']]);
+    t.same(
+      store.keys.list('session').map((k) => k.kid),
+      [third['session'], second['session'], first['session']],
+      'the store holds the printed kids, newest current',
+    );
+    t.same(
+      store.keys.list('assertion').map((k) => k.kid),
+      [second['assertion'], first['assertion']],
+    );
     const rotations = store.audit.list(100).filter((a) => a.action === 'key.rotate');
     t.equal(rotations.length, 5, 'each rotation is in the audit trail');
-    t.ok(rotations.every((a) => a.actor === 'cli'), 'recorded as the CLI');
+    t.ok(
+      rotations.every((a) => a.actor === 'cli'),
+      'recorded as the CLI',
+    );
   } finally {
     store.close();
   }

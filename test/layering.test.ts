@@ -51,7 +51,8 @@ for (const file of sources(SRC)) {
   for (const m of readFileSync(file, 'utf8').matchAll(IMPORT)) {
     const target = path.resolve(path.dirname(file), (m[1] ?? m[2])!);
     const to = roomOf(target);
-    if ((rank.get(to) ?? -1) > (rank.get(from) ?? -1)) upward.push(`${path.relative(SRC, file)} (${from}) imports ${path.relative(SRC, target)} (${to})`);
+    if ((rank.get(to) ?? -1) > (rank.get(from) ?? -1))
+      upward.push(`${path.relative(SRC, file)} (${from}) imports ${path.relative(SRC, target)} (${to})`);
   }
 }
 t.same(upward, [], 'no import runs upward');

@@ -2,7 +2,12 @@
 // is the client behind trusted proxies, the per-address connection cap on real
 // sockets (plain TCP and TLS), and validation of the `limits:` config section.
 import t from 'tap';
-import { connect as netConnect, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import {
+  connect as netConnect,
+  createServer as createNetServer,
+  type Server as NetServer,
+  type Socket,
+} from 'node:net';
 import { connect as tlsConnect, createServer as createTlsServer } from 'node:tls';
 import { once } from 'node:events';
 import { LIMITS_DEFAULTS, buildLimits, parseBodyLimit, parseSize } from '../src/config/limits-config.js';
@@ -106,7 +111,10 @@ t.test('RateLimiter', async (t) => {
     const started = performance.now();
     for (let i = 0; i < 250_000; i++) rl.take(`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`);
     t.equal(rl.size, 100_000, 'the default cap of 100 000 keys holds');
-    t.ok(performance.now() - started < 2000, `constant work per call (${Math.round(performance.now() - started)} ms for 250 000 calls)`);
+    t.ok(
+      performance.now() - started < 2000,
+      `constant work per call (${Math.round(performance.now() - started)} ms for 250 000 calls)`,
+    );
   });
 
   t.test('invalid options and costs are programming errors', async (t) => {
@@ -127,55 +135,122 @@ t.test('TrustedProxies', async (t) => {
   t.test('an untrusted peer cannot name the client', async (t) => {
     t.same(tp.clientAddress('203.0.113.9', '198.51.100.7'), { client: '203.0.113.9', trustedChain: undefined });
     t.same(tp.clientAddress('203.0.113.9', undefined), { client: '203.0.113.9', trustedChain: undefined });
-    t.same(tp.clientAddress('192.0.2.11', '198.51.100.7'), { client: '192.0.2.11', trustedChain: undefined }, 'a single address trusts only itself');
+    t.same(
+      tp.clientAddress('192.0.2.11', '198.51.100.7'),
+      { client: '192.0.2.11', trustedChain: undefined },
+      'a single address trusts only itself',
+    );
     const none = new TrustedProxies([]);
-    t.same(none.clientAddress('10.0.0.1', '198.51.100.7'), { client: '10.0.0.1', trustedChain: undefined }, 'no trusted proxies: XFF never believed');
+    t.same(
+      none.clientAddress('10.0.0.1', '198.51.100.7'),
+      { client: '10.0.0.1', trustedChain: undefined },
+      'no trusted proxies: XFF never believed',
+    );
   });
 
   t.test('a trusted peer: the right-most untrusted entry is the client', async (t) => {
     t.same(tp.clientAddress('10.0.0.1', '198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' });
     t.same(tp.clientAddress('192.0.2.10', '198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' });
-    t.same(tp.clientAddress('10.0.0.1', '6.6.6.6, 1.1.1.1, 198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'entries the client wrote itself (left of it) are dropped');
-    t.same(tp.clientAddress('10.0.0.1', '  198.51.100.7  ,'), { client: '198.51.100.7', trustedChain: '198.51.100.7' }, 'spaces and empty elements');
-    t.same(tp.clientAddress('::ffff:10.0.0.1', '::ffff:198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' }, 'IPv4-mapped on both sides');
-    t.same(tp.clientAddress('10.0.0.1', '198.51.100.7:51234'), { client: '198.51.100.7', trustedChain: '198.51.100.7' }, 'IPv4 with a port');
-    t.same(tp.clientAddress('10.0.0.1', '[2001:db9::7]:443'), { client: '2001:db9::7', trustedChain: '2001:db9::7' }, 'bracketed IPv6 with a port');
-    t.same(tp.clientAddress('2001:db8::1', '2001:db9::7'), { client: '2001:db9::7', trustedChain: '2001:db9::7' }, 'IPv6 peer and client');
+    t.same(
+      tp.clientAddress('10.0.0.1', '6.6.6.6, 1.1.1.1, 198.51.100.7'),
+      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
+      'entries the client wrote itself (left of it) are dropped',
+    );
+    t.same(
+      tp.clientAddress('10.0.0.1', '  198.51.100.7  ,'),
+      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
+      'spaces and empty elements',
+    );
+    t.same(
+      tp.clientAddress('::ffff:10.0.0.1', '::ffff:198.51.100.7'),
+      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
+      'IPv4-mapped on both sides',
+    );
+    t.same(
+      tp.clientAddress('10.0.0.1', '198.51.100.7:51234'),
+      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
+      'IPv4 with a port',
+    );
+    t.same(
+      tp.clientAddress('10.0.0.1', '[2001:db9::7]:443'),
+      { client: '2001:db9::7', trustedChain: '2001:db9::7' },
+      'bracketed IPv6 with a port',
+    );
+    t.same(
+      tp.clientAddress('2001:db8::1', '2001:db9::7'),
+      { client: '2001:db9::7', trustedChain: '2001:db9::7' },
+      'IPv6 peer and client',
+    );
   });
 
   t.test('several trusted hops are skipped', async (t) => {
     t.same(tp.clientAddress('10.0.0.1', '6.6.6.6, 198.51.100.7, 2001:db8::5, 10.1.1.1'), {
-      client: '198.51.100.7', trustedChain: '198.51.100.7, 2001:db8::5, 10.1.1.1',
+      client: '198.51.100.7',
+      trustedChain: '198.51.100.7, 2001:db8::5, 10.1.1.1',
     });
-    t.same(tp.clientAddress('10.0.0.1', '10.9.9.9, 10.1.1.1'), { client: '10.9.9.9', trustedChain: '10.9.9.9, 10.1.1.1' },
-      'every hop trusted: the furthest one');
-    t.same(tp.clientAddress('10.0.0.1', '198.51.100.7, 10.1.1.1, 203.0.113.5, 10.2.2.2'), {
-      client: '203.0.113.5', trustedChain: '203.0.113.5, 10.2.2.2',
-    }, 'an untrusted hop between trusted ones is where belief stops');
+    t.same(
+      tp.clientAddress('10.0.0.1', '10.9.9.9, 10.1.1.1'),
+      { client: '10.9.9.9', trustedChain: '10.9.9.9, 10.1.1.1' },
+      'every hop trusted: the furthest one',
+    );
+    t.same(
+      tp.clientAddress('10.0.0.1', '198.51.100.7, 10.1.1.1, 203.0.113.5, 10.2.2.2'),
+      {
+        client: '203.0.113.5',
+        trustedChain: '203.0.113.5, 10.2.2.2',
+      },
+      'an untrusted hop between trusted ones is where belief stops',
+    );
   });
 
   t.test('garbage falls back to the socket address', async (t) => {
     const peer = { client: '10.0.0.1', trustedChain: undefined };
-    for (const xff of ['not-an-ip', 'unknown', '1.2.3.4 5.6.7.8', '999.1.1.1', '1.2.3', 'fe80::1%eth0', '198.51.100.7, garbage',
-      '198.51.100.7, 10.1.1.1;x', '', ' , ', '"198.51.100.7"', '[198.51.100.7', '01.2.3.4', '1.2.3.4:99999', 'for=198.51.100.7', '\u0000']) {
+    for (const xff of [
+      'not-an-ip',
+      'unknown',
+      '1.2.3.4 5.6.7.8',
+      '999.1.1.1',
+      '1.2.3',
+      'fe80::1%eth0',
+      '198.51.100.7, garbage',
+      '198.51.100.7, 10.1.1.1;x',
+      '',
+      ' , ',
+      '"198.51.100.7"',
+      '[198.51.100.7',
+      '01.2.3.4',
+      '1.2.3.4:99999',
+      'for=198.51.100.7',
+      '\u0000',
+    ]) {
       t.same(tp.clientAddress('10.0.0.1', xff), peer, JSON.stringify(xff));
     }
-    t.same(tp.clientAddress('10.0.0.1', 'garbage, 198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'garbage the client wrote left of itself is dropped, not a reason to lose its address');
+    t.same(
+      tp.clientAddress('10.0.0.1', 'garbage, 198.51.100.7'),
+      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
+      'garbage the client wrote left of itself is dropped, not a reason to lose its address',
+    );
   });
 
   t.test('ranges are validated', async (t) => {
     t.throws(() => new TrustedProxies(['10.0.0.0/33']), RangeError);
     t.throws(() => new TrustedProxies(['proxy.example.com']), RangeError);
-    t.same(parseCidr('::ffff:10.0.0.0/104'), { addr: '10.0.0.0', bits: 8, family: 'ipv4' }, 'IPv4-mapped range taken as IPv4');
+    t.same(
+      parseCidr('::ffff:10.0.0.0/104'),
+      { addr: '10.0.0.0', bits: 8, family: 'ipv4' },
+      'IPv4-mapped range taken as IPv4',
+    );
     t.same(parseCidr('2001:db8::1'), { addr: '2001:db8::1', bits: 128, family: 'ipv6' });
     t.equal(parseCidr('10.0.0.0/08'), undefined, 'leading zero in the prefix length');
   });
 });
 
 /** Opens a client socket; `closed` resolves with the milliseconds from dialling to close. */
-async function open(port: number, host = '127.0.0.1', localAddress?: string): Promise<{ socket: Socket; closed: Promise<number> }> {
+async function open(
+  port: number,
+  host = '127.0.0.1',
+  localAddress?: string,
+): Promise<{ socket: Socket; closed: Promise<number> }> {
   const startedAt = performance.now();
   const socket = netConnect({ host, port, ...(localAddress ? { localAddress } : {}) });
   socket.on('error', () => undefined);
@@ -316,26 +391,52 @@ t.test('limits config: defaults', async (t) => {
   const { limits, issues: none } = issues(undefined);
   t.same(none, []);
   t.same(limits, {
-    perIp: { ratePerSec: 300, burst: 600 }, perApp: undefined, connectionsPerIp: 256, headersTimeoutMs: 10_000, idleTimeoutMs: 65_000,
-    requestTimeoutMs: 0, bodyIdleTimeoutMs: 30_000, maxHeaderBytes: 32_768, maxHeaders: 100, trustedProxies: [],
+    perIp: { ratePerSec: 300, burst: 600 },
+    perApp: undefined,
+    connectionsPerIp: 256,
+    headersTimeoutMs: 10_000,
+    idleTimeoutMs: 65_000,
+    requestTimeoutMs: 0,
+    bodyIdleTimeoutMs: 30_000,
+    maxHeaderBytes: 32_768,
+    maxHeaders: 100,
+    trustedProxies: [],
   });
   t.same(issues({}).limits, LIMITS_DEFAULTS, 'an empty mapping is the defaults');
 });
 
 t.test('limits config: values as written', async (t) => {
   const { limits, issues: none } = issues({
-    perIp: { ratePerSec: 0.5 }, perApp: { ratePerSec: 1000, burst: 5000 }, connectionsPerIp: 16, headersTimeout: '2s', idleTimeout: '5s',
-    requestTimeout: '10m', bodyIdleTimeout: '1500ms', maxHeaderBytes: '16KiB', maxHeaders: 50,
+    perIp: { ratePerSec: 0.5 },
+    perApp: { ratePerSec: 1000, burst: 5000 },
+    connectionsPerIp: 16,
+    headersTimeout: '2s',
+    idleTimeout: '5s',
+    requestTimeout: '10m',
+    bodyIdleTimeout: '1500ms',
+    maxHeaderBytes: '16KiB',
+    maxHeaders: 50,
     trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.10', '::1'],
   });
   t.same(none, []);
   t.same(limits, {
-    perIp: { ratePerSec: 0.5, burst: 1 }, perApp: { ratePerSec: 1000, burst: 5000 }, connectionsPerIp: 16, headersTimeoutMs: 2000, idleTimeoutMs: 5000,
-    requestTimeoutMs: 600_000, bodyIdleTimeoutMs: 1500, maxHeaderBytes: 16_384, maxHeaders: 50,
+    perIp: { ratePerSec: 0.5, burst: 1 },
+    perApp: { ratePerSec: 1000, burst: 5000 },
+    connectionsPerIp: 16,
+    headersTimeoutMs: 2000,
+    idleTimeoutMs: 5000,
+    requestTimeoutMs: 600_000,
+    bodyIdleTimeoutMs: 1500,
+    maxHeaderBytes: 16_384,
+    maxHeaders: 50,
     trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.10', '::1'],
   });
   t.equal(issues({ perIp: false }).limits.perIp, undefined, 'perIp: false turns the limit off');
-  t.same(issues({ perIp: { ratePerSec: 20 } }).limits.perIp, { ratePerSec: 20, burst: 40 }, 'burst defaults to two seconds of rate');
+  t.same(
+    issues({ perIp: { ratePerSec: 20 } }).limits.perIp,
+    { ratePerSec: 20, burst: 40 },
+    'burst defaults to two seconds of rate',
+  );
   t.equal(issues({ requestTimeout: 0 }).limits.requestTimeoutMs, 0, 'requestTimeout: 0');
   t.equal(issues({ requestTimeout: 'none' }).limits.requestTimeoutMs, 0, 'requestTimeout: none');
   t.equal(issues({ maxHeaderBytes: 65536 }).limits.maxHeaderBytes, 65536);
@@ -389,7 +490,11 @@ t.test('limits config: every bad value is refused with its key path', async (t) 
     t.ok(got[0]?.expected, `${name}: says what is expected`);
   }
   const several = issues({ perIp: { ratePerSec: 0 }, maxHeaders: -1, trustedProxies: ['x'] }).issues.map((i) => i.path);
-  t.same(several, ['limits.perIp.ratePerSec', 'limits.maxHeaders', 'limits.trustedProxies[0]'], 'every problem reported at once');
+  t.same(
+    several,
+    ['limits.perIp.ratePerSec', 'limits.maxHeaders', 'limits.trustedProxies[0]'],
+    'every problem reported at once',
+  );
   const found = issues({ connectionsPerIp: 'many' }).issues[0]!;
   t.equal(found.found, '"many"', 'found value quoted');
 });
@@ -400,13 +505,38 @@ t.test('sizes and per-app maxBodyBytes', async (t) => {
   t.equal(parseSize('512KiB'), 524_288);
   t.equal(parseSize('1.5GiB'), 1.5 * 1024 ** 3);
   t.equal(parseSize('2 KB'), 2000);
-  const ok: [unknown, number | undefined][] = [[undefined, undefined], [1, 1], [1048576, 1048576], ['10MB', 10_000_000], ['512KiB', 524_288], ['1GiB', 1024 ** 3], ['100B', 100]];
+  const ok: [unknown, number | undefined][] = [
+    [undefined, undefined],
+    [1, 1],
+    [1048576, 1048576],
+    ['10MB', 10_000_000],
+    ['512KiB', 524_288],
+    ['1GiB', 1024 ** 3],
+    ['100B', 100],
+  ];
   for (const [raw, want] of ok) {
     const v = new Validation();
     t.equal(parseBodyLimit(v, 'apps[0].maxBodyBytes', raw), want, JSON.stringify(raw));
     t.same(v.issues, []);
   }
-  for (const raw of [0, -1, 1.5, '0', '10mb', '10 megabytes', 'lots', '', '1e6', '0.5B', '-5MB', true, null, [1], { n: 1 }, Number.MAX_SAFE_INTEGER + 2]) {
+  for (const raw of [
+    0,
+    -1,
+    1.5,
+    '0',
+    '10mb',
+    '10 megabytes',
+    'lots',
+    '',
+    '1e6',
+    '0.5B',
+    '-5MB',
+    true,
+    null,
+    [1],
+    { n: 1 },
+    Number.MAX_SAFE_INTEGER + 2,
+  ]) {
     const v = new Validation();
     t.equal(parseBodyLimit(v, 'apps[0].maxBodyBytes', raw), undefined, `${JSON.stringify(raw)} refused`);
     t.equal(v.issues[0]?.path, 'apps[0].maxBodyBytes', `${JSON.stringify(raw)}: with its key path`);

@@ -8,19 +8,33 @@ import { Agent } from 'undici';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { Proc, runCli, tempDir } from './helpers/proc.js';
 
-
 t.test('users CLI, proxyctl login, register with the stored token', async (t) => {
   const dir = tempDir(t);
   const config = path.join(dir, 'relay.yaml');
-  writeFileSync(config, `dataDir: ./data
+  writeFileSync(
+    config,
+    `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
 apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http://127.0.0.1:9/", assignment: any } ]
-`);
+`,
+  );
   const env = { PROXYCTL_CONFIG_DIR: path.join(dir, 'cli-config') };
   const passwordFile = path.join(dir, 'pw');
   writeFileSync(passwordFile, 'admin password 1\n');
-  let r = await runCli(['users', 'add', 'Admin', '--config', config, '--roles', 'ProxyAdministrator', '--email', 'admin@example.com', '--password-file', passwordFile]);
+  let r = await runCli([
+    'users',
+    'add',
+    'Admin',
+    '--config',
+    config,
+    '--roles',
+    'ProxyAdministrator',
+    '--email',
+    'admin@example.com',
+    '--password-file',
+    passwordFile,
+  ]);
   t.equal(r.code, 0, r.stderr);
   r = await runCli(['users', 'add', 'admin', '--config', config, '--password-file', passwordFile]);
   t.equal(r.code, 1, 'duplicate (case-insensitive) refused');
@@ -40,18 +54,26 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
   const login = new Proc(['login', '--relay', relayUrl, '--relay-ca', caFile], { env });
   t.teardown(() => login.stop());
   const deadline = Date.now() + 20_000;
-  while (!/confirm the code/.test(login.stdoutText) && Date.now() < deadline) await new Promise((res) => setTimeout(res, 100));
+  while (!/confirm the code/.test(login.stdoutText) && Date.now() < deadline)
+    await new Promise((res) => setTimeout(res, 100));
   const url = /open (\S+)/.exec(login.stdoutText)?.[1];
   t.ok(url, `login printed a URL: ${login.stdoutText} ${login.stderrText}`);
   t.match(url!, new RegExp(`^https://login\\.localhost:${publicPort}/device`));
 
   // The administrator approves in a browser.
-  const client = new Agent({ connect: { ca: (await import('node:fs')).readFileSync(caFile, 'utf8'), lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) } });
+  const client = new Agent({
+    connect: {
+      ca: (await import('node:fs')).readFileSync(caFile, 'utf8'),
+      lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]),
+    },
+  });
   t.teardown(() => client.close());
   const sim = new BrowserSim(client);
   let page = await sim.follow(url!);
   for (let i = 0; i < 6 && !/<h1>Signed in/.test(page.body); i++) {
-    page = /name="username"/.test(page.body) ? await sim.submit(page, { username: 'admin', password: 'admin password 1' }) : await sim.submit(page, {});
+    page = /name="username"/.test(page.body)
+      ? await sim.submit(page, { username: 'admin', password: 'admin password 1' })
+      : await sim.submit(page, {});
   }
   t.match(page.body, /<h1>Signed in/);
   t.equal(await login.exited, 0, login.stderrText);
@@ -59,7 +81,21 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
   t.ok(existsSync(tokenFile));
   t.equal(statSync(tokenFile).mode & 0o777, 0o600, 'token store is 0600');
 
-  r = await runCli(['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', path.join(dir, 'c1'), '--name', 'edge-1'], { env });
+  r = await runCli(
+    [
+      'connector',
+      'register',
+      '--relay',
+      relayUrl,
+      '--relay-ca',
+      caFile,
+      '--state-dir',
+      path.join(dir, 'c1'),
+      '--name',
+      'edge-1',
+    ],
+    { env },
+  );
   t.equal(r.code, 0, r.stderr);
   t.match(r.stdout, /registered connector/);
   r = await runCli(['relay', 'connectors', 'list', '--config', config, '--json']);

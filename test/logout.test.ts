@@ -25,8 +25,17 @@ t.test('sign-out', async (t) => {
 `,
   });
   const origin = `https://web.test:${h.publicPort}`;
-  h.idp.registerClient({ clientId: 'urn:web', clientSecret: 's1', redirectUris: [`${origin}/.proxyctl/callback`], postLogoutRedirectUris: [`${origin}/.proxyctl/signed-out`] });
-  h.idp.registerClient({ clientId: 'urn:docs', clientSecret: 's2', redirectUris: [`https://apps.test:${h.publicPort}/docs/.proxyctl/callback`] });
+  h.idp.registerClient({
+    clientId: 'urn:web',
+    clientSecret: 's1',
+    redirectUris: [`${origin}/.proxyctl/callback`],
+    postLogoutRedirectUris: [`${origin}/.proxyctl/signed-out`],
+  });
+  h.idp.registerClient({
+    clientId: 'urn:docs',
+    clientSecret: 's2',
+    redirectUris: [`https://apps.test:${h.publicPort}/docs/.proxyctl/callback`],
+  });
   h.idp.setUser('alice', { email: 'alice@example.com' });
   await h.addConnector();
   const web = h.config.apps.find((a) => a.name === 'web')!;
@@ -37,9 +46,14 @@ t.test('sign-out', async (t) => {
     t.equal(r.status, 200, 'signed in');
     return sim;
   };
-  const active = async (sim: BrowserSim) => (await sim.get(h.url('web.test', '/.proxyctl/me'), { headers: { accept: 'application/json' } })).status === 200;
+  const active = async (sim: BrowserSim) =>
+    (await sim.get(h.url('web.test', '/.proxyctl/me'), { headers: { accept: 'application/json' } })).status === 200;
   const post = (sim: BrowserSim, headers: Record<string, string>, method = 'POST') =>
-    sim.get(h.url('web.test', '/.proxyctl/logout'), { method, headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, body: '' });
+    sim.get(h.url('web.test', '/.proxyctl/logout'), {
+      method,
+      headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+      body: '',
+    });
 
   await t.test('GET shows a confirmation page and signs no one out', async (t) => {
     const sim = await signedIn();
@@ -50,8 +64,12 @@ t.test('sign-out', async (t) => {
     t.equal(page.headers['cache-control'], 'no-store');
     t.equal(page.headers['x-frame-options'], 'DENY');
     const csp = String(page.headers['content-security-policy']);
-    for (const directive of ["default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"]) t.ok(csp.includes(directive), `CSP has ${directive}`);
-    t.ok(csp.includes(new URL(h.idp.issuer).origin), "form-action allows the redirect to the provider's end-session endpoint");
+    for (const directive of ["default-src 'none'", "frame-ancestors 'none'", "form-action 'self'", "base-uri 'none'"])
+      t.ok(csp.includes(directive), `CSP has ${directive}`);
+    t.ok(
+      csp.includes(new URL(h.idp.issuer).origin),
+      "form-action allows the redirect to the provider's end-session endpoint",
+    );
     t.match(page.body, /<form method="post" action="\/\.proxyctl\/logout">/);
     t.match(page.body, /<button type="submit" id="signout">/);
     t.notMatch(page.body, /<script/i, 'no script');
@@ -67,22 +85,35 @@ t.test('sign-out', async (t) => {
     const sim = await signedIn();
     const hostile: [string, Record<string, string>][] = [
       ['Origin of another site', { origin: 'https://evil.test' }],
-      ['Origin of another site, Sec-Fetch-Site cross-site', { origin: 'https://evil.test', 'sec-fetch-site': 'cross-site' }],
+      [
+        'Origin of another site, Sec-Fetch-Site cross-site',
+        { origin: 'https://evil.test', 'sec-fetch-site': 'cross-site' },
+      ],
       ['Sec-Fetch-Site cross-site, no Origin', { 'sec-fetch-site': 'cross-site' }],
-      ['Sec-Fetch-Site same-site (a sibling host)', { origin: `https://other.web.test:${h.publicPort}`, 'sec-fetch-site': 'same-site' }],
+      [
+        'Sec-Fetch-Site same-site (a sibling host)',
+        { origin: `https://other.web.test:${h.publicPort}`, 'sec-fetch-site': 'same-site' },
+      ],
       ['Sec-Fetch-Site none', { 'sec-fetch-site': 'none' }],
       ['Origin null without Sec-Fetch-Site (sandboxed frame)', { origin: 'null' }],
       ['same host, another port', { origin: 'https://web.test:1' }],
       ['same host over http', { origin: `http://web.test:${h.publicPort}` }],
       ['Origin of this app, Sec-Fetch-Site cross-site', { origin, 'sec-fetch-site': 'cross-site' }],
-      ['Sec-Fetch-Site same-origin but Origin of another site', { origin: 'https://evil.test', 'sec-fetch-site': 'same-origin' }],
+      [
+        'Sec-Fetch-Site same-origin but Origin of another site',
+        { origin: 'https://evil.test', 'sec-fetch-site': 'same-origin' },
+      ],
       ['old browser: Referer from another site, no Origin', { referer: 'https://evil.test/page' }],
       ['Origin of another app on the relay', { origin: `https://apps.test:${h.publicPort}` }],
     ];
     for (const [name, headers] of hostile) {
       const r = await post(sim, { accept: 'application/json', ...headers });
       t.equal(r.status, 403, `${name}: 403`);
-      t.equal((JSON.parse(r.body) as { error: { code: string } }).error.code, 'ERR_BAD_REQUEST', `${name}: ERR_BAD_REQUEST`);
+      t.equal(
+        (JSON.parse(r.body) as { error: { code: string } }).error.code,
+        'ERR_BAD_REQUEST',
+        `${name}: ERR_BAD_REQUEST`,
+      );
       t.notOk(r.headers['set-cookie'], `${name}: no cookie cleared`);
     }
     t.ok(await active(sim), 'still signed in after every attempt');
@@ -102,7 +133,10 @@ t.test('sign-out', async (t) => {
     const out = await sim.submit(confirm, {});
     t.equal(new URL(out.url).origin, h.idp.issuer, 'followed into the provider');
     t.notOk(await active(sim), 'signed out');
-    const replay = await request(h.url('web.test', '/x'), { dispatcher: h.client, headers: { cookie: `${cookieName(web)}=${copied}`, accept: 'application/json' } });
+    const replay = await request(h.url('web.test', '/x'), {
+      dispatcher: h.client,
+      headers: { cookie: `${cookieName(web)}=${copied}`, accept: 'application/json' },
+    });
     t.equal(replay.statusCode, 401, 'a copied cookie is revoked');
     await replay.body.dump();
     t.match(out.body, /name="logout"/, "at the provider's end-session confirmation");
@@ -129,7 +163,11 @@ t.test('sign-out', async (t) => {
     t.equal((await post(script, {})).status, 303);
     t.notOk(await active(script));
     const noReferrer = await signedIn();
-    t.equal((await post(noReferrer, { origin: 'null', 'sec-fetch-site': 'same-origin' })).status, 303, 'a page with Referrer-Policy no-referrer sends Origin null');
+    t.equal(
+      (await post(noReferrer, { origin: 'null', 'sec-fetch-site': 'same-origin' })).status,
+      303,
+      'a page with Referrer-Policy no-referrer sends Origin null',
+    );
     t.notOk(await active(noReferrer));
     const referer = await signedIn();
     t.equal((await post(referer, { referer: `${origin}/some/page` })).status, 303, 'old browser, same-origin Referer');

@@ -138,7 +138,12 @@ t.test('path spellings cannot reach another app through the root app', async (t)
   const get = (host: string, path: string) =>
     new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = httpsRequest({
-        host: '127.0.0.1', port: h.publicPort, servername: host, ca, agent: false, path,
+        host: '127.0.0.1',
+        port: h.publicPort,
+        servername: host,
+        ca,
+        agent: false,
+        path,
         headers: { host: `${host}:${h.publicPort}`, accept: 'application/json' },
       });
       req.on('error', reject);
@@ -157,7 +162,11 @@ t.test('path spellings cannot reach another app through the root app', async (t)
     const reached = seen.slice(before);
     const name = `${row.host}${row.path}`;
     t.equal(r.status, row.status, `${name}: status`);
-    t.same(reached, row.backend === null ? [] : [row.backend], `${name}: backend received ${JSON.stringify(row.backend)}`);
+    t.same(
+      reached,
+      row.backend === null ? [] : [row.backend],
+      `${name}: backend received ${JSON.stringify(row.backend)}`,
+    );
     if (row.code) t.match(r.body, `"code":"${row.code}"`, `${name}: ${row.code}`);
   }
   t.ok(rows.length >= 70, `${rows.length} spellings`);

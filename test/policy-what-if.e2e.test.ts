@@ -9,7 +9,9 @@ import { runCli, tempDir } from './helpers/proc.js';
 
 const dir = tempDir(t, 'proxyctl-what-if-');
 const config = path.join(dir, 'relay.yaml');
-writeFileSync(config, `dataDir: ./data
+writeFileSync(
+  config,
+  `dataDir: ./data
 apps:
   - { name: wiki, externalUrl: "https://wiki.example.com/", internalUrl: "http://10.0.0.5/", assignment: any }
   - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance], assignedUsers: [carol@example.com] }
@@ -29,13 +31,30 @@ policies:
     assignments: { users: { include: [all] } }
     conditions: { time: { days: [sat, sun], from: "00:00", to: "23:59" } }
     grant: { block: true }
-`);
+`,
+);
 
 interface Report {
-  context: { app: string; user: string; email: string | null; groups: string[]; ip: string; country: string | null; platform: string; amr: string[]; acr: string | null; risk: string; time: string; deviceCertificate: boolean };
+  context: {
+    app: string;
+    user: string;
+    email: string | null;
+    groups: string[];
+    ip: string;
+    country: string | null;
+    platform: string;
+    amr: string[];
+    acr: string | null;
+    risk: string;
+    time: string;
+    deviceCertificate: boolean;
+  };
   assigned: boolean;
   decision: {
-    result: string; decidedBy: string | null; hint: string | null; stepUp: { mfa: boolean; acr: string | null } | null;
+    result: string;
+    decidedBy: string | null;
+    hint: string | null;
+    stepUp: { mfa: boolean; acr: string | null } | null;
     policies: { name: string; state: string; applies: boolean; outcome: string; missing: string[] }[];
     session: { signInFrequencyMs: number | null; persistentBrowser: boolean | null };
   };
@@ -53,7 +72,20 @@ async function whatIf(t: Test, args: string[]): Promise<Report> {
 const policyOf = (r: Report, name: string) => r.decision.policies.find((p) => p.name === name);
 
 t.test('human output: a line per policy, then the decision', async (t) => {
-  const r = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki', '--user', 'alice', '--ip', '203.0.113.7', '--time', SAT]);
+  const r = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    config,
+    '--app',
+    'wiki',
+    '--user',
+    'alice',
+    '--ip',
+    '203.0.113.7',
+    '--time',
+    SAT,
+  ]);
   t.equal(r.code, 0, 'a denial is still exit 0');
   t.equal(r.stderr, '');
   const lines = r.stdout.trimEnd().split('\n');
@@ -65,24 +97,72 @@ t.test('human output: a line per policy, then the decision', async (t) => {
   t.equal(cols('office-only')[4], 'blocked');
   t.same([cols('mfa-for-payroll')[1], cols('mfa-for-payroll')[2]], ['on', 'no']);
   t.equal(cols('mfa-for-payroll')[4], 'notApplicable');
-  t.same([cols('watch-weekends')[1], cols('watch-weekends')[2], cols('watch-weekends')[4]], ['reportOnly', 'yes', 'blocked']);
+  t.same(
+    [cols('watch-weekends')[1], cols('watch-weekends')[2], cols('watch-weekends')[4]],
+    ['reportOnly', 'yes', 'blocked'],
+  );
   const decision = lines.filter((l) => l.startsWith('decision: '));
   t.equal(decision.length, 1, 'one decision line');
   t.match(decision[0], /^decision: deny\b/);
   t.match(decision[0], /"office-only"/, 'names the deciding policy');
-  t.ok(lines.indexOf(decision[0]!) > lines.findIndex((l) => l.startsWith('watch-weekends ')), 'the decision comes after the policies');
+  t.ok(
+    lines.indexOf(decision[0]!) > lines.findIndex((l) => l.startsWith('watch-weekends ')),
+    'the decision comes after the policies',
+  );
 
-  const allowed = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki', '--user', 'alice', '--ip', '198.51.100.20', '--time', WED]);
+  const allowed = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    config,
+    '--app',
+    'wiki',
+    '--user',
+    'alice',
+    '--ip',
+    '198.51.100.20',
+    '--time',
+    WED,
+  ]);
   t.equal(allowed.code, 0);
   t.ok(allowed.stdout.split('\n').some((l) => /^decision: allow\b/.test(l)));
 
-  const stepUp = await runCli(['policy', 'what-if', '--config', config, '--app', 'payroll', '--user', 'alice', '--groups', 'finance', '--time', WED]);
+  const stepUp = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    config,
+    '--app',
+    'payroll',
+    '--user',
+    'alice',
+    '--groups',
+    'finance',
+    '--time',
+    WED,
+  ]);
   t.equal(stepUp.code, 0);
   const line = stepUp.stdout.split('\n').find((l) => l.startsWith('decision: '));
   t.match(line, /^decision: stepUp by policy "mfa-for-payroll"/);
-  t.ok(stepUp.stdout.split('\n').some((l) => l.startsWith('mfa-for-payroll ') && l.split(/\s{2,}/)[5] === 'mfa'), 'missing: mfa');
+  t.ok(
+    stepUp.stdout.split('\n').some((l) => l.startsWith('mfa-for-payroll ') && l.split(/\s{2,}/)[5] === 'mfa'),
+    'missing: mfa',
+  );
 
-  const unassigned = await runCli(['policy', 'what-if', '--config', config, '--app', 'payroll', '--user', 'bob', '--groups', 'sales', '--time', WED]);
+  const unassigned = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    config,
+    '--app',
+    'payroll',
+    '--user',
+    'bob',
+    '--groups',
+    'sales',
+    '--time',
+    WED,
+  ]);
   t.equal(unassigned.code, 0);
   t.ok(unassigned.stdout.split('\n').includes('decision: deny (not assigned to the app)'));
 });
@@ -141,11 +221,60 @@ t.test('--json: context defaults and options', async (t) => {
   const r = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki', '--user', 'alice', '--json']);
   t.equal(r.code, 0);
   const ctx = (JSON.parse(r.stdout) as Report).context;
-  t.match(ctx, { app: 'wiki', user: 'alice', email: null, groups: [], ip: '127.0.0.1', country: null, platform: 'other', amr: ['pwd'], acr: null, risk: 'none', deviceCertificate: false });
+  t.match(ctx, {
+    app: 'wiki',
+    user: 'alice',
+    email: null,
+    groups: [],
+    ip: '127.0.0.1',
+    country: null,
+    platform: 'other',
+    amr: ['pwd'],
+    acr: null,
+    risk: 'none',
+    deviceCertificate: false,
+  });
   t.ok(Math.abs(Date.parse(ctx.time) - before) < 60_000, 'time defaults to now');
-  const full = await whatIf(t, ['--app', 'wiki', '--user', 'alice', '--email', 'alice@example.com', '--platform', 'ios', '--acr', 'gold', '--risk', 'high', '--device-cert', '--ip', '2001:db8:1::1']);
-  t.match(full.context, { email: 'alice@example.com', platform: 'ios', acr: 'gold', risk: 'high', deviceCertificate: true, time: '2025-03-12T10:00:00.000Z' });
-  const weekend = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki', '--user', 'alice', '--ip', '198.51.100.1', '--time', '2025-03-15T12:00:00+09:00', '--json']);
+  const full = await whatIf(t, [
+    '--app',
+    'wiki',
+    '--user',
+    'alice',
+    '--email',
+    'alice@example.com',
+    '--platform',
+    'ios',
+    '--acr',
+    'gold',
+    '--risk',
+    'high',
+    '--device-cert',
+    '--ip',
+    '2001:db8:1::1',
+  ]);
+  t.match(full.context, {
+    email: 'alice@example.com',
+    platform: 'ios',
+    acr: 'gold',
+    risk: 'high',
+    deviceCertificate: true,
+    time: '2025-03-12T10:00:00.000Z',
+  });
+  const weekend = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    config,
+    '--app',
+    'wiki',
+    '--user',
+    'alice',
+    '--ip',
+    '198.51.100.1',
+    '--time',
+    '2025-03-15T12:00:00+09:00',
+    '--json',
+  ]);
   const w = JSON.parse(weekend.stdout) as Report;
   t.equal(w.context.time, '2025-03-15T03:00:00.000Z', 'offsets are honoured');
   t.match(policyOf(w, 'watch-weekends'), { state: 'reportOnly', applies: true, outcome: 'blocked' });
@@ -179,11 +308,23 @@ t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
   t.match(unknownApp.stderr, /\bpayroll\b/, 'names the other known app');
 
   const badConfig = path.join(dir, 'bad.yaml');
-  writeFileSync(badConfig, 'policies:\n  - { name: P, assignments: { groups: { include: [nobody] } }, grant: { block: true } }\n');
+  writeFileSync(
+    badConfig,
+    'policies:\n  - { name: P, assignments: { groups: { include: [nobody] } }, grant: { block: true } }\n',
+  );
   const r = await runCli(['policy', 'what-if', '--config', badConfig, '--app', 'wiki', '--user', 'alice']);
   t.equal(r.code, 1);
   t.match(r.stderr.trimEnd(), /\[ERR_CONFIG_INVALID\]$/);
-  const missing = await runCli(['policy', 'what-if', '--config', path.join(dir, 'none.yaml'), '--app', 'wiki', '--user', 'alice']);
+  const missing = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    path.join(dir, 'none.yaml'),
+    '--app',
+    'wiki',
+    '--user',
+    'alice',
+  ]);
   t.equal(missing.code, 1);
   t.match(missing.stderr.trimEnd(), /\[ERR_CONFIG_READ\]$/);
   const noUser = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki']);
@@ -210,11 +351,16 @@ t.test('--user names a user of the embedded provider: their groups and e-mail ar
   const home = tempDir(t, 'proxyctl-what-if-users-');
   const file = path.join(home, 'relay.yaml');
   const hash = await hashPassword('a long password');
-  writeFileSync(path.join(home, 'users.yaml'), `users:
+  writeFileSync(
+    path.join(home, 'users.yaml'),
+    `users:
   - { username: frank, passwordHash: "${hash}", email: Frank@Example.com, groups: [finance] }
   - { username: gina, passwordHash: "${hash}", groups: [sales] }
-`);
-  writeFileSync(file, `dataDir: ./data
+`,
+  );
+  writeFileSync(
+    file,
+    `dataDir: ./data
 identity: { embedded: { usersFile: ./users.yaml } }
 apps:
   - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance], assignedUsers: [carol@example.com] }
@@ -222,29 +368,58 @@ policies:
   - name: mfa-for-payroll
     assignments: { groups: { include: [finance] }, users: { include: [carol@example.com] }, apps: { include: [payroll] } }
     grant: { requireMfa: true }
-`);
+`,
+  );
   const store = openSqliteStore(path.join(home, 'data'));
-  const user = (username: string, email: string | null, groups: string[]) => ({ username, passwordHash: hash, email, name: null, groups, roles: [], totpSecret: null, createdAt: Date.now() });
+  const user = (username: string, email: string | null, groups: string[]) => ({
+    username,
+    passwordHash: hash,
+    email,
+    name: null,
+    groups,
+    roles: [],
+    totpSecret: null,
+    createdAt: Date.now(),
+  });
   store.users.put(user('carol', 'carol@example.com', []), 'test', 'user.add');
   store.users.put(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
   store.users.put(user('dup1', 'same@example.com', []), 'test', 'user.add');
   store.users.put(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
   store.close();
   const run = async (args: string[]) => {
-    const r = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--time', WED, ...args, '--json']);
+    const r = await runCli([
+      'policy',
+      'what-if',
+      '--config',
+      file,
+      '--app',
+      'payroll',
+      '--time',
+      WED,
+      ...args,
+      '--json',
+    ]);
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
     return JSON.parse(r.stdout) as Report & { userSource: string };
   };
 
   const frank = await run(['--user', 'frank']);
   t.equal(frank.userSource, 'embedded');
-  t.match(frank.context, { user: 'frank', email: 'Frank@Example.com', groups: ['finance'] }, "the users file's groups and e-mail");
+  t.match(
+    frank.context,
+    { user: 'frank', email: 'Frank@Example.com', groups: ['finance'] },
+    "the users file's groups and e-mail",
+  );
   t.equal(frank.assigned, true, 'assigned through the group he really has');
   t.equal(frank.decision.result, 'stepUp', 'and the group policy applies to him');
 
   const byEmail = await run(['--user', 'frank@example.COM']);
   t.match(byEmail.context, { user: 'frank', groups: ['finance'] }, 'found by e-mail, case aside');
-  t.match((await run(['--user', 'FRANK'])).context, { user: 'frank' }, 'user names are case-insensitive, as at the login form');
+  t.match(
+    (await run(['--user', 'FRANK'])).context,
+    { user: 'frank' },
+    'user names are case-insensitive, as at the login form',
+  );
 
   const carol = await run(['--user', 'carol']);
   t.match(carol.context, { user: 'carol', email: 'carol@example.com', groups: [] }, 'a store user');
@@ -261,23 +436,79 @@ policies:
   t.equal(nobody.userSource, 'options', 'not a user: a bare subject');
   t.match(nobody.context, { user: 'nobody', groups: ['finance'] });
 
-  const human = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'frank', '--time', WED]);
-  t.ok(human.stdout.split('\n').some((l) => /^user: frank of the embedded identity provider \(groups finance, email Frank@Example\.com\)$/.test(l)), human.stdout);
-  const note = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'nobody', '--time', WED]);
-  t.ok(note.stdout.split('\n').some((l) => l.startsWith('note: nobody is not a user of the embedded identity provider')), note.stdout);
+  const human = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    file,
+    '--app',
+    'payroll',
+    '--user',
+    'frank',
+    '--time',
+    WED,
+  ]);
+  t.ok(
+    human.stdout
+      .split('\n')
+      .some((l) =>
+        /^user: frank of the embedded identity provider \(groups finance, email Frank@Example\.com\)$/.test(l),
+      ),
+    human.stdout,
+  );
+  const note = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    file,
+    '--app',
+    'payroll',
+    '--user',
+    'nobody',
+    '--time',
+    WED,
+  ]);
+  t.ok(
+    note.stdout.split('\n').some((l) => l.startsWith('note: nobody is not a user of the embedded identity provider')),
+    note.stdout,
+  );
 
-  const ambiguous = await runCli(['policy', 'what-if', '--config', file, '--app', 'payroll', '--user', 'same@example.com']);
+  const ambiguous = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    file,
+    '--app',
+    'payroll',
+    '--user',
+    'same@example.com',
+  ]);
   t.equal(ambiguous.code, 1, 'an e-mail of two users is refused');
   t.match(ambiguous.stderr.trimEnd(), /\[ERR_USAGE\]$/);
 
   const external = tempDir(t, 'proxyctl-what-if-ext-');
   const extFile = path.join(external, 'relay.yaml');
-  writeFileSync(extFile, `dataDir: ${JSON.stringify(path.join(home, 'data'))}
+  writeFileSync(
+    extFile,
+    `dataDir: ${JSON.stringify(path.join(home, 'data'))}
 identity: { issuer: "https://idp.example.com" }
 apps:
   - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance] }
-`);
-  const ext = await runCli(['policy', 'what-if', '--config', extFile, '--app', 'payroll', '--user', 'frank', '--time', WED, '--json']);
+`,
+  );
+  const ext = await runCli([
+    'policy',
+    'what-if',
+    '--config',
+    extFile,
+    '--app',
+    'payroll',
+    '--user',
+    'frank',
+    '--time',
+    WED,
+    '--json',
+  ]);
   const extReport = JSON.parse(ext.stdout) as Report & { userSource: string };
   t.equal(extReport.userSource, 'options', 'an external provider: --user is the subject, nothing is looked up');
   t.same(extReport.context.groups, []);

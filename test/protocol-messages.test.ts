@@ -3,11 +3,28 @@
 // unknown message types, oversized or missing fields, not JSON) is refused.
 import t from 'tap';
 import {
-  MAX_CONTROL_MESSAGE, MESSAGE_LIMITS, parseConnectorMessage, parseFailureReport, parseRelayMessage, type RelayMessage,
+  MAX_CONTROL_MESSAGE,
+  MESSAGE_LIMITS,
+  parseConnectorMessage,
+  parseFailureReport,
+  parseRelayMessage,
+  type RelayMessage,
 } from '../src/protocol/connector-api.js';
 
 const ID = 'a6f2c1de-0c1b-4d7e-9a41-6a3f1e2d9b70';
-const request = { type: 'request', id: ID, app: 'wiki', method: 'GET', target: 'a/b?c=1', headers: [['accept', '*/*'], ['set-cookie', 'a=1']], body: false, upgrade: false };
+const request = {
+  type: 'request',
+  id: ID,
+  app: 'wiki',
+  method: 'GET',
+  target: 'a/b?c=1',
+  headers: [
+    ['accept', '*/*'],
+    ['set-cookie', 'a=1'],
+  ],
+  body: false,
+  upgrade: false,
+};
 
 t.test('every relay message passes as the relay sends it', async (t) => {
   const good: RelayMessage[] = [
@@ -40,9 +57,18 @@ t.test('hostile relay messages are refused', async (t) => {
     ['a connector message sent the wrong way', JSON.stringify({ type: 'draining' })],
     ['an inline response head as text', JSON.stringify({ type: 'response', id: ID, status: 200, headers: [] })],
     ['hello without configVersion', JSON.stringify({ type: 'hello', connectorId: ID, channelId: ID })],
-    ['hello with a numeric connectorId', JSON.stringify({ type: 'hello', connectorId: 1, channelId: ID, configVersion: 'v' })],
-    ['hello with an empty channelId', JSON.stringify({ type: 'hello', connectorId: ID, channelId: '', configVersion: 'v' })],
-    ['config-changed with a version too long', JSON.stringify({ type: 'config-changed', configVersion: long(MESSAGE_LIMITS.version) })],
+    [
+      'hello with a numeric connectorId',
+      JSON.stringify({ type: 'hello', connectorId: 1, channelId: ID, configVersion: 'v' }),
+    ],
+    [
+      'hello with an empty channelId',
+      JSON.stringify({ type: 'hello', connectorId: ID, channelId: '', configVersion: 'v' }),
+    ],
+    [
+      'config-changed with a version too long',
+      JSON.stringify({ type: 'config-changed', configVersion: long(MESSAGE_LIMITS.version) }),
+    ],
     ['config-changed with null version', JSON.stringify({ type: 'config-changed', configVersion: null })],
     ['revoked without reason', JSON.stringify({ type: 'revoked' })],
     ['revoked with a reason too long', JSON.stringify({ type: 'revoked', reason: long(MESSAGE_LIMITS.reason) })],
@@ -89,13 +115,28 @@ t.test('connector messages: draining passes, anything else is refused', async (t
 });
 
 t.test('failure reports: known codes pass, messages are cut, the rest is refused', async (t) => {
-  t.same(parseFailureReport({ code: 'ERR_BACKEND_TIMEOUT', message: 'slow' }), { code: 'ERR_BACKEND_TIMEOUT', message: 'slow' });
+  t.same(parseFailureReport({ code: 'ERR_BACKEND_TIMEOUT', message: 'slow' }), {
+    code: 'ERR_BACKEND_TIMEOUT',
+    message: 'slow',
+  });
   for (const code of ['ERR_BACKEND_UNREACHABLE', 'ERR_BACKEND_TIMEOUT', 'ERR_APP_UNKNOWN', 'ERR_BACKEND_FAILED']) {
     t.equal(parseFailureReport({ code, message: 'm' })?.code, code, code);
   }
-  t.equal(parseFailureReport({ code: 'ERR_BACKEND_FAILED', message: 'x'.repeat(10_000) })?.message.length, 300, 'a long message is cut to 300');
-  t.equal(parseFailureReport({ code: 'ERR_BACKEND_FAILED' })?.message, 'the application failed', 'a missing message gets a default');
-  t.equal(parseFailureReport({ code: 'ERR_BACKEND_FAILED', message: 5 })?.message, 'the application failed', 'a non-string message gets a default');
+  t.equal(
+    parseFailureReport({ code: 'ERR_BACKEND_FAILED', message: 'x'.repeat(10_000) })?.message.length,
+    300,
+    'a long message is cut to 300',
+  );
+  t.equal(
+    parseFailureReport({ code: 'ERR_BACKEND_FAILED' })?.message,
+    'the application failed',
+    'a missing message gets a default',
+  );
+  t.equal(
+    parseFailureReport({ code: 'ERR_BACKEND_FAILED', message: 5 })?.message,
+    'the application failed',
+    'a non-string message gets a default',
+  );
   const bad: [string, unknown][] = [
     ['null', null],
     ['an array', ['ERR_BACKEND_FAILED']],

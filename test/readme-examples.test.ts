@@ -29,7 +29,16 @@ function blocks(file: string, lang: string): { line: number; text: string }[] {
   return out;
 }
 
-const docs = [path.join(ROOT, 'README.md'), ...readdirSync(ROOT).filter((f) => /^docs?$/.test(f)).flatMap((d) => readdirSync(path.join(ROOT, d)).filter((f) => f.endsWith('.md')).map((f) => path.join(ROOT, d, f)))];
+const docs = [
+  path.join(ROOT, 'README.md'),
+  ...readdirSync(ROOT)
+    .filter((f) => /^docs?$/.test(f))
+    .flatMap((d) =>
+      readdirSync(path.join(ROOT, d))
+        .filter((f) => f.endsWith('.md'))
+        .map((f) => path.join(ROOT, d, f)),
+    ),
+];
 
 t.test('every YAML example loads as a relay configuration', async (t) => {
   let count = 0;
@@ -58,7 +67,8 @@ function namedFiles(v: unknown): string[] {
   if (Array.isArray(v)) return v.flatMap(namedFiles);
   if (!v || typeof v !== 'object') return [];
   return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) =>
-    /File$/.test(k) && typeof x === 'string' && !x.includes('/', 2) && k !== 'usersFile' ? [x] : namedFiles(x));
+    /File$/.test(k) && typeof x === 'string' && !x.includes('/', 2) && k !== 'usersFile' ? [x] : namedFiles(x),
+  );
 }
 
 /** proxyctl invocations in shell examples: the command words and the long options used. */
@@ -78,7 +88,8 @@ function invocations(text: string): { words: string[]; options: string[]; altern
     const options = [...m[1]!.matchAll(/(?:^|[\s[])(--[a-z][a-z-]*)/g)].map((x) => x[1]!);
     // users add|list|remove: each alternative is a command of its own.
     const alts = words.map((w) => w.split('|'));
-    const expand = (i: number): string[][] => (i === alts.length ? [[]] : alts[i]!.flatMap((w) => expand(i + 1).map((rest) => [w, ...rest])));
+    const expand = (i: number): string[][] =>
+      i === alts.length ? [[]] : alts[i]!.flatMap((w) => expand(i + 1).map((rest) => [w, ...rest]));
     for (const w of expand(0)) out.push({ words: w, options, alternatives: alts.some((a) => a.length > 1) });
   }
   return out;

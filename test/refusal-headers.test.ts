@@ -10,12 +10,23 @@ import { Agent, request } from 'undici';
 import { startBackend } from './helpers/backend.js';
 import { startHarness } from './helpers/harness.js';
 
-interface Answer { status: number; headers: Record<string, string>; body: string }
+interface Answer {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
 
 /** Raw bytes on a TLS connection; the relay answers and closes. */
 function raw(port: number, ca: string, servername: string, payload: string): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, ca, servername, ALPNProtocols: ['http/1.1'], checkServerIdentity: () => undefined });
+    const s = tlsConnect({
+      host: '127.0.0.1',
+      port,
+      ca,
+      servername,
+      ALPNProtocols: ['http/1.1'],
+      checkServerIdentity: () => undefined,
+    });
     let buf = '';
     const timer = setTimeout(() => {
       s.destroy();
@@ -33,12 +44,21 @@ function raw(port: number, ca: string, servername: string, payload: string): Pro
         const i = line.indexOf(':');
         headers[line.slice(0, i).trim().toLowerCase()] = line.slice(i + 1).trim();
       }
-      resolve({ status: Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0), headers, body: buf.slice(end + 4) });
+      resolve({
+        status: Number(/^HTTP\/1\.1 (\d{3})/.exec(lines[0] ?? '')?.[1] ?? 0),
+        headers,
+        body: buf.slice(end + 4),
+      });
     });
   });
 }
 
-async function http(url: string, dispatcher: Agent, headers: Record<string, string> = {}, method: 'GET' | 'POST' = 'GET'): Promise<Answer> {
+async function http(
+  url: string,
+  dispatcher: Agent,
+  headers: Record<string, string> = {},
+  method: 'GET' | 'POST' = 'GET',
+): Promise<Answer> {
   const r = await request(url, { dispatcher, headers, method });
   const flat: Record<string, string> = {};
   for (const [k, v] of Object.entries(r.headers)) flat[k] = Array.isArray(v) ? v.join(', ') : String(v);
@@ -64,22 +84,82 @@ t.test('one set of security headers on every refusal', async (t) => {
 
   const cases: [string, () => Promise<Answer>, number][] = [
     ['relay page: no app at this host (HTML)', () => http(h.url('localhost', '/'), h.client as Agent), 404],
-    ['relay JSON: sign-in required', () => http(h.url('web.test', '/x'), h.client as Agent, { accept: 'application/json' }), 401],
-    ['relay page: relay-owned path that does not exist', () => http(h.url('web.test', '/.proxyctl/nope'), h.client as Agent), 404],
+    [
+      'relay JSON: sign-in required',
+      () => http(h.url('web.test', '/x'), h.client as Agent, { accept: 'application/json' }),
+      401,
+    ],
+    [
+      'relay page: relay-owned path that does not exist',
+      () => http(h.url('web.test', '/.proxyctl/nope'), h.client as Agent),
+      404,
+    ],
     ['relay page: no connector for the app (the queue)', () => http(h.url('lonely.test', '/'), h.client as Agent), 503],
-    ['relay page: sign-out by GET is a confirmation page', () => http(h.url('web.test', '/.proxyctl/logout'), h.client as Agent), 200],
+    [
+      'relay page: sign-out by GET is a confirmation page',
+      () => http(h.url('web.test', '/.proxyctl/logout'), h.client as Agent),
+      200,
+    ],
     ['relay page: the signed-out page', () => http(h.url('web.test', '/.proxyctl/signed-out'), h.client as Agent), 200],
-    ['relay page: cross-site sign-out refused', () => http(h.url('web.test', '/.proxyctl/logout'), h.client as Agent, { origin: 'https://evil.test' }, 'POST'), 403],
-    ['raw: the HTTP parser refuses the request', () => raw(port, ca, 'web.test', `GET / HTTP/1.1\r\nHost: web.test\r\nX-Folded: a\r\n b\r\n\r\n`), 400],
-    ['raw: the HTTP parser refuses oversized headers', () => raw(port, ca, 'web.test', `GET / HTTP/1.1\r\nHost: web.test\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`), 431],
-    ['raw: a WebSocket upgrade without a session', () => raw(port, ca, 'web.test',
-      `GET /ws HTTP/1.1\r\nHost: web.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`), 401],
-    ['raw: an upgrade that is not WebSocket', () => raw(port, ca, 'web.test', `GET / HTTP/1.1\r\nHost: web.test:${port}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`), 400],
+    [
+      'relay page: cross-site sign-out refused',
+      () => http(h.url('web.test', '/.proxyctl/logout'), h.client as Agent, { origin: 'https://evil.test' }, 'POST'),
+      403,
+    ],
+    [
+      'raw: the HTTP parser refuses the request',
+      () => raw(port, ca, 'web.test', `GET / HTTP/1.1\r\nHost: web.test\r\nX-Folded: a\r\n b\r\n\r\n`),
+      400,
+    ],
+    [
+      'raw: the HTTP parser refuses oversized headers',
+      () => raw(port, ca, 'web.test', `GET / HTTP/1.1\r\nHost: web.test\r\nX-Big: ${'a'.repeat(70_000)}\r\n\r\n`),
+      431,
+    ],
+    [
+      'raw: a WebSocket upgrade without a session',
+      () =>
+        raw(
+          port,
+          ca,
+          'web.test',
+          `GET /ws HTTP/1.1\r\nHost: web.test:${port}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+        ),
+      401,
+    ],
+    [
+      'raw: an upgrade that is not WebSocket',
+      () =>
+        raw(
+          port,
+          ca,
+          'web.test',
+          `GET / HTTP/1.1\r\nHost: web.test:${port}\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n`,
+        ),
+      400,
+    ],
     ['connector API: no such endpoint (JSON)', () => http(`${h.apiUrl}/nope`, api), 404],
-    ['connector API raw: channel without a certificate', () => raw(h.relay.connectorApiAddress().port, ca, 'localhost',
-      `GET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`), 404],
-    ['identity provider: an authorization request from an unknown client', () => http(`https://${idp}/auth?client_id=nobody&response_type=code&scope=openid`, h.client as Agent), 400],
-    ['identity provider: an expired sign-in interaction', () => http(`https://${idp}/interaction/abc`, h.client as Agent), 400],
+    [
+      'connector API raw: channel without a certificate',
+      () =>
+        raw(
+          h.relay.connectorApiAddress().port,
+          ca,
+          'localhost',
+          `GET /nope HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`,
+        ),
+      404,
+    ],
+    [
+      'identity provider: an authorization request from an unknown client',
+      () => http(`https://${idp}/auth?client_id=nobody&response_type=code&scope=openid`, h.client as Agent),
+      400,
+    ],
+    [
+      'identity provider: an expired sign-in interaction',
+      () => http(`https://${idp}/interaction/abc`, h.client as Agent),
+      400,
+    ],
   ];
   for (const [what, run, status] of cases) {
     const r = await run();

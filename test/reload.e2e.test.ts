@@ -9,7 +9,6 @@ import { Agent, request } from 'undici';
 import { startIdp } from './helpers/idp.js';
 import { Proc, runCli, tempDir } from './helpers/proc.js';
 
-
 t.test('reload under load', async (t) => {
   const backend = createServer((req, res) => {
     req.resume();
@@ -30,7 +29,8 @@ connectors: { heartbeatInterval: 500ms }
 limits: { perIp: false }
 ${extra}apps:
 ${apps}`;
-  const app = (name: string) => `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${bport}/${name}/", preauth: passthrough }\n`;
+  const app = (name: string) =>
+    `  - { name: ${name}, externalUrl: "https://${name}.test/", internalUrl: "http://127.0.0.1:${bport}/${name}/", preauth: passthrough }\n`;
   const write = (text: string) => {
     // Replace by rename, as editors and config management do.
     writeFileSync(`${file}.tmp`, text);
@@ -45,13 +45,26 @@ ${apps}`;
   const ca = path.join(dir, 'data', 'ca.pem');
   const tokenFile = path.join(dir, 'token');
   writeFileSync(tokenFile, await idp.adminToken());
-  const reg = await runCli(['connector', 'register', '--relay', apiUrl, '--token-file', tokenFile, '--relay-ca', ca, '--state-dir', path.join(dir, 'c')]);
+  const reg = await runCli([
+    'connector',
+    'register',
+    '--relay',
+    apiUrl,
+    '--token-file',
+    tokenFile,
+    '--relay-ca',
+    ca,
+    '--state-dir',
+    path.join(dir, 'c'),
+  ]);
   t.equal(reg.code, 0, reg.stderr);
   const connector = new Proc(['connector', 'run', '--state-dir', path.join(dir, 'c')]);
   t.teardown(() => connector.stop());
   await connector.waitMsg('control channel open');
 
-  const client = new Agent({ connect: { ca: readFileSync(ca, 'utf8'), lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) } });
+  const client = new Agent({
+    connect: { ca: readFileSync(ca, 'utf8'), lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) },
+  });
   t.teardown(() => client.close());
   const get = async (host: string) => {
     const r = await request(`https://${host}:${pub}/x`, { dispatcher: client });
@@ -75,7 +88,11 @@ ${apps}`;
   await relay.waitMsg('configuration reloaded', 10_000);
   const deadline = Date.now() + 10_000;
   while ((await get('two.test')).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  t.equal((await get('two.test')).body, 'hello from /two/x', 'the new app is reachable; the connector learned it without a restart');
+  t.equal(
+    (await get('two.test')).body,
+    'hello from /two/x',
+    'the new app is reachable; the connector learned it without a restart',
+  );
 
   write('apps: [ { name: broken } ]\n');
   await relay.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused'), 10_000);

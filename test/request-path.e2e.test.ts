@@ -22,19 +22,24 @@ const WINDOW_MS = 600;
 async function steady(read: () => number): Promise<number> {
   let last = read();
   let since = Date.now();
-  return waitFor(() => {
-    const v = read();
-    if (v !== last) [last, since] = [v, Date.now()];
-    return v > 0 && Date.now() - since >= 300 ? v : 0;
-  }, { timeoutMs: 10_000, everyMs: 25, what: 'the transfer to be held back' });
+  return waitFor(
+    () => {
+      const v = read();
+      if (v !== last) [last, since] = [v, Date.now()];
+      return v > 0 && Date.now() - since >= 300 ? v : 0;
+    },
+    { timeoutMs: 10_000, everyMs: 25, what: 'the transfer to be held back' },
+  );
 }
 
 const MiB = 1024 * 1024;
 const BIG = 256 * MiB;
 
-
 const lookup: LookupFunction = (_host, opts, cb) => {
-  if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
+  if ((opts as { all?: boolean }).all)
+    (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [
+      { address: '127.0.0.1', family: 4 },
+    ]);
   else cb(null, '127.0.0.1', 4);
 };
 
@@ -51,7 +56,8 @@ function countedUpload(): { body: Readable; sent(): number; sha256(): string } {
 
 /** Samples the resident memory of processes while a transfer runs; stop() gives each one's growth over its start. */
 function watchRss(pids: number[]): { stop(): number[] } {
-  const rss = (pid: number) => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
+  const rss = (pid: number) =>
+    Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) * 1024;
   const base = pids.map(rss);
   const max = [...base];
   const timer = setInterval(() => pids.forEach((p, i) => (max[i] = Math.max(max[i]!, rss(p)))), 25);
@@ -63,7 +69,6 @@ function watchRss(pids: number[]): { stop(): number[] } {
     },
   };
 }
-
 
 t.test('request path through the proxyctl binary', async (t) => {
   const [idp, backend] = await Promise.all([startIdp(), startBackend()]);
@@ -100,19 +105,23 @@ ${apps}`;
     request(url(host, p), { dispatcher: client, ...opts });
   /** 20 small requests at once; their statuses and the slowest one's time. */
   const twentyOthers = async (label: string) => {
-    const done = await Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const started = performance.now();
-      const o = await call('files.test', `/echo?${label}=${i}`);
-      await o.body.dump();
-      return { status: o.statusCode, ms: performance.now() - started };
-    }));
+    const done = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const started = performance.now();
+        const o = await call('files.test', `/echo?${label}=${i}`);
+        await o.body.dump();
+        return { status: o.statusCode, ms: performance.now() - started };
+      }),
+    );
     return { statuses: done.map((o) => o.status), slowestMs: Math.round(Math.max(...done.map((o) => o.ms))) };
   };
 
   const register = async (name: string) => {
     const stateDir = path.join(dir, name);
-    const r = await runCli(['connector', 'register', '--relay', apiUrl, '--relay-ca', caFile, '--state-dir', stateDir, '--name', name],
-      { env: { PROXYCTL_TOKEN: await idp.adminToken() } });
+    const r = await runCli(
+      ['connector', 'register', '--relay', apiUrl, '--relay-ca', caFile, '--state-dir', stateDir, '--name', name],
+      { env: { PROXYCTL_TOKEN: await idp.adminToken() } },
+    );
     t.equal(r.code, 0, `register ${name}: ${r.stderr}`);
     return stateDir;
   };
@@ -156,7 +165,11 @@ ${apps}`;
   await t.test('256 MiB upload, byte-exact, streamed', async (t) => {
     const upload = countedUpload();
     const rss = watchRss([relay.pid, edge1.pid]);
-    const r = await call('files.test', '/upload', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
+    const r = await call('files.test', '/upload', {
+      method: 'POST',
+      body: upload.body,
+      headers: { 'content-length': String(BIG) },
+    });
     t.equal(r.statusCode, 200);
     const j = (await r.body.json()) as { sha256: string; length: number; contentLength: string };
     t.equal(upload.sent(), BIG);
@@ -169,86 +182,126 @@ ${apps}`;
   await t.test('neither process held a transfer in memory', async (t) => {
     // [relay, connector] for the download, then for the upload; buffering 256 MiB would show as ≥ 256 MiB.
     t.equal(growth.length, 4);
-    growth.forEach((g, i) => t.ok(g < 96 * MiB, `${i % 2 ? 'connector' : 'relay'} grew ${Math.round(g / MiB)} MiB during the ${i < 2 ? 'download' : 'upload'}`));
+    growth.forEach((g, i) =>
+      t.ok(
+        g < 96 * MiB,
+        `${i % 2 ? 'connector' : 'relay'} grew ${Math.round(g / MiB)} MiB during the ${i < 2 ? 'download' : 'upload'}`,
+      ),
+    );
   });
 
-  await t.test('a client that stops reading: back-pressure reaches the backend, memory stays bounded, other requests go on', async (t) => {
-    const rss = watchRss([relay.pid, edge1.pid]);
-    const r = await call('files.test', `/bytes?n=${BIG}&tag=stalled`);
-    t.equal(r.statusCode, 200);
-    // The body is not read: every buffer on the way fills, then the backend must stop.
-    const early = await steady(() => backend.written('stalled'));
-    // Meanwhile the same relay and connector serve others, promptly.
-    const others = await twentyOthers('while-download-stalled');
-    t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the download stalls');
-    t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    await sleep(WINDOW_MS);
-    const late = backend.written('stalled');
-    // What got out sits in loopback socket buffers (Linux autotunes a receive buffer up to
-    // tcp_rmem's maximum, 32 MiB here, for each of three connections); the RSS check below
-    // shows that relay and connector hold none of it.
-    t.ok(early > 0 && early < BIG / 2, `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`);
-    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
-    const [relayGrew, connectorGrew] = rss.stop();
-    t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while stalled: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
-    // Reading again, the client gets every byte.
-    const got = await drain(r.body);
-    t.equal(got.error, undefined);
-    t.equal(got.bytes, BIG);
-    const sent = await backend.ended('stalled');
-    t.ok(sent.finished);
-    t.equal(got.sha256, sent.sha256, 'byte-exact after the stall');
-  });
+  await t.test(
+    'a client that stops reading: back-pressure reaches the backend, memory stays bounded, other requests go on',
+    async (t) => {
+      const rss = watchRss([relay.pid, edge1.pid]);
+      const r = await call('files.test', `/bytes?n=${BIG}&tag=stalled`);
+      t.equal(r.statusCode, 200);
+      // The body is not read: every buffer on the way fills, then the backend must stop.
+      const early = await steady(() => backend.written('stalled'));
+      // Meanwhile the same relay and connector serve others, promptly.
+      const others = await twentyOthers('while-download-stalled');
+      t.same(
+        others.statuses,
+        others.statuses.map(() => 200),
+        '20 other requests answered while the download stalls',
+      );
+      t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
+      await sleep(WINDOW_MS);
+      const late = backend.written('stalled');
+      // What got out sits in loopback socket buffers (Linux autotunes a receive buffer up to
+      // tcp_rmem's maximum, 32 MiB here, for each of three connections); the RSS check below
+      // shows that relay and connector hold none of it.
+      t.ok(
+        early > 0 && early < BIG / 2,
+        `the backend wrote ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB before it was held back`,
+      );
+      t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
+      const [relayGrew, connectorGrew] = rss.stop();
+      t.ok(
+        relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB,
+        `RSS growth while stalled: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`,
+      );
+      // Reading again, the client gets every byte.
+      const got = await drain(r.body);
+      t.equal(got.error, undefined);
+      t.equal(got.bytes, BIG);
+      const sent = await backend.ended('stalled');
+      t.ok(sent.finished);
+      t.equal(got.sha256, sent.sha256, 'byte-exact after the stall');
+    },
+  );
 
-  await t.test('a backend that stops reading an upload: the client is held back, memory stays bounded, other requests go on', async (t) => {
-    const upload = countedUpload();
-    const rss = watchRss([relay.pid, edge1.pid]);
-    const pending = call('files.test', '/upload?stallMs=5000', { method: 'POST', body: upload.body, headers: { 'content-length': String(BIG) } });
-    const early = await steady(() => upload.sent());
-    const others = await twentyOthers('while-upload-stalled');
-    t.same(others.statuses, others.statuses.map(() => 200), '20 other requests answered while the upload is held back');
-    t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
-    await sleep(WINDOW_MS);
-    const late = upload.sent();
-    t.ok(early > 0 && early < BIG / 2, `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back (socket buffers)`);
-    t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
-    const [relayGrew, connectorGrew] = rss.stop();
-    t.ok(relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB, `RSS growth while held back: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`);
-    const r = await pending;
-    t.equal(r.statusCode, 200);
-    const j = (await r.body.json()) as { sha256: string; length: number };
-    t.equal(j.length, BIG);
-    t.equal(j.sha256, upload.sha256(), 'byte-exact once the backend reads again');
-  });
+  await t.test(
+    'a backend that stops reading an upload: the client is held back, memory stays bounded, other requests go on',
+    async (t) => {
+      const upload = countedUpload();
+      const rss = watchRss([relay.pid, edge1.pid]);
+      const pending = call('files.test', '/upload?stallMs=5000', {
+        method: 'POST',
+        body: upload.body,
+        headers: { 'content-length': String(BIG) },
+      });
+      const early = await steady(() => upload.sent());
+      const others = await twentyOthers('while-upload-stalled');
+      t.same(
+        others.statuses,
+        others.statuses.map(() => 200),
+        '20 other requests answered while the upload is held back',
+      );
+      t.ok(others.slowestMs < 2000, `slowest of them: ${others.slowestMs} ms`);
+      await sleep(WINDOW_MS);
+      const late = upload.sent();
+      t.ok(
+        early > 0 && early < BIG / 2,
+        `the client got ${Math.round(early / MiB)} MiB of ${BIG / MiB} MiB out before it was held back (socket buffers)`,
+      );
+      t.ok(late - early < 4 * MiB, `and ${((late - early) / MiB).toFixed(1)} MiB more in the next ${WINDOW_MS} ms`);
+      const [relayGrew, connectorGrew] = rss.stop();
+      t.ok(
+        relayGrew! < 64 * MiB && connectorGrew! < 64 * MiB,
+        `RSS growth while held back: relay ${Math.round(relayGrew! / MiB)} MiB, connector ${Math.round(connectorGrew! / MiB)} MiB`,
+      );
+      const r = await pending;
+      t.equal(r.statusCode, 200);
+      const j = (await r.body.json()) as { sha256: string; length: number };
+      t.equal(j.length, BIG);
+      t.equal(j.sha256, upload.sha256(), 'byte-exact once the backend reads again');
+    },
+  );
 
   let edge2: Proc;
-  await t.test('connector SIGKILLed mid-stream: in-flight requests fail fast, the other connector serves new ones', async (t) => {
-    const waiting = call('files.test', '/slow?ms=20000&tag=killslow', { headers: { accept: 'application/json' } });
-    const streaming = await call('files.test', `/bytes?n=${1024 * MiB}&tag=killdl`);
-    t.equal(streaming.statusCode, 200);
-    const reading = drain(streaming.body);
-    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=killslow')), { what: 'the slow request at the backend' }).catch(() => undefined);
-    edge2 = await startConnector(dir2);
-    const started = performance.now();
-    edge1.child.kill('SIGKILL');
-    await edge1.exited;
-    const w = await waiting;
-    t.equal(w.statusCode, 502, 'the waiting request gets a page');
-    const j = (await w.body.json()) as { error: { code: string; requestId: string } };
-    t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
-    t.equal(w.headers['x-request-id'], j.error.requestId);
-    const s = await reading;
-    t.ok(s.error, `the download broke off (${s.error?.message}) rather than ending cleanly`);
-    t.ok(s.bytes < 1024 * MiB);
-    const took = performance.now() - started;
-    t.ok(took < 3000, `both failed within ${Math.round(took)} ms`);
-    t.equal((await backend.ended('killdl')).finished, false, 'the backend saw its response aborted');
-    for (let i = 0; i < 5; i++) {
-      const r = await call('files.test', `/after-kill-${i}`);
-      t.equal(r.statusCode, 200);
-      t.equal(((await r.body.json()) as EchoBody).url, `/files/after-kill-${i}`);
-    }
-  });
+  await t.test(
+    'connector SIGKILLed mid-stream: in-flight requests fail fast, the other connector serves new ones',
+    async (t) => {
+      const waiting = call('files.test', '/slow?ms=20000&tag=killslow', { headers: { accept: 'application/json' } });
+      const streaming = await call('files.test', `/bytes?n=${1024 * MiB}&tag=killdl`);
+      t.equal(streaming.statusCode, 200);
+      const reading = drain(streaming.body);
+      await waitFor(() => backend.seen.some((s) => s.url.includes('tag=killslow')), {
+        what: 'the slow request at the backend',
+      }).catch(() => undefined);
+      edge2 = await startConnector(dir2);
+      const started = performance.now();
+      edge1.child.kill('SIGKILL');
+      await edge1.exited;
+      const w = await waiting;
+      t.equal(w.statusCode, 502, 'the waiting request gets a page');
+      const j = (await w.body.json()) as { error: { code: string; requestId: string } };
+      t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
+      t.equal(w.headers['x-request-id'], j.error.requestId);
+      const s = await reading;
+      t.ok(s.error, `the download broke off (${s.error?.message}) rather than ending cleanly`);
+      t.ok(s.bytes < 1024 * MiB);
+      const took = performance.now() - started;
+      t.ok(took < 3000, `both failed within ${Math.round(took)} ms`);
+      t.equal((await backend.ended('killdl')).finished, false, 'the backend saw its response aborted');
+      for (let i = 0; i < 5; i++) {
+        const r = await call('files.test', `/after-kill-${i}`);
+        t.equal(r.statusCode, 200);
+        t.equal(((await r.body.json()) as EchoBody).url, `/files/after-kill-${i}`);
+      }
+    },
+  );
 
   await t.test('SIGHUP reload publishes a new app without restarting the connector', async (t) => {
     const opens = edge2.count('control channel open');
@@ -279,8 +332,11 @@ ${apps}`;
 
   await t.test('uploads to an unreachable backend get the 502 page, and the relay keeps serving', async (t) => {
     for (const size of [10, 256 * 1024, 4 * MiB]) {
-      const r = await call('dead.test', '/upload', { method: 'POST', body: patternStream(size), headers: { accept: 'application/json', 'content-length': String(size) } })
-        .catch((err: Error) => err);
+      const r = await call('dead.test', '/upload', {
+        method: 'POST',
+        body: patternStream(size),
+        headers: { accept: 'application/json', 'content-length': String(size) },
+      }).catch((err: Error) => err);
       if (r instanceof Error) {
         t.fail(`${size}-byte upload: the connection was cut (${r.message})`);
         continue;

@@ -14,7 +14,17 @@ import { RelayClient } from '../src/connector/relay-client.js';
 import { writeNewState } from '../src/connector/state.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { Channel } from '../src/relay/connectors/channels.js';
-import { RANGE_SIZE, SET_COOKIES, drain, patternChunks, patternSha256, patternStream, startBackend, type Backend, type EchoBody } from './helpers/backend.js';
+import {
+  RANGE_SIZE,
+  SET_COOKIES,
+  drain,
+  patternChunks,
+  patternSha256,
+  patternStream,
+  startBackend,
+  type Backend,
+  type EchoBody,
+} from './helpers/backend.js';
 import { startHarness, testLogger, type Harness } from './helpers/harness.js';
 import { closedPort } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
@@ -22,13 +32,16 @@ import { waitFor } from './helpers/wait.js';
 const MiB = 1024 * 1024;
 
 const lookup: LookupFunction = (_host, opts, cb) => {
-  if ((opts as { all?: boolean }).all) (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [{ address: '127.0.0.1', family: 4 }]);
+  if ((opts as { all?: boolean }).all)
+    (cb as unknown as (e: null, a: { address: string; family: number }[]) => void)(null, [
+      { address: '127.0.0.1', family: 4 },
+    ]);
   else cb(null, '127.0.0.1', 4);
 };
 
-
-interface ErrorJson { error: { code: string; step: string; message: string; requestId: string; app?: string } }
-
+interface ErrorJson {
+  error: { code: string; step: string; message: string; requestId: string; app?: string };
+}
 
 function yaml(backend: Backend, deadPort: number): string {
   const app = (name: string, ext: string, internal: string, extra = '') =>
@@ -82,33 +95,51 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   };
   const errorJson = async (r: Dispatcher.ResponseData<unknown>) => (await r.body.json()) as ErrorJson;
   /** Node's own client, for headers undici refuses to send (Keep-Alive, Connection tokens, Expect). */
-  const raw = (host: string, p: string, o: { method?: string; headers?: Record<string, string | number>; body?: Buffer; expectContinue?: boolean }) =>
-    new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer; sawContinue: boolean }>((resolve, reject) => {
-      let sawContinue = false;
-      const req = httpsRequest({
-        host: '127.0.0.1', port: h.publicPort, servername: host, ca, agent: false, path: p, method: o.method ?? 'GET',
-        headers: { host: `${host}:${h.publicPort}`, ...o.headers },
-      });
-      req.on('error', reject);
-      req.on('response', (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), sawContinue }));
-        res.on('error', reject);
-      });
-      if (o.expectContinue) {
-        req.on('continue', () => {
-          sawContinue = true;
-          req.end(o.body);
+  const raw = (
+    host: string,
+    p: string,
+    o: { method?: string; headers?: Record<string, string | number>; body?: Buffer; expectContinue?: boolean },
+  ) =>
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer; sawContinue: boolean }>(
+      (resolve, reject) => {
+        let sawContinue = false;
+        const req = httpsRequest({
+          host: '127.0.0.1',
+          port: h.publicPort,
+          servername: host,
+          ca,
+          agent: false,
+          path: p,
+          method: o.method ?? 'GET',
+          headers: { host: `${host}:${h.publicPort}`, ...o.headers },
         });
-      } else {
-        req.end(o.body);
-      }
-    });
+        req.on('error', reject);
+        req.on('response', (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks), sawContinue }),
+          );
+          res.on('error', reject);
+        });
+        if (o.expectContinue) {
+          req.on('continue', () => {
+            sawContinue = true;
+            req.end(o.body);
+          });
+        } else {
+          req.end(o.body);
+        }
+      },
+    );
 
   await t.test('passthrough app end to end', async (t) => {
     const body = randomBytes(5000);
-    const e = await echo('files.test', '/some/path?q=1&r=%20x', { method: 'POST', body, headers: { 'content-type': 'application/x-test', 'x-custom': 'yes' } });
+    const e = await echo('files.test', '/some/path?q=1&r=%20x', {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/x-test', 'x-custom': 'yes' },
+    });
     t.equal(e.method, 'POST');
     t.equal(e.url, '/main/some/path?q=1&r=%20x', 'path and query mapped onto the internal URL');
     t.equal(e.bodyLength, body.length);
@@ -146,11 +177,20 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   });
 
   await t.test('dot segments cannot leave the published path prefix', async (t) => {
-    for (const p of ['/api/../escape', '/api/%2e%2e/escape', '/api/./..//escape', '/api/%2E%2e/escape', '/api/..%5cescape', '/api/x%2f..%2fescape']) {
+    for (const p of [
+      '/api/../escape',
+      '/api/%2e%2e/escape',
+      '/api/./..//escape',
+      '/api/%2E%2e/escape',
+      '/api/..%5cescape',
+      '/api/x%2f..%2fescape',
+    ]) {
       const before = backend.seen.length;
       const r = await raw('files.test', p, {});
       const reached = backend.seen.slice(before).map((s) => s.url);
-      const escaped = reached.some((u) => (!u.startsWith('/api-b/') && !u.startsWith('/main/')) || /(^|\/)(\.|%2e){1,2}(\/|$)/i.test(u));
+      const escaped = reached.some(
+        (u) => (!u.startsWith('/api-b/') && !u.startsWith('/main/')) || /(^|\/)(\.|%2e){1,2}(\/|$)/i.test(u),
+      );
       t.ok(r.status === 400 || !escaped, `${p}: status ${r.status}, backend saw ${JSON.stringify(reached)}`);
     }
   });
@@ -161,7 +201,10 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.equal(head.headers['content-length'], '12345', 'HEAD keeps the length');
     t.equal((await head.body.arrayBuffer()).byteLength, 0, 'and has no body');
     for (const method of ['PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const) {
-      const e = await echo('files.test', `/m-${method}`, { method, body: method === 'PUT' || method === 'PATCH' ? 'data' : undefined });
+      const e = await echo('files.test', `/m-${method}`, {
+        method,
+        body: method === 'PUT' || method === 'PATCH' ? 'data' : undefined,
+      });
       t.equal(e.method, method);
       if (method === 'PUT' || method === 'PATCH') t.equal(e.bodyLength, 4);
     }
@@ -169,7 +212,12 @@ t.test('request path through an in-process relay and connectors', async (t) => {
 
   await t.test('Expect: 100-continue', async (t) => {
     const body = randomBytes(100_000);
-    const r = await raw('files.test', '/upload', { method: 'POST', body, expectContinue: true, headers: { expect: '100-continue', 'content-length': body.length } });
+    const r = await raw('files.test', '/upload', {
+      method: 'POST',
+      body,
+      expectContinue: true,
+      headers: { expect: '100-continue', 'content-length': body.length },
+    });
     t.ok(r.sawContinue, 'the client got 100 Continue');
     t.equal(r.status, 200);
     const j = JSON.parse(r.body.toString()) as { sha256: string; length: number };
@@ -183,7 +231,12 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     const n = 3 * MiB + 17;
     const r = await call('files.test', '/upload', { method: 'POST', body: patternStream(n) });
     t.equal(r.statusCode, 200);
-    const j = (await r.body.json()) as { sha256: string; length: number; contentLength: string | null; transferEncoding: string | null };
+    const j = (await r.body.json()) as {
+      sha256: string;
+      length: number;
+      contentLength: string | null;
+      transferEncoding: string | null;
+    };
     t.equal(j.length, n);
     t.equal(j.sha256, patternSha256(n));
     t.equal(j.contentLength, null);
@@ -201,7 +254,11 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     const sentByBackend = await backend.ended('dl16');
     t.equal(got.sha256, sentByBackend.sha256, 'client received what the backend sent');
     t.equal(got.sha256, patternSha256(n));
-    const up = await call('files.test', '/upload', { method: 'POST', body: patternStream(n), headers: { 'content-length': String(n) } });
+    const up = await call('files.test', '/upload', {
+      method: 'POST',
+      body: patternStream(n),
+      headers: { 'content-length': String(n) },
+    });
     const j = (await up.body.json()) as { sha256: string; length: number; contentLength: string };
     t.equal(j.length, n);
     t.equal(j.contentLength, String(n));
@@ -210,8 +267,11 @@ t.test('request path through an in-process relay and connectors', async (t) => {
 
   await t.test('a backend that answers an upload early (413): the user gets that answer', async (t) => {
     for (const size of [100_000, 8 * MiB]) {
-      const r = await call('files.test', '/reject-upload', { method: 'POST', body: patternStream(size), headers: { 'content-length': String(size) } })
-        .catch((err: Error) => err);
+      const r = await call('files.test', '/reject-upload', {
+        method: 'POST',
+        body: patternStream(size),
+        headers: { 'content-length': String(size) },
+      }).catch((err: Error) => err);
       if (r instanceof Error) {
         t.fail(`${size}-byte upload: connection cut (${r.message})`);
         continue;
@@ -261,19 +321,39 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('hop-by-hop and identity headers are stripped, forwarding headers set', async (t) => {
     const r = await raw('files.test', '/hop', {
       headers: {
-        connection: 'keep-alive, X-Foo', 'x-foo': '1', 'keep-alive': 'timeout=5', te: 'trailers', 'proxy-authorization': 'Basic eDp5',
-        'x-proxyctl-user': 'mallory', x_proxyctl_email: 'mallory@example.com', 'X-PROXYCTL-JWT-ASSERTION': 'forged',
-        'x-forwarded-for': '10.9.9.9', 'x-forwarded-host': 'evil.test', 'x-forwarded-proto': 'http', 'x-request-id': 'client-chosen',
+        connection: 'keep-alive, X-Foo',
+        'x-foo': '1',
+        'keep-alive': 'timeout=5',
+        te: 'trailers',
+        'proxy-authorization': 'Basic eDp5',
+        'x-proxyctl-user': 'mallory',
+        x_proxyctl_email: 'mallory@example.com',
+        'X-PROXYCTL-JWT-ASSERTION': 'forged',
+        'x-forwarded-for': '10.9.9.9',
+        'x-forwarded-host': 'evil.test',
+        'x-forwarded-proto': 'http',
+        'x-request-id': 'client-chosen',
         'x-kept': 'kept',
       },
     });
     t.equal(r.status, 200);
     const e = JSON.parse(r.body.toString()) as EchoBody;
     const names = e.rawHeaderNames.map((n) => n.toLowerCase());
-    for (const gone of ['x-foo', 'keep-alive', 'te', 'proxy-authorization', 'x-proxyctl-user', 'x_proxyctl_email', 'x-proxyctl-jwt-assertion']) {
+    for (const gone of [
+      'x-foo',
+      'keep-alive',
+      'te',
+      'proxy-authorization',
+      'x-proxyctl-user',
+      'x_proxyctl_email',
+      'x-proxyctl-jwt-assertion',
+    ]) {
       t.notOk(names.includes(gone), `${gone} not forwarded`);
     }
-    t.notOk(names.some((n) => /proxyctl/.test(n)), 'no proxyctl identity header of any spelling');
+    t.notOk(
+      names.some((n) => /proxyctl/.test(n)),
+      'no proxyctl identity header of any spelling',
+    );
     t.equal(e.headers['x-kept'], 'kept');
     t.equal(e.headers['x-forwarded-for'], '127.0.0.1', 'client-sent X-Forwarded-For replaced');
     t.equal(e.headers['x-forwarded-proto'], 'https');
@@ -301,23 +381,29 @@ t.test('request path through an in-process relay and connectors', async (t) => {
 
   await t.test('200 concurrent mixed requests', async (t) => {
     const ids = new Set<string>();
-    const results = await Promise.all(Array.from({ length: 200 }, async (_, i) => {
-      if (i % 3 === 0) {
-        const r = await call('files.test', `/mixed/${i}?i=${i}`);
-        const e = (await r.body.json()) as EchoBody;
-        ids.add(String(e.headers['x-request-id']));
-        return r.statusCode === 200 && e.url === `/main/mixed/${i}?i=${i}` && e.method === 'GET';
-      }
-      if (i % 3 === 1) {
-        const body = randomBytes(i * 331);
-        const r = await call('files.test', `/upload?i=${i}`, { method: 'POST', body });
-        const j = (await r.body.json()) as { sha256: string; length: number };
-        return r.statusCode === 200 && j.length === body.length && j.sha256 === createHash('sha256').update(body).digest('hex');
-      }
-      const r = await call('files.test', `/bytes?n=${i * 100}`, { method: 'HEAD' });
-      const empty = (await r.body.arrayBuffer()).byteLength === 0;
-      return r.statusCode === 200 && r.headers['content-length'] === String(i * 100) && empty;
-    }));
+    const results = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        if (i % 3 === 0) {
+          const r = await call('files.test', `/mixed/${i}?i=${i}`);
+          const e = (await r.body.json()) as EchoBody;
+          ids.add(String(e.headers['x-request-id']));
+          return r.statusCode === 200 && e.url === `/main/mixed/${i}?i=${i}` && e.method === 'GET';
+        }
+        if (i % 3 === 1) {
+          const body = randomBytes(i * 331);
+          const r = await call('files.test', `/upload?i=${i}`, { method: 'POST', body });
+          const j = (await r.body.json()) as { sha256: string; length: number };
+          return (
+            r.statusCode === 200 &&
+            j.length === body.length &&
+            j.sha256 === createHash('sha256').update(body).digest('hex')
+          );
+        }
+        const r = await call('files.test', `/bytes?n=${i * 100}`, { method: 'HEAD' });
+        const empty = (await r.body.arrayBuffer()).byteLength === 0;
+        return r.statusCode === 200 && r.headers['content-length'] === String(i * 100) && empty;
+      }),
+    );
     t.equal(results.filter(Boolean).length, 200, 'every request answered correctly');
     t.equal(ids.size, 67, 'each request had its own id');
   });
@@ -332,7 +418,11 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.equal((await drain(dl.body)).bytes, 3000000, 'a streamed download read to its end');
     await new Promise((r) => setTimeout(r, 200));
     t.equal(sent.filter((m) => m.type === 'request').length, 6);
-    t.same(sent.filter((m) => m.type === 'cancel'), [], 'no cancel for requests that finished normally');
+    t.same(
+      sent.filter((m) => m.type === 'cancel'),
+      [],
+      'no cancel for requests that finished normally',
+    );
   });
 
   await t.test('WebSocket echo through the relay', async (t) => {
@@ -341,7 +431,10 @@ t.test('request path through an in-process relay and connectors', async (t) => {
       ws.once('open', resolve);
       ws.once('error', reject);
     });
-    const next = () => new Promise<{ data: Buffer; binary: boolean }>((resolve) => ws.once('message', (data, binary) => resolve({ data: data as Buffer, binary })));
+    const next = () =>
+      new Promise<{ data: Buffer; binary: boolean }>((resolve) =>
+        ws.once('message', (data, binary) => resolve({ data: data as Buffer, binary })),
+      );
     let m = next();
     ws.send('hello');
     t.same(await m, { data: Buffer.from('hello'), binary: false });
@@ -357,26 +450,28 @@ t.test('request path through an in-process relay and connectors', async (t) => {
 
   /** A WebSocket handshake the relay or backend refuses: its status and headers, or 'timeout'. */
   const wsRefusal = (host: string, p: string, agentOpts: { checkServerIdentity?: () => undefined } = {}) =>
-    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'timeout' | 'opened'>((resolve, reject) => {
-      const ws = new WebSocket(h.url(host, p).replace(/^https/, 'wss'), { ca, lookup, ...agentOpts });
-      const timer = setTimeout(() => {
-        ws.terminate();
-        resolve('timeout');
-      }, 3000);
-      ws.on('unexpected-response', (_req, res) => {
-        clearTimeout(timer);
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c.toString()));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-        res.on('error', reject);
-      });
-      ws.on('open', () => {
-        clearTimeout(timer);
-        ws.terminate();
-        resolve('opened');
-      });
-      ws.on('error', () => undefined);
-    });
+    new Promise<{ status: number; headers: IncomingHttpHeaders; body: string } | 'timeout' | 'opened'>(
+      (resolve, reject) => {
+        const ws = new WebSocket(h.url(host, p).replace(/^https/, 'wss'), { ca, lookup, ...agentOpts });
+        const timer = setTimeout(() => {
+          ws.terminate();
+          resolve('timeout');
+        }, 3000);
+        ws.on('unexpected-response', (_req, res) => {
+          clearTimeout(timer);
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+          res.on('error', reject);
+        });
+        ws.on('open', () => {
+          clearTimeout(timer);
+          ws.terminate();
+          resolve('opened');
+        });
+        ws.on('error', () => undefined);
+      },
+    );
 
   await t.test('WebSocket refused by the relay: unknown host → 404 with a request id', async (t) => {
     const r = await wsRefusal('nowhere.test', '/ws', { checkServerIdentity: () => undefined });
@@ -388,7 +483,8 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('WebSocket declined by the backend: its answer reaches the client promptly', async (t) => {
     const started = performance.now();
     const r = await wsRefusal('files.test', '/not-a-socket');
-    if (typeof r === 'string') return void t.fail(`expected the backend's 403, got ${r} after ${Math.round(performance.now() - started)} ms`);
+    if (typeof r === 'string')
+      return void t.fail(`expected the backend's 403, got ${r} after ${Math.round(performance.now() - started)} ms`);
     t.equal(r.status, 403, 'the backend status');
     t.equal(r.headers['x-declined'], 'yes', 'and its headers');
     t.equal(r.body, 'forbidden');
@@ -409,7 +505,10 @@ t.test('request path through an in-process relay and connectors', async (t) => {
         backendAtFirst = backend.sseSent('sse1');
       }
     }
-    t.ok(backendAtFirst >= 1 && backendAtFirst < 10, `first event arrived while the backend was still sending (${backendAtFirst}/10 sent)`);
+    t.ok(
+      backendAtFirst >= 1 && backendAtFirst < 10,
+      `first event arrived while the backend was still sending (${backendAtFirst}/10 sent)`,
+    );
     t.ok(firstAt < 600, `first event after ${Math.round(firstAt)} ms`);
     t.equal(text.match(/data: event-\d+/g)?.length, 10, 'all events arrived');
   });
@@ -432,8 +531,13 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('client leaves before the backend answers: the backend request is aborted', async (t) => {
     // A small answer would come back inline; the cancel must reach the backend call before any answer.
     const ac = new AbortController();
-    const pending = call('files.test', '/slow?ms=4000&tag=early-leave', { signal: ac.signal }).catch((err: Error) => err);
-    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=early-leave')), { timeoutMs: 3000, what: 'the backend to see the request' });
+    const pending = call('files.test', '/slow?ms=4000&tag=early-leave', { signal: ac.signal }).catch(
+      (err: Error) => err,
+    );
+    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=early-leave')), {
+      timeoutMs: 3000,
+      what: 'the backend to see the request',
+    });
     ac.abort();
     t.ok((await pending) instanceof Error, 'the client gave up');
     const started = performance.now();
@@ -448,7 +552,13 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('client aborts an upload: the backend never sees a complete body', async (t) => {
     const declared = 8 * MiB;
     const req = httpsRequest({
-      host: '127.0.0.1', port: h.publicPort, servername: 'files.test', ca, agent: false, path: '/upload?tag=upabort', method: 'POST',
+      host: '127.0.0.1',
+      port: h.publicPort,
+      servername: 'files.test',
+      ca,
+      agent: false,
+      path: '/upload?tag=upabort',
+      method: 'POST',
       headers: { host: `files.test:${h.publicPort}`, 'content-length': declared },
     });
     req.on('error', () => undefined);
@@ -461,7 +571,10 @@ t.test('request path through an in-process relay and connectors', async (t) => {
       if (written >= MiB) break;
     }
     // Let the first megabyte travel through relay and connector before the user goes away.
-    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=upabort')), { timeoutMs: 3000, what: 'the backend to see the upload' });
+    await waitFor(() => backend.seen.some((s) => s.url.includes('tag=upabort')), {
+      timeoutMs: 3000,
+      what: 'the backend to see the upload',
+    });
     req.destroy();
     const e = await backend.ended('upabort', 5000);
     t.equal(e.finished, false, 'the backend never answered: its request body did not complete');
@@ -525,8 +638,11 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.match(r.headers['x-request-id'], /^[0-9a-f-]{36}$/);
     // The connector abandons the body it pulled; the user still gets the page, and the relay lives on.
     for (const size of [10, 100_000, 2 * MiB]) {
-      const post = await call('dead.test', '/upload', { method: 'POST', body: patternStream(size), headers: { accept: 'application/json', 'content-length': String(size) } })
-        .catch((err: Error) => err);
+      const post = await call('dead.test', '/upload', {
+        method: 'POST',
+        body: patternStream(size),
+        headers: { accept: 'application/json', 'content-length': String(size) },
+      }).catch((err: Error) => err);
       if (post instanceof Error) {
         t.fail(`a ${size}-byte upload: connection cut (${post.message})`);
         continue;
@@ -558,12 +674,25 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     const stateDir = path.join(h.dir, 'late-connector');
     const { keyPem, csrPem } = await createKeyAndCsr('late');
     const rc = new RelayClient(h.apiUrl, { caPem: ca });
-    const issued = await rc.register(await h.idp.adminToken(), { csr: csrPem, name: 'late', group: 'late', version: 'test' });
+    const issued = await rc.register(await h.idp.adminToken(), {
+      csr: csrPem,
+      name: 'late',
+      group: 'late',
+      version: 'test',
+    });
     await rc.close();
     const now = new Date().toISOString();
     writeNewState(stateDir, {
-      relayUrl: h.apiUrl, connectorId: issued.connectorId, name: 'late', group: 'late', registeredAt: now, certificateIssuedAt: now,
-      serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+      relayUrl: h.apiUrl,
+      connectorId: issued.connectorId,
+      name: 'late',
+      group: 'late',
+      registeredAt: now,
+      certificateIssuedAt: now,
+      serial: issued.serial,
+      keyPem,
+      certPem: issued.certificate,
+      caPem: issued.caCertificate,
     });
     const late = new Connector({ stateDir, log: testLogger() });
     t.teardown(() => late.close(500));
@@ -579,42 +708,49 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('least outstanding: two connectors of a group both get traffic', async (t) => {
     const a = await h.addConnector({ group: 'pair' });
     const b = await h.addConnector({ group: 'pair' });
-    const all = Promise.all(Array.from({ length: 20 }, async (_, i) => {
-      const r = await call('pair.test', `/slow?ms=1200&i=${i}`);
-      await r.body.dump();
-      return r.statusCode;
-    }));
-    await waitFor(() => a.activeRequests + b.activeRequests >= 20, { timeoutMs: 3000, what: '20 requests in flight' }).catch(() => undefined);
+    const all = Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const r = await call('pair.test', `/slow?ms=1200&i=${i}`);
+        await r.body.dump();
+        return r.statusCode;
+      }),
+    );
+    await waitFor(() => a.activeRequests + b.activeRequests >= 20, {
+      timeoutMs: 3000,
+      what: '20 requests in flight',
+    }).catch(() => undefined);
     const [na, nb] = [a.activeRequests, b.activeRequests];
     t.equal(na + nb, 20, 'all twenty in flight on the two connectors');
     t.ok(na >= 8 && nb >= 8, `spread evenly (${na}/${nb})`);
     t.same(await all, Array(20).fill(200));
   });
 
-  await t.test('connector killed mid-stream: in-flight requests fail fast, a second connector takes over', async (t) => {
-    const first = await h.addConnector({ group: 'kill' });
-    const waiting = call('kill.test', '/slow?ms=10000', { headers: { accept: 'application/json' } });
-    const streaming = await call('kill.test', `/bytes?n=${512 * MiB}&tag=kill1`);
-    t.equal(streaming.statusCode, 200);
-    const reading = drain(streaming.body);
-    await waitFor(() => first.activeRequests >= 2, { timeoutMs: 10_000, what: 'two requests in flight' });
-    const second = await h.addConnector({ group: 'kill' });
-    const started = performance.now();
-    await first.close(0);
-    const w = await waiting;
-    t.equal(w.statusCode, 502, 'the waiting request gets a page');
-    const j = await errorJson(w);
-    t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
-    t.equal(w.headers['x-request-id'], j.error.requestId);
-    const s = await reading;
-    t.ok(s.error, 'the streaming download is cut, not ended cleanly');
-    t.ok(s.bytes < 512 * MiB);
-    t.ok(performance.now() - started < 3000, `both failed within ${Math.round(performance.now() - started)} ms`);
-    for (let i = 0; i < 5; i++) {
-      const e = await echo('kill.test', `/after-${i}`);
-      t.equal(e.url, `/kill/after-${i}`);
-    }
-    t.equal(second.openChannels(), 2);
-  });
-
+  await t.test(
+    'connector killed mid-stream: in-flight requests fail fast, a second connector takes over',
+    async (t) => {
+      const first = await h.addConnector({ group: 'kill' });
+      const waiting = call('kill.test', '/slow?ms=10000', { headers: { accept: 'application/json' } });
+      const streaming = await call('kill.test', `/bytes?n=${512 * MiB}&tag=kill1`);
+      t.equal(streaming.statusCode, 200);
+      const reading = drain(streaming.body);
+      await waitFor(() => first.activeRequests >= 2, { timeoutMs: 10_000, what: 'two requests in flight' });
+      const second = await h.addConnector({ group: 'kill' });
+      const started = performance.now();
+      await first.close(0);
+      const w = await waiting;
+      t.equal(w.statusCode, 502, 'the waiting request gets a page');
+      const j = await errorJson(w);
+      t.equal(j.error.code, 'ERR_CONNECTOR_LOST');
+      t.equal(w.headers['x-request-id'], j.error.requestId);
+      const s = await reading;
+      t.ok(s.error, 'the streaming download is cut, not ended cleanly');
+      t.ok(s.bytes < 512 * MiB);
+      t.ok(performance.now() - started < 3000, `both failed within ${Math.round(performance.now() - started)} ms`);
+      for (let i = 0; i < 5; i++) {
+        const e = await echo('kill.test', `/after-${i}`);
+        t.equal(e.url, `/kill/after-${i}`);
+      }
+      t.equal(second.openChannels(), 2);
+    },
+  );
 });

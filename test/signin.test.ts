@@ -9,7 +9,10 @@ import { startHarness, type Harness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { sealSession, cookieName } from '../src/relay/auth/session.js';
 
-interface Seen { url: string; headers: IncomingHttpHeaders }
+interface Seen {
+  url: string;
+  headers: IncomingHttpHeaders;
+}
 
 async function echoBackend(t: Test): Promise<{ port: number; seen: Seen[] }> {
   const seen: Seen[] = [];
@@ -50,9 +53,13 @@ t.test('OIDC preauthentication', async (t) => {
 `,
   });
   const port = h.publicPort;
-  for (const [id, secret, host] of [['urn:proxyctl:secure', 'secure-secret', 'secure.test'], ['urn:proxyctl:other', 'other-secret', 'other.test']] as const) {
+  for (const [id, secret, host] of [
+    ['urn:proxyctl:secure', 'secure-secret', 'secure.test'],
+    ['urn:proxyctl:other', 'other-secret', 'other.test'],
+  ] as const) {
     h.idp.registerClient({
-      clientId: id, clientSecret: secret,
+      clientId: id,
+      clientSecret: secret,
       redirectUris: [`https://${host}:${port}/.proxyctl/callback`],
       postLogoutRedirectUris: [`https://${host}:${port}/.proxyctl/signed-out`],
     });
@@ -84,9 +91,14 @@ t.test('OIDC preauthentication', async (t) => {
     t.equal(echoed.headers['x-proxyctl-email'], 'alice@example.com');
     t.equal(echoed.headers['x-proxyctl-groups'], 'staff');
     t.notMatch(String(echoed.headers['cookie'] ?? ''), /proxyctl/i, 'session cookie never forwarded');
-    const { payload, protectedHeader } = await jwtVerify(String(echoed.headers['x-proxyctl-jwt-assertion']), await jwks('secure.test'), {
-      issuer: 'https://secure.test', audience: 'https://secure.test/',
-    });
+    const { payload, protectedHeader } = await jwtVerify(
+      String(echoed.headers['x-proxyctl-jwt-assertion']),
+      await jwks('secure.test'),
+      {
+        issuer: 'https://secure.test',
+        audience: 'https://secure.test/',
+      },
+    );
     t.equal(protectedHeader.alg, 'ES256');
     t.equal(payload.sub, 'alice');
     t.same(payload['groups'], ['staff']);
@@ -95,19 +107,28 @@ t.test('OIDC preauthentication', async (t) => {
     t.equal(payload['acr'], 'pwd');
     t.type(payload['auth_time'], 'number', "the provider's auth_time");
     t.ok((payload['auth_time'] as number) <= payload.iat!, 'authenticated before the assertion was made');
-    t.ok((payload.exp! - payload.iat!) <= 300, 'short-lived');
+    t.ok(payload.exp! - payload.iat! <= 300, 'short-lived');
     const setCookie = alice.jar.get(`secure.test:${port}`, cookieName(h.config.apps[0]!));
     t.ok(setCookie, 'session cookie set');
     const me = await alice.get(h.url('secure.test', '/.proxyctl/me'));
     t.equal(me.status, 200);
-    t.match(JSON.parse(me.body), { sub: 'alice', email: 'alice@example.com', groups: ['staff'], amr: ['pwd'], app: 'secure' });
+    t.match(JSON.parse(me.body), {
+      sub: 'alice',
+      email: 'alice@example.com',
+      groups: ['staff'],
+      amr: ['pwd'],
+      app: 'secure',
+    });
   });
 
   await t.test('identity headers from the client are removed in every spelling', async (t) => {
     const r = await alice.get(h.url('secure.test', '/spoof'), {
       headers: {
-        'X-Proxyctl-User': 'mallory', 'x_proxyctl_email': 'mallory@evil', 'X-PROXYCTL-JWT-ASSERTION': 'forged.jwt.value',
-        'x-proxyctl-groups': 'admins', connection: 'x-proxyctl-user',
+        'X-Proxyctl-User': 'mallory',
+        x_proxyctl_email: 'mallory@evil',
+        'X-PROXYCTL-JWT-ASSERTION': 'forged.jwt.value',
+        'x-proxyctl-groups': 'admins',
+        connection: 'x-proxyctl-user',
       },
     });
     const echoed = JSON.parse(r.body) as { headers: IncomingHttpHeaders };
@@ -116,7 +137,10 @@ t.test('OIDC preauthentication', async (t) => {
     t.equal(echoed.headers['x-proxyctl-groups'], 'staff');
     t.notOk(echoed.headers['x_proxyctl_email']);
     t.not(echoed.headers['x-proxyctl-jwt-assertion'], 'forged.jwt.value');
-    const open = await request(h.url('open.test', '/'), { dispatcher: h.client, headers: { 'x-proxyctl-jwt-assertion': 'forged', 'X-Proxyctl-Email': 'x@y' } });
+    const open = await request(h.url('open.test', '/'), {
+      dispatcher: h.client,
+      headers: { 'x-proxyctl-jwt-assertion': 'forged', 'X-Proxyctl-Email': 'x@y' },
+    });
     const body = (await open.body.json()) as { headers: IncomingHttpHeaders };
     t.notOk(body.headers['x-proxyctl-jwt-assertion'], 'passthrough apps get no identity headers at all');
     t.notOk(body.headers['x-proxyctl-email']);
@@ -131,7 +155,11 @@ t.test('OIDC preauthentication', async (t) => {
   });
 
   await t.test('scripts get 401 JSON, not a redirect', async (t) => {
-    for (const headers of [{ accept: 'application/json' }, { 'x-requested-with': 'XMLHttpRequest' }, { 'sec-fetch-mode': 'cors' }]) {
+    for (const headers of [
+      { accept: 'application/json' },
+      { 'x-requested-with': 'XMLHttpRequest' },
+      { 'sec-fetch-mode': 'cors' },
+    ]) {
       const r = await request(h.url('secure.test', '/api'), { dispatcher: h.client, headers });
       t.equal(r.statusCode, 401);
       t.equal(((await r.body.json()) as { error: { code: string } }).error.code, 'ERR_SIGNIN_REQUIRED');
@@ -142,24 +170,59 @@ t.test('OIDC preauthentication', async (t) => {
     const app = h.config.apps[0]!;
     const good = alice.jar.get(`secure.test:${port}`, cookieName(app))!;
     const tryCookie = async (value: string) => {
-      const r = await request(h.url('secure.test', '/x'), { dispatcher: h.client, headers: { cookie: `${cookieName(app)}=${value}`, accept: 'application/json' } });
+      const r = await request(h.url('secure.test', '/x'), {
+        dispatcher: h.client,
+        headers: { cookie: `${cookieName(app)}=${value}`, accept: 'application/json' },
+      });
       await r.body.dump();
       return r.statusCode;
     };
     t.equal(await tryCookie(good), 200, 'the genuine cookie works');
     const parts = good.split('.');
     const ct = parts[3]!;
-    const flipped = (ct[5] === 'A' ? 'B' : 'A');
-    t.equal(await tryCookie([...parts.slice(0, 3), ct.slice(0, 5) + flipped + ct.slice(6), parts[4]].join('.')), 401, 'tampered ciphertext byte');
+    const flipped = ct[5] === 'A' ? 'B' : 'A';
+    t.equal(
+      await tryCookie([...parts.slice(0, 3), ct.slice(0, 5) + flipped + ct.slice(6), parts[4]].join('.')),
+      401,
+      'tampered ciphertext byte',
+    );
     t.equal(await tryCookie(good.slice(0, -2) + (good.endsWith('A') ? 'BB' : 'AA')), 401, 'tampered tag');
     t.equal(await tryCookie('garbage'), 401);
     const ring = h.relay.keyRing;
-    const base = { sub: 'alice', email: 'alice@example.com', name: 'Alice', groups: ['staff'], amr: ['pwd'], acr: undefined, ip: '127.0.0.1', authTime: Date.now(), providerSid: undefined };
-    const expired = await sealSession(ring, { ...base, sid: 'x', app: 'secure', iat: Date.now() - 7200_000, exp: Date.now() - 3600_000 });
+    const base = {
+      sub: 'alice',
+      email: 'alice@example.com',
+      name: 'Alice',
+      groups: ['staff'],
+      amr: ['pwd'],
+      acr: undefined,
+      ip: '127.0.0.1',
+      authTime: Date.now(),
+      providerSid: undefined,
+    };
+    const expired = await sealSession(ring, {
+      ...base,
+      sid: 'x',
+      app: 'secure',
+      iat: Date.now() - 7200_000,
+      exp: Date.now() - 3600_000,
+    });
     t.equal(await tryCookie(expired), 401, 'expired cookie');
-    const otherApp = await sealSession(ring, { ...base, sid: 'y', app: 'other', iat: Date.now(), exp: Date.now() + 3600_000 });
+    const otherApp = await sealSession(ring, {
+      ...base,
+      sid: 'y',
+      app: 'other',
+      iat: Date.now(),
+      exp: Date.now() + 3600_000,
+    });
     t.equal(await tryCookie(otherApp), 401, "another app's cookie");
-    const unknownSid = await sealSession(ring, { ...base, sid: 'never-issued', app: 'secure', iat: Date.now(), exp: Date.now() + 3600_000 });
+    const unknownSid = await sealSession(ring, {
+      ...base,
+      sid: 'never-issued',
+      app: 'secure',
+      iat: Date.now(),
+      exp: Date.now() + 3600_000,
+    });
     t.equal(await tryCookie(unknownSid), 401, 'a session id the relay never issued');
   });
 
@@ -168,11 +231,17 @@ t.test('OIDC preauthentication', async (t) => {
     const copied = alice.jar.get(`secure.test:${port}`, cookieName(app))!;
     const confirm = await alice.get(h.url('secure.test', '/.proxyctl/logout'));
     t.equal(confirm.status, 200, 'a GET only asks');
-    const out = await alice.get(h.url('secure.test', '/.proxyctl/logout'), { method: 'POST', headers: { origin: `https://secure.test:${port}`, 'sec-fetch-site': 'same-origin' } });
+    const out = await alice.get(h.url('secure.test', '/.proxyctl/logout'), {
+      method: 'POST',
+      headers: { origin: `https://secure.test:${port}`, 'sec-fetch-site': 'same-origin' },
+    });
     t.equal(out.status, 303);
     t.match(String(out.headers['location']), h.idp.issuer, 'sent to the provider to end its session');
     t.match(String(out.headers['set-cookie']), /Max-Age=0/);
-    const r = await request(h.url('secure.test', '/x'), { dispatcher: h.client, headers: { cookie: `${cookieName(app)}=${copied}` } });
+    const r = await request(h.url('secure.test', '/x'), {
+      dispatcher: h.client,
+      headers: { cookie: `${cookieName(app)}=${copied}` },
+    });
     await r.body.dump();
     t.equal(r.statusCode, 302, 'sent to sign in again');
     t.match(String(r.headers['location']), h.idp.issuer);
@@ -187,7 +256,11 @@ t.test('OIDC preauthentication', async (t) => {
       const login = await sim.follow(h.url('secure.test', '/'), isCallback);
       if (isCallback(new URL(login.url))) return login; // the provider still has a session
       const m = /action="([^"]+)"/.exec(login.body)!;
-      const posted = await sim.get(new URL(m[1]!, login.url).href, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'username=alice&password=x' });
+      const posted = await sim.get(new URL(m[1]!, login.url).href, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'username=alice&password=x',
+      });
       return sim.follow(new URL(String(posted.headers['location']), posted.url).href, isCallback);
     };
     // State cookie from another sign-in (login CSRF): refused.
@@ -232,26 +305,49 @@ t.test('OIDC preauthentication', async (t) => {
     sim.jar.byHost.get(host)?.delete('__Host-proxyctl-secure');
     await sim.follow(h.url('secure.test', '/'), (next) => next.origin === h.idp.issuer);
     const st4 = sim.jar.get(host, '__Host-proxyctl-secure-signin')!;
-    r = await sim.get(h.url('secure.test', `/.proxyctl/callback?error=access_denied&error_description=nope&state=${st4}`));
+    r = await sim.get(
+      h.url('secure.test', `/.proxyctl/callback?error=access_denied&error_description=nope&state=${st4}`),
+    );
     t.equal(r.status, 401);
     t.match(r.body, /ERR_SIGNIN_PROVIDER/);
   });
 
   await t.test('bearer tokens for native clients', async (t) => {
     const call = async (token: string, host = 'other.test') => {
-      const r = await request(h.url(host, '/native'), { dispatcher: h.client, headers: { authorization: `Bearer ${token}`, accept: 'application/json' } });
+      const r = await request(h.url(host, '/native'), {
+        dispatcher: h.client,
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json' },
+      });
       const text = await r.body.text();
-      return { status: r.statusCode, body: JSON.parse(text) as { headers?: IncomingHttpHeaders; error?: { code: string } } };
+      return {
+        status: r.statusCode,
+        body: JSON.parse(text) as { headers?: IncomingHttpHeaders; error?: { code: string } },
+      };
     };
     const good = await call(await h.idp.adminToken({ audience: 'urn:proxyctl:other', roles: [] }));
     t.equal(good.status, 200);
     t.notOk(good.body.headers?.['authorization'], 'the bearer token is not forwarded');
     t.ok(good.body.headers?.['x-proxyctl-jwt-assertion']);
-    t.equal((await call(await h.idp.adminToken({ audience: 'urn:proxyctl:secure', roles: [] }))).body.error?.code, 'ERR_TOKEN_AUDIENCE', 'a token for another app');
-    t.equal((await call(await h.idp.adminToken({ audience: 'urn:proxyctl:secure', roles: [] }), 'secure.test')).body.error?.code, 'ERR_NOT_ASSIGNED');
-    const none = new UnsecuredJWT({ sub: 'x', aud: 'urn:proxyctl:other', iss: h.idp.issuer }).setExpirationTime('5m').encode();
+    t.equal(
+      (await call(await h.idp.adminToken({ audience: 'urn:proxyctl:secure', roles: [] }))).body.error?.code,
+      'ERR_TOKEN_AUDIENCE',
+      'a token for another app',
+    );
+    t.equal(
+      (await call(await h.idp.adminToken({ audience: 'urn:proxyctl:secure', roles: [] }), 'secure.test')).body.error
+        ?.code,
+      'ERR_NOT_ASSIGNED',
+    );
+    const none = new UnsecuredJWT({ sub: 'x', aud: 'urn:proxyctl:other', iss: h.idp.issuer })
+      .setExpirationTime('5m')
+      .encode();
     t.equal((await call(none)).body.error?.code, 'ERR_TOKEN_ALG');
-    const expired = await h.idp.signToken({ sub: 'x', aud: 'urn:proxyctl:other', iss: h.idp.issuer, exp: Math.floor(Date.now() / 1000) - 3600 });
+    const expired = await h.idp.signToken({
+      sub: 'x',
+      aud: 'urn:proxyctl:other',
+      iss: h.idp.issuer,
+      exp: Math.floor(Date.now() / 1000) - 3600,
+    });
     t.equal((await call(expired)).body.error?.code, 'ERR_TOKEN_EXPIRED');
   });
 });

@@ -9,13 +9,16 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { startBackend, type Backend, type EchoBody } from './helpers/backend.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 
-
 const APP_HOST = 'files.test';
 const OTHER_HOST = 'other.test';
 const UNPUBLISHED = 'nowhere.test';
 const SMALL_HOST = 'small.test';
 
-interface Response { status: number; headers: Record<string, string>; body: Buffer }
+interface Response {
+  status: number;
+  headers: Record<string, string>;
+  body: Buffer;
+}
 interface Exchange {
   /** Complete responses, in order. */
   responses: Response[];
@@ -92,7 +95,10 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
   t.teardown(() => backend.close());
   const app = (name: string, host: string) =>
     `  - name: ${name}\n    externalUrl: "https://${host}/"\n    internalUrl: "${backend.origin}/${name}/"\n    preauth: passthrough\n`;
-  const h: Harness = await startHarness(t, { yaml: () => `apps:\n${app('main', APP_HOST)}${app('other', OTHER_HOST)}${app('small', SMALL_HOST)}    maxBodyBytes: 16\n` });
+  const h: Harness = await startHarness(t, {
+    yaml: () =>
+      `apps:\n${app('main', APP_HOST)}${app('other', OTHER_HOST)}${app('small', SMALL_HOST)}    maxBodyBytes: 16\n`,
+  });
   await h.addConnector();
   const ca = h.relay.ca.certPem;
   const port = h.publicPort;
@@ -104,7 +110,10 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
 
   function connect(servername: string | undefined): TLSSocket {
     const s = tlsConnect({
-      host: '127.0.0.1', port, ca, ALPNProtocols: ['http/1.1'],
+      host: '127.0.0.1',
+      port,
+      ca,
+      ALPNProtocols: ['http/1.1'],
       ...(servername ? { servername } : {}),
       // Unpublished names are not in the relay certificate; the test wants the relay's answer anyway.
       checkServerIdentity: () => undefined,
@@ -116,7 +125,10 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
   }
 
   /** Sends bytes on a fresh connection; resolves on close, or `settleMs` after the last complete response. */
-  function exchange(payload: string | Buffer, o: { servername?: string; settleMs?: number; timeoutMs?: number } = {}): Promise<Exchange> {
+  function exchange(
+    payload: string | Buffer,
+    o: { servername?: string; settleMs?: number; timeoutMs?: number } = {},
+  ): Promise<Exchange> {
     return new Promise((resolve) => {
       const s = connect(o.servername ?? APP_HOST);
       let buf = Buffer.alloc(0);
@@ -183,9 +195,14 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
     const first = r.responses[0];
     const okStatus = (s: number) => (s >= 400 && s < 500) || (o.allow ?? []).includes(s);
     t.ok(first ? okStatus(first.status) : r.closed, `refused: ${describeExchange(r)}`, extra);
-    t.notOk(r.responses.some((x) => !okStatus(x.status)), 'no other answer on the connection', extra);
+    t.notOk(
+      r.responses.some((x) => !okStatus(x.status)),
+      'no other answer on the connection',
+      extra,
+    );
     t.same(seen, [], 'the backend saw nothing', extra);
-    if (o.status !== undefined) t.equal(first?.status, o.status, `answered ${o.status}`, o.statusTodo ? { todo: o.statusTodo } : extra);
+    if (o.status !== undefined)
+      t.equal(first?.status, o.status, `answered ${o.status}`, o.statusTodo ? { todo: o.statusTodo } : extra);
     return r;
   }
 
@@ -202,27 +219,59 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
   const req = (lines: string[], body = '') => `${lines.join('\r\n')}\r\n\r\n${body}`;
 
   // Started now, checked last: Node's headers timeout takes tens of seconds today.
-  const slow = slowloris(connect(APP_HOST), `GET /probe HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: ${'a'.repeat(500)}`, 500, 60_000);
+  const slow = slowloris(
+    connect(APP_HOST),
+    `GET /probe HTTP/1.1\r\nHost: ${HOST}\r\nX-Slow: ${'a'.repeat(500)}`,
+    500,
+    60_000,
+  );
 
   await t.test('controls: well-formed requests pass, one answer each', async (t) => {
     await accepted(t, req(['GET /probe HTTP/1.1', `Host: ${HOST}`]));
     await accepted(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5'], 'hello'));
-    await accepted(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n'));
+    await accepted(
+      t,
+      req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n'),
+    );
     await accepted(t, req(['GET /probe HTTP/1.1', `Host: FILES.TEST:${port}`]), { servername: APP_HOST });
     const before = backend.seen.length;
-    const two = await exchange(req(['GET /probe?n=1 HTTP/1.1', `Host: ${HOST}`]) + req(['GET /probe?n=2 HTTP/1.1', `Host: ${HOST}`]));
-    t.same(two.responses.map((r) => r.status), [200, 200], 'two pipelined requests get two answers (the helper sees a second response)');
-    t.same(backend.seen.slice(before).map((s) => s.url), ['/main/probe?n=1', '/main/probe?n=2']);
+    const two = await exchange(
+      req(['GET /probe?n=1 HTTP/1.1', `Host: ${HOST}`]) + req(['GET /probe?n=2 HTTP/1.1', `Host: ${HOST}`]),
+    );
+    t.same(
+      two.responses.map((r) => r.status),
+      [200, 200],
+      'two pipelined requests get two answers (the helper sees a second response)',
+    );
+    t.same(
+      backend.seen.slice(before).map((s) => s.url),
+      ['/main/probe?n=1', '/main/probe?n=2'],
+    );
   });
 
   await t.test('Content-Length and Transfer-Encoding together', async (t) => {
-    await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5', 'Transfer-Encoding: chunked'], '0\r\n\r\nGET /smuggled HTTP/1.1\r\n'));
-    await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked', 'Content-Length: 30'], '0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n'));
+    await refused(
+      t,
+      req(
+        ['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5', 'Transfer-Encoding: chunked'],
+        '0\r\n\r\nGET /smuggled HTTP/1.1\r\n',
+      ),
+    );
+    await refused(
+      t,
+      req(
+        ['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked', 'Content-Length: 30'],
+        '0\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n',
+      ),
+    );
   });
 
   await t.test('duplicate and differing Content-Length', async (t) => {
     await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5', 'Content-Length: 5'], 'hello'));
-    await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5', 'Content-Length: 6'], 'hello!'));
+    await refused(
+      t,
+      req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5', 'Content-Length: 6'], 'hello!'),
+    );
     await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Content-Length: 5, 5'], 'hello'));
   });
 
@@ -236,35 +285,73 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
 
   await t.test('Transfer-Encoding other than chunked', async (t) => {
     await t.test('chunked, identity (chunked not last)', async (t) => {
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked, identity'], '5\r\nhello\r\n0\r\n\r\n'));
+      await refused(
+        t,
+        req(
+          ['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked, identity'],
+          '5\r\nhello\r\n0\r\n\r\n',
+        ),
+      );
     });
     await t.test('gzip, chunked', async (t) => {
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: gzip, chunked'], '5\r\nhello\r\n0\r\n\r\n'),
-        { allow: [501] });
+      await refused(
+        t,
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: gzip, chunked'], '5\r\nhello\r\n0\r\n\r\n'),
+        { allow: [501] },
+      );
     });
     await t.test('an unknown coding, a duplicated header', async (t) => {
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: xchunked'], '5\r\nhello\r\n0\r\n\r\n'), { allow: [501] });
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'], '5\r\nhello\r\n0\r\n\r\n'), { allow: [501] });
+      await refused(
+        t,
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: xchunked'], '5\r\nhello\r\n0\r\n\r\n'),
+        { allow: [501] },
+      );
+      await refused(
+        t,
+        req(
+          ['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked', 'Transfer-Encoding: chunked'],
+          '5\r\nhello\r\n0\r\n\r\n',
+        ),
+        { allow: [501] },
+      );
     });
     await t.test('invalid chunk size', async (t) => {
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '-5\r\nhello\r\n0\r\n\r\n'));
-      await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '0x5\r\nhello\r\n0\r\n\r\n'));
+      await refused(
+        t,
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '-5\r\nhello\r\n0\r\n\r\n'),
+      );
+      await refused(
+        t,
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: chunked'], '0x5\r\nhello\r\n0\r\n\r\n'),
+      );
     });
   });
 
   await t.test('nothing pipelined behind a close-refusal is processed', async (t) => {
     const next = req(['GET /pipelined HTTP/1.1', `Host: ${HOST}`]);
     const refusals: [string, string][] = [
-      ['Transfer-Encoding: gzip, chunked', req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: gzip, chunked'], '5\r\nhello\r\n0\r\n\r\n')],
-      ['Transfer-Encoding: xchunked', req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: xchunked'], '0\r\n\r\n')],
+      [
+        'Transfer-Encoding: gzip, chunked',
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: gzip, chunked'], '5\r\nhello\r\n0\r\n\r\n'),
+      ],
+      [
+        'Transfer-Encoding: xchunked',
+        req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: xchunked'], '0\r\n\r\n'),
+      ],
       ['Transfer-Encoding: identity', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding: identity'])],
       ['duplicate Host', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, `Host: ${HOST}`])],
       ['duplicate Host, other app', req(['GET /probe HTTP/1.1', `Host: ${HOST}`, `Host: ${OTHER_HOST}:${port}`])],
-      ['body over the app limit', req(['POST /probe HTTP/1.1', `Host: ${SMALL_HOST}:${port}`, 'Content-Length: 64'], 'x'.repeat(64))],
+      [
+        'body over the app limit',
+        req(['POST /probe HTTP/1.1', `Host: ${SMALL_HOST}:${port}`, 'Content-Length: 64'], 'x'.repeat(64)),
+      ],
     ];
     for (const [what, first] of refusals) {
       await t.test(`${what}, then a request in the same packet`, async (t) => {
-        const r = await refused(t, first + next + next, { allow: [501], servername: what.startsWith('body') ? SMALL_HOST : APP_HOST });
+        const r = await refused(t, first + next + next, {
+          allow: [501],
+          servername: what.startsWith('body') ? SMALL_HOST : APP_HOST,
+        });
         t.equal(r.responses.length, 1, 'one answer, then the connection closes');
         t.equal(r.responses[0]?.headers['connection'], 'close');
       });
@@ -287,7 +374,10 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
   await t.test('obsolete line folding', async (t) => {
     await refused(t, req(['GET /probe HTTP/1.1', `Host: ${HOST}`, 'X-Folded: a', ' b']));
     await refused(t, req(['GET /probe HTTP/1.1', `Host: ${HOST}`, 'X-Folded: a', '\tb']));
-    await refused(t, req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding:', ' chunked'], '5\r\nhello\r\n0\r\n\r\n'));
+    await refused(
+      t,
+      req(['POST /probe HTTP/1.1', `Host: ${HOST}`, 'Transfer-Encoding:', ' chunked'], '5\r\nhello\r\n0\r\n\r\n'),
+    );
   });
 
   await t.test('bare LF line endings', async (t) => {
@@ -327,11 +417,21 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
     for (const framing of ['content-length', 'chunked'] as const) {
       await t.test(framing, async (t) => {
         const before = backend.seen.length;
-        const head = framing === 'content-length' ? `Content-Length: ${Buffer.byteLength(smuggled)}` : 'Transfer-Encoding: chunked';
-        const body = framing === 'content-length' ? smuggled : `${Buffer.byteLength(smuggled).toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
+        const head =
+          framing === 'content-length'
+            ? `Content-Length: ${Buffer.byteLength(smuggled)}`
+            : 'Transfer-Encoding: chunked';
+        const body =
+          framing === 'content-length'
+            ? smuggled
+            : `${Buffer.byteLength(smuggled).toString(16)}\r\n${smuggled}\r\n0\r\n\r\n`;
         const r = await exchange(req(['POST /probe HTTP/1.1', `Host: ${HOST}`, head], body), { settleMs: 700 });
         const seen = await seenSince(before);
-        t.same(r.responses.map((x) => x.status), [200], `exactly one answer (${describeExchange(r)})`);
+        t.same(
+          r.responses.map((x) => x.status),
+          [200],
+          `exactly one answer (${describeExchange(r)})`,
+        );
         t.same(seen, ['POST /main/probe'], 'the backend saw exactly one request');
         const echo = JSON.parse(r.responses[0]?.body.toString() ?? '{}') as Partial<EchoBody>;
         t.equal(echo.bodyLength, Buffer.byteLength(smuggled), 'with the smuggled text as its body');
@@ -350,7 +450,10 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
 
   await t.test('Host header and TLS SNI disagree', async (t) => {
     await t.test('SNI of one app, Host of another published app', async (t) => {
-      await refused(t, req(['GET /probe HTTP/1.1', `Host: ${OTHER_HOST}:${port}`]), { servername: APP_HOST, status: 421 });
+      await refused(t, req(['GET /probe HTTP/1.1', `Host: ${OTHER_HOST}:${port}`]), {
+        servername: APP_HOST,
+        status: 421,
+      });
     });
     await t.test('SNI of an app, Host unpublished', async (t) => {
       await refused(t, req(['GET /probe HTTP/1.1', `Host: ${UNPUBLISHED}:${port}`]), { servername: APP_HOST });
@@ -384,25 +487,41 @@ t.test('request smuggling and parser abuse over raw TLS', async (t) => {
     await t.test('150 fields (over the default maxHeaders of 100)', async (t) => {
       await refused(t, req(['GET /probe HTTP/1.1', `Host: ${HOST}`, ...fields(150)]), { status: 431 });
     });
-    await t.test('2100 fields (over Node\'s maxHeadersCount of 2000)', async (t) => {
+    await t.test("2100 fields (over Node's maxHeadersCount of 2000)", async (t) => {
       await refused(t, req(['GET /probe HTTP/1.1', `Host: ${HOST}`, ...fields(2100)]), { status: 431 });
     });
   });
 
-  await t.test('slowloris: one header byte every 500 ms (today\'s defaults)', async (t) => {
+  await t.test("slowloris: one header byte every 500 ms (today's defaults)", async (t) => {
     const r = await slow;
-    t.comment(`closed after ${Math.round(r.closedAfterMs ?? -1)} ms, ${r.bytesSent} bytes sent, answer ${JSON.stringify(r.statusLine)}`);
+    t.comment(
+      `closed after ${Math.round(r.closedAfterMs ?? -1)} ms, ${r.bytesSent} bytes sent, answer ${JSON.stringify(r.statusLine)}`,
+    );
     t.ok(r.closedAfterMs !== undefined, 'the relay closed the connection');
     // headersTimeout 10 s by default, checked every second.
-    t.ok(r.closedAfterMs !== undefined && r.closedAfterMs < 12_500, 'within headersTimeout (10 s) + one connectionsCheckingInterval (1 s)');
+    t.ok(
+      r.closedAfterMs !== undefined && r.closedAfterMs < 12_500,
+      'within headersTimeout (10 s) + one connectionsCheckingInterval (1 s)',
+    );
     t.ok(r.closedAfterMs !== undefined && r.closedAfterMs >= 9_500, 'not before the 10 s headers timeout');
-    t.ok(r.status === undefined || (r.status >= 400 && r.status < 500), `answered with a 4xx or nothing (${r.statusLine})`);
+    t.ok(
+      r.status === undefined || (r.status >= 400 && r.status < 500),
+      `answered with a 4xx or nothing (${r.statusLine})`,
+    );
     t.equal(r.status, 408, 'answered 408');
-    t.notOk(backend.seen.some((s) => s.headers['x-slow'] !== undefined), 'the backend never saw it');
+    t.notOk(
+      backend.seen.some((s) => s.headers['x-slow'] !== undefined),
+      'the backend never saw it',
+    );
   });
 });
 
-interface Slow { closedAfterMs: number | undefined; bytesSent: number; status: number | undefined; statusLine: string }
+interface Slow {
+  closedAfterMs: number | undefined;
+  bytesSent: number;
+  status: number | undefined;
+  statusLine: string;
+}
 
 /** Writes `text` one byte per `intervalMs` once TLS is up; resolves when the relay closes (or after maxMs). */
 function slowloris(s: TLSSocket, text: string, intervalMs: number, maxMs: number): Promise<Slow> {
@@ -417,7 +536,12 @@ function slowloris(s: TLSSocket, text: string, intervalMs: number, maxMs: number
       s.destroy();
       const statusLine = received.split('\r\n')[0] ?? '';
       const m = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
-      resolve({ closedAfterMs: closed && started ? performance.now() - started : undefined, bytesSent: sent, status: m ? Number(m[1]) : undefined, statusLine });
+      resolve({
+        closedAfterMs: closed && started ? performance.now() - started : undefined,
+        bytesSent: sent,
+        status: m ? Number(m[1]) : undefined,
+        statusLine,
+      });
     };
     const cap = setTimeout(() => finish(false), maxMs);
     s.once('secureConnect', () => {
@@ -436,13 +560,25 @@ t.test('slowloris with limits.headersTimeout: 2s', async (t) => {
   const backend = await startBackend();
   t.teardown(() => backend.close());
   const h = await startHarness(t, {
-    yaml: () => `${limits}apps:\n  - name: main\n    externalUrl: "https://${APP_HOST}/"\n    internalUrl: "${backend.origin}/main/"\n    preauth: passthrough\n`,
+    yaml: () =>
+      `${limits}apps:\n  - name: main\n    externalUrl: "https://${APP_HOST}/"\n    internalUrl: "${backend.origin}/main/"\n    preauth: passthrough\n`,
   });
   await h.addConnector();
-  const s = tlsConnect({ host: '127.0.0.1', port: h.publicPort, servername: APP_HOST, ca: h.relay.ca.certPem, ALPNProtocols: ['http/1.1'] });
+  const s = tlsConnect({
+    host: '127.0.0.1',
+    port: h.publicPort,
+    servername: APP_HOST,
+    ca: h.relay.ca.certPem,
+    ALPNProtocols: ['http/1.1'],
+  });
   s.on('error', () => undefined);
   t.teardown(() => s.destroy());
-  const r = await slowloris(s, `GET /probe HTTP/1.1\r\nHost: ${APP_HOST}:${h.publicPort}\r\nX-Slow: ${'a'.repeat(100)}`, 500, 10_000);
+  const r = await slowloris(
+    s,
+    `GET /probe HTTP/1.1\r\nHost: ${APP_HOST}:${h.publicPort}\r\nX-Slow: ${'a'.repeat(100)}`,
+    500,
+    10_000,
+  );
   t.comment(`closed after ${Math.round(r.closedAfterMs ?? -1)} ms, answer ${JSON.stringify(r.statusLine)}`);
   t.ok(r.closedAfterMs !== undefined && r.closedAfterMs < 3500, 'closed within headersTimeout + 1.5 s');
   t.equal(r.status, 408, 'answered 408 Request Timeout');

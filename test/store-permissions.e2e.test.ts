@@ -23,10 +23,19 @@ t.test('proxyctl demo under umask 000 in a pre-made 0755 directory keeps its sec
   process.umask(previous);
   t.teardown(() => demo.stop('SIGKILL', 2000));
   const deadline = Date.now() + 30_000;
-  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null)
+    await new Promise((r) => setTimeout(r, 50));
   t.match(demo.stdoutText, /Press Ctrl-C/, `demo is running (stderr: ${demo.stderrText.slice(-500)})`);
 
-  for (const f of ['proxyctl.db', 'proxyctl.db-wal', 'proxyctl.db-shm', 'ca-key.pem', 'idp-keys.json', 'demo-password', 'connector/key.pem']) {
+  for (const f of [
+    'proxyctl.db',
+    'proxyctl.db-wal',
+    'proxyctl.db-shm',
+    'ca-key.pem',
+    'idp-keys.json',
+    'demo-password',
+    'connector/key.pem',
+  ]) {
     t.ok(existsSync(path.join(dataDir, f)), `${f} exists`);
   }
   assertPrivateTree(t, dataDir, 'while running');
@@ -43,17 +52,23 @@ t.test('proxyctl demo under umask 000 in a pre-made 0755 directory keeps its sec
   assertPrivateTree(t, dataDir, 'after stopping');
 });
 
-t.test('a data directory owned by another user: one line with ERR_STATE_INVALID, exit 1, nothing written', async (t) => {
-  if (process.geteuid?.() !== 0) return t.plan(0, 'needs root to hand a directory to another user');
-  const dataDir = premade(t);
-  chownSync(dataDir, 65534, 65534);
-  for (const args of [['relay', 'serve', '--data-dir', dataDir], ['relay', 'connectors', 'list', '--data-dir', dataDir]]) {
-    const r = await runCli(args, { timeoutMs: 15_000 });
-    t.equal(r.code, 1, `${args.slice(0, 3).join(' ')} exits 1`);
-    const lines = r.stderr.trim().split('\n');
-    t.equal(lines.length, 1, 'one line on stderr');
-    t.match(lines[0], /\[ERR_STATE_INVALID\]$/);
-  }
-  t.same(readdirSync(dataDir), [], 'nothing was written');
-  t.equal(modeOf(dataDir), 0o755, 'mode unchanged');
-});
+t.test(
+  'a data directory owned by another user: one line with ERR_STATE_INVALID, exit 1, nothing written',
+  async (t) => {
+    if (process.geteuid?.() !== 0) return t.plan(0, 'needs root to hand a directory to another user');
+    const dataDir = premade(t);
+    chownSync(dataDir, 65534, 65534);
+    for (const args of [
+      ['relay', 'serve', '--data-dir', dataDir],
+      ['relay', 'connectors', 'list', '--data-dir', dataDir],
+    ]) {
+      const r = await runCli(args, { timeoutMs: 15_000 });
+      t.equal(r.code, 1, `${args.slice(0, 3).join(' ')} exits 1`);
+      const lines = r.stderr.trim().split('\n');
+      t.equal(lines.length, 1, 'one line on stderr');
+      t.match(lines[0], /\[ERR_STATE_INVALID\]$/);
+    }
+    t.same(readdirSync(dataDir), [], 'nothing was written');
+    t.equal(modeOf(dataDir), 0o755, 'mode unchanged');
+  },
+);

@@ -48,11 +48,28 @@ async function relayWithTraffic(t: Test, dataDir: string, n: number): Promise<Re
   await relay.start();
   const { csrPem } = await createKeyAndCsr('c');
   await relay.registerLocal({ csr: csrPem, name: `edge-${n}`, group: 'default', version: 'test' }, 'test');
-  relay.store.users.put({
-    username: `user-${n}`, passwordHash: 'scrypt$not-a-real-hash', email: null, name: null, groups: [], roles: [],
-    totpSecret: 'JBSWY3DPEHPK3PXP', createdAt: Date.now(),
-  }, 'test', 'user.add');
-  relay.store.sessions.create({ sid: `sid-${n}`, app: 'wiki', subject: `user-${n}`, createdAt: Date.now(), expiresAt: Date.now() + 60_000, clientIp: null });
+  relay.store.users.put(
+    {
+      username: `user-${n}`,
+      passwordHash: 'scrypt$not-a-real-hash',
+      email: null,
+      name: null,
+      groups: [],
+      roles: [],
+      totpSecret: 'JBSWY3DPEHPK3PXP',
+      createdAt: Date.now(),
+    },
+    'test',
+    'user.add',
+  );
+  relay.store.sessions.create({
+    sid: `sid-${n}`,
+    app: 'wiki',
+    subject: `user-${n}`,
+    createdAt: Date.now(),
+    expiresAt: Date.now() + 60_000,
+    clientIp: null,
+  });
   return relay;
 }
 
@@ -87,8 +104,13 @@ t.test('files and a directory left loose by an older version are tightened at st
   await loadOrCreateCa(dataDir);
   const old = openSqliteStore(dataDir);
   t.teardown(() => old.close());
-  old.users.put({ username: 'u', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: 'S', createdAt: 0 }, 'test', 'user.add');
-  for (const f of ['proxyctl.db', 'proxyctl.db-wal', 'proxyctl.db-shm', 'ca-key.pem']) chmodSync(path.join(dataDir, f), 0o644);
+  old.users.put(
+    { username: 'u', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: 'S', createdAt: 0 },
+    'test',
+    'user.add',
+  );
+  for (const f of ['proxyctl.db', 'proxyctl.db-wal', 'proxyctl.db-shm', 'ca-key.pem'])
+    chmodSync(path.join(dataDir, f), 0o644);
   chmodSync(dataDir, 0o755);
 
   const relay = await relayWithTraffic(t, dataDir, 1);
@@ -110,7 +132,11 @@ t.test('a data directory this process does not own is refused, and left as it wa
   const before = { mode: modeOf(dir), entries: readdirSync(dir).sort() };
   t.throws(() => openSqliteStore(dir), { code: 'ERR_STATE_INVALID' }, 'the store refuses it');
   await t.rejects(loadOrCreateCa(dir), { code: 'ERR_STATE_INVALID' }, 'the CA refuses it');
-  await t.rejects(Relay.create(parseRelayConfig(yaml, undefined, { dataDir: dir }), { log: silentLogger }), { code: 'ERR_STATE_INVALID' }, 'the relay does not start');
+  await t.rejects(
+    Relay.create(parseRelayConfig(yaml, undefined, { dataDir: dir }), { log: silentLogger }),
+    { code: 'ERR_STATE_INVALID' },
+    'the relay does not start',
+  );
   t.same({ mode: modeOf(dir), entries: readdirSync(dir).sort() }, before, 'nothing created, mode unchanged');
 });
 
@@ -121,25 +147,36 @@ t.test('a data directory path that is a file is refused', async (t) => {
   await t.rejects(loadOrCreateCa(file), { code: 'ERR_STATE_INVALID' });
 });
 
-t.test('connector state: key.pem 0600 and the directory 0700 whatever the umask, tightened when found loose', async (t) => {
-  withUmask(t, 0o000);
-  const ca = await loadOrCreateCa(path.join(tempDir(t), 'ca'));
-  const { keyPem, csrPem } = await createKeyAndCsr('c');
-  const id = '6f1c2a4e-0000-4000-8000-0000000000aa';
-  const issued = await ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 3_600_000 });
-  const dir = premade(t);
-  const state = {
-    relayUrl: 'https://relay.example.com:8444/', connectorId: id, name: 'edge', group: 'default', registeredAt: new Date().toISOString(),
-    certificateIssuedAt: new Date().toISOString(), serial: issued.serial, keyPem, certPem: issued.certPem, caPem: ca.certPem,
-  };
-  writeNewState(dir, state);
-  t.equal(modeOf(dir), 0o700, 'pre-made 0755 directory tightened on registration');
-  t.equal(modeOf(path.join(dir, 'key.pem')), 0o600, 'key.pem 0600 under umask 000');
+t.test(
+  'connector state: key.pem 0600 and the directory 0700 whatever the umask, tightened when found loose',
+  async (t) => {
+    withUmask(t, 0o000);
+    const ca = await loadOrCreateCa(path.join(tempDir(t), 'ca'));
+    const { keyPem, csrPem } = await createKeyAndCsr('c');
+    const id = '6f1c2a4e-0000-4000-8000-0000000000aa';
+    const issued = await ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 3_600_000 });
+    const dir = premade(t);
+    const state = {
+      relayUrl: 'https://relay.example.com:8444/',
+      connectorId: id,
+      name: 'edge',
+      group: 'default',
+      registeredAt: new Date().toISOString(),
+      certificateIssuedAt: new Date().toISOString(),
+      serial: issued.serial,
+      keyPem,
+      certPem: issued.certPem,
+      caPem: ca.certPem,
+    };
+    writeNewState(dir, state);
+    t.equal(modeOf(dir), 0o700, 'pre-made 0755 directory tightened on registration');
+    t.equal(modeOf(path.join(dir, 'key.pem')), 0o600, 'key.pem 0600 under umask 000');
 
-  chmodSync(dir, 0o755);
-  chmodSync(path.join(dir, 'key.pem'), 0o644); // restored from a backup, or copied by hand
-  loadState(dir);
-  t.equal(modeOf(dir), 0o700, 'directory tightened when the connector starts');
-  t.equal(modeOf(path.join(dir, 'key.pem')), 0o600, 'key.pem tightened when the connector starts');
-  t.equal(modeOf(path.join(dir, 'cert.pem')) & 0o022, 0, 'cert.pem writable by its owner only');
-});
+    chmodSync(dir, 0o755);
+    chmodSync(path.join(dir, 'key.pem'), 0o644); // restored from a backup, or copied by hand
+    loadState(dir);
+    t.equal(modeOf(dir), 0o700, 'directory tightened when the connector starts');
+    t.equal(modeOf(path.join(dir, 'key.pem')), 0o600, 'key.pem tightened when the connector starts');
+    t.equal(modeOf(path.join(dir, 'cert.pem')) & 0o022, 0, 'cert.pem writable by its owner only');
+  },
+);

@@ -13,7 +13,10 @@ t.test('an ended provider session is seen by a second process and after a restar
   const dir = tempDir(t);
   const a = openSqliteStore(dir);
   const b = openSqliteStore(dir);
-  t.teardown(() => { a.close(); b.close(); });
+  t.teardown(() => {
+    a.close();
+    b.close();
+  });
   t.notOk(b.sessions.providerSessionEnded('psid-1', 1000), 'not ended yet');
   a.sessions.endProviderSession('psid-1', 1000, 1000 + HOUR);
   t.ok(b.sessions.providerSessionEnded('psid-1', 1001), 'the other process sees it');

@@ -45,11 +45,36 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   t.match(s.audit.list(), [{ action: 'connector.register', details: { name: 'edge' } }]);
   // The later tables work.
   s.keys.add({ kid: 'k1', purpose: 'session', material: 'm' }, 'test', 2_000);
-  s.users.put({ username: 'bob', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: 1 }, 'test', 'user.add');
+  s.users.put(
+    {
+      username: 'bob',
+      passwordHash: 'h',
+      email: null,
+      name: null,
+      groups: [],
+      roles: [],
+      totpSecret: null,
+      createdAt: 1,
+    },
+    'test',
+    'user.add',
+  );
   t.equal(s.users.acceptTotpStep('bob', 1), true);
   s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
   t.ok(s.idpArtifacts.find('Session', 'uid', 'u1'));
-  s.signIns.record({ at: 1, requestId: null, app: null, subject: null, ip: null, country: null, userAgent: null, result: 'failure', reason: 'x', policies: [], risk: null });
+  s.signIns.record({
+    at: 1,
+    requestId: null,
+    app: null,
+    subject: null,
+    ip: null,
+    country: null,
+    userAgent: null,
+    result: 'failure',
+    reason: 'x',
+    policies: [],
+    risk: null,
+  });
   t.equal(s.signIns.list().length, 1);
   s.sessions.endProviderSession('p', 0, 10);
   t.ok(s.sessions.providerSessionEnded('p', 5));

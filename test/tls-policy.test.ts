@@ -14,7 +14,10 @@ import { tlsOptions } from '../src/connector/relay-client.js';
 import { startHarness } from './helpers/harness.js';
 import { tempDir } from './helpers/proc.js';
 
-interface Negotiated { cipher: string; version: string }
+interface Negotiated {
+  cipher: string;
+  version: string;
+}
 
 function handshake(port: number, opts: ConnectionOptions): Promise<Negotiated> {
   return new Promise((resolve, reject) => {
@@ -31,7 +34,10 @@ t.test('the cipher list keeps every Node default and puts AES-128-GCM first', as
   const names = CIPHERS.split(':');
   t.same(names.slice(0, 3), ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256']);
   t.equal(new Set(names).size, names.length, 'no suite twice');
-  t.ok(names.includes('ECDHE-RSA-AES128-GCM-SHA256') && names.includes('!aNULL'), "Node's TLS 1.2 list and exclusions kept");
+  t.ok(
+    names.includes('ECDHE-RSA-AES128-GCM-SHA256') && names.includes('!aNULL'),
+    "Node's TLS 1.2 list and exclusions kept",
+  );
   t.equal(CLIENT_TLS.minVersion, 'TLSv1.2');
 });
 
@@ -55,15 +61,31 @@ t.test('negotiated ciphers on every listener', async (t) => {
   for (const [what, port, servername] of listeners) {
     t.test(what, async (t) => {
       // Node's default client order puts AES-256 first: the server's order wins.
-      t.same(await handshake(port, { servername }), { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' }, 'a default client gets AES-128-GCM');
-      t.same(await handshake(port, { servername, ciphers: 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256' }),
-        { cipher: 'TLS_CHACHA20_POLY1305_SHA256', version: 'TLSv1.3' }, 'a client that asks for ChaCha20 first gets it');
-      t.same(await handshake(port, { servername, ciphers: 'TLS_AES_256_GCM_SHA384' }),
-        { cipher: 'TLS_AES_256_GCM_SHA384', version: 'TLSv1.3' }, 'a client offering only AES-256 is served');
+      t.same(
+        await handshake(port, { servername }),
+        { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' },
+        'a default client gets AES-128-GCM',
+      );
+      t.same(
+        await handshake(port, {
+          servername,
+          ciphers: 'TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256',
+        }),
+        { cipher: 'TLS_CHACHA20_POLY1305_SHA256', version: 'TLSv1.3' },
+        'a client that asks for ChaCha20 first gets it',
+      );
+      t.same(
+        await handshake(port, { servername, ciphers: 'TLS_AES_256_GCM_SHA384' }),
+        { cipher: 'TLS_AES_256_GCM_SHA384', version: 'TLSv1.3' },
+        'a client offering only AES-256 is served',
+      );
       const v12 = await handshake(port, { servername, maxVersion: 'TLSv1.2' });
       t.equal(v12.version, 'TLSv1.2');
       t.match(v12.cipher, /^TLS_ECDHE_(ECDSA|RSA)_WITH_AES_128_GCM_SHA256$/, 'TLS 1.2: ECDHE with AES-128-GCM');
-      await t.rejects(handshake(port, { servername, maxVersion: 'TLSv1.1', minVersion: 'TLSv1.1' }), 'TLS 1.1 is refused');
+      await t.rejects(
+        handshake(port, { servername, maxVersion: 'TLSv1.1', minVersion: 'TLSv1.1' }),
+        'TLS 1.1 is refused',
+      );
     });
   }
 
@@ -76,11 +98,29 @@ t.test('negotiated ciphers on every listener', async (t) => {
     t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
     server.on('secureConnection', (s) => s.on('error', () => undefined));
     const port = (server.address() as AddressInfo).port;
-    t.same(await handshake(port, { ...tlsOptions({ caPem: other.certPem }), servername: 'own.test', rejectUnauthorized: true }),
-      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' }, "the connector's offer");
-    t.same(await handshake(port, { servername: 'own.test' }),
-      { cipher: 'TLS_AES_256_GCM_SHA384', version: 'TLSv1.3' }, "a default Node client's offer, for contrast");
-    t.same(await handshake(apiPort, { ...CLIENT_TLS, servername: 'localhost', ca: h.relay.ca.certPem, rejectUnauthorized: true }),
-      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' }, 'to the connector API');
+    t.same(
+      await handshake(port, {
+        ...tlsOptions({ caPem: other.certPem }),
+        servername: 'own.test',
+        rejectUnauthorized: true,
+      }),
+      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' },
+      "the connector's offer",
+    );
+    t.same(
+      await handshake(port, { servername: 'own.test' }),
+      { cipher: 'TLS_AES_256_GCM_SHA384', version: 'TLSv1.3' },
+      "a default Node client's offer, for contrast",
+    );
+    t.same(
+      await handshake(apiPort, {
+        ...CLIENT_TLS,
+        servername: 'localhost',
+        ca: h.relay.ca.certPem,
+        rejectUnauthorized: true,
+      }),
+      { cipher: 'TLS_AES_128_GCM_SHA256', version: 'TLSv1.3' },
+      'to the connector API',
+    );
   });
 });

@@ -10,11 +10,20 @@ import zlib from 'node:zlib';
 import { RewritingStream } from 'parse5-html-rewriting-stream';
 import { translateResponseHeaders } from '../src/relay/translate/headers.js';
 import {
-  MAX_HELD, contentTypeCharset, createBodyTranslator, createLinkTranslator, isRewritableCharset, needsLinkTranslation, type LinkKind,
+  MAX_HELD,
+  contentTypeCharset,
+  createBodyTranslator,
+  createLinkTranslator,
+  isRewritableCharset,
+  needsLinkTranslation,
+  type LinkKind,
 } from '../src/relay/translate/links.js';
 import { translateUrl, type UrlMap } from '../src/relay/translate/urls.js';
 
-const map = (internal: string, external: string): UrlMap => ({ internal: new URL(internal), external: new URL(external) });
+const map = (internal: string, external: string): UrlMap => ({
+  internal: new URL(internal),
+  external: new URL(external),
+});
 
 const WIKI = map('http://10.0.0.5:8080/', 'https://wiki.example.com/');
 /** Prefixes on both sides. */
@@ -34,12 +43,16 @@ const MAPS: readonly UrlMap[] = [WIKI, CRM, API, DOCS, FILES, ROOTED];
 
 async function collect(stream: NodeJS.ReadWriteStream, chunks: readonly Buffer[]): Promise<Buffer> {
   const out: Buffer[] = [];
-  await pipeline(Readable.from(chunks, { objectMode: false }), stream, new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      out.push(chunk);
-      cb();
-    },
-  }));
+  await pipeline(
+    Readable.from(chunks, { objectMode: false }),
+    stream,
+    new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        out.push(chunk);
+        cb();
+      },
+    }),
+  );
   return Buffer.concat(out);
 }
 
@@ -54,9 +67,16 @@ function splitAt(buf: Buffer, cuts: readonly number[]): Buffer[] {
   return out.filter((b) => b.length > 0);
 }
 
-async function translate(kind: LinkKind, input: string | Buffer, opts: { maps?: readonly UrlMap[]; cuts?: number[]; charset?: string } = {}): Promise<string> {
+async function translate(
+  kind: LinkKind,
+  input: string | Buffer,
+  opts: { maps?: readonly UrlMap[]; cuts?: number[]; charset?: string } = {},
+): Promise<string> {
   const buf = typeof input === 'string' ? Buffer.from(input) : input;
-  const out = await collect(createLinkTranslator(kind, opts.maps ?? MAPS, opts.charset ? { charset: opts.charset } : undefined), splitAt(buf, opts.cuts ?? []));
+  const out = await collect(
+    createLinkTranslator(kind, opts.maps ?? MAPS, opts.charset ? { charset: opts.charset } : undefined),
+    splitAt(buf, opts.cuts ?? []),
+  );
   return out.toString();
 }
 
@@ -146,7 +166,12 @@ t.test('translateUrl: scheme-relative URLs take the scheme of the base', async (
 });
 
 t.test('translateUrl: idempotent, and wildcard hosts are not translated to', async (t) => {
-  for (const v of ['http://10.0.0.5:8080/a', 'http://10.0.0.6/base/b?c', 'https://docs.corp.local/', 'http://[fd00::7]:9000/x']) {
+  for (const v of [
+    'http://10.0.0.5:8080/a',
+    'http://10.0.0.6/base/b?c',
+    'https://docs.corp.local/',
+    'http://[fd00::7]:9000/x',
+  ]) {
     const once = translateUrl(v, MAPS)!;
     t.ok(once, v);
     t.equal(translateUrl(once, MAPS), undefined, `${v} once translated is external`);
@@ -164,7 +189,10 @@ t.test('response headers: golden', async (t) => {
     ['content-location', '//10.0.0.6/base/doc.json'],
     ['Refresh', '5; url=http://10.0.0.5:8080/done'],
     ['refresh', "0;URL='http://10.0.0.6/base/'"],
-    ['Link', '<http://10.0.0.5:8080/s.css>; rel=preload; as=style, </rel.js>; rel=preload, <http://10.0.0.9/x>; rel=next'],
+    [
+      'Link',
+      '<http://10.0.0.5:8080/s.css>; rel=preload; as=style, </rel.js>; rel=preload, <http://10.0.0.9/x>; rel=next',
+    ],
     ['link', '<https://docs.corp.local/a>; title="a, <b>"; rel=alternate'],
     ['Set-Cookie', 'sid=1; Domain=10.0.0.6; Path=/base/; HttpOnly; Secure'],
     ['Set-Cookie', 'a=b; path=/base; domain=.10.0.0.6'],
@@ -180,7 +208,10 @@ t.test('response headers: golden', async (t) => {
     ['content-location', 'https://apps.example.com/crm/doc.json'],
     ['Refresh', '5; url=https://wiki.example.com/done'],
     ['refresh', "0;URL='https://apps.example.com/crm/'"],
-    ['Link', '<https://wiki.example.com/s.css>; rel=preload; as=style, </rel.js>; rel=preload, <http://10.0.0.9/x>; rel=next'],
+    [
+      'Link',
+      '<https://wiki.example.com/s.css>; rel=preload; as=style, </rel.js>; rel=preload, <http://10.0.0.9/x>; rel=next',
+    ],
     ['link', '<https://apps.example.com/docs/a>; title="a, <b>"; rel=alternate'],
     ['Set-Cookie', 'sid=1; Path=/crm/; HttpOnly; Secure'],
     ['Set-Cookie', 'a=b; path=/crm'],
@@ -194,39 +225,80 @@ t.test('response headers: golden', async (t) => {
 });
 
 t.test('Set-Cookie: host names and parent domains', async (t) => {
-  const cookies = (...values: string[]) => translateResponseHeaders(values.map((v) => ['set-cookie', v]), DOCS, MAPS).map((p) => p[1]);
-  t.same(cookies(
-    's=1; Domain=docs.corp.local; Path=/',
-    's=2; domain=.CORP.local; path=/x',
-    's=3; Domain=other.local',
-    's=4; Domain=ocs.corp.local',
-    's=5',
-    's=6;Domain=docs.corp.local;Path=/a;Max-Age=60',
-  ), [
-    's=1; Domain=apps.example.com; Path=/docs/',
-    's=2; domain=apps.example.com; path=/docs/x',
-    's=3; Domain=other.local',
-    's=4; Domain=ocs.corp.local',
-    's=5',
-    's=6;Domain=apps.example.com;Path=/docs/a;Max-Age=60',
-  ]);
+  const cookies = (...values: string[]) =>
+    translateResponseHeaders(
+      values.map((v) => ['set-cookie', v]),
+      DOCS,
+      MAPS,
+    ).map((p) => p[1]);
+  t.same(
+    cookies(
+      's=1; Domain=docs.corp.local; Path=/',
+      's=2; domain=.CORP.local; path=/x',
+      's=3; Domain=other.local',
+      's=4; Domain=ocs.corp.local',
+      's=5',
+      's=6;Domain=docs.corp.local;Path=/a;Max-Age=60',
+    ),
+    [
+      's=1; Domain=apps.example.com; Path=/docs/',
+      's=2; domain=apps.example.com; path=/docs/x',
+      's=3; Domain=other.local',
+      's=4; Domain=ocs.corp.local',
+      's=5',
+      's=6;Domain=apps.example.com;Path=/docs/a;Max-Age=60',
+    ],
+  );
   // An internal root published under a prefix: every internal path is under it.
-  t.same(translateResponseHeaders([['Set-Cookie', 'x=1; Path=/'], ['Set-Cookie', 'x=2; Path=/deep/er']], WIKI, MAPS).map((p) => p[1]),
-    ['x=1; Path=/', 'x=2; Path=/deep/er']);
+  t.same(
+    translateResponseHeaders(
+      [
+        ['Set-Cookie', 'x=1; Path=/'],
+        ['Set-Cookie', 'x=2; Path=/deep/er'],
+      ],
+      WIKI,
+      MAPS,
+    ).map((p) => p[1]),
+    ['x=1; Path=/', 'x=2; Path=/deep/er'],
+  );
   const wikiUnder = map('http://10.0.0.5:8080/', 'https://apps.example.com/wiki/');
-  t.same(translateResponseHeaders([['Set-Cookie', 'x=1; Path=/'], ['Set-Cookie', 'x=2; Path=/deep/er; Domain=10.0.0.5']], wikiUnder, [wikiUnder]).map((p) => p[1]),
-    ['x=1; Path=/wiki/', 'x=2; Path=/wiki/deep/er']);
+  t.same(
+    translateResponseHeaders(
+      [
+        ['Set-Cookie', 'x=1; Path=/'],
+        ['Set-Cookie', 'x=2; Path=/deep/er; Domain=10.0.0.5'],
+      ],
+      wikiUnder,
+      [wikiUnder],
+    ).map((p) => p[1]),
+    ['x=1; Path=/wiki/', 'x=2; Path=/wiki/deep/er'],
+  );
   // IPv6: the Domain is dropped.
-  t.same(translateResponseHeaders([['Set-Cookie', 'x=1; Domain=[fd00::7]; Path=/']], FILES, MAPS).map((p) => p[1]), ['x=1; Path=/']);
+  t.same(
+    translateResponseHeaders([['Set-Cookie', 'x=1; Domain=[fd00::7]; Path=/']], FILES, MAPS).map((p) => p[1]),
+    ['x=1; Path=/'],
+  );
 });
 
 t.test('response headers: malformed values pass unchanged, nothing throws', async (t) => {
   const odd: [string, string][] = [
-    ['Location', 'http://['], ['Location', 'http://10.0.0.5:8080:1/'], ['Location', ''], ['Location', '\u0000\uffff'],
-    ['Link', '<http://10.0.0.5:8080/'], ['Link', '"<http://10.0.0.5:8080/>'], ['Link', '>>><<<'],
-    ['Refresh', 'abc'], ['Refresh', ''], ['Refresh', '5; url="http://10.0.0.9/'],
-    ['Set-Cookie', ''], ['Set-Cookie', ';;;'], ['Set-Cookie', 'a=b; Domain'], ['Set-Cookie', 'a=b; Domain='], ['Set-Cookie', 'a=b; Path'],
-    ['constructor', 'http://10.0.0.5:8080/'], ['__proto__', 'http://10.0.0.5:8080/'],
+    ['Location', 'http://['],
+    ['Location', 'http://10.0.0.5:8080:1/'],
+    ['Location', ''],
+    ['Location', '\u0000\uffff'],
+    ['Link', '<http://10.0.0.5:8080/'],
+    ['Link', '"<http://10.0.0.5:8080/>'],
+    ['Link', '>>><<<'],
+    ['Refresh', 'abc'],
+    ['Refresh', ''],
+    ['Refresh', '5; url="http://10.0.0.9/'],
+    ['Set-Cookie', ''],
+    ['Set-Cookie', ';;;'],
+    ['Set-Cookie', 'a=b; Domain'],
+    ['Set-Cookie', 'a=b; Domain='],
+    ['Set-Cookie', 'a=b; Path'],
+    ['constructor', 'http://10.0.0.5:8080/'],
+    ['__proto__', 'http://10.0.0.5:8080/'],
   ];
   t.same(translateResponseHeaders(odd, CRM, MAPS), odd);
   const rnd = prng(7);
@@ -238,7 +310,8 @@ t.test('response headers: malformed values pass unchanged, nothing throws', asyn
     for (let j = 0; j < n; j++) v += alphabet[Math.floor(rnd() * alphabet.length)];
     for (const name of ['Location', 'Link', 'Refresh', 'Set-Cookie']) {
       const out = translateResponseHeaders([[name, v]], CRM, MAPS);
-      if (out.length !== 1 || out[0]![0] !== name || typeof out[0]![1] !== 'string') broken.push(`${name}: ${JSON.stringify(v)}`);
+      if (out.length !== 1 || out[0]![0] !== name || typeof out[0]![1] !== 'string')
+        broken.push(`${name}: ${JSON.stringify(v)}`);
     }
   }
   t.same(broken, [], '2000 random values in each header: one header out, same name');
@@ -249,59 +322,186 @@ t.test('response headers: malformed values pass unchanged, nothing throws', asyn
 
 t.test('HTML: golden, every rewritten construct', async (t) => {
   const cases: [string, string, string][] = [
-    ['a href', '<a href="http://10.0.0.5:8080/page?x=1&amp;y=2#top">x</a>', '<a href="https://wiki.example.com/page?x=1&amp;y=2#top">x</a>'],
+    [
+      'a href',
+      '<a href="http://10.0.0.5:8080/page?x=1&amp;y=2#top">x</a>',
+      '<a href="https://wiki.example.com/page?x=1&amp;y=2#top">x</a>',
+    ],
     ['single quotes', "<a href='http://10.0.0.6/base/x'>", "<a href='https://apps.example.com/crm/x'>"],
     ['unquoted', '<a href=http://10.0.0.6/base/x class=y>', '<a href=https://apps.example.com/crm/x class=y>'],
     ['spaces around =', '<a HREF = "http://10.0.0.5:8080/" >', '<a HREF = "https://wiki.example.com/" >'],
-    ['link href', '<link rel="stylesheet" href="http://10.0.0.5:8080/s.css">', '<link rel="stylesheet" href="https://wiki.example.com/s.css">'],
-    ['img src', '<img src="//10.0.0.6/base/i.png" alt="http://10.0.0.5:8080/">', '<img src="https://apps.example.com/crm/i.png" alt="http://10.0.0.5:8080/">'],
-    ['script src', '<script src="http://10.0.0.5:8080/app.js"></script>', '<script src="https://wiki.example.com/app.js"></script>'],
-    ['form action', '<form action="http://10.0.0.6/base/save" method=post>', '<form action="https://apps.example.com/crm/save" method=post>'],
-    ['button formaction', '<button formaction="http://10.0.0.5:8080/api/x">', '<button formaction="https://api.example.com/v1/x">'],
-    ['video poster', '<video poster="http://10.0.0.5:8080/p.jpg" src="http://10.0.0.5:8080/v.mp4">', '<video poster="https://wiki.example.com/p.jpg" src="https://wiki.example.com/v.mp4">'],
-    ['object data', '<object data="http://10.0.0.5:8080/o.svg"></object>', '<object data="https://wiki.example.com/o.svg"></object>'],
-    ['data elsewhere is not a URL', '<div data="http://10.0.0.5:8080/o.svg"></div>', '<div data="http://10.0.0.5:8080/o.svg"></div>'],
-    ['blockquote cite', '<blockquote cite="http://10.0.0.5:8080/src">', '<blockquote cite="https://wiki.example.com/src">'],
-    ['body background', '<body background="http://10.0.0.5:8080/bg.gif">', '<body background="https://wiki.example.com/bg.gif">'],
-    ['html manifest', '<html manifest="http://10.0.0.5:8080/app.appcache">', '<html manifest="https://wiki.example.com/app.appcache">'],
-    ['srcset', '<img srcset="http://10.0.0.5:8080/a.png 1x,http://10.0.0.6/base/b.png 2x, /c.png 3x,  //10.0.0.5:8080/d.png">',
-      '<img srcset="https://wiki.example.com/a.png 1x,https://apps.example.com/crm/b.png 2x, /c.png 3x,  https://wiki.example.com/d.png">'],
+    [
+      'link href',
+      '<link rel="stylesheet" href="http://10.0.0.5:8080/s.css">',
+      '<link rel="stylesheet" href="https://wiki.example.com/s.css">',
+    ],
+    [
+      'img src',
+      '<img src="//10.0.0.6/base/i.png" alt="http://10.0.0.5:8080/">',
+      '<img src="https://apps.example.com/crm/i.png" alt="http://10.0.0.5:8080/">',
+    ],
+    [
+      'script src',
+      '<script src="http://10.0.0.5:8080/app.js"></script>',
+      '<script src="https://wiki.example.com/app.js"></script>',
+    ],
+    [
+      'form action',
+      '<form action="http://10.0.0.6/base/save" method=post>',
+      '<form action="https://apps.example.com/crm/save" method=post>',
+    ],
+    [
+      'button formaction',
+      '<button formaction="http://10.0.0.5:8080/api/x">',
+      '<button formaction="https://api.example.com/v1/x">',
+    ],
+    [
+      'video poster',
+      '<video poster="http://10.0.0.5:8080/p.jpg" src="http://10.0.0.5:8080/v.mp4">',
+      '<video poster="https://wiki.example.com/p.jpg" src="https://wiki.example.com/v.mp4">',
+    ],
+    [
+      'object data',
+      '<object data="http://10.0.0.5:8080/o.svg"></object>',
+      '<object data="https://wiki.example.com/o.svg"></object>',
+    ],
+    [
+      'data elsewhere is not a URL',
+      '<div data="http://10.0.0.5:8080/o.svg"></div>',
+      '<div data="http://10.0.0.5:8080/o.svg"></div>',
+    ],
+    [
+      'blockquote cite',
+      '<blockquote cite="http://10.0.0.5:8080/src">',
+      '<blockquote cite="https://wiki.example.com/src">',
+    ],
+    [
+      'body background',
+      '<body background="http://10.0.0.5:8080/bg.gif">',
+      '<body background="https://wiki.example.com/bg.gif">',
+    ],
+    [
+      'html manifest',
+      '<html manifest="http://10.0.0.5:8080/app.appcache">',
+      '<html manifest="https://wiki.example.com/app.appcache">',
+    ],
+    [
+      'srcset',
+      '<img srcset="http://10.0.0.5:8080/a.png 1x,http://10.0.0.6/base/b.png 2x, /c.png 3x,  //10.0.0.5:8080/d.png">',
+      '<img srcset="https://wiki.example.com/a.png 1x,https://apps.example.com/crm/b.png 2x, /c.png 3x,  https://wiki.example.com/d.png">',
+    ],
     // As browsers parse srcset: a URL runs to whitespace, commas included (only trailing ones separate).
-    ['srcset with commas in URLs', '<source srcset="http://10.0.0.5:8080/a,b.png 100w, http://10.0.0.5:8080/c.png,http://10.0.0.5:8080/d.png,, //10.0.0.6/base/e.png">',
-      '<source srcset="https://wiki.example.com/a,b.png 100w, https://wiki.example.com/c.png,http://10.0.0.5:8080/d.png,, https://apps.example.com/crm/e.png">'],
-    ['link imagesrcset', '<link rel=preload as=image imagesrcset="http://10.0.0.5:8080/a.png 2x">', '<link rel=preload as=image imagesrcset="https://wiki.example.com/a.png 2x">'],
-    ['meta refresh', '<meta http-equiv="Refresh" content="3; url=http://10.0.0.6/base/next">', '<meta http-equiv="Refresh" content="3; url=https://apps.example.com/crm/next">'],
-    ['other meta content', '<meta property="og:url" content="http://10.0.0.5:8080/">', '<meta property="og:url" content="http://10.0.0.5:8080/">'],
-    ['style attribute', '<div style="background: url(http://10.0.0.5:8080/bg.png) no-repeat; x: url(\'//10.0.0.6/base/y\')">',
-      '<div style="background: url(https://wiki.example.com/bg.png) no-repeat; x: url(\'https://apps.example.com/crm/y\')">'],
-    ['style attribute with &quot;', '<div style="background:url(&quot;http://10.0.0.5:8080/q.png&quot;)">', '<div style="background:url(&quot;https://wiki.example.com/q.png&quot;)">'],
-    ['style element', '<style>@import "http://10.0.0.5:8080/base.css";\nbody { background: url("http://10.0.0.6/base/bg.png") }</style>',
-      '<style>@import "https://wiki.example.com/base.css";\nbody { background: url("https://apps.example.com/crm/bg.png") }</style>'],
-    ['svg xlink:href and href', '<svg><use xlink:href="http://10.0.0.5:8080/s.svg#i"/><image href="http://10.0.0.5:8080/i.png"/></svg>',
-      '<svg><use xlink:href="https://wiki.example.com/s.svg#i"/><image href="https://wiki.example.com/i.png"/></svg>'],
-    ['noscript markup', '<noscript><img src="http://10.0.0.5:8080/pixel.gif"><style>a{b:url(http://10.0.0.5:8080/c)}</style></noscript>',
-      '<noscript><img src="https://wiki.example.com/pixel.gif"><style>a{b:url(https://wiki.example.com/c)}</style></noscript>'],
+    [
+      'srcset with commas in URLs',
+      '<source srcset="http://10.0.0.5:8080/a,b.png 100w, http://10.0.0.5:8080/c.png,http://10.0.0.5:8080/d.png,, //10.0.0.6/base/e.png">',
+      '<source srcset="https://wiki.example.com/a,b.png 100w, https://wiki.example.com/c.png,http://10.0.0.5:8080/d.png,, https://apps.example.com/crm/e.png">',
+    ],
+    [
+      'link imagesrcset',
+      '<link rel=preload as=image imagesrcset="http://10.0.0.5:8080/a.png 2x">',
+      '<link rel=preload as=image imagesrcset="https://wiki.example.com/a.png 2x">',
+    ],
+    [
+      'meta refresh',
+      '<meta http-equiv="Refresh" content="3; url=http://10.0.0.6/base/next">',
+      '<meta http-equiv="Refresh" content="3; url=https://apps.example.com/crm/next">',
+    ],
+    [
+      'other meta content',
+      '<meta property="og:url" content="http://10.0.0.5:8080/">',
+      '<meta property="og:url" content="http://10.0.0.5:8080/">',
+    ],
+    [
+      'style attribute',
+      '<div style="background: url(http://10.0.0.5:8080/bg.png) no-repeat; x: url(\'//10.0.0.6/base/y\')">',
+      '<div style="background: url(https://wiki.example.com/bg.png) no-repeat; x: url(\'https://apps.example.com/crm/y\')">',
+    ],
+    [
+      'style attribute with &quot;',
+      '<div style="background:url(&quot;http://10.0.0.5:8080/q.png&quot;)">',
+      '<div style="background:url(&quot;https://wiki.example.com/q.png&quot;)">',
+    ],
+    [
+      'style element',
+      '<style>@import "http://10.0.0.5:8080/base.css";\nbody { background: url("http://10.0.0.6/base/bg.png") }</style>',
+      '<style>@import "https://wiki.example.com/base.css";\nbody { background: url("https://apps.example.com/crm/bg.png") }</style>',
+    ],
+    [
+      'svg xlink:href and href',
+      '<svg><use xlink:href="http://10.0.0.5:8080/s.svg#i"/><image href="http://10.0.0.5:8080/i.png"/></svg>',
+      '<svg><use xlink:href="https://wiki.example.com/s.svg#i"/><image href="https://wiki.example.com/i.png"/></svg>',
+    ],
+    [
+      'noscript markup',
+      '<noscript><img src="http://10.0.0.5:8080/pixel.gif"><style>a{b:url(http://10.0.0.5:8080/c)}</style></noscript>',
+      '<noscript><img src="https://wiki.example.com/pixel.gif"><style>a{b:url(https://wiki.example.com/c)}</style></noscript>',
+    ],
     ['base href', '<base href="http://10.0.0.6/base/">', '<base href="https://apps.example.com/crm/">'],
-    ['template', '<template><a href="http://10.0.0.5:8080/t"></a></template>', '<template><a href="https://wiki.example.com/t"></a></template>'],
-    ['another app, most specific', '<a href="http://10.0.0.5:8080/api/users">', '<a href="https://api.example.com/v1/users">'],
+    [
+      'template',
+      '<template><a href="http://10.0.0.5:8080/t"></a></template>',
+      '<template><a href="https://wiki.example.com/t"></a></template>',
+    ],
+    [
+      'another app, most specific',
+      '<a href="http://10.0.0.5:8080/api/users">',
+      '<a href="https://api.example.com/v1/users">',
+    ],
     ['IPv6 app', '<a href="http://[fd00::7]:9000/f">', '<a href="https://files.example.com:8443/f">'],
-    ['character reference in the host', '<a href="http&#58;//10.0.0.5:8080/x?a=1&amp;b=2&c=3&#xe9;é">', '<a href="https://wiki.example.com/x?a=1&amp;b=2&c=3&#xe9;é">'],
+    [
+      'character reference in the host',
+      '<a href="http&#58;//10.0.0.5:8080/x?a=1&amp;b=2&c=3&#xe9;é">',
+      '<a href="https://wiki.example.com/x?a=1&amp;b=2&c=3&#xe9;é">',
+    ],
     // The limit: a host written with references, and named references the translator does not know beside non-ASCII text.
-    ['not translated: references in the host and an unknown named one', '<a href="http&#58;//10.0.0.5:8080/&eacute;">', '<a href="http&#58;//10.0.0.5:8080/&eacute;">'],
-    ['character references and non-ASCII text kept', '<div style="font-family:&quot;Öl&quot;;background:url(&quot;http://10.0.0.5:8080/é&quot;)">',
-      '<div style="font-family:&quot;Öl&quot;;background:url(&quot;https://wiki.example.com/é&quot;)">'],
-    ['named reference elsewhere in the value', '<a href="http://10.0.0.5:8080/caf&eacute;?x&copy;">', '<a href="https://wiki.example.com/caf&eacute;?x&copy;">'],
+    [
+      'not translated: references in the host and an unknown named one',
+      '<a href="http&#58;//10.0.0.5:8080/&eacute;">',
+      '<a href="http&#58;//10.0.0.5:8080/&eacute;">',
+    ],
+    [
+      'character references and non-ASCII text kept',
+      '<div style="font-family:&quot;Öl&quot;;background:url(&quot;http://10.0.0.5:8080/é&quot;)">',
+      '<div style="font-family:&quot;Öl&quot;;background:url(&quot;https://wiki.example.com/é&quot;)">',
+    ],
+    [
+      'named reference elsewhere in the value',
+      '<a href="http://10.0.0.5:8080/caf&eacute;?x&copy;">',
+      '<a href="https://wiki.example.com/caf&eacute;?x&copy;">',
+    ],
     ['ws URL', '<a href="ws://10.0.0.5:8080/live">', '<a href="wss://wiki.example.com/live">'],
     // left alone
-    ['unpublished host', '<a href="http://10.0.0.9/x"><img src="http://10.0.0.5:9090/y">', '<a href="http://10.0.0.9/x"><img src="http://10.0.0.5:9090/y">'],
-    ['relative', '<a href="/base/x"><a href="x.html"><a href="?q"><a href="#f"><img src="../i.png">', '<a href="/base/x"><a href="x.html"><a href="?q"><a href="#f"><img src="../i.png">'],
+    [
+      'unpublished host',
+      '<a href="http://10.0.0.9/x"><img src="http://10.0.0.5:9090/y">',
+      '<a href="http://10.0.0.9/x"><img src="http://10.0.0.5:9090/y">',
+    ],
+    [
+      'relative',
+      '<a href="/base/x"><a href="x.html"><a href="?q"><a href="#f"><img src="../i.png">',
+      '<a href="/base/x"><a href="x.html"><a href="?q"><a href="#f"><img src="../i.png">',
+    ],
     ['already external', '<a href="https://apps.example.com/crm/x">', '<a href="https://apps.example.com/crm/x">'],
-    ['text, comments, scripts, other attributes', '<!-- http://10.0.0.5:8080/ --><p title="http://10.0.0.5:8080/">http://10.0.0.5:8080/</p><script>fetch("http://10.0.0.5:8080/api")</script><textarea>http://10.0.0.5:8080/</textarea>',
-      '<!-- http://10.0.0.5:8080/ --><p title="http://10.0.0.5:8080/">http://10.0.0.5:8080/</p><script>fetch("http://10.0.0.5:8080/api")</script><textarea>http://10.0.0.5:8080/</textarea>'],
-    ['javascript: and data: URLs', '<a href="javascript:go(\'http://10.0.0.5:8080/\')"><img src="data:image/png;base64,AAAA">', '<a href="javascript:go(\'http://10.0.0.5:8080/\')"><img src="data:image/png;base64,AAAA">'],
-    ['unfinished tag at the end, kept as it was', '<p>x<a href="http://10.0.0.5:8080/', '<p>x<a href="http://10.0.0.5:8080/'],
-    ['odd markup kept as written', '<!DOCTYPE html>\r\n<P CLASS=a>x</P ><br/><img\nsrc="http://10.0.0.5:8080/i"\n/>< a><![CDATA[x]]></x y>',
-      '<!DOCTYPE html>\r\n<P CLASS=a>x</P ><br/><img\nsrc="https://wiki.example.com/i"\n/>< a><![CDATA[x]]></x y>'],
+    [
+      'text, comments, scripts, other attributes',
+      '<!-- http://10.0.0.5:8080/ --><p title="http://10.0.0.5:8080/">http://10.0.0.5:8080/</p><script>fetch("http://10.0.0.5:8080/api")</script><textarea>http://10.0.0.5:8080/</textarea>',
+      '<!-- http://10.0.0.5:8080/ --><p title="http://10.0.0.5:8080/">http://10.0.0.5:8080/</p><script>fetch("http://10.0.0.5:8080/api")</script><textarea>http://10.0.0.5:8080/</textarea>',
+    ],
+    [
+      'javascript: and data: URLs',
+      '<a href="javascript:go(\'http://10.0.0.5:8080/\')"><img src="data:image/png;base64,AAAA">',
+      '<a href="javascript:go(\'http://10.0.0.5:8080/\')"><img src="data:image/png;base64,AAAA">',
+    ],
+    [
+      'unfinished tag at the end, kept as it was',
+      '<p>x<a href="http://10.0.0.5:8080/',
+      '<p>x<a href="http://10.0.0.5:8080/',
+    ],
+    [
+      'odd markup kept as written',
+      '<!DOCTYPE html>\r\n<P CLASS=a>x</P ><br/><img\nsrc="http://10.0.0.5:8080/i"\n/>< a><![CDATA[x]]></x y>',
+      '<!DOCTYPE html>\r\n<P CLASS=a>x</P ><br/><img\nsrc="https://wiki.example.com/i"\n/>< a><![CDATA[x]]></x y>',
+    ],
   ];
   for (const [name, input, expected] of cases) t.equal(await html(input), expected, name);
 });
@@ -335,8 +535,14 @@ t.test('HTML: a whole page', async (t) => {
     .replace('url(http://10.0.0.6/base/theme.css)', 'url(https://apps.example.com/crm/theme.css)')
     .replace("url('http://10.0.0.5:8080/img/hero.jpg')", "url('https://wiki.example.com/img/hero.jpg')")
     .replace('href="http://10.0.0.5:8080/wiki/Main_Page"', 'href="https://wiki.example.com/wiki/Main_Page"')
-    .replace('href="http://10.0.0.6/base/customers?id=7&amp;tab=2"', 'href="https://apps.example.com/crm/customers?id=7&amp;tab=2"')
-    .replace('src="http://10.0.0.5:8080/img/logo.png" srcset="http://10.0.0.5:8080/img/logo@2x.png 2x"', 'src="https://wiki.example.com/img/logo.png" srcset="https://wiki.example.com/img/logo@2x.png 2x"')
+    .replace(
+      'href="http://10.0.0.6/base/customers?id=7&amp;tab=2"',
+      'href="https://apps.example.com/crm/customers?id=7&amp;tab=2"',
+    )
+    .replace(
+      'src="http://10.0.0.5:8080/img/logo.png" srcset="http://10.0.0.5:8080/img/logo@2x.png 2x"',
+      'src="https://wiki.example.com/img/logo.png" srcset="https://wiki.example.com/img/logo@2x.png 2x"',
+    )
     .replace('action="http://10.0.0.6/base/search"', 'action="https://apps.example.com/crm/search"')
     .replace('formaction="http://10.0.0.5:8080/api/search"', 'formaction="https://api.example.com/v1/search"');
   t.equal(await html(page), expected);
@@ -344,17 +550,48 @@ t.test('HTML: a whole page', async (t) => {
 
 t.test('CSS: golden', async (t) => {
   const cases: [string, string, string][] = [
-    ['bare url()', 'a{background:url(http://10.0.0.5:8080/a.png)}', 'a{background:url(https://wiki.example.com/a.png)}'],
+    [
+      'bare url()',
+      'a{background:url(http://10.0.0.5:8080/a.png)}',
+      'a{background:url(https://wiki.example.com/a.png)}',
+    ],
     ['double-quoted', 'a{b:url("http://10.0.0.6/base/b.png")}', 'a{b:url("https://apps.example.com/crm/b.png")}'],
-    ['single-quoted, spaces, upper case', "a{b:URL(  'http://10.0.0.6/base/b.png'  )}", "a{b:URL(  'https://apps.example.com/crm/b.png'  )}"],
-    ['@import string', '@import "http://10.0.0.5:8080/x.css";@import\'//10.0.0.6/base/y.css\' screen;', '@import "https://wiki.example.com/x.css";@import\'https://apps.example.com/crm/y.css\' screen;'],
-    ['@import url()', '@import url("http://10.0.0.5:8080/x.css") layer(a);', '@import url("https://wiki.example.com/x.css") layer(a);'],
-    ['font-face src list', '@font-face{src:url(http://10.0.0.5:8080/f.woff2) format("woff2"),url(http://10.0.0.9/f.woff) format("woff")}',
-      '@font-face{src:url(https://wiki.example.com/f.woff2) format("woff2"),url(http://10.0.0.9/f.woff) format("woff")}'],
+    [
+      'single-quoted, spaces, upper case',
+      "a{b:URL(  'http://10.0.0.6/base/b.png'  )}",
+      "a{b:URL(  'https://apps.example.com/crm/b.png'  )}",
+    ],
+    [
+      '@import string',
+      '@import "http://10.0.0.5:8080/x.css";@import\'//10.0.0.6/base/y.css\' screen;',
+      '@import "https://wiki.example.com/x.css";@import\'https://apps.example.com/crm/y.css\' screen;',
+    ],
+    [
+      '@import url()',
+      '@import url("http://10.0.0.5:8080/x.css") layer(a);',
+      '@import url("https://wiki.example.com/x.css") layer(a);',
+    ],
+    [
+      'font-face src list',
+      '@font-face{src:url(http://10.0.0.5:8080/f.woff2) format("woff2"),url(http://10.0.0.9/f.woff) format("woff")}',
+      '@font-face{src:url(https://wiki.example.com/f.woff2) format("woff2"),url(http://10.0.0.9/f.woff) format("woff")}',
+    ],
     ['another app', 'a{b:url(http://10.0.0.5:8080/api/i.png)}', 'a{b:url(https://api.example.com/v1/i.png)}'],
-    ['not a url() function', 'a{b:myurl(http://10.0.0.5:8080/x);c:"url(" }', 'a{b:myurl(http://10.0.0.5:8080/x);c:"url(" }'],
-    ['relative and unpublished', 'a{b:url(/base/x.png);c:url(x.png);d:url(http://10.0.0.9/x.png)}', 'a{b:url(/base/x.png);c:url(x.png);d:url(http://10.0.0.9/x.png)}'],
-    ['data URL', 'a{b:url(data:image/svg+xml;utf8,<svg xmlns="http://www.w3.org/2000/svg"/>)}', 'a{b:url(data:image/svg+xml;utf8,<svg xmlns="http://www.w3.org/2000/svg"/>)}'],
+    [
+      'not a url() function',
+      'a{b:myurl(http://10.0.0.5:8080/x);c:"url(" }',
+      'a{b:myurl(http://10.0.0.5:8080/x);c:"url(" }',
+    ],
+    [
+      'relative and unpublished',
+      'a{b:url(/base/x.png);c:url(x.png);d:url(http://10.0.0.9/x.png)}',
+      'a{b:url(/base/x.png);c:url(x.png);d:url(http://10.0.0.9/x.png)}',
+    ],
+    [
+      'data URL',
+      'a{b:url(data:image/svg+xml;utf8,<svg xmlns="http://www.w3.org/2000/svg"/>)}',
+      'a{b:url(data:image/svg+xml;utf8,<svg xmlns="http://www.w3.org/2000/svg"/>)}',
+    ],
     ['unterminated at the end', 'a{b:url("http://10.0.0.5:8080/x.png', 'a{b:url("http://10.0.0.5:8080/x.png'],
     ['in a comment too', '/* url(http://10.0.0.5:8080/c) */', '/* url(https://wiki.example.com/c) */'],
   ];
@@ -364,16 +601,21 @@ t.test('CSS: golden', async (t) => {
 // ---------------------------------------------------------------------------
 // chunk boundaries
 
-const HTML_DOC = '<!doctype html>\r\n<html><head><style>@import "http://10.0.0.5:8080/x.css";a{b:url( \'http://10.0.0.6/base/é.png\' )}</style>'
-  + '<meta http-equiv=refresh content="1;url=http://10.0.0.5:8080/r"></head><body>日本語 <a href="http://10.0.0.5:8080/p?a=1&amp;b">l</a>'
-  + '<img srcset="http://10.0.0.6/base/a.png 1x, http://10.0.0.6/base/b.png 2x" src=http://10.0.0.5:8080/api/i style="c:url(http://10.0.0.5:8080/s)">'
-  + '<!-- <a href="http://10.0.0.5:8080/"> --><noscript><img src="http://10.0.0.5:8080/n"></noscript><svg><image href="http://10.0.0.5:8080/i"/></svg>'
-  + '<script>x="</a>"</script><textarea><a href="http://10.0.0.5:8080/t"></textarea>😀<a href="http://10.0.0.5:8080/end';
-const CSS_DOC = '@charset "utf-8";\n@import "http://10.0.0.5:8080/a.css";\n@import url(http://10.0.0.6/base/b.css);\n'
-  + '.x{background:url("http://10.0.0.5:8080/é.png"),url(\'//10.0.0.6/base/c\'),url(  http://10.0.0.5:8080/api/d  )}\n'
-  + '.y{b:myurl(http://10.0.0.5:8080/x);content:"\\"url(";c:url(http://10.0.0.9/e)}/* url(http://10.0.0.5:8080/f) */ .z{u:url(';
+const HTML_DOC =
+  '<!doctype html>\r\n<html><head><style>@import "http://10.0.0.5:8080/x.css";a{b:url( \'http://10.0.0.6/base/é.png\' )}</style>' +
+  '<meta http-equiv=refresh content="1;url=http://10.0.0.5:8080/r"></head><body>日本語 <a href="http://10.0.0.5:8080/p?a=1&amp;b">l</a>' +
+  '<img srcset="http://10.0.0.6/base/a.png 1x, http://10.0.0.6/base/b.png 2x" src=http://10.0.0.5:8080/api/i style="c:url(http://10.0.0.5:8080/s)">' +
+  '<!-- <a href="http://10.0.0.5:8080/"> --><noscript><img src="http://10.0.0.5:8080/n"></noscript><svg><image href="http://10.0.0.5:8080/i"/></svg>' +
+  '<script>x="</a>"</script><textarea><a href="http://10.0.0.5:8080/t"></textarea>😀<a href="http://10.0.0.5:8080/end';
+const CSS_DOC =
+  '@charset "utf-8";\n@import "http://10.0.0.5:8080/a.css";\n@import url(http://10.0.0.6/base/b.css);\n' +
+  '.x{background:url("http://10.0.0.5:8080/é.png"),url(\'//10.0.0.6/base/c\'),url(  http://10.0.0.5:8080/api/d  )}\n' +
+  '.y{b:myurl(http://10.0.0.5:8080/x);content:"\\"url(";c:url(http://10.0.0.9/e)}/* url(http://10.0.0.5:8080/f) */ .z{u:url(';
 
-for (const [kind, doc] of [['html', HTML_DOC], ['css', CSS_DOC]] as const) {
+for (const [kind, doc] of [
+  ['html', HTML_DOC],
+  ['css', CSS_DOC],
+] as const) {
   t.test(`${kind}: the same output for a split at every byte`, async (t) => {
     const buf = Buffer.from(doc);
     const whole = await translate(kind, buf);
@@ -387,23 +629,30 @@ for (const [kind, doc] of [['html', HTML_DOC], ['css', CSS_DOC]] as const) {
 }
 
 t.test('golden output of the chunk-boundary documents', async (t) => {
-  t.equal(await translate('css', CSS_DOC), CSS_DOC
-    .replace('"http://10.0.0.5:8080/a.css"', '"https://wiki.example.com/a.css"')
-    .replace('url(http://10.0.0.6/base/b.css)', 'url(https://apps.example.com/crm/b.css)')
-    .replace('"http://10.0.0.5:8080/é.png"', '"https://wiki.example.com/é.png"')
-    .replace("'//10.0.0.6/base/c'", "'https://apps.example.com/crm/c'")
-    .replace('url(  http://10.0.0.5:8080/api/d  )', 'url(  https://api.example.com/v1/d  )')
-    .replace('url(http://10.0.0.5:8080/f)', 'url(https://wiki.example.com/f)'));
-  t.equal(await translate('html', HTML_DOC), HTML_DOC
-    .replace('"http://10.0.0.5:8080/x.css"', '"https://wiki.example.com/x.css"')
-    .replace("'http://10.0.0.6/base/é.png'", "'https://apps.example.com/crm/é.png'")
-    .replace('url=http://10.0.0.5:8080/r', 'url=https://wiki.example.com/r')
-    .replace('"http://10.0.0.5:8080/p?a=1&amp;b"', '"https://wiki.example.com/p?a=1&amp;b"')
-    .replace('"http://10.0.0.6/base/a.png 1x, http://10.0.0.6/base/b.png 2x"', '"https://apps.example.com/crm/a.png 1x, https://apps.example.com/crm/b.png 2x"')
-    .replace('src=http://10.0.0.5:8080/api/i', 'src=https://api.example.com/v1/i')
-    .replace('c:url(http://10.0.0.5:8080/s)', 'c:url(https://wiki.example.com/s)')
-    .replace('<img src="http://10.0.0.5:8080/n">', '<img src="https://wiki.example.com/n">')
-    .replace('<image href="http://10.0.0.5:8080/i"/>', '<image href="https://wiki.example.com/i"/>'));
+  t.equal(
+    await translate('css', CSS_DOC),
+    CSS_DOC.replace('"http://10.0.0.5:8080/a.css"', '"https://wiki.example.com/a.css"')
+      .replace('url(http://10.0.0.6/base/b.css)', 'url(https://apps.example.com/crm/b.css)')
+      .replace('"http://10.0.0.5:8080/é.png"', '"https://wiki.example.com/é.png"')
+      .replace("'//10.0.0.6/base/c'", "'https://apps.example.com/crm/c'")
+      .replace('url(  http://10.0.0.5:8080/api/d  )', 'url(  https://api.example.com/v1/d  )')
+      .replace('url(http://10.0.0.5:8080/f)', 'url(https://wiki.example.com/f)'),
+  );
+  t.equal(
+    await translate('html', HTML_DOC),
+    HTML_DOC.replace('"http://10.0.0.5:8080/x.css"', '"https://wiki.example.com/x.css"')
+      .replace("'http://10.0.0.6/base/é.png'", "'https://apps.example.com/crm/é.png'")
+      .replace('url=http://10.0.0.5:8080/r', 'url=https://wiki.example.com/r')
+      .replace('"http://10.0.0.5:8080/p?a=1&amp;b"', '"https://wiki.example.com/p?a=1&amp;b"')
+      .replace(
+        '"http://10.0.0.6/base/a.png 1x, http://10.0.0.6/base/b.png 2x"',
+        '"https://apps.example.com/crm/a.png 1x, https://apps.example.com/crm/b.png 2x"',
+      )
+      .replace('src=http://10.0.0.5:8080/api/i', 'src=https://api.example.com/v1/i')
+      .replace('c:url(http://10.0.0.5:8080/s)', 'c:url(https://wiki.example.com/s)')
+      .replace('<img src="http://10.0.0.5:8080/n">', '<img src="https://wiki.example.com/n">')
+      .replace('<image href="http://10.0.0.5:8080/i"/>', '<image href="https://wiki.example.com/i"/>'),
+  );
 });
 
 // ---------------------------------------------------------------------------
@@ -413,26 +662,54 @@ t.test('charsets', async (t) => {
   t.equal(needsLinkTranslation('text/html; charset=utf-8'), 'html');
   t.equal(needsLinkTranslation('application/xhtml+xml'), 'html');
   t.equal(needsLinkTranslation('TEXT/CSS'), 'css');
-  for (const ct of [undefined, '', 'application/json', 'text/javascript', 'text/plain', 'image/svg+xml', 'text/htmlx']) t.equal(needsLinkTranslation(ct), undefined, String(ct));
+  for (const ct of [undefined, '', 'application/json', 'text/javascript', 'text/plain', 'image/svg+xml', 'text/htmlx'])
+    t.equal(needsLinkTranslation(ct), undefined, String(ct));
   t.equal(contentTypeCharset('text/html; charset="ISO-8859-1"'), 'iso-8859-1');
   t.equal(contentTypeCharset('text/html;charset=UTF-8;x=y'), 'utf-8');
   t.equal(contentTypeCharset('text/html'), undefined);
-  for (const c of [undefined, 'utf-8', 'UTF8', 'us-ascii', 'iso-8859-15', 'windows-1252', 'latin1', 'koi8-r']) t.ok(isRewritableCharset(c), String(c));
-  for (const c of ['utf-16', 'utf-16le', 'shift_jis', 'iso-2022-jp', 'gb18030', 'big5', 'euc-jp', 'utf-32']) t.notOk(isRewritableCharset(c), c);
+  for (const c of [undefined, 'utf-8', 'UTF8', 'us-ascii', 'iso-8859-15', 'windows-1252', 'latin1', 'koi8-r'])
+    t.ok(isRewritableCharset(c), String(c));
+  for (const c of ['utf-16', 'utf-16le', 'shift_jis', 'iso-2022-jp', 'gb18030', 'big5', 'euc-jp', 'utf-32'])
+    t.notOk(isRewritableCharset(c), c);
 
   // Latin-1 bytes that are not UTF-8 survive unchanged around a translated link.
-  const latin1 = Buffer.concat([Buffer.from('<p>caf'), Buffer.from([0xe9, 0xff]), Buffer.from('<a href="http://10.0.0.5:8080/x">\xe9</a>', 'latin1')]);
+  const latin1 = Buffer.concat([
+    Buffer.from('<p>caf'),
+    Buffer.from([0xe9, 0xff]),
+    Buffer.from('<a href="http://10.0.0.5:8080/x">\xe9</a>', 'latin1'),
+  ]);
   const out = await collect(createLinkTranslator('html', MAPS, { charset: 'iso-8859-1' }), [latin1]);
-  t.same(out, Buffer.concat([Buffer.from('<p>caf'), Buffer.from([0xe9, 0xff]), Buffer.from('<a href="https://wiki.example.com/x">\xe9</a>', 'latin1')]));
+  t.same(
+    out,
+    Buffer.concat([
+      Buffer.from('<p>caf'),
+      Buffer.from([0xe9, 0xff]),
+      Buffer.from('<a href="https://wiki.example.com/x">\xe9</a>', 'latin1'),
+    ]),
+  );
   // Invalid UTF-8 in a UTF-8 body is kept as it was, not replaced.
-  const broken = Buffer.concat([Buffer.from('<a href="http://10.0.0.5:8080/'), Buffer.from([0xc3, 0x28, 0xa0]), Buffer.from('">')]);
-  t.same(await collect(createLinkTranslator('html', MAPS, { charset: 'utf-8' }), [broken]),
-    Buffer.concat([Buffer.from('<a href="https://wiki.example.com/'), Buffer.from([0xc3, 0x28, 0xa0]), Buffer.from('">')]));
+  const broken = Buffer.concat([
+    Buffer.from('<a href="http://10.0.0.5:8080/'),
+    Buffer.from([0xc3, 0x28, 0xa0]),
+    Buffer.from('">'),
+  ]);
+  t.same(
+    await collect(createLinkTranslator('html', MAPS, { charset: 'utf-8' }), [broken]),
+    Buffer.concat([
+      Buffer.from('<a href="https://wiki.example.com/'),
+      Buffer.from([0xc3, 0x28, 0xa0]),
+      Buffer.from('">'),
+    ]),
+  );
 
   // Not ASCII-compatible: unchanged.
   const utf16 = Buffer.from('\ufeff<a href="http://10.0.0.5:8080/">', 'utf16le');
   t.same(await collect(createLinkTranslator('html', MAPS, { charset: 'utf-16le' }), [utf16]), utf16);
-  t.same(await collect(createLinkTranslator('html', MAPS), [utf16.subarray(0, 1), utf16.subarray(1)]), utf16, 'UTF-16 byte order mark, no charset');
+  t.same(
+    await collect(createLinkTranslator('html', MAPS), [utf16.subarray(0, 1), utf16.subarray(1)]),
+    utf16,
+    'UTF-16 byte order mark, no charset',
+  );
   const sjis = Buffer.from('<a href="http://10.0.0.5:8080/">');
   t.same(await collect(createLinkTranslator('css', MAPS, { charset: 'shift_jis' }), [sjis]), sjis);
   t.equal(createBodyTranslator('gzip', 'html', MAPS, { charset: 'utf-16' }), undefined);
@@ -444,7 +721,9 @@ t.test('charsets', async (t) => {
 
 t.test('content encodings: gzip, x-gzip, deflate (zlib and raw), br, identity', async (t) => {
   const page = `<html><body>${'<a href="http://10.0.0.5:8080/p">p</a><img src="http://10.0.0.6/base/i.png">\n'.repeat(3000)}</body></html>`;
-  const expected = page.replaceAll('http://10.0.0.5:8080/', 'https://wiki.example.com/').replaceAll('http://10.0.0.6/base/', 'https://apps.example.com/crm/');
+  const expected = page
+    .replaceAll('http://10.0.0.5:8080/', 'https://wiki.example.com/')
+    .replaceAll('http://10.0.0.6/base/', 'https://apps.example.com/crm/');
   const codecs: [string, (b: Buffer) => Buffer, (b: Buffer) => Buffer][] = [
     ['gzip', zlib.gzipSync, zlib.gunzipSync],
     ['x-gzip', zlib.gzipSync, zlib.gunzipSync],
@@ -466,21 +745,29 @@ t.test('content encodings: gzip, x-gzip, deflate (zlib and raw), br, identity', 
   {
     const tr = createBodyTranslator('gzip', 'html', MAPS)!;
     const out: Buffer[] = [];
-    await pipeline(Readable.from(splitAt(zlib.gzipSync(Buffer.from(page.repeat(20))), [100, 5000, 9000])), tr.stream, new Writable({
-      highWaterMark: 1024,
-      write(chunk: Buffer, _enc, cb) {
-        out.push(chunk);
-        setImmediate(cb);
-      },
-    }));
+    await pipeline(
+      Readable.from(splitAt(zlib.gzipSync(Buffer.from(page.repeat(20))), [100, 5000, 9000])),
+      tr.stream,
+      new Writable({
+        highWaterMark: 1024,
+        write(chunk: Buffer, _enc, cb) {
+          out.push(chunk);
+          setImmediate(cb);
+        },
+      }),
+    );
     t.equal(zlib.gunzipSync(Buffer.concat(out)).toString(), expected.repeat(20), 'slow reader');
   }
   for (const encoding of [undefined, '', 'identity']) {
     const tr = createBodyTranslator(encoding, 'css', MAPS);
     t.equal(tr?.encodingHeader, undefined);
-    t.equal((await collect(tr!.stream, [Buffer.from('a{b:url(http://10.0.0.5:8080/x)}')])).toString(), 'a{b:url(https://wiki.example.com/x)}');
+    t.equal(
+      (await collect(tr!.stream, [Buffer.from('a{b:url(http://10.0.0.5:8080/x)}')])).toString(),
+      'a{b:url(https://wiki.example.com/x)}',
+    );
   }
-  for (const encoding of ['compress', 'zstd', 'gzip, br', 'x-unknown']) t.equal(createBodyTranslator(encoding, 'html', MAPS), undefined, encoding);
+  for (const encoding of ['compress', 'zstd', 'gzip, br', 'x-unknown'])
+    t.equal(createBodyTranslator(encoding, 'html', MAPS), undefined, encoding);
   // An empty compressed body (no bytes at all) stays empty.
   t.same(await collect(createBodyTranslator('gzip', 'html', MAPS)!.stream, []), Buffer.alloc(0));
   // A corrupt body is an error, not a hang.
@@ -491,23 +778,106 @@ t.test('content encodings: gzip, x-gzip, deflate (zlib and raw), br, identity', 
 // property tests
 
 const PUBLISHED_URLS = [
-  'http://10.0.0.5:8080/', 'http://10.0.0.5:8080/a/b.html?x=1&y=2#f', 'HTTP://10.0.0.5:8080/Q', 'http://10.0.0.5:8080', '//10.0.0.5:8080/s',
-  'http://10.0.0.6/base/', 'http://10.0.0.6/base', 'http://10.0.0.6:80/base/deep/x?y', 'http://10.0.0.5:8080/api/v?z', 'ws://10.0.0.5:8080/ws',
-  'https://docs.corp.local/d', 'https://DOCS.corp.local:443/e', 'http://[fd00::7]:9000/f', 'http://10.0.0.8/app/g', 'http://10.0.0.8/app',
-  'http://u@10.0.0.5:8080/h', 'http://10.0.0.6/base/é/ü?ß', 'http://10.0.0.5:8080/a,b c',
+  'http://10.0.0.5:8080/',
+  'http://10.0.0.5:8080/a/b.html?x=1&y=2#f',
+  'HTTP://10.0.0.5:8080/Q',
+  'http://10.0.0.5:8080',
+  '//10.0.0.5:8080/s',
+  'http://10.0.0.6/base/',
+  'http://10.0.0.6/base',
+  'http://10.0.0.6:80/base/deep/x?y',
+  'http://10.0.0.5:8080/api/v?z',
+  'ws://10.0.0.5:8080/ws',
+  'https://docs.corp.local/d',
+  'https://DOCS.corp.local:443/e',
+  'http://[fd00::7]:9000/f',
+  'http://10.0.0.8/app/g',
+  'http://10.0.0.8/app',
+  'http://u@10.0.0.5:8080/h',
+  'http://10.0.0.6/base/é/ü?ß',
+  'http://10.0.0.5:8080/a,b c',
 ];
 const OTHER_URLS = [
-  'https://wiki.example.com/x', 'https://apps.example.com/crm/y', 'http://10.0.0.9/', 'http://10.0.0.5:9090/p', 'http://10.0.0.6/basement',
-  '/base/rel', 'rel.html', '../up', '?q=1', '#frag', '', 'data:text/plain,http://10.0.0.5:8080/', 'javascript:void(0)', 'mailto:x@10.0.0.5',
-  'https://10.0.0.5:8080/', 'http://10.0.0.6/base/../out',
+  'https://wiki.example.com/x',
+  'https://apps.example.com/crm/y',
+  'http://10.0.0.9/',
+  'http://10.0.0.5:9090/p',
+  'http://10.0.0.6/basement',
+  '/base/rel',
+  'rel.html',
+  '../up',
+  '?q=1',
+  '#frag',
+  '',
+  'data:text/plain,http://10.0.0.5:8080/',
+  'javascript:void(0)',
+  'mailto:x@10.0.0.5',
+  'https://10.0.0.5:8080/',
+  'http://10.0.0.6/base/../out',
 ];
-const TAGS = ['a', 'img', 'link', 'form', 'button', 'video', 'object', 'meta', 'source', 'div', 'p', 'svg', 'image', 'use', 'template',
-  'blockquote', 'body', 'table', 'td', 'html', 'head', 'math', 'pre', 'foreignObject'];
+const TAGS = [
+  'a',
+  'img',
+  'link',
+  'form',
+  'button',
+  'video',
+  'object',
+  'meta',
+  'source',
+  'div',
+  'p',
+  'svg',
+  'image',
+  'use',
+  'template',
+  'blockquote',
+  'body',
+  'table',
+  'td',
+  'html',
+  'head',
+  'math',
+  'pre',
+  'foreignObject',
+];
 /** Elements whose content is text to the tokenizer: always closed (but rarely). */
 const RAW_TEXT = ['script', 'style', 'noscript', 'textarea', 'title', 'iframe', 'xmp'];
-const ATTRS = ['href', 'src', 'srcset', 'imagesrcset', 'action', 'formaction', 'poster', 'data', 'cite', 'background', 'manifest', 'style',
-  'http-equiv', 'content', 'class', 'id', 'xlink:href', 'title', 'onclick', 'HREF', 'Src', 'alt'];
-const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'poster', 'cite', 'background', 'manifest', 'xlink:href']);
+const ATTRS = [
+  'href',
+  'src',
+  'srcset',
+  'imagesrcset',
+  'action',
+  'formaction',
+  'poster',
+  'data',
+  'cite',
+  'background',
+  'manifest',
+  'style',
+  'http-equiv',
+  'content',
+  'class',
+  'id',
+  'xlink:href',
+  'title',
+  'onclick',
+  'HREF',
+  'Src',
+  'alt',
+];
+const URL_ATTRS = new Set([
+  'href',
+  'src',
+  'action',
+  'formaction',
+  'poster',
+  'cite',
+  'background',
+  'manifest',
+  'xlink:href',
+]);
 
 function pick<T>(rnd: () => number, list: readonly T[]): T {
   return list[Math.floor(rnd() * list.length)]!;
@@ -523,7 +893,8 @@ function randomUrl(rnd: () => number, refs: 'numeric' | 'named' = 'numeric'): st
   const r = rnd();
   if (r < 0.1) return ` ${u}\n`;
   if (r < 0.15) return u.replace('&', '&amp;');
-  if (r < 0.22) return refs === 'numeric' ? u.replace('://', pick(rnd, ['&#58;//', ':&#x2F;/', '&#x3a;&#47;/'])) : `${u}&eacute;`;
+  if (r < 0.22)
+    return refs === 'numeric' ? u.replace('://', pick(rnd, ['&#58;//', ':&#x2F;/', '&#x3a;&#47;/'])) : `${u}&eacute;`;
   return u;
 }
 
@@ -532,24 +903,60 @@ function randomCss(rnd: () => number): string {
   const n = Math.floor(rnd() * 5);
   for (let i = 0; i < n; i++) {
     const u = pick(rnd, rnd() < 0.6 ? PUBLISHED_URLS : OTHER_URLS).replace(/[\s"'()]/g, '');
-    parts.push(pick(rnd, [
-      `a{b:url(${u})}`, `x{y:url("${u}")}`, `z{w:URL( '${u}' )}`, `@import "${u}";`, `@import url(${u});`, ' /* c */ ', 'u', 'url(', '@imp', '\n',
-      `q{r:myurl(${u})}`, 'é', `s{t:url("${u}`,
-    ]));
+    parts.push(
+      pick(rnd, [
+        `a{b:url(${u})}`,
+        `x{y:url("${u}")}`,
+        `z{w:URL( '${u}' )}`,
+        `@import "${u}";`,
+        `@import url(${u});`,
+        ' /* c */ ',
+        'u',
+        'url(',
+        '@imp',
+        '\n',
+        `q{r:myurl(${u})}`,
+        'é',
+        `s{t:url("${u}`,
+      ]),
+    );
   }
   return parts.join('');
 }
 
 function randomText(rnd: () => number): string {
-  return pick(rnd, ['hello', ' ', '\r\n', '\r', 'é日本😀', '&amp;', '&lt;a href="http://10.0.0.5:8080/"&gt;', '<', '< p', '</', '</>', '<?x?>', '<!x>',
-    'http://10.0.0.5:8080/text', '&', '>', '"', '\u0000', '<![CDATA[ <a href="http://10.0.0.5:8080/"> ]]>']);
+  return pick(rnd, [
+    'hello',
+    ' ',
+    '\r\n',
+    '\r',
+    'é日本😀',
+    '&amp;',
+    '&lt;a href="http://10.0.0.5:8080/"&gt;',
+    '<',
+    '< p',
+    '</',
+    '</>',
+    '<?x?>',
+    '<!x>',
+    'http://10.0.0.5:8080/text',
+    '&',
+    '>',
+    '"',
+    '\u0000',
+    '<![CDATA[ <a href="http://10.0.0.5:8080/"> ]]>',
+  ]);
 }
 
 function randomAttr(rnd: () => number): string {
   const name = pick(rnd, ATTRS);
   const refs = rnd() < 0.5 ? 'numeric' : 'named';
   let value: string;
-  if (/srcset/i.test(name)) value = Array.from({ length: 1 + Math.floor(rnd() * 3) }, () => `${randomUrl(rnd, refs).trim()} ${pick(rnd, ['1x', '2x', '100w', ''])}`).join(pick(rnd, [', ', ',', ' , ']));
+  if (/srcset/i.test(name))
+    value = Array.from(
+      { length: 1 + Math.floor(rnd() * 3) },
+      () => `${randomUrl(rnd, refs).trim()} ${pick(rnd, ['1x', '2x', '100w', ''])}`,
+    ).join(pick(rnd, [', ', ',', ' , ']));
   else if (name === 'style') value = randomCss(rnd);
   else if (name === 'content') value = `${Math.floor(rnd() * 9)}; url=${randomUrl(rnd, refs)}`;
   else if (name === 'http-equiv') value = pick(rnd, ['refresh', 'Refresh', 'content-type']);
@@ -610,7 +1017,8 @@ function srcsetUrls(value: string): string[] {
 
 /** url(…) and @import "…" values of a style sheet, well-formed ones only (as a browser would load them). */
 function cssUrls(text: string): string[] {
-  const re = /(?<![\w\-\\\u0080-\uffff])url\(\s*(?:"([^"\n]*)"|'([^'\n]*)'|([^"'()\s]*))\s*\)|@import\s*(?:"([^"\n]*)"|'([^'\n]*)')/gi;
+  const re =
+    /(?<![\w\-\\\u0080-\uffff])url\(\s*(?:"([^"\n]*)"|'([^'\n]*)'|([^"'()\s]*))\s*\)|@import\s*(?:"([^"\n]*)"|'([^'\n]*)')/gi;
   return [...text.matchAll(re)].map((m) => m[1] ?? m[2] ?? m[3] ?? m[4] ?? m[5] ?? '');
 }
 
@@ -621,12 +1029,15 @@ function rewrittenAttributeValues(doc: string): string[] {
     const rw = new RewritingStream();
     let inNoscript = false;
     rw.on('startTag', (tag) => {
-      const refresh = tag.tagName === 'meta' && tag.attrs.some((a) => a.name === 'http-equiv' && a.value.trim().toLowerCase() === 'refresh');
+      const refresh =
+        tag.tagName === 'meta' &&
+        tag.attrs.some((a) => a.name === 'http-equiv' && a.value.trim().toLowerCase() === 'refresh');
       for (const a of tag.attrs) {
         const key = a.prefix ? `${a.prefix}:${a.name}` : a.name;
         if (URL_ATTRS.has(key) || (key === 'data' && tag.tagName === 'object')) values.push(a.value);
         else if (key === 'srcset' || key === 'imagesrcset') values.push(...srcsetUrls(a.value));
-        else if (key === 'content' && refresh) values.push(a.value.replace(/^[^=]*=\s*/, '').replace(/^(["'])(.*?)(\1|$)/, '$2'));
+        else if (key === 'content' && refresh)
+          values.push(a.value.replace(/^[^=]*=\s*/, '').replace(/^(["'])(.*?)(\1|$)/, '$2'));
         else if (key === 'style') values.push(...cssUrls(a.value));
       }
       inNoscript = tag.tagName === 'noscript' && !tag.selfClosing;
@@ -635,9 +1046,10 @@ function rewrittenAttributeValues(doc: string): string[] {
       // Markup in <noscript> is what browsers without scripts parse.
       if (inNoscript) visit(raw);
     });
-    for (const ev of ['endTag', 'comment', 'doctype']) rw.on(ev, () => {
-      inNoscript = false;
-    });
+    for (const ev of ['endTag', 'comment', 'doctype'])
+      rw.on(ev, () => {
+        inNoscript = false;
+      });
     rw._transformChunk(markup);
     rw._final(() => undefined);
   };
@@ -654,8 +1066,12 @@ function pointsInside(value: string): boolean {
     return false;
   }
   const scheme = u.protocol === 'ws:' ? 'http:' : u.protocol === 'wss:' ? 'https:' : u.protocol;
-  return MAPS.some((m) => m.internal.protocol === scheme && m.internal.host === u.host
-    && (u.pathname.startsWith(m.internal.pathname) || `${u.pathname}/` === m.internal.pathname));
+  return MAPS.some(
+    (m) =>
+      m.internal.protocol === scheme &&
+      m.internal.host === u.host &&
+      (u.pathname.startsWith(m.internal.pathname) || `${u.pathname}/` === m.internal.pathname),
+  );
 }
 
 t.test('fuzz: chunking, idempotence, no internal URL left in a rewritten attribute', async (t) => {
@@ -733,19 +1149,27 @@ t.test('CSS holds back an unfinished url( across chunks, at most MAX_HELD of it'
   t.equal(small.after, `a{b:url("https://wiki.example.com/${'x'.repeat(16 * 1024)}")}`, 'and translated once complete');
   // Longer than MAX_HELD: given up on and passed as it was, so memory stays bounded.
   const big = await run(MAX_HELD / 1024 + 64);
-  t.ok(big.before.length >= 30 + (MAX_HELD / 1024 + 64) * 1024 - MAX_HELD, `${big.before.length} characters out before the end`);
+  t.ok(
+    big.before.length >= 30 + (MAX_HELD / 1024 + 64) * 1024 - MAX_HELD,
+    `${big.before.length} characters out before the end`,
+  );
   t.equal(big.after, `a{b:url("http://10.0.0.5:8080/${'x'.repeat((MAX_HELD / 1024 + 64) * 1024)}")}`);
 });
 
 t.test('a 20 MB HTML body streams through with bounded memory', async (t) => {
   v8.setFlagsFromString('--expose-gc');
   const gc = vm.runInNewContext('gc') as () => void;
-  const unit = '<div class="row"><a href="http://10.0.0.5:8080/wiki/Page_0001?x=1&amp;y=2">Page</a> <img src="http://10.0.0.6/base/i.png" srcset="http://10.0.0.6/base/i@2x.png 2x"> some text é</div>\n';
-  const chunkText = unit.repeat(Math.floor(64 * 1024 / Buffer.byteLength(unit)));
+  const unit =
+    '<div class="row"><a href="http://10.0.0.5:8080/wiki/Page_0001?x=1&amp;y=2">Page</a> <img src="http://10.0.0.6/base/i.png" srcset="http://10.0.0.6/base/i@2x.png 2x"> some text é</div>\n';
+  const chunkText = unit.repeat(Math.floor((64 * 1024) / Buffer.byteLength(unit)));
   const chunk = Buffer.from(chunkText);
   const total = 20 * 1024 * 1024;
   const count = Math.ceil(total / chunk.length);
-  const expectedChunk = Buffer.from(chunkText.replaceAll('http://10.0.0.5:8080/', 'https://wiki.example.com/').replaceAll('http://10.0.0.6/base/', 'https://apps.example.com/crm/'));
+  const expectedChunk = Buffer.from(
+    chunkText
+      .replaceAll('http://10.0.0.5:8080/', 'https://wiki.example.com/')
+      .replaceAll('http://10.0.0.6/base/', 'https://apps.example.com/crm/'),
+  );
   // The V8 heap (strings) and buffers outside it.
   const used = () => {
     const m = process.memoryUsage();
@@ -761,28 +1185,35 @@ t.test('a 20 MB HTML body streams through with bounded memory', async (t) => {
   async function* body() {
     for (let i = 0; i < count; i++) yield chunk;
   }
-  await pipeline(Readable.from(body()), createLinkTranslator('html', MAPS), new Writable({
-    write(c: Buffer, _enc, cb) {
-      outBytes += c.length;
-      // Compare the output against the expected text, one expected chunk at a time.
-      carry = Buffer.concat([carry, c]);
-      while (carry.length >= expectedChunk.length) {
-        if (!carry.subarray(0, expectedChunk.length).equals(expectedChunk)) mismatch = true;
-        carry = carry.subarray(expectedChunk.length);
-      }
-      sinceGc += c.length;
-      if (sinceGc > 2 * 1024 * 1024) {
-        sinceGc = 0;
-        gc();
-        peak = Math.max(peak, used() - base);
-      }
-      cb();
-    },
-  }));
+  await pipeline(
+    Readable.from(body()),
+    createLinkTranslator('html', MAPS),
+    new Writable({
+      write(c: Buffer, _enc, cb) {
+        outBytes += c.length;
+        // Compare the output against the expected text, one expected chunk at a time.
+        carry = Buffer.concat([carry, c]);
+        while (carry.length >= expectedChunk.length) {
+          if (!carry.subarray(0, expectedChunk.length).equals(expectedChunk)) mismatch = true;
+          carry = carry.subarray(expectedChunk.length);
+        }
+        sinceGc += c.length;
+        if (sinceGc > 2 * 1024 * 1024) {
+          sinceGc = 0;
+          gc();
+          peak = Math.max(peak, used() - base);
+        }
+        cb();
+      },
+    }),
+  );
   t.equal(carry.length, 0);
   t.notOk(mismatch, 'every chunk translated exactly');
   t.equal(outBytes, expectedChunk.length * count);
   t.ok(chunk.length * count >= total, `${chunk.length * count} bytes in`);
   t.ok(peak > -Infinity, 'memory was sampled');
-  t.ok(peak < 8 * 1024 * 1024, `heap and buffers grew at most ${Math.round(peak / 1024)} KiB while streaming ${Math.round(chunk.length * count / 1048576)} MiB`);
+  t.ok(
+    peak < 8 * 1024 * 1024,
+    `heap and buffers grew at most ${Math.round(peak / 1024)} KiB while streaming ${Math.round((chunk.length * count) / 1048576)} MiB`,
+  );
 });

@@ -12,12 +12,16 @@ t.test('translation', async (t) => {
     req.resume();
     const url = req.url ?? '';
     if (url.startsWith('/base/redirect')) {
-      res.writeHead(302, { location: `${origin}/base/landing?x=1`, 'set-cookie': ['a=1; Path=/base/; Domain=127.0.0.1', 'b=2; Path=/base/deep'] });
+      res.writeHead(302, {
+        location: `${origin}/base/landing?x=1`,
+        'set-cookie': ['a=1; Path=/base/; Domain=127.0.0.1', 'b=2; Path=/base/deep'],
+      });
       return void res.end();
     }
     if (url.startsWith('/base/page')) {
-      const html = `<html><head><link rel="stylesheet" href="${origin}/base/s.css"></head><body><a href="${origin}/base/next">n</a>`
-        + `<img srcset="${origin}/base/a.png 1x, ${origin}/base/b.png 2x"><a href="${origin}/other/x">other app</a><a href="http://unpublished.internal/">u</a></body></html>`;
+      const html =
+        `<html><head><link rel="stylesheet" href="${origin}/base/s.css"></head><body><a href="${origin}/base/next">n</a>` +
+        `<img srcset="${origin}/base/a.png 1x, ${origin}/base/b.png 2x"><a href="${origin}/other/x">other app</a><a href="http://unpublished.internal/">u</a></body></html>`;
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-encoding': 'gzip' });
       return void res.end(gzipSync(html));
     }
@@ -43,7 +47,11 @@ t.test('translation', async (t) => {
   const redirect = await request(h.url('tr.test', '/app/redirect'), { dispatcher: h.client });
   t.equal(redirect.statusCode, 302);
   t.equal(redirect.headers['location'], 'https://tr.test/app/landing?x=1', 'Location rewritten');
-  t.same(redirect.headers['set-cookie'], ['a=1; Path=/app/', 'b=2; Path=/app/deep'], 'cookie path remapped, internal IP domain dropped');
+  t.same(
+    redirect.headers['set-cookie'],
+    ['a=1; Path=/app/', 'b=2; Path=/app/deep'],
+    'cookie path remapped, internal IP domain dropped',
+  );
   await redirect.body.dump();
 
   const page = await request(h.url('tr.test', '/app/page'), { dispatcher: h.client });

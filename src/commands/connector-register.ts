@@ -22,21 +22,32 @@ export interface RegisterOptions {
   stateDir?: string;
 }
 
-export function resolveToken(opts: { token?: string; tokenFile?: string }, env = process.env, stored?: () => string | undefined): string {
-  if (opts.token && opts.tokenFile) throw new ProxyctlError('ERR_USAGE', 'give either --token or --token-file, not both');
+export function resolveToken(
+  opts: { token?: string; tokenFile?: string },
+  env = process.env,
+  stored?: () => string | undefined,
+): string {
+  if (opts.token && opts.tokenFile)
+    throw new ProxyctlError('ERR_USAGE', 'give either --token or --token-file, not both');
   let token = opts.token;
   if (opts.tokenFile) {
     try {
       token = readFileSync(opts.tokenFile, 'utf8');
     } catch (err) {
-      throw new ProxyctlError('ERR_USAGE', `cannot read --token-file ${opts.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        `cannot read --token-file ${opts.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
   }
   token ??= env['PROXYCTL_TOKEN'];
   token ??= stored?.();
   token = token?.trim();
   if (!token) {
-    throw new ProxyctlError('ERR_TOKEN_MISSING', 'an administrator token is required: --token, --token-file FILE, the PROXYCTL_TOKEN environment variable, or run "proxyctl login" first');
+    throw new ProxyctlError(
+      'ERR_TOKEN_MISSING',
+      'an administrator token is required: --token, --token-file FILE, the PROXYCTL_TOKEN environment variable, or run "proxyctl login" first',
+    );
   }
   return token;
 }
@@ -48,10 +59,16 @@ const stderrLine = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
 
-export async function registerConnector(opts: RegisterOptions, out: (line: string) => void, warn: (line: string) => void = stderrLine): Promise<void> {
+export async function registerConnector(
+  opts: RegisterOptions,
+  out: (line: string) => void,
+  warn: (line: string) => void = stderrLine,
+): Promise<void> {
   if (opts.token !== undefined) {
     // Kept for scripts, but any local user can read it from ps or /proc/<pid>/cmdline while we run.
-    warn(`proxyctl: warning: --token puts the administrator token in the process list; use --token-file FILE or the PROXYCTL_TOKEN environment variable [${TOKEN_ARGUMENT_WARNING}]`);
+    warn(
+      `proxyctl: warning: --token puts the administrator token in the process list; use --token-file FILE or the PROXYCTL_TOKEN environment variable [${TOKEN_ARGUMENT_WARNING}]`,
+    );
   }
   let relayUrl: URL;
   try {
@@ -59,7 +76,8 @@ export async function registerConnector(opts: RegisterOptions, out: (line: strin
   } catch {
     throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
   }
-  if (relayUrl.protocol !== 'https:') throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
+  if (relayUrl.protocol !== 'https:')
+    throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
   const token = resolveToken(opts, process.env, () => storedToken(relayUrl.href));
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
   let pinnedCa: string | undefined;
@@ -68,10 +86,18 @@ export async function registerConnector(opts: RegisterOptions, out: (line: strin
       pinnedCa = readFileSync(opts.relayCa, 'utf8');
       new X509Certificate(pinnedCa);
     } catch (err) {
-      throw new ProxyctlError('ERR_USAGE', `--relay-ca ${opts.relayCa} is not a readable PEM certificate (${(err as NodeJS.ErrnoException).code ?? 'invalid'})`);
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        `--relay-ca ${opts.relayCa} is not a readable PEM certificate (${(err as NodeJS.ErrnoException).code ?? 'invalid'})`,
+      );
     }
   }
-  const name = opts.name ?? hostname().split('.')[0]!.replace(/[^A-Za-z0-9._-]/g, '-').slice(0, 64);
+  const name =
+    opts.name ??
+    hostname()
+      .split('.')[0]!
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 64);
   const group = opts.group ?? 'default';
 
   // Refuse before the relay records anything we could not store.
@@ -86,17 +112,30 @@ export async function registerConnector(opts: RegisterOptions, out: (line: strin
     await client.close();
   }
   if (!keyMatchesCert(keyPem, issued.certificate)) {
-    throw new ProxyctlError('ERR_RELAY_REFUSED', 'the relay returned a certificate for a different key; nothing was stored');
+    throw new ProxyctlError(
+      'ERR_RELAY_REFUSED',
+      'the relay returned a certificate for a different key; nothing was stored',
+    );
   }
   const cert = new X509Certificate(issued.certificate);
   if (!cert.checkIssued(new X509Certificate(issued.caCertificate))) {
-    throw new ProxyctlError('ERR_RELAY_REFUSED', 'the relay returned a certificate not issued by its CA; nothing was stored');
+    throw new ProxyctlError(
+      'ERR_RELAY_REFUSED',
+      'the relay returned a certificate not issued by its CA; nothing was stored',
+    );
   }
   const now = new Date().toISOString();
   writeNewState(stateDir, {
-    relayUrl: relayUrl.href, connectorId: issued.connectorId, name, group, registeredAt: now,
+    relayUrl: relayUrl.href,
+    connectorId: issued.connectorId,
+    name,
+    group,
+    registeredAt: now,
     certificateIssuedAt: new Date(Math.max(Date.parse(cert.validFrom), Date.now())).toISOString(),
-    serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+    serial: issued.serial,
+    keyPem,
+    certPem: issued.certificate,
+    caPem: issued.caCertificate,
   });
 
   const authed = new RelayClient(relayUrl.href, { caPem: issued.caCertificate, certPem: issued.certificate, keyPem });
@@ -116,5 +155,8 @@ function writeNewStateGuard(dir: string): void {
   } catch {
     return;
   }
-  throw new ProxyctlError('ERR_USAGE', `${dir} already holds a registered connector; use another --state-dir or remove it first`);
+  throw new ProxyctlError(
+    'ERR_USAGE',
+    `${dir} already holds a registered connector; use another --state-dir or remove it first`,
+  );
 }

@@ -19,7 +19,9 @@ export async function runConnector(opts: RunOptions): Promise<void> {
   const metricsAt = opts.metricsListen ? parseLoopbackListen(opts.metricsListen) : undefined;
   const metrics = new ConnectorMetrics();
   const connector = new Connector({ stateDir: path.resolve(opts.stateDir ?? defaultStateDir()), log, metrics });
-  const server = metricsAt ? await startMetricsServer(metrics, metricsAt, () => connector.openChannels() > 0) : undefined;
+  const server = metricsAt
+    ? await startMetricsServer(metrics, metricsAt, () => connector.openChannels() > 0)
+    : undefined;
   if (server) log.info({ listen: addressOf(server) }, 'metrics listening');
   const stop = () => void connector.close();
   process.once('SIGTERM', stop);

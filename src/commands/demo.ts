@@ -18,14 +18,19 @@ import { Relay } from '../relay/relay.js';
 import { startSampleApp } from '../demo/sample-app.js';
 import { VERSION } from '../version.js';
 
-export interface DemoOptions { dataDir?: string; port?: string; apiPort?: string }
+export interface DemoOptions {
+  dataDir?: string;
+  port?: string;
+  apiPort?: string;
+}
 
 export async function runDemo(opts: DemoOptions, out: (line: string) => void): Promise<void> {
   tuneHeapForStreaming();
   const dataDir = path.resolve(opts.dataDir ?? 'proxyctl-demo');
   const port = Number(opts.port ?? 8443);
   const apiPort = Number(opts.apiPort ?? (port === 0 ? 0 : port + 1));
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ProxyctlError('ERR_USAGE', `--port must be a port number (found ${opts.port})`);
+  if (!Number.isInteger(port) || port < 0 || port > 65535)
+    throw new ProxyctlError('ERR_USAGE', `--port must be a port number (found ${opts.port})`);
   const log = createLogger(process.env['PROXYCTL_LOG_LEVEL'] ? 'info' : 'warn', 'proxyctl-demo');
   mkdirSync(dataDir, { recursive: true, mode: 0o700 });
 
@@ -52,7 +57,10 @@ apps:
       await relay.start();
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-        throw new ProxyctlError('ERR_USAGE', `port ${port} or ${apiPort} on 127.0.0.1 is in use; pass --port (and --api-port)`);
+        throw new ProxyctlError(
+          'ERR_USAGE',
+          `port ${port} or ${apiPort} on 127.0.0.1 is in use; pass --port (and --api-port)`,
+        );
       }
       throw err;
     }
@@ -87,15 +95,29 @@ async function ensureDemoUser(relay: Relay, dataDir: string): Promise<string> {
   if (!password || !relay.store.users.get('demo')) {
     password ||= randomBytes(9).toString('base64url');
     writeFileAtomic(file, `${password}\n`, 0o600);
-    relay.store.users.put({
-      username: 'demo', passwordHash: await hashPassword(password), email: 'demo@example.com', name: 'Demo User',
-      groups: ['demo'], roles: ['ProxyAdministrator'], totpSecret: null, createdAt: Date.now(),
-    }, 'demo', 'user.add');
+    relay.store.users.put(
+      {
+        username: 'demo',
+        passwordHash: await hashPassword(password),
+        email: 'demo@example.com',
+        name: 'Demo User',
+        groups: ['demo'],
+        roles: ['ProxyAdministrator'],
+        totpSecret: null,
+        createdAt: Date.now(),
+      },
+      'demo',
+      'user.add',
+    );
   }
   return password;
 }
 
-async function ensureConnector(relay: Relay, dataDir: string, log: ReturnType<typeof createLogger>): Promise<Connector> {
+async function ensureConnector(
+  relay: Relay,
+  dataDir: string,
+  log: ReturnType<typeof createLogger>,
+): Promise<Connector> {
   const stateDir = path.join(dataDir, 'connector');
   const relayUrl = `https://127.0.0.1:${relay.connectorApiAddress().port}`;
   if (existsSync(path.join(stateDir, 'cert.pem'))) {
@@ -105,11 +127,22 @@ async function ensureConnector(relay: Relay, dataDir: string, log: ReturnType<ty
     writeFileAtomic(metaFile, `${JSON.stringify({ ...meta, relayUrl }, null, 2)}\n`, 0o644);
   } else {
     const { keyPem, csrPem } = await createKeyAndCsr('demo-connector');
-    const issued = await relay.registerLocal({ csr: csrPem, name: 'demo-connector', group: 'default', version: VERSION }, 'demo');
+    const issued = await relay.registerLocal(
+      { csr: csrPem, name: 'demo-connector', group: 'default', version: VERSION },
+      'demo',
+    );
     const now = new Date().toISOString();
     writeNewState(stateDir, {
-      relayUrl, connectorId: issued.connectorId, name: 'demo-connector', group: 'default', registeredAt: now, certificateIssuedAt: now,
-      serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+      relayUrl,
+      connectorId: issued.connectorId,
+      name: 'demo-connector',
+      group: 'default',
+      registeredAt: now,
+      certificateIssuedAt: now,
+      serial: issued.serial,
+      keyPem,
+      certPem: issued.certificate,
+      caPem: issued.caCertificate,
     });
   }
   const connector = new Connector({ stateDir, log });

@@ -13,12 +13,21 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { API, type IdentityInfo } from '../protocol/connector-api.js';
 import { classifyNetworkError } from '../connector/relay-client.js';
 
-export interface LoginOptions { relay: string; relayCa?: string; clientId?: string }
+export interface LoginOptions {
+  relay: string;
+  relayCa?: string;
+  clientId?: string;
+}
 
-interface StoredToken { accessToken: string; expiresAt: number }
+interface StoredToken {
+  accessToken: string;
+  expiresAt: number;
+}
 
 export function tokenStoreFile(): string {
-  const dir = process.env['PROXYCTL_CONFIG_DIR'] ?? path.join(process.env['XDG_CONFIG_HOME'] ?? path.join(homedir(), '.config'), 'proxyctl');
+  const dir =
+    process.env['PROXYCTL_CONFIG_DIR'] ??
+    path.join(process.env['XDG_CONFIG_HOME'] ?? path.join(homedir(), '.config'), 'proxyctl');
   return path.join(dir, 'tokens.json');
 }
 
@@ -50,7 +59,10 @@ function dispatcherFor(relayCa: string | undefined): Agent {
     connect: {
       ...(relayCa ? { ca: [...rootCertificates, relayCa] } : {}),
       // RFC 6761: *.localhost is loopback, whatever the system resolver thinks.
-      lookup: (host, opts, cb) => (host === 'localhost' || host.endsWith('.localhost') ? cb(null, [{ address: '127.0.0.1', family: 4 }]) : dnsLookup(host, { ...opts, all: true }, cb as never)),
+      lookup: (host, opts, cb) =>
+        host === 'localhost' || host.endsWith('.localhost')
+          ? cb(null, [{ address: '127.0.0.1', family: 4 }])
+          : dnsLookup(host, { ...opts, all: true }, cb as never),
     },
   });
 }
@@ -68,8 +80,18 @@ export async function login(opts: LoginOptions, out: (line: string) => void): Pr
       throw classifyNetworkError(err, opts.relay);
     }
     const clientId = opts.clientId ?? info.cliClientId;
-    if (!clientId) throw new ProxyctlError('ERR_USAGE', 'this relay uses an external identity provider: pass --client-id with a public client that allows the device flow');
-    const config = await oidc.discovery(new URL(info.issuer), clientId, { token_endpoint_auth_method: 'none' }, oidc.None(), { [oidc.customFetch]: fetchFn });
+    if (!clientId)
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        'this relay uses an external identity provider: pass --client-id with a public client that allows the device flow',
+      );
+    const config = await oidc.discovery(
+      new URL(info.issuer),
+      clientId,
+      { token_endpoint_auth_method: 'none' },
+      oidc.None(),
+      { [oidc.customFetch]: fetchFn },
+    );
     const grant = await oidc.initiateDeviceAuthorization(config, { scope: 'openid', resource: info.adminAudience });
     out(`To sign in, open ${grant.verification_uri_complete ?? grant.verification_uri}`);
     out(`and confirm the code ${grant.user_code} (valid ${Math.round(grant.expires_in / 60)} minutes).`);
@@ -77,9 +99,16 @@ export async function login(opts: LoginOptions, out: (line: string) => void): Pr
     try {
       tokens = await oidc.pollDeviceAuthorizationGrant(config, grant);
     } catch (err) {
-      throw new ProxyctlError('ERR_TOKEN_INVALID', `sign-in did not complete: ${(err as { error?: string }).error ?? (err as Error).message}`, { cause: err });
+      throw new ProxyctlError(
+        'ERR_TOKEN_INVALID',
+        `sign-in did not complete: ${(err as { error?: string }).error ?? (err as Error).message}`,
+        { cause: err },
+      );
     }
-    saveToken(opts.relay, { accessToken: tokens.access_token, expiresAt: Date.now() + (tokens.expires_in ?? 3600) * 1000 });
+    saveToken(opts.relay, {
+      accessToken: tokens.access_token,
+      expiresAt: Date.now() + (tokens.expires_in ?? 3600) * 1000,
+    });
     out(`signed in; token saved for ${new URL(opts.relay).origin} in ${tokenStoreFile()}`);
   } finally {
     await dispatcher.close();

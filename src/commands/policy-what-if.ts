@@ -12,7 +12,14 @@ import { openSqliteStore, sqliteStoreExists, type UserRecord } from '../store/in
 import { ProxyctlError } from '../errors.js';
 import { countryOf } from '../policy/context.js';
 import { evaluate } from '../policy/evaluate.js';
-import { PLATFORMS, RISK_LEVELS, type Decision, type Platform, type RiskLevel, type SignInContext } from '../policy/model.js';
+import {
+  PLATFORMS,
+  RISK_LEVELS,
+  type Decision,
+  type Platform,
+  type RiskLevel,
+  type SignInContext,
+} from '../policy/model.js';
 
 export interface WhatIfOptions {
   config: string;
@@ -31,7 +38,8 @@ export interface WhatIfOptions {
 }
 
 /** An instant, never a local time: a zone designator is required. */
-const ISO_INSTANT = /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,3})?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/i;
+const ISO_INSTANT =
+  /^(\d{4})-(\d{2})-(\d{2})T([01]\d|2[0-3]):[0-5]\d(?::[0-5]\d(?:\.\d{1,3})?)?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)$/i;
 
 function parseInstant(text: string): Date | undefined {
   const m = ISO_INSTANT.exec(text);
@@ -45,7 +53,12 @@ function parseInstant(text: string): Date | undefined {
 }
 
 function formatDuration(ms: number): string {
-  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size}${unit}`;
   return `${ms}ms`;
 }
 
@@ -76,33 +89,53 @@ export function findEmbeddedUser(config: RelayConfig, id: string): UserRecord | 
   if (byName) return byName;
   if (!id.includes('@')) return undefined;
   const byEmail = [...users.values()].filter((u) => u.email !== null && emailKey(u.email) === emailKey(id));
-  if (byEmail.length > 1) throw usage(`--user ${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')}); give the user name`);
+  if (byEmail.length > 1)
+    throw usage(
+      `--user ${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')}); give the user name`,
+    );
   return byEmail[0];
 }
 
-export function contextFromOptions(opts: WhatIfOptions, apps: readonly AppConfig[], now: () => Date = () => new Date(), user?: UserRecord): { app: AppConfig; ctx: SignInContext } {
+export function contextFromOptions(
+  opts: WhatIfOptions,
+  apps: readonly AppConfig[],
+  now: () => Date = () => new Date(),
+  user?: UserRecord,
+): { app: AppConfig; ctx: SignInContext } {
   const app = apps.find((a) => a.name === opts.app);
   if (!app) {
     const known = apps.map((a) => a.name);
-    throw usage(`unknown app "${opts.app}" (${known.length ? `known apps: ${known.join(', ')}` : 'the config publishes no apps'})`);
+    throw usage(
+      `unknown app "${opts.app}" (${known.length ? `known apps: ${known.join(', ')}` : 'the config publishes no apps'})`,
+    );
   }
   if (!opts.user) throw usage('--user must not be empty');
   const platform = opts.platform ?? 'other';
-  if (!PLATFORMS.includes(platform as Platform)) throw usage(`unknown platform "${platform}" (one of ${PLATFORMS.join(', ')})`);
+  if (!PLATFORMS.includes(platform as Platform))
+    throw usage(`unknown platform "${platform}" (one of ${PLATFORMS.join(', ')})`);
   const risk = opts.risk ?? 'none';
-  if (!RISK_LEVELS.includes(risk as RiskLevel)) throw usage(`unknown sign-in risk "${risk}" (one of ${RISK_LEVELS.join(', ')})`);
+  if (!RISK_LEVELS.includes(risk as RiskLevel))
+    throw usage(`unknown sign-in risk "${risk}" (one of ${RISK_LEVELS.join(', ')})`);
   const ip = opts.ip ?? '127.0.0.1';
   if (!isIP(ip)) throw usage(`--ip "${ip}" is not an IPv4 or IPv6 address`);
   let time = now();
   if (opts.time !== undefined) {
     const parsed = parseInstant(opts.time);
     if (!parsed) {
-      throw usage(`--time "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`);
+      throw usage(
+        `--time "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`,
+      );
     }
     time = parsed;
   }
   if (opts.acr === '') throw usage('--acr must not be empty');
-  const given = opts.groups === undefined ? undefined : opts.groups.split(',').map((g) => g.trim()).filter((g) => g.length > 0);
+  const given =
+    opts.groups === undefined
+      ? undefined
+      : opts.groups
+          .split(',')
+          .map((g) => g.trim())
+          .filter((g) => g.length > 0);
   // The embedded provider signs its users in with sub = user name and a verified e-mail; options given still win.
   return {
     app,
@@ -131,17 +164,24 @@ export interface WhatIfReport {
   decision: Decision;
 }
 
-export function whatIfReport(app: AppConfig, ctx: SignInContext, access: Parameters<typeof evaluate>[0], userSource: UserSource = 'options'): WhatIfReport {
+export function whatIfReport(
+  app: AppConfig,
+  ctx: SignInContext,
+  access: Parameters<typeof evaluate>[0],
+  userSource: UserSource = 'options',
+): WhatIfReport {
   const evaluated = evaluate(access, ctx);
   const assigned = isAssigned(app, ctx);
   // The relay refuses an unassigned user before any policy; the policies are still shown.
-  const decision: Decision = assigned ? evaluated : {
-    ...evaluated,
-    result: 'deny',
-    decidedBy: undefined,
-    hint: `${ctx.email ?? ctx.user} is not assigned to ${app.name}. Ask your administrator for access.`,
-    stepUp: undefined,
-  };
+  const decision: Decision = assigned
+    ? evaluated
+    : {
+        ...evaluated,
+        result: 'deny',
+        decidedBy: undefined,
+        hint: `${ctx.email ?? ctx.user} is not assigned to ${app.name}. Ask your administrator for access.`,
+        stepUp: undefined,
+      };
   return { userSource, context: ctx, assigned, decision };
 }
 
@@ -159,32 +199,62 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
   }
   const d = report.decision;
   const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
-  out(`sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`);
+  out(
+    `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
+  );
   if (user) {
-    out(`user: ${user.username} of the embedded identity provider (groups ${dash(user.groups.join(','))}, email ${dash(user.email ?? undefined)})${opts.groups !== undefined || opts.email ? '; --groups / --email given override them' : ''}`);
+    out(
+      `user: ${user.username} of the embedded identity provider (groups ${dash(user.groups.join(','))}, email ${dash(user.email ?? undefined)})${opts.groups !== undefined || opts.email ? '; --groups / --email given override them' : ''}`,
+    );
   } else if (embedded) {
-    out(`note: ${opts.user} is not a user of the embedded identity provider; evaluated as a subject with the groups and e-mail given`);
+    out(
+      `note: ${opts.user} is not a user of the embedded identity provider; evaluated as a subject with the groups and e-mail given`,
+    );
   }
-  if (app.preauth === 'passthrough') out(`note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`);
-  out(`assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`);
+  if (app.preauth === 'passthrough')
+    out(
+      `note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`,
+    );
+  out(
+    `assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`,
+  );
   if (d.policies.length === 0) {
     out('policies: none configured');
   } else {
     const header = ['POLICY', 'STATE', 'APPLIES', 'WHY', 'OUTCOME', 'MISSING'];
-    const rows = d.policies.map((p) => [p.name, p.state, p.applies ? 'yes' : 'no', p.why, p.outcome, p.missing.length ? p.missing.join(',') : '-']);
+    const rows = d.policies.map((p) => [
+      p.name,
+      p.state,
+      p.applies ? 'yes' : 'no',
+      p.why,
+      p.outcome,
+      p.missing.length ? p.missing.join(',') : '-',
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    for (const row of [header, ...rows]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+    for (const row of [header, ...rows])
+      out(
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      );
   }
   if (!report.assigned) {
     out('decision: deny (not assigned to the app)');
   } else if (d.result === 'allow') {
     const enforced = d.policies.filter((p) => p.applies && p.state === 'on').length;
-    out(`decision: allow (${enforced ? `${enforced} enforced ${enforced === 1 ? 'policy applies and is' : 'policies apply and are'} satisfied` : 'no enforced policy applies'})`);
+    out(
+      `decision: allow (${enforced ? `${enforced} enforced ${enforced === 1 ? 'policy applies and is' : 'policies apply and are'} satisfied` : 'no enforced policy applies'})`,
+    );
   } else {
-    const ask = d.stepUp ? ` [sign in again with${d.stepUp.mfa ? ' mfa' : ''}${d.stepUp.acr ? ` acr=${d.stepUp.acr}` : ''}]` : '';
+    const ask = d.stepUp
+      ? ` [sign in again with${d.stepUp.mfa ? ' mfa' : ''}${d.stepUp.acr ? ` acr=${d.stepUp.acr}` : ''}]`
+      : '';
     out(`decision: ${d.result} by policy "${d.decidedBy}": ${d.hint ?? ''}${ask}`);
   }
   if (report.assigned && (d.session.signInFrequencyMs !== undefined || d.session.persistentBrowser !== undefined)) {
-    out(`session: sign-in frequency ${d.session.signInFrequencyMs === undefined ? '-' : formatDuration(d.session.signInFrequencyMs)}, persistent browser ${d.session.persistentBrowser === undefined ? '-' : d.session.persistentBrowser ? 'yes' : 'no'}`);
+    out(
+      `session: sign-in frequency ${d.session.signInFrequencyMs === undefined ? '-' : formatDuration(d.session.signInFrequencyMs)}, persistent browser ${d.session.persistentBrowser === undefined ? '-' : d.session.persistentBrowser ? 'yes' : 'no'}`,
+    );
   }
 }

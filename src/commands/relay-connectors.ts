@@ -5,7 +5,9 @@ import { openSqliteStore } from '../store/index.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 import { userInfo } from 'node:os';
 
-export interface ListOptions extends ServeOptions { json?: boolean }
+export interface ListOptions extends ServeOptions {
+  json?: boolean;
+}
 
 export function listConnectors(opts: ListOptions, out: (line: string) => void): void {
   const config = loadConfigFromOptions(opts);
@@ -17,7 +19,12 @@ export function listConnectors(opts: ListOptions, out: (line: string) => void): 
       id: c.id,
       name: c.name,
       group: c.group,
-      status: c.revokedAt !== null ? 'revoked' : c.lastSeen !== null && now - c.lastSeen <= onlineWindow ? 'online' : 'offline',
+      status:
+        c.revokedAt !== null
+          ? 'revoked'
+          : c.lastSeen !== null && now - c.lastSeen <= onlineWindow
+            ? 'online'
+            : 'offline',
       version: c.version,
       lastSeen: c.lastSeen === null ? null : new Date(c.lastSeen).toISOString(),
       certificateExpires: c.certificateExpires === null ? null : new Date(c.certificateExpires).toISOString(),
@@ -29,9 +36,23 @@ export function listConnectors(opts: ListOptions, out: (line: string) => void): 
       return;
     }
     const header = ['ID', 'NAME', 'GROUP', 'STATUS', 'VERSION', 'LAST SEEN', 'CERT EXPIRES'];
-    const table = rows.map((r) => [r.id, r.name, r.group, r.status, r.version ?? '-', r.lastSeen ?? '-', r.certificateExpires ?? '-']);
+    const table = rows.map((r) => [
+      r.id,
+      r.name,
+      r.group,
+      r.status,
+      r.version ?? '-',
+      r.lastSeen ?? '-',
+      r.certificateExpires ?? '-',
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-    for (const row of [header, ...table]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+    for (const row of [header, ...table])
+      out(
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      );
   } finally {
     store.close();
   }

@@ -8,7 +8,8 @@ import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 export async function rotateKeys(opts: ServeOptions & { purpose: string }, out: (line: string) => void): Promise<void> {
   const purposes = opts.purpose === 'all' ? (['session', 'assertion'] as const) : ([opts.purpose] as const);
   for (const p of purposes) {
-    if (p !== 'session' && p !== 'assertion') throw new ProxyctlError('ERR_USAGE', `--purpose must be session, assertion or all (found ${p})`);
+    if (p !== 'session' && p !== 'assertion')
+      throw new ProxyctlError('ERR_USAGE', `--purpose must be session, assertion or all (found ${p})`);
   }
   const config = loadConfigFromOptions(opts);
   const longestSession = Math.max(8 * 3_600_000, ...config.apps.map((a) => a.sessionLifetimeMs));

@@ -37,8 +37,14 @@ export async function serveRelay(opts: ServeOptions): Promise<void> {
       log.warn('SIGHUP ignored: the relay runs on embedded defaults (no --config)');
       return;
     }
-    const refused = (err: unknown) => log.error({ code: isProxyctlError(err) ? err.code : 'ERR_INTERNAL', details: isProxyctlError(err) ? err.details : undefined },
-      `reload refused, the running configuration stays: ${(err as Error).message}`);
+    const refused = (err: unknown) =>
+      log.error(
+        {
+          code: isProxyctlError(err) ? err.code : 'ERR_INTERNAL',
+          details: isProxyctlError(err) ? err.details : undefined,
+        },
+        `reload refused, the running configuration stays: ${(err as Error).message}`,
+      );
     try {
       const next = loadConfigFromOptions(opts);
       relay.reload(next).then(({ restartNeeded }) => {

@@ -6,7 +6,12 @@ import { randomInt } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { ProxyctlError } from '../errors.js';
 import {
-  USERNAME_PATTERN, checkPasswordStrength, hashPassword, loadUsersFile, newTotpSecret, totpUri,
+  USERNAME_PATTERN,
+  checkPasswordStrength,
+  hashPassword,
+  loadUsersFile,
+  newTotpSecret,
+  totpUri,
 } from '../idp/users.js';
 import { openSqliteStore, type UserRecord, type UserRepo } from '../store/index.js';
 import type { RelayConfig } from '../config/relay-config.js';
@@ -32,7 +37,9 @@ export interface AddUserOptions extends ServeOptions, PasswordSourceOptions {
   roles?: string;
 }
 
-export interface ListUsersOptions extends ServeOptions { json?: boolean }
+export interface ListUsersOptions extends ServeOptions {
+  json?: boolean;
+}
 
 export type SetPasswordOptions = ServeOptions & PasswordSourceOptions;
 
@@ -53,13 +60,18 @@ const EMAIL = /^[^\s@]+@[^\s@]+$/;
 export async function addUser(username: string, opts: AddUserOptions, out: Out): Promise<void> {
   const name = normaliseUsername(username);
   if (opts.email !== undefined && !EMAIL.test(opts.email)) {
-    throw new ProxyctlError('ERR_USAGE', `--email ${JSON.stringify(opts.email)} is not an e-mail address`, { status: 400 });
+    throw new ProxyctlError('ERR_USAGE', `--email ${JSON.stringify(opts.email)} is not an e-mail address`, {
+      status: 400,
+    });
   }
   const groups = splitList(opts.groups, '--groups');
   const roles = splitList(opts.roles, '--roles');
   const supplied = await readPassword(opts);
   await withUsers(opts, async (users, config) => {
-    if (users.get(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
+    if (users.get(name))
+      throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, {
+        status: 409,
+      });
     const password = supplied ?? generatePassword();
     const record: UserRecord = {
       username: name,
@@ -72,7 +84,10 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
       createdAt: Date.now(),
     };
     // Re-check after the (slow) hash: another admin may have added the same name meanwhile.
-    if (users.get(name)) throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, { status: 409 });
+    if (users.get(name))
+      throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, {
+        status: 409,
+      });
     users.put(record, actor(), 'user.add');
     out(`added user ${name}`);
     if (supplied === undefined) out(`generated password (shown only now): ${password}`);
@@ -96,9 +111,22 @@ export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void>
       return;
     }
     const header = ['USERNAME', 'EMAIL', 'NAME', 'GROUPS', 'ROLES', 'TOTP'];
-    const table = rows.map((r) => [r.username, r.email ?? '-', r.name ?? '-', r.groups.join(',') || '-', r.roles.join(',') || '-', r.totp ? 'yes' : 'no']);
+    const table = rows.map((r) => [
+      r.username,
+      r.email ?? '-',
+      r.name ?? '-',
+      r.groups.join(',') || '-',
+      r.roles.join(',') || '-',
+      r.totp ? 'yes' : 'no',
+    ]);
     const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-    for (const row of [header, ...table]) out(row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd());
+    for (const row of [header, ...table])
+      out(
+        row
+          .map((cell, i) => cell.padEnd(widths[i]!))
+          .join('  ')
+          .trimEnd(),
+      );
   });
 }
 
@@ -133,7 +161,9 @@ export async function enrollTotp(username: string, opts: ServeOptions, out: Out)
     if (!current) throw unknownUser(name);
     const secret = newTotpSecret();
     users.put({ ...current, totpSecret: secret }, actor(), 'user.update');
-    out(`TOTP enrolled for ${name}${current.totpSecret ? ' (the previous secret no longer works)' : ''}; shown only now:`);
+    out(
+      `TOTP enrolled for ${name}${current.totpSecret ? ' (the previous secret no longer works)' : ''}; shown only now:`,
+    );
     out(`otpauth URI: ${totpUri(secret, name)}`);
     out(`secret (base32): ${secret}`);
     noteFileOverride(config, name, out);
@@ -142,7 +172,10 @@ export async function enrollTotp(username: string, opts: ServeOptions, out: Out)
 
 // ---- helpers ----
 
-async function withUsers(opts: ServeOptions, fn: (users: UserRepo, config: RelayConfig) => void | Promise<void>): Promise<void> {
+async function withUsers(
+  opts: ServeOptions,
+  fn: (users: UserRepo, config: RelayConfig) => void | Promise<void>,
+): Promise<void> {
   const config = loadConfigFromOptions({ config: opts.config, dataDir: opts.dataDir });
   const store = openSqliteStore(config.dataDir);
   try {
@@ -155,18 +188,28 @@ async function withUsers(opts: ServeOptions, fn: (users: UserRepo, config: Relay
 function normaliseUsername(username: string): string {
   const name = username.toLowerCase();
   if (!USERNAME_PATTERN.test(name)) {
-    throw new ProxyctlError('ERR_USAGE',
+    throw new ProxyctlError(
+      'ERR_USAGE',
       `user name ${JSON.stringify(username)} is not valid: expected a letter or digit, then letters, digits, ".", "_", "@" or "-" (at most 64)`,
-      { status: 400 });
+      { status: 400 },
+    );
   }
   return name;
 }
 
 function splitList(text: string | undefined, option: string): string[] {
   if (text === undefined) return [];
-  const items = text.split(',').map((s) => s.trim()).filter((s) => s.length > 0);
+  const items = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
   const bad = items.find((s) => /\s/.test(s) || s.length > 128);
-  if (bad !== undefined) throw new ProxyctlError('ERR_USAGE', `${option}: ${JSON.stringify(bad)} is not a valid name (no spaces, at most 128 characters)`, { status: 400 });
+  if (bad !== undefined)
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `${option}: ${JSON.stringify(bad)} is not a valid name (no spaces, at most 128 characters)`,
+      { status: 400 },
+    );
   return [...new Set(items)];
 }
 
@@ -180,7 +223,11 @@ async function readPassword(opts: PasswordSourceOptions): Promise<string | undef
     try {
       text = readFileSync(opts.passwordFile, 'utf8');
     } catch (err) {
-      throw new ProxyctlError('ERR_USAGE', `cannot read password file ${opts.passwordFile}: ${(err as Error).message}`, { status: 400, cause: err });
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        `cannot read password file ${opts.passwordFile}: ${(err as Error).message}`,
+        { status: 400, cause: err },
+      );
     }
   } else if (opts.passwordStdin) {
     text = await readStream(opts.stdin ?? process.stdin);
@@ -198,7 +245,8 @@ async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
   for await (const chunk of stream) {
     const buf = typeof chunk === 'string' ? Buffer.from(chunk) : Buffer.from(chunk as Uint8Array);
     size += buf.length;
-    if (size > 64 * 1024) throw new ProxyctlError('ERR_USAGE', 'password on standard input is too long', { status: 400 });
+    if (size > 64 * 1024)
+      throw new ProxyctlError('ERR_USAGE', 'password on standard input is too long', { status: 400 });
     chunks.push(buf);
   }
   return Buffer.concat(chunks).toString('utf8');

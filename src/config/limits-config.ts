@@ -34,8 +34,16 @@ export interface LimitsConfig {
 }
 
 export const LIMITS_KEYS = [
-  'perIp', 'perApp', 'connectionsPerIp', 'headersTimeout', 'idleTimeout', 'requestTimeout', 'bodyIdleTimeout',
-  'maxHeaderBytes', 'maxHeaders', 'trustedProxies',
+  'perIp',
+  'perApp',
+  'connectionsPerIp',
+  'headersTimeout',
+  'idleTimeout',
+  'requestTimeout',
+  'bodyIdleTimeout',
+  'maxHeaderBytes',
+  'maxHeaders',
+  'trustedProxies',
 ] as const;
 
 export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
@@ -65,7 +73,11 @@ function rate(v: Validation, path: string, raw: unknown, fallback: RateConfig | 
   const r = o['ratePerSec'];
   let ratePerSec = fallback?.ratePerSec ?? 1;
   if (typeof r !== 'number' || !Number.isFinite(r) || r <= 0 || r > MAX_RATE) {
-    v.fail(join(path, 'ratePerSec'), r, `a number of requests per second above 0, at most ${MAX_RATE} (0.5 = one every two seconds)`);
+    v.fail(
+      join(path, 'ratePerSec'),
+      r,
+      `a number of requests per second above 0, at most ${MAX_RATE} (0.5 = one every two seconds)`,
+    );
   } else {
     ratePerSec = r;
   }
@@ -127,19 +139,35 @@ export function buildLimits(v: Validation, raw: unknown): LimitsConfig {
   const headersTimeoutMs = ms('headersTimeout', d.headersTimeoutMs, 100);
   const idleTimeoutMs = ms('idleTimeout', d.idleTimeoutMs, 100);
   const rt = o['requestTimeout'];
-  const requestTimeoutMs = duration(v, at('requestTimeout'), rt === 0 ? '0ms' : rt, `${d.requestTimeoutMs}ms`, 0, { none: '0ms' });
+  const requestTimeoutMs = duration(v, at('requestTimeout'), rt === 0 ? '0ms' : rt, `${d.requestTimeoutMs}ms`, 0, {
+    none: '0ms',
+  });
   if (requestTimeoutMs > 0 && headersTimeoutMs > requestTimeoutMs) {
     // node:http refuses a headers timeout longer than the request timeout.
-    v.fail(at('headersTimeout'), o['headersTimeout'] ?? `${headersTimeoutMs}ms`, 'a duration no longer than limits.requestTimeout');
+    v.fail(
+      at('headersTimeout'),
+      o['headersTimeout'] ?? `${headersTimeoutMs}ms`,
+      'a duration no longer than limits.requestTimeout',
+    );
   }
   const bodyIdleTimeoutMs = ms('bodyIdleTimeout', d.bodyIdleTimeoutMs, 100);
   const maxHeaderBytes = headerBytes(v, at('maxHeaderBytes'), o['maxHeaderBytes'], d.maxHeaderBytes);
   const maxHeaders = int(v, at('maxHeaders'), o['maxHeaders'], d.maxHeaders, 1, 10_000);
   const trustedProxies = strList(v, at('trustedProxies'), o['trustedProxies'], []);
   trustedProxies.forEach((c, i) => {
-    if (!parseCidr(c)) v.fail(join(at('trustedProxies'), i), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, or a single address');
+    if (!parseCidr(c))
+      v.fail(join(at('trustedProxies'), i), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, or a single address');
   });
   return {
-    perIp, perApp, connectionsPerIp, headersTimeoutMs, idleTimeoutMs, requestTimeoutMs, bodyIdleTimeoutMs, maxHeaderBytes, maxHeaders, trustedProxies,
+    perIp,
+    perApp,
+    connectionsPerIp,
+    headersTimeoutMs,
+    idleTimeoutMs,
+    requestTimeoutMs,
+    bodyIdleTimeoutMs,
+    maxHeaderBytes,
+    maxHeaders,
+    trustedProxies,
   };
 }

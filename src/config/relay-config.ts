@@ -10,7 +10,20 @@ import { ProxyctlError } from '../errors.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
 import {
-  Validation, bool, duration, int, join, listen, obj, oneOf, optStr, parseYaml, str, strList, url, type Issue,
+  Validation,
+  bool,
+  duration,
+  int,
+  join,
+  listen,
+  obj,
+  oneOf,
+  optStr,
+  parseYaml,
+  str,
+  strList,
+  url,
+  type Issue,
 } from './schema.js';
 
 export type Preauth = 'oidc' | 'passthrough';
@@ -48,7 +61,11 @@ export interface AppConfig {
    */
   readonly forwardHeaders: readonly string[];
   readonly sessionLifetimeMs: number;
-  readonly cookie: { readonly sameSite: 'Lax' | 'Strict' | 'None'; readonly persistent: boolean; readonly httpOnly: boolean };
+  readonly cookie: {
+    readonly sameSite: 'Lax' | 'Strict' | 'None';
+    readonly persistent: boolean;
+    readonly httpOnly: boolean;
+  };
   /** Rewrite Location, Content-Location, Refresh, Link and Set-Cookie from internal to external URLs. */
   readonly translateHeaders: boolean;
   /** Rewrite links in HTML and CSS bodies (streamed). */
@@ -100,7 +117,12 @@ export interface RelayConfig {
   readonly file: string | undefined;
   readonly dataDir: string;
   readonly public: { readonly host: string; readonly port: number };
-  readonly connectorApi: { readonly host: string; readonly port: number; readonly url: URL; readonly maxBodyBytes: number };
+  readonly connectorApi: {
+    readonly host: string;
+    readonly port: number;
+    readonly url: URL;
+    readonly maxBodyBytes: number;
+  };
   readonly identity: IdentityConfig;
   readonly connectors: ConnectorPolicy;
   readonly log: { readonly level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'silent' };
@@ -113,11 +135,26 @@ export interface RelayConfig {
   readonly limits: LimitsConfig;
 }
 
-const TOP = ['dataDir', 'public', 'connectorApi', 'identity', 'connectors', 'log', 'apps', 'groups', 'namedLocations', 'policies', 'devices', 'limits'] as const;
+const TOP = [
+  'dataDir',
+  'public',
+  'connectorApi',
+  'identity',
+  'connectors',
+  'log',
+  'apps',
+  'groups',
+  'namedLocations',
+  'policies',
+  'devices',
+  'limits',
+] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
 
-export interface LoadOptions { dataDir?: string }
+export interface LoadOptions {
+  dataDir?: string;
+}
 
 /** Reads and validates a relay config file; throws ERR_CONFIG_READ / ERR_CONFIG_INVALID. */
 export function loadRelayConfig(file: string, options: LoadOptions = {}): RelayConfig {
@@ -125,7 +162,9 @@ export function loadRelayConfig(file: string, options: LoadOptions = {}): RelayC
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read config file ${file}: ${(err as Error).message}`, { cause: err });
+    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read config file ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return parseRelayConfig(text, file, options);
 }
@@ -160,17 +199,45 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
 
   const capi = obj(v, 'connectorApi', top['connectorApi'], ['listen', 'url', 'maxBodyBytes']) ?? {};
   const capiListen = listen(v, 'connectorApi.listen', capi['listen'], '127.0.0.1:8444');
-  const capiUrl = url(v, 'connectorApi.url', capi['url'], ['https'], `https://${formatHost(capiListen.host)}:${capiListen.port}`);
+  const capiUrl = url(
+    v,
+    'connectorApi.url',
+    capi['url'],
+    ['https'],
+    `https://${formatHost(capiListen.host)}:${capiListen.port}`,
+  );
   const maxBodyBytes = int(v, 'connectorApi.maxBodyBytes', capi['maxBodyBytes'], 64 * 1024, 1024, 16 * 1024 * 1024);
 
-  const id = obj(v, 'identity', top['identity'], ['issuer', 'clientId', 'clientSecret', 'clientSecretFile', 'adminAudience', 'adminClaim', 'adminValues', 'clockSkew', 'groupsClaim', 'emailVerifiedWhenAbsent', 'scopes', 'embedded']) ?? {};
+  const id =
+    obj(v, 'identity', top['identity'], [
+      'issuer',
+      'clientId',
+      'clientSecret',
+      'clientSecretFile',
+      'adminAudience',
+      'adminClaim',
+      'adminValues',
+      'clockSkew',
+      'groupsClaim',
+      'emailVerifiedWhenAbsent',
+      'scopes',
+      'embedded',
+    ]) ?? {};
   const issuer = id['issuer'] === undefined ? undefined : url(v, 'identity.issuer', id['issuer'], ['https', 'http']);
   if (issuer && issuer.protocol === 'http:' && !isLoopbackHost(issuer.hostname)) {
     v.fail('identity.issuer', id['issuer'], 'an https URL (http is accepted only on loopback addresses)');
   }
   const clientSecret = secretOf(v, 'identity', id, baseDir);
   const emb = obj(v, 'identity.embedded', id['embedded'], ['host', 'usersFile']) ?? {};
-  const embHost = str(v, 'identity.embedded.host', emb['host'], 'login.localhost', /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/, 'a host name') ?? 'login.localhost';
+  const embHost =
+    str(
+      v,
+      'identity.embedded.host',
+      emb['host'],
+      'login.localhost',
+      /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+      'a host name',
+    ) ?? 'login.localhost';
   const usersFile = optStr(v, 'identity.embedded.usersFile', emb['usersFile']);
   const identity: IdentityConfig = {
     issuer,
@@ -188,7 +255,15 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   if (!identity.scopes.includes('openid')) v.fail('identity.scopes', id['scopes'], 'a list that includes openid');
   if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
 
-  const con = obj(v, 'connectors', top['connectors'], ['renewAfter', 'certificateLifetime', 'heartbeatInterval', 'configRefresh', 'channels', 'queueTimeout']) ?? {};
+  const con =
+    obj(v, 'connectors', top['connectors'], [
+      'renewAfter',
+      'certificateLifetime',
+      'heartbeatInterval',
+      'configRefresh',
+      'channels',
+      'queueTimeout',
+    ]) ?? {};
   const connectors: ConnectorPolicy = {
     renewAfterMs: duration(v, 'connectors.renewAfter', con['renewAfter'], '180d', 1000),
     certificateLifetimeMs: duration(v, 'connectors.certificateLifetime', con['certificateLifetime'], '365d', 60_000),
@@ -198,11 +273,21 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     queueTimeoutMs: duration(v, 'connectors.queueTimeout', con['queueTimeout'], '10s', 0),
   };
   if (connectors.renewAfterMs >= connectors.certificateLifetimeMs) {
-    v.fail('connectors.renewAfter', con['renewAfter'] ?? '180d', `a duration shorter than connectors.certificateLifetime`);
+    v.fail(
+      'connectors.renewAfter',
+      con['renewAfter'] ?? '180d',
+      `a duration shorter than connectors.certificateLifetime`,
+    );
   }
 
   const logRaw = obj(v, 'log', top['log'], ['level']) ?? {};
-  const level = oneOf(v, 'log.level', logRaw['level'], ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const, 'info');
+  const level = oneOf(
+    v,
+    'log.level',
+    logRaw['level'],
+    ['trace', 'debug', 'info', 'warn', 'error', 'silent'] as const,
+    'info',
+  );
 
   const apps = buildApps(v, top['apps'], identity, baseDir);
   const access = buildAccess(v, top, { apps: apps.map((a) => a.name), groups: apps.flatMap((a) => a.assignedGroups) });
@@ -215,7 +300,11 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
       new X509Certificate(caPem);
       devices = { caFile, caPem };
     } catch (err) {
-      v.fail('devices.caFile', dev['caFile'], `a readable PEM CA certificate (${(err as NodeJS.ErrnoException).code ?? 'not a certificate'})`);
+      v.fail(
+        'devices.caFile',
+        dev['caFile'],
+        `a readable PEM CA certificate (${(err as NodeJS.ErrnoException).code ?? 'not a certificate'})`,
+      );
     }
   }
   if (access.policies.some((p) => p.grant.requireDeviceCertificate) && !devices) {
@@ -238,20 +327,44 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
 }
 
 const APP_KEYS = [
-  'name', 'externalUrl', 'internalUrl', 'preauth', 'connectorGroup', 'backendTimeout', 'passHostHeader',
-  'clientId', 'clientSecret', 'clientSecretFile', 'assignment', 'assignedUsers', 'assignedGroups', 'identityHeaders',
-  'caseInsensitivePaths', 'forwardHeaders', 'sessionLifetime', 'cookie', 'tls', 'maxBodyBytes', 'translateHeaders', 'translateLinks',
+  'name',
+  'externalUrl',
+  'internalUrl',
+  'preauth',
+  'connectorGroup',
+  'backendTimeout',
+  'passHostHeader',
+  'clientId',
+  'clientSecret',
+  'clientSecretFile',
+  'assignment',
+  'assignedUsers',
+  'assignedGroups',
+  'identityHeaders',
+  'caseInsensitivePaths',
+  'forwardHeaders',
+  'sessionLifetime',
+  'cookie',
+  'tls',
+  'maxBodyBytes',
+  'translateHeaders',
+  'translateLinks',
 ] as const;
 
 function secretOf(v: Validation, base: string, rec: Record<string, unknown>, baseDir: string): string | undefined {
   let secret = optStr(v, join(base, 'clientSecret'), rec['clientSecret']);
   const file = optStr(v, join(base, 'clientSecretFile'), rec['clientSecretFile']);
-  if (secret !== undefined && file !== undefined) v.fail(join(base, 'clientSecretFile'), file, 'either clientSecret or clientSecretFile, not both');
+  if (secret !== undefined && file !== undefined)
+    v.fail(join(base, 'clientSecretFile'), file, 'either clientSecret or clientSecretFile, not both');
   if (file !== undefined) {
     try {
       secret = readFileSync(path.resolve(baseDir, file), 'utf8').trim();
     } catch (err) {
-      v.fail(join(base, 'clientSecretFile'), file, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      v.fail(
+        join(base, 'clientSecretFile'),
+        file,
+        `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+      );
     }
   }
   return secret;
@@ -281,15 +394,25 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     let pathPrefix = '/';
     if (ext) {
       host = ext.hostname.toLowerCase();
-      if (host.includes('*') && !/^\*\.[a-z0-9.-]+$/.test(host)) v.fail(join(p, 'externalUrl'), a['externalUrl'], 'a host name, or a wildcard only as the first label (*.apps.example.com)');
+      if (host.includes('*') && !/^\*\.[a-z0-9.-]+$/.test(host))
+        v.fail(
+          join(p, 'externalUrl'),
+          a['externalUrl'],
+          'a host name, or a wildcard only as the first label (*.apps.example.com)',
+        );
       pathPrefix = ext.pathname.endsWith('/') ? ext.pathname : `${ext.pathname}/`;
       const route = `${host}:${ext.port}${pathPrefix}`;
-      if (routes.has(route)) v.fail(join(p, 'externalUrl'), a['externalUrl'], 'a host and path prefix published by no other app');
+      if (routes.has(route))
+        v.fail(join(p, 'externalUrl'), a['externalUrl'], 'a host and path prefix published by no other app');
       routes.add(route);
     }
     const preauth = oneOf(v, join(p, 'preauth'), a['preauth'], ['oidc', 'passthrough'] as const, 'oidc');
-    const connectorGroup = str(v, join(p, 'connectorGroup'), a['connectorGroup'], 'default', NAME, NAME_TEXT) ?? 'default';
-    const backendTimeoutMs = duration(v, join(p, 'backendTimeout'), a['backendTimeout'], '85s', 1, { long: '180s', default: '85s' });
+    const connectorGroup =
+      str(v, join(p, 'connectorGroup'), a['connectorGroup'], 'default', NAME, NAME_TEXT) ?? 'default';
+    const backendTimeoutMs = duration(v, join(p, 'backendTimeout'), a['backendTimeout'], '85s', 1, {
+      long: '180s',
+      default: '85s',
+    });
     const passHostHeader = bool(v, join(p, 'passHostHeader'), a['passHostHeader'], false);
     const clientId = str(v, join(p, 'clientId'), a['clientId'], identity.clientId) ?? identity.clientId;
     const ownSecret = secretOf(v, p, a, baseDir);
@@ -297,8 +420,17 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     const assignment = oneOf(v, join(p, 'assignment'), a['assignment'], ['assigned', 'any'] as const, 'assigned');
     const assignedUsers = strList(v, join(p, 'assignedUsers'), a['assignedUsers'], []);
     const assignedGroups = strList(v, join(p, 'assignedGroups'), a['assignedGroups'], []);
-    if (preauth === 'oidc' && assignment === 'assigned' && assignedUsers.length + assignedGroups.length === 0 && a['assignment'] === 'assigned') {
-      v.fail(join(p, 'assignedUsers'), a['assignedUsers'], 'at least one assigned user or group when assignment is "assigned"');
+    if (
+      preauth === 'oidc' &&
+      assignment === 'assigned' &&
+      assignedUsers.length + assignedGroups.length === 0 &&
+      a['assignment'] === 'assigned'
+    ) {
+      v.fail(
+        join(p, 'assignedUsers'),
+        a['assignedUsers'],
+        'at least one assigned user or group when assignment is "assigned"',
+      );
     }
     const identityHeaders = bool(v, join(p, 'identityHeaders'), a['identityHeaders'], false);
     const caseInsensitivePaths = bool(v, join(p, 'caseInsensitivePaths'), a['caseInsensitivePaths'], false);
@@ -306,15 +438,40 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     const sessionLifetimeMs = duration(v, join(p, 'sessionLifetime'), a['sessionLifetime'], '8h', 60_000);
     const ck = obj(v, join(p, 'cookie'), a['cookie'], ['sameSite', 'persistent', 'httpOnly']) ?? {};
     const sameSite = oneOf(v, join(p, 'cookie.sameSite'), ck['sameSite'], ['Lax', 'Strict', 'None'] as const, 'Lax');
-    const cookie = { sameSite, persistent: bool(v, join(p, 'cookie.persistent'), ck['persistent'], true), httpOnly: bool(v, join(p, 'cookie.httpOnly'), ck['httpOnly'], true) };
+    const cookie = {
+      sameSite,
+      persistent: bool(v, join(p, 'cookie.persistent'), ck['persistent'], true),
+      httpOnly: bool(v, join(p, 'cookie.httpOnly'), ck['httpOnly'], true),
+    };
     const tls = appTls(v, join(p, 'tls'), a['tls'], baseDir, host);
     const maxBodyBytes = parseBodyLimit(v, join(p, 'maxBodyBytes'), a['maxBodyBytes']);
     const translateHeaders = bool(v, join(p, 'translateHeaders'), a['translateHeaders'], true);
     const translateLinks = bool(v, join(p, 'translateLinks'), a['translateLinks'], false);
     if (name && ext && int_) {
       apps.push({
-        name, externalUrl: ext, internalUrl: int_, host, pathPrefix, preauth, connectorGroup, backendTimeoutMs, passHostHeader,
-        clientId, clientSecret, assignment, assignedUsers, assignedGroups, identityHeaders, caseInsensitivePaths, forwardHeaders, sessionLifetimeMs, cookie, tls, maxBodyBytes, translateHeaders, translateLinks,
+        name,
+        externalUrl: ext,
+        internalUrl: int_,
+        host,
+        pathPrefix,
+        preauth,
+        connectorGroup,
+        backendTimeoutMs,
+        passHostHeader,
+        clientId,
+        clientSecret,
+        assignment,
+        assignedUsers,
+        assignedGroups,
+        identityHeaders,
+        caseInsensitivePaths,
+        forwardHeaders,
+        sessionLifetimeMs,
+        cookie,
+        tls,
+        maxBodyBytes,
+        translateHeaders,
+        translateLinks,
       });
     }
   });
@@ -329,7 +486,12 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
 function forwardHeaderList(v: Validation, p: string, raw: unknown): string[] {
   const names = strList(v, p, raw, []).map(foreignHeaderKey);
   names.forEach((n, i) => {
-    if (!isForeignProxyHeader(n)) v.fail(join(p, i), n, 'a header of another proxy that the relay strips (X-Forwarded-User, X-Auth-Request-*, X-Original-URL…)');
+    if (!isForeignProxyHeader(n))
+      v.fail(
+        join(p, i),
+        n,
+        'a header of another proxy that the relay strips (X-Forwarded-User, X-Auth-Request-*, X-Original-URL…)',
+      );
   });
   return names;
 }
@@ -347,12 +509,20 @@ function appTls(v: Validation, p: string, raw: unknown, baseDir: string, host: s
   try {
     certPem = readFileSync(path.resolve(baseDir, certFile), 'utf8');
   } catch (err) {
-    return v.fail(join(p, 'certFile'), certFile, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    return v.fail(
+      join(p, 'certFile'),
+      certFile,
+      `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+    );
   }
   try {
     keyPem = readFileSync(path.resolve(baseDir, keyFile), 'utf8');
   } catch (err) {
-    return v.fail(join(p, 'keyFile'), keyFile, `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+    return v.fail(
+      join(p, 'keyFile'),
+      keyFile,
+      `a readable PEM file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+    );
   }
   let leaf: X509Certificate;
   try {
@@ -362,17 +532,23 @@ function appTls(v: Validation, p: string, raw: unknown, baseDir: string, host: s
     return v.fail(join(p, 'certFile'), certFile, 'a PEM certificate');
   }
   try {
-    const key = createPrivateKey(/-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem);
-    if (!leaf.checkPrivateKey(key)) return v.fail(join(p, 'keyFile'), keyFile, 'the private key of the certificate in certFile');
+    const key = createPrivateKey(
+      /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem,
+    );
+    if (!leaf.checkPrivateKey(key))
+      return v.fail(join(p, 'keyFile'), keyFile, 'the private key of the certificate in certFile');
   } catch {
     return v.fail(join(p, 'keyFile'), keyFile, 'a PEM private key');
   }
   const probe = host.startsWith('*.') ? `x${host.slice(1)}` : host;
-  if (!leaf.checkHost(probe, { wildcards: true })) v.fail(join(p, 'certFile'), certFile, `a certificate valid for ${host}`);
-  if (Date.parse(leaf.validTo) < Date.now()) v.fail(join(p, 'certFile'), certFile, `a certificate that has not expired (expired ${leaf.validTo})`);
+  if (!leaf.checkHost(probe, { wildcards: true }))
+    v.fail(join(p, 'certFile'), certFile, `a certificate valid for ${host}`);
+  if (Date.parse(leaf.validTo) < Date.now())
+    v.fail(join(p, 'certFile'), certFile, `a certificate that has not expired (expired ${leaf.validTo})`);
   // Keep only the certificate chain and the key, each block on its own lines.
   const chain = certPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
-  const keyBlock = /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem;
+  const keyBlock =
+    /-----BEGIN ([A-Z ]*)PRIVATE KEY-----[\s\S]+?-----END \1PRIVATE KEY-----/.exec(keyPem)?.[0] ?? keyPem;
   return { certPem: `${chain.join('\n')}\n`, keyPem: `${keyBlock}\n`, certFile: path.resolve(baseDir, certFile) };
 }
 

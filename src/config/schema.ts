@@ -4,7 +4,11 @@ import { parseDocument } from 'yaml';
 import { ProxyctlError } from '../errors.js';
 import { parseDuration } from './duration.js';
 
-export interface Issue { path: string; found: string; expected: string }
+export interface Issue {
+  path: string;
+  found: string;
+  expected: string;
+}
 
 export class Validation {
   readonly issues: Issue[] = [];
@@ -20,14 +24,20 @@ export function describe(value: unknown): string {
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (typeof value === 'object') return 'a mapping';
   if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
-  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return `${typeof value} ${String(value)}`;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint')
+    return `${typeof value} ${String(value)}`;
   return typeof value;
 }
 
 export const join = (base: string, key: string | number): string =>
   typeof key === 'number' ? `${base}[${key}]` : base ? `${base}.${key}` : key;
 
-export function obj(v: Validation, path: string, value: unknown, allowed: readonly string[]): Record<string, unknown> | undefined {
+export function obj(
+  v: Validation,
+  path: string,
+  value: unknown,
+  allowed: readonly string[],
+): Record<string, unknown> | undefined {
   if (value === undefined) return {};
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return v.fail(path, value, 'a mapping');
   const rec = value as Record<string, unknown>;
@@ -37,7 +47,14 @@ export function obj(v: Validation, path: string, value: unknown, allowed: readon
   return rec;
 }
 
-export function str(v: Validation, path: string, value: unknown, fallback?: string, pattern?: RegExp, patternText?: string): string | undefined {
+export function str(
+  v: Validation,
+  path: string,
+  value: unknown,
+  fallback?: string,
+  pattern?: RegExp,
+  patternText?: string,
+): string | undefined {
   if (value === undefined) {
     if (fallback === undefined) return v.fail(path, value, 'a string (required)');
     return fallback;
@@ -54,7 +71,10 @@ export function optStr(v: Validation, path: string, value: unknown): string | un
 
 export function bool(v: Validation, path: string, value: unknown, fallback: boolean): boolean {
   if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') { v.fail(path, value, 'true or false'); return fallback; }
+  if (typeof value !== 'boolean') {
+    v.fail(path, value, 'true or false');
+    return fallback;
+  }
   return value;
 }
 
@@ -67,7 +87,13 @@ export function int(v: Validation, path: string, value: unknown, fallback: numbe
   return value;
 }
 
-export function oneOf<T extends string>(v: Validation, path: string, value: unknown, choices: readonly T[], fallback: T): T {
+export function oneOf<T extends string>(
+  v: Validation,
+  path: string,
+  value: unknown,
+  choices: readonly T[],
+  fallback: T,
+): T {
   if (value === undefined) return fallback;
   if (typeof value !== 'string' || !(choices as readonly string[]).includes(value)) {
     v.fail(path, value, `one of ${choices.join(', ')}`);
@@ -76,13 +102,24 @@ export function oneOf<T extends string>(v: Validation, path: string, value: unkn
   return value as T;
 }
 
-export function duration(v: Validation, path: string, value: unknown, fallback: string, minMs = 1, aliases: Record<string, string> = {}): number {
+export function duration(
+  v: Validation,
+  path: string,
+  value: unknown,
+  fallback: string,
+  minMs = 1,
+  aliases: Record<string, string> = {},
+): number {
   const text = value === undefined ? fallback : value;
   const resolved = typeof text === 'string' && aliases[text] ? aliases[text] : text;
   const ms = typeof resolved === 'string' ? parseDuration(resolved) : undefined;
   if (ms === undefined || ms < minMs) {
     const extra = Object.keys(aliases).length ? ` or ${Object.keys(aliases).join(', ')}` : '';
-    v.fail(path, value, `a duration such as 500ms, 85s, 5m, 12h, 180d${extra}${minMs > 1 ? ` (at least ${minMs}ms)` : ''}`);
+    v.fail(
+      path,
+      value,
+      `a duration such as 500ms, 85s, 5m, 12h, 180d${extra}${minMs > 1 ? ` (at least ${minMs}ms)` : ''}`,
+    );
     return parseDuration(fallback) ?? 0;
   }
   return ms;
@@ -109,7 +146,13 @@ export function listen(v: Validation, path: string, value: unknown, fallback: st
   return { host: (m[1] ?? m[2])!, port };
 }
 
-export function url(v: Validation, path: string, value: unknown, schemes: readonly string[], fallback?: string): URL | undefined {
+export function url(
+  v: Validation,
+  path: string,
+  value: unknown,
+  schemes: readonly string[],
+  fallback?: string,
+): URL | undefined {
   const text = value === undefined ? fallback : value;
   if (typeof text !== 'string') return v.fail(path, value, `an absolute ${schemes.join(' or ')} URL`);
   let parsed: URL;
@@ -118,7 +161,8 @@ export function url(v: Validation, path: string, value: unknown, schemes: readon
   } catch {
     return v.fail(path, value, `an absolute ${schemes.join(' or ')} URL`);
   }
-  if (!schemes.includes(parsed.protocol.replace(/:$/, ''))) return v.fail(path, value, `an absolute ${schemes.join(' or ')} URL`);
+  if (!schemes.includes(parsed.protocol.replace(/:$/, '')))
+    return v.fail(path, value, `an absolute ${schemes.join(' or ')} URL`);
   if (parsed.username || parsed.password) return v.fail(path, value, 'a URL without user name or password');
   if (parsed.search || parsed.hash) return v.fail(path, value, 'a URL without query or fragment');
   return parsed;
@@ -130,9 +174,13 @@ export function parseYaml(text: string, where: string): unknown {
   if (doc.errors.length > 0) {
     const e = doc.errors[0]!;
     const line = e.linePos?.[0];
-    throw new ProxyctlError('ERR_CONFIG_INVALID', `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`, {
-      details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
-    });
+    throw new ProxyctlError(
+      'ERR_CONFIG_INVALID',
+      `${where}${line ? `:${line.line}:${line.col}` : ''}: not valid YAML: ${e.message.split('\n')[0]}`,
+      {
+        details: { file: where, issues: [{ path: '(root)', found: 'invalid YAML', expected: 'a YAML mapping' }] },
+      },
+    );
   }
   return doc.toJS() ?? {};
 }

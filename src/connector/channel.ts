@@ -7,14 +7,21 @@ import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { frameText } from '../net/frames.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
-import { API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseRelayMessage, type ConnectorMessage, type RelayMessage } from '../protocol/connector-api.js';
+import {
+  API,
+  CLOSE,
+  MAX_CONTROL_MESSAGE,
+  VERSION_HEADER,
+  parseRelayMessage,
+  type ConnectorMessage,
+  type RelayMessage,
+} from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
 import { sendBatched } from '../net/batching.js';
 import { classifyNetworkError, refusal, tlsOptions, type ClientCredentials } from './relay-client.js';
 
 export type ChannelEnd =
-  | { kind: 'closed'; code: number; reason: string; wasOpen: boolean }
-  | { kind: 'fatal'; error: ProxyctlError };
+  { kind: 'closed'; code: number; reason: string; wasOpen: boolean } | { kind: 'fatal'; error: ProxyctlError };
 
 export interface ChannelHandlers {
   onOpen(): void;
@@ -72,14 +79,20 @@ export class ControlChannel {
         // ends disagree, and acting on a guess could misroute a user's request.
         const parsed = isBinary ? { ok: false as const, error: 'binary frame' } : parseRelayMessage(frameText(data));
         if (!parsed.ok) {
-          this.log.warn({ close_code: CLOSE.protocol, error: parsed.error }, 'relay sent an invalid control message; closing the channel');
+          this.log.warn(
+            { close_code: CLOSE.protocol, error: parsed.error },
+            'relay sent an invalid control message; closing the channel',
+          );
           ws.close(CLOSE.protocol, 'invalid control message');
           this.clock.setTimeout(() => ws.terminate(), 2000).unref();
           return;
         }
         const msg = parsed.message;
         if (msg.type === 'revoked') {
-          finish({ kind: 'fatal', error: new ProxyctlError('ERR_CERT_REVOKED', `the relay revoked this connector: ${msg.reason}`) });
+          finish({
+            kind: 'fatal',
+            error: new ProxyctlError('ERR_CERT_REVOKED', `the relay revoked this connector: ${msg.reason}`),
+          });
           ws.terminate();
           return;
         }
@@ -105,7 +118,13 @@ export class ControlChannel {
       ws.on('close', (code, reason) => {
         const text = reason.toString();
         if (code === CLOSE.revoked || code === CLOSE.unknown) {
-          finish({ kind: 'fatal', error: new ProxyctlError(code === CLOSE.revoked ? 'ERR_CERT_REVOKED' : 'ERR_CERT_UNKNOWN', `the relay closed the channel: ${text || 'certificate revoked'}`) });
+          finish({
+            kind: 'fatal',
+            error: new ProxyctlError(
+              code === CLOSE.revoked ? 'ERR_CERT_REVOKED' : 'ERR_CERT_UNKNOWN',
+              `the relay closed the channel: ${text || 'certificate revoked'}`,
+            ),
+          });
         }
         finish({ kind: 'closed', code, reason: text, wasOpen: this.opened });
       });
@@ -148,10 +167,13 @@ export class ControlChannel {
       this.deadTimer.refresh();
       return;
     }
-    this.deadTimer = this.clock.setTimeout(() => {
-      this.log.warn({ heartbeat_ms: this.heartbeatMs }, 'no heartbeat from the relay; reconnecting');
-      this.ws?.terminate();
-    }, Math.round(this.heartbeatMs * 2.5));
+    this.deadTimer = this.clock.setTimeout(
+      () => {
+        this.log.warn({ heartbeat_ms: this.heartbeatMs }, 'no heartbeat from the relay; reconnecting');
+        this.ws?.terminate();
+      },
+      Math.round(this.heartbeatMs * 2.5),
+    );
     this.deadTimer.unref();
   }
 

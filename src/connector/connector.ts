@@ -67,7 +67,12 @@ export class Connector {
       this.rejectDone = reject;
     });
     this.done.catch(() => undefined);
-    this.proxy = new BackendProxy({ relay: () => this.client, config: () => this.config, log: options.log, clock: this.clock });
+    this.proxy = new BackendProxy({
+      relay: () => this.client,
+      config: () => this.config,
+      log: options.log,
+      clock: this.clock,
+    });
   }
 
   /** Requests being served right now. */
@@ -109,7 +114,11 @@ export class Connector {
   }
 
   private makeClient(): RelayClient {
-    return new RelayClient(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem });
+    return new RelayClient(this.state.relayUrl, {
+      caPem: this.state.caPem,
+      certPem: this.state.certPem,
+      keyPem: this.state.keyPem,
+    });
   }
 
   /** The first pull retries until the relay answers; only a disowning answer is final. */
@@ -126,7 +135,10 @@ export class Connector {
           throw err;
         }
         const delay = backoff.next();
-        this.options.log.warn({ code: (err as ProxyctlError).code, retry_ms: delay }, `config pull failed: ${(err as Error).message}`);
+        this.options.log.warn(
+          { code: (err as ProxyctlError).code, retry_ms: delay },
+          `config pull failed: ${(err as Error).message}`,
+        );
         await this.sleep(delay);
         if (this.stopped) return;
       }
@@ -141,7 +153,10 @@ export class Connector {
         const changed = cfg.version !== this.config?.version;
         this.config = cfg;
         this.options.metrics?.configPulls.inc({ result: 'ok' });
-        this.options.log.info({ reason, version: cfg.version, changed, apps: cfg.apps.length, connector_id: cfg.connectorId }, 'configuration pulled');
+        this.options.log.info(
+          { reason, version: cfg.version, changed, apps: cfg.apps.length, connector_id: cfg.connectorId },
+          'configuration pulled',
+        );
         if (changed) this.scheduleRefresh();
       } catch (err) {
         this.options.metrics?.configPulls.inc({ result: 'error' });
@@ -156,7 +171,11 @@ export class Connector {
   private backgroundPull(reason: string): void {
     this.pullConfig(reason).catch((err: unknown) => {
       if (this.isFatal(err)) this.stopFatal(err as ProxyctlError);
-      else this.options.log.warn({ code: (err as ProxyctlError).code, reason }, `config pull failed: ${(err as Error).message}`);
+      else
+        this.options.log.warn(
+          { code: (err as ProxyctlError).code, reason },
+          `config pull failed: ${(err as Error).message}`,
+        );
     });
   }
 
@@ -172,22 +191,32 @@ export class Connector {
     let first = true;
     while (!this.stopped && generation === this.generation) {
       const heartbeat = this.config?.heartbeatIntervalMs ?? 15_000;
-      const ch: ControlChannel = new ControlChannel(this.state.relayUrl, { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem }, heartbeat, this.options.log, {
-        onOpen: () => {
-          if (generation !== this.generation) {
-            // Dialled with the replaced certificate while a renewal finished: hand over at once.
-            this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel opened with a replaced certificate; retiring it');
-            void this.retire(ch);
-            return;
-          }
-          backoff.reset();
-          this.options.metrics?.channelsUp.set(this.openChannels());
-          this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel open');
-          if (!first) this.backgroundPull('reconnect');
-          first = false;
+      const ch: ControlChannel = new ControlChannel(
+        this.state.relayUrl,
+        { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem },
+        heartbeat,
+        this.options.log,
+        {
+          onOpen: () => {
+            if (generation !== this.generation) {
+              // Dialled with the replaced certificate while a renewal finished: hand over at once.
+              this.options.log.info(
+                { slot, connector_id: this.state.connectorId },
+                'control channel opened with a replaced certificate; retiring it',
+              );
+              void this.retire(ch);
+              return;
+            }
+            backoff.reset();
+            this.options.metrics?.channelsUp.set(this.openChannels());
+            this.options.log.info({ slot, connector_id: this.state.connectorId }, 'control channel open');
+            if (!first) this.backgroundPull('reconnect');
+            first = false;
+          },
+          onMessage: (msg, channel) => this.onMessage(msg, channel),
         },
-        onMessage: (msg, channel) => this.onMessage(msg, channel),
-      }, this.clock);
+        this.clock,
+      );
       this.channels.set(ch, { generation, retiring: false });
       const end = await ch.run();
       this.channels.delete(ch);
@@ -202,7 +231,10 @@ export class Connector {
       }
       const delay = backoff.next();
       this.options.metrics?.reconnects.inc();
-      this.options.log.warn({ slot, code: end.code, reason: end.reason, retry_ms: delay }, end.wasOpen ? 'control channel closed; reconnecting' : 'cannot open control channel; retrying');
+      this.options.log.warn(
+        { slot, code: end.code, reason: end.reason, retry_ms: delay },
+        end.wasOpen ? 'control channel closed; reconnecting' : 'cannot open control channel; retrying',
+      );
       if (!end.wasOpen && backoff.attempts % 5 === 0) this.probeIdentity();
       await this.sleep(delay);
     }
@@ -224,7 +256,8 @@ export class Connector {
       return;
     }
     if (msg.type === 'hello' || msg.type === 'config-changed') {
-      if (msg.configVersion !== this.config?.version) this.backgroundPull(msg.type === 'hello' ? 'hello' : 'announcement');
+      if (msg.configVersion !== this.config?.version)
+        this.backgroundPull(msg.type === 'hello' ? 'hello' : 'announcement');
     }
   }
 
@@ -232,10 +265,13 @@ export class Connector {
     this.clock.clearTimeout(this.refreshTimer);
     if (this.stopped) return;
     const every = this.config?.configRefreshMs ?? 300_000;
-    this.refreshTimer = this.clock.setTimeout(() => {
-      this.backgroundPull('periodic');
-      this.scheduleRefresh();
-    }, Math.min(every, MAX_TIMER));
+    this.refreshTimer = this.clock.setTimeout(
+      () => {
+        this.backgroundPull('periodic');
+        this.scheduleRefresh();
+      },
+      Math.min(every, MAX_TIMER),
+    );
     this.refreshTimer.unref();
   }
 
@@ -244,20 +280,26 @@ export class Connector {
     if (this.stopped || !this.config) return;
     const due = Date.parse(this.state.certificateIssuedAt) + this.config.renewAfterMs;
     const delay = delayOverride ?? Math.max(0, due - this.now());
-    this.renewTimer = this.clock.setTimeout(() => {
-      if (Date.parse(this.state.certificateIssuedAt) + (this.config?.renewAfterMs ?? Infinity) > this.now()) {
-        this.scheduleRenewal(); // a long timer woke early (capped at ~24 days) or settings changed
-        return;
-      }
-      this.renew().then(
-        () => this.scheduleRenewal(),
-        (err: unknown) => {
-          if (this.isFatal(err)) return this.stopFatal(err as ProxyctlError);
-          this.options.log.warn({ code: (err as ProxyctlError).code }, `certificate renewal failed; retrying: ${(err as Error).message}`);
-          this.scheduleRenewal(Math.min(60_000, Math.max(1000, (this.config?.renewAfterMs ?? 60_000) / 10)));
-        },
-      );
-    }, Math.min(delay, MAX_TIMER));
+    this.renewTimer = this.clock.setTimeout(
+      () => {
+        if (Date.parse(this.state.certificateIssuedAt) + (this.config?.renewAfterMs ?? Infinity) > this.now()) {
+          this.scheduleRenewal(); // a long timer woke early (capped at ~24 days) or settings changed
+          return;
+        }
+        this.renew().then(
+          () => this.scheduleRenewal(),
+          (err: unknown) => {
+            if (this.isFatal(err)) return this.stopFatal(err as ProxyctlError);
+            this.options.log.warn(
+              { code: (err as ProxyctlError).code },
+              `certificate renewal failed; retrying: ${(err as Error).message}`,
+            );
+            this.scheduleRenewal(Math.min(60_000, Math.max(1000, (this.config?.renewAfterMs ?? 60_000) / 10)));
+          },
+        );
+      },
+      Math.min(delay, MAX_TIMER),
+    );
     this.renewTimer.unref();
   }
 
@@ -272,7 +314,13 @@ export class Connector {
     this.startChannels();
     const generation = this.generation;
     const deadline = this.clock.now() + ROLL_OPEN_WAIT_MS;
-    while (!this.stopped && generation === this.generation && this.clock.now() < deadline && !this.hasOpenChannel(generation)) await this.sleep(20);
+    while (
+      !this.stopped &&
+      generation === this.generation &&
+      this.clock.now() < deadline &&
+      !this.hasOpenChannel(generation)
+    )
+      await this.sleep(20);
     if (this.stopped) return;
     await Promise.all(old.map((ch) => this.retire(ch)));
   }
@@ -308,10 +356,15 @@ export class Connector {
         const previous = this.client;
         this.client = this.makeClient();
         void previous.close().catch(() => undefined);
-        this.rollChannels().catch((err: unknown) => this.options.log.warn({ err: (err as Error).message }, 'cannot move channels to the renewed certificate'));
+        this.rollChannels().catch((err: unknown) =>
+          this.options.log.warn({ err: (err as Error).message }, 'cannot move channels to the renewed certificate'),
+        );
         this.updateExpiryMetric();
         this.options.metrics?.renewals.inc({ result: 'ok' });
-        this.options.log.info({ connector_id: this.state.connectorId, serial: issued.serial, old_serial: old, not_after: issued.notAfter }, 'certificate renewed');
+        this.options.log.info(
+          { connector_id: this.state.connectorId, serial: issued.serial, old_serial: old, not_after: issued.notAfter },
+          'certificate renewed',
+        );
       } catch (err) {
         this.options.metrics?.renewals.inc({ result: 'error' });
         throw err;
@@ -375,7 +428,10 @@ export class Connector {
   async close(drainMs = 30_000): Promise<void> {
     if (!this.stopped && !this.closing) {
       this.closing = true;
-      this.options.log.info({ connector_id: this.state?.connectorId, in_flight: this.proxy.active }, 'connector draining');
+      this.options.log.info(
+        { connector_id: this.state?.connectorId, in_flight: this.proxy.active },
+        'connector draining',
+      );
       for (const ch of this.channels.keys()) ch.sendDraining();
       await this.proxy.drain(drainMs);
       if (!this.stopped) {
@@ -392,4 +448,3 @@ export class Connector {
     return this.fatal;
   }
 }
-

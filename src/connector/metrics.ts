@@ -8,11 +8,33 @@ import { ProxyctlError } from '../errors.js';
 
 export class ConnectorMetrics {
   readonly registry = new Registry();
-  readonly channelsUp = new Gauge({ name: 'proxyctl_connector_channels_up', help: 'Open control channels to the relay', registers: [this.registry] });
-  readonly reconnects = new Counter({ name: 'proxyctl_connector_reconnects_total', help: 'Control channel reconnect attempts', registers: [this.registry] });
-  readonly configPulls = new Counter({ name: 'proxyctl_connector_config_pulls_total', help: 'Configuration pulls', labelNames: ['result'], registers: [this.registry] });
-  readonly renewals = new Counter({ name: 'proxyctl_connector_certificate_renewals_total', help: 'Certificate renewals', labelNames: ['result'], registers: [this.registry] });
-  readonly certExpiry = new Gauge({ name: 'proxyctl_connector_certificate_expiry_seconds', help: 'Unix time the client certificate expires', registers: [this.registry] });
+  readonly channelsUp = new Gauge({
+    name: 'proxyctl_connector_channels_up',
+    help: 'Open control channels to the relay',
+    registers: [this.registry],
+  });
+  readonly reconnects = new Counter({
+    name: 'proxyctl_connector_reconnects_total',
+    help: 'Control channel reconnect attempts',
+    registers: [this.registry],
+  });
+  readonly configPulls = new Counter({
+    name: 'proxyctl_connector_config_pulls_total',
+    help: 'Configuration pulls',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly renewals = new Counter({
+    name: 'proxyctl_connector_certificate_renewals_total',
+    help: 'Certificate renewals',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  readonly certExpiry = new Gauge({
+    name: 'proxyctl_connector_certificate_expiry_seconds',
+    help: 'Unix time the client certificate expires',
+    registers: [this.registry],
+  });
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'proxyctl_connector_' });
@@ -24,12 +46,19 @@ export function parseLoopbackListen(text: string): { host: string; port: number 
   const port = m ? Number(m[3]) : NaN;
   const host = m ? (m[1] ?? m[2])! : '';
   if (!m || port > 65535 || !isLoopbackHost(host)) {
-    throw new ProxyctlError('ERR_USAGE', `--metrics-listen must be a loopback host:port such as 127.0.0.1:9464 (found ${JSON.stringify(text)})`);
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `--metrics-listen must be a loopback host:port such as 127.0.0.1:9464 (found ${JSON.stringify(text)})`,
+    );
   }
   return { host, port };
 }
 
-export async function startMetricsServer(metrics: ConnectorMetrics, listen: { host: string; port: number }, ready: () => boolean): Promise<Server> {
+export async function startMetricsServer(
+  metrics: ConnectorMetrics,
+  listen: { host: string; port: number },
+  ready: () => boolean,
+): Promise<Server> {
   const server = createServer((req, res) => {
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -10,8 +10,19 @@ import { Readable, pipeline } from 'node:stream';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import {
-  INLINE_MAX, RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, TUNNEL_PROTOCOL, encodeHeaderPairs, encodeInlineResponse, requestPath,
-  type BackendFailure, type FailureReport, type ConnectorAppConfig, type ConnectorConfig, type HeaderPairs, type QueuedRequest,
+  INLINE_MAX,
+  RESPONSE_HEADERS_HEADER,
+  RESPONSE_STATUS_HEADER,
+  TUNNEL_PROTOCOL,
+  encodeHeaderPairs,
+  encodeInlineResponse,
+  requestPath,
+  type BackendFailure,
+  type FailureReport,
+  type ConnectorAppConfig,
+  type ConnectorConfig,
+  type HeaderPairs,
+  type QueuedRequest,
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
@@ -24,10 +35,28 @@ export interface ProxyDeps {
   clock: Clock;
 }
 
-const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ECONNRESET', 'EPIPE', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_SOCKET', 'ERR_TLS_CERT_ALTNAME_INVALID', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN']);
+const UNREACHABLE = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'ECONNRESET',
+  'EPIPE',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_SOCKET',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+]);
 
 /** An app as the connector calls it: its config, parsed internal URL and path prefix (ending in "/"). */
-interface Target { app: ConnectorAppConfig; base: URL; prefix: string }
+interface Target {
+  app: ConnectorAppConfig;
+  base: URL;
+  prefix: string;
+}
 
 export class BackendProxy {
   private readonly inflight = new Map<string, BackendCall>();
@@ -37,7 +66,12 @@ export class BackendProxy {
   private idle: (() => void)[] = [];
 
   constructor(private readonly deps: ProxyDeps) {
-    this.backend = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 120_000, connections: 512, pipelining: 1 });
+    this.backend = new Agent({
+      keepAliveTimeout: 30_000,
+      keepAliveMaxTimeout: 120_000,
+      connections: 512,
+      pipelining: 1,
+    });
   }
 
   get active(): number {
@@ -49,7 +83,10 @@ export class BackendProxy {
   }
 
   /** Apps by name with their parsed internal URL, rebuilt when the pulled config changes. */
-  private targets: { config: ConnectorConfig | undefined; byName: Map<string, Target> } = { config: undefined, byName: new Map() };
+  private targets: { config: ConnectorConfig | undefined; byName: Map<string, Target> } = {
+    config: undefined,
+    byName: new Map(),
+  };
 
   private targetOf(name: string): Target | undefined {
     const config = this.deps.config();
@@ -77,7 +114,8 @@ export class BackendProxy {
 
   /** Called by a BackendCall, exactly once, however it ended. */
   ended(call: BackendCall, err: Error | undefined): void {
-    if (err && !call.aborted) this.deps.log.warn({ request_id: call.msg.id, app: call.msg.app, err: err.message }, 'request failed');
+    if (err && !call.aborted)
+      this.deps.log.warn({ request_id: call.msg.id, app: call.msg.app, err: err.message }, 'request failed');
     this.inflight.delete(call.msg.id);
     if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
   }
@@ -108,7 +146,15 @@ export class BackendProxy {
   private start(call: BackendCall): void {
     const msg = call.msg;
     const target = this.targetOf(msg.app);
-    if (!target) return endWhen(call, this.report(msg.id, 'ERR_APP_UNKNOWN', `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`));
+    if (!target)
+      return endWhen(
+        call,
+        this.report(
+          msg.id,
+          'ERR_APP_UNKNOWN',
+          `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`,
+        ),
+      );
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
     const headers = backendHeaders(msg.headers, app, base);
@@ -120,7 +166,14 @@ export class BackendProxy {
     );
   }
 
-  private dispatch(call: BackendCall, app: ConnectorAppConfig, base: URL, path: string, headers: string[], body: Readable | undefined): void {
+  private dispatch(
+    call: BackendCall,
+    app: ConnectorAppConfig,
+    base: URL,
+    path: string,
+    headers: string[],
+    body: Readable | undefined,
+  ): void {
     if (call.aborted) {
       // Cancelled while the body was being pulled: the call has ended already.
       body?.destroy();
@@ -128,10 +181,18 @@ export class BackendProxy {
     }
     call.app = app;
     call.requestBody = body;
-    this.backend.dispatch({
-      origin: base.origin, path, method: call.msg.method, headers, body: body ?? null,
-      headersTimeout: app.backendTimeoutMs, bodyTimeout: app.backendTimeoutMs,
-    }, call);
+    this.backend.dispatch(
+      {
+        origin: base.origin,
+        path,
+        method: call.msg.method,
+        headers,
+        body: body ?? null,
+        headersTimeout: app.backendTimeoutMs,
+        bodyTimeout: app.backendTimeoutMs,
+      },
+      call,
+    );
   }
 
   /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
@@ -140,7 +201,12 @@ export class BackendProxy {
   }
 
   private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {
-    const res = await relay.dispatcher.request({ origin: relay.origin, path: requestPath(id, 'body'), method: 'GET', signal });
+    const res = await relay.dispatcher.request({
+      origin: relay.origin,
+      path: requestPath(id, 'body'),
+      method: 'GET',
+      signal,
+    });
     if (res.statusCode !== 200) {
       await res.body.dump();
       throw new Error(`relay refused the request body (${res.statusCode})`);
@@ -156,12 +222,29 @@ export class BackendProxy {
    * user must get the backend's headers as soon as the backend sends them (SSE,
    * long polls, a slow first byte), not when the body starts.
    */
-  private sendResponse(relay: RelayClient, id: string, status: number, headers: HeaderPairs, body: Readable | null, signal: AbortSignal): Promise<void> {
+  private sendResponse(
+    relay: RelayClient,
+    id: string,
+    status: number,
+    headers: HeaderPairs,
+    body: Readable | null,
+    signal: AbortSignal,
+  ): Promise<void> {
     return new Promise((resolve, reject) => {
       const url = new URL(requestPath(id, 'response'), relay.origin);
       const req = httpsRequest({
-        host: url.hostname, port: url.port, path: url.pathname, method: 'POST', agent: this.push, ...relay.tls, signal,
-        headers: { [RESPONSE_STATUS_HEADER]: String(status), [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers), 'content-type': 'application/octet-stream' },
+        host: url.hostname,
+        port: url.port,
+        path: url.pathname,
+        method: 'POST',
+        agent: this.push,
+        ...relay.tls,
+        signal,
+        headers: {
+          [RESPONSE_STATUS_HEADER]: String(status),
+          [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers),
+          'content-type': 'application/octet-stream',
+        },
       });
       req.on('error', reject);
       // Status and headers are flushed before the body: Nagle must not hold the body back.
@@ -185,9 +268,14 @@ export class BackendProxy {
   reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
     const code = errorCode(err);
     if (code === 'UND_ERR_HEADERS_TIMEOUT') {
-      return this.report(msg.id, 'ERR_BACKEND_TIMEOUT', `${app.name} did not answer within ${Math.round(app.backendTimeoutMs / 1000)} s`);
+      return this.report(
+        msg.id,
+        'ERR_BACKEND_TIMEOUT',
+        `${app.name} did not answer within ${Math.round(app.backendTimeoutMs / 1000)} s`,
+      );
     }
-    if (code && UNREACHABLE.has(code)) return this.report(msg.id, 'ERR_BACKEND_UNREACHABLE', `the connector cannot reach ${app.name} (${code})`);
+    if (code && UNREACHABLE.has(code))
+      return this.report(msg.id, 'ERR_BACKEND_UNREACHABLE', `the connector cannot reach ${app.name} (${code})`);
     return this.report(msg.id, 'ERR_BACKEND_FAILED', `${app.name} failed to answer (${code ?? 'error'})`);
   }
 
@@ -195,17 +283,35 @@ export class BackendProxy {
     const relay = this.deps.relay();
     const report: FailureReport = { code, message };
     const res = await relay.dispatcher.request({
-      origin: relay.origin, path: requestPath(id, 'error'), method: 'POST',
-      headers: { 'content-type': 'application/json' }, body: JSON.stringify(report),
+      origin: relay.origin,
+      path: requestPath(id, 'error'),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(report),
     });
     await res.body.dump();
   }
 
   /** WebSocket and other upgrades: a backend socket joined to a tunnel the connector opens to the relay. */
-  private upgrade(msg: QueuedRequest, app: ConnectorAppConfig, base: URL, path: string, headers: string[], signal: AbortSignal): Promise<void> {
+  private upgrade(
+    msg: QueuedRequest,
+    app: ConnectorAppConfig,
+    base: URL,
+    path: string,
+    headers: string[],
+    signal: AbortSignal,
+  ): Promise<void> {
     return new Promise((resolve) => {
       const send = base.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req: ClientRequest = send({ host: base.hostname, port: base.port || undefined, path, method: msg.method, headers, signal, timeout: app.backendTimeoutMs });
+      const req: ClientRequest = send({
+        host: base.hostname,
+        port: base.port || undefined,
+        path,
+        method: msg.method,
+        headers,
+        signal,
+        timeout: app.backendTimeoutMs,
+      });
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
       req.on('error', (err) => {
         if (!signal.aborted) void this.reportBackendError(msg, app, err).catch(() => undefined);
@@ -213,7 +319,9 @@ export class BackendProxy {
       });
       req.on('response', (res: IncomingMessage) => {
         // The backend declined the upgrade: relay its answer as a normal response.
-        void this.sendResponse(this.deps.relay(), msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal).catch(() => undefined).finally(resolve);
+        void this.sendResponse(this.deps.relay(), msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal)
+          .catch(() => undefined)
+          .finally(resolve);
       });
       req.on('upgrade', (res: IncomingMessage, backendSocket: Socket, head: Buffer) => {
         this.openTunnel(msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
@@ -241,12 +349,25 @@ export class BackendProxy {
     });
   }
 
-  private openTunnel(id: string, headers: HeaderPairs, cb: (err: Error | undefined, socket?: Socket, head?: Buffer) => void): void {
+  private openTunnel(
+    id: string,
+    headers: HeaderPairs,
+    cb: (err: Error | undefined, socket?: Socket, head?: Buffer) => void,
+  ): void {
     const relay = this.deps.relay();
     const url = new URL(requestPath(id, 'upgrade'), relay.origin);
     const req = httpsRequest({
-      host: url.hostname, port: url.port, path: url.pathname, method: 'GET', ...relay.tls,
-      headers: { connection: 'upgrade', upgrade: TUNNEL_PROTOCOL, [RESPONSE_STATUS_HEADER]: '101', [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers) },
+      host: url.hostname,
+      port: url.port,
+      path: url.pathname,
+      method: 'GET',
+      ...relay.tls,
+      headers: {
+        connection: 'upgrade',
+        upgrade: TUNNEL_PROTOCOL,
+        [RESPONSE_STATUS_HEADER]: '101',
+        [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers),
+      },
     });
     req.on('upgrade', (_res, socket: Socket, head: Buffer) => cb(undefined, socket, head));
     req.on('response', (res) => {
@@ -324,14 +445,19 @@ class BackendCall implements Dispatcher.DispatchHandler {
     if (this.reason) controller.abort(this.reason);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    status: number,
+    headers: Record<string, string | string[] | undefined>,
+  ): void {
     // Informational answers (102, 103 Early Hints) come before the real one: not forwarded.
     if (status < 200) return;
     this.status = status;
     this.headers = toPairs(headers);
     const declared = headers['content-length'];
     const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304;
-    this.inline = this.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
+    this.inline =
+      this.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
     if (this.inline) return;
     const stream = new Readable({
       read: () => controller.resume(),
@@ -363,7 +489,9 @@ class BackendCall implements Dispatcher.DispatchHandler {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     this.chunks = [];
     // Sent, or the channel went away meanwhile and the relay has failed the request already.
-    this.reply!(encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body));
+    this.reply!(
+      encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body),
+    );
     this.end();
   }
 
@@ -388,7 +516,10 @@ class BackendCall implements Dispatcher.DispatchHandler {
 
 /** The call ends when `work` settles (failed if it rejects). */
 function endWhen(call: BackendCall, work: Promise<unknown>): void {
-  work.then(() => call.end(), (err: unknown) => call.end(asError(err)));
+  work.then(
+    () => call.end(),
+    (err: unknown) => call.end(asError(err)),
+  );
 }
 
 function asError(err: unknown): Error {
@@ -396,7 +527,11 @@ function asError(err: unknown): Error {
 }
 
 function errorCode(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
+    e && i < 5;
+    e = e.cause as typeof e, i++
+  ) {
     if (typeof e.code === 'string') return e.code;
   }
   return undefined;
@@ -424,7 +559,9 @@ function rawPairs(raw: string[]): HeaderPairs {
  * node:http both take it: [name, value, …], duplicates kept.
  */
 function backendHeaders(pairs: HeaderPairs, app: ConnectorAppConfig, base: URL): string[] {
-  const forwardedHost = app.passHostHeader ? pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1] : undefined;
+  const forwardedHost = app.passHostHeader
+    ? pairs.find(([k]) => k.toLowerCase() === 'x-forwarded-host')?.[1]
+    : undefined;
   const out = new Array<string>(2 + pairs.length * 2);
   out[0] = 'host';
   out[1] = forwardedHost || base.host;

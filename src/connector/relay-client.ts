@@ -4,7 +4,14 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { ProxyctlError, type ErrorCode } from '../errors.js';
 import {
-  API, VERSION_HEADER, type ApiErrorBody, type ConnectorConfig, type RegisterRequest, type RegisterResponse, type RenewRequest, type RenewResponse,
+  API,
+  VERSION_HEADER,
+  type ApiErrorBody,
+  type ConnectorConfig,
+  type RegisterRequest,
+  type RegisterResponse,
+  type RenewRequest,
+  type RenewResponse,
 } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
 import { CLIENT_TLS } from '../crypto/tls-policy.js';
@@ -17,13 +24,23 @@ export interface ClientCredentials {
 }
 
 const UNTRUSTED = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_GET_ISSUER_CERT', 'CERT_UNTRUSTED', 'ERR_TLS_CERT_ALTNAME_INVALID',
-  'CERT_HAS_EXPIRED', 'CERT_SIGNATURE_FAILURE',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'CERT_UNTRUSTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+  'CERT_HAS_EXPIRED',
+  'CERT_SIGNATURE_FAILURE',
 ]);
 
 /** Remote refusals that mean this connector identity is finished. */
-export const FATAL_REMOTE: ReadonlySet<string> = new Set(['ERR_CERT_REVOKED', 'ERR_CERT_UNKNOWN', 'ERR_CERT_UNTRUSTED']);
+export const FATAL_REMOTE: ReadonlySet<string> = new Set([
+  'ERR_CERT_REVOKED',
+  'ERR_CERT_UNKNOWN',
+  'ERR_CERT_UNTRUSTED',
+]);
 
 export function tlsOptions(creds: ClientCredentials) {
   return {
@@ -40,11 +57,20 @@ export class RelayClient {
   /** TLS options for node:https calls (tunnels). */
   readonly tls: ReturnType<typeof tlsOptions>;
 
-  constructor(readonly relayUrl: string, creds: ClientCredentials) {
+  constructor(
+    readonly relayUrl: string,
+    creds: ClientCredentials,
+  ) {
     this.tls = tlsOptions(creds);
     this.origin = new URL(relayUrl).origin;
     // Data-plane streams can idle for as long as a user reads slowly: no body/headers timeouts there.
-    this.agent = new Agent({ connect: { ...this.tls, timeout: 10_000 }, keepAliveTimeout: 30_000, headersTimeout: 0, bodyTimeout: 0, connections: 512 });
+    this.agent = new Agent({
+      connect: { ...this.tls, timeout: 10_000 },
+      keepAliveTimeout: 30_000,
+      headersTimeout: 0,
+      bodyTimeout: 0,
+      connections: 512,
+    });
   }
 
   /** The pooled mutual-TLS dispatcher for data-plane calls. */
@@ -69,7 +95,12 @@ export class RelayClient {
     await this.agent.close();
   }
 
-  private async call<T>(method: 'GET' | 'POST', path: string, body?: unknown, headers: Record<string, string> = {}): Promise<T> {
+  private async call<T>(
+    method: 'GET' | 'POST',
+    path: string,
+    body?: unknown,
+    headers: Record<string, string> = {},
+  ): Promise<T> {
     const url = new URL(path, this.relayUrl);
     let res: Dispatcher.ResponseData;
     try {
@@ -89,7 +120,9 @@ export class RelayClient {
       try {
         return JSON.parse(text) as T;
       } catch (err) {
-        throw new ProxyctlError('ERR_RELAY_REFUSED', `relay answered ${path} with a body that is not JSON`, { cause: err });
+        throw new ProxyctlError('ERR_RELAY_REFUSED', `relay answered ${path} with a body that is not JSON`, {
+          cause: err,
+        });
       }
     }
     throw refusal(res.statusCode, text, path);
@@ -104,22 +137,37 @@ export function refusal(status: number, text: string, path: string): ProxyctlErr
     remote = undefined;
   }
   const code = (remote?.code && FATAL_REMOTE.has(remote.code) ? remote.code : 'ERR_RELAY_REFUSED') as ErrorCode;
-  const message = remote ? `relay refused ${path}: ${remote.message} (${remote.code}, request id ${remote.requestId})` : `relay answered ${path} with HTTP ${status}`;
-  return new ProxyctlError(code, message, { status, details: { remoteCode: remote?.code, requestId: remote?.requestId } });
+  const message = remote
+    ? `relay refused ${path}: ${remote.message} (${remote.code}, request id ${remote.requestId})`
+    : `relay answered ${path} with HTTP ${status}`;
+  return new ProxyctlError(code, message, {
+    status,
+    details: { remoteCode: remote?.code, requestId: remote?.requestId },
+  });
 }
 
 export function classifyNetworkError(err: unknown, relayUrl: string): ProxyctlError {
   const code = findCode(err);
   if (code && UNTRUSTED.has(code)) {
-    return new ProxyctlError('ERR_RELAY_UNTRUSTED',
+    return new ProxyctlError(
+      'ERR_RELAY_UNTRUSTED',
       `cannot verify the relay's certificate at ${relayUrl} (${code}); if the relay uses its own CA, pass --relay-ca with the relay's ca.pem`,
-      { cause: err, details: { tlsCode: code } });
+      { cause: err, details: { tlsCode: code } },
+    );
   }
-  return new ProxyctlError('ERR_RELAY_UNREACHABLE', `cannot reach the relay at ${relayUrl} (${code ?? (err as Error).message})`, { cause: err });
+  return new ProxyctlError(
+    'ERR_RELAY_UNREACHABLE',
+    `cannot reach the relay at ${relayUrl} (${code ?? (err as Error).message})`,
+    { cause: err },
+  );
 }
 
 function findCode(err: unknown): string | undefined {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0; e && i < 5; e = e.cause as typeof e, i++) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
+    e && i < 5;
+    e = e.cause as typeof e, i++
+  ) {
     if (typeof e.code === 'string' && !e.code.startsWith('UND_ERR_SOCKET')) return e.code;
   }
   return undefined;

@@ -55,7 +55,10 @@ export function writeNewState(dir: string, s: Omit<ConnectorState, 'dir'>, overw
   const f = files(dir);
   ensurePrivateDir(dir, 'connector state directory');
   if (!overwrite && existsSync(f.cert)) {
-    throw new ProxyctlError('ERR_USAGE', `${dir} already holds a registered connector; use another --state-dir or remove it first`);
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `${dir} already holds a registered connector; use another --state-dir or remove it first`,
+    );
   }
   writeFileAtomic(f.key, s.keyPem, 0o600);
   writeFileAtomic(f.cert, s.certPem, 0o644);
@@ -65,14 +68,25 @@ export function writeNewState(dir: string, s: Omit<ConnectorState, 'dir'>, overw
 
 function writeMeta(dir: string, s: ConnectorIdentityFile): void {
   const meta: ConnectorIdentityFile = {
-    relayUrl: s.relayUrl, connectorId: s.connectorId, name: s.name, group: s.group,
-    registeredAt: s.registeredAt, certificateIssuedAt: s.certificateIssuedAt, serial: s.serial,
+    relayUrl: s.relayUrl,
+    connectorId: s.connectorId,
+    name: s.name,
+    group: s.group,
+    registeredAt: s.registeredAt,
+    certificateIssuedAt: s.certificateIssuedAt,
+    serial: s.serial,
   };
   writeFileAtomic(files(dir).meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
 }
 
 /** Installs a renewed key and certificate; survives a crash between any two steps. */
-export function swapCertificate(state: ConnectorState, keyPem: string, certPem: string, serial: string, issuedAt: Date): ConnectorState {
+export function swapCertificate(
+  state: ConnectorState,
+  keyPem: string,
+  certPem: string,
+  serial: string,
+  issuedAt: Date,
+): ConnectorState {
   const f = files(state.dir);
   writeFileAtomic(f.nextKey, keyPem, 0o600);
   writeFileAtomic(f.nextCert, certPem, 0o644);
@@ -86,7 +100,10 @@ export function swapCertificate(state: ConnectorState, keyPem: string, certPem: 
 export function loadState(dir: string): ConnectorState {
   const f = files(dir);
   if (!existsSync(f.cert) && !existsSync(f.key)) {
-    throw new ProxyctlError('ERR_STATE_INVALID', `no connector identity in ${dir}; run "proxyctl connector register" first`);
+    throw new ProxyctlError(
+      'ERR_STATE_INVALID',
+      `no connector identity in ${dir}; run "proxyctl connector register" first`,
+    );
   }
   // State made by hand, restored from a backup or by an older version: owner-only before use.
   ensurePrivateDir(dir, 'connector state directory');
@@ -100,7 +117,9 @@ export function loadState(dir: string): ConnectorState {
     caPem = readFileSync(f.ca, 'utf8');
     meta = JSON.parse(readFileSync(f.meta, 'utf8')) as ConnectorIdentityFile;
   } catch (err) {
-    throw new ProxyctlError('ERR_STATE_INVALID', `connector state in ${dir} is incomplete: ${(err as Error).message}`, { cause: err });
+    throw new ProxyctlError('ERR_STATE_INVALID', `connector state in ${dir} is incomplete: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   if (!keyMatchesCert(keyPem, certPem)) {
     throw new ProxyctlError('ERR_STATE_INVALID', `${f.key} does not belong to ${f.cert}; register the connector again`);

@@ -14,7 +14,12 @@ x509.cryptoProvider.set(webcrypto);
 
 type CryptoKey = webcrypto.CryptoKey;
 
-export interface IssuedCertificate { certPem: string; serial: string; notBefore: Date; notAfter: Date }
+export interface IssuedCertificate {
+  certPem: string;
+  serial: string;
+  notBefore: Date;
+  notAfter: Date;
+}
 
 const EC_P256 = { name: 'ECDSA', namedCurve: 'P-256' } as const;
 const SIGNING_ALG = { name: 'ECDSA', hash: 'SHA-256' } as const;
@@ -53,7 +58,10 @@ export class RelayCa {
     this.certPem = certificate.toString('pem');
   }
 
-  async issueServerCertificate(hosts: string[], lifetimeMs: number): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
+  async issueServerCertificate(
+    hosts: string[],
+    lifetimeMs: number,
+  ): Promise<{ certPem: string; keyPem: string; serial: string; notAfter: Date }> {
     if (hosts.length === 0 || hosts.some((h) => h.trim() === '')) {
       throw new ProxyctlError('ERR_INTERNAL', 'server certificate needs at least one non-empty host');
     }
@@ -69,10 +77,18 @@ export class RelayCa {
       new x509.SubjectAlternativeNameExtension(names),
     ]);
     const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-    return { certPem: issued.certPem, keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), serial: issued.serial, notAfter: issued.notAfter };
+    return {
+      certPem: issued.certPem,
+      keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'),
+      serial: issued.serial,
+      notAfter: issued.notAfter,
+    };
   }
 
-  async signConnectorCsr(csrPem: string, opts: { connectorId: string; lifetimeMs: number }): Promise<IssuedCertificate> {
+  async signConnectorCsr(
+    csrPem: string,
+    opts: { connectorId: string; lifetimeMs: number },
+  ): Promise<IssuedCertificate> {
     const { publicKey } = await verifyCsr(csrPem);
     if (typeof opts.connectorId !== 'string' || opts.connectorId === '') {
       throw new ProxyctlError('ERR_INTERNAL', 'connector id must be a non-empty string');
@@ -85,7 +101,12 @@ export class RelayCa {
     ]);
   }
 
-  private async sign(publicKey: x509.PublicKeyType, subject: x509.JsonName, lifetimeMs: number, extensions: x509.Extension[]): Promise<IssuedCertificate> {
+  private async sign(
+    publicKey: x509.PublicKeyType,
+    subject: x509.JsonName,
+    lifetimeMs: number,
+    extensions: x509.Extension[],
+  ): Promise<IssuedCertificate> {
     checkLifetime(lifetimeMs);
     const now = this.now().getTime();
     const cert = await x509.X509CertificateGenerator.create({
@@ -105,7 +126,12 @@ export class RelayCa {
         await x509.SubjectKeyIdentifierExtension.create(publicKey),
       ],
     });
-    return { certPem: cert.toString('pem'), serial: normalizeSerial(cert.serialNumber), notBefore: cert.notBefore, notAfter: cert.notAfter };
+    return {
+      certPem: cert.toString('pem'),
+      serial: normalizeSerial(cert.serialNumber),
+      notBefore: cert.notBefore,
+      notAfter: cert.notAfter,
+    };
   }
 }
 
@@ -120,8 +146,10 @@ export async function loadOrCreateCa(dir: string, opts: { now?: () => Date } = {
   if (certPem !== undefined && keyPem !== undefined) return loadCa(certPem, certFile, keyPem, keyFile, now);
   if (certPem !== undefined || keyPem !== undefined) {
     const [present, missing] = certPem !== undefined ? [certFile, keyFile] : [keyFile, certFile];
-    throw new ProxyctlError('ERR_STATE_INVALID',
-      `CA state is incomplete: ${present} exists but ${missing} does not; restore the missing file from backup (deleting both re-keys the CA and invalidates every connector certificate)`);
+    throw new ProxyctlError(
+      'ERR_STATE_INVALID',
+      `CA state is incomplete: ${present} exists but ${missing} does not; restore the missing file from backup (deleting both re-keys the CA and invalidates every connector certificate)`,
+    );
   }
   return createCa(certFile, keyFile, now);
 }
@@ -135,7 +163,13 @@ async function readIfExists(file: string): Promise<string | undefined> {
   }
 }
 
-async function loadCa(certPem: string, certFile: string, keyPem: string, keyFile: string, now: () => Date): Promise<RelayCa> {
+async function loadCa(
+  certPem: string,
+  certFile: string,
+  keyPem: string,
+  keyFile: string,
+  now: () => Date,
+): Promise<RelayCa> {
   let certificate: x509.X509Certificate;
   try {
     certificate = new x509.X509Certificate(certPem);
@@ -150,7 +184,10 @@ async function loadCa(certPem: string, certFile: string, keyPem: string, keyFile
     const privateKey = createPrivateKey(keyPem);
     const derivedSpki = createPublicKey(privateKey).export({ type: 'spki', format: 'der' });
     if (!derivedSpki.equals(Buffer.from(certificate.publicKey.rawData))) {
-      throw new ProxyctlError('ERR_STATE_INVALID', `CA key ${keyFile} does not belong to the CA certificate ${certFile}`);
+      throw new ProxyctlError(
+        'ERR_STATE_INVALID',
+        `CA key ${keyFile} does not belong to the CA certificate ${certFile}`,
+      );
     }
     const pkcs8 = privateKey.export({ type: 'pkcs8', format: 'der' });
     signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_P256, false, ['sign']);
@@ -200,9 +237,13 @@ async function writeNewFileAtomic(file: string, data: string, mode: number): Pro
     await fs.link(tmp, file);
   } catch (err) {
     const exists = (err as NodeJS.ErrnoException).code === 'EEXIST';
-    throw wrapError(err, 'ERR_STATE_INVALID', exists
-      ? `${file} appeared while the CA was being created (another relay starting?); refusing to overwrite it`
-      : `cannot write ${file}: ${(err as Error).message}`);
+    throw wrapError(
+      err,
+      'ERR_STATE_INVALID',
+      exists
+        ? `${file} appeared while the CA was being created (another relay starting?); refusing to overwrite it`
+        : `cannot write ${file}: ${(err as Error).message}`,
+    );
   } finally {
     await fs.rm(tmp, { force: true });
   }

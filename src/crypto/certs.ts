@@ -4,7 +4,13 @@ import { X509Certificate } from 'node:crypto';
 import { ProxyctlError } from '../errors.js';
 import { normalizeSerial } from './ca.js';
 
-export function certificateInfo(pem: string): { serial: string; subjectCN: string; notBefore: Date; notAfter: Date; fingerprint256: string } {
+export function certificateInfo(pem: string): {
+  serial: string;
+  subjectCN: string;
+  notBefore: Date;
+  notAfter: Date;
+  fingerprint256: string;
+} {
   let cert: X509Certificate;
   try {
     cert = new X509Certificate(pem);

@@ -42,7 +42,10 @@ export async function verifyCsr(pem: string): Promise<{ publicKey: x509.PublicKe
     if (blocks.length !== 1) throw refuse('ERR_CSR_INVALID', 'CSR must be exactly one PEM block');
     const [block] = blocks as [x509.PemStruct];
     if (block.type !== 'CERTIFICATE REQUEST') {
-      throw refuse('ERR_CSR_INVALID', `expected a CERTIFICATE REQUEST PEM block, got ${JSON.stringify(block.type.slice(0, 40))}`);
+      throw refuse(
+        'ERR_CSR_INVALID',
+        `expected a CERTIFICATE REQUEST PEM block, got ${JSON.stringify(block.type.slice(0, 40))}`,
+      );
     }
     csr = new x509.Pkcs10CertificateRequest(block.rawData);
   } catch (err) {
@@ -75,17 +78,29 @@ function describeAcceptableKey(key: KeyObject): string {
   const details = key.asymmetricKeyDetails ?? {};
   if (key.asymmetricKeyType === 'rsa') {
     const bits = details.modulusLength ?? 0;
-    if (bits < MIN_RSA_BITS) throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is below the ${MIN_RSA_BITS}-bit minimum`);
-    if (bits > MAX_RSA_BITS) throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is above the ${MAX_RSA_BITS}-bit maximum`);
+    if (bits < MIN_RSA_BITS)
+      throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is below the ${MIN_RSA_BITS}-bit minimum`);
+    if (bits > MAX_RSA_BITS)
+      throw refuse('ERR_CSR_WEAK_KEY', `RSA key of ${bits} bits is above the ${MAX_RSA_BITS}-bit maximum`);
     if (details.publicExponent !== RSA_EXPONENT) {
-      throw refuse('ERR_CSR_WEAK_KEY', `RSA public exponent ${details.publicExponent ?? '(unknown)'} is not allowed; use ${RSA_EXPONENT}`);
+      throw refuse(
+        'ERR_CSR_WEAK_KEY',
+        `RSA public exponent ${details.publicExponent ?? '(unknown)'} is not allowed; use ${RSA_EXPONENT}`,
+      );
     }
     return `RSA ${bits}`;
   }
   if (key.asymmetricKeyType === 'ec') {
     const curve = EC_CURVES[details.namedCurve ?? ''];
-    if (curve === undefined) throw refuse('ERR_CSR_WEAK_KEY', `EC curve ${details.namedCurve ?? '(unknown)'} is not allowed; use P-256 or P-384`);
+    if (curve === undefined)
+      throw refuse(
+        'ERR_CSR_WEAK_KEY',
+        `EC curve ${details.namedCurve ?? '(unknown)'} is not allowed; use P-256 or P-384`,
+      );
     return `EC ${curve}`;
   }
-  throw refuse('ERR_CSR_WEAK_KEY', `key type ${key.asymmetricKeyType ?? '(unknown)'} is not allowed; use EC P-256/P-384 or RSA ${MIN_RSA_BITS}-${MAX_RSA_BITS}`);
+  throw refuse(
+    'ERR_CSR_WEAK_KEY',
+    `key type ${key.asymmetricKeyType ?? '(unknown)'} is not allowed; use EC P-256/P-384 or RSA ${MIN_RSA_BITS}-${MAX_RSA_BITS}`,
+  );
 }

@@ -7,8 +7,15 @@ import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 
 import { ProxyctlError } from '../errors.js';
 import type { KeyRepo } from '../store/index.js';
 
-export interface SessionKey { kid: string; secret: Uint8Array }
-export interface AssertionKey { kid: string; privateKey: CryptoKey; publicJwk: JWK }
+export interface SessionKey {
+  kid: string;
+  secret: Uint8Array;
+}
+export interface AssertionKey {
+  kid: string;
+  privateKey: CryptoKey;
+  publicJwk: JWK;
+}
 
 export class KeyRing {
   private constructor(
@@ -58,7 +65,12 @@ export class KeyRing {
  * session keys once the longest session has expired, assertion keys after 10 min
  * (assertions live 5 min).
  */
-export async function rotateKey(keys: KeyRepo, purpose: 'session' | 'assertion', actor: string, keepRetiredMs = 30 * 86_400_000): Promise<string> {
+export async function rotateKey(
+  keys: KeyRepo,
+  purpose: 'session' | 'assertion',
+  actor: string,
+  keepRetiredMs = 30 * 86_400_000,
+): Promise<string> {
   const kid = randomUUID().slice(0, 8) + Date.now().toString(36);
   let material: string;
   if (purpose === 'session') {

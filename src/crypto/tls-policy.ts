@@ -20,7 +20,9 @@ import { DEFAULT_CIPHERS } from 'node:tls';
 const TLS13_ORDER = ['TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256'];
 
 /** Node's default cipher string with the TLS 1.3 suites in the order above. */
-export const CIPHERS = [...TLS13_ORDER, ...DEFAULT_CIPHERS.split(':').filter((c) => !TLS13_ORDER.includes(c))].join(':');
+export const CIPHERS = [...TLS13_ORDER, ...DEFAULT_CIPHERS.split(':').filter((c) => !TLS13_ORDER.includes(c))].join(
+  ':',
+);
 
 /** For servers (tls.createServer, https.createServer, createSecureContext of a server). */
 export const SERVER_TLS = {

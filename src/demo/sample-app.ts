@@ -7,7 +7,6 @@ import type { AddressInfo } from 'node:net';
 import { decodeJwt } from 'jose';
 import { escapeHtml } from '../http/render.js';
 
-
 function page(req: IncomingMessage, posted?: { fields: [string, string][]; bytes: number }): string {
   const h = req.headers;
   const assertion = typeof h['x-proxyctl-jwt-assertion'] === 'string' ? h['x-proxyctl-jwt-assertion'] : undefined;
@@ -17,8 +16,17 @@ function page(req: IncomingMessage, posted?: { fields: [string, string][]; bytes
   } catch {
     claims = '(unreadable)';
   }
-  const rows = ['x-proxyctl-user', 'x-proxyctl-email', 'x-proxyctl-groups', 'x-forwarded-for', 'x-forwarded-host', 'x-forwarded-proto', 'x-request-id']
-    .map((k) => `<tr><th>${k}</th><td>${escapeHtml(String(h[k] ?? '—'))}</td></tr>`).join('');
+  const rows = [
+    'x-proxyctl-user',
+    'x-proxyctl-email',
+    'x-proxyctl-groups',
+    'x-forwarded-for',
+    'x-forwarded-host',
+    'x-forwarded-proto',
+    'x-request-id',
+  ]
+    .map((k) => `<tr><th>${k}</th><td>${escapeHtml(String(h[k] ?? '—'))}</td></tr>`)
+    .join('');
   const postedHtml = posted
     ? `<h2>You posted</h2><p>${posted.bytes} bytes</p><table>${posted.fields.map(([k, v]) => `<tr><th>${escapeHtml(k)}</th><td>${escapeHtml(v)}</td></tr>`).join('')}</table>`
     : '';

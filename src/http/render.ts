@@ -52,9 +52,11 @@ export function securityHeaders(kind: HeaderKind = 'page', opts: HeaderOptions =
 export function wantsJson(req: IncomingMessage | undefined): boolean {
   if (!req) return false;
   const accept = req.headers['accept'] ?? '';
-  return /application\/json/i.test(accept) && !/text\/html/i.test(accept)
-    || req.headers['x-requested-with'] !== undefined
-    || req.headers['sec-fetch-mode'] === 'cors';
+  return (
+    (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) ||
+    req.headers['x-requested-with'] !== undefined ||
+    req.headers['sec-fetch-mode'] === 'cors'
+  );
 }
 
 /** The single rule for anything that is not a ProxyctlError: ERR_INTERNAL, its text hidden. */
@@ -62,7 +64,10 @@ export function refusalOf(err: unknown): ProxyctlError {
   return isProxyctlError(err) ? err : new ProxyctlError('ERR_INTERNAL', 'internal error', { cause: err });
 }
 
-interface PageText { title: string; step: string }
+interface PageText {
+  title: string;
+  step: string;
+}
 
 const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_APP_NOT_FOUND: { title: 'No application here', step: 'routing' },
@@ -106,10 +111,19 @@ export interface RenderOptions {
   headers?: Record<string, string>;
 }
 
-export interface Rendered { status: number; headers: Record<string, string>; body: string }
+export interface Rendered {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
 
 /** The whole answer for a refusal: status, headers (security set included) and body. */
-export function renderDocument(req: IncomingMessage | undefined, err: unknown, requestId: string, opts: RenderOptions = {}): Rendered {
+export function renderDocument(
+  req: IncomingMessage | undefined,
+  err: unknown,
+  requestId: string,
+  opts: RenderOptions = {},
+): Rendered {
   const e = refusalOf(err);
   const t = TEXT[e.code] ?? { title: e.status >= 500 ? 'Something went wrong' : 'Request refused', step: 'relay' };
   const message = e.code === 'ERR_INTERNAL' ? 'internal error' : e.message;
@@ -120,8 +134,13 @@ export function renderDocument(req: IncomingMessage | undefined, err: unknown, r
     type = 'application/json; charset=utf-8';
     body = JSON.stringify({
       error: {
-        code: e.code, step: t.step, message, requestId,
-        ...(d?.['app'] ? { app: d['app'] } : {}), ...(d?.['policy'] ? { policy: d['policy'] } : {}), ...(d?.['reason'] ? { reason: d['reason'] } : {}),
+        code: e.code,
+        step: t.step,
+        message,
+        requestId,
+        ...(d?.['app'] ? { app: d['app'] } : {}),
+        ...(d?.['policy'] ? { policy: d['policy'] } : {}),
+        ...(d?.['reason'] ? { reason: d['reason'] } : {}),
       },
     });
   } else {
@@ -140,7 +159,9 @@ Request id: <code>${escapeHtml(requestId)}</code> — quote it to your administr
     status: e.status,
     headers: {
       ...(e.status === 401 ? { 'www-authenticate': 'Bearer realm="proxyctl"' } : {}),
-      ...(e.code === 'ERR_RATE_LIMITED' ? { 'retry-after': String(typeof e.details?.['retryAfterS'] === 'number' ? e.details['retryAfterS'] : 1) } : {}),
+      ...(e.code === 'ERR_RATE_LIMITED'
+        ? { 'retry-after': String(typeof e.details?.['retryAfterS'] === 'number' ? e.details['retryAfterS'] : 1) }
+        : {}),
       'content-type': type,
       'content-length': String(Buffer.byteLength(body)),
       ...securityHeaders('page'),
@@ -152,7 +173,13 @@ Request id: <code>${escapeHtml(requestId)}</code> — quote it to your administr
 }
 
 /** A refusal on a response: HTML or JSON; a response already under way is cut instead. */
-export function renderError(req: IncomingMessage | undefined, res: ServerResponse, err: unknown, requestId: string, opts: RenderOptions = {}): void {
+export function renderError(
+  req: IncomingMessage | undefined,
+  res: ServerResponse,
+  err: unknown,
+  requestId: string,
+  opts: RenderOptions = {},
+): void {
   if (res.headersSent) {
     res.destroy();
     return;
@@ -163,7 +190,12 @@ export function renderError(req: IncomingMessage | undefined, res: ServerRespons
 }
 
 /** The same refusal where no ServerResponse exists (parser errors, upgrades): a whole HTTP/1.1 answer, then close. */
-export function renderRaw(socket: Duplex, err: unknown, requestId: string, opts: RenderOptions & { req?: IncomingMessage } = {}): void {
+export function renderRaw(
+  socket: Duplex,
+  err: unknown,
+  requestId: string,
+  opts: RenderOptions & { req?: IncomingMessage } = {},
+): void {
   const d = renderDocument(opts.req, err, requestId, opts);
   let head = `HTTP/1.1 ${d.status} ${STATUS_CODES[d.status] ?? 'Refused'}\r\n`;
   for (const [name, value] of Object.entries({ ...d.headers, connection: 'close' })) head += `${name}: ${value}\r\n`;
@@ -171,7 +203,13 @@ export function renderRaw(socket: Duplex, err: unknown, requestId: string, opts:
 }
 
 /** A page that is not a refusal (sign-out, signed-out, the provider's forms), with the same headers. */
-export function sendPage(req: IncomingMessage | undefined, res: ServerResponse, status: number, html: string, opts: HeaderOptions & { headers?: Record<string, string> } = {}): void {
+export function sendPage(
+  req: IncomingMessage | undefined,
+  res: ServerResponse,
+  status: number,
+  html: string,
+  opts: HeaderOptions & { headers?: Record<string, string> } = {},
+): void {
   res.writeHead(status, {
     'content-type': 'text/html; charset=utf-8',
     'content-length': Buffer.byteLength(html),
@@ -184,7 +222,9 @@ export function sendPage(req: IncomingMessage | undefined, res: ServerResponse, 
 /** What the HTTP parser refused, as the error the renderer answers with. */
 export function parserRefusal(code: string | undefined): ProxyctlError {
   const why = `the request was refused before routing (${code ?? 'parse error'})`;
-  if (code === 'HPE_HEADER_OVERFLOW') return new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Request headers too large: ${why}.`, { status: 431 });
-  if (code === 'ERR_HTTP_REQUEST_TIMEOUT') return new ProxyctlError('ERR_REQUEST_TIMEOUT', `Request timed out: ${why}.`, { status: 408 });
+  if (code === 'HPE_HEADER_OVERFLOW')
+    return new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Request headers too large: ${why}.`, { status: 431 });
+  if (code === 'ERR_HTTP_REQUEST_TIMEOUT')
+    return new ProxyctlError('ERR_REQUEST_TIMEOUT', `Request timed out: ${why}.`, { status: 408 });
   return new ProxyctlError('ERR_BAD_REQUEST', `Bad request: ${why}.`, { status: 400 });
 }

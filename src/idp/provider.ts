@@ -22,7 +22,10 @@ import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
 export const CLI_CLIENT_ID = 'proxyctl-cli';
 
-interface IdpSecrets { jwks: { keys: JWK[] }; cookieKeys: string[] }
+interface IdpSecrets {
+  jwks: { keys: JWK[] };
+  cookieKeys: string[];
+}
 
 /** Signing and cookie keys persist in the data directory so sessions and tokens survive restarts. */
 async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
@@ -31,7 +34,12 @@ async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
   const keys: JWK[] = [];
   for (const alg of ['ES256', 'RS256'] as const) {
     const { privateKey } = await generateKeyPair(alg, { extractable: true });
-    keys.push({ ...(await exportJWK(privateKey)), alg, use: 'sig', kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}` });
+    keys.push({
+      ...(await exportJWK(privateKey)),
+      alg,
+      use: 'sig',
+      kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`,
+    });
   }
   const secrets: IdpSecrets = { jwks: { keys }, cookieKeys: [randomBytes(32).toString('base64url')] };
   writeFileAtomic(file, JSON.stringify(secrets), 0o600);
@@ -41,13 +49,27 @@ async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
 function adapterFor(artifacts: IdpArtifactRepo) {
   return class StoreAdapter {
     constructor(private readonly model: string) {}
-    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) { artifacts.upsert(this.model, id, payload, expiresIn); }
-    async find(id: string) { return artifacts.find(this.model, 'id', id); }
-    async findByUid(uid: string) { return artifacts.find(this.model, 'uid', uid); }
-    async findByUserCode(code: string) { return artifacts.find(this.model, 'userCode', code); }
-    async consume(id: string) { artifacts.consume(this.model, id); }
-    async destroy(id: string) { artifacts.destroy(this.model, id); }
-    async revokeByGrantId(grantId: string) { artifacts.revokeByGrantId(grantId); }
+    async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) {
+      artifacts.upsert(this.model, id, payload, expiresIn);
+    }
+    async find(id: string) {
+      return artifacts.find(this.model, 'id', id);
+    }
+    async findByUid(uid: string) {
+      return artifacts.find(this.model, 'uid', uid);
+    }
+    async findByUserCode(code: string) {
+      return artifacts.find(this.model, 'userCode', code);
+    }
+    async consume(id: string) {
+      artifacts.consume(this.model, id);
+    }
+    async destroy(id: string) {
+      artifacts.destroy(this.model, id);
+    }
+    async revokeByGrantId(grantId: string) {
+      artifacts.revokeByGrantId(grantId);
+    }
   };
 }
 
@@ -123,11 +145,20 @@ export class EmbeddedIdp {
     this.clients = this.clientsFor(this.options.apps);
     const policy = interactionPolicy.base();
     // Step-up: an app (or policy) that asks for acr "mfa" gets a fresh login unless the session already has it.
-    policy.get('login')!.checks.add(new interactionPolicy.Check('mfa_required', 'multi-factor authentication is required', 'login_required', (ctx) => {
-      const requested = param(ctx.oidc.params?.['acr_values']).split(' ');
-      const amr = (ctx.oidc.session?.amr ?? []);
-      return requested.includes('mfa') && !amr.includes('mfa') ? interactionPolicy.Check.REQUEST_PROMPT : interactionPolicy.Check.NO_NEED_TO_PROMPT;
-    }));
+    policy.get('login')!.checks.add(
+      new interactionPolicy.Check(
+        'mfa_required',
+        'multi-factor authentication is required',
+        'login_required',
+        (ctx) => {
+          const requested = param(ctx.oidc.params?.['acr_values']).split(' ');
+          const amr = ctx.oidc.session?.amr ?? [];
+          return requested.includes('mfa') && !amr.includes('mfa')
+            ? interactionPolicy.Check.REQUEST_PROMPT
+            : interactionPolicy.Check.NO_NEED_TO_PROMPT;
+        },
+      ),
+    );
     const users = this.users;
     const adminAudience = identity.adminAudience;
     const adminClaim = identity.adminClaim;
@@ -147,7 +178,11 @@ export class EmbeddedIdp {
         short: { httpOnly: true, sameSite: 'lax', signed: true },
       },
       conformIdTokenClaims: false,
-      claims: { openid: ['sub', 'amr', 'acr'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username', groupsClaim] },
+      claims: {
+        openid: ['sub', 'amr', 'acr'],
+        email: ['email', 'email_verified'],
+        profile: ['name', 'preferred_username', groupsClaim],
+      },
       pkce: { required: () => true },
       acrValues: ['pwd', 'mfa'],
       interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
@@ -158,21 +193,42 @@ export class EmbeddedIdp {
           accountId: u.username,
           // An administrator set the e-mail (CLI or users file): the relay may trust it.
           claims: async () => ({
-            sub: u.username, ...(u.email ? { email: u.email, email_verified: true } : {}), name: u.name ?? u.username,
-            preferred_username: u.username, [groupsClaim]: u.groups,
+            sub: u.username,
+            ...(u.email ? { email: u.email, email_verified: true } : {}),
+            name: u.name ?? u.username,
+            preferred_username: u.username,
+            [groupsClaim]: u.groups,
           }),
         };
       },
-      ttl: { AccessToken: 3600, AuthorizationCode: 60, IdToken: 3600, Interaction: 600, Session: 8 * 3600, Grant: 8 * 3600, DeviceCode: 600 },
+      ttl: {
+        AccessToken: 3600,
+        AuthorizationCode: 60,
+        IdToken: 3600,
+        Interaction: 600,
+        Session: 8 * 3600,
+        Grant: 8 * 3600,
+        DeviceCode: 600,
+      },
       features: {
         devInteractions: { enabled: false },
         deviceFlow: {
           enabled: true,
           userCodeInputSource: async (ctx, form, _out, err) => {
-            ctx.body = formPage('Sign in a device', err ? 'That code is not valid. Try again.' : 'Enter the code shown by proxyctl.', `${form}<button type="submit" form="op.deviceInputForm">Continue</button>`, false);
+            ctx.body = formPage(
+              'Sign in a device',
+              err ? 'That code is not valid. Try again.' : 'Enter the code shown by proxyctl.',
+              `${form}<button type="submit" form="op.deviceInputForm">Continue</button>`,
+              false,
+            );
           },
           userCodeConfirmSource: async (ctx, form, _client, _info, userCode) => {
-            ctx.body = formPage('Confirm sign-in', `Sign in proxyctl on the device showing code ${userCode}?`, `${form}<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button>`, false);
+            ctx.body = formPage(
+              'Confirm sign-in',
+              `Sign in proxyctl on the device showing code ${userCode}?`,
+              `${form}<button autofocus type="submit" form="op.deviceConfirmForm">Continue</button>`,
+              false,
+            );
           },
           successSource: async (ctx) => {
             ctx.body = messagePage('Signed in', 'You can close this page and return to proxyctl.');
@@ -182,7 +238,16 @@ export class EmbeddedIdp {
           enabled: true,
           // Sign-out was already chosen at the app; finish it without another question.
           logoutSource: async (ctx, form) => {
-            ctx.body = formPage('Signing out', 'Signing you out…', form.replace('</form>', '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>'), true, cspNonce(ctx));
+            ctx.body = formPage(
+              'Signing out',
+              'Signing you out…',
+              form.replace(
+                '</form>',
+                '<input type="hidden" name="logout" value="yes"/><noscript><button type="submit">Sign out</button></noscript></form>',
+              ),
+              true,
+              cspNonce(ctx),
+            );
           },
           postLogoutSuccessSource: async (ctx) => {
             ctx.body = messagePage('Signed out', 'You are signed out.');
@@ -190,7 +255,8 @@ export class EmbeddedIdp {
         },
         resourceIndicators: {
           enabled: true,
-          defaultResource: (ctx, _client, oneOf) => (ctx.oidc.client?.clientId === CLI_CLIENT_ID ? adminAudience : (oneOf ?? [])),
+          defaultResource: (ctx, _client, oneOf) =>
+            ctx.oidc.client?.clientId === CLI_CLIENT_ID ? adminAudience : (oneOf ?? []),
           useGrantedResource: () => true,
           getResourceServerInfo: (_ctx, resource) => ({
             scope: 'openid profile email proxyctl.admin',
@@ -208,7 +274,9 @@ export class EmbeddedIdp {
         const aud = (token as { aud?: string | string[] }).aud;
         const sid = (token as { sid?: unknown }).sid;
         const out: Record<string, unknown> = {
-          [groupsClaim]: u.groups, ...(u.email ? { email: u.email, email_verified: true } : {}), ...(typeof sid === 'string' ? { sid } : {}),
+          [groupsClaim]: u.groups,
+          ...(u.email ? { email: u.email, email_verified: true } : {}),
+          ...(typeof sid === 'string' ? { sid } : {}),
         };
         if ([aud].flat().includes(adminAudience)) out[adminClaim] = u.roles;
         return out;
@@ -217,8 +285,15 @@ export class EmbeddedIdp {
       renderError: async (ctx, out) => {
         const requestId = randomUUID();
         const status = ctx.status >= 400 ? ctx.status : 400;
-        log.info({ request_id: requestId, error: out['error'], status }, 'embedded identity provider refused a request');
-        const err = new ProxyctlError('ERR_SIGNIN_PROVIDER', `${String(out['error'])}: ${String(out['error_description'] ?? '')}`, { status });
+        log.info(
+          { request_id: requestId, error: out['error'], status },
+          'embedded identity provider refused a request',
+        );
+        const err = new ProxyctlError(
+          'ERR_SIGNIN_PROVIDER',
+          `${String(out['error'])}: ${String(out['error_description'] ?? '')}`,
+          { status },
+        );
         const d = renderDocument(ctx.req, err, requestId);
         ctx.status = d.status;
         ctx.set(d.headers);
@@ -228,7 +303,8 @@ export class EmbeddedIdp {
     this.provider.proxy = false;
     // Name the provider session (sid) in every client's tokens, as Keycloak and Entra ID do;
     // oidc-provider does so on its own only for clients registered for back-channel logout.
-    (this.provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid = () => true;
+    (this.provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid =
+      () => true;
     // Before the provider's own middleware, so the pages it renders (end session,
     // device flow, errors, form_post) carry the headers and it can add script hashes
     // to them; set again afterwards in case a step replaced them.
@@ -240,11 +316,14 @@ export class EmbeddedIdp {
         await next();
       } finally {
         ctx.set('x-frame-options', 'DENY');
-        if (!/frame-ancestors 'none'/.test(ctx.response.get('content-security-policy'))) ctx.set(securityHeaders('provider', { scriptNonce: nonce }));
+        if (!/frame-ancestors 'none'/.test(ctx.response.get('content-security-policy')))
+          ctx.set(securityHeaders('provider', { scriptNonce: nonce }));
       }
     });
     this.providerCallback = this.provider.callback();
-    this.provider.on('server_error', (_ctx: unknown, err: Error) => log.error({ err: err.message }, 'embedded identity provider error'));
+    this.provider.on('server_error', (_ctx: unknown, err: Error) =>
+      log.error({ err: err.message }, 'embedded identity provider error'),
+    );
   }
 
   /** One client per distinct app client id, with every callback URL its hosts can produce. */
@@ -252,7 +331,11 @@ export class EmbeddedIdp {
     const byId = new Map<string, { secret: string | undefined; redirects: Set<string>; logouts: Set<string> }>();
     for (const app of apps) {
       if (app.preauth !== 'oidc' || app.host.startsWith('*.')) continue;
-      const entry = byId.get(app.clientId) ?? { secret: app.clientSecret, redirects: new Set<string>(), logouts: new Set<string>() };
+      const entry = byId.get(app.clientId) ?? {
+        secret: app.clientSecret,
+        redirects: new Set<string>(),
+        logouts: new Set<string>(),
+      };
       for (const port of new Set(['', app.externalUrl.port, String(this.options.publicPort)])) {
         const origin = `https://${app.host}${port && port !== '443' ? `:${port}` : ''}`;
         entry.redirects.add(`${origin}${app.pathPrefix}.proxyctl/callback`);
@@ -262,15 +345,21 @@ export class EmbeddedIdp {
     }
     const clients: ClientMetadata[] = [...byId].map(([id, c]) => ({
       client_id: id,
-      ...(c.secret ? { client_secret: c.secret, token_endpoint_auth_method: 'client_secret_basic' } : { token_endpoint_auth_method: 'none' }),
+      ...(c.secret
+        ? { client_secret: c.secret, token_endpoint_auth_method: 'client_secret_basic' }
+        : { token_endpoint_auth_method: 'none' }),
       grant_types: ['authorization_code'],
       response_types: ['code'],
       redirect_uris: [...c.redirects],
       post_logout_redirect_uris: [...c.logouts],
     }));
     clients.push({
-      client_id: CLI_CLIENT_ID, token_endpoint_auth_method: 'none', application_type: 'native',
-      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'], response_types: [], redirect_uris: [],
+      client_id: CLI_CLIENT_ID,
+      token_endpoint_auth_method: 'none',
+      application_type: 'native',
+      grant_types: ['urn:ietf:params:oauth:grant-type:device_code'],
+      response_types: [],
+      redirect_uris: [],
     });
     return clients;
   }
@@ -283,31 +372,54 @@ export class EmbeddedIdp {
       return;
     }
     // Here too for the redirects oidc-provider writes itself (interactionFinished).
-    for (const [name, value] of Object.entries(securityHeaders('page', { formAction: null }))) res.setHeader(name, value);
+    for (const [name, value] of Object.entries(securityHeaders('page', { formAction: null })))
+      res.setHeader(name, value);
     this.interaction(req, res, m[1]!, m[2]).catch((err: unknown) => {
       const requestId = randomUUID();
       this.options.log.warn({ request_id: requestId, err: (err as Error).message }, 'sign-in interaction failed');
-      renderError(req, res, new ProxyctlError('ERR_SIGNIN_STATE', 'This sign-in page has expired. Go back to the application and start again.', { status: 400 }), requestId);
+      renderError(
+        req,
+        res,
+        new ProxyctlError(
+          'ERR_SIGNIN_STATE',
+          'This sign-in page has expired. Go back to the application and start again.',
+          { status: 400 },
+        ),
+        requestId,
+      );
     });
   }
 
-  private async interaction(req: IncomingMessage, res: ServerResponse, uid: string, step: string | undefined): Promise<void> {
+  private async interaction(
+    req: IncomingMessage,
+    res: ServerResponse,
+    uid: string,
+    step: string | undefined,
+  ): Promise<void> {
     const details = (await this.provider.interactionDetails(req, res)) as unknown as InteractionDetails;
     if (details.uid !== uid) throw new Error('interaction mismatch');
     const base = `/interaction/${uid}`;
     const stepUp = param(details.params['acr_values']).split(' ').includes('mfa');
     if (details.prompt.name === 'consent') {
       // First-party clients: consent to what was asked.
-      const grant = new this.provider.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
+      const grant = new this.provider.Grant({
+        accountId: details.session!.accountId!,
+        clientId: String(details.params['client_id']),
+      });
       grant.addOIDCScope(param(details.params['scope']) || 'openid');
       grant.addOIDCClaims(['email', 'email_verified', 'name', this.options.identity.groupsClaim]);
-      if (param(details.params['resource'])) grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
+      if (param(details.params['resource']))
+        grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
       const grantId = await grant.save();
       await this.provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
       return;
     }
     if (req.method === 'GET') {
-      send(res, 200, this.pendingSecondFactor.has(uid) ? totpPage(`${base}/totp`, {}) : loginPage(`${base}/login`, { stepUp }));
+      send(
+        res,
+        200,
+        this.pendingSecondFactor.has(uid) ? totpPage(`${base}/totp`, {}) : loginPage(`${base}/login`, { stepUp }),
+      );
       return;
     }
     const form = new URLSearchParams(await readBody(req, 8192));
@@ -318,16 +430,29 @@ export class EmbeddedIdp {
       // Checked before the user is looked up: the answer is the same whether or not the user exists.
       const gate = this.throttle.check(username, client);
       if (!gate.allowed) {
-        this.refuseThrottled(res, gate, loginPage(`${base}/login`, { error: tooManyAttempts(gate.retryAfterS), username, stepUp }), username, client);
+        this.refuseThrottled(
+          res,
+          gate,
+          loginPage(`${base}/login`, { error: tooManyAttempts(gate.retryAfterS), username, stepUp }),
+          username,
+          client,
+        );
         return;
       }
       const user = this.users.find(username);
       // Verify even for unknown users so timing does not reveal which names exist.
-      const ok = await verifyPassword(form.get('password') ?? '', user?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA');
+      const ok = await verifyPassword(
+        form.get('password') ?? '',
+        user?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
+      );
       if (!user || !ok) {
         this.throttle.failure(username, client);
         this.options.log.info({ username, client }, 'embedded sign-in failed: bad credentials');
-        send(res, 401, loginPage(`${base}/login`, { error: 'The username or password is incorrect.', username, stepUp }));
+        send(
+          res,
+          401,
+          loginPage(`${base}/login`, { error: 'The username or password is incorrect.', username, stepUp }),
+        );
         return;
       }
       // The second factor is asked for when the relying party requests it (acr_values=mfa):
@@ -338,7 +463,15 @@ export class EmbeddedIdp {
         return;
       }
       if (stepUp) {
-        send(res, 403, loginPage(`${base}/login`, { error: 'This application requires a second factor, and your account has none enrolled. Ask your administrator.', stepUp }));
+        send(
+          res,
+          403,
+          loginPage(`${base}/login`, {
+            error:
+              'This application requires a second factor, and your account has none enrolled. Ask your administrator.',
+            stepUp,
+          }),
+        );
         return;
       }
       this.throttle.success(user.username, client);
@@ -354,16 +487,27 @@ export class EmbeddedIdp {
       }
       const gate = this.throttle.check(pending.username, client);
       if (!gate.allowed) {
-        this.refuseThrottled(res, gate, totpPage(`${base}/totp`, { error: tooManyAttempts(gate.retryAfterS) }), pending.username, client);
+        this.refuseThrottled(
+          res,
+          gate,
+          totpPage(`${base}/totp`, { error: tooManyAttempts(gate.retryAfterS) }),
+          pending.username,
+          client,
+        );
         return;
       }
       const user = this.users.find(pending.username);
-      const codeStep = user?.totpSecret ? totpStep(user.totpSecret, (form.get('code') ?? '').trim(), this.now()) : undefined;
+      const codeStep = user?.totpSecret
+        ? totpStep(user.totpSecret, (form.get('code') ?? '').trim(), this.now())
+        : undefined;
       // A code is good once (RFC 6238 §5.2): its step must be later than the last accepted one.
       // The store decides atomically, so two relays or two tabs cannot both use one code.
       if (!user || codeStep === undefined || !this.options.users.acceptTotpStep(user.username, codeStep)) {
         this.throttle.failure(pending.username, client);
-        this.options.log.info({ username: pending.username, client, replay: codeStep !== undefined }, 'embedded sign-in failed: bad second factor');
+        this.options.log.info(
+          { username: pending.username, client, replay: codeStep !== undefined },
+          'embedded sign-in failed: bad second factor',
+        );
         send(res, 401, totpPage(`${base}/totp`, { error: 'That code is not valid. Try the current one.' }));
         return;
       }
@@ -375,8 +519,17 @@ export class EmbeddedIdp {
     renderError(req, res, new ProxyctlError('ERR_NOT_FOUND', 'No such sign-in step.', { status: 404 }), randomUUID());
   }
 
-  private refuseThrottled(res: ServerResponse, gate: Extract<ThrottleVerdict, { allowed: false }>, html: string, username: string, client: string): void {
-    this.options.log.warn({ username, client, scope: gate.scope, retry_after_s: gate.retryAfterS }, 'embedded sign-in slowed: too many attempts');
+  private refuseThrottled(
+    res: ServerResponse,
+    gate: Extract<ThrottleVerdict, { allowed: false }>,
+    html: string,
+    username: string,
+    client: string,
+  ): void {
+    this.options.log.warn(
+      { username, client, scope: gate.scope, retry_after_s: gate.retryAfterS },
+      'embedded sign-in slowed: too many attempts',
+    );
     send(res, 429, html, { 'retry-after': String(gate.retryAfterS) });
   }
 
@@ -391,9 +544,19 @@ export class EmbeddedIdp {
     this.pendingSecondFactor.set(uid, { username, at: now });
   }
 
-  private async finishLogin(req: IncomingMessage, res: ServerResponse, accountId: string, amr: string[]): Promise<void> {
+  private async finishLogin(
+    req: IncomingMessage,
+    res: ServerResponse,
+    accountId: string,
+    amr: string[],
+  ): Promise<void> {
     this.options.log.info({ username: accountId, amr }, 'embedded sign-in succeeded');
-    await this.provider.interactionFinished(req, res, { login: { accountId, amr, acr: amr.includes('mfa') ? 'mfa' : 'pwd' } }, { mergeWithLastSubmission: false });
+    await this.provider.interactionFinished(
+      req,
+      res,
+      { login: { accountId, amr, acr: amr.includes('mfa') ? 'mfa' : 'pwd' } },
+      { mergeWithLastSubmission: false },
+    );
   }
 
   reloadUsers(): void {

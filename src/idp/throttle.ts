@@ -58,13 +58,20 @@ export type ThrottleVerdict = { allowed: true } | { allowed: false; retryAfterS:
 /** How many of the oldest entries a sweep or an eviction looks through. */
 const EVICT_SCAN = 64;
 
-interface Level { level: number; at: number; nextAt: number }
+interface Level {
+  level: number;
+  at: number;
+  nextAt: number;
+}
 
 /** One scope's leaky counters, bounded; the least recently failed key is evicted first. */
 class DelayCounter {
   private readonly entries = new Map<string, Level>();
 
-  constructor(private readonly rule: DelayRule, private readonly maxEntries: number) {}
+  constructor(
+    private readonly rule: DelayRule,
+    private readonly maxEntries: number,
+  ) {}
 
   get size(): number {
     return this.entries.size;
@@ -122,7 +129,10 @@ class DelayCounter {
     let scanned = 0;
     for (const [k, e] of this.entries) {
       victim ??= k;
-      if (e.nextAt <= now) { victim = k; break; }
+      if (e.nextAt <= now) {
+        victim = k;
+        break;
+      }
       if (++scanned >= EVICT_SCAN) break;
     }
     if (victim !== undefined) this.entries.delete(victim);
@@ -181,7 +191,13 @@ export class LoginThrottle {
   /** Keys tracked per scope, and accounts with known sources. */
   get sizes(): Record<ThrottleScope | 'known', number> {
     const c = this.counters;
-    return { pair: c.pair.size, account: c.account.size, address: c.address.size, network: c.network.size, known: this.known.size };
+    return {
+      pair: c.pair.size,
+      account: c.account.size,
+      address: c.address.size,
+      network: c.network.size,
+      known: this.known.size,
+    };
   }
 
   /** May an attempt for `username` from `address` be evaluated now? The same answer whether or not the user exists. */
@@ -195,7 +211,9 @@ export class LoginThrottle {
       const ms = this.counters[scope].wait(keys[scope], now);
       if (ms > worst.ms) worst = { ms, scope };
     }
-    return worst.ms > 0 ? { allowed: false, retryAfterS: Math.max(1, Math.ceil(worst.ms / 1000)), scope: worst.scope } : { allowed: true };
+    return worst.ms > 0
+      ? { allowed: false, retryAfterS: Math.max(1, Math.ceil(worst.ms / 1000)), scope: worst.scope }
+      : { allowed: true };
   }
 
   /** A wrong password or code: counts in every scope, known source or not. */

@@ -25,7 +25,13 @@ export const USERNAME_PATTERN = /^[a-z0-9][a-z0-9._@-]{0,63}$/;
 
 const HASH_FORMAT = /^scrypt\$(\d{1,8})\$(\d{1,3})\$(\d{1,3})\$([A-Za-z0-9_-]+)\$([A-Za-z0-9_-]+)$/;
 
-interface ScryptParams { N: number; r: number; p: number; salt: Buffer; key: Buffer }
+interface ScryptParams {
+  N: number;
+  r: number;
+  p: number;
+  salt: Buffer;
+  key: Buffer;
+}
 
 /** Memory OpenSSL needs for these parameters (V + B), plus headroom. */
 const maxmemFor = (N: number, r: number, p: number): number => 128 * r * (N + 2 + p) + 1024 * 1024;
@@ -71,10 +77,18 @@ function derive(pw: string, salt: Buffer, keylen: number, N: number, r: number, 
 export function checkPasswordStrength(pw: string): void {
   const chars = typeof pw === 'string' ? [...pw].length : 0;
   if (chars < PASSWORD_MIN_CHARS) {
-    throw new ProxyctlError('ERR_USAGE', `password too short: ${chars} characters, at least ${PASSWORD_MIN_CHARS} needed`, { status: 400 });
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `password too short: ${chars} characters, at least ${PASSWORD_MIN_CHARS} needed`,
+      { status: 400 },
+    );
   }
   if (chars > PASSWORD_MAX_CHARS) {
-    throw new ProxyctlError('ERR_USAGE', `password too long: ${chars} characters, at most ${PASSWORD_MAX_CHARS} allowed`, { status: 400 });
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `password too long: ${chars} characters, at most ${PASSWORD_MAX_CHARS} allowed`,
+      { status: 400 },
+    );
   }
 }
 
@@ -160,7 +174,9 @@ export function loadUsersFile(file: string): UserRecord[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read users file ${file}: ${(err as Error).message}`, { cause: err });
+    throw new ProxyctlError('ERR_CONFIG_READ', `cannot read users file ${file}: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
   return parseUsersFile(text, file);
 }
@@ -182,17 +198,28 @@ export function parseUsersFile(text: string, where: string, now = Date.now()): U
       if (!u) return;
       const rawName = u['username'];
       const lower = typeof rawName === 'string' ? rawName.toLowerCase() : rawName;
-      const username = str(v, join(at, 'username'), lower, undefined, USERNAME_PATTERN,
-        'a user name of letters, digits, ".", "_", "@" and "-" (at most 64, case-insensitive)');
+      const username = str(
+        v,
+        join(at, 'username'),
+        lower,
+        undefined,
+        USERNAME_PATTERN,
+        'a user name of letters, digits, ".", "_", "@" and "-" (at most 64, case-insensitive)',
+      );
       if (username !== undefined) {
         const first = seen.get(username);
-        if (first !== undefined) v.fail(join(at, 'username'), rawName, `a user name not already used (users[${first}] has it)`);
+        if (first !== undefined)
+          v.fail(join(at, 'username'), rawName, `a user name not already used (users[${first}] has it)`);
         else seen.set(username, i);
       }
       const hashValue = u['passwordHash'];
       const passwordHash = str(v, join(at, 'passwordHash'), hashValue);
       if (passwordHash !== undefined && !isPasswordHash(passwordHash)) {
-        v.fail(join(at, 'passwordHash'), '(hidden)', 'an scrypt hash of the form scrypt$N$r$p$<salt>$<hash> (never a plain password)');
+        v.fail(
+          join(at, 'passwordHash'),
+          '(hidden)',
+          'an scrypt hash of the form scrypt$N$r$p$<salt>$<hash> (never a plain password)',
+        );
       }
       const email = optStr(v, join(at, 'email'), u['email']);
       if (email !== undefined && !EMAIL.test(email)) v.fail(join(at, 'email'), email, 'an e-mail address');
@@ -202,13 +229,24 @@ export function parseUsersFile(text: string, where: string, now = Date.now()): U
       let totpSecret: string | null = null;
       if (u['totpSecret'] !== undefined) {
         const s = typeof u['totpSecret'] === 'string' ? u['totpSecret'].toUpperCase() : undefined;
-        if (s === undefined || !parseSecret(s)) v.fail(join(at, 'totpSecret'), typeof u['totpSecret'] === 'string' ? '(hidden)' : u['totpSecret'], 'a base32 TOTP secret of at least 80 bits');
+        if (s === undefined || !parseSecret(s))
+          v.fail(
+            join(at, 'totpSecret'),
+            typeof u['totpSecret'] === 'string' ? '(hidden)' : u['totpSecret'],
+            'a base32 TOTP secret of at least 80 bits',
+          );
         else totpSecret = s;
       }
       if (username !== undefined && passwordHash !== undefined) {
         users.push({
-          username, passwordHash, email: email ?? null, name: name ?? null,
-          groups: [...new Set(groups)], roles: [...new Set(roles)], totpSecret, createdAt: now,
+          username,
+          passwordHash,
+          email: email ?? null,
+          name: name ?? null,
+          groups: [...new Set(groups)],
+          roles: [...new Set(roles)],
+          totpSecret,
+          createdAt: now,
         });
       }
     });

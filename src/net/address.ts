@@ -102,7 +102,8 @@ export function cidrsOverlap(a: Cidr, b: Cidr): boolean {
 /** An address as a proxy writes it in X-Forwarded-For: bare, "1.2.3.4:port" or "[v6]" / "[v6]:port". */
 export function parseForwardedAddress(entry: string): string | undefined {
   let a = entry.trim();
-  const withPort = /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(a) ?? /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(a);
+  const withPort =
+    /^\[([0-9a-fA-F:.]+)\](?::(\d{1,5}))?$/.exec(a) ?? /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):(\d{1,5})$/.exec(a);
   if (withPort) {
     if (withPort[2] !== undefined && Number(withPort[2]) > 65535) return undefined;
     a = withPort[1]!;

@@ -6,20 +6,49 @@
 
 const EXACT = new Set([
   // oauth2-proxy and friends
-  'x-forwarded-user', 'x-forwarded-email', 'x-forwarded-groups', 'x-forwarded-preferred-username', 'x-forwarded-access-token',
+  'x-forwarded-user',
+  'x-forwarded-email',
+  'x-forwarded-groups',
+  'x-forwarded-preferred-username',
+  'x-forwarded-access-token',
   'x-auth-request-redirect',
   // Teleport, Google IAP, Cloudflare Access, vouch, Grafana/Apache-style auth proxies
-  'teleport-jwt-assertion', 'x-goog-iap-jwt-assertion', 'cf-access-jwt-assertion', 'cf-access-authenticated-user-email',
-  'x-remote-user', 'x-remote-email', 'x-remote-groups', 'x-remote-group', 'remote-user',
+  'teleport-jwt-assertion',
+  'x-goog-iap-jwt-assertion',
+  'cf-access-jwt-assertion',
+  'cf-access-authenticated-user-email',
+  'x-remote-user',
+  'x-remote-email',
+  'x-remote-groups',
+  'x-remote-group',
+  'remote-user',
   // Path and origin overrides that frameworks honour (IIS/Symfony, nginx, Envoy, Spring)
-  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-original-method', 'x-envoy-original-path',
-  'x-forwarded-uri', 'x-forwarded-prefix', 'x-forwarded-path', 'x-forwarded-port', 'x-forwarded-scheme',
-  'x-forwarded-ssl', 'x-forwarded-server', 'x-forwarded-protocol', 'x-url-scheme', 'front-end-https',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-uri',
+  'x-original-method',
+  'x-envoy-original-path',
+  'x-forwarded-uri',
+  'x-forwarded-prefix',
+  'x-forwarded-path',
+  'x-forwarded-port',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'x-forwarded-server',
+  'x-forwarded-protocol',
+  'x-url-scheme',
+  'front-end-https',
 ]);
 
 const PREFIXES = [
-  'x-auth-request-', 'x-pomerium-', 'x-goog-authenticated-user-', 'x-amzn-oidc-', 'x-ms-client-principal',
-  'x-ms-token-', 'x-vouch-', 'x-webauth-',
+  'x-auth-request-',
+  'x-pomerium-',
+  'x-goog-authenticated-user-',
+  'x-amzn-oidc-',
+  'x-ms-client-principal',
+  'x-ms-token-',
+  'x-vouch-',
+  'x-webauth-',
 ];
 
 /**

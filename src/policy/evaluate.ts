@@ -12,7 +12,18 @@
 //   * no applicable policy: allow.
 import { AddressSet } from '../net/address.js';
 import { userMatches } from './assignment.js';
-import { WEEKDAYS, type AccessConfig, type Decision, type IncludeExclude, type NamedLocation, type Policy, type PolicyResult, type SignInContext, type TimeWindow, type Weekday } from './model.js';
+import {
+  WEEKDAYS,
+  type AccessConfig,
+  type Decision,
+  type IncludeExclude,
+  type NamedLocation,
+  type Policy,
+  type PolicyResult,
+  type SignInContext,
+  type TimeWindow,
+  type Weekday,
+} from './model.js';
 
 const sets = new WeakMap<NamedLocation, AddressSet>();
 
@@ -30,14 +41,23 @@ export function inLocation(loc: NamedLocation, ctx: Pick<SignInContext, 'ip' | '
   return ctx.country !== undefined && loc.countries.includes(ctx.country);
 }
 
-function matches<T extends string>(set: IncludeExclude<T>, has: (v: T) => boolean): 'included' | 'excluded' | 'notIncluded' {
+function matches<T extends string>(
+  set: IncludeExclude<T>,
+  has: (v: T) => boolean,
+): 'included' | 'excluded' | 'notIncluded' {
   if (set.exclude.some(has)) return 'excluded';
   if (set.include.includes('all') || set.include.some((v) => v !== 'all' && has(v))) return 'included';
   return 'notIncluded';
 }
 
 function minutesIn(time: Date, timeZone: string): { day: string; minutes: number } {
-  const parts = new Intl.DateTimeFormat('en-GB', { timeZone, weekday: 'short', hour: '2-digit', minute: '2-digit', hourCycle: 'h23' }).formatToParts(time);
+  const parts = new Intl.DateTimeFormat('en-GB', {
+    timeZone,
+    weekday: 'short',
+    hour: '2-digit',
+    minute: '2-digit',
+    hourCycle: 'h23',
+  }).formatToParts(time);
   const get = (t: string) => parts.find((p) => p.type === t)?.value ?? '';
   return { day: get('weekday').toLowerCase().slice(0, 3), minutes: Number(get('hour')) * 60 + Number(get('minute')) };
 }
@@ -46,9 +66,10 @@ export function inWindow(w: TimeWindow, time: Date): boolean {
   const { day, minutes } = minutesIn(time, w.timeZone);
   // A window belongs to the day it starts on: 22:00-06:00 on fri covers early saturday.
   const yesterday = WEEKDAYS[(WEEKDAYS.indexOf(day as Weekday) + 6) % 7]!;
-  const inside = w.fromMin < w.toMin
-    ? w.days.includes(day as Weekday) && minutes >= w.fromMin && minutes < w.toMin
-    : (w.days.includes(day as Weekday) && minutes >= w.fromMin) || (w.days.includes(yesterday) && minutes < w.toMin);
+  const inside =
+    w.fromMin < w.toMin
+      ? w.days.includes(day as Weekday) && minutes >= w.fromMin && minutes < w.toMin
+      : (w.days.includes(day as Weekday) && minutes >= w.fromMin) || (w.days.includes(yesterday) && minutes < w.toMin);
   return w.outside ? !inside : inside;
 }
 
@@ -64,14 +85,20 @@ function applies(p: Policy, cfg: AccessConfig, ctx: SignInContext): { applies: b
   if (app !== 'included') return { applies: false, why: app === 'excluded' ? 'app excluded' : 'app not assigned' };
   if (p.locations) {
     const byName = new Map(cfg.namedLocations.map((l) => [l.name, l]));
-    const loc = matches(p.locations, (name) => { const l = byName.get(name); return !!l && inLocation(l, ctx); });
-    if (loc !== 'included') return { applies: false, why: loc === 'excluded' ? 'location excluded' : 'location not included' };
+    const loc = matches(p.locations, (name) => {
+      const l = byName.get(name);
+      return !!l && inLocation(l, ctx);
+    });
+    if (loc !== 'included')
+      return { applies: false, why: loc === 'excluded' ? 'location excluded' : 'location not included' };
   }
   if (p.platforms) {
     const pl = matches(p.platforms, (x) => x === ctx.platform);
-    if (pl !== 'included') return { applies: false, why: `platform ${ctx.platform} ${pl === 'excluded' ? 'excluded' : 'not included'}` };
+    if (pl !== 'included')
+      return { applies: false, why: `platform ${ctx.platform} ${pl === 'excluded' ? 'excluded' : 'not included'}` };
   }
-  if (p.signInRisk && !p.signInRisk.includes(ctx.risk)) return { applies: false, why: `sign-in risk ${ctx.risk} not in ${p.signInRisk.join(', ')}` };
+  if (p.signInRisk && !p.signInRisk.includes(ctx.risk))
+    return { applies: false, why: `sign-in risk ${ctx.risk} not in ${p.signInRisk.join(', ')}` };
   if (p.time && !inWindow(p.time, ctx.time)) return { applies: false, why: `time outside ${p.time.text}` };
   return { applies: true, why: 'assigned, all conditions match' };
 }
@@ -115,17 +142,32 @@ export function evaluate(cfg: AccessConfig, ctx: SignInContext): Decision {
     const req = requirementsOf(p);
     const missing = req.filter((r) => !met(r, ctx));
     const ok = p.grant.operator === 'all' ? missing.length === 0 : missing.length < req.length;
-    results.push({ name: p.name, state: p.state, applies: true, why: a.why, outcome: ok ? 'granted' : 'unsatisfied', missing: ok ? [] : missing });
+    results.push({
+      name: p.name,
+      state: p.state,
+      applies: true,
+      why: a.why,
+      outcome: ok ? 'granted' : 'unsatisfied',
+      missing: ok ? [] : missing,
+    });
   }
 
   const enforced = results.filter((r) => r.state === 'on' && r.applies);
   const session = sessionControls(cfg, enforced);
   const blocked = enforced.find((r) => r.outcome === 'blocked');
   if (blocked) {
-    return { result: 'deny', policies: results, decidedBy: blocked.name, hint: 'This policy blocks access in this situation. Contact your administrator.', stepUp: undefined, session };
+    return {
+      result: 'deny',
+      policies: results,
+      decidedBy: blocked.name,
+      hint: 'This policy blocks access in this situation. Contact your administrator.',
+      stepUp: undefined,
+      session,
+    };
   }
   const unsatisfied = enforced.filter((r) => r.outcome === 'unsatisfied');
-  if (unsatisfied.length === 0) return { result: 'allow', policies: results, decidedBy: undefined, hint: undefined, stepUp: undefined, session };
+  if (unsatisfied.length === 0)
+    return { result: 'allow', policies: results, decidedBy: undefined, hint: undefined, stepUp: undefined, session };
 
   const byName = new Map(cfg.policies.map((p) => [p.name, p]));
   // Step-up works when, for every unsatisfied policy, signing in again could satisfy it.
@@ -142,7 +184,9 @@ export function evaluate(cfg: AccessConfig, ctx: SignInContext): Decision {
   const p0 = byName.get(first.name)!;
   const hint = `Access requires ${first.missing.map(describeRequirement).join(p0.grant.operator === 'all' ? ' and ' : ' or ')}.`;
   if (canStepUp) {
-    const acr = unsatisfied.map((r) => r.missing.find((m) => m.startsWith('acr:'))?.slice(4)).find((x) => x !== undefined);
+    const acr = unsatisfied
+      .map((r) => r.missing.find((m) => m.startsWith('acr:'))?.slice(4))
+      .find((x) => x !== undefined);
     const mfa = unsatisfied.some((r) => r.missing.includes('mfa'));
     return { result: 'stepUp', policies: results, decidedBy: first.name, hint, stepUp: { acr, mfa }, session };
   }

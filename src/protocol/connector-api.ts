@@ -44,19 +44,29 @@ export function decodeHeaderPairs(text: string): HeaderPairs | undefined {
 }
 
 /** Why a connector could not produce a response; the relay renders the page. */
-export type BackendFailure = 'ERR_BACKEND_UNREACHABLE' | 'ERR_BACKEND_TIMEOUT' | 'ERR_APP_UNKNOWN' | 'ERR_BACKEND_FAILED';
+export type BackendFailure =
+  'ERR_BACKEND_UNREACHABLE' | 'ERR_BACKEND_TIMEOUT' | 'ERR_APP_UNKNOWN' | 'ERR_BACKEND_FAILED';
 
 /** The body of requestPath(id, 'error'). */
-export interface FailureReport { code: BackendFailure; message: string }
+export interface FailureReport {
+  code: BackendFailure;
+  message: string;
+}
 
-const BACKEND_FAILURES: ReadonlySet<string> = new Set<BackendFailure>(['ERR_BACKEND_UNREACHABLE', 'ERR_BACKEND_TIMEOUT', 'ERR_APP_UNKNOWN', 'ERR_BACKEND_FAILED']);
+const BACKEND_FAILURES: ReadonlySet<string> = new Set<BackendFailure>([
+  'ERR_BACKEND_UNREACHABLE',
+  'ERR_BACKEND_TIMEOUT',
+  'ERR_APP_UNKNOWN',
+  'ERR_BACKEND_FAILED',
+]);
 /** Longer failure messages are cut, not refused: the text is for the user's error page. */
 export const FAILURE_MESSAGE_MAX = 300;
 
 /** A failure report as the relay accepts it; undefined when the code is not one of BackendFailure. */
 export function parseFailureReport(body: unknown): FailureReport | undefined {
   if (!isRecord(body) || typeof body['code'] !== 'string' || !BACKEND_FAILURES.has(body['code'])) return undefined;
-  const message = typeof body['message'] === 'string' ? body['message'].slice(0, FAILURE_MESSAGE_MAX) : 'the application failed';
+  const message =
+    typeof body['message'] === 'string' ? body['message'].slice(0, FAILURE_MESSAGE_MAX) : 'the application failed';
   return { code: body['code'] as BackendFailure, message };
 }
 
@@ -99,9 +109,15 @@ export interface RegisterResponse {
   notAfter: string;
 }
 
-export interface IdentityInfo { issuer: string; cliClientId: string | undefined; adminAudience: string }
+export interface IdentityInfo {
+  issuer: string;
+  cliClientId: string | undefined;
+  adminAudience: string;
+}
 
-export interface RenewRequest { csr: string }
+export interface RenewRequest {
+  csr: string;
+}
 export type RenewResponse = RegisterResponse;
 
 export interface ConnectorAppConfig {
@@ -146,7 +162,14 @@ export const MAX_CONTROL_MESSAGE = 1024 * 1024;
  * caught at the edge. A request's target and headers are bounded by the public
  * listener's header limits (up to 1 MiB), so only by MAX_CONTROL_MESSAGE here.
  */
-export const MESSAGE_LIMITS = { id: 64, name: 63, version: 128, reason: 1024, method: 32, target: MAX_CONTROL_MESSAGE } as const;
+export const MESSAGE_LIMITS = {
+  id: 64,
+  name: 63,
+  version: 128,
+  reason: 1024,
+  method: 32,
+  target: MAX_CONTROL_MESSAGE,
+} as const;
 
 export type Parsed<T> = { ok: true; message: T } | { ok: false; error: string };
 
@@ -168,7 +191,8 @@ export function parseRelayMessage(text: string): Parsed<RelayMessage> {
     case 'request': {
       const problem = fields(v, { id: L.id, app: L.name, method: L.method, target: L.target });
       if (problem) return problem;
-      if (typeof v['body'] !== 'boolean' || typeof v['upgrade'] !== 'boolean') return bad('request: body and upgrade must be booleans');
+      if (typeof v['body'] !== 'boolean' || typeof v['upgrade'] !== 'boolean')
+        return bad('request: body and upgrade must be booleans');
       if (!isHeaderPairs(v['headers'])) return bad('request: headers must be a list of [name, value] string pairs');
       return ok(v as unknown as QueuedRequest);
     }
@@ -202,7 +226,10 @@ function isRecord(v: unknown): v is Record<string, unknown> {
 }
 
 function isHeaderPairs(v: unknown): v is HeaderPairs {
-  return Array.isArray(v) && v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string');
+  return (
+    Array.isArray(v) &&
+    v.every((p) => Array.isArray(p) && p.length === 2 && typeof p[0] === 'string' && typeof p[1] === 'string')
+  );
 }
 
 /** Each named field must be a string of at most its limit (ids and names also non-empty). */
@@ -233,7 +260,12 @@ export interface ApiErrorBody {
  */
 export const INLINE_MAX = 64 * 1024;
 
-export interface InlineResponseHead { type: 'response'; id: string; status: number; headers: HeaderPairs }
+export interface InlineResponseHead {
+  type: 'response';
+  id: string;
+  status: number;
+  headers: HeaderPairs;
+}
 
 export function encodeInlineResponse(head: InlineResponseHead, body: Buffer): Buffer {
   // One allocation for the whole frame: this runs for most responses.
@@ -252,7 +284,13 @@ export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead;
   if (n > frame.length - 4 || n > 256 * 1024) return undefined;
   try {
     const head = JSON.parse(frame.toString('utf8', 4, 4 + n)) as InlineResponseHead;
-    if (head?.type !== 'response' || typeof head.id !== 'string' || head.id.length > MESSAGE_LIMITS.id || !Number.isInteger(head.status)) return undefined;
+    if (
+      head?.type !== 'response' ||
+      typeof head.id !== 'string' ||
+      head.id.length > MESSAGE_LIMITS.id ||
+      !Number.isInteger(head.status)
+    )
+      return undefined;
     if (!isHeaderPairs(head.headers)) return undefined;
     return { head, body: frame.subarray(4 + n) };
   } catch {

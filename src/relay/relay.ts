@@ -78,15 +78,19 @@ export class Relay {
     private readonly options: RelayOptions,
   ) {
     this.ring = ring;
-    this.channels = new ChannelRegistry(options.log, {
-      onSeen: (ch) => {
-        try {
-          this.store.connectors.touch(ch.connectorId, ch.version, this.now());
-        } catch (err) {
-          options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
-        }
+    this.channels = new ChannelRegistry(
+      options.log,
+      {
+        onSeen: (ch) => {
+          try {
+            this.store.connectors.touch(ch.connectorId, ch.version, this.now());
+          } catch (err) {
+            options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
+          }
+        },
       },
-    }, options.clock);
+      options.clock,
+    );
     this.queue = new RequestQueue(this.channels, options.log, options.clock);
     this.dataPlane = new DataPlane(this.queue, options.log, () => this.state.config);
     this.assertions = new AssertionSigner(() => this.ring);
@@ -95,10 +99,21 @@ export class Relay {
     this.signIns = new SignInLog(common);
     this.authentication = new Authentication(common);
     this.signIn = new SignIn({ ...common, signIns: this.signIns });
-    this.relayOwned = new RelayOwned({ ...common, authentication: this.authentication, signIn: this.signIn, signIns: this.signIns });
+    this.relayOwned = new RelayOwned({
+      ...common,
+      authentication: this.authentication,
+      signIn: this.signIn,
+      signIns: this.signIns,
+    });
     this.state = {
-      generation: 1, config, edge: edgeLimitsFor(config), verifier: makeVerifier(config, options), oidc: this.oidcFor(config, undefined),
-      idp: undefined, authorizer: this.authorizerFor(config), tls: undefined,
+      generation: 1,
+      config,
+      edge: edgeLimitsFor(config),
+      verifier: makeVerifier(config, options),
+      oidc: this.oidcFor(config, undefined),
+      idp: undefined,
+      authorizer: this.authorizerFor(config),
+      tls: undefined,
     };
   }
 
@@ -129,7 +144,10 @@ export class Relay {
   private loopbackFetch(cfg: RelayConfig): typeof fetch {
     const target = ['0.0.0.0', '::', ''].includes(cfg.public.host) ? '127.0.0.1' : cfg.public.host;
     this.loopbackAgent ??= new Agent({
-      connect: { ca: this.ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: target, family: target.includes(':') ? 6 : 4 }]) },
+      connect: {
+        ca: this.ca.certPem,
+        lookup: (_h, _o, cb) => cb(null, [{ address: target, family: target.includes(':') ? 6 : 4 }]),
+      },
     });
     const dispatcher = this.loopbackAgent;
     return (input: string | URL | Request, init?: RequestInit) =>
@@ -137,11 +155,20 @@ export class Relay {
   }
 
   private oidcFor(cfg: RelayConfig, idp: EmbeddedIdp | undefined, fetchFn?: typeof fetch): OidcClients {
-    return new OidcClients({ issuer: () => issuerOf(cfg, idp), clockSkewMs: cfg.identity.clockSkewMs, scopes: cfg.identity.scopes, ...(fetchFn ? { fetch: fetchFn } : {}) });
+    return new OidcClients({
+      issuer: () => issuerOf(cfg, idp),
+      clockSkewMs: cfg.identity.clockSkewMs,
+      scopes: cfg.identity.scopes,
+      ...(fetchFn ? { fetch: fetchFn } : {}),
+    });
   }
 
   private authorizerFor(cfg: RelayConfig): Authorizer {
-    return new Authorizer(cfg.access, !!cfg.devices, { log: this.options.log, now: () => this.now(), signIns: this.signIns });
+    return new Authorizer(cfg.access, !!cfg.devices, {
+      log: this.options.log,
+      now: () => this.now(),
+      signIns: this.signIns,
+    });
   }
 
   /**
@@ -160,11 +187,23 @@ export class Relay {
         const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
         this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
         idp = await EmbeddedIdp.create({
-          issuer, dataDir: cfg.dataDir, users: this.store.users, artifacts: this.store.idpArtifacts, identity: cfg.identity, apps: cfg.apps, publicPort: port, log: this.options.log,
-          throttle: this.loginThrottle, clientAddress, ...(this.options.now ? { now: this.options.now } : {}),
+          issuer,
+          dataDir: cfg.dataDir,
+          users: this.store.users,
+          artifacts: this.store.idpArtifacts,
+          identity: cfg.identity,
+          apps: cfg.apps,
+          publicPort: port,
+          log: this.options.log,
+          throttle: this.loginThrottle,
+          clientAddress,
+          ...(this.options.now ? { now: this.options.now } : {}),
         });
         const fetchFn = this.loopbackFetch(cfg);
-        verifier = new AdminTokenVerifier({ ...cfg.identity, issuer: new URL(issuer) }, { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) });
+        verifier = new AdminTokenVerifier(
+          { ...cfg.identity, issuer: new URL(issuer) },
+          { fetch: fetchFn, ...(this.options.now ? { now: this.options.now } : {}) },
+        );
         oidc = this.oidcFor(cfg, idp, fetchFn);
       }
     } else if (identityChanged) {
@@ -172,7 +211,16 @@ export class Relay {
       oidc = this.oidcFor(cfg, idp);
     }
     const edge = JSON.stringify(cfg.limits) === JSON.stringify(prev.config.limits) ? prev.edge : edgeLimitsFor(cfg);
-    return { generation: prev.generation + 1, config: cfg, edge, verifier, oidc, idp, authorizer: this.authorizerFor(cfg), tls };
+    return {
+      generation: prev.generation + 1,
+      config: cfg,
+      edge,
+      verifier,
+      oidc,
+      idp,
+      authorizer: this.authorizerFor(cfg),
+      tls,
+    };
   }
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
@@ -197,8 +245,15 @@ export class Relay {
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
       {
-        config: () => this.withBoundUrl(this.state.config), store: this.store, ca: this.ca, verifier: { verify: (t) => this.state.verifier.verify(t) },
-        channels: this.channels, dataPlane: this.dataPlane, log: this.options.log, now: () => this.now(), clock: this.options.clock,
+        config: () => this.withBoundUrl(this.state.config),
+        store: this.store,
+        ca: this.ca,
+        verifier: { verify: (t) => this.state.verifier.verify(t) },
+        channels: this.channels,
+        dataPlane: this.dataPlane,
+        log: this.options.log,
+        now: () => this.now(),
+        clock: this.options.clock,
         identityInfo: () => ({
           issuer: this.issuer().href.replace(/\/$/, ''),
           cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
@@ -213,7 +268,10 @@ export class Relay {
     this.lastDataVersion = this.store.dataVersion();
     this.watchTimer = setInterval(() => this.watchStore(), this.options.storeWatchMs ?? 500);
     this.watchTimer.unref();
-    this.options.log.info({ listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir }, 'connector API listening');
+    this.options.log.info(
+      { listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir },
+      'connector API listening',
+    );
   }
 
   private readonly boundViews = new WeakMap<RelayConfig, RelayConfig>();
@@ -259,16 +317,27 @@ export class Relay {
       keepAliveTimeout: cfg.limits.idleTimeoutMs,
       maxHeaderSize: cfg.limits.maxHeaderBytes,
     });
-    server.setTimeout(Math.max(cfg.limits.idleTimeoutMs, cfg.limits.bodyIdleTimeoutMs) + 5_000, (socket) => socket.destroy());
-    new ConnectionCap(cfg.limits.connectionsPerIp, (address) => this.options.log.warn({ client: address }, 'too many connections from one address; refused')).attach(server);
+    server.setTimeout(Math.max(cfg.limits.idleTimeoutMs, cfg.limits.bodyIdleTimeoutMs) + 5_000, (socket) =>
+      socket.destroy(),
+    );
+    new ConnectionCap(cfg.limits.connectionsPerIp, (address) =>
+      this.options.log.warn({ client: address }, 'too many connections from one address; refused'),
+    ).attach(server);
     const path = createRequestPath({
-      state: () => this.state, queue: this.queue, assertions: this.assertions,
-      authentication: this.authentication, signIn: this.signIn, relayOwned: this.relayOwned,
-      publicPort: () => this.publicAddress().port, log: this.options.log,
+      state: () => this.state,
+      queue: this.queue,
+      assertions: this.assertions,
+      authentication: this.authentication,
+      signIn: this.signIn,
+      relayOwned: this.relayOwned,
+      publicPort: () => this.publicAddress().port,
+      log: this.options.log,
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
-    server.on('tlsClientError', (err: Error) => this.options.log.debug({ err: err.message }, 'public TLS handshake failed'));
+    server.on('tlsClientError', (err: Error) =>
+      this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
+    );
     server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
       // Requests the HTTP parser refuses never reach the request path: answer with the right status and close.
       if (!socket.writable || err.code === 'ECONNRESET') {
@@ -282,7 +351,15 @@ export class Relay {
       }
       const refusal = parserRefusal(err.code);
       const requestId = randomUUID();
-      this.options.log.info({ request_id: requestId, client: (socket as { remoteAddress?: string }).remoteAddress, code: err.code, status: refusal.status }, 'request refused by the HTTP parser');
+      this.options.log.info(
+        {
+          request_id: requestId,
+          client: (socket as { remoteAddress?: string }).remoteAddress,
+          code: err.code,
+          status: refusal.status,
+        },
+        'request refused by the HTTP parser',
+      );
       renderRaw(socket, refusal, requestId);
     });
     this.publicServer = server;
@@ -316,7 +393,10 @@ export class Relay {
       this.store.bumpGeneration();
       this.enforceRevocations();
       // Keys rotated by the admin CLI take effect without a restart.
-      KeyRing.load(this.store.keys).then((r) => (this.ring = r), (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'));
+      KeyRing.load(this.store.keys).then(
+        (r) => (this.ring = r),
+        (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'),
+      );
     } catch (err) {
       this.options.log.error({ err: (err as Error).message }, 'store watch failed');
     }
@@ -335,7 +415,11 @@ export class Relay {
 
   /** Registration by the relay's owner in-process (the demo): no token, recorded as `actor`. */
   registerLocal(request: RegisterRequest, actor: string): Promise<RegisterResponse> {
-    return issueConnectorIdentity({ ca: this.ca, store: this.store, config: () => this.state.config, log: this.options.log, now: () => this.now() }, request, `local:${actor}`);
+    return issueConnectorIdentity(
+      { ca: this.ca, store: this.store, config: () => this.state.config, log: this.options.log, now: () => this.now() },
+      request,
+      `local:${actor}`,
+    );
   }
 
   /** Revokes a connector in the store and cuts its channels at once. */
@@ -358,21 +442,35 @@ export class Relay {
     const prev = prevState.config;
     const restartNeeded: string[] = [];
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
-    if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port) restartNeeded.push('connectorApi.listen');
-    if (next.public.host !== prev.public.host || next.public.port !== prev.public.port) restartNeeded.push('public.listen');
+    if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port)
+      restartNeeded.push('connectorApi.listen');
+    if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
+      restartNeeded.push('public.listen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
-    for (const k of ['headersTimeoutMs', 'idleTimeoutMs', 'requestTimeoutMs', 'maxHeaderBytes', 'connectionsPerIp'] as const) {
+    for (const k of [
+      'headersTimeoutMs',
+      'idleTimeoutMs',
+      'requestTimeoutMs',
+      'maxHeaderBytes',
+      'connectionsPerIp',
+    ] as const) {
       if (next.limits[k] !== prev.limits[k]) restartNeeded.push(`limits.${k.replace(/Ms$/, '')}`);
     }
     if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
     const built = await this.buildState(next, prevState);
     // The certificate for connections without SNI follows the host list (open connections keep theirs).
     if (built.tls && built.tls.issued !== prevState.tls?.issued) {
-      this.publicServer?.setSecureContext({ key: built.tls.keyPem, cert: built.tls.certPem, ...SERVER_TLS, ...deviceCa(next) });
+      this.publicServer?.setSecureContext({
+        key: built.tls.keyPem,
+        cert: built.tls.certPem,
+        ...SERVER_TLS,
+        ...deviceCa(next),
+      });
     }
     this.state = built;
     if (built.idp && built.idp === prevState.idp) built.idp.reloadUsers();
-    if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs) this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
+    if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
+      this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
     return { restartNeeded };
   }
@@ -380,12 +478,24 @@ export class Relay {
   /** Relay-CA certificate for every published host (reused while the host list holds), and per-host contexts by SNI. */
   private async buildTls(cfg: RelayConfig, prev: RelayState['tls']): Promise<NonNullable<RelayState['tls']>> {
     const hosts = this.hostsFor(cfg).join(',');
-    let cert: Omit<NonNullable<RelayState['tls']>, 'store'> | undefined = prev && prev.hosts === hosts ? prev : undefined;
+    let cert: Omit<NonNullable<RelayState['tls']>, 'store'> | undefined =
+      prev && prev.hosts === hosts ? prev : undefined;
     if (!cert) {
       const tls: ServerCertificate = await ensureServerCertificate(cfg.dataDir, this.ca, 'public', hosts.split(','));
-      cert = { hosts, keyPem: tls.keyPem, certPem: tls.certPem, issued: createSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) }) };
+      cert = {
+        hosts,
+        keyPem: tls.keyPem,
+        certPem: tls.certPem,
+        issued: createSecureContext({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS, ...deviceCa(cfg) }),
+      };
     }
-    return { hosts, keyPem: cert.keyPem, certPem: cert.certPem, issued: cert.issued, store: new TlsStore(cert.issued, cfg.apps, deviceCa(cfg).ca) };
+    return {
+      hosts,
+      keyPem: cert.keyPem,
+      certPem: cert.certPem,
+      issued: cert.issued,
+      store: new TlsStore(cert.issued, cfg.apps, deviceCa(cfg).ca),
+    };
   }
 
   private announceConfigChange(prev: RelayConfig): void {
@@ -439,14 +549,21 @@ export class Relay {
 /** The configured issuer, or the embedded provider's once it runs. */
 function issuerOf(cfg: RelayConfig, idp: EmbeddedIdp | undefined): URL {
   const issuer = cfg.identity.issuer ?? (idp ? new URL(idp.issuer) : undefined);
-  if (!issuer) throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider is not ready yet', { status: 503 });
+  if (!issuer)
+    throw new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider is not ready yet', { status: 503 });
   return issuer;
 }
 
 function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier {
   if (config.identity.issuer) return new AdminTokenVerifier(config.identity, options.now ? { now: options.now } : {});
-  const none = () => Promise.reject(new ProxyctlError('ERR_IDP_UNAVAILABLE',
-    'no identity provider is configured: set identity.issuer to your OpenID Connect provider', { status: 503 }));
+  const none = () =>
+    Promise.reject(
+      new ProxyctlError(
+        'ERR_IDP_UNAVAILABLE',
+        'no identity provider is configured: set identity.issuer to your OpenID Connect provider',
+        { status: 503 },
+      ),
+    );
   return { verify: none, verifyAccessToken: none };
 }
 

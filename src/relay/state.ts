@@ -31,5 +31,13 @@ export interface RelayState {
   readonly idp: EmbeddedIdp | undefined;
   readonly authorizer: Authorizer;
   /** Certificates by SNI, and the relay-CA one (with its host list) for every published host. */
-  readonly tls: { readonly store: TlsStore; readonly issued: SecureContext; readonly hosts: string; readonly keyPem: string; readonly certPem: string } | undefined;
+  readonly tls:
+    | {
+        readonly store: TlsStore;
+        readonly issued: SecureContext;
+        readonly hosts: string;
+        readonly keyPem: string;
+        readonly certPem: string;
+      }
+    | undefined;
 }

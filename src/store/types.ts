@@ -45,11 +45,22 @@ export interface ConnectorListing extends ConnectorRecord {
 }
 
 export interface NewConnector {
-  id: string; name: string; group: string; actor: string; serial: string; issuedAt: number; notAfter: number;
+  id: string;
+  name: string;
+  group: string;
+  actor: string;
+  serial: string;
+  issuedAt: number;
+  notAfter: number;
 }
 
 export interface Renewal {
-  connectorId: string; oldSerial: string; serial: string; issuedAt: number; notAfter: number; graceUntil: number;
+  connectorId: string;
+  oldSerial: string;
+  serial: string;
+  issuedAt: number;
+  notAfter: number;
+  graceUntil: number;
 }
 
 export interface AuditEntry {
@@ -78,11 +89,32 @@ export interface SignInRecord {
 
 export type KeyPurpose = 'session' | 'assertion';
 
-export interface KeyRecord { kid: string; purpose: KeyPurpose; material: string; createdAt: number; retiredAt: number | null }
+export interface KeyRecord {
+  kid: string;
+  purpose: KeyPurpose;
+  material: string;
+  createdAt: number;
+  retiredAt: number | null;
+}
 
-export interface SigninState { state: string; app: string; nonce: string; verifier: string; returnTo: string; createdAt: number; stepUp: boolean }
+export interface SigninState {
+  state: string;
+  app: string;
+  nonce: string;
+  verifier: string;
+  returnTo: string;
+  createdAt: number;
+  stepUp: boolean;
+}
 
-export interface NewSession { sid: string; app: string; subject: string; createdAt: number; expiresAt: number; clientIp: string | null }
+export interface NewSession {
+  sid: string;
+  app: string;
+  subject: string;
+  createdAt: number;
+  expiresAt: number;
+  clientIp: string | null;
+}
 
 export interface UserRecord {
   username: string;

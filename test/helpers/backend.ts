@@ -15,7 +15,11 @@ export const PATTERN_CHUNK = 64 * 1024;
 
 const BASE = (() => {
   const out = Buffer.allocUnsafe(PATTERN_CHUNK);
-  for (let i = 0; i < PATTERN_CHUNK / 32; i++) createHash('sha256').update(`proxyctl-pattern-${i}`).digest().copy(out, i * 32);
+  for (let i = 0; i < PATTERN_CHUNK / 32; i++)
+    createHash('sha256')
+      .update(`proxyctl-pattern-${i}`)
+      .digest()
+      .copy(out, i * 32);
   return out;
 })();
 
@@ -147,7 +151,21 @@ export async function startBackend(): Promise<Backend> {
   const server: Server = createServer({ maxHeaderSize: 64 * 1024, keepAliveTimeout: 60_000 }, (req, res) => {
     const url = new URL(req.url ?? '/', 'http://backend.invalid');
     const name = url.pathname.split('/').pop() ?? '';
-    const route = ['reject-upload', 'bytes', 'upload', 'slow', 'sse', 'cookies', 'range', 'fail-mid', 'hang-body', 'big-header', 'early-hints'].includes(name) ? name : 'echo';
+    const route = [
+      'reject-upload',
+      'bytes',
+      'upload',
+      'slow',
+      'sse',
+      'cookies',
+      'range',
+      'fail-mid',
+      'hang-body',
+      'big-header',
+      'early-hints',
+    ].includes(name)
+      ? name
+      : 'echo';
     counts.set(route, (counts.get(route) ?? 0) + 1);
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     const tag = url.searchParams.get('tag');
@@ -187,9 +205,14 @@ export async function startBackend(): Promise<Backend> {
             hash.update(c);
             length += c.length;
           });
-          req.on('end', () => json(res, 200, {
-            sha256: hash.digest('hex'), length, contentLength: req.headers['content-length'] ?? null, transferEncoding: req.headers['transfer-encoding'] ?? null,
-          }));
+          req.on('end', () =>
+            json(res, 200, {
+              sha256: hash.digest('hex'),
+              length,
+              contentLength: req.headers['content-length'] ?? null,
+              transferEncoding: req.headers['transfer-encoding'] ?? null,
+            }),
+          );
         };
         // ?stallMs=N: a slow backend that reads nothing of the body for N ms.
         const stall = num('stallMs', 0);
@@ -235,7 +258,10 @@ export async function startBackend(): Promise<Backend> {
       case 'fail-mid': {
         req.resume();
         const chunked = url.searchParams.has('chunked');
-        res.writeHead(200, { 'content-type': 'application/octet-stream', ...(chunked ? {} : { 'content-length': 1024 * 1024 }) });
+        res.writeHead(200, {
+          'content-type': 'application/octet-stream',
+          ...(chunked ? {} : { 'content-length': 1024 * 1024 }),
+        });
         write(patternChunk(0));
         // Let the first bytes leave, then break the connection mid-body.
         setTimeout(() => res.socket?.destroy(), 150);
@@ -261,7 +287,12 @@ export async function startBackend(): Promise<Backend> {
           const names: string[] = [];
           for (let i = 0; i < req.rawHeaders.length; i += 2) names.push(req.rawHeaders[i]!);
           const body: EchoBody = {
-            method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaderNames: names, bodyLength: length, bodySha256: hash.digest('hex'),
+            method: req.method ?? '',
+            url: req.url ?? '',
+            headers: req.headers,
+            rawHeaderNames: names,
+            bodyLength: length,
+            bodySha256: hash.digest('hex'),
           };
           json(res, 200, body);
         });
@@ -281,7 +312,9 @@ export async function startBackend(): Promise<Backend> {
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
     if (!new URL(req.url ?? '/', 'http://backend.invalid').pathname.endsWith('/ws')) {
       // Declines the upgrade with an ordinary response (as an app refusing a socket would).
-      socket.end('HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-declined: yes\r\ncontent-length: 9\r\nconnection: close\r\n\r\nforbidden');
+      socket.end(
+        'HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-declined: yes\r\ncontent-length: 9\r\nconnection: close\r\n\r\nforbidden',
+      );
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
@@ -334,7 +367,11 @@ function serveRange(req: IncomingMessage, res: ServerResponse): void {
   const range = req.headers.range;
   const m = range ? /^bytes=(\d*)-(\d*)$/.exec(range) : null;
   if (!range || !m || (m[1] === '' && m[2] === '')) {
-    res.writeHead(200, { 'accept-ranges': 'bytes', 'content-length': RANGE_SIZE, 'content-type': 'application/octet-stream' });
+    res.writeHead(200, {
+      'accept-ranges': 'bytes',
+      'content-length': RANGE_SIZE,
+      'content-type': 'application/octet-stream',
+    });
     return void res.end(whole);
   }
   let start = m[1] === '' ? RANGE_SIZE - Number(m[2]) : Number(m[1]);
@@ -346,7 +383,10 @@ function serveRange(req: IncomingMessage, res: ServerResponse): void {
     return void res.end();
   }
   res.writeHead(206, {
-    'accept-ranges': 'bytes', 'content-range': `bytes ${start}-${end}/${RANGE_SIZE}`, 'content-length': end - start + 1, 'content-type': 'application/octet-stream',
+    'accept-ranges': 'bytes',
+    'content-range': `bytes ${start}-${end}/${RANGE_SIZE}`,
+    'content-length': end - start + 1,
+    'content-type': 'application/octet-stream',
   });
   res.end(whole.subarray(start, end + 1));
 }

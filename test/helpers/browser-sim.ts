@@ -35,17 +35,25 @@ export class CookieJar {
   }
 }
 
-export interface SimResponse { status: number; headers: Record<string, string | string[] | undefined>; body: string; url: string }
+export interface SimResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+  url: string;
+}
 
 export class BrowserSim {
   readonly jar = new CookieJar();
   constructor(private readonly relayClient: Dispatcher) {}
 
-  async get(url: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<SimResponse> {
+  async get(
+    url: string,
+    init: { method?: string; headers?: Record<string, string>; body?: string } = {},
+  ): Promise<SimResponse> {
     const u = new URL(url);
     const cookie = this.jar.header(u.host);
     const res = await request(url, {
-      method: (init.method ?? 'GET'),
+      method: init.method ?? 'GET',
       headers: { ...(cookie ? { cookie } : {}), ...init.headers },
       ...(init.body !== undefined ? { body: init.body } : {}),
       ...(u.protocol === 'https:' ? { dispatcher: this.relayClient } : {}),
@@ -78,7 +86,9 @@ export class BrowserSim {
     if (!m) throw new Error(`no login form at ${atLogin.url}: ${atLogin.status} ${atLogin.body.slice(0, 200)}`);
     const form = new URLSearchParams({ username, password: opts.password ?? 'x', ...(opts.mfa ? { mfa: '1' } : {}) });
     const posted = await this.get(new URL(m[1]!, atLogin.url).href, {
-      method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form.toString(),
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form.toString(),
     });
     const loc = posted.headers['location'];
     if (typeof loc !== 'string') return posted; // an error page, or a second-factor form
@@ -97,7 +107,11 @@ export class BrowserSim {
       const value = /value="([^"]*)"/.exec(input[0])?.[1];
       if (name && value !== undefined && !/type="checkbox"/.test(input[0])) values[name] = value;
     }
-    const posted = await this.get(action, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams({ ...values, ...fields }).toString() });
+    const posted = await this.get(action, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ ...values, ...fields }).toString(),
+    });
     const loc = posted.headers['location'];
     if (typeof loc !== 'string') return { ...posted, url: action };
     return this.follow(new URL(loc, action).href);

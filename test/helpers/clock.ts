@@ -3,10 +3,19 @@
 // chains and I/O callbacks it starts get to run before the next one fires.
 import type { Clock, Timer } from '../../src/clock.js';
 
-interface Pending { due: number; seq: number; fn: () => void; every: number | undefined; handle: ManualTimer }
+interface Pending {
+  due: number;
+  seq: number;
+  fn: () => void;
+  every: number | undefined;
+  handle: ManualTimer;
+}
 
 class ManualTimer implements Timer {
-  constructor(private readonly clock: ManualClock, readonly ms: number) {}
+  constructor(
+    private readonly clock: ManualClock,
+    readonly ms: number,
+  ) {}
   refresh(): Timer {
     this.clock.reschedule(this);
     return this;
@@ -83,7 +92,8 @@ export class ManualClock implements Clock {
 
   private nextDue(): Pending | undefined {
     let best: Pending | undefined;
-    for (const p of this.pending.values()) if (!best || p.due < best.due || (p.due === best.due && p.seq < best.seq)) best = p;
+    for (const p of this.pending.values())
+      if (!best || p.due < best.due || (p.due === best.due && p.seq < best.seq)) best = p;
     return best;
   }
 }

@@ -19,7 +19,10 @@ export const OID = {
   rsassaPss: '1.2.840.113549.1.1.10',
 } as const;
 
-export interface KeyPair { publicKey: KeyObject; privateKey: KeyObject }
+export interface KeyPair {
+  publicKey: KeyObject;
+  privateKey: KeyObject;
+}
 
 export interface RawCsrOptions {
   /** The key the request names. */
@@ -42,7 +45,8 @@ export function rawCsr(o: RawCsrOptions): string {
   const info = new CertificationRequestInfo({
     version: 0,
     subject: AsnConvert.parse(new x509.Name(`CN=${o.cn ?? 'hostile'}`).toArrayBuffer(), Name),
-    subjectPKInfo: o.subjectPki ?? AsnConvert.parse(o.subjectKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
+    subjectPKInfo:
+      o.subjectPki ?? AsnConvert.parse(o.subjectKey.export({ type: 'spki', format: 'der' }), SubjectPublicKeyInfo),
     attributes: new Attributes(),
   });
   const tbs = Buffer.from(AsnConvert.serialize(info));
@@ -51,7 +55,10 @@ export function rawCsr(o: RawCsrOptions): string {
     : sign(o.hash, tbs, o.signer);
   const csr = new CertificationRequest({
     certificationRequestInfo: info,
-    signatureAlgorithm: new AlgorithmIdentifier({ algorithm: o.signatureOid, ...(o.nullParams ? { parameters: null } : {}) }),
+    signatureAlgorithm: new AlgorithmIdentifier({
+      algorithm: o.signatureOid,
+      ...(o.nullParams ? { parameters: null } : {}),
+    }),
     signature: new Uint8Array(signature).buffer,
   });
   return x509.PemConverter.encode(AsnConvert.serialize(csr), 'CERTIFICATE REQUEST');
@@ -72,8 +79,17 @@ export function rsaPublicOfSize(bits: number, publicExponent = 65537): KeyObject
   const spare = n.length * 8 - bits;
   n[0] = (n[0]! & (0xff >> spare)) | (0x80 >> spare); // exactly `bits` long
   n[n.length - 1]! |= 1;
-  const e = Buffer.from(publicExponent.toString(16).padStart(2, '0').replace(/^(.(..)*)$/, '0$1'), 'hex');
-  return createPublicKey({ key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') }, format: 'jwk' });
+  const e = Buffer.from(
+    publicExponent
+      .toString(16)
+      .padStart(2, '0')
+      .replace(/^(.(..)*)$/, '0$1'),
+    'hex',
+  );
+  return createPublicKey({
+    key: { kty: 'RSA', n: n.toString('base64url'), e: e.toString('base64url') },
+    format: 'jwk',
+  });
 }
 
 export function ec(namedCurve: string): KeyPair {
@@ -82,11 +98,21 @@ export function ec(namedCurve: string): KeyPair {
 
 /** A request for an RSA key, signed sha256WithRSAEncryption by `signer` (default: its own key). */
 export function rsaCsr(keys: KeyPair, signer: KeyObject = keys.privateKey): string {
-  return rawCsr({ subjectKey: keys.publicKey, signer, signatureOid: OID.sha256WithRSA, hash: 'sha256', nullParams: true });
+  return rawCsr({
+    subjectKey: keys.publicKey,
+    signer,
+    signatureOid: OID.sha256WithRSA,
+    hash: 'sha256',
+    nullParams: true,
+  });
 }
 
 /** A request for an EC key, signed ECDSA with the given digest by `signer` (default: its own key). */
-export function ecCsr(keys: KeyPair, hash: 'sha256' | 'sha384' | 'sha512' = 'sha256', signer: KeyObject = keys.privateKey): string {
+export function ecCsr(
+  keys: KeyPair,
+  hash: 'sha256' | 'sha384' | 'sha512' = 'sha256',
+  signer: KeyObject = keys.privateKey,
+): string {
   const oid = { sha256: OID.ecdsaWithSha256, sha384: OID.ecdsaWithSha384, sha512: OID.ecdsaWithSha512 }[hash];
   return rawCsr({ subjectKey: keys.publicKey, signer, signatureOid: oid, hash });
 }

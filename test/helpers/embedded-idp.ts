@@ -44,16 +44,29 @@ export interface IdpServerOptions {
   limits?: string;
 }
 
-export async function startIdpServer(t: { teardown(fn: () => unknown): void }, opts: IdpServerOptions = {}): Promise<IdpServer> {
+export async function startIdpServer(
+  t: { teardown(fn: () => unknown): void },
+  opts: IdpServerOptions = {},
+): Promise<IdpServer> {
   const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-idp-'));
   const log = testLogger();
-  const config = parseRelayConfig(relayYaml(undefined, `apps:
+  const config = parseRelayConfig(
+    relayYaml(
+      undefined,
+      `apps:
   - { name: demo, externalUrl: "https://demo.localhost/", internalUrl: "http://127.0.0.1:9/", assignment: any }
 limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
-`), path.join(dir, 'relay.yaml'));
+`,
+    ),
+    path.join(dir, 'relay.yaml'),
+  );
   const ca = await loadOrCreateCa(config.dataDir);
   const store = openSqliteStore(config.dataDir);
-  const tls = await ensureServerCertificate(config.dataDir, ca, 'public', ['login.localhost', 'demo.localhost', '127.0.0.1']);
+  const tls = await ensureServerCertificate(config.dataDir, ca, 'public', [
+    'login.localhost',
+    'demo.localhost',
+    '127.0.0.1',
+  ]);
   const server: Server = createHttpsServer({ key: tls.keyPem, cert: tls.certPem, ...SERVER_TLS });
   const agents: Agent[] = [];
   t.teardown(async () => {
@@ -67,15 +80,37 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
   const port = (server.address() as AddressInfo).port;
   const issuer = `https://login.localhost:${port}`;
   const idp = await EmbeddedIdp.create({
-    issuer, dataDir: config.dataDir, users: store.users, artifacts: store.idpArtifacts, identity: config.identity, apps: config.apps, publicPort: port, log, clientAddress,
+    issuer,
+    dataDir: config.dataDir,
+    users: store.users,
+    artifacts: store.idpArtifacts,
+    identity: config.identity,
+    apps: config.apps,
+    publicPort: port,
+    log,
+    clientAddress,
     ...(opts.now ? { now: opts.now } : {}),
   });
   const edge = { perIp: undefined, perApp: undefined, proxies: new TrustedProxies(config.limits.trustedProxies) };
   // Only the provider's host is exercised here: nothing reaches an app.
-  const state = { generation: 1, config, edge, idp, verifier: undefined as never, oidc: undefined as never, authorizer: undefined as never };
+  const state = {
+    generation: 1,
+    config,
+    edge,
+    idp,
+    verifier: undefined as never,
+    oidc: undefined as never,
+    authorizer: undefined as never,
+  };
   const requestPath = createRequestPath({
-    state: () => state, log, publicPort: () => port,
-    queue: undefined as never, authentication: undefined as never, signIn: undefined as never, relayOwned: undefined as never, assertions: undefined as never,
+    state: () => state,
+    log,
+    publicPort: () => port,
+    queue: undefined as never,
+    authentication: undefined as never,
+    signIn: undefined as never,
+    relayOwned: undefined as never,
+    assertions: undefined as never,
   });
   server.on('request', (req, res) => void requestPath.handleRequest(req, res));
   const agent = (connect: Agent.Options['connect']): Agent => {
@@ -84,18 +119,35 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
     return a;
   };
   return {
-    idp, store, config, issuer, port,
+    idp,
+    store,
+    config,
+    issuer,
+    port,
     client: agent({ ca: ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]) }),
-    clientFrom: (localAddress) => agent((o, cb) => {
-      const raw = netConnect({ host: '127.0.0.1', port: Number(o.port), localAddress });
-      const sock = tlsConnect({ socket: raw, servername: o.hostname, ca: ca.certPem, ALPNProtocols: ['http/1.1'] });
-      sock.once('secureConnect', () => cb(null, sock));
-      sock.once('error', (err: Error) => cb(err, null));
-    }),
+    clientFrom: (localAddress) =>
+      agent((o, cb) => {
+        const raw = netConnect({ host: '127.0.0.1', port: Number(o.port), localAddress });
+        const sock = tlsConnect({ socket: raw, servername: o.hostname, ca: ca.certPem, ALPNProtocols: ['http/1.1'] });
+        sock.once('secureConnect', () => cb(null, sock));
+        sock.once('error', (err: Error) => cb(err, null));
+      }),
     async addUser(username, password, extra = {}) {
-      store.users.put({
-        username, passwordHash: await hashPassword(password), email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: Date.now(), ...extra,
-      }, 'test', 'user.add');
+      store.users.put(
+        {
+          username,
+          passwordHash: await hashPassword(password),
+          email: null,
+          name: null,
+          groups: [],
+          roles: [],
+          totpSecret: null,
+          createdAt: Date.now(),
+          ...extra,
+        },
+        'test',
+        'user.add',
+      );
     },
     callbackUrl: `https://demo.localhost:${port}/.proxyctl/callback`,
   };
@@ -106,16 +158,26 @@ export class IdpBrowser {
   readonly sim: BrowserSim;
   readonly verifier = oidc.randomPKCECodeVerifier();
 
-  constructor(private readonly s: IdpServer, client: Dispatcher = s.client) {
+  constructor(
+    private readonly s: IdpServer,
+    client: Dispatcher = s.client,
+  ) {
     this.sim = new BrowserSim(client);
   }
 
   /** Sends the authorization request (acr "mfa" asks for the second factor; scope as the relay's default) and returns the login page. */
   async open(opts: { mfa?: boolean; scope?: string; resource?: string } = {}): Promise<SimResponse> {
     const q = new URLSearchParams({
-      client_id: this.s.config.apps[0]!.clientId, redirect_uri: this.s.callbackUrl, response_type: 'code', scope: opts.scope ?? 'openid profile email',
-      state: 'st', nonce: 'no', code_challenge: await oidc.calculatePKCECodeChallenge(this.verifier), code_challenge_method: 'S256',
-      ...(opts.mfa ? { acr_values: 'mfa' } : {}), ...(opts.resource ? { resource: opts.resource } : {}),
+      client_id: this.s.config.apps[0]!.clientId,
+      redirect_uri: this.s.callbackUrl,
+      response_type: 'code',
+      scope: opts.scope ?? 'openid profile email',
+      state: 'st',
+      nonce: 'no',
+      code_challenge: await oidc.calculatePKCECodeChallenge(this.verifier),
+      code_challenge_method: 'S256',
+      ...(opts.mfa ? { acr_values: 'mfa' } : {}),
+      ...(opts.resource ? { resource: opts.resource } : {}),
     });
     const page = await this.sim.follow(`${this.s.issuer}/auth?${q.toString()}`);
     if (!/<form/.test(page.body)) throw new Error(`no form: ${page.status} ${page.body.slice(0, 300)}`);
@@ -128,7 +190,8 @@ export class IdpBrowser {
     if (!action) throw new Error(`no form at ${page.url}`);
     const url = new URL(action.replace(/&amp;/g, '&'), page.url).href;
     const r = await this.sim.get(url, {
-      method: 'POST', body: new URLSearchParams(fields).toString(),
+      method: 'POST',
+      body: new URLSearchParams(fields).toString(),
       headers: { 'content-type': 'application/x-www-form-urlencoded', ...(from ? { 'x-forwarded-for': from } : {}) },
     });
     return { ...r, url };
@@ -143,9 +206,12 @@ export class IdpBrowser {
   async toCallback(posted: SimResponse): Promise<URL> {
     const loc = posted.headers['location'];
     if (typeof loc !== 'string') throw new Error(`not a redirect: ${posted.status} ${posted.body.slice(0, 300)}`);
-    const end = await this.sim.follow(new URL(loc, posted.url).href, (next) => next.href.startsWith(this.s.callbackUrl));
+    const end = await this.sim.follow(new URL(loc, posted.url).href, (next) =>
+      next.href.startsWith(this.s.callbackUrl),
+    );
     const url = new URL(end.url);
-    if (!url.href.startsWith(this.s.callbackUrl)) throw new Error(`did not reach the callback: ${end.status} ${end.url} ${end.body.slice(0, 300)}`);
+    if (!url.href.startsWith(this.s.callbackUrl))
+      throw new Error(`did not reach the callback: ${end.status} ${end.url} ${end.body.slice(0, 300)}`);
     return url;
   }
 
@@ -157,17 +223,23 @@ export class IdpBrowser {
   /** Redeems the callback's code; the claims of the ID token and, when it is a JWT, of the access token (both unverified). */
   async tokens(callback: URL): Promise<{ id: Record<string, unknown>; access: Record<string, unknown> | undefined }> {
     const res = await request(`${this.s.issuer}/token`, {
-      method: 'POST', dispatcher: this.s.client,
+      method: 'POST',
+      dispatcher: this.s.client,
       headers: { 'content-type': 'application/x-www-form-urlencoded' },
       body: new URLSearchParams({
-        grant_type: 'authorization_code', code: callback.searchParams.get('code') ?? '', redirect_uri: this.s.callbackUrl,
-        client_id: this.s.config.apps[0]!.clientId, code_verifier: this.verifier,
+        grant_type: 'authorization_code',
+        code: callback.searchParams.get('code') ?? '',
+        redirect_uri: this.s.callbackUrl,
+        client_id: this.s.config.apps[0]!.clientId,
+        code_verifier: this.verifier,
       }).toString(),
     });
-    const body = await res.body.json() as { id_token?: string; access_token?: string };
+    const body = (await res.body.json()) as { id_token?: string; access_token?: string };
     if (!body.id_token) throw new Error(`no ID token: ${res.statusCode} ${JSON.stringify(body)}`);
-    const claims = (jwt: string) => JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
-    const access = body.access_token && body.access_token.split('.').length === 3 ? claims(body.access_token) : undefined;
+    const claims = (jwt: string) =>
+      JSON.parse(Buffer.from(jwt.split('.')[1]!, 'base64url').toString('utf8')) as Record<string, unknown>;
+    const access =
+      body.access_token && body.access_token.split('.').length === 3 ? claims(body.access_token) : undefined;
     return { id: claims(body.id_token), access };
   }
 }

@@ -55,7 +55,10 @@ connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }
 ${/^limits:/m.test(extra) ? '' : 'limits: { perIp: false }\n'}${extra}`;
 }
 
-export async function startHarness(t: { teardown(fn: () => unknown): void }, options: HarnessOptions = {}): Promise<Harness> {
+export async function startHarness(
+  t: { teardown(fn: () => unknown): void },
+  options: HarnessOptions = {},
+): Promise<Harness> {
   const log = options.log ?? testLogger();
   const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-harness-'));
   const idp = await startIdp();
@@ -85,13 +88,24 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
 
   const extraClients: Agent[] = [];
   const h: Harness = {
-    idp, relay, dir, config, publicPort, apiUrl, client,
+    idp,
+    relay,
+    dir,
+    config,
+    publicPort,
+    apiUrl,
+    client,
     clientFrom(localAddress: string) {
       // undici's connector does not pass localAddress through; dial the TCP socket ourselves.
       const agent = new Agent({
         connect: (opts, cb) => {
           const raw = netConnect({ host: '127.0.0.1', port: Number(opts.port), localAddress });
-          const sock = tlsConnect({ socket: raw, servername: opts.hostname, ca: relay.ca.certPem, ALPNProtocols: ['http/1.1'] });
+          const sock = tlsConnect({
+            socket: raw,
+            servername: opts.hostname,
+            ca: relay.ca.certPem,
+            ALPNProtocols: ['http/1.1'],
+          });
           sock.once('secureConnect', () => cb(null, sock));
           sock.once('error', (err: Error) => cb(err, null));
         },
@@ -105,21 +119,37 @@ export async function startHarness(t: { teardown(fn: () => unknown): void }, opt
       const { keyPem, csrPem } = await createKeyAndCsr('c');
       const rc = new RelayClient(apiUrl, { caPem: relay.ca.certPem });
       const request = { csr: csrPem, name: opts.name ?? `c${n}`, group: opts.group ?? 'default', version: 'test' };
-      const issued = options.embedded ? await relay.registerLocal(request, 'harness') : await rc.register(await idp.adminToken(), request);
+      const issued = options.embedded
+        ? await relay.registerLocal(request, 'harness')
+        : await rc.register(await idp.adminToken(), request);
       await rc.close();
       const now = new Date().toISOString();
       writeNewState(stateDir, {
-        relayUrl: apiUrl, connectorId: issued.connectorId, name: opts.name ?? `c${n}`, group: opts.group ?? 'default',
-        registeredAt: now, certificateIssuedAt: now, serial: issued.serial, keyPem, certPem: issued.certificate, caPem: issued.caCertificate,
+        relayUrl: apiUrl,
+        connectorId: issued.connectorId,
+        name: opts.name ?? `c${n}`,
+        group: opts.group ?? 'default',
+        registeredAt: now,
+        certificateIssuedAt: now,
+        serial: issued.serial,
+        keyPem,
+        certPem: issued.certificate,
+        caPem: issued.caCertificate,
       });
       const c = new Connector({ stateDir, log });
       await c.start();
       connectors.push(c);
-      await waitFor(() => c.openChannels() >= (c.currentConfig?.channels ?? 2), { timeoutMs: 10_000, everyMs: 5, what: 'the connector\'s channels' });
+      await waitFor(() => c.openChannels() >= (c.currentConfig?.channels ?? 2), {
+        timeoutMs: 10_000,
+        everyMs: 5,
+        what: "the connector's channels",
+      });
       return c;
     },
     async reload(yaml: string) {
-      await relay.reload(parseRelayConfig(relayYaml(options.embedded ? undefined : idp.issuer, yaml), path.join(dir, 'relay.yaml')));
+      await relay.reload(
+        parseRelayConfig(relayYaml(options.embedded ? undefined : idp.issuer, yaml), path.join(dir, 'relay.yaml')),
+      );
     },
     async close() {
       await Promise.all(connectors.map((c) => c.close(1000)));

@@ -12,11 +12,19 @@ export interface TestIdp {
   /** A genuine access token from the token endpoint (client_credentials + resource indicator). */
   adminToken(opts?: { roles?: string[]; audience?: string }): Promise<string>;
   /** Signs arbitrary claims with the provider's own private key (ES256 by default, or RS256); typ is JWT unless given (null: none). */
-  signToken(claims: Record<string, unknown>, header?: { alg?: string; kid?: string; typ?: string | null }): Promise<string>;
+  signToken(
+    claims: Record<string, unknown>,
+    header?: { alg?: string; kid?: string; typ?: string | null },
+  ): Promise<string>;
   /** The provider's private signing JWKs (ES256 first, then RS256), each with its kid. */
   jwks: { keys: object[] };
   /** Registers a web client (an app at the relay) for the authorization code flow. */
-  registerClient(c: { clientId: string; clientSecret: string; redirectUris: string[]; postLogoutRedirectUris?: string[] }): void;
+  registerClient(c: {
+    clientId: string;
+    clientSecret: string;
+    redirectUris: string[];
+    postLogoutRedirectUris?: string[];
+  }): void;
   /**
    * Adds or replaces a user that can sign in with the login form (any password). `email_verified`
    * is true when an email is given, unless set (null: the claim is left out).
@@ -71,7 +79,10 @@ function rolesOf(clientId: unknown): string[] | undefined {
 }
 
 /** Per-provider storage (the built-in memory adapter is process-global and warns on use). */
-function adapterFor(clientSecret: string, webClients: Map<string, Record<string, unknown>>): new (model: string) => object {
+function adapterFor(
+  clientSecret: string,
+  webClients: Map<string, Record<string, unknown>>,
+): new (model: string) => object {
   const store = new Map<string, Record<string, unknown>>();
   return class TestAdapter {
     readonly #model: string;
@@ -165,7 +176,13 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     adapter: adapterFor(clientSecret, webClients),
     conformIdTokenClaims: false,
     // auth_time and sid as standalone claims: ID tokens carry them, as most providers' do.
-    claims: { openid: ['sub', 'amr', 'acr'], auth_time: null, sid: null, email: ['email', 'email_verified'], profile: ['name', 'groups', 'preferred_username', 'upn'] },
+    claims: {
+      openid: ['sub', 'amr', 'acr'],
+      auth_time: null,
+      sid: null,
+      email: ['email', 'email_verified'],
+      profile: ['name', 'groups', 'preferred_username', 'upn'],
+    },
     interactions: { url: (_ctx: unknown, interaction: { uid: string }) => `/interaction/${interaction.uid}` },
     pkce: { required: () => true },
     jwks: { keys: [es256.jwk, rs256.jwk] },
@@ -176,7 +193,15 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
       return u && { accountId: id, claims: async () => ({ ...claimsOf(u), sub: id }) };
     },
     clientBasedCORS: () => false,
-    ttl: { ClientCredentials: 600, AccessToken: 600, Interaction: 600, Session: 3600, Grant: 3600, IdToken: 600, AuthorizationCode: 60 },
+    ttl: {
+      ClientCredentials: 600,
+      AccessToken: 600,
+      Interaction: 600,
+      Session: 3600,
+      Grant: 3600,
+      IdToken: 600,
+      AuthorizationCode: 60,
+    },
     routes: { token: '/token', jwks: '/jwks' },
     features: {
       devInteractions: { enabled: false },
@@ -204,7 +229,8 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   });
   // Like Keycloak or Entra ID, name the provider session (sid) in every client's tokens;
   // oidc-provider itself does so only for clients registered for back-channel logout.
-  (provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid = () => true;
+  (provider as unknown as { Client: { prototype: { includeSid(): boolean } } }).Client.prototype.includeSid = () =>
+    true;
   const oidcHandler = provider.callback();
   const full = provider as unknown as InteractionApi;
   // A minimal login form: username (must be a known user), password (any), optional "mfa" box.
@@ -233,7 +259,12 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
           return;
         }
         const amr = form.get('mfa') ? ['pwd', 'mfa'] : ['pwd'];
-        await full.interactionFinished(req, res, { login: { accountId: username, amr, acr: form.get('mfa') ? 'mfa' : 'pwd' } }, { mergeWithLastSubmission: false });
+        await full.interactionFinished(
+          req,
+          res,
+          { login: { accountId: username, amr, acr: form.get('mfa') ? 'mfa' : 'pwd' } },
+          { mergeWithLastSubmission: false },
+        );
       } catch (err) {
         res.writeHead(400, { 'content-type': 'text/plain' });
         res.end(`interaction failed: ${(err as Error).message}`);
@@ -255,12 +286,17 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     });
     const body = (await response.json()) as { access_token?: unknown; error?: unknown; error_description?: unknown };
     if (response.status !== 200 || typeof body.access_token !== 'string') {
-      throw new Error(`test IdP token endpoint answered ${response.status}: ${String(body.error)} ${String(body.error_description)}`);
+      throw new Error(
+        `test IdP token endpoint answered ${response.status}: ${String(body.error)} ${String(body.error_description)}`,
+      );
     }
     return body.access_token;
   }
 
-  async function signToken(claims: Record<string, unknown>, header: { alg?: string; kid?: string; typ?: string | null } = {}): Promise<string> {
+  async function signToken(
+    claims: Record<string, unknown>,
+    header: { alg?: string; kid?: string; typ?: string | null } = {},
+  ): Promise<string> {
     const alg = header.alg ?? 'ES256';
     const key = alg === es256.alg ? es256 : alg === rs256.alg ? rs256 : undefined;
     if (!key) throw new Error(`test IdP signs only with ES256 or RS256, not ${alg}`);
@@ -276,10 +312,20 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
     await closed;
   }
 
-  function registerClient(c: { clientId: string; clientSecret: string; redirectUris: string[]; postLogoutRedirectUris?: string[] }): void {
+  function registerClient(c: {
+    clientId: string;
+    clientSecret: string;
+    redirectUris: string[];
+    postLogoutRedirectUris?: string[];
+  }): void {
     webClients.set(c.clientId, {
-      client_id: c.clientId, client_secret: c.clientSecret, grant_types: ['authorization_code'], response_types: ['code'],
-      redirect_uris: c.redirectUris, post_logout_redirect_uris: c.postLogoutRedirectUris ?? [], token_endpoint_auth_method: 'client_secret_basic',
+      client_id: c.clientId,
+      client_secret: c.clientSecret,
+      grant_types: ['authorization_code'],
+      response_types: ['code'],
+      redirect_uris: c.redirectUris,
+      post_logout_redirect_uris: c.postLogoutRedirectUris ?? [],
+      token_endpoint_auth_method: 'client_secret_basic',
       // ID tokens say when the user authenticated, as Keycloak's and Entra ID's always do.
       require_auth_time: true,
     });
@@ -292,23 +338,45 @@ export async function startIdp(options: StartIdpOptions = {}): Promise<TestIdp> 
   return { issuer, adminToken, signToken, jwks: { keys: [es256.jwk, rs256.jwk] }, registerClient, setUser, close };
 }
 
-interface InteractionDetails { uid: string; prompt: { name: string; details: Record<string, unknown> }; params: Record<string, unknown>; session?: { accountId?: string }; grantId?: string }
-interface GrantLike { addOIDCScope(scope: string): void; addOIDCClaims(claims: string[]): void; addResourceScope(resource: string, scope: string): void; save(): Promise<string> }
+interface InteractionDetails {
+  uid: string;
+  prompt: { name: string; details: Record<string, unknown> };
+  params: Record<string, unknown>;
+  session?: { accountId?: string };
+  grantId?: string;
+}
+interface GrantLike {
+  addOIDCScope(scope: string): void;
+  addOIDCClaims(claims: string[]): void;
+  addResourceScope(resource: string, scope: string): void;
+  save(): Promise<string>;
+}
 interface InteractionApi {
   interactionDetails(req: http.IncomingMessage, res: http.ServerResponse): Promise<InteractionDetails>;
-  interactionFinished(req: http.IncomingMessage, res: http.ServerResponse, result: Record<string, unknown>, options?: Record<string, unknown>): Promise<void>;
+  interactionFinished(
+    req: http.IncomingMessage,
+    res: http.ServerResponse,
+    result: Record<string, unknown>,
+    options?: Record<string, unknown>,
+  ): Promise<void>;
   Grant: new (init: { accountId: string; clientId: string }) => GrantLike;
 }
 
 const param = (v: unknown): string => (typeof v === 'string' ? v : '');
 
-async function finishConsent(p: InteractionApi, req: http.IncomingMessage, res: http.ServerResponse, details: InteractionDetails): Promise<void> {
+async function finishConsent(
+  p: InteractionApi,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  details: InteractionDetails,
+): Promise<void> {
   // Consent is implied for the relay's clients: grant what was asked for.
   const grant = new p.Grant({ accountId: details.session!.accountId!, clientId: String(details.params['client_id']) });
   grant.addOIDCScope(param(details.params['scope']) || 'openid');
   grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups', 'preferred_username', 'upn']);
   // A resource (an app's client id) asked for at authorization gets a JWT access token (at+jwt).
-  if (param(details.params['resource'])) grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
+  if (param(details.params['resource']))
+    grant.addResourceScope(param(details.params['resource']), param(details.params['scope']) || 'openid');
   const grantId = await grant.save();
   await p.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
 }

@@ -25,7 +25,8 @@ export function assertPrivateTree(t: Test, dir: string, when: string): void {
   for (const e of walk(dir)) {
     const octal = e.mode.toString(8);
     if (e.dir) t.equal(e.mode, 0o700, `${when}: ${e.rel}/ is 0700 (found ${octal})`);
-    else if (NOT_SECRET.test(e.rel)) t.equal(e.mode & 0o022, 0, `${when}: ${e.rel} writable by its owner only (found ${octal})`);
+    else if (NOT_SECRET.test(e.rel))
+      t.equal(e.mode & 0o022, 0, `${when}: ${e.rel} writable by its owner only (found ${octal})`);
     else t.equal(e.mode & 0o077, 0, `${when}: ${e.rel} owner-only (found ${octal})`);
   }
 }

@@ -16,7 +16,11 @@ export function tempDir(t: { teardown(fn: () => void): void }, prefix = 'proxyct
   return dir;
 }
 
-export interface CliResult { code: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /**
  * The environment a user's shell would give the binary: the test's, without tap's
@@ -24,10 +28,18 @@ export interface CliResult { code: number | null; stdout: string; stderr: string
  * start), without a token or a user config directory.
  */
 function childEnv(): NodeJS.ProcessEnv {
-  return { ...process.env, NODE_OPTIONS: undefined, PROXYCTL_TOKEN: undefined, PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config' };
+  return {
+    ...process.env,
+    NODE_OPTIONS: undefined,
+    PROXYCTL_TOKEN: undefined,
+    PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config',
+  };
 }
 
-export function runCli(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+export function runCli(
+  args: string[],
+  options: { env?: Record<string, string | undefined>; cwd?: string; timeoutMs?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       cwd: options.cwd ?? ROOT,
@@ -47,7 +59,11 @@ export function runCli(args: string[], options: { env?: Record<string, string | 
   });
 }
 
-export interface LogLine { msg?: string; level?: string; [k: string]: unknown }
+export interface LogLine {
+  msg?: string;
+  level?: string;
+  [k: string]: unknown;
+}
 
 /** A long-running proxyctl process whose JSON log lines can be awaited. */
 export class Proc {
@@ -99,8 +115,17 @@ export class Proc {
     const seen = this.lines.slice(from).find(pred);
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`timed out waiting for log line; stderr so far:\n${this.stderrText.slice(-3000)}`)), timeoutMs);
-      this.waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l); } });
+      const timer = setTimeout(
+        () => reject(new Error(`timed out waiting for log line; stderr so far:\n${this.stderrText.slice(-3000)}`)),
+        timeoutMs,
+      );
+      this.waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
       void this.exited.then((code) => {
         clearTimeout(timer);
         reject(new Error(`process exited (${code}) while waiting; stderr:\n${this.stderrText.slice(-3000)}`));
@@ -155,7 +180,11 @@ function decodeAddr(hex: string): string {
   if (hex.length === 8) return [3, 2, 1, 0].map((i) => parseInt(hex.slice(i * 2, i * 2 + 2), 16)).join('.');
   // IPv6 in /proc is four little-endian 32-bit words.
   const words = hex.match(/.{8}/g)!.map((w) => w.match(/../g)!.reverse().join(''));
-  const v6 = words.join('').match(/.{4}/g)!.map((g) => g.replace(/^0+(?=.)/, '')).join(':');
+  const v6 = words
+    .join('')
+    .match(/.{4}/g)!
+    .map((g) => g.replace(/^0+(?=.)/, ''))
+    .join(':');
   return v6 === '0:0:0:0:0:0:0:1' ? '::1' : v6;
 }
 

@@ -18,11 +18,26 @@ function opened(t: Test, open: () => Store): Store {
   return s;
 }
 
-const connector = (id: string, name: string, serial: string, issuedAt = 1_000) =>
-  ({ id, name, group: 'default', actor: 'test', serial, issuedAt, notAfter: issuedAt + 24 * HOUR });
+const connector = (id: string, name: string, serial: string, issuedAt = 1_000) => ({
+  id,
+  name,
+  group: 'default',
+  actor: 'test',
+  serial,
+  issuedAt,
+  notAfter: issuedAt + 24 * HOUR,
+});
 
 const user = (username: string, extra: Partial<Parameters<Store['users']['put']>[0]> = {}) => ({
-  username, passwordHash: `hash-of-${username}`, email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: 1_000, ...extra,
+  username,
+  passwordHash: `hash-of-${username}`,
+  email: null,
+  name: null,
+  groups: [],
+  roles: [],
+  totpSecret: null,
+  createdAt: 1_000,
+  ...extra,
 });
 
 export function storeContract(t: Test, newStore: NewStore): void {
@@ -30,16 +45,42 @@ export function storeContract(t: Test, newStore: NewStore): void {
     const s = opened(t, newStore(t));
     const gen = s.generation;
     const a = s.connectors.register(connector('c-a', 'edge', 'AA01'));
-    t.match(a, { id: 'c-a', name: 'edge', group: 'default', createdBy: 'test', createdAt: 1_000, version: null, lastSeen: null, revokedAt: null });
+    t.match(a, {
+      id: 'c-a',
+      name: 'edge',
+      group: 'default',
+      createdBy: 'test',
+      createdAt: 1_000,
+      version: null,
+      lastSeen: null,
+      revokedAt: null,
+    });
     t.ok(s.generation > gen, 'a registration moves the generation');
-    t.match(s.connectors.getCertificate('AA01'), { serial: 'AA01', connectorId: 'c-a', kind: 'register', revokedAt: null, notAfter: 1_000 + 24 * HOUR });
+    t.match(s.connectors.getCertificate('AA01'), {
+      serial: 'AA01',
+      connectorId: 'c-a',
+      kind: 'register',
+      revokedAt: null,
+      notAfter: 1_000 + 24 * HOUR,
+    });
     t.equal(s.connectors.getCertificate('FF00'), undefined);
     t.equal(s.connectors.get('c-none'), undefined);
 
-    t.throws(() => s.connectors.register(connector('c-b', 'EDGE', 'AA02')), { code: 'ERR_CONNECTOR_NAME_TAKEN' }, 'a live name is taken, ignoring case');
-    t.throws(() => s.connectors.register(connector('c-b', 'C-A', 'AA02')), { code: 'ERR_CONNECTOR_NAME_TAKEN' }, 'a name may not be a connector id');
+    t.throws(
+      () => s.connectors.register(connector('c-b', 'EDGE', 'AA02')),
+      { code: 'ERR_CONNECTOR_NAME_TAKEN' },
+      'a live name is taken, ignoring case',
+    );
+    t.throws(
+      () => s.connectors.register(connector('c-b', 'C-A', 'AA02')),
+      { code: 'ERR_CONNECTOR_NAME_TAKEN' },
+      'a name may not be a connector id',
+    );
     t.equal(s.connectors.getCertificate('AA02'), undefined, 'a refused registration stores nothing');
-    t.same(s.connectors.list().map((c) => c.id), ['c-a']);
+    t.same(
+      s.connectors.list().map((c) => c.id),
+      ['c-a'],
+    );
 
     s.connectors.touch('c-a', '1.2.3', 5_000);
     t.match(s.connectors.get('c-a'), { lastSeen: 5_000, version: '1.2.3' });
@@ -47,14 +88,27 @@ export function storeContract(t: Test, newStore: NewStore): void {
     t.match(s.connectors.get('c-a'), { lastSeen: 6_000, version: '1.2.3' }, 'no version keeps the last one');
 
     s.connectors.register(connector('c-b', 'other', 'BB01', 2_000));
-    t.match(s.connectors.list(), [
-      { id: 'c-a', certificates: 1, certificateExpires: 1_000 + 24 * HOUR },
-      { id: 'c-b', certificates: 1 },
-    ], 'listed in registration order with their certificates');
-    t.match(s.audit.list(), [
-      { action: 'connector.register', connectorId: 'c-b', actor: 'test', details: { name: 'other', serial: 'BB01' } },
-      { action: 'connector.register', connectorId: 'c-a', at: 1_000, details: { name: 'edge', group: 'default', serial: 'AA01' } },
-    ], 'audited, newest first');
+    t.match(
+      s.connectors.list(),
+      [
+        { id: 'c-a', certificates: 1, certificateExpires: 1_000 + 24 * HOUR },
+        { id: 'c-b', certificates: 1 },
+      ],
+      'listed in registration order with their certificates',
+    );
+    t.match(
+      s.audit.list(),
+      [
+        { action: 'connector.register', connectorId: 'c-b', actor: 'test', details: { name: 'other', serial: 'BB01' } },
+        {
+          action: 'connector.register',
+          connectorId: 'c-a',
+          at: 1_000,
+          details: { name: 'edge', group: 'default', serial: 'AA01' },
+        },
+      ],
+      'audited, newest first',
+    );
     t.equal(s.audit.list(1).length, 1, 'audit list is limited');
   });
 
@@ -62,13 +116,32 @@ export function storeContract(t: Test, newStore: NewStore): void {
     const s = opened(t, newStore(t));
     s.connectors.register(connector('c-a', 'edge', 'AA01'));
     let gen = s.generation;
-    s.connectors.recordRenewal({ connectorId: 'c-a', oldSerial: 'AA01', serial: 'AA02', issuedAt: 2_000, notAfter: 2_000 + 24 * HOUR, graceUntil: 10_000 });
+    s.connectors.recordRenewal({
+      connectorId: 'c-a',
+      oldSerial: 'AA01',
+      serial: 'AA02',
+      issuedAt: 2_000,
+      notAfter: 2_000 + 24 * HOUR,
+      graceUntil: 10_000,
+    });
     t.ok(s.generation > gen, 'a renewal moves the generation');
-    t.match(s.connectors.getCertificate('AA01'), { revokedAt: 10_000 }, 'the old certificate is good until the grace ends');
+    t.match(
+      s.connectors.getCertificate('AA01'),
+      { revokedAt: 10_000 },
+      'the old certificate is good until the grace ends',
+    );
     t.match(s.connectors.getCertificate('AA02'), { kind: 'renew', revokedAt: null, connectorId: 'c-a' });
     t.match(s.connectors.list()[0], { certificates: 2, certificateExpires: 2_000 + 24 * HOUR });
-    t.match(s.audit.list(1)[0], { action: 'connector.renew', actor: 'connector:c-a', details: { oldSerial: 'AA01', serial: 'AA02', oldValidUntil: 10_000 } });
-    t.same([...s.connectors.revokedAmong(['AA01', 'AA02', 'FF00'])], ['FF00'], 'a certificate in its grace is not a revoked connector; unknown ones are');
+    t.match(s.audit.list(1)[0], {
+      action: 'connector.renew',
+      actor: 'connector:c-a',
+      details: { oldSerial: 'AA01', serial: 'AA02', oldValidUntil: 10_000 },
+    });
+    t.same(
+      [...s.connectors.revokedAmong(['AA01', 'AA02', 'FF00'])],
+      ['FF00'],
+      'a certificate in its grace is not a revoked connector; unknown ones are',
+    );
 
     gen = s.generation;
     t.equal(s.connectors.retireSuperseded('c-a', 3_000), 1, 'using the new certificate ends the grace');
@@ -84,15 +157,45 @@ export function storeContract(t: Test, newStore: NewStore): void {
     t.ok(s.generation > gen);
     t.match(s.connectors.getCertificate('AA02'), { revokedAt: 5_000 });
     t.match(s.connectors.getCertificate('AA01'), { revokedAt: 3_000 }, 'an earlier revocation time stays');
-    t.match(s.audit.list(1)[0], { action: 'connector.revoke', actor: 'admin', connectorId: 'c-a', details: { name: 'edge', certificates: 1 } });
-    t.same([...s.connectors.revokedAmong(['AA01', 'AA02'])].sort(), ['AA01', 'AA02'], 'every certificate of a revoked connector');
+    t.match(s.audit.list(1)[0], {
+      action: 'connector.revoke',
+      actor: 'admin',
+      connectorId: 'c-a',
+      details: { name: 'edge', certificates: 1 },
+    });
+    t.same(
+      [...s.connectors.revokedAmong(['AA01', 'AA02'])].sort(),
+      ['AA01', 'AA02'],
+      'every certificate of a revoked connector',
+    );
     t.match(s.connectors.revoke('c-a', 'admin', 6_000), { revokedAt: 5_000 }, 'revoking again changes nothing');
     t.equal(s.audit.list().filter((a) => a.action === 'connector.revoke').length, 1);
-    t.throws(() => s.connectors.recordRenewal({ connectorId: 'c-a', oldSerial: 'AA02', serial: 'AA03', issuedAt: 7_000, notAfter: 8_000, graceUntil: 7_500 }),
-      { code: 'ERR_CERT_REVOKED' }, 'a revoked connector cannot renew');
+    t.throws(
+      () =>
+        s.connectors.recordRenewal({
+          connectorId: 'c-a',
+          oldSerial: 'AA02',
+          serial: 'AA03',
+          issuedAt: 7_000,
+          notAfter: 8_000,
+          graceUntil: 7_500,
+        }),
+      { code: 'ERR_CERT_REVOKED' },
+      'a revoked connector cannot renew',
+    );
     t.equal(s.connectors.getCertificate('AA03'), undefined);
-    t.throws(() => s.connectors.recordRenewal({ connectorId: 'c-none', oldSerial: 'x', serial: 'AA04', issuedAt: 7_000, notAfter: 8_000, graceUntil: 7_500 }),
-      { code: 'ERR_CERT_REVOKED' });
+    t.throws(
+      () =>
+        s.connectors.recordRenewal({
+          connectorId: 'c-none',
+          oldSerial: 'x',
+          serial: 'AA04',
+          issuedAt: 7_000,
+          notAfter: 8_000,
+          graceUntil: 7_500,
+        }),
+      { code: 'ERR_CERT_REVOKED' },
+    );
   });
 
   t.test('connectors: find by id or name, refusing ambiguity', async (t) => {
@@ -124,21 +227,45 @@ export function storeContract(t: Test, newStore: NewStore): void {
     s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
     s.keys.add({ kid: 'k2', purpose: 'session', material: 'm2' }, 'test', 2_000);
     s.keys.add({ kid: 'a1', purpose: 'assertion', material: 'ma' }, 'test', 2_500);
-    t.same(s.keys.list('session'), [
-      { kid: 'k2', purpose: 'session', material: 'm2', createdAt: 2_000, retiredAt: null },
-      { kid: 'k1', purpose: 'session', material: 'm1', createdAt: 1_000, retiredAt: 2_000 },
-    ], 'newest first; the previous one retired, still listed');
-    t.same(s.keys.list('assertion').map((k) => [k.kid, k.retiredAt]), [['a1', null]], 'purposes are separate');
-    t.match(s.audit.list(1)[0], { action: 'key.rotate', actor: 'test', connectorId: null, details: { purpose: 'assertion', kid: 'a1' } });
+    t.same(
+      s.keys.list('session'),
+      [
+        { kid: 'k2', purpose: 'session', material: 'm2', createdAt: 2_000, retiredAt: null },
+        { kid: 'k1', purpose: 'session', material: 'm1', createdAt: 1_000, retiredAt: 2_000 },
+      ],
+      'newest first; the previous one retired, still listed',
+    );
+    t.same(
+      s.keys.list('assertion').map((k) => [k.kid, k.retiredAt]),
+      [['a1', null]],
+      'purposes are separate',
+    );
+    t.match(s.audit.list(1)[0], {
+      action: 'key.rotate',
+      actor: 'test',
+      connectorId: null,
+      details: { purpose: 'assertion', kid: 'a1' },
+    });
     t.equal(s.keys.dropRetiredBefore('session', 2_000), 0, 'retired at 2000 is not before 2000');
     t.equal(s.keys.dropRetiredBefore('assertion', 10_000), 0, 'the current key is never dropped');
     t.equal(s.keys.dropRetiredBefore('session', 2_001), 1);
-    t.same(s.keys.list('session').map((k) => k.kid), ['k2']);
+    t.same(
+      s.keys.list('session').map((k) => k.kid),
+      ['k2'],
+    );
   });
 
   t.test('sign-in states are single use', async (t) => {
     const s = opened(t, newStore(t));
-    const state = { state: 'st-1', app: 'wiki', nonce: 'n', verifier: 'v', returnTo: '/x?y=1', createdAt: 1_000, stepUp: true };
+    const state = {
+      state: 'st-1',
+      app: 'wiki',
+      nonce: 'n',
+      verifier: 'v',
+      returnTo: '/x?y=1',
+      createdAt: 1_000,
+      stepUp: true,
+    };
     s.sessions.putSigninState(state);
     s.sessions.putSigninState({ ...state, state: 'st-2', stepUp: false, createdAt: 5_000 });
     t.same(s.sessions.takeSigninState('st-1'), state);
@@ -146,14 +273,25 @@ export function storeContract(t: Test, newStore: NewStore): void {
     s.sessions.putSigninState({ ...state, state: 'st-3', createdAt: 1_000 });
     s.sessions.purgeSigninStates(2_000);
     t.equal(s.sessions.takeSigninState('st-3'), undefined, 'purged');
-    t.same(s.sessions.takeSigninState('st-2'), { ...state, state: 'st-2', stepUp: false, createdAt: 5_000 }, 'a newer one survives the purge');
+    t.same(
+      s.sessions.takeSigninState('st-2'),
+      { ...state, state: 'st-2', stepUp: false, createdAt: 5_000 },
+      'a newer one survives the purge',
+    );
   });
 
   t.test('sessions and ended provider sessions, across connections, with purge', async (t) => {
     const open = newStore(t);
     const a = opened(t, open);
     const b = opened(t, open);
-    a.sessions.create({ sid: 's-1', app: 'wiki', subject: 'alice', createdAt: 0, expiresAt: 1_000, clientIp: '192.0.2.1' });
+    a.sessions.create({
+      sid: 's-1',
+      app: 'wiki',
+      subject: 'alice',
+      createdAt: 0,
+      expiresAt: 1_000,
+      clientIp: '192.0.2.1',
+    });
     a.sessions.create({ sid: 's-old', app: 'wiki', subject: 'alice', createdAt: 0, expiresAt: 10, clientIp: null });
     t.ok(b.sessions.isActive('s-1', 500), 'another connection sees it');
     t.notOk(b.sessions.isActive('s-1', 1_000), 'not at its expiry');
@@ -184,19 +322,41 @@ export function storeContract(t: Test, newStore: NewStore): void {
 
   t.test('users: add, update, list, remove, audited', async (t) => {
     const s = opened(t, newStore(t));
-    s.users.put(user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }), 'admin', 'user.add');
+    s.users.put(
+      user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }),
+      'admin',
+      'user.add',
+    );
     s.users.put(user('alice', { totpSecret: 'SECRET' }), 'admin', 'user.add');
-    t.same(s.users.get('bob'), user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }));
+    t.same(
+      s.users.get('bob'),
+      user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }),
+    );
     t.equal(s.users.get('BOB'), undefined, 'lookups are exact; callers lower-case');
-    t.same(s.users.list().map((u) => u.username), ['alice', 'bob'], 'by name');
+    t.same(
+      s.users.list().map((u) => u.username),
+      ['alice', 'bob'],
+      'by name',
+    );
     s.users.put({ ...user('bob'), passwordHash: 'new-hash', createdAt: 9_999 }, 'admin', 'user.update');
-    t.match(s.users.get('bob'), { passwordHash: 'new-hash', groups: [], email: null, createdAt: 1_000 }, 'an update keeps the creation time');
+    t.match(
+      s.users.get('bob'),
+      { passwordHash: 'new-hash', groups: [], email: null, createdAt: 1_000 },
+      'an update keeps the creation time',
+    );
     t.equal(s.users.remove('alice', 'admin'), true);
     t.equal(s.users.remove('alice', 'admin'), false, 'already gone');
     t.equal(s.users.get('alice'), undefined);
-    t.same(s.audit.list().map((a) => [a.action, a.actor, a.details['username']]), [
-      ['user.remove', 'admin', 'alice'], ['user.update', 'admin', 'bob'], ['user.add', 'admin', 'alice'], ['user.add', 'admin', 'bob'],
-    ], 'a removal of nobody is not audited');
+    t.same(
+      s.audit.list().map((a) => [a.action, a.actor, a.details['username']]),
+      [
+        ['user.remove', 'admin', 'alice'],
+        ['user.update', 'admin', 'bob'],
+        ['user.add', 'admin', 'alice'],
+        ['user.add', 'admin', 'bob'],
+      ],
+      'a removal of nobody is not audited',
+    );
   });
 
   t.test('users: a TOTP step is accepted once, per user, across connections', async (t) => {
@@ -213,18 +373,38 @@ export function storeContract(t: Test, newStore: NewStore): void {
   t.test('sign-in log: recorded in order, paged by id', async (t) => {
     const s = opened(t, newStore(t));
     const entry = (n: number) => ({
-      at: n, requestId: `r-${n}`, app: 'wiki', subject: n % 2 ? 'alice' : null, ip: '192.0.2.1', country: 'NL', userAgent: 'ua',
-      result: n % 2 ? 'success' as const : 'failure' as const, reason: n % 2 ? null : 'denied', policies: [{ name: 'p', result: 'allow' }], risk: null,
+      at: n,
+      requestId: `r-${n}`,
+      app: 'wiki',
+      subject: n % 2 ? 'alice' : null,
+      ip: '192.0.2.1',
+      country: 'NL',
+      userAgent: 'ua',
+      result: n % 2 ? ('success' as const) : ('failure' as const),
+      reason: n % 2 ? null : 'denied',
+      policies: [{ name: 'p', result: 'allow' }],
+      risk: null,
     });
     for (let n = 1; n <= 5; n++) s.signIns.record(entry(n));
     s.signIns.record({ ...entry(6), userAgent: 'x'.repeat(2_000) });
     const all = s.signIns.list();
-    t.same(all.map((e) => e.at), [1, 2, 3, 4, 5, 6], 'oldest first');
+    t.same(
+      all.map((e) => e.at),
+      [1, 2, 3, 4, 5, 6],
+      'oldest first',
+    );
     t.match(all[1], { ...entry(2), id: Number });
     t.equal(all[5]?.userAgent?.length, 512, 'the user agent is cut to 512 characters');
     const first = s.signIns.list(2);
-    t.same(first.map((e) => e.at), [1, 2]);
-    t.same(s.signIns.list(2, first[1]!.id).map((e) => e.at), [3, 4], 'the next page starts after the last id');
+    t.same(
+      first.map((e) => e.at),
+      [1, 2],
+    );
+    t.same(
+      s.signIns.list(2, first[1]!.id).map((e) => e.at),
+      [3, 4],
+      'the next page starts after the last id',
+    );
     t.same(s.signIns.list(10, all[5]!.id), [], 'nothing after the last');
   });
 

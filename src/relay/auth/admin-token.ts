@@ -2,8 +2,14 @@
 // the bearer tokens native clients send to apps: the relay trusts only access tokens (never ID
 // tokens) its configured OpenID provider signed, for the expected audience, right now.
 import {
-  createRemoteJWKSet, customFetch, decodeProtectedHeader, errors as joseErrors, jwtVerify,
-  type JWTHeaderParameters, type JWTPayload, type JWTVerifyGetKey,
+  createRemoteJWKSet,
+  customFetch,
+  decodeProtectedHeader,
+  errors as joseErrors,
+  jwtVerify,
+  type JWTHeaderParameters,
+  type JWTPayload,
+  type JWTVerifyGetKey,
 } from 'jose';
 import type { IdentityConfig } from '../../config/relay-config.js';
 import { isLoopbackHost } from '../../net/address.js';
@@ -53,11 +59,17 @@ export class AdminTokenVerifier {
   constructor(identity: IdentityConfig, options: AdminTokenVerifierOptions = {}) {
     if (identity.issuer === undefined) {
       // The embedded provider's issuer is only known once it listens; callers resolve it first.
-      throw new ProxyctlError('ERR_INTERNAL', 'AdminTokenVerifier needs a resolved identity issuer (start the embedded identity provider first and pass its issuer)');
+      throw new ProxyctlError(
+        'ERR_INTERNAL',
+        'AdminTokenVerifier needs a resolved identity issuer (start the embedded identity provider first and pass its issuer)',
+      );
     }
     const issuer = new URL(identity.issuer.href);
     if (issuer.search !== '' || issuer.hash !== '' || issuer.username !== '' || issuer.password !== '') {
-      throw new ProxyctlError('ERR_CONFIG_INVALID', `identity issuer ${issuer.origin}${issuer.pathname} must not carry a query, fragment or credentials`);
+      throw new ProxyctlError(
+        'ERR_CONFIG_INVALID',
+        `identity issuer ${issuer.origin}${issuer.pathname} must not carry a query, fragment or credentials`,
+      );
     }
     this.#identity = identity;
     this.#issuer = issuer;
@@ -125,7 +137,8 @@ export class AdminTokenVerifier {
       this.#keys = {
         uri: discovery.jwksUri,
         set: createRemoteJWKSet(new URL(discovery.jwksUri), {
-          timeoutDuration: FETCH_TIMEOUT_MS, [customFetch]: this.#fetch,
+          timeoutDuration: FETCH_TIMEOUT_MS,
+          [customFetch]: this.#fetch,
         }),
       };
     }
@@ -134,11 +147,18 @@ export class AdminTokenVerifier {
       try {
         return await set(header, input);
       } catch (err) {
-        if (hasJoseCode(err, 'ERR_JWKS_NO_MATCHING_KEY') || hasJoseCode(err, 'ERR_JWKS_MULTIPLE_MATCHING_KEYS')) throw err;
+        if (hasJoseCode(err, 'ERR_JWKS_NO_MATCHING_KEY') || hasJoseCode(err, 'ERR_JWKS_MULTIPLE_MATCHING_KEYS'))
+          throw err;
         // Anything else is the key endpoint failing, not the token: callers may retry.
-        throw new ProxyctlError('ERR_IDP_UNAVAILABLE', `cannot load the identity provider's signing keys from ${uri}: ${describeFailure(err)}`, {
-          status: 503, cause: err, details: { jwksUri: uri },
-        });
+        throw new ProxyctlError(
+          'ERR_IDP_UNAVAILABLE',
+          `cannot load the identity provider's signing keys from ${uri}: ${describeFailure(err)}`,
+          {
+            status: 503,
+            cause: err,
+            details: { jwksUri: uri },
+          },
+        );
       }
     };
   }
@@ -152,27 +172,71 @@ export class AdminTokenVerifier {
     switch (err.code) {
       case 'ERR_JWT_EXPIRED': {
         const { payload } = err as joseErrors.JWTExpired;
-        return tokenError('ERR_TOKEN_EXPIRED', `token expired at ${formatTime(payload['exp'])} (relay time ${formatMs(nowMs)}, ${skew})`, err);
+        return tokenError(
+          'ERR_TOKEN_EXPIRED',
+          `token expired at ${formatTime(payload['exp'])} (relay time ${formatMs(nowMs)}, ${skew})`,
+          err,
+        );
       }
       case 'ERR_JWT_CLAIM_VALIDATION_FAILED': {
         const { claim, reason, payload } = err as joseErrors.JWTClaimValidationFailed;
-        if (claim === 'iss') return tokenError('ERR_TOKEN_ISSUER', `token issuer is ${show(payload['iss'])}, expected ${discovery.issuer}`, err);
-        if (claim === 'aud') return tokenError('ERR_TOKEN_AUDIENCE', `token audience is ${show(payload['aud'])}, expected ${audience}`, err);
+        if (claim === 'iss')
+          return tokenError(
+            'ERR_TOKEN_ISSUER',
+            `token issuer is ${show(payload['iss'])}, expected ${discovery.issuer}`,
+            err,
+          );
+        if (claim === 'aud')
+          return tokenError(
+            'ERR_TOKEN_AUDIENCE',
+            `token audience is ${show(payload['aud'])}, expected ${audience}`,
+            err,
+          );
         if (claim === 'nbf' && reason === 'check_failed') {
-          return tokenError('ERR_TOKEN_NOT_YET_VALID', `token is not valid before ${formatTime(payload['nbf'])} (relay time ${formatMs(nowMs)}, ${skew})`, err);
+          return tokenError(
+            'ERR_TOKEN_NOT_YET_VALID',
+            `token is not valid before ${formatTime(payload['nbf'])} (relay time ${formatMs(nowMs)}, ${skew})`,
+            err,
+          );
         }
-        if (claim === 'exp' && reason === 'missing') return tokenError('ERR_TOKEN_INVALID', 'token has no expiry (exp claim); tokens that never expire are refused', err);
-        if (claim === 'sub' && reason === 'missing') return tokenError('ERR_TOKEN_INVALID', 'token names no subject (sub claim)', err);
-        return tokenError('ERR_TOKEN_INVALID', `token claim ${show(claim)} is ${reason === 'missing' ? 'missing' : 'invalid'}`, err);
+        if (claim === 'exp' && reason === 'missing')
+          return tokenError(
+            'ERR_TOKEN_INVALID',
+            'token has no expiry (exp claim); tokens that never expire are refused',
+            err,
+          );
+        if (claim === 'sub' && reason === 'missing')
+          return tokenError('ERR_TOKEN_INVALID', 'token names no subject (sub claim)', err);
+        return tokenError(
+          'ERR_TOKEN_INVALID',
+          `token claim ${show(claim)} is ${reason === 'missing' ? 'missing' : 'invalid'}`,
+          err,
+        );
       }
       case 'ERR_JOSE_ALG_NOT_ALLOWED':
-        return tokenError('ERR_TOKEN_ALG', `token algorithm is not accepted; expected one of ${ACCEPTED_ALGORITHMS.join(', ')}`, err);
+        return tokenError(
+          'ERR_TOKEN_ALG',
+          `token algorithm is not accepted; expected one of ${ACCEPTED_ALGORITHMS.join(', ')}`,
+          err,
+        );
       case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
-        return tokenError('ERR_TOKEN_SIGNATURE', `token signature does not verify against the signing keys of ${discovery.issuer}`, err);
+        return tokenError(
+          'ERR_TOKEN_SIGNATURE',
+          `token signature does not verify against the signing keys of ${discovery.issuer}`,
+          err,
+        );
       case 'ERR_JWKS_NO_MATCHING_KEY':
-        return tokenError('ERR_TOKEN_SIGNATURE', `token was signed with a key (kid ${show(kid)}) that ${discovery.issuer} does not publish`, err);
+        return tokenError(
+          'ERR_TOKEN_SIGNATURE',
+          `token was signed with a key (kid ${show(kid)}) that ${discovery.issuer} does not publish`,
+          err,
+        );
       case 'ERR_JWKS_MULTIPLE_MATCHING_KEYS':
-        return tokenError('ERR_TOKEN_SIGNATURE', `token names no key id (kid) and ${discovery.issuer} publishes several candidate keys`, err);
+        return tokenError(
+          'ERR_TOKEN_SIGNATURE',
+          `token names no key id (kid) and ${discovery.issuer} publishes several candidate keys`,
+          err,
+        );
       default:
         return tokenError('ERR_TOKEN_INVALID', 'token is not a well-formed signed JWT', err);
     }
@@ -180,17 +244,27 @@ export class AdminTokenVerifier {
 
   #requireAdmin(payload: JWTPayload, issuer: string): AdminIdentity {
     const subject = payload.sub;
-    if (typeof subject !== 'string' || subject === '') throw tokenError('ERR_TOKEN_INVALID', 'token subject (sub claim) is not a non-empty string');
+    if (typeof subject !== 'string' || subject === '')
+      throw tokenError('ERR_TOKEN_INVALID', 'token subject (sub claim) is not a non-empty string');
     const { adminClaim, adminValues } = this.#identity;
     const held = claimValues(payload[adminClaim]);
     if (!held.some((value) => adminValues.includes(value))) {
       const found = payload[adminClaim] === undefined ? 'absent' : show(held);
-      throw new ProxyctlError('ERR_TOKEN_NOT_ADMIN', `token of ${show(subject)} does not carry the administrator role: claim ${adminClaim} is ${found}, expected one of ${adminValues.join(', ')}`, {
-        status: 403, details: { subject },
-      });
+      throw new ProxyctlError(
+        'ERR_TOKEN_NOT_ADMIN',
+        `token of ${show(subject)} does not carry the administrator role: claim ${adminClaim} is ${found}, expected one of ${adminValues.join(', ')}`,
+        {
+          status: 403,
+          details: { subject },
+        },
+      );
     }
-    const name = typeof payload['name'] === 'string' ? payload['name']
-      : typeof payload['preferred_username'] === 'string' ? payload['preferred_username'] : undefined;
+    const name =
+      typeof payload['name'] === 'string'
+        ? payload['name']
+        : typeof payload['preferred_username'] === 'string'
+          ? payload['preferred_username']
+          : undefined;
     return { subject, name, issuer };
   }
 }
@@ -217,16 +291,25 @@ const ID_TOKEN_CLAIMS = ['nonce', 'at_hash', 'c_hash', 's_hash'] as const;
  */
 function requireAccessToken(header: JWTHeaderParameters, payload: JWTPayload): void {
   if (payload['cnf'] !== undefined) {
-    throw tokenError('ERR_TOKEN_TYPE', 'token is bound to a key (cnf claim) whose proof the relay does not check; send an unbound access token');
+    throw tokenError(
+      'ERR_TOKEN_TYPE',
+      'token is bound to a key (cnf claim) whose proof the relay does not check; send an unbound access token',
+    );
   }
   const typ = typeof header.typ === 'string' ? header.typ.toLowerCase().replace(/^application\//, '') : undefined;
   if (typ === 'at+jwt') return;
   if (header.typ !== undefined && typ !== 'jwt') {
-    throw tokenError('ERR_TOKEN_TYPE', `token type (typ header) is ${show(header.typ)}; only access tokens (at+jwt) are accepted`);
+    throw tokenError(
+      'ERR_TOKEN_TYPE',
+      `token type (typ header) is ${show(header.typ)}; only access tokens (at+jwt) are accepted`,
+    );
   }
   const idClaim = ID_TOKEN_CLAIMS.find((claim) => payload[claim] !== undefined);
   if (idClaim) {
-    throw tokenError('ERR_TOKEN_TYPE', `token is an ID token (it carries ${idClaim}); send an access token issued for this audience`);
+    throw tokenError(
+      'ERR_TOKEN_TYPE',
+      `token is an ID token (it carries ${idClaim}); send an access token issued for this audience`,
+    );
   }
   const bodyTyp = payload['typ'];
   if (bodyTyp !== undefined && (typeof bodyTyp !== 'string' || bodyTyp.toLowerCase() !== 'bearer')) {
@@ -237,8 +320,13 @@ function requireAccessToken(header: JWTHeaderParameters, payload: JWTPayload): v
 /** Refuses what is plainly not an asymmetrically signed JWT before any network traffic; returns the header's kid. */
 function checkShape(token: unknown): unknown {
   if (typeof token !== 'string' || token.length === 0) throw tokenError('ERR_TOKEN_INVALID', 'no token was presented');
-  if (token.length > MAX_TOKEN_LENGTH) throw tokenError('ERR_TOKEN_INVALID', `token is ${token.length} characters long, at most ${MAX_TOKEN_LENGTH} are accepted`);
-  if (token.split('.').length !== 3) throw tokenError('ERR_TOKEN_INVALID', 'token is not a signed JWT (expected three dot-separated parts)');
+  if (token.length > MAX_TOKEN_LENGTH)
+    throw tokenError(
+      'ERR_TOKEN_INVALID',
+      `token is ${token.length} characters long, at most ${MAX_TOKEN_LENGTH} are accepted`,
+    );
+  if (token.split('.').length !== 3)
+    throw tokenError('ERR_TOKEN_INVALID', 'token is not a signed JWT (expected three dot-separated parts)');
   let alg: unknown;
   let kid: unknown;
   try {
@@ -246,9 +334,13 @@ function checkShape(token: unknown): unknown {
   } catch (err) {
     throw tokenError('ERR_TOKEN_INVALID', 'token header is not base64url-encoded JSON', err);
   }
-  if (typeof alg !== 'string' || alg === '') throw tokenError('ERR_TOKEN_INVALID', 'token header names no signing algorithm (alg)');
+  if (typeof alg !== 'string' || alg === '')
+    throw tokenError('ERR_TOKEN_INVALID', 'token header names no signing algorithm (alg)');
   if (!ACCEPTED.has(alg)) {
-    throw tokenError('ERR_TOKEN_ALG', `token algorithm ${show(alg)} is not accepted; expected one of ${ACCEPTED_ALGORITHMS.join(', ')}`);
+    throw tokenError(
+      'ERR_TOKEN_ALG',
+      `token algorithm ${show(alg)} is not accepted; expected one of ${ACCEPTED_ALGORITHMS.join(', ')}`,
+    );
   }
   return kid;
 }
@@ -260,7 +352,11 @@ async function fetchDiscovery(issuer: URL, now: () => number, fetch: typeof glob
   let text: string;
   try {
     // Redirects are refused so that an https discovery can never be bounced to plain http.
-    response = await fetch(url, { redirect: 'manual', headers: { accept: 'application/json' }, signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+    response = await fetch(url, {
+      redirect: 'manual',
+      headers: { accept: 'application/json' },
+      signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+    });
     const length = Number(response.headers.get('content-length') ?? 0);
     if (length > MAX_DISCOVERY_BYTES) {
       await response.body?.cancel();
@@ -272,21 +368,28 @@ async function fetchDiscovery(issuer: URL, now: () => number, fetch: typeof glob
     throw unavailable(url, describeFailure(err), err);
   }
   if (response.status !== 200) throw unavailable(url, `answered HTTP ${response.status}, expected 200`);
-  if (text.length > MAX_DISCOVERY_BYTES) throw unavailable(url, `document is larger than the ${MAX_DISCOVERY_BYTES} bytes accepted`);
+  if (text.length > MAX_DISCOVERY_BYTES)
+    throw unavailable(url, `document is larger than the ${MAX_DISCOVERY_BYTES} bytes accepted`);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
   } catch (err) {
     throw unavailable(url, 'document is not JSON', err);
   }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) throw unavailable(url, 'document is not a JSON object');
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc))
+    throw unavailable(url, 'document is not a JSON object');
   const { issuer: docIssuer, jwks_uri: jwksText } = doc as Record<string, unknown>;
   if (typeof docIssuer !== 'string') throw unavailable(url, 'document has no issuer');
   if (stripSlash(docIssuer) !== stripSlash(issuer.href)) {
     // Accepting another issuer's metadata would let one provider vouch for another (mix-up).
-    throw new ProxyctlError('ERR_IDP_ISSUER_MISMATCH', `discovery document at ${url.href} names issuer ${show(docIssuer)}, expected ${stripSlash(issuer.href)}`, {
-      status: 502, details: { discoveryUrl: url.href },
-    });
+    throw new ProxyctlError(
+      'ERR_IDP_ISSUER_MISMATCH',
+      `discovery document at ${url.href} names issuer ${show(docIssuer)}, expected ${stripSlash(issuer.href)}`,
+      {
+        status: 502,
+        details: { discoveryUrl: url.href },
+      },
+    );
   }
   if (typeof jwksText !== 'string') throw unavailable(url, 'document has no jwks_uri');
   let jwksUri: URL;
@@ -303,9 +406,14 @@ async function fetchDiscovery(issuer: URL, now: () => number, fetch: typeof glob
 function requireSecureUrl(url: URL, what: string): void {
   if (url.protocol === 'https:') return;
   if (url.protocol === 'http:' && isLoopbackHost(url.hostname)) return;
-  throw new ProxyctlError('ERR_IDP_INSECURE', `${what} ${url.href} must use https (http is accepted only on loopback addresses)`, {
-    status: 502, details: { url: url.href },
-  });
+  throw new ProxyctlError(
+    'ERR_IDP_INSECURE',
+    `${what} ${url.href} must use https (http is accepted only on loopback addresses)`,
+    {
+      status: 502,
+      details: { url: url.href },
+    },
+  );
 }
 
 function claimValues(value: unknown): string[] {
@@ -319,9 +427,15 @@ function tokenError(code: ErrorCode, message: string, cause?: unknown): Proxyctl
 }
 
 function unavailable(url: URL, reason: string, cause?: unknown): ProxyctlError {
-  return new ProxyctlError('ERR_IDP_UNAVAILABLE', `cannot use the identity provider's discovery document ${url.href}: ${reason}`, {
-    status: 503, cause, details: { discoveryUrl: url.href },
-  });
+  return new ProxyctlError(
+    'ERR_IDP_UNAVAILABLE',
+    `cannot use the identity provider's discovery document ${url.href}: ${reason}`,
+    {
+      status: 503,
+      cause,
+      details: { discoveryUrl: url.href },
+    },
+  );
 }
 
 function hasJoseCode(err: unknown, code: string): boolean {
@@ -334,7 +448,8 @@ function describeFailure(err: unknown): string {
   }
   if (err instanceof Error) {
     const cause = err.cause as { code?: unknown; message?: unknown } | undefined;
-    const detail = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
+    const detail =
+      typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
     return detail ? `${err.message} (${detail})` : err.message;
   }
   return String(err);
@@ -349,7 +464,8 @@ function show(value: unknown): string {
   let text: string;
   if (value === undefined) text = 'missing';
   else if (typeof value === 'string') text = value;
-  else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) text = value.length === 0 ? '(empty)' : value.join(', ');
+  else if (Array.isArray(value) && value.every((v) => typeof v === 'string'))
+    text = value.length === 0 ? '(empty)' : value.join(', ');
   else text = JSON.stringify(value) ?? typeof value; // undefined only for functions and symbols
   // eslint-disable-next-line no-control-regex
   text = text.replace(/[\u0000-\u001f\u007f]/g, '?');

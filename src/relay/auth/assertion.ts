@@ -28,7 +28,12 @@ export class AssertionSigner {
     const iat = Math.floor(now / 1000);
     // Absent values (undefined) are left out of the JSON, not sent as null.
     const jwt = await new SignJWT({
-      email: who.email, name: who.name, groups: who.groups, sid, amr: who.amr, acr: who.acr,
+      email: who.email,
+      name: who.name,
+      groups: who.groups,
+      sid,
+      amr: who.amr,
+      acr: who.acr,
       auth_time: who.authTime === undefined ? undefined : Math.floor(who.authTime / 1000),
     })
       .setProtectedHeader({ alg: 'ES256', kid: key.kid, typ: 'JWT' })

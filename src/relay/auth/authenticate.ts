@@ -92,7 +92,11 @@ export class Authentication {
     // A token from a provider session someone signed out of here ends with it, expired or not.
     const providerSid = claims.payload['sid'];
     if (typeof providerSid === 'string' && providerSignedOut(this.deps.store.sessions, providerSid, now)) {
-      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`, { status: 401, details: { app: app.name } });
+      throw new ProxyctlError(
+        'ERR_SIGNIN_REQUIRED',
+        `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`,
+        { status: 401, details: { app: app.name } },
+      );
     }
     const identity = identityFromClaims(claims.payload, view.config.identity, now);
     const sid = typeof claims.payload.jti === 'string' ? `bearer:${claims.payload.jti}` : `bearer:${identity.sub}`;

@@ -20,7 +20,10 @@ import type { Authenticated } from './authenticate.js';
 import type { Identity } from './session.js';
 import type { SignInLog } from './sign-in-log.js';
 
-export interface StepUp { acrValues?: string; prompt: boolean }
+export interface StepUp {
+  acrValues?: string;
+  prompt: boolean;
+}
 
 export type Verdict =
   | { readonly result: 'allow' }
@@ -47,7 +50,11 @@ export class Authorizer {
   private readonly cache = new Map<string, { at: number; verdict: Verdict }>();
 
   /** `devices`: client certificates are requested, so policies may ask for one. */
-  constructor(private readonly access: AccessConfig, private readonly devices: boolean, private readonly deps: AuthorizeDeps) {}
+  constructor(
+    private readonly access: AccessConfig,
+    private readonly devices: boolean,
+    private readonly deps: AuthorizeDeps,
+  ) {}
 
   /** The verdict for this request; computed once per (session or token, app, address, platform, device) and generation. */
   authorize(req: IncomingMessage, app: AppConfig, who: Authenticated, requestId: string): Verdict {
@@ -69,47 +76,98 @@ export class Authorizer {
     return this.cache.size;
   }
 
-  private decide(req: IncomingMessage, app: AppConfig, who: Authenticated, requestId: string, c: Omit<ContextParts, 'who'>): Verdict {
+  private decide(
+    req: IncomingMessage,
+    app: AppConfig,
+    who: Authenticated,
+    requestId: string,
+    c: Omit<ContextParts, 'who'>,
+  ): Verdict {
     const { assigned, decision } = this.evaluate(app, { ...c, who: who.identity });
     const bearer = who.via === 'bearer';
-    const verdict: Verdict = !assigned ? { result: 'deny', error: notAssigned(app, who.identity) }
-      : decision!.result === 'allow' ? ALLOW
-        : decision!.result === 'deny' ? { result: 'deny', error: policyDenied(app, decision!) }
-          // A bearer client cannot be sent to sign in again: anything but allow is a refusal.
-          : bearer ? { result: 'deny', error: policyDenied(app, decision!) }
+    const verdict: Verdict = !assigned
+      ? { result: 'deny', error: notAssigned(app, who.identity) }
+      : decision!.result === 'allow'
+        ? ALLOW
+        : decision!.result === 'deny'
+          ? { result: 'deny', error: policyDenied(app, decision!) }
+          : // A bearer client cannot be sent to sign in again: anything but allow is a refusal.
+            bearer
+            ? { result: 'deny', error: policyDenied(app, decision!) }
             : { result: 'stepUp', stepUp: stepUpOf(decision!), error: signInAgain(app, decision!) };
     if (bearer) {
       // A token's first use under this configuration (and address, and minute) is a sign-in.
       const ok = verdict.result === 'allow';
-      this.deps.signIns.record(req, app, who.identity, requestId, ok ? 'success' : 'failure',
-        ok ? 'bearer token' : assigned ? `policy ${decision!.decidedBy}` : 'not assigned to the app', decision);
+      this.deps.signIns.record(
+        req,
+        app,
+        who.identity,
+        requestId,
+        ok ? 'success' : 'failure',
+        ok ? 'bearer token' : assigned ? `policy ${decision!.decidedBy}` : 'not assigned to the app',
+        decision,
+      );
     } else if (verdict.result !== 'allow') {
-      this.deps.log.info({
-        request_id: requestId, app: app.name, sid: who.sid, client: c.ip, previous: who.session?.ip, result: verdict.result,
-        code: verdict.error.code, policy: decision?.decidedBy,
-      }, 'session refused by the configuration in force');
+      this.deps.log.info(
+        {
+          request_id: requestId,
+          app: app.name,
+          sid: who.sid,
+          client: c.ip,
+          previous: who.session?.ip,
+          result: verdict.result,
+          code: verdict.error.code,
+          policy: decision?.decidedBy,
+        },
+        'session refused by the configuration in force',
+      );
     }
     return verdict;
   }
 
   /** Assignment, then Conditional Access, uncached: sign-in uses it directly (it also needs the session controls). */
-  evaluateFor(req: IncomingMessage, app: AppConfig, who: Identity): { assigned: boolean; decision: Decision | undefined } {
+  evaluateFor(
+    req: IncomingMessage,
+    app: AppConfig,
+    who: Identity,
+  ): { assigned: boolean; decision: Decision | undefined } {
     return this.evaluate(app, {
-      who, ip: clientAddress(req), platform: platformOf(req.headers['user-agent']), device: this.devices && hasDeviceCertificate(req), now: this.deps.now(),
+      who,
+      ip: clientAddress(req),
+      platform: platformOf(req.headers['user-agent']),
+      device: this.devices && hasDeviceCertificate(req),
+      now: this.deps.now(),
     });
   }
 
   private evaluate(app: AppConfig, c: ContextParts): { assigned: boolean; decision: Decision | undefined } {
-    if (!isAssigned(app, { user: c.who.sub, email: c.who.email, groups: c.who.groups })) return { assigned: false, decision: undefined };
+    if (!isAssigned(app, { user: c.who.sub, email: c.who.email, groups: c.who.groups }))
+      return { assigned: false, decision: undefined };
     const ctx: SignInContext = {
-      app: app.name, user: c.who.sub, email: c.who.email, groups: c.who.groups, ip: c.ip, country: countryOf(c.ip),
-      platform: c.platform, amr: c.who.amr, acr: c.who.acr, risk: 'none', time: new Date(c.now), deviceCertificate: c.device,
+      app: app.name,
+      user: c.who.sub,
+      email: c.who.email,
+      groups: c.who.groups,
+      ip: c.ip,
+      country: countryOf(c.ip),
+      platform: c.platform,
+      amr: c.who.amr,
+      acr: c.who.acr,
+      risk: 'none',
+      time: new Date(c.now),
+      deviceCertificate: c.device,
     };
     return { assigned: true, decision: evaluate(this.access, ctx) };
   }
 }
 
-interface ContextParts { who: Identity; ip: string; platform: SignInContext['platform']; device: boolean; now: number }
+interface ContextParts {
+  who: Identity;
+  ip: string;
+  platform: SignInContext['platform'];
+  device: boolean;
+  now: number;
+}
 
 /** Chained to the configured device CA by the TLS layer (the public listener asks for it only when devices are configured). */
 function hasDeviceCertificate(req: IncomingMessage): boolean {
@@ -125,19 +183,34 @@ export function stepUpOf(d: Decision): StepUp {
 }
 
 export function policyDenied(app: AppConfig, d: Decision): ProxyctlError {
-  return new ProxyctlError('ERR_POLICY_DENIED', `Access to ${app.name} was denied by the policy "${d.decidedBy}". ${d.hint ?? ''}`.trim(), {
-    status: 403, details: { app: app.name, policy: d.decidedBy, hint: d.hint },
-  });
+  return new ProxyctlError(
+    'ERR_POLICY_DENIED',
+    `Access to ${app.name} was denied by the policy "${d.decidedBy}". ${d.hint ?? ''}`.trim(),
+    {
+      status: 403,
+      details: { app: app.name, policy: d.decidedBy, hint: d.hint },
+    },
+  );
 }
 
 export function notAssigned(app: AppConfig, who: Identity): ProxyctlError {
-  return new ProxyctlError('ERR_NOT_ASSIGNED', `${who.email ?? who.sub} is not assigned to ${app.name}. Ask your administrator for access.`, {
-    status: 403, details: { app: app.name, reason: 'not assigned' },
-  });
+  return new ProxyctlError(
+    'ERR_NOT_ASSIGNED',
+    `${who.email ?? who.sub} is not assigned to ${app.name}. Ask your administrator for access.`,
+    {
+      status: 403,
+      details: { app: app.name, reason: 'not assigned' },
+    },
+  );
 }
 
 function signInAgain(app: AppConfig, d: Decision): ProxyctlError {
-  return new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${app.name} again: ${d.hint ?? `the policy "${d.decidedBy}" asks for more`}`, {
-    status: 401, details: { app: app.name, policy: d.decidedBy },
-  });
+  return new ProxyctlError(
+    'ERR_SIGNIN_REQUIRED',
+    `Sign in to ${app.name} again: ${d.hint ?? `the policy "${d.decidedBy}" asks for more`}`,
+    {
+      status: 401,
+      details: { app: app.name, policy: d.decidedBy },
+    },
+  );
 }

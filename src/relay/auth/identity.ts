@@ -20,8 +20,13 @@ const EMAIL = /^[^\s@,;<>"\\\u0000-\u001f\u007f]{1,64}@[^\s@,;<>"\\\u0000-\u001f
  * preferred_username, for display only. A string groups claim is one group (providers that
  * send one group send it as a string; "Domain staff" is a name, not two); non-strings are dropped.
  */
-export function identityFromClaims(c: Record<string, unknown>, cfg: Pick<IdentityConfig, 'groupsClaim' | 'emailVerifiedWhenAbsent'>, now: number): Identity {
-  const str = (v: unknown): string | undefined => (typeof v === 'string' && v !== '' && v.length <= MAX_VALUE ? v : undefined);
+export function identityFromClaims(
+  c: Record<string, unknown>,
+  cfg: Pick<IdentityConfig, 'groupsClaim' | 'emailVerifiedWhenAbsent'>,
+  now: number,
+): Identity {
+  const str = (v: unknown): string | undefined =>
+    typeof v === 'string' && v !== '' && v.length <= MAX_VALUE ? v : undefined;
   const list = (v: unknown, max: number): string[] => {
     const out = new Set<string>();
     for (const x of typeof v === 'string' ? [v] : Array.isArray(v) ? v : []) {
@@ -45,6 +50,9 @@ export function identityFromClaims(c: Record<string, unknown>, cfg: Pick<Identit
     amr: list(c['amr'], MAX_AMR),
     acr: str(c['acr']),
     // A provider clock ahead of ours must not date an authentication in the future.
-    authTime: typeof authTime === 'number' && Number.isFinite(authTime) && authTime > 0 ? Math.min(Math.floor(authTime) * 1000, now) : undefined,
+    authTime:
+      typeof authTime === 'number' && Number.isFinite(authTime) && authTime > 0
+        ? Math.min(Math.floor(authTime) * 1000, now)
+        : undefined,
   };
 }

@@ -36,23 +36,37 @@ export class OidcClients {
     const key = `${issuer.href}\u0000${app.clientId}\u0000${app.clientSecret ?? ''}`;
     let p = this.configs.get(key);
     if (!p) {
-      p = oidc.discovery(issuer, app.clientId, {
-        [oidc.clockTolerance]: Math.round(this.options.clockSkewMs / 1000),
-        ...(app.clientSecret ? { client_secret: app.clientSecret } : { token_endpoint_auth_method: 'none' }),
-      }, undefined, {
-        ...(issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname) ? { execute: [oidc.allowInsecureRequests] } : {}),
-        ...(this.options.fetch ? { [oidc.customFetch]: this.options.fetch } : {}),
-        timeout: 10,
-      }).then((c) => {
-        // ID tokens are checked against the provider's keys, not trusted for arriving over TLS.
-        oidc.enableNonRepudiationChecks(c);
-        return c;
-      });
+      p = oidc
+        .discovery(
+          issuer,
+          app.clientId,
+          {
+            [oidc.clockTolerance]: Math.round(this.options.clockSkewMs / 1000),
+            ...(app.clientSecret ? { client_secret: app.clientSecret } : { token_endpoint_auth_method: 'none' }),
+          },
+          undefined,
+          {
+            ...(issuer.protocol === 'http:' && isLoopbackHost(issuer.hostname)
+              ? { execute: [oidc.allowInsecureRequests] }
+              : {}),
+            ...(this.options.fetch ? { [oidc.customFetch]: this.options.fetch } : {}),
+            timeout: 10,
+          },
+        )
+        .then((c) => {
+          // ID tokens are checked against the provider's keys, not trusted for arriving over TLS.
+          oidc.enableNonRepudiationChecks(c);
+          return c;
+        });
       p.catch(() => this.configs.delete(key));
       this.configs.set(key, p);
     }
     return p.catch((err: unknown) => {
-      throw new ProxyctlError('ERR_IDP_UNAVAILABLE', `the identity provider ${issuer.href} cannot be reached or its discovery document is unusable`, { status: 503, cause: err });
+      throw new ProxyctlError(
+        'ERR_IDP_UNAVAILABLE',
+        `the identity provider ${issuer.href} cannot be reached or its discovery document is unusable`,
+        { status: 503, cause: err },
+      );
     });
   }
 
@@ -73,18 +87,26 @@ export class OidcClients {
   }
 
   /** Exchanges the code at the token endpoint and returns the verified ID token claims. */
-  async exchange(app: AppConfig, callbackUrl: URL, checks: { state: string; nonce: string; codeVerifier: string }): Promise<IdClaims> {
+  async exchange(
+    app: AppConfig,
+    callbackUrl: URL,
+    checks: { state: string; nonce: string; codeVerifier: string },
+  ): Promise<IdClaims> {
     const config = await this.config(app);
     let tokens;
     try {
       tokens = await oidc.authorizationCodeGrant(config, callbackUrl, {
-        pkceCodeVerifier: checks.codeVerifier, expectedState: checks.state, expectedNonce: checks.nonce, idTokenExpected: true,
+        pkceCodeVerifier: checks.codeVerifier,
+        expectedState: checks.state,
+        expectedNonce: checks.nonce,
+        idTokenExpected: true,
       });
     } catch (err) {
       throw classify(err);
     }
     const claims = tokens.claims();
-    if (!claims) throw new ProxyctlError('ERR_SIGNIN_TOKEN', 'the identity provider returned no ID token', { status: 401 });
+    if (!claims)
+      throw new ProxyctlError('ERR_SIGNIN_TOKEN', 'the identity provider returned no ID token', { status: 401 });
     return claims;
   }
 
@@ -93,7 +115,10 @@ export class OidcClients {
     try {
       const config = await this.config(app);
       if (!config.serverMetadata().end_session_endpoint) return undefined;
-      return oidc.buildEndSessionUrl(config, { client_id: app.clientId, post_logout_redirect_uri: postLogoutRedirectUri });
+      return oidc.buildEndSessionUrl(config, {
+        client_id: app.clientId,
+        post_logout_redirect_uri: postLogoutRedirectUri,
+      });
     } catch {
       return undefined;
     }
@@ -102,16 +127,36 @@ export class OidcClients {
 
 function classify(err: unknown): ProxyctlError {
   if (err instanceof oidc.AuthorizationResponseError) {
-    return new ProxyctlError('ERR_SIGNIN_PROVIDER', `the identity provider refused the sign-in: ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`, { status: 401, cause: err });
+    return new ProxyctlError(
+      'ERR_SIGNIN_PROVIDER',
+      `the identity provider refused the sign-in: ${err.error}${err.error_description ? ` (${err.error_description})` : ''}`,
+      { status: 401, cause: err },
+    );
   }
   if (err instanceof oidc.ResponseBodyError) {
     // invalid_grant: a code used twice, expired, or issued to someone else.
-    return new ProxyctlError('ERR_SIGNIN_CODE', `the identity provider did not accept the sign-in code (${err.error})`, { status: 401, cause: err });
+    return new ProxyctlError(
+      'ERR_SIGNIN_CODE',
+      `the identity provider did not accept the sign-in code (${err.error})`,
+      { status: 401, cause: err },
+    );
   }
   const code = (err as { code?: string }).code ?? '';
-  if (code === 'OAUTH_INVALID_RESPONSE' || code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED' || code === 'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED'
-    || code === 'OAUTH_UNSUPPORTED_OPERATION' || code.startsWith('OAUTH_') || code.startsWith('ERR_JW')) {
-    return new ProxyctlError('ERR_SIGNIN_TOKEN', `the ID token from the identity provider is not valid (${code})`, { status: 401, cause: err });
+  if (
+    code === 'OAUTH_INVALID_RESPONSE' ||
+    code === 'OAUTH_JWT_CLAIM_COMPARISON_FAILED' ||
+    code === 'OAUTH_JWS_SIGNATURE_VERIFICATION_FAILED' ||
+    code === 'OAUTH_UNSUPPORTED_OPERATION' ||
+    code.startsWith('OAUTH_') ||
+    code.startsWith('ERR_JW')
+  ) {
+    return new ProxyctlError('ERR_SIGNIN_TOKEN', `the ID token from the identity provider is not valid (${code})`, {
+      status: 401,
+      cause: err,
+    });
   }
-  return new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider could not complete the sign-in', { status: 503, cause: err });
+  return new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider could not complete the sign-in', {
+    status: 503,
+    cause: err,
+  });
 }

@@ -29,7 +29,11 @@ export function safeReturnTo(app: AppConfig, origin: string, candidate: string |
       return root;
     }
     // Only exactly "https://host" spellings; "https:evil.com" parses but is not that.
-    if (!candidate.toLowerCase().startsWith(`${origin.toLowerCase()}/`) && candidate.toLowerCase() !== origin.toLowerCase()) return root;
+    if (
+      !candidate.toLowerCase().startsWith(`${origin.toLowerCase()}/`) &&
+      candidate.toLowerCase() !== origin.toLowerCase()
+    )
+      return root;
   }
   if (url.origin !== origin || url.protocol !== 'https:' || url.username || url.password) return root;
   const path = url.pathname;

@@ -44,8 +44,15 @@ export function isRelayCookie(name: string): boolean {
 export async function sealSession(ring: KeyRing, s: Session): Promise<string> {
   const key = ring.currentSessionKey();
   return new EncryptJWT({
-    sid: s.sid, email: s.email, name: s.name, groups: s.groups, amr: s.amr, acr: s.acr, ip: s.ip,
-    auth_time: Math.floor(s.authTime / 1000), psid: s.providerSid,
+    sid: s.sid,
+    email: s.email,
+    name: s.name,
+    groups: s.groups,
+    amr: s.amr,
+    acr: s.acr,
+    ip: s.ip,
+    auth_time: Math.floor(s.authTime / 1000),
+    psid: s.providerSid,
   })
     .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.kid })
     .setSubject(s.sub)
@@ -55,7 +62,8 @@ export async function sealSession(ring: KeyRing, s: Session): Promise<string> {
     .encrypt(key.secret);
 }
 
-export type OpenResult = { session: Session } | { reason: 'malformed' | 'unknown-key' | 'tampered' | 'expired' | 'other-app' };
+export type OpenResult =
+  { session: Session } | { reason: 'malformed' | 'unknown-key' | 'tampered' | 'expired' | 'other-app' };
 
 export async function openSession(ring: KeyRing, value: string, app: AppConfig, now = Date.now()): Promise<OpenResult> {
   if (value.length > 8192 || value.split('.').length !== 5) return { reason: 'malformed' };
@@ -70,7 +78,10 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
   let payload;
   try {
     ({ payload } = await jwtDecrypt(value, key.secret, {
-      keyManagementAlgorithms: ['dir'], contentEncryptionAlgorithms: ['A256GCM'], currentDate: new Date(now), clockTolerance: 0,
+      keyManagementAlgorithms: ['dir'],
+      contentEncryptionAlgorithms: ['A256GCM'],
+      currentDate: new Date(now),
+      clockTolerance: 0,
     }));
   } catch (err) {
     const code = (err as { code?: string }).code;
@@ -80,21 +91,42 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
   const strs = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
   const str = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
   // Cookies sealed before auth_time was carried may hold an unverified e-mail: they count as no session.
-  if (typeof payload.sub !== 'string' || typeof payload['sid'] !== 'string' || typeof payload.exp !== 'number' || typeof payload.iat !== 'number'
-    || typeof payload['auth_time'] !== 'number') {
+  if (
+    typeof payload.sub !== 'string' ||
+    typeof payload['sid'] !== 'string' ||
+    typeof payload.exp !== 'number' ||
+    typeof payload.iat !== 'number' ||
+    typeof payload['auth_time'] !== 'number'
+  ) {
     return { reason: 'malformed' };
   }
   return {
     session: {
-      sub: payload.sub, sid: payload['sid'], app: app.name, email: str(payload['email']), name: str(payload['name']),
-      groups: strs(payload['groups']), amr: strs(payload['amr']), acr: str(payload['acr']), ip: str(payload['ip']),
-      iat: payload.iat * 1000, exp: payload.exp * 1000, authTime: payload['auth_time'] * 1000, providerSid: str(payload['psid']),
+      sub: payload.sub,
+      sid: payload['sid'],
+      app: app.name,
+      email: str(payload['email']),
+      name: str(payload['name']),
+      groups: strs(payload['groups']),
+      amr: strs(payload['amr']),
+      acr: str(payload['acr']),
+      ip: str(payload['ip']),
+      iat: payload.iat * 1000,
+      exp: payload.exp * 1000,
+      authTime: payload['auth_time'] * 1000,
+      providerSid: str(payload['psid']),
     },
   };
 }
 
 /** Set-Cookie for the session, with the app's flags. Always Secure, Path=/ (the __Host- prefix requires both). */
-export function sessionCookie(app: AppConfig, value: string, expiresAt: number, now = Date.now(), persistent = app.cookie.persistent): string {
+export function sessionCookie(
+  app: AppConfig,
+  value: string,
+  expiresAt: number,
+  now = Date.now(),
+  persistent = app.cookie.persistent,
+): string {
   const parts = [`${cookieName(app)}=${value}`, 'Path=/', 'Secure', `SameSite=${app.cookie.sameSite}`];
   if (app.cookie.httpOnly) parts.push('HttpOnly');
   if (persistent) parts.push(`Max-Age=${Math.max(0, Math.floor((expiresAt - now) / 1000))}`);
@@ -121,6 +153,9 @@ export function parseCookies(header: string | undefined): Map<string, string> {
 /** The Cookie header the backend sees: the relay's own cookies removed. */
 export function backendCookieHeader(header: string | undefined): string | undefined {
   if (!header) return undefined;
-  const kept = header.split(';').map((p) => p.trim()).filter((p) => p && !isRelayCookie(p.slice(0, Math.max(0, p.indexOf('='))).trim()));
+  const kept = header
+    .split(';')
+    .map((p) => p.trim())
+    .filter((p) => p && !isRelayCookie(p.slice(0, Math.max(0, p.indexOf('='))).trim()));
   return kept.length ? kept.join('; ') : undefined;
 }

@@ -12,13 +12,36 @@ import type { Identity } from './session.js';
 export class SignInLog {
   constructor(private readonly deps: { store: Store; log: Logger; now: () => number }) {}
 
-  record(req: IncomingMessage, app: AppConfig, who: Identity | undefined, requestId: string, result: 'success' | 'failure' | 'stepUp', reason: string | undefined, decision: Decision | undefined): void {
+  record(
+    req: IncomingMessage,
+    app: AppConfig,
+    who: Identity | undefined,
+    requestId: string,
+    result: 'success' | 'failure' | 'stepUp',
+    reason: string | undefined,
+    decision: Decision | undefined,
+  ): void {
     const ip = clientAddress(req);
     try {
       this.deps.store.signIns.record({
-        at: this.deps.now(), requestId, app: app.name, subject: who?.sub ?? null, ip, country: countryOf(ip) ?? null,
-        userAgent: req.headers['user-agent'] ?? null, result, reason: reason ?? null,
-        policies: decision?.policies.map((p) => ({ name: p.name, state: p.state, applies: p.applies, outcome: p.outcome, why: p.why, missing: p.missing })) ?? [],
+        at: this.deps.now(),
+        requestId,
+        app: app.name,
+        subject: who?.sub ?? null,
+        ip,
+        country: countryOf(ip) ?? null,
+        userAgent: req.headers['user-agent'] ?? null,
+        result,
+        reason: reason ?? null,
+        policies:
+          decision?.policies.map((p) => ({
+            name: p.name,
+            state: p.state,
+            applies: p.applies,
+            outcome: p.outcome,
+            why: p.why,
+            missing: p.missing,
+          })) ?? [],
         risk: 'none',
       });
     } catch (err) {

@@ -46,13 +46,23 @@ export class SignIn {
 
   constructor(private readonly deps: SignInDeps) {}
 
-  async begin(res: ServerResponse, app: AppConfig, origin: string, view: SignInView, opts: { returnTo?: string | undefined; stepUp?: StepUp }): Promise<void> {
+  async begin(
+    res: ServerResponse,
+    app: AppConfig,
+    origin: string,
+    view: SignInView,
+    opts: { returnTo?: string | undefined; stepUp?: StepUp },
+  ): Promise<void> {
     const state = randomState();
     const nonce = randomNonce();
     const codeVerifier = randomPKCECodeVerifier();
     const returnTo = safeReturnTo(app, origin, opts.returnTo);
     const url = await view.oidc.authorizationUrl(app, {
-      redirectUri: callbackUrl(app, origin), state, nonce, codeVerifier, ...(opts.stepUp ? { stepUp: opts.stepUp } : {}),
+      redirectUri: callbackUrl(app, origin),
+      state,
+      nonce,
+      codeVerifier,
+      ...(opts.stepUp ? { stepUp: opts.stepUp } : {}),
     });
     const now = this.deps.now();
     this.deps.store.sessions.purgeSigninStates(now - STATE_TTL_MS);
@@ -60,7 +70,15 @@ export class SignIn {
       this.lastSessionPurge = now;
       this.deps.store.sessions.purge(now);
     }
-    this.deps.store.sessions.putSigninState({ state, app: app.name, nonce, verifier: codeVerifier, returnTo, createdAt: now, stepUp: !!opts.stepUp });
+    this.deps.store.sessions.putSigninState({
+      state,
+      app: app.name,
+      nonce,
+      verifier: codeVerifier,
+      returnTo,
+      createdAt: now,
+      stepUp: !!opts.stepUp,
+    });
     res.writeHead(302, {
       location: url.href,
       'set-cookie': `${stateCookieName(app)}=${state}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=${STATE_TTL_MS / 1000}`,
@@ -69,25 +87,48 @@ export class SignIn {
     res.end();
   }
 
-  async callback(req: IncomingMessage, res: ServerResponse, app: AppConfig, origin: string, requestId: string, view: SignInView): Promise<void> {
+  async callback(
+    req: IncomingMessage,
+    res: ServerResponse,
+    app: AppConfig,
+    origin: string,
+    requestId: string,
+    view: SignInView,
+  ): Promise<void> {
     const url = new URL(req.url ?? '/', origin);
     const state = url.searchParams.get('state');
     const cookieState = parseCookies(req.headers.cookie).get(stateCookieName(app));
     // The state must come back to the browser that started the sign-in (no login CSRF).
     if (!state || !cookieState || state !== cookieState) {
-      throw new ProxyctlError('ERR_SIGNIN_STATE', 'The sign-in response does not belong to a sign-in started in this browser. Start again from the application.', { status: 400, details: { app: app.name } });
+      throw new ProxyctlError(
+        'ERR_SIGNIN_STATE',
+        'The sign-in response does not belong to a sign-in started in this browser. Start again from the application.',
+        { status: 400, details: { app: app.name } },
+      );
     }
     const saved = this.deps.store.sessions.takeSigninState(state);
     if (!saved || saved.app !== app.name || saved.createdAt < this.deps.now() - STATE_TTL_MS) {
-      throw new ProxyctlError('ERR_SIGNIN_STATE', 'This sign-in has expired or was already used. Start again from the application.', { status: 400, details: { app: app.name } });
+      throw new ProxyctlError(
+        'ERR_SIGNIN_STATE',
+        'This sign-in has expired or was already used. Start again from the application.',
+        { status: 400, details: { app: app.name } },
+      );
     }
     const providerError = url.searchParams.get('error');
     if (providerError) {
       const description = url.searchParams.get('error_description');
-      throw new ProxyctlError('ERR_SIGNIN_PROVIDER', `The identity provider refused the sign-in: ${providerError.slice(0, 100)}${description ? ` (${description.slice(0, 200)})` : ''}`, { status: 401, details: { app: app.name } });
+      throw new ProxyctlError(
+        'ERR_SIGNIN_PROVIDER',
+        `The identity provider refused the sign-in: ${providerError.slice(0, 100)}${description ? ` (${description.slice(0, 200)})` : ''}`,
+        { status: 401, details: { app: app.name } },
+      );
     }
     // Exactly the URL the provider redirected to; the redirect_uri must match the one sent.
-    const claims = await view.oidc.exchange(app, new URL(`${callbackUrl(app, origin)}${url.search}`), { state, nonce: saved.nonce, codeVerifier: saved.verifier });
+    const claims = await view.oidc.exchange(app, new URL(`${callbackUrl(app, origin)}${url.search}`), {
+      state,
+      nonce: saved.nonce,
+      codeVerifier: saved.verifier,
+    });
     const identity = identityFromClaims(claims, view.config.identity, this.deps.now());
     const { assigned, decision } = view.authorizer.evaluateFor(req, app, identity);
     if (!assigned || !decision) {
@@ -95,7 +136,15 @@ export class SignIn {
       throw notAssigned(app, identity);
     }
     if (decision.result === 'deny' || (decision.result === 'stepUp' && saved.stepUp)) {
-      this.deps.signIns.record(req, app, identity, requestId, 'failure', `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`, decision);
+      this.deps.signIns.record(
+        req,
+        app,
+        identity,
+        requestId,
+        'failure',
+        `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`,
+        decision,
+      );
       throw policyDenied(app, decision);
     }
     if (decision.result === 'stepUp') {
@@ -109,11 +158,30 @@ export class SignIn {
     const lifetime = Math.min(app.sessionLifetimeMs, decision.session.signInFrequencyMs ?? Infinity);
     const providerSid = typeof claims['sid'] === 'string' && claims['sid'].length <= 256 ? claims['sid'] : undefined;
     // Without the provider's auth_time, this sign-in is the best known authentication time.
-    const session: Session = { ...identity, authTime: identity.authTime ?? now, sid: randomUUID(), app: app.name, iat: now, exp: now + lifetime, ip, providerSid };
-    this.deps.store.sessions.create({ sid: session.sid, app: app.name, subject: identity.sub, createdAt: now, expiresAt: session.exp, clientIp: ip });
+    const session: Session = {
+      ...identity,
+      authTime: identity.authTime ?? now,
+      sid: randomUUID(),
+      app: app.name,
+      iat: now,
+      exp: now + lifetime,
+      ip,
+      providerSid,
+    };
+    this.deps.store.sessions.create({
+      sid: session.sid,
+      app: app.name,
+      subject: identity.sub,
+      createdAt: now,
+      expiresAt: session.exp,
+      clientIp: ip,
+    });
     const sealed = await sealSession(this.deps.ring(), session);
     this.deps.signIns.record(req, app, identity, requestId, 'success', undefined, decision);
-    this.deps.log.info({ request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr }, 'sign-in succeeded');
+    this.deps.log.info(
+      { request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr },
+      'sign-in succeeded',
+    );
     const persistent = decision.session.persistentBrowser ?? app.cookie.persistent;
     res.writeHead(302, {
       location: safeReturnTo(app, origin, saved.returnTo),

@@ -28,9 +28,14 @@ export function requireSameOrigin(req: IncomingMessage, origin: string): void {
   else if (from !== undefined) ok = from === origin;
   else ok = referer === undefined || originOf(referer) === origin;
   if (!ok) {
-    throw new ProxyctlError('ERR_BAD_REQUEST', 'Sign-out must be requested from the application itself; a request from another site was refused.', {
-      status: 403, details: { reason: 'cross-origin' },
-    });
+    throw new ProxyctlError(
+      'ERR_BAD_REQUEST',
+      'Sign-out must be requested from the application itself; a request from another site was refused.',
+      {
+        status: 403,
+        details: { reason: 'cross-origin' },
+      },
+    );
   }
 }
 
@@ -42,12 +47,16 @@ function originOf(url: string): string | undefined {
   }
 }
 
-
-const STYLE = 'body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}button{font:inherit;padding:.4rem 1rem}';
-
+const STYLE =
+  'body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}button{font:inherit;padding:.4rem 1rem}';
 
 /** The confirmation page: one POST form, no script; `endSession` is where the POST will redirect. */
-export function signOutPage(req: IncomingMessage, res: ServerResponse, app: AppConfig, endSession: URL | undefined): void {
+export function signOutPage(
+  req: IncomingMessage,
+  res: ServerResponse,
+  app: AppConfig,
+  endSession: URL | undefined,
+): void {
   const action = `${app.pathPrefix}.proxyctl/logout`;
   const html = `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <meta name="robots" content="noindex"><title>Sign out</title><style>${STYLE}</style></head>
@@ -81,7 +90,11 @@ export function signedOutPage(req: IncomingMessage, res: ServerResponse, appRoot
 /** Longer than any access-token lifetime providers issue by default (Entra ID: 60-90 min). */
 export const PROVIDER_TOKEN_MAX_MS = 24 * 3600_000;
 
-export function markProviderSignedOut(sessions: SessionRepo, log: Logger, m: { providerSid: string; app: string; now: number }): void {
+export function markProviderSignedOut(
+  sessions: SessionRepo,
+  log: Logger,
+  m: { providerSid: string; app: string; now: number },
+): void {
   try {
     sessions.endProviderSession(m.providerSid, m.now, m.now + PROVIDER_TOKEN_MAX_MS);
   } catch (err) {

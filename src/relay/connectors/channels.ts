@@ -41,7 +41,11 @@ export class ChannelRegistry {
   private timer: Timer | undefined;
   private readonly listeners: ChannelEvents[] = [];
 
-  constructor(private readonly log: Logger, events: ChannelEvents, private readonly clock: Clock = systemClock) {
+  constructor(
+    private readonly log: Logger,
+    events: ChannelEvents,
+    private readonly clock: Clock = systemClock,
+  ) {
     this.listeners.push(events);
   }
 
@@ -62,9 +66,15 @@ export class ChannelRegistry {
       this.channels.delete(channel.id);
       this.groups.get(channel.group)?.delete(channel);
       for (const l of this.listeners) l.onClose?.(channel);
-      this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() }, 'connector channel closed');
+      this.log.info(
+        { connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() },
+        'connector channel closed',
+      );
     });
-    this.log.info({ connector_id: channel.connectorId, channel_id: channel.id, group: channel.group }, 'connector channel open');
+    this.log.info(
+      { connector_id: channel.connectorId, channel_id: channel.id, group: channel.group },
+      'connector channel open',
+    );
     for (const l of this.listeners) l.onOpen?.(channel);
   }
 
@@ -76,13 +86,19 @@ export class ChannelRegistry {
       for (const ch of this.channels.values()) {
         if (ch.certNotAfter <= now) {
           // A channel lives no longer than the certificate that opened it.
-          this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector certificate expired; closing its channel');
+          this.log.warn(
+            { connector_id: ch.connectorId, channel_id: ch.id },
+            'connector certificate expired; closing its channel',
+          );
           ch.ws.close(CLOSE.unknown, 'certificate expired');
           this.clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
           continue;
         }
         if (!ch.alive) {
-          this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector channel missed its heartbeat; closing');
+          this.log.warn(
+            { connector_id: ch.connectorId, channel_id: ch.id },
+            'connector channel missed its heartbeat; closing',
+          );
           ch.ws.terminate();
           continue;
         }

@@ -24,21 +24,31 @@ export function authenticateConnector(socket: TLSSocket, store: Store, now = Dat
   const id = checkConnector(socket, store, now);
   // A renewed certificate in use ends the grace of the ones it replaced (this bumps the generation).
   if (id.certificate.revokedAt === null) store.connectors.retireSuperseded(id.connector.id, now);
-  verified.set(socket, { id, generation: store.generation, until: Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity) });
+  verified.set(socket, {
+    id,
+    generation: store.generation,
+    until: Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity),
+  });
   return id;
 }
 
 function checkConnector(socket: TLSSocket, store: Store, now: number): ConnectorIdentity {
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) {
-    throw new ProxyctlError('ERR_CERT_REQUIRED', 'a connector client certificate is required for this call', { status: 401 });
+    throw new ProxyctlError('ERR_CERT_REQUIRED', 'a connector client certificate is required for this call', {
+      status: 401,
+    });
   }
   if (!socket.authorized) {
     const reason = String(socket.authorizationError ?? 'unknown');
     const expired = reason === 'CERT_HAS_EXPIRED';
-    throw new ProxyctlError('ERR_CERT_UNTRUSTED',
-      expired ? 'the client certificate has expired; register the connector again' : `the client certificate was not issued by this relay (${reason})`,
-      { status: 401, details: { reason } });
+    throw new ProxyctlError(
+      'ERR_CERT_UNTRUSTED',
+      expired
+        ? 'the client certificate has expired; register the connector again'
+        : `the client certificate was not issued by this relay (${reason})`,
+      { status: 401, details: { reason } },
+    );
   }
   const serial = normalizeSerial(peer.serialNumber);
   const certificate = store.connectors.getCertificate(serial);
@@ -48,17 +58,27 @@ function checkConnector(socket: TLSSocket, store: Store, now: number): Connector
   const connector = store.connectors.get(certificate.connectorId);
   // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
   if (!connector || connector.revokedAt !== null) {
-    throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, { status: 403 });
+    throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, {
+      status: 403,
+    });
   }
   // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
   if (certificate.revokedAt !== null && certificate.revokedAt <= now) {
-    throw new ProxyctlError('ERR_CERT_REVOKED', `certificate ${serial} was replaced by a renewal and is no longer accepted`, { status: 403 });
+    throw new ProxyctlError(
+      'ERR_CERT_REVOKED',
+      `certificate ${serial} was replaced by a renewal and is no longer accepted`,
+      { status: 403 },
+    );
   }
   if (certificate.notAfter <= now) {
-    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'the client certificate has expired; register the connector again', { status: 401 });
+    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'the client certificate has expired; register the connector again', {
+      status: 401,
+    });
   }
   if (peer.subject?.CN !== connector.id) {
-    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'client certificate subject does not match its record', { status: 401 });
+    throw new ProxyctlError('ERR_CERT_UNTRUSTED', 'client certificate subject does not match its record', {
+      status: 401,
+    });
   }
   return { connector, certificate };
 }

@@ -14,7 +14,14 @@ import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { refusalOf, renderRaw } from '../../http/render.js';
 import type { Logger } from '../../log.js';
 import {
-  API, CLOSE, MAX_CONTROL_MESSAGE, VERSION_HEADER, parseConnectorMessage, type IdentityInfo, type RenewRequest, type RenewResponse,
+  API,
+  CLOSE,
+  MAX_CONTROL_MESSAGE,
+  VERSION_HEADER,
+  parseConnectorMessage,
+  type IdentityInfo,
+  type RenewRequest,
+  type RenewResponse,
 } from '../../protocol/connector-api.js';
 import type { AdminTokenVerifier } from '../auth/admin-token.js';
 import { Channel, type ChannelRegistry } from './channels.js';
@@ -102,7 +109,9 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       default:
         req.resume();
         if (Object.values(API).includes(url.pathname as never)) {
-          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, { status: 405 });
+          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', `${req.method} is not allowed on ${url.pathname}`, {
+            status: 405,
+          });
         }
         throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
     }
@@ -113,7 +122,11 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const m = /^Bearer ([^\s]+)$/i.exec(auth);
     if (!m) {
       req.resume();
-      throw new ProxyctlError('ERR_TOKEN_MISSING', 'registration needs an administrator token (Authorization: Bearer)', { status: 401 });
+      throw new ProxyctlError(
+        'ERR_TOKEN_MISSING',
+        'registration needs an administrator token (Authorization: Bearer)',
+        { status: 401 },
+      );
     }
     const body = await readJsonBody(req, limit);
     const admin = await deps.verifier.verify(m[1]!);
@@ -125,7 +138,8 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         group: field(body, 'group', 63, 'default'),
         version: typeof body['version'] === 'string' ? body['version'] : 'unknown',
       },
-      `admin:${admin.subject}`, requestId,
+      `admin:${admin.subject}`,
+      requestId,
     );
     sendJson(res, 201, out, requestId);
   }
@@ -134,16 +148,35 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
     const body = await readJsonBody(req, limit);
     const { csr }: RenewRequest = { csr: field(body, 'csr', MAX_CSR) };
-    const issued = await deps.ca.signConnectorCsr(csr, { connectorId: id.connector.id, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
+    const issued = await deps.ca.signConnectorCsr(csr, {
+      connectorId: id.connector.id,
+      lifetimeMs: deps.config().connectors.certificateLifetimeMs,
+    });
     const issuedAt = now();
     deps.store.connectors.recordRenewal({
-      connectorId: id.connector.id, oldSerial: id.certificate.serial, serial: issued.serial, issuedAt, notAfter: issued.notAfter.getTime(),
+      connectorId: id.connector.id,
+      oldSerial: id.certificate.serial,
+      serial: issued.serial,
+      issuedAt,
+      notAfter: issued.notAfter.getTime(),
       graceUntil: issuedAt + graceMs,
     });
     closeSupersededChannelsLater(id.connector.id);
-    deps.log.info({ request_id: requestId, connector_id: id.connector.id, serial: issued.serial, old_serial: id.certificate.serial }, 'connector certificate renewed');
+    deps.log.info(
+      {
+        request_id: requestId,
+        connector_id: id.connector.id,
+        serial: issued.serial,
+        old_serial: id.certificate.serial,
+      },
+      'connector certificate renewed',
+    );
     const out: RenewResponse = {
-      connectorId: id.connector.id, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
+      connectorId: id.connector.id,
+      certificate: issued.certPem,
+      caCertificate: deps.ca.certPem,
+      serial: issued.serial,
+      notAfter: issued.notAfter.toISOString(),
     };
     sendJson(res, 200, out, requestId);
   }
@@ -163,7 +196,10 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       graceTimers.delete(timer);
       for (const ch of deps.channels.byConnector(connectorId)) {
         if (!superseded(ch)) continue;
-        deps.log.info({ connector_id: connectorId, channel_id: ch.id, serial: ch.serial }, 'closing a channel opened with a replaced certificate');
+        deps.log.info(
+          { connector_id: connectorId, channel_id: ch.id, serial: ch.serial },
+          'closing a channel opened with a replaced certificate',
+        );
         ch.ws.close(CLOSE.replaced, 'certificate replaced by a renewal');
         clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
       }
@@ -183,7 +219,8 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         deps.dataPlane.tunnel(req, socket, head, who, data.id);
         return;
       }
-      if (url.pathname !== API.channel) throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
+      if (url.pathname !== API.channel)
+        throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
       const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
       wss.handleUpgrade(req, socket, head, (ws) => {
         const version = versionOf(req) ?? 'unknown';
@@ -196,17 +233,29 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         }
         ws.on('message', (data, isBinary) => {
           // A frame outside the contract is a protocol error: the channel is closed, not guessed at.
-          const error = isBinary ? deps.dataPlane.inlineResponse(ch.connectorId, frameBytes(data)) : controlMessage(ch, frameText(data));
+          const error = isBinary
+            ? deps.dataPlane.inlineResponse(ch.connectorId, frameBytes(data))
+            : controlMessage(ch, frameText(data));
           if (error) {
-            deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, close_code: CLOSE.protocol, error }, 'connector sent an invalid frame; closing the channel');
+            deps.log.warn(
+              { connector_id: ch.connectorId, channel_id: ch.id, close_code: CLOSE.protocol, error },
+              'connector sent an invalid frame; closing the channel',
+            );
             ws.close(CLOSE.protocol, 'invalid frame');
             clock.setTimeout(() => ws.terminate(), 1000).unref();
           }
         });
-        ws.on('error', (err) => deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'));
+        ws.on('error', (err) =>
+          deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'),
+        );
         deps.channels.add(ch);
         deps.store.connectors.touch(id.connector.id, version, now());
-        ch.send({ type: 'hello', connectorId: id.connector.id, channelId: ch.id, configVersion: groupConfigVersion(deps.config(), id.connector.group) });
+        ch.send({
+          type: 'hello',
+          connectorId: id.connector.id,
+          channelId: ch.id,
+          configVersion: groupConfigVersion(deps.config(), id.connector.group),
+        });
       });
     } catch (err) {
       const e = refusalOf(err);
@@ -225,7 +274,9 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     return undefined;
   }
 
-  server.on('tlsClientError', (err: Error) => deps.log.debug({ err: err.message }, 'connector API TLS handshake failed'));
+  server.on('tlsClientError', (err: Error) =>
+    deps.log.debug({ err: err.message }, 'connector API TLS handshake failed'),
+  );
   return server;
 }
 

@@ -10,14 +10,22 @@ export function groupConfigVersion(config: RelayConfig, group: string): string {
   return hash({ settings: settingsOf(config), apps: appsOf(config, group) });
 }
 
-export function buildConnectorConfig(config: RelayConfig, connector: ConnectorRecord, cert: CertificateRecord): ConnectorConfig {
+export function buildConnectorConfig(
+  config: RelayConfig,
+  connector: ConnectorRecord,
+  cert: CertificateRecord,
+): ConnectorConfig {
   return {
     version: groupConfigVersion(config, connector.group),
     connectorId: connector.id,
     name: connector.name,
     group: connector.group,
     ...settingsOf(config),
-    certificate: { serial: cert.serial, issuedAt: new Date(cert.issuedAt).toISOString(), notAfter: new Date(cert.notAfter).toISOString() },
+    certificate: {
+      serial: cert.serial,
+      issuedAt: new Date(cert.issuedAt).toISOString(),
+      notAfter: new Date(cert.notAfter).toISOString(),
+    },
     apps: appsOf(config, connector.group),
   };
 }

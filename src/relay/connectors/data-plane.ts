@@ -9,8 +9,16 @@ import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import {
-  RESPONSE_HEADERS_HEADER, RESPONSE_STATUS_HEADER, TUNNEL_PROTOCOL, decodeHeaderPairs, decodeInlineResponse, parseFailureReport,
-  type BackendFailure, type DataAction, type HeaderPairs, type InlineResponseHead,
+  RESPONSE_HEADERS_HEADER,
+  RESPONSE_STATUS_HEADER,
+  TUNNEL_PROTOCOL,
+  decodeHeaderPairs,
+  decodeInlineResponse,
+  parseFailureReport,
+  type BackendFailure,
+  type DataAction,
+  type HeaderPairs,
+  type InlineResponseHead,
 } from '../../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from '../edge/headers.js';
@@ -30,32 +38,50 @@ export function parseDataPath(pathname: string, prefix: string): { id: string; a
 }
 
 const FAILURE_STATUS: Record<BackendFailure, number> = {
-  ERR_BACKEND_UNREACHABLE: 502, ERR_BACKEND_TIMEOUT: 504, ERR_APP_UNKNOWN: 502, ERR_BACKEND_FAILED: 502,
+  ERR_BACKEND_UNREACHABLE: 502,
+  ERR_BACKEND_TIMEOUT: 504,
+  ERR_APP_UNKNOWN: 502,
+  ERR_BACKEND_FAILED: 502,
 };
 
 export class DataPlane {
-  constructor(private readonly queue: RequestQueue, private readonly log: Logger, private readonly config: () => RelayConfig) {}
+  constructor(
+    private readonly queue: RequestQueue,
+    private readonly log: Logger,
+    private readonly config: () => RelayConfig,
+  ) {}
 
   private exchangeFor(id: string, who: ConnectorIdentity): Exchange {
     const ex = this.queue.get(id);
     // The same answer for "gone" and "not yours": ids of other connectors are not revealed.
     if (!ex || ex.connectorId !== who.connector.id || ex.state === 'done') {
-      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', `no request ${id} is waiting for this connector`, { status: 404 });
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', `no request ${id} is waiting for this connector`, {
+        status: 404,
+      });
     }
     return ex;
   }
 
-  async handle(req: IncomingMessage, res: ServerResponse, who: ConnectorIdentity, id: string, action: DataAction): Promise<void> {
+  async handle(
+    req: IncomingMessage,
+    res: ServerResponse,
+    who: ConnectorIdentity,
+    id: string,
+    action: DataAction,
+  ): Promise<void> {
     const ex = this.exchangeFor(id, who);
     switch (action) {
       case 'body':
-        if (req.method !== 'GET') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use GET for a request body', { status: 405 });
+        if (req.method !== 'GET')
+          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use GET for a request body', { status: 405 });
         return this.sendBody(ex, res);
       case 'response':
-        if (req.method !== 'POST') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for a response', { status: 405 });
+        if (req.method !== 'POST')
+          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for a response', { status: 405 });
         return this.receiveResponse(ex, req, res);
       case 'error':
-        if (req.method !== 'POST') throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for an error report', { status: 405 });
+        if (req.method !== 'POST')
+          throw new ProxyctlError('ERR_METHOD_NOT_ALLOWED', 'use POST for an error report', { status: 405 });
         return this.receiveFailure(ex, req, res);
       default:
         throw new ProxyctlError('ERR_BAD_REQUEST', 'tunnels are opened with an HTTP upgrade', { status: 400 });
@@ -64,13 +90,17 @@ export class DataPlane {
 
   /** Streams the user's request body to the connector; back-pressure flows both ways. */
   private sendBody(ex: Exchange, res: ServerResponse): void {
-    if (!ex.hasBody || ex.bodyTaken) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request has no body to take', { status: 404 });
+    if (!ex.hasBody || ex.bodyTaken)
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request has no body to take', { status: 404 });
     ex.bodyTaken = true;
     // A declared length travels on, so the body is not re-framed in chunks.
     const declared = ex.req.headers['content-length'];
     res.writeHead(200, {
-      'content-type': 'application/octet-stream', 'cache-control': 'no-store',
-      ...(declared !== undefined && ex.req.headers['transfer-encoding'] === undefined ? { 'content-length': declared } : {}),
+      'content-type': 'application/octet-stream',
+      'cache-control': 'no-store',
+      ...(declared !== undefined && ex.req.headers['transfer-encoding'] === undefined
+        ? { 'content-length': declared }
+        : {}),
     });
     ex.link(res);
     const upload = ex.req;
@@ -84,26 +114,39 @@ export class DataPlane {
         upload.off('data', count);
         upload.unpipe(res);
         res.destroy();
-        ex.fail(new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body exceeds the ${max} bytes ${ex.app.name} accepts.`, { status: 413, details: { app: ex.app.name } }));
+        ex.fail(
+          new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body exceeds the ${max} bytes ${ex.app.name} accepts.`, {
+            status: 413,
+            details: { app: ex.app.name },
+          }),
+        );
       };
       upload.on('data', count);
     }
     // Slow-body defence: a user who stops sending mid-body is cut after bodyIdleTimeout.
     // A pause caused by back-pressure from the connector is not the user's fault.
     const idleMs = this.config().limits.bodyIdleTimeoutMs;
-    const idle = setTimeout(function check(this: DataPlane) {
-      if (ex.state === 'done' || upload.readableEnded) return;
-      if (res.writableNeedDrain) {
-        idle.refresh();
-        return;
-      }
-      this.log.info({ request_id: ex.id, app: ex.app.name, idle_ms: idleMs }, 'request body stalled; refused');
-      upload.unpipe(res);
-      res.destroy();
-      ex.fail(new ProxyctlError('ERR_REQUEST_TIMEOUT', `The request body stalled for ${Math.round(idleMs / 1000)} s.`, { status: 408, details: { app: ex.app.name } }));
-      // What is left of the body must never be read as another request.
-      setTimeout(() => upload.socket?.destroy(), 500).unref();
-    }.bind(this), idleMs);
+    const idle = setTimeout(
+      function check(this: DataPlane) {
+        if (ex.state === 'done' || upload.readableEnded) return;
+        if (res.writableNeedDrain) {
+          idle.refresh();
+          return;
+        }
+        this.log.info({ request_id: ex.id, app: ex.app.name, idle_ms: idleMs }, 'request body stalled; refused');
+        upload.unpipe(res);
+        res.destroy();
+        ex.fail(
+          new ProxyctlError('ERR_REQUEST_TIMEOUT', `The request body stalled for ${Math.round(idleMs / 1000)} s.`, {
+            status: 408,
+            details: { app: ex.app.name },
+          }),
+        );
+        // What is left of the body must never be read as another request.
+        setTimeout(() => upload.socket?.destroy(), 500).unref();
+      }.bind(this),
+      idleMs,
+    );
     idle.unref();
     upload.on('data', () => idle.refresh());
     // Not pipeline(): when the connector stops reading it would destroy the user's request
@@ -132,14 +175,21 @@ export class DataPlane {
     const pairs = decodeHeaderPairs(String(req.headers[RESPONSE_HEADERS_HEADER] ?? ''));
     if (!Number.isInteger(status) || status < 200 || status > 599 || !pairs) {
       req.resume();
-      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, { status: 502, details: { app: ex.app.name } }));
+      ex.fail(
+        new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, {
+          status: 502,
+          details: { app: ex.app.name },
+        }),
+      );
       throw new ProxyctlError('ERR_BAD_REQUEST', 'response status or headers missing or malformed', { status: 400 });
     }
     const user = ex.res;
     if (!user && ex.socket) return this.declinedUpgrade(ex, req, res, status, pairs);
     if (!user || !ex.startResponding()) {
       req.resume();
-      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', {
+        status: 409,
+      });
     }
     const translated = translateResponse(this.config(), ex.app, pairs, ex.req.method, status);
     try {
@@ -148,8 +198,15 @@ export class DataPlane {
       // Headers Node refuses to send (invalid characters): the backend's fault.
       req.resume();
       ex.state = 'queued';
-      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, { status: 502, details: { app: ex.app.name } }));
-      throw new ProxyctlError('ERR_BAD_REQUEST', `invalid response headers: ${(err as Error).message}`, { status: 400 });
+      ex.fail(
+        new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, {
+          status: 502,
+          details: { app: ex.app.name },
+        }),
+      );
+      throw new ProxyctlError('ERR_BAD_REQUEST', `invalid response headers: ${(err as Error).message}`, {
+        status: 400,
+      });
     }
     user.flushHeaders();
     ex.link(req);
@@ -176,13 +233,23 @@ export class DataPlane {
   }
 
   /** The backend answered an upgrade with an ordinary response (401, 403, 404…): the user gets it, then the socket closes. */
-  private declinedUpgrade(ex: Exchange, req: IncomingMessage, res: ServerResponse, status: number, pairs: HeaderPairs): void {
+  private declinedUpgrade(
+    ex: Exchange,
+    req: IncomingMessage,
+    res: ServerResponse,
+    status: number,
+    pairs: HeaderPairs,
+  ): void {
     if (!ex.startResponding()) {
       req.resume();
-      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', { status: 409 });
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting for a response', {
+        status: 409,
+      });
     }
     const socket = ex.socket!;
-    socket.write(`${rawHead(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, responseHeadersForClient(pairs))}connection: close\r\n\r\n`);
+    socket.write(
+      `${rawHead(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}`, responseHeadersForClient(pairs))}connection: close\r\n\r\n`,
+    );
     ex.link(req);
     pipeline(req, socket, (err) => {
       ex.unlink(req);
@@ -199,7 +266,12 @@ export class DataPlane {
   private async receiveFailure(ex: Exchange, req: IncomingMessage, res: ServerResponse): Promise<void> {
     const report = parseFailureReport(await readJsonBody(req, 16 * 1024));
     if (!report) throw new ProxyctlError('ERR_BAD_REQUEST', 'unknown failure code', { status: 400 });
-    ex.fail(new ProxyctlError(report.code, report.message, { status: FAILURE_STATUS[report.code], details: { app: ex.app.name } }));
+    ex.fail(
+      new ProxyctlError(report.code, report.message, {
+        status: FAILURE_STATUS[report.code],
+        details: { app: ex.app.name },
+      }),
+    );
     res.writeHead(204).end();
   }
 
@@ -218,13 +290,25 @@ export class DataPlane {
     if (!ex || ex.connectorId !== connectorId || ex.state === 'done') return;
     const user = ex.res;
     if (head.status < 200 || head.status > 599) {
-      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, { status: 502, details: { app: ex.app.name } }));
+      ex.fail(
+        new ProxyctlError('ERR_BACKEND_FAILED', `the connector sent an unusable response for ${ex.app.name}`, {
+          status: 502,
+          details: { app: ex.app.name },
+        }),
+      );
       return;
     }
     if (!user) {
       // A declined upgrade answered inline: write it raw and close.
       if (ex.socket && ex.startResponding()) {
-        ex.socket.end(Buffer.concat([Buffer.from(`${rawHead(`HTTP/1.1 ${head.status} ${STATUS_CODES[head.status] ?? 'Unknown'}`, responseHeadersForClient(head.headers))}connection: close\r\n\r\n`), body]));
+        ex.socket.end(
+          Buffer.concat([
+            Buffer.from(
+              `${rawHead(`HTTP/1.1 ${head.status} ${STATUS_CODES[head.status] ?? 'Unknown'}`, responseHeadersForClient(head.headers))}connection: close\r\n\r\n`,
+            ),
+            body,
+          ]),
+        );
         ex.finish();
       }
       return;
@@ -235,7 +319,12 @@ export class DataPlane {
       user.writeHead(head.status, responseHeadersForClient(translated.headers));
     } catch {
       ex.state = 'queued';
-      ex.fail(new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, { status: 502, details: { app: ex.app.name } }));
+      ex.fail(
+        new ProxyctlError('ERR_BACKEND_FAILED', `${ex.app.name} sent response headers that cannot be forwarded`, {
+          status: 502,
+          details: { app: ex.app.name },
+        }),
+      );
       return;
     }
     user.once('finish', () => ex.finish());
@@ -255,9 +344,13 @@ export class DataPlane {
     const userSocket = ex.socket;
     const status = Number(req.headers[RESPONSE_STATUS_HEADER]);
     const pairs = decodeHeaderPairs(String(req.headers[RESPONSE_HEADERS_HEADER] ?? ''));
-    if (!userSocket || status !== 101 || !pairs) throw new ProxyctlError('ERR_BAD_REQUEST', 'not an upgrade request, or a malformed tunnel', { status: 400 });
-    if (!ex.startResponding()) throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting', { status: 409 });
-    connectorSocket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`);
+    if (!userSocket || status !== 101 || !pairs)
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'not an upgrade request, or a malformed tunnel', { status: 400 });
+    if (!ex.startResponding())
+      throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', 'this request is no longer waiting', { status: 409 });
+    connectorSocket.write(
+      `HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${TUNNEL_PROTOCOL}\r\n\r\n`,
+    );
     userSocket.write(`${rawHead('HTTP/1.1 101 Switching Protocols', responseHeadersForClient(pairs, true))}\r\n`);
     if (head.length) userSocket.write(head);
     if (ex.head?.length) connectorSocket.write(ex.head);
@@ -273,7 +366,10 @@ export class DataPlane {
     connectorSocket.on('close', done);
     userSocket.pipe(connectorSocket);
     connectorSocket.pipe(userSocket);
-    this.log.info({ request_id: ex.id, app: ex.app.name, connector_id: who.connector.id }, 'upgraded connection established');
+    this.log.info(
+      { request_id: ex.id, app: ex.app.name, connector_id: who.connector.id },
+      'upgraded connection established',
+    );
   }
 }
 

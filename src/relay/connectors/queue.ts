@@ -56,7 +56,13 @@ export class Exchange {
   /** Called by the sweeper. */
   expireIfDue(now: number): void {
     if (this.state === 'queued' && now >= this.deadline) {
-      this.fail(new ProxyctlError('ERR_BACKEND_TIMEOUT', `${this.app.name} did not answer within ${Math.round(this.app.backendTimeoutMs / 1000)} s`, { status: 504, details: { app: this.app.name } }));
+      this.fail(
+        new ProxyctlError(
+          'ERR_BACKEND_TIMEOUT',
+          `${this.app.name} did not answer within ${Math.round(this.app.backendTimeoutMs / 1000)} s`,
+          { status: 504, details: { app: this.app.name } },
+        ),
+      );
     }
   }
 
@@ -105,7 +111,11 @@ export class RequestQueue {
   private readonly sweeper: Timer;
   private readonly idleWaiters = new Set<() => void>();
 
-  constructor(private readonly channels: ChannelRegistry, private readonly log: Logger, private readonly clock: Clock = systemClock) {
+  constructor(
+    private readonly channels: ChannelRegistry,
+    private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
+  ) {
     // Deadlines are checked four times a second: cheaper than a timer per request.
     this.sweeper = clock.setInterval(() => {
       const now = clock.now();
@@ -148,7 +158,8 @@ export class RequestQueue {
     if (ties === 0) return undefined;
     let turn = this.rr++ % ties;
     for (const ch of this.channels.inGroup(group)) {
-      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining || (this.outstanding.get(ch.connectorId) ?? 0) !== bestLoad) continue;
+      if (ch.ws.readyState !== ch.ws.OPEN || ch.draining || (this.outstanding.get(ch.connectorId) ?? 0) !== bestLoad)
+        continue;
       if (turn-- === 0) return ch;
     }
     return undefined;
@@ -187,9 +198,27 @@ export class RequestQueue {
   }
 
   open(init: {
-    id: string; app: AppConfig; channel: Channel; req: IncomingMessage; res?: ServerResponse; socket?: Duplex; head?: Buffer; hasBody: boolean;
+    id: string;
+    app: AppConfig;
+    channel: Channel;
+    req: IncomingMessage;
+    res?: ServerResponse;
+    socket?: Duplex;
+    head?: Buffer;
+    hasBody: boolean;
   }): Exchange {
-    const ex = new Exchange(init.id, init.app, init.channel, init.req, init.res, init.socket, init.head, init.hasBody, this.onExchangeDone, this.clock);
+    const ex = new Exchange(
+      init.id,
+      init.app,
+      init.channel,
+      init.req,
+      init.res,
+      init.socket,
+      init.head,
+      init.hasBody,
+      this.onExchangeDone,
+      this.clock,
+    );
     this.exchanges.set(ex.id, ex);
     this.outstanding.set(ex.connectorId, (this.outstanding.get(ex.connectorId) ?? 0) + 1);
     return ex;
@@ -222,10 +251,20 @@ export class RequestQueue {
     let failed = 0;
     for (const ex of this.exchanges.values()) {
       if (ex.channel !== ch || ex.state !== 'queued') continue;
-      ex.fail(new ProxyctlError('ERR_CONNECTOR_LOST', `the connector serving ${ex.app.name} went away while handling this request`, { status: 502, details: { app: ex.app.name } }));
+      ex.fail(
+        new ProxyctlError(
+          'ERR_CONNECTOR_LOST',
+          `the connector serving ${ex.app.name} went away while handling this request`,
+          { status: 502, details: { app: ex.app.name } },
+        ),
+      );
       failed++;
     }
-    if (failed) this.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, failed }, 'channel closed with requests in flight');
+    if (failed)
+      this.log.warn(
+        { connector_id: ch.connectorId, channel_id: ch.id, failed },
+        'channel closed with requests in flight',
+      );
   }
 
   /** Shutdown: whatever is still open is cut. */
@@ -238,7 +277,13 @@ export class RequestQueue {
   failConnector(connectorId: string): void {
     for (const ex of this.exchanges.values()) {
       if (ex.connectorId !== connectorId) continue;
-      if (ex.state === 'queued') ex.fail(new ProxyctlError('ERR_CONNECTOR_LOST', 'the connector was revoked', { status: 502, details: { app: ex.app.name } }));
+      if (ex.state === 'queued')
+        ex.fail(
+          new ProxyctlError('ERR_CONNECTOR_LOST', 'the connector was revoked', {
+            status: 502,
+            details: { app: ex.app.name },
+          }),
+        );
       else ex.abortUser();
     }
   }

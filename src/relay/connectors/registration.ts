@@ -14,21 +14,57 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const ID_SHAPED = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const GROUP = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-export interface RegistrationDeps { ca: RelayCa; store: Store; config: () => RelayConfig; log: Logger; now: () => number }
+export interface RegistrationDeps {
+  ca: RelayCa;
+  store: Store;
+  config: () => RelayConfig;
+  log: Logger;
+  now: () => number;
+}
 
-export async function issueConnectorIdentity(deps: RegistrationDeps, req: RegisterRequest, actor: string, requestId?: string): Promise<RegisterResponse> {
-  if (!NAME.test(req.name)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must be letters, digits, ".", "_" or "-" (at most 64)', { status: 400 });
-  if (ID_SHAPED.test(req.name)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must not look like a connector id (a UUID)', { status: 400 });
-  if (!GROUP.test(req.group)) throw new ProxyctlError('ERR_BAD_REQUEST', 'connector group must be lower-case letters, digits and dashes', { status: 400 });
+export async function issueConnectorIdentity(
+  deps: RegistrationDeps,
+  req: RegisterRequest,
+  actor: string,
+  requestId?: string,
+): Promise<RegisterResponse> {
+  if (!NAME.test(req.name))
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must be letters, digits, ".", "_" or "-" (at most 64)', {
+      status: 400,
+    });
+  if (ID_SHAPED.test(req.name))
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'connector name must not look like a connector id (a UUID)', {
+      status: 400,
+    });
+  if (!GROUP.test(req.group))
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'connector group must be lower-case letters, digits and dashes', {
+      status: 400,
+    });
   const connectorId = randomUUID();
-  const issued = await deps.ca.signConnectorCsr(req.csr, { connectorId, lifetimeMs: deps.config().connectors.certificateLifetimeMs });
+  const issued = await deps.ca.signConnectorCsr(req.csr, {
+    connectorId,
+    lifetimeMs: deps.config().connectors.certificateLifetimeMs,
+  });
   const now = deps.now();
   deps.store.connectors.register({
-    id: connectorId, name: req.name, group: req.group, actor, serial: issued.serial, issuedAt: now, notAfter: issued.notAfter.getTime(),
+    id: connectorId,
+    name: req.name,
+    group: req.group,
+    actor,
+    serial: issued.serial,
+    issuedAt: now,
+    notAfter: issued.notAfter.getTime(),
   });
   deps.store.connectors.touch(connectorId, req.version.slice(0, 64), now);
-  deps.log.info({ request_id: requestId, connector_id: connectorId, group: req.group, actor, serial: issued.serial }, 'connector registered');
+  deps.log.info(
+    { request_id: requestId, connector_id: connectorId, group: req.group, actor, serial: issued.serial },
+    'connector registered',
+  );
   return {
-    connectorId, certificate: issued.certPem, caCertificate: deps.ca.certPem, serial: issued.serial, notAfter: issued.notAfter.toISOString(),
+    connectorId,
+    certificate: issued.certPem,
+    caCertificate: deps.ca.certPem,
+    serial: issued.serial,
+    notAfter: issued.notAfter.toISOString(),
   };
 }

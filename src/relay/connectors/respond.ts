@@ -21,7 +21,10 @@ export function sendError(res: ServerResponse, err: unknown, requestId: string, 
   const e = refusalOf(err);
   if (e.status >= 500) log.error({ request_id: requestId, code: e.code, err: e.cause ?? e }, e.message);
   else log.warn({ request_id: requestId, code: e.code, status: e.status }, e.message);
-  renderError(undefined, res, e, requestId, { json: true, ...(e.code === 'ERR_BODY_TOO_LARGE' ? { headers: { connection: 'close' } } : {}) });
+  renderError(undefined, res, e, requestId, {
+    json: true,
+    ...(e.code === 'ERR_BODY_TOO_LARGE' ? { headers: { connection: 'close' } } : {}),
+  });
 }
 
 /** Reads a JSON object body of at most `limit` bytes; refuses before buffering more. */
@@ -29,12 +32,16 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > limit) {
     req.resume();
-    throw new ProxyctlError('ERR_BODY_TOO_LARGE', `request body is ${declared} bytes, the limit is ${limit}`, { status: 413 });
+    throw new ProxyctlError('ERR_BODY_TOO_LARGE', `request body is ${declared} bytes, the limit is ${limit}`, {
+      status: 413,
+    });
   }
   const type = req.headers['content-type'] ?? '';
   if (!/^application\/json\b/i.test(type)) {
     req.resume();
-    throw new ProxyctlError('ERR_BAD_REQUEST', 'expected a JSON body (content-type: application/json)', { status: 415 });
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'expected a JSON body (content-type: application/json)', {
+      status: 415,
+    });
   }
   const chunks: Buffer[] = [];
   let size = 0;
@@ -42,7 +49,9 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
     size += chunk.length;
     if (size > limit) {
       req.resume();
-      throw new ProxyctlError('ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`, { status: 413 });
+      throw new ProxyctlError('ERR_BODY_TOO_LARGE', `request body exceeds the limit of ${limit} bytes`, {
+        status: 413,
+      });
     }
     chunks.push(chunk);
   }
@@ -61,7 +70,11 @@ export async function readJsonBody(req: IncomingMessage, limit: number): Promise
 export function field(body: Record<string, unknown>, name: string, maxLength: number, fallback?: string): string {
   const value = body[name] === undefined ? fallback : body[name];
   if (typeof value !== 'string' || value.length === 0 || value.length > maxLength) {
-    throw new ProxyctlError('ERR_BAD_REQUEST', `field "${name}" must be a non-empty string of at most ${maxLength} characters`, { status: 400 });
+    throw new ProxyctlError(
+      'ERR_BAD_REQUEST',
+      `field "${name}" must be a non-empty string of at most ${maxLength} characters`,
+      { status: 400 },
+    );
   }
   return value;
 }

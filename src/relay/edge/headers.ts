@@ -7,12 +7,31 @@ import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../../net/foreign-headers.js';
 
 const HOP_BY_HOP = new Set([
-  'connection', 'keep-alive', 'proxy-connection', 'proxy-authenticate', 'proxy-authorization',
-  'te', 'trailer', 'trailers', 'transfer-encoding', 'upgrade', 'http2-settings',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'trailers',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
 ]);
 
 /** Never forwarded from the client: the relay or the connector sets these. */
-const RELAY_OWNED = new Set(['host', 'expect', 'content-length', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'x-real-ip', 'x-request-id']);
+const RELAY_OWNED = new Set([
+  'host',
+  'expect',
+  'content-length',
+  'forwarded',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'x-real-ip',
+  'x-request-id',
+]);
 
 /** x-proxyctl-* in any case, and with underscores (some servers fold _ into -). */
 export function isIdentityHeader(name: string): boolean {
@@ -24,7 +43,8 @@ const NO_TOKENS: ReadonlySet<string> = new Set();
 function connectionTokens(value: string | string[] | undefined): ReadonlySet<string> {
   if (value === undefined) return NO_TOKENS;
   const out = new Set<string>();
-  for (const v of typeof value === 'string' ? [value] : value) for (const tok of v.split(',')) out.add(tok.trim().toLowerCase());
+  for (const v of typeof value === 'string' ? [value] : value)
+    for (const tok of v.split(',')) out.add(tok.trim().toLowerCase());
   return out;
 }
 
@@ -48,7 +68,11 @@ export interface ForwardContext {
 const NONE: readonly string[] = [];
 
 /** The header list the backend will see (the connector adds Host). */
-export function requestHeadersForBackend(rawHeaders: readonly string[], headers: IncomingHttpHeaders, ctx: ForwardContext): HeaderPairs {
+export function requestHeadersForBackend(
+  rawHeaders: readonly string[],
+  headers: IncomingHttpHeaders,
+  ctx: ForwardContext,
+): HeaderPairs {
   const named = connectionTokens(headers['connection']);
   const out: HeaderPairs = [];
   const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
@@ -77,7 +101,12 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
     out.push(['content-length', headers['content-length']]);
   }
   const xff = ctx.trustedForwardedFor ? `${ctx.trustedForwardedFor}, ${ctx.clientAddress}` : ctx.clientAddress;
-  out.push(['x-forwarded-for', xff], ['x-forwarded-proto', 'https'], ['x-forwarded-host', ctx.host], ['x-request-id', ctx.requestId]);
+  out.push(
+    ['x-forwarded-for', xff],
+    ['x-forwarded-proto', 'https'],
+    ['x-forwarded-host', ctx.host],
+    ['x-request-id', ctx.requestId],
+  );
   return out;
 }
 
@@ -85,7 +114,9 @@ export function requestHeadersForBackend(rawHeaders: readonly string[], headers:
 export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false): string[] {
   // Headers the backend names in Connection are hop-by-hop too; most responses name none.
   let named: Set<string> | undefined;
-  for (const [k, v] of pairs) if (k.toLowerCase() === 'connection') for (const t of v.split(',')) (named ??= new Set()).add(t.trim().toLowerCase());
+  for (const [k, v] of pairs)
+    if (k.toLowerCase() === 'connection')
+      for (const t of v.split(',')) (named ??= new Set()).add(t.trim().toLowerCase());
   const flat: string[] = [];
   for (const [name, value] of pairs) {
     const lower = name.toLowerCase();

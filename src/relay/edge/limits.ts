@@ -49,10 +49,13 @@ export class RateLimiter {
   private readonly maxKeys: number;
 
   constructor(opts: RateLimiterOptions) {
-    if (!(Number.isFinite(opts.ratePerSec) && opts.ratePerSec > 0)) throw new RangeError(`ratePerSec must be a positive number, got ${opts.ratePerSec}`);
-    if (!(Number.isFinite(opts.burst) && opts.burst >= 1)) throw new RangeError(`burst must be at least 1, got ${opts.burst}`);
+    if (!(Number.isFinite(opts.ratePerSec) && opts.ratePerSec > 0))
+      throw new RangeError(`ratePerSec must be a positive number, got ${opts.ratePerSec}`);
+    if (!(Number.isFinite(opts.burst) && opts.burst >= 1))
+      throw new RangeError(`burst must be at least 1, got ${opts.burst}`);
     const maxKeys = opts.maxKeys ?? 100_000;
-    if (!(Number.isInteger(maxKeys) && maxKeys >= 1)) throw new RangeError(`maxKeys must be a positive whole number, got ${maxKeys}`);
+    if (!(Number.isInteger(maxKeys) && maxKeys >= 1))
+      throw new RangeError(`maxKeys must be a positive whole number, got ${maxKeys}`);
     this.rate = opts.ratePerSec / 1000;
     this.burst = opts.burst;
     this.now = opts.now ?? (() => performance.now());
@@ -129,8 +132,12 @@ export class RateLimiter {
 export class ConnectionCap {
   private readonly open = new Map<string, number>();
 
-  constructor(private readonly maxPerAddress: number, private readonly onRefused?: (address: string) => void) {
-    if (!(Number.isInteger(maxPerAddress) && maxPerAddress >= 1)) throw new RangeError(`maxPerAddress must be a positive whole number, got ${maxPerAddress}`);
+  constructor(
+    private readonly maxPerAddress: number,
+    private readonly onRefused?: (address: string) => void,
+  ) {
+    if (!(Number.isInteger(maxPerAddress) && maxPerAddress >= 1))
+      throw new RangeError(`maxPerAddress must be a positive whole number, got ${maxPerAddress}`);
   }
 
   attach(server: NetServer | TlsServer): void {
@@ -186,7 +193,10 @@ export class TrustedProxies {
    * hops, normalized) to which the socket address is appended for the backend;
    * undefined when the peer is not trusted or sent no usable header.
    */
-  clientAddress(socketAddress: string, xForwardedFor: string | undefined): { client: string; trustedChain: string | undefined } {
+  clientAddress(
+    socketAddress: string,
+    xForwardedFor: string | undefined,
+  ): { client: string; trustedChain: string | undefined } {
     const peer = canonicalAddress(socketAddress);
     const untrusted = { client: peer, trustedChain: undefined };
     if (xForwardedFor === undefined || !this.isTrusted(peer)) return untrusted;

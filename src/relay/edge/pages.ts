@@ -7,7 +7,13 @@ import { renderError, renderRaw } from '../../http/render.js';
 
 export { refusalOf, wantsJson } from '../../http/render.js';
 
-export function sendRefusal(req: IncomingMessage, res: ServerResponse, err: unknown, requestId: string, extraHeaders: Record<string, string> = {}): void {
+export function sendRefusal(
+  req: IncomingMessage,
+  res: ServerResponse,
+  err: unknown,
+  requestId: string,
+  extraHeaders: Record<string, string> = {},
+): void {
   renderError(req, res, err, requestId, { headers: extraHeaders });
 }
 

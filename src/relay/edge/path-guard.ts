@@ -51,7 +51,11 @@ export function backendView(path: string, caseInsensitive: boolean): string | un
   p = p.replace(/\\/g, '/').replace(/;[^/]*/g, '');
   if (caseInsensitive) {
     // Windows also ignores trailing dots and spaces of a name ("admin." is "admin").
-    p = p.toLowerCase().split('/').map((s) => (s === '.' || s === '..' ? s : s.replace(/[. ]+$/, ''))).join('/');
+    p = p
+      .toLowerCase()
+      .split('/')
+      .map((s) => (s === '.' || s === '..' ? s : s.replace(/[. ]+$/, '')))
+      .join('/');
   }
   p = p.replace(/\/{2,}/g, '/');
   return removeDotSegments(p.startsWith('/') ? p : `/${p}`);
@@ -97,13 +101,19 @@ export function checkBackendView(path: string, rest: string, app: AppConfig, can
   if (view === undefined) throw ambiguous('it holds a NUL byte or nested percent-escapes');
   const owner = candidates.find((a) => under(view, ci ? viewsOf(a).folded : viewsOf(a).exact));
   if (owner !== app) {
-    throw ambiguous(owner ? `the application's server could read it as a path of ${owner.name}` : 'the application\'s server could read it as a path outside every published application');
+    throw ambiguous(
+      owner
+        ? `the application's server could read it as a path of ${owner.name}`
+        : "the application's server could read it as a path outside every published application",
+    );
   }
   const restPath = rest.split('?', 1)[0]!;
   const inner = backendView(`${viewsOf(app).internal}${restPath}`, ci);
-  if (inner === undefined || !under(inner, viewsOf(app).internal)) throw ambiguous('the application\'s server could read it as a path outside the application');
+  if (inner === undefined || !under(inner, viewsOf(app).internal))
+    throw ambiguous("the application's server could read it as a path outside the application");
   const innerRest = inner.slice(viewsOf(app).internal.length);
   for (const r of RESERVED) {
-    if (innerRest.startsWith(r) && !restPath.startsWith(r)) throw ambiguous('it is another spelling of a relay endpoint');
+    if (innerRest.startsWith(r) && !restPath.startsWith(r))
+      throw ambiguous('it is another spelling of a relay endpoint');
   }
 }

@@ -68,7 +68,10 @@ interface Pass {
 const stripHostPort = (host: string | undefined): string => stripPort(host ?? '').toLowerCase();
 
 function rateLimited(retryAfterS: number, who: string): ProxyctlError {
-  return new ProxyctlError('ERR_RATE_LIMITED', `Too many requests for ${who}. Try again in ${retryAfterS} s.`, { status: 429, details: { retryAfterS } });
+  return new ProxyctlError('ERR_RATE_LIMITED', `Too many requests for ${who}. Try again in ${retryAfterS} s.`, {
+    status: 429,
+    details: { retryAfterS },
+  });
 }
 
 function pathOf(target: string): string {
@@ -82,14 +85,19 @@ function pathOf(target: string): string {
  * which a backend would resolve to a path outside the app's prefix.
  */
 function checkTarget(target: string): void {
-  if (!target.startsWith('/')) throw new ProxyctlError('ERR_BAD_REQUEST', 'Only origin-form request targets (/path) are accepted.', { status: 400 });
+  if (!target.startsWith('/'))
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'Only origin-form request targets (/path) are accepted.', {
+      status: 400,
+    });
   const path = pathOf(target);
-  if (/\\|%5c/i.test(path)) throw new ProxyctlError('ERR_BAD_REQUEST', 'Backslashes are not allowed in paths.', { status: 400 });
+  if (/\\|%5c/i.test(path))
+    throw new ProxyctlError('ERR_BAD_REQUEST', 'Backslashes are not allowed in paths.', { status: 400 });
   // A dot segment needs a dot, raw or encoded: most paths skip the walk.
   if (!path.includes('.') && !path.includes('%')) return;
   for (const seg of path.split('/')) {
     const s = seg.replace(/%2e/gi, '.');
-    if (s === '.' || s === '..') throw new ProxyctlError('ERR_BAD_REQUEST', 'Dot segments (. and ..) are not allowed in paths.', { status: 400 });
+    if (s === '.' || s === '..')
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'Dot segments (. and ..) are not allowed in paths.', { status: 400 });
   }
 }
 
@@ -102,7 +110,10 @@ export function headerValue(v: string): string {
   if (/^[\x21-\x24\x26-\x2b\x2d-\x7e]*$/.test(v)) return v;
   let out = '';
   for (const b of Buffer.from(v, 'utf8')) {
-    out += b > 0x20 && b < 0x7f && b !== 0x25 && b !== 0x2c ? String.fromCharCode(b) : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
+    out +=
+      b > 0x20 && b < 0x7f && b !== 0x25 && b !== 0x2c
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
 }
@@ -133,15 +144,20 @@ export function createRequestPath(deps: RequestPathDeps) {
     return stepsAfterRouting(p, route, origin, owned);
   }
 
-  async function stepsAfterRouting(p: Pass, route: Route, origin: string, owned: false | Promise<boolean>): Promise<void> {
-    if (owned !== false && await owned) return;
+  async function stepsAfterRouting(
+    p: Pass,
+    route: Route,
+    origin: string,
+    owned: false | Promise<boolean>,
+  ): Promise<void> {
+    if (owned !== false && (await owned)) return;
     const found = authenticate(p, route);
     const who = found === ANONYMOUS ? found : await found;
     if (who === undefined) return signInFirst(p, route, origin);
     const verdict = authorize(p, route, who);
     if (verdict.result !== 'allow') return refuseOrStepUp(p, route, origin, verdict);
     const identity = who === ANONYMOUS ? undefined : await identityHeaders(route.app, who);
-    const channel = deps.queue.pick(route.app.connectorGroup) ?? await pickConnector(p, route.app);
+    const channel = deps.queue.pick(route.app.connectorGroup) ?? (await pickConnector(p, route.app));
     if (channel) forward(p, route, who, identity, channel);
   }
 
@@ -152,13 +168,18 @@ export function createRequestPath(deps: RequestPathDeps) {
       throw new ProxyctlError('ERR_BAD_REQUEST', 'Only WebSocket upgrades are supported.', { status: 400 });
     }
     const xff = req.headers['x-forwarded-for'];
-    const { client, trustedChain } = state.edge.proxies.clientAddress(req.socket.remoteAddress ?? '', Array.isArray(xff) ? xff.join(', ') : xff);
+    const { client, trustedChain } = state.edge.proxies.clientAddress(
+      req.socket.remoteAddress ?? '',
+      Array.isArray(xff) ? xff.join(', ') : xff,
+    );
     setClientAddress(req, client, trustedChain);
     const limited = state.edge.perIp?.take(client);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
     const { limits } = state.config;
     if (req.rawHeaders.length / 2 > limits.maxHeaders) {
-      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, { status: 431 });
+      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, {
+        status: 431,
+      });
     }
     let hosts = 0;
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
@@ -166,11 +187,18 @@ export function createRequestPath(deps: RequestPathDeps) {
       if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
     }
     // Framing the relay does not trust: answer and close, never read what follows as another request.
-    if (hosts > 1) throw new ProxyctlError('ERR_BAD_REQUEST', 'More than one Host header.', { status: 400, details: { close: true } });
+    if (hosts > 1)
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'More than one Host header.', {
+        status: 400,
+        details: { close: true },
+      });
     const te = req.headers['transfer-encoding'];
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
       // Only plain chunked framing: anything else could be read differently by the backend.
-      throw new ProxyctlError('ERR_BAD_REQUEST', 'Only "Transfer-Encoding: chunked" is accepted.', { status: 501, details: { close: true } });
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'Only "Transfer-Encoding: chunked" is accepted.', {
+        status: 501,
+        details: { close: true },
+      });
     }
   }
 
@@ -195,10 +223,13 @@ export function createRequestPath(deps: RequestPathDeps) {
     // dialled by address): it counts as no SNI, which chose the relay-CA certificate.
     const sni = (req.socket as TLSSocket).servername;
     if (typeof sni === 'string' && sni && isIP(sni) === 0 && host !== sni.toLowerCase().replace(/\.$/, '')) {
-      throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', { status: 421 });
+      throw new ProxyctlError('ERR_MISDIRECTED', 'The Host header names a different host than the TLS connection.', {
+        status: 421,
+      });
     }
     const route = routerFor(p.state.config).match(host, target);
-    if (!route) throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
+    if (!route)
+      throw new ProxyctlError('ERR_APP_NOT_FOUND', 'No application is published at this address.', { status: 404 });
     checkBackendView(pathOf(target), route.rest, route.app, route.candidates);
     p.app = route.app.name;
     return route;
@@ -211,7 +242,11 @@ export function createRequestPath(deps: RequestPathDeps) {
     const max = route.app.maxBodyBytes;
     const length = p.req.headers['content-length'];
     if (max !== undefined && length !== undefined && Number(length) > max) {
-      throw new ProxyctlError('ERR_BODY_TOO_LARGE', `The request body is ${length} bytes; ${route.app.name} accepts at most ${max}.`, { status: 413, details: { app: route.app.name } });
+      throw new ProxyctlError(
+        'ERR_BODY_TOO_LARGE',
+        `The request body is ${length} bytes; ${route.app.name} accepts at most ${max}.`,
+        { status: 413, details: { app: route.app.name } },
+      );
     }
   }
 
@@ -220,8 +255,16 @@ export function createRequestPath(deps: RequestPathDeps) {
     const host = (req.headers.host ?? '').toLowerCase();
     const m = /^(\[[0-9a-f:.]+\]|[^:]+)(?::(\d+))?$/.exec(host);
     const port = m?.[2];
-    if (!m || (port !== undefined && port !== route.app.externalUrl.port && port !== String(deps.publicPort()) && !(port === '443' && route.app.externalUrl.port === ''))) {
-      throw new ProxyctlError('ERR_BAD_REQUEST', 'The Host header names a port this application is not published on.', { status: 400 });
+    if (
+      !m ||
+      (port !== undefined &&
+        port !== route.app.externalUrl.port &&
+        port !== String(deps.publicPort()) &&
+        !(port === '443' && route.app.externalUrl.port === ''))
+    ) {
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'The Host header names a port this application is not published on.', {
+        status: 400,
+      });
     }
     return `https://${m[1]}${port && port !== '443' ? `:${port}` : ''}`;
   }
@@ -229,7 +272,8 @@ export function createRequestPath(deps: RequestPathDeps) {
   /** Relay-owned paths: answered by the relay itself, never forwarded (and never upgraded). */
   function relayOwned(p: Pass, route: Route, origin: string): boolean | Promise<boolean> {
     if (!p.res) {
-      if (deps.relayOwned.owns(p.req, route.rest)) throw new ProxyctlError('ERR_NOT_FOUND', 'Relay endpoints take no upgrades.', { status: 404 });
+      if (deps.relayOwned.owns(p.req, route.rest))
+        throw new ProxyctlError('ERR_NOT_FOUND', 'Relay endpoints take no upgrades.', { status: 404 });
       return false;
     }
     return deps.relayOwned.handle(p.req, p.res, route.app, origin, route.rest, p.requestId, p.state);
@@ -244,7 +288,10 @@ export function createRequestPath(deps: RequestPathDeps) {
   /** Nobody: browsers are sent to sign in; scripts and upgrades get 401. */
   async function signInFirst(p: Pass, route: Route, origin: string): Promise<void> {
     if (!p.res || wantsJson(p.req)) {
-      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${route.app.name} first (no valid session).`, { status: 401, details: { app: route.app.name } });
+      throw new ProxyctlError('ERR_SIGNIN_REQUIRED', `Sign in to ${route.app.name} first (no valid session).`, {
+        status: 401,
+        details: { app: route.app.name },
+      });
     }
     await deps.signIn.begin(p.res, route.app, origin, p.state, { returnTo: p.req.url });
   }
@@ -256,7 +303,12 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   /** A denial is a refusal naming why; a step-up sends browsers to sign in for more, and refuses the rest. */
-  async function refuseOrStepUp(p: Pass, route: Route, origin: string, verdict: Exclude<Verdict, { result: 'allow' }>): Promise<void> {
+  async function refuseOrStepUp(
+    p: Pass,
+    route: Route,
+    origin: string,
+    verdict: Exclude<Verdict, { result: 'allow' }>,
+  ): Promise<void> {
     if (verdict.result === 'deny' || !p.res || wantsJson(p.req)) throw verdict.error;
     await deps.signIn.begin(p.res, route.app, origin, p.state, { returnTo: p.req.url, stepUp: verdict.stepUp });
   }
@@ -278,13 +330,19 @@ export function createRequestPath(deps: RequestPathDeps) {
     const onGone = () => abort.abort();
     const userSide = (p.res ?? p.socket)!;
     userSide.once('close', onGone);
-    const channel = await deps.queue.acquire(app.connectorGroup, p.state.config.connectors.queueTimeoutMs, abort.signal);
+    const channel = await deps.queue.acquire(
+      app.connectorGroup,
+      p.state.config.connectors.queueTimeoutMs,
+      abort.signal,
+    );
     userSide.off('close', onGone);
     if (abort.signal.aborted) return undefined;
     if (!channel) {
-      throw new ProxyctlError('ERR_NO_CONNECTOR',
+      throw new ProxyctlError(
+        'ERR_NO_CONNECTOR',
         `No connector is available for ${app.name} (connector group "${app.connectorGroup}"). Try again shortly; if this persists, tell your administrator.`,
-        { status: 503, details: { app: app.name } });
+        { status: 503, details: { app: app.name } },
+      );
     }
     return channel;
   }
@@ -293,8 +351,21 @@ export function createRequestPath(deps: RequestPathDeps) {
   function forward(p: Pass, route: Route, who: Who, identity: HeaderPairs | undefined, channel: Channel): void {
     const { req, requestId } = p;
     const upgrade = p.socket !== undefined;
-    const hasBody = !upgrade && (req.headers['content-length'] !== undefined ? req.headers['content-length'] !== '0' : req.headers['transfer-encoding'] !== undefined);
-    const ex = deps.queue.open({ id: requestId, app: route.app, channel, req, res: p.res, socket: p.socket, head: p.head, hasBody });
+    const hasBody =
+      !upgrade &&
+      (req.headers['content-length'] !== undefined
+        ? req.headers['content-length'] !== '0'
+        : req.headers['transfer-encoding'] !== undefined);
+    const ex = deps.queue.open({
+      id: requestId,
+      app: route.app,
+      channel,
+      req,
+      res: p.res,
+      socket: p.socket,
+      head: p.head,
+      hasBody,
+    });
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,
@@ -334,16 +405,33 @@ export function createRequestPath(deps: RequestPathDeps) {
     // the framing of everything after that refusal is untrusted.
     if (closing.has(req.socket)) return;
     const started = performance.now();
-    const p: Pass = { req, res, socket: undefined, head: undefined, requestId: randomUUID(), state: deps.state(), app: undefined };
+    const p: Pass = {
+      req,
+      res,
+      socket: undefined,
+      head: undefined,
+      requestId: randomUUID(),
+      state: deps.state(),
+      app: undefined,
+    };
     res.once('close', () => {
-      deps.log.info({
-        request_id: p.requestId, app: p.app, method: req.method, status: res.statusCode, duration_ms: Math.round(performance.now() - started),
-        client: clientAddress(req), completed: res.writableFinished,
-      }, 'request');
+      deps.log.info(
+        {
+          request_id: p.requestId,
+          app: p.app,
+          method: req.method,
+          status: res.statusCode,
+          duration_ms: Math.round(performance.now() - started),
+          client: clientAddress(req),
+          completed: res.writableFinished,
+        },
+        'request',
+      );
     });
     const refuse = (err: unknown): void => {
       const e = refusalOf(err);
-      if (e.status >= 500 && e.code === 'ERR_INTERNAL') deps.log.error({ request_id: p.requestId, err: e.cause }, 'request failed');
+      if (e.status >= 500 && e.code === 'ERR_INTERNAL')
+        deps.log.error({ request_id: p.requestId, err: e.cause }, 'request failed');
       const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
       if (close) closing.add(req.socket);
       else req.resume();

@@ -25,8 +25,11 @@ export class Router {
       const key = app.host.startsWith('*.') ? app.host.slice(1) : app.host;
       table.set(key, [...(table.get(key) ?? []), app]);
     }
-    for (const list of [...this.exact.values(), ...wild.values()]) list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
-    this.wildcard = [...wild.entries()].map(([suffix, list]) => ({ suffix, apps: list })).sort((a, b) => b.suffix.length - a.suffix.length);
+    for (const list of [...this.exact.values(), ...wild.values()])
+      list.sort((a, b) => b.pathPrefix.length - a.pathPrefix.length);
+    this.wildcard = [...wild.entries()]
+      .map(([suffix, list]) => ({ suffix, apps: list }))
+      .sort((a, b) => b.suffix.length - a.suffix.length);
   }
 
   /** host: the host name as hostName() gives it; target: the request target (origin form). */
@@ -36,7 +39,11 @@ export class Router {
     if (!candidates) {
       for (const w of this.wildcard) {
         // "*.apps.example.com" covers exactly one more label, as TLS wildcards do.
-        if (host.endsWith(w.suffix) && !host.slice(0, -w.suffix.length).includes('.') && host.length > w.suffix.length) {
+        if (
+          host.endsWith(w.suffix) &&
+          !host.slice(0, -w.suffix.length).includes('.') &&
+          host.length > w.suffix.length
+        ) {
           candidates = w.apps;
           break;
         }

@@ -10,10 +10,17 @@ import { canonicalAddress } from '../../net/address.js';
 const LIFETIME_MS = 365 * 86_400_000;
 const RENEW_BEFORE_MS = 30 * 86_400_000;
 
-export interface ServerCertificate { certPem: string; keyPem: string }
+export interface ServerCertificate {
+  certPem: string;
+  keyPem: string;
+}
 
 export async function ensureServerCertificate(
-  dataDir: string, ca: RelayCa, name: string, hosts: readonly string[], now = Date.now(),
+  dataDir: string,
+  ca: RelayCa,
+  name: string,
+  hosts: readonly string[],
+  now = Date.now(),
 ): Promise<ServerCertificate> {
   const dir = path.join(dataDir, 'tls');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -25,10 +32,13 @@ export async function ensureServerCertificate(
     const keyPem = readFileSync(keyFile, 'utf8');
     const cert = new X509Certificate(certPem);
     // Node prints IPv6 SANs expanded: compare addresses in their one spelling.
-    const sans = (cert.subjectAltName ?? '').split(', ').map((s) => canonicalAddress(s.replace(/^(DNS|IP Address):/, '').toLowerCase()));
+    const sans = (cert.subjectAltName ?? '')
+      .split(', ')
+      .map((s) => canonicalAddress(s.replace(/^(DNS|IP Address):/, '').toLowerCase()));
     const fresh = Date.parse(cert.validTo) - now > RENEW_BEFORE_MS;
     const issuedByUs = cert.checkIssued(new X509Certificate(ca.certPem));
-    if (fresh && issuedByUs && wanted.every((h) => sans.includes(canonicalAddress(h.replace(/^\[|\]$/g, ''))))) return { certPem, keyPem };
+    if (fresh && issuedByUs && wanted.every((h) => sans.includes(canonicalAddress(h.replace(/^\[|\]$/g, '')))))
+      return { certPem, keyPem };
   } catch {
     // missing or unreadable: issue a new one below
   }

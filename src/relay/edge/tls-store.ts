@@ -11,10 +11,19 @@ export class TlsStore {
   private readonly wildcard: { suffix: string; ctx: SecureContext }[] = [];
 
   /** clientCa: the device CA, when client certificates are requested (verified against it only). */
-  constructor(private readonly fallback: SecureContext, apps: readonly AppConfig[], clientCa?: string) {
+  constructor(
+    private readonly fallback: SecureContext,
+    apps: readonly AppConfig[],
+    clientCa?: string,
+  ) {
     for (const app of apps) {
       if (!app.tls) continue;
-      const ctx = createSecureContext({ cert: app.tls.certPem, key: app.tls.keyPem, ...SERVER_TLS, ...(clientCa ? { ca: clientCa } : {}) });
+      const ctx = createSecureContext({
+        cert: app.tls.certPem,
+        key: app.tls.keyPem,
+        ...SERVER_TLS,
+        ...(clientCa ? { ca: clientCa } : {}),
+      });
       if (app.host.startsWith('*.')) this.wildcard.push({ suffix: app.host.slice(1), ctx });
       else this.exact.set(app.host, ctx);
     }

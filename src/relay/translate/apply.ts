@@ -19,7 +19,9 @@ function mapsFor(config: RelayConfig, app: AppConfig): UrlMap[] {
   }
   let maps = byApp.get(app.name);
   if (!maps) {
-    const all = config.apps.filter((a) => !a.host.startsWith('*.')).map((a) => ({ internal: a.internalUrl, external: a.externalUrl }));
+    const all = config.apps
+      .filter((a) => !a.host.startsWith('*.'))
+      .map((a) => ({ internal: a.internalUrl, external: a.externalUrl }));
     const own = { internal: app.internalUrl, external: app.externalUrl };
     maps = [own, ...all.filter((m) => m.external.href !== app.externalUrl.href)];
     byApp.set(app.name, maps);
@@ -33,11 +35,18 @@ export interface TranslatedResponse {
   body: Duplex | undefined;
 }
 
-export function translateResponse(config: RelayConfig, app: AppConfig, headers: HeaderPairs, method: string | undefined, status: number): TranslatedResponse {
+export function translateResponse(
+  config: RelayConfig,
+  app: AppConfig,
+  headers: HeaderPairs,
+  method: string | undefined,
+  status: number,
+): TranslatedResponse {
   if (!app.translateHeaders && !app.translateLinks) return { headers, body: undefined };
   const maps = mapsFor(config, app);
   let out = app.translateHeaders ? translateResponseHeaders(headers, maps[0]!, maps) : headers;
-  if (!app.translateLinks || method === 'HEAD' || status === 204 || status === 304) return { headers: out, body: undefined };
+  if (!app.translateLinks || method === 'HEAD' || status === 204 || status === 304)
+    return { headers: out, body: undefined };
   const get = (name: string) => out.find(([k]) => k.toLowerCase() === name)?.[1];
   const type = get('content-type');
   const kind = needsLinkTranslation(type);

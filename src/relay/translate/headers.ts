@@ -23,7 +23,8 @@ export function linkHeaderEdits(value: string, maps: readonly UrlMap[], base?: U
     } else if (c === '<') {
       const close = value.indexOf('>', i + 1);
       if (close < 0) break;
-      for (const e of urlEdits(value.slice(i + 1, close), maps, base)) out.push({ ...e, start: e.start + i + 1, end: e.end + i + 1 });
+      for (const e of urlEdits(value.slice(i + 1, close), maps, base))
+        out.push({ ...e, start: e.start + i + 1, end: e.end + i + 1 });
       i = close;
     }
   }
@@ -41,7 +42,10 @@ const URL_HEADERS = new Map<string, EditsOf>([
 export function translateSetCookie(value: string, app: { internal: URL; external: URL }): string {
   const parts = value.split(';');
   if (parts.length < 2) return value;
-  const internalHost = app.internal.hostname.toLowerCase().replace(/^\[|\]$/g, '').replace(/\.$/, '');
+  const internalHost = app.internal.hostname
+    .toLowerCase()
+    .replace(/^\[|\]$/g, '')
+    .replace(/\.$/, '');
   const internalIsIp = isIP(internalHost) !== 0;
   const externalHost = app.external.hostname.toLowerCase();
   const internalPrefix = withSlash(app.internal.pathname);
@@ -55,8 +59,13 @@ export function translateSetCookie(value: string, app: { internal: URL; external
     }
     const [, lead, name, eq, v, trail] = m as unknown as [string, string, string, string, string, string];
     if (name.toLowerCase() === 'domain') {
-      const domain = v.toLowerCase().replace(/^\./, '').replace(/^\[|\]$/g, '').replace(/\.$/, '');
-      const covers = domain !== '' && (domain === internalHost || (!internalIsIp && internalHost.endsWith(`.${domain}`)));
+      const domain = v
+        .toLowerCase()
+        .replace(/^\./, '')
+        .replace(/^\[|\]$/g, '')
+        .replace(/\.$/, '');
+      const covers =
+        domain !== '' && (domain === internalHost || (!internalIsIp && internalHost.endsWith(`.${domain}`)));
       if (!covers) out.push(part);
       // An IP address (or a wildcard external host) has no domain to name: a host-only cookie.
       else if (!internalIsIp && !externalHost.includes('*')) out.push(`${lead}${name}${eq}${externalHost}${trail}`);
@@ -64,7 +73,8 @@ export function translateSetCookie(value: string, app: { internal: URL; external
     }
     let path: string | undefined;
     if (v.startsWith(internalPrefix)) path = externalPrefix + v.slice(internalPrefix.length);
-    else if (v === internalPrefix.slice(0, -1) && v !== '') path = externalPrefix.length > 1 ? externalPrefix.slice(0, -1) : '/';
+    else if (v === internalPrefix.slice(0, -1) && v !== '')
+      path = externalPrefix.length > 1 ? externalPrefix.slice(0, -1) : '/';
     out.push(path === undefined ? part : `${lead}${name}${eq}${path}${trail}`);
   }
   return out.join(';');

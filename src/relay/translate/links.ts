@@ -60,33 +60,39 @@ export function contentTypeCharset(contentType: string | undefined): string | un
 
 const ASCII_COMPATIBLE = new RegExp(
   '^(?:utf-?8|unicode-1-1-utf-8|unicode11utf8|unicode20utf8|x-unicode20utf8|us-ascii|ascii|ansi_x3\\.4-1968|' +
-  'iso-?8859-\\d{1,2}|iso_8859-\\d{1,2}(?::\\d{4})?|latin-?\\d{1,2}|l\\d{1,2}|cp819|ibm819|csisolatin\\d|' +
-  'windows-125\\d|x-cp125\\d|cp125\\d|windows-874|koi8-?[ru]?|koi8-ru|macintosh|mac|x-mac-roman)$',
+    'iso-?8859-\\d{1,2}|iso_8859-\\d{1,2}(?::\\d{4})?|latin-?\\d{1,2}|l\\d{1,2}|cp819|ibm819|csisolatin\\d|' +
+    'windows-125\\d|x-cp125\\d|cp125\\d|windows-874|koi8-?[ru]?|koi8-ru|macintosh|mac|x-mac-roman)$',
 );
 
 /** Whether a body in this charset is rewritten (UTF-8 and ASCII-compatible charsets; undefined = not declared). */
 export function isRewritableCharset(charset: string | undefined): boolean {
   if (charset === undefined) return true;
-  return ASCII_COMPATIBLE.test(charset.trim().replace(/^["']|["']$/g, '').toLowerCase());
+  return ASCII_COMPATIBLE.test(
+    charset
+      .trim()
+      .replace(/^["']|["']$/g, '')
+      .toLowerCase(),
+  );
 }
 
 // ---------------------------------------------------------------------------
 // CSS
 
 /** Characters that may not appear raw in a CSS url(…) or string: percent-encoded in generated text. */
-const cssEscape = (s: string): string => s.replace(/["'()\\\s]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+const cssEscape = (s: string): string =>
+  s.replace(/["'()\\\s]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 
 // A complete url(…) (double-quoted, single-quoted or bare) or @import "…"/'…'.
 // Not after a name character: myurl( is another function.
 const CSS_FULL = new RegExp(
   String.raw`(?<![\w\-\\\u0080-\uffff])(url\(\s*)(?:"((?:[^"\\\n\r\f]|\\[^])*)"|'((?:[^'\\\n\r\f]|\\[^])*)'|((?:[^"'()\s\\]|\\[^])*))(\s*\))` +
-  String.raw`|(@import\s*)(?:"((?:[^"\\\n\r\f]|\\[^])*)"|'((?:[^'\\\n\r\f]|\\[^])*)')`,
+    String.raw`|(@import\s*)(?:"((?:[^"\\\n\r\f]|\\[^])*)"|'((?:[^'\\\n\r\f]|\\[^])*)')`,
   'gi',
 );
 // The start of one that more text could still complete: anchored at the end of the text.
 const CSS_PARTIAL = new RegExp(
   String.raw`(?<![\w\-\\\u0080-\uffff])u(?:r(?:l(?:\(\s*(?:"(?:[^"\\\n\r\f]|\\[^])*(?:\\|"\s*)?|'(?:[^'\\\n\r\f]|\\[^])*(?:\\|'\s*)?|(?:[^"'()\s\\]|\\[^])*(?:\\|\s*)))?)?)?$` +
-  String.raw`|@(?:i(?:m(?:p(?:o(?:r(?:t\s*(?:"(?:[^"\\\n\r\f]|\\[^])*\\?|'(?:[^'\\\n\r\f]|\\[^])*\\?)?)?)?)?)?)?)?$`,
+    String.raw`|@(?:i(?:m(?:p(?:o(?:r(?:t\s*(?:"(?:[^"\\\n\r\f]|\\[^])*\\?|'(?:[^'\\\n\r\f]|\\[^])*\\?)?)?)?)?)?)?)?$`,
   'gi',
 );
 
@@ -185,12 +191,31 @@ class CssEngine implements Engine {
 
 type ValueEdits = (value: string, maps: readonly UrlMap[]) => UrlEdit[];
 
-const URL_ATTRS = new Set(['href', 'src', 'action', 'formaction', 'poster', 'cite', 'background', 'manifest', 'xlink:href']);
+const URL_ATTRS = new Set([
+  'href',
+  'src',
+  'action',
+  'formaction',
+  'poster',
+  'cite',
+  'background',
+  'manifest',
+  'xlink:href',
+]);
 const SRCSET_ATTRS = new Set(['srcset', 'imagesrcset']);
 
-interface Attr { name: string; value: string; prefix?: string }
-interface Location { startOffset: number; endOffset: number }
-interface Located { sourceCodeLocation?: Location | null }
+interface Attr {
+  name: string;
+  value: string;
+  prefix?: string;
+}
+interface Location {
+  startOffset: number;
+  endOffset: number;
+}
+interface Located {
+  sourceCodeLocation?: Location | null;
+}
 interface StartTag {
   tagName: string;
   attrs: Attr[];
@@ -203,7 +228,11 @@ function editsForAttr(tag: StartTag, key: string): ValueEdits | undefined {
   if (SRCSET_ATTRS.has(key)) return srcsetEdits;
   if (key === 'style') return cssEdits;
   if (key === 'data' && tag.tagName === 'object') return urlEdits;
-  if (key === 'content' && tag.tagName === 'meta' && tag.attrs.some((a) => a.name === 'http-equiv' && a.value.trim().toLowerCase() === 'refresh')) {
+  if (
+    key === 'content' &&
+    tag.tagName === 'meta' &&
+    tag.attrs.some((a) => a.name === 'http-equiv' && a.value.trim().toLowerCase() === 'refresh')
+  ) {
     return refreshEdits;
   }
   return undefined;
@@ -285,11 +314,17 @@ function rewriteAttr(rawAttr: string, decoded: string, edits: ValueEdits, maps: 
     value = applyEdits(rawValue, wanted, escape);
   } else if (simple?.text === decoded) {
     // Character references the decoder knows: every decoded offset has its place in the source.
-    value = applyEdits(rawValue, wanted.map((e) => ({ ...e, start: simple.at[e.start]!, end: simple.at[e.end]! })), escape);
+    value = applyEdits(
+      rawValue,
+      wanted.map((e) => ({ ...e, start: simple.at[e.start]!, end: simple.at[e.end]! })),
+      escape,
+    );
   } else {
     // Other references: the source itself, when its edits are the same (none in the replaced parts).
     const found = edits(rawValue, maps);
-    const same = found.length === wanted.length && found.every((e, i) => e.original === wanted[i]!.original && e.text === wanted[i]!.text);
+    const same =
+      found.length === wanted.length &&
+      found.every((e, i) => e.original === wanted[i]!.original && e.text === wanted[i]!.text);
     if (same) value = applyEdits(rawValue, found, escape);
     else if (isAscii(decoded)) value = escape(applyEdits(decoded, wanted));
   }
@@ -341,7 +376,10 @@ class HtmlEngine implements Engine {
   /** Inside <noscript>: its text is markup for browsers without scripts. */
   private inner: HtmlEngine | undefined;
 
-  constructor(private readonly maps: readonly UrlMap[], private readonly nested = false) {
+  constructor(
+    private readonly maps: readonly UrlMap[],
+    private readonly nested = false,
+  ) {
     this.rw.on('startTag', (tag: StartTag, raw: string) => {
       this.account(tag, raw);
       this.closeRawText();
@@ -424,7 +462,8 @@ class LinkTransform extends Transform {
 
   private start(first: Buffer): void {
     // A UTF-16 (or UTF-32) byte order mark: not ASCII-compatible, left alone.
-    this.passThrough = first.length >= 2 && ((first[0] === 0xff && first[1] === 0xfe) || (first[0] === 0xfe && first[1] === 0xff));
+    this.passThrough =
+      first.length >= 2 && ((first[0] === 0xff && first[1] === 0xfe) || (first[0] === 0xfe && first[1] === 0xff));
     if (!this.passThrough) this.engine = this.make();
   }
 
@@ -485,7 +524,10 @@ class Chain extends Duplex {
   private parts: (Duplex | Transform)[] | undefined;
   private first: Buffer | undefined;
 
-  constructor(private readonly build: (first: Buffer) => (Duplex | Transform)[], private readonly sniff: number) {
+  constructor(
+    private readonly build: (first: Buffer) => (Duplex | Transform)[],
+    private readonly sniff: number,
+  ) {
     super();
   }
 
@@ -537,7 +579,10 @@ class Chain extends Duplex {
 }
 
 const BROTLI_OPTIONS: zlib.BrotliOptions = {
-  params: { [zlib.constants.BROTLI_PARAM_QUALITY]: 5, [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT },
+  params: {
+    [zlib.constants.BROTLI_PARAM_QUALITY]: 5,
+    [zlib.constants.BROTLI_PARAM_MODE]: zlib.constants.BROTLI_MODE_TEXT,
+  },
 };
 
 /** Whether a deflate body starts with a zlib header (RFC 1950) rather than raw deflate data. */
@@ -567,20 +612,30 @@ export function createBodyTranslator(
       return { stream: translator(), encodingHeader: undefined };
     case 'gzip':
     case 'x-gzip':
-      return { stream: new Chain(() => [zlib.createGunzip(), translator(), zlib.createGzip()], 1), encodingHeader: header };
+      return {
+        stream: new Chain(() => [zlib.createGunzip(), translator(), zlib.createGzip()], 1),
+        encodingHeader: header,
+      };
     case 'deflate':
       // Servers send zlib-wrapped and raw deflate alike: sent back in the form received.
       return {
         stream: new Chain(
-          (first) => (isZlibWrapped(first)
-            ? [zlib.createInflate(), translator(), zlib.createDeflate()]
-            : [zlib.createInflateRaw(), translator(), zlib.createDeflateRaw()]),
+          (first) =>
+            isZlibWrapped(first)
+              ? [zlib.createInflate(), translator(), zlib.createDeflate()]
+              : [zlib.createInflateRaw(), translator(), zlib.createDeflateRaw()],
           2,
         ),
         encodingHeader: header,
       };
     case 'br':
-      return { stream: new Chain(() => [zlib.createBrotliDecompress(), translator(), zlib.createBrotliCompress(BROTLI_OPTIONS)], 1), encodingHeader: header };
+      return {
+        stream: new Chain(
+          () => [zlib.createBrotliDecompress(), translator(), zlib.createBrotliCompress(BROTLI_OPTIONS)],
+          1,
+        ),
+        encodingHeader: header,
+      };
     default:
       return undefined;
   }

@@ -3,17 +3,42 @@
 import type { AuditEntry, AuditLog } from '../types.js';
 import type { SqliteDatabase } from './database.js';
 
-export function writeAudit(db: SqliteDatabase, actor: string, action: string, connectorId: string | null, details: Record<string, unknown>, at: number): void {
-  db.stmt(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`)
-    .run(at, actor, action, connectorId, JSON.stringify(details));
+export function writeAudit(
+  db: SqliteDatabase,
+  actor: string,
+  action: string,
+  connectorId: string | null,
+  details: Record<string, unknown>,
+  at: number,
+): void {
+  db.stmt(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`).run(
+    at,
+    actor,
+    action,
+    connectorId,
+    JSON.stringify(details),
+  );
 }
 
 export class SqliteAuditLog implements AuditLog {
   constructor(private readonly db: SqliteDatabase) {}
 
   list(limit = 100): AuditEntry[] {
-    const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as
-      { id: number; at: number; actor: string; action: string; connector_id: string | null; details: string }[];
-    return rows.map((r) => ({ id: r.id, at: r.at, actor: r.actor, action: r.action, connectorId: r.connector_id, details: JSON.parse(r.details) as Record<string, unknown> }));
+    const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as {
+      id: number;
+      at: number;
+      actor: string;
+      action: string;
+      connector_id: string | null;
+      details: string;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      actor: r.actor,
+      action: r.action,
+      connectorId: r.connector_id,
+      details: JSON.parse(r.details) as Record<string, unknown>,
+    }));
   }
 }

@@ -2,57 +2,111 @@
 // with its audit row, and tells the store (`changed`) so cached connector
 // identities are checked again.
 import { ProxyctlError } from '../../errors.js';
-import type { CertificateRecord, ConnectorListing, ConnectorRecord, ConnectorRepo, NewConnector, Renewal } from '../types.js';
+import type {
+  CertificateRecord,
+  ConnectorListing,
+  ConnectorRecord,
+  ConnectorRepo,
+  NewConnector,
+  Renewal,
+} from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
 
 interface ConnectorRow {
-  id: string; name: string; group_name: string; created_at: number; created_by: string;
-  version: string | null; last_seen: number | null; revoked_at: number | null;
+  id: string;
+  name: string;
+  group_name: string;
+  created_at: number;
+  created_by: string;
+  version: string | null;
+  last_seen: number | null;
+  revoked_at: number | null;
 }
 
 const toConnector = (r: ConnectorRow): ConnectorRecord => ({
-  id: r.id, name: r.name, group: r.group_name, createdAt: r.created_at, createdBy: r.created_by,
-  version: r.version, lastSeen: r.last_seen, revokedAt: r.revoked_at,
+  id: r.id,
+  name: r.name,
+  group: r.group_name,
+  createdAt: r.created_at,
+  createdBy: r.created_by,
+  version: r.version,
+  lastSeen: r.last_seen,
+  revokedAt: r.revoked_at,
 });
 
 export class SqliteConnectorRepo implements ConnectorRepo {
-  constructor(private readonly db: SqliteDatabase, private readonly changed: () => void) {}
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly changed: () => void,
+  ) {}
 
   register(input: NewConnector): ConnectorRecord {
     // immediate: two relays cannot both find a name free
-    this.db.transaction('register connector', () => {
-      this.assertNameFree(input.name);
-      this.db.stmt(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
-        .run(input.id, input.name, input.group, input.issuedAt, input.actor);
-      this.db.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`)
-        .run(input.serial, input.id, input.issuedAt, input.notAfter);
-      writeAudit(this.db, input.actor, 'connector.register', input.id, { name: input.name, group: input.group, serial: input.serial }, input.issuedAt);
-    }, 'immediate');
+    this.db.transaction(
+      'register connector',
+      () => {
+        this.assertNameFree(input.name);
+        this.db
+          .stmt(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
+          .run(input.id, input.name, input.group, input.issuedAt, input.actor);
+        this.db
+          .stmt(
+            `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`,
+          )
+          .run(input.serial, input.id, input.issuedAt, input.notAfter);
+        writeAudit(
+          this.db,
+          input.actor,
+          'connector.register',
+          input.id,
+          { name: input.name, group: input.group, serial: input.serial },
+          input.issuedAt,
+        );
+      },
+      'immediate',
+    );
     this.changed();
     return this.get(input.id)!;
   }
 
   /** A live connector's name is unique (ignoring case) and never a connector id, so a name given to `revoke` means one connector. */
   private assertNameFree(name: string): void {
-    const clash = this.db.stmt(`SELECT id FROM connectors WHERE (name = ? COLLATE NOCASE AND revoked_at IS NULL) OR id = ? COLLATE NOCASE LIMIT 1`)
+    const clash = this.db
+      .stmt(
+        `SELECT id FROM connectors WHERE (name = ? COLLATE NOCASE AND revoked_at IS NULL) OR id = ? COLLATE NOCASE LIMIT 1`,
+      )
       .get(name, name) as { id: string } | undefined;
     if (clash) {
-      throw new ProxyctlError('ERR_CONNECTOR_NAME_TAKEN',
-        `the connector name ${name} is taken (connector ${clash.id}); choose another --name or revoke that connector first`, { status: 409 });
+      throw new ProxyctlError(
+        'ERR_CONNECTOR_NAME_TAKEN',
+        `the connector name ${name} is taken (connector ${clash.id}); choose another --name or revoke that connector first`,
+        { status: 409 },
+      );
     }
   }
 
   recordRenewal(input: Renewal): void {
     this.db.transaction('record renewal', () => {
       const c = this.get(input.connectorId);
-      if (!c || c.revokedAt !== null) throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
-      this.db.stmt(`INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'renew')`)
+      if (!c || c.revokedAt !== null)
+        throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
+      this.db
+        .stmt(
+          `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'renew')`,
+        )
         .run(input.serial, input.connectorId, input.issuedAt, input.notAfter);
-      this.db.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND serial <> ? AND revoked_at IS NULL`)
+      this.db
+        .stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND serial <> ? AND revoked_at IS NULL`)
         .run(input.graceUntil, input.connectorId, input.serial);
-      writeAudit(this.db, `connector:${input.connectorId}`, 'connector.renew', input.connectorId,
-        { oldSerial: input.oldSerial, serial: input.serial, oldValidUntil: input.graceUntil }, input.issuedAt);
+      writeAudit(
+        this.db,
+        `connector:${input.connectorId}`,
+        'connector.renew',
+        input.connectorId,
+        { oldSerial: input.oldSerial, serial: input.serial, oldValidUntil: input.graceUntil },
+        input.issuedAt,
+      );
     });
     this.changed();
   }
@@ -62,7 +116,11 @@ export class SqliteConnectorRepo implements ConnectorRepo {
       const c = this.find(idOrName);
       if (c.revokedAt === null) {
         this.db.stmt(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
-        const certs = this.db.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND (revoked_at IS NULL OR revoked_at > ?)`).run(now, c.id, now);
+        const certs = this.db
+          .stmt(
+            `UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND (revoked_at IS NULL OR revoked_at > ?)`,
+          )
+          .run(now, c.id, now);
         writeAudit(this.db, actor, 'connector.revoke', c.id, { name: c.name, certificates: certs.changes }, now);
       }
       return this.get(c.id)!;
@@ -76,22 +134,38 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     const kind = prefixed?.[1] ?? 'any';
     const key = prefixed?.[2] ?? idOrName;
     const byId = kind === 'name' ? undefined : this.get(key);
-    const rows = kind === 'id' ? [] : this.db.stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`).all(key) as ConnectorRow[];
+    const rows =
+      kind === 'id'
+        ? []
+        : (this.db
+            .stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`)
+            .all(key) as ConnectorRow[]);
     if (byId) {
       const others = rows.filter((r) => r.id !== byId.id);
       if (others.length > 0) {
-        throw new ProxyctlError('ERR_USAGE',
-          `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`, { status: 400 });
+        throw new ProxyctlError(
+          'ERR_USAGE',
+          `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`,
+          { status: 400 },
+        );
       }
       return byId;
     }
     const live = rows.filter((r) => r.revoked_at === null);
     if (live.length === 1) return toConnector(live[0]!);
     if (live.length > 1) {
-      throw new ProxyctlError('ERR_USAGE', `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`, { status: 400 });
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`,
+        { status: 400 },
+      );
     }
     if (rows.length > 0) return toConnector(rows[0]!);
-    throw new ProxyctlError('ERR_CONNECTOR_NOT_FOUND', `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`, { status: 404 });
+    throw new ProxyctlError(
+      'ERR_CONNECTOR_NOT_FOUND',
+      `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`,
+      { status: 404 },
+    );
   }
 
   get(id: string): ConnectorRecord | undefined {
@@ -100,28 +174,54 @@ export class SqliteConnectorRepo implements ConnectorRepo {
   }
 
   getCertificate(serial: string): CertificateRecord | undefined {
-    const row = this.db.stmt(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`).get(serial) as
-      | { serial: string; connector_id: string; issued_at: number; not_after: number; revoked_at: number | null; kind: 'register' | 'renew' }
+    const row = this.db
+      .stmt(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`)
+      .get(serial) as
+      | {
+          serial: string;
+          connector_id: string;
+          issued_at: number;
+          not_after: number;
+          revoked_at: number | null;
+          kind: 'register' | 'renew';
+        }
       | undefined;
-    return row && { serial: row.serial, connectorId: row.connector_id, issuedAt: row.issued_at, notAfter: row.not_after, revokedAt: row.revoked_at, kind: row.kind };
+    return (
+      row && {
+        serial: row.serial,
+        connectorId: row.connector_id,
+        issuedAt: row.issued_at,
+        notAfter: row.not_after,
+        revokedAt: row.revoked_at,
+        kind: row.kind,
+      }
+    );
   }
 
   touch(connectorId: string, version: string | null, now = Date.now()): void {
-    this.db.stmt(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`).run(now, version, connectorId);
+    this.db
+      .stmt(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`)
+      .run(now, version, connectorId);
   }
 
   list(): ConnectorListing[] {
-    const rows = this.db.stmt(`
+    const rows = this.db
+      .stmt(
+        `
       SELECT c.*,
         (SELECT MAX(not_after) FROM certificates WHERE connector_id = c.id AND revoked_at IS NULL) AS cert_expires,
         (SELECT COUNT(*) FROM certificates WHERE connector_id = c.id) AS cert_count
-      FROM connectors c ORDER BY c.created_at`).all() as (ConnectorRow & { cert_expires: number | null; cert_count: number })[];
+      FROM connectors c ORDER BY c.created_at`,
+      )
+      .all() as (ConnectorRow & { cert_expires: number | null; cert_count: number })[];
     return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));
   }
 
   revokedAmong(serials: readonly string[]): Set<string> {
     const out = new Set<string>();
-    const stmt = this.db.stmt(`SELECT c.revoked_at FROM certificates k JOIN connectors c ON c.id = k.connector_id WHERE k.serial = ?`);
+    const stmt = this.db.stmt(
+      `SELECT c.revoked_at FROM certificates k JOIN connectors c ON c.id = k.connector_id WHERE k.serial = ?`,
+    );
     for (const s of serials) {
       const row = stmt.get(s) as { revoked_at: number | null } | undefined;
       if (!row || row.revoked_at !== null) out.add(s);
@@ -130,11 +230,23 @@ export class SqliteConnectorRepo implements ConnectorRepo {
   }
 
   retireSuperseded(connectorId: string, now = Date.now()): number {
-    const pending = this.db.stmt(`SELECT serial FROM certificates WHERE connector_id = ? AND revoked_at > ?`).all(connectorId, now) as { serial: string }[];
+    const pending = this.db
+      .stmt(`SELECT serial FROM certificates WHERE connector_id = ? AND revoked_at > ?`)
+      .all(connectorId, now) as { serial: string }[];
     if (pending.length === 0) return 0;
     const n = this.db.transaction('retire superseded certificates', () => {
-      const n = this.db.stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at > ?`).run(now, connectorId, now).changes;
-      if (n > 0) writeAudit(this.db, `connector:${connectorId}`, 'connector.retire', connectorId, { serials: pending.map((p) => p.serial) }, now);
+      const n = this.db
+        .stmt(`UPDATE certificates SET revoked_at = ? WHERE connector_id = ? AND revoked_at > ?`)
+        .run(now, connectorId, now).changes;
+      if (n > 0)
+        writeAudit(
+          this.db,
+          `connector:${connectorId}`,
+          'connector.retire',
+          connectorId,
+          { serials: pending.map((p) => p.serial) },
+          now,
+        );
       return n;
     });
     this.changed();

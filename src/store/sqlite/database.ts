@@ -14,7 +14,10 @@ export class SqliteDatabase {
   private readonly statements = new Map<string, Database.Statement>();
   private closed = false;
 
-  private constructor(readonly file: string, private readonly db: Database.Database) {}
+  private constructor(
+    readonly file: string,
+    private readonly db: Database.Database,
+  ) {}
 
   /** Opens (creating if needed) `<dataDir>/proxyctl.db` and migrates it. */
   static open(dataDir: string): SqliteDatabase {
@@ -42,7 +45,10 @@ export class SqliteDatabase {
   private migrate(): void {
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > SCHEMA_VERSION) {
-      throw new ProxyctlError('ERR_STORE', `store ${this.file} has schema ${current}, newer than this proxyctl (${SCHEMA_VERSION}); upgrade proxyctl`);
+      throw new ProxyctlError(
+        'ERR_STORE',
+        `store ${this.file} has schema ${current}, newer than this proxyctl (${SCHEMA_VERSION}); upgrade proxyctl`,
+      );
     }
     const apply = this.db.transaction(() => {
       for (let v = current; v < SCHEMA_VERSION; v++) this.db.exec(MIGRATIONS[v]!);

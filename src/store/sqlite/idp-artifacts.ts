@@ -12,15 +12,27 @@ export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
 
   upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void {
     const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
-    this.db.stmt(`INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
+    this.db
+      .stmt(
+        `INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)
       ON CONFLICT(model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at, uid = excluded.uid,
-        user_code = excluded.user_code, grant_id = excluded.grant_id`)
-      .run(model, id, JSON.stringify(payload), expiresAt, str(payload['uid']), str(payload['userCode']), str(payload['grantId']));
+        user_code = excluded.user_code, grant_id = excluded.grant_id`,
+      )
+      .run(
+        model,
+        id,
+        JSON.stringify(payload),
+        expiresAt,
+        str(payload['uid']),
+        str(payload['userCode']),
+        str(payload['grantId']),
+      );
   }
 
   find(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined {
-    const row = this.db.stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${COLUMN[by]} = ?`).get(model, value) as
-      { payload: string; expires_at: number | null } | undefined;
+    const row = this.db
+      .stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${COLUMN[by]} = ?`)
+      .get(model, value) as { payload: string; expires_at: number | null } | undefined;
     if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return undefined;
     return JSON.parse(row.payload) as Record<string, unknown>;
   }

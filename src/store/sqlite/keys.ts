@@ -7,20 +7,40 @@ export class SqliteKeyRepo implements KeyRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
   list(purpose: KeyPurpose): KeyRecord[] {
-    return (this.db.stmt(`SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`).all(purpose) as
-      { kid: string; purpose: KeyPurpose; material: string; created_at: number; retired_at: number | null }[])
-      .map((r) => ({ kid: r.kid, purpose: r.purpose, material: r.material, createdAt: r.created_at, retiredAt: r.retired_at }));
+    return (
+      this.db
+        .stmt(
+          `SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`,
+        )
+        .all(purpose) as {
+        kid: string;
+        purpose: KeyPurpose;
+        material: string;
+        created_at: number;
+        retired_at: number | null;
+      }[]
+    ).map((r) => ({
+      kid: r.kid,
+      purpose: r.purpose,
+      material: r.material,
+      createdAt: r.created_at,
+      retiredAt: r.retired_at,
+    }));
   }
 
   add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now = Date.now()): void {
     this.db.transaction('add key', () => {
       this.db.stmt(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
-      this.db.stmt(`INSERT INTO keys (kid, purpose, material, created_at) VALUES (?, ?, ?, ?)`).run(key.kid, key.purpose, key.material, now);
+      this.db
+        .stmt(`INSERT INTO keys (kid, purpose, material, created_at) VALUES (?, ?, ?, ?)`)
+        .run(key.kid, key.purpose, key.material, now);
       writeAudit(this.db, actor, 'key.rotate', null, { purpose: key.purpose, kid: key.kid }, now);
     });
   }
 
   dropRetiredBefore(purpose: KeyPurpose, before: number): number {
-    return this.db.stmt(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`).run(purpose, before).changes;
+    return this.db
+      .stmt(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`)
+      .run(purpose, before).changes;
   }
 }

@@ -6,18 +6,40 @@ export class SqliteSessionRepo implements SessionRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
   putSigninState(s: SigninState): void {
-    this.db.stmt(`INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+    this.db
+      .stmt(
+        `INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
       .run(s.state, s.app, s.nonce, s.verifier, s.returnTo, s.createdAt, s.stepUp ? 1 : 0);
   }
 
   takeSigninState(state: string): SigninState | undefined {
     const row = this.db.transaction('take sign-in state', () => {
       const row = this.db.stmt(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
-        { state: string; app: string; nonce: string; verifier: string; return_to: string; created_at: number; step_up: number } | undefined;
+        | {
+            state: string;
+            app: string;
+            nonce: string;
+            verifier: string;
+            return_to: string;
+            created_at: number;
+            step_up: number;
+          }
+        | undefined;
       if (row) this.db.stmt(`DELETE FROM signin_states WHERE state = ?`).run(state);
       return row;
     });
-    return row && { state: row.state, app: row.app, nonce: row.nonce, verifier: row.verifier, returnTo: row.return_to, createdAt: row.created_at, stepUp: row.step_up === 1 };
+    return (
+      row && {
+        state: row.state,
+        app: row.app,
+        nonce: row.nonce,
+        verifier: row.verifier,
+        returnTo: row.return_to,
+        createdAt: row.created_at,
+        stepUp: row.step_up === 1,
+      }
+    );
   }
 
   purgeSigninStates(olderThan: number): void {
@@ -25,12 +47,14 @@ export class SqliteSessionRepo implements SessionRepo {
   }
 
   create(s: NewSession): void {
-    this.db.stmt(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
+    this.db
+      .stmt(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(s.sid, s.app, s.subject, s.createdAt, s.expiresAt, s.clientIp);
   }
 
   isActive(sid: string, now = Date.now()): boolean {
-    const row = this.db.stmt(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as { revoked_at: number | null; expires_at: number } | undefined;
+    const row = this.db.stmt(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as
+      { revoked_at: number | null; expires_at: number } | undefined;
     return !!row && row.revoked_at === null && row.expires_at > now;
   }
 
@@ -44,11 +68,17 @@ export class SqliteSessionRepo implements SessionRepo {
   }
 
   endProviderSession(sid: string, now: number, until: number): void {
-    this.db.stmt(`INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)
-      ON CONFLICT(sid) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`).run(sid, now, until);
+    this.db
+      .stmt(
+        `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)
+      ON CONFLICT(sid) DO UPDATE SET expires_at = MAX(expires_at, excluded.expires_at)`,
+      )
+      .run(sid, now, until);
   }
 
   providerSessionEnded(sid: string, now = Date.now()): boolean {
-    return this.db.stmt(`SELECT 1 FROM ended_provider_sessions WHERE sid = ? AND expires_at > ?`).get(sid, now) !== undefined;
+    return (
+      this.db.stmt(`SELECT 1 FROM ended_provider_sessions WHERE sid = ? AND expires_at > ?`).get(sid, now) !== undefined
+    );
   }
 }

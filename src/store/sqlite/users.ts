@@ -3,11 +3,26 @@ import type { UserRecord, UserRepo } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
 
-interface UserRow { username: string; password_hash: string; email: string | null; name: string | null; groups: string; roles: string; totp_secret: string | null; created_at: number }
+interface UserRow {
+  username: string;
+  password_hash: string;
+  email: string | null;
+  name: string | null;
+  groups: string;
+  roles: string;
+  totp_secret: string | null;
+  created_at: number;
+}
 
 const toUser = (r: UserRow): UserRecord => ({
-  username: r.username, passwordHash: r.password_hash, email: r.email, name: r.name,
-  groups: JSON.parse(r.groups) as string[], roles: JSON.parse(r.roles) as string[], totpSecret: r.totp_secret, createdAt: r.created_at,
+  username: r.username,
+  passwordHash: r.password_hash,
+  email: r.email,
+  name: r.name,
+  groups: JSON.parse(r.groups) as string[],
+  roles: JSON.parse(r.roles) as string[],
+  totpSecret: r.totp_secret,
+  createdAt: r.created_at,
 });
 
 export class SqliteUserRepo implements UserRepo {
@@ -24,10 +39,13 @@ export class SqliteUserRepo implements UserRepo {
 
   put(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): void {
     this.db.transaction('save user', () => {
-      this.db.stmt(`INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
+      this.db
+        .stmt(
+          `INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
         VALUES (@username, @passwordHash, @email, @name, @groups, @roles, @totpSecret, @createdAt)
         ON CONFLICT(username) DO UPDATE SET password_hash = excluded.password_hash, email = excluded.email, name = excluded.name,
-          groups = excluded.groups, roles = excluded.roles, totp_secret = excluded.totp_secret`)
+          groups = excluded.groups, roles = excluded.roles, totp_secret = excluded.totp_secret`,
+        )
         .run({ ...u, groups: JSON.stringify(u.groups), roles: JSON.stringify(u.roles) });
       writeAudit(this.db, actor, action, null, { username: u.username }, Date.now());
     });
@@ -42,8 +60,13 @@ export class SqliteUserRepo implements UserRepo {
   }
 
   acceptTotpStep(username: string, step: number): boolean {
-    return this.db.stmt(`INSERT INTO totp_steps (username, last_step) VALUES (?, ?)
-      ON CONFLICT(username) DO UPDATE SET last_step = excluded.last_step WHERE excluded.last_step > totp_steps.last_step`)
-      .run(username, step).changes === 1;
+    return (
+      this.db
+        .stmt(
+          `INSERT INTO totp_steps (username, last_step) VALUES (?, ?)
+      ON CONFLICT(username) DO UPDATE SET last_step = excluded.last_step WHERE excluded.last_step > totp_steps.last_step`,
+        )
+        .run(username, step).changes === 1
+    );
   }
 }

@@ -13,6 +13,7 @@ import { request } from 'undici';
 import { startBackend } from './helpers/backend.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness } from './helpers/harness.js';
+import { waitFor } from './helpers/wait.js';
 
 t.test('authorization on every request, under the configuration in force', async (t) => {
   const backend = await startBackend();
@@ -176,7 +177,10 @@ t.test('authorization on every request, under the configuration in force', async
       dispatcher: h.client,
       headers: { cookie: aliceCookie, accept: 'application/json' },
     });
-    await new Promise((r) => setTimeout(r, 200));
+    // Authorized and forwarded under the old state: the backend has it.
+    await waitFor(() => backend.seen.some((s) => s.url === '/slow?ms=800'), {
+      what: 'the slow request at the backend',
+    });
     await h.reload(`apps:\n${app().replace('[alice, bob]', '[bob]')}`);
     t.equal((await json({ cookie: aliceCookie })).status, 403, 'a new request is refused at once');
     const r = await slow;

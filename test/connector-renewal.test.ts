@@ -24,7 +24,7 @@ import { openSqliteStore } from '../src/store/index.js';
 import { startHarness } from './helpers/harness.js';
 import { startIdp } from './helpers/idp.js';
 import { tempDir } from './helpers/proc.js';
-import { waitFor } from './helpers/wait.js';
+import { waitFor, within } from './helpers/wait.js';
 
 interface Creds {
   keyPem: string;
@@ -35,8 +35,28 @@ interface Identity extends Creds {
   serial: string;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 const MINUTE = 60_000;
+
+/**
+ * Resolves once the relay has pinged this client n more times: each ping is a heartbeat
+ * tick that checked the channel (its certificate's end, and the previous ping answered)
+ * and left it open.
+ */
+function heartbeats(ws: WebSocket, n: number): Promise<void> {
+  return within(
+    new Promise<void>((resolve) => {
+      let seen = 0;
+      const onPing = () => {
+        if (++seen < n) return;
+        ws.off('ping', onPing);
+        resolve();
+      };
+      ws.on('ping', onPing);
+    }),
+    5000,
+    `${n} heartbeats`,
+  );
+}
 
 /** Calls over mutual TLS to one connector API; agents are closed at teardown. */
 class Api {
@@ -108,10 +128,11 @@ class Api {
 /** A relay whose clock the test moves (Relay options `now`), and one registered connector. */
 async function relayWithClock(
   t: Test,
-): Promise<{ relay: Relay; api: Api; clock: { offset: number }; first: Identity }> {
+): Promise<{ relay: Relay; api: Api; clock: { offset: number }; first: Identity; dataDir: string }> {
   const idp = await startIdp();
   t.teardown(() => idp.close());
   const clock = { offset: 0 };
+  const dataDir = path.join(tempDir(t), 'data');
   const config = parseRelayConfig(
     `
 public: { listen: "127.0.0.1:0" }
@@ -120,7 +141,7 @@ identity: { issuer: "${idp.issuer}" }
 connectors: { heartbeatInterval: 200ms }
 `,
     undefined,
-    { dataDir: path.join(tempDir(t), 'data') },
+    { dataDir },
   );
   const relay = await Relay.create(config, {
     log: silentLogger,
@@ -141,6 +162,7 @@ connectors: { heartbeatInterval: 200ms }
     api,
     clock,
     first: { connectorId: issued.connectorId, serial: issued.serial, keyPem, certPem: issued.certificate },
+    dataDir,
   };
 }
 
@@ -168,7 +190,7 @@ t.test('the replaced certificate works within the grace period while the new one
 });
 
 t.test('the replaced certificate is refused once the new one has been used', async (t) => {
-  const { relay, api, first } = await relayWithClock(t);
+  const { relay, api, first, dataDir } = await relayWithClock(t);
   const kept = api.agent(first);
   const renewed = await api.renew(kept, first.connectorId);
   const before = await api.channel(first);
@@ -194,7 +216,17 @@ t.test('the replaced certificate is refused once the new one has been used', asy
   );
   t.equal(relay.store.connectors.get(first.connectorId)?.revokedAt, null, 'the connector itself is not revoked');
 
-  await sleep(500); // a store watch tick and a few heartbeats
+  // A store watch tick that sees a change (another connection writes, as the admin CLI
+  // would: the relay then enforces revocations from the store) and two heartbeats.
+  const generation = relay.store.generation;
+  const other = openSqliteStore(dataDir);
+  try {
+    other.connectors.touch(first.connectorId, null);
+  } finally {
+    other.close();
+  }
+  await waitFor(() => relay.store.generation > generation, { what: 'a store watch tick that sees the change' });
+  await heartbeats(before.ws, 2);
   t.equal(
     before.ws.readyState,
     WebSocket.OPEN,
@@ -319,7 +351,7 @@ t.test(
     const [a, b] = await Promise.all([before.closed, during.closed]);
     t.equal(a, CLOSE.replaced, 'channel from before the renewal: closed with "replaced" (reconnect), not "revoked"');
     t.ok(b === CLOSE.replaced || b === CLOSE.unknown, `channel opened during the grace: closed when it ends (${b})`);
-    await sleep(300);
+    await heartbeats(current.ws, 2); // ticks after the grace ended
     t.equal(current.ws.readyState, WebSocket.OPEN, 'the channel with the new certificate stays open');
     t.same(
       channels.byConnector(id).map((c) => c.serial),
@@ -332,9 +364,12 @@ t.test(
 t.test(
   'a running connector renews under load without dropping a request, and retires its old certificate',
   async (t) => {
+    let slowArrived!: () => void;
+    const slowAtBackend = new Promise<void>((resolve) => (slowArrived = resolve));
     const backend: HttpServer = createHttpServer((req, res) => {
-      const delay = req.url?.startsWith('/slow') ? 1500 : 0;
-      setTimeout(() => res.end(`ok ${req.url}`), delay);
+      const slow = req.url?.startsWith('/slow') ?? false;
+      if (slow) slowArrived();
+      setTimeout(() => res.end(`ok ${req.url}`), slow ? 1500 : 0);
     });
     await new Promise<void>((resolve) => backend.listen(0, '127.0.0.1', resolve));
     t.teardown(() => new Promise((resolve) => backend.close(resolve)));
@@ -353,7 +388,7 @@ t.test(
     t.equal((await get('/warm')).status, 200);
 
     const slow = get('/slow-across-the-renewal'); // in flight on an old channel while the channels roll
-    await sleep(200);
+    await within(slowAtBackend, 5000, 'the slow request at the backend');
     let stop = false;
     const statuses: number[] = [];
     const load = (async () => {
@@ -367,7 +402,9 @@ t.test(
       timeoutMs: 10_000,
       what: 'both channels on the new certificate',
     }).catch(() => undefined); // asserted below
-    await sleep(300);
+    // A few more requests once the channels have rolled: they travel on the new certificate.
+    const rolled = statuses.length;
+    await waitFor(() => statuses.length >= rolled + 5, { what: '5 requests after the roll' });
     stop = true;
     await load;
     t.same(

@@ -22,9 +22,8 @@ interface Printed {
 async function startDemo(t: Test, dataDir: string): Promise<{ demo: Proc; printed: Printed }> {
   const demo = new Proc(['demo', '--port', '0', '--data-dir', dataDir]);
   t.teardown(() => demo.stop('SIGKILL', 2000));
-  const deadline = Date.now() + 30_000;
-  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null)
-    await new Promise((r) => setTimeout(r, 50));
+  // A demo that exits or never gets there leaves the output below incomplete: that is reported there.
+  await demo.waitForStdout(/Press Ctrl-C/, 30_000).catch(() => undefined);
   const out = demo.stdoutText;
   const url = /^\s+open:\s+(\S+)$/m.exec(out)?.[1];
   const password = /^\s+password (\S+)$/m.exec(out)?.[1];

@@ -78,8 +78,7 @@ t.test('per-host certificates by SNI', async (t) => {
   const renewed = await other.issueServerCertificate(['shop.test'], 86_400_000);
   writeFileSync(path.join(dir, 'shop2.pem'), renewed.certPem);
   writeFileSync(path.join(dir, 'shop.key'), renewed.keyPem);
-  await h.reload(apps(path.join(dir, 'shop2.pem')));
-  await new Promise((r) => setTimeout(r, 200));
+  await h.reload(apps(path.join(dir, 'shop2.pem'))); // the new state serves once this resolves
   const after = await peerCert(port, 'shop.test');
   t.equal(
     after.serialNumber.replace(/^0+/, ''),

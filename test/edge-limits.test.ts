@@ -9,6 +9,7 @@ import { connect as netConnect } from 'node:net';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { startHarness } from './helpers/harness.js';
+import { waitFor } from './helpers/wait.js';
 
 t.test('edge limits', async (t) => {
   let hits = 0;
@@ -131,6 +132,7 @@ ${app('a')}${app('b')}${app('small', ', maxBodyBytes: 1KiB')}`,
 t.test('a slow body is cut after bodyIdleTimeout, the backend never sees it complete', async (t) => {
   let completed = 0;
   let aborted = 0;
+  let closed = 0;
   const backend = createServer((req, res) => {
     req.on('data', () => undefined);
     req.on('end', () => {
@@ -138,6 +140,7 @@ t.test('a slow body is cut after bodyIdleTimeout, the backend never sees it comp
       res.end('ok');
     });
     req.on('aborted', () => aborted++);
+    req.on('close', () => closed++);
     res.on('close', () => undefined);
   });
   await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
@@ -162,6 +165,7 @@ apps:
   });
   t.match(answer, /^HTTP\/1\.1 408/, 'answered 408');
   t.ok(Date.now() - started < 5000, `within a few seconds (${Date.now() - started} ms)`);
-  await new Promise((r) => setTimeout(r, 300));
+  // Once the backend's request is torn down, its body can no longer complete.
+  await waitFor(() => closed > 0, { what: 'the backend request to be torn down' });
   t.equal(completed, 0, 'the backend never saw a complete body');
 });

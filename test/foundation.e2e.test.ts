@@ -7,6 +7,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { startIdp, type TestIdp } from './helpers/idp.js';
 import { Proc, listeningSockets, runCli, tempDir } from './helpers/proc.js';
+import { waitFor, within } from './helpers/wait.js';
 
 /** Port 0: the system picks one, and the relay tells connectors (and this test) which. */
 function relayYaml(issuer: string, port = 0): string {
@@ -264,14 +265,14 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     await ready.body.dump();
     // Renewals (every 4 s here) roll the channels onto the new certificate: the gauge may be read mid-roll.
     let up = '';
-    for (
-      const deadline = Date.now() + 5000;
-      up !== '2' && Date.now() < deadline;
-      await new Promise((r) => setTimeout(r, 100))
-    ) {
-      const m = await request(`${metrics}/metrics`);
-      up = /proxyctl_connector_channels_up (\d+)/.exec(await m.body.text())?.[1] ?? '';
-    }
+    await waitFor(
+      async () => {
+        const m = await request(`${metrics}/metrics`);
+        up = /proxyctl_connector_channels_up (\d+)/.exec(await m.body.text())?.[1] ?? '';
+        return up === '2';
+      },
+      { timeoutMs: 5000, everyMs: 50, what: 'the channels-up gauge to read 2' },
+    ).catch(() => undefined); // asserted next, with the last reading
     t.equal(up, '2', 'two channels up');
     const listening = listeningSockets(connector.pid);
     t.same(listening, [{ address: '127.0.0.1', port: metricsPort }], 'the only listening socket is loopback metrics');
@@ -316,10 +317,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     const r = await runCli(['relay', 'connectors', 'revoke', 'edge-1', '--config', configFile]);
     t.equal(r.code, 0, r.stderr);
     t.match(r.stdout, new RegExp(`revoked connector ${connectorId}`));
-    const code = await Promise.race([
-      connector.exited,
-      new Promise((resolve) => setTimeout(() => resolve('timeout'), 10_000)),
-    ]);
+    const code = await within(connector.exited, 10_000, 'the revoked connector to exit');
     t.equal(code, 1, 'connector exits non-zero');
     t.match(connector.stderrText, /proxyctl: .*\[ERR_CERT_REVOKED\]/);
     t.equal((await list()).find((c) => c.id === connectorId)?.status, 'revoked');

@@ -15,6 +15,7 @@ import { openSqliteStore } from '../src/store/index.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { runCli, tempDir } from './helpers/proc.js';
+import { waitFor } from './helpers/wait.js';
 
 async function echoBackend(t: Test): Promise<{ port: number; seen: IncomingHttpHeaders[] }> {
   const seen: IncomingHttpHeaders[] = [];
@@ -37,16 +38,10 @@ async function echoBackend(t: Test): Promise<{ port: number; seen: IncomingHttpH
   return { port: (server.address() as { port: number }).port, seen };
 }
 
-/** Polls until cond() holds; returns how long it took (fails the test after timeoutMs). */
-async function until(t: Test, what: string, cond: () => boolean | Promise<boolean>, timeoutMs = 5000): Promise<number> {
+/** Waits until cond() holds (failing after 5 s); returns how long it took. */
+async function timeUntil(what: string, cond: () => boolean | Promise<boolean>): Promise<number> {
   const start = Date.now();
-  while (!(await cond())) {
-    if (Date.now() - start > timeoutMs) {
-      t.fail(`timed out after ${timeoutMs} ms waiting for ${what}`);
-      return Date.now() - start;
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor(cond, { timeoutMs: 5000, everyMs: 25, what });
   return Date.now() - start;
 }
 
@@ -110,8 +105,7 @@ t.test('key rotation while the relay runs', async (t) => {
   await t.test('session key: the old cookie still opens, a new sign-in gets the new kid', async (t) => {
     const newKid = await rotateKey(cli.keys, 'session', 'test');
     t.not(newKid, oldSessionKid);
-    const took = await until(
-      t,
+    const took = await timeUntil(
       'the relay to load the new session key',
       () => h.relay.keyRing.currentSessionKey().kid === newKid,
     );
@@ -144,7 +138,7 @@ t.test('key rotation while the relay runs', async (t) => {
     const newKid = await rotateKey(cli.keys, 'assertion', 'test');
     t.not(newKid, oldAssertionKid);
     let jwks: JSONWebKeySet = { keys: [] };
-    const took = await until(t, 'the JWKS to publish the new key', async () => {
+    const took = await timeUntil('the JWKS to publish the new key', async () => {
       jwks = await fetchJwks();
       return kidsOf(jwks).includes(newKid);
     });
@@ -190,7 +184,7 @@ t.test('key rotation while the relay runs', async (t) => {
     const kid = /^new assertion key (\S+)$/m.exec(r.stdout)?.[1];
     t.ok(kid, `printed the new kid: ${r.stdout}`);
     let kids: (string | undefined)[] = [];
-    const took = await until(t, "the JWKS to publish the CLI's key", async () => {
+    const took = await timeUntil("the JWKS to publish the CLI's key", async () => {
       kids = kidsOf(await fetchJwks());
       return kids.includes(kid);
     });

@@ -17,8 +17,7 @@ import { ConnectionCap, RateLimiter, TrustedProxies } from '../src/relay/edge/li
 import { parseCidr } from '../src/net/address.js';
 import { ensureServerCertificate } from '../src/relay/edge/server-cert.js';
 import { tempDir } from './helpers/proc.js';
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { waitFor, within } from './helpers/wait.js';
 
 function clock(start = 1_000_000) {
   let now = start;
@@ -259,13 +258,26 @@ async function open(
   return { socket, closed };
 }
 
-async function waitFor(cond: () => boolean, ms = 2000): Promise<boolean> {
-  const deadline = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > deadline) return false;
-    await sleep(10);
-  }
-  return true;
+/** The cap's count for an address reaching n (an accepted socket is counted when the server admits it). */
+const counted = (cap: ConnectionCap, address: string, n: number) =>
+  waitFor(() => cap.count(address) === n, { timeoutMs: 2000, what: `${n} socket(s) counted for ${address}` });
+
+/**
+ * Whether the server admitted the socket: it greets admitted sockets (see `greet`), and
+ * closes refused ones at once. Resolves on whichever comes first, not after a time.
+ */
+function admitted(socket: Socket): Promise<boolean> {
+  return new Promise((resolve) => {
+    socket.once('data', () => resolve(true));
+    socket.once('close', () => resolve(false));
+  });
+}
+
+/** Greets each socket the cap let through (a listener added after cap.attach runs after its decision). */
+function greet(server: NetServer): void {
+  server.on('connection', (s: Socket) => {
+    if (!s.destroyed) s.write('admitted\n');
+  });
 }
 
 async function listening(server: NetServer, host: string): Promise<number> {
@@ -281,6 +293,7 @@ t.test('ConnectionCap on a TCP server', async (t) => {
   const cap = new ConnectionCap(2, (a) => refused.push(a));
   const server = createNetServer((s) => s.on('error', () => undefined));
   cap.attach(server);
+  greet(server);
   const port = await listening(server, '127.0.0.1');
   const clients: Socket[] = [];
   t.teardown(async () => {
@@ -291,11 +304,11 @@ t.test('ConnectionCap on a TCP server', async (t) => {
   const a = await open(port);
   const b = await open(port);
   clients.push(a.socket, b.socket);
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 2), 'two sockets counted');
+  t.ok(await counted(cap, '127.0.0.1', 2), 'two sockets counted');
 
   const c = await open(port);
   clients.push(c.socket);
-  const ms = await Promise.race([c.closed, sleep(2000).then(() => -1)]);
+  const ms = await within(c.closed, 2000, 'the third socket to be closed');
   t.ok(ms >= 0 && ms < 1000, `the third socket was closed at once (${Math.round(ms)} ms)`);
   t.equal(c.socket.bytesRead, 0, 'unanswered');
   t.same(refused, ['127.0.0.1'], 'onRefused told the address');
@@ -303,20 +316,23 @@ t.test('ConnectionCap on a TCP server', async (t) => {
   t.equal(cap.count('::ffff:127.0.0.1'), 2, 'IPv4-mapped spelling counts the same address');
 
   a.socket.destroy();
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 1), 'a closed socket is no longer counted');
+  t.ok(await counted(cap, '127.0.0.1', 1), 'a closed socket is no longer counted');
   const d = await open(port);
   clients.push(d.socket);
-  const dClosed = await Promise.race([d.closed.then(() => true), sleep(300).then(() => false)]);
-  t.notOk(dClosed, 'after one closed, a new socket is accepted');
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 2));
+  t.ok(await admitted(d.socket), 'after one closed, a new socket is accepted');
+  t.ok(await counted(cap, '127.0.0.1', 2));
 
   const other = await open(port, '127.0.0.1', '127.0.0.2');
   clients.push(other.socket);
-  t.ok(await waitFor(() => cap.count('127.0.0.2') === 1), 'another address has its own budget');
-  t.notOk(await Promise.race([other.closed.then(() => true), sleep(300).then(() => false)]), 'and is accepted');
+  t.ok(await counted(cap, '127.0.0.2', 1), 'another address has its own budget');
+  t.ok(await admitted(other.socket), 'and is accepted');
+  t.same(refused, ['127.0.0.1'], 'neither was refused');
 
   for (const s of [b.socket, d.socket, other.socket]) s.destroy();
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 0 && cap.count('127.0.0.2') === 0), 'every close decrements');
+  t.ok(
+    await waitFor(() => cap.count('127.0.0.1') === 0 && cap.count('127.0.0.2') === 0, { what: 'every count at 0' }),
+    'every close decrements',
+  );
   t.throws(() => new ConnectionCap(0), RangeError);
 });
 
@@ -334,9 +350,9 @@ t.test('ConnectionCap on a dual-stack listener counts IPv4-mapped peers as IPv4'
   t.teardown(() => new Promise((r) => server.close(r)));
   const a = await open(port, '127.0.0.1');
   t.teardown(() => a.socket.destroy());
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 1), 'the ::ffff:127.0.0.1 peer is counted as 127.0.0.1');
+  t.ok(await counted(cap, '127.0.0.1', 1), 'the ::ffff:127.0.0.1 peer is counted as 127.0.0.1');
   const b = await open(port, '127.0.0.1');
-  const ms = await Promise.race([b.closed, sleep(2000).then(() => -1)]);
+  const ms = await within(b.closed, 2000, 'the second socket to be closed');
   t.ok(ms >= 0 && ms < 1000, 'the second one is over the cap of 1');
 });
 
@@ -369,12 +385,12 @@ t.test('ConnectionCap on a TLS server refuses before the handshake', async (t) =
   const second = tlsClient();
   let secured = false;
   second.once('secureConnect', () => (secured = true));
-  await Promise.race([new Promise((r) => second.once('close', r)), sleep(2000)]);
+  await within(new Promise((r) => second.once('close', r)), 2000, 'the second connection to be closed');
   t.ok(second.destroyed, 'the second connection was closed');
   t.notOk(secured, 'without a TLS handshake');
   t.equal(handshakes, 1, 'the server completed only the first handshake');
   first.destroy();
-  t.ok(await waitFor(() => cap.count('127.0.0.1') === 0));
+  t.ok(await counted(cap, '127.0.0.1', 0));
   const third = tlsClient();
   t.teardown(() => third.destroy());
   await once(third, 'secureConnect');

@@ -53,9 +53,7 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
 
   const login = new Proc(['login', '--relay', relayUrl, '--relay-ca', caFile], { env });
   t.teardown(() => login.stop());
-  const deadline = Date.now() + 20_000;
-  while (!/confirm the code/.test(login.stdoutText) && Date.now() < deadline)
-    await new Promise((res) => setTimeout(res, 100));
+  await login.waitForStdout(/confirm the code/, 20_000).catch(() => undefined); // asserted next
   const url = /open (\S+)/.exec(login.stdoutText)?.[1];
   t.ok(url, `login printed a URL: ${login.stdoutText} ${login.stderrText}`);
   t.match(url!, new RegExp(`^https://login\\.localhost:${publicPort}/device`));

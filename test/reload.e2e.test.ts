@@ -84,10 +84,11 @@ ${apps}`;
     }
   });
 
+  const pulledBefore = connector.lines.length;
   write(yaml(app('one') + app('two')));
   await relay.waitMsg('configuration reloaded', 10_000);
-  const deadline = Date.now() + 10_000;
-  while ((await get('two.test')).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+  // The relay announces the new config version on the channels; the connector pulls it.
+  await connector.waitFor((l) => l.msg === 'configuration pulled' && l['apps'] === 2, 10_000, pulledBefore);
   t.equal(
     (await get('two.test')).body,
     'hello from /two/x',
@@ -98,10 +99,11 @@ ${apps}`;
   await relay.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('reload refused'), 10_000);
   t.equal((await get('two.test')).status, 200, 'a bad file keeps the running configuration');
 
+  const reloadedBefore = relay.lines.length;
   write(yaml(app('one')));
   relay.child.kill('SIGHUP');
-  const gone = Date.now() + 10_000;
-  while ((await get('two.test')).status !== 404 && Date.now() < gone) await new Promise((r) => setTimeout(r, 100));
+  // The state is swapped before the line is logged (by this signal, or by the file watcher first).
+  await relay.waitMsg('configuration reloaded', 10_000, reloadedBefore);
   t.equal((await get('two.test')).status, 404, 'the removed app is gone');
 
   running = false;

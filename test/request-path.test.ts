@@ -25,7 +25,7 @@ import {
   type Backend,
   type EchoBody,
 } from './helpers/backend.js';
-import { startHarness, testLogger, type Harness } from './helpers/harness.js';
+import { capturingLogger, startHarness, testLogger, type Harness } from './helpers/harness.js';
 import { closedPort } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -67,7 +67,9 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   const backend = await startBackend();
   t.teardown(() => backend.close());
   const deadPort = await closedPort();
-  const h: Harness = await startHarness(t, { yaml: () => yaml(backend, deadPort) });
+  // The relay's (and connectors') log lines, for the moments no event marks.
+  const { log, lines: logLines } = capturingLogger();
+  const h: Harness = await startHarness(t, { yaml: () => yaml(backend, deadPort), log });
   await h.addConnector(); // the "default" group: every app not given another group
   const ca = h.relay.ca.certPem;
   // Hosts the relay certificate does not name still reach the relay; the test checks its answer.
@@ -416,7 +418,13 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     }
     const dl = await call('files.test', '/bytes?n=3000000');
     t.equal((await drain(dl.body)).bytes, 3000000, 'a streamed download read to its end');
-    await new Promise((r) => setTimeout(r, 200));
+    // The relay logs a request when its response closes, in the 'close' listener registered
+    // just before the one that would send a cancel: once all six are logged, every cancel
+    // there was going to be has been sent.
+    const ids = sent.filter((m) => m.type === 'request').map((m) => m.id);
+    await waitFor(() => ids.every((id) => logLines.some((l) => l.msg === 'request' && l['request_id'] === id)), {
+      what: 'the six requests to be logged as closed',
+    });
     t.equal(sent.filter((m) => m.type === 'request').length, 6);
     t.same(
       sent.filter((m) => m.type === 'cancel'),
@@ -696,8 +704,13 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     });
     const late = new Connector({ stateDir, log: testLogger() });
     t.teardown(() => late.close(500));
+    const waitingBefore = logLines.length;
     const pending = call('late.test', '/waited');
-    await new Promise((r) => setTimeout(r, 150));
+    await waitFor(
+      () =>
+        logLines.slice(waitingBefore).some((l) => l.msg === 'request waiting for a connector' && l['group'] === 'late'),
+      { what: 'the request to wait in the relay queue' },
+    );
     t.equal([...h.relay.channels.inGroup('late')].length, 0, 'no channel yet while the request waits');
     await late.start();
     const r = await pending;

@@ -22,9 +22,7 @@ t.test('proxyctl demo under umask 000 in a pre-made 0755 directory keeps its sec
   const demo = new Proc(['demo', '--port', '0', '--data-dir', dataDir]);
   process.umask(previous);
   t.teardown(() => demo.stop('SIGKILL', 2000));
-  const deadline = Date.now() + 30_000;
-  while (!/Press Ctrl-C/.test(demo.stdoutText) && Date.now() < deadline && demo.child.exitCode === null)
-    await new Promise((r) => setTimeout(r, 50));
+  await demo.waitForStdout(/Press Ctrl-C/, 30_000).catch(() => undefined); // asserted next
   t.match(demo.stdoutText, /Press Ctrl-C/, `demo is running (stderr: ${demo.stderrText.slice(-500)})`);
 
   for (const f of [

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { pino } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-config.js';
 import { Connector } from '../../src/connector/connector.js';
@@ -15,6 +16,7 @@ import { createKeyAndCsr } from '../../src/crypto/csr.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
 import { Relay } from '../../src/relay/relay.js';
 import { startIdp, type TestIdp } from './idp.js';
+import type { LogLine } from './proc.js';
 import { waitFor } from './wait.js';
 
 export interface HarnessOptions {
@@ -44,6 +46,22 @@ export interface Harness {
 
 export function testLogger(): Logger {
   return process.env['PROXYCTL_TEST_LOG'] ? createLogger('debug', 'test') : silentLogger;
+}
+
+/** A debug-level logger that keeps its lines for the test to wait on (and prints them under PROXYCTL_TEST_LOG). */
+export function capturingLogger(): { log: Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const echo = !!process.env['PROXYCTL_TEST_LOG'];
+  const log = pino(
+    { level: 'debug' },
+    {
+      write: (line: string) => {
+        lines.push(JSON.parse(line) as LogLine);
+        if (echo) process.stderr.write(line);
+      },
+    },
+  );
+  return { log, lines };
 }
 
 export function relayYaml(issuer: string | undefined, extra: string): string {

@@ -72,6 +72,9 @@ export class Proc {
   stderrText = '';
   stdoutText = '';
   private waiters: { pred: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  private stdoutWaiters: (() => void)[] = [];
+  /** The process has exited and its output streams are closed: nothing more will be printed. */
+  private outputClosed = false;
   readonly exited: Promise<number | null>;
 
   constructor(args: string[], options: { env?: Record<string, string | undefined>; cwd?: string } = {}) {
@@ -102,8 +105,12 @@ export class Proc {
         });
       }
     });
-    this.child.stdout!.on('data', (d: Buffer) => (this.stdoutText += d.toString()));
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.stdoutText += d.toString();
+      for (const check of [...this.stdoutWaiters]) check();
+    });
     this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+    this.child.on('close', () => (this.outputClosed = true));
   }
 
   get pid(): number {
@@ -135,6 +142,43 @@ export class Proc {
 
   waitMsg(msg: string, timeoutMs?: number, from = 0): Promise<LogLine> {
     return this.waitFor((l) => l.msg === msg, timeoutMs, from);
+  }
+
+  /**
+   * Resolves with the match once stdout (everything printed so far, or later) matches re;
+   * rejects after timeoutMs, or when the process has closed its output without printing it.
+   */
+  waitForStdout(pattern: RegExp, timeoutMs = 20_000): Promise<RegExpExecArray> {
+    const re = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, '')); // no lastIndex state
+    const seen = re.exec(this.stdoutText);
+    if (seen) return Promise.resolve(seen);
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.stdoutWaiters = this.stdoutWaiters.filter((w) => w !== check);
+        this.child.off('close', onClose);
+      };
+      const check = () => {
+        const m = re.exec(this.stdoutText);
+        if (!m) return;
+        done();
+        resolve(m);
+      };
+      const fail = (why: string) => {
+        done();
+        reject(
+          new Error(
+            `${why} waiting for ${re} on stdout; stdout:\n${this.stdoutText}\nstderr:\n${this.stderrText.slice(-3000)}`,
+          ),
+        );
+      };
+      const onClose = () => fail(`process exited (${this.child.exitCode ?? this.child.signalCode})`);
+      const timer = setTimeout(() => fail(`timed out after ${timeoutMs} ms`), timeoutMs);
+      if (this.outputClosed) return onClose();
+      this.stdoutWaiters.push(check);
+      // 'close' (not 'exit'): every byte the process printed has been read by then.
+      this.child.once('close', onClose);
+    });
   }
 
   count(msg: string): number {

@@ -19,3 +19,19 @@ export async function waitFor<T>(cond: () => T | Promise<T>, options: WaitOption
     await new Promise((resolve) => setTimeout(resolve, everyMs));
   }
 }
+
+/**
+ * An upper bound on something that is awaited anyway: resolves with the promise's value,
+ * or rejects once ms have passed without it, naming what was awaited.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what = 'a promise'): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

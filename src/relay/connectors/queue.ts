@@ -169,6 +169,7 @@ export class RequestQueue {
   async acquire(group: string, timeoutMs: number, signal: AbortSignal): Promise<Channel | undefined> {
     const now = this.pick(group);
     if (now || timeoutMs <= 0) return now;
+    this.log.debug({ group, timeout_ms: timeoutMs }, 'request waiting for a connector');
     return new Promise((resolve) => {
       const set = this.waiters.get(group) ?? new Set();
       this.waiters.set(group, set);

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer, type Server } from 'node:https';
 import { connect as netConnect, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
+import { randomBytes, scryptSync } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as oidc from 'openid-client';
@@ -14,7 +15,6 @@ import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-confi
 import { loadOrCreateCa } from '../../src/crypto/ca.js';
 import { SERVER_TLS } from '../../src/crypto/tls-policy.js';
 import { EmbeddedIdp } from '../../src/idp/provider.js';
-import { hashPassword } from '../../src/idp/users.js';
 import { clientAddress } from '../../src/relay/edge/client-address.js';
 import { TrustedProxies } from '../../src/relay/edge/limits.js';
 import { createRequestPath } from '../../src/relay/edge/request-path.js';
@@ -136,7 +136,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
       store.users.put(
         {
           username,
-          passwordHash: await hashPassword(password),
+          passwordHash: cheapPasswordHash(password),
           email: null,
           name: null,
           groups: [],
@@ -242,4 +242,16 @@ export class IdpBrowser {
       body.access_token && body.access_token.split('.').length === 3 ? claims(body.access_token) : undefined;
     return { id: claims(body.id_token), access };
   }
+}
+
+/**
+ * A password hash in the provider's stored format (scrypt$N$r$p$salt$hash) at a low cost
+ * (N = 1024): verifying it takes milliseconds instead of the production cost's ~100 ms,
+ * so tests that try hundreds of passwords stay fast. The verifier reads the cost from the
+ * hash, so the code under test is the same; production hashes use N = 32768.
+ */
+export function cheapPasswordHash(password: string): string {
+  const salt = randomBytes(16);
+  const key = scryptSync(password.normalize('NFC'), salt, 32, { N: 1024, r: 8, p: 1 });
+  return `scrypt$1024$8$1$${salt.toString('base64url')}$${key.toString('base64url')}`;
 }

@@ -31,7 +31,6 @@
 // not comparable with an unprofiled run).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import https from 'node:https';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
@@ -524,17 +523,6 @@ function provenance() {
   });
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function runCli(args) {
   return new Promise((resolve, reject) => {
     const child = spawnNode([BIN, ...args]);
@@ -624,7 +612,6 @@ public:
   listen: "127.0.0.1:${publicPort}"
 connectorApi:
   listen: "127.0.0.1:${capiPort}"
-  url: "https://127.0.0.1:${capiPort}"
 identity:
   issuer: "${issuer}"
   adminAudience: "api://proxyctl"
@@ -680,7 +667,9 @@ async function main() {
 
     backend = spawnNode([path.join(HERE, 'backend.mjs')]);
     const backendPort = await portOf(backend, 'backend');
-    const [publicPort, capiPort] = [await freePort(), await freePort()];
+    // Port 0 on the first start: the relay names the ports it was given, and they are
+    // pinned in the file for the later starts (the connector keeps the relay's URL).
+    let [publicPort, capiPort] = [0, 0];
     const configFile = path.join(dir, 'relay.yaml');
     writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
     const caFile = path.join(dir, 'data', 'ca.pem');
@@ -697,8 +686,15 @@ async function main() {
       generation++;
       relay = new Service(`relay-${generation}`, ['relay', 'serve', '--config', configFile], dir, nodeFlags);
       const ready = await relay.waitFor((l) => l.msg === 'public listener ready', 'public listener ready');
-      if (ready.listen?.port !== publicPort)
-        throw new Error(`public listener on ${JSON.stringify(ready.listen)}, expected port ${publicPort}`);
+      const capi = await relay.waitFor((l) => l.msg === 'connector API listening', 'connector API listening');
+      if (generation === 1) {
+        [publicPort, capiPort] = [ready.listen?.port, capi.listen?.port];
+        writeFileSync(configFile, relayYaml({ issuer: idp.issuer, publicPort, capiPort, backendPort }));
+      } else if (ready.listen?.port !== publicPort || capi.listen?.port !== capiPort) {
+        throw new Error(
+          `relay on ${JSON.stringify([ready.listen, capi.listen])}, expected ports ${publicPort}, ${capiPort}`,
+        );
+      }
       await relay.waitFor((l) => l.msg === 'relay ready', 'relay ready');
       if (generation === 1) {
         const tokenFile = path.join(dir, 'admin-token');

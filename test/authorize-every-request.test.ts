@@ -189,6 +189,43 @@ t.test('authorization on every request, under the configuration in force', async
     await h.reload(base);
   });
 
+  await t.test(
+    'a response that arrives after a reload is handled under the configuration it was admitted under',
+    async (t) => {
+      // The backend answers with a Location on an internal URL. Under the configuration the
+      // request was admitted under, only `web` publishes the backend; the reload publishes
+      // its /docs/ path as another app, which would translate the URL differently.
+      const internal = `${backend.origin}/docs/page`;
+      const slowUrl = `/slow?ms=800&location=${encodeURIComponent(internal)}`;
+      const slow = request(h.url('web.test', slowUrl), {
+        dispatcher: h.client,
+        headers: { cookie: aliceCookie, accept: 'application/json' },
+      });
+      await waitFor(() => backend.seen.some((s) => s.url === slowUrl), { what: 'the slow request at the backend' });
+      const docs = `  - { name: docs, externalUrl: "https://docs.test/", internalUrl: "${backend.origin}/docs/", preauth: passthrough }\n`;
+      await h.reload(`apps:\n${app()}${docs}`);
+      const r = await slow;
+      t.equal(r.statusCode, 200);
+      await r.body.dump();
+      t.equal(
+        r.headers['location'],
+        'https://web.test/docs/page',
+        'translated by the configuration it was admitted under',
+      );
+      const after = await request(h.url('web.test', `/slow?ms=0&location=${encodeURIComponent(internal)}`), {
+        dispatcher: h.client,
+        headers: { cookie: aliceCookie, accept: 'application/json' },
+      });
+      await after.body.dump();
+      t.equal(
+        after.headers['location'],
+        'https://docs.test/page',
+        'a request admitted after the reload: by the new one',
+      );
+      await h.reload(base);
+    },
+  );
+
   await t.test('a reload that fails part-way leaves the old state serving', async (t) => {
     const before = h.relay.currentState();
     // The relay's certificate directory made unusable: a new host cannot get a certificate.

@@ -306,7 +306,7 @@ t.test(
         log: silentLogger,
         renewalGraceMs: 1500,
         verifier: { verify: () => Promise.reject(new Error('not used')) },
-        dataPlane: new DataPlane(queue, silentLogger, () => config),
+        dataPlane: new DataPlane(queue, silentLogger),
         identityInfo: () => ({
           issuer: 'https://idp.invalid',
           cliClientId: undefined,

@@ -92,7 +92,7 @@ export class Relay {
       options.clock,
     );
     this.queue = new RequestQueue(this.channels, options.log, options.clock);
-    this.dataPlane = new DataPlane(this.queue, options.log, () => this.state.config);
+    this.dataPlane = new DataPlane(this.queue, options.log);
     this.assertions = new AssertionSigner(() => this.ring);
     const now = () => this.now();
     const common = { store: this.store, ring: () => this.ring, log: options.log, now };

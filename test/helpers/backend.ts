@@ -227,6 +227,9 @@ export async function startBackend(): Promise<Backend> {
         return void setTimeout(() => json(res, 200, { hinted: true }), 20);
       case 'slow': {
         req.resume();
+        // `location`: answer with that Location header (an internal URL the relay may translate).
+        const location = url.searchParams.get('location');
+        if (location) res.setHeader('location', location);
         const timer = setTimeout(() => json(res, 200, { slept: num('ms', 0) }), num('ms', 0));
         res.once('close', () => clearTimeout(timer));
         return;

@@ -24,7 +24,6 @@ import type { ConnectorIdentity } from './client-auth.js';
 import { responseHeadersForClient } from '../edge/headers.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
-import type { RelayConfig } from '../../config/relay-config.js';
 import { translateResponse } from '../translate/apply.js';
 
 const ID = /^[0-9a-f-]{36}$/;
@@ -48,7 +47,6 @@ export class DataPlane {
   constructor(
     private readonly queue: RequestQueue,
     private readonly log: Logger,
-    private readonly config: () => RelayConfig,
   ) {}
 
   private exchangeFor(id: string, who: ConnectorIdentity): Exchange {
@@ -125,7 +123,7 @@ export class DataPlane {
     }
     // Slow-body defence: a user who stops sending mid-body is cut after bodyIdleTimeout.
     // A pause caused by back-pressure from the connector is not the user's fault.
-    const idleMs = this.config().limits.bodyIdleTimeoutMs;
+    const idleMs = ex.config.limits.bodyIdleTimeoutMs;
     const idle = setTimeout(
       function check(this: DataPlane) {
         if (ex.state === 'done' || upload.readableEnded) return;
@@ -191,7 +189,7 @@ export class DataPlane {
         status: 409,
       });
     }
-    const translated = translateResponse(this.config(), ex.app, pairs, ex.req.method, status);
+    const translated = translateResponse(ex.config, ex.app, pairs, ex.req.method, status);
     try {
       user.writeHead(status, responseHeadersForClient(translated.headers));
     } catch (err) {
@@ -314,7 +312,7 @@ export class DataPlane {
       return;
     }
     if (!ex.startResponding()) return;
-    const translated = translateResponse(this.config(), ex.app, head.headers, ex.req.method, head.status);
+    const translated = translateResponse(ex.config, ex.app, head.headers, ex.req.method, head.status);
     try {
       user.writeHead(head.status, responseHeadersForClient(translated.headers));
     } catch {

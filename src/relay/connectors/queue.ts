@@ -4,7 +4,7 @@
 // has no connector online, and fails fast when its connector goes away.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import type { AppConfig } from '../../config/relay-config.js';
+import type { AppConfig, RelayConfig } from '../../config/relay-config.js';
 import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -22,6 +22,8 @@ export class Exchange {
   constructor(
     readonly id: string,
     readonly app: AppConfig,
+    /** The configuration the request was admitted under: its response is handled under it too. */
+    readonly config: RelayConfig,
     readonly channel: Channel,
     readonly req: IncomingMessage,
     readonly res: ServerResponse | undefined,
@@ -201,6 +203,7 @@ export class RequestQueue {
   open(init: {
     id: string;
     app: AppConfig;
+    config: RelayConfig;
     channel: Channel;
     req: IncomingMessage;
     res?: ServerResponse;
@@ -211,6 +214,7 @@ export class RequestQueue {
     const ex = new Exchange(
       init.id,
       init.app,
+      init.config,
       init.channel,
       init.req,
       init.res,

@@ -359,6 +359,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     const ex = deps.queue.open({
       id: requestId,
       app: route.app,
+      config: p.state.config,
       channel,
       req,
       res: p.res,

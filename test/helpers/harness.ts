@@ -25,6 +25,8 @@ export interface HarnessOptions {
   log?: Logger;
   /** Use the relay's embedded identity provider instead of the test IdP. */
   embedded?: boolean;
+  /** The relay's clock for sessions and decisions (ms); the wall clock by default. */
+  now?: () => number;
 }
 
 export interface Harness {
@@ -85,7 +87,7 @@ export async function startHarness(
   try {
     const text = relayYaml(options.embedded ? undefined : idp.issuer, options.yaml?.({ issuer: idp.issuer }) ?? '');
     config = parseRelayConfig(text, path.join(dir, 'relay.yaml'));
-    relay = await Relay.create(config, { log, storeWatchMs: 100 });
+    relay = await Relay.create(config, { log, storeWatchMs: 100, ...(options.now ? { now: options.now } : {}) });
     await relay.start();
   } catch (err) {
     // A harness that fails to start leaves nothing running behind.

@@ -47,7 +47,7 @@ export interface AuthorizeDeps {
 }
 
 export class Authorizer {
-  private readonly cache = new Map<string, { at: number; verdict: Verdict }>();
+  private readonly cache = new Map<string, { at: number; verdict: Verdict; maxAgeMs: number }>();
 
   /** `devices`: client certificates are requested, so policies may ask for one. */
   constructor(
@@ -63,12 +63,20 @@ export class Authorizer {
     const device = this.devices && hasDeviceCertificate(req);
     const key = `${who.key}|${app.name}|${ip}|${platform}|${device ? 1 : 0}`;
     const now = this.deps.now();
-    const hit = this.cache.get(key);
-    if (hit && now - hit.at < DECISION_TTL_MS) return hit.verdict;
-    const verdict = this.decide(req, app, who, requestId, { ip, platform, device, now });
-    if (this.cache.size >= MAX_CACHED) this.cache.clear();
-    this.cache.set(key, { at: now, verdict });
-    return verdict;
+    let entry = this.cache.get(key);
+    if (!entry || now - entry.at >= DECISION_TTL_MS) {
+      const decided = this.decide(req, app, who, requestId, { ip, platform, device, now });
+      entry = { at: now, ...decided };
+      if (this.cache.size >= MAX_CACHED) this.cache.clear();
+      this.cache.set(key, entry);
+    }
+    // A session older than the configuration in force allows (the app's sessionLifetime, or
+    // a policy's signInFrequency added or shortened by a reload) ends here, not at its
+    // cookie's expiry. Measured from the session's start, as the cookie's lifetime is.
+    if (entry.verdict.result === 'allow' && who.session && now - who.session.iat > entry.maxAgeMs) {
+      return { result: 'stepUp', stepUp: { prompt: true }, error: sessionExpired(app) };
+    }
+    return entry.verdict;
   }
 
   /** Entries cached (tests and the benchmark). */
@@ -82,8 +90,9 @@ export class Authorizer {
     who: Authenticated,
     requestId: string,
     c: Omit<ContextParts, 'who'>,
-  ): Verdict {
+  ): { verdict: Verdict; maxAgeMs: number } {
     const { assigned, decision } = this.evaluate(app, { ...c, who: who.identity });
+    const maxAgeMs = Math.min(app.sessionLifetimeMs, decision?.session.signInFrequencyMs ?? Infinity);
     const bearer = who.via === 'bearer';
     const verdict: Verdict = !assigned
       ? { result: 'deny', error: notAssigned(app, who.identity) }
@@ -122,7 +131,7 @@ export class Authorizer {
         'session refused by the configuration in force',
       );
     }
-    return verdict;
+    return { verdict, maxAgeMs };
   }
 
   /** Assignment, then Conditional Access, uncached: sign-in uses it directly (it also needs the session controls). */
@@ -201,6 +210,14 @@ export function notAssigned(app: AppConfig, who: Identity): ProxyctlError {
       status: 403,
       details: { app: app.name, reason: 'not assigned' },
     },
+  );
+}
+
+function sessionExpired(app: AppConfig): ProxyctlError {
+  return new ProxyctlError(
+    'ERR_SIGNIN_REQUIRED',
+    `Your session for ${app.name} is older than its sign-in settings now allow. Sign in again.`,
+    { status: 401, details: { app: app.name, reason: 'session-age' } },
   );
 }
 

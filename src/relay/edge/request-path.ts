@@ -14,7 +14,7 @@ import type { TLSSocket } from 'node:tls';
 import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { QueuedRequest } from '../../protocol/connector-api.js';
+import { MAX_CONTROL_MESSAGE, type QueuedRequest } from '../../protocol/connector-api.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, renderError, renderRaw, wantsJson } from '../../http/render.js';
 import type { Channel } from '../connectors/channels.js';
@@ -116,6 +116,25 @@ export function headerValue(v: string): string {
         : `%${b.toString(16).toUpperCase().padStart(2, '0')}`;
   }
   return out;
+}
+
+/**
+ * A request goes to the connector as one control message, which neither end takes above
+ * MAX_CONTROL_MESSAGE (UTF-8 bytes). Headers the listener accepted (maxHeaderBytes goes up to
+ * 1 MiB) plus identity headers can exceed it after JSON escaping; such a request is refused
+ * here (431) rather than sent, which would close the channel and fail every request on it.
+ * Typical requests are far below the bound and skip the serialisation.
+ */
+function checkMessageSize(msg: QueuedRequest): void {
+  let chars = msg.target.length + 1024;
+  for (const [name, value] of msg.headers) chars += name.length + value.length + 8;
+  // JSON doubles a backslash or quote at most; UTF-8 doubles a Latin-1 character at most.
+  if (chars * 2 <= MAX_CONTROL_MESSAGE) return;
+  if (Buffer.byteLength(JSON.stringify(msg)) <= MAX_CONTROL_MESSAGE) return;
+  throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', 'The request headers are too large to forward.', {
+    status: 431,
+    details: { app: msg.app },
+  });
 }
 
 const ANONYMOUS = 'anonymous';
@@ -356,17 +375,6 @@ export function createRequestPath(deps: RequestPathDeps) {
       (req.headers['content-length'] !== undefined
         ? req.headers['content-length'] !== '0'
         : req.headers['transfer-encoding'] !== undefined);
-    const ex = deps.queue.open({
-      id: requestId,
-      app: route.app,
-      config: p.state.config,
-      channel,
-      req,
-      res: p.res,
-      socket: p.socket,
-      head: p.head,
-      hasBody,
-    });
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,
@@ -388,6 +396,18 @@ export function createRequestPath(deps: RequestPathDeps) {
       body: hasBody,
       upgrade,
     };
+    checkMessageSize(msg);
+    const ex = deps.queue.open({
+      id: requestId,
+      app: route.app,
+      config: p.state.config,
+      channel,
+      req,
+      res: p.res,
+      socket: p.socket,
+      head: p.head,
+      hasBody,
+    });
     channel.send(msg);
     ex.armTimeout(route.app.backendTimeoutMs + 5_000);
     const userSide = p.res ?? p.socket!;

@@ -90,3 +90,17 @@ export function wrapError(err: unknown, code: ErrorCode, message: string, status
   if (err instanceof ProxyctlError) return err;
   return new ProxyctlError(code, message, { status, cause: err });
 }
+
+/**
+ * The first string `code` on an error or its causes (at most five deep): Node's and
+ * undici's codes (ECONNREFUSED, UND_ERR_HEADERS_TIMEOUT…) sit on a cause as often as on the
+ * error itself. `skip` passes over codes that say less than one further down.
+ */
+export function causeCode(err: unknown, skip?: (code: string) => boolean): string | undefined {
+  let e = err as { code?: unknown; cause?: unknown } | undefined;
+  for (let depth = 0; e && depth < 5; depth++) {
+    if (typeof e.code === 'string' && !skip?.(e.code)) return e.code;
+    e = e.cause as typeof e;
+  }
+  return undefined;
+}

@@ -488,6 +488,18 @@ t.test('request path through an in-process relay and connectors', async (t) => {
     t.match(r.headers['x-request-id'], /^[0-9a-f-]{36}$/);
   });
 
+  await t.test('a backend that never answers an upgrade: 504 ERR_BACKEND_TIMEOUT after backendTimeout', async (t) => {
+    const started = performance.now();
+    const r = await wsRefusal('slow.test', '/ws-hang');
+    if (typeof r === 'string') return void t.fail(`expected a 504, got ${r}`);
+    t.equal(r.status, 504);
+    t.match(r.body, /ERR_BACKEND_TIMEOUT/);
+    const took = performance.now() - started;
+    t.ok(took >= 280 && took < 2900, `answered after ${Math.round(took)} ms (backendTimeout 300 ms)`);
+    await waitFor(() => backend.hangingUpgrades() === 0, { what: 'the connector to close the backend socket' });
+    t.pass('the connector closed its socket to the backend');
+  });
+
   await t.test('WebSocket declined by the backend: its answer reaches the client promptly', async (t) => {
     const started = performance.now();
     const r = await wsRefusal('files.test', '/not-a-socket');

@@ -7,6 +7,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { Readable, pipeline } from 'node:stream';
+import { ProxyctlError, causeCode } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import {
@@ -266,8 +267,9 @@ export class BackendProxy {
   }
 
   reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
-    const code = errorCode(err);
-    if (code === 'UND_ERR_HEADERS_TIMEOUT') {
+    const code = causeCode(err);
+    // undici's headers timeout, or the node:http backend call's own (below).
+    if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'ERR_BACKEND_TIMEOUT') {
       return this.report(
         msg.id,
         'ERR_BACKEND_TIMEOUT',
@@ -312,7 +314,11 @@ export class BackendProxy {
         signal,
         timeout: app.backendTimeoutMs,
       });
-      req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'UND_ERR_HEADERS_TIMEOUT' })));
+      req.on('timeout', () =>
+        req.destroy(
+          new ProxyctlError('ERR_BACKEND_TIMEOUT', `${app.name} did not answer within ${app.backendTimeoutMs} ms`),
+        ),
+      );
       req.on('error', (err) => {
         if (!signal.aborted) void this.reportBackendError(msg, app, err).catch(() => undefined);
         resolve();
@@ -524,17 +530,6 @@ function endWhen(call: BackendCall, work: Promise<unknown>): void {
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
-}
-
-function errorCode(err: unknown): string | undefined {
-  for (
-    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
-    e && i < 5;
-    e = e.cause as typeof e, i++
-  ) {
-    if (typeof e.code === 'string') return e.code;
-  }
-  return undefined;
 }
 
 function toPairs(headers: Record<string, string | string[] | undefined>): HeaderPairs {

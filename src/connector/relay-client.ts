@@ -2,7 +2,7 @@
 // network failures are classified here so callers act on codes: untrusted relay,
 // unreachable relay, or a refusal carrying the relay's own error code.
 import { Agent, request, type Dispatcher } from 'undici';
-import { ProxyctlError, type ErrorCode } from '../errors.js';
+import { ProxyctlError, causeCode, type ErrorCode } from '../errors.js';
 import {
   API,
   VERSION_HEADER,
@@ -147,7 +147,8 @@ export function refusal(status: number, text: string, path: string): ProxyctlErr
 }
 
 export function classifyNetworkError(err: unknown, relayUrl: string): ProxyctlError {
-  const code = findCode(err);
+  // undici's socket codes say less than the network error they wrap.
+  const code = causeCode(err, (c) => c.startsWith('UND_ERR_SOCKET'));
   if (code && UNTRUSTED.has(code)) {
     return new ProxyctlError(
       'ERR_RELAY_UNTRUSTED',
@@ -160,15 +161,4 @@ export function classifyNetworkError(err: unknown, relayUrl: string): ProxyctlEr
     `cannot reach the relay at ${relayUrl} (${code ?? (err as Error).message})`,
     { cause: err },
   );
-}
-
-function findCode(err: unknown): string | undefined {
-  for (
-    let e = err as { code?: unknown; cause?: unknown } | undefined, i = 0;
-    e && i < 5;
-    e = e.cause as typeof e, i++
-  ) {
-    if (typeof e.code === 'string' && !e.code.startsWith('UND_ERR_SOCKET')) return e.code;
-  }
-  return undefined;
 }

@@ -115,6 +115,8 @@ export interface Backend {
   /** Body bytes handed to the socket so far for the tracked response with this tag (0 before it starts). */
   written(tag: string): number;
   close(): Promise<void>;
+  /** Upgrade requests to a /ws-hang path whose sockets are still open. */
+  hangingUpgrades(): number;
 }
 
 export const SET_COOKIES = ['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/; Secure'];
@@ -304,6 +306,7 @@ export async function startBackend(): Promise<Backend> {
   });
 
   const wss = new WebSocketServer({ noServer: true });
+  const hanging = new Set<import('node:stream').Duplex>();
   wss.on('connection', (ws) => {
     ws.on('message', (data, isBinary) => {
       if (!isBinary && frameText(data) === 'close') ws.close(4001, 'asked to close');
@@ -313,7 +316,19 @@ export async function startBackend(): Promise<Backend> {
   server.on('upgrade', (req, socket, head) => {
     counts.set('ws', (counts.get('ws') ?? 0) + 1);
     seen.push({ method: req.method ?? '', url: req.url ?? '', headers: { ...req.headers } });
-    if (!new URL(req.url ?? '/', 'http://backend.invalid').pathname.endsWith('/ws')) {
+    const pathname = new URL(req.url ?? '/', 'http://backend.invalid').pathname;
+    // Takes the upgrade request and never answers it (closed with the socket's other end).
+    if (pathname.endsWith('/ws-hang')) {
+      hanging.add(socket);
+      socket.on('error', () => undefined);
+      socket.once('close', () => hanging.delete(socket));
+      // Read (and drop) what arrives, so the other end's close is seen (the HTTP server's
+      // sockets are half-open: the end of the connector's side does not close this one).
+      socket.resume();
+      socket.once('end', () => socket.destroy());
+      return;
+    }
+    if (!pathname.endsWith('/ws')) {
       // Declines the upgrade with an ordinary response (as an app refusing a socket would).
       socket.end(
         'HTTP/1.1 403 Forbidden\r\ncontent-type: text/plain\r\nx-declined: yes\r\ncontent-length: 9\r\nconnection: close\r\n\r\nforbidden',
@@ -348,8 +363,10 @@ export async function startBackend(): Promise<Backend> {
         events.once(tag, onEnd);
       });
     },
+    hangingUpgrades: () => hanging.size,
     async close() {
       for (const ws of wss.clients) ws.terminate();
+      for (const socket of hanging) socket.destroy();
       wss.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));

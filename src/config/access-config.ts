@@ -3,7 +3,7 @@
 // (apps, groups, locations) must resolve; malformed or overlapping CIDRs,
 // unknown countries and impossible time windows are refused with the key path.
 import { cidrsOverlap, parseCidr, type Cidr } from '../net/address.js';
-import { Validation, bool, duration, join, obj, oneOf, str, strList } from './schema.js';
+import { Validation, bool, duration, join, obj, oneOf, str, strList, uniqueName } from './schema.js';
 import {
   PLATFORMS,
   RISK_LEVELS,
@@ -19,6 +19,7 @@ import {
 } from '../policy/model.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$/;
+const NAME_TEXT = 'a name of letters, digits, spaces, ".", "_" or "-"';
 const regionNames = new Intl.DisplayNames(['en'], { type: 'region' });
 
 export function isCountryCode(code: string): boolean {
@@ -51,16 +52,7 @@ function locations(v: Validation, raw: unknown): NamedLocation[] {
     const p = join('namedLocations', i);
     const o = obj(v, p, item, ['name', 'cidrs', 'countries']);
     if (!o) return;
-    const name = str(
-      v,
-      join(p, 'name'),
-      o['name'],
-      undefined,
-      NAME,
-      'a name of letters, digits, spaces, ".", "_" or "-"',
-    );
-    if (name && names.has(name)) v.fail(join(p, 'name'), name, 'a name used by no other location');
-    if (name) names.add(name);
+    const name = uniqueName(v, p, o['name'], names, NAME, NAME_TEXT, 'location');
     const cidrs = strList(v, join(p, 'cidrs'), o['cidrs'], []);
     const countries = strList(v, join(p, 'countries'), o['countries'], []).map((c) => c.toUpperCase());
     if (cidrs.length + countries.length === 0) v.fail(p, item, 'at least one of cidrs or countries');
@@ -156,16 +148,7 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
     const p = join('policies', i);
     const o = obj(v, p, item, ['name', 'state', 'assignments', 'conditions', 'grant', 'session']);
     if (!o) return;
-    const name = str(
-      v,
-      join(p, 'name'),
-      o['name'],
-      undefined,
-      NAME,
-      'a name of letters, digits, spaces, ".", "_" or "-"',
-    );
-    if (name && names.has(name)) v.fail(join(p, 'name'), name, 'a name used by no other policy');
-    if (name) names.add(name);
+    const name = uniqueName(v, p, o['name'], names, NAME, NAME_TEXT, 'policy');
     const state = oneOf(v, join(p, 'state'), o['state'], ['on', 'off', 'reportOnly'] as const, 'on');
     const as = obj(v, join(p, 'assignments'), o['assignments'], ['users', 'groups', 'apps']) ?? {};
     const users = includeExclude<string>(v, join(p, 'assignments.users'), as['users'], undefined, 'user', []);

@@ -22,6 +22,7 @@ import {
   parseYaml,
   str,
   strList,
+  uniqueName,
   url,
   type Issue,
 } from './schema.js';
@@ -383,11 +384,7 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
     const p = join('apps', i);
     const a = obj(v, p, item, APP_KEYS);
     if (!a) return;
-    const name = str(v, join(p, 'name'), a['name'], undefined, NAME, NAME_TEXT);
-    if (name !== undefined) {
-      if (names.has(name)) v.fail(join(p, 'name'), name, 'a name used by no other app');
-      names.add(name);
-    }
+    const name = uniqueName(v, p, a['name'], names, NAME, NAME_TEXT, 'app');
     const ext = url(v, join(p, 'externalUrl'), a['externalUrl'], ['https']);
     const int_ = url(v, join(p, 'internalUrl'), a['internalUrl'], ['http', 'https']);
     let host = '';

@@ -64,6 +64,24 @@ export function str(
   return value;
 }
 
+/** A required `name` matching pattern, refused when an earlier entry of the same list took it. */
+export function uniqueName(
+  v: Validation,
+  path: string,
+  value: unknown,
+  taken: Set<string>,
+  pattern: RegExp,
+  patternText: string,
+  what: string,
+): string | undefined {
+  const name = str(v, join(path, 'name'), value, undefined, pattern, patternText);
+  if (name !== undefined) {
+    if (taken.has(name)) v.fail(join(path, 'name'), name, `a name used by no other ${what}`);
+    taken.add(name);
+  }
+  return name;
+}
+
 export function optStr(v: Validation, path: string, value: unknown): string | undefined {
   if (value === undefined) return undefined;
   return str(v, path, value);

@@ -56,7 +56,7 @@ const PREFIXES = [
  * routing header. Names are compared as a backend that folds `_` into `-` would.
  */
 export function isForeignProxyHeader(name: string): boolean {
-  const n = name.toLowerCase().replace(/_/g, '-');
+  const n = foreignHeaderKey(name);
   if (EXACT.has(n)) return true;
   for (const p of PREFIXES) if (n.startsWith(p)) return true;
   return false;

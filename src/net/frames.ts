@@ -4,9 +4,7 @@
 import type { RawData } from 'ws';
 
 export function frameText(data: RawData): string {
-  if (Buffer.isBuffer(data)) return data.toString('utf8');
-  if (Array.isArray(data)) return Buffer.concat(data).toString('utf8');
-  return Buffer.from(data).toString('utf8');
+  return frameBytes(data).toString('utf8');
 }
 
 export function frameBytes(data: RawData): Buffer {

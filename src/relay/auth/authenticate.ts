@@ -13,7 +13,6 @@ import type { Logger } from '../../log.js';
 import type { Store } from '../../store/index.js';
 import { identityFromClaims } from './identity.js';
 import { cookieName, openSession, parseCookies, type Identity, type Session } from './session.js';
-import { providerSignedOut } from './sign-out.js';
 
 export interface Authenticated {
   identity: Identity;
@@ -91,7 +90,7 @@ export class Authentication {
     }
     // A token from a provider session someone signed out of here ends with it, expired or not.
     const providerSid = claims.payload['sid'];
-    if (typeof providerSid === 'string' && providerSignedOut(this.deps.store.sessions, providerSid, now)) {
+    if (typeof providerSid === 'string' && this.deps.store.sessions.providerSessionEnded(providerSid, now)) {
       throw new ProxyctlError(
         'ERR_SIGNIN_REQUIRED',
         `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`,

@@ -101,7 +101,3 @@ export function markProviderSignedOut(
     log.warn({ app: m.app, err: (err as Error).message }, 'cannot record the signed-out provider session');
   }
 }
-
-export function providerSignedOut(sessions: SessionRepo, providerSid: string, now: number): boolean {
-  return sessions.providerSessionEnded(providerSid, now);
-}

@@ -9,7 +9,7 @@ import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Channel, ChannelRegistry } from './channels.js';
-import { sendRefusal, sendRefusalOnSocket } from '../edge/pages.js';
+import { renderError, renderRaw } from '../../http/render.js';
 
 export type ExchangeState = 'queued' | 'responding' | 'done';
 
@@ -80,8 +80,8 @@ export class Exchange {
     if (this.state === 'done') return;
     const wasQueued = this.state === 'queued';
     this.finish();
-    if (wasQueued && this.res && !this.res.headersSent) sendRefusal(this.req, this.res, err, this.id);
-    else if (wasQueued && this.socket) sendRefusalOnSocket(this.req, this.socket, err, this.id);
+    if (wasQueued && this.res && !this.res.headersSent) renderError(this.req, this.res, err, this.id);
+    else if (wasQueued && this.socket) renderRaw(this.socket, err, this.id, { req: this.req });
     else this.abortUser();
   }
 

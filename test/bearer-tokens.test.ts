@@ -2,22 +2,16 @@
 // for the same client id, is refused (ERR_TOKEN_TYPE), as is every other hostile variant;
 // and a token from a provider session signed out at the relay stops working.
 import t from 'tap';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import { SignJWT, UnsecuredJWT, decodeJwt, decodeProtectedHeader, generateKeyPair, type JWK } from 'jose';
 import { request } from 'undici';
+import { startHeaderEcho } from './helpers/backend.js';
 import { startHarness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { codeFlow } from './helpers/code-flow.js';
 
 t.test('bearer tokens must be access tokens', async (t) => {
-  const backend = createServer((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ headers: req.headers }));
-  });
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => backend.close());
-  const port = (backend.address() as { port: number }).port;
+  const port = await startHeaderEcho(t);
   const h = await startHarness(t, {
     yaml: () => `apps:
   - { name: api, externalUrl: "https://api.test/", internalUrl: "http://127.0.0.1:${port}/", clientId: "urn:proxyctl:api", clientSecret: api-secret, assignment: any, identityHeaders: true }

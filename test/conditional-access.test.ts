@@ -7,7 +7,8 @@ import { TOTP } from 'otpauth';
 import { decodeJwt } from 'jose';
 import { startHarness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
-import { hashPassword, newTotpSecret } from '../src/idp/users.js';
+import { newTotpSecret } from '../src/idp/users.js';
+import { addUser } from './helpers/users.js';
 
 t.test('conditional access', async (t) => {
   const backend = createServer((req, res) => {
@@ -43,34 +44,8 @@ policies:
 `,
   });
   const totpSecret = newTotpSecret();
-  h.relay.store.users.put(
-    {
-      username: 'bob',
-      passwordHash: await hashPassword('bob password 1'),
-      email: 'bob@example.com',
-      name: 'Bob',
-      groups: [],
-      roles: [],
-      totpSecret,
-      createdAt: Date.now(),
-    },
-    'test',
-    'user.add',
-  );
-  h.relay.store.users.put(
-    {
-      username: 'alice',
-      passwordHash: await hashPassword('alice password'),
-      email: null,
-      name: null,
-      groups: [],
-      roles: [],
-      totpSecret: null,
-      createdAt: Date.now(),
-    },
-    'test',
-    'user.add',
-  );
+  await addUser(h.relay.store, 'bob', 'bob password 1', { email: 'bob@example.com', name: 'Bob', totpSecret });
+  await addUser(h.relay.store, 'alice', 'alice password');
   await h.addConnector();
   const from2 = h.clientFrom('127.0.0.2');
 

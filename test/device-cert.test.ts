@@ -16,7 +16,7 @@ import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
-import { hashPassword } from '../src/idp/users.js';
+import { addUser } from './helpers/users.js';
 import { openSqliteStore } from '../src/store/index.js';
 
 const POLICY = 'managed-devices-only';
@@ -188,20 +188,7 @@ policies:
 `,
   );
   const seed = openSqliteStore(path.join(dir, 'data'));
-  seed.users.put(
-    {
-      username: 'alice',
-      passwordHash: await hashPassword('alice password'),
-      email: null,
-      name: null,
-      groups: [],
-      roles: [],
-      totpSecret: null,
-      createdAt: Date.now(),
-    },
-    'test',
-    'user.add',
-  );
+  await addUser(seed, 'alice', 'alice password');
   seed.close();
   const relay = new Proc(['relay', 'serve', '--config', path.join(dir, 'relay.yaml')], {
     env: { NODE_EXTRA_CA_CERTS: path.join(dir, 'system-ca', 'ca.pem') },

@@ -2,26 +2,21 @@
 // TOTP second factor (amr mfa), throttled failures, and administrator tokens
 // from the device flow that the relay accepts for connector registration.
 import t from 'tap';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders } from 'node:http';
 import * as oidc from 'openid-client';
 import { TOTP } from 'otpauth';
 import { fetch as undiciFetch } from 'undici';
+import { startHeaderEcho } from './helpers/backend.js';
 import { startHarness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
-import { hashPassword, newTotpSecret } from '../src/idp/users.js';
+import { newTotpSecret } from '../src/idp/users.js';
+import { addUser } from './helpers/users.js';
 import { RelayClient } from '../src/connector/relay-client.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { isProxyctlError } from '../src/errors.js';
 
 t.test('embedded identity provider', async (t) => {
-  const backend = createServer((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ headers: req.headers }));
-  });
-  await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => backend.close());
-  const port = (backend.address() as { port: number }).port;
+  const port = await startHeaderEcho(t);
   const h = await startHarness(t, {
     embedded: true,
     yaml: () => `apps:
@@ -29,35 +24,19 @@ t.test('embedded identity provider', async (t) => {
 `,
   });
   const store = h.relay.store;
-  store.users.put(
-    {
-      username: 'alice',
-      passwordHash: await hashPassword('correct horse battery'),
-      email: 'alice@example.com',
-      name: 'Alice',
-      groups: ['staff'],
-      roles: ['ProxyAdministrator'],
-      totpSecret: null,
-      createdAt: Date.now(),
-    },
-    'test',
-    'user.add',
-  );
+  await addUser(store, 'alice', 'correct horse battery', {
+    email: 'alice@example.com',
+    name: 'Alice',
+    groups: ['staff'],
+    roles: ['ProxyAdministrator'],
+  });
   const totpSecret = newTotpSecret();
-  store.users.put(
-    {
-      username: 'bob',
-      passwordHash: await hashPassword('bob password 1'),
-      email: 'bob@example.com',
-      name: 'Bob',
-      groups: ['staff'],
-      roles: [],
-      totpSecret,
-      createdAt: Date.now(),
-    },
-    'test',
-    'user.add',
-  );
+  await addUser(store, 'bob', 'bob password 1', {
+    email: 'bob@example.com',
+    name: 'Bob',
+    groups: ['staff'],
+    totpSecret,
+  });
   await h.addConnector();
   const issuer = h.relay.issuer().href.replace(/\/$/, '');
   t.match(issuer, /^https:\/\/login\.localhost:\d+$/);
@@ -81,20 +60,7 @@ t.test('embedded identity provider', async (t) => {
   await t.test('wrong passwords are refused and throttled', async (t) => {
     const sim = new BrowserSim(h.client);
     const statuses: number[] = [];
-    store.users.put(
-      {
-        username: 'carol',
-        passwordHash: await hashPassword('carol password'),
-        email: null,
-        name: null,
-        groups: [],
-        roles: [],
-        totpSecret: null,
-        createdAt: Date.now(),
-      },
-      'test',
-      'user.add',
-    );
+    await addUser(store, 'carol', 'carol password');
     // Real time here: the sixth attempt waits 1 s, the seventh 2 s, the eighth 4 s (idp-throttle.test.ts has the clock).
     for (let i = 0; i < 8 && !statuses.includes(429); i++)
       statuses.push((await sim.signIn(h.url('demo.localhost', '/'), 'carol', { password: 'wrong' })).status);

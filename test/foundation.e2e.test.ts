@@ -68,6 +68,9 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   const first = await startRelay();
   let relay = first.relay;
   const relayUrl = first.url;
+  /** `proxyctl connector register --relay <the relay> …args`. */
+  const register = (args: string[], options?: Parameters<typeof runCli>[1]) =>
+    runCli(['connector', 'register', '--relay', relayUrl, ...args], options);
   t.match(relayUrl, /^https:\/\/127\.0\.0\.1:[1-9]\d*\/$/, 'the relay names the port the system chose');
   // A restart keeps the address connectors know: pin the chosen port in the file.
   writeFileSync(configFile, relayYaml(idp.issuer, Number(new URL(relayUrl).port)));
@@ -75,16 +78,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   t.equal(statSync(path.join(dir, 'data', 'ca-key.pem')).mode & 0o777, 0o600, 'CA key is 0600');
 
   await t.test('a self-signed relay without --relay-ca is refused with a hint', async (t) => {
-    const r = await runCli([
-      'connector',
-      'register',
-      '--relay',
-      relayUrl,
-      '--token',
-      await idp.adminToken(),
-      '--state-dir',
-      stateDir,
-    ]);
+    const r = await register(['--token', await idp.adminToken(), '--state-dir', stateDir]);
     t.not(r.code, 0);
     const lines = r.stderr.trim().split('\n');
     t.match(lines[0], /\[WARN_TOKEN_ARGUMENT\]$/, '--token is warned about first');
@@ -97,18 +91,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test('a token without the administrator role stores nothing', async (t) => {
     const tokenFile = path.join(dir, 'user-token');
     writeFileSync(tokenFile, await idp.adminToken({ roles: ['Reader'] }), { mode: 0o600 });
-    const r = await runCli([
-      'connector',
-      'register',
-      '--relay',
-      relayUrl,
-      '--token-file',
-      tokenFile,
-      '--relay-ca',
-      caFile,
-      '--state-dir',
-      stateDir,
-    ]);
+    const r = await register(['--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir]);
     t.equal(r.code, 1);
     t.match(r.stderr, /ERR_TOKEN_NOT_ADMIN/);
     t.notOk(existsSync(path.join(stateDir, 'cert.pem')));
@@ -116,16 +99,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   });
 
   await t.test('no token at all is a usage error', async (t) => {
-    const r = await runCli([
-      'connector',
-      'register',
-      '--relay',
-      relayUrl,
-      '--relay-ca',
-      caFile,
-      '--state-dir',
-      stateDir,
-    ]);
+    const r = await register(['--relay-ca', caFile, '--state-dir', stateDir]);
     t.equal(r.code, 1);
     t.match(r.stderr, /\[ERR_TOKEN_MISSING\]/);
   });
@@ -135,11 +109,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test('register with a token file', async (t) => {
     const tokenFile = path.join(dir, 'admin-token');
     writeFileSync(tokenFile, await idp.adminToken(), { mode: 0o600 });
-    const r = await runCli([
-      'connector',
-      'register',
-      '--relay',
-      relayUrl,
+    const r = await register([
       '--token-file',
       tokenFile,
       '--relay-ca',
@@ -161,39 +131,15 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
     t.equal(rows.length, 1);
     t.equal(rows[0]!.name, 'edge-1');
     connectorId = rows[0]!.id;
-    const again = await runCli([
-      'connector',
-      'register',
-      '--relay',
-      relayUrl,
-      '--token-file',
-      tokenFile,
-      '--relay-ca',
-      caFile,
-      '--state-dir',
-      stateDir,
-    ]);
+    const again = await register(['--token-file', tokenFile, '--relay-ca', caFile, '--state-dir', stateDir]);
     t.equal(again.code, 1, 'refuses to overwrite an existing identity');
     t.match(again.stderr, /\[ERR_USAGE\]/);
     t.equal((await list()).length, 1, 'and the relay recorded nothing new');
   });
 
   await t.test('register with PROXYCTL_TOKEN into another group', async (t) => {
-    const r = await runCli(
-      [
-        'connector',
-        'register',
-        '--relay',
-        relayUrl,
-        '--relay-ca',
-        caFile,
-        '--state-dir',
-        path.join(dir, 'c2'),
-        '--group',
-        'branch',
-        '--name',
-        'edge-2',
-      ],
+    const r = await register(
+      ['--relay-ca', caFile, '--state-dir', path.join(dir, 'c2'), '--group', 'branch', '--name', 'edge-2'],
       { env: { PROXYCTL_TOKEN: await idp.adminToken() } },
     );
     t.equal(r.code, 0, r.stderr);
@@ -204,11 +150,7 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
   await t.test(
     'register with --token still works, with a warning on stderr (regression: token in the process list)',
     async (t) => {
-      const r = await runCli([
-        'connector',
-        'register',
-        '--relay',
-        relayUrl,
+      const r = await register([
         '--token',
         await idp.adminToken(),
         '--relay-ca',
@@ -236,10 +178,9 @@ t.test('relay, registration, channels, renewal, restart and revocation through t
       const ids = async () => (await list()).map((c) => `${c.id} ${c.name} ${c.certificates}`); // status moves with time
       const before = await ids();
       const other = path.join(dir, 'c4');
-      const r = await runCli(
-        ['connector', 'register', '--relay', relayUrl, '--relay-ca', caFile, '--state-dir', other, '--name', 'edge-1'],
-        { env: { PROXYCTL_TOKEN: await idp.adminToken() } },
-      );
+      const r = await register(['--relay-ca', caFile, '--state-dir', other, '--name', 'edge-1'], {
+        env: { PROXYCTL_TOKEN: await idp.adminToken() },
+      });
       t.equal(r.code, 1);
       t.equal(r.stderr.trim().split('\n').length, 1, 'one line on stderr');
       t.match(r.stderr, /ERR_CONNECTOR_NAME_TAKEN/, "names the relay's code");

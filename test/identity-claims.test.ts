@@ -2,11 +2,12 @@
 // a string groups claim is one group, hostile claim shapes are dropped. A table against
 // identityFromClaims, then the same rules as a user meets them: signing in through the relay
 // to an app assigned by e-mail, and past a policy that excludes by e-mail.
-import t, { type Test } from 'tap';
-import { createServer, type IncomingHttpHeaders } from 'node:http';
+import t from 'tap';
+import type { IncomingHttpHeaders } from 'node:http';
 import { decodeJwt } from 'jose';
 import { identityFromClaims } from '../src/relay/auth/identity.js';
 import type { Identity } from '../src/relay/auth/session.js';
+import { startHeaderEcho } from './helpers/backend.js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import type { UserClaims } from './helpers/idp.js';
@@ -138,17 +139,6 @@ interface Echo {
   headers: IncomingHttpHeaders;
 }
 
-async function backend(t: Test): Promise<number> {
-  const server = createServer((req, res) => {
-    req.resume();
-    res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ headers: req.headers }));
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  t.teardown(() => server.close());
-  return (server.address() as { port: number }).port;
-}
-
 const appsYaml = (port: number) => `apps:
   - { name: payroll, externalUrl: "https://payroll.test/", internalUrl: "http://127.0.0.1:${port}/", clientId: "urn:payroll", clientSecret: s1, assignedUsers: [Carol@Example.TEST], identityHeaders: true }
   - { name: team, externalUrl: "https://team.test/", internalUrl: "http://127.0.0.1:${port}/", clientId: "urn:team", clientSecret: s2, assignedGroups: [staff], identityHeaders: true }
@@ -190,7 +180,7 @@ async function signIn(
 }
 
 t.test('as a user meets it: assignment and policies trust only a verified e-mail', async (t) => {
-  const port = await backend(t);
+  const port = await startHeaderEcho(t);
   const h = await startHarness(t, { yaml: () => appsYaml(port) });
   register(h);
   await h.addConnector();
@@ -270,7 +260,7 @@ t.test('as a user meets it: assignment and policies trust only a verified e-mail
 });
 
 t.test('identity.emailVerifiedWhenAbsent: an absent claim counts as verified, a false one never', async (t) => {
-  const port = await backend(t);
+  const port = await startHeaderEcho(t);
   // embedded: true only keeps the harness from writing its own identity: line.
   const h = await startHarness(t, {
     embedded: true,

@@ -6,6 +6,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { withChromium } from './helpers/browser.js';
 import { startIdpServer } from './helpers/embedded-idp.js';
+import { waitFor } from './helpers/wait.js';
 
 withChromium((browser) => {
   t.test('no provider page renders inside a frame on another site', async (t) => {
@@ -58,7 +59,13 @@ withChromium((browser) => {
       if (r.headers()['x-frame-options'] === 'DENY') blocked.add(new URL(r.url()).pathname);
     });
     await page.goto(`http://evil.test:${(evil.address() as AddressInfo).port}/`);
-    await page.waitForTimeout(1500);
+    // Until every frame has been refused (Chromium's error page in it) and every answer seen: asserted next.
+    await waitFor(
+      () =>
+        blocked.size >= targets.length &&
+        targets.every(([name]) => /^chrome-error:/.test(page.frame({ name })?.url() ?? '')),
+      { what: 'every frame refused' },
+    ).catch(() => undefined);
     for (const [name] of targets) {
       const frame = page.frame({ name });
       t.ok(frame, `${name}: the frame exists`);

@@ -1,7 +1,7 @@
 // Abuse limits as units: the token bucket on an injected clock, which address
 // is the client behind trusted proxies, the per-address connection cap on real
 // sockets (plain TCP and TLS), and validation of the `limits:` config section.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import {
   connect as netConnect,
   createServer as createNetServer,
@@ -131,75 +131,59 @@ t.test('RateLimiter', async (t) => {
 t.test('TrustedProxies', async (t) => {
   const tp = new TrustedProxies(['10.0.0.0/8', '2001:db8::/32', '192.0.2.10']);
 
+  type Row = [peer: string, xff: string | undefined, client: string, trustedChain: string | undefined, msg?: string];
+  const rows = (t: Test, proxies: TrustedProxies, cases: Row[]) => {
+    for (const [peer, xff, client, trustedChain, msg] of cases)
+      t.same(proxies.clientAddress(peer, xff), { client, trustedChain }, ...(msg ? [msg] : []));
+  };
+
   t.test('an untrusted peer cannot name the client', async (t) => {
-    t.same(tp.clientAddress('203.0.113.9', '198.51.100.7'), { client: '203.0.113.9', trustedChain: undefined });
-    t.same(tp.clientAddress('203.0.113.9', undefined), { client: '203.0.113.9', trustedChain: undefined });
-    t.same(
-      tp.clientAddress('192.0.2.11', '198.51.100.7'),
-      { client: '192.0.2.11', trustedChain: undefined },
-      'a single address trusts only itself',
-    );
-    const none = new TrustedProxies([]);
-    t.same(
-      none.clientAddress('10.0.0.1', '198.51.100.7'),
-      { client: '10.0.0.1', trustedChain: undefined },
-      'no trusted proxies: XFF never believed',
-    );
+    rows(t, tp, [
+      ['203.0.113.9', '198.51.100.7', '203.0.113.9', undefined],
+      ['203.0.113.9', undefined, '203.0.113.9', undefined],
+      ['192.0.2.11', '198.51.100.7', '192.0.2.11', undefined, 'a single address trusts only itself'],
+    ]);
+    rows(t, new TrustedProxies([]), [
+      ['10.0.0.1', '198.51.100.7', '10.0.0.1', undefined, 'no trusted proxies: XFF never believed'],
+    ]);
   });
 
   t.test('a trusted peer: the right-most untrusted entry is the client', async (t) => {
-    t.same(tp.clientAddress('10.0.0.1', '198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' });
-    t.same(tp.clientAddress('192.0.2.10', '198.51.100.7'), { client: '198.51.100.7', trustedChain: '198.51.100.7' });
-    t.same(
-      tp.clientAddress('10.0.0.1', '6.6.6.6, 1.1.1.1, 198.51.100.7'),
-      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'entries the client wrote itself (left of it) are dropped',
-    );
-    t.same(
-      tp.clientAddress('10.0.0.1', '  198.51.100.7  ,'),
-      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'spaces and empty elements',
-    );
-    t.same(
-      tp.clientAddress('::ffff:10.0.0.1', '::ffff:198.51.100.7'),
-      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'IPv4-mapped on both sides',
-    );
-    t.same(
-      tp.clientAddress('10.0.0.1', '198.51.100.7:51234'),
-      { client: '198.51.100.7', trustedChain: '198.51.100.7' },
-      'IPv4 with a port',
-    );
-    t.same(
-      tp.clientAddress('10.0.0.1', '[2001:db9::7]:443'),
-      { client: '2001:db9::7', trustedChain: '2001:db9::7' },
-      'bracketed IPv6 with a port',
-    );
-    t.same(
-      tp.clientAddress('2001:db8::1', '2001:db9::7'),
-      { client: '2001:db9::7', trustedChain: '2001:db9::7' },
-      'IPv6 peer and client',
-    );
+    rows(t, tp, [
+      ['10.0.0.1', '198.51.100.7', '198.51.100.7', '198.51.100.7'],
+      ['192.0.2.10', '198.51.100.7', '198.51.100.7', '198.51.100.7'],
+      [
+        '10.0.0.1',
+        '6.6.6.6, 1.1.1.1, 198.51.100.7',
+        '198.51.100.7',
+        '198.51.100.7',
+        'entries the client wrote itself (left of it) are dropped',
+      ],
+      ['10.0.0.1', '  198.51.100.7  ,', '198.51.100.7', '198.51.100.7', 'spaces and empty elements'],
+      ['::ffff:10.0.0.1', '::ffff:198.51.100.7', '198.51.100.7', '198.51.100.7', 'IPv4-mapped on both sides'],
+      ['10.0.0.1', '198.51.100.7:51234', '198.51.100.7', '198.51.100.7', 'IPv4 with a port'],
+      ['10.0.0.1', '[2001:db9::7]:443', '2001:db9::7', '2001:db9::7', 'bracketed IPv6 with a port'],
+      ['2001:db8::1', '2001:db9::7', '2001:db9::7', '2001:db9::7', 'IPv6 peer and client'],
+    ]);
   });
 
   t.test('several trusted hops are skipped', async (t) => {
-    t.same(tp.clientAddress('10.0.0.1', '6.6.6.6, 198.51.100.7, 2001:db8::5, 10.1.1.1'), {
-      client: '198.51.100.7',
-      trustedChain: '198.51.100.7, 2001:db8::5, 10.1.1.1',
-    });
-    t.same(
-      tp.clientAddress('10.0.0.1', '10.9.9.9, 10.1.1.1'),
-      { client: '10.9.9.9', trustedChain: '10.9.9.9, 10.1.1.1' },
-      'every hop trusted: the furthest one',
-    );
-    t.same(
-      tp.clientAddress('10.0.0.1', '198.51.100.7, 10.1.1.1, 203.0.113.5, 10.2.2.2'),
-      {
-        client: '203.0.113.5',
-        trustedChain: '203.0.113.5, 10.2.2.2',
-      },
-      'an untrusted hop between trusted ones is where belief stops',
-    );
+    rows(t, tp, [
+      [
+        '10.0.0.1',
+        '6.6.6.6, 198.51.100.7, 2001:db8::5, 10.1.1.1',
+        '198.51.100.7',
+        '198.51.100.7, 2001:db8::5, 10.1.1.1',
+      ],
+      ['10.0.0.1', '10.9.9.9, 10.1.1.1', '10.9.9.9', '10.9.9.9, 10.1.1.1', 'every hop trusted: the furthest one'],
+      [
+        '10.0.0.1',
+        '198.51.100.7, 10.1.1.1, 203.0.113.5, 10.2.2.2',
+        '203.0.113.5',
+        '203.0.113.5, 10.2.2.2',
+        'an untrusted hop between trusted ones is where belief stops',
+      ],
+    ]);
   });
 
   t.test('garbage falls back to the socket address', async (t) => {

@@ -63,8 +63,11 @@ interface Report {
 const WED = '2025-03-12T10:00:00Z';
 const SAT = '2025-03-15T10:00:00Z';
 
+/** `proxyctl policy what-if --config <file> …args`, as a user types it. */
+const whatIfCli = (file: string, args: string[]) => runCli(['policy', 'what-if', '--config', file, ...args]);
+
 async function whatIf(t: Test, args: string[]): Promise<Report> {
-  const r = await runCli(['policy', 'what-if', '--config', config, '--time', WED, ...args, '--json']);
+  const r = await whatIfCli(config, ['--time', WED, ...args, '--json']);
   t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
   t.equal(r.stderr, '', 'nothing on stderr');
   return JSON.parse(r.stdout) as Report;
@@ -72,20 +75,7 @@ async function whatIf(t: Test, args: string[]): Promise<Report> {
 const policyOf = (r: Report, name: string) => r.decision.policies.find((p) => p.name === name);
 
 t.test('human output: a line per policy, then the decision', async (t) => {
-  const r = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    config,
-    '--app',
-    'wiki',
-    '--user',
-    'alice',
-    '--ip',
-    '203.0.113.7',
-    '--time',
-    SAT,
-  ]);
+  const r = await whatIfCli(config, ['--app', 'wiki', '--user', 'alice', '--ip', '203.0.113.7', '--time', SAT]);
   t.equal(r.code, 0, 'a denial is still exit 0');
   t.equal(r.stderr, '');
   const lines = r.stdout.trimEnd().split('\n');
@@ -110,37 +100,11 @@ t.test('human output: a line per policy, then the decision', async (t) => {
     'the decision comes after the policies',
   );
 
-  const allowed = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    config,
-    '--app',
-    'wiki',
-    '--user',
-    'alice',
-    '--ip',
-    '198.51.100.20',
-    '--time',
-    WED,
-  ]);
+  const allowed = await whatIfCli(config, ['--app', 'wiki', '--user', 'alice', '--ip', '198.51.100.20', '--time', WED]);
   t.equal(allowed.code, 0);
   t.ok(allowed.stdout.split('\n').some((l) => /^decision: allow\b/.test(l)));
 
-  const stepUp = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    config,
-    '--app',
-    'payroll',
-    '--user',
-    'alice',
-    '--groups',
-    'finance',
-    '--time',
-    WED,
-  ]);
+  const stepUp = await whatIfCli(config, ['--app', 'payroll', '--user', 'alice', '--groups', 'finance', '--time', WED]);
   t.equal(stepUp.code, 0);
   const line = stepUp.stdout.split('\n').find((l) => l.startsWith('decision: '));
   t.match(line, /^decision: stepUp by policy "mfa-for-payroll"/);
@@ -149,20 +113,7 @@ t.test('human output: a line per policy, then the decision', async (t) => {
     'missing: mfa',
   );
 
-  const unassigned = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    config,
-    '--app',
-    'payroll',
-    '--user',
-    'bob',
-    '--groups',
-    'sales',
-    '--time',
-    WED,
-  ]);
+  const unassigned = await whatIfCli(config, ['--app', 'payroll', '--user', 'bob', '--groups', 'sales', '--time', WED]);
   t.equal(unassigned.code, 0);
   t.ok(unassigned.stdout.split('\n').includes('decision: deny (not assigned to the app)'));
 });
@@ -218,7 +169,7 @@ t.test('--json: (d) an unassigned user is denied', async (t) => {
 
 t.test('--json: context defaults and options', async (t) => {
   const before = Date.now();
-  const r = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki', '--user', 'alice', '--json']);
+  const r = await whatIfCli(config, ['--app', 'wiki', '--user', 'alice', '--json']);
   t.equal(r.code, 0);
   const ctx = (JSON.parse(r.stdout) as Report).context;
   t.match(ctx, {
@@ -260,11 +211,7 @@ t.test('--json: context defaults and options', async (t) => {
     deviceCertificate: true,
     time: '2025-03-12T10:00:00.000Z',
   });
-  const weekend = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    config,
+  const weekend = await whatIfCli(config, [
     '--app',
     'wiki',
     '--user',
@@ -282,7 +229,7 @@ t.test('--json: context defaults and options', async (t) => {
 });
 
 t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
-  const base = ['policy', 'what-if', '--config', config, '--user', 'alice'];
+  const base = ['--user', 'alice'];
   const bad: [string, string[]][] = [
     ['unknown app', ['--app', 'nope']],
     ['unknown platform', ['--app', 'wiki', '--platform', 'beos']],
@@ -296,14 +243,14 @@ t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
     ['CIDR as IP', ['--app', 'wiki', '--ip', '10.0.0.0/8']],
   ];
   for (const [name, args] of bad) {
-    const r = await runCli([...base, ...args]);
+    const r = await whatIfCli(config, [...base, ...args]);
     t.equal(r.code, 1, `${name}: exit 1`);
     const lines = r.stderr.trimEnd().split('\n');
     t.equal(lines.length, 1, `${name}: one stderr line`);
     t.match(lines[0], /\[ERR_USAGE\]$/, `${name}: ERR_USAGE`);
     t.equal(r.stdout, '', `${name}: nothing on stdout`);
   }
-  const unknownApp = await runCli([...base, '--app', 'nope']);
+  const unknownApp = await whatIfCli(config, [...base, '--app', 'nope']);
   t.match(unknownApp.stderr, /\bwiki\b/, 'names a known app');
   t.match(unknownApp.stderr, /\bpayroll\b/, 'names the other known app');
 
@@ -312,22 +259,13 @@ t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
     badConfig,
     'policies:\n  - { name: P, assignments: { groups: { include: [nobody] } }, grant: { block: true } }\n',
   );
-  const r = await runCli(['policy', 'what-if', '--config', badConfig, '--app', 'wiki', '--user', 'alice']);
+  const r = await whatIfCli(badConfig, ['--app', 'wiki', '--user', 'alice']);
   t.equal(r.code, 1);
   t.match(r.stderr.trimEnd(), /\[ERR_CONFIG_INVALID\]$/);
-  const missing = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    path.join(dir, 'none.yaml'),
-    '--app',
-    'wiki',
-    '--user',
-    'alice',
-  ]);
+  const missing = await whatIfCli(path.join(dir, 'none.yaml'), ['--app', 'wiki', '--user', 'alice']);
   t.equal(missing.code, 1);
   t.match(missing.stderr.trimEnd(), /\[ERR_CONFIG_READ\]$/);
-  const noUser = await runCli(['policy', 'what-if', '--config', config, '--app', 'wiki']);
+  const noUser = await whatIfCli(config, ['--app', 'wiki']);
   t.not(noUser.code, 0, '--user is required');
 });
 
@@ -387,18 +325,7 @@ policies:
   store.users.put(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
   store.close();
   const run = async (args: string[]) => {
-    const r = await runCli([
-      'policy',
-      'what-if',
-      '--config',
-      file,
-      '--app',
-      'payroll',
-      '--time',
-      WED,
-      ...args,
-      '--json',
-    ]);
+    const r = await whatIfCli(file, ['--app', 'payroll', '--time', WED, ...args, '--json']);
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);
     return JSON.parse(r.stdout) as Report & { userSource: string };
   };
@@ -436,18 +363,7 @@ policies:
   t.equal(nobody.userSource, 'options', 'not a user: a bare subject');
   t.match(nobody.context, { user: 'nobody', groups: ['finance'] });
 
-  const human = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    file,
-    '--app',
-    'payroll',
-    '--user',
-    'frank',
-    '--time',
-    WED,
-  ]);
+  const human = await whatIfCli(file, ['--app', 'payroll', '--user', 'frank', '--time', WED]);
   t.ok(
     human.stdout
       .split('\n')
@@ -456,33 +372,13 @@ policies:
       ),
     human.stdout,
   );
-  const note = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    file,
-    '--app',
-    'payroll',
-    '--user',
-    'nobody',
-    '--time',
-    WED,
-  ]);
+  const note = await whatIfCli(file, ['--app', 'payroll', '--user', 'nobody', '--time', WED]);
   t.ok(
     note.stdout.split('\n').some((l) => l.startsWith('note: nobody is not a user of the embedded identity provider')),
     note.stdout,
   );
 
-  const ambiguous = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    file,
-    '--app',
-    'payroll',
-    '--user',
-    'same@example.com',
-  ]);
+  const ambiguous = await whatIfCli(file, ['--app', 'payroll', '--user', 'same@example.com']);
   t.equal(ambiguous.code, 1, 'an e-mail of two users is refused');
   t.match(ambiguous.stderr.trimEnd(), /\[ERR_USAGE\]$/);
 
@@ -496,19 +392,7 @@ apps:
   - { name: payroll, externalUrl: "https://payroll.example.com/", internalUrl: "http://10.0.0.6/", assignedGroups: [finance] }
 `,
   );
-  const ext = await runCli([
-    'policy',
-    'what-if',
-    '--config',
-    extFile,
-    '--app',
-    'payroll',
-    '--user',
-    'frank',
-    '--time',
-    WED,
-    '--json',
-  ]);
+  const ext = await whatIfCli(extFile, ['--app', 'payroll', '--user', 'frank', '--time', WED, '--json']);
   const extReport = JSON.parse(ext.stdout) as Report & { userSource: string };
   t.equal(extReport.userSource, 'options', 'an external provider: --user is the subject, nothing is looked up');
   t.same(extReport.context.groups, []);

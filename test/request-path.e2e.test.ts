@@ -334,20 +334,13 @@ ${apps}`;
     const opens = edge2.count('control channel open');
     const from = edge2.lines.length;
     writeFileSync(configFile, config(app('files', 'files.test') + dead + app('added', 'added.test')));
+    const reloadFrom = relay.lines.length;
     relay.child.kill('SIGHUP');
     const pulled = await edge2.waitFor((l) => l.msg === 'configuration pulled' && l['changed'] === true, 10_000, from);
     t.equal(pulled['apps'], 3, 'the connector learned the new app');
-    // The relay issues a certificate naming the new host in the background: retry until it serves it.
-    let r: Dispatcher.ResponseData<unknown> | undefined;
-    const deadline = Date.now() + 5000;
-    while (!r) {
-      try {
-        r = await call('added.test', '/hello');
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((res) => setTimeout(res, 100));
-      }
-    }
+    // A reload builds everything (the certificate naming the new host too) before it swaps.
+    await relay.waitMsg('configuration reloaded', 10_000, reloadFrom);
+    const r = await call('added.test', '/hello');
     t.equal(r.statusCode, 200);
     t.equal(((await r.body.json()) as EchoBody).url, '/added/hello');
     t.equal(edge2.child.exitCode, null, 'the connector process kept running');

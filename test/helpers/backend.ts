@@ -119,6 +119,21 @@ export interface Backend {
   hangingUpgrades(): number;
 }
 
+/**
+ * A backend that answers every request with the headers it received, as JSON
+ * ({ headers }), on 127.0.0.1; closed at the test's teardown. Resolves with its port.
+ */
+export async function startHeaderEcho(t: { teardown(fn: () => unknown): void }): Promise<number> {
+  const server = createServer((req, res) => {
+    req.resume();
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ headers: req.headers }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.teardown(() => server.close());
+  return (server.address() as AddressInfo).port;
+}
+
 export const SET_COOKIES = ['a=1; Path=/; HttpOnly', 'b=2; Expires=Wed, 21 Oct 2037 07:28:00 GMT; Path=/; Secure'];
 /** The resource /range serves. */
 export const RANGE_SIZE = 10_000;

@@ -37,7 +37,7 @@ export function buildProgram(): Command {
     .option('--json', 'machine-readable output')
     .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
       const { listConnectors } = await import('./commands/relay-connectors.js');
-      listConnectors(opts, out);
+      await listConnectors(opts, out);
     });
   connectors
     .command('revoke')
@@ -47,7 +47,7 @@ export function buildProgram(): Command {
     .option('--data-dir <dir>', 'data directory')
     .action(async (idOrName: string, opts: { config?: string; dataDir?: string }) => {
       const { revokeConnector } = await import('./commands/relay-connectors.js');
-      revokeConnector(idOrName, opts, out);
+      await revokeConnector(idOrName, opts, out);
     });
 
   const keys = relay.command('keys').description('keys only the relay holds (session cookies, identity assertions)');

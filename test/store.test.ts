@@ -11,20 +11,20 @@ import { tempDir } from './helpers/proc.js';
 t.test('SQLite', async (t) => {
   storeContract(t, (t) => {
     const dir = tempDir(t, 'proxyctl-store-');
-    return () => openSqliteStore(dir);
+    return async () => openSqliteStore(dir);
   });
 });
 
-t.test('the schema is at version 6, one migration per version', async (t) => {
-  t.equal(SCHEMA_VERSION, 6, 'existing data directories were written at version 6');
+t.test('the schema is at version 7, one migration per version', async (t) => {
+  t.equal(SCHEMA_VERSION, 7, 'existing data directories were written at version 7');
   t.equal(MIGRATIONS.length, SCHEMA_VERSION);
   const dir = tempDir(t);
   t.notOk(sqliteStoreExists(dir));
-  openSqliteStore(dir).close();
+  await openSqliteStore(dir).close();
   t.ok(sqliteStoreExists(dir));
   const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => db.close());
-  t.equal(db.pragma('user_version', { simple: true }), 6);
+  t.equal(db.pragma('user_version', { simple: true }), 7);
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
 });
 
@@ -40,12 +40,12 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
 
   const s = openSqliteStore(dir);
   t.teardown(() => s.close());
-  t.match(s.connectors.find('edge'), { id: 'c-old', createdBy: 'admin', revokedAt: null });
-  t.match(s.connectors.getCertificate('AA01'), { connectorId: 'c-old', kind: 'register' });
-  t.match(s.audit.list(), [{ action: 'connector.register', details: { name: 'edge' } }]);
+  t.match((await s.connectors.find('edge')), { id: 'c-old', createdBy: 'admin', revokedAt: null });
+  t.match((await s.connectors.getCertificate('AA01')), { connectorId: 'c-old', kind: 'register' });
+  t.match((await s.audit.list()), [{ action: 'connector.register', details: { name: 'edge' } }]);
   // The later tables work.
-  s.keys.add({ kid: 'k1', purpose: 'session', material: 'm' }, 'test', 2_000);
-  s.users.put(
+  await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm' }, 'test', 2_000);
+  await s.users.put(
     {
       username: 'bob',
       passwordHash: 'h',
@@ -59,10 +59,10 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
     'test',
     'user.add',
   );
-  t.equal(s.users.acceptTotpStep('bob', 1), true);
-  s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
-  t.ok(s.idpArtifacts.find('Session', 'uid', 'u1'));
-  s.signIns.record({
+  t.equal((await s.users.acceptTotpStep('bob', 1)), true);
+  await s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
+  t.ok((await s.idpArtifacts.find('Session', 'uid', 'u1')));
+  await s.signIns.record({
     at: 1,
     requestId: null,
     app: null,
@@ -75,22 +75,22 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
     policies: [],
     risk: null,
   });
-  t.equal(s.signIns.list().length, 1);
-  s.sessions.endProviderSession('p', 0, 10);
-  t.ok(s.sessions.providerSessionEnded('p', 5));
+  t.equal((await s.signIns.list()).length, 1);
+  await s.sessions.endProviderSession('p', 0, 10);
+  t.ok((await s.sessions.providerSessionEnded('p', 5)));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 6);
+  t.equal(check.pragma('user_version', { simple: true }), 8);
 });
 
 t.test('a store from a newer proxyctl is refused, untouched', async (t) => {
   const dir = tempDir(t);
-  openSqliteStore(dir).close();
+  await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.pragma('user_version = 7');
+  db.pragma('user_version = 8');
   db.close();
   t.throws(() => openSqliteStore(dir), { code: 'ERR_STORE' });
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 7);
+  t.equal(check.pragma('user_version', { simple: true }), 8);
 });

@@ -92,10 +92,10 @@ apps:
 async function ensureDemoUser(relay: Relay, dataDir: string): Promise<string> {
   const file = path.join(dataDir, 'demo-password');
   let password = existsSync(file) ? readFileSync(file, 'utf8').trim() : '';
-  if (!password || !relay.store.users.get('demo')) {
+  if (!password || !(await relay.store.users.get('demo'))) {
     password ||= randomBytes(9).toString('base64url');
     writeFileAtomic(file, `${password}\n`, 0o600);
-    relay.store.users.put(
+    await relay.store.users.put(
       {
         username: 'demo',
         passwordHash: await hashPassword(password),

@@ -8,7 +8,8 @@ import { emailKey, isAssigned } from '../policy/assignment.js';
 import { isIP } from 'node:net';
 import { loadRelayConfig, type AppConfig, type RelayConfig } from '../config/relay-config.js';
 import { loadUsersFile } from '../idp/users.js';
-import { openSqliteStore, sqliteStoreExists, type UserRecord } from '../store/index.js';
+import type { UserRecord } from '../store/index.js';
+import { configuredStoreExists, withStore } from './open-store.js';
 import { ProxyctlError } from '../errors.js';
 import { countryOf } from '../policy/context.js';
 import { evaluate } from '../policy/evaluate.js';
@@ -73,15 +74,12 @@ export type UserSource = 'embedded' | 'options';
  * from the store and the users file, the file winning, as the provider reads them; the store
  * is only read, and not created when the data directory has none.
  */
-export function findEmbeddedUser(config: RelayConfig, id: string): UserRecord | undefined {
+export async function findEmbeddedUser(config: RelayConfig, id: string): Promise<UserRecord | undefined> {
   const users = new Map<string, UserRecord>();
-  if (sqliteStoreExists(config.dataDir)) {
-    const store = openSqliteStore(config.dataDir);
-    try {
-      for (const u of store.users.list()) users.set(u.username.toLowerCase(), u);
-    } finally {
-      store.close();
-    }
+  if (await configuredStoreExists(config)) {
+    await withStore(config, async (store) => {
+      for (const u of await store.users.list()) users.set(u.username.toLowerCase(), u);
+    });
   }
   const file = config.identity.embedded.usersFile;
   if (file !== undefined) for (const u of loadUsersFile(file)) users.set(u.username.toLowerCase(), u);
@@ -189,7 +187,7 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
   const config = loadRelayConfig(opts.config);
   if (!opts.user) throw usage('--user must not be empty');
   const embedded = config.identity.issuer === undefined;
-  const user = embedded ? findEmbeddedUser(config, opts.user) : undefined;
+  const user = embedded ? await findEmbeddedUser(config, opts.user) : undefined;
   const { app, ctx } = contextFromOptions(opts, config.apps, undefined, user);
   const report = whatIfReport(app, ctx, config.access, user ? 'embedded' : 'options');
   if (opts.json) {

@@ -1,7 +1,7 @@
 // `proxyctl relay connectors list|revoke`: administration against the relay's
 // data directory. A running relay notices a revocation within half a second
 // (it watches the store) and closes that connector's channels.
-import { openSqliteStore } from '../store/index.js';
+import { withStore } from './open-store.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 import { userInfo } from 'node:os';
 
@@ -9,13 +9,12 @@ export interface ListOptions extends ServeOptions {
   json?: boolean;
 }
 
-export function listConnectors(opts: ListOptions, out: (line: string) => void): void {
+export async function listConnectors(opts: ListOptions, out: (line: string) => void): Promise<void> {
   const config = loadConfigFromOptions(opts);
-  const store = openSqliteStore(config.dataDir);
-  try {
+  await withStore(config, async (store) => {
     const now = Date.now();
     const onlineWindow = config.connectors.heartbeatIntervalMs * 3;
-    const rows = store.connectors.list().map((c) => ({
+    const rows = (await store.connectors.list()).map((c) => ({
       id: c.id,
       name: c.name,
       group: c.group,
@@ -53,20 +52,19 @@ export function listConnectors(opts: ListOptions, out: (line: string) => void): 
           .join('  ')
           .trimEnd(),
       );
-  } finally {
-    store.close();
-  }
+  });
 }
 
-export function revokeConnector(idOrName: string, opts: ServeOptions, out: (line: string) => void): void {
+export async function revokeConnector(
+  idOrName: string,
+  opts: ServeOptions,
+  out: (line: string) => void,
+): Promise<void> {
   const config = loadConfigFromOptions(opts);
-  const store = openSqliteStore(config.dataDir);
-  try {
-    const c = store.connectors.revoke(idOrName, `cli:${safeUser()}`);
+  await withStore(config, async (store) => {
+    const c = await store.connectors.revoke(idOrName, `cli:${safeUser()}`);
     out(`revoked connector ${c.id} (${c.name}); its certificates are refused from now on`);
-  } finally {
-    store.close();
-  }
+  });
 }
 
 function safeUser(): string {

@@ -2,7 +2,7 @@
 // running relay picks it up within half a second (it watches the store).
 import { rotateKey } from '../crypto/keyring.js';
 import { ProxyctlError } from '../errors.js';
-import { openSqliteStore } from '../store/index.js';
+import { withStore } from './open-store.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 
 export async function rotateKeys(opts: ServeOptions & { purpose: string }, out: (line: string) => void): Promise<void> {
@@ -13,13 +13,10 @@ export async function rotateKeys(opts: ServeOptions & { purpose: string }, out: 
   }
   const config = loadConfigFromOptions(opts);
   const longestSession = Math.max(8 * 3_600_000, ...config.apps.map((a) => a.sessionLifetimeMs));
-  const store = openSqliteStore(config.dataDir);
-  try {
+  await withStore(config, async (store) => {
     for (const p of purposes as readonly ('session' | 'assertion')[]) {
       const kid = await rotateKey(store.keys, p, 'cli', longestSession);
       out(`new ${p} key ${kid}`);
     }
-  } finally {
-    store.close();
-  }
+  });
 }

@@ -13,7 +13,8 @@ import {
   newTotpSecret,
   totpUri,
 } from '../idp/users.js';
-import { openSqliteStore, type UserRecord, type UserRepo } from '../store/index.js';
+import { type UserRecord, type UserRepo } from '../store/index.js';
+import { withStore } from './open-store.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 
@@ -68,7 +69,7 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
   const roles = splitList(opts.roles, '--roles');
   const supplied = await readPassword(opts);
   await withUsers(opts, async (users, config) => {
-    if (users.get(name))
+    if (await users.get(name))
       throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, {
         status: 409,
       });
@@ -84,11 +85,11 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
       createdAt: Date.now(),
     };
     // Re-check after the (slow) hash: another admin may have added the same name meanwhile.
-    if (users.get(name))
+    if (await users.get(name))
       throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, {
         status: 409,
       });
-    users.put(record, actor(), 'user.add');
+    await users.put(record, actor(), 'user.add');
     out(`added user ${name}`);
     if (supplied === undefined) out(`generated password (shown only now): ${password}`);
     noteFileOverride(config, name, out);
@@ -96,8 +97,8 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
 }
 
 export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void> {
-  await withUsers(opts, (users) => {
-    const rows: UserListing[] = users.list().map((u) => ({
+  await withUsers(opts, async (users) => {
+    const rows: UserListing[] = (await users.list()).map((u) => ({
       username: u.username,
       email: u.email,
       name: u.name,
@@ -132,8 +133,8 @@ export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void>
 
 export async function removeUser(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
-  await withUsers(opts, (users) => {
-    if (!users.remove(name, actor())) throw unknownUser(name);
+  await withUsers(opts, async (users) => {
+    if (!(await users.remove(name, actor()))) throw unknownUser(name);
     out(`removed user ${name}`);
   });
 }
@@ -142,12 +143,12 @@ export async function setPassword(username: string, opts: SetPasswordOptions, ou
   const name = username.toLowerCase();
   const supplied = await readPassword(opts);
   await withUsers(opts, async (users, config) => {
-    if (!users.get(name)) throw unknownUser(name);
+    if (!(await users.get(name))) throw unknownUser(name);
     const password = supplied ?? generatePassword();
     const passwordHash = await hashPassword(password);
-    const current = users.get(name); // re-read after the slow hash
+    const current = await users.get(name); // re-read after the slow hash
     if (!current) throw unknownUser(name);
-    users.put({ ...current, passwordHash }, actor(), 'user.update');
+    await users.put({ ...current, passwordHash }, actor(), 'user.update');
     out(`password of ${name} changed`);
     if (supplied === undefined) out(`generated password (shown only now): ${password}`);
     noteFileOverride(config, name, out);
@@ -156,11 +157,11 @@ export async function setPassword(username: string, opts: SetPasswordOptions, ou
 
 export async function enrollTotp(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
-  await withUsers(opts, (users, config) => {
-    const current = users.get(name);
+  await withUsers(opts, async (users, config) => {
+    const current = await users.get(name);
     if (!current) throw unknownUser(name);
     const secret = newTotpSecret();
-    users.put({ ...current, totpSecret: secret }, actor(), 'user.update');
+    await users.put({ ...current, totpSecret: secret }, actor(), 'user.update');
     out(
       `TOTP enrolled for ${name}${current.totpSecret ? ' (the previous secret no longer works)' : ''}; shown only now:`,
     );
@@ -177,12 +178,7 @@ async function withUsers(
   fn: (users: UserRepo, config: RelayConfig) => void | Promise<void>,
 ): Promise<void> {
   const config = loadConfigFromOptions({ config: opts.config, dataDir: opts.dataDir });
-  const store = openSqliteStore(config.dataDir);
-  try {
-    await fn(store.users, config);
-  } finally {
-    store.close();
-  }
+  await withStore(config, (store) => fn(store.users, config));
 }
 
 function normaliseUsername(username: string): string {

@@ -134,6 +134,8 @@ export interface RelayConfig {
   readonly devices: { readonly caFile: string; readonly caPem: string } | undefined;
   /** Abuse limits at the public edge. */
   readonly limits: LimitsConfig;
+  /** Shared PostgreSQL store (replicas); undefined = SQLite in dataDir. */
+  readonly store: { readonly postgres: { readonly url: string } } | undefined;
 }
 
 const TOP = [
@@ -149,6 +151,7 @@ const TOP = [
   'policies',
   'devices',
   'limits',
+  'store',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -324,7 +327,47 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     access,
     devices,
     limits: buildLimits(v, top['limits']),
+    store: buildStore(v, top['store'], baseDir),
   };
+}
+
+/** `store: { postgres: { url | urlFile } }`: the URL carries the password, so a file may hold it. */
+function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['store'] {
+  if (raw === undefined) return undefined;
+  const st = obj(v, 'store', raw, ['postgres']);
+  if (!st) return undefined;
+  const pg = obj(v, 'store.postgres', st['postgres'], ['url', 'urlFile']);
+  if (!pg) {
+    if (st['postgres'] === undefined) v.fail('store.postgres', undefined, 'postgres: { url } (omit store for SQLite)');
+    return undefined;
+  }
+  let text = optStr(v, 'store.postgres.url', pg['url']);
+  const file = optStr(v, 'store.postgres.urlFile', pg['urlFile']);
+  if ((text === undefined) === (file === undefined)) {
+    v.fail('store.postgres', pg, 'exactly one of url or urlFile');
+    return undefined;
+  }
+  if (file !== undefined) {
+    try {
+      text = readFileSync(path.resolve(baseDir, file), 'utf8').trim();
+    } catch (err) {
+      v.fail('store.postgres.urlFile', file, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      return undefined;
+    }
+  }
+  const where = file !== undefined ? 'store.postgres.urlFile' : 'store.postgres.url';
+  let parsed: URL;
+  try {
+    parsed = new URL(text ?? '');
+  } catch {
+    v.fail(where, '(not shown: it may hold a password)', 'a postgres:// URL');
+    return undefined;
+  }
+  if (parsed.protocol !== 'postgres:' && parsed.protocol !== 'postgresql:') {
+    v.fail(where, `${parsed.protocol}//…`, 'a postgres:// URL');
+    return undefined;
+  }
+  return { postgres: { url: parsed.href } };
 }
 
 const APP_KEYS = [

@@ -6,6 +6,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, type CryptoKey, type JWK } from 'jose';
 import { ProxyctlError } from '../errors.js';
 import type { KeyRepo } from '../store/index.js';
+import { openSecret, type SecretWrap } from './secret-wrap.js';
 
 export interface SessionKey {
   kid: string;
@@ -23,14 +24,29 @@ export class KeyRing {
     readonly assertion: readonly AssertionKey[],
   ) {}
 
-  /** Loads keys from the store, creating the first of each kind when missing. */
-  static async load(keys: KeyRepo): Promise<KeyRing> {
-    if (keys.list('session').length === 0) await rotateKey(keys, 'session', 'relay:bootstrap');
-    if (keys.list('assertion').length === 0) await rotateKey(keys, 'assertion', 'relay:bootstrap');
-    const session = keys.list('session').map((k) => ({ kid: k.kid, secret: Buffer.from(k.material, 'base64url') }));
+  /**
+   * Loads keys from the store, creating the first of each kind when missing. With a
+   * master key, material is stored wrapped by it (keys written before one was set are
+   * read as they are; `relay keys rotate-master` wraps them).
+   */
+  static async load(keys: KeyRepo, wrap?: SecretWrap): Promise<KeyRing> {
+    let sessionRows = await keys.list('session');
+    if (sessionRows.length === 0) {
+      await rotateKey(keys, 'session', 'relay:bootstrap', undefined, wrap);
+      sessionRows = await keys.list('session');
+    }
+    let assertionRows = await keys.list('assertion');
+    if (assertionRows.length === 0) {
+      await rotateKey(keys, 'assertion', 'relay:bootstrap', undefined, wrap);
+      assertionRows = await keys.list('assertion');
+    }
+    const session = sessionRows.map((k) => ({
+      kid: k.kid,
+      secret: Buffer.from(openSecret(k.material, keyAad(k.purpose, k.kid), wrap), 'base64url'),
+    }));
     const assertion: AssertionKey[] = [];
-    for (const k of keys.list('assertion')) {
-      const jwk = JSON.parse(k.material) as JWK;
+    for (const k of assertionRows) {
+      const jwk = JSON.parse(openSecret(k.material, keyAad(k.purpose, k.kid), wrap)) as JWK;
       const privateKey = (await importJWK(jwk, 'ES256')) as CryptoKey;
       const { d: _d, ...publicJwk } = jwk;
       assertion.push({ kid: k.kid, privateKey, publicJwk: { ...publicJwk, kid: k.kid, alg: 'ES256', use: 'sig' } });
@@ -70,6 +86,7 @@ export async function rotateKey(
   purpose: 'session' | 'assertion',
   actor: string,
   keepRetiredMs = 30 * 86_400_000,
+  wrap?: SecretWrap,
 ): Promise<string> {
   const kid = randomUUID().slice(0, 8) + Date.now().toString(36);
   let material: string;
@@ -80,7 +97,11 @@ export async function rotateKey(
     material = JSON.stringify(await exportJWK(privateKey));
   }
   const now = Date.now();
-  keys.add({ kid, purpose, material }, actor, now);
-  keys.dropRetiredBefore(purpose, now - (purpose === 'assertion' ? 10 * 60_000 : keepRetiredMs));
+  if (wrap) material = wrap.wrap(material, keyAad(purpose, kid));
+  await keys.add({ kid, purpose, material }, actor, now);
+  await keys.dropRetiredBefore(purpose, now - (purpose === 'assertion' ? 10 * 60_000 : keepRetiredMs));
   return kid;
 }
+
+/** What a stored key is bound to: its wrapped material cannot be replayed as another key. */
+export const keyAad = (purpose: string, kid: string): string => `proxyctl key ${purpose} ${kid}`;

@@ -50,7 +50,7 @@ function adapterFor(artifacts: IdpArtifactRepo) {
   return class StoreAdapter {
     constructor(private readonly model: string) {}
     async upsert(id: string, payload: Record<string, unknown>, expiresIn: number) {
-      artifacts.upsert(this.model, id, payload, expiresIn);
+      await artifacts.upsert(this.model, id, payload, expiresIn);
     }
     async find(id: string) {
       return artifacts.find(this.model, 'id', id);
@@ -62,13 +62,13 @@ function adapterFor(artifacts: IdpArtifactRepo) {
       return artifacts.find(this.model, 'userCode', code);
     }
     async consume(id: string) {
-      artifacts.consume(this.model, id);
+      await artifacts.consume(this.model, id);
     }
     async destroy(id: string) {
-      artifacts.destroy(this.model, id);
+      await artifacts.destroy(this.model, id);
     }
     async revokeByGrantId(grantId: string) {
-      artifacts.revokeByGrantId(grantId);
+      await artifacts.revokeByGrantId(grantId);
     }
   };
 }
@@ -187,7 +187,7 @@ export class EmbeddedIdp {
       acrValues: ['pwd', 'mfa'],
       interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
       findAccount: async (_ctx, id) => {
-        const u = users.find(id);
+        const u = await users.find(id);
         if (!u) return undefined;
         return {
           accountId: u.username,
@@ -269,7 +269,7 @@ export class EmbeddedIdp {
       },
       extraTokenClaims: async (_ctx, token) => {
         const accountId = (token as { accountId?: string }).accountId;
-        const u = accountId ? users.find(accountId) : undefined;
+        const u = accountId ? await users.find(accountId) : undefined;
         if (!u) return undefined;
         const aud = (token as { aud?: string | string[] }).aud;
         const sid = (token as { sid?: unknown }).sid;
@@ -439,7 +439,7 @@ export class EmbeddedIdp {
         );
         return;
       }
-      const user = this.users.find(username);
+      const user = await this.users.find(username);
       // Verify even for unknown users so timing does not reveal which names exist.
       const ok = await verifyPassword(
         form.get('password') ?? '',
@@ -496,13 +496,13 @@ export class EmbeddedIdp {
         );
         return;
       }
-      const user = this.users.find(pending.username);
+      const user = await this.users.find(pending.username);
       const codeStep = user?.totpSecret
         ? totpStep(user.totpSecret, (form.get('code') ?? '').trim(), this.now())
         : undefined;
       // A code is good once (RFC 6238 §5.2): its step must be later than the last accepted one.
       // The store decides atomically, so two relays or two tabs cannot both use one code.
-      if (!user || codeStep === undefined || !this.options.users.acceptTotpStep(user.username, codeStep)) {
+      if (!user || codeStep === undefined || !(await this.options.users.acceptTotpStep(user.username, codeStep))) {
         this.throttle.failure(pending.username, client);
         this.options.log.info(
           { username: pending.username, client, replay: codeStep !== undefined },

@@ -270,10 +270,10 @@ export class UserDirectory {
   }
 
   /** Case-insensitive lookup: the users file first, then the store. */
-  find(username: string): UserRecord | undefined {
+  async find(username: string): Promise<UserRecord | undefined> {
     if (typeof username !== 'string' || username.length === 0 || username.length > 256) return undefined;
     const key = username.toLowerCase();
-    return this.fileUsers.get(key) ?? this.store.get(key);
+    return this.fileUsers.get(key) ?? (await this.store.get(key));
   }
 
   /** Re-reads the users file; on error the previous users stay and the error is rethrown. */

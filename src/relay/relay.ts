@@ -35,7 +35,8 @@ import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { openSqliteStore, type Store } from '../store/index.js';
+import { openSqliteStore, type Store, type StoreTopic } from '../store/index.js';
+import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import type { Clock } from '../clock.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
@@ -45,8 +46,10 @@ export interface RelayOptions {
   now?: () => number;
   /** Timers of heartbeats, certificate expiry, queue deadlines and the drain; Node's by default. */
   clock?: Clock;
-  /** How often the store is checked for changes made by other processes. */
+  /** How often the store is checked for changes made by other processes (SQLite). */
   storeWatchMs?: number;
+  /** Wraps the secrets kept in the store (secrets.masterKeyFile or PROXYCTL_MASTER_KEY). */
+  masterKey?: SecretWrap;
 }
 
 export class Relay {
@@ -65,8 +68,7 @@ export class Relay {
   private readonly authentication: Authentication;
   private readonly signIn: SignIn;
   private readonly relayOwned: RelayOwned;
-  private watchTimer: NodeJS.Timeout | undefined;
-  private lastDataVersion = -1;
+  private unwatch: (() => void) | undefined;
   private closing: Promise<void> | undefined;
   readonly channels: ChannelRegistry;
 
@@ -82,11 +84,14 @@ export class Relay {
       options.log,
       {
         onSeen: (ch) => {
-          try {
-            this.store.connectors.touch(ch.connectorId, ch.version, this.now());
-          } catch (err) {
-            options.log.warn({ connector_id: ch.connectorId, err: (err as Error).message }, 'cannot record heartbeat');
-          }
+          this.store.connectors
+            .touch(ch.connectorId, ch.version, this.now())
+            .catch((err: unknown) =>
+              options.log.warn(
+                { connector_id: ch.connectorId, err: (err as Error).message },
+                'cannot record heartbeat',
+              ),
+            );
         },
       },
       options.clock,
@@ -227,7 +232,7 @@ export class Relay {
   static async create(config: RelayConfig, options: RelayOptions): Promise<Relay> {
     const ca = await loadOrCreateCa(config.dataDir);
     const store = openSqliteStore(config.dataDir);
-    const ring = await KeyRing.load(store.keys);
+    const ring = await KeyRing.load(store.keys, options.masterKey);
     return new Relay(config, store, ca, ring, options);
   }
 
@@ -265,9 +270,7 @@ export class Relay {
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
-    this.lastDataVersion = this.store.dataVersion();
-    this.watchTimer = setInterval(() => this.watchStore(), this.options.storeWatchMs ?? 500);
-    this.watchTimer.unref();
+    this.unwatch = this.store.onChange((topics) => this.storeChanged(topics), this.options.storeWatchMs ?? 500);
     this.options.log.info(
       { listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir },
       'connector API listening',
@@ -384,27 +387,27 @@ export class Relay {
     return { host: addr.address, port: addr.port };
   }
 
-  /** Revocations made by another process (the admin CLI) reach open channels here. */
-  private watchStore(): void {
-    try {
-      const v = this.store.dataVersion();
-      if (v === this.lastDataVersion) return;
-      this.lastDataVersion = v;
+  /** Changes made by another process (the admin CLI, another replica) reach open channels and keys here. */
+  private storeChanged(topics: ReadonlySet<StoreTopic> | 'all'): void {
+    const has = (t: StoreTopic) => topics === 'all' || topics.has(t);
+    if (has('connectors')) {
       this.store.bumpGeneration();
-      this.enforceRevocations();
-      // Keys rotated by the admin CLI take effect without a restart.
-      KeyRing.load(this.store.keys).then(
+      this.enforceRevocations().catch((err: unknown) =>
+        this.options.log.error({ err: (err as Error).message }, 'cannot check revocations'),
+      );
+    }
+    // Keys rotated elsewhere take effect without a restart.
+    if (has('keys')) {
+      KeyRing.load(this.store.keys, this.options.masterKey).then(
         (r) => (this.ring = r),
         (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'),
       );
-    } catch (err) {
-      this.options.log.error({ err: (err as Error).message }, 'store watch failed');
     }
   }
 
-  enforceRevocations(): void {
+  async enforceRevocations(): Promise<void> {
     const open = this.channels.all();
-    const revoked = this.store.connectors.revokedAmong(open.map((c) => c.serial));
+    const revoked = await this.store.connectors.revokedAmong(open.map((c) => c.serial));
     const connectors = new Set(open.filter((c) => revoked.has(c.serial)).map((c) => c.connectorId));
     for (const id of connectors) {
       const n = this.channels.revoke(id, 'connector revoked by an administrator');
@@ -423,8 +426,8 @@ export class Relay {
   }
 
   /** Revokes a connector in the store and cuts its channels at once. */
-  revokeConnector(idOrName: string, actor: string): void {
-    const c = this.store.connectors.revoke(idOrName, actor, this.now());
+  async revokeConnector(idOrName: string, actor: string): Promise<void> {
+    const c = await this.store.connectors.revoke(idOrName, actor, this.now());
     this.channels.revoke(c.id, 'connector revoked by an administrator');
     this.queue.failConnector(c.id);
   }
@@ -517,7 +520,7 @@ export class Relay {
   }
 
   private async doClose(): Promise<void> {
-    if (this.watchTimer) clearInterval(this.watchTimer);
+    this.unwatch?.();
     const pub = this.publicServer;
     if (pub) {
       // Stop taking users, let requests in flight finish (bounded), then close channels.
@@ -542,7 +545,7 @@ export class Relay {
     }
     this.channels.terminateAll();
     await this.loopbackAgent?.close().catch(() => undefined);
-    this.store.close();
+    await this.store.close();
   }
 }
 

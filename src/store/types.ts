@@ -1,21 +1,20 @@
 // What the relay keeps: the record types and one interface per aggregate. The
-// rest of proxyctl sees only these; src/store/sqlite/ is today's implementation.
+// rest of proxyctl sees only these; src/store/sqlite/ (one machine, embedded) and
+// src/store/postgres/ (replicas sharing one database) implement them.
 //
-// Synchronous on purpose. better-sqlite3 answers in-process, and the per-request
-// checks (a session cookie's sid, a bearer token's provider sid, a connector's
-// certificate on every connector-API call and WebSocket upgrade) are synchronous
-// code today. A PostgreSQL implementation (node-postgres has no synchronous API)
-// will need every method here to return a Promise; change the interfaces in one
-// step then, once the request pipeline and connector refactors have landed, and
-// `await` at the call sites (authenticateConnector, Authenticator.sessionFrom and
-// bearer checks, the relay's store watcher, UserDirectory.find). To keep that
-// change mechanical:
+// Every method returns a Promise: node-postgres has no synchronous API. Rules that
+// keep both implementations interchangeable (test/helpers/store-contract.ts runs
+// the same suite against each):
 //  - each method is one atomic operation (no transaction handles cross this
 //    boundary): read-then-write steps such as a name check before a registration,
 //    a single-use take, or a TOTP step compare-and-set happen inside the method;
 //  - audit rows are written by the aggregate whose change they record, in the
 //    same transaction;
-//  - `now` parameters are explicit where tests or callers need a clock.
+//  - `now` parameters are explicit where tests or callers need a clock;
+//  - a store that cannot reach its database rejects with ERR_STORE_UNAVAILABLE
+//    (HTTP 503), never with a half-done change. Reads on the request path
+//    (sessions, ended provider sessions, certificates) may be answered from what
+//    the store already holds, so signed-in users keep working through an outage.
 
 export interface ConnectorRecord {
   id: string;
@@ -137,104 +136,145 @@ export interface ConnectorRepo {
    * (ignoring case) and never a connector id (ERR_CONNECTOR_NAME_TAKEN), checked and
    * written atomically so two relays cannot both find a name free.
    */
-  register(input: NewConnector): ConnectorRecord;
+  register(input: NewConnector): Promise<ConnectorRecord>;
   /**
    * Records a renewed certificate. Every other live certificate of the connector is
    * scheduled for revocation at `graceUntil`, or earlier, when the connector first
    * authenticates with the new one (retireSuperseded). ERR_CERT_REVOKED for a revoked connector.
    */
-  recordRenewal(input: Renewal): void;
+  recordRenewal(input: Renewal): Promise<void>;
   /** Revokes the connector (found as by `find`) and every certificate it holds. */
-  revoke(idOrName: string, actor: string, now?: number): ConnectorRecord;
+  revoke(idOrName: string, actor: string, now?: number): Promise<ConnectorRecord>;
   /**
    * One connector by id, or by name when exactly one live connector (else the latest
    * revoked one) has it. `id:` and `name:` prefixes pick one kind; without them, an
    * argument that is one connector's id and another's name is refused (ERR_USAGE).
    */
-  find(idOrName: string): ConnectorRecord;
-  get(id: string): ConnectorRecord | undefined;
-  getCertificate(serial: string): CertificateRecord | undefined;
+  find(idOrName: string): Promise<ConnectorRecord>;
+  get(id: string): Promise<ConnectorRecord | undefined>;
+  getCertificate(serial: string): Promise<CertificateRecord | undefined>;
   /** Records that a connector was seen (heartbeat, config pull); a null version keeps the old one. */
-  touch(connectorId: string, version: string | null, now?: number): void;
-  list(): ConnectorListing[];
+  touch(connectorId: string, version: string | null, now?: number): Promise<void>;
+  list(): Promise<ConnectorListing[]>;
   /**
    * Serials among the given ones whose connector was revoked, or that are unknown. A
    * certificate retired by a renewal is not listed: its connector lives on.
    */
-  revokedAmong(serials: readonly string[]): Set<string>;
+  revokedAmong(serials: readonly string[]): Promise<Set<string>>;
   /** The certificates a renewal superseded stop now instead of at the end of their grace. Returns how many. */
-  retireSuperseded(connectorId: string, now?: number): number;
+  retireSuperseded(connectorId: string, now?: number): Promise<number>;
 }
 
 /** The audit trail, newest first. Written by the other aggregates inside their own changes. */
 export interface AuditLog {
-  list(limit?: number): AuditEntry[];
+  list(limit?: number): Promise<AuditEntry[]>;
 }
 
 /** Session-encryption and assertion-signing keys. */
 export interface KeyRepo {
   /** Newest first; the newest is current. */
-  list(purpose: KeyPurpose): KeyRecord[];
+  list(purpose: KeyPurpose): Promise<KeyRecord[]>;
   /** Adds a key and retires the previous current one (still readable until dropped); audited. */
-  add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now?: number): void;
+  add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now?: number): Promise<void>;
   /** Drops retired keys retired before `before`. Returns how many. */
-  dropRetiredBefore(purpose: KeyPurpose, before: number): number;
+  dropRetiredBefore(purpose: KeyPurpose, before: number): Promise<number>;
+  /** Every key of every purpose, for re-wrapping under a new master key. */
+  all(): Promise<KeyRecord[]>;
+  /** Replaces the stored material of one key (the same key, wrapped differently). */
+  setMaterial(kid: string, material: string): Promise<void>;
 }
 
 /** Relay sign-ins in flight, relay sessions, and provider sessions signed out of at the relay. */
 export interface SessionRepo {
-  putSigninState(s: SigninState): void;
+  putSigninState(s: SigninState): Promise<void>;
   /** Returns the state once; a second call (replay) finds nothing. */
-  takeSigninState(state: string): SigninState | undefined;
-  purgeSigninStates(olderThan: number): void;
-  create(s: NewSession): void;
+  takeSigninState(state: string): Promise<SigninState | undefined>;
+  purgeSigninStates(olderThan: number): Promise<void>;
+  create(s: NewSession): Promise<void>;
   /** True when the session exists, has not expired and was not signed out or revoked. */
-  isActive(sid: string, now?: number): boolean;
-  revoke(sid: string, now?: number): void;
+  isActive(sid: string, now?: number): Promise<boolean>;
+  revoke(sid: string, now?: number): Promise<void>;
   /** Deletes sessions and ended provider sessions that expired before `expiredBefore`. */
-  purge(expiredBefore: number): void;
+  purge(expiredBefore: number): Promise<void>;
   /** Records that the provider session `sid` was signed out of, until `until`; a later call only extends it. */
-  endProviderSession(sid: string, now: number, until: number): void;
-  providerSessionEnded(sid: string, now?: number): boolean;
+  endProviderSession(sid: string, now: number, until: number): Promise<void>;
+  providerSessionEnded(sid: string, now?: number): Promise<boolean>;
 }
 
 /** Every relay sign-in attempt, oldest first, paged by id. */
 export interface SignInLog {
   /** The user agent is kept to 512 characters. */
-  record(e: Omit<SignInRecord, 'id'>): void;
-  list(limit?: number, afterId?: number): SignInRecord[];
+  record(e: Omit<SignInRecord, 'id'>): Promise<void>;
+  list(limit?: number, afterId?: number): Promise<SignInRecord[]>;
 }
 
 /** The embedded provider's users. */
 export interface UserRepo {
-  get(username: string): UserRecord | undefined;
+  get(username: string): Promise<UserRecord | undefined>;
   /** By username. */
-  list(): UserRecord[];
+  list(): Promise<UserRecord[]>;
   /** Inserts or updates (keeping createdAt); audited as `action`. */
-  put(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): void;
+  put(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): Promise<void>;
   /** False when there was no such user; audited otherwise. */
-  remove(username: string, actor: string): boolean;
+  remove(username: string, actor: string): Promise<boolean>;
   /**
    * Records `step` as the user's last accepted TOTP time step, atomically: false
    * (nothing changed) when it is not later than the last one, i.e. a replayed code
    * or an older one (RFC 6238 §5.2). Holds across restarts and relays sharing the store.
    */
-  acceptTotpStep(username: string, step: number): boolean;
+  acceptTotpStep(username: string, step: number): Promise<boolean>;
 }
 
 /** What oidc-provider persists through its adapter (grants, codes, sessions, interactions…), per model. */
 export interface IdpArtifactRepo {
-  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void;
+  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void>;
   /** The payload, or undefined when unknown or expired. */
-  find(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined;
+  find(model: string, by: IdpArtifactKey, value: string): Promise<Record<string, unknown> | undefined>;
   /** Marks the artifact consumed (payload `consumed`, seconds). */
-  consume(model: string, id: string): void;
-  destroy(model: string, id: string): void;
-  revokeByGrantId(grantId: string): void;
-  purgeExpired(): void;
+  consume(model: string, id: string): Promise<void>;
+  destroy(model: string, id: string): Promise<void>;
+  revokeByGrantId(grantId: string): Promise<void>;
+  purgeExpired(): Promise<void>;
 }
 
+/** One relay replica as the others see it. */
+export interface ReplicaRecord {
+  id: string;
+  /** Its own connector API base URL: where connectors open channels to it. */
+  connectorApiUrl: string;
+  startedAt: number;
+  heartbeatAt: number;
+  version: string;
+}
+
+/** The relays sharing this store. A replica whose heartbeat is older than `staleMs` has left. */
+export interface ReplicaRepo {
+  /** Records (or refreshes) the replica; its first call sets startedAt. */
+  heartbeat(r: Omit<ReplicaRecord, 'startedAt' | 'heartbeatAt'>, now: number): Promise<void>;
+  live(now: number, staleMs: number): Promise<ReplicaRecord[]>;
+  /** A replica stopping cleanly leaves at once; stale rows are deleted after a day. */
+  remove(id: string): Promise<void>;
+}
+
+/**
+ * Named secrets shared by every replica: the relay CA, the embedded provider's keys.
+ * Values are stored as given: callers wrap private material with the master key first.
+ */
+export interface SecretRepo {
+  get(name: string): Promise<string | undefined>;
+  /** Stores `value` unless the name exists; returns the value that won (two replicas starting together agree). */
+  putIfAbsent(name: string, value: string): Promise<string>;
+  /** Replaces a value (re-wrapping); audited. */
+  put(name: string, value: string, actor: string): Promise<void>;
+  list(): Promise<{ name: string; value: string }[]>;
+}
+
+/** What changed in the store, as far as caches of it care. */
+export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets';
+
 export interface Store {
+  /** `sqlite` (one machine) or `postgres` (replicas). */
+  readonly kind: 'sqlite' | 'postgres';
   readonly connectors: ConnectorRepo;
   readonly audit: AuditLog;
   readonly keys: KeyRepo;
@@ -242,6 +282,8 @@ export interface Store {
   readonly signIns: SignInLog;
   readonly users: UserRepo;
   readonly idpArtifacts: IdpArtifactRepo;
+  readonly replicas: ReplicaRepo;
+  readonly secrets: SecretRepo;
   /**
    * Bumped when connector or certificate state changes, here or (through
    * bumpGeneration) in another process; connector identities cached per socket are
@@ -250,11 +292,14 @@ export interface Store {
   readonly generation: number;
   bumpGeneration(): void;
   /**
-   * Changes whenever another process (the admin CLI, a second relay) commits; the
-   * relay polls it to pick up revocations and key rotations. PostgreSQL: a counter
-   * kept by LISTEN/NOTIFY or a change-sequence row.
+   * Calls `listener` after changes committed by this or another process (the admin
+   * CLI, another replica), with what changed ('all' after a gap in what was seen, e.g.
+   * a reconnection). SQLite polls its data version every `pollMs`; PostgreSQL uses
+   * LISTEN/NOTIFY. Returns the unsubscribe function.
    */
-  dataVersion(): number;
+  onChange(listener: (topics: ReadonlySet<StoreTopic> | 'all') => void, pollMs?: number): () => void;
+  /** Whether the database answered lately (readiness); SQLite is always reachable. */
+  reachable(): boolean;
   /** Idempotent. */
-  close(): void;
+  close(): Promise<void>;
 }

@@ -1,19 +1,19 @@
 // What every Store implementation must do, written against the interface only, so
 // the same body runs against SQLite today and PostgreSQL later: storeContract(t, newStore).
 import type { Test } from 'tap';
-import type { Store } from '../../src/store/index.js';
+import type { Store, StoreTopic } from '../../src/store/index.js';
 
 /**
  * Makes fresh, empty backing data for one test (cleaned up by the test's teardown) and
  * returns an opener for it: each call is another connection, as another process
  * (the admin CLI, a second relay) would have.
  */
-export type NewStore = (t: Test) => () => Store;
+export type NewStore = (t: Test) => () => Promise<Store>;
 
 const HOUR = 3600_000;
 
-function opened(t: Test, open: () => Store): Store {
-  const s = open();
+async function opened(t: Test, open: () => Promise<Store>): Promise<Store> {
+  const s = await open();
   t.teardown(() => s.close());
   return s;
 }
@@ -42,9 +42,9 @@ const user = (username: string, extra: Partial<Parameters<Store['users']['put']>
 
 export function storeContract(t: Test, newStore: NewStore): void {
   t.test('connectors: register, unique names, touch, list', async (t) => {
-    const s = opened(t, newStore(t));
+    const s = await opened(t, newStore(t));
     const gen = s.generation;
-    const a = s.connectors.register(connector('c-a', 'edge', 'AA01'));
+    const a = await s.connectors.register(connector('c-a', 'edge', 'AA01'));
     t.match(a, {
       id: 'c-a',
       name: 'edge',
@@ -56,40 +56,40 @@ export function storeContract(t: Test, newStore: NewStore): void {
       revokedAt: null,
     });
     t.ok(s.generation > gen, 'a registration moves the generation');
-    t.match(s.connectors.getCertificate('AA01'), {
+    t.match(await s.connectors.getCertificate('AA01'), {
       serial: 'AA01',
       connectorId: 'c-a',
       kind: 'register',
       revokedAt: null,
       notAfter: 1_000 + 24 * HOUR,
     });
-    t.equal(s.connectors.getCertificate('FF00'), undefined);
-    t.equal(s.connectors.get('c-none'), undefined);
+    t.equal(await s.connectors.getCertificate('FF00'), undefined);
+    t.equal(await s.connectors.get('c-none'), undefined);
 
-    t.throws(
-      () => s.connectors.register(connector('c-b', 'EDGE', 'AA02')),
+    await t.rejects(
+      s.connectors.register(connector('c-b', 'EDGE', 'AA02')),
       { code: 'ERR_CONNECTOR_NAME_TAKEN' },
       'a live name is taken, ignoring case',
     );
-    t.throws(
-      () => s.connectors.register(connector('c-b', 'C-A', 'AA02')),
+    await t.rejects(
+      s.connectors.register(connector('c-b', 'C-A', 'AA02')),
       { code: 'ERR_CONNECTOR_NAME_TAKEN' },
       'a name may not be a connector id',
     );
-    t.equal(s.connectors.getCertificate('AA02'), undefined, 'a refused registration stores nothing');
+    t.equal(await s.connectors.getCertificate('AA02'), undefined, 'a refused registration stores nothing');
     t.same(
-      s.connectors.list().map((c) => c.id),
+      (await s.connectors.list()).map((c) => c.id),
       ['c-a'],
     );
 
-    s.connectors.touch('c-a', '1.2.3', 5_000);
-    t.match(s.connectors.get('c-a'), { lastSeen: 5_000, version: '1.2.3' });
-    s.connectors.touch('c-a', null, 6_000);
-    t.match(s.connectors.get('c-a'), { lastSeen: 6_000, version: '1.2.3' }, 'no version keeps the last one');
+    await s.connectors.touch('c-a', '1.2.3', 5_000);
+    t.match(await s.connectors.get('c-a'), { lastSeen: 5_000, version: '1.2.3' });
+    await s.connectors.touch('c-a', null, 6_000);
+    t.match(await s.connectors.get('c-a'), { lastSeen: 6_000, version: '1.2.3' }, 'no version keeps the last one');
 
-    s.connectors.register(connector('c-b', 'other', 'BB01', 2_000));
+    await s.connectors.register(connector('c-b', 'other', 'BB01', 2_000));
     t.match(
-      s.connectors.list(),
+      await s.connectors.list(),
       [
         { id: 'c-a', certificates: 1, certificateExpires: 1_000 + 24 * HOUR },
         { id: 'c-b', certificates: 1 },
@@ -97,7 +97,7 @@ export function storeContract(t: Test, newStore: NewStore): void {
       'listed in registration order with their certificates',
     );
     t.match(
-      s.audit.list(),
+      await s.audit.list(),
       [
         { action: 'connector.register', connectorId: 'c-b', actor: 'test', details: { name: 'other', serial: 'BB01' } },
         {
@@ -109,14 +109,14 @@ export function storeContract(t: Test, newStore: NewStore): void {
       ],
       'audited, newest first',
     );
-    t.equal(s.audit.list(1).length, 1, 'audit list is limited');
+    t.equal((await s.audit.list(1)).length, 1, 'audit list is limited');
   });
 
   t.test('connectors: renewal grace, retirement, revocation', async (t) => {
-    const s = opened(t, newStore(t));
-    s.connectors.register(connector('c-a', 'edge', 'AA01'));
+    const s = await opened(t, newStore(t));
+    await s.connectors.register(connector('c-a', 'edge', 'AA01'));
     let gen = s.generation;
-    s.connectors.recordRenewal({
+    await s.connectors.recordRenewal({
       connectorId: 'c-a',
       oldSerial: 'AA01',
       serial: 'AA02',
@@ -126,109 +126,115 @@ export function storeContract(t: Test, newStore: NewStore): void {
     });
     t.ok(s.generation > gen, 'a renewal moves the generation');
     t.match(
-      s.connectors.getCertificate('AA01'),
+      await s.connectors.getCertificate('AA01'),
       { revokedAt: 10_000 },
       'the old certificate is good until the grace ends',
     );
-    t.match(s.connectors.getCertificate('AA02'), { kind: 'renew', revokedAt: null, connectorId: 'c-a' });
-    t.match(s.connectors.list()[0], { certificates: 2, certificateExpires: 2_000 + 24 * HOUR });
-    t.match(s.audit.list(1)[0], {
+    t.match(await s.connectors.getCertificate('AA02'), { kind: 'renew', revokedAt: null, connectorId: 'c-a' });
+    t.match((await s.connectors.list())[0], { certificates: 2, certificateExpires: 2_000 + 24 * HOUR });
+    t.match((await s.audit.list(1))[0], {
       action: 'connector.renew',
       actor: 'connector:c-a',
       details: { oldSerial: 'AA01', serial: 'AA02', oldValidUntil: 10_000 },
     });
     t.same(
-      [...s.connectors.revokedAmong(['AA01', 'AA02', 'FF00'])],
+      [...(await s.connectors.revokedAmong(['AA01', 'AA02', 'FF00']))],
       ['FF00'],
       'a certificate in its grace is not a revoked connector; unknown ones are',
     );
 
     gen = s.generation;
-    t.equal(s.connectors.retireSuperseded('c-a', 3_000), 1, 'using the new certificate ends the grace');
+    t.equal(await s.connectors.retireSuperseded('c-a', 3_000), 1, 'using the new certificate ends the grace');
     t.ok(s.generation > gen);
-    t.match(s.connectors.getCertificate('AA01'), { revokedAt: 3_000 });
-    t.match(s.audit.list(1)[0], { action: 'connector.retire', details: { serials: ['AA01'] } });
-    t.equal(s.connectors.retireSuperseded('c-a', 4_000), 0, 'nothing left to retire');
-    t.equal(s.audit.list(1)[0]?.action, 'connector.retire', 'and nothing audited');
+    t.match(await s.connectors.getCertificate('AA01'), { revokedAt: 3_000 });
+    t.match((await s.audit.list(1))[0], { action: 'connector.retire', details: { serials: ['AA01'] } });
+    t.equal(await s.connectors.retireSuperseded('c-a', 4_000), 0, 'nothing left to retire');
+    t.equal((await s.audit.list(1))[0]?.action, 'connector.retire', 'and nothing audited');
 
     gen = s.generation;
-    const revoked = s.connectors.revoke('edge', 'admin', 5_000);
+    const revoked = await s.connectors.revoke('edge', 'admin', 5_000);
     t.match(revoked, { id: 'c-a', revokedAt: 5_000 });
     t.ok(s.generation > gen);
-    t.match(s.connectors.getCertificate('AA02'), { revokedAt: 5_000 });
-    t.match(s.connectors.getCertificate('AA01'), { revokedAt: 3_000 }, 'an earlier revocation time stays');
-    t.match(s.audit.list(1)[0], {
+    t.match(await s.connectors.getCertificate('AA02'), { revokedAt: 5_000 });
+    t.match(await s.connectors.getCertificate('AA01'), { revokedAt: 3_000 }, 'an earlier revocation time stays');
+    t.match((await s.audit.list(1))[0], {
       action: 'connector.revoke',
       actor: 'admin',
       connectorId: 'c-a',
       details: { name: 'edge', certificates: 1 },
     });
     t.same(
-      [...s.connectors.revokedAmong(['AA01', 'AA02'])].sort(),
+      [...(await s.connectors.revokedAmong(['AA01', 'AA02']))].sort(),
       ['AA01', 'AA02'],
       'every certificate of a revoked connector',
     );
-    t.match(s.connectors.revoke('c-a', 'admin', 6_000), { revokedAt: 5_000 }, 'revoking again changes nothing');
-    t.equal(s.audit.list().filter((a) => a.action === 'connector.revoke').length, 1);
-    t.throws(
-      () =>
-        s.connectors.recordRenewal({
-          connectorId: 'c-a',
-          oldSerial: 'AA02',
-          serial: 'AA03',
-          issuedAt: 7_000,
-          notAfter: 8_000,
-          graceUntil: 7_500,
-        }),
+    t.match(await s.connectors.revoke('c-a', 'admin', 6_000), { revokedAt: 5_000 }, 'revoking again changes nothing');
+    t.equal((await s.audit.list()).filter((a) => a.action === 'connector.revoke').length, 1);
+    await t.rejects(
+      s.connectors.recordRenewal({
+        connectorId: 'c-a',
+        oldSerial: 'AA02',
+        serial: 'AA03',
+        issuedAt: 7_000,
+        notAfter: 8_000,
+        graceUntil: 7_500,
+      }),
       { code: 'ERR_CERT_REVOKED' },
       'a revoked connector cannot renew',
     );
-    t.equal(s.connectors.getCertificate('AA03'), undefined);
-    t.throws(
-      () =>
-        s.connectors.recordRenewal({
-          connectorId: 'c-none',
-          oldSerial: 'x',
-          serial: 'AA04',
-          issuedAt: 7_000,
-          notAfter: 8_000,
-          graceUntil: 7_500,
-        }),
+    t.equal(await s.connectors.getCertificate('AA03'), undefined);
+    await t.rejects(
+      s.connectors.recordRenewal({
+        connectorId: 'c-none',
+        oldSerial: 'x',
+        serial: 'AA04',
+        issuedAt: 7_000,
+        notAfter: 8_000,
+        graceUntil: 7_500,
+      }),
       { code: 'ERR_CERT_REVOKED' },
     );
   });
 
   t.test('connectors: find by id or name, refusing ambiguity', async (t) => {
-    const s = opened(t, newStore(t));
-    s.connectors.register(connector('c-1', 'edge', 'A1', 1_000));
-    s.connectors.revoke('c-1', 'admin', 1_500);
-    t.equal(s.connectors.find('edge').id, 'c-1', 'a revoked connector is found by name when no live one has it');
-    s.connectors.register(connector('c-2', 'edge', 'A2', 2_000));
-    t.equal(s.connectors.find('edge').id, 'c-2', 'the name is free again after a revocation, and means the live one');
-    s.connectors.revoke('edge', 'admin', 2_500);
-    t.equal(s.connectors.find('edge').id, 'c-2', 'then the latest revoked one');
-    t.equal(s.connectors.find('c-1').id, 'c-1', 'by id');
+    const s = await opened(t, newStore(t));
+    await s.connectors.register(connector('c-1', 'edge', 'A1', 1_000));
+    await s.connectors.revoke('c-1', 'admin', 1_500);
+    t.equal(
+      (await s.connectors.find('edge')).id,
+      'c-1',
+      'a revoked connector is found by name when no live one has it',
+    );
+    await s.connectors.register(connector('c-2', 'edge', 'A2', 2_000));
+    t.equal(
+      (await s.connectors.find('edge')).id,
+      'c-2',
+      'the name is free again after a revocation, and means the live one',
+    );
+    await s.connectors.revoke('edge', 'admin', 2_500);
+    t.equal((await s.connectors.find('edge')).id, 'c-2', 'then the latest revoked one');
+    t.equal((await s.connectors.find('c-1')).id, 'c-1', 'by id');
 
     // A later connector whose id is an earlier one's name: the bare word is ambiguous.
-    s.connectors.register(connector('x-name', 'first', 'B1', 3_000));
-    s.connectors.register(connector('first', 'second', 'B2', 4_000));
-    t.throws(() => s.connectors.find('first'), { code: 'ERR_USAGE' });
-    t.equal(s.connectors.find('id:first').id, 'first');
-    t.equal(s.connectors.find('name:first').id, 'x-name');
-    t.throws(() => s.connectors.find('nobody'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
-    t.throws(() => s.connectors.find('id:x-nobody'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
-    t.throws(() => s.connectors.find('name:c-1'), { code: 'ERR_CONNECTOR_NOT_FOUND' }, 'name: does not match ids');
-    t.throws(() => s.connectors.revoke('nobody', 'admin'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    await s.connectors.register(connector('x-name', 'first', 'B1', 3_000));
+    await s.connectors.register(connector('first', 'second', 'B2', 4_000));
+    await t.rejects(s.connectors.find('first'), { code: 'ERR_USAGE' });
+    t.equal((await s.connectors.find('id:first')).id, 'first');
+    t.equal((await s.connectors.find('name:first')).id, 'x-name');
+    await t.rejects(s.connectors.find('nobody'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    await t.rejects(s.connectors.find('id:x-nobody'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    await t.rejects(s.connectors.find('name:c-1'), { code: 'ERR_CONNECTOR_NOT_FOUND' }, 'name: does not match ids');
+    await t.rejects(s.connectors.revoke('nobody', 'admin'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
   });
 
   t.test('keys: add retires the current one, drop removes old retired ones', async (t) => {
-    const s = opened(t, newStore(t));
-    t.same(s.keys.list('session'), []);
-    s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
-    s.keys.add({ kid: 'k2', purpose: 'session', material: 'm2' }, 'test', 2_000);
-    s.keys.add({ kid: 'a1', purpose: 'assertion', material: 'ma' }, 'test', 2_500);
+    const s = await opened(t, newStore(t));
+    t.same(await s.keys.list('session'), []);
+    await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
+    await s.keys.add({ kid: 'k2', purpose: 'session', material: 'm2' }, 'test', 2_000);
+    await s.keys.add({ kid: 'a1', purpose: 'assertion', material: 'ma' }, 'test', 2_500);
     t.same(
-      s.keys.list('session'),
+      await s.keys.list('session'),
       [
         { kid: 'k2', purpose: 'session', material: 'm2', createdAt: 2_000, retiredAt: null },
         { kid: 'k1', purpose: 'session', material: 'm1', createdAt: 1_000, retiredAt: 2_000 },
@@ -236,27 +242,27 @@ export function storeContract(t: Test, newStore: NewStore): void {
       'newest first; the previous one retired, still listed',
     );
     t.same(
-      s.keys.list('assertion').map((k) => [k.kid, k.retiredAt]),
+      (await s.keys.list('assertion')).map((k) => [k.kid, k.retiredAt]),
       [['a1', null]],
       'purposes are separate',
     );
-    t.match(s.audit.list(1)[0], {
+    t.match((await s.audit.list(1))[0], {
       action: 'key.rotate',
       actor: 'test',
       connectorId: null,
       details: { purpose: 'assertion', kid: 'a1' },
     });
-    t.equal(s.keys.dropRetiredBefore('session', 2_000), 0, 'retired at 2000 is not before 2000');
-    t.equal(s.keys.dropRetiredBefore('assertion', 10_000), 0, 'the current key is never dropped');
-    t.equal(s.keys.dropRetiredBefore('session', 2_001), 1);
+    t.equal(await s.keys.dropRetiredBefore('session', 2_000), 0, 'retired at 2000 is not before 2000');
+    t.equal(await s.keys.dropRetiredBefore('assertion', 10_000), 0, 'the current key is never dropped');
+    t.equal(await s.keys.dropRetiredBefore('session', 2_001), 1);
     t.same(
-      s.keys.list('session').map((k) => k.kid),
+      (await s.keys.list('session')).map((k) => k.kid),
       ['k2'],
     );
   });
 
   t.test('sign-in states are single use', async (t) => {
-    const s = opened(t, newStore(t));
+    const s = await opened(t, newStore(t));
     const state = {
       state: 'st-1',
       app: 'wiki',
@@ -266,15 +272,15 @@ export function storeContract(t: Test, newStore: NewStore): void {
       createdAt: 1_000,
       stepUp: true,
     };
-    s.sessions.putSigninState(state);
-    s.sessions.putSigninState({ ...state, state: 'st-2', stepUp: false, createdAt: 5_000 });
-    t.same(s.sessions.takeSigninState('st-1'), state);
-    t.equal(s.sessions.takeSigninState('st-1'), undefined, 'a replay finds nothing');
-    s.sessions.putSigninState({ ...state, state: 'st-3', createdAt: 1_000 });
-    s.sessions.purgeSigninStates(2_000);
-    t.equal(s.sessions.takeSigninState('st-3'), undefined, 'purged');
+    await s.sessions.putSigninState(state);
+    await s.sessions.putSigninState({ ...state, state: 'st-2', stepUp: false, createdAt: 5_000 });
+    t.same(await s.sessions.takeSigninState('st-1'), state);
+    t.equal(await s.sessions.takeSigninState('st-1'), undefined, 'a replay finds nothing');
+    await s.sessions.putSigninState({ ...state, state: 'st-3', createdAt: 1_000 });
+    await s.sessions.purgeSigninStates(2_000);
+    t.equal(await s.sessions.takeSigninState('st-3'), undefined, 'purged');
     t.same(
-      s.sessions.takeSigninState('st-2'),
+      await s.sessions.takeSigninState('st-2'),
       { ...state, state: 'st-2', stepUp: false, createdAt: 5_000 },
       'a newer one survives the purge',
     );
@@ -282,9 +288,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
 
   t.test('sessions and ended provider sessions, across connections, with purge', async (t) => {
     const open = newStore(t);
-    const a = opened(t, open);
-    const b = opened(t, open);
-    a.sessions.create({
+    const a = await opened(t, open);
+    const b = await opened(t, open);
+    await a.sessions.create({
       sid: 's-1',
       app: 'wiki',
       subject: 'alice',
@@ -292,63 +298,77 @@ export function storeContract(t: Test, newStore: NewStore): void {
       expiresAt: 1_000,
       clientIp: '192.0.2.1',
     });
-    a.sessions.create({ sid: 's-old', app: 'wiki', subject: 'alice', createdAt: 0, expiresAt: 10, clientIp: null });
-    t.ok(b.sessions.isActive('s-1', 500), 'another connection sees it');
-    t.notOk(b.sessions.isActive('s-1', 1_000), 'not at its expiry');
-    t.notOk(b.sessions.isActive('s-none', 500));
-    b.sessions.revoke('s-1', 600);
-    t.notOk(a.sessions.isActive('s-1', 700), 'a sign-out is seen everywhere');
+    await a.sessions.create({
+      sid: 's-old',
+      app: 'wiki',
+      subject: 'alice',
+      createdAt: 0,
+      expiresAt: 10,
+      clientIp: null,
+    });
+    t.ok(await b.sessions.isActive('s-1', 500), 'another connection sees it');
+    t.notOk(await b.sessions.isActive('s-1', 1_000), 'not at its expiry');
+    t.notOk(await b.sessions.isActive('s-none', 500));
+    await b.sessions.revoke('s-1', 600);
+    t.notOk(await a.sessions.isActive('s-1', 700), 'a sign-out is seen everywhere');
 
-    t.notOk(b.sessions.providerSessionEnded('p-1', 1_000));
-    a.sessions.endProviderSession('p-1', 1_000, 1_000 + HOUR);
-    t.ok(b.sessions.providerSessionEnded('p-1', 1_001));
-    t.notOk(b.sessions.providerSessionEnded('P-1', 1_001), 'sids compare exactly');
-    t.notOk(b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'over at its end');
-    a.sessions.endProviderSession('p-1', 2_000, 2_000 + HOUR);
-    t.ok(b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'a second sign-out extends it');
-    a.sessions.endProviderSession('p-1', 3_000, 3_001);
-    t.ok(b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'and never shortens it');
-    a.sessions.endProviderSession('p-old', 0, 10);
+    t.notOk(await b.sessions.providerSessionEnded('p-1', 1_000));
+    await a.sessions.endProviderSession('p-1', 1_000, 1_000 + HOUR);
+    t.ok(await b.sessions.providerSessionEnded('p-1', 1_001));
+    t.notOk(await b.sessions.providerSessionEnded('P-1', 1_001), 'sids compare exactly');
+    t.notOk(await b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'over at its end');
+    await a.sessions.endProviderSession('p-1', 2_000, 2_000 + HOUR);
+    t.ok(await b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'a second sign-out extends it');
+    await a.sessions.endProviderSession('p-1', 3_000, 3_001);
+    t.ok(await b.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'and never shortens it');
+    await a.sessions.endProviderSession('p-old', 0, 10);
 
-    a.sessions.create({ sid: 's-2', app: 'wiki', subject: 'bob', createdAt: 0, expiresAt: 5_000, clientIp: null });
-    a.sessions.purge(500);
-    t.ok(a.sessions.isActive('s-2', 600), 'an unexpired session survives the purge');
-    t.ok(a.sessions.providerSessionEnded('p-1', 600), 'so does an unexpired ended provider session');
+    await a.sessions.create({
+      sid: 's-2',
+      app: 'wiki',
+      subject: 'bob',
+      createdAt: 0,
+      expiresAt: 5_000,
+      clientIp: null,
+    });
+    await a.sessions.purge(500);
+    t.ok(await a.sessions.isActive('s-2', 600), 'an unexpired session survives the purge');
+    t.ok(await a.sessions.providerSessionEnded('p-1', 600), 'so does an unexpired ended provider session');
     a.close();
-    const c = opened(t, open);
+    const c = await opened(t, open);
     t.ok(c.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'kept across a restart');
     t.ok(c.sessions.isActive('s-2', 600));
   });
 
   t.test('users: add, update, list, remove, audited', async (t) => {
-    const s = opened(t, newStore(t));
-    s.users.put(
+    const s = await opened(t, newStore(t));
+    await s.users.put(
       user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }),
       'admin',
       'user.add',
     );
-    s.users.put(user('alice', { totpSecret: 'SECRET' }), 'admin', 'user.add');
+    await s.users.put(user('alice', { totpSecret: 'SECRET' }), 'admin', 'user.add');
     t.same(
-      s.users.get('bob'),
+      await s.users.get('bob'),
       user('bob', { groups: ['staff', 'ops'], roles: ['ProxyAdministrator'], email: 'bob@example.com', name: 'Bob' }),
     );
-    t.equal(s.users.get('BOB'), undefined, 'lookups are exact; callers lower-case');
+    t.equal(await s.users.get('BOB'), undefined, 'lookups are exact; callers lower-case');
     t.same(
-      s.users.list().map((u) => u.username),
+      (await s.users.list()).map((u) => u.username),
       ['alice', 'bob'],
       'by name',
     );
-    s.users.put({ ...user('bob'), passwordHash: 'new-hash', createdAt: 9_999 }, 'admin', 'user.update');
+    await s.users.put({ ...user('bob'), passwordHash: 'new-hash', createdAt: 9_999 }, 'admin', 'user.update');
     t.match(
-      s.users.get('bob'),
+      await s.users.get('bob'),
       { passwordHash: 'new-hash', groups: [], email: null, createdAt: 1_000 },
       'an update keeps the creation time',
     );
-    t.equal(s.users.remove('alice', 'admin'), true);
-    t.equal(s.users.remove('alice', 'admin'), false, 'already gone');
-    t.equal(s.users.get('alice'), undefined);
+    t.equal(await s.users.remove('alice', 'admin'), true);
+    t.equal(await s.users.remove('alice', 'admin'), false, 'already gone');
+    t.equal(await s.users.get('alice'), undefined);
     t.same(
-      s.audit.list().map((a) => [a.action, a.actor, a.details['username']]),
+      (await s.audit.list()).map((a) => [a.action, a.actor, a.details['username']]),
       [
         ['user.remove', 'admin', 'alice'],
         ['user.update', 'admin', 'bob'],
@@ -361,17 +381,17 @@ export function storeContract(t: Test, newStore: NewStore): void {
 
   t.test('users: a TOTP step is accepted once, per user, across connections', async (t) => {
     const open = newStore(t);
-    const a = opened(t, open);
-    const b = opened(t, open);
-    t.equal(a.users.acceptTotpStep('bob', 1_000), true);
-    t.equal(b.users.acceptTotpStep('bob', 1_000), false, 'the same step elsewhere');
-    t.equal(a.users.acceptTotpStep('bob', 999), false, 'an earlier step');
-    t.equal(b.users.acceptTotpStep('bob', 1_001), true, 'the next step');
-    t.equal(a.users.acceptTotpStep('alice', 1_000), true, 'users are separate');
+    const a = await opened(t, open);
+    const b = await opened(t, open);
+    t.equal(await a.users.acceptTotpStep('bob', 1_000), true);
+    t.equal(await b.users.acceptTotpStep('bob', 1_000), false, 'the same step elsewhere');
+    t.equal(await a.users.acceptTotpStep('bob', 999), false, 'an earlier step');
+    t.equal(await b.users.acceptTotpStep('bob', 1_001), true, 'the next step');
+    t.equal(await a.users.acceptTotpStep('alice', 1_000), true, 'users are separate');
   });
 
   t.test('sign-in log: recorded in order, paged by id', async (t) => {
-    const s = opened(t, newStore(t));
+    const s = await opened(t, newStore(t));
     const entry = (n: number) => ({
       at: n,
       requestId: `r-${n}`,
@@ -385,9 +405,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
       policies: [{ name: 'p', result: 'allow' }],
       risk: null,
     });
-    for (let n = 1; n <= 5; n++) s.signIns.record(entry(n));
-    s.signIns.record({ ...entry(6), userAgent: 'x'.repeat(2_000) });
-    const all = s.signIns.list();
+    for (let n = 1; n <= 5; n++) await s.signIns.record(entry(n));
+    await s.signIns.record({ ...entry(6), userAgent: 'x'.repeat(2_000) });
+    const all = await s.signIns.list();
     t.same(
       all.map((e) => e.at),
       [1, 2, 3, 4, 5, 6],
@@ -395,64 +415,114 @@ export function storeContract(t: Test, newStore: NewStore): void {
     );
     t.match(all[1], { ...entry(2), id: Number });
     t.equal(all[5]?.userAgent?.length, 512, 'the user agent is cut to 512 characters');
-    const first = s.signIns.list(2);
+    const first = await s.signIns.list(2);
     t.same(
       first.map((e) => e.at),
       [1, 2],
     );
     t.same(
-      s.signIns.list(2, first[1]!.id).map((e) => e.at),
+      (await s.signIns.list(2, first[1]!.id)).map((e) => e.at),
       [3, 4],
       'the next page starts after the last id',
     );
-    t.same(s.signIns.list(10, all[5]!.id), [], 'nothing after the last');
+    t.same(await s.signIns.list(10, all[5]!.id), [], 'nothing after the last');
   });
 
   t.test('identity-provider artifacts: find, consume, expiry, grants', async (t) => {
-    const s = opened(t, newStore(t));
-    s.idpArtifacts.upsert('Session', 's1', { uid: 'u1', accountId: 'alice' }, undefined);
-    s.idpArtifacts.upsert('DeviceCode', 'd1', { userCode: 'ABCD-EFGH', grantId: 'g1' }, 600);
-    s.idpArtifacts.upsert('AccessToken', 't1', { grantId: 'g1' }, 600);
-    s.idpArtifacts.upsert('AccessToken', 't2', { grantId: 'g2' }, 600);
-    s.idpArtifacts.upsert('AuthorizationCode', 'old', { grantId: 'g3' }, -1); // expired when stored
-    t.same(s.idpArtifacts.find('Session', 'id', 's1'), { uid: 'u1', accountId: 'alice' });
-    t.same(s.idpArtifacts.find('Session', 'uid', 'u1'), { uid: 'u1', accountId: 'alice' });
-    t.same(s.idpArtifacts.find('DeviceCode', 'userCode', 'ABCD-EFGH'), { userCode: 'ABCD-EFGH', grantId: 'g1' });
-    t.equal(s.idpArtifacts.find('Grant', 'id', 's1'), undefined, 'models are separate');
-    t.equal(s.idpArtifacts.find('AuthorizationCode', 'id', 'old'), undefined, 'an expired artifact is not found');
+    const s = await opened(t, newStore(t));
+    await s.idpArtifacts.upsert('Session', 's1', { uid: 'u1', accountId: 'alice' }, undefined);
+    await s.idpArtifacts.upsert('DeviceCode', 'd1', { userCode: 'ABCD-EFGH', grantId: 'g1' }, 600);
+    await s.idpArtifacts.upsert('AccessToken', 't1', { grantId: 'g1' }, 600);
+    await s.idpArtifacts.upsert('AccessToken', 't2', { grantId: 'g2' }, 600);
+    await s.idpArtifacts.upsert('AuthorizationCode', 'old', { grantId: 'g3' }, -1); // expired when stored
+    t.same(await s.idpArtifacts.find('Session', 'id', 's1'), { uid: 'u1', accountId: 'alice' });
+    t.same(await s.idpArtifacts.find('Session', 'uid', 'u1'), { uid: 'u1', accountId: 'alice' });
+    t.same(await s.idpArtifacts.find('DeviceCode', 'userCode', 'ABCD-EFGH'), { userCode: 'ABCD-EFGH', grantId: 'g1' });
+    t.equal(await s.idpArtifacts.find('Grant', 'id', 's1'), undefined, 'models are separate');
+    t.equal(await s.idpArtifacts.find('AuthorizationCode', 'id', 'old'), undefined, 'an expired artifact is not found');
 
-    s.idpArtifacts.upsert('Session', 's1', { uid: 'u2', accountId: 'alice' }, undefined);
-    t.equal(s.idpArtifacts.find('Session', 'uid', 'u1'), undefined, 'an upsert replaces the lookup fields');
-    t.same(s.idpArtifacts.find('Session', 'uid', 'u2'), { uid: 'u2', accountId: 'alice' });
+    await s.idpArtifacts.upsert('Session', 's1', { uid: 'u2', accountId: 'alice' }, undefined);
+    t.equal(await s.idpArtifacts.find('Session', 'uid', 'u1'), undefined, 'an upsert replaces the lookup fields');
+    t.same(await s.idpArtifacts.find('Session', 'uid', 'u2'), { uid: 'u2', accountId: 'alice' });
 
     const before = Math.floor(Date.now() / 1000);
-    s.idpArtifacts.consume('AccessToken', 't2');
-    const consumed = s.idpArtifacts.find('AccessToken', 'id', 't2')?.['consumed'];
+    await s.idpArtifacts.consume('AccessToken', 't2');
+    const consumed = (await s.idpArtifacts.find('AccessToken', 'id', 't2'))?.['consumed'];
     t.ok(typeof consumed === 'number' && consumed >= before, 'consume marks it, in seconds');
-    s.idpArtifacts.consume('AccessToken', 'nothing'); // no throw
+    await s.idpArtifacts.consume('AccessToken', 'nothing'); // no throw
 
-    s.idpArtifacts.revokeByGrantId('g1');
-    t.equal(s.idpArtifacts.find('AccessToken', 'id', 't1'), undefined, 'a revoked grant takes its tokens');
-    t.equal(s.idpArtifacts.find('DeviceCode', 'id', 'd1'), undefined);
-    t.ok(s.idpArtifacts.find('AccessToken', 'id', 't2'), 'other grants stay');
-    s.idpArtifacts.destroy('AccessToken', 't2');
-    t.equal(s.idpArtifacts.find('AccessToken', 'id', 't2'), undefined);
-    s.idpArtifacts.purgeExpired();
-    t.ok(s.idpArtifacts.find('Session', 'id', 's1'), 'purging keeps what has not expired');
+    await s.idpArtifacts.revokeByGrantId('g1');
+    t.equal(await s.idpArtifacts.find('AccessToken', 'id', 't1'), undefined, 'a revoked grant takes its tokens');
+    t.equal(await s.idpArtifacts.find('DeviceCode', 'id', 'd1'), undefined);
+    t.ok(await s.idpArtifacts.find('AccessToken', 'id', 't2'), 'other grants stay');
+    await s.idpArtifacts.destroy('AccessToken', 't2');
+    t.equal(await s.idpArtifacts.find('AccessToken', 'id', 't2'), undefined);
+    await s.idpArtifacts.purgeExpired();
+    t.ok(await s.idpArtifacts.find('Session', 'id', 's1'), 'purging keeps what has not expired');
   });
 
-  t.test('change detection: generation and data version', async (t) => {
+  t.test('change detection: generation and change feed', async (t) => {
     const open = newStore(t);
-    const a = opened(t, open);
-    const b = opened(t, open);
+    const a = await opened(t, open);
+    const b = await opened(t, open);
     const gen = a.generation;
     a.bumpGeneration();
     t.equal(a.generation, gen + 1);
-    const v = a.dataVersion();
-    t.equal(a.dataVersion(), v, 'stable while nothing changes');
-    b.connectors.register(connector('c-a', 'edge', 'AA01'));
-    t.not(a.dataVersion(), v, 'a commit by another connection changes it');
-    a.close();
-    a.close(); // idempotent
+    const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
+    const stop = a.onChange((topics) => seen.push(topics), 10);
+    await b.connectors.register(connector('c-a', 'edge', 'AA01'));
+    const deadline = Date.now() + 3000;
+    while (!seen.some((x) => x === 'all' || x.has('connectors')) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    t.ok(
+      seen.some((x) => x === 'all' || x.has('connectors')),
+      'a commit by another connection is reported',
+    );
+    stop();
+    t.ok(a.reachable());
+    await a.close();
+    await a.close(); // idempotent
+  });
+
+  t.test('replicas: heartbeat, live set, leaving', async (t) => {
+    const s = await opened(t, newStore(t));
+    await s.replicas.heartbeat({ id: 'r1', connectorApiUrl: 'https://r1:8444/', version: '1' }, 10_000);
+    await s.replicas.heartbeat({ id: 'r2', connectorApiUrl: 'https://r2:8444/', version: '1' }, 11_000);
+    t.match(await s.replicas.live(12_000, 5_000), [
+      { id: 'r1', connectorApiUrl: 'https://r1:8444/', startedAt: 10_000, heartbeatAt: 10_000 },
+      { id: 'r2', startedAt: 11_000 },
+    ]);
+    await s.replicas.heartbeat({ id: 'r1', connectorApiUrl: 'https://r1:9444/', version: '2' }, 14_000);
+    t.match(
+      await s.replicas.live(16_500, 5_000),
+      [{ id: 'r1', connectorApiUrl: 'https://r1:9444/', version: '2', startedAt: 10_000, heartbeatAt: 14_000 }],
+      'a replica that stopped heartbeating has left; a heartbeat keeps startedAt and updates the URL',
+    );
+    await s.replicas.remove('r1');
+    t.same(await s.replicas.live(16_500, 5_000), [], 'a replica stopping leaves at once');
+  });
+
+  t.test('secrets: first writer wins, put replaces and is audited', async (t) => {
+    const open = newStore(t);
+    const s = await opened(t, open);
+    const other = await opened(t, open);
+    t.equal(await s.secrets.get('ca'), undefined);
+    const [x, y] = await Promise.all([s.secrets.putIfAbsent('ca', 'one'), other.secrets.putIfAbsent('ca', 'two')]);
+    t.equal(x, y, 'two replicas starting together agree on one value');
+    t.equal(await s.secrets.get('ca'), x);
+    await s.secrets.put('ca', 'three', 'test');
+    t.equal(await other.secrets.get('ca'), 'three');
+    t.same(await s.secrets.list(), [{ name: 'ca', value: 'three' }]);
+    t.match(await s.audit.list(1), [{ actor: 'test', action: 'secret.put', details: { name: 'ca' } }]);
+    t.notMatch(JSON.stringify(await s.audit.list()), /three/, 'the audit row never holds the value');
+  });
+
+  t.test('keys: every key can be re-wrapped in place', async (t) => {
+    const s = await opened(t, newStore(t));
+    await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
+    await s.keys.add({ kid: 'k2', purpose: 'assertion', material: 'm2' }, 'test', 2_000);
+    t.same((await s.keys.all()).map((k) => k.kid).sort(), ['k1', 'k2']);
+    await s.keys.setMaterial('k1', 'wrapped-m1');
+    t.match(await s.keys.list('session'), [{ kid: 'k1', material: 'wrapped-m1', createdAt: 1_000, retiredAt: null }]);
   });
 }

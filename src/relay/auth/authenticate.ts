@@ -68,7 +68,7 @@ export class Authentication {
       this.deps.log.info({ app: app.name, reason: result.reason }, 'session cookie refused');
       return undefined;
     }
-    if (!this.deps.store.sessions.isActive(result.session.sid, now)) {
+    if (!(await this.deps.store.sessions.isActive(result.session.sid, now))) {
       this.deps.log.info({ app: app.name, sid: result.session.sid }, 'session revoked or unknown');
       return undefined;
     }
@@ -90,7 +90,7 @@ export class Authentication {
     }
     // A token from a provider session someone signed out of here ends with it, expired or not.
     const providerSid = claims.payload['sid'];
-    if (typeof providerSid === 'string' && this.deps.store.sessions.providerSessionEnded(providerSid, now)) {
+    if (typeof providerSid === 'string' && (await this.deps.store.sessions.providerSessionEnded(providerSid, now))) {
       throw new ProxyctlError(
         'ERR_SIGNIN_REQUIRED',
         `The sign-in session this token was issued in has been signed out. Get a new token for ${app.name}.`,

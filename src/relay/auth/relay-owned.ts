@@ -140,9 +140,9 @@ export class RelayOwned {
     const s = await this.deps.authentication.sessionFrom(req, app);
     if (s) {
       const now = this.deps.now();
-      this.deps.store.sessions.revoke(s.sid, now);
+      await this.deps.store.sessions.revoke(s.sid, now);
       if (s.providerSid)
-        markProviderSignedOut(this.deps.store.sessions, this.deps.log, {
+        await markProviderSignedOut(this.deps.store.sessions, this.deps.log, {
           providerSid: s.providerSid,
           app: app.name,
           now,

@@ -23,27 +23,31 @@ export class SignInLog {
   ): void {
     const ip = clientAddress(req);
     try {
-      this.deps.store.signIns.record({
-        at: this.deps.now(),
-        requestId,
-        app: app.name,
-        subject: who?.sub ?? null,
-        ip,
-        country: countryOf(ip) ?? null,
-        userAgent: req.headers['user-agent'] ?? null,
-        result,
-        reason: reason ?? null,
-        policies:
-          decision?.policies.map((p) => ({
-            name: p.name,
-            state: p.state,
-            applies: p.applies,
-            outcome: p.outcome,
-            why: p.why,
-            missing: p.missing,
-          })) ?? [],
-        risk: 'none',
-      });
+      this.deps.store.signIns
+        .record({
+          at: this.deps.now(),
+          requestId,
+          app: app.name,
+          subject: who?.sub ?? null,
+          ip,
+          country: countryOf(ip) ?? null,
+          userAgent: req.headers['user-agent'] ?? null,
+          result,
+          reason: reason ?? null,
+          policies:
+            decision?.policies.map((p) => ({
+              name: p.name,
+              state: p.state,
+              applies: p.applies,
+              outcome: p.outcome,
+              why: p.why,
+              missing: p.missing,
+            })) ?? [],
+          risk: 'none',
+        })
+        .catch((err: unknown) =>
+          this.deps.log.error({ request_id: requestId, err: (err as Error).message }, 'cannot record sign-in'),
+        );
     } catch (err) {
       this.deps.log.error({ request_id: requestId, err: (err as Error).message }, 'cannot record sign-in');
     }

@@ -65,12 +65,12 @@ export class SignIn {
       ...(opts.stepUp ? { stepUp: opts.stepUp } : {}),
     });
     const now = this.deps.now();
-    this.deps.store.sessions.purgeSigninStates(now - STATE_TTL_MS);
+    await this.deps.store.sessions.purgeSigninStates(now - STATE_TTL_MS);
     if (now - this.lastSessionPurge > SESSION_PURGE_EVERY_MS) {
       this.lastSessionPurge = now;
-      this.deps.store.sessions.purge(now);
+      await this.deps.store.sessions.purge(now);
     }
-    this.deps.store.sessions.putSigninState({
+    await this.deps.store.sessions.putSigninState({
       state,
       app: app.name,
       nonce,
@@ -106,7 +106,7 @@ export class SignIn {
         { status: 400, details: { app: app.name } },
       );
     }
-    const saved = this.deps.store.sessions.takeSigninState(state);
+    const saved = await this.deps.store.sessions.takeSigninState(state);
     if (!saved || saved.app !== app.name || saved.createdAt < this.deps.now() - STATE_TTL_MS) {
       throw new ProxyctlError(
         'ERR_SIGNIN_STATE',
@@ -168,7 +168,7 @@ export class SignIn {
       ip,
       providerSid,
     };
-    this.deps.store.sessions.create({
+    await this.deps.store.sessions.create({
       sid: session.sid,
       app: app.name,
       subject: identity.sub,

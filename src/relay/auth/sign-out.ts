@@ -94,10 +94,10 @@ export function markProviderSignedOut(
   sessions: SessionRepo,
   log: Logger,
   m: { providerSid: string; app: string; now: number },
-): void {
-  try {
-    sessions.endProviderSession(m.providerSid, m.now, m.now + PROVIDER_TOKEN_MAX_MS);
-  } catch (err) {
-    log.warn({ app: m.app, err: (err as Error).message }, 'cannot record the signed-out provider session');
-  }
+): Promise<void> {
+  return sessions
+    .endProviderSession(m.providerSid, m.now, m.now + PROVIDER_TOKEN_MAX_MS)
+    .catch((err: unknown) =>
+      log.warn({ app: m.app, err: (err as Error).message }, 'cannot record the signed-out provider session'),
+    );
 }

@@ -18,12 +18,18 @@ export interface ConnectorIdentity {
  */
 const verified = new WeakMap<TLSSocket, { id: ConnectorIdentity; generation: number; until: number }>();
 
-export function authenticateConnector(socket: TLSSocket, store: Store, now = Date.now()): ConnectorIdentity {
+export async function authenticateConnector(
+  socket: TLSSocket,
+  store: Store,
+  now = Date.now(),
+): Promise<ConnectorIdentity> {
   const hit = verified.get(socket);
   if (hit && hit.generation === store.generation && hit.until > now) return hit.id;
-  const id = checkConnector(socket, store, now);
+  const id = await checkConnector(socket, store, now);
   // A renewed certificate in use ends the grace of the ones it replaced (this bumps the generation).
-  if (id.certificate.revokedAt === null) store.connectors.retireSuperseded(id.connector.id, now);
+  // Not awaited: the old certificates' grace ends anyway, and an unreachable store must not refuse the new one.
+  if (id.certificate.revokedAt === null)
+    store.connectors.retireSuperseded(id.connector.id, now).catch(() => undefined);
   verified.set(socket, {
     id,
     generation: store.generation,
@@ -32,7 +38,7 @@ export function authenticateConnector(socket: TLSSocket, store: Store, now = Dat
   return id;
 }
 
-function checkConnector(socket: TLSSocket, store: Store, now: number): ConnectorIdentity {
+async function checkConnector(socket: TLSSocket, store: Store, now: number): Promise<ConnectorIdentity> {
   const peer = socket.getPeerCertificate();
   if (!peer || Object.keys(peer).length === 0) {
     throw new ProxyctlError('ERR_CERT_REQUIRED', 'a connector client certificate is required for this call', {
@@ -51,11 +57,11 @@ function checkConnector(socket: TLSSocket, store: Store, now: number): Connector
     );
   }
   const serial = normalizeSerial(peer.serialNumber);
-  const certificate = store.connectors.getCertificate(serial);
+  const certificate = await store.connectors.getCertificate(serial);
   if (!certificate) {
     throw new ProxyctlError('ERR_CERT_UNKNOWN', `certificate ${serial} is not known to this relay`, { status: 401 });
   }
-  const connector = store.connectors.get(certificate.connectorId);
+  const connector = await store.connectors.get(certificate.connectorId);
   // A revocation time still ahead is a renewal's grace period: the old certificate works until then.
   if (!connector || connector.revokedAt !== null) {
     throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${certificate.connectorId} has been revoked`, {

@@ -90,15 +90,15 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     const limit = deps.config().connectorApi.maxBodyBytes;
     const data = parseDataPath(url.pathname, API.requests);
     if (data) {
-      const who = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+      const who = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
       return deps.dataPlane.handle(req, res, who, data.id, data.action);
     }
     switch (route) {
       case `POST ${API.register}`:
         return register(req, res, requestId, limit);
       case `GET ${API.config}`: {
-        const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
-        deps.store.connectors.touch(id.connector.id, versionOf(req), now());
+        const id = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
+        await deps.store.connectors.touch(id.connector.id, versionOf(req), now());
         return sendJson(res, 200, buildConnectorConfig(deps.config(), id.connector, id.certificate), requestId);
       }
       case `GET ${API.identity}`:
@@ -145,7 +145,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
   }
 
   async function renew(req: IncomingMessage, res: ServerResponse, requestId: string, limit: number): Promise<void> {
-    const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+    const id = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
     const body = await readJsonBody(req, limit);
     const { csr }: RenewRequest = { csr: field(body, 'csr', MAX_CSR) };
     const issued = await deps.ca.signConnectorCsr(csr, {
@@ -153,7 +153,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       lifetimeMs: deps.config().connectors.certificateLifetimeMs,
     });
     const issuedAt = now();
-    deps.store.connectors.recordRenewal({
+    await deps.store.connectors.recordRenewal({
       connectorId: id.connector.id,
       oldSerial: id.certificate.serial,
       serial: issued.serial,
@@ -182,8 +182,8 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
   }
 
   /** Channels a renewal superseded: true when the certificate that opened it was replaced (retired, or in its grace). */
-  function superseded(ch: Channel): boolean {
-    return (deps.store.connectors.getCertificate(ch.serial)?.revokedAt ?? null) !== null;
+  async function superseded(ch: Channel): Promise<boolean> {
+    return ((await deps.store.connectors.getCertificate(ch.serial))?.revokedAt ?? null) !== null;
   }
 
   /**
@@ -194,43 +194,53 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
   function closeSupersededChannelsLater(connectorId: string): void {
     const timer = clock.setTimeout(() => {
       graceTimers.delete(timer);
-      for (const ch of deps.channels.byConnector(connectorId)) {
-        if (!superseded(ch)) continue;
-        deps.log.info(
-          { connector_id: connectorId, channel_id: ch.id, serial: ch.serial },
-          'closing a channel opened with a replaced certificate',
-        );
-        ch.ws.close(CLOSE.replaced, 'certificate replaced by a renewal');
-        clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
-      }
+      closeSuperseded(connectorId).catch((err: unknown) =>
+        deps.log.warn({ connector_id: connectorId, err: (err as Error).message }, 'cannot check replaced channels'),
+      );
     }, graceMs);
     timer.unref();
     graceTimers.add(timer);
   }
 
+  async function closeSuperseded(connectorId: string): Promise<void> {
+    for (const ch of deps.channels.byConnector(connectorId)) {
+      if (!(await superseded(ch))) continue;
+      deps.log.info(
+        { connector_id: connectorId, channel_id: ch.id, serial: ch.serial },
+        'closing a channel opened with a replaced certificate',
+      );
+      ch.ws.close(CLOSE.replaced, 'certificate replaced by a renewal');
+      clock.setTimeout(() => ch.ws.terminate(), 1000).unref();
+    }
+  }
+
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    void upgrade(req, socket, head);
+  });
+
+  async function upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     const requestId = randomUUID();
     socket.on('error', () => socket.destroy());
     try {
       const url = new URL(req.url ?? '/', 'https://relay.invalid');
       const data = parseDataPath(url.pathname, API.requests);
       if (data?.action === 'upgrade') {
-        const who = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+        const who = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
         deps.dataPlane.tunnel(req, socket, head, who, data.id);
         return;
       }
       if (url.pathname !== API.channel)
         throw new ProxyctlError('ERR_NOT_FOUND', `no such endpoint: ${url.pathname}`, { status: 404 });
-      const id = authenticateConnector(req.socket as TLSSocket, deps.store, now());
+      const id = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
+      // The connector reconnected with its current certificate: send nothing new on channels of a replaced one.
+      const replaced =
+        id.certificate.revokedAt === null ? await supersededChannels(id.connector.id) : ([] as Channel[]);
       wss.handleUpgrade(req, socket, head, (ws) => {
         const version = versionOf(req) ?? 'unknown';
         // A channel lives no longer than its certificate is accepted (a replaced one: until its grace ends).
         const until = Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity);
         const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, until);
-        if (id.certificate.revokedAt === null) {
-          // The connector reconnected with its current certificate: send nothing new on channels of a replaced one.
-          for (const old of deps.channels.byConnector(id.connector.id)) if (superseded(old)) old.draining = true;
-        }
+        for (const old of replaced) old.draining = true;
         ws.on('message', (data, isBinary) => {
           // A frame outside the contract is a protocol error: the channel is closed, not guessed at.
           const error = isBinary
@@ -249,7 +259,11 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
           deps.log.warn({ connector_id: ch.connectorId, channel_id: ch.id, err: err.message }, 'channel error'),
         );
         deps.channels.add(ch);
-        deps.store.connectors.touch(id.connector.id, version, now());
+        deps.store.connectors
+          .touch(id.connector.id, version, now())
+          .catch((err: unknown) =>
+            deps.log.warn({ connector_id: id.connector.id, err: (err as Error).message }, 'cannot record channel'),
+          );
         ch.send({
           type: 'hello',
           connectorId: id.connector.id,
@@ -262,7 +276,13 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       deps.log.warn({ request_id: requestId, code: e.code, status: e.status }, `channel refused: ${e.message}`);
       renderRaw(socket, e, requestId, { json: true });
     }
-  });
+  }
+
+  async function supersededChannels(connectorId: string): Promise<Channel[]> {
+    const out: Channel[] = [];
+    for (const ch of deps.channels.byConnector(connectorId)) if (await superseded(ch)) out.push(ch);
+    return out;
+  }
 
   /** Acts on a text frame; returns what is wrong with it, if anything. */
   function controlMessage(ch: Channel, text: string): string | undefined {

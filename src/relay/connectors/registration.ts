@@ -46,7 +46,7 @@ export async function issueConnectorIdentity(
     lifetimeMs: deps.config().connectors.certificateLifetimeMs,
   });
   const now = deps.now();
-  deps.store.connectors.register({
+  await deps.store.connectors.register({
     id: connectorId,
     name: req.name,
     group: req.group,
@@ -55,7 +55,7 @@ export async function issueConnectorIdentity(
     issuedAt: now,
     notAfter: issued.notAfter.getTime(),
   });
-  deps.store.connectors.touch(connectorId, req.version.slice(0, 64), now);
+  await deps.store.connectors.touch(connectorId, req.version.slice(0, 64), now);
   deps.log.info(
     { request_id: requestId, connector_id: connectorId, group: req.group, actor, serial: issued.serial },
     'connector registered',

@@ -23,7 +23,7 @@ export function writeAudit(
 export class SqliteAuditLog implements AuditLog {
   constructor(private readonly db: SqliteDatabase) {}
 
-  list(limit = 100): AuditEntry[] {
+  async list(limit = 100): Promise<AuditEntry[]> {
     const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as {
       id: number;
       at: number;

@@ -41,7 +41,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     private readonly changed: () => void,
   ) {}
 
-  register(input: NewConnector): ConnectorRecord {
+  async register(input: NewConnector): Promise<ConnectorRecord> {
     // immediate: two relays cannot both find a name free
     this.db.transaction(
       'register connector',
@@ -67,7 +67,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
       'immediate',
     );
     this.changed();
-    return this.get(input.id)!;
+    return this.byId(input.id)!;
   }
 
   /** A live connector's name is unique (ignoring case) and never a connector id, so a name given to `revoke` means one connector. */
@@ -86,9 +86,9 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     }
   }
 
-  recordRenewal(input: Renewal): void {
+  async recordRenewal(input: Renewal): Promise<void> {
     this.db.transaction('record renewal', () => {
-      const c = this.get(input.connectorId);
+      const c = this.byId(input.connectorId);
       if (!c || c.revokedAt !== null)
         throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
       this.db
@@ -111,9 +111,9 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     this.changed();
   }
 
-  revoke(idOrName: string, actor: string, now = Date.now()): ConnectorRecord {
+  async revoke(idOrName: string, actor: string, now = Date.now()): Promise<ConnectorRecord> {
     const out = this.db.transaction('revoke connector', () => {
-      const c = this.find(idOrName);
+      const c = this.findSync(idOrName);
       if (c.revokedAt === null) {
         this.db.stmt(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
         const certs = this.db
@@ -123,17 +123,21 @@ export class SqliteConnectorRepo implements ConnectorRepo {
           .run(now, c.id, now);
         writeAudit(this.db, actor, 'connector.revoke', c.id, { name: c.name, certificates: certs.changes }, now);
       }
-      return this.get(c.id)!;
+      return this.byId(c.id)!;
     });
     this.changed();
     return out;
   }
 
-  find(idOrName: string): ConnectorRecord {
+  async find(idOrName: string): Promise<ConnectorRecord> {
+    return this.findSync(idOrName);
+  }
+
+  private findSync(idOrName: string): ConnectorRecord {
     const prefixed = /^(id|name):(.*)$/s.exec(idOrName);
     const kind = prefixed?.[1] ?? 'any';
     const key = prefixed?.[2] ?? idOrName;
-    const byId = kind === 'name' ? undefined : this.get(key);
+    const byId = kind === 'name' ? undefined : this.byId(key);
     const rows =
       kind === 'id'
         ? []
@@ -168,12 +172,16 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     );
   }
 
-  get(id: string): ConnectorRecord | undefined {
+  async get(id: string): Promise<ConnectorRecord | undefined> {
+    return this.byId(id);
+  }
+
+  private byId(id: string): ConnectorRecord | undefined {
     const row = this.db.stmt(`SELECT * FROM connectors WHERE id = ?`).get(id) as ConnectorRow | undefined;
     return row ? toConnector(row) : undefined;
   }
 
-  getCertificate(serial: string): CertificateRecord | undefined {
+  async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
     const row = this.db
       .stmt(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`)
       .get(serial) as
@@ -198,13 +206,13 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     );
   }
 
-  touch(connectorId: string, version: string | null, now = Date.now()): void {
+  async touch(connectorId: string, version: string | null, now = Date.now()): Promise<void> {
     this.db
       .stmt(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`)
       .run(now, version, connectorId);
   }
 
-  list(): ConnectorListing[] {
+  async list(): Promise<ConnectorListing[]> {
     const rows = this.db
       .stmt(
         `
@@ -217,7 +225,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));
   }
 
-  revokedAmong(serials: readonly string[]): Set<string> {
+  async revokedAmong(serials: readonly string[]): Promise<Set<string>> {
     const out = new Set<string>();
     const stmt = this.db.stmt(
       `SELECT c.revoked_at FROM certificates k JOIN connectors c ON c.id = k.connector_id WHERE k.serial = ?`,
@@ -229,7 +237,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     return out;
   }
 
-  retireSuperseded(connectorId: string, now = Date.now()): number {
+  async retireSuperseded(connectorId: string, now = Date.now()): Promise<number> {
     const pending = this.db
       .stmt(`SELECT serial FROM certificates WHERE connector_id = ? AND revoked_at > ?`)
       .all(connectorId, now) as { serial: string }[];

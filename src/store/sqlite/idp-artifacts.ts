@@ -10,7 +10,7 @@ const COLUMN: Record<IdpArtifactKey, string> = { id: 'id', uid: 'uid', userCode:
 export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
-  upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): void {
+  async upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void> {
     const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
     this.db
       .stmt(
@@ -29,7 +29,11 @@ export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
       );
   }
 
-  find(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined {
+  async find(model: string, by: IdpArtifactKey, value: string): Promise<Record<string, unknown> | undefined> {
+    return this.findSync(model, by, value);
+  }
+
+  private findSync(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined {
     const row = this.db
       .stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${COLUMN[by]} = ?`)
       .get(model, value) as { payload: string; expires_at: number | null } | undefined;
@@ -37,22 +41,22 @@ export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
     return JSON.parse(row.payload) as Record<string, unknown>;
   }
 
-  consume(model: string, id: string): void {
-    const row = this.find(model, 'id', id);
+  async consume(model: string, id: string): Promise<void> {
+    const row = this.findSync(model, 'id', id);
     if (!row) return;
     row['consumed'] = Math.floor(Date.now() / 1000);
     this.db.stmt(`UPDATE idp_artifacts SET payload = ? WHERE model = ? AND id = ?`).run(JSON.stringify(row), model, id);
   }
 
-  destroy(model: string, id: string): void {
+  async destroy(model: string, id: string): Promise<void> {
     this.db.stmt(`DELETE FROM idp_artifacts WHERE model = ? AND id = ?`).run(model, id);
   }
 
-  revokeByGrantId(grantId: string): void {
+  async revokeByGrantId(grantId: string): Promise<void> {
     this.db.stmt(`DELETE FROM idp_artifacts WHERE grant_id = ?`).run(grantId);
   }
 
-  purgeExpired(): void {
+  async purgeExpired(): Promise<void> {
     this.db.stmt(`DELETE FROM idp_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?`).run(Date.now());
   }
 }

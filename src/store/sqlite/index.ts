@@ -1,17 +1,19 @@
 // The SQLite store: one WAL database in the data directory (proxyctl.db, owner-only),
 // shared by the aggregates; the admin CLI and the relay may have it open at once.
 import { existsSync } from 'node:fs';
-import type { Store } from '../types.js';
+import type { Store, StoreTopic } from '../types.js';
 import { SqliteAuditLog } from './audit.js';
 import { SqliteConnectorRepo } from './connectors.js';
 import { SqliteDatabase, databaseFile } from './database.js';
 import { SqliteIdpArtifactRepo } from './idp-artifacts.js';
 import { SqliteKeyRepo } from './keys.js';
+import { SqliteReplicaRepo, SqliteSecretRepo } from './replicas.js';
 import { SqliteSessionRepo } from './sessions.js';
 import { SqliteSignInLog } from './sign-ins.js';
 import { SqliteUserRepo } from './users.js';
 
 class SqliteStore implements Store {
+  readonly kind = 'sqlite';
   readonly connectors: SqliteConnectorRepo;
   readonly audit: SqliteAuditLog;
   readonly keys: SqliteKeyRepo;
@@ -19,6 +21,8 @@ class SqliteStore implements Store {
   readonly signIns: SqliteSignInLog;
   readonly users: SqliteUserRepo;
   readonly idpArtifacts: SqliteIdpArtifactRepo;
+  readonly replicas: SqliteReplicaRepo;
+  readonly secrets: SqliteSecretRepo;
   private gen = 0;
 
   constructor(private readonly db: SqliteDatabase) {
@@ -29,6 +33,8 @@ class SqliteStore implements Store {
     this.signIns = new SqliteSignInLog(db);
     this.users = new SqliteUserRepo(db);
     this.idpArtifacts = new SqliteIdpArtifactRepo(db);
+    this.replicas = new SqliteReplicaRepo(db);
+    this.secrets = new SqliteSecretRepo(db);
   }
 
   get generation(): number {
@@ -39,11 +45,31 @@ class SqliteStore implements Store {
     this.gen++;
   }
 
-  dataVersion(): number {
-    return this.db.dataVersion();
+  /**
+   * SQLite tells a connection only that another one committed (its data version), not
+   * what: every poll that sees it move reports 'all'.
+   */
+  onChange(listener: (topics: ReadonlySet<StoreTopic> | 'all') => void, pollMs = 500): () => void {
+    let seen = this.db.dataVersion();
+    const timer = setInterval(() => {
+      if (this.closed) return;
+      const v = this.db.dataVersion();
+      if (v === seen) return;
+      seen = v;
+      listener('all');
+    }, pollMs);
+    timer.unref();
+    return () => clearInterval(timer);
   }
 
-  close(): void {
+  reachable(): boolean {
+    return !this.closed;
+  }
+
+  private closed = false;
+
+  async close(): Promise<void> {
+    this.closed = true;
     this.db.close();
   }
 }

@@ -6,13 +6,23 @@ import type { SqliteDatabase } from './database.js';
 export class SqliteKeyRepo implements KeyRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
-  list(purpose: KeyPurpose): KeyRecord[] {
+  async list(purpose: KeyPurpose): Promise<KeyRecord[]> {
+    return this.select(`WHERE purpose = ?`, purpose);
+  }
+
+  async all(): Promise<KeyRecord[]> {
+    return this.select('');
+  }
+
+  async setMaterial(kid: string, material: string): Promise<void> {
+    this.db.stmt(`UPDATE keys SET material = ? WHERE kid = ?`).run(material, kid);
+  }
+
+  private select(where: string, ...params: string[]): KeyRecord[] {
     return (
       this.db
-        .stmt(
-          `SELECT kid, purpose, material, created_at, retired_at FROM keys WHERE purpose = ? ORDER BY created_at DESC, kid`,
-        )
-        .all(purpose) as {
+        .stmt(`SELECT kid, purpose, material, created_at, retired_at FROM keys ${where} ORDER BY created_at DESC, kid`)
+        .all(...params) as {
         kid: string;
         purpose: KeyPurpose;
         material: string;
@@ -28,7 +38,7 @@ export class SqliteKeyRepo implements KeyRepo {
     }));
   }
 
-  add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now = Date.now()): void {
+  async add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now = Date.now()): Promise<void> {
     this.db.transaction('add key', () => {
       this.db.stmt(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
       this.db
@@ -38,7 +48,7 @@ export class SqliteKeyRepo implements KeyRepo {
     });
   }
 
-  dropRetiredBefore(purpose: KeyPurpose, before: number): number {
+  async dropRetiredBefore(purpose: KeyPurpose, before: number): Promise<number> {
     return this.db
       .stmt(`DELETE FROM keys WHERE purpose = ? AND retired_at IS NOT NULL AND retired_at < ?`)
       .run(purpose, before).changes;

@@ -1,7 +1,7 @@
 // The SQLite schema, one entry per version: PRAGMA user_version counts the entries
 // applied. Append only; never edit an entry a released proxyctl has applied.
 
-export const SCHEMA_VERSION = 6;
+export const SCHEMA_VERSION = 7;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -108,4 +108,18 @@ export const MIGRATIONS: readonly string[] = [
      expires_at INTEGER NOT NULL
    );
    CREATE INDEX ended_provider_sessions_expires ON ended_provider_sessions(expires_at);`,
+  // Relays sharing the store (one row each, refreshed by heartbeat) and named shared
+  // secrets (the relay CA, the embedded provider's keys), wrapped by the caller.
+  `CREATE TABLE replicas (
+     id TEXT PRIMARY KEY,
+     connector_api_url TEXT NOT NULL,
+     version TEXT NOT NULL,
+     started_at INTEGER NOT NULL,
+     heartbeat_at INTEGER NOT NULL
+   );
+   CREATE TABLE secrets (
+     name TEXT PRIMARY KEY,
+     value TEXT NOT NULL,
+     updated_at INTEGER NOT NULL
+   );`,
 ];

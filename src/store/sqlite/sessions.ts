@@ -5,7 +5,7 @@ import type { SqliteDatabase } from './database.js';
 export class SqliteSessionRepo implements SessionRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
-  putSigninState(s: SigninState): void {
+  async putSigninState(s: SigninState): Promise<void> {
     this.db
       .stmt(
         `INSERT INTO signin_states (state, app, nonce, verifier, return_to, created_at, step_up) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -13,7 +13,7 @@ export class SqliteSessionRepo implements SessionRepo {
       .run(s.state, s.app, s.nonce, s.verifier, s.returnTo, s.createdAt, s.stepUp ? 1 : 0);
   }
 
-  takeSigninState(state: string): SigninState | undefined {
+  async takeSigninState(state: string): Promise<SigninState | undefined> {
     const row = this.db.transaction('take sign-in state', () => {
       const row = this.db.stmt(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
         | {
@@ -42,32 +42,32 @@ export class SqliteSessionRepo implements SessionRepo {
     );
   }
 
-  purgeSigninStates(olderThan: number): void {
+  async purgeSigninStates(olderThan: number): Promise<void> {
     this.db.stmt(`DELETE FROM signin_states WHERE created_at < ?`).run(olderThan);
   }
 
-  create(s: NewSession): void {
+  async create(s: NewSession): Promise<void> {
     this.db
       .stmt(`INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES (?, ?, ?, ?, ?, ?)`)
       .run(s.sid, s.app, s.subject, s.createdAt, s.expiresAt, s.clientIp);
   }
 
-  isActive(sid: string, now = Date.now()): boolean {
+  async isActive(sid: string, now = Date.now()): Promise<boolean> {
     const row = this.db.stmt(`SELECT revoked_at, expires_at FROM sessions WHERE sid = ?`).get(sid) as
       { revoked_at: number | null; expires_at: number } | undefined;
     return !!row && row.revoked_at === null && row.expires_at > now;
   }
 
-  revoke(sid: string, now = Date.now()): void {
+  async revoke(sid: string, now = Date.now()): Promise<void> {
     this.db.stmt(`UPDATE sessions SET revoked_at = ? WHERE sid = ? AND revoked_at IS NULL`).run(now, sid);
   }
 
-  purge(expiredBefore: number): void {
+  async purge(expiredBefore: number): Promise<void> {
     this.db.stmt(`DELETE FROM sessions WHERE expires_at < ?`).run(expiredBefore);
     this.db.stmt(`DELETE FROM ended_provider_sessions WHERE expires_at < ?`).run(expiredBefore);
   }
 
-  endProviderSession(sid: string, now: number, until: number): void {
+  async endProviderSession(sid: string, now: number, until: number): Promise<void> {
     this.db
       .stmt(
         `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)
@@ -76,7 +76,7 @@ export class SqliteSessionRepo implements SessionRepo {
       .run(sid, now, until);
   }
 
-  providerSessionEnded(sid: string, now = Date.now()): boolean {
+  async providerSessionEnded(sid: string, now = Date.now()): Promise<boolean> {
     return (
       this.db.stmt(`SELECT 1 FROM ended_provider_sessions WHERE sid = ? AND expires_at > ?`).get(sid, now) !== undefined
     );

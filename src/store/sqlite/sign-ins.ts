@@ -5,7 +5,7 @@ import type { SqliteDatabase } from './database.js';
 export class SqliteSignInLog implements SignInLog {
   constructor(private readonly db: SqliteDatabase) {}
 
-  record(e: Omit<SignInRecord, 'id'>): void {
+  async record(e: Omit<SignInRecord, 'id'>): Promise<void> {
     this.db
       .stmt(
         `INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
@@ -26,7 +26,7 @@ export class SqliteSignInLog implements SignInLog {
       );
   }
 
-  list(limit = 100, afterId = 0): SignInRecord[] {
+  async list(limit = 100, afterId = 0): Promise<SignInRecord[]> {
     const rows = this.db.stmt(`SELECT * FROM signins WHERE id > ? ORDER BY id LIMIT ?`).all(afterId, limit) as {
       id: number;
       at: number;

@@ -28,16 +28,16 @@ const toUser = (r: UserRow): UserRecord => ({
 export class SqliteUserRepo implements UserRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
-  get(username: string): UserRecord | undefined {
+  async get(username: string): Promise<UserRecord | undefined> {
     const r = this.db.stmt(`SELECT * FROM users WHERE username = ?`).get(username) as UserRow | undefined;
     return r && toUser(r);
   }
 
-  list(): UserRecord[] {
+  async list(): Promise<UserRecord[]> {
     return (this.db.stmt(`SELECT * FROM users ORDER BY username`).all() as UserRow[]).map(toUser);
   }
 
-  put(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): void {
+  async put(u: UserRecord, actor: string, action: 'user.add' | 'user.update'): Promise<void> {
     this.db.transaction('save user', () => {
       this.db
         .stmt(
@@ -51,7 +51,7 @@ export class SqliteUserRepo implements UserRepo {
     });
   }
 
-  remove(username: string, actor: string): boolean {
+  async remove(username: string, actor: string): Promise<boolean> {
     return this.db.transaction('remove user', () => {
       const n = this.db.stmt(`DELETE FROM users WHERE username = ?`).run(username).changes;
       if (n) writeAudit(this.db, actor, 'user.remove', null, { username }, Date.now());
@@ -59,7 +59,7 @@ export class SqliteUserRepo implements UserRepo {
     });
   }
 
-  acceptTotpStep(username: string, step: number): boolean {
+  async acceptTotpStep(username: string, step: number): Promise<boolean> {
     return (
       this.db
         .stmt(

@@ -80,7 +80,7 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   t.ok((await s.sessions.providerSessionEnded('p', 5)));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 8);
+  t.equal(check.pragma('user_version', { simple: true }), 7);
 });
 
 t.test('a store from a newer proxyctl is refused, untouched', async (t) => {

@@ -42,7 +42,7 @@ policies:
     });
     const totpSecret = newTotpSecret();
     const password = 'bob password 1';
-    h.relay.store.users.put(
+    await h.relay.store.users.put(
       {
         username: 'bob',
         passwordHash: await hashPassword(password),
@@ -109,7 +109,7 @@ policies:
     await page.waitForSelector('#who');
     t.equal(new URL(page.url()).hostname, 'secure.localhost', 'secure still open without a new sign-in');
 
-    const log = h.relay.store.signIns.list(100);
+    const log = await h.relay.store.signIns.list(100);
     t.ok(
       log.some((e) => e.app === 'secure' && e.result === 'stepUp'),
       'the step-up is in the sign-in log',

@@ -126,7 +126,7 @@ policies:
   });
 
   await t.test('sign-ins are recorded with each policy result', async (t) => {
-    const log = h.relay.store.signIns.list(1000);
+    const log = await h.relay.store.signIns.list(1000);
     const blocked = log.find((e) => e.result === 'failure' && e.ip === '127.0.0.2');
     t.ok(blocked, 'the denied sign-in is logged');
     t.match(blocked!.policies, [

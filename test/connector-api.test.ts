@@ -163,9 +163,9 @@ class Fixture {
   }
 
   /** Everything a request could store; lastSeen is left out because heartbeats of open channels move it. */
-  snapshot(): { connectors: unknown; audit: number } {
-    const connectors = this.relay.store.connectors.list().map(({ lastSeen: _seen, ...rest }) => rest);
-    return { connectors, audit: this.relay.store.audit.list(100_000).length };
+  async snapshot(): Promise<{ connectors: unknown; audit: number }> {
+    const connectors = (await this.relay.store.connectors.list()).map(({ lastSeen: _seen, ...rest }) => rest);
+    return { connectors, audit: (await this.relay.store.audit.list(100_000)).length };
   }
 
   /** Opens a control channel and waits for its first message (hello). */
@@ -314,7 +314,7 @@ async function rsa1024Csr(): Promise<string> {
 
 t.test('a genuine registration issues a client certificate and records it', async (t) => {
   const fx = await startRelay(t);
-  const auditBefore = fx.relay.store.audit.list(100_000).length;
+  const auditBefore = (await fx.relay.store.audit.list(100_000)).length;
   const { keyPem, csrPem } = await createKeyAndCsr('edge-1');
   const token = await idp.adminToken();
   const reply = await fx.register(token, { csr: csrPem, name: 'edge-1', group: 'default', version: 'test-1.0' });
@@ -345,7 +345,7 @@ t.test('a genuine registration issues a client certificate and records it', asyn
   t.equal(certificateInfo(body.certificate).serial, body.serial);
   t.equal(new Date(body.notAfter).getTime(), new Date(cert.validTo).getTime());
 
-  const listed = fx.relay.store.connectors.list();
+  const listed = await fx.relay.store.connectors.list();
   t.equal(listed.length, 1, 'one connector stored');
   t.match(listed[0], {
     id: body.connectorId,
@@ -355,12 +355,12 @@ t.test('a genuine registration issues a client certificate and records it', asyn
     revokedAt: null,
     version: 'test-1.0',
   });
-  t.match(fx.relay.store.connectors.getCertificate(body.serial), {
+  t.match(await fx.relay.store.connectors.getCertificate(body.serial), {
     connectorId: body.connectorId,
     kind: 'register',
     revokedAt: null,
   });
-  const audit = fx.relay.store.audit.list(100_000);
+  const audit = await fx.relay.store.audit.list(100_000);
   t.equal(audit.length, auditBefore + 1, 'one audit entry added');
   t.match(audit[0], {
     action: 'connector.register',
@@ -375,7 +375,7 @@ t.test('a genuine registration issues a client certificate and records it', asyn
   const group = await fx.register(await idp.adminToken(), { csr: (await createKeyAndCsr('x')).csrPem, name: 'edge-2' });
   t.equal(group.status, 201, 'group may be omitted');
   t.equal(
-    fx.relay.store.connectors.get(group.body['connectorId'] as string)?.group,
+    (await fx.relay.store.connectors.get(group.body['connectorId'] as string))?.group,
     'default',
     'and defaults to "default"',
   );
@@ -384,7 +384,7 @@ t.test('a genuine registration issues a client certificate and records it', asyn
 t.test('registration refusals store nothing', async (t) => {
   const fx = await startRelay(t);
   await fx.registerConnector(t, 'existing'); // the store is not empty, so "unchanged" means something
-  const before = fx.snapshot();
+  const before = await fx.snapshot();
   const { csrPem } = await createKeyAndCsr('edge');
   const good = { csr: csrPem, name: 'edge-1', group: 'default' };
   const admin = await idp.adminToken();
@@ -514,7 +514,7 @@ t.test('registration refusals store nothing', async (t) => {
     'slow chunked body over the limit',
   );
 
-  t.same(fx.snapshot(), before, 'no connector, certificate or audit entry was added');
+  t.same(await fx.snapshot(), before, 'no connector, certificate or audit entry was added');
 });
 
 t.test('a live connector name is unique and never an id (regression: duplicate connector names)', async (t) => {
@@ -522,7 +522,7 @@ t.test('a live connector name is unique and never an id (regression: duplicate c
   const admin = await idp.adminToken();
   const csr = async (): Promise<string> => (await createKeyAndCsr('x')).csrPem;
   const first = await fx.registerConnector(t, 'edge-1');
-  const before = fx.snapshot();
+  const before = await fx.snapshot();
   for (const [what, body] of [
     ['the same name', { name: 'edge-1' }],
     ['the same name in upper case', { name: 'EDGE-1' }],
@@ -543,16 +543,16 @@ t.test('a live connector name is unique and never an id (regression: duplicate c
     'ERR_BAD_REQUEST',
     "another connector's id as a name",
   );
-  t.same(fx.snapshot(), before, 'nothing stored by the refusals');
+  t.same(await fx.snapshot(), before, 'nothing stored by the refusals');
 
   const race = await Promise.all([0, 1, 2].map(async () => fx.register(admin, { csr: await csr(), name: 'edge-2' })));
   t.same(race.map((r) => r.status).sort(), [201, 409, 409], 'three registrations at once: exactly one gets the name');
-  t.equal(fx.relay.store.connectors.list().filter((c) => c.name === 'edge-2').length, 1);
+  t.equal((await fx.relay.store.connectors.list()).filter((c) => c.name === 'edge-2').length, 1);
 
-  fx.relay.revokeConnector('edge-1', 'admin:test');
+  await fx.relay.revokeConnector('edge-1', 'admin:test');
   const again = await fx.registerConnector(t, 'edge-1');
   t.not(again.connectorId, first.connectorId, "a revoked connector's name can be given again");
-  t.equal(fx.relay.store.connectors.find('edge-1').id, again.connectorId, 'and then means the live connector');
+  t.equal((await fx.relay.store.connectors.find('edge-1')).id, again.connectorId, 'and then means the live connector');
   refused(t, await fx.pull(first.agent), 403, 'ERR_CERT_REVOKED', 'the revoked namesake stays revoked');
   t.equal((await fx.pull(again.agent)).status, 200);
 });
@@ -574,13 +574,12 @@ t.test('revoke refuses an argument that names two connectors (data from before n
   legacy(randomUUID(), 'edge-2');
   raw.close();
   const store = fx.relay.store;
-  const live = () =>
-    store.connectors
-      .list()
+  const live = async () =>
+    (await store.connectors.list())
       .filter((c) => c.revokedAt === null)
       .map((c) => c.id)
       .sort();
-  const before = live();
+  const before = await live();
 
   t.throws(
     () => fx.relay.revokeConnector(a.connectorId, 'admin:test'),
@@ -603,14 +602,14 @@ t.test('revoke refuses an argument that names two connectors (data from before n
     { code: 'ERR_CONNECTOR_NOT_FOUND' },
     'no prefix matching',
   );
-  t.same(live(), before, 'nothing was revoked');
+  t.same(await live(), before, 'nothing was revoked');
   t.equal((await fx.pull(a.agent)).status, 200);
 
-  t.equal(store.connectors.find(`name:${a.connectorId}`).id, impostor, 'name: picks the one named so');
-  fx.relay.revokeConnector(`id:${a.connectorId}`, 'admin:test');
+  t.equal((await store.connectors.find(`name:${a.connectorId}`)).id, impostor, 'name: picks the one named so');
+  await fx.relay.revokeConnector(`id:${a.connectorId}`, 'admin:test');
   refused(t, await fx.pull(fx.agent(a)), 403, 'ERR_CERT_REVOKED', 'id: revokes the one with that id');
-  fx.relay.revokeConnector(`id:${b.connectorId}`, 'admin:test');
-  t.same(live().length, before.length - 2);
+  await fx.relay.revokeConnector(`id:${b.connectorId}`, 'admin:test');
+  t.same((await live()).length, before.length - 2);
 });
 
 t.test('config pull needs a known, valid certificate from this relay', async (t) => {
@@ -632,7 +631,7 @@ t.test('config pull needs a known, valid certificate from this relay', async (t)
   );
   t.match(ok.body['version'], /^[A-Za-z0-9_-]{22}$/);
 
-  const before = fx.snapshot();
+  const before = await fx.snapshot();
   refused(t, await fx.pull(fx.agent()), 401, 'ERR_CERT_REQUIRED', 'no client certificate');
 
   const other = await loadOrCreateCa(tempDir(t));
@@ -662,7 +661,7 @@ t.test('config pull needs a known, valid certificate from this relay', async (t)
     'relay-signed certificate never recorded',
   );
 
-  t.same(fx.snapshot(), before, 'refused pulls touch nothing');
+  t.same(await fx.snapshot(), before, 'refused pulls touch nothing');
 });
 
 t.test('an expired certificate is refused, on a new or a kept-alive connection', async (t) => {
@@ -670,7 +669,7 @@ t.test('an expired certificate is refused, on a new or a kept-alive connection',
   const { keyPem, csrPem } = await createKeyAndCsr('short');
   const id = randomUUID();
   const issued = await fx.relay.ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 60_000 });
-  fx.relay.store.connectors.register({
+  await fx.relay.store.connectors.register({
     id,
     name: 'short',
     group: 'default',
@@ -694,7 +693,7 @@ t.test('an expired certificate is refused, on a new or a kept-alive connection',
   const oldId = randomUUID();
   const stale = await past.signConnectorCsr(old.csrPem, { connectorId: oldId, lifetimeMs: 60_000 });
   t.ok(stale.notAfter.getTime() < Date.now(), 'issued already expired');
-  fx.relay.store.connectors.register({
+  await fx.relay.store.connectors.register({
     id: oldId,
     name: 'old',
     group: 'default',
@@ -730,18 +729,18 @@ t.test('renewal issues a second certificate; bad CSRs change nothing', async (t)
   t.match(newPull.body, { connectorId: c.connectorId, certificate: { serial: body.serial } });
   t.match(oldPull.body, { connectorId: c.connectorId, certificate: { serial: c.serial } });
 
-  t.equal(fx.relay.store.connectors.list()[0]?.certificates, 2, 'two certificates listed');
-  t.match(fx.relay.store.connectors.getCertificate(body.serial), {
+  t.equal((await fx.relay.store.connectors.list())[0]?.certificates, 2, 'two certificates listed');
+  t.match(await fx.relay.store.connectors.getCertificate(body.serial), {
     connectorId: c.connectorId,
     kind: 'renew',
     revokedAt: null,
   });
   t.match(
-    fx.relay.store.audit.list().find((a) => a.action === 'connector.renew'),
+    (await fx.relay.store.audit.list()).find((a) => a.action === 'connector.renew'),
     { action: 'connector.renew', connectorId: c.connectorId, details: { oldSerial: c.serial, serial: body.serial } },
   );
 
-  const before = fx.snapshot();
+  const before = await fx.snapshot();
   refused(t, await fx.postJson(newAgent, API.renew, { csr: 'garbage' }), 400, 'ERR_CSR_INVALID', 'garbage CSR');
   refused(
     t,
@@ -793,7 +792,7 @@ t.test('renewal issues a second certificate; bad CSRs change nothing', async (t)
     'ERR_CERT_REQUIRED',
     'renewal without a certificate',
   );
-  t.same(fx.snapshot(), before, 'no certificate recorded by refused renewals');
+  t.same(await fx.snapshot(), before, 'no certificate recorded by refused renewals');
 });
 
 t.test('revocation from another process cuts channels and every certificate', async (t) => {
@@ -814,15 +813,15 @@ t.test('revocation from another process cuts channels and every certificate', as
 
   const cli = openSqliteStore(fx.dataDir); // as `proxyctl relay connectors revoke` would
   const revokedAt = Date.now();
-  cli.connectors.revoke(c.connectorId, 'admin:cli');
-  cli.close();
+  await cli.connectors.revoke(c.connectorId, 'admin:cli');
+  await cli.close();
 
   const msg = await ch.next(2000);
   t.match(msg, { type: 'revoked', reason: String });
   const closed = await ch.closedWithin(2000 - (Date.now() - revokedAt));
   t.equal(closed?.code, CLOSE.revoked, 'closed with 4403 within 2 s');
 
-  const before = fx.snapshot();
+  const before = await fx.snapshot();
   refused(t, await fx.pull(c.agent), 403, 'ERR_CERT_REVOKED', 'original certificate');
   refused(t, await fx.pull(renewedAgent), 403, 'ERR_CERT_REVOKED', 'renewed certificate (kept-alive connection)');
   refused(t, await fx.pull(fx.agent(renewed)), 403, 'ERR_CERT_REVOKED', 'renewed certificate (new connection)');
@@ -839,9 +838,9 @@ t.test('revocation from another process cuts channels and every certificate', as
     t.equal((r.body['error'] as Json)['code'], 'ERR_CERT_REVOKED');
     t.match(r.requestId, UUID);
   }
-  t.same(fx.snapshot(), before, 'refusals after revocation store nothing');
+  t.same(await fx.snapshot(), before, 'refusals after revocation store nothing');
   // The original certificate was already retired when the renewed one was first used.
-  t.match(fx.relay.store.audit.list()[0], {
+  t.match((await fx.relay.store.audit.list())[0], {
     action: 'connector.revoke',
     actor: 'admin:cli',
     connectorId: c.connectorId,
@@ -880,7 +879,10 @@ t.test('a channel that stops answering pings is cut by the heartbeat', async (t)
   await beat();
   t.equal(healthy.ws.readyState, WebSocket.OPEN, 'a channel that answers pings stays open');
   t.equal(fx.relay.channels.byConnector(c.connectorId).length, 1, 'only the live channel remains registered');
-  t.ok((fx.relay.store.connectors.get(c.connectorId)?.lastSeen ?? 0) >= opened, 'pongs record the connector as seen');
+  t.ok(
+    ((await fx.relay.store.connectors.get(c.connectorId))?.lastSeen ?? 0) >= opened,
+    'pongs record the connector as seen',
+  );
 });
 
 t.test('a frame outside the contract closes the channel as a protocol error', async (t) => {

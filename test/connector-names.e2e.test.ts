@@ -21,7 +21,7 @@ t.test('revoke refuses an ambiguous argument and revokes nothing; id: and name: 
   const impostor = randomUUID();
   const twins = [randomUUID(), randomUUID()];
   const store = openSqliteStore(dataDir);
-  store.connectors.register({
+  await store.connectors.register({
     id: victim,
     name: 'edge-1',
     group: 'default',
@@ -30,7 +30,7 @@ t.test('revoke refuses an ambiguous argument and revokes nothing; id: and name: 
     issuedAt: Date.now(),
     notAfter: Date.now() + 3_600_000,
   });
-  store.close();
+  await store.close();
   const raw = new Database(path.join(dataDir, 'proxyctl.db'));
   const insert = raw.prepare(
     `INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, 'default', ?, 'legacy')`,

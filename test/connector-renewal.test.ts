@@ -177,7 +177,7 @@ t.test('the replaced certificate works within the grace period while the new one
   t.equal((await api.call(api.agent(first))).status, 200, 'old certificate, new connection');
   const ch = await api.channel(first);
   t.equal(ch.status, 101, 'old certificate opens a channel');
-  const old = relay.store.connectors.getCertificate(first.serial);
+  const old = await relay.store.connectors.getCertificate(first.serial);
   t.ok(
     old?.revokedAt !== null &&
       old!.revokedAt >= renewedAt + RENEWAL_GRACE_MS &&
@@ -211,19 +211,23 @@ t.test('the replaced certificate is refused once the new one has been used', asy
   }
   t.equal((await api.channel(first)).status, 403, 'a new channel with it is refused');
   t.match(
-    relay.store.audit.list().find((a) => a.action === 'connector.retire'),
+    (await relay.store.audit.list()).find((a) => a.action === 'connector.retire'),
     { connectorId: first.connectorId, details: { serials: [first.serial] } },
   );
-  t.equal(relay.store.connectors.get(first.connectorId)?.revokedAt, null, 'the connector itself is not revoked');
+  t.equal(
+    (await relay.store.connectors.get(first.connectorId))?.revokedAt,
+    null,
+    'the connector itself is not revoked',
+  );
 
   // A store watch tick that sees a change (another connection writes, as the admin CLI
   // would: the relay then enforces revocations from the store) and two heartbeats.
   const generation = relay.store.generation;
   const other = openSqliteStore(dataDir);
   try {
-    other.connectors.touch(first.connectorId, null);
+    await other.connectors.touch(first.connectorId, null);
   } finally {
-    other.close();
+    await other.close();
   }
   await waitFor(() => relay.store.generation > generation, { what: 'a store watch tick that sees the change' });
   await heartbeats(before.ws, 2);
@@ -280,10 +284,10 @@ t.test('the replaced certificate is refused after the grace period, even if the 
 t.test('revoking the connector during the grace revokes both certificates at once', async (t) => {
   const { relay, api, first } = await relayWithClock(t);
   const renewed = await api.renew(api.agent(first), first.connectorId);
-  relay.revokeConnector('edge-1', 'admin:test');
+  await relay.revokeConnector('edge-1', 'admin:test');
   t.equal((await api.call(api.agent(first))).code, 'ERR_CERT_REVOKED', 'old certificate');
   t.equal((await api.call(api.agent(renewed))).code, 'ERR_CERT_REVOKED', 'new certificate');
-  t.match(relay.store.audit.list()[0], { action: 'connector.revoke', details: { certificates: 2 } });
+  t.match((await relay.store.audit.list())[0], { action: 'connector.revoke', details: { certificates: 2 } });
 });
 
 t.test(
@@ -323,13 +327,13 @@ t.test(
       channels.stopHeartbeat();
       server.closeAllConnections();
       await new Promise((resolve) => server.close(resolve));
-      store.close();
+      await store.close();
     });
 
     const { keyPem, csrPem } = await createKeyAndCsr('edge');
     const id = '2d3c1c5e-0000-4000-8000-00000000abcd';
     const issued = await ca.signConnectorCsr(csrPem, { connectorId: id, lifetimeMs: 3_600_000 });
-    store.connectors.register({
+    await store.connectors.register({
       id,
       name: 'edge',
       group: 'default',
@@ -416,7 +420,7 @@ t.test(
     t.same([...new Set(statuses)], [200], 'every request during the renewal succeeded');
     t.ok(onNewSerial(), 'every channel now uses the new certificate');
     t.equal(h.relay.channels.byConnector(c.connectorId).length, 2, 'as many channels as before');
-    const old = h.relay.store.connectors.getCertificate(oldSerial);
+    const old = await h.relay.store.connectors.getCertificate(oldSerial);
     t.ok(
       old?.revokedAt !== null && old!.revokedAt <= Date.now(),
       'the old certificate was retired by the first use of the new one',

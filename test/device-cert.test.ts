@@ -87,11 +87,11 @@ policies:
   };
   const managedDevice = agentWith(deviceCert, device.keyPem);
   const foreignDevice = agentWith(foreignCert, foreign.keyPem);
-  const signInsAfter = (id: number) => h.relay.store.signIns.list(1000, id);
-  const lastId = () => h.relay.store.signIns.list(1000).at(-1)?.id ?? 0;
+  const signInsAfter = async (id: number) => await h.relay.store.signIns.list(1000, id);
+  const lastId = async () => (await h.relay.store.signIns.list(1000)).at(-1)?.id ?? 0;
 
   await t.test('(a) a browser presenting the device certificate reaches the app', async (t) => {
-    const from = lastId();
+    const from = await lastId();
     const sim = new BrowserSim(managedDevice);
     const r = await sim.signIn(h.url('managed.test', '/page'), 'alice');
     t.equal(
@@ -100,14 +100,14 @@ policies:
       `the managed device is let in (got ${r.status}: ${/ERR_[A-Z_]+/.exec(r.body)?.[0] ?? r.body.slice(0, 80)})`,
     );
     if (r.status === 200) t.same(JSON.parse(r.body), { user: 'alice', url: '/page' });
-    const log = signInsAfter(from);
+    const log = await signInsAfter(from);
     const ok = log.find((e) => e.app === 'managed' && e.result === 'success');
     t.ok(ok, 'the successful sign-in is logged');
     if (ok) t.match(ok.policies, [{ name: POLICY, applies: true, outcome: 'granted', missing: [] }]);
   });
 
   await t.test('(b) a browser without a client certificate gets the denial page', async (t) => {
-    const from = lastId();
+    const from = await lastId();
     const sim = new BrowserSim(h.client);
     const r = await sim.signIn(h.url('managed.test', '/page'), 'alice');
     t.equal(r.status, 403);
@@ -117,7 +117,7 @@ policies:
     t.ok(r.headers['x-request-id'], 'a request id to quote');
     t.notOk(sim.jar.get(`managed.test:${h.publicPort}`, '__Host-proxyctl-managed'), 'no session cookie');
 
-    const denied = signInsAfter(from).filter((e) => e.app === 'managed');
+    const denied = (await signInsAfter(from)).filter((e) => e.app === 'managed');
     t.equal(denied.length, 1, 'one sign-in attempt logged');
     t.match(denied[0], {
       result: 'failure',
@@ -138,13 +138,13 @@ policies:
   });
 
   await t.test('(c) a client certificate from another CA is denied too', async (t) => {
-    const from = lastId();
+    const from = await lastId();
     const sim = new BrowserSim(foreignDevice);
     const r = await sim.signIn(h.url('managed.test', '/page'), 'alice');
     t.equal(r.status, 403, 'a certificate that does not chain to the device CA is no device certificate');
     t.match(r.body, /ERR_POLICY_DENIED/);
     t.match(r.body, POLICY);
-    const denied = signInsAfter(from).find((e) => e.app === 'managed');
+    const denied = (await signInsAfter(from)).find((e) => e.app === 'managed');
     t.match(denied, { result: 'failure', reason: `policy ${POLICY}` });
     t.match(denied?.policies, [{ name: POLICY, outcome: 'unsatisfied', missing: ['deviceCertificate'] }]);
   });
@@ -189,7 +189,7 @@ policies:
   );
   const seed = openSqliteStore(path.join(dir, 'data'));
   await addUser(seed, 'alice', 'alice password');
-  seed.close();
+  await seed.close();
   const relay = new Proc(['relay', 'serve', '--config', path.join(dir, 'relay.yaml')], {
     env: { NODE_EXTRA_CA_CERTS: path.join(dir, 'system-ca', 'ca.pem') },
   });
@@ -211,7 +211,7 @@ policies:
   t.equal(r.status, 403, `denied (got ${r.status}: ${/ERR_[A-Z_]+/.exec(r.body)?.[0] ?? r.body.slice(0, 80)})`);
   const store = openSqliteStore(path.join(dir, 'data'));
   t.teardown(() => store.close());
-  const attempt = store.signIns.list(100).find((e) => e.app === 'managed');
+  const attempt = (await store.signIns.list(100)).find((e) => e.app === 'managed');
   t.match(attempt, { result: 'failure', reason: `policy ${POLICY}` }, 'logged as a policy denial');
   t.equal(await relay.stop('SIGTERM'), 0, 'the relay stops cleanly');
 });

@@ -24,25 +24,25 @@ t.test('the store keeps the last accepted step per user, atomically', async (t) 
     ['alice', 1000, true, 'another user is separate'],
     ['bob', 5000, true, 'much later'],
   ];
-  for (const [user, step, ok, name] of table) t.equal(store.users.acceptTotpStep(user, step), ok, name);
-  store.close();
+  for (const [user, step, ok, name] of table) t.equal(await store.users.acceptTotpStep(user, step), ok, name);
+  await store.close();
   store = openSqliteStore(dir);
   t.teardown(() => store.close());
-  t.equal(store.users.acceptTotpStep('bob', 5000), false, 'still refused after a restart');
-  t.equal(store.users.acceptTotpStep('bob', 5001), true);
+  t.equal(await store.users.acceptTotpStep('bob', 5000), false, 'still refused after a restart');
+  t.equal(await store.users.acceptTotpStep('bob', 5001), true);
 });
 
 t.test('a store from before the table gets it by migration', async (t) => {
   const dir = tempDir(t);
-  openSqliteStore(dir).close();
+  await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
   db.exec('DROP TABLE ended_provider_sessions; DROP TABLE totp_steps'); // what a version-4 store holds
   db.pragma('user_version = 4');
   db.close();
   const store = openSqliteStore(dir);
   t.teardown(() => store.close());
-  t.equal(store.users.acceptTotpStep('bob', 1), true);
-  t.equal(store.users.acceptTotpStep('bob', 1), false);
+  t.equal(await store.users.acceptTotpStep('bob', 1), true);
+  t.equal(await store.users.acceptTotpStep('bob', 1), false);
 });
 
 t.test('over HTTPS', async (t) => {

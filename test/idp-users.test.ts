@@ -307,14 +307,18 @@ t.test('UserDirectory', async (t) => {
   const storeHash = await hashPassword('store-password');
   const fileHash = await hashPassword('file-password');
   const base = { email: null, name: null, groups: [], roles: [], totpSecret: null, createdAt: 1 };
-  store.users.put({ ...base, username: 'alice', passwordHash: storeHash, name: 'Store Alice' }, 'test', 'user.add');
-  store.users.put({ ...base, username: 'bob', passwordHash: storeHash }, 'test', 'user.add');
+  await store.users.put(
+    { ...base, username: 'alice', passwordHash: storeHash, name: 'Store Alice' },
+    'test',
+    'user.add',
+  );
+  await store.users.put({ ...base, username: 'bob', passwordHash: storeHash }, 'test', 'user.add');
 
   const noFile = new UserDirectory(store.users);
-  t.equal(noFile.find('alice')?.name, 'Store Alice');
-  t.equal(noFile.find('ALICE')?.username, 'alice', 'case-insensitive');
-  t.equal(noFile.find('nobody'), undefined);
-  t.equal(noFile.find(''), undefined);
+  t.equal((await noFile.find('alice'))?.name, 'Store Alice');
+  t.equal((await noFile.find('ALICE'))?.username, 'alice', 'case-insensitive');
+  t.equal(await noFile.find('nobody'), undefined);
+  t.equal(await noFile.find(''), undefined);
   t.doesNotThrow(() => noFile.reload(), 'reload without a file is a no-op');
 
   const file = path.join(dir, 'users.yaml');
@@ -323,26 +327,26 @@ t.test('UserDirectory', async (t) => {
     `users:\n  - username: ALICE\n    passwordHash: "${fileHash}"\n    name: File Alice\n  - username: Carol\n    passwordHash: "${fileHash}"\n`,
   );
   const users = new UserDirectory(store.users, file);
-  t.equal(users.find('alice')?.name, 'File Alice', 'the file overrides the store');
-  t.equal(users.find('Alice')?.passwordHash, fileHash);
-  t.equal(users.find('bob')?.passwordHash, storeHash, 'store users stay visible');
-  t.equal(users.find('carol')?.username, 'carol', 'file user names are lower-cased');
-  t.equal(users.find('CAROL')?.username, 'carol');
+  t.equal((await users.find('alice'))?.name, 'File Alice', 'the file overrides the store');
+  t.equal((await users.find('Alice'))?.passwordHash, fileHash);
+  t.equal((await users.find('bob'))?.passwordHash, storeHash, 'store users stay visible');
+  t.equal((await users.find('carol'))?.username, 'carol', 'file user names are lower-cased');
+  t.equal((await users.find('CAROL'))?.username, 'carol');
 
-  store.users.put({ ...base, username: 'dave', passwordHash: storeHash }, 'test', 'user.add');
-  t.ok(users.find('dave'), 'store changes are seen without a reload');
+  await store.users.put({ ...base, username: 'dave', passwordHash: storeHash }, 'test', 'user.add');
+  t.ok(await users.find('dave'), 'store changes are seen without a reload');
 
   writeFileSync(file, `users:\n  - username: erin\n    passwordHash: "${fileHash}"\n`);
   users.reload();
-  t.equal(users.find('erin')?.passwordHash, fileHash, 'reload picks up the new file');
-  t.equal(users.find('alice')?.name, 'Store Alice', 'and drops users it no longer lists');
-  t.equal(users.find('carol'), undefined);
+  t.equal((await users.find('erin'))?.passwordHash, fileHash, 'reload picks up the new file');
+  t.equal((await users.find('alice'))?.name, 'Store Alice', 'and drops users it no longer lists');
+  t.equal(await users.find('carol'), undefined);
 
   writeFileSync(file, `users:\n  - username: frank\n    passwordHash: plain\n`);
   const err = await refused(() => users.reload());
   t.equal(err.code, 'ERR_CONFIG_INVALID', 'a bad file on reload is rethrown');
   t.ok(users.find('erin'), 'the previous users stay');
-  t.equal(users.find('frank'), undefined);
+  t.equal(await users.find('frank'), undefined);
 
   const ctor = await refused(() => new UserDirectory(store.users, file));
   t.equal(ctor.code, 'ERR_CONFIG_INVALID', 'a bad file at construction throws');
@@ -357,12 +361,12 @@ t.test('user commands', async (t) => {
     lines.push(line);
   };
   const take = (): string[] => lines.splice(0, lines.length);
-  const inspect = <T>(fn: (s: Store) => T): T => {
+  const inspect = async <T>(fn: (s: Store) => Promise<T>): Promise<T> => {
     const s = openSqliteStore(dataDir);
     try {
-      return fn(s);
+      return await fn(s);
     } finally {
-      s.close();
+      await s.close();
     }
   };
 
@@ -376,7 +380,7 @@ t.test('user commands', async (t) => {
   t.match(printed[0], /added user alice/);
   const generated = /generated password \(shown only now\): (\S+)/.exec(printed.join('\n'))?.[1];
   t.ok(generated && generated.length === 20, 'a 20-character password is printed once');
-  const alice = inspect((s) => s.users.get('alice'))!;
+  const alice = (await inspect((s) => s.users.get('alice')))!;
   t.match(alice, {
     username: 'alice',
     email: 'alice@example.com',
@@ -394,7 +398,7 @@ t.test('user commands', async (t) => {
   printed = take();
   t.same(printed, ['added user bob'], 'no password printed when one was given');
   t.equal(
-    await verifyPassword('bob-secret-pw', inspect((s) => s.users.get('bob'))!.passwordHash),
+    await verifyPassword('bob-secret-pw', (await inspect((s) => s.users.get('bob')))!.passwordHash),
     true,
     'trailing newline trimmed',
   );
@@ -405,7 +409,7 @@ t.test('user commands', async (t) => {
   );
   take();
   t.equal(
-    await verifyPassword('carol-stdin-pw', inspect((s) => s.users.get('carol'))!.passwordHash),
+    await verifyPassword('carol-stdin-pw', (await inspect((s) => s.users.get('carol')))!.passwordHash),
     true,
     'stdin, CRLF trimmed',
   );
@@ -436,11 +440,7 @@ t.test('user commands', async (t) => {
     'ERR_USAGE',
     'two sources',
   );
-  t.equal(
-    inspect((s) => s.users.get('dave')),
-    undefined,
-    'nothing stored by refused adds',
-  );
+  t.equal(await inspect((s) => s.users.get('dave')), undefined, 'nothing stored by refused adds');
   take();
 
   // list
@@ -471,7 +471,7 @@ t.test('user commands', async (t) => {
   writeFileSync(pwFile, 'alice-new-password\n');
   await setPassword('ALICE', { ...opts, passwordFile: pwFile }, out);
   t.same(take(), ['password of alice changed']);
-  const changed = inspect((s) => s.users.get('alice'))!;
+  const changed = (await inspect((s) => s.users.get('alice')))!;
   t.equal(await verifyPassword('alice-new-password', changed.passwordHash), true, 'new password works');
   t.equal(await verifyPassword(generated!, changed.passwordHash), false, 'old password no longer works');
   t.match(
@@ -482,7 +482,7 @@ t.test('user commands', async (t) => {
   await setPassword('bob', opts, out);
   const bobPw = /generated password \(shown only now\): (\S+)/.exec(take().join('\n'))?.[1];
   t.equal(
-    await verifyPassword(bobPw!, inspect((s) => s.users.get('bob'))!.passwordHash),
+    await verifyPassword(bobPw!, (await inspect((s) => s.users.get('bob')))!.passwordHash),
     true,
     'generated when none given',
   );
@@ -491,7 +491,7 @@ t.test('user commands', async (t) => {
   // enroll-totp
   await enrollTotp('alice', opts, out);
   printed = take();
-  const secret = inspect((s) => s.users.get('alice'))!.totpSecret;
+  const secret = (await inspect((s) => s.users.get('alice')))!.totpSecret;
   t.ok(secret, 'secret stored');
   t.match(secret!, /^[A-Z2-7]{32}$/);
   const uriLine = printed.find((l) => l.startsWith('otpauth URI: '));
@@ -511,14 +511,11 @@ t.test('user commands', async (t) => {
   // remove
   await removeUser('Carol', opts, out);
   t.same(take(), ['removed user carol']);
-  t.equal(
-    inspect((s) => s.users.get('carol')),
-    undefined,
-  );
+  t.equal(await inspect((s) => s.users.get('carol')), undefined);
   t.equal((await refused(() => removeUser('carol', opts, out))).code, 'ERR_USAGE', 'unknown remove refused');
 
   // audit trail with the CLI actor
-  const audit = inspect((s) => s.audit.list(50)).filter((a) => a.action.startsWith('user.'));
+  const audit = (await inspect((s) => s.audit.list(50))).filter((a) => a.action.startsWith('user.'));
   t.same(audit.map((a) => a.action).reverse(), [
     'user.add',
     'user.add',

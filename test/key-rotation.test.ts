@@ -125,7 +125,7 @@ t.test('key rotation while the relay runs', async (t) => {
     t.equal(decodeProtectedHeader(fresh).enc, 'A256GCM');
     t.equal((await withCookie(fresh)).status, 200, 'and it works');
 
-    const audit = cli.keys.list('session');
+    const audit = await cli.keys.list('session');
     t.same(
       audit.map((k) => k.kid),
       [newKid, oldSessionKid],
@@ -171,7 +171,7 @@ t.test('key rotation while the relay runs', async (t) => {
     });
     t.equal(old.protectedHeader.kid, oldAssertionKid, 'the pre-rotation assertion verifies against the published JWKS');
 
-    const listed = cli.keys.list('assertion');
+    const listed = await cli.keys.list('assertion');
     t.same(
       listed.map((k) => k.kid),
       [newKid, oldAssertionKid],
@@ -236,22 +236,22 @@ apps:
   const store = openSqliteStore(path.join(dir, 'data'));
   try {
     t.same(
-      store.keys.list('session').map((k) => k.kid),
+      (await store.keys.list('session')).map((k) => k.kid),
       [third['session'], second['session'], first['session']],
       'the store holds the printed kids, newest current',
     );
     t.same(
-      store.keys.list('assertion').map((k) => k.kid),
+      (await store.keys.list('assertion')).map((k) => k.kid),
       [second['assertion'], first['assertion']],
     );
-    const rotations = store.audit.list(100).filter((a) => a.action === 'key.rotate');
+    const rotations = (await store.audit.list(100)).filter((a) => a.action === 'key.rotate');
     t.equal(rotations.length, 5, 'each rotation is in the audit trail');
     t.ok(
       rotations.every((a) => a.actor === 'cli'),
       'recorded as the CLI',
     );
   } finally {
-    store.close();
+    await store.close();
   }
 
   r = await runCli(['relay', 'keys', 'rotate', '--config', config, '--purpose', 'cookies']);

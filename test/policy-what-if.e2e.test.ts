@@ -319,11 +319,11 @@ policies:
     totpSecret: null,
     createdAt: Date.now(),
   });
-  store.users.put(user('carol', 'carol@example.com', []), 'test', 'user.add');
-  store.users.put(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
-  store.users.put(user('dup1', 'same@example.com', []), 'test', 'user.add');
-  store.users.put(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
-  store.close();
+  await store.users.put(user('carol', 'carol@example.com', []), 'test', 'user.add');
+  await store.users.put(user('gina', null, ['finance']), 'test', 'user.add'); // the users file's gina wins
+  await store.users.put(user('dup1', 'same@example.com', []), 'test', 'user.add');
+  await store.users.put(user('dup2', 'SAME@example.com', []), 'test', 'user.add');
+  await store.close();
   const run = async (args: string[]) => {
     const r = await whatIfCli(file, ['--app', 'payroll', '--time', WED, ...args, '--json']);
     t.equal(r.code, 0, `exit 0 (stderr: ${r.stderr.trim()})`);

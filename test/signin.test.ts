@@ -282,11 +282,11 @@ t.test('OIDC preauthentication', async (t) => {
     // The same code presented again (state restored in the store): the provider refuses it.
     cb = await atCallback();
     const st2 = new URL(cb.url).searchParams.get('state')!;
-    const saved = h.relay.store.sessions.takeSigninState(st2)!;
-    h.relay.store.sessions.putSigninState(saved);
+    const saved = (await h.relay.store.sessions.takeSigninState(st2))!;
+    await h.relay.store.sessions.putSigninState(saved);
     r = await sim.get(cb.url);
     t.equal(r.status, 302);
-    h.relay.store.sessions.putSigninState(saved);
+    await h.relay.store.sessions.putSigninState(saved);
     sim.jar.set(host, `__Host-proxyctl-secure-signin`, st2);
     r = await sim.get(cb.url);
     t.equal(r.status, 401, 'replayed code');
@@ -295,8 +295,8 @@ t.test('OIDC preauthentication', async (t) => {
     // A nonce that does not match the ID token.
     cb = await atCallback();
     const st3 = new URL(cb.url).searchParams.get('state')!;
-    const s3 = h.relay.store.sessions.takeSigninState(st3)!;
-    h.relay.store.sessions.putSigninState({ ...s3, nonce: 'not-the-nonce' });
+    const s3 = (await h.relay.store.sessions.takeSigninState(st3))!;
+    await h.relay.store.sessions.putSigninState({ ...s3, nonce: 'not-the-nonce' });
     r = await sim.get(cb.url);
     t.equal(r.status, 401);
     t.match(r.body, /ERR_SIGNIN_TOKEN/);

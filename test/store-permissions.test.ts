@@ -48,7 +48,7 @@ async function relayWithTraffic(t: Test, dataDir: string, n: number): Promise<Re
   await relay.start();
   const { csrPem } = await createKeyAndCsr('c');
   await relay.registerLocal({ csr: csrPem, name: `edge-${n}`, group: 'default', version: 'test' }, 'test');
-  relay.store.users.put(
+  await relay.store.users.put(
     {
       username: `user-${n}`,
       passwordHash: 'scrypt$not-a-real-hash',
@@ -62,7 +62,7 @@ async function relayWithTraffic(t: Test, dataDir: string, n: number): Promise<Re
     'test',
     'user.add',
   );
-  relay.store.sessions.create({
+  await relay.store.sessions.create({
     sid: `sid-${n}`,
     app: 'wiki',
     subject: `user-${n}`,
@@ -87,8 +87,8 @@ for (const mask of [0o022, 0o000]) {
 
     // The admin CLI opens the same store while the relay runs (another SQLite connection).
     const cli = openSqliteStore(dataDir);
-    cli.connectors.revoke('edge-1', 'cli:test');
-    cli.close();
+    await cli.connectors.revoke('edge-1', 'cli:test');
+    await cli.close();
     await relay.close();
     const again = await relayWithTraffic(t, dataDir, 2);
     assertPrivate(t, dataDir, 'after a restart and more traffic');
@@ -104,7 +104,7 @@ t.test('files and a directory left loose by an older version are tightened at st
   await loadOrCreateCa(dataDir);
   const old = openSqliteStore(dataDir);
   t.teardown(() => old.close());
-  old.users.put(
+  await old.users.put(
     { username: 'u', passwordHash: 'h', email: null, name: null, groups: [], roles: [], totpSecret: 'S', createdAt: 0 },
     'test',
     'user.add',

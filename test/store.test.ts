@@ -40,9 +40,9 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
 
   const s = openSqliteStore(dir);
   t.teardown(() => s.close());
-  t.match((await s.connectors.find('edge')), { id: 'c-old', createdBy: 'admin', revokedAt: null });
-  t.match((await s.connectors.getCertificate('AA01')), { connectorId: 'c-old', kind: 'register' });
-  t.match((await s.audit.list()), [{ action: 'connector.register', details: { name: 'edge' } }]);
+  t.match(await s.connectors.find('edge'), { id: 'c-old', createdBy: 'admin', revokedAt: null });
+  t.match(await s.connectors.getCertificate('AA01'), { connectorId: 'c-old', kind: 'register' });
+  t.match(await s.audit.list(), [{ action: 'connector.register', details: { name: 'edge' } }]);
   // The later tables work.
   await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm' }, 'test', 2_000);
   await s.users.put(
@@ -59,9 +59,9 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
     'test',
     'user.add',
   );
-  t.equal((await s.users.acceptTotpStep('bob', 1)), true);
+  t.equal(await s.users.acceptTotpStep('bob', 1), true);
   await s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
-  t.ok((await s.idpArtifacts.find('Session', 'uid', 'u1')));
+  t.ok(await s.idpArtifacts.find('Session', 'uid', 'u1'));
   await s.signIns.record({
     at: 1,
     requestId: null,
@@ -77,7 +77,7 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   });
   t.equal((await s.signIns.list()).length, 1);
   await s.sessions.endProviderSession('p', 0, 10);
-  t.ok((await s.sessions.providerSessionEnded('p', 5)));
+  t.ok(await s.sessions.providerSessionEnded('p', 5));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
   t.equal(check.pragma('user_version', { simple: true }), 7);

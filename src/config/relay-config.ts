@@ -351,7 +351,11 @@ function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['
     try {
       text = readFileSync(path.resolve(baseDir, file), 'utf8').trim();
     } catch (err) {
-      v.fail('store.postgres.urlFile', file, `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`);
+      v.fail(
+        'store.postgres.urlFile',
+        file,
+        `a readable file (${(err as NodeJS.ErrnoException).code ?? 'unreadable'})`,
+      );
       return undefined;
     }
   }

@@ -198,6 +198,15 @@ async function loadCa(
 }
 
 async function createCa(certFile: string, keyFile: string, now: () => Date): Promise<RelayCa> {
+  const fresh = await generateCa(now);
+  // Key before certificate: an interrupted first start leaves a half state that is refused loudly.
+  await writeNewFileAtomic(keyFile, fresh.keyPem, 0o600);
+  await writeNewFileAtomic(certFile, fresh.certPem, 0o644);
+  return loadCa(fresh.certPem, certFile, fresh.keyPem, keyFile, now);
+}
+
+/** A new self-signed relay CA (ECDSA P-256, ten years) as PEM. */
+export async function generateCa(now: () => Date = () => new Date()): Promise<{ certPem: string; keyPem: string }> {
   const keys = await webcrypto.subtle.generateKey(EC_P256, true, ['sign', 'verify']);
   const start = now().getTime();
   const certificate = await x509.X509CertificateGenerator.createSelfSigned({
@@ -214,11 +223,24 @@ async function createCa(certFile: string, keyFile: string, now: () => Date): Pro
     ],
   });
   const pkcs8 = await webcrypto.subtle.exportKey('pkcs8', keys.privateKey);
-  // Key before certificate: an interrupted first start leaves a half state that is refused loudly.
-  await writeNewFileAtomic(keyFile, x509.PemConverter.encode(pkcs8, 'PRIVATE KEY'), 0o600);
-  await writeNewFileAtomic(certFile, certificate.toString('pem'), 0o644);
-  const signingKey = await webcrypto.subtle.importKey('pkcs8', pkcs8, EC_P256, false, ['sign']);
-  return new RelayCa(certificate, signingKey, now);
+  return { certPem: certificate.toString('pem'), keyPem: x509.PemConverter.encode(pkcs8, 'PRIVATE KEY') };
+}
+
+/**
+ * The relay CA from PEM held elsewhere (the shared store): the same checks as files get
+ * (a CA certificate, the key belongs to it). `where` names the source in errors.
+ */
+export function caFromPem(certPem: string, keyPem: string, where: string, now: () => Date = () => new Date()) {
+  return loadCa(certPem, `${where} (certificate)`, keyPem, `${where} (key)`, now);
+}
+
+/** Reads the CA files of a data directory as PEM, or undefined when there is no CA there. */
+export async function readCaFiles(dir: string): Promise<{ certPem: string; keyPem: string } | undefined> {
+  const [certPem, keyPem] = await Promise.all([
+    readIfExists(path.join(dir, CA_CERT_FILE)),
+    readIfExists(path.join(dir, CA_KEY_FILE)),
+  ]);
+  return certPem !== undefined && keyPem !== undefined ? { certPem, keyPem } : undefined;
 }
 
 /** tmp + fsync + link: link(2) is atomic like rename(2) but fails instead of replacing an existing CA file. */

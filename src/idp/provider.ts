@@ -22,15 +22,13 @@ import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
 export const CLI_CLIENT_ID = 'proxyctl-cli';
 
-interface IdpSecrets {
+export interface IdpSecrets {
   jwks: { keys: JWK[] };
   cookieKeys: string[];
 }
 
-/** Signing and cookie keys persist in the data directory so sessions and tokens survive restarts. */
-async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
-  const file = path.join(dataDir, 'idp-keys.json');
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as IdpSecrets;
+/** Fresh signing keys (ES256 and RS256) and a cookie key for the embedded provider, as JSON. */
+export async function newIdpSecrets(): Promise<string> {
   const keys: JWK[] = [];
   for (const alg of ['ES256', 'RS256'] as const) {
     const { privateKey } = await generateKeyPair(alg, { extractable: true });
@@ -42,7 +40,18 @@ async function loadSecrets(dataDir: string): Promise<IdpSecrets> {
     });
   }
   const secrets: IdpSecrets = { jwks: { keys }, cookieKeys: [randomBytes(32).toString('base64url')] };
-  writeFileAtomic(file, JSON.stringify(secrets), 0o600);
+  return JSON.stringify(secrets);
+}
+
+/** The file the provider's keys live in on one machine (replicas keep them in the store instead). */
+export const idpKeysFile = (dataDir: string): string => path.join(dataDir, 'idp-keys.json');
+
+/** Signing and cookie keys persist in the data directory so sessions and tokens survive restarts. */
+async function loadSecretsFile(dataDir: string): Promise<string> {
+  const file = idpKeysFile(dataDir);
+  if (existsSync(file)) return readFileSync(file, 'utf8');
+  const secrets = await newIdpSecrets();
+  writeFileAtomic(file, secrets, 0o600);
   return secrets;
 }
 
@@ -76,6 +85,8 @@ function adapterFor(artifacts: IdpArtifactRepo) {
 export interface EmbeddedIdpOptions {
   issuer: string;
   dataDir: string;
+  /** The provider's keys as JSON (newIdpSecrets), from where replicas share them; idp-keys.json in dataDir by default. */
+  loadSecrets?: () => Promise<string>;
   users: UserRepo;
   /** Where oidc-provider keeps grants, codes, sessions and interactions. */
   artifacts: IdpArtifactRepo;
@@ -141,7 +152,9 @@ export class EmbeddedIdp {
 
   private async init(): Promise<void> {
     const { identity, artifacts, log } = this.options;
-    const secrets = await loadSecrets(this.options.dataDir);
+    const secrets = JSON.parse(
+      await (this.options.loadSecrets ? this.options.loadSecrets() : loadSecretsFile(this.options.dataDir)),
+    ) as IdpSecrets;
     this.clients = this.clientsFor(this.options.apps);
     const policy = interactionPolicy.base();
     // Step-up: an app (or policy) that asks for acr "mfa" gets a fresh login unless the session already has it.

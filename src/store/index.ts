@@ -10,8 +10,7 @@ export { openSqliteStore, sqliteStoreExists } from './sqlite/index.js';
 export { openPostgresStore, type PostgresStoreOptions } from './postgres/index.js';
 
 export type StoreLocation =
-  | { kind: 'sqlite'; dataDir: string }
-  | ({ kind: 'postgres'; url: string } & Omit<PostgresStoreOptions, 'url'>);
+  { kind: 'sqlite'; dataDir: string } | ({ kind: 'postgres'; url: string } & Omit<PostgresStoreOptions, 'url'>);
 
 /** Opens (creating and migrating if needed) the store at `where`. */
 export async function openStore(where: StoreLocation): Promise<Store> {

@@ -73,7 +73,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
     await Promise.all(agents.map((a) => a.close().catch(() => undefined)));
     server.closeAllConnections();
     await new Promise((r) => server.close(r));
-    store.close();
+    await store.close();
     rmSync(dir, { recursive: true, force: true });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
@@ -133,7 +133,7 @@ limits: { perIp: false${opts.limits ? `, ${opts.limits}` : ''} }
         sock.once('error', (err: Error) => cb(err, null));
       }),
     async addUser(username, password, extra = {}) {
-      store.users.put(
+      await store.users.put(
         {
           username,
           passwordHash: cheapPasswordHash(password),

@@ -334,10 +334,10 @@ export function storeContract(t: Test, newStore: NewStore): void {
     await a.sessions.purge(500);
     t.ok(await a.sessions.isActive('s-2', 600), 'an unexpired session survives the purge');
     t.ok(await a.sessions.providerSessionEnded('p-1', 600), 'so does an unexpired ended provider session');
-    a.close();
+    await a.close();
     const c = await opened(t, open);
-    t.ok(c.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'kept across a restart');
-    t.ok(c.sessions.isActive('s-2', 600));
+    t.ok(await c.sessions.providerSessionEnded('p-1', 1_000 + HOUR), 'kept across a restart');
+    t.ok(await c.sessions.isActive('s-2', 600));
   });
 
   t.test('users: add, update, list, remove, audited', async (t) => {
@@ -507,7 +507,10 @@ export function storeContract(t: Test, newStore: NewStore): void {
     const s = await opened(t, open);
     const other = await opened(t, open);
     t.equal(await s.secrets.get('ca'), undefined);
-    const [x, y] = await Promise.all([s.secrets.putIfAbsent('ca', 'one'), other.secrets.putIfAbsent('ca', 'two')]);
+    const [x, y] = await Promise.all([
+      s.secrets.putIfAbsent('ca', 'one'),
+      other.secrets.putIfAbsent('ca', 'two'),
+    ]);
     t.equal(x, y, 'two replicas starting together agree on one value');
     t.equal(await s.secrets.get('ca'), x);
     await s.secrets.put('ca', 'three', 'test');

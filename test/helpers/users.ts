@@ -10,7 +10,7 @@ export async function addUser(
   password: string,
   extra: Partial<Omit<UserRecord, 'username' | 'passwordHash'>> = {},
 ): Promise<void> {
-  store.users.put(
+  await store.users.put(
     {
       username,
       passwordHash: await hashPassword(password),

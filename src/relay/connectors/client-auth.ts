@@ -28,8 +28,7 @@ export async function authenticateConnector(
   const id = await checkConnector(socket, store, now);
   // A renewed certificate in use ends the grace of the ones it replaced (this bumps the generation).
   // Not awaited: the old certificates' grace ends anyway, and an unreachable store must not refuse the new one.
-  if (id.certificate.revokedAt === null)
-    store.connectors.retireSuperseded(id.connector.id, now).catch(() => undefined);
+  if (id.certificate.revokedAt === null) store.connectors.retireSuperseded(id.connector.id, now).catch(() => undefined);
   verified.set(socket, {
     id,
     generation: store.generation,

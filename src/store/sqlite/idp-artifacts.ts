@@ -10,7 +10,12 @@ const COLUMN: Record<IdpArtifactKey, string> = { id: 'id', uid: 'uid', userCode:
 export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
   constructor(private readonly db: SqliteDatabase) {}
 
-  async upsert(model: string, id: string, payload: Record<string, unknown>, expiresInS: number | undefined): Promise<void> {
+  async upsert(
+    model: string,
+    id: string,
+    payload: Record<string, unknown>,
+    expiresInS: number | undefined,
+  ): Promise<void> {
     const expiresAt = expiresInS ? Date.now() + expiresInS * 1000 : null;
     this.db
       .stmt(

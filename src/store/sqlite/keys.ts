@@ -38,7 +38,11 @@ export class SqliteKeyRepo implements KeyRepo {
     }));
   }
 
-  async add(key: { kid: string; purpose: KeyPurpose; material: string }, actor: string, now = Date.now()): Promise<void> {
+  async add(
+    key: { kid: string; purpose: KeyPurpose; material: string },
+    actor: string,
+    now = Date.now(),
+  ): Promise<void> {
     this.db.transaction('add key', () => {
       this.db.stmt(`UPDATE keys SET retired_at = ? WHERE purpose = ? AND retired_at IS NULL`).run(now, key.purpose);
       this.db

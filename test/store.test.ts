@@ -1,9 +1,12 @@
-// The store through its interface (the contract every implementation passes), then
-// what only the SQLite implementation has: its file, its schema versions, migration.
+// The store through its interface (the contract every implementation passes, on
+// SQLite and on PostgreSQL), then what only the SQLite implementation has: its file,
+// its schema versions, migration. PostgreSQL's own: store-postgres.test.ts.
 import t from 'tap';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { openSqliteStore, sqliteStoreExists } from '../src/store/index.js';
+import pg from 'pg';
+import { openPostgresStore, openSqliteStore, sqliteStoreExists } from '../src/store/index.js';
 import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { storeContract } from './helpers/store-contract.js';
 import { tempDir } from './helpers/proc.js';
@@ -12,6 +15,33 @@ t.test('SQLite', async (t) => {
   storeContract(t, (t) => {
     const dir = tempDir(t, 'proxyctl-store-');
     return async () => openSqliteStore(dir);
+  });
+});
+
+/** CI starts PostgreSQL here (trust authentication); PROXYCTL_TEST_PG_URL points elsewhere. */
+const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+t.test('PostgreSQL', async (t) => {
+  const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5_000 });
+  admin.on('error', () => undefined);
+  try {
+    await admin.connect();
+  } catch (err) {
+    const where = new URL(PG_URL);
+    where.password = '';
+    t.fail(
+      `PostgreSQL is not reachable at ${where.href} (${(err as Error).message}); start it or set PROXYCTL_TEST_PG_URL`,
+    );
+    return;
+  }
+  t.teardown(() => admin.end());
+  // A schema per test, dropped with everything in it when the test ends.
+  storeContract(t, (t) => {
+    const schema = `pxt_${randomBytes(6).toString('hex')}`;
+    t.teardown(async () => {
+      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    });
+    return () => openPostgresStore({ url: PG_URL, schema });
   });
 });
 

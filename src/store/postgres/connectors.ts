@@ -1,0 +1,306 @@
+// Connectors and their certificates over PostgreSQL. Every change is one
+// transaction with its audit row and a 'connectors' notification, and tells the
+// store (`changed`) so cached connector identities are checked again. get and
+// getCertificate remember their answers for an outage (memory.ts).
+import { ProxyctlError } from '../../errors.js';
+import type {
+  CertificateRecord,
+  ConnectorListing,
+  ConnectorRecord,
+  ConnectorRepo,
+  NewConnector,
+  Renewal,
+} from '../types.js';
+import { writeAudit } from './audit.js';
+import { constraintOf, lockKey, type PgDatabase, type Sql } from './database.js';
+import { Memory } from './memory.js';
+
+interface ConnectorRow {
+  id: string;
+  name: string;
+  group_name: string;
+  created_at: number;
+  created_by: string;
+  version: string | null;
+  last_seen: number | null;
+  revoked_at: number | null;
+}
+
+interface CertificateRow {
+  serial: string;
+  connector_id: string;
+  issued_at: number;
+  not_after: number;
+  revoked_at: number | null;
+  kind: 'register' | 'renew';
+}
+
+const toConnector = (r: ConnectorRow): ConnectorRecord => ({
+  id: r.id,
+  name: r.name,
+  group: r.group_name,
+  createdAt: r.created_at,
+  createdBy: r.created_by,
+  version: r.version,
+  lastSeen: r.last_seen,
+  revokedAt: r.revoked_at,
+});
+
+const nameTaken = (name: string, holder: string): ProxyctlError =>
+  new ProxyctlError(
+    'ERR_CONNECTOR_NAME_TAKEN',
+    `the connector name ${name} is taken (connector ${holder}); choose another --name or revoke that connector first`,
+    { status: 409 },
+  );
+
+export class PgConnectorRepo implements ConnectorRepo {
+  private readonly connectors = new Memory<ConnectorRecord | undefined>();
+  private readonly certificates = new Memory<CertificateRecord | undefined>();
+
+  constructor(
+    private readonly db: PgDatabase,
+    private readonly changed: () => void,
+  ) {}
+
+  /** Connector state changed (here or elsewhere): what is remembered may be wrong. */
+  forget(): void {
+    this.connectors.forget();
+    this.certificates.forget();
+  }
+
+  private afterChange(): void {
+    this.forget();
+    this.changed();
+  }
+
+  async register(input: NewConnector): Promise<ConnectorRecord> {
+    let record: ConnectorRecord;
+    try {
+      record = await this.db.transaction('register connector', async (tx) => {
+        // Registrations are rare: one at a time per store, so the name checks below cannot interleave.
+        await tx.query(`SELECT pg_advisory_xact_lock($1::bigint)`, [lockKey('register', this.db.target.schema)]);
+        const clash = await tx.query<{ id: string }>(
+          `SELECT id FROM connectors WHERE (lower(name) = lower($1) AND revoked_at IS NULL) OR lower(id) = lower($1) LIMIT 1`,
+          [input.name],
+        );
+        if (clash.rows[0]) throw nameTaken(input.name, clash.rows[0].id);
+        const row = await tx.query<ConnectorRow>(
+          `INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES ($1, $2, $3, $4, $5) RETURNING *`,
+          [input.id, input.name, input.group, input.issuedAt, input.actor],
+        );
+        await tx.query(
+          `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES ($1, $2, $3, $4, 'register')`,
+          [input.serial, input.id, input.issuedAt, input.notAfter],
+        );
+        await writeAudit(
+          tx,
+          input.actor,
+          'connector.register',
+          input.id,
+          { name: input.name, group: input.group, serial: input.serial },
+          input.issuedAt,
+        );
+        await tx.notify('connectors');
+        return toConnector(row.rows[0]!);
+      });
+    } catch (err) {
+      // The unique index is the last word should two registrations ever interleave.
+      if (constraintOf(err) === 'connectors_live_name') throw nameTaken(input.name, 'registered concurrently');
+      throw err;
+    }
+    this.afterChange();
+    return record;
+  }
+
+  async recordRenewal(input: Renewal): Promise<void> {
+    await this.db.transaction('record renewal', async (tx) => {
+      // The row lock orders this against a concurrent revocation.
+      const c = await tx.query<{ revoked_at: number | null }>(
+        `SELECT revoked_at FROM connectors WHERE id = $1 FOR UPDATE`,
+        [input.connectorId],
+      );
+      if (!c.rows[0] || c.rows[0].revoked_at !== null)
+        throw new ProxyctlError('ERR_CERT_REVOKED', `connector ${input.connectorId} is revoked`, { status: 403 });
+      await tx.query(
+        `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES ($1, $2, $3, $4, 'renew')`,
+        [input.serial, input.connectorId, input.issuedAt, input.notAfter],
+      );
+      await tx.query(
+        `UPDATE certificates SET revoked_at = $1 WHERE connector_id = $2 AND serial <> $3 AND revoked_at IS NULL`,
+        [input.graceUntil, input.connectorId, input.serial],
+      );
+      await writeAudit(
+        tx,
+        `connector:${input.connectorId}`,
+        'connector.renew',
+        input.connectorId,
+        { oldSerial: input.oldSerial, serial: input.serial, oldValidUntil: input.graceUntil },
+        input.issuedAt,
+      );
+      await tx.notify('connectors');
+    });
+    this.afterChange();
+  }
+
+  async revoke(idOrName: string, actor: string, now = Date.now()): Promise<ConnectorRecord> {
+    const out = await this.db.transaction('revoke connector', async (tx) => {
+      const c = await findIn(tx, idOrName);
+      // Only the revocation that changes the row is audited, should two run at once.
+      const revoked = await tx.query<ConnectorRow>(
+        `UPDATE connectors SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL RETURNING *`,
+        [now, c.id],
+      );
+      if (!revoked.rows[0]) {
+        const row = await tx.query<ConnectorRow>(`SELECT * FROM connectors WHERE id = $1`, [c.id]);
+        return toConnector(row.rows[0]!);
+      }
+      const certs = await tx.query(
+        `UPDATE certificates SET revoked_at = $1 WHERE connector_id = $2 AND (revoked_at IS NULL OR revoked_at > $1)`,
+        [now, c.id],
+      );
+      await writeAudit(tx, actor, 'connector.revoke', c.id, { name: c.name, certificates: certs.rowCount ?? 0 }, now);
+      await tx.notify('connectors');
+      return toConnector(revoked.rows[0]);
+    });
+    this.afterChange();
+    return out;
+  }
+
+  async find(idOrName: string): Promise<ConnectorRecord> {
+    return findIn(this.db.reader('find connector'), idOrName);
+  }
+
+  async get(id: string): Promise<ConnectorRecord | undefined> {
+    const c = await this.connectors.read(id, this.db.offline, async () => {
+      const r = await this.db.query<ConnectorRow>('read connector', `SELECT * FROM connectors WHERE id = $1`, [id]);
+      return r.rows[0] && toConnector(r.rows[0]);
+    });
+    // Callers get their own copies: what is remembered stays as it was read.
+    return c && { ...c };
+  }
+
+  async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
+    const cert = await this.certificates.read(serial, this.db.offline, async () => {
+      const r = await this.db.query<CertificateRow>(
+        'read certificate',
+        `SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = $1`,
+        [serial],
+      );
+      const row = r.rows[0];
+      return (
+        row && {
+          serial: row.serial,
+          connectorId: row.connector_id,
+          issuedAt: row.issued_at,
+          notAfter: row.not_after,
+          revokedAt: row.revoked_at,
+          kind: row.kind,
+        }
+      );
+    });
+    return cert && { ...cert };
+  }
+
+  async touch(connectorId: string, version: string | null, now = Date.now()): Promise<void> {
+    await this.db.query(
+      'record connector seen',
+      `UPDATE connectors SET last_seen = $1, version = COALESCE($2, version) WHERE id = $3`,
+      [now, version, connectorId],
+    );
+  }
+
+  async list(): Promise<ConnectorListing[]> {
+    const { rows } = await this.db.query<ConnectorRow & { cert_expires: number | null; cert_count: number }>(
+      'list connectors',
+      `SELECT c.*,
+         (SELECT MAX(not_after) FROM certificates WHERE connector_id = c.id AND revoked_at IS NULL) AS cert_expires,
+         (SELECT COUNT(*) FROM certificates WHERE connector_id = c.id) AS cert_count
+       FROM connectors c ORDER BY c.created_at, c.id`,
+    );
+    return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));
+  }
+
+  async revokedAmong(serials: readonly string[]): Promise<Set<string>> {
+    const { rows } = await this.db.query<{ serial: string; revoked_at: number | null }>(
+      'check revocations',
+      `SELECT k.serial, c.revoked_at FROM certificates k JOIN connectors c ON c.id = k.connector_id WHERE k.serial = ANY($1::text[])`,
+      [serials],
+    );
+    const live = new Set(rows.filter((r) => r.revoked_at === null).map((r) => r.serial));
+    return new Set(serials.filter((s) => !live.has(s)));
+  }
+
+  async retireSuperseded(connectorId: string, now = Date.now()): Promise<number> {
+    // Called on every authentication: a read first, a transaction only when there is something to retire.
+    const pending = await this.db.query(
+      'retire superseded certificates',
+      `SELECT 1 FROM certificates WHERE connector_id = $1 AND revoked_at > $2 LIMIT 1`,
+      [connectorId, now],
+    );
+    if (pending.rowCount === 0) return 0;
+    const n = await this.db.transaction('retire superseded certificates', async (tx) => {
+      const retired = await tx.query<{ serial: string }>(
+        `UPDATE certificates SET revoked_at = $1 WHERE connector_id = $2 AND revoked_at > $1 RETURNING serial`,
+        [now, connectorId],
+      );
+      if (retired.rows.length === 0) return 0;
+      await writeAudit(
+        tx,
+        `connector:${connectorId}`,
+        'connector.retire',
+        connectorId,
+        { serials: retired.rows.map((r) => r.serial).sort() },
+        now,
+      );
+      await tx.notify('connectors');
+      return retired.rows.length;
+    });
+    if (n > 0) this.afterChange();
+    return n;
+  }
+}
+
+/**
+ * One connector by id, or by name when exactly one live connector (else the latest
+ * revoked one) has it; `id:` and `name:` pick one kind (ConnectorRepo.find).
+ */
+async function findIn(sql: Sql, idOrName: string): Promise<ConnectorRecord> {
+  const prefixed = /^(id|name):(.*)$/s.exec(idOrName);
+  const kind = prefixed?.[1] ?? 'any';
+  const key = prefixed?.[2] ?? idOrName;
+  const where = kind === 'id' ? 'id = $1' : kind === 'name' ? 'name = $1' : '(id = $1 OR name = $1)';
+  const { rows } = await sql.query<ConnectorRow>(
+    `SELECT * FROM connectors WHERE ${where} ORDER BY revoked_at IS NOT NULL, created_at DESC, id`,
+    [key],
+  );
+  const byId = kind === 'name' ? undefined : rows.find((r) => r.id === key);
+  const named = kind === 'id' ? [] : rows.filter((r) => r.name === key);
+  if (byId) {
+    const others = named.filter((r) => r.id !== byId.id);
+    if (others.length > 0) {
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`,
+        { status: 400 },
+      );
+    }
+    return toConnector(byId);
+  }
+  const live = named.filter((r) => r.revoked_at === null);
+  if (live.length === 1) return toConnector(live[0]!);
+  if (live.length > 1) {
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`,
+      { status: 400 },
+    );
+  }
+  if (named.length > 0) return toConnector(named[0]!);
+  throw new ProxyctlError(
+    'ERR_CONNECTOR_NOT_FOUND',
+    `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`,
+    {
+      status: 404,
+    },
+  );
+}

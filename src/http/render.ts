@@ -92,6 +92,7 @@ const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_SIGNIN_CODE: { title: 'Sign-in could not be completed', step: 'sign-in: code rejected' },
   ERR_SIGNIN_TOKEN: { title: 'Sign-in failed', step: 'sign-in: token invalid' },
   ERR_IDP_UNAVAILABLE: { title: 'Identity provider unavailable', step: 'sign-in: provider unreachable' },
+  ERR_STORE_UNAVAILABLE: { title: 'Temporarily unavailable', step: 'relay: store unreachable' },
   ERR_NOT_ASSIGNED: { title: 'Access denied', step: 'authorization: not assigned' },
   ERR_POLICY_DENIED: { title: 'Access denied by policy', step: 'authorization: conditional access' },
   ERR_TOKEN_INVALID: { title: 'Token refused', step: 'sign-in: token invalid' },
@@ -126,7 +127,13 @@ export function renderDocument(
 ): Rendered {
   const e = refusalOf(err);
   const t = TEXT[e.code] ?? { title: e.status >= 500 ? 'Something went wrong' : 'Request refused', step: 'relay' };
-  const message = e.code === 'ERR_INTERNAL' ? 'internal error' : e.message;
+  // Neither an internal error nor the store's connection trouble (its host, its error) is the visitor's business.
+  const message =
+    e.code === 'ERR_INTERNAL'
+      ? 'internal error'
+      : e.code === 'ERR_STORE_UNAVAILABLE'
+        ? 'The relay cannot reach its database for a moment, so it cannot sign you in or register anything now. Signed-in sessions keep working. Try again shortly.'
+        : e.message;
   let type: string;
   let body: string;
   if (opts.json || wantsJson(req)) {

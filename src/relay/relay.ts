@@ -35,7 +35,9 @@ import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { openSqliteStore, type Store, type StoreTopic } from '../store/index.js';
+import { openStore, type Store, type StoreTopic } from '../store/index.js';
+import { ensurePrivateDir } from '../fs-private.js';
+import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import type { Clock } from '../clock.js';
@@ -202,6 +204,9 @@ export class Relay {
           log: this.options.log,
           throttle: this.loginThrottle,
           clientAddress,
+          ...(this.state.config.store
+            ? { loadSecrets: () => loadSharedIdpSecrets(this.store, this.options.masterKey) }
+            : {}),
           ...(this.options.now ? { now: this.options.now } : {}),
         });
         const fetchFn = this.loopbackFetch(cfg);
@@ -230,10 +235,27 @@ export class Relay {
 
   /** Provision: data directory, CA, store. Nothing listens yet. */
   static async create(config: RelayConfig, options: RelayOptions): Promise<Relay> {
-    const ca = await loadOrCreateCa(config.dataDir);
-    const store = openSqliteStore(config.dataDir);
-    const ring = await KeyRing.load(store.keys, options.masterKey);
-    return new Relay(config, store, ca, ring, options);
+    if (config.store && !options.masterKey) {
+      throw new ProxyctlError(
+        'ERR_MASTER_KEY',
+        'store.postgres needs a master key (secrets.masterKeyFile or PROXYCTL_MASTER_KEY): the CA key and signing keys are shared through the database and kept there encrypted',
+      );
+    }
+    ensurePrivateDir(config.dataDir, 'data directory');
+    const store = await openStore(
+      config.store ? { kind: 'postgres', url: config.store.postgres.url } : { kind: 'sqlite', dataDir: config.dataDir },
+    );
+    try {
+      // One machine keeps its CA in the data directory; replicas share theirs through the store.
+      const ca = config.store
+        ? await loadSharedCa(store, options.masterKey, config.dataDir)
+        : await loadOrCreateCa(config.dataDir);
+      const ring = await KeyRing.load(store.keys, options.masterKey);
+      return new Relay(config, store, ca, ring, options);
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
   }
 
   private now(): number {
@@ -445,6 +467,7 @@ export class Relay {
     const prev = prevState.config;
     const restartNeeded: string[] = [];
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
+    if (JSON.stringify(next.store) !== JSON.stringify(prev.store)) restartNeeded.push('store');
     if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port)
       restartNeeded.push('connectorApi.listen');
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)

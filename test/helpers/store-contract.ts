@@ -507,10 +507,7 @@ export function storeContract(t: Test, newStore: NewStore): void {
     const s = await opened(t, open);
     const other = await opened(t, open);
     t.equal(await s.secrets.get('ca'), undefined);
-    const [x, y] = await Promise.all([
-      s.secrets.putIfAbsent('ca', 'one'),
-      other.secrets.putIfAbsent('ca', 'two'),
-    ]);
+    const [x, y] = await Promise.all([s.secrets.putIfAbsent('ca', 'one'), other.secrets.putIfAbsent('ca', 'two')]);
     t.equal(x, y, 'two replicas starting together agree on one value');
     t.equal(await s.secrets.get('ca'), x);
     await s.secrets.put('ca', 'three', 'test');

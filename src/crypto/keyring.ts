@@ -104,4 +104,4 @@ export async function rotateKey(
 }
 
 /** What a stored key is bound to: its wrapped material cannot be replayed as another key. */
-export const keyAad = (purpose: string, kid: string): string => `proxyctl key ${purpose} ${kid}`;
+export const keyAad = (purpose: string, kid: string): string => `key:${purpose}:${kid}`;

@@ -15,7 +15,7 @@ export const CA_SECRET = 'relay-ca';
 export const IDP_SECRET = 'idp-keys';
 
 /** What a shared secret's wrapping is bound to: it cannot be swapped in under another name. */
-export const secretAad = (name: string): string => `proxyctl secret ${name}`;
+export const secretAad = (name: string): string => `secret:${name}`;
 
 /** The secret `name`, created by `make` (and wrapped) by whichever replica gets there first. */
 export async function sharedSecret(

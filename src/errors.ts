@@ -58,6 +58,7 @@ export type ErrorCode =
   | 'ERR_RELAY_REFUSED'
   | 'ERR_STATE_INVALID'
   | 'ERR_STORE'
+  | 'ERR_MASTER_KEY'
   | 'ERR_INTERNAL';
 
 export interface ProxyctlErrorOptions {

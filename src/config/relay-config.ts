@@ -134,6 +134,11 @@ export interface RelayConfig {
   readonly devices: { readonly caFile: string; readonly caPem: string } | undefined;
   /** Abuse limits at the public edge. */
   readonly limits: LimitsConfig;
+  /** Secrets kept outside the store. */
+  readonly secrets: {
+    /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
+    readonly masterKeyFile: string | undefined;
+  };
 }
 
 const TOP = [
@@ -149,6 +154,7 @@ const TOP = [
   'policies',
   'devices',
   'limits',
+  'secrets',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -311,6 +317,8 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   if (access.policies.some((p) => p.grant.requireDeviceCertificate) && !devices) {
     v.fail('devices.caFile', undefined, 'a device CA file, because a policy requires a device certificate');
   }
+  const sec = obj(v, 'secrets', top['secrets'], ['masterKeyFile']) ?? {};
+  const masterKeyFile = optStr(v, 'secrets.masterKeyFile', sec['masterKeyFile']);
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -324,6 +332,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     access,
     devices,
     limits: buildLimits(v, top['limits']),
+    secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
   };
 }
 

@@ -139,6 +139,8 @@ export interface RelayConfig {
     /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
     readonly masterKeyFile: string | undefined;
   };
+  /** The admin listener (health and readiness, plain HTTP); undefined with `admin: false`. */
+  readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
 
 const TOP = [
@@ -155,6 +157,7 @@ const TOP = [
   'devices',
   'limits',
   'secrets',
+  'admin',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -319,6 +322,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   }
   const sec = obj(v, 'secrets', top['secrets'], ['masterKeyFile']) ?? {};
   const masterKeyFile = optStr(v, 'secrets.masterKeyFile', sec['masterKeyFile']);
+  const admin = adminListener(v, top['admin']);
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -333,7 +337,21 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     devices,
     limits: buildLimits(v, top['limits']),
     secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
+    admin,
   };
+}
+
+/**
+ * Health and readiness for load balancers and orchestrators: on loopback unless another
+ * address is written out (the admin server warns then), or off with `admin: false`.
+ */
+function adminListener(v: Validation, raw: unknown): RelayConfig['admin'] {
+  if (raw === false) return undefined;
+  if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
+    return v.fail('admin', raw, 'a mapping { listen }, or false for no admin listener');
+  }
+  const o = obj(v, 'admin', raw, ['listen']) ?? {};
+  return listen(v, 'admin.listen', o['listen'], '127.0.0.1:9443');
 }
 
 const APP_KEYS = [

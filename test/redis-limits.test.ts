@@ -432,3 +432,51 @@ t.test('close: idempotent, and takes after it are decided per replica', async (t
   t.notOk(isPromise(r));
   t.same(r, { ok: true });
 });
+
+t.test('takeNow: answers at once; over time the replicas together keep the shared rate', async (t) => {
+  const time = manualTime();
+  const prefix = `${RUN}${randomUUID()}:`;
+  const a = shared(t, { now: time.now, bucketClock: time.now }, prefix).limits;
+  const b = shared(t, { now: time.now, bucketClock: time.now }, prefix).limits;
+  await waitFor(() => a.shared && b.shared, { what: 'both replicas connected' });
+  const rate = { ratePerSec: 1, burst: 5 };
+  const la = a.limiter('ip', rate);
+  const lb = b.limiter('ip', rate);
+  for (let i = 0; i < 5; i++) t.same(la.takeNow('k'), { ok: true }, `A: ${i + 1} of the burst, at once`);
+  await la.settled();
+  t.same(la.takeNow('k'), { ok: false, retryAfterS: 1 }, 'A heard the bucket is empty: refused at once');
+  t.same(lb.takeNow('k'), { ok: true }, 'B had heard nothing yet: admitted');
+  await lb.settled();
+  t.equal(Number(await admin.hget(`${prefix}ip:k`, 'tokens')), -1, 'and debited: the bucket owes one token');
+  t.same(lb.takeNow('k'), { ok: false, retryAfterS: 2 }, 'B now knows: the debt is repaid first');
+
+  // Both replicas asked every 100 ms for 30 s: the shared rate, plus at most one stale admission each.
+  let admitted = 0;
+  for (let step = 0; step < 300; step++) {
+    time.advance(100);
+    for (const l of [la, lb]) {
+      if (l.takeNow('k').ok) admitted++;
+      await l.settled();
+    }
+  }
+  t.ok(admitted >= 29 && admitted <= 32, `30 s at 1/s from a bucket in debt: ${admitted} admitted, not 60`);
+  const immediate = la.immediate();
+  t.notOk(isPromise(immediate.take('other')), 'immediate(): the same, for synchronous callers');
+  await la.settled();
+});
+
+t.test('takeNow while Redis hangs or is gone: never more than the replica’s own bucket', async (t) => {
+  const l = await link(t);
+  const { limits } = shared(t, { url: l.url, reconnectDelay: () => 20 });
+  await waitFor(() => limits.shared, { what: 'connected' });
+  const rl = limits.limiter('ip', { ratePerSec: 0.001, burst: 3 });
+  l.hang(true);
+  const answers = Array.from({ length: 10 }, () => rl.takeNow('a'));
+  t.equal(answers.filter((r) => r.ok).length, 3, 'the own bucket admits its burst and no more');
+  t.same(answers[9], { ok: false, retryAfterS: 1000 });
+  await rl.settled();
+  t.notOk(limits.shared, 'the unanswered debits marked an outage');
+  await l.stop();
+  t.equal(rl.takeNow('a').ok, false, 'with Redis gone: still the own bucket');
+  t.equal(rl.takeNow('b').ok, true, 'another key');
+});

@@ -20,6 +20,11 @@ export interface RateLimit {
   take(key: string, cost?: number): TakeResult | Promise<TakeResult>;
 }
 
+/** A rate limit that always answers at once (RateLimiter, or SharedRateLimiter.immediate()). */
+export interface ImmediateRateLimit {
+  take(key: string, cost?: number): TakeResult;
+}
+
 export interface RateLimiterOptions {
   /** Tokens added per second (may be fractional: 0.5 = one every two seconds). */
   ratePerSec: number;
@@ -48,7 +53,7 @@ const OK: TakeResult = Object.freeze({ ok: true });
  * eviction, both O(1). (Evicting through a Map's own insertion order is not:
  * V8 walks past every deleted entry to find the first live one.)
  */
-export class RateLimiter implements RateLimit {
+export class RateLimiter implements RateLimit, ImmediateRateLimit {
   private readonly buckets = new Map<string, Bucket>();
   /** Least and most recently used. */
   private oldest: Bucket | undefined;

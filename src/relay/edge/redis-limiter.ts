@@ -4,19 +4,23 @@
 // one clock for every replica, where the replicas' clocks may drift apart. A replica
 // never waits on Redis longer than commandTimeoutMs: when Redis is slow or gone it
 // decides alone with per-replica buckets, logs the outage once, and shares again by
-// itself once Redis answers.
+// itself once Redis answers. Two ways to ask: take() waits for Redis's answer (exact);
+// takeNow() answers at once and settles with Redis afterwards (see there).
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { RateConfig } from '../../config/limits-config.js';
 import type { Logger } from '../../log.js';
-import { RateLimiter, type RateLimit, type TakeResult } from './limits.js';
+import { RateLimiter, type ImmediateRateLimit, type RateLimit, type TakeResult } from './limits.js';
 
 /*
- * KEYS[1] the bucket; ARGV tokens per millisecond, burst, cost, and the time in
- * milliseconds ("" = Redis's clock; tests pass theirs). Returns {1 when taken, the
- * tokens left}. Exactly RateLimiter.take: a missing bucket is full (so a bucket may
- * expire as soon as it would have refilled), and a clock that steps back refills
- * nothing. Numbers are stored with 17 digits, so they come back as the same doubles.
+ * KEYS[1] the bucket; ARGV tokens per millisecond, burst, cost, the time in
+ * milliseconds ("" = Redis's clock; tests pass theirs), and "debit" when the request
+ * was already admitted (takeNow). Returns {1 when taken, the tokens left}. Exactly
+ * RateLimiter.take: a missing bucket is full (so a bucket may expire as soon as it
+ * would have refilled), and a clock that steps back refills nothing. A debit is taken
+ * even from a short bucket, down to -burst: the debt is repaid before anyone is
+ * admitted again, so over time the rate holds. Numbers are stored with 17 digits, so
+ * they come back as the same doubles.
  */
 const SCRIPT = `
 local rate = tonumber(ARGV[1])
@@ -39,6 +43,8 @@ local taken = 0
 if tokens >= cost then
   tokens = tokens - cost
   taken = 1
+elseif ARGV[5] == 'debit' then
+  tokens = math.max(-burst, tokens - cost)
 end
 redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', string.format('%.17g', now))
 redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(1, math.ceil((burst - tokens) / rate))))
@@ -125,14 +131,14 @@ export class SharedLimits {
    * Runs the script for one take; undefined when Redis is not to be asked now (not
    * connected, or in an outage between probes), and the caller decides alone.
    */
-  run(key: string, ratePerMs: number, burst: number, cost: number): Promise<Reply> | undefined {
+  run(key: string, ratePerMs: number, burst: number, cost: number, debit = false): Promise<Reply> | undefined {
     if (this.client.status !== 'ready' || this.closing) return undefined;
     if (this.down) {
       const now = this.now();
       if (now < this.probeAt) return undefined;
       this.probeAt = now + this.probeEveryMs;
     }
-    const args = [ratePerMs, burst, cost, this.bucketClock ? this.bucketClock() : ''];
+    const args = [ratePerMs, burst, cost, this.bucketClock ? this.bucketClock() : '', debit ? 'debit' : ''];
     return this.client
       .evalsha(SCRIPT_SHA, 1, key, ...args)
       .catch((err: unknown) => {
@@ -191,6 +197,8 @@ export class SharedRateLimiter implements RateLimit {
   private readonly keyPrefix: string;
   /** Tokens a bucket had at `at` (this replica's clock, taken before asking), when fewer than one. */
   private readonly short = new Map<string, { tokens: number; at: number }>();
+  /** Debits takeNow sent that Redis has not answered yet. */
+  private readonly pending = new Set<Promise<void>>();
 
   constructor(
     private readonly limits: SharedLimits,
@@ -208,36 +216,89 @@ export class SharedRateLimiter implements RateLimit {
     return this.keyPrefix + key;
   }
 
+  /**
+   * Exact: refused at once when the bucket is known to be short, otherwise decided by
+   * Redis (a promise); by this replica's own bucket when Redis is not answering.
+   */
   take(key: string, cost = 1): TakeResult | Promise<TakeResult> {
-    if (!(Number.isFinite(cost) && cost > 0 && cost <= this.burst)) {
-      throw new RangeError(`cost must be a positive number no larger than burst (${this.burst}), got ${cost}`);
-    }
+    checkCost(cost, this.burst);
     const now = this.limits.now();
-    const known = this.short.get(key);
-    if (known) {
-      // Behind the reading it was taken at, this clock stepped back: only Redis can tell.
-      const tokens = now < known.at ? cost : known.tokens + (now - known.at) * this.ratePerMs;
-      if (tokens < cost) return this.refused(tokens, cost);
-      this.short.delete(key);
-    }
+    const short = this.knownShort(key, cost, now);
+    if (short) return short;
     const reply = this.limits.run(this.redisKey(key), this.ratePerMs, this.burst, cost);
     if (!reply) return this.local.take(key, cost);
     return reply.then(
-      ([allowed, left]) => {
-        const tokens = Number(left);
-        if (tokens < 1) {
-          if (this.short.size >= MAX_SHORT) this.short.clear();
-          this.short.set(key, { tokens, at: now });
-        } else {
-          this.short.delete(key);
-        }
-        return allowed === 1 ? OK : this.refused(tokens, cost);
+      ([taken, left]) => {
+        const tokens = this.remember(key, Number(left), now);
+        return taken === 1 ? OK : this.refused(tokens, cost);
       },
       (err: unknown) => {
         this.limits.failed(err);
         return this.local.take(key, cost);
       },
     );
+  }
+
+  /**
+   * Never waits, for callers that must decide synchronously. Refused when the bucket
+   * is known to be short, or when this replica's own bucket is empty (so a replica
+   * alone never exceeds the rate, Redis or not); otherwise admitted, and the tokens
+   * are debited in Redis afterwards, whose answer says whether the bucket is now
+   * short. What it costs against take(): a replica admits on what Redis last told it
+   * about the bucket, so the replicas together may admit more than the bucket held,
+   * by what reaches each before it hears of the others' takes (a round trip); the
+   * debt left in the bucket is repaid before anyone is admitted again, so over time
+   * the shared rate holds.
+   */
+  takeNow(key: string, cost = 1): TakeResult {
+    checkCost(cost, this.burst);
+    const now = this.limits.now();
+    const short = this.knownShort(key, cost, now);
+    if (short) return short;
+    const own = this.local.take(key, cost);
+    if (!own.ok) return own;
+    const reply = this.limits.run(this.redisKey(key), this.ratePerMs, this.burst, cost, true);
+    if (reply) {
+      const settled: Promise<void> = reply.then(
+        ([, left]) => void this.remember(key, Number(left), now),
+        (err: unknown) => this.limits.failed(err),
+      );
+      this.pending.add(settled);
+      void settled.finally(() => this.pending.delete(settled));
+    }
+    return OK;
+  }
+
+  /** This limit as one that always answers at once (takeNow), for synchronous callers. */
+  immediate(): ImmediateRateLimit {
+    return { take: (key, cost) => this.takeNow(key, cost) };
+  }
+
+  /** Resolves once every debit takeNow sent has been answered (or failed). */
+  async settled(): Promise<void> {
+    while (this.pending.size) await Promise.all(this.pending);
+  }
+
+  /** A refusal when the last answer left the bucket short and too little time has passed since. */
+  private knownShort(key: string, cost: number, now: number): TakeResult | undefined {
+    const known = this.short.get(key);
+    if (!known) return undefined;
+    // Behind the reading it was taken at, this clock stepped back: only Redis can tell.
+    const tokens = now < known.at ? cost : known.tokens + (now - known.at) * this.ratePerMs;
+    if (tokens < cost) return this.refused(tokens, cost);
+    this.short.delete(key);
+    return undefined;
+  }
+
+  /** Keeps what Redis said about a bucket with less than a token left (asked at `at`). */
+  private remember(key: string, tokens: number, at: number): number {
+    if (tokens < 1) {
+      if (this.short.size >= MAX_SHORT) this.short.clear();
+      this.short.set(key, { tokens, at });
+    } else {
+      this.short.delete(key);
+    }
+    return tokens;
   }
 
   private refused(tokens: number, cost: number): TakeResult {
@@ -247,3 +308,8 @@ export class SharedRateLimiter implements RateLimit {
 }
 
 const OK: TakeResult = Object.freeze({ ok: true });
+
+function checkCost(cost: number, burst: number): void {
+  if (!(Number.isFinite(cost) && cost > 0 && cost <= burst))
+    throw new RangeError(`cost must be a positive number no larger than burst (${burst}), got ${cost}`);
+}

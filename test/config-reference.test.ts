@@ -19,6 +19,8 @@ const sections: [string, string][] = [
   ['log', 'log: { zzz: 1 }'],
   ['devices', 'devices: { zzz: 1 }'],
   ['limits', 'limits: { zzz: 1 }'],
+  ['secrets', 'secrets: { zzz: 1 }'],
+  ['admin', 'admin: { zzz: 1 }'],
   ['apps[]', `apps: [{ ${APP}, zzz: 1 }]`],
   ['apps[].cookie', `apps: [{ ${APP}, cookie: { zzz: 1 } }]`],
   ['apps[].tls', `apps: [{ ${APP}, tls: { zzz: 1 } }]`],

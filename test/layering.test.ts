@@ -17,7 +17,7 @@ const ORDER: string[][] = [
   ['idp', 'connector'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read
   // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
-  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/state'],
+  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/state'],
   ['relay'],
   ['demo'],
   ['commands'],

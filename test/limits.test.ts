@@ -440,6 +440,17 @@ t.test('limits config: values as written', async (t) => {
   t.equal(issues({ requestTimeout: 0 }).limits.requestTimeoutMs, 0, 'requestTimeout: 0');
   t.equal(issues({ requestTimeout: 'none' }).limits.requestTimeoutMs, 0, 'requestTimeout: none');
   t.equal(issues({ maxHeaderBytes: 65536 }).limits.maxHeaderBytes, 65536);
+  t.equal(issues({}).limits.redis, undefined, 'no redis: buckets per replica');
+  for (const [written, href] of [
+    ['redis://127.0.0.1:6379/0', 'redis://127.0.0.1:6379/0'],
+    ['redis://redis.internal', 'redis://redis.internal'],
+    ['rediss://redis.internal:6380/3', 'rediss://redis.internal:6380/3'],
+    ['redis://[::1]:6379/', 'redis://[::1]:6379/'],
+  ]) {
+    const got = issues({ redis: written });
+    t.same(got.issues, [], `${written} accepted`);
+    t.equal(got.limits.redis, href);
+  }
 });
 
 t.test('limits config: every bad value is refused with its key path', async (t) => {
@@ -482,6 +493,16 @@ t.test('limits config: every bad value is refused with its key path', async (t) 
     ['no prefix after slash', { trustedProxies: ['1.2.3.4/'] }, 'limits.trustedProxies[0]'],
     ['bad octet', { trustedProxies: ['10.0.0.256/32'] }, 'limits.trustedProxies[0]'],
     ['zone id', { trustedProxies: ['fe80::1%eth0/64'] }, 'limits.trustedProxies[0]'],
+    ['redis not a URL', { redis: '127.0.0.1:6379' }, 'limits.redis'],
+    ['redis over http', { redis: 'http://127.0.0.1:6379' }, 'limits.redis'],
+    ['redis without a host', { redis: 'redis:///0' }, 'limits.redis'],
+    ['redis with a password', { redis: 'redis://:secret@127.0.0.1:6379/0' }, 'limits.redis'],
+    ['redis with a user', { redis: 'redis://proxy:secret@127.0.0.1:6379' }, 'limits.redis'],
+    ['redis with a query', { redis: 'redis://127.0.0.1:6379/0?db=1' }, 'limits.redis'],
+    ['redis with a path', { redis: 'redis://127.0.0.1:6379/limits' }, 'limits.redis'],
+    ['redis with two databases', { redis: 'redis://127.0.0.1:6379/0/1' }, 'limits.redis'],
+    ['redis a list', { redis: ['redis://127.0.0.1'] }, 'limits.redis'],
+    ['redis true', { redis: true }, 'limits.redis'],
   ];
   for (const [name, raw, path] of cases) {
     const got = issues(raw).issues;

@@ -1,9 +1,10 @@
 // The `limits:` part of the relay config: request rates, connections per
 // address, parser and timeout limits of the public listener, and which proxies
-// in front of the relay may name the client in X-Forwarded-For. Every key is
-// optional; the defaults suit a relay facing the internet directly.
+// in front of the relay may name the client in X-Forwarded-For, and the Redis that
+// replicas share request rates through. Every key is optional; the defaults suit a
+// relay facing the internet directly.
 import { parseCidr } from '../net/address.js';
-import { Validation, duration, int, join, obj, strList } from './schema.js';
+import { Validation, duration, int, join, obj, strList, url } from './schema.js';
 
 export interface RateConfig {
   readonly ratePerSec: number;
@@ -31,6 +32,11 @@ export interface LimitsConfig {
   readonly maxHeaders: number;
   /** CIDR ranges (or single addresses) of proxies whose X-Forwarded-For is believed. */
   readonly trustedProxies: readonly string[];
+  /**
+   * Redis URL (redis: or rediss:, optional /db) through which replicas share the perIp
+   * and perApp buckets; undefined = buckets per replica.
+   */
+  readonly redis: string | undefined;
 }
 
 export const LIMITS_KEYS = [
@@ -44,6 +50,7 @@ export const LIMITS_KEYS = [
   'maxHeaderBytes',
   'maxHeaders',
   'trustedProxies',
+  'redis',
 ] as const;
 
 export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
@@ -58,6 +65,7 @@ export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
   maxHeaderBytes: 32 * 1024,
   maxHeaders: 100,
   trustedProxies: Object.freeze([]),
+  redis: undefined,
 });
 
 const MAX_RATE = 1_000_000;
@@ -158,6 +166,7 @@ export function buildLimits(v: Validation, raw: unknown): LimitsConfig {
     if (!parseCidr(c))
       v.fail(join(at('trustedProxies'), i), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, or a single address');
   });
+  const redis = redisUrl(v, at('redis'), o['redis']);
   return {
     perIp,
     perApp,
@@ -169,5 +178,20 @@ export function buildLimits(v: Validation, raw: unknown): LimitsConfig {
     maxHeaderBytes,
     maxHeaders,
     trustedProxies,
+    redis,
   };
+}
+
+/**
+ * redis://host[:port][/db] or rediss:// (TLS). Credentials are refused as in every URL
+ * of the config: the URL is logged and shown in errors.
+ */
+function redisUrl(v: Validation, path: string, raw: unknown): string | undefined {
+  if (raw === undefined) return undefined;
+  const u = url(v, path, raw, ['redis', 'rediss']);
+  if (!u) return undefined;
+  if (!u.hostname) return v.fail(path, raw, 'a Redis URL with a host, such as redis://127.0.0.1:6379/0');
+  if (!/^\/?(\d{1,5})?$/.test(u.pathname))
+    return v.fail(path, raw, 'a Redis URL whose path is at most a database number, such as redis://127.0.0.1:6379/0');
+  return u.href;
 }

@@ -136,6 +136,13 @@ export interface RelayConfig {
   readonly limits: LimitsConfig;
   /** Shared PostgreSQL store (replicas); undefined = SQLite in dataDir. */
   readonly store: { readonly postgres: { readonly url: string } } | undefined;
+  /** Secrets kept outside the store. */
+  readonly secrets: {
+    /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
+    readonly masterKeyFile: string | undefined;
+  };
+  /** The admin listener (health and readiness, plain HTTP); undefined with `admin: false`. */
+  readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
 
 const TOP = [
@@ -152,6 +159,8 @@ const TOP = [
   'devices',
   'limits',
   'store',
+  'secrets',
+  'admin',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -314,6 +323,9 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   if (access.policies.some((p) => p.grant.requireDeviceCertificate) && !devices) {
     v.fail('devices.caFile', undefined, 'a device CA file, because a policy requires a device certificate');
   }
+  const sec = obj(v, 'secrets', top['secrets'], ['masterKeyFile']) ?? {};
+  const masterKeyFile = optStr(v, 'secrets.masterKeyFile', sec['masterKeyFile']);
+  const admin = adminListener(v, top['admin']);
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -328,6 +340,8 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     devices,
     limits: buildLimits(v, top['limits']),
     store: buildStore(v, top['store'], baseDir),
+    secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
+    admin,
   };
 }
 
@@ -372,6 +386,19 @@ function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['
     return undefined;
   }
   return { postgres: { url: parsed.href } };
+}
+
+/**
+ * Health and readiness for load balancers and orchestrators: on loopback unless another
+ * address is written out (the admin server warns then), or off with `admin: false`.
+ */
+function adminListener(v: Validation, raw: unknown): RelayConfig['admin'] {
+  if (raw === false) return undefined;
+  if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
+    return v.fail('admin', raw, 'a mapping { listen }, or false for no admin listener');
+  }
+  const o = obj(v, 'admin', raw, ['listen']) ?? {};
+  return listen(v, 'admin.listen', o['listen'], '127.0.0.1:9443');
 }
 
 const APP_KEYS = [

@@ -1,6 +1,7 @@
 // Abuse limits on the public listener, independent of HTTP routing:
 //   * RateLimiter: token buckets per key (client address, app), O(1) per call,
-//     bounded memory (least recently used keys are forgotten first);
+//     bounded memory (least recently used keys are forgotten first); buckets
+//     shared by replicas through Redis are in redis-limiter.ts;
 //   * ConnectionCap: open sockets per remote address, refused before TLS;
 //   * TrustedProxies: which address is the client when the relay sits behind
 //     load balancers or CDNs that add X-Forwarded-For.
@@ -9,6 +10,20 @@ import type { Server as TlsServer } from 'node:tls';
 import { AddressSet, canonicalAddress, parseForwardedAddress } from '../../net/address.js';
 
 export type TakeResult = { ok: true } | { ok: false; retryAfterS: number };
+
+/**
+ * What the request path asks of a rate limit. The per-replica RateLimiter always
+ * answers at once; the shared one (redis-limiter.ts) answers at once when it
+ * already knows the bucket is short, and otherwise after a round trip to Redis.
+ */
+export interface RateLimit {
+  take(key: string, cost?: number): TakeResult | Promise<TakeResult>;
+}
+
+/** A rate limit that always answers at once (RateLimiter, or SharedRateLimiter.immediate()). */
+export interface ImmediateRateLimit {
+  take(key: string, cost?: number): TakeResult;
+}
 
 export interface RateLimiterOptions {
   /** Tokens added per second (may be fractional: 0.5 = one every two seconds). */
@@ -38,7 +53,7 @@ const OK: TakeResult = Object.freeze({ ok: true });
  * eviction, both O(1). (Evicting through a Map's own insertion order is not:
  * V8 walks past every deleted entry to find the first live one.)
  */
-export class RateLimiter {
+export class RateLimiter implements RateLimit, ImmediateRateLimit {
   private readonly buckets = new Map<string, Bucket>();
   /** Least and most recently used. */
   private oldest: Bucket | undefined;

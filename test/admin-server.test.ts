@@ -256,7 +256,7 @@ t.test('lifecycle: close is idempotent, safe before start, cuts keep-alive conne
 
 t.test('config: admin.listen', async (t) => {
   const admin = (yaml: string) => parseRelayConfig(yaml, 'relay.yaml').admin;
-  t.same(admin('{}'), { host: '127.0.0.1', port: 9443 }, 'on loopback by default');
+  t.equal(admin('{}'), undefined, 'no admin listener unless admin: is written');
   t.same(admin('admin: {}'), { host: '127.0.0.1', port: 9443 });
   t.same(admin('admin: { listen: "[::1]:9000" }'), { host: '::1', port: 9000 });
   t.same(admin('admin: { listen: "0.0.0.0:9443" }'), { host: '0.0.0.0', port: 9443 }, 'any address written out');

@@ -8,6 +8,7 @@ import { isProxyctlError } from '../errors.js';
 import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
 import { Relay } from '../relay/relay.js';
+import { loadMasterKey } from '../crypto/master-key.js';
 
 export interface ServeOptions {
   config?: string;
@@ -23,7 +24,8 @@ export async function serveRelay(opts: ServeOptions): Promise<void> {
   tuneHeapForStreaming();
   const config = loadConfigFromOptions(opts);
   const log = createLogger(config.log.level, 'proxyctl-relay');
-  const relay = await Relay.create(config, { log });
+  const masterKey = loadMasterKey({ file: config.secrets.masterKeyFile, env: process.env });
+  const relay = await Relay.create(config, { log, ...(masterKey ? { masterKey } : {}) });
   try {
     await relay.start();
   } catch (err) {

@@ -141,7 +141,7 @@ export interface RelayConfig {
     /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
     readonly masterKeyFile: string | undefined;
   };
-  /** The admin listener (health and readiness, plain HTTP); undefined with `admin: false`. */
+  /** The admin listener (health and readiness, plain HTTP); undefined without `admin:` (or with `admin: false`). */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
 }
 
@@ -389,11 +389,13 @@ function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['
 }
 
 /**
- * Health and readiness for load balancers and orchestrators: on loopback unless another
- * address is written out (the admin server warns then), or off with `admin: false`.
+ * Health and readiness for load balancers and orchestrators, when `admin:` is written
+ * (`admin: {}` listens on 127.0.0.1:9443); on loopback unless another address is
+ * written out (the admin server warns then). Absent or `false`: no admin listener, so
+ * several relays on one machine (tests, the demo) do not contend for one port.
  */
 function adminListener(v: Validation, raw: unknown): RelayConfig['admin'] {
-  if (raw === false) return undefined;
+  if (raw === undefined || raw === false) return undefined;
   if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
     return v.fail('admin', raw, 'a mapping { listen }, or false for no admin listener');
   }

@@ -37,6 +37,7 @@ import { LoginThrottle } from '../idp/throttle.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { openStore, type Store, type StoreTopic } from '../store/index.js';
 import { ensurePrivateDir } from '../fs-private.js';
+import { createAdminServer, type AdminServer, type Checks } from './admin/admin-server.js';
 import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
@@ -71,6 +72,7 @@ export class Relay {
   private readonly signIn: SignIn;
   private readonly relayOwned: RelayOwned;
   private unwatch: (() => void) | undefined;
+  private admin: AdminServer | undefined;
   private closing: Promise<void> | undefined;
   readonly channels: ChannelRegistry;
 
@@ -291,6 +293,11 @@ export class Relay {
     );
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
+    if (cfg.admin) {
+      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log });
+      await this.admin.start(cfg.admin.host, cfg.admin.port);
+      this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz)');
+    }
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     this.unwatch = this.store.onChange((topics) => this.storeChanged(topics), this.options.storeWatchMs ?? 500);
     this.options.log.info(
@@ -395,6 +402,23 @@ export class Relay {
       this.options.log.info({ issuer: this.state.idp?.issuer }, 'embedded identity provider ready');
     }
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
+  }
+
+  /** Ready: the listeners are up, the store answers, the configuration is loaded (for /readyz). */
+  readiness(): Checks {
+    const up = (s: Server | undefined) => ({ ok: !!s?.listening });
+    const reachable = this.store.reachable();
+    return {
+      publicListener: up(this.publicServer),
+      connectorApi: up(this.connectorApi),
+      store: reachable ? { ok: true } : { ok: false, detail: `${this.store.kind} unreachable` },
+      config: { ok: !this.closing, detail: `generation ${this.state.generation}` },
+    };
+  }
+
+  /** The admin listener's address, when `admin:` is configured. */
+  adminAddress(): { host: string; port: number } | undefined {
+    return this.admin?.address();
   }
 
   publicAddress(): { host: string; port: number } {
@@ -544,6 +568,8 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     this.unwatch?.();
+    // Not ready from here on: load balancers stop sending new users while requests drain.
+    const admin = this.admin;
     const pub = this.publicServer;
     if (pub) {
       // Stop taking users, let requests in flight finish (bounded), then close channels.
@@ -568,6 +594,7 @@ export class Relay {
     }
     this.channels.terminateAll();
     await this.loopbackAgent?.close().catch(() => undefined);
+    await admin?.close();
     await this.store.close();
   }
 }

@@ -1,6 +1,9 @@
 // The embedded provider's sign-in throttle: growing delays, never a hard lock,
 // counted per account, per source address, per network and per (account, address).
 // Addresses are the relay's vetted client address (trusted proxies honoured).
+// LoginThrottle counts in this process; SharedLoginThrottle counts in Redis, for
+// every replica at once, with LoginThrottle to fall back on while Redis is away.
+import { createHash } from 'node:crypto';
 import { isIP } from 'node:net';
 import { canonicalAddress, networkOf } from '../net/address.js';
 import { USERNAME_PATTERN } from './users.js';
@@ -203,24 +206,16 @@ export class LoginThrottle {
   /** May an attempt for `username` from `address` be evaluated now? The same answer whether or not the user exists. */
   check(username: string, address: string): ThrottleVerdict {
     const now = this.now();
-    const keys = this.keys(username, address);
+    const keys = throttleKeys(username, address);
     const exempt = this.isKnown(keys.account, keys.source, now);
-    let worst: { ms: number; scope: ThrottleScope } = { ms: 0, scope: 'pair' };
-    for (const scope of ['pair', 'account', 'address', 'network'] as const) {
-      if (exempt && scope !== 'pair') continue;
-      const ms = this.counters[scope].wait(keys[scope], now);
-      if (ms > worst.ms) worst = { ms, scope };
-    }
-    return worst.ms > 0
-      ? { allowed: false, retryAfterS: Math.max(1, Math.ceil(worst.ms / 1000)), scope: worst.scope }
-      : { allowed: true };
+    return verdictOf(exempt, (scope) => this.counters[scope].wait(keys[scope], now));
   }
 
   /** A wrong password or code: counts in every scope, known source or not. */
   failure(username: string, address: string): void {
     const now = this.now();
-    const keys = this.keys(username, address);
-    for (const scope of ['pair', 'account', 'address', 'network'] as const) this.counters[scope].fail(keys[scope], now);
+    const keys = throttleKeys(username, address);
+    for (const scope of SCOPES) this.counters[scope].fail(keys[scope], now);
   }
 
   /**
@@ -230,7 +225,7 @@ export class LoginThrottle {
    */
   success(username: string, address: string): void {
     const now = this.now();
-    const keys = this.keys(username, address);
+    const keys = throttleKeys(username, address);
     this.counters.pair.clear(keys.pair);
     const sources = this.known.get(keys.account) ?? new Map<string, number>();
     this.known.delete(keys.account);
@@ -251,10 +246,199 @@ export class LoginThrottle {
     const at = this.known.get(account)?.get(source);
     return at !== undefined && now - at < this.knownForMs;
   }
+}
 
-  private keys(username: string, address: string): Record<ThrottleScope | 'source', string> {
-    const account = accountOf(username);
-    const a = addressKey(address);
-    return { pair: `${account} ${a}`, account, address: a, network: networkOf(a), source: sourceOf(a) };
+const SCOPES = ['pair', 'account', 'address', 'network'] as const;
+
+/** The key of each scope, and the source a success makes known, for one attempt. */
+function throttleKeys(username: string, address: string): Record<ThrottleScope | 'source', string> {
+  const account = accountOf(username);
+  const a = addressKey(address);
+  return { pair: `${account} ${a}`, account, address: a, network: networkOf(a), source: sourceOf(a) };
+}
+
+/** The longest wait of the scopes that apply (a known source: the pair's only); ties go to the first scope. */
+function verdictOf(exempt: boolean, waitMs: (scope: ThrottleScope) => number): ThrottleVerdict {
+  let worst: { ms: number; scope: ThrottleScope } = { ms: 0, scope: 'pair' };
+  for (const scope of SCOPES) {
+    if (exempt && scope !== 'pair') continue;
+    const ms = waitMs(scope);
+    if (ms > worst.ms) worst = { ms, scope };
+  }
+  return worst.ms > 0
+    ? { allowed: false, retryAfterS: Math.max(1, Math.ceil(worst.ms / 1000)), scope: worst.scope }
+    : { allowed: true };
+}
+
+/** A Lua script and its SHA-1, under which Redis caches it. */
+export interface LuaScript {
+  readonly lua: string;
+  readonly sha: string;
+}
+
+const script = (lua: string): LuaScript => ({ lua, sha: createHash('sha1').update(lua).digest('hex') });
+
+/**
+ * What a shared throttle needs of Redis; the relay's SharedLimits (relay/edge) is one.
+ * runScript answers undefined when Redis is not to be asked now (an outage): the
+ * caller then decides alone, and reports a rejected run to failed().
+ */
+export interface ScriptRunner {
+  readonly prefix: string;
+  runScript(script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> | undefined;
+  failed(err: unknown): void;
+}
+
+/* Each script: ARGV[1] the time in ms, "" for Redis's clock (tests pass theirs). */
+const NOW = `
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+`;
+
+/** KEYS pair, account, address, network, known; ARGV now, source, knownForMs. Returns {exempt, wait ms ×4}. */
+const CHECK = script(`${NOW}
+local out = {0}
+local at = tonumber(redis.call('ZSCORE', KEYS[5], ARGV[2]))
+if at and now - at < tonumber(ARGV[3]) then out[1] = 1 end
+for i = 1, 4 do
+  local nextAt = tonumber(redis.call('HGET', KEYS[i], 'nextAt'))
+  local wait = 0
+  if nextAt and nextAt > now then wait = nextAt - now end
+  out[i + 1] = string.format('%.17g', wait)
+end
+return out
+`);
+
+/**
+ * KEYS pair, account, address, network; ARGV now, then free, forgiveMs, baseDelayMs,
+ * maxDelayMs of each scope. DelayCounter.fail on each, with its arithmetic; an entry
+ * expires once fully forgiven and its wait is over.
+ */
+const FAILURE = script(`${NOW}
+for i = 1, 4 do
+  local o = 1 + (i - 1) * 4
+  local free, forgive = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2])
+  local base, max = tonumber(ARGV[o + 3]), tonumber(ARGV[o + 4])
+  local e = redis.call('HMGET', KEYS[i], 'level', 'at')
+  local level = 0
+  if e[1] and e[2] then level = math.max(0, tonumber(e[1]) - (now - tonumber(e[2])) / forgive) end
+  level = level + 1
+  local excess = math.ceil(level) - free
+  local delay = 0
+  if excess >= 0 then delay = math.min(max, base * 2 ^ math.min(excess, 40)) end
+  redis.call('HSET', KEYS[i], 'level', string.format('%.17g', level), 'at', string.format('%.17g', now),
+    'nextAt', string.format('%.17g', now + delay))
+  redis.call('PEXPIRE', KEYS[i], string.format('%d', math.max(1, math.ceil(math.max(delay, level * forgive)))))
+end
+return 1
+`);
+
+/** KEYS pair, known; ARGV now, source, knownPerAccount, knownForMs. */
+const SUCCESS = script(`${NOW}
+redis.call('DEL', KEYS[1])
+redis.call('ZADD', KEYS[2], string.format('%.17g', now), ARGV[2])
+local extra = redis.call('ZCARD', KEYS[2]) - tonumber(ARGV[3])
+if extra > 0 then redis.call('ZREMRANGEBYRANK', KEYS[2], 0, extra - 1) end
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+return 1
+`);
+
+export interface SharedLoginThrottleOptions extends LoginThrottleOptions {
+  redis: ScriptRunner;
+  /** Time in ms given to the scripts instead of Redis's clock (tests). */
+  scriptClock?: () => number;
+}
+
+/**
+ * LoginThrottle with its counters and known sources in Redis, so every replica sees
+ * every failure: guesses spread over N replicas are slowed as on one. Its answers
+ * take a round trip. The local LoginThrottle records every attempt all along, and
+ * answers instead while Redis does not (per replica then, as without Redis). Known
+ * sources outlive a restart here (knownForMs), where LoginThrottle forgets them.
+ */
+export class SharedLoginThrottle {
+  private readonly local: LoginThrottle;
+  private readonly redis: ScriptRunner;
+  private readonly rules: Record<ThrottleScope, DelayRule>;
+  private readonly knownForMs: number;
+  private readonly knownPerAccount: number;
+  private readonly scriptClock: (() => number) | undefined;
+
+  constructor(opts: SharedLoginThrottleOptions) {
+    this.local = new LoginThrottle(opts);
+    this.redis = opts.redis;
+    this.rules = { ...DEFAULT_RULES, ...opts.rules };
+    this.knownForMs = opts.knownForMs ?? 30 * 24 * 60 * MIN;
+    this.knownPerAccount = Math.max(1, opts.knownPerAccount ?? 8);
+    this.scriptClock = opts.scriptClock;
+  }
+
+  /** As LoginThrottle.check, from the counters of every replica. */
+  async check(username: string, address: string): Promise<ThrottleVerdict> {
+    const keys = throttleKeys(username, address);
+    const reply = this.run(
+      CHECK,
+      [...SCOPES.map((s) => this.key(s, keys[s])), this.key('known', keys.account)],
+      [keys.source, this.knownForMs],
+    );
+    if (reply) {
+      try {
+        const [exempt, ...waits] = (await reply) as [number, string, string, string, string];
+        return verdictOf(exempt === 1, (scope) => Number(waits[SCOPES.indexOf(scope)]));
+      } catch (err) {
+        this.redis.failed(err);
+      }
+    }
+    return this.local.check(username, address);
+  }
+
+  /** As LoginThrottle.failure, counted for every replica. */
+  async failure(username: string, address: string): Promise<void> {
+    this.local.failure(username, address);
+    const keys = throttleKeys(username, address);
+    const args = SCOPES.flatMap((s) => {
+      const r = this.rules[s];
+      return [r.free, r.forgiveMs, r.baseDelayMs, r.maxDelayMs];
+    });
+    await this.settle(
+      this.run(
+        FAILURE,
+        SCOPES.map((s) => this.key(s, keys[s])),
+        args,
+      ),
+    );
+  }
+
+  /** As LoginThrottle.success, known to every replica. */
+  async success(username: string, address: string): Promise<void> {
+    this.local.success(username, address);
+    const keys = throttleKeys(username, address);
+    await this.settle(
+      this.run(
+        SUCCESS,
+        [this.key('pair', keys.pair), this.key('known', keys.account)],
+        [keys.source, this.knownPerAccount, this.knownForMs],
+      ),
+    );
+  }
+
+  /** The Redis key of a scope's counter, or of an account's known sources. */
+  key(scope: ThrottleScope | 'known', key: string): string {
+    return `${this.redis.prefix}signin:${scope}:${key}`;
+  }
+
+  private run(s: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> | undefined {
+    return this.redis.runScript(s, keys, [this.scriptClock ? this.scriptClock() : '', ...args]);
+  }
+
+  private async settle(reply: Promise<unknown> | undefined): Promise<void> {
+    try {
+      await reply;
+    } catch (err) {
+      this.redis.failed(err);
+    }
   }
 }

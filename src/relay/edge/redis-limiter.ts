@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { RateConfig } from '../../config/limits-config.js';
+import type { LuaScript, ScriptRunner } from '../../idp/throttle.js';
 import type { Logger } from '../../log.js';
 import { RateLimiter, type ImmediateRateLimit, type RateLimit, type TakeResult } from './limits.js';
 
@@ -50,7 +51,7 @@ redis.call('HSET', KEYS[1], 'tokens', string.format('%.17g', tokens), 'at', stri
 redis.call('PEXPIRE', KEYS[1], string.format('%d', math.max(1, math.ceil((burst - tokens) / rate))))
 return {taken, string.format('%.17g', tokens)}
 `;
-const SCRIPT_SHA = createHash('sha1').update(SCRIPT).digest('hex');
+const BUCKET: LuaScript = { lua: SCRIPT, sha: createHash('sha1').update(SCRIPT).digest('hex') };
 
 export interface SharedLimitsOptions {
   /** `limits.redis`. */
@@ -76,11 +77,12 @@ type Reply = [allowed: number, tokens: string];
 const isNoScript = (err: unknown): boolean => err instanceof Error && err.message.startsWith('NOSCRIPT');
 
 /**
- * One Redis connection for every shared limit of the relay, and the one place that
+ * One Redis connection for every shared limit of the relay (rate limits, and the
+ * embedded provider's sign-in throttle through ScriptRunner), and the one place that
  * knows whether Redis is answering. Created once per relay; limiters are made per
  * configuration generation with limiter().
  */
-export class SharedLimits {
+export class SharedLimits implements ScriptRunner {
   private readonly client: Redis;
   private readonly log: Logger;
   private readonly where: string;
@@ -127,27 +129,33 @@ export class SharedLimits {
     return this.client.status === 'ready' && !this.down;
   }
 
-  /**
-   * Runs the script for one take; undefined when Redis is not to be asked now (not
-   * connected, or in an outage between probes), and the caller decides alone.
-   */
+  /** Runs the bucket script for one take; undefined when Redis is not to be asked now. */
   run(key: string, ratePerMs: number, burst: number, cost: number, debit = false): Promise<Reply> | undefined {
+    const args = [ratePerMs, burst, cost, this.bucketClock ? this.bucketClock() : '', debit ? 'debit' : ''];
+    return this.runScript(BUCKET, [key], args) as Promise<Reply> | undefined;
+  }
+
+  /**
+   * Runs a script (EVALSHA, the script itself after NOSCRIPT); undefined when Redis is
+   * not to be asked now (not connected, or in an outage between probes), and the
+   * caller decides alone. The caller reports a rejection to failed().
+   */
+  runScript(script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> | undefined {
     if (this.client.status !== 'ready' || this.closing) return undefined;
     if (this.down) {
       const now = this.now();
       if (now < this.probeAt) return undefined;
       this.probeAt = now + this.probeEveryMs;
     }
-    const args = [ratePerMs, burst, cost, this.bucketClock ? this.bucketClock() : '', debit ? 'debit' : ''];
     return this.client
-      .evalsha(SCRIPT_SHA, 1, key, ...args)
+      .evalsha(script.sha, keys.length, ...keys, ...args)
       .catch((err: unknown) => {
-        if (isNoScript(err)) return this.client.eval(SCRIPT, 1, key, ...args);
+        if (isNoScript(err)) return this.client.eval(script.lua, keys.length, ...keys, ...args);
         throw err;
       })
       .then((reply) => {
         this.answered();
-        return reply as Reply;
+        return reply;
       });
   }
 
@@ -158,14 +166,14 @@ export class SharedLimits {
     this.down = true;
     this.log.warn(
       { redis: this.where, err: (err as Error)?.message },
-      'Redis does not answer: rate limits are per replica until it does',
+      'Redis does not answer: rate limits and the sign-in throttle are per replica until it does',
     );
   }
 
   private answered(): void {
     if (!this.down) return;
     this.down = false;
-    this.log.info({ redis: this.where }, 'Redis answers again: rate limits are shared');
+    this.log.info({ redis: this.where }, 'Redis answers again: rate limits and the sign-in throttle are shared');
   }
 
   /** Idempotent. Buckets stay in Redis (they expire by themselves). */

@@ -17,7 +17,7 @@ import type { IdpArtifactRepo, UserRepo } from '../store/index.js';
 import { formPage, loginPage, messagePage, totpPage } from './pages.js';
 import { renderDocument, renderError, securityHeaders, sendPage } from '../http/render.js';
 import { ProxyctlError } from '../errors.js';
-import { LoginThrottle, type ThrottleVerdict } from './throttle.js';
+import { LoginThrottle, SharedLoginThrottle, type ThrottleVerdict } from './throttle.js';
 import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
 export const CLI_CLIENT_ID = 'proxyctl-cli';
@@ -98,7 +98,7 @@ export interface EmbeddedIdpOptions {
   /** Clock for the throttle, TOTP and the second-factor wait (tests). */
   now?: () => number;
   /** Kept by the relay across reloads, so rebuilding the provider forgets no failures. */
-  throttle?: LoginThrottle;
+  throttle?: LoginThrottle | SharedLoginThrottle;
   /**
    * The client's address as the relay's edge vetted it (X-Forwarded-For only from
    * trusted proxies): throttling counts it, never a proxy's address.
@@ -127,7 +127,7 @@ export class EmbeddedIdp {
   private provider!: Provider;
   private providerCallback!: ReturnType<Provider['callback']>;
   private readonly users: UserDirectory;
-  private readonly throttle: LoginThrottle;
+  private readonly throttle: LoginThrottle | SharedLoginThrottle;
   private readonly now: () => number;
   /** Interactions whose password step passed and that wait for a TOTP code. */
   private readonly pendingSecondFactor = new Map<string, { username: string; at: number }>();
@@ -441,7 +441,7 @@ export class EmbeddedIdp {
     if (step === 'login') {
       const username = (form.get('username') ?? '').trim().toLowerCase();
       // Checked before the user is looked up: the answer is the same whether or not the user exists.
-      const gate = this.throttle.check(username, client);
+      const gate = await this.throttle.check(username, client);
       if (!gate.allowed) {
         this.refuseThrottled(
           res,
@@ -459,7 +459,7 @@ export class EmbeddedIdp {
         user?.passwordHash ?? 'scrypt$32768$8$1$AAAAAAAAAAAAAAAAAAAAAA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA',
       );
       if (!user || !ok) {
-        this.throttle.failure(username, client);
+        await this.throttle.failure(username, client);
         this.options.log.info({ username, client }, 'embedded sign-in failed: bad credentials');
         send(
           res,
@@ -487,7 +487,7 @@ export class EmbeddedIdp {
         );
         return;
       }
-      this.throttle.success(user.username, client);
+      await this.throttle.success(user.username, client);
       await this.finishLogin(req, res, user.username, ['pwd']);
       return;
     }
@@ -498,7 +498,7 @@ export class EmbeddedIdp {
         send(res, 400, loginPage(`${base}/login`, { error: 'Start again with your password.' }));
         return;
       }
-      const gate = this.throttle.check(pending.username, client);
+      const gate = await this.throttle.check(pending.username, client);
       if (!gate.allowed) {
         this.refuseThrottled(
           res,
@@ -516,7 +516,7 @@ export class EmbeddedIdp {
       // A code is good once (RFC 6238 §5.2): its step must be later than the last accepted one.
       // The store decides atomically, so two relays or two tabs cannot both use one code.
       if (!user || codeStep === undefined || !(await this.options.users.acceptTotpStep(user.username, codeStep))) {
-        this.throttle.failure(pending.username, client);
+        await this.throttle.failure(pending.username, client);
         this.options.log.info(
           { username: pending.username, client, replay: codeStep !== undefined },
           'embedded sign-in failed: bad second factor',
@@ -524,7 +524,7 @@ export class EmbeddedIdp {
         send(res, 401, totpPage(`${base}/totp`, { error: 'That code is not valid. Try the current one.' }));
         return;
       }
-      this.throttle.success(user.username, client);
+      await this.throttle.success(user.username, client);
       this.pendingSecondFactor.delete(uid);
       await this.finishLogin(req, res, user.username, ['pwd', 'otp', 'mfa']);
       return;

@@ -33,7 +33,8 @@ import { SignInLog } from './auth/sign-in-log.js';
 import type { EdgeLimits, RelayState, TokenVerifier } from './state.js';
 import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
-import { LoginThrottle } from '../idp/throttle.js';
+import { LoginThrottle, SharedLoginThrottle } from '../idp/throttle.js';
+import { SharedLimits } from './edge/redis-limiter.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { openStore, type Store, type StoreTopic } from '../store/index.js';
 import { ensurePrivateDir } from '../fs-private.js';
@@ -65,7 +66,9 @@ export class Relay {
   private ring: KeyRing;
   private readonly assertions: AssertionSigner;
   /** Failed sign-ins, kept across rebuilds of the embedded provider on reload. */
-  private loginThrottle: LoginThrottle | undefined;
+  private loginThrottle: LoginThrottle | SharedLoginThrottle | undefined;
+  /** Rate-limit buckets and sign-in counters shared by replicas through Redis (limits.redis). */
+  private readonly shared: SharedLimits | undefined;
   private loopbackAgent: Agent | undefined;
   private readonly signIns: SignInLog;
   private readonly authentication: Authentication;
@@ -84,6 +87,7 @@ export class Relay {
     private readonly options: RelayOptions,
   ) {
     this.ring = ring;
+    this.shared = config.limits.redis ? new SharedLimits({ url: config.limits.redis, log: options.log }) : undefined;
     this.channels = new ChannelRegistry(
       options.log,
       {
@@ -117,7 +121,7 @@ export class Relay {
     this.state = {
       generation: 1,
       config,
-      edge: edgeLimitsFor(config),
+      edge: edgeLimitsFor(config, this.shared),
       verifier: makeVerifier(config, options),
       oidc: this.oidcFor(config, undefined),
       idp: undefined,
@@ -194,7 +198,9 @@ export class Relay {
       if (!idp || identityChanged || JSON.stringify(cfg.apps) !== JSON.stringify(prev.config.apps)) {
         const port = this.publicAddress().port;
         const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
-        this.loginThrottle ??= new LoginThrottle({ now: () => this.now() });
+        this.loginThrottle ??= this.shared
+          ? new SharedLoginThrottle({ redis: this.shared, now: () => this.now() })
+          : new LoginThrottle({ now: () => this.now() });
         idp = await EmbeddedIdp.create({
           issuer,
           dataDir: cfg.dataDir,
@@ -222,7 +228,8 @@ export class Relay {
       verifier = makeVerifier(cfg, this.options);
       oidc = this.oidcFor(cfg, idp);
     }
-    const edge = JSON.stringify(cfg.limits) === JSON.stringify(prev.config.limits) ? prev.edge : edgeLimitsFor(cfg);
+    const edge =
+      JSON.stringify(cfg.limits) === JSON.stringify(prev.config.limits) ? prev.edge : edgeLimitsFor(cfg, this.shared);
     return {
       generation: prev.generation + 1,
       config: cfg,
@@ -491,6 +498,9 @@ export class Relay {
     const prev = prevState.config;
     const restartNeeded: string[] = [];
     if (next.dataDir !== prev.dataDir) restartNeeded.push('dataDir');
+    if (next.limits.redis !== prev.limits.redis) restartNeeded.push('limits.redis');
+    if (next.secrets.masterKeyFile !== prev.secrets.masterKeyFile) restartNeeded.push('secrets.masterKeyFile');
+    if (JSON.stringify(next.admin) !== JSON.stringify(prev.admin)) restartNeeded.push('admin.listen');
     if (JSON.stringify(next.store) !== JSON.stringify(prev.store)) restartNeeded.push('store');
     if (next.connectorApi.host !== prev.connectorApi.host || next.connectorApi.port !== prev.connectorApi.port)
       restartNeeded.push('connectorApi.listen');
@@ -595,6 +605,7 @@ export class Relay {
     this.channels.terminateAll();
     await this.loopbackAgent?.close().catch(() => undefined);
     await admin?.close();
+    await this.shared?.close();
     await this.store.close();
   }
 }
@@ -629,11 +640,18 @@ function deviceCa(cfg: RelayConfig): { ca?: string } {
   return cfg.devices ? { ca: cfg.devices.caPem } : {};
 }
 
-function edgeLimitsFor(cfg: RelayConfig): EdgeLimits {
+/** Per-replica buckets, or buckets shared through Redis (limits.redis) when `shared` is given. */
+function edgeLimitsFor(cfg: RelayConfig, shared: SharedLimits | undefined): EdgeLimits {
   const l = cfg.limits;
+  const bucket = (name: string, r: { ratePerSec: number; burst: number } | undefined) =>
+    r
+      ? shared
+        ? shared.limiter(name, r).immediate()
+        : new RateLimiter({ ratePerSec: r.ratePerSec, burst: r.burst })
+      : undefined;
   return {
-    perIp: l.perIp ? new RateLimiter({ ratePerSec: l.perIp.ratePerSec, burst: l.perIp.burst }) : undefined,
-    perApp: l.perApp ? new RateLimiter({ ratePerSec: l.perApp.ratePerSec, burst: l.perApp.burst }) : undefined,
+    perIp: bucket('ip', l.perIp),
+    perApp: bucket('app', l.perApp),
     proxies: new TrustedProxies(l.trustedProxies),
   };
 }

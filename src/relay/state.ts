@@ -9,12 +9,12 @@ import type { EmbeddedIdp } from '../idp/provider.js';
 import type { AdminTokenVerifier } from './auth/admin-token.js';
 import type { Authorizer } from './auth/authorize.js';
 import type { OidcClients } from './auth/oidc-client.js';
-import type { RateLimiter, TrustedProxies } from './edge/limits.js';
+import type { ImmediateRateLimit, TrustedProxies } from './edge/limits.js';
 import type { TlsStore } from './edge/tls-store.js';
 
 export interface EdgeLimits {
-  perIp: RateLimiter | undefined;
-  perApp: RateLimiter | undefined;
+  perIp: ImmediateRateLimit | undefined;
+  perApp: ImmediateRateLimit | undefined;
   proxies: TrustedProxies;
 }
 

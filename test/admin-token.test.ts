@@ -23,7 +23,7 @@ function identityFor(issuer: string, overrides: Partial<IdentityConfig> = {}): I
     clockSkewMs: 60_000,
     groupsClaim: 'groups',
     scopes: ['openid'],
-    embedded: { host: 'login.localhost', usersFile: undefined },
+    embedded: { host: 'login.localhost', usersFile: undefined, port: undefined },
     ...overrides,
   };
 }

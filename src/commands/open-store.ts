@@ -4,9 +4,7 @@ import type { RelayConfig } from '../config/relay-config.js';
 import { openStore, storeExists, type Store, type StoreLocation } from '../store/index.js';
 
 export function storeLocation(config: RelayConfig): StoreLocation {
-  return config.store
-    ? { kind: 'postgres', url: config.store.postgres.url }
-    : { kind: 'sqlite', dataDir: config.dataDir };
+  return config.store ? { kind: 'postgres', ...config.store.postgres } : { kind: 'sqlite', dataDir: config.dataDir };
 }
 
 export function openConfiguredStore(config: RelayConfig): Promise<Store> {

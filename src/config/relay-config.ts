@@ -82,6 +82,11 @@ export interface EmbeddedIdpConfig {
   readonly host: string;
   /** Users file (YAML); users are otherwise kept in the store. */
   readonly usersFile: string | undefined;
+  /**
+   * The port users reach the provider on, when it is not the public listener's (a load
+   * balancer in front of replicas listens on another port): it is part of the issuer.
+   */
+  readonly port: number | undefined;
 }
 
 export interface IdentityConfig {
@@ -135,7 +140,7 @@ export interface RelayConfig {
   /** Abuse limits at the public edge. */
   readonly limits: LimitsConfig;
   /** Shared PostgreSQL store (replicas); undefined = SQLite in dataDir. */
-  readonly store: { readonly postgres: { readonly url: string } } | undefined;
+  readonly store: { readonly postgres: { readonly url: string; readonly schema: string } } | undefined;
   /** Secrets kept outside the store. */
   readonly secrets: {
     /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
@@ -241,7 +246,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     v.fail('identity.issuer', id['issuer'], 'an https URL (http is accepted only on loopback addresses)');
   }
   const clientSecret = secretOf(v, 'identity', id, baseDir);
-  const emb = obj(v, 'identity.embedded', id['embedded'], ['host', 'usersFile']) ?? {};
+  const emb = obj(v, 'identity.embedded', id['embedded'], ['host', 'usersFile', 'port']) ?? {};
   const embHost =
     str(
       v,
@@ -263,7 +268,11 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     groupsClaim: str(v, 'identity.groupsClaim', id['groupsClaim'], 'groups') ?? 'groups',
     emailVerifiedWhenAbsent: bool(v, 'identity.emailVerifiedWhenAbsent', id['emailVerifiedWhenAbsent'], false),
     scopes: strList(v, 'identity.scopes', id['scopes'], ['openid', 'profile', 'email']),
-    embedded: { host: embHost, usersFile: usersFile === undefined ? undefined : path.resolve(baseDir, usersFile) },
+    embedded: {
+      host: embHost,
+      usersFile: usersFile === undefined ? undefined : path.resolve(baseDir, usersFile),
+      port: emb['port'] === undefined ? undefined : int(v, 'identity.embedded.port', emb['port'], 443, 1, 65535),
+    },
   };
   if (!identity.scopes.includes('openid')) v.fail('identity.scopes', id['scopes'], 'a list that includes openid');
   if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
@@ -350,7 +359,7 @@ function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['
   if (raw === undefined) return undefined;
   const st = obj(v, 'store', raw, ['postgres']);
   if (!st) return undefined;
-  const pg = obj(v, 'store.postgres', st['postgres'], ['url', 'urlFile']);
+  const pg = obj(v, 'store.postgres', st['postgres'], ['url', 'urlFile', 'schema']);
   if (!pg) {
     if (st['postgres'] === undefined) v.fail('store.postgres', undefined, 'postgres: { url } (omit store for SQLite)');
     return undefined;
@@ -385,7 +394,16 @@ function buildStore(v: Validation, raw: unknown, baseDir: string): RelayConfig['
     v.fail(where, `${parsed.protocol}//…`, 'a postgres:// URL');
     return undefined;
   }
-  return { postgres: { url: parsed.href } };
+  const schema =
+    str(
+      v,
+      'store.postgres.schema',
+      pg['schema'],
+      'proxyctl',
+      /^[a-z_][a-z0-9_]{0,62}$/,
+      'a schema name (lower-case letters, digits, _)',
+    ) ?? 'proxyctl';
+  return { postgres: { url: parsed.href, schema } };
 }
 
 /**

@@ -196,7 +196,7 @@ export class Relay {
     if (!cfg.identity.issuer && this.publicServer) {
       // The embedded provider's clients follow the apps: rebuild it (users, keys and sessions live in the store).
       if (!idp || identityChanged || JSON.stringify(cfg.apps) !== JSON.stringify(prev.config.apps)) {
-        const port = this.publicAddress().port;
+        const port = cfg.identity.embedded.port ?? this.publicAddress().port;
         const issuer = `https://${cfg.identity.embedded.host}${port === 443 ? '' : `:${port}`}`;
         this.loginThrottle ??= this.shared
           ? new SharedLoginThrottle({ redis: this.shared, now: () => this.now() })
@@ -252,7 +252,7 @@ export class Relay {
     }
     ensurePrivateDir(config.dataDir, 'data directory');
     const store = await openStore(
-      config.store ? { kind: 'postgres', url: config.store.postgres.url } : { kind: 'sqlite', dataDir: config.dataDir },
+      config.store ? { kind: 'postgres', ...config.store.postgres } : { kind: 'sqlite', dataDir: config.dataDir },
     );
     try {
       // One machine keeps its CA in the data directory; replicas share theirs through the store.

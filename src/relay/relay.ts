@@ -8,7 +8,7 @@ import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CLOSE, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
+import { CLOSE, type RegisterRequest, type RegisterResponse, type ReplicaInfo } from '../protocol/connector-api.js';
 import { issueConnectorIdentity } from './connectors/registration.js';
 import { AdminTokenVerifier } from './auth/admin-token.js';
 import { ChannelRegistry } from './connectors/channels.js';
@@ -47,6 +47,8 @@ export interface RelayOptions {
   clock?: Clock;
   /** How often the store is checked for changes made by other processes. */
   storeWatchMs?: number;
+  /** The live replicas connectors keep channels to (the replica registry); this relay alone by default. */
+  replicas?: () => ReplicaInfo[];
 }
 
 export class Relay {
@@ -69,6 +71,8 @@ export class Relay {
   private lastDataVersion = -1;
   private closing: Promise<void> | undefined;
   readonly channels: ChannelRegistry;
+  /** This process among the replicas (a registry records it with the connector API URL). */
+  readonly replicaId = randomUUID();
 
   private constructor(
     config: RelayConfig,
@@ -259,6 +263,7 @@ export class Relay {
           cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
           adminAudience: this.state.config.identity.adminAudience,
         }),
+        replicas: () => this.replicas(),
       },
       tls,
     );
@@ -500,14 +505,37 @@ export class Relay {
 
   private announceConfigChange(prev: RelayConfig): void {
     let told = 0;
+    const replicas = this.replicas();
     for (const ch of this.channels.all()) {
-      const v = groupConfigVersion(this.withBoundUrl(this.state.config), ch.group);
-      if (v !== groupConfigVersion(this.withBoundUrl(prev), ch.group)) {
+      const v = groupConfigVersion(this.withBoundUrl(this.state.config), ch.group, replicas);
+      if (v !== groupConfigVersion(this.withBoundUrl(prev), ch.group, replicas)) {
         ch.send({ type: 'config-changed', configVersion: v });
         told++;
       }
     }
     this.options.log.info({ channels_told: told }, 'configuration reloaded');
+  }
+
+  private replicas(): ReplicaInfo[] {
+    return (
+      this.options.replicas?.() ?? [
+        { id: this.replicaId, url: this.withBoundUrl(this.state.config).connectorApi.url.href },
+      ]
+    );
+  }
+
+  /** The replica set changed (the registry calls this): every connector is told to pull the new set. */
+  announceReplicas(): void {
+    const replicas = this.replicas();
+    const cfg = this.withBoundUrl(this.state.config);
+    const versions = new Map<string, string>();
+    const open = this.channels.all();
+    for (const ch of open) {
+      let v = versions.get(ch.group);
+      if (v === undefined) versions.set(ch.group, (v = groupConfigVersion(cfg, ch.group, replicas)));
+      ch.send({ type: 'config-changed', configVersion: v });
+    }
+    this.options.log.info({ replicas: replicas.length, channels_told: open.length }, 'replica set announced');
   }
 
   /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */

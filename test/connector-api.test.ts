@@ -630,6 +630,11 @@ t.test('config pull needs a known, valid certificate from this relay', async (t)
     ['wiki'],
   );
   t.match(ok.body['version'], /^[A-Za-z0-9_-]{22}$/);
+  t.same(
+    ok.body['replicas'],
+    [{ id: fx.relay.replicaId, url: `https://127.0.0.1:${fx.port}/` }],
+    'a relay without a registry names itself, at the URL it is bound to, as the one replica',
+  );
 
   const before = await fx.snapshot();
   refused(t, await fx.pull(fx.agent()), 401, 'ERR_CERT_REQUIRED', 'no client certificate');

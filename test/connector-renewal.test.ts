@@ -316,6 +316,7 @@ t.test(
           cliClientId: undefined,
           adminAudience: 'api://proxyctl',
         }),
+        replicas: () => [],
       },
       await ensureServerCertificate(dir, ca, 'connector-api', ['127.0.0.1']),
     );

@@ -1,13 +1,16 @@
 // The control-channel validators each end runs on what the other sends: every
 // message the contract declares passes as sent, and hostile input (wrong types,
-// unknown message types, oversized or missing fields, not JSON) is refused.
+// unknown message types, oversized or missing fields, not JSON) is refused. The
+// replica set of a pulled config is checked the same way.
 import t from 'tap';
 import {
   MAX_CONTROL_MESSAGE,
+  MAX_REPLICAS,
   MESSAGE_LIMITS,
   parseConnectorMessage,
   parseFailureReport,
   parseRelayMessage,
+  parseReplicaSet,
   type RelayMessage,
 } from '../src/protocol/connector-api.js';
 
@@ -146,4 +149,64 @@ t.test('failure reports: known codes pass, messages are cut, the rest is refused
     ['a numeric code', { code: 502, message: 'm' }],
   ];
   for (const [what, body] of bad) t.equal(parseFailureReport(body), undefined, what);
+});
+
+t.test('replica sets: a valid set passes sorted by id, no set is the unknown set', async (t) => {
+  const set = [
+    { id: 'relay-b', url: 'https://relay-b.example.com:8444/' },
+    { id: 'relay-a', url: 'https://relay-a.example.com:8444' },
+  ];
+  t.same(parseReplicaSet(set), {
+    ok: true,
+    message: [
+      { id: 'relay-a', url: 'https://relay-a.example.com:8444/' },
+      { id: 'relay-b', url: 'https://relay-b.example.com:8444/' },
+    ],
+  });
+  t.same(parseReplicaSet(undefined), { ok: true, message: undefined }, 'a relay from before replicas sends none');
+  t.same(
+    parseReplicaSet([]),
+    { ok: true, message: [] },
+    'an empty set (the connector then dials its registration URL)',
+  );
+  const most = Array.from({ length: MAX_REPLICAS }, (_, i) => ({ id: `r${i}`, url: `https://r${i}.example.com/` }));
+  t.equal(parseReplicaSet(most).ok, true, `${MAX_REPLICAS} replicas pass`);
+  const extra = parseReplicaSet([{ id: 'a', url: 'https://a.example.com/', heartbeat: 5 }]);
+  t.same(extra.ok && extra.message, [{ id: 'a', url: 'https://a.example.com/' }], 'extra fields are dropped');
+});
+
+t.test('hostile replica sets are refused with a short reason', async (t) => {
+  const a = { id: 'a', url: 'https://a.example.com/' };
+  const many = (n: number) => Array.from({ length: n }, (_, i) => ({ id: `r${i}`, url: `https://r${i}.example.com/` }));
+  const cases: [string, unknown][] = [
+    ['null', null],
+    ['an object', { a }],
+    ['a string', 'https://a.example.com/'],
+    ['10,000 entries', many(10_000)],
+    [`${MAX_REPLICAS + 1} entries`, many(MAX_REPLICAS + 1)],
+    ['a null entry', [a, null]],
+    ['an array entry', [a, ['b', 'https://b.example.com/']]],
+    ['a numeric id', [a, { id: 7, url: 'https://b.example.com/' }]],
+    ['an object id', [a, { id: { $ne: null }, url: 'https://b.example.com/' }]],
+    ['an empty id', [a, { id: '', url: 'https://b.example.com/' }]],
+    ['an id too long', [a, { id: 'x'.repeat(MESSAGE_LIMITS.id + 1), url: 'https://b.example.com/' }]],
+    ['duplicate ids', [a, { id: 'a', url: 'https://b.example.com/' }]],
+    ['duplicate addresses', [a, { id: 'b', url: 'https://A.example.com:443/other' }]],
+    ['no url', [a, { id: 'b' }]],
+    ['a numeric url', [a, { id: 'b', url: 8444 }]],
+    ['not a URL', [a, { id: 'b', url: 'relay-b:8444' }]],
+    ['http://', [a, { id: 'b', url: 'http://b.example.com/' }]],
+    ['wss://', [a, { id: 'b', url: 'wss://b.example.com/' }]],
+    ['file:', [a, { id: 'b', url: 'file:///etc/passwd' }]],
+    ['a URL with credentials', [a, { id: 'b', url: 'https://user:secret@b.example.com/' }]],
+    ['a URL too long', [a, { id: 'b', url: `https://b.example.com/${'x'.repeat(3000)}` }]],
+  ];
+  for (const [what, v] of cases) {
+    const parsed = parseReplicaSet(v);
+    t.equal(parsed.ok, false, what);
+    if (!parsed.ok) {
+      t.ok(parsed.error.length > 0 && parsed.error.length < 200, `${what}: a short reason for the log`);
+      t.notMatch(parsed.error, /secret/, `${what}: no credentials in the reason`);
+    }
+  }
 });

@@ -2,6 +2,7 @@
 // from the relay (outbound), call the internal app with a keep-alive pool, and
 // push status, headers and body back to the relay (outbound). Streams end to
 // end; a failure mid-body aborts the upload so the user never sees a clean end.
+// Every data connection of a request goes to the replica that queued it (its Route).
 import { request as httpRequest, type IncomingMessage, type ClientRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
@@ -29,7 +30,6 @@ import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
 
 export interface ProxyDeps {
-  relay: () => RelayClient;
   config: () => ConnectorConfig | undefined;
   log: Logger;
   /** Bounds the drain. */
@@ -52,6 +52,17 @@ const UNREACHABLE = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN',
 ]);
 
+/**
+ * The control channel a request arrived on. Only the relay replica that queued a request
+ * knows it, so its body pull, response push, failure report and tunnel all go there.
+ */
+export interface Route {
+  /** The client of that replica (read at each call: a renewal replaces it). */
+  relay(): RelayClient;
+  /** Sends an inline response frame on the channel; false when it has closed. */
+  reply?(frame: Buffer): boolean;
+}
+
 /** An app as the connector calls it: its config, parsed internal URL and path prefix (ending in "/"). */
 interface Target {
   app: ConnectorAppConfig;
@@ -61,10 +72,12 @@ interface Target {
 
 export class BackendProxy {
   private readonly inflight = new Map<string, BackendCall>();
+  /** Calls in flight per route, for draining one channel. */
+  private readonly perRoute = new Map<Route, number>();
   private readonly backend: Agent;
   /** Response pushes to the relay (keyed by the TLS options, so a renewed certificate gets its own sockets). */
   private readonly push = new HttpsAgent({ keepAlive: true, maxSockets: 512 });
-  private idle: (() => void)[] = [];
+  private idle: { route: Route | undefined; done: () => void }[] = [];
 
   constructor(private readonly deps: ProxyDeps) {
     this.backend = new Agent({
@@ -102,10 +115,15 @@ export class BackendProxy {
     return this.targets.byName.get(name);
   }
 
-  /** reply: sends an inline response frame on the channel the request came on. */
-  handle(msg: QueuedRequest, reply?: (frame: Buffer) => boolean): void {
-    const call = new BackendCall(this, msg, reply);
+  /** Requests in flight that arrived on `route`. */
+  activeOn(route: Route): number {
+    return this.perRoute.get(route) ?? 0;
+  }
+
+  handle(msg: QueuedRequest, route: Route): void {
+    const call = new BackendCall(this, msg, route);
     this.inflight.set(msg.id, call);
+    this.perRoute.set(route, this.activeOn(route) + 1);
     try {
       this.start(call);
     } catch (err) {
@@ -118,17 +136,29 @@ export class BackendProxy {
     if (err && !call.aborted)
       this.deps.log.warn({ request_id: call.msg.id, app: call.msg.app, err: err.message }, 'request failed');
     this.inflight.delete(call.msg.id);
-    if (this.inflight.size === 0) for (const f of this.idle.splice(0)) f();
+    const left = this.activeOn(call.route) - 1;
+    if (left > 0) this.perRoute.set(call.route, left);
+    else this.perRoute.delete(call.route);
+    if (this.idle.length === 0) return;
+    const still = [];
+    for (const w of this.idle) {
+      if ((w.route ? this.activeOn(w.route) : this.inflight.size) === 0) w.done();
+      else still.push(w);
+    }
+    this.idle = still;
   }
 
-  /** Resolves when nothing is in flight, or after timeoutMs. */
-  drain(timeoutMs: number): Promise<void> {
-    if (this.inflight.size === 0) return Promise.resolve();
+  /** Resolves when nothing is in flight (only what arrived on `route`, when given), or after timeoutMs. */
+  drain(timeoutMs: number, route?: Route): Promise<void> {
+    if ((route ? this.activeOn(route) : this.inflight.size) === 0) return Promise.resolve();
     return new Promise((resolve) => {
       const t = this.deps.clock.setTimeout(resolve, timeoutMs).unref();
-      this.idle.push(() => {
-        this.deps.clock.clearTimeout(t);
-        resolve();
+      this.idle.push({
+        route,
+        done: () => {
+          this.deps.clock.clearTimeout(t);
+          resolve();
+        },
       });
     });
   }
@@ -151,6 +181,7 @@ export class BackendProxy {
       return endWhen(
         call,
         this.report(
+          call.route.relay(),
           msg.id,
           'ERR_APP_UNKNOWN',
           `this connector has no app named ${msg.app}; it may not have pulled the latest configuration`,
@@ -159,9 +190,9 @@ export class BackendProxy {
     const { app, base, prefix } = target;
     const path = `${prefix}${msg.target}`;
     const headers = backendHeaders(msg.headers, app, base);
-    if (msg.upgrade) return endWhen(call, this.upgrade(msg, app, base, path, headers, call.signal));
+    if (msg.upgrade) return endWhen(call, this.upgrade(call, app, base, path, headers));
     if (!msg.body) return this.dispatch(call, app, base, path, headers, undefined);
-    this.fetchBody(this.deps.relay(), msg.id, call.signal).then(
+    this.fetchBody(call.route.relay(), msg.id, call.signal).then(
       (body) => this.dispatch(call, app, base, path, headers, body),
       (err: unknown) => call.end(asError(err)),
     );
@@ -197,8 +228,8 @@ export class BackendProxy {
   }
 
   /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
-  streamResponse(id: string, status: number, headers: HeaderPairs, body: Readable, signal: AbortSignal): Promise<void> {
-    return this.sendResponse(this.deps.relay(), id, status, headers, body, signal);
+  streamResponse(call: BackendCall, status: number, headers: HeaderPairs, body: Readable): Promise<void> {
+    return this.sendResponse(call.route.relay(), call.msg.id, status, headers, body, call.signal);
   }
 
   private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {
@@ -266,23 +297,25 @@ export class BackendProxy {
     });
   }
 
-  reportBackendError(msg: QueuedRequest, app: ConnectorAppConfig, err: unknown): Promise<void> {
+  reportBackendError(call: BackendCall, app: ConnectorAppConfig, err: unknown): Promise<void> {
+    const relay = call.route.relay();
+    const id = call.msg.id;
     const code = causeCode(err);
     // undici's headers timeout, or the node:http backend call's own (below).
     if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'ERR_BACKEND_TIMEOUT') {
       return this.report(
-        msg.id,
+        relay,
+        id,
         'ERR_BACKEND_TIMEOUT',
         `${app.name} did not answer within ${Math.round(app.backendTimeoutMs / 1000)} s`,
       );
     }
     if (code && UNREACHABLE.has(code))
-      return this.report(msg.id, 'ERR_BACKEND_UNREACHABLE', `the connector cannot reach ${app.name} (${code})`);
-    return this.report(msg.id, 'ERR_BACKEND_FAILED', `${app.name} failed to answer (${code ?? 'error'})`);
+      return this.report(relay, id, 'ERR_BACKEND_UNREACHABLE', `the connector cannot reach ${app.name} (${code})`);
+    return this.report(relay, id, 'ERR_BACKEND_FAILED', `${app.name} failed to answer (${code ?? 'error'})`);
   }
 
-  private async report(id: string, code: BackendFailure, message: string): Promise<void> {
-    const relay = this.deps.relay();
+  private async report(relay: RelayClient, id: string, code: BackendFailure, message: string): Promise<void> {
     const report: FailureReport = { code, message };
     const res = await relay.dispatcher.request({
       origin: relay.origin,
@@ -296,13 +329,13 @@ export class BackendProxy {
 
   /** WebSocket and other upgrades: a backend socket joined to a tunnel the connector opens to the relay. */
   private upgrade(
-    msg: QueuedRequest,
+    call: BackendCall,
     app: ConnectorAppConfig,
     base: URL,
     path: string,
     headers: string[],
-    signal: AbortSignal,
   ): Promise<void> {
+    const { msg, signal } = call;
     return new Promise((resolve) => {
       const send = base.protocol === 'https:' ? httpsRequest : httpRequest;
       const req: ClientRequest = send({
@@ -320,17 +353,18 @@ export class BackendProxy {
         ),
       );
       req.on('error', (err) => {
-        if (!signal.aborted) void this.reportBackendError(msg, app, err).catch(() => undefined);
+        if (!signal.aborted) void this.reportBackendError(call, app, err).catch(() => undefined);
         resolve();
       });
       req.on('response', (res: IncomingMessage) => {
         // The backend declined the upgrade: relay its answer as a normal response.
-        void this.sendResponse(this.deps.relay(), msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal)
+        const relay = call.route.relay();
+        void this.sendResponse(relay, msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal)
           .catch(() => undefined)
           .finally(resolve);
       });
       req.on('upgrade', (res: IncomingMessage, backendSocket: Socket, head: Buffer) => {
-        this.openTunnel(msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
+        this.openTunnel(call.route.relay(), msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
           if (err || !relaySocket) {
             backendSocket.destroy();
             resolve();
@@ -356,11 +390,11 @@ export class BackendProxy {
   }
 
   private openTunnel(
+    relay: RelayClient,
     id: string,
     headers: HeaderPairs,
     cb: (err: Error | undefined, socket?: Socket, head?: Buffer) => void,
   ): void {
-    const relay = this.deps.relay();
     const url = new URL(requestPath(id, 'upgrade'), relay.origin);
     const req = httpsRequest({
       host: url.hostname,
@@ -412,7 +446,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
   constructor(
     private readonly proxy: BackendProxy,
     readonly msg: QueuedRequest,
-    private readonly reply: ((frame: Buffer) => boolean) | undefined,
+    readonly route: Route,
   ) {}
 
   /** The call is over (err: it failed): reported to the proxy once, later calls ignored. */
@@ -463,7 +497,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     const declared = headers['content-length'];
     const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304;
     this.inline =
-      this.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
+      this.route.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
     if (this.inline) return;
     const stream = new Readable({
       read: () => controller.resume(),
@@ -474,7 +508,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       },
     });
     this.stream = stream;
-    endWhen(this, this.proxy.streamResponse(this.msg.id, status, this.headers, stream, this.signal));
+    endWhen(this, this.proxy.streamResponse(this, status, this.headers, stream));
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -495,7 +529,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     this.chunks = [];
     // Sent, or the channel went away meanwhile and the relay has failed the request already.
-    this.reply!(
+    this.route.reply!(
       encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body),
     );
     this.end();
@@ -510,7 +544,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.reason) return this.end();
-    endWhen(this, this.proxy.reportBackendError(this.msg, this.app!, err));
+    endWhen(this, this.proxy.reportBackendError(this, this.app!, err));
   }
 
   private dropRequestBody(err: Error): void {

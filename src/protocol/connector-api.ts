@@ -128,8 +128,19 @@ export interface ConnectorAppConfig {
   passHostHeader: boolean;
 }
 
+/** One live relay replica: its id and its own connector API base URL. */
+export interface ReplicaInfo {
+  id: string;
+  url: string;
+}
+
 export interface ConnectorConfig {
-  /** Content hash: changes whenever anything below changes. */
+  /**
+   * Content hash of what every replica answers alike: the settings, the group's apps and
+   * the replica set. `relay` names the replica that answered, so it is left out: every
+   * replica must announce and serve the same version, or a connector with channels to
+   * several would pull again at each hello.
+   */
   version: string;
   connectorId: string;
   name: string;
@@ -141,8 +152,20 @@ export interface ConnectorConfig {
   renewAfterMs: number;
   certificate: { serial: string; issuedAt: string; notAfter: string };
   apps: ConnectorAppConfig[];
+  /**
+   * Every live replica, sorted by id: the connector keeps `channels` control channels to
+   * each. A relay from before replicas sends none; the connector then treats the relay it
+   * registered with as the whole set. Checked on receipt with parseReplicaSet.
+   */
+  replicas: ReplicaInfo[];
 }
 
+/**
+ * A change of the replica set is announced with `config-changed`, not a message of its own:
+ * the set is part of the config version, so the one announcement covers it, and a connector
+ * from before replicas (whose validator refuses unknown message types by closing the channel)
+ * simply pulls a config whose extra field it ignores.
+ */
 export type RelayMessage =
   | { type: 'hello'; connectorId: string; channelId: string; configVersion: string }
   | { type: 'config-changed'; configVersion: string }
@@ -208,6 +231,52 @@ export function parseConnectorMessage(text: string): Parsed<ConnectorMessage> {
   if (!isRecord(v)) return bad('not a JSON object');
   if (v['type'] === 'draining') return ok({ type: 'draining' });
   return bad(`unknown message type ${describe(v['type'])}`);
+}
+
+/** More replicas than this is not a deployment but a hostile or broken relay. */
+export const MAX_REPLICAS = 64;
+/** Longest replica URL accepted (a base URL: scheme, host, port, perhaps a path). */
+export const MAX_REPLICA_URL = 2048;
+
+/**
+ * Validates the `replicas` of a pulled config. undefined (a relay from before replicas) is
+ * the unknown set; anything else must be a list of at most MAX_REPLICAS entries, each an id
+ * (a non-empty string of at most MESSAGE_LIMITS.id, unique) and an https URL without
+ * credentials. The result is sorted by id; the connector keeps its previous set on an error.
+ */
+export function parseReplicaSet(v: unknown): Parsed<ReplicaInfo[] | undefined> {
+  if (v === undefined) return ok(undefined);
+  if (!Array.isArray(v)) return bad(`replicas must be a list, found ${describe(v)}`);
+  if (v.length > MAX_REPLICAS) return bad(`replicas lists ${v.length} entries, more than ${MAX_REPLICAS}`);
+  const out: ReplicaInfo[] = [];
+  const ids = new Set<string>();
+  const origins = new Set<string>();
+  for (const [i, r] of v.entries()) {
+    if (!isRecord(r)) return bad(`replicas[${i}] must be an object, found ${describe(r)}`);
+    const { id, url } = r;
+    if (typeof id !== 'string' || id.length === 0 || id.length > MESSAGE_LIMITS.id)
+      return bad(`replicas[${i}].id must be a string of 1 to ${MESSAGE_LIMITS.id} characters, found ${describe(id)}`);
+    if (ids.has(id)) return bad(`replicas[${i}].id ${describe(id)} appears twice`);
+    if (typeof url !== 'string' || url.length > MAX_REPLICA_URL)
+      return bad(
+        `replicas[${i}].url must be a string of at most ${MAX_REPLICA_URL} characters, found ${describe(url)}`,
+      );
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      return bad(`replicas[${i}].url is not a URL: ${describe(url)}`);
+    }
+    if (parsed.protocol !== 'https:')
+      return bad(`replicas[${i}].url must be https, found ${describe(parsed.protocol)}`);
+    if (parsed.username || parsed.password) return bad(`replicas[${i}].url must not carry credentials`);
+    // Two ids at one address would be two sets of channels to one replica.
+    if (origins.has(parsed.origin)) return bad(`replicas[${i}].url ${describe(parsed.origin)} appears twice`);
+    ids.add(id);
+    origins.add(parsed.origin);
+    out.push({ id, url: parsed.href });
+  }
+  return ok(out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)));
 }
 
 const ok = <T>(message: T): Parsed<T> => ({ ok: true, message });

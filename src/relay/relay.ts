@@ -8,7 +8,7 @@ import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { CLOSE, type RegisterRequest, type RegisterResponse } from '../protocol/connector-api.js';
+import { CLOSE, type RegisterRequest, type RegisterResponse, type ReplicaInfo } from '../protocol/connector-api.js';
 import { issueConnectorIdentity } from './connectors/registration.js';
 import { AdminTokenVerifier } from './auth/admin-token.js';
 import { ChannelRegistry } from './connectors/channels.js';
@@ -35,6 +35,7 @@ import { OidcClients } from './auth/oidc-client.js';
 import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
 import { LoginThrottle, SharedLoginThrottle } from '../idp/throttle.js';
 import { SharedLimits } from './edge/redis-limiter.js';
+import { ReplicaRegistry } from './replicas.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { openStore, type Store, type StoreTopic } from '../store/index.js';
 import { ensurePrivateDir } from '../fs-private.js';
@@ -54,6 +55,8 @@ export interface RelayOptions {
   storeWatchMs?: number;
   /** Wraps the secrets kept in the store (secrets.masterKeyFile or PROXYCTL_MASTER_KEY). */
   masterKey?: SecretWrap;
+  /** The live replicas connectors keep channels to (the replica registry); this relay alone by default. */
+  replicas?: () => ReplicaInfo[];
 }
 
 export class Relay {
@@ -78,6 +81,8 @@ export class Relay {
   private admin: AdminServer | undefined;
   private closing: Promise<void> | undefined;
   readonly channels: ChannelRegistry;
+  /** This process among the replicas: recorded in the store with its connector API URL. */
+  private readonly registry: ReplicaRegistry;
 
   private constructor(
     config: RelayConfig,
@@ -87,6 +92,14 @@ export class Relay {
     private readonly options: RelayOptions,
   ) {
     this.ring = ring;
+    this.registry = new ReplicaRegistry({
+      store,
+      log: options.log,
+      url: () => this.withBoundUrl(this.state.config).connectorApi.url.href,
+      onChange: () => this.announceReplicas(),
+      now: () => this.now(),
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
     this.shared = config.limits.redis ? new SharedLimits({ url: config.limits.redis, log: options.log }) : undefined;
     this.channels = new ChannelRegistry(
       options.log,
@@ -295,6 +308,7 @@ export class Relay {
           cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
           adminAudience: this.state.config.identity.adminAudience,
         }),
+        replicas: () => this.replicas(),
       },
       tls,
     );
@@ -306,6 +320,7 @@ export class Relay {
       this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz)');
     }
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
+    await this.registry.start();
     this.unwatch = this.store.onChange((topics) => this.storeChanged(topics), this.options.storeWatchMs ?? 500);
     this.options.log.info(
       { listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir },
@@ -449,6 +464,8 @@ export class Relay {
         this.options.log.error({ err: (err as Error).message }, 'cannot check revocations'),
       );
     }
+    // A replica joined or left: re-read the set now rather than at the next heartbeat.
+    if (has('replicas')) void this.registry.beat();
     // Keys rotated elsewhere take effect without a restart.
     if (has('keys')) {
       KeyRing.load(this.store.keys, this.options.masterKey).then(
@@ -560,14 +577,37 @@ export class Relay {
 
   private announceConfigChange(prev: RelayConfig): void {
     let told = 0;
+    const replicas = this.replicas();
     for (const ch of this.channels.all()) {
-      const v = groupConfigVersion(this.withBoundUrl(this.state.config), ch.group);
-      if (v !== groupConfigVersion(this.withBoundUrl(prev), ch.group)) {
+      const v = groupConfigVersion(this.withBoundUrl(this.state.config), ch.group, replicas);
+      if (v !== groupConfigVersion(this.withBoundUrl(prev), ch.group, replicas)) {
         ch.send({ type: 'config-changed', configVersion: v });
         told++;
       }
     }
     this.options.log.info({ channels_told: told }, 'configuration reloaded');
+  }
+
+  get replicaId(): string {
+    return this.registry.id;
+  }
+
+  private replicas(): ReplicaInfo[] {
+    return this.options.replicas?.() ?? this.registry.live();
+  }
+
+  /** The replica set changed (the registry calls this): every connector is told to pull the new set. */
+  announceReplicas(): void {
+    const replicas = this.replicas();
+    const cfg = this.withBoundUrl(this.state.config);
+    const versions = new Map<string, string>();
+    const open = this.channels.all();
+    for (const ch of open) {
+      let v = versions.get(ch.group);
+      if (v === undefined) versions.set(ch.group, (v = groupConfigVersion(cfg, ch.group, replicas)));
+      ch.send({ type: 'config-changed', configVersion: v });
+    }
+    this.options.log.info({ replicas: replicas.length, channels_told: open.length }, 'replica set announced');
   }
 
   /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */
@@ -578,6 +618,8 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     this.unwatch?.();
+    // Leave the replica set first: connectors stop sending this replica new work.
+    await this.registry.stop();
     // Not ready from here on: load balancers stop sending new users while requests drain.
     const admin = this.admin;
     const pub = this.publicServer;

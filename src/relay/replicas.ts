@@ -9,14 +9,12 @@ import { systemClock } from '../clock.js';
 import type { Logger } from '../log.js';
 import type { ReplicaRecord, Store } from '../store/index.js';
 import { VERSION } from '../version.js';
+import type { ReplicaInfo } from '../protocol/connector-api.js';
 
 export const REPLICA_HEARTBEAT_MS = 1_000;
 export const REPLICA_STALE_MS = 5_000;
 
-export interface ReplicaInfo {
-  id: string;
-  url: string;
-}
+export type { ReplicaInfo };
 
 export class ReplicaRegistry {
   readonly id = randomUUID();

@@ -21,6 +21,7 @@ import {
   parseConnectorMessage,
   type IdentityInfo,
   type RenewRequest,
+  type ReplicaInfo,
   type RenewResponse,
 } from '../../protocol/connector-api.js';
 import type { AdminTokenVerifier } from '../auth/admin-token.js';
@@ -44,6 +45,8 @@ export interface ConnectorApiDeps {
   dataPlane: DataPlane;
   /** Issuer and CLI client for administrators' tokens. */
   identityInfo: () => IdentityInfo;
+  /** The live relay replicas (this one included), told to connectors in the config and its version. */
+  replicas: () => ReplicaInfo[];
   log: Logger;
   now?: () => number;
   /** Grace-period timers; Node's by default. */
@@ -99,7 +102,12 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
       case `GET ${API.config}`: {
         const id = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
         await deps.store.connectors.touch(id.connector.id, versionOf(req), now());
-        return sendJson(res, 200, buildConnectorConfig(deps.config(), id.connector, id.certificate), requestId);
+        return sendJson(
+          res,
+          200,
+          buildConnectorConfig(deps.config(), id.connector, id.certificate, deps.replicas()),
+          requestId,
+        );
       }
       case `GET ${API.identity}`:
         req.resume();
@@ -268,7 +276,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
           type: 'hello',
           connectorId: id.connector.id,
           channelId: ch.id,
-          configVersion: groupConfigVersion(deps.config(), id.connector.group),
+          configVersion: groupConfigVersion(deps.config(), id.connector.group, deps.replicas()),
         });
       });
     } catch (err) {

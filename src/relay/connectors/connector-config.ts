@@ -1,22 +1,25 @@
 // What a connector learns when it pulls its configuration: its identity, its
-// group's apps and the relay's heartbeat/renewal settings. The version is a
-// content hash so connectors can tell a real change from a repeat.
+// group's apps, the relay's heartbeat/renewal settings and the live replicas. The
+// version is a content hash so connectors can tell a real change from a repeat.
 import { createHash } from 'node:crypto';
 import type { RelayConfig } from '../../config/relay-config.js';
-import type { ConnectorAppConfig, ConnectorConfig } from '../../protocol/connector-api.js';
+import type { ConnectorAppConfig, ConnectorConfig, ReplicaInfo } from '../../protocol/connector-api.js';
 import type { CertificateRecord, ConnectorRecord } from '../../store/index.js';
 
-export function groupConfigVersion(config: RelayConfig, group: string): string {
-  return hash({ settings: settingsOf(config), apps: appsOf(config, group) });
+/** The same for every replica given the same set (`relay`, the answering replica's own URL, is left out). */
+export function groupConfigVersion(config: RelayConfig, group: string, replicas: readonly ReplicaInfo[]): string {
+  const { relay: _answering, ...settings } = settingsOf(config);
+  return hash({ settings, apps: appsOf(config, group), replicas: sortedReplicas(replicas) });
 }
 
 export function buildConnectorConfig(
   config: RelayConfig,
   connector: ConnectorRecord,
   cert: CertificateRecord,
+  replicas: readonly ReplicaInfo[],
 ): ConnectorConfig {
   return {
-    version: groupConfigVersion(config, connector.group),
+    version: groupConfigVersion(config, connector.group, replicas),
     connectorId: connector.id,
     name: connector.name,
     group: connector.group,
@@ -27,7 +30,13 @@ export function buildConnectorConfig(
       notAfter: new Date(cert.notAfter).toISOString(),
     },
     apps: appsOf(config, connector.group),
+    replicas: sortedReplicas(replicas),
   };
+}
+
+/** Sorted by id whatever order the registry keeps, so equal sets hash and read alike. */
+function sortedReplicas(replicas: readonly ReplicaInfo[]): ReplicaInfo[] {
+  return replicas.map(({ id, url }) => ({ id, url })).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
 function settingsOf(config: RelayConfig) {

@@ -74,7 +74,12 @@ export class ReplicaRegistry {
       const rows: ReplicaRecord[] = await this.deps.store.replicas.live(now, REPLICA_STALE_MS);
       if (this.failing) this.deps.log.info({ replica_id: this.id }, 'replica heartbeat recorded again');
       this.failing = false;
-      const next = rows.map((r) => ({ id: r.id, url: r.connectorApiUrl }));
+      // A replica killed and restarted on the same URL leaves a row behind until it goes stale:
+      // one entry per URL, the latest started (this replica's own URL is always this replica).
+      const byUrl = new Map<string, ReplicaRecord>();
+      for (const r of [...rows].sort((a, b) => a.startedAt - b.startedAt)) byUrl.set(r.connectorApiUrl, r);
+      byUrl.delete(this.deps.url());
+      const next = [...byUrl.values()].map((r) => ({ id: r.id, url: r.connectorApiUrl }));
       const before = JSON.stringify(this.live());
       this.set = next;
       if (JSON.stringify(this.live()) !== before) {

@@ -36,7 +36,7 @@ t.test('a store from before the table gets it by migration', async (t) => {
   const dir = tempDir(t);
   await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.exec('DROP TABLE ended_provider_sessions; DROP TABLE totp_steps'); // what a version-4 store holds
+  db.exec('DROP TABLE ended_provider_sessions; DROP TABLE totp_steps; DROP TABLE replicas; DROP TABLE secrets'); // what a version-4 store holds
   db.pragma('user_version = 4');
   db.close();
   const store = openSqliteStore(dir);

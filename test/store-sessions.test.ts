@@ -55,7 +55,7 @@ t.test('a store from before the table gets it by migration, keeping its sessions
   await s.sessions.create({ sid: 'kept', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
   await s.close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.exec('DROP TABLE ended_provider_sessions');
+  db.exec('DROP TABLE ended_provider_sessions; DROP TABLE replicas; DROP TABLE secrets');
   db.pragma('user_version = 5');
   db.close();
   const again = openSqliteStore(dir);

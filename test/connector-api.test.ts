@@ -581,24 +581,24 @@ t.test('revoke refuses an argument that names two connectors (data from before n
       .sort();
   const before = await live();
 
-  t.throws(
-    () => fx.relay.revokeConnector(a.connectorId, 'admin:test'),
+  await t.rejects(
+    fx.relay.revokeConnector(a.connectorId, 'admin:test'),
     { code: 'ERR_USAGE' },
     "one connector's id and another's name",
   );
-  t.throws(
-    () => fx.relay.revokeConnector('edge-2', 'admin:test'),
+  await t.rejects(
+    fx.relay.revokeConnector('edge-2', 'admin:test'),
     { code: 'ERR_USAGE' },
     'a name two live connectors have',
   );
-  t.throws(
-    () => fx.relay.revokeConnector('name:edge-2', 'admin:test'),
+  await t.rejects(
+    fx.relay.revokeConnector('name:edge-2', 'admin:test'),
     { code: 'ERR_USAGE' },
     'name: does not make twins one',
   );
-  t.throws(() => fx.relay.revokeConnector('nobody', 'admin:test'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
-  t.throws(
-    () => fx.relay.revokeConnector(`id:${impostor.slice(0, 8)}`, 'admin:test'),
+  await t.rejects(fx.relay.revokeConnector('nobody', 'admin:test'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+  await t.rejects(
+    fx.relay.revokeConnector(`id:${impostor.slice(0, 8)}`, 'admin:test'),
     { code: 'ERR_CONNECTOR_NOT_FOUND' },
     'no prefix matching',
   );

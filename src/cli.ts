@@ -63,6 +63,45 @@ export function buildProgram(): Command {
       const { rotateKeys } = await import('./commands/relay-keys.js');
       await rotateKeys(opts, out);
     });
+  keys
+    .command('init-master')
+    .description('write a new master key (32 random bytes, base64url) to a new owner-only file')
+    .requiredOption('--out <file>', 'the file to create (never overwritten)')
+    .action(async (opts: { out: string }) => {
+      const { initMasterKey } = await import('./commands/relay-keys.js');
+      initMasterKey(opts, out);
+    });
+  keys
+    .command('rotate-master')
+    .description(
+      'seal every secret and key in the store with a new master key; then give every replica the new key and restart it',
+    )
+    .option(
+      '--config <file>',
+      'relay configuration (YAML): its store and secrets.masterKeyFile (or PROXYCTL_MASTER_KEY)',
+    )
+    .option('--data-dir <dir>', 'data directory')
+    .requiredOption('--new-key-file <file>', 'the new master key (chmod 600), e.g. from `relay keys init-master`')
+    .action(async (opts: { config?: string; dataDir?: string; newKeyFile: string }) => {
+      const { rotateMasterKey } = await import('./commands/relay-keys.js');
+      await rotateMasterKey(opts, out);
+    });
+
+  relay
+    .command('migrate')
+    .description(
+      'copy the SQLite data directory of --config (store, CA, embedded provider keys) into PostgreSQL for replicas; the data directory is only read',
+    )
+    .requiredOption('--config <file>', 'relay configuration (YAML): its dataDir and master key')
+    .requiredOption(
+      '--to-postgres <url>',
+      'postgres://user@host:port/database of an empty store (the password in PGPASSWORD: a command line is visible to other users)',
+    )
+    .option('--schema <name>', 'the schema to copy into', 'proxyctl')
+    .action(async (opts: { config: string; toPostgres: string; schema: string }) => {
+      const { migrateToPostgres } = await import('./commands/relay-migrate.js');
+      await migrateToPostgres(opts, out);
+    });
 
   const users = program
     .command('users')

@@ -269,6 +269,67 @@ export interface SecretRepo {
   list(): Promise<{ name: string; value: string }[]>;
 }
 
+/** A relay session as stored: a signed-out or revoked one keeps its revokedAt. */
+export interface SessionRecord extends NewSession {
+  revokedAt: number | null;
+}
+
+/** A provider session signed out of at the relay (SessionRepo.endProviderSession). */
+export interface EndedProviderSession {
+  sid: string;
+  endedAt: number;
+  expiresAt: number;
+}
+
+/** What oidc-provider stored through IdpArtifactRepo.upsert; its lookup fields follow from the payload. */
+export interface IdpArtifactRecord {
+  model: string;
+  id: string;
+  payload: Record<string, unknown>;
+  /** Milliseconds; null when it does not expire. */
+  expiresAt: number | null;
+}
+
+/**
+ * Every durable record of a store, as stored: key material and secrets exactly as
+ * written (wrapped or not). Audit entries and sign-ins are oldest first and carry no
+ * id: the importing store numbers them anew. Sign-in states in flight, expired
+ * sessions and provider artifacts, and replica rows are not durable and not included.
+ */
+export interface StoreDump {
+  connectors: ConnectorRecord[];
+  certificates: CertificateRecord[];
+  audit: Omit<AuditEntry, 'id'>[];
+  keys: KeyRecord[];
+  users: UserRecord[];
+  totpSteps: { username: string; lastStep: number }[];
+  secrets: { name: string; value: string }[];
+  signIns: Omit<SignInRecord, 'id'>[];
+  endedProviderSessions: EndedProviderSession[];
+  sessions: SessionRecord[];
+  idpArtifacts: IdpArtifactRecord[];
+}
+
+/** Moving a whole store to another one (SQLite to PostgreSQL, one backend to a fresh copy of it). */
+export interface StoreTransfer {
+  /** Every durable record; sessions and provider artifacts that have not expired at `now`. One consistent read. */
+  export(now?: number): Promise<StoreDump>;
+  /**
+   * Writes `dump` into this store in one transaction, with one `store.import` audit row
+   * (by `actor`, counting what was written). A store that already holds a connector, a
+   * key, a user or a secret is refused with ERR_STORE and left as it was: an import
+   * never merges.
+   */
+  import(dump: StoreDump, actor: string, now?: number): Promise<void>;
+}
+
+/** How many records of each kind a dump holds (the `store.import` audit row, the migration's report). */
+export function countDump(dump: StoreDump): Record<keyof StoreDump, number> {
+  const counts = {} as Record<keyof StoreDump, number>;
+  for (const [kind, records] of Object.entries(dump)) counts[kind as keyof StoreDump] = (records as unknown[]).length;
+  return counts;
+}
+
 /** What changed in the store, as far as caches of it care. */
 export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets';
 
@@ -284,6 +345,7 @@ export interface Store {
   readonly idpArtifacts: IdpArtifactRepo;
   readonly replicas: ReplicaRepo;
   readonly secrets: SecretRepo;
+  readonly transfer: StoreTransfer;
   /**
    * Bumped when connector or certificate state changes, here or (through
    * bumpGeneration) in another process; connector identities cached per socket are

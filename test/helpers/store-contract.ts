@@ -1,7 +1,7 @@
 // What every Store implementation must do, written against the interface only, so
 // the same body runs against SQLite today and PostgreSQL later: storeContract(t, newStore).
 import type { Test } from 'tap';
-import type { Store, StoreTopic } from '../../src/store/index.js';
+import type { Store, StoreDump, StoreTopic } from '../../src/store/index.js';
 
 /**
  * Makes fresh, empty backing data for one test (cleaned up by the test's teardown) and
@@ -525,4 +525,204 @@ export function storeContract(t: Test, newStore: NewStore): void {
     await s.keys.setMaterial('k1', 'wrapped-m1');
     t.match(await s.keys.list('session'), [{ kid: 'k1', material: 'wrapped-m1', createdAt: 1_000, retiredAt: null }]);
   });
+  t.test('transfer: everything durable out, into a fresh store, and back out the same', async (t) => {
+    const a = await opened(t, newStore(t));
+    const now = Date.now();
+    await fill(a, now);
+    const dump = await a.transfer.export(now);
+    t.match(countOf(dump), {
+      connectors: 2,
+      certificates: 3,
+      keys: 3,
+      users: 2,
+      totpSteps: 1,
+      secrets: 2,
+      signIns: 3,
+      endedProviderSessions: 2,
+      sessions: 2,
+      idpArtifacts: 2,
+    });
+    t.ok(dump.audit.length >= 8, 'the audit trail');
+    t.same(
+      dump.sessions.map((x) => [x.sid, x.revokedAt]),
+      [
+        ['s-live', null],
+        ['s-out', now - 500],
+      ],
+      'unexpired sessions, a signed-out one still signed out; the expired one stays behind',
+    );
+    t.same(
+      dump.idpArtifacts.map((x) => `${x.model}/${x.id}`),
+      ['AccessToken/t1', 'Session/s1'],
+      'unexpired provider artifacts',
+    );
+    t.match(dump.connectors, [{ id: 'c-a', lastSeen: now - 100, version: '1.2.3', revokedAt: null }, { id: 'c-b' }]);
+    t.match(dump.certificates, [
+      { serial: 'AA01', kind: 'register', revokedAt: now + HOUR },
+      { serial: 'BB01', kind: 'register', revokedAt: now - 1_000 },
+      { serial: 'AA02', kind: 'renew', revokedAt: null },
+    ]);
+
+    const open = newStore(t);
+    const b = await opened(t, open);
+    const watcher = await opened(t, open);
+    const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
+    const stop = watcher.onChange((topics) => seen.push(topics), 10);
+    t.teardown(stop);
+    await b.transfer.import(dump, 'migration', now + 1);
+    const copy = await b.transfer.export(now);
+    const added = copy.audit.pop();
+    t.strictSame(copy, dump, 'the copy exports what the original did');
+    t.same(
+      added,
+      { at: now + 1, actor: 'migration', action: 'store.import', connectorId: null, details: countOf(dump) },
+      'plus one audit row counting what was imported',
+    );
+
+    // Through the ordinary methods, the copy behaves as the original.
+    t.ok(await b.sessions.isActive('s-live', now), 'a signed-in user stays signed in');
+    t.notOk(await b.sessions.isActive('s-out', now), 'a signed-out one stays signed out');
+    t.ok(await b.sessions.providerSessionEnded('p-1', now));
+    t.equal(await b.users.acceptTotpStep('bob', 5_000), false, 'a used TOTP step stays used');
+    t.equal(await b.users.acceptTotpStep('bob', 5_001), true);
+    t.match(await b.connectors.find('edge'), { id: 'c-a', lastSeen: now - 100 });
+    t.same([...(await b.connectors.revokedAmong(['AA01', 'AA02', 'BB01']))], ['BB01']);
+    t.same(
+      (await b.keys.list('session')).map((k) => [k.kid, k.material, k.retiredAt === null]),
+      [
+        ['k2', 'pxk1.sealed-looking-m2', true],
+        ['k1', 'm1', false],
+      ],
+    );
+    t.equal(await b.secrets.get('relay-ca'), 'ca-value');
+    t.same(await b.idpArtifacts.find('Session', 'uid', 'u1'), { uid: 'u1', accountId: 'alice' });
+    t.match(await b.idpArtifacts.find('AccessToken', 'id', 't1'), { grantId: 'g1', consumed: Number });
+    await b.idpArtifacts.revokeByGrantId('g1');
+    t.equal(await b.idpArtifacts.find('AccessToken', 'id', 't1'), undefined, 'lookups by grant work on the copy');
+    const ids = (await b.signIns.list()).map((e) => e.id);
+    t.same(
+      [...ids].sort((x, y) => x - y),
+      ids,
+      'sign-ins keep their order',
+    );
+    t.match(await b.audit.list(1), [{ action: 'store.import', actor: 'migration' }]);
+
+    const deadline = Date.now() + 3_000;
+    while (!seen.some((x) => x === 'all' || x.has('connectors')) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
+    t.ok(
+      seen.some((x) => x === 'all' || (x.has('connectors') && x.has('keys') && x.has('users'))),
+      'other connections are told',
+    );
+  });
+
+  t.test('transfer: an import into a store that holds anything of its own is refused, writing nothing', async (t) => {
+    const source = await opened(t, newStore(t));
+    const now = Date.now();
+    await fill(source, now);
+    const dump = await source.transfer.export(now);
+    const held: [string, (s: Store) => Promise<unknown>][] = [
+      ['a connector', (s) => s.connectors.register(connector('c-x', 'mine', 'FF01'))],
+      ['a key', (s) => s.keys.add({ kid: 'kx', purpose: 'session', material: 'mx' }, 'test')],
+      ['a user', (s) => s.users.put(user('carol'), 'test', 'user.add')],
+      ['a secret', (s) => s.secrets.putIfAbsent('relay-ca', 'mine')],
+    ];
+    for (const [what, put] of held) {
+      const s = await opened(t, newStore(t));
+      await put(s);
+      const before = await s.transfer.export(now);
+      await t.rejects(s.transfer.import(dump, 'migration', now), { code: 'ERR_STORE' }, `holding ${what}`);
+      t.same(await s.transfer.export(now), before, `holding ${what}: nothing written`);
+    }
+    // An import is not repeated over itself either.
+    const b = await opened(t, newStore(t));
+    await b.transfer.import(dump, 'migration', now);
+    const once = await b.transfer.export(now);
+    await t.rejects(b.transfer.import(dump, 'migration', now), { code: 'ERR_STORE' });
+    t.same(await b.transfer.export(now), once, 'a second import writes nothing');
+
+    const empty = await opened(t, newStore(t));
+    t.same(
+      countOf(await empty.transfer.export()),
+      {
+        connectors: 0,
+        certificates: 0,
+        audit: 0,
+        keys: 0,
+        users: 0,
+        totpSteps: 0,
+        secrets: 0,
+        signIns: 0,
+        endedProviderSessions: 0,
+        sessions: 0,
+        idpArtifacts: 0,
+      },
+      'a new store exports nothing',
+    );
+  });
+}
+
+const countOf = (dump: StoreDump): Record<string, number> =>
+  Object.fromEntries(Object.entries(dump).map(([k, v]) => [k, (v as unknown[]).length]));
+
+/** One of everything a store keeps, written through the ordinary methods. */
+async function fill(s: Store, now: number): Promise<void> {
+  await s.connectors.register(connector('c-a', 'edge', 'AA01', now - 2 * HOUR));
+  await s.connectors.register(connector('c-b', 'old', 'BB01', now - HOUR));
+  await s.connectors.recordRenewal({
+    connectorId: 'c-a',
+    oldSerial: 'AA01',
+    serial: 'AA02',
+    issuedAt: now,
+    notAfter: now + 24 * HOUR,
+    graceUntil: now + HOUR,
+  });
+  await s.connectors.touch('c-a', '1.2.3', now - 100);
+  await s.connectors.revoke('c-b', 'admin', now - 1_000);
+  await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
+  await s.keys.add({ kid: 'k2', purpose: 'session', material: 'pxk1.sealed-looking-m2' }, 'test', 2_000);
+  await s.keys.add({ kid: 'a1', purpose: 'assertion', material: '{"kty":"EC"}' }, 'test', 2_500);
+  await s.users.put(
+    user('bob', { groups: ['staff'], roles: ['ProxyAdministrator'], email: 'bob@example.com', totpSecret: 'S' }),
+    'admin',
+    'user.add',
+  );
+  await s.users.put(user('alice', { name: 'Alice', createdAt: 500 }), 'admin', 'user.add');
+  await s.users.acceptTotpStep('bob', 5_000);
+  await s.secrets.putIfAbsent('relay-ca', 'ca-value');
+  await s.secrets.put('idp-keys', 'idp-value', 'test');
+  for (const n of [1, 2, 3])
+    await s.signIns.record({
+      at: now - n,
+      requestId: `r-${n}`,
+      app: 'wiki',
+      subject: n === 2 ? null : 'bob',
+      ip: '192.0.2.1',
+      country: n === 3 ? null : 'NL',
+      userAgent: 'ua',
+      result: n === 2 ? 'failure' : 'success',
+      reason: n === 2 ? 'denied' : null,
+      policies: [{ name: 'p', result: 'allow', n }],
+      risk: n === 1 ? 'low' : null,
+    });
+  await s.sessions.endProviderSession('p-1', now, now + HOUR);
+  await s.sessions.endProviderSession('p-old', 0, 10);
+  const session = { app: 'wiki', subject: 'bob', createdAt: now - HOUR, clientIp: '192.0.2.1' };
+  await s.sessions.create({ ...session, sid: 's-live', expiresAt: now + HOUR });
+  await s.sessions.create({ ...session, sid: 's-out', expiresAt: now + HOUR, clientIp: null });
+  await s.sessions.revoke('s-out', now - 500);
+  await s.sessions.create({ ...session, sid: 's-gone', expiresAt: now - 1 });
+  await s.sessions.putSigninState({
+    state: 'st',
+    app: 'wiki',
+    nonce: 'n',
+    verifier: 'v',
+    returnTo: '/',
+    createdAt: now,
+    stepUp: false,
+  });
+  await s.idpArtifacts.upsert('Session', 's1', { uid: 'u1', accountId: 'alice' }, undefined);
+  await s.idpArtifacts.upsert('AccessToken', 't1', { grantId: 'g1' }, 600);
+  await s.idpArtifacts.consume('AccessToken', 't1');
+  await s.idpArtifacts.upsert('AuthorizationCode', 'old', { grantId: 'g2' }, -1);
 }

@@ -11,6 +11,7 @@ import { PgKeyRepo } from './keys.js';
 import { PgReplicaRepo, PgSecretRepo } from './replicas.js';
 import { PgSessionRepo } from './sessions.js';
 import { PgSignInLog } from './sign-ins.js';
+import { PgTransfer } from './transfer.js';
 import { PgUserRepo } from './users.js';
 
 export type { PostgresStoreOptions } from './database.js';
@@ -28,6 +29,7 @@ class PostgresStore implements Store {
   readonly idpArtifacts: PgIdpArtifactRepo;
   readonly replicas: PgReplicaRepo;
   readonly secrets: PgSecretRepo;
+  readonly transfer: PgTransfer;
   readonly feed: ChangeFeed;
   private readonly listeners = new Set<Listener>();
   private gen = 0;
@@ -43,6 +45,12 @@ class PostgresStore implements Store {
     this.idpArtifacts = new PgIdpArtifactRepo(db);
     this.replicas = new PgReplicaRepo(db);
     this.secrets = new PgSecretRepo(db);
+    this.transfer = new PgTransfer(db, () => {
+      this.connectors.forget();
+      this.keys.forget();
+      this.gen++;
+      void this.sessions.changed();
+    });
     this.feed = new ChangeFeed(
       db.target,
       (topics) => this.changed(topics),

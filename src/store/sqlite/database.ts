@@ -1,6 +1,7 @@
 // The one SQLite connection the aggregates share: opened owner-only, in WAL mode,
 // migrated to SCHEMA_VERSION; statements prepared once; every multi-row change one
 // transaction, so a crash never leaves half of it.
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { ProxyctlError, wrapError } from '../../errors.js';
@@ -38,6 +39,54 @@ export class SqliteDatabase {
       throw wrapError(err, 'ERR_STORE', `cannot open store ${file}: ${(err as Error).message}`);
     }
     const database = new SqliteDatabase(file, db);
+    database.migrate();
+    return database;
+  }
+
+  /**
+   * An in-memory copy of `<dataDir>/proxyctl.db`, migrated to SCHEMA_VERSION, for a
+   * reader that must leave the data directory exactly as it found it (the move to
+   * PostgreSQL): the file is read, never opened by SQLite, so no -wal or -shm file
+   * appears and nothing is checkpointed. A -wal file beside it means a process has
+   * the store open (or was killed with it open) and the file alone may be missing
+   * commits: refused.
+   */
+  static snapshot(dataDir: string): SqliteDatabase {
+    const file = databaseFile(dataDir);
+    const busy = (): string | undefined => [`${file}-wal`, `${file}-journal`].find((f) => existsSync(f));
+    const refuseBusy = (found: string): ProxyctlError =>
+      new ProxyctlError(
+        'ERR_STORE',
+        `${found} exists: a relay or admin command has the store open, or stopped without closing it; stop every relay using ${dataDir} (if none runs, \`proxyctl relay connectors list\` closes the store cleanly) and try again`,
+      );
+    const before = busy();
+    if (before) throw refuseBusy(before);
+    let bytes: Buffer;
+    let stamp: string;
+    try {
+      const st = statSync(file);
+      stamp = `${st.size}:${st.mtimeMs}`;
+      bytes = readFileSync(file);
+    } catch (err) {
+      throw wrapError(err, 'ERR_STORE', `cannot read store ${file}: ${(err as Error).message}`);
+    }
+    const after = busy();
+    if (after) throw refuseBusy(after);
+    const st = statSync(file);
+    if (`${st.size}:${st.mtimeMs}` !== stamp) throw refuseBusy(file);
+    if (bytes.length < 100 || bytes.subarray(0, 16).toString('latin1') !== 'SQLite format 3\0')
+      throw new ProxyctlError('ERR_STORE', `${file} is not an SQLite database`);
+    // Bytes 18 and 19 say WAL (2); a database in memory cannot be one, so it is read as rollback (1).
+    bytes[18] = 1;
+    bytes[19] = 1;
+    let db: Database.Database;
+    try {
+      db = new Database(bytes);
+      db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw wrapError(err, 'ERR_STORE', `cannot read store ${file}: ${(err as Error).message}`);
+    }
+    const database = new SqliteDatabase(`${file} (as read)`, db);
     database.migrate();
     return database;
   }

@@ -10,6 +10,7 @@ import { SqliteKeyRepo } from './keys.js';
 import { SqliteReplicaRepo, SqliteSecretRepo } from './replicas.js';
 import { SqliteSessionRepo } from './sessions.js';
 import { SqliteSignInLog } from './sign-ins.js';
+import { SqliteTransfer } from './transfer.js';
 import { SqliteUserRepo } from './users.js';
 
 class SqliteStore implements Store {
@@ -23,6 +24,7 @@ class SqliteStore implements Store {
   readonly idpArtifacts: SqliteIdpArtifactRepo;
   readonly replicas: SqliteReplicaRepo;
   readonly secrets: SqliteSecretRepo;
+  readonly transfer: SqliteTransfer;
   private gen = 0;
 
   constructor(private readonly db: SqliteDatabase) {
@@ -35,6 +37,7 @@ class SqliteStore implements Store {
     this.idpArtifacts = new SqliteIdpArtifactRepo(db);
     this.replicas = new SqliteReplicaRepo(db);
     this.secrets = new SqliteSecretRepo(db);
+    this.transfer = new SqliteTransfer(db, () => this.gen++);
   }
 
   get generation(): number {
@@ -77,6 +80,15 @@ class SqliteStore implements Store {
 /** Opens (creating if needed) `<dataDir>/proxyctl.db`, migrating it to the current schema. */
 export function openSqliteStore(dataDir: string): Store {
   return new SqliteStore(SqliteDatabase.open(dataDir));
+}
+
+/**
+ * The store of `dataDir` as it is now, read into memory (SqliteDatabase.snapshot):
+ * for a reader that must leave the data directory untouched. Changes to it are lost
+ * on close.
+ */
+export function openSqliteSnapshot(dataDir: string): Store {
+  return new SqliteStore(SqliteDatabase.snapshot(dataDir));
 }
 
 /** Whether the data directory holds a store yet (readers that must not create one ask first). */

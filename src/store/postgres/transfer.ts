@@ -1,0 +1,240 @@
+// A whole PostgreSQL store out (one repeatable-read snapshot) and into a new one
+// (one transaction, refused unless the store is empty), announcing every topic so
+// running replicas read again. Rows travel as JSON arrays, a thousand per
+// statement: a data directory with years of audit and sign-ins is not a statement
+// per row.
+import { ProxyctlError } from '../../errors.js';
+import { countDump, type StoreDump, type StoreTopic, type StoreTransfer } from '../types.js';
+import { writeAudit } from './audit.js';
+import type { PgDatabase, Sql } from './database.js';
+
+/** Rows per INSERT: a few hundred kilobytes of JSON at most. */
+const BATCH = 1_000;
+
+/** Text keys sort by code point, as SQLite sorts them, whatever the database's collation. */
+const C = 'COLLATE "C"';
+
+const TOPICS: readonly StoreTopic[] = ['connectors', 'keys', 'sessions', 'users', 'secrets'];
+
+type Row = Record<string, unknown>;
+
+/**
+ * Inserts `records` with `sql`, which reads them from `r(v, n)`: v one record as
+ * JSONB, n its place (ids follow it for audit and sign-ins).
+ */
+async function insertAll(tx: Sql, sql: string, records: readonly object[]): Promise<void> {
+  for (let i = 0; i < records.length; i += BATCH) {
+    const statement = sql.replace('$ROWS', () => 'jsonb_array_elements($1::jsonb) WITH ORDINALITY AS r(v, n)');
+    await tx.query(statement, [JSON.stringify(records.slice(i, i + BATCH))]);
+  }
+}
+
+export class PgTransfer implements StoreTransfer {
+  constructor(
+    private readonly db: PgDatabase,
+    /** This store's own memory of connectors and keys is out of date (the feed tells the others). */
+    private readonly changed: () => void,
+  ) {}
+
+  async export(now = Date.now()): Promise<StoreDump> {
+    return this.db.transaction('export the store', async (tx) => {
+      await tx.query(`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
+      await tx.query(`SET LOCAL statement_timeout = 300000`);
+      const all = async (sql: string, params: unknown[] = []): Promise<Row[]> =>
+        (await tx.query<Row>(sql, params)).rows;
+      return {
+        connectors: (await all(`SELECT * FROM connectors ORDER BY created_at, id ${C}`)).map((r) => ({
+          id: r['id'] as string,
+          name: r['name'] as string,
+          group: r['group_name'] as string,
+          createdAt: r['created_at'] as number,
+          createdBy: r['created_by'] as string,
+          version: r['version'] as string | null,
+          lastSeen: r['last_seen'] as number | null,
+          revokedAt: r['revoked_at'] as number | null,
+        })),
+        certificates: (await all(`SELECT * FROM certificates ORDER BY issued_at, serial ${C}`)).map((r) => ({
+          serial: r['serial'] as string,
+          connectorId: r['connector_id'] as string,
+          issuedAt: r['issued_at'] as number,
+          notAfter: r['not_after'] as number,
+          revokedAt: r['revoked_at'] as number | null,
+          kind: r['kind'] as 'register' | 'renew',
+        })),
+        audit: (await all(`SELECT * FROM audit ORDER BY id`)).map((r) => ({
+          at: r['at'] as number,
+          actor: r['actor'] as string,
+          action: r['action'] as string,
+          connectorId: r['connector_id'] as string | null,
+          details: r['details'] as Record<string, unknown>,
+        })),
+        keys: (await all(`SELECT * FROM keys ORDER BY created_at, kid ${C}`)).map((r) => ({
+          kid: r['kid'] as string,
+          purpose: r['purpose'] as 'session' | 'assertion',
+          material: r['material'] as string,
+          createdAt: r['created_at'] as number,
+          retiredAt: r['retired_at'] as number | null,
+        })),
+        users: (await all(`SELECT * FROM users ORDER BY username ${C}`)).map((r) => ({
+          username: r['username'] as string,
+          passwordHash: r['password_hash'] as string,
+          email: r['email'] as string | null,
+          name: r['name'] as string | null,
+          groups: r['groups'] as string[],
+          roles: r['roles'] as string[],
+          totpSecret: r['totp_secret'] as string | null,
+          createdAt: r['created_at'] as number,
+        })),
+        totpSteps: (await all(`SELECT * FROM totp_steps ORDER BY username ${C}`)).map((r) => ({
+          username: r['username'] as string,
+          lastStep: r['last_step'] as number,
+        })),
+        secrets: (await all(`SELECT name, value FROM secrets ORDER BY name ${C}`)).map((r) => ({
+          name: r['name'] as string,
+          value: r['value'] as string,
+        })),
+        signIns: (await all(`SELECT * FROM signins ORDER BY id`)).map((r) => ({
+          at: r['at'] as number,
+          requestId: r['request_id'] as string | null,
+          app: r['app'] as string | null,
+          subject: r['subject'] as string | null,
+          ip: r['ip'] as string | null,
+          country: r['country'] as string | null,
+          userAgent: r['user_agent'] as string | null,
+          result: r['result'] as 'success' | 'failure' | 'stepUp',
+          reason: r['reason'] as string | null,
+          policies: r['policies'] as unknown[],
+          risk: r['risk'] as string | null,
+        })),
+        endedProviderSessions: (await all(`SELECT * FROM ended_provider_sessions ORDER BY sid ${C}`)).map((r) => ({
+          sid: r['sid'] as string,
+          endedAt: r['ended_at'] as number,
+          expiresAt: r['expires_at'] as number,
+        })),
+        sessions: (await all(`SELECT * FROM sessions WHERE expires_at > $1 ORDER BY sid ${C}`, [now])).map((r) => ({
+          sid: r['sid'] as string,
+          app: r['app'] as string,
+          subject: r['subject'] as string,
+          createdAt: r['created_at'] as number,
+          expiresAt: r['expires_at'] as number,
+          clientIp: r['client_ip'] as string | null,
+          revokedAt: r['revoked_at'] as number | null,
+        })),
+        idpArtifacts: (
+          await all(
+            `SELECT model, id, payload, expires_at FROM idp_artifacts WHERE expires_at IS NULL OR expires_at > $1
+             ORDER BY model ${C}, id ${C}`,
+            [now],
+          )
+        ).map((r) => ({
+          model: r['model'] as string,
+          id: r['id'] as string,
+          payload: r['payload'] as Record<string, unknown>,
+          expiresAt: r['expires_at'] as number | null,
+        })),
+      };
+    });
+  }
+
+  async import(dump: StoreDump, actor: string, now = Date.now()): Promise<void> {
+    await this.db.transaction('import the store', async (tx) => {
+      await tx.query(`SET LOCAL statement_timeout = 300000`);
+      // Nothing else writes what the emptiness check reads until this commits (readers go on).
+      await tx.query(`LOCK TABLE connectors, keys, users, secrets IN EXCLUSIVE MODE`);
+      await this.assertEmpty(tx);
+      await insertAll(
+        tx,
+        `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at)
+         SELECT v->>'id', v->>'name', v->>'group', (v->>'createdAt')::bigint, v->>'createdBy', v->>'version',
+           (v->>'lastSeen')::bigint, (v->>'revokedAt')::bigint FROM $ROWS ORDER BY n`,
+        dump.connectors,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO certificates (serial, connector_id, issued_at, not_after, revoked_at, kind)
+         SELECT v->>'serial', v->>'connectorId', (v->>'issuedAt')::bigint, (v->>'notAfter')::bigint,
+           (v->>'revokedAt')::bigint, v->>'kind' FROM $ROWS ORDER BY n`,
+        dump.certificates,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO audit (at, actor, action, connector_id, details)
+         SELECT (v->>'at')::bigint, v->>'actor', v->>'action', v->>'connectorId', v->'details' FROM $ROWS ORDER BY n`,
+        dump.audit,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO keys (kid, purpose, material, created_at, retired_at)
+         SELECT v->>'kid', v->>'purpose', v->>'material', (v->>'createdAt')::bigint, (v->>'retiredAt')::bigint
+         FROM $ROWS ORDER BY n`,
+        dump.keys,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
+         SELECT v->>'username', v->>'passwordHash', v->>'email', v->>'name', v->'groups', v->'roles',
+           v->>'totpSecret', (v->>'createdAt')::bigint FROM $ROWS ORDER BY n`,
+        dump.users,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO totp_steps (username, last_step) SELECT v->>'username', (v->>'lastStep')::bigint FROM $ROWS ORDER BY n`,
+        dump.totpSteps,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO secrets (name, value, updated_at)
+         SELECT v->>'name', v->>'value', (v->>'updatedAt')::bigint FROM $ROWS ORDER BY n`,
+        dump.secrets.map((s) => ({ ...s, updatedAt: now })),
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
+         SELECT (v->>'at')::bigint, v->>'requestId', v->>'app', v->>'subject', v->>'ip', v->>'country',
+           v->>'userAgent', v->>'result', v->>'reason', v->'policies', v->>'risk' FROM $ROWS ORDER BY n`,
+        dump.signIns,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at)
+         SELECT v->>'sid', (v->>'endedAt')::bigint, (v->>'expiresAt')::bigint FROM $ROWS ORDER BY n`,
+        dump.endedProviderSessions,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO sessions (sid, app, subject, created_at, expires_at, revoked_at, client_ip)
+         SELECT v->>'sid', v->>'app', v->>'subject', (v->>'createdAt')::bigint, (v->>'expiresAt')::bigint,
+           (v->>'revokedAt')::bigint, v->>'clientIp' FROM $ROWS ORDER BY n`,
+        dump.sessions,
+      );
+      // The lookup fields follow from the payload, as upsert derives them (strings only).
+      const field = (name: string) =>
+        `CASE WHEN jsonb_typeof(v->'payload'->'${name}') = 'string' THEN v->'payload'->>'${name}' END`;
+      await insertAll(
+        tx,
+        `INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id)
+         SELECT v->>'model', v->>'id', v->'payload', (v->>'expiresAt')::bigint,
+           ${field('uid')}, ${field('userCode')}, ${field('grantId')} FROM $ROWS ORDER BY n`,
+        dump.idpArtifacts,
+      );
+      await writeAudit(tx, actor, 'store.import', null, countDump(dump), now);
+      for (const topic of TOPICS) await tx.notify(topic);
+    });
+    this.changed();
+  }
+
+  private async assertEmpty(tx: Sql): Promise<void> {
+    const { rows } = await tx.query<Record<string, number>>(
+      `SELECT (SELECT COUNT(*) FROM connectors)::int AS connectors, (SELECT COUNT(*) FROM keys)::int AS keys,
+         (SELECT COUNT(*) FROM users)::int AS users, (SELECT COUNT(*) FROM secrets)::int AS secrets`,
+    );
+    const found = Object.entries(rows[0]!).filter(([, n]) => n > 0);
+    if (found.length > 0) {
+      throw new ProxyctlError(
+        'ERR_STORE',
+        `the store (PostgreSQL schema ${this.db.target.schema}) already holds ${found.map(([kind, n]) => `${n} ${kind}`).join(', ')}; a store is imported only into an empty one`,
+        { details: Object.fromEntries(found) },
+      );
+    }
+  }
+}

@@ -1,0 +1,241 @@
+// A whole SQLite store out (one read transaction) and into a new one (one write
+// transaction, refused unless the store is empty): how a data directory moves to
+// PostgreSQL (`proxyctl relay migrate`), and the contract's round trip.
+import { ProxyctlError } from '../../errors.js';
+import { countDump, type StoreDump, type StoreTransfer } from '../types.js';
+import { writeAudit } from './audit.js';
+import type { SqliteDatabase } from './database.js';
+
+const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+
+type Row = Record<string, unknown>;
+
+export class SqliteTransfer implements StoreTransfer {
+  constructor(
+    private readonly db: SqliteDatabase,
+    private readonly changed: () => void,
+  ) {}
+
+  async export(now = Date.now()): Promise<StoreDump> {
+    return this.db.transaction('export the store', () => {
+      const all = (sql: string, ...params: unknown[]): Row[] => this.db.stmt(sql).all(...params) as Row[];
+      const json = (v: unknown): unknown => JSON.parse(v as string);
+      return {
+        connectors: all(`SELECT * FROM connectors ORDER BY created_at, id`).map((r) => ({
+          id: r['id'] as string,
+          name: r['name'] as string,
+          group: r['group_name'] as string,
+          createdAt: r['created_at'] as number,
+          createdBy: r['created_by'] as string,
+          version: r['version'] as string | null,
+          lastSeen: r['last_seen'] as number | null,
+          revokedAt: r['revoked_at'] as number | null,
+        })),
+        certificates: all(`SELECT * FROM certificates ORDER BY issued_at, serial`).map((r) => ({
+          serial: r['serial'] as string,
+          connectorId: r['connector_id'] as string,
+          issuedAt: r['issued_at'] as number,
+          notAfter: r['not_after'] as number,
+          revokedAt: r['revoked_at'] as number | null,
+          kind: r['kind'] as 'register' | 'renew',
+        })),
+        audit: all(`SELECT * FROM audit ORDER BY id`).map((r) => ({
+          at: r['at'] as number,
+          actor: r['actor'] as string,
+          action: r['action'] as string,
+          connectorId: r['connector_id'] as string | null,
+          details: json(r['details']) as Record<string, unknown>,
+        })),
+        keys: all(`SELECT * FROM keys ORDER BY created_at, kid`).map((r) => ({
+          kid: r['kid'] as string,
+          purpose: r['purpose'] as 'session' | 'assertion',
+          material: r['material'] as string,
+          createdAt: r['created_at'] as number,
+          retiredAt: r['retired_at'] as number | null,
+        })),
+        users: all(`SELECT * FROM users ORDER BY username`).map((r) => ({
+          username: r['username'] as string,
+          passwordHash: r['password_hash'] as string,
+          email: r['email'] as string | null,
+          name: r['name'] as string | null,
+          groups: json(r['groups']) as string[],
+          roles: json(r['roles']) as string[],
+          totpSecret: r['totp_secret'] as string | null,
+          createdAt: r['created_at'] as number,
+        })),
+        totpSteps: all(`SELECT * FROM totp_steps ORDER BY username`).map((r) => ({
+          username: r['username'] as string,
+          lastStep: r['last_step'] as number,
+        })),
+        secrets: all(`SELECT name, value FROM secrets ORDER BY name`).map((r) => ({
+          name: r['name'] as string,
+          value: r['value'] as string,
+        })),
+        signIns: all(`SELECT * FROM signins ORDER BY id`).map((r) => ({
+          at: r['at'] as number,
+          requestId: r['request_id'] as string | null,
+          app: r['app'] as string | null,
+          subject: r['subject'] as string | null,
+          ip: r['ip'] as string | null,
+          country: r['country'] as string | null,
+          userAgent: r['user_agent'] as string | null,
+          result: r['result'] as 'success' | 'failure' | 'stepUp',
+          reason: r['reason'] as string | null,
+          policies: json(r['policies']) as unknown[],
+          risk: r['risk'] as string | null,
+        })),
+        endedProviderSessions: all(`SELECT * FROM ended_provider_sessions ORDER BY sid`).map((r) => ({
+          sid: r['sid'] as string,
+          endedAt: r['ended_at'] as number,
+          expiresAt: r['expires_at'] as number,
+        })),
+        sessions: all(`SELECT * FROM sessions WHERE expires_at > ? ORDER BY sid`, now).map((r) => ({
+          sid: r['sid'] as string,
+          app: r['app'] as string,
+          subject: r['subject'] as string,
+          createdAt: r['created_at'] as number,
+          expiresAt: r['expires_at'] as number,
+          clientIp: r['client_ip'] as string | null,
+          revokedAt: r['revoked_at'] as number | null,
+        })),
+        idpArtifacts: all(
+          `SELECT model, id, payload, expires_at FROM idp_artifacts WHERE expires_at IS NULL OR expires_at > ? ORDER BY model, id`,
+          now,
+        ).map((r) => ({
+          model: r['model'] as string,
+          id: r['id'] as string,
+          payload: json(r['payload']) as Record<string, unknown>,
+          expiresAt: r['expires_at'] as number | null,
+        })),
+      };
+    });
+  }
+
+  async import(dump: StoreDump, actor: string, now = Date.now()): Promise<void> {
+    // immediate: nothing can be written between the emptiness check and the import
+    this.db.transaction(
+      'import the store',
+      () => {
+        this.assertEmpty();
+        const run = (sql: string, ...params: unknown[]): void => {
+          this.db.stmt(sql).run(...params);
+        };
+        for (const c of dump.connectors)
+          run(
+            `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            c.id,
+            c.name,
+            c.group,
+            c.createdAt,
+            c.createdBy,
+            c.version,
+            c.lastSeen,
+            c.revokedAt,
+          );
+        for (const c of dump.certificates)
+          run(
+            `INSERT INTO certificates (serial, connector_id, issued_at, not_after, revoked_at, kind) VALUES (?, ?, ?, ?, ?, ?)`,
+            c.serial,
+            c.connectorId,
+            c.issuedAt,
+            c.notAfter,
+            c.revokedAt,
+            c.kind,
+          );
+        for (const a of dump.audit) writeAudit(this.db, a.actor, a.action, a.connectorId, a.details, a.at);
+        for (const k of dump.keys)
+          run(
+            `INSERT INTO keys (kid, purpose, material, created_at, retired_at) VALUES (?, ?, ?, ?, ?)`,
+            k.kid,
+            k.purpose,
+            k.material,
+            k.createdAt,
+            k.retiredAt,
+          );
+        for (const u of dump.users)
+          run(
+            `INSERT INTO users (username, password_hash, email, name, groups, roles, totp_secret, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            u.username,
+            u.passwordHash,
+            u.email,
+            u.name,
+            JSON.stringify(u.groups),
+            JSON.stringify(u.roles),
+            u.totpSecret,
+            u.createdAt,
+          );
+        for (const s of dump.totpSteps)
+          run(`INSERT INTO totp_steps (username, last_step) VALUES (?, ?)`, s.username, s.lastStep);
+        for (const s of dump.secrets)
+          run(`INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?)`, s.name, s.value, now);
+        for (const e of dump.signIns)
+          run(
+            `INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+            e.at,
+            e.requestId,
+            e.app,
+            e.subject,
+            e.ip,
+            e.country,
+            e.userAgent,
+            e.result,
+            e.reason,
+            JSON.stringify(e.policies),
+            e.risk,
+          );
+        for (const e of dump.endedProviderSessions)
+          run(
+            `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)`,
+            e.sid,
+            e.endedAt,
+            e.expiresAt,
+          );
+        for (const s of dump.sessions)
+          run(
+            `INSERT INTO sessions (sid, app, subject, created_at, expires_at, revoked_at, client_ip) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+            s.sid,
+            s.app,
+            s.subject,
+            s.createdAt,
+            s.expiresAt,
+            s.revokedAt,
+            s.clientIp,
+          );
+        for (const a of dump.idpArtifacts)
+          run(
+            `INSERT INTO idp_artifacts (model, id, payload, expires_at, uid, user_code, grant_id) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+            a.model,
+            a.id,
+            JSON.stringify(a.payload),
+            a.expiresAt,
+            str(a.payload['uid']),
+            str(a.payload['userCode']),
+            str(a.payload['grantId']),
+          );
+        writeAudit(this.db, actor, 'store.import', null, countDump(dump), now);
+      },
+      'immediate',
+    );
+    this.changed();
+  }
+
+  private assertEmpty(): void {
+    const held = this.db
+      .stmt(
+        `SELECT (SELECT COUNT(*) FROM connectors) AS connectors, (SELECT COUNT(*) FROM keys) AS keys,
+           (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM secrets) AS secrets`,
+      )
+      .get() as Record<string, number>;
+    const found = Object.entries(held).filter(([, n]) => n > 0);
+    if (found.length > 0) {
+      throw new ProxyctlError(
+        'ERR_STORE',
+        `store ${this.db.file} already holds ${found.map(([kind, n]) => `${n} ${kind}`).join(', ')}; a store is imported only into an empty one`,
+        { details: Object.fromEntries(found) },
+      );
+    }
+  }
+}

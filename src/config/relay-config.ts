@@ -289,7 +289,9 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   const connectors: ConnectorPolicy = {
     renewAfterMs: duration(v, 'connectors.renewAfter', con['renewAfter'], '180d', 1000),
     certificateLifetimeMs: duration(v, 'connectors.certificateLifetime', con['certificateLifetime'], '365d', 60_000),
-    heartbeatIntervalMs: duration(v, 'connectors.heartbeatInterval', con['heartbeatInterval'], '15s', 100),
+    // Short: a channel whose connector went silent (no FIN: a partition, a host gone) is cut
+    // within two intervals, and requests stop going to it.
+    heartbeatIntervalMs: duration(v, 'connectors.heartbeatInterval', con['heartbeatInterval'], '2s', 100),
     configRefreshMs: duration(v, 'connectors.configRefresh', con['configRefresh'], '5m', 1000),
     channels: int(v, 'connectors.channels', con['channels'], 2, 1, 16),
     queueTimeoutMs: duration(v, 'connectors.queueTimeout', con['queueTimeout'], '10s', 0),

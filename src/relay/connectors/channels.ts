@@ -1,18 +1,49 @@
-// Open control channels from connectors, indexed by connector and group. The
-// relay pings each one; a channel that misses a heartbeat is cut. Revocation
-// closes every channel of the connector at once.
+// Open control channels from connectors, indexed by connector and group. A
+// channel leaves the registry the moment its socket ends, fails or closes (not
+// after the WebSocket close handshake), or when it misses a heartbeat; each
+// request sent on it is tracked until the connector is known to have read it.
+// Revocation closes every channel of the connector at once.
 import { randomUUID } from 'node:crypto';
+import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { systemClock, type Clock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { CLOSE, type RelayMessage } from '../../protocol/connector-api.js';
+import { CLOSE, type QueuedRequest, type RelayMessage } from '../../protocol/connector-api.js';
 import { sendBatched } from '../../net/batching.js';
+
+/**
+ * What the relay knows about a request it put on a channel:
+ * - `unsent`: never handed to the socket (the channel was already dead), so no connector saw it;
+ * - `unacknowledged`: written, but the connector has not answered a ping sent after it, so it
+ *   may or may not have read it;
+ * - `received`: the connector answered a ping sent after it. It reads frames in order and acts
+ *   on a request as it reads it, so it had taken the request (a request without a body is on
+ *   its way to the backend by then).
+ */
+export type Delivery = 'unsent' | 'unacknowledged' | 'received';
 
 export class Channel {
   readonly id = randomUUID();
   alive = true;
   /** The connector is shutting down: finish what it has, give it nothing new. */
   draining = false;
+  /** The registry has dropped the channel: nothing sent on it arrives. */
+  gone = false;
+  /** Set by the registry: a request was sent on the channel after it was dropped. */
+  onUnsent: ((channel: Channel, requestId: string) => void) | undefined;
+  /**
+   * Requests written on the channel and not yet settled, each with the sequence number of the
+   * ping that acknowledges it. At most one acknowledging ping is outstanding: requests sent
+   * meanwhile wait for the next, so a busy channel costs one ping and pong per round trip.
+   */
+  private readonly sent = new Map<string, { message: QueuedRequest; seq: number }>();
+  private readonly unsent = new Map<string, QueuedRequest>();
+  private ackSent = 0;
+  private ackReceived = 0;
+  /** The ping the latest request waits for. */
+  private ackWanted = 0;
+  private ackScheduled = false;
+
   constructor(
     readonly ws: WebSocket,
     readonly connectorId: string,
@@ -23,15 +54,80 @@ export class Channel {
     readonly certNotAfter: number = Infinity,
   ) {}
 
-  send(message: RelayMessage): void {
-    if (this.ws.readyState === this.ws.OPEN) sendBatched(this.ws, JSON.stringify(message), false);
+  /** The TCP/TLS socket under the WebSocket (ws keeps it in a private field, as net/batching.ts reads it). */
+  get socket(): Socket | undefined {
+    return (this.ws as unknown as { _socket?: Socket })._socket;
   }
+
+  /** Open for new frames: not dropped, the WebSocket open and its socket still writable. */
+  get open(): boolean {
+    return !this.gone && this.ws.readyState === this.ws.OPEN && this.socket?.writable !== false;
+  }
+
+  send(message: RelayMessage): void {
+    if (message.type !== 'request') {
+      if (this.open) sendBatched(this.ws, JSON.stringify(message), false);
+      return;
+    }
+    if (!this.open) {
+      this.unsent.set(message.id, message);
+      // A channel still registered reports it when it is dropped; a dropped one, now.
+      if (this.gone) this.onUnsent?.(this, message.id);
+      return;
+    }
+    this.ackWanted = this.ackSent + 1;
+    this.sent.set(message.id, { message, seq: this.ackWanted });
+    // Scheduled before the frame is sent, so the ping joins the same corked write when it can.
+    this.scheduleAck();
+    sendBatched(this.ws, JSON.stringify(message), false);
+  }
+
+  /** What is known of the delivery of a request sent on this channel (`received` when unknown). */
+  delivery(id: string): Delivery {
+    if (this.unsent.has(id)) return 'unsent';
+    return (this.sent.get(id)?.seq ?? 0) > this.ackReceived ? 'unacknowledged' : 'received';
+  }
+
+  /** A request sent on this channel, until forgotten. */
+  message(id: string): QueuedRequest | undefined {
+    return this.unsent.get(id) ?? this.sent.get(id)?.message;
+  }
+
+  /** The request is settled (answered, failed, or moved to another channel). */
+  forget(id: string): void {
+    this.sent.delete(id);
+    this.unsent.delete(id);
+  }
+
+  /** A pong with a payload answers an acknowledging ping: every request sent before that ping was read. */
+  acknowledged(payload: Buffer): void {
+    const seq = Number(payload.toString('latin1'));
+    if (!Number.isInteger(seq) || seq <= this.ackReceived || seq > this.ackSent) return;
+    this.ackReceived = seq;
+    if (this.ackWanted > seq) this.scheduleAck();
+  }
+
+  private scheduleAck(): void {
+    if (this.ackScheduled || this.ackSent > this.ackReceived) return;
+    this.ackScheduled = true;
+    setImmediate(this.sendAck);
+  }
+
+  private readonly sendAck = (): void => {
+    this.ackScheduled = false;
+    if (!this.open || this.ackSent > this.ackReceived) return;
+    // Heartbeat pings carry nothing; this one carries its sequence number, echoed in the pong.
+    this.ws.ping(String(++this.ackSent));
+  };
 }
 
 export interface ChannelEvents {
   onSeen(channel: Channel): void;
   onOpen?(channel: Channel): void;
+  /** The channel was dropped: it takes nothing new, and requests on it are settled. */
   onClose?(channel: Channel): void;
+  /** A request was sent on a channel already dropped (picked before its socket died). */
+  onUnsent?(channel: Channel, requestId: string): void;
 }
 
 export class ChannelRegistry {
@@ -39,6 +135,9 @@ export class ChannelRegistry {
   /** Open channels by connector group, kept in step with `channels` (read on every request). */
   private readonly groups = new Map<string, Set<Channel>>();
   private timer: Timer | undefined;
+  private intervalMs = 0;
+  /** When each connector's presence was last reported (one store write per heartbeat, not per channel). */
+  private readonly lastSeen = new Map<string, number>();
   private readonly listeners: ChannelEvents[] = [];
 
   constructor(
@@ -58,14 +157,24 @@ export class ChannelRegistry {
     const group = this.groups.get(channel.group) ?? new Set<Channel>();
     group.add(channel);
     this.groups.set(channel.group, group);
-    channel.ws.on('pong', () => {
+    channel.onUnsent = (ch, id) => {
+      for (const l of this.listeners) l.onUnsent?.(ch, id);
+    };
+    channel.ws.on('pong', (data: Buffer) => {
       channel.alive = true;
-      for (const l of this.listeners) l.onSeen(channel);
+      if (data.length > 0) return channel.acknowledged(data);
+      this.seen(channel);
     });
+    // A connector that dies (killed, crashed, its host reset) leaves a socket that ends or
+    // fails at once; the WebSocket 'close' comes later, after ws has finished with it. The
+    // channel must take nothing new from the first sign: drop it then.
+    const socket = channel.socket;
+    const lost = () => this.drop(channel);
+    socket?.once('end', lost);
+    socket?.once('error', lost);
+    socket?.once('close', lost);
     channel.ws.on('close', (code, reason) => {
-      this.channels.delete(channel.id);
-      this.groups.get(channel.group)?.delete(channel);
-      for (const l of this.listeners) l.onClose?.(channel);
+      this.drop(channel);
       this.log.info(
         { connector_id: channel.connectorId, channel_id: channel.id, code, reason: reason.toString() },
         'connector channel closed',
@@ -78,9 +187,32 @@ export class ChannelRegistry {
     for (const l of this.listeners) l.onOpen?.(channel);
   }
 
-  /** Pings every channel each interval; a channel silent for a whole interval is cut. */
+  /** Removes a channel that died or closed, once, and tells the listeners (the queue settles its requests). */
+  private drop(channel: Channel): void {
+    if (channel.gone) return;
+    channel.gone = true;
+    this.channels.delete(channel.id);
+    this.groups.get(channel.group)?.delete(channel);
+    if (!this.byConnector(channel.connectorId).length) this.lastSeen.delete(channel.connectorId);
+    for (const l of this.listeners) l.onClose?.(channel);
+  }
+
+  private seen(channel: Channel): void {
+    const now = this.clock.now();
+    const last = this.lastSeen.get(channel.connectorId);
+    // Half an interval: a connector's channels answer the same beat a few ms apart.
+    if (last !== undefined && now - last < this.intervalMs / 2) return;
+    this.lastSeen.set(channel.connectorId, now);
+    for (const l of this.listeners) l.onSeen(channel);
+  }
+
+  /**
+   * Pings every channel each interval; a channel that has not answered the previous ping is
+   * cut. A silent peer (no FIN: a partition, a host gone) is found within two intervals.
+   */
   startHeartbeat(intervalMs: number): void {
     this.stopHeartbeat();
+    this.intervalMs = intervalMs;
     this.timer = this.clock.setInterval(() => {
       const now = this.clock.now();
       for (const ch of this.channels.values()) {
@@ -100,6 +232,7 @@ export class ChannelRegistry {
             'connector channel missed its heartbeat; closing',
           );
           ch.ws.terminate();
+          this.drop(ch);
           continue;
         }
         ch.alive = false;
@@ -149,7 +282,10 @@ export class ChannelRegistry {
   }
 
   terminateAll(): void {
-    for (const ch of this.channels.values()) ch.ws.terminate();
+    for (const ch of this.channels.values()) {
+      ch.gone = true;
+      ch.ws.terminate();
+    }
     this.channels.clear();
     this.groups.clear();
   }

@@ -2,7 +2,7 @@
 // connector pulls a request body, pushes the response (status and headers in
 // x-proxyctl-* headers, body streamed), reports a backend failure, or opens a
 // tunnel for an upgraded (WebSocket) connection. Only the connector the request
-// was queued to may touch it.
+// is queued to (after a failover, the one it moved to) may touch it.
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import { finished, pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
@@ -52,6 +52,8 @@ export class DataPlane {
   private exchangeFor(id: string, who: ConnectorIdentity): Exchange {
     const ex = this.queue.get(id);
     // The same answer for "gone" and "not yours": ids of other connectors are not revealed.
+    // A request moved off a dead channel belongs to the connector it moved to (to none while
+    // it waits): a connector that was only cut off can neither pull its body nor answer it.
     if (!ex || ex.connectorId !== who.connector.id || ex.state === 'done') {
       throw new ProxyctlError('ERR_REQUEST_NOT_FOUND', `no request ${id} is waiting for this connector`, {
         status: 404,
@@ -284,7 +286,7 @@ export class DataPlane {
   private inlineDecoded(connectorId: string, decoded: { head: InlineResponseHead; body: Buffer }): void {
     const { head, body } = decoded;
     const ex = this.queue.get(head.id);
-    // Only the connector the request was queued to may answer it.
+    // Only the connector the request is queued to now may answer it.
     if (!ex || ex.connectorId !== connectorId || ex.state === 'done') return;
     const user = ex.res;
     if (head.status < 200 || head.status > 599) {

@@ -47,7 +47,10 @@ function yaml(backend: Backend, deadPort: number): string {
   const app = (name: string, ext: string, internal: string, extra = '') =>
     `  - name: ${name}\n    externalUrl: "${ext}"\n    internalUrl: "${internal}"\n    preauth: passthrough\n${extra}`;
   const b = backend.origin;
-  return `apps:
+  // 200 concurrent requests with uploads stall a loaded CI machine's event loop for longer than
+  // the harness's 500 ms heartbeat: a healthy channel would be cut as dead (the product default is 2 s).
+  return `connectors: { heartbeatInterval: 2s, queueTimeout: 1s }
+apps:
 ${app('main', 'https://files.test/', `${b}/main/`)}
 ${app('api', 'https://files.test/api/', `${b}/api-b/`)}
 ${app('wild', 'https://*.apps.test/', `${b}/wild/`)}

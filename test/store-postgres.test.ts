@@ -301,7 +301,11 @@ pgTest('a connection killed mid-statement: 503, then the next call works', async
   await locker.connect();
   t.teardown(() => locker.end());
   await locker.query(`BEGIN; LOCK TABLE ${schema}.secrets IN ACCESS EXCLUSIVE MODE`);
-  const put = s.secrets.put('ca', 'two', 'test');
+  // The failure is caught at once: it may come while the terminate below is still being awaited.
+  const put = s.secrets.put('ca', 'two', 'test').then(
+    () => undefined,
+    (e: unknown) => e as Error,
+  );
   const waiting = await waitFor(
     async () => {
       const r = await admin.query<{ pid: number }>(
@@ -313,10 +317,7 @@ pgTest('a connection killed mid-statement: 503, then the next call works', async
     { what: 'the statement to wait for the lock' },
   );
   await admin.query(`SELECT pg_terminate_backend($1)`, [waiting!.pid]);
-  const err = await put.then(
-    () => undefined,
-    (e: unknown) => e as Error,
-  );
+  const err = await put;
   t.match(err, unavailable, 'the change fails as unavailable');
   t.notMatch(err?.message ?? '', PASSWORD);
   t.notOk(s.reachable(), 'not reachable after a connection error');

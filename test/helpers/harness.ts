@@ -71,8 +71,7 @@ export function relayYaml(issuer: string | undefined, extra: string): string {
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
 ${issuer ? `identity: { issuer: "${issuer}" }` : ''}
-connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }
-${/^limits:/m.test(extra) ? '' : 'limits: { perIp: false }\n'}${extra}`;
+${/^connectors:/m.test(extra) ? '' : 'connectors: { heartbeatInterval: 500ms, queueTimeout: 1s }\n'}${/^limits:/m.test(extra) ? '' : 'limits: { perIp: false }\n'}${extra}`;
 }
 
 export async function startHarness(

@@ -2,6 +2,7 @@
 // they record (writeAudit), inside that change's transaction.
 import type { AuditEntry, AuditLog } from '../types.js';
 import type { PgDatabase, Sql } from './database.js';
+import { toAudit, type AuditRow } from '../rows.js';
 
 export async function writeAudit(
   tx: Sql,
@@ -24,21 +25,11 @@ export class PgAuditLog implements AuditLog {
   constructor(private readonly db: PgDatabase) {}
 
   async list(limit = 100): Promise<AuditEntry[]> {
-    const { rows } = await this.db.query<{
-      id: number;
-      at: number;
-      actor: string;
-      action: string;
-      connector_id: string | null;
-      details: Record<string, unknown>;
-    }>('read the audit trail', `SELECT * FROM audit ORDER BY id DESC LIMIT $1`, [limit]);
-    return rows.map((r) => ({
-      id: r.id,
-      at: r.at,
-      actor: r.actor,
-      action: r.action,
-      connectorId: r.connector_id,
-      details: r.details,
-    }));
+    const { rows } = await this.db.query<AuditRow>(
+      'read the audit trail',
+      `SELECT * FROM audit ORDER BY id DESC LIMIT $1`,
+      [limit],
+    );
+    return rows.map(toAudit);
   }
 }

@@ -14,37 +14,7 @@ import type {
 import { writeAudit } from './audit.js';
 import { constraintOf, lockKey, type PgDatabase, type Sql } from './database.js';
 import { Memory } from './memory.js';
-
-interface ConnectorRow {
-  id: string;
-  name: string;
-  group_name: string;
-  created_at: number;
-  created_by: string;
-  version: string | null;
-  last_seen: number | null;
-  revoked_at: number | null;
-}
-
-interface CertificateRow {
-  serial: string;
-  connector_id: string;
-  issued_at: number;
-  not_after: number;
-  revoked_at: number | null;
-  kind: 'register' | 'renew';
-}
-
-const toConnector = (r: ConnectorRow): ConnectorRecord => ({
-  id: r.id,
-  name: r.name,
-  group: r.group_name,
-  createdAt: r.created_at,
-  createdBy: r.created_by,
-  version: r.version,
-  lastSeen: r.last_seen,
-  revokedAt: r.revoked_at,
-});
+import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 const nameTaken = (name: string, holder: string): ProxyctlError =>
   new ProxyctlError(
@@ -186,17 +156,7 @@ export class PgConnectorRepo implements ConnectorRepo {
         `SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = $1`,
         [serial],
       );
-      const row = r.rows[0];
-      return (
-        row && {
-          serial: row.serial,
-          connectorId: row.connector_id,
-          issuedAt: row.issued_at,
-          notAfter: row.not_after,
-          revokedAt: row.revoked_at,
-          kind: row.kind,
-        }
-      );
+      return r.rows[0] && toCertificate(r.rows[0]);
     });
     return cert && { ...cert };
   }

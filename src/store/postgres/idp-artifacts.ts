@@ -3,10 +3,7 @@
 // artifacts up by.
 import type { IdpArtifactKey, IdpArtifactRepo } from '../types.js';
 import type { PgDatabase } from './database.js';
-
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-
-const COLUMN: Record<IdpArtifactKey, string> = { id: 'id', uid: 'uid', userCode: 'user_code' };
+import { ARTIFACT_COLUMN, artifactKeys } from '../rows.js';
 
 export class PgIdpArtifactRepo implements IdpArtifactRepo {
   constructor(private readonly db: PgDatabase) {}
@@ -24,22 +21,14 @@ export class PgIdpArtifactRepo implements IdpArtifactRepo {
        VALUES ($1, $2, $3::jsonb, $4, $5, $6, $7)
        ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at,
          uid = excluded.uid, user_code = excluded.user_code, grant_id = excluded.grant_id`,
-      [
-        model,
-        id,
-        JSON.stringify(payload),
-        expiresAt,
-        str(payload['uid']),
-        str(payload['userCode']),
-        str(payload['grantId']),
-      ],
+      [model, id, JSON.stringify(payload), expiresAt, ...artifactKeys(payload)],
     );
   }
 
   async find(model: string, by: IdpArtifactKey, value: string): Promise<Record<string, unknown> | undefined> {
     const { rows } = await this.db.query<{ payload: Record<string, unknown> }>(
       'read provider artifact',
-      `SELECT payload FROM idp_artifacts WHERE model = $1 AND ${COLUMN[by]} = $2
+      `SELECT payload FROM idp_artifacts WHERE model = $1 AND ${ARTIFACT_COLUMN[by]} = $2
          AND (expires_at IS NULL OR expires_at > $3) LIMIT 1`,
       [model, value, Date.now()],
     );

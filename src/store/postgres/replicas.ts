@@ -3,17 +3,7 @@
 import type { ReplicaRecord, ReplicaRepo, SecretRepo } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { PgDatabase } from './database.js';
-
-/** Rows of replicas that stopped heartbeating are kept this long for the record, then deleted. */
-export const STALE_REPLICA_KEEP_MS = 24 * 3600_000;
-
-interface ReplicaRow {
-  id: string;
-  connector_api_url: string;
-  version: string;
-  started_at: number;
-  heartbeat_at: number;
-}
+import { STALE_REPLICA_KEEP_MS, toReplica, type ReplicaRow } from '../rows.js';
 
 export class PgReplicaRepo implements ReplicaRepo {
   constructor(private readonly db: PgDatabase) {}
@@ -40,13 +30,7 @@ export class PgReplicaRepo implements ReplicaRepo {
       `SELECT * FROM replicas WHERE heartbeat_at >= $1 ORDER BY id`,
       [now - staleMs],
     );
-    return rows.map((r) => ({
-      id: r.id,
-      connectorApiUrl: r.connector_api_url,
-      version: r.version,
-      startedAt: r.started_at,
-      heartbeatAt: r.heartbeat_at,
-    }));
+    return rows.map(toReplica);
   }
 
   async remove(id: string): Promise<void> {

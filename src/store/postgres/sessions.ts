@@ -4,6 +4,7 @@
 // every 'sessions' topic, so an outage does not sign anyone out (memory.ts).
 import { isProxyctlError } from '../../errors.js';
 import type { NewSession, SessionRepo, SigninState } from '../types.js';
+import { toSigninState, type SigninStateRow } from '../rows.js';
 import type { PgDatabase } from './database.js';
 import { Memory, serialRefresh } from './memory.js';
 
@@ -58,27 +59,12 @@ export class PgSessionRepo implements SessionRepo {
   }
 
   async takeSigninState(state: string): Promise<SigninState | undefined> {
-    const { rows } = await this.db.query<{
-      state: string;
-      app: string;
-      nonce: string;
-      verifier: string;
-      return_to: string;
-      created_at: number;
-      step_up: boolean;
-    }>('take sign-in state', `DELETE FROM signin_states WHERE state = $1 RETURNING *`, [state]);
-    const row = rows[0];
-    return (
-      row && {
-        state: row.state,
-        app: row.app,
-        nonce: row.nonce,
-        verifier: row.verifier,
-        returnTo: row.return_to,
-        createdAt: row.created_at,
-        stepUp: row.step_up,
-      }
+    const { rows } = await this.db.query<SigninStateRow>(
+      'take sign-in state',
+      `DELETE FROM signin_states WHERE state = $1 RETURNING *`,
+      [state],
     );
+    return rows[0] && toSigninState(rows[0]);
   }
 
   async purgeSigninStates(olderThan: number): Promise<void> {

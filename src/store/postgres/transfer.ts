@@ -7,6 +7,19 @@ import { ProxyctlError } from '../../errors.js';
 import { countDump, type StoreDump, type StoreTopic, type StoreTransfer } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { PgDatabase, Sql } from './database.js';
+import {
+  toAudit,
+  toCertificate,
+  toConnector,
+  toSignIn,
+  toUser,
+  withoutId,
+  type AuditRow,
+  type CertificateRow,
+  type ConnectorRow,
+  type SignInRow,
+  type UserRow,
+} from '../rows.js';
 
 /** Rows per INSERT: a few hundred kilobytes of JSON at most. */
 const BATCH = 1_000;
@@ -40,34 +53,14 @@ export class PgTransfer implements StoreTransfer {
     return this.db.transaction('export the store', async (tx) => {
       await tx.query(`SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY`);
       await tx.query(`SET LOCAL statement_timeout = 300000`);
-      const all = async (sql: string, params: unknown[] = []): Promise<Row[]> =>
-        (await tx.query<Row>(sql, params)).rows;
+      const all = async <T extends object = Row>(sql: string, params: unknown[] = []): Promise<T[]> =>
+        (await tx.query<T & Row>(sql, params)).rows;
       return {
-        connectors: (await all(`SELECT * FROM connectors ORDER BY created_at, id ${C}`)).map((r) => ({
-          id: r['id'] as string,
-          name: r['name'] as string,
-          group: r['group_name'] as string,
-          createdAt: r['created_at'] as number,
-          createdBy: r['created_by'] as string,
-          version: r['version'] as string | null,
-          lastSeen: r['last_seen'] as number | null,
-          revokedAt: r['revoked_at'] as number | null,
-        })),
-        certificates: (await all(`SELECT * FROM certificates ORDER BY issued_at, serial ${C}`)).map((r) => ({
-          serial: r['serial'] as string,
-          connectorId: r['connector_id'] as string,
-          issuedAt: r['issued_at'] as number,
-          notAfter: r['not_after'] as number,
-          revokedAt: r['revoked_at'] as number | null,
-          kind: r['kind'] as 'register' | 'renew',
-        })),
-        audit: (await all(`SELECT * FROM audit ORDER BY id`)).map((r) => ({
-          at: r['at'] as number,
-          actor: r['actor'] as string,
-          action: r['action'] as string,
-          connectorId: r['connector_id'] as string | null,
-          details: r['details'] as Record<string, unknown>,
-        })),
+        connectors: (await all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id ${C}`)).map(toConnector),
+        certificates: (await all<CertificateRow>(`SELECT * FROM certificates ORDER BY issued_at, serial ${C}`)).map(
+          toCertificate,
+        ),
+        audit: (await all<AuditRow>(`SELECT * FROM audit ORDER BY id`)).map((r) => withoutId(toAudit(r))),
         keys: (await all(`SELECT * FROM keys ORDER BY created_at, kid ${C}`)).map((r) => ({
           kid: r['kid'] as string,
           purpose: r['purpose'] as 'session' | 'assertion',
@@ -75,16 +68,7 @@ export class PgTransfer implements StoreTransfer {
           createdAt: r['created_at'] as number,
           retiredAt: r['retired_at'] as number | null,
         })),
-        users: (await all(`SELECT * FROM users ORDER BY username ${C}`)).map((r) => ({
-          username: r['username'] as string,
-          passwordHash: r['password_hash'] as string,
-          email: r['email'] as string | null,
-          name: r['name'] as string | null,
-          groups: r['groups'] as string[],
-          roles: r['roles'] as string[],
-          totpSecret: r['totp_secret'] as string | null,
-          createdAt: r['created_at'] as number,
-        })),
+        users: (await all<UserRow>(`SELECT * FROM users ORDER BY username ${C}`)).map(toUser),
         totpSteps: (await all(`SELECT * FROM totp_steps ORDER BY username ${C}`)).map((r) => ({
           username: r['username'] as string,
           lastStep: r['last_step'] as number,
@@ -93,19 +77,7 @@ export class PgTransfer implements StoreTransfer {
           name: r['name'] as string,
           value: r['value'] as string,
         })),
-        signIns: (await all(`SELECT * FROM signins ORDER BY id`)).map((r) => ({
-          at: r['at'] as number,
-          requestId: r['request_id'] as string | null,
-          app: r['app'] as string | null,
-          subject: r['subject'] as string | null,
-          ip: r['ip'] as string | null,
-          country: r['country'] as string | null,
-          userAgent: r['user_agent'] as string | null,
-          result: r['result'] as 'success' | 'failure' | 'stepUp',
-          reason: r['reason'] as string | null,
-          policies: r['policies'] as unknown[],
-          risk: r['risk'] as string | null,
-        })),
+        signIns: (await all<SignInRow>(`SELECT * FROM signins ORDER BY id`)).map((r) => withoutId(toSignIn(r))),
         endedProviderSessions: (await all(`SELECT * FROM ended_provider_sessions ORDER BY sid ${C}`)).map((r) => ({
           sid: r['sid'] as string,
           endedAt: r['ended_at'] as number,

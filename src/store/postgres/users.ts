@@ -1,29 +1,8 @@
 // The embedded provider's users and their last accepted TOTP steps over PostgreSQL.
 import type { UserRecord, UserRepo } from '../types.js';
+import { toUser, type UserRow } from '../rows.js';
 import { writeAudit } from './audit.js';
 import type { PgDatabase } from './database.js';
-
-interface UserRow {
-  username: string;
-  password_hash: string;
-  email: string | null;
-  name: string | null;
-  groups: string[];
-  roles: string[];
-  totp_secret: string | null;
-  created_at: number;
-}
-
-const toUser = (r: UserRow): UserRecord => ({
-  username: r.username,
-  passwordHash: r.password_hash,
-  email: r.email,
-  name: r.name,
-  groups: r.groups,
-  roles: r.roles,
-  totpSecret: r.totp_secret,
-  createdAt: r.created_at,
-});
 
 export class PgUserRepo implements UserRepo {
   constructor(private readonly db: PgDatabase) {}

@@ -2,6 +2,7 @@
 // record (writeAudit), inside that change's transaction.
 import type { AuditEntry, AuditLog } from '../types.js';
 import type { SqliteDatabase } from './database.js';
+import { toAudit, type AuditRow } from '../rows.js';
 
 export function writeAudit(
   db: SqliteDatabase,
@@ -24,21 +25,7 @@ export class SqliteAuditLog implements AuditLog {
   constructor(private readonly db: SqliteDatabase) {}
 
   async list(limit = 100): Promise<AuditEntry[]> {
-    const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as {
-      id: number;
-      at: number;
-      actor: string;
-      action: string;
-      connector_id: string | null;
-      details: string;
-    }[];
-    return rows.map((r) => ({
-      id: r.id,
-      at: r.at,
-      actor: r.actor,
-      action: r.action,
-      connectorId: r.connector_id,
-      details: JSON.parse(r.details) as Record<string, unknown>,
-    }));
+    const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as AuditRow[];
+    return rows.map(toAudit);
   }
 }

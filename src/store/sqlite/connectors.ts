@@ -12,28 +12,7 @@ import type {
 } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
-
-interface ConnectorRow {
-  id: string;
-  name: string;
-  group_name: string;
-  created_at: number;
-  created_by: string;
-  version: string | null;
-  last_seen: number | null;
-  revoked_at: number | null;
-}
-
-const toConnector = (r: ConnectorRow): ConnectorRecord => ({
-  id: r.id,
-  name: r.name,
-  group: r.group_name,
-  createdAt: r.created_at,
-  createdBy: r.created_by,
-  version: r.version,
-  lastSeen: r.last_seen,
-  revokedAt: r.revoked_at,
-});
+import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 export class SqliteConnectorRepo implements ConnectorRepo {
   constructor(
@@ -184,26 +163,8 @@ export class SqliteConnectorRepo implements ConnectorRepo {
   async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
     const row = this.db
       .stmt(`SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = ?`)
-      .get(serial) as
-      | {
-          serial: string;
-          connector_id: string;
-          issued_at: number;
-          not_after: number;
-          revoked_at: number | null;
-          kind: 'register' | 'renew';
-        }
-      | undefined;
-    return (
-      row && {
-        serial: row.serial,
-        connectorId: row.connector_id,
-        issuedAt: row.issued_at,
-        notAfter: row.not_after,
-        revokedAt: row.revoked_at,
-        kind: row.kind,
-      }
-    );
+      .get(serial) as CertificateRow | undefined;
+    return row && toCertificate(row);
   }
 
   async touch(connectorId: string, version: string | null, now = Date.now()): Promise<void> {

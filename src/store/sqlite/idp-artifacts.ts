@@ -2,10 +2,7 @@
 // with the payload as JSON and the fields the provider looks artifacts up by.
 import type { IdpArtifactKey, IdpArtifactRepo } from '../types.js';
 import type { SqliteDatabase } from './database.js';
-
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
-
-const COLUMN: Record<IdpArtifactKey, string> = { id: 'id', uid: 'uid', userCode: 'user_code' };
+import { ARTIFACT_COLUMN, artifactKeys } from '../rows.js';
 
 export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
   constructor(private readonly db: SqliteDatabase) {}
@@ -23,15 +20,7 @@ export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
       ON CONFLICT(model, id) DO UPDATE SET payload = excluded.payload, expires_at = excluded.expires_at, uid = excluded.uid,
         user_code = excluded.user_code, grant_id = excluded.grant_id`,
       )
-      .run(
-        model,
-        id,
-        JSON.stringify(payload),
-        expiresAt,
-        str(payload['uid']),
-        str(payload['userCode']),
-        str(payload['grantId']),
-      );
+      .run(model, id, JSON.stringify(payload), expiresAt, ...artifactKeys(payload));
   }
 
   async find(model: string, by: IdpArtifactKey, value: string): Promise<Record<string, unknown> | undefined> {
@@ -40,7 +29,7 @@ export class SqliteIdpArtifactRepo implements IdpArtifactRepo {
 
   private findSync(model: string, by: IdpArtifactKey, value: string): Record<string, unknown> | undefined {
     const row = this.db
-      .stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${COLUMN[by]} = ?`)
+      .stmt(`SELECT payload, expires_at FROM idp_artifacts WHERE model = ? AND ${ARTIFACT_COLUMN[by]} = ?`)
       .get(model, value) as { payload: string; expires_at: number | null } | undefined;
     if (!row || (row.expires_at !== null && row.expires_at <= Date.now())) return undefined;
     return JSON.parse(row.payload) as Record<string, unknown>;

@@ -1,6 +1,7 @@
 // Sign-in states (single use), relay sessions and ended provider sessions over SQLite.
 import type { NewSession, SessionRepo, SigninState } from '../types.js';
 import type { SqliteDatabase } from './database.js';
+import { toSigninState, type SigninStateRow } from '../rows.js';
 
 export class SqliteSessionRepo implements SessionRepo {
   constructor(private readonly db: SqliteDatabase) {}
@@ -15,31 +16,11 @@ export class SqliteSessionRepo implements SessionRepo {
 
   async takeSigninState(state: string): Promise<SigninState | undefined> {
     const row = this.db.transaction('take sign-in state', () => {
-      const row = this.db.stmt(`SELECT * FROM signin_states WHERE state = ?`).get(state) as
-        | {
-            state: string;
-            app: string;
-            nonce: string;
-            verifier: string;
-            return_to: string;
-            created_at: number;
-            step_up: number;
-          }
-        | undefined;
+      const row = this.db.stmt(`SELECT * FROM signin_states WHERE state = ?`).get(state) as SigninStateRow | undefined;
       if (row) this.db.stmt(`DELETE FROM signin_states WHERE state = ?`).run(state);
       return row;
     });
-    return (
-      row && {
-        state: row.state,
-        app: row.app,
-        nonce: row.nonce,
-        verifier: row.verifier,
-        returnTo: row.return_to,
-        createdAt: row.created_at,
-        stepUp: row.step_up === 1,
-      }
-    );
+    return row && toSigninState(row);
   }
 
   async purgeSigninStates(olderThan: number): Promise<void> {

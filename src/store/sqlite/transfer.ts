@@ -5,8 +5,22 @@ import { ProxyctlError } from '../../errors.js';
 import { countDump, type StoreDump, type StoreTransfer } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
-
-const str = (v: unknown): string | null => (typeof v === 'string' ? v : null);
+import {
+  SIGN_IN_COLUMNS,
+  artifactKeys,
+  signInValues,
+  toAudit,
+  toCertificate,
+  toConnector,
+  toSignIn,
+  toUser,
+  withoutId,
+  type AuditRow,
+  type CertificateRow,
+  type ConnectorRow,
+  type SignInRow,
+  type UserRow,
+} from '../rows.js';
 
 type Row = Record<string, unknown>;
 
@@ -18,34 +32,12 @@ export class SqliteTransfer implements StoreTransfer {
 
   async export(now = Date.now()): Promise<StoreDump> {
     return this.db.transaction('export the store', () => {
-      const all = (sql: string, ...params: unknown[]): Row[] => this.db.stmt(sql).all(...params) as Row[];
+      const all = <T = Row>(sql: string, ...params: unknown[]): T[] => this.db.stmt(sql).all(...params) as T[];
       const json = (v: unknown): unknown => JSON.parse(v as string);
       return {
-        connectors: all(`SELECT * FROM connectors ORDER BY created_at, id`).map((r) => ({
-          id: r['id'] as string,
-          name: r['name'] as string,
-          group: r['group_name'] as string,
-          createdAt: r['created_at'] as number,
-          createdBy: r['created_by'] as string,
-          version: r['version'] as string | null,
-          lastSeen: r['last_seen'] as number | null,
-          revokedAt: r['revoked_at'] as number | null,
-        })),
-        certificates: all(`SELECT * FROM certificates ORDER BY issued_at, serial`).map((r) => ({
-          serial: r['serial'] as string,
-          connectorId: r['connector_id'] as string,
-          issuedAt: r['issued_at'] as number,
-          notAfter: r['not_after'] as number,
-          revokedAt: r['revoked_at'] as number | null,
-          kind: r['kind'] as 'register' | 'renew',
-        })),
-        audit: all(`SELECT * FROM audit ORDER BY id`).map((r) => ({
-          at: r['at'] as number,
-          actor: r['actor'] as string,
-          action: r['action'] as string,
-          connectorId: r['connector_id'] as string | null,
-          details: json(r['details']) as Record<string, unknown>,
-        })),
+        connectors: all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id`).map(toConnector),
+        certificates: all<CertificateRow>(`SELECT * FROM certificates ORDER BY issued_at, serial`).map(toCertificate),
+        audit: all<AuditRow>(`SELECT * FROM audit ORDER BY id`).map((r) => withoutId(toAudit(r))),
         keys: all(`SELECT * FROM keys ORDER BY created_at, kid`).map((r) => ({
           kid: r['kid'] as string,
           purpose: r['purpose'] as 'session' | 'assertion',
@@ -53,16 +45,7 @@ export class SqliteTransfer implements StoreTransfer {
           createdAt: r['created_at'] as number,
           retiredAt: r['retired_at'] as number | null,
         })),
-        users: all(`SELECT * FROM users ORDER BY username`).map((r) => ({
-          username: r['username'] as string,
-          passwordHash: r['password_hash'] as string,
-          email: r['email'] as string | null,
-          name: r['name'] as string | null,
-          groups: json(r['groups']) as string[],
-          roles: json(r['roles']) as string[],
-          totpSecret: r['totp_secret'] as string | null,
-          createdAt: r['created_at'] as number,
-        })),
+        users: all<UserRow>(`SELECT * FROM users ORDER BY username`).map(toUser),
         totpSteps: all(`SELECT * FROM totp_steps ORDER BY username`).map((r) => ({
           username: r['username'] as string,
           lastStep: r['last_step'] as number,
@@ -71,19 +54,7 @@ export class SqliteTransfer implements StoreTransfer {
           name: r['name'] as string,
           value: r['value'] as string,
         })),
-        signIns: all(`SELECT * FROM signins ORDER BY id`).map((r) => ({
-          at: r['at'] as number,
-          requestId: r['request_id'] as string | null,
-          app: r['app'] as string | null,
-          subject: r['subject'] as string | null,
-          ip: r['ip'] as string | null,
-          country: r['country'] as string | null,
-          userAgent: r['user_agent'] as string | null,
-          result: r['result'] as 'success' | 'failure' | 'stepUp',
-          reason: r['reason'] as string | null,
-          policies: json(r['policies']) as unknown[],
-          risk: r['risk'] as string | null,
-        })),
+        signIns: all<SignInRow>(`SELECT * FROM signins ORDER BY id`).map((r) => withoutId(toSignIn(r))),
         endedProviderSessions: all(`SELECT * FROM ended_provider_sessions ORDER BY sid`).map((r) => ({
           sid: r['sid'] as string,
           endedAt: r['ended_at'] as number,
@@ -171,21 +142,7 @@ export class SqliteTransfer implements StoreTransfer {
         for (const s of dump.secrets)
           run(`INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?)`, s.name, s.value, now);
         for (const e of dump.signIns)
-          run(
-            `INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-            e.at,
-            e.requestId,
-            e.app,
-            e.subject,
-            e.ip,
-            e.country,
-            e.userAgent,
-            e.result,
-            e.reason,
-            JSON.stringify(e.policies),
-            e.risk,
-          );
+          run(`INSERT INTO signins (${SIGN_IN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ...signInValues(e));
         for (const e of dump.endedProviderSessions)
           run(
             `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)`,
@@ -211,9 +168,7 @@ export class SqliteTransfer implements StoreTransfer {
             a.id,
             JSON.stringify(a.payload),
             a.expiresAt,
-            str(a.payload['uid']),
-            str(a.payload['userCode']),
-            str(a.payload['grantId']),
+            ...artifactKeys(a.payload),
           );
         writeAudit(this.db, actor, 'store.import', null, countDump(dump), now);
       },

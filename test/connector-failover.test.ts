@@ -10,7 +10,7 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import { RelayClient } from '../src/connector/relay-client.js';
-import { writeNewState } from '../src/connector/state.js';
+import { writeRegistration } from '../src/connector/state.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import type { QueuedRequest } from '../src/protocol/connector-api.js';
 import type { Channel } from '../src/relay/connectors/channels.js';
@@ -78,19 +78,7 @@ async function register(h: Harness, name: string): Promise<{ stateDir: string; c
   const rc = new RelayClient(h.apiUrl, { caPem: h.relay.ca.certPem });
   const issued = await rc.register(await h.idp.adminToken(), { csr: csrPem, name, group: 'pair', version: 'test' });
   await rc.close();
-  const now = new Date().toISOString();
-  writeNewState(stateDir, {
-    relayUrl: h.apiUrl,
-    connectorId: issued.connectorId,
-    name,
-    group: 'pair',
-    registeredAt: now,
-    certificateIssuedAt: now,
-    serial: issued.serial,
-    keyPem,
-    certPem: issued.certificate,
-    caPem: issued.caCertificate,
-  });
+  writeRegistration(stateDir, { relayUrl: h.apiUrl, name, group: 'pair', keyPem, issued });
   return { stateDir, connectorId: issued.connectorId };
 }
 

@@ -4,21 +4,19 @@
 // public listeners with health checks on /readyz, two connectors and a backend.
 import t, { type Test } from 'tap';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { createServer as createHttpServer } from 'node:http';
 import { createServer as createNetServer, connect as netConnect, type Server, type Socket } from 'node:net';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { connect as tlsConnect } from 'node:tls';
 import path from 'node:path';
-import pg from 'pg';
 import { Agent, request } from 'undici';
 import { generateMasterKey } from '../src/crypto/master-key.js';
 import { BrowserSim } from './helpers/browser-sim.js';
 import { startIdp } from './helpers/idp.js';
 import { Proc, runCli, tempDir, type LogLine } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
+import { PG_URL, freshSchema, pgAdmin } from './helpers/postgres.js';
 
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const HAPROXY = spawnSync('haproxy', ['-v']).status === 0;
 
 /** A TCP link to PostgreSQL that can be cut (every connection dropped, new ones refused) and restored. */
@@ -69,17 +67,14 @@ interface Replica {
   file: string;
 }
 
+/** One connection for the file (subtests' schemas are dropped through it as they end). */
+const admin = await pgAdmin(t);
+
 t.test(
   'three replicas on PostgreSQL behind HAProxy',
   { skip: HAPROXY ? false : 'haproxy is not installed (apt-get install haproxy)' },
   async (t) => {
-    const schema = `pxha_${randomBytes(5).toString('hex')}`;
-    t.teardown(async () => {
-      const admin = new pg.Client({ connectionString: PG_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-      await admin.end();
-    });
+    const schema = freshSchema(t, admin, 'pxha');
     const link = await pgLink(t);
     const storeUrl = `postgres://postgres@127.0.0.1:${link.port}/${new URL(PG_URL).pathname.slice(1)}`;
 
@@ -321,12 +316,9 @@ ${replicas.map((r) => `  server ${r.name}-any 127.0.0.1:${r.publicPort} backup`)
       t.equal(r.code, 0, r.stderr);
       await waitFor(() => replicas.every((x) => channels(x, id) === 0), { timeoutMs: 5_000 });
       // From the commit (the audit row's time) to the last channel closed (the relays' log times).
-      const admin = new pg.Client({ connectionString: PG_URL });
-      await admin.connect();
       const row = await admin.query<{ at: string }>(
         `SELECT at FROM ${schema}.audit WHERE action = 'connector.revoke' ORDER BY id DESC LIMIT 1`,
       );
-      await admin.end();
       const committed = Number(row.rows[0]!.at);
       const closedAt = replicas.map((x) =>
         Math.max(
@@ -363,9 +355,14 @@ ${replicas.map((r) => `  server ${r.name}-any 127.0.0.1:${r.publicPort} backup`)
       await new Promise((r) => setTimeout(r, 1_000));
       const before = { ok, failed };
       const victim = replicas[1]!;
+      const logFrom = haproxyErr.length;
       victim.proc.child.kill('SIGKILL');
       await victim.proc.exited;
-      await new Promise((r) => setTimeout(r, 1_500)); // two missed checks at 300 ms, and then some
+      // HAProxy says when its health check has taken the replica out.
+      await waitFor(() => haproxyErr.slice(logFrom).includes(`relays/${victim.name} is DOWN`), {
+        timeoutMs: 10_000,
+        what: 'HAProxy to mark the killed replica down',
+      });
       const afterDrop = { ok, failed };
       await new Promise((r) => setTimeout(r, 1_500));
       const steady = { ok: ok - afterDrop.ok, failed: failed - afterDrop.failed };

@@ -4,26 +4,20 @@
 // registering again, serve traffic through both replicas.
 import t from 'tap';
 import { createServer } from 'node:http';
-import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { Agent, request } from 'undici';
 import { generateMasterKey } from '../src/crypto/master-key.js';
 import { startIdp } from './helpers/idp.js';
 import { Proc, runCli, tempDir, type LogLine } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
+import { PG_URL, freshSchema, pgAdmin } from './helpers/postgres.js';
 
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** One connection for the file (subtests' schemas are dropped through it as they end). */
+const admin = await pgAdmin(t);
 
 t.test('migrate a data directory with two connectors and a user, then serve from two replicas', async (t) => {
-  const schema = `pxmig_${randomBytes(5).toString('hex')}`;
-  t.teardown(async () => {
-    const admin = new pg.Client({ connectionString: PG_URL });
-    await admin.connect();
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
+  const schema = freshSchema(t, admin, 'pxmig');
   const backend = createServer((req, res) => {
     req.resume();
     res.end(`hello ${req.url}`);

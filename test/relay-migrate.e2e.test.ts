@@ -3,34 +3,19 @@
 // prints, added to the config, gives the admin commands the same connectors and
 // users from PostgreSQL; a second copy is refused. Failures are exit 1 and one line.
 import t, { type Test } from 'tap';
-import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { KeyRing } from '../src/crypto/keyring.js';
 import { generateMasterKey } from '../src/crypto/master-key.js';
 import { openSqliteStore } from '../src/store/index.js';
 import { runCli, tempDir, type CliResult } from './helpers/proc.js';
+import { freshDatabase, pgAdmin } from './helpers/postgres.js';
 
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5_000 });
-admin.on('error', () => undefined);
-await admin.connect();
-t.teardown(() => admin.end());
+const admin = await pgAdmin(t);
 
 /** A database of its own, so the store is in the schema relays open; dropped when the test ends. */
-async function database(t: Test): Promise<string> {
-  const name = `pxe_${randomBytes(6).toString('hex')}`;
-  await admin.query(`CREATE DATABASE ${name}`);
-  t.teardown(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  });
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  return url.href;
-}
+const database = (t: Test): Promise<string> => freshDatabase(t, admin, 'pxe');
 
 /** Failed as the CLI contract says: exit 1, nothing on stdout, one line on stderr naming `code`. */
 function failedWith(t: Test, r: CliResult, code: string, what: string): void {

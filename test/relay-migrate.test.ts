@@ -9,7 +9,6 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import pg from 'pg';
 import { generateCa, loadOrCreateCa } from '../src/crypto/ca.js';
 import { KeyRing, keyAad, rotateKey } from '../src/crypto/keyring.js';
 import { generateMasterKey, parseMasterKey, type MasterKey } from '../src/crypto/master-key.js';
@@ -19,9 +18,8 @@ import { CA_SECRET, IDP_SECRET, loadSharedCa, secretAad } from '../src/relay/sha
 import { openPostgresStore, openSqliteStore, storeExists, type Store } from '../src/store/index.js';
 import { MIGRATIONS } from '../src/store/sqlite/migrations.js';
 import { tempDir } from './helpers/proc.js';
+import { PG_URL, freshSchema, pgAdmin } from './helpers/postgres.js';
 
-/** CI starts PostgreSQL here (trust authentication); PROXYCTL_TEST_PG_URL points elsewhere. */
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 /** The same server with a password in the URL (trust authentication ignores it): it must never be printed. */
 const PASSWORD = `pw-${randomBytes(6).toString('hex')}`;
 const URL_WITH_PASSWORD = (() => {
@@ -31,19 +29,10 @@ const URL_WITH_PASSWORD = (() => {
 })();
 const HOUR = 3_600_000;
 
-const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5_000 });
-admin.on('error', () => undefined);
-await admin.connect();
-t.teardown(() => admin.end());
+const admin = await pgAdmin(t);
 
 /** A schema name of its own, dropped with everything in it when the test ends. */
-function schemaFor(t: Test): string {
-  const schema = `pxm_${randomBytes(6).toString('hex')}`;
-  t.teardown(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  });
-  return schema;
-}
+const schemaFor = (t: Test): string => freshSchema(t, admin, 'pxm');
 
 async function openTarget(t: Test, schema: string): Promise<Store> {
   const s = await openPostgresStore({ url: PG_URL, schema });

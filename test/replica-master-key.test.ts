@@ -1,25 +1,19 @@
 // A replica refuses to start on a shared store without the master key its secrets were
 // wrapped with, with a clear error, and leaves the store as it found it.
 import t from 'tap';
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import pg from 'pg';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { generateMasterKey, parseMasterKey } from '../src/crypto/master-key.js';
 import { silentLogger } from '../src/log.js';
 import { Relay } from '../src/relay/relay.js';
 import { tempDir } from './helpers/proc.js';
+import { PG_URL, freshSchema, pgAdmin } from './helpers/postgres.js';
 
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
+/** One connection for the file (subtests' schemas are dropped through it as they end). */
+const admin = await pgAdmin(t);
 
 t.test('the master key decides whether a replica starts', async (t) => {
-  const schema = `pxmk_${randomBytes(5).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  t.teardown(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-    await admin.end();
-  });
+  const schema = freshSchema(t, admin, 'pxmk');
   const dir = tempDir(t);
   const config = (name: string) =>
     parseRelayConfig(

@@ -11,7 +11,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import { Connector } from '../src/connector/connector.js';
 import { RelayClient } from '../src/connector/relay-client.js';
-import { writeNewState } from '../src/connector/state.js';
+import { writeRegistration } from '../src/connector/state.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { Channel } from '../src/relay/connectors/channels.js';
 import {
@@ -704,19 +704,7 @@ t.test('request path through an in-process relay and connectors', async (t) => {
       version: 'test',
     });
     await rc.close();
-    const now = new Date().toISOString();
-    writeNewState(stateDir, {
-      relayUrl: h.apiUrl,
-      connectorId: issued.connectorId,
-      name: 'late',
-      group: 'late',
-      registeredAt: now,
-      certificateIssuedAt: now,
-      serial: issued.serial,
-      keyPem,
-      certPem: issued.certificate,
-      caPem: issued.caCertificate,
-    });
+    writeRegistration(stateDir, { relayUrl: h.apiUrl, name: 'late', group: 'late', keyPem, issued });
     const late = new Connector({ stateDir, log: testLogger() });
     t.teardown(() => late.close(500));
     const waitingBefore = logLines.length;

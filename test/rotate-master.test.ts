@@ -8,7 +8,6 @@ import t, { type Test } from 'tap';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { initMasterKey, rotateMasterKey } from '../src/commands/relay-keys.js';
 import { KeyRing, keyAad, rotateKey } from '../src/crypto/keyring.js';
 import {
@@ -21,26 +20,12 @@ import {
 import { CA_SECRET, IDP_SECRET, secretAad } from '../src/relay/shared-secrets.js';
 import { openPostgresStore, openSqliteStore, type Store } from '../src/store/index.js';
 import { tempDir } from './helpers/proc.js';
+import { freshDatabase, pgAdmin } from './helpers/postgres.js';
 
-/** CI starts PostgreSQL here (trust authentication); PROXYCTL_TEST_PG_URL points elsewhere. */
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
-
-const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5_000 });
-admin.on('error', () => undefined);
-await admin.connect();
-t.teardown(() => admin.end());
+const admin = await pgAdmin(t);
 
 /** A database of its own (relays open the schema proxyctl in it), dropped when the test ends. */
-async function database(t: Test): Promise<string> {
-  const name = `pxr_${randomBytes(6).toString('hex')}`;
-  await admin.query(`CREATE DATABASE ${name}`);
-  t.teardown(async () => {
-    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  });
-  const url = new URL(PG_URL);
-  url.pathname = `/${name}`;
-  return url.href;
-}
+const database = (t: Test): Promise<string> => freshDatabase(t, admin, 'pxr');
 
 interface Setup {
   dir: string;

@@ -10,9 +10,8 @@ import { openPostgresStore, storeExists, type Store, type StoreTopic } from '../
 import { SCHEMA_VERSION } from '../src/store/postgres/migrations.js';
 import type { PgSessionRepo } from '../src/store/postgres/sessions.js';
 import { waitFor } from './helpers/wait.js';
+import { PG_URL, freshSchema } from './helpers/postgres.js';
 
-/** CI starts PostgreSQL here (trust authentication); PROXYCTL_TEST_PG_URL points elsewhere. */
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const PASSWORD = 's3cret-pw';
 const HOUR = 3600_000;
 
@@ -37,13 +36,7 @@ function pgTest(name: string, fn: (t: Test) => Promise<void>): void {
 }
 
 /** A schema name nobody uses, dropped with everything in it when the test ends. */
-function freshSchema(t: Test): string {
-  const schema = `pxt_${randomBytes(6).toString('hex')}`;
-  t.teardown(async () => {
-    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
-  });
-  return schema;
-}
+const schemaFor = (t: Test): string => freshSchema(t, admin);
 
 async function opened(t: Test, url: string, schema: string): Promise<Store> {
   const s = await openPostgresStore({ url, schema });
@@ -134,7 +127,7 @@ const connector = (id: string, name: string, serial: string) => ({
 const unavailable = { code: 'ERR_STORE_UNAVAILABLE', status: 503, message: /the store \(PostgreSQL\) is unreachable/ };
 
 pgTest('replicas starting together on a new schema migrate it once', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   t.equal(await storeExists({ kind: 'postgres', url: PG_URL, schema }), false, 'no store before the first open');
   const stores = await Promise.all(Array.from({ length: 5 }, () => opened(t, PG_URL, schema)));
   t.equal(stores.length, 5, 'all five open');
@@ -152,7 +145,7 @@ pgTest('replicas starting together on a new schema migrate it once', async (t) =
 });
 
 pgTest('a schema from a newer proxyctl is refused, untouched', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   await (await openPostgresStore({ url: PG_URL, schema })).close();
   await admin.query(`INSERT INTO ${schema}.schema_migrations (version, applied_at) VALUES ($1, 0)`, [
     SCHEMA_VERSION + 1,
@@ -173,7 +166,7 @@ pgTest('schema names are checked before anything is sent', async (t) => {
 });
 
 pgTest('two replicas registering one name at once: exactly one wins', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const a = await opened(t, PG_URL, schema);
   const b = await opened(t, PG_URL, schema);
   for (let i = 0; i < 10; i++) {
@@ -191,7 +184,7 @@ pgTest('two replicas registering one name at once: exactly one wins', async (t) 
 });
 
 pgTest('a change on one replica reaches another within a second (NOTIFY)', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const a = await opened(t, PG_URL, schema);
   const b = await opened(t, PG_URL, schema);
   let arrived: ((at: number) => void) | undefined;
@@ -247,7 +240,7 @@ pgTest('a change on one replica reaches another within a second (NOTIFY)', async
 });
 
 pgTest('the change feed reconnects after its connection is killed, reporting all', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const a = await opened(t, PG_URL, schema);
   const b = await opened(t, PG_URL, schema);
   const feed = watch(a);
@@ -292,7 +285,7 @@ pgTest('an unreachable database: ERR_STORE_UNAVAILABLE, password never shown', a
 });
 
 pgTest('a connection killed mid-statement: 503, then the next call works', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const app = `pxt-${randomBytes(4).toString('hex')}`;
   const s = await opened(t, urlWith(undefined, { application_name: app }), schema);
   await s.secrets.put('ca', 'one', 'test');
@@ -329,7 +322,7 @@ pgTest('a connection killed mid-statement: 503, then the next call works', async
 });
 
 pgTest('an outage: signed-in users keep working from memory, then recovery', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const proxy = await tcpProxy(t);
   const direct = await opened(t, PG_URL, schema);
   const s = await opened(t, urlWith(proxy.port), schema);
@@ -397,7 +390,7 @@ pgTest('an outage: signed-in users keep working from memory, then recovery', asy
 });
 
 pgTest('close is idempotent and later calls are refused', async (t) => {
-  const schema = freshSchema(t);
+  const schema = schemaFor(t);
   const s = await openPostgresStore({ url: PG_URL, schema });
   await Promise.all([s.close(), s.close()]);
   await s.close();

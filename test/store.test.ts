@@ -10,6 +10,7 @@ import { openPostgresStore, openSqliteStore, sqliteStoreExists } from '../src/st
 import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { storeContract } from './helpers/store-contract.js';
 import { tempDir } from './helpers/proc.js';
+import { PG_URL } from './helpers/postgres.js';
 
 t.test('SQLite', async (t) => {
   storeContract(t, (t) => {
@@ -17,9 +18,6 @@ t.test('SQLite', async (t) => {
     return async () => openSqliteStore(dir);
   });
 });
-
-/** CI starts PostgreSQL here (trust authentication); PROXYCTL_TEST_PG_URL points elsewhere. */
-const PG_URL = process.env['PROXYCTL_TEST_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 
 t.test('PostgreSQL', async (t) => {
   const admin = new pg.Client({ connectionString: PG_URL, connectionTimeoutMillis: 5_000 });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError } from '../errors.js';
 import { RelayClient } from '../connector/relay-client.js';
-import { defaultStateDir, keyMatchesCert, writeNewState } from '../connector/state.js';
+import { defaultStateDir, keyMatchesCert, writeRegistration } from '../connector/state.js';
 import { VERSION } from '../version.js';
 import { storedToken } from './login.js';
 
@@ -124,18 +124,13 @@ export async function registerConnector(
       'the relay returned a certificate not issued by its CA; nothing was stored',
     );
   }
-  const now = new Date().toISOString();
-  writeNewState(stateDir, {
+  writeRegistration(stateDir, {
     relayUrl: relayUrl.href,
-    connectorId: issued.connectorId,
     name,
     group,
-    registeredAt: now,
-    certificateIssuedAt: new Date(Math.max(Date.parse(cert.validFrom), Date.now())).toISOString(),
-    serial: issued.serial,
     keyPem,
-    certPem: issued.certificate,
-    caPem: issued.caCertificate,
+    issued,
+    issuedAt: new Date(Math.max(Date.parse(cert.validFrom), Date.now())).toISOString(),
   });
 
   const authed = new RelayClient(relayUrl.href, { caPem: issued.caCertificate, certPem: issued.certificate, keyPem });

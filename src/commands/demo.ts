@@ -7,7 +7,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseRelayConfig } from '../config/relay-config.js';
 import { Connector } from '../connector/connector.js';
-import { writeNewState } from '../connector/state.js';
+import { writeRegistration } from '../connector/state.js';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -131,19 +131,7 @@ async function ensureConnector(
       { csr: csrPem, name: 'demo-connector', group: 'default', version: VERSION },
       'demo',
     );
-    const now = new Date().toISOString();
-    writeNewState(stateDir, {
-      relayUrl,
-      connectorId: issued.connectorId,
-      name: 'demo-connector',
-      group: 'default',
-      registeredAt: now,
-      certificateIssuedAt: now,
-      serial: issued.serial,
-      keyPem,
-      certPem: issued.certificate,
-      caPem: issued.caCertificate,
-    });
+    writeRegistration(stateDir, { relayUrl, name: 'demo-connector', group: 'default', keyPem, issued });
   }
   const connector = new Connector({ stateDir, log });
   await connector.start();

@@ -8,6 +8,7 @@ import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { ensurePrivateDir, tightenPrivateFile } from '../fs-private.js';
 import { normalizeSerial } from '../crypto/ca.js';
+import type { RegisterResponse } from '../protocol/connector-api.js';
 
 export interface ConnectorIdentityFile {
   relayUrl: string;
@@ -48,6 +49,34 @@ export function keyMatchesCert(keyPem: string, certPem: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** What a registration gives back, and what the connector sent for it. */
+export interface Registration {
+  relayUrl: string;
+  name: string;
+  group: string;
+  keyPem: string;
+  issued: RegisterResponse;
+  /** When the certificate counts as issued for renewal; now by default. */
+  issuedAt?: string;
+}
+
+/** Writes the identity a registration gave (writeNewState with the response's fields). */
+export function writeRegistration(dir: string, r: Registration): void {
+  const now = new Date().toISOString();
+  writeNewState(dir, {
+    relayUrl: r.relayUrl,
+    connectorId: r.issued.connectorId,
+    name: r.name,
+    group: r.group,
+    registeredAt: now,
+    certificateIssuedAt: r.issuedAt ?? now,
+    serial: r.issued.serial,
+    keyPem: r.keyPem,
+    certPem: r.issued.certificate,
+    caPem: r.issued.caCertificate,
+  });
 }
 
 /** Writes a freshly registered identity; refuses to overwrite one that exists. */

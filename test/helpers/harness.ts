@@ -11,7 +11,7 @@ import { Agent, type Dispatcher } from 'undici';
 import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-config.js';
 import { Connector } from '../../src/connector/connector.js';
 import { RelayClient } from '../../src/connector/relay-client.js';
-import { writeNewState } from '../../src/connector/state.js';
+import { writeRegistration } from '../../src/connector/state.js';
 import { createKeyAndCsr } from '../../src/crypto/csr.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
 import { Relay } from '../../src/relay/relay.js';
@@ -142,18 +142,12 @@ export async function startHarness(
         ? await relay.registerLocal(request, 'harness')
         : await rc.register(await idp.adminToken(), request);
       await rc.close();
-      const now = new Date().toISOString();
-      writeNewState(stateDir, {
+      writeRegistration(stateDir, {
         relayUrl: apiUrl,
-        connectorId: issued.connectorId,
         name: opts.name ?? `c${n}`,
         group: opts.group ?? 'default',
-        registeredAt: now,
-        certificateIssuedAt: now,
-        serial: issued.serial,
         keyPem,
-        certPem: issued.certificate,
-        caPem: issued.caCertificate,
+        issued,
       });
       const c = new Connector({ stateDir, log });
       await c.start();

@@ -10,7 +10,7 @@ import { Agent, request } from 'undici';
 import WebSocket from 'ws';
 import { parseRelayConfig } from '../../src/config/relay-config.js';
 import { Connector } from '../../src/connector/connector.js';
-import { writeNewState } from '../../src/connector/state.js';
+import { writeRegistration } from '../../src/connector/state.js';
 import { createKeyAndCsr } from '../../src/crypto/csr.js';
 import type { Logger } from '../../src/log.js';
 import { frameText } from '../../src/net/frames.js';
@@ -134,18 +134,12 @@ export async function startReplicas(
       const stateDir = path.join(dir, `connector-${++n}`);
       const { keyPem, csrPem } = await createKeyAndCsr('c');
       const issued = await at.registerLocal({ csr: csrPem, name: `c${n}`, group: 'default', version: 'test' }, 'test');
-      const now = new Date().toISOString();
-      writeNewState(stateDir, {
+      writeRegistration(stateDir, {
         relayUrl: `https://127.0.0.1:${at.connectorApiAddress().port}`,
-        connectorId: issued.connectorId,
         name: `c${n}`,
         group: 'default',
-        registeredAt: now,
-        certificateIssuedAt: now,
-        serial: issued.serial,
         keyPem,
-        certPem: issued.certificate,
-        caPem: issued.caCertificate,
+        issued,
       });
       const c = new Connector({ stateDir, log: opts.log ?? log, ...(opts.random ? { random: opts.random } : {}) });
       await c.start();

@@ -1,7 +1,8 @@
 // What every Store implementation must do, written against the interface only, so
-// the same body runs against SQLite today and PostgreSQL later: storeContract(t, newStore).
+// the same body runs against SQLite and PostgreSQL: storeContract(t, newStore).
 import type { Test } from 'tap';
 import type { Store, StoreDump, StoreTopic } from '../../src/store/index.js';
+import { waitFor } from './wait.js';
 
 /**
  * Makes fresh, empty backing data for one test (cleaned up by the test's teardown) and
@@ -471,13 +472,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
     const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
     const stop = a.onChange((topics) => seen.push(topics), 10);
     await b.connectors.register(connector('c-a', 'edge', 'AA01'));
-    const deadline = Date.now() + 3000;
-    while (!seen.some((x) => x === 'all' || x.has('connectors')) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 10));
-    t.ok(
-      seen.some((x) => x === 'all' || x.has('connectors')),
-      'a commit by another connection is reported',
-    );
+    const reported = () => seen.some((x) => x === 'all' || x.has('connectors'));
+    await waitFor(reported, { timeoutMs: 3000, what: 'the change to be reported' }).catch(() => undefined);
+    t.ok(reported(), 'a commit by another connection is reported');
     stop();
     t.ok(a.reachable());
     await a.close();

@@ -464,15 +464,24 @@ export class Relay {
         this.options.log.error({ err: (err as Error).message }, 'cannot check revocations'),
       );
     }
-    // A replica joined or left: re-read the set now rather than at the next heartbeat.
-    if (has('replicas')) void this.registry.beat();
+    // A replica joined or left: re-read the set now rather than at the next heartbeat ('all' —
+    // SQLite's only signal, moved by every other replica's heartbeat — waits for the heartbeat).
+    if (topics !== 'all' && topics.has('replicas')) void this.registry.beat();
     // Keys rotated elsewhere take effect without a restart.
-    if (has('keys')) {
-      KeyRing.load(this.store.keys, this.options.masterKey).then(
-        (r) => (this.ring = r),
-        (err: unknown) => this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'),
+    if (has('keys'))
+      this.reloadKeys().catch((err: unknown) =>
+        this.options.log.error({ err: (err as Error).message }, 'cannot reload keys'),
       );
-    }
+  }
+
+  /** What the key ring was last built from: the ring is rebuilt (keys imported) only when it changes. */
+  private keyRows = '';
+
+  private async reloadKeys(): Promise<void> {
+    const rows = JSON.stringify(await this.store.keys.all());
+    if (rows === this.keyRows) return;
+    this.ring = await KeyRing.load(this.store.keys, this.options.masterKey);
+    this.keyRows = rows;
   }
 
   async enforceRevocations(): Promise<void> {

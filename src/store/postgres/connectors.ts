@@ -14,6 +14,7 @@ import type {
 import { writeAudit } from './audit.js';
 import { constraintOf, lockKey, type PgDatabase, type Sql } from './database.js';
 import { Memory } from './memory.js';
+import { parseConnectorRef, pickConnector } from '../connector-lookup.js';
 import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 const nameTaken = (name: string, holder: string): ProxyctlError =>
@@ -225,42 +226,16 @@ export class PgConnectorRepo implements ConnectorRepo {
  * revoked one) has it; `id:` and `name:` pick one kind (ConnectorRepo.find).
  */
 async function findIn(sql: Sql, idOrName: string): Promise<ConnectorRecord> {
-  const prefixed = /^(id|name):(.*)$/s.exec(idOrName);
-  const kind = prefixed?.[1] ?? 'any';
-  const key = prefixed?.[2] ?? idOrName;
+  const ref = parseConnectorRef(idOrName);
+  const { kind, key } = ref;
   const where = kind === 'id' ? 'id = $1' : kind === 'name' ? 'name = $1' : '(id = $1 OR name = $1)';
   const { rows } = await sql.query<ConnectorRow>(
     `SELECT * FROM connectors WHERE ${where} ORDER BY revoked_at IS NOT NULL, created_at DESC, id`,
     [key],
   );
-  const byId = kind === 'name' ? undefined : rows.find((r) => r.id === key);
-  const named = kind === 'id' ? [] : rows.filter((r) => r.name === key);
-  if (byId) {
-    const others = named.filter((r) => r.id !== byId.id);
-    if (others.length > 0) {
-      throw new ProxyctlError(
-        'ERR_USAGE',
-        `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`,
-        { status: 400 },
-      );
-    }
-    return toConnector(byId);
-  }
-  const live = named.filter((r) => r.revoked_at === null);
-  if (live.length === 1) return toConnector(live[0]!);
-  if (live.length > 1) {
-    throw new ProxyctlError(
-      'ERR_USAGE',
-      `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`,
-      { status: 400 },
-    );
-  }
-  if (named.length > 0) return toConnector(named[0]!);
-  throw new ProxyctlError(
-    'ERR_CONNECTOR_NOT_FOUND',
-    `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`,
-    {
-      status: 404,
-    },
+  return pickConnector(
+    ref,
+    kind === 'name' ? undefined : rows.find((r) => r.id === key),
+    kind === 'id' ? [] : rows.filter((r) => r.name === key),
   );
 }

@@ -12,6 +12,7 @@ import type {
 } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
+import { parseConnectorRef, pickConnector } from '../connector-lookup.js';
 import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 export class SqliteConnectorRepo implements ConnectorRepo {
@@ -113,42 +114,18 @@ export class SqliteConnectorRepo implements ConnectorRepo {
   }
 
   private findSync(idOrName: string): ConnectorRecord {
-    const prefixed = /^(id|name):(.*)$/s.exec(idOrName);
-    const kind = prefixed?.[1] ?? 'any';
-    const key = prefixed?.[2] ?? idOrName;
-    const byId = kind === 'name' ? undefined : this.byId(key);
-    const rows =
-      kind === 'id'
+    const ref = parseConnectorRef(idOrName);
+    const byId =
+      ref.kind === 'name'
+        ? undefined
+        : (this.db.stmt(`SELECT * FROM connectors WHERE id = ?`).get(ref.key) as ConnectorRow | undefined);
+    const named =
+      ref.kind === 'id'
         ? []
         : (this.db
             .stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`)
-            .all(key) as ConnectorRow[]);
-    if (byId) {
-      const others = rows.filter((r) => r.id !== byId.id);
-      if (others.length > 0) {
-        throw new ProxyctlError(
-          'ERR_USAGE',
-          `${key} is the id of connector ${byId.id} and the name of ${others.map((r) => r.id).join(', ')}; say id:${key} or name:${key}`,
-          { status: 400 },
-        );
-      }
-      return byId;
-    }
-    const live = rows.filter((r) => r.revoked_at === null);
-    if (live.length === 1) return toConnector(live[0]!);
-    if (live.length > 1) {
-      throw new ProxyctlError(
-        'ERR_USAGE',
-        `${live.length} connectors are named ${key}; use the id (${live.map((r) => r.id).join(', ')})`,
-        { status: 400 },
-      );
-    }
-    if (rows.length > 0) return toConnector(rows[0]!);
-    throw new ProxyctlError(
-      'ERR_CONNECTOR_NOT_FOUND',
-      `no connector with ${kind === 'any' ? 'id or name' : kind} ${key}`,
-      { status: 404 },
-    );
+            .all(ref.key) as ConnectorRow[]);
+    return pickConnector(ref, byId, named);
   }
 
   async get(id: string): Promise<ConnectorRecord | undefined> {

@@ -71,19 +71,117 @@ export interface AuditEntry {
   details: Record<string, unknown>;
 }
 
+/** How a sign-in attempt reached the relay or the embedded provider. */
+export type SignInKind = 'interactive' | 'bearer' | 'provider';
+/** What kind of client made it: a browser, a script without a browser's headers, a native client with a token. */
+export type ClientType = 'browser' | 'script' | 'bearer';
+/** Levels a detection can have; a sign-in or a user with none has risk `none`. */
+export type DetectionLevel = 'low' | 'medium' | 'high';
+export type RiskLevelName = 'none' | DetectionLevel;
+
+/** One risk detection as a sign-in row carries it. */
+export interface SignInDetection {
+  type: string;
+  level: DetectionLevel;
+  /** A short explanation for people ("1,230 km in 20 min from DE to US"). */
+  detail?: string;
+}
+
 export interface SignInRecord {
   id: number;
   at: number;
   requestId: string | null;
+  /** W3C trace id of the request that carried the attempt. */
+  traceId: string | null;
+  kind: SignInKind;
   app: string | null;
   subject: string | null;
   ip: string | null;
   country: string | null;
+  city: string | null;
+  latitude: number | null;
+  longitude: number | null;
+  /** Autonomous system number and its organisation. */
+  asn: number | null;
+  network: string | null;
   userAgent: string | null;
+  browser: string | null;
+  os: string | null;
+  clientType: ClientType | null;
+  /** Authentication methods (amr): pwd, otp, mfa… */
+  methods: string[];
   result: 'success' | 'failure' | 'stepUp';
   reason: string | null;
   policies: unknown[];
-  risk: string | null;
+  /** Sign-in risk: the highest level among `detections`, `none` without any. */
+  risk: RiskLevelName;
+  detections: SignInDetection[];
+}
+
+/** Filters for reading the sign-in log; every one optional. Times are ms since the epoch, inclusive. */
+export interface SignInQuery {
+  subject?: string;
+  app?: string;
+  result?: SignInRecord['result'];
+  risk?: RiskLevelName;
+  since?: number;
+  until?: number;
+  /** Paging: ids above (ascending) or below (descending) this one. */
+  afterId?: number;
+  beforeId?: number;
+  /** Default 100, at most 10,000. */
+  limit?: number;
+  /** `asc` oldest first (default), `desc` newest first. */
+  order?: 'asc' | 'desc';
+}
+
+export interface AuditQuery {
+  actor?: string;
+  /** Exact action, or a prefix ending in `.` ("connector."). */
+  action?: string;
+  since?: number;
+  until?: number;
+  afterId?: number;
+  beforeId?: number;
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
+
+/** A risk detection as stored: with a sign-in (signInId) or on its own (a spray source, a replayed code). */
+export interface RiskDetectionRecord {
+  id: number;
+  at: number;
+  /** The user it counts against; null for a source-only detection (password spray from an address). */
+  subject: string | null;
+  ip: string | null;
+  app: string | null;
+  type: string;
+  level: DetectionLevel;
+  signInId: number | null;
+  requestId: string | null;
+  details: Record<string, unknown>;
+}
+
+export interface RiskQuery {
+  subject?: string;
+  type?: string;
+  since?: number;
+  until?: number;
+  afterId?: number;
+  beforeId?: number;
+  limit?: number;
+  order?: 'asc' | 'desc';
+}
+
+/**
+ * What an administrator decided about a user's risk. Detections up to `dismissedAt`
+ * no longer count; `confirmedAt` (compromised) holds the user at high until dismissed.
+ */
+export interface UserRiskState {
+  subject: string;
+  dismissedAt: number | null;
+  confirmedAt: number | null;
+  by: string | null;
 }
 
 export type KeyPurpose = 'session' | 'assertion';
@@ -168,6 +266,11 @@ export interface ConnectorRepo {
 /** The audit trail, newest first. Written by the other aggregates inside their own changes. */
 export interface AuditLog {
   list(limit?: number): Promise<AuditEntry[]>;
+  query(q: AuditQuery): Promise<AuditEntry[]>;
+  /** For changes no aggregate owns (a configuration reload); the others audit inside their own change. */
+  record(e: Omit<AuditEntry, 'id'>): Promise<number>;
+  /** Deletes entries older than `before`. Returns how many. */
+  prune(before: number): Promise<number>;
 }
 
 /** Session-encryption and assertion-signing keys. */
@@ -203,9 +306,74 @@ export interface SessionRepo {
 
 /** Every relay sign-in attempt, oldest first, paged by id. */
 export interface SignInLog {
-  /** The user agent is kept to 512 characters. */
-  record(e: Omit<SignInRecord, 'id'>): Promise<void>;
+  /**
+   * Records the attempt and, in the same transaction, one risk detection row per
+   * entry of `e.detections` (with this sign-in's id, subject, address and app).
+   * Returns the new id. The user agent is kept to 512 characters.
+   */
+  record(e: Omit<SignInRecord, 'id'>): Promise<number>;
   list(limit?: number, afterId?: number): Promise<SignInRecord[]>;
+  query(q: SignInQuery): Promise<SignInRecord[]>;
+  get(id: number): Promise<SignInRecord | undefined>;
+  /** The user's successful sign-ins since `since`, newest first (risk learning: locations, networks, clients). */
+  history(subject: string, since: number, limit: number): Promise<SignInRecord[]>;
+  /** Deletes sign-ins older than `before`. Returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+/** Risk detections and what administrators decided about users' risk. */
+export interface RiskRepo {
+  addDetection(d: Omit<RiskDetectionRecord, 'id'>): Promise<number>;
+  detections(q: RiskQuery): Promise<RiskDetectionRecord[]>;
+  userState(subject: string): Promise<UserRiskState | undefined>;
+  states(): Promise<UserRiskState[]>;
+  /** Detections of the user up to `now` stop counting; audited as `risk.dismiss`. */
+  dismiss(subject: string, actor: string, now: number): Promise<void>;
+  /** The user is compromised: high until dismissed; audited as `risk.confirm`. */
+  confirm(subject: string, actor: string, now: number): Promise<void>;
+  /** Deletes detections older than `before`. Returns how many. */
+  prune(before: number): Promise<number>;
+}
+
+/** Where a SIEM export stands in each log: the last id delivered. */
+export interface EventCursor {
+  signIn: number;
+  audit: number;
+  riskDetection: number;
+}
+
+export type SecurityEventKind = 'signIn' | 'audit' | 'riskDetection';
+
+/** One exported record. `id` is stable ("signin-42", "audit-7", "risk-3"): receivers de-duplicate on it. */
+export interface SecurityEvent {
+  id: string;
+  kind: SecurityEventKind;
+  at: number;
+  /** The record as stored (SignInRecord, AuditEntry or RiskDetectionRecord). */
+  data: SignInRecord | AuditEntry | RiskDetectionRecord;
+}
+
+/**
+ * The three logs as one feed in commit order. A row is returned only once every row
+ * with a lower id of its log is visible too (PostgreSQL commits out of id order under
+ * concurrency; a gap is waited for a few seconds, then taken for a rolled-back id), so
+ * a cursor never skips a row committed late.
+ */
+export interface EventFeed {
+  read(after: EventCursor, limit: number, now?: number): Promise<{ events: SecurityEvent[]; cursor: EventCursor }>;
+  /** The cursor at the end of every log (a new sink starts here unless told to replay). */
+  head(): Promise<EventCursor>;
+}
+
+/** Each export sink's cursor, and a lease so that one replica at a time exports a sink. */
+export interface ExportCursorRepo {
+  load(sink: string): Promise<EventCursor | undefined>;
+  /** Only the lease owner's save counts: false when `owner` no longer holds the lease. */
+  save(sink: string, cursor: EventCursor, owner: string): Promise<boolean>;
+  /** True when `owner` holds the sink's lease until `until` (taken when free or expired at `now`, or renewed). */
+  claim(sink: string, owner: string, until: number, now: number): Promise<boolean>;
+  /** Gives the lease up (a clean stop). */
+  release(sink: string, owner: string): Promise<void>;
 }
 
 /** The embedded provider's users. */
@@ -305,6 +473,8 @@ export interface StoreDump {
   totpSteps: { username: string; lastStep: number }[];
   secrets: { name: string; value: string }[];
   signIns: Omit<SignInRecord, 'id'>[];
+  riskDetections: Omit<RiskDetectionRecord, 'id' | 'signInId'>[];
+  userRiskStates: UserRiskState[];
   endedProviderSessions: EndedProviderSession[];
   sessions: SessionRecord[];
   idpArtifacts: IdpArtifactRecord[];
@@ -331,7 +501,7 @@ export function countDump(dump: StoreDump): Record<keyof StoreDump, number> {
 }
 
 /** What changed in the store, as far as caches of it care. */
-export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets';
+export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets' | 'risk';
 
 export interface Store {
   /** `sqlite` (one machine) or `postgres` (replicas). */
@@ -341,6 +511,9 @@ export interface Store {
   readonly keys: KeyRepo;
   readonly sessions: SessionRepo;
   readonly signIns: SignInLog;
+  readonly risk: RiskRepo;
+  readonly events: EventFeed;
+  readonly exportCursors: ExportCursorRepo;
   readonly users: UserRepo;
   readonly idpArtifacts: IdpArtifactRepo;
   readonly replicas: ReplicaRepo;

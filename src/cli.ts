@@ -4,6 +4,7 @@
 import { Command, CommanderError } from 'commander';
 import { isProxyctlError } from './errors.js';
 import { VERSION } from './version.js';
+import type { AuditListOptions, SignInListOptions } from './commands/logs.js';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -168,6 +169,44 @@ export function buildProgram(): Command {
     .action(async (opts: { dataDir?: string; port?: string; apiPort?: string }) => {
       const { runDemo } = await import('./commands/demo.js');
       await runDemo(opts, out);
+    });
+
+  const store = (c: Command) =>
+    c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  const logFilters = (c: Command) =>
+    c
+      .option('--since <when>', 'from this date or time (ISO 8601), or this long ago (24h, 7d)')
+      .option('--until <when>', 'up to this date or time, or this long ago')
+      .option('--limit <n>', 'at most this many rows, newest first (1 to 10000)', '50')
+      .option('--json', 'machine-readable output')
+      .option('--csv', 'CSV output (RFC 4180) for spreadsheets and SIEM imports');
+  const signins = program.command('signins').description('the sign-in log (against the relay store)');
+  logFilters(store(signins.command('list')))
+    .description('list sign-in attempts, newest first')
+    .option('--user <subject>', "only this user's attempts (the subject)")
+    .option('--app <name>', 'only this app')
+    .option('--result <result>', 'success, failure or stepUp')
+    .option('--risk <level>', 'none, low, medium or high')
+    .action(async (opts: SignInListOptions) => {
+      const { listSignIns } = await import('./commands/logs.js');
+      await listSignIns(opts, out);
+    });
+  store(signins.command('show'))
+    .description('one sign-in with its location, client, policies and risk detections')
+    .argument('<id>', 'the sign-in id (first column of signins list)')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
+      const { showSignIn } = await import('./commands/logs.js');
+      await showSignIn(id, opts, out);
+    });
+  const audit = program.command('audit').description('the audit log of administrative changes');
+  logFilters(store(audit.command('list')))
+    .description('list administrative changes, newest first')
+    .option('--actor <who>', 'only changes by this actor')
+    .option('--action <action>', 'only this action, or every action under a prefix ending in "." (connector.)')
+    .action(async (opts: AuditListOptions) => {
+      const { listAudit } = await import('./commands/logs.js');
+      await listAudit(opts, out);
     });
 
   const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');

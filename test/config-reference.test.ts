@@ -21,6 +21,7 @@ const sections: [string, string][] = [
   ['limits', 'limits: { zzz: 1 }'],
   ['secrets', 'secrets: { zzz: 1 }'],
   ['admin', 'admin: { zzz: 1 }'],
+  ['logs', 'logs: { zzz: 1 }'],
   ['apps[]', `apps: [{ ${APP}, zzz: 1 }]`],
   ['apps[].cookie', `apps: [{ ${APP}, cookie: { zzz: 1 } }]`],
   ['apps[].tls', `apps: [{ ${APP}, tls: { zzz: 1 } }]`],

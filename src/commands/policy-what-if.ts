@@ -21,6 +21,7 @@ import {
   type RiskLevel,
   type SignInContext,
 } from '../policy/model.js';
+import { printTable } from './table.js';
 
 export interface WhatIfOptions {
   config: string;
@@ -228,14 +229,7 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
       p.outcome,
       p.missing.length ? p.missing.join(',') : '-',
     ]);
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    for (const row of [header, ...rows])
-      out(
-        row
-          .map((cell, i) => cell.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      );
+    printTable(header, rows, out);
   }
   if (!report.assigned) {
     out('decision: deny (not assigned to the app)');

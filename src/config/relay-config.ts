@@ -148,6 +148,8 @@ export interface RelayConfig {
   };
   /** The admin listener (health and readiness, plain HTTP); undefined without `admin:` (or with `admin: false`). */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
+  /** How long the sign-in log and risk detections (retentionMs) and the audit log (auditRetentionMs) are kept. */
+  readonly logs: { readonly retentionMs: number; readonly auditRetentionMs: number };
 }
 
 const TOP = [
@@ -166,6 +168,7 @@ const TOP = [
   'store',
   'secrets',
   'admin',
+  'logs',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -353,6 +356,18 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     store: buildStore(v, top['store'], baseDir),
     secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
     admin,
+    logs: buildLogs(v, top['logs']),
+  };
+}
+
+const HOUR = 3_600_000;
+
+/** `logs: { retention, auditRetention }`: pruned in the background by every relay. */
+function buildLogs(v: Validation, raw: unknown): RelayConfig['logs'] {
+  const o = obj(v, 'logs', raw ?? {}, ['retention', 'auditRetention']) ?? {};
+  return {
+    retentionMs: duration(v, 'logs.retention', o['retention'], '30d', HOUR),
+    auditRetentionMs: duration(v, 'logs.auditRetention', o['auditRetention'], '365d', HOUR),
   };
 }
 

@@ -43,7 +43,9 @@ import { createAdminServer, type AdminServer, type Checks } from './admin/admin-
 import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import { configChanges } from './config-audit.js';
+import { LogRetention } from './retention.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
 
 export interface RelayOptions {
@@ -83,6 +85,7 @@ export class Relay {
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
+  private readonly retention: LogRetention;
 
   private constructor(
     config: RelayConfig,
@@ -117,6 +120,12 @@ export class Relay {
       },
       options.clock,
     );
+    this.retention = new LogRetention({
+      store,
+      log: options.log,
+      clock: options.clock ?? systemClock,
+      retention: () => this.state.config.logs,
+    });
     this.queue = new RequestQueue(this.channels, options.log, options.clock);
     this.dataPlane = new DataPlane(this.queue, options.log);
     this.assertions = new AssertionSigner(() => this.ring);
@@ -322,6 +331,7 @@ export class Relay {
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     await this.registry.start();
     this.unwatch = this.store.onChange((topics) => this.storeChanged(topics), this.options.storeWatchMs ?? 500);
+    this.retention.start();
     this.options.log.info(
       { listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir },
       'connector API listening',
@@ -558,6 +568,7 @@ export class Relay {
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
+    this.auditReload(prev, next);
     return { restartNeeded };
   }
 
@@ -582,6 +593,23 @@ export class Relay {
       issued: cert.issued,
       store: new TlsStore(cert.issued, cfg.apps, deviceCa(cfg).ca),
     };
+  }
+
+  /** Every setting a reload changed, before and after (secrets redacted), as one audit entry. */
+  private auditReload(prev: RelayConfig, next: RelayConfig): void {
+    const changes = configChanges(prev, next);
+    if (changes.length === 0) return;
+    this.store.audit
+      .record({
+        at: this.now(),
+        actor: 'config-file',
+        action: 'config.reload',
+        connectorId: null,
+        details: { file: next.file ?? null, replica: this.replicaId, changes },
+      })
+      .catch((err: unknown) =>
+        this.options.log.error({ err: (err as Error).message }, 'cannot audit the configuration reload'),
+      );
   }
 
   private announceConfigChange(prev: RelayConfig): void {
@@ -627,6 +655,7 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     this.unwatch?.();
+    await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();
     // Not ready from here on: load balancers stop sending new users while requests drain.

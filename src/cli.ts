@@ -229,6 +229,7 @@ export function buildProgram(): Command {
     .option('--mfa', 'the sign-in used a second factor (amr pwd+mfa)')
     .option('--acr <value>', 'authentication context class the provider returned')
     .option('--risk <level>', 'sign-in risk: none, low, medium or high', 'none')
+    .option('--user-risk <level>', "the user's risk: none, low, medium or high", 'none')
     .option('--time <iso>', 'when, as an ISO 8601 instant with a zone (default: now)')
     .option('--device-cert', 'the client presents a device certificate')
     .option('--json', 'machine-readable output: { context, assigned, decision }')
@@ -244,6 +245,7 @@ export function buildProgram(): Command {
         mfa?: boolean;
         acr?: string;
         risk?: string;
+        userRisk?: string;
         time?: string;
         deviceCert?: boolean;
         json?: boolean;

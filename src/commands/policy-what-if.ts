@@ -34,6 +34,7 @@ export interface WhatIfOptions {
   mfa?: boolean;
   acr?: string;
   risk?: string;
+  userRisk?: string;
   time?: string;
   deviceCert?: boolean;
   json?: boolean;
@@ -115,6 +116,9 @@ export function contextFromOptions(
   const risk = opts.risk ?? 'none';
   if (!RISK_LEVELS.includes(risk as RiskLevel))
     throw usage(`unknown sign-in risk "${risk}" (one of ${RISK_LEVELS.join(', ')})`);
+  const userRisk = opts.userRisk ?? 'none';
+  if (!RISK_LEVELS.includes(userRisk as RiskLevel))
+    throw usage(`unknown user risk "${userRisk}" (one of ${RISK_LEVELS.join(', ')})`);
   const ip = opts.ip ?? '127.0.0.1';
   if (!isIP(ip)) throw usage(`--ip "${ip}" is not an IPv4 or IPv6 address`);
   let time = now();
@@ -149,6 +153,7 @@ export function contextFromOptions(
       amr: opts.mfa ? ['pwd', 'mfa'] : ['pwd'],
       acr: opts.acr,
       risk: risk as RiskLevel,
+      userRisk: userRisk as RiskLevel,
       time,
       deviceCertificate: !!opts.deviceCert,
     },
@@ -199,7 +204,7 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
   const d = report.decision;
   const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
   out(
-    `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
+    `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, user risk ${ctx.userRisk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
   );
   if (user) {
     out(

@@ -163,6 +163,7 @@ export class Authorizer {
       amr: c.who.amr,
       acr: c.who.acr,
       risk: 'none',
+      userRisk: 'none',
       time: new Date(c.now),
       deviceCertificate: c.device,
     };

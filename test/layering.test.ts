@@ -12,7 +12,7 @@ const ORDER: string[][] = [
   ['base'], // src/*.ts: errors, log, version, files, clock
   ['net', 'http'],
   ['protocol', 'store'],
-  ['crypto', 'policy'],
+  ['crypto', 'policy', 'risk'],
   ['config'],
   ['idp', 'connector'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read

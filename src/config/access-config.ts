@@ -174,7 +174,9 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
       'app name',
       ['all'],
     );
-    const co = obj(v, join(p, 'conditions'), o['conditions'], ['locations', 'platforms', 'signInRisk', 'userRisk', 'time']) ?? {};
+    const co =
+      obj(v, join(p, 'conditions'), o['conditions'], ['locations', 'platforms', 'signInRisk', 'userRisk', 'time']) ??
+      {};
     const locs =
       co['locations'] === undefined
         ? undefined
@@ -241,7 +243,20 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
           : bool(v, join(p, 'session.persistentBrowser'), se['persistentBrowser'], true),
     };
     if (name)
-      policies.push({ name, state, users, groups, apps, locations: locs, platforms, signInRisk, userRisk, time, grant, session });
+      policies.push({
+        name,
+        state,
+        users,
+        groups,
+        apps,
+        locations: locs,
+        platforms,
+        signInRisk,
+        userRisk,
+        time,
+        grant,
+        session,
+      });
   });
   return { namedLocations, policies };
 }

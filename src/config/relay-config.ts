@@ -6,6 +6,7 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { buildAccess } from './access-config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
+import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-config.js';
 import { ProxyctlError } from '../errors.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
@@ -150,6 +151,10 @@ export interface RelayConfig {
   readonly admin: { readonly host: string; readonly port: number } | undefined;
   /** How long the sign-in log and risk detections (retentionMs) and the audit log (auditRetentionMs) are kept. */
   readonly logs: { readonly retentionMs: number; readonly auditRetentionMs: number };
+  /** Risk detections: address lists, learning, travel, decay, attack thresholds. */
+  readonly risk: RiskConfig;
+  /** Location databases (city, network) for the sign-in log and risk. */
+  readonly geo: GeoConfig;
 }
 
 const TOP = [
@@ -169,6 +174,8 @@ const TOP = [
   'secrets',
   'admin',
   'logs',
+  'risk',
+  'geo',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -357,6 +364,8 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
     admin,
     logs: buildLogs(v, top['logs']),
+    risk: buildRisk(v, top['risk'], baseDir),
+    geo: buildGeo(v, top['geo'], baseDir),
   };
 }
 

@@ -46,6 +46,7 @@ import { SERVER_TLS } from '../crypto/tls-policy.js';
 import { systemClock, type Clock } from '../clock.js';
 import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
+import { RiskServices } from './auth/risk.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
 
 export interface RelayOptions {
@@ -86,6 +87,8 @@ export class Relay {
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
   private readonly retention: LogRetention;
+  /** Location, address lists, detections and users' risk (risk:, geo:). */
+  readonly risk: RiskServices;
 
   private constructor(
     config: RelayConfig,
@@ -131,8 +134,20 @@ export class Relay {
     this.assertions = new AssertionSigner(() => this.ring);
     const now = () => this.now();
     const common = { store: this.store, ring: () => this.ring, log: options.log, now };
-    this.signIns = new SignInLog(common);
-    this.authentication = new Authentication(common);
+    this.risk = new RiskServices(config.risk, config.geo, {
+      store,
+      log: options.log,
+      clock: options.clock ?? { ...systemClock, now },
+    });
+    this.signIns = new SignInLog({
+      ...common,
+      risk: this.risk,
+      embedded: () => !this.state.config.identity.issuer,
+    });
+    this.authentication = new Authentication({
+      ...common,
+      revokedSession: (req, app, subject, sid) => this.signIns.revokedSession(req, app, subject, sid),
+    });
     this.signIn = new SignIn({ ...common, signIns: this.signIns });
     this.relayOwned = new RelayOwned({
       ...common,
@@ -234,6 +249,7 @@ export class Relay {
           log: this.options.log,
           throttle: this.loginThrottle,
           clientAddress,
+          attempt: (a) => this.signIns.providerAttempt(a),
           ...(this.state.config.store
             ? { loadSecrets: () => loadSharedIdpSecrets(this.store, this.options.masterKey) }
             : {}),
@@ -299,6 +315,7 @@ export class Relay {
 
   async start(): Promise<void> {
     const cfg = this.state.config;
+    await this.risk.start();
     const hosts = [cfg.connectorApi.url.hostname.replace(/^\[|\]$/g, ''), 'localhost', '127.0.0.1', '::1'];
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
@@ -477,6 +494,8 @@ export class Relay {
     // A replica joined or left: re-read the set now rather than at the next heartbeat ('all' —
     // SQLite's only signal, moved by every other replica's heartbeat — waits for the heartbeat).
     if (topics !== 'all' && topics.has('replicas')) void this.registry.beat();
+    // A detection or an administrator's decision here or on another replica: users' risk is read again.
+    if (has('risk')) this.risk.forgetUserRisks();
     // Keys rotated elsewhere take effect without a restart.
     if (has('keys'))
       this.reloadKeys().catch((err: unknown) =>
@@ -553,6 +572,7 @@ export class Relay {
       if (next.limits[k] !== prev.limits[k]) restartNeeded.push(`limits.${k.replace(/Ms$/, '')}`);
     }
     if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
+    restartNeeded.push(...(await this.risk.reconfigure(next.risk, next.geo)));
     const built = await this.buildState(next, prevState);
     // The certificate for connections without SNI follows the host list (open connections keep theirs).
     if (built.tls && built.tls.issued !== prevState.tls?.issued) {
@@ -686,6 +706,7 @@ export class Relay {
     await this.loopbackAgent?.close().catch(() => undefined);
     await admin?.close();
     await this.shared?.close();
+    this.risk.close();
     await this.store.close();
   }
 }

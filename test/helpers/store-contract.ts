@@ -545,6 +545,14 @@ export function storeContract(t: Test, newStore: NewStore): void {
       (await s.risk.detections({ order: 'desc', limit: 1 })).map((d) => d.id),
       [alone],
     );
+    t.equal(await s.risk.remediate('carol', 1_000, '2001:db8::8', 'mfa'), 0, 'only from the same address');
+    t.equal(await s.risk.remediate('carol', 1_001, '2001:db8::7', 'mfa'), 0, 'only since the given time');
+    t.equal(await s.risk.remediate('carol', 1_000, '2001:db8::7', 'mfa'), 2, "the user's detections on sign-ins");
+    t.match(await s.risk.detections({ subject: 'carol' }), [
+      { details: { remediated: 'mfa' } },
+      { details: { detail: '950 km in 20 min', remediated: 'mfa' } },
+    ]);
+    t.same((await s.risk.detections({ type: 'passwordSpray' }))[0]!.details, { accounts: 25 }, 'others untouched');
     t.equal(await s.risk.prune(1_500), 2);
     t.same(
       (await s.risk.detections({})).map((d) => d.id),

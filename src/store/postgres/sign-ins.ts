@@ -158,6 +158,18 @@ export class PgRiskRepo implements RiskRepo {
     });
   }
 
+  async remediate(subject: string, since: number, ip: string, how: string): Promise<number> {
+    return this.db.transaction('remediate risk detections', async (tx) => {
+      const r = await tx.query(
+        `UPDATE risk_detections SET details = details || jsonb_build_object('remediated', $1::text)
+         WHERE subject = $2 AND at >= $3 AND ip = $4 AND signin_id IS NOT NULL`,
+        [how, subject, since, ip],
+      );
+      await tx.notify('risk');
+      return r.rowCount ?? 0;
+    });
+  }
+
   async prune(before: number): Promise<number> {
     const r = await this.db.query('prune risk detections', `DELETE FROM risk_detections WHERE at < $1`, [before]);
     return r.rowCount ?? 0;

@@ -122,6 +122,15 @@ export class SqliteRiskRepo implements RiskRepo {
     });
   }
 
+  async remediate(subject: string, since: number, ip: string, how: string): Promise<number> {
+    return this.db
+      .stmt(
+        `UPDATE risk_detections SET details = json_set(details, '$.remediated', ?)
+         WHERE subject = ? AND at >= ? AND ip = ? AND signin_id IS NOT NULL`,
+      )
+      .run(how, subject, since, ip).changes;
+  }
+
   async prune(before: number): Promise<number> {
     return this.db.stmt(`DELETE FROM risk_detections WHERE at < ?`).run(before).changes;
   }

@@ -44,6 +44,18 @@ export class SignInLog {
               missing: p.missing,
             })) ?? [],
           risk: 'none',
+          detections: [],
+          kind: 'interactive',
+          traceId: null,
+          city: null,
+          latitude: null,
+          longitude: null,
+          asn: null,
+          network: null,
+          browser: null,
+          os: null,
+          clientType: null,
+          methods: [],
         })
         .catch((err: unknown) =>
           this.deps.log.error({ request_id: requestId, err: (err as Error).message }, 'cannot record sign-in'),

@@ -80,7 +80,7 @@ t.test('a new sink starts at the head; everything after arrives once, in order p
   for (let i = 0; i < 5; i++) mem.add();
   const sink = new FakeSink();
   const x = exporter(t, mem, sink);
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.get('file:/tmp/x'), { what: 'the starting cursor saved' });
   t.same(mem.saved.get('file:/tmp/x'), { signIn: 5, audit: 0, riskDetection: 0 }, 'starts at the head, saved at once');
   const sent: SecurityEvent[] = [];
@@ -100,14 +100,14 @@ t.test('from: start replays the logs; a stored cursor wins over both', async (t)
   const mem = new MemoryStore();
   for (let i = 0; i < 7; i++) mem.add();
   const sink = new FakeSink();
-  exporter(t, mem, sink, { cfg: { from: 'start' } }).start();
+  await exporter(t, mem, sink, { cfg: { from: 'start' } }).start();
   await waitFor(() => sink.got.length === 7, { what: 'the replay' });
   t.same(sink.ids(), ids(mem.log));
   const again = new FakeSink();
   const x2 = exporter(t, mem, again, { cfg: { from: 'start' }, owner: 'other' });
   mem.leases.clear();
   mem.add();
-  x2.start();
+  await x2.start();
   x2.notify();
   await waitFor(() => again.got.length >= 1, { what: 'the next event' });
   t.same(again.ids(), ['signin-8'], 'resumes from the stored cursor, not from the start');
@@ -117,7 +117,7 @@ t.test('events recorded without publish (another process) arrive by notify and b
   const mem = new MemoryStore();
   const sink = new FakeSink();
   const x = exporter(t, mem, sink, { pollMs: 30 });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   mem.add();
   x.notify();
@@ -131,7 +131,7 @@ t.test('published events are taken from the queue without reading the store', as
   const mem = new MemoryStore();
   const sink = new FakeSink();
   const x = exporter(t, mem, sink, { pollMs: 60_000 });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   await waitFor(() => mem.reads >= 1);
   const before = mem.reads;
@@ -151,7 +151,7 @@ t.test('a failing sink: retried with backoff, cursor held until delivered, nothi
   const mem = new MemoryStore();
   const sink = new FakeSink();
   const x = exporter(t, mem, sink);
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   sink.failing = true;
   for (let i = 0; i < 30; i++) x.publish(mem.add());
@@ -178,7 +178,7 @@ t.test('retry delays grow exponentially with jitter, up to the maximum', async (
     cfg: { from: 'start' },
   });
   mem.add();
-  x.start();
+  await x.start();
   await waitFor(() => sink.calls === 1);
   const callsAt: number[] = [];
   const start = clock.now();
@@ -202,7 +202,7 @@ t.test('a full queue counts drops, the request path does not wait, the store fil
   let release!: () => void;
   sink.gate = new Promise((r) => (release = r));
   const x = exporter(t, mem, sink, { cfg: { queueSize: 50, batchSize: 20 } });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   for (let i = 0; i < 200; i++) x.publish(mem.add());
   const s = x.stats()[0]!;
@@ -231,9 +231,9 @@ t.test('one replica at a time: the lease, its release and its expiry', async (t)
   const common = { clock, leaseMs: 3000, pollMs: 100, cfg: { from: 'start' as const } };
   const xa = exporter(t, mem, a, { ...common, owner: 'a' });
   const xb = exporter(t, mem, b, { ...common, owner: 'b' });
-  xa.start();
+  await xa.start();
   await waitFor(() => mem.leases.get('file:/tmp/x')?.owner === 'a');
-  xb.start();
+  await xb.start();
   for (let i = 0; i < 5; i++) mem.add();
   for (let i = 0; i < 20; i++) await clock.advance(100);
   t.equal(a.got.length, 5, 'the lease holder exports');
@@ -250,7 +250,7 @@ t.test('one replica at a time: the lease, its release and its expiry', async (t)
   await xb.close();
   mem.leases.set('file:/tmp/x', stuck);
   const xc = exporter(t, mem, c, { ...common, owner: 'c' });
-  xc.start();
+  await xc.start();
   mem.add();
   await clock.advance(500);
   t.equal(c.got.length, 0, 'not before the lease expires');
@@ -262,7 +262,7 @@ t.test('a lease taken over meanwhile: the old holder stops saving and stands by'
   const mem = new MemoryStore();
   const sink = new FakeSink();
   const x = exporter(t, mem, sink, { owner: 'a', leaseMs: 60 });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   mem.leases.set('file:/tmp/x', { owner: 'z', until: Date.now() + 60_000 });
   for (let i = 0; i < 3; i++) x.publish(mem.add());
@@ -279,7 +279,7 @@ t.test('close flushes what is in hand, releases the lease, is idempotent', async
   let release!: () => void;
   sink.gate = new Promise((r) => (release = r));
   const x = exporter(t, mem, sink, { owner: 'a' });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   for (let i = 0; i < 15; i++) x.publish(mem.add());
   await waitFor(() => sink.calls === 1);
@@ -301,7 +301,7 @@ t.test('close gives up at its deadline when the sink hangs', async (t) => {
   const sink = new FakeSink();
   sink.gate = new Promise(() => undefined);
   const x = exporter(t, mem, sink, { closeTimeoutMs: 100, owner: 'a' });
-  x.start();
+  await x.start();
   await waitFor(() => mem.saved.size === 1);
   x.publish(mem.add());
   await waitFor(() => sink.calls === 1);
@@ -321,7 +321,7 @@ t.test('close without start, and with no sinks', async (t) => {
   await exporter(t, mem, sink).close();
   t.ok(sink.closed);
   const none = new Exporter({ store: mem.store, sinks: [], log: silentLogger });
-  none.start();
+  await none.start();
   none.publish(mem.add());
   none.notify();
   t.same(none.stats(), []);

@@ -137,8 +137,8 @@ t.test('CEF: header and extension escaping; a hostile value never forges a field
     t.equal(c.ext['outcome'], 'success', `${what}: outcome not forged`);
     t.equal(c.ext['externalId'], 'signin-9', `${what}: externalId not forged`);
     t.notOk(c.keys.includes('cs1') && c.ext['cs1'] === 'forged', `${what}: cs1 not forged`);
-    // eslint-disable-next-line no-control-regex
     // Control characters are dropped; a lone surrogate reads back as U+FFFD, as UTF-8 carries it.
+    // eslint-disable-next-line no-control-regex
     const expected = Buffer.from(v.replace(/[\x00-\x09\x0b\x0c\x0e-\x1f\x7f]/g, '')).toString('utf8');
     if (v.length < 1000) {
       t.equal(c.ext['suser'], expected, `${what}: suser reads back`);

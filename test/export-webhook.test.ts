@@ -10,6 +10,7 @@ import { Exporter } from '../src/export/exporter.js';
 import { webhookSignature } from '../src/export/webhook.js';
 import type { WebhookSinkConfig } from '../src/config/export-config.js';
 import type { Logger } from '../src/log.js';
+import type { SecurityEvent } from '../src/store/types.js';
 import { silentLogger } from '../src/log.js';
 import { MemoryStore, makeTestPki } from './helpers/rsyslog.js';
 import { startWebhookReceiver } from './helpers/webhook-receiver.js';
@@ -35,10 +36,15 @@ function hookSink(url: string, over: Partial<WebhookSinkConfig> = {}): WebhookSi
   };
 }
 
-function exporter(t: Test, mem: MemoryStore, cfg: WebhookSinkConfig, log: Logger = silentLogger): Exporter {
+async function exporter(
+  t: Test,
+  mem: MemoryStore,
+  cfg: WebhookSinkConfig,
+  log: Logger = silentLogger,
+): Promise<Exporter> {
   const x = new Exporter({ store: mem.store, sinks: [cfg], log, pollMs: 50, retryBaseMs: 20, retryMaxMs: 200 });
   t.teardown(() => x.close());
-  x.start();
+  await x.start();
   return x;
 }
 
@@ -63,8 +69,8 @@ t.test('the signature is v1= hex HMAC-SHA256 over timestamp.body (checked agains
 t.test('a burst arrives whole, each POST signed and verified', async (t) => {
   const { receiver, url } = await startWebhookReceiver(t, { ...pki.server, secret: SECRET });
   const mem = new MemoryStore();
-  const x = exporter(t, mem, hookSink(url));
-  const sent = [];
+  const x = await exporter(t, mem, hookSink(url));
+  const sent: SecurityEvent[] = [];
   for (let i = 0; i < 600; i++) {
     const e = mem.add(i % 5 === 4 ? 'riskDetection' : 'signIn');
     sent.push(e);
@@ -84,7 +90,7 @@ t.test('a wrong secret: the receiver refuses, the exporter retries and logs, not
   const { receiver, url } = await startWebhookReceiver(t, { ...pki.server, secret: 'the-receivers-other-secret-000' });
   const mem = new MemoryStore();
   const { log, lines } = capture();
-  const x = exporter(t, mem, hookSink(url), log);
+  const x = await exporter(t, mem, hookSink(url), log);
   for (let i = 0; i < 20; i++) x.publish(mem.add());
   await waitFor(() => receiver.rejected >= 3, { what: 'three refusals' });
   t.equal(receiver.events.length, 0, 'nothing accepted with a bad signature');
@@ -121,7 +127,7 @@ t.test('an outage (503) and then recovery: everything arrives', async (t) => {
     fail: () => (down ? 503 : undefined),
   });
   const mem = new MemoryStore();
-  const x = exporter(t, mem, hookSink(url, { batchSize: 7 }));
+  const x = await exporter(t, mem, hookSink(url, { batchSize: 7 }));
   for (let i = 0; i < 30; i++) x.publish(mem.add());
   await waitFor(() => receiver.requests >= 3);
   t.equal(x.stats()[0]!.delivered, 0);
@@ -140,7 +146,7 @@ t.test('a receiver that never answers: timed out and retried', async (t) => {
   });
   const mem = new MemoryStore();
   const { log, lines } = capture();
-  const x = exporter(
+  const x = await exporter(
     t,
     mem,
     hookSink(`https://127.0.0.1:${(hung.address() as AddressInfo).port}/`, { timeoutMs: 200 }),

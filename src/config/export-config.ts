@@ -90,7 +90,7 @@ const KINDS = Object.keys(EXPORT_KEYS) as (keyof typeof EXPORT_KEYS)[];
 export const EXPORT_DEFAULTS = Object.freeze({
   queueSize: 10_000,
   batchSize: { syslog: 500, webhook: 100, file: 1000 },
-  format: 'json' as ExportFormat,
+  format: 'json',
   facility: 'authpriv',
   appName: 'proxyctl',
   confirmMs: 1500,

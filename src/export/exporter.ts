@@ -70,11 +70,16 @@ export class Exporter {
     this.workers = options.sinks.map((cfg) => new Worker(cfg, make(cfg, clock), settings));
   }
 
-  /** Starts every sink's worker; idempotent. */
-  start(): void {
+  /**
+   * Starts every sink's worker; idempotent. Resolves once each sink holds its lease and
+   * cursor (or another replica holds them, or the store failed and the worker retries):
+   * a relay awaits it before taking requests, so a new sink's starting head comes before
+   * the first event it must export.
+   */
+  async start(): Promise<void> {
     if (this.started || this.closing) return;
     this.started = true;
-    for (const w of this.workers) w.start();
+    await Promise.all(this.workers.map((w) => w.start()));
   }
 
   /** A new event was committed to the store (request path: no wait, no I/O). */
@@ -163,7 +168,12 @@ class Worker {
     this.log = s.log.child({ sink: cfg.name });
   }
 
-  start(): void {
+  async start(): Promise<void> {
+    try {
+      await this.acquire();
+    } catch (err) {
+      this.log.warn({ err: errorText(err) }, 'export sink not ready yet (retrying)');
+    }
     this.loop ??= this.run();
   }
 

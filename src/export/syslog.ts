@@ -108,7 +108,6 @@ export class SyslogSink implements Sink {
   private open(): Promise<Connection> {
     const { host, port, protocol } = this.cfg;
     return new Promise<Connection>((resolve, reject) => {
-      let timer: Timer | undefined;
       const socket =
         protocol === 'tls'
           ? tlsConnect({
@@ -128,7 +127,7 @@ export class SyslogSink implements Sink {
           new DeliveryError('connect', `syslog connect to ${this.cfg.url} failed: ${err.message}`, { cause: err }),
         );
       };
-      timer = this.clock.setTimeout(() => fail(new Error('timed out')), CONNECT_TIMEOUT_MS);
+      const timer: Timer = this.clock.setTimeout(() => fail(new Error('timed out')), CONNECT_TIMEOUT_MS);
       socket.once('error', fail);
       socket.once(ready, () => {
         this.clock.clearTimeout(timer);
@@ -137,8 +136,9 @@ export class SyslogSink implements Sink {
         socket.setKeepAlive(true, 30_000);
         const conn = new Connection(socket);
         if (this.closed) {
-          conn.fail(new DeliveryError('closed', 'syslog sink closed'));
-          reject(conn.failure);
+          const closed = new DeliveryError('closed', 'syslog sink closed');
+          conn.fail(closed);
+          reject(closed);
           return;
         }
         this.conn = conn;

@@ -45,6 +45,9 @@ import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import type { Clock } from '../clock.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
+// SIEM export lifecycle (start with the relay, close after requests drained).
+import { Exporter } from '../export/exporter.js';
+import type { ExportSinkConfig } from '../config/export-config.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -80,6 +83,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   private admin: AdminServer | undefined;
   private closing: Promise<void> | undefined;
+  /** The SIEM export (`export:`); undefined without sinks. The request path only calls publish/notify. */
+  private exporter: Exporter | undefined;
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
@@ -312,6 +317,8 @@ export class Relay {
       },
       tls,
     );
+    // Before users arrive: a new sink's starting cursor must come before the first event it exports.
+    await this.startExport(cfg);
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
@@ -619,6 +626,27 @@ export class Relay {
     this.options.log.info({ replicas: replicas.length, channels_told: open.length }, 'replica set announced');
   }
 
+  // --- SIEM export lifecycle ---------------------------------------------------------
+
+  private async startExport(cfg: RelayConfig): Promise<void> {
+    // `export` joins RelayConfig when the lead wires buildExport into relay-config.ts.
+    const sinks = (cfg as RelayConfig & { readonly export?: readonly ExportSinkConfig[] }).export ?? [];
+    if (sinks.length === 0) return;
+    this.exporter = new Exporter({
+      store: this.store,
+      sinks,
+      log: this.options.log,
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      owner: this.registry.id,
+    });
+    await this.exporter.start();
+  }
+
+  /** The running export (publish/notify after a store write, stats for metrics); undefined without sinks. */
+  get export(): Exporter | undefined {
+    return this.exporter;
+  }
+
   /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */
   close(): Promise<void> {
     this.closing ??= this.doClose();
@@ -657,6 +685,8 @@ export class Relay {
     await this.loopbackAgent?.close().catch(() => undefined);
     await admin?.close();
     await this.shared?.close();
+    // What the export holds in hand goes out (bounded), then its leases are released.
+    await this.exporter?.close();
     await this.store.close();
   }
 }

@@ -198,7 +198,7 @@ async function run(): Promise<void> {
     const s = x.stats()[0]!;
     t.ok(s.dropped >= N - 500 - 16 * 100, `drops counted (${s.dropped})`);
     t.ok(s.queueDepth <= 500, `queue bounded at queueSize (${s.queueDepth})`);
-    t.ok(perCall < 5000, `publish: ${perCall.toFixed(0)} ns a call while the sink is stuck`);
+    t.ok(perCall < 20_000, `publish: ${perCall.toFixed(0)} ns a call while the sink is stuck`);
     t.equal(s.delivered, 0, 'nothing counted delivered without confirmation');
     t.comment(`publish ${perCall.toFixed(0)} ns/call, dropped ${s.dropped}`);
   });

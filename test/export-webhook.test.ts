@@ -94,6 +94,8 @@ t.test('a wrong secret: the receiver refuses, the exporter retries and logs, not
   for (let i = 0; i < 20; i++) x.publish(mem.add());
   await waitFor(() => receiver.rejected >= 3, { what: 'three refusals' });
   t.equal(receiver.events.length, 0, 'nothing accepted with a bad signature');
+  // The receiver counts its refusal before the exporter reads the answer.
+  await waitFor(() => x.stats()[0]!.failures >= 3, { what: 'failures counted' });
   t.ok(x.stats()[0]!.failures >= 3, 'failures counted');
   const warned = lines.find((l) => l['msg'] === 'export delivery failed');
   t.match(

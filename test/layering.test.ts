@@ -14,7 +14,7 @@ const ORDER: string[][] = [
   ['protocol', 'store'],
   ['crypto', 'policy', 'risk'],
   ['config'],
-  ['idp', 'connector'],
+  ['idp', 'connector', 'export'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read
   // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
   ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/state'],

@@ -204,6 +204,7 @@ export async function showSignIn(id: string, opts: ServeOptions & { json?: boole
   for (const d of s.detections) line('  detection', `${d.type} (${d.level})${d.detail ? `: ${d.detail}` : ''}`);
   line('request id', s.requestId);
   line('trace id', s.traceId);
+  if (s.city !== null || s.latitude !== null) line('location data', 'IP Geolocation by DB-IP (https://db-ip.com)');
   out('policies:');
   if (s.policies.length === 0) out('  -');
   for (const p of s.policies as Record<string, unknown>[]) {

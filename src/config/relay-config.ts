@@ -7,6 +7,7 @@ import { buildAccess } from './access-config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
 import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-config.js';
+import { buildExport, type ExportSinkConfig } from './export-config.js';
 import { ProxyctlError } from '../errors.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
@@ -155,6 +156,8 @@ export interface RelayConfig {
   readonly risk: RiskConfig;
   /** Location databases (city, network) for the sign-in log and risk. */
   readonly geo: GeoConfig;
+  /** SIEM sinks the sign-in log, audit log and risk detections are exported to. */
+  readonly export: readonly ExportSinkConfig[];
 }
 
 const TOP = [
@@ -176,6 +179,7 @@ const TOP = [
   'logs',
   'risk',
   'geo',
+  'export',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -366,6 +370,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     logs: buildLogs(v, top['logs']),
     risk: buildRisk(v, top['risk'], baseDir),
     geo: buildGeo(v, top['geo'], baseDir),
+    export: buildExport(v, top['export'], baseDir),
   };
 }
 

@@ -48,6 +48,8 @@ import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
 import { RiskServices } from './auth/risk.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
+// SIEM export lifecycle (start with the relay, close after requests drained).
+import { Exporter } from '../export/exporter.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -83,6 +85,8 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   private admin: AdminServer | undefined;
   private closing: Promise<void> | undefined;
+  /** The SIEM export (`export:`); undefined without sinks. The request path only calls publish/notify. */
+  private exporter: Exporter | undefined;
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
@@ -143,6 +147,9 @@ export class Relay {
       ...common,
       risk: this.risk,
       embedded: () => !this.state.config.identity.issuer,
+      // The SIEM export hears of each row at once (it polls the store besides).
+      recorded: () => this.exporter?.notify(),
+      detected: () => this.exporter?.notify(),
     });
     this.authentication = new Authentication({
       ...common,
@@ -338,6 +345,8 @@ export class Relay {
       },
       tls,
     );
+    // Before users arrive: a new sink's starting cursor must come before the first event it exports.
+    await this.startExport(cfg);
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
@@ -496,6 +505,7 @@ export class Relay {
     if (topics !== 'all' && topics.has('replicas')) void this.registry.beat();
     // A detection or an administrator's decision here or on another replica: users' risk is read again.
     if (has('risk')) this.risk.forgetUserRisks();
+    this.exporter?.notify();
     // Keys rotated elsewhere take effect without a restart.
     if (has('keys'))
       this.reloadKeys().catch((err: unknown) =>
@@ -562,6 +572,7 @@ export class Relay {
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
       restartNeeded.push('public.listen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
+    if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
     for (const k of [
       'headersTimeoutMs',
       'idleTimeoutMs',
@@ -667,6 +678,26 @@ export class Relay {
     this.options.log.info({ replicas: replicas.length, channels_told: open.length }, 'replica set announced');
   }
 
+  // --- SIEM export lifecycle ---------------------------------------------------------
+
+  private async startExport(cfg: RelayConfig): Promise<void> {
+    const sinks = cfg.export;
+    if (sinks.length === 0) return;
+    this.exporter = new Exporter({
+      store: this.store,
+      sinks,
+      log: this.options.log,
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      owner: this.registry.id,
+    });
+    await this.exporter.start();
+  }
+
+  /** The running export (publish/notify after a store write, stats for metrics); undefined without sinks. */
+  get export(): Exporter | undefined {
+    return this.exporter;
+  }
+
   /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */
   close(): Promise<void> {
     this.closing ??= this.doClose();
@@ -707,6 +738,8 @@ export class Relay {
     await admin?.close();
     await this.shared?.close();
     this.risk.close();
+    // What the export holds in hand goes out (bounded), then its leases are released.
+    await this.exporter?.close();
     await this.store.close();
   }
 }

@@ -48,7 +48,8 @@ export interface SignInLogDeps {
 /** The sign-in failures that are replays the relay refused, by error code and detail. */
 function replayOf(err: ProxyctlError): ReplayType | undefined {
   const d = err.details ?? {};
-  if (err.code === 'ERR_SIGNIN_STATE' && d['reason'] === 'used-or-expired') return 'stateReplay';
+  // Used or expired, or not started in this browser (a callback URL replayed elsewhere: login CSRF).
+  if (err.code === 'ERR_SIGNIN_STATE') return 'stateReplay';
   if (err.code === 'ERR_SIGNIN_CODE') return 'codeReplay';
   if (err.code === 'ERR_SIGNIN_TOKEN' && d['check'] === 'nonce') return 'nonceMismatch';
   return undefined;

@@ -5,6 +5,7 @@ import { Command, CommanderError } from 'commander';
 import { isProxyctlError } from './errors.js';
 import { VERSION } from './version.js';
 import type { AuditListOptions, SignInListOptions } from './commands/logs.js';
+import type { RiskListOptions } from './commands/risk.js';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -208,6 +209,28 @@ export function buildProgram(): Command {
       const { listAudit } = await import('./commands/logs.js');
       await listAudit(opts, out);
     });
+
+  const risk = program.command('risk').description("users' risk: detections, dismissals, confirmations");
+  store(risk.command('list'))
+    .description('users at risk, highest first (--all: every user with detections)')
+    .option('--all', 'also users whose risk decayed, was remediated or dismissed')
+    .option('--since <when>', 'detections from this date or time, or this long ago (default: three decay periods)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: RiskListOptions) => {
+      const { listRisk } = await import('./commands/risk.js');
+      await listRisk(opts, out);
+    });
+  for (const [name, what] of [
+    ['dismiss', 'the user is safe: detections up to now stop counting (audited)'],
+    ['confirm', 'the user is compromised: user risk high until dismissed (audited)'],
+  ] as const)
+    store(risk.command(name))
+      .description(what)
+      .argument('<user>', 'the subject, as the sign-in log shows it')
+      .action(async (user: string, opts: { config?: string; dataDir?: string }) => {
+        const { dismissRisk, confirmRisk } = await import('./commands/risk.js');
+        await (name === 'dismiss' ? dismissRisk : confirmRisk)(user, opts, out);
+      });
 
   const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');
   policy

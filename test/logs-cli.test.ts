@@ -6,6 +6,7 @@ import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { listAudit, listSignIns, parseWhen, showSignIn } from '../src/commands/logs.js';
+import { confirmRisk, dismissRisk, listRisk } from '../src/commands/risk.js';
 import { csvLine, safeCell } from '../src/commands/table.js';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { configChanges } from '../src/relay/config-audit.js';
@@ -308,4 +309,80 @@ t.test('logs.retention: old sign-ins and detections pruned, audit kept for its o
     ['y'],
     'audit: its own, longer retention',
   );
+});
+
+t.test('risk list, dismiss, confirm: computed as the relay does, audited', async (t) => {
+  const { opts } = await fixture(t);
+  const store = openSqliteStore(path.join(path.dirname(opts.config), 'data'));
+  const day = 24 * HOUR;
+  const add = (subject: string, at: number, level: 'low' | 'medium' | 'high', type: string, details = {}) =>
+    store.risk.addDetection({
+      at,
+      subject,
+      ip: '192.0.2.1',
+      app: 'wiki',
+      type,
+      level,
+      signInId: 1,
+      requestId: null,
+      details,
+    });
+  await add('alice', NOW - HOUR, 'medium', 'unfamiliarProperties');
+  await add('bob', NOW - 8 * day, 'high', 'atypicalTravel'); // one decay period old: medium now
+  await add('carol', NOW - HOUR, 'high', 'maliciousIp', { remediated: 'mfa' });
+  await add('mallory\u001b[2J', NOW - HOUR, 'low', 'anonymousIp');
+  await store.close();
+  const list = async (extra: Record<string, unknown> = {}) => {
+    const c = capture();
+    await listRisk({ ...opts, ...extra, json: true }, c.out, NOW);
+    return JSON.parse(c.lines.join('\n')) as { user: string; risk: string; state: string }[];
+  };
+  t.same(
+    (await list()).map((u) => [u.user, u.risk, u.state]),
+    [
+      ['mallory\u001b]0;pwned\u0007', 'high', 'atRisk'],
+      ['alice', 'medium', 'atRisk'],
+      ['bob', 'medium', 'atRisk'],
+      ['mallory\u001b[2J', 'low', 'atRisk'],
+    ],
+    'highest first (the fixture sign-in with a malicious address too); a week-old high is medium; remediated detections do not count',
+  );
+  t.match(
+    (await list({ all: true })).find((u) => u.user === 'carol'),
+    { risk: 'none', state: 'remediated' },
+  );
+  const table = capture();
+  await listRisk(opts, table.out, NOW);
+  // eslint-disable-next-line no-control-regex -- looking for the escape character
+  t.notMatch(table.lines.join('\n'), /\u001b/, 'no escape sequence reaches the terminal');
+  const said = capture();
+  await confirmRisk('alice', opts, said.out, NOW);
+  t.match(said.lines[0], /confirmed alice compromised/);
+  t.match(
+    (await list()).find((u) => u.user === 'alice'),
+    { risk: 'high', state: 'confirmedCompromised' },
+  );
+  await dismissRisk('alice', opts, () => undefined, NOW + 1);
+  await dismissRisk('bob', opts, () => undefined, NOW + 1);
+  t.same(
+    (await list()).map((u) => u.user),
+    ['mallory\u001b]0;pwned\u0007', 'mallory\u001b[2J'],
+    'dismissed users leave the list',
+  );
+  t.match(
+    (await list({ all: true })).find((u) => u.user === 'bob'),
+    { state: 'dismissed' },
+  );
+  const audit = capture();
+  await listAudit({ ...opts, action: 'risk.', json: true }, audit.out, NOW);
+  t.same(
+    (JSON.parse(audit.lines.join('\n')) as { action: string; actor: string }[]).map((a) => a.action),
+    ['risk.dismiss', 'risk.dismiss', 'risk.confirm'],
+  );
+  for (const bad of ['', 'x'.repeat(300), 'a\nb'])
+    await t.rejects(
+      confirmRisk(bad, opts, () => undefined),
+      { code: 'ERR_USAGE' },
+      JSON.stringify(bad),
+    );
 });

@@ -143,6 +143,15 @@ policies:
       async () => (await store.risk.detections({ subject: 'dave', type: 'revokedSessionReplay' }))[0],
     );
     t.match(d, { level: 'medium', app: 'demo', ip: '127.0.0.1', details: { sid: me.sid } });
+    for (let i = 0; i < 5; i++) {
+      const again = await request(h.url('demo.localhost', '/'), {
+        dispatcher: h.client,
+        headers: { cookie, accept: 'application/json' },
+      });
+      await again.body.dump();
+    }
+    const revoked = await h.relay.store.risk.detections({ subject: 'dave', type: 'revokedSessionReplay' });
+    t.equal(revoked.length, 1, 'one detection per session an hour: a client cannot fill the store');
   });
 
   await t.test('a replayed callback is a refused sign-in with a stateReplay detection', async (t) => {

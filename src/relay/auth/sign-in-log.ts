@@ -45,6 +45,8 @@ export interface SignInLogDeps {
   detected?: (type: string, level: string) => void;
 }
 
+const REPLAY_RECORD_EVERY_MS = 3_600_000;
+
 /** The sign-in failures that are replays the relay refused, by error code and detail. */
 function replayOf(err: ProxyctlError): ReplayType | undefined {
   const d = err.details ?? {};
@@ -211,8 +213,16 @@ export class SignInLog {
     });
   }
 
+  /** Sessions whose replay was recorded lately: one detection per session an hour, whatever a client sends. */
+  private readonly replayedSessions = new Map<string, number>();
+
   /** A revoked or signed-out session's cookie presented again: it counts against the user. */
   revokedSession(req: IncomingMessage, app: AppConfig, subject: string, sid: string): void {
+    const now = this.deps.now();
+    const last = this.replayedSessions.get(sid);
+    if (last !== undefined && now - last < REPLAY_RECORD_EVERY_MS) return;
+    if (this.replayedSessions.size >= 10_000) this.replayedSessions.clear();
+    this.replayedSessions.set(sid, now);
     const d = replayDetection('revokedSessionReplay', `session ${sid.slice(0, 8)}… was signed out or revoked`);
     this.deps.store.risk
       .addDetection({

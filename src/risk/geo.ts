@@ -6,7 +6,8 @@
 // in, lookups answer with what is loaded (the country at least).
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { Reader } from 'maxmind';
+// maxmind is imported when the databases load, not with the config: commands stay quick to start.
+import type { Reader } from 'maxmind';
 import type { Logger } from '../log.js';
 import { AddressSet, canonicalAddress } from '../net/address.js';
 import { countryOf } from '../policy/context.js';
@@ -190,6 +191,7 @@ export class GeoLocator {
     for (const file of this.options.cityDatabases) {
       try {
         const buf = await readFile(file);
+        const { Reader } = await import('maxmind');
         const reader = new Reader<Record<string, unknown>>(buf);
         this.cities.push({ reader, ipv6: reader.metadata.ipVersion === 6 });
         this.info.cityBytes += buf.byteLength;
@@ -201,6 +203,7 @@ export class GeoLocator {
       try {
         if (/\.mmdb$/i.test(file)) {
           const buf = await readFile(file);
+          const { Reader } = await import('maxmind');
           this.asnReaders.push(new Reader<Record<string, unknown>>(buf));
           this.info.asnBytes += buf.byteLength;
         } else {

@@ -45,6 +45,7 @@ import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import type { Clock } from '../clock.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
+import { RelayMetrics, notAfterOf, type CertificateExpiry } from './admin/metrics.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -83,6 +84,8 @@ export class Relay {
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
+  /** Prometheus metrics, served on the admin listener's /metrics. */
+  readonly metrics: RelayMetrics;
 
   private constructor(
     config: RelayConfig,
@@ -101,12 +104,18 @@ export class Relay {
       ...(options.clock ? { clock: options.clock } : {}),
     });
     this.shared = config.limits.redis ? new SharedLimits({ url: config.limits.redis, log: options.log }) : undefined;
+    this.metrics = new RelayMetrics({
+      channels: () => this.channels.all(),
+      queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
+      certificates: () => this.certificatesForMetrics(),
+    });
     this.channels = new ChannelRegistry(
       options.log,
       {
         onSeen: (ch) => {
-          this.store.connectors
-            .touch(ch.connectorId, ch.version, this.now())
+          // The heartbeat's store write doubles as the store latency probe (one per beat).
+          this.metrics
+            .timeStore('connectors.touch', this.store.connectors.touch(ch.connectorId, ch.version, this.now()))
             .catch((err: unknown) =>
               options.log.warn(
                 { connector_id: ch.connectorId, err: (err as Error).message },
@@ -315,9 +324,9 @@ export class Relay {
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
-      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log });
+      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log, metrics: this.metrics });
       await this.admin.start(cfg.admin.host, cfg.admin.port);
-      this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz)');
+      this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz, /metrics)');
     }
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     await this.registry.start();
@@ -379,6 +388,7 @@ export class Relay {
     ).attach(server);
     const path = createRequestPath({
       state: () => this.state,
+      metrics: this.metrics,
       queue: this.queue,
       assertions: this.assertions,
       authentication: this.authentication,
@@ -436,6 +446,16 @@ export class Relay {
       store: reachable ? { ok: true } : { ok: false, detail: `${this.store.kind} unreachable` },
       config: { ok: !this.closing, detail: `generation ${this.state.generation}` },
     };
+  }
+
+  /** For /metrics: the relay CA, the public listener's relay-CA certificate, and each app's own. */
+  private certificatesForMetrics(): CertificateExpiry[] {
+    const out: CertificateExpiry[] = [{ certificate: 'ca', notAfter: notAfterOf(this.ca.certPem) }];
+    const { tls, config } = this.state;
+    if (tls) out.push({ certificate: 'listener', notAfter: notAfterOf(tls.certPem) });
+    for (const app of config.apps)
+      if (app.tls) out.push({ certificate: `app:${app.host}`, notAfter: notAfterOf(app.tls.certPem) });
+    return out;
   }
 
   /** The admin listener's address, when `admin:` is configured. */

@@ -282,7 +282,7 @@ apps:
   });
   t.equal(await lonely, 503, 'no connector in the group');
 
-  const e = await waitFor(
+  const e = (await waitFor(
     async () => {
       const s = await relayScrape();
       return (s.value('proxyctl_relay_requests_total', { app: 'lonely', class: '5xx' }) ?? 0) >= 1 &&
@@ -291,7 +291,7 @@ apps:
         : undefined;
     },
     { what: 'the requests and a heartbeat counted' },
-  );
+  ))!;
   t.equal(e.value('proxyctl_relay_requests_total', { app: 'shop', class: '2xx' }), 5);
   t.equal(e.value('proxyctl_relay_requests_total', { app: 'dead', class: '5xx' }), 1);
   t.equal(e.value('proxyctl_relay_requests_total', { app: NO_APP, class: '4xx' }), 1);

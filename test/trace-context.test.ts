@@ -183,10 +183,10 @@ t.test('end to end: the backend receives the trace, the log names it', async (t)
       });
       req.end();
     });
-  const requestLine = (requestId: string) =>
-    waitFor(() => lines.find((l) => l.msg === 'request' && l['request_id'] === requestId), {
+  const requestLine = async (requestId: string) =>
+    (await waitFor(() => lines.find((l) => l.msg === 'request' && l['request_id'] === requestId), {
       what: `the request line of ${requestId}`,
-    });
+    }))!;
 
   await t.test('a valid traceparent is continued', async (t) => {
     const seen = await get({ traceparent: VALID, tracestate: 'rojo=00f067aa0ba902b7' });

@@ -121,16 +121,13 @@ function trimOws(s: string): string {
 /** Random bytes as hex, from a pool refilled 4 KiB at a time (one system call per ~170 requests). */
 const pool = Buffer.allocUnsafe(4096);
 let poolAt = pool.length;
-const HEX_BYTE = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 function randomHex(bytes: number): string {
   if (poolAt + bytes > pool.length) {
     randomFillSync(pool);
     poolAt = 0;
   }
-  // A table rather than Buffer#toString('hex'), whose call into C++ cost more than the id.
-  let hex = '';
-  for (let i = poolAt, end = poolAt + bytes; i < end; i++) hex += HEX_BYTE[pool[i]!]!;
+  const hex = pool.toString('hex', poolAt, poolAt + bytes);
   poolAt += bytes;
   return hex;
 }
@@ -149,6 +146,15 @@ export function newSpanId(): string {
   return id;
 }
 
+/** A new trace: its id and the relay's span id, from one random string (strings cost more than bytes). */
+function newTrace(): { traceId: string; spanId: string } {
+  const hex = randomHex(24);
+  const traceId = hex.slice(0, 32);
+  const spanId = hex.slice(32);
+  if (traceId === ZERO_TRACE || spanId === ZERO_PARENT) return { traceId: newTraceId(), spanId: newSpanId() };
+  return { traceId, spanId };
+}
+
 /** Flags the relay passes on: sampled (01) and random trace id (02); reserved bits are cleared. */
 function keptFlags(flags: string): string {
   const f = parseInt(flags, 16) & 0x03;
@@ -164,10 +170,9 @@ export function continueTrace(
   traceparent: string | string[] | undefined,
   tracestate: string | string[] | undefined,
 ): TraceContext {
-  const spanId = newSpanId();
   const incoming = traceparent === undefined ? undefined : parseTraceparent(traceparent);
   if (!incoming) {
-    const traceId = newTraceId();
+    const { traceId, spanId } = newTrace();
     return {
       traceId,
       spanId,
@@ -178,6 +183,7 @@ export function continueTrace(
     };
   }
   const flags = keptFlags(incoming.flags);
+  const spanId = newSpanId();
   return {
     traceId: incoming.traceId,
     spanId,

@@ -4,6 +4,8 @@
 import { Command, CommanderError } from 'commander';
 import { isProxyctlError } from './errors.js';
 import { VERSION } from './version.js';
+import type { AuditListOptions, SignInListOptions } from './commands/logs.js';
+import type { RiskListOptions } from './commands/risk.js';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -170,6 +172,66 @@ export function buildProgram(): Command {
       await runDemo(opts, out);
     });
 
+  const store = (c: Command) =>
+    c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  const logFilters = (c: Command) =>
+    c
+      .option('--since <when>', 'from this date or time (ISO 8601), or this long ago (24h, 7d)')
+      .option('--until <when>', 'up to this date or time, or this long ago')
+      .option('--limit <n>', 'at most this many rows, newest first (1 to 10000)', '50')
+      .option('--json', 'machine-readable output')
+      .option('--csv', 'CSV output (RFC 4180) for spreadsheets and SIEM imports');
+  const signins = program.command('signins').description('the sign-in log (against the relay store)');
+  logFilters(store(signins.command('list')))
+    .description('list sign-in attempts, newest first')
+    .option('--user <subject>', "only this user's attempts (the subject)")
+    .option('--app <name>', 'only this app')
+    .option('--result <result>', 'success, failure or stepUp')
+    .option('--risk <level>', 'none, low, medium or high')
+    .action(async (opts: SignInListOptions) => {
+      const { listSignIns } = await import('./commands/logs.js');
+      await listSignIns(opts, out);
+    });
+  store(signins.command('show'))
+    .description('one sign-in with its location, client, policies and risk detections')
+    .argument('<id>', 'the sign-in id (first column of signins list)')
+    .option('--json', 'machine-readable output')
+    .action(async (id: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
+      const { showSignIn } = await import('./commands/logs.js');
+      await showSignIn(id, opts, out);
+    });
+  const audit = program.command('audit').description('the audit log of administrative changes');
+  logFilters(store(audit.command('list')))
+    .description('list administrative changes, newest first')
+    .option('--actor <who>', 'only changes by this actor')
+    .option('--action <action>', 'only this action, or every action under a prefix ending in "." (connector.)')
+    .action(async (opts: AuditListOptions) => {
+      const { listAudit } = await import('./commands/logs.js');
+      await listAudit(opts, out);
+    });
+
+  const risk = program.command('risk').description("users' risk: detections, dismissals, confirmations");
+  store(risk.command('list'))
+    .description('users at risk, highest first (--all: every user with detections)')
+    .option('--all', 'also users whose risk decayed, was remediated or dismissed')
+    .option('--since <when>', 'detections from this date or time, or this long ago (default: three decay periods)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: RiskListOptions) => {
+      const { listRisk } = await import('./commands/risk.js');
+      await listRisk(opts, out);
+    });
+  for (const [name, what] of [
+    ['dismiss', 'the user is safe: detections up to now stop counting (audited)'],
+    ['confirm', 'the user is compromised: user risk high until dismissed (audited)'],
+  ] as const)
+    store(risk.command(name))
+      .description(what)
+      .argument('<user>', 'the subject, as the sign-in log shows it')
+      .action(async (user: string, opts: { config?: string; dataDir?: string }) => {
+        const { dismissRisk, confirmRisk } = await import('./commands/risk.js');
+        await (name === 'dismiss' ? dismissRisk : confirmRisk)(user, opts, out);
+      });
+
   const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');
   policy
     .command('what-if')
@@ -190,6 +252,7 @@ export function buildProgram(): Command {
     .option('--mfa', 'the sign-in used a second factor (amr pwd+mfa)')
     .option('--acr <value>', 'authentication context class the provider returned')
     .option('--risk <level>', 'sign-in risk: none, low, medium or high', 'none')
+    .option('--user-risk <level>', "the user's risk: none, low, medium or high", 'none')
     .option('--time <iso>', 'when, as an ISO 8601 instant with a zone (default: now)')
     .option('--device-cert', 'the client presents a device certificate')
     .option('--json', 'machine-readable output: { context, assigned, decision }')
@@ -205,6 +268,7 @@ export function buildProgram(): Command {
         mfa?: boolean;
         acr?: string;
         risk?: string;
+        userRisk?: string;
         time?: string;
         deviceCert?: boolean;
         json?: boolean;

@@ -12,9 +12,9 @@ const ORDER: string[][] = [
   ['base'], // src/*.ts: errors, log, version, files, clock
   ['net', 'http'],
   ['protocol', 'store'],
-  ['crypto', 'policy'],
+  ['crypto', 'policy', 'risk'],
   ['config'],
-  ['idp', 'connector'],
+  ['idp', 'connector', 'export'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read
   // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
   ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/state'],

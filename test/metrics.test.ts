@@ -99,9 +99,27 @@ t.test('RelayMetrics: sign-ins, detections and store latency', async (t) => {
   m.signIn('failure', 'bearer');
   m.signIn('failure', 'Robert"); DROP TABLE');
   m.signIn('bogus' as 'success', 'password');
+  // As the sign-in log reports rows: the strongest method, and the detections they carry.
+  const row: Parameters<RelayMetrics['signInRecorded']>[0] = {
+    kind: 'interactive',
+    result: 'success',
+    methods: [],
+    detections: [],
+  };
+  m.signInRecorded({ ...row, methods: ['pwd'] });
+  m.signInRecorded({ ...row, methods: ['pwd', 'otp'] });
+  m.signInRecorded({ ...row, methods: ['mfa', 'pwd'] });
+  m.signInRecorded({ ...row, methods: ['hwk'] });
+  m.signInRecorded({ ...row, kind: 'bearer', methods: ['pwd'] });
+  m.signInRecorded({
+    ...row,
+    result: 'failure',
+    methods: [],
+    detections: [{ type: 'anonymousIp', level: 'high' }],
+  });
   for (let i = 0; i < 40; i++) m.detection(`type${i}`, 'medium');
   m.detection('anonymousIp', 'high');
-  m.detection('type0', 'bogus' as 'low');
+  m.detection('type0', 'bogus');
   m.observeStore('signins.record', 0.003);
   m.observeStore('signins.record', 0.2);
   await m.timeStore('keys.all', Promise.resolve(1));
@@ -109,8 +127,12 @@ t.test('RelayMetrics: sign-ins, detections and store latency', async (t) => {
   for (let i = 0; i < 40; i++) m.observeStore(`op${i}`, 0.001);
   const e = await scrape(m);
   const s = (result: string, method: string) => e.value('proxyctl_relay_signins_total', { result, method });
-  t.equal(s('success', 'password'), 1);
-  t.equal(s('success', 'totp'), 1);
+  t.equal(s('success', 'password'), 2, 'signIn, and a row with amr pwd');
+  t.equal(s('success', 'totp'), 2, 'signIn, and a row with amr pwd+otp');
+  t.equal(s('success', 'mfa'), 1, 'a row with amr mfa');
+  t.equal(s('success', 'other'), 1, 'a row with another amr');
+  t.equal(s('success', 'bearer'), 1, 'a bearer row, whatever its amr');
+  t.equal(s('failure', 'none'), 1, 'a failure before any method');
   t.equal(s('failure', 'password'), 1);
   t.equal(s('stepUp', 'mfa'), 1);
   t.equal(s('failure', 'bearer'), 1);
@@ -118,8 +140,8 @@ t.test('RelayMetrics: sign-ins, detections and store latency', async (t) => {
   t.equal(s('other', 'password'), 1, 'unknown results are `other`');
   const types = new Set(e.find('proxyctl_relay_risk_detections_total').map((x) => x.labels['type']));
   t.equal(types.size, 33, '32 detection types and other');
-  t.equal(e.value('proxyctl_relay_risk_detections_total', { type: 'other', level: 'medium' }), 8);
-  t.equal(e.value('proxyctl_relay_risk_detections_total', { type: 'other', level: 'high' }), 1);
+  t.equal(e.value('proxyctl_relay_risk_detections_total', { type: 'other', level: 'medium' }), 9);
+  t.equal(e.value('proxyctl_relay_risk_detections_total', { type: 'anonymousIp', level: 'high' }), 2, 'from a row too');
   t.equal(e.value('proxyctl_relay_risk_detections_total', { type: 'type0', level: 'other' }), 1);
   t.equal(e.value('proxyctl_relay_store_duration_seconds_count', { op: 'signins.record' }), 2);
   t.equal(e.value('proxyctl_relay_store_duration_seconds_bucket', { op: 'signins.record', le: '0.005' }), 1);

@@ -325,6 +325,16 @@ const refused: [string, string, string][] = [
     policy(`${EVERYONE}, conditions: { signInRisk: high }, grant: { block: true }`),
     'policies[0].conditions.signInRisk',
   ],
+  [
+    'bad user risk level',
+    policy(`${EVERYONE}, conditions: { userRisk: [Medium] }, grant: { block: true }`),
+    'policies[0].conditions.userRisk[0]',
+  ],
+  [
+    'empty user risk list',
+    policy(`${EVERYONE}, conditions: { userRisk: [] }, grant: { block: true }`),
+    'policies[0].conditions.userRisk',
+  ],
   ['unknown key in a policy', policy(`${EVERYONE}, grant: { block: true }, color: red`), 'policies[0].color'],
   [
     'unknown key in conditions',

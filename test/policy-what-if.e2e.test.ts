@@ -46,6 +46,7 @@ interface Report {
     amr: string[];
     acr: string | null;
     risk: string;
+    userRisk: string;
     time: string;
     deviceCertificate: boolean;
   };
@@ -199,6 +200,8 @@ t.test('--json: context defaults and options', async (t) => {
     'gold',
     '--risk',
     'high',
+    '--user-risk',
+    'medium',
     '--device-cert',
     '--ip',
     '2001:db8:1::1',
@@ -208,6 +211,7 @@ t.test('--json: context defaults and options', async (t) => {
     platform: 'ios',
     acr: 'gold',
     risk: 'high',
+    userRisk: 'medium',
     deviceCertificate: true,
     time: '2025-03-12T10:00:00.000Z',
   });
@@ -235,6 +239,7 @@ t.test('bad input: exit 1, one stderr line with [ERR_USAGE]', async (t) => {
     ['unknown platform', ['--app', 'wiki', '--platform', 'beos']],
     ['platform in capitals', ['--app', 'wiki', '--platform', 'Windows']],
     ['unknown risk', ['--app', 'wiki', '--risk', 'severe']],
+    ['unknown user risk', ['--app', 'wiki', '--user-risk', 'HIGH']],
     ['time not ISO', ['--app', 'wiki', '--time', 'yesterday']],
     ['time without a zone', ['--app', 'wiki', '--time', '2025-03-12T10:00:00']],
     ['time on a day the month lacks', ['--app', 'wiki', '--time', '2025-02-30T10:00:00Z']],

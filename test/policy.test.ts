@@ -45,6 +45,7 @@ function ctx(over: Partial<SignInContext> = {}): SignInContext {
     amr: ['pwd'],
     acr: undefined,
     risk: 'none',
+    userRisk: 'none',
     time: new Date(WED_NOON),
     deviceCertificate: false,
     ...over,
@@ -461,6 +462,28 @@ t.test('sign-in risk', async (t) => {
     { name: 'medium', policies: [blockP(risky)], ctx: { risk: 'medium' }, ...IN },
     { name: 'high', policies: [blockP(risky)], ctx: { risk: 'high' }, ...IN },
     { name: 'none listed', policies: [blockP('signInRisk: [none]')], ctx: { risk: 'none' }, ...IN },
+  ]);
+});
+
+t.test('user risk, independent of sign-in risk', async (t) => {
+  const risky = 'userRisk: [high]';
+  runTable(t, [
+    { name: 'none', policies: [blockP(risky)], ctx: { userRisk: 'none' }, ...OUT },
+    { name: 'medium', policies: [blockP(risky)], ctx: { userRisk: 'medium' }, ...OUT },
+    { name: 'high', policies: [blockP(risky)], ctx: { userRisk: 'high' }, ...IN },
+    { name: 'high sign-in risk is not user risk', policies: [blockP(risky)], ctx: { risk: 'high' }, ...OUT },
+    {
+      name: 'both conditions must match',
+      policies: [blockP('signInRisk: [medium], userRisk: [low, medium]')],
+      ctx: { risk: 'medium', userRisk: 'high' },
+      ...OUT,
+    },
+    {
+      name: 'both match',
+      policies: [blockP('signInRisk: [medium], userRisk: [low, medium]')],
+      ctx: { risk: 'medium', userRisk: 'low' },
+      ...IN,
+    },
   ]);
 });
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { parseDocument } from 'yaml';
 import { loadRelayConfig } from '../src/config/relay-config.js';
 import { runCli } from './helpers/proc.js';
+import { generateCa } from '../src/crypto/ca.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 
@@ -40,6 +41,13 @@ const docs = [
     ),
 ];
 
+/** A real certificate for examples that name a CA file. */
+let caPem: string | undefined;
+async function pem(): Promise<string> {
+  caPem ??= (await generateCa()).certPem;
+  return caPem;
+}
+
 t.test('every YAML example loads as a relay configuration', async (t) => {
   let count = 0;
   for (const doc of docs) {
@@ -47,9 +55,10 @@ t.test('every YAML example loads as a relay configuration', async (t) => {
       count++;
       const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-readme-'));
       t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-      // Files an example names (a client secret, a users file) are the reader's to provide.
+      // Files an example names (a client secret, a users file, address lists, a CA) are the reader's to provide.
       const parsed = parseDocument(b.text).toJS() as unknown;
-      for (const file of namedFiles(parsed)) writeFileSync(path.join(dir, file), 'placeholder-secret\n');
+      for (const file of namedFiles(parsed))
+        writeFileSync(path.join(dir, file), file.endsWith('.pem') ? await pem() : 'placeholder-secret\n');
       const file = path.join(dir, 'relay.yaml');
       writeFileSync(file, b.text);
       t.doesNotThrow(() => loadRelayConfig(file), `${path.basename(doc)}:${b.line} loads`);
@@ -62,12 +71,20 @@ t.test('config.example.yaml loads as written', async (t) => {
   t.doesNotThrow(() => loadRelayConfig(path.join(ROOT, 'config.example.yaml')));
 });
 
-/** Relative file names under *File keys (clientSecretFile…), to create beside the example. */
+/**
+ * Relative file names under *File keys (clientSecretFile, caFile…) and the file lists
+ * of *Lists and *Database keys, to create beside the example.
+ */
 function namedFiles(v: unknown): string[] {
   if (Array.isArray(v)) return v.flatMap(namedFiles);
   if (!v || typeof v !== 'object') return [];
+  const local = (x: unknown): x is string => typeof x === 'string' && !x.includes('/', 2);
   return Object.entries(v as Record<string, unknown>).flatMap(([k, x]) =>
-    /File$/.test(k) && typeof x === 'string' && !x.includes('/', 2) && k !== 'usersFile' ? [x] : namedFiles(x),
+    /File$/.test(k) && local(x) && k !== 'usersFile'
+      ? [x]
+      : /(Lists|Database)$/.test(k)
+        ? [x].flat().filter(local)
+        : namedFiles(x),
   );
 }
 

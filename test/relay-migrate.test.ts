@@ -19,6 +19,7 @@ import { openPostgresStore, openSqliteStore, storeExists, type Store } from '../
 import { MIGRATIONS } from '../src/store/sqlite/migrations.js';
 import { tempDir } from './helpers/proc.js';
 import { PG_URL, freshSchema, pgAdmin } from './helpers/postgres.js';
+import { signInRecord } from './helpers/sign-ins.js';
 
 /** The same server with a password in the URL (trust authentication ignores it): it must never be printed. */
 const PASSWORD = `pw-${randomBytes(6).toString('hex')}`;
@@ -119,19 +120,20 @@ async function sqliteRelay(t: Test, opts: { signIns?: number } = {}): Promise<Re
   // Enough sign-ins for several statements' worth of rows.
   const n = opts.signIns ?? 10;
   for (let i = 0; i < n; i++)
-    await store.signIns.record({
-      at: now - n + i,
-      requestId: `r-${i}`,
-      app: 'wiki',
-      subject: i % 3 ? 'alice' : null,
-      ip: '198.51.100.7',
-      country: 'NL',
-      userAgent: 'Mozilla/5.0',
-      result: i % 3 ? 'success' : 'failure',
-      reason: i % 3 ? null : 'denied',
-      policies: [{ name: 'office', result: 'allow' }],
-      risk: null,
-    });
+    await store.signIns.record(
+      signInRecord({
+        at: now - n + i,
+        requestId: `r-${i}`,
+        app: 'wiki',
+        subject: i % 3 ? 'alice' : null,
+        ip: '198.51.100.7',
+        country: 'NL',
+        userAgent: 'Mozilla/5.0',
+        result: i % 3 ? 'success' : 'failure',
+        reason: i % 3 ? null : 'denied',
+        policies: [{ name: 'office', result: 'allow' }],
+      }),
+    );
   await store.close();
   return { dir, dataDir, config, masterKey, masterKeyFile };
 }
@@ -180,7 +182,7 @@ t.test('the copy is complete, opens with the master key, and the data directory 
   t.match(output, 'connectors 2, certificates 3, audit entries');
   t.match(
     output,
-    'keys 3, users 2, TOTP steps 1, secrets 2, sign-ins 2345, ended provider sessions 1, sessions 1, provider artifacts 1',
+    'keys 3, users 2, TOTP steps 1, secrets 2, sign-ins 2345, risk detections 0, user risk decisions 0, ended provider sessions 1, sessions 1, provider artifacts 1',
   );
   t.match(output, 'keys: 2 sealed now, 1 already sealed');
   const masked = new URL(URL_WITH_PASSWORD);

@@ -11,6 +11,7 @@ import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/sqlite/migrations.js';
 import { storeContract } from './helpers/store-contract.js';
 import { tempDir } from './helpers/proc.js';
 import { PG_URL } from './helpers/postgres.js';
+import { signInRecord } from './helpers/sign-ins.js';
 
 t.test('SQLite', async (t) => {
   storeContract(t, (t) => {
@@ -43,8 +44,8 @@ t.test('PostgreSQL', async (t) => {
   });
 });
 
-t.test('the schema is at version 7, one migration per version', async (t) => {
-  t.equal(SCHEMA_VERSION, 7, 'existing data directories were written at version 7');
+t.test('the schema is at version 8, one migration per version', async (t) => {
+  t.equal(SCHEMA_VERSION, 8, 'existing data directories were written at version 8');
   t.equal(MIGRATIONS.length, SCHEMA_VERSION);
   const dir = tempDir(t);
   t.notOk(sqliteStoreExists(dir));
@@ -52,7 +53,7 @@ t.test('the schema is at version 7, one migration per version', async (t) => {
   t.ok(sqliteStoreExists(dir));
   const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => db.close());
-  t.equal(db.pragma('user_version', { simple: true }), 7);
+  t.equal(db.pragma('user_version', { simple: true }), 8);
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
 });
 
@@ -90,35 +91,65 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   t.equal(await s.users.acceptTotpStep('bob', 1), true);
   await s.idpArtifacts.upsert('Session', 's1', { uid: 'u1' }, undefined);
   t.ok(await s.idpArtifacts.find('Session', 'uid', 'u1'));
-  await s.signIns.record({
-    at: 1,
-    requestId: null,
-    app: null,
-    subject: null,
-    ip: null,
-    country: null,
-    userAgent: null,
-    result: 'failure',
-    reason: 'x',
-    policies: [],
-    risk: null,
-  });
+  await s.signIns.record(
+    signInRecord({
+      at: 1,
+      requestId: null,
+      app: null,
+      subject: null,
+      ip: null,
+      country: null,
+      userAgent: null,
+      result: 'failure',
+      reason: 'x',
+      policies: [],
+    }),
+  );
   t.equal((await s.signIns.list()).length, 1);
   await s.sessions.endProviderSession('p', 0, 10);
   t.ok(await s.sessions.providerSessionEnded('p', 5));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 7);
+  t.equal(check.pragma('user_version', { simple: true }), 8);
+});
+
+t.test('a version-7 store keeps its sign-ins, read with the analytics fields empty', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, 'proxyctl.db'));
+  for (const m of MIGRATIONS.slice(0, 7)) db.exec(m);
+  db.exec(`INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
+    VALUES (5, 'r-1', 'wiki', 'alice', '192.0.2.1', 'NL', 'ua', 'success', NULL, '[{"name":"p"}]', NULL)`);
+  db.pragma('user_version = 7');
+  db.close();
+  const s = openSqliteStore(dir);
+  t.teardown(() => s.close());
+  t.same(await s.signIns.list(), [
+    {
+      ...signInRecord({
+        at: 5,
+        requestId: 'r-1',
+        app: 'wiki',
+        subject: 'alice',
+        ip: '192.0.2.1',
+        country: 'NL',
+        userAgent: 'ua',
+        result: 'success',
+        policies: [{ name: 'p' }],
+      }),
+      id: 1,
+    },
+  ]);
+  t.same(await s.events.head(), { signIn: 1, audit: 0, riskDetection: 0 });
 });
 
 t.test('a store from a newer proxyctl is refused, untouched', async (t) => {
   const dir = tempDir(t);
   await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.pragma('user_version = 8');
+  db.pragma('user_version = 9');
   db.close();
   t.throws(() => openSqliteStore(dir), { code: 'ERR_STORE' });
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 8);
+  t.equal(check.pragma('user_version', { simple: true }), 9);
 });

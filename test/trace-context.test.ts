@@ -12,8 +12,12 @@ import {
   parseTraceparent,
   parseTracestate,
 } from '../src/net/trace-context.js';
-import { startBackend, type EchoBody } from './helpers/backend.js';
+import { request } from 'undici';
+import { startBackend, startHeaderEcho, type EchoBody } from './helpers/backend.js';
+import { BrowserSim } from './helpers/browser-sim.js';
+import { codeFlow } from './helpers/code-flow.js';
 import { capturingLogger, startHarness } from './helpers/harness.js';
+import { httpGet, parseExposition } from './helpers/prom-text.js';
 import { waitFor } from './helpers/wait.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
@@ -235,4 +239,38 @@ t.test('end to end: the backend receives the trace, the log names it', async (t)
     const sneaky = await get({ trace_parent: VALID });
     t.not(parseTraceparent(sneaky.headers['traceparent'])?.traceId, TRACE, 'trace_parent is not read as traceparent');
   });
+});
+
+t.test('sign-in rows carry the trace id; /metrics counts the sign-in', async (t) => {
+  const port = await startHeaderEcho(t);
+  const h = await startHarness(t, {
+    yaml: () => `admin: { listen: "127.0.0.1:0" }
+apps:
+  - { name: api, externalUrl: "https://api.test/", internalUrl: "http://127.0.0.1:${port}/", clientId: "urn:proxyctl:api", clientSecret: api-secret, assignment: any }
+`,
+  });
+  const callback = `https://api.test:${h.publicPort}/.proxyctl/callback`;
+  h.idp.registerClient({ clientId: 'urn:proxyctl:api', clientSecret: 'api-secret', redirectUris: [callback] });
+  h.idp.setUser('alice', { email: 'alice@example.com', name: 'Alice', groups: ['staff'] });
+  await h.addConnector();
+  const tokens = await codeFlow(new BrowserSim(h.client), {
+    issuer: h.idp.issuer,
+    clientId: 'urn:proxyctl:api',
+    clientSecret: 'api-secret',
+    redirectUri: callback,
+    username: 'alice',
+    resource: 'urn:proxyctl:api',
+  });
+  const r = await request(h.url('api.test', '/native'), {
+    dispatcher: h.client,
+    headers: { authorization: `Bearer ${tokens.accessToken}`, traceparent: VALID },
+  });
+  await r.body.dump();
+  t.equal(r.statusCode, 200);
+  const row = (await waitFor(async () => (await h.relay.store.signIns.list(100)).find((s) => s.kind === 'bearer'), {
+    what: 'the bearer sign-in row',
+  }))!;
+  t.equal(row.traceId, TRACE, "the sign-in row names the request's trace");
+  const metrics = parseExposition((await httpGet(h.relay.adminAddress()!.port, '/metrics')).body);
+  t.equal(metrics.value('proxyctl_relay_signins_total', { result: 'success', method: 'bearer' }), 1);
 });

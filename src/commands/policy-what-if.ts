@@ -21,6 +21,7 @@ import {
   type RiskLevel,
   type SignInContext,
 } from '../policy/model.js';
+import { printTable } from './table.js';
 
 export interface WhatIfOptions {
   config: string;
@@ -33,6 +34,7 @@ export interface WhatIfOptions {
   mfa?: boolean;
   acr?: string;
   risk?: string;
+  userRisk?: string;
   time?: string;
   deviceCert?: boolean;
   json?: boolean;
@@ -114,6 +116,9 @@ export function contextFromOptions(
   const risk = opts.risk ?? 'none';
   if (!RISK_LEVELS.includes(risk as RiskLevel))
     throw usage(`unknown sign-in risk "${risk}" (one of ${RISK_LEVELS.join(', ')})`);
+  const userRisk = opts.userRisk ?? 'none';
+  if (!RISK_LEVELS.includes(userRisk as RiskLevel))
+    throw usage(`unknown user risk "${userRisk}" (one of ${RISK_LEVELS.join(', ')})`);
   const ip = opts.ip ?? '127.0.0.1';
   if (!isIP(ip)) throw usage(`--ip "${ip}" is not an IPv4 or IPv6 address`);
   let time = now();
@@ -148,6 +153,7 @@ export function contextFromOptions(
       amr: opts.mfa ? ['pwd', 'mfa'] : ['pwd'],
       acr: opts.acr,
       risk: risk as RiskLevel,
+      userRisk: userRisk as RiskLevel,
       time,
       deviceCertificate: !!opts.deviceCert,
     },
@@ -198,7 +204,7 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
   const d = report.decision;
   const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
   out(
-    `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
+    `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, user risk ${ctx.userRisk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
   );
   if (user) {
     out(
@@ -228,14 +234,7 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
       p.outcome,
       p.missing.length ? p.missing.join(',') : '-',
     ]);
-    const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-    for (const row of [header, ...rows])
-      out(
-        row
-          .map((cell, i) => cell.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      );
+    printTable(header, rows, out);
   }
   if (!report.assigned) {
     out('decision: deny (not assigned to the app)');

@@ -4,6 +4,7 @@
 import { withStore } from './open-store.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
 import { userInfo } from 'node:os';
+import { printTable } from './table.js';
 
 export interface ListOptions extends ServeOptions {
   json?: boolean;
@@ -44,14 +45,7 @@ export async function listConnectors(opts: ListOptions, out: (line: string) => v
       r.lastSeen ?? '-',
       r.certificateExpires ?? '-',
     ]);
-    const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-    for (const row of [header, ...table])
-      out(
-        row
-          .map((cell, i) => cell.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      );
+    printTable(header, table, out);
   });
 }
 

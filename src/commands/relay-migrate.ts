@@ -37,6 +37,8 @@ const LABELS: Record<keyof StoreDump, string> = {
   totpSteps: 'TOTP steps',
   secrets: 'secrets',
   signIns: 'sign-ins',
+  riskDetections: 'risk detections',
+  userRiskStates: 'user risk decisions',
   endedProviderSessions: 'ended provider sessions',
   sessions: 'sessions',
   idpArtifacts: 'provider artifacts',

@@ -17,6 +17,7 @@ import { type UserRecord, type UserRepo } from '../store/index.js';
 import { withStore } from './open-store.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
+import { printTable } from './table.js';
 
 type Out = (line: string) => void;
 
@@ -120,14 +121,7 @@ export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void>
       r.roles.join(',') || '-',
       r.totp ? 'yes' : 'no',
     ]);
-    const widths = header.map((h, i) => Math.max(h.length, ...table.map((row) => row[i]!.length)));
-    for (const row of [header, ...table])
-      out(
-        row
-          .map((cell, i) => cell.padEnd(widths[i]!))
-          .join('  ')
-          .trimEnd(),
-      );
+    printTable(header, table, out);
   });
 }
 

@@ -174,7 +174,9 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
       'app name',
       ['all'],
     );
-    const co = obj(v, join(p, 'conditions'), o['conditions'], ['locations', 'platforms', 'signInRisk', 'time']) ?? {};
+    const co =
+      obj(v, join(p, 'conditions'), o['conditions'], ['locations', 'platforms', 'signInRisk', 'userRisk', 'time']) ??
+      {};
     const locs =
       co['locations'] === undefined
         ? undefined
@@ -197,17 +199,8 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
             `platform (${PLATFORMS.join(', ')})`,
             ['all'],
           );
-    let signInRisk: RiskLevel[] | undefined;
-    if (co['signInRisk'] !== undefined) {
-      signInRisk = strList(v, join(p, 'conditions.signInRisk'), co['signInRisk'], []) as RiskLevel[];
-      signInRisk.forEach(
-        (r, j) =>
-          !RISK_LEVELS.includes(r) &&
-          v.fail(join(join(p, 'conditions.signInRisk'), j), r, `one of ${RISK_LEVELS.join(', ')}`),
-      );
-      if (signInRisk.length === 0)
-        v.fail(join(p, 'conditions.signInRisk'), co['signInRisk'], 'at least one risk level');
-    }
+    const signInRisk = riskLevels(v, join(p, 'conditions.signInRisk'), co['signInRisk']);
+    const userRisk = riskLevels(v, join(p, 'conditions.userRisk'), co['userRisk']);
     const time = timeWindow(v, join(p, 'conditions.time'), co['time']);
     const g =
       obj(v, join(p, 'grant'), o['grant'], [
@@ -250,7 +243,29 @@ export function buildAccess(v: Validation, top: Record<string, unknown>, refs: A
           : bool(v, join(p, 'session.persistentBrowser'), se['persistentBrowser'], true),
     };
     if (name)
-      policies.push({ name, state, users, groups, apps, locations: locs, platforms, signInRisk, time, grant, session });
+      policies.push({
+        name,
+        state,
+        users,
+        groups,
+        apps,
+        locations: locs,
+        platforms,
+        signInRisk,
+        userRisk,
+        time,
+        grant,
+        session,
+      });
   });
   return { namedLocations, policies };
+}
+
+/** A risk condition (`signInRisk`, `userRisk`): a non-empty list of levels; undefined when not set. */
+function riskLevels(v: Validation, path: string, raw: unknown): RiskLevel[] | undefined {
+  if (raw === undefined) return undefined;
+  const levels = strList(v, path, raw, []) as RiskLevel[];
+  levels.forEach((r, j) => !RISK_LEVELS.includes(r) && v.fail(join(path, j), r, `one of ${RISK_LEVELS.join(', ')}`));
+  if (levels.length === 0) v.fail(path, raw, 'at least one risk level');
+  return levels;
 }

@@ -6,6 +6,8 @@ import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { buildAccess } from './access-config.js';
 import type { AccessConfig } from '../policy/model.js';
 import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.js';
+import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-config.js';
+import { buildExport, type ExportSinkConfig } from './export-config.js';
 import { ProxyctlError } from '../errors.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
@@ -148,6 +150,14 @@ export interface RelayConfig {
   };
   /** The admin listener (health and readiness, plain HTTP); undefined without `admin:` (or with `admin: false`). */
   readonly admin: { readonly host: string; readonly port: number } | undefined;
+  /** How long the sign-in log and risk detections (retentionMs) and the audit log (auditRetentionMs) are kept. */
+  readonly logs: { readonly retentionMs: number; readonly auditRetentionMs: number };
+  /** Risk detections: address lists, learning, travel, decay, attack thresholds. */
+  readonly risk: RiskConfig;
+  /** Location databases (city, network) for the sign-in log and risk. */
+  readonly geo: GeoConfig;
+  /** SIEM sinks the sign-in log, audit log and risk detections are exported to. */
+  readonly export: readonly ExportSinkConfig[];
 }
 
 const TOP = [
@@ -166,6 +176,10 @@ const TOP = [
   'store',
   'secrets',
   'admin',
+  'logs',
+  'risk',
+  'geo',
+  'export',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -353,6 +367,21 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     store: buildStore(v, top['store'], baseDir),
     secrets: { masterKeyFile: masterKeyFile === undefined ? undefined : path.resolve(baseDir, masterKeyFile) },
     admin,
+    logs: buildLogs(v, top['logs']),
+    risk: buildRisk(v, top['risk'], baseDir),
+    geo: buildGeo(v, top['geo'], baseDir),
+    export: buildExport(v, top['export'], baseDir),
+  };
+}
+
+const HOUR = 3_600_000;
+
+/** `logs: { retention, auditRetention }`: pruned in the background by every relay. */
+function buildLogs(v: Validation, raw: unknown): RelayConfig['logs'] {
+  const o = obj(v, 'logs', raw ?? {}, ['retention', 'auditRetention']) ?? {};
+  return {
+    retentionMs: duration(v, 'logs.retention', o['retention'], '30d', HOUR),
+    auditRetentionMs: duration(v, 'logs.auditRetention', o['auditRetention'], '365d', HOUR),
   };
 }
 

@@ -104,6 +104,21 @@ export interface EmbeddedIdpOptions {
    * trusted proxies): throttling counts it, never a proxy's address.
    */
   clientAddress: (req: IncomingMessage) => string;
+  /** Told of every refused attempt (the sign-in log, password-spray and brute-force detection). */
+  attempt?: (a: ProviderAttempt) => void;
+}
+
+/** A refused attempt at the embedded provider's sign-in pages. */
+export interface ProviderAttempt {
+  req: IncomingMessage;
+  /** As typed (lower-cased); `known` says whether such a user exists. */
+  username: string;
+  known: boolean;
+  ip: string;
+  step: 'password' | 'totp';
+  reason: 'wrong password' | 'unknown user' | 'bad second factor' | 'replayed second factor' | 'throttled';
+  /** The password tried (password step): the relay keeps only a keyed fingerprint of it, in memory. */
+  password?: string;
 }
 
 /** An authorization request parameter as oidc-provider holds it: a string, or nothing. */
@@ -443,6 +458,7 @@ export class EmbeddedIdp {
       // Checked before the user is looked up: the answer is the same whether or not the user exists.
       const gate = await this.throttle.check(username, client);
       if (!gate.allowed) {
+        this.options.attempt?.({ req, username, known: false, ip: client, step: 'password', reason: 'throttled' });
         this.refuseThrottled(
           res,
           gate,
@@ -460,6 +476,15 @@ export class EmbeddedIdp {
       );
       if (!user || !ok) {
         await this.throttle.failure(username, client);
+        this.options.attempt?.({
+          req,
+          username,
+          known: !!user,
+          ip: client,
+          step: 'password',
+          reason: user ? 'wrong password' : 'unknown user',
+          password: form.get('password') ?? '',
+        });
         this.options.log.info({ username, client }, 'embedded sign-in failed: bad credentials');
         send(
           res,
@@ -500,6 +525,14 @@ export class EmbeddedIdp {
       }
       const gate = await this.throttle.check(pending.username, client);
       if (!gate.allowed) {
+        this.options.attempt?.({
+          req,
+          username: pending.username,
+          known: true,
+          ip: client,
+          step: 'totp',
+          reason: 'throttled',
+        });
         this.refuseThrottled(
           res,
           gate,
@@ -517,6 +550,14 @@ export class EmbeddedIdp {
       // The store decides atomically, so two relays or two tabs cannot both use one code.
       if (!user || codeStep === undefined || !(await this.options.users.acceptTotpStep(user.username, codeStep))) {
         await this.throttle.failure(pending.username, client);
+        this.options.attempt?.({
+          req,
+          username: pending.username,
+          known: !!user,
+          ip: client,
+          step: 'totp',
+          reason: codeStep !== undefined ? 'replayed second factor' : 'bad second factor',
+        });
         this.options.log.info(
           { username: pending.username, client, replay: codeStep !== undefined },
           'embedded sign-in failed: bad second factor',

@@ -99,6 +99,8 @@ function applies(p: Policy, cfg: AccessConfig, ctx: SignInContext): { applies: b
   }
   if (p.signInRisk && !p.signInRisk.includes(ctx.risk))
     return { applies: false, why: `sign-in risk ${ctx.risk} not in ${p.signInRisk.join(', ')}` };
+  if (p.userRisk && !p.userRisk.includes(ctx.userRisk))
+    return { applies: false, why: `user risk ${ctx.userRisk} not in ${p.userRisk.join(', ')}` };
   if (p.time && !inWindow(p.time, ctx.time)) return { applies: false, why: `time outside ${p.time.text}` };
   return { applies: true, why: 'assigned, all conditions match' };
 }

@@ -43,6 +43,8 @@ export interface Policy {
   readonly locations: IncludeExclude<string> | undefined;
   readonly platforms: IncludeExclude<Platform> | undefined;
   readonly signInRisk: readonly RiskLevel[] | undefined;
+  /** The user's aggregated risk (detections over time, until an administrator dismisses them). */
+  readonly userRisk: readonly RiskLevel[] | undefined;
   readonly time: TimeWindow | undefined;
   readonly grant: {
     readonly block: boolean;
@@ -71,7 +73,10 @@ export interface SignInContext {
   readonly platform: Platform;
   readonly amr: readonly string[];
   readonly acr: string | undefined;
+  /** Sign-in risk: this attempt's detections. */
   readonly risk: RiskLevel;
+  /** User risk: the user's detections over time. */
+  readonly userRisk: RiskLevel;
   readonly time: Date;
   readonly deviceCertificate: boolean;
 }

@@ -17,7 +17,7 @@ import { groupConfigVersion } from './connectors/connector-config.js';
 import { ensureServerCertificate, type ServerCertificate } from './edge/server-cert.js';
 import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
-import { createRequestPath } from './edge/request-path.js';
+import { createRequestPath, traceIdOf } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
@@ -43,9 +43,14 @@ import { createAdminServer, type AdminServer, type Checks } from './admin/admin-
 import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
-import type { Clock } from '../clock.js';
+import { systemClock, type Clock } from '../clock.js';
+import { configChanges } from './config-audit.js';
+import { LogRetention } from './retention.js';
+import { RiskServices } from './auth/risk.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
 import { RelayMetrics, notAfterOf, type CertificateExpiry } from './admin/metrics.js';
+// SIEM export lifecycle (start with the relay, close after requests drained).
+import { Exporter } from '../export/exporter.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -81,11 +86,16 @@ export class Relay {
   private unwatch: (() => void) | undefined;
   private admin: AdminServer | undefined;
   private closing: Promise<void> | undefined;
+  /** The SIEM export (`export:`); undefined without sinks. The request path only calls publish/notify. */
+  private exporter: Exporter | undefined;
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
   /** Prometheus metrics, served on the admin listener's /metrics. */
   readonly metrics: RelayMetrics;
+  private readonly retention: LogRetention;
+  /** Location, address lists, detections and users' risk (risk:, geo:). */
+  readonly risk: RiskServices;
 
   private constructor(
     config: RelayConfig,
@@ -108,6 +118,7 @@ export class Relay {
       channels: () => this.channels.all(),
       queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
       certificates: () => this.certificatesForMetrics(),
+      exportSinks: () => this.exporter?.stats() ?? [],
     });
     this.channels = new ChannelRegistry(
       options.log,
@@ -126,13 +137,41 @@ export class Relay {
       },
       options.clock,
     );
+    this.retention = new LogRetention({
+      store,
+      log: options.log,
+      clock: options.clock ?? systemClock,
+      retention: () => this.state.config.logs,
+    });
     this.queue = new RequestQueue(this.channels, options.log, options.clock);
     this.dataPlane = new DataPlane(this.queue, options.log);
     this.assertions = new AssertionSigner(() => this.ring);
     const now = () => this.now();
     const common = { store: this.store, ring: () => this.ring, log: options.log, now };
-    this.signIns = new SignInLog(common);
-    this.authentication = new Authentication(common);
+    this.risk = new RiskServices(config.risk, config.geo, {
+      store,
+      log: options.log,
+      clock: options.clock ?? { ...systemClock, now },
+    });
+    this.signIns = new SignInLog({
+      ...common,
+      risk: this.risk,
+      embedded: () => !this.state.config.identity.issuer,
+      traceOf: traceIdOf,
+      // The SIEM export hears of each row at once (it polls the store besides); metrics count it.
+      recorded: (record) => {
+        this.exporter?.notify();
+        this.metrics.signInRecorded(record);
+      },
+      detected: (type, level) => {
+        this.exporter?.notify();
+        this.metrics.detection(type, level);
+      },
+    });
+    this.authentication = new Authentication({
+      ...common,
+      revokedSession: (req, app, subject, sid) => this.signIns.revokedSession(req, app, subject, sid),
+    });
     this.signIn = new SignIn({ ...common, signIns: this.signIns });
     this.relayOwned = new RelayOwned({
       ...common,
@@ -234,6 +273,7 @@ export class Relay {
           log: this.options.log,
           throttle: this.loginThrottle,
           clientAddress,
+          attempt: (a) => this.signIns.providerAttempt(a),
           ...(this.state.config.store
             ? { loadSecrets: () => loadSharedIdpSecrets(this.store, this.options.masterKey) }
             : {}),
@@ -299,6 +339,7 @@ export class Relay {
 
   async start(): Promise<void> {
     const cfg = this.state.config;
+    await this.risk.start();
     const hosts = [cfg.connectorApi.url.hostname.replace(/^\[|\]$/g, ''), 'localhost', '127.0.0.1', '::1'];
     const tls = await ensureServerCertificate(cfg.dataDir, this.ca, 'connector-api', hosts);
     this.connectorApi = createConnectorApi(
@@ -321,6 +362,8 @@ export class Relay {
       },
       tls,
     );
+    // Before users arrive: a new sink's starting cursor must come before the first event it exports.
+    await this.startExport(cfg);
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
@@ -331,6 +374,7 @@ export class Relay {
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     await this.registry.start();
     this.unwatch = this.store.onChange((topics) => this.storeChanged(topics), this.options.storeWatchMs ?? 500);
+    this.retention.start();
     this.options.log.info(
       { listen: this.connectorApiAddress(), url: this.withBoundUrl(cfg).connectorApi.url.href, data_dir: cfg.dataDir },
       'connector API listening',
@@ -487,6 +531,9 @@ export class Relay {
     // A replica joined or left: re-read the set now rather than at the next heartbeat ('all' —
     // SQLite's only signal, moved by every other replica's heartbeat — waits for the heartbeat).
     if (topics !== 'all' && topics.has('replicas')) void this.registry.beat();
+    // A detection or an administrator's decision here or on another replica: users' risk is read again.
+    if (has('risk')) this.risk.forgetUserRisks();
+    this.exporter?.notify();
     // Keys rotated elsewhere take effect without a restart.
     if (has('keys'))
       this.reloadKeys().catch((err: unknown) =>
@@ -553,6 +600,7 @@ export class Relay {
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
       restartNeeded.push('public.listen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
+    if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
     for (const k of [
       'headersTimeoutMs',
       'idleTimeoutMs',
@@ -563,6 +611,7 @@ export class Relay {
       if (next.limits[k] !== prev.limits[k]) restartNeeded.push(`limits.${k.replace(/Ms$/, '')}`);
     }
     if (!!next.identity.issuer !== !!prev.identity.issuer) restartNeeded.push('identity.issuer');
+    restartNeeded.push(...(await this.risk.reconfigure(next.risk, next.geo)));
     const built = await this.buildState(next, prevState);
     // The certificate for connections without SNI follows the host list (open connections keep theirs).
     if (built.tls && built.tls.issued !== prevState.tls?.issued) {
@@ -578,6 +627,7 @@ export class Relay {
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
+    this.auditReload(prev, next);
     return { restartNeeded };
   }
 
@@ -602,6 +652,23 @@ export class Relay {
       issued: cert.issued,
       store: new TlsStore(cert.issued, cfg.apps, deviceCa(cfg).ca),
     };
+  }
+
+  /** Every setting a reload changed, before and after (secrets redacted), as one audit entry. */
+  private auditReload(prev: RelayConfig, next: RelayConfig): void {
+    const changes = configChanges(prev, next);
+    if (changes.length === 0) return;
+    this.store.audit
+      .record({
+        at: this.now(),
+        actor: 'config-file',
+        action: 'config.reload',
+        connectorId: null,
+        details: { file: next.file ?? null, replica: this.replicaId, changes },
+      })
+      .catch((err: unknown) =>
+        this.options.log.error({ err: (err as Error).message }, 'cannot audit the configuration reload'),
+      );
   }
 
   private announceConfigChange(prev: RelayConfig): void {
@@ -639,6 +706,26 @@ export class Relay {
     this.options.log.info({ replicas: replicas.length, channels_told: open.length }, 'replica set announced');
   }
 
+  // --- SIEM export lifecycle ---------------------------------------------------------
+
+  private async startExport(cfg: RelayConfig): Promise<void> {
+    const sinks = cfg.export;
+    if (sinks.length === 0) return;
+    this.exporter = new Exporter({
+      store: this.store,
+      sinks,
+      log: this.options.log,
+      ...(this.options.clock ? { clock: this.options.clock } : {}),
+      owner: this.registry.id,
+    });
+    await this.exporter.start();
+  }
+
+  /** The running export (publish/notify after a store write, stats for metrics); undefined without sinks. */
+  get export(): Exporter | undefined {
+    return this.exporter;
+  }
+
   /** Idempotent; safe after a partial start. Tells connectors to reconnect elsewhere. */
   close(): Promise<void> {
     this.closing ??= this.doClose();
@@ -647,6 +734,7 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     this.unwatch?.();
+    await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();
     // Not ready from here on: load balancers stop sending new users while requests drain.
@@ -677,6 +765,9 @@ export class Relay {
     await this.loopbackAgent?.close().catch(() => undefined);
     await admin?.close();
     await this.shared?.close();
+    this.risk.close();
+    // What the export holds in hand goes out (bounded), then its leases are released.
+    await this.exporter?.close();
     await this.store.close();
   }
 }

@@ -331,6 +331,12 @@ export interface RiskRepo {
   dismiss(subject: string, actor: string, now: number): Promise<void>;
   /** The user is compromised: high until dismissed; audited as `risk.confirm`. */
   confirm(subject: string, actor: string, now: number): Promise<void>;
+  /**
+   * Marks the user's detections on sign-ins since `since` from address `ip` as remediated (`details.remediated`
+   * = `how`): the user proved it was them (multi-factor step-up), so they stop counting
+   * toward the user's risk. Returns how many.
+   */
+  remediate(subject: string, since: number, ip: string, how: string): Promise<number>;
   /** Deletes detections older than `before`. Returns how many. */
   prune(before: number): Promise<number>;
 }

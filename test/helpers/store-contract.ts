@@ -3,6 +3,7 @@
 import type { Test } from 'tap';
 import type { Store, StoreDump, StoreTopic } from '../../src/store/index.js';
 import { waitFor } from './wait.js';
+import { signInRecord } from './sign-ins.js';
 
 /**
  * Makes fresh, empty backing data for one test (cleaned up by the test's teardown) and
@@ -393,19 +394,19 @@ export function storeContract(t: Test, newStore: NewStore): void {
 
   t.test('sign-in log: recorded in order, paged by id', async (t) => {
     const s = await opened(t, newStore(t));
-    const entry = (n: number) => ({
-      at: n,
-      requestId: `r-${n}`,
-      app: 'wiki',
-      subject: n % 2 ? 'alice' : null,
-      ip: '192.0.2.1',
-      country: 'NL',
-      userAgent: 'ua',
-      result: n % 2 ? ('success' as const) : ('failure' as const),
-      reason: n % 2 ? null : 'denied',
-      policies: [{ name: 'p', result: 'allow' }],
-      risk: null,
-    });
+    const entry = (n: number) =>
+      signInRecord({
+        at: n,
+        requestId: `r-${n}`,
+        app: 'wiki',
+        subject: n % 2 ? 'alice' : null,
+        ip: '192.0.2.1',
+        country: 'NL',
+        userAgent: 'ua',
+        result: n % 2 ? ('success' as const) : ('failure' as const),
+        reason: n % 2 ? null : 'denied',
+        policies: [{ name: 'p', result: 'allow' }],
+      });
     for (let n = 1; n <= 5; n++) await s.signIns.record(entry(n));
     await s.signIns.record({ ...entry(6), userAgent: 'x'.repeat(2_000) });
     const all = await s.signIns.list();
@@ -427,6 +428,293 @@ export function storeContract(t: Test, newStore: NewStore): void {
       'the next page starts after the last id',
     );
     t.same(await s.signIns.list(10, all[5]!.id), [], 'nothing after the last');
+  });
+
+  t.test('sign-in log: filters, paging both ways, one by id, a user history, prune', async (t) => {
+    const s = await opened(t, newStore(t));
+    const rows: [number, string | null, string, 'success' | 'failure' | 'stepUp', 'none' | 'low' | 'high'][] = [
+      [100, 'alice', 'wiki', 'success', 'none'],
+      [200, 'bob', 'wiki', 'failure', 'high'],
+      [300, 'alice', 'mail', 'stepUp', 'low'],
+      [400, 'alice', 'wiki', 'success', 'low'],
+      [500, null, 'mail', 'failure', 'none'],
+      [600, 'alice', 'mail', 'success', 'none'],
+    ];
+    const ids: number[] = [];
+    for (const [at, subject, app, result, risk] of rows)
+      ids.push(
+        await s.signIns.record(signInRecord({ at, subject, app, result, risk, kind: 'bearer', methods: ['pwd'] })),
+      );
+    t.same(
+      ids,
+      [...ids].sort((a, b) => a - b),
+      'ids grow',
+    );
+    const ats = async (q: Parameters<Store['signIns']['query']>[0]) => (await s.signIns.query(q)).map((e) => e.at);
+    t.same(await ats({ subject: 'alice' }), [100, 300, 400, 600]);
+    t.same(await ats({ subject: 'alice', app: 'wiki' }), [100, 400]);
+    t.same(await ats({ result: 'failure' }), [200, 500]);
+    t.same(await ats({ risk: 'low' }), [300, 400]);
+    t.same(await ats({ since: 200, until: 400 }), [200, 300, 400], 'since and until are inclusive');
+    t.same(await ats({ order: 'desc', limit: 2 }), [600, 500], 'newest first');
+    t.same(await ats({ order: 'desc', beforeId: ids[4]!, limit: 2 }), [400, 300], 'the next page back');
+    t.same(await ats({ afterId: ids[3]! }), [500, 600]);
+    t.same(await ats({ subject: "alice' OR '1'='1" }), [], 'a filter value is a value, never SQL');
+    t.same(await ats({ limit: 0 }), [100], 'at least one row per page');
+    const one = await s.signIns.get(ids[1]!);
+    t.match(one, { id: ids[1], at: 200, subject: 'bob', kind: 'bearer', methods: ['pwd'], risk: 'high' });
+    t.equal(await s.signIns.get(999_999), undefined);
+    t.same(
+      (await s.signIns.history('alice', 150, 10)).map((e) => e.at),
+      [600, 400],
+      "a user's successes since a time, newest first",
+    );
+    t.same(
+      (await s.signIns.history('alice', 0, 1)).map((e) => e.at),
+      [600],
+      'bounded',
+    );
+    t.equal(await s.signIns.prune(300), 2, 'rows older than the cut are deleted');
+    t.same(await ats({}), [300, 400, 500, 600]);
+  });
+
+  t.test('sign-in log: every field round-trips; detections become risk rows', async (t) => {
+    const s = await opened(t, newStore(t));
+    const full = signInRecord({
+      at: 1_000,
+      requestId: 'req-1',
+      traceId: '4bf92f3577b34da6a3ce929d0e0e4736',
+      kind: 'interactive',
+      app: 'wiki',
+      subject: 'carol',
+      ip: '2001:db8::7',
+      country: 'FR',
+      city: 'Paris',
+      latitude: 48.85,
+      longitude: 2.35,
+      asn: 3215,
+      network: 'Orange',
+      userAgent: 'Mozilla/5.0 "quoted" \u00e9',
+      browser: 'Firefox 128',
+      os: 'Linux',
+      clientType: 'browser',
+      methods: ['pwd', 'otp'],
+      result: 'success',
+      reason: null,
+      policies: [{ name: 'mfa', outcome: 'granted' }],
+      risk: 'medium',
+      detections: [
+        { type: 'unfamiliarProperties', level: 'low', detail: 'new country FR' },
+        { type: 'atypicalTravel', level: 'medium', detail: '950 km in 20 min' },
+      ],
+    });
+    const id = await s.signIns.record(full);
+    t.same(await s.signIns.get(id), { ...full, id });
+    const found = await s.risk.detections({ subject: 'carol' });
+    t.match(found, [
+      {
+        type: 'unfamiliarProperties',
+        level: 'low',
+        signInId: id,
+        ip: '2001:db8::7',
+        app: 'wiki',
+        requestId: 'req-1',
+        at: 1_000,
+      },
+      { type: 'atypicalTravel', level: 'medium', signInId: id, details: { detail: '950 km in 20 min' } },
+    ]);
+    const alone = await s.risk.addDetection({
+      at: 2_000,
+      subject: null,
+      ip: '203.0.113.5',
+      app: null,
+      type: 'passwordSpray',
+      level: 'high',
+      signInId: null,
+      requestId: null,
+      details: { accounts: 25 },
+    });
+    t.match(await s.risk.detections({ type: 'passwordSpray' }), [
+      { id: alone, subject: null, details: { accounts: 25 } },
+    ]);
+    t.same(
+      (await s.risk.detections({ since: 1_500 })).map((d) => d.type),
+      ['passwordSpray'],
+    );
+    t.same(
+      (await s.risk.detections({ order: 'desc', limit: 1 })).map((d) => d.id),
+      [alone],
+    );
+    t.equal(await s.risk.remediate('carol', 1_000, '2001:db8::8', 'mfa'), 0, 'only from the same address');
+    t.equal(await s.risk.remediate('carol', 1_001, '2001:db8::7', 'mfa'), 0, 'only since the given time');
+    t.equal(await s.risk.remediate('carol', 1_000, '2001:db8::7', 'mfa'), 2, "the user's detections on sign-ins");
+    t.match(await s.risk.detections({ subject: 'carol' }), [
+      { details: { remediated: 'mfa' } },
+      { details: { detail: '950 km in 20 min', remediated: 'mfa' } },
+    ]);
+    t.same((await s.risk.detections({ type: 'passwordSpray' }))[0]!.details, { accounts: 25 }, 'others untouched');
+    t.equal(await s.risk.prune(1_500), 2);
+    t.same(
+      (await s.risk.detections({})).map((d) => d.id),
+      [alone],
+    );
+  });
+
+  t.test('risk: dismiss and confirm a user, audited, reported to other connections', async (t) => {
+    const open = newStore(t);
+    const a = await opened(t, open);
+    const b = await opened(t, open);
+    const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
+    const stop = a.onChange((topics) => seen.push(topics), 10);
+    t.teardown(stop);
+    t.equal(await a.risk.userState('dave'), undefined);
+    await b.risk.confirm('dave', 'admin@example.com', 1_000);
+    t.same(await a.risk.userState('dave'), {
+      subject: 'dave',
+      dismissedAt: null,
+      confirmedAt: 1_000,
+      by: 'admin@example.com',
+    });
+    await b.risk.dismiss('dave', 'other-admin', 2_000);
+    t.same(
+      await a.risk.userState('dave'),
+      { subject: 'dave', dismissedAt: 2_000, confirmedAt: null, by: 'other-admin' },
+      'dismissing clears a confirmation',
+    );
+    await b.risk.confirm('dave', 'admin@example.com', 3_000);
+    t.match(
+      await a.risk.userState('dave'),
+      { dismissedAt: 2_000, confirmedAt: 3_000 },
+      'confirming keeps the last dismissal',
+    );
+    await b.risk.dismiss('erin', 'admin@example.com', 4_000);
+    t.same(
+      (await a.risk.states()).map((x) => x.subject),
+      ['dave', 'erin'],
+    );
+    t.match(await a.audit.query({ action: 'risk.', order: 'asc' }), [
+      { action: 'risk.confirm', actor: 'admin@example.com', details: { subject: 'dave' } },
+      { action: 'risk.dismiss', actor: 'other-admin' },
+      { action: 'risk.confirm' },
+      { action: 'risk.dismiss', details: { subject: 'erin' } },
+    ]);
+    const reported = () => seen.some((x) => x === 'all' || x.has('risk'));
+    await waitFor(reported, { timeoutMs: 3000, what: 'the risk change to be reported' }).catch(() => undefined);
+    t.ok(reported(), 'other connections hear of it');
+  });
+
+  t.test('audit: filters, an action prefix taken literally, record, prune', async (t) => {
+    const s = await opened(t, newStore(t));
+    const at = [10, 20, 30, 40];
+    const actions = ['config.reload', 'connector.revoke', 'config_x', 'configXreload'];
+    const ids: number[] = [];
+    for (let i = 0; i < 4; i++)
+      ids.push(
+        await s.audit.record({
+          at: at[i]!,
+          actor: i % 2 ? 'bob' : 'alice',
+          action: actions[i]!,
+          connectorId: null,
+          details: { i },
+        }),
+      );
+    const acts = async (q: Parameters<Store['audit']['query']>[0]) => (await s.audit.query(q)).map((e) => e.action);
+    t.same(await acts({ action: 'config.' }), ['config.reload'], "a prefix's dot and an underscore are not wildcards");
+    t.same(await acts({ action: 'config_x' }), ['config_x']);
+    t.same(await acts({ action: '%' }), []);
+    t.same(await acts({ action: 'config%.' }), [], 'a % in a prefix is literal');
+    t.same(await acts({ actor: 'bob' }), ['connector.revoke', 'configXreload']);
+    t.same(await acts({ since: 20, until: 30 }), ['connector.revoke', 'config_x']);
+    t.same(await acts({ order: 'desc', beforeId: ids[3]!, limit: 1 }), ['config_x']);
+    t.match(await s.audit.list(1), [{ id: ids[3], details: { i: 3 } }], 'list: newest first');
+    t.equal(await s.audit.prune(25), 2);
+    t.same(await acts({}), ['config_x', 'configXreload']);
+  });
+
+  t.test('event feed: three logs merged by time, stable ids, a cursor that never skips', async (t) => {
+    const s = await opened(t, newStore(t));
+    const t0 = 1_000_000;
+    t.same(await s.events.head(), { signIn: 0, audit: 0, riskDetection: 0 });
+    const si1 = await s.signIns.record(signInRecord({ at: t0 + 10, subject: 'a' }));
+    const au1 = await s.audit.record({
+      at: t0 + 20,
+      actor: 'x',
+      action: 'config.reload',
+      connectorId: null,
+      details: {},
+    });
+    const si2 = await s.signIns.record(
+      signInRecord({ at: t0 + 30, subject: 'b', risk: 'high', detections: [{ type: 'maliciousIp', level: 'high' }] }),
+    );
+    const [det] = await s.risk.detections({});
+    const zero = { signIn: 0, audit: 0, riskDetection: 0 };
+    const all = await s.events.read(zero, 100, t0 + 60_000);
+    t.same(
+      all.events.map((e) => e.id),
+      [`signin-${si1}`, `audit-${au1}`, `signin-${si2}`, `risk-${det!.id}`],
+      'merged by time; a detection at the same time as its sign-in after it',
+    );
+    t.match(all.events[2], { kind: 'signIn', at: t0 + 30, data: { subject: 'b', risk: 'high' } });
+    t.same(all.cursor, { signIn: si2, audit: au1, riskDetection: det!.id });
+    t.same(await s.events.head(), all.cursor, 'head is where a full read ends');
+    const page1 = await s.events.read(zero, 2, t0 + 60_000);
+    t.same(
+      page1.events.map((e) => e.id),
+      [`signin-${si1}`, `audit-${au1}`],
+    );
+    const page2 = await s.events.read(page1.cursor, 2, t0 + 60_000);
+    t.same(
+      page2.events.map((e) => e.id),
+      [`signin-${si2}`, `risk-${det!.id}`],
+      'the next page continues',
+    );
+    t.same((await s.events.read(page2.cursor, 10, t0 + 60_000)).events, [], 'nothing past the end');
+
+    // A gap in the ids: the row that would fill it might still commit (PostgreSQL, concurrent writers).
+    const old = await s.signIns.record(signInRecord({ at: t0 - 10_000, subject: 'gone' }));
+    const young = await s.signIns.record(signInRecord({ at: t0 + 100_000, subject: 'c' }));
+    t.equal(await s.signIns.prune(t0), 1, 'one row pruned, leaving a gap');
+    const held = await s.events.read(page2.cursor, 10, t0 + 100_000 + 1_000);
+    t.same(held.events, [], 'a row past a young gap is held back');
+    t.same(held.cursor, page2.cursor, 'and the cursor does not move');
+    const later = await s.events.read(page2.cursor, 10, t0 + 100_000 + 10_000);
+    t.same(
+      later.events.map((e) => e.id),
+      [`signin-${young}`],
+      'an old gap is taken for a row that will never come',
+    );
+    t.ok(old < young);
+  });
+
+  t.test('export cursors: one lease holder per sink, saves only by the holder, release', async (t) => {
+    const open = newStore(t);
+    const a = await opened(t, open);
+    const b = await opened(t, open);
+    const c1 = { signIn: 5, audit: 2, riskDetection: 0 };
+    t.equal(await a.exportCursors.load('syslog:tls://siem:6514'), undefined);
+    t.ok(await a.exportCursors.claim('syslog:tls://siem:6514', 'replica-a', 10_000, 1_000), 'a free sink is taken');
+    t.notOk(
+      await b.exportCursors.claim('syslog:tls://siem:6514', 'replica-b', 11_000, 2_000),
+      'a held lease is refused',
+    );
+    t.equal(await a.exportCursors.load('syslog:tls://siem:6514'), undefined, 'no cursor until one is saved');
+    t.ok(await a.exportCursors.save('syslog:tls://siem:6514', c1, 'replica-a'));
+    t.notOk(await b.exportCursors.save('syslog:tls://siem:6514', { ...c1, signIn: 99 }, 'replica-b'), 'not the holder');
+    t.same(await b.exportCursors.load('syslog:tls://siem:6514'), c1);
+    t.ok(await a.exportCursors.claim('syslog:tls://siem:6514', 'replica-a', 20_000, 9_000), 'the holder renews');
+    t.notOk(await b.exportCursors.claim('syslog:tls://siem:6514', 'replica-b', 21_000, 15_000));
+    t.ok(
+      await b.exportCursors.claim('syslog:tls://siem:6514', 'replica-b', 31_000, 20_001),
+      'an expired lease is taken over',
+    );
+    t.notOk(await a.exportCursors.save('syslog:tls://siem:6514', c1, 'replica-a'), 'the old holder can no longer save');
+    t.same(await a.exportCursors.load('syslog:tls://siem:6514'), c1, 'the cursor survives the takeover');
+    await b.exportCursors.release('syslog:tls://siem:6514', 'replica-b');
+    t.ok(
+      await a.exportCursors.claim('syslog:tls://siem:6514', 'replica-a', 40_000, 21_000),
+      'a released lease is free at once',
+    );
+    t.ok(await a.exportCursors.claim('webhook:https://hook/', 'replica-a', 40_000, 21_000), 'sinks are independent');
   });
 
   t.test('identity-provider artifacts: find, consume, expiry, grants', async (t) => {
@@ -535,6 +823,8 @@ export function storeContract(t: Test, newStore: NewStore): void {
       totpSteps: 1,
       secrets: 2,
       signIns: 3,
+      riskDetections: 2,
+      userRiskStates: 1,
       endedProviderSessions: 2,
       sessions: 2,
       idpArtifacts: 2,
@@ -650,6 +940,8 @@ export function storeContract(t: Test, newStore: NewStore): void {
         totpSteps: 0,
         secrets: 0,
         signIns: 0,
+        riskDetections: 0,
+        userRiskStates: 0,
         endedProviderSessions: 0,
         sessions: 0,
         idpArtifacts: 0,
@@ -689,19 +981,42 @@ async function fill(s: Store, now: number): Promise<void> {
   await s.secrets.putIfAbsent('relay-ca', 'ca-value');
   await s.secrets.put('idp-keys', 'idp-value', 'test');
   for (const n of [1, 2, 3])
-    await s.signIns.record({
-      at: now - n,
-      requestId: `r-${n}`,
-      app: 'wiki',
-      subject: n === 2 ? null : 'bob',
-      ip: '192.0.2.1',
-      country: n === 3 ? null : 'NL',
-      userAgent: 'ua',
-      result: n === 2 ? 'failure' : 'success',
-      reason: n === 2 ? 'denied' : null,
-      policies: [{ name: 'p', result: 'allow', n }],
-      risk: n === 1 ? 'low' : null,
-    });
+    await s.signIns.record(
+      signInRecord({
+        at: now - n,
+        requestId: `r-${n}`,
+        app: 'wiki',
+        subject: n === 2 ? null : 'bob',
+        ip: '192.0.2.1',
+        country: n === 3 ? null : 'NL',
+        userAgent: 'ua',
+        result: n === 2 ? 'failure' : 'success',
+        reason: n === 2 ? 'denied' : null,
+        policies: [{ name: 'p', result: 'allow', n }],
+        risk: n === 1 ? 'low' : 'none',
+        detections: n === 1 ? [{ type: 'unfamiliarProperties', level: 'low', detail: 'new country' }] : [],
+        city: n === 1 ? 'Amsterdam' : null,
+        latitude: n === 1 ? 52.37 : null,
+        longitude: n === 1 ? 4.89 : null,
+        asn: n === 1 ? 1136 : null,
+        network: n === 1 ? 'KPN' : null,
+        methods: n === 1 ? ['pwd', 'otp'] : [],
+        traceId: n === 1 ? '4bf92f3577b34da6a3ce929d0e0e4736' : null,
+        kind: n === 3 ? 'bearer' : 'interactive',
+      }),
+    );
+  await s.risk.addDetection({
+    at: now - 4,
+    subject: null,
+    ip: '203.0.113.9',
+    app: null,
+    type: 'passwordSpray',
+    level: 'high',
+    signInId: null,
+    requestId: null,
+    details: { accounts: 20 },
+  });
+  await s.risk.confirm('bob', 'admin', now - 3);
   await s.sessions.endProviderSession('p-1', now, now + HOUR);
   await s.sessions.endProviderSession('p-old', 0, 10);
   const session = { app: 'wiki', subject: 'bob', createdAt: now - HOUR, clientIp: '192.0.2.1' };

@@ -6,6 +6,7 @@
 import { X509Certificate } from 'node:crypto';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BoundedLabel, CellCounter, CellHistogram, CounterCell, HistogramCell } from '../../metric-cells.js';
+import type { SignInRecord } from '../../store/types.js';
 
 /** What an export sink reports about itself (the exporter's own counters, read at scrape time). */
 export interface ExportSinkStats {
@@ -58,7 +59,7 @@ export class AppCells {
 }
 
 /** Sign-in methods as labels: the amr values the relay sees, and how a token was presented. */
-const METHODS: ReadonlySet<string> = new Set(['password', 'totp', 'mfa', 'otp', 'pwd', 'bearer', 'session', 'sso']);
+const METHODS: ReadonlySet<string> = new Set(['password', 'totp', 'mfa', 'bearer', 'session', 'sso', 'none']);
 const RESULTS: ReadonlySet<string> = new Set(['success', 'failure', 'stepUp']);
 const LEVELS: ReadonlySet<string> = new Set(['none', 'low', 'medium', 'high']);
 
@@ -228,7 +229,7 @@ export class RelayMetrics {
     this.app(app).queueWait.observe(seconds);
   }
 
-  /** One sign-in attempt. `method`: password, totp, mfa, bearer, session…; others count as `other`. */
+  /** One sign-in attempt. `method`: password, totp, mfa, bearer, session, sso, none; others count as `other`. */
   signIn(result: 'success' | 'failure' | 'stepUp', method: string): void {
     this.signIns.inc({
       result: RESULTS.has(result) ? result : 'other',
@@ -236,8 +237,31 @@ export class RelayMetrics {
     });
   }
 
+  /**
+   * A sign-in row as the log wrote it: counted by result and by its strongest method (a bearer
+   * token; else the amr values: otp/totp, mfa, pwd; none for a failure before any), and each
+   * detection it carries.
+   */
+  signInRecorded(record: Pick<SignInRecord, 'kind' | 'methods' | 'result' | 'detections'>): void {
+    const amr = record.methods;
+    const method =
+      record.kind === 'bearer'
+        ? 'bearer'
+        : amr.includes('otp') || amr.includes('totp')
+          ? 'totp'
+          : amr.includes('mfa')
+            ? 'mfa'
+            : amr.includes('pwd')
+              ? 'password'
+              : amr.length === 0
+                ? 'none'
+                : 'other';
+    this.signIn(record.result, method);
+    for (const d of record.detections) this.detection(d.type, d.level);
+  }
+
   /** One risk detection (types: the detectors' names; at most 32 distinct, later ones count as `other`). */
-  detection(type: string, level: 'none' | 'low' | 'medium' | 'high'): void {
+  detection(type: string, level: string): void {
     this.detections.inc({ type: this.detectionTypes.of(type), level: LEVELS.has(level) ? level : 'other' });
   }
 

@@ -39,6 +39,8 @@ export interface AuthenticateDeps {
   ring: () => KeyRing;
   log: Logger;
   now: () => number;
+  /** A valid cookie of a session signed out of or revoked was presented (a risk detection). */
+  revokedSession?: (req: IncomingMessage, app: AppConfig, subject: string, sid: string) => void;
 }
 
 export class Authentication {
@@ -70,6 +72,7 @@ export class Authentication {
     }
     if (!(await this.deps.store.sessions.isActive(result.session.sid, now))) {
       this.deps.log.info({ app: app.name, sid: result.session.sid }, 'session revoked or unknown');
+      this.deps.revokedSession?.(req, app, result.session.sub, result.session.sid);
       return undefined;
     }
     return result.session;

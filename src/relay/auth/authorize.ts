@@ -14,7 +14,7 @@ import type { Logger } from '../../log.js';
 import { isAssigned } from '../../policy/assignment.js';
 import { countryOf, platformOf } from '../../policy/context.js';
 import { evaluate } from '../../policy/evaluate.js';
-import type { AccessConfig, Decision, SignInContext } from '../../policy/model.js';
+import type { AccessConfig, Decision, RiskLevel, SignInContext } from '../../policy/model.js';
 import { clientAddress } from '../edge/client-address.js';
 import type { Authenticated } from './authenticate.js';
 import type { Identity } from './session.js';
@@ -89,11 +89,17 @@ export class Authorizer {
     app: AppConfig,
     who: Authenticated,
     requestId: string,
-    c: Omit<ContextParts, 'who'>,
+    c: Omit<ContextParts, 'who' | 'risk' | 'userRisk'>,
   ): { verdict: Verdict; maxAgeMs: number } {
-    const { assigned, decision } = this.evaluate(app, { ...c, who: who.identity });
-    const maxAgeMs = Math.min(app.sessionLifetimeMs, decision?.session.signInFrequencyMs ?? Infinity);
     const bearer = who.via === 'bearer';
+    // A session keeps its sign-in's risk; a token's first use under this configuration is assessed now.
+    const assessed = bearer ? this.deps.signIns.assessNow(req, who.identity.sub, true) : undefined;
+    const risk = {
+      risk: assessed?.risk ?? who.session?.risk ?? 'none',
+      userRisk: assessed?.userRisk ?? this.deps.signIns.userRiskNow(who.identity.sub),
+    };
+    const { assigned, decision } = this.evaluate(app, { ...c, who: who.identity, ...risk });
+    const maxAgeMs = Math.min(app.sessionLifetimeMs, decision?.session.signInFrequencyMs ?? Infinity);
     const verdict: Verdict = !assigned
       ? { result: 'deny', error: notAssigned(app, who.identity) }
       : decision!.result === 'allow'
@@ -107,7 +113,7 @@ export class Authorizer {
     if (bearer) {
       // A token's first use under this configuration (and address, and minute) is a sign-in.
       const ok = verdict.result === 'allow';
-      this.deps.signIns.record(
+      this.deps.signIns.recordBearer(
         req,
         app,
         who.identity,
@@ -115,6 +121,7 @@ export class Authorizer {
         ok ? 'success' : 'failure',
         ok ? 'bearer token' : assigned ? `policy ${decision!.decidedBy}` : 'not assigned to the app',
         decision,
+        assessed!,
       );
     } else if (verdict.result !== 'allow') {
       this.deps.log.info(
@@ -139,9 +146,11 @@ export class Authorizer {
     req: IncomingMessage,
     app: AppConfig,
     who: Identity,
+    risk: { risk: RiskLevel; userRisk: RiskLevel },
   ): { assigned: boolean; decision: Decision | undefined } {
     return this.evaluate(app, {
       who,
+      ...risk,
       ip: clientAddress(req),
       platform: platformOf(req.headers['user-agent']),
       device: this.devices && hasDeviceCertificate(req),
@@ -162,7 +171,8 @@ export class Authorizer {
       platform: c.platform,
       amr: c.who.amr,
       acr: c.who.acr,
-      risk: 'none',
+      risk: c.risk,
+      userRisk: c.userRisk,
       time: new Date(c.now),
       deviceCertificate: c.device,
     };
@@ -172,6 +182,8 @@ export class Authorizer {
 
 interface ContextParts {
   who: Identity;
+  risk: RiskLevel;
+  userRisk: RiskLevel;
   ip: string;
   platform: SignInContext['platform'];
   device: boolean;

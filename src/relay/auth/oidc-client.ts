@@ -150,9 +150,12 @@ function classify(err: unknown): ProxyctlError {
     code.startsWith('OAUTH_') ||
     code.startsWith('ERR_JW')
   ) {
+    // A nonce that is not this sign-in's: the ID token was replayed from another sign-in.
+    const claim = (err as { cause?: { claim?: unknown } }).cause?.claim;
     return new ProxyctlError('ERR_SIGNIN_TOKEN', `the ID token from the identity provider is not valid (${code})`, {
       status: 401,
       cause: err,
+      ...(claim === 'nonce' ? { details: { check: 'nonce' } } : {}),
     });
   }
   return new ProxyctlError('ERR_IDP_UNAVAILABLE', 'the identity provider could not complete the sign-in', {

@@ -99,7 +99,7 @@ export class RelayOwned {
         } catch (err) {
           // Policy and assignment refusals are logged with the identity; the rest here.
           if (isProxyctlError(err) && err.code !== 'ERR_POLICY_DENIED' && err.code !== 'ERR_NOT_ASSIGNED')
-            this.deps.signIns.failure(req, app, requestId, err.code);
+            this.deps.signIns.failure(req, app, requestId, err);
           throw err;
         }
         return true;

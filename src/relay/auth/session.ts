@@ -6,6 +6,7 @@
 import { EncryptJWT, decodeProtectedHeader, jwtDecrypt } from 'jose';
 import type { AppConfig } from '../../config/relay-config.js';
 import type { KeyRing } from '../../crypto/keyring.js';
+import type { RiskLevelName } from '../../store/index.js';
 
 export interface Identity {
   sub: string;
@@ -31,7 +32,11 @@ export interface Session extends Identity {
   ip: string | undefined;
   /** The provider's session id (ID token `sid`), when it sends one: sign-out ends its bearer tokens too. */
   providerSid: string | undefined;
+  /** The sign-in's risk: Conditional Access evaluates the session's requests with it. */
+  risk?: RiskLevelName;
 }
+
+const RISKS: readonly string[] = ['none', 'low', 'medium', 'high'];
 
 export const cookieName = (app: AppConfig): string => `__Host-proxyctl-${app.name}`;
 export const stateCookieName = (app: AppConfig): string => `__Host-proxyctl-${app.name}-signin`;
@@ -53,6 +58,7 @@ export async function sealSession(ring: KeyRing, s: Session): Promise<string> {
     ip: s.ip,
     auth_time: Math.floor(s.authTime / 1000),
     psid: s.providerSid,
+    risk: s.risk ?? 'none',
   })
     .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.kid })
     .setSubject(s.sub)
@@ -115,6 +121,8 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
       exp: payload.exp * 1000,
       authTime: payload['auth_time'] * 1000,
       providerSid: str(payload['psid']),
+      // A value other than a level (a cookie sealed before risk was kept) is no risk.
+      risk: RISKS.includes(str(payload['risk']) ?? '') ? (payload['risk'] as RiskLevelName) : 'none',
     },
   };
 }

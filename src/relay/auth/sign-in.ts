@@ -111,7 +111,7 @@ export class SignIn {
       throw new ProxyctlError(
         'ERR_SIGNIN_STATE',
         'This sign-in has expired or was already used. Start again from the application.',
-        { status: 400, details: { app: app.name } },
+        { status: 400, details: { app: app.name, reason: 'used-or-expired' } },
       );
     }
     const providerError = url.searchParams.get('error');
@@ -130,26 +130,22 @@ export class SignIn {
       codeVerifier: saved.verifier,
     });
     const identity = identityFromClaims(claims, view.config.identity, this.deps.now());
-    const { assigned, decision } = view.authorizer.evaluateFor(req, app, identity);
+    // Risk first: policies may ask for the sign-in's and the user's.
+    const assessment = await this.deps.signIns.assess(req, identity.sub, { kind: 'interactive', bearer: false });
+    const { assigned, decision } = view.authorizer.evaluateFor(req, app, identity, assessment);
+    const record = (result: 'success' | 'failure' | 'stepUp', reason: string | undefined, d: typeof decision) =>
+      this.deps.signIns.record(req, app, identity, requestId, result, reason, d, 'interactive', assessment);
     if (!assigned || !decision) {
-      this.deps.signIns.record(req, app, identity, requestId, 'failure', 'not assigned to the app', undefined);
+      record('failure', 'not assigned to the app', undefined);
       throw notAssigned(app, identity);
     }
     if (decision.result === 'deny' || (decision.result === 'stepUp' && saved.stepUp)) {
-      this.deps.signIns.record(
-        req,
-        app,
-        identity,
-        requestId,
-        'failure',
-        `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`,
-        decision,
-      );
+      record('failure', `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`, decision);
       throw policyDenied(app, decision);
     }
     if (decision.result === 'stepUp') {
       // Ask the provider for what the policy needs (a second factor, an acr) instead of a dead end.
-      this.deps.signIns.record(req, app, identity, requestId, 'stepUp', `policy ${decision.decidedBy}`, decision);
+      record('stepUp', `policy ${decision.decidedBy}`, decision);
       await this.begin(res, app, origin, view, { returnTo: saved.returnTo, stepUp: stepUpOf(decision) });
       return;
     }
@@ -163,6 +159,7 @@ export class SignIn {
       authTime: identity.authTime ?? now,
       sid: randomUUID(),
       app: app.name,
+      risk: assessment.risk,
       iat: now,
       exp: now + lifetime,
       ip,
@@ -177,7 +174,12 @@ export class SignIn {
       clientIp: ip,
     });
     const sealed = await sealSession(this.deps.ring(), session);
-    this.deps.signIns.record(req, app, identity, requestId, 'success', undefined, decision);
+    record('success', undefined, decision);
+    // A risky sign-in completed with a second factor: the user proved it was them, and
+    // the detections of this sign-in (and of its first leg, from this client) stop
+    // counting toward their user risk.
+    if (assessment.risk !== 'none' && identity.amr.includes('mfa'))
+      this.deps.signIns.remediate(req, identity.sub, now - STATE_TTL_MS);
     this.deps.log.info(
       { request_id: requestId, app: app.name, sub: identity.sub, sid: session.sid, amr: identity.amr },
       'sign-in succeeded',

@@ -143,6 +143,15 @@ function checkMessageSize(msg: QueuedRequest): void {
   });
 }
 
+/** Where a request's trace is kept: a property, cheaper per request than a WeakMap entry. */
+const TRACE = Symbol('proxyctl.trace');
+type Traced = IncomingMessage & { [TRACE]?: TraceContext };
+
+/** The W3C trace id of a request on the public listener (sign-in rows record it); null for any other. */
+export function traceIdOf(req: IncomingMessage): string | null {
+  return (req as Traced)[TRACE]?.traceId ?? null;
+}
+
 const ANONYMOUS = 'anonymous';
 type Who = Authenticated | typeof ANONYMOUS;
 
@@ -452,6 +461,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       state: deps.state(),
       app: undefined,
     };
+    (req as Traced)[TRACE] = p.trace;
     res.once('close', () => {
       const ms = performance.now() - started;
       deps.metrics?.request(p.app, res.statusCode, ms / 1000);
@@ -501,6 +511,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       state: deps.state(),
       app: undefined,
     };
+    (req as Traced)[TRACE] = p.trace;
     const refuse = (err: unknown): void => {
       const e = refusalOf(err);
       deps.log.info(

@@ -14,6 +14,7 @@ const TOPICS: ReadonlySet<string> = new Set<StoreTopic>([
   'users',
   'replicas',
   'secrets',
+  'risk',
 ]);
 
 export interface FeedTiming {

@@ -10,7 +10,8 @@ import { PgIdpArtifactRepo } from './idp-artifacts.js';
 import { PgKeyRepo } from './keys.js';
 import { PgReplicaRepo, PgSecretRepo } from './replicas.js';
 import { PgSessionRepo } from './sessions.js';
-import { PgSignInLog } from './sign-ins.js';
+import { PgEventFeed, PgExportCursorRepo } from './events.js';
+import { PgRiskRepo, PgSignInLog } from './sign-ins.js';
 import { PgTransfer } from './transfer.js';
 import { PgUserRepo } from './users.js';
 
@@ -25,6 +26,9 @@ class PostgresStore implements Store {
   readonly keys: PgKeyRepo;
   readonly sessions: PgSessionRepo;
   readonly signIns: PgSignInLog;
+  readonly risk: PgRiskRepo;
+  readonly events: PgEventFeed;
+  readonly exportCursors: PgExportCursorRepo;
   readonly users: PgUserRepo;
   readonly idpArtifacts: PgIdpArtifactRepo;
   readonly replicas: PgReplicaRepo;
@@ -41,6 +45,9 @@ class PostgresStore implements Store {
     this.keys = new PgKeyRepo(db);
     this.sessions = new PgSessionRepo(db);
     this.signIns = new PgSignInLog(db);
+    this.risk = new PgRiskRepo(db);
+    this.events = new PgEventFeed(db);
+    this.exportCursors = new PgExportCursorRepo(db);
     this.users = new PgUserRepo(db);
     this.idpArtifacts = new PgIdpArtifactRepo(db);
     this.replicas = new PgReplicaRepo(db);

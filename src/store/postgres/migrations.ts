@@ -3,7 +3,7 @@
 // The tables are SQLite's (sqlite/migrations.ts) with PostgreSQL types: BIGINT
 // milliseconds (read back as numbers), JSONB for JSON, identity ids.
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -126,5 +126,38 @@ export const MIGRATIONS: readonly string[] = [
      name TEXT PRIMARY KEY,
      value TEXT NOT NULL,
      updated_at BIGINT NOT NULL
+   );`,
+  // Sign-in analytics (SQLite's version 8): kind and details of each sign-in, risk
+  // detections, administrators' decisions on users' risk, the SIEM export's cursors.
+  `ALTER TABLE signins ADD COLUMN kind TEXT NOT NULL DEFAULT 'interactive';
+   ALTER TABLE signins ADD COLUMN details JSONB NOT NULL DEFAULT '{}';
+   UPDATE signins SET risk = 'none' WHERE risk IS NULL;
+   CREATE INDEX signins_subject ON signins (subject, id);
+   CREATE INDEX audit_at ON audit (at);
+   CREATE TABLE risk_detections (
+     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+     at BIGINT NOT NULL,
+     subject TEXT,
+     ip TEXT,
+     app TEXT,
+     type TEXT NOT NULL,
+     level TEXT NOT NULL CHECK (level IN ('low', 'medium', 'high')),
+     signin_id BIGINT,
+     request_id TEXT,
+     details JSONB NOT NULL DEFAULT '{}'
+   );
+   CREATE INDEX risk_detections_subject ON risk_detections (subject, at);
+   CREATE INDEX risk_detections_at ON risk_detections (at);
+   CREATE TABLE user_risk (
+     subject TEXT PRIMARY KEY,
+     dismissed_at BIGINT,
+     confirmed_at BIGINT,
+     by_actor TEXT
+   );
+   CREATE TABLE export_cursors (
+     sink TEXT PRIMARY KEY,
+     cursor JSONB,
+     owner TEXT,
+     lease_until BIGINT NOT NULL DEFAULT 0
    );`,
 ];

@@ -12,12 +12,17 @@ import {
   toCertificate,
   toConnector,
   toSignIn,
+  signInValues,
+  toRiskDetection,
+  toUserRisk,
   toUser,
   withoutId,
   type AuditRow,
   type CertificateRow,
   type ConnectorRow,
   type SignInRow,
+  type RiskDetectionRow,
+  type UserRiskRow,
   type UserRow,
 } from '../rows.js';
 
@@ -27,7 +32,7 @@ const BATCH = 1_000;
 /** Text keys sort by code point, as SQLite sorts them, whatever the database's collation. */
 const C = 'COLLATE "C"';
 
-const TOPICS: readonly StoreTopic[] = ['connectors', 'keys', 'sessions', 'users', 'secrets'];
+const TOPICS: readonly StoreTopic[] = ['connectors', 'keys', 'sessions', 'users', 'secrets', 'risk'];
 
 type Row = Record<string, unknown>;
 
@@ -78,6 +83,11 @@ export class PgTransfer implements StoreTransfer {
           value: r['value'] as string,
         })),
         signIns: (await all<SignInRow>(`SELECT * FROM signins ORDER BY id`)).map((r) => withoutId(toSignIn(r))),
+        riskDetections: (await all<RiskDetectionRow>(`SELECT * FROM risk_detections ORDER BY id`)).map((r) => {
+          const { id: _id, signInId: _signInId, ...rest } = toRiskDetection(r);
+          return rest;
+        }),
+        userRiskStates: (await all<UserRiskRow>(`SELECT * FROM user_risk ORDER BY subject`)).map(toUserRisk),
         endedProviderSessions: (await all(`SELECT * FROM ended_provider_sessions ORDER BY sid ${C}`)).map((r) => ({
           sid: r['sid'] as string,
           endedAt: r['ended_at'] as number,
@@ -161,10 +171,27 @@ export class PgTransfer implements StoreTransfer {
       );
       await insertAll(
         tx,
-        `INSERT INTO signins (at, request_id, app, subject, ip, country, user_agent, result, reason, policies, risk)
-         SELECT (v->>'at')::bigint, v->>'requestId', v->>'app', v->>'subject', v->>'ip', v->>'country',
-           v->>'userAgent', v->>'result', v->>'reason', v->'policies', v->>'risk' FROM $ROWS ORDER BY n`,
-        dump.signIns,
+        `INSERT INTO signins (at, request_id, kind, app, subject, ip, country, user_agent, result, reason, policies,
+           risk, details)
+         SELECT (v->>'at')::bigint, v->>'requestId', v->>'kind', v->>'app', v->>'subject', v->>'ip', v->>'country',
+           v->>'userAgent', v->>'result', v->>'reason', v->'policies', v->>'risk', v->'details' FROM $ROWS ORDER BY n`,
+        dump.signIns.map((e) => {
+          const values = signInValues(e);
+          return { ...e, userAgent: values[7], details: JSON.parse(values[12] as string) as unknown };
+        }),
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO risk_detections (at, subject, ip, app, type, level, signin_id, request_id, details)
+         SELECT (v->>'at')::bigint, v->>'subject', v->>'ip', v->>'app', v->>'type', v->>'level', NULL,
+           v->>'requestId', v->'details' FROM $ROWS ORDER BY n`,
+        dump.riskDetections,
+      );
+      await insertAll(
+        tx,
+        `INSERT INTO user_risk (subject, dismissed_at, confirmed_at, by_actor)
+         SELECT v->>'subject', (v->>'dismissedAt')::bigint, (v->>'confirmedAt')::bigint, v->>'by' FROM $ROWS ORDER BY n`,
+        dump.userRiskStates,
       );
       await insertAll(
         tx,

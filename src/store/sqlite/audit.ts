@@ -1,8 +1,8 @@
 // The audit trail over SQLite. Rows are written by the aggregate whose change they
 // record (writeAudit), inside that change's transaction.
-import type { AuditEntry, AuditLog } from '../types.js';
+import type { AuditEntry, AuditLog, AuditQuery } from '../types.js';
 import type { SqliteDatabase } from './database.js';
-import { toAudit, type AuditRow } from '../rows.js';
+import { auditFilters, pageOf, toAudit, whereOf, type AuditRow } from '../rows.js';
 
 export function writeAudit(
   db: SqliteDatabase,
@@ -11,13 +11,11 @@ export function writeAudit(
   connectorId: string | null,
   details: Record<string, unknown>,
   at: number,
-): void {
-  db.stmt(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`).run(
-    at,
-    actor,
-    action,
-    connectorId,
-    JSON.stringify(details),
+): number {
+  return Number(
+    db
+      .stmt(`INSERT INTO audit (at, actor, action, connector_id, details) VALUES (?, ?, ?, ?, ?)`)
+      .run(at, actor, action, connectorId, JSON.stringify(details)).lastInsertRowid,
   );
 }
 
@@ -25,7 +23,23 @@ export class SqliteAuditLog implements AuditLog {
   constructor(private readonly db: SqliteDatabase) {}
 
   async list(limit = 100): Promise<AuditEntry[]> {
-    const rows = this.db.stmt(`SELECT * FROM audit ORDER BY id DESC LIMIT ?`).all(limit) as AuditRow[];
+    return this.query({ limit, order: 'desc' });
+  }
+
+  async query(q: AuditQuery): Promise<AuditEntry[]> {
+    const { sql, params } = whereOf(auditFilters(q), () => '?');
+    const { limit, order } = pageOf(q);
+    const rows = this.db
+      .stmt(`SELECT * FROM audit ${sql} ORDER BY id ${order} LIMIT ?`)
+      .all(...params, limit) as AuditRow[];
     return rows.map(toAudit);
+  }
+
+  async record(e: Omit<AuditEntry, 'id'>): Promise<number> {
+    return writeAudit(this.db, e.actor, e.action, e.connectorId, e.details, e.at);
+  }
+
+  async prune(before: number): Promise<number> {
+    return this.db.stmt(`DELETE FROM audit WHERE at < ?`).run(before).changes;
   }
 }

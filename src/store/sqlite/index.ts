@@ -9,7 +9,8 @@ import { SqliteIdpArtifactRepo } from './idp-artifacts.js';
 import { SqliteKeyRepo } from './keys.js';
 import { SqliteReplicaRepo, SqliteSecretRepo } from './replicas.js';
 import { SqliteSessionRepo } from './sessions.js';
-import { SqliteSignInLog } from './sign-ins.js';
+import { SqliteEventFeed, SqliteExportCursorRepo } from './events.js';
+import { SqliteRiskRepo, SqliteSignInLog } from './sign-ins.js';
 import { SqliteTransfer } from './transfer.js';
 import { SqliteUserRepo } from './users.js';
 
@@ -20,6 +21,9 @@ class SqliteStore implements Store {
   readonly keys: SqliteKeyRepo;
   readonly sessions: SqliteSessionRepo;
   readonly signIns: SqliteSignInLog;
+  readonly risk: SqliteRiskRepo;
+  readonly events: SqliteEventFeed;
+  readonly exportCursors: SqliteExportCursorRepo;
   readonly users: SqliteUserRepo;
   readonly idpArtifacts: SqliteIdpArtifactRepo;
   readonly replicas: SqliteReplicaRepo;
@@ -33,6 +37,9 @@ class SqliteStore implements Store {
     this.keys = new SqliteKeyRepo(db);
     this.sessions = new SqliteSessionRepo(db);
     this.signIns = new SqliteSignInLog(db);
+    this.risk = new SqliteRiskRepo(db);
+    this.events = new SqliteEventFeed(db);
+    this.exportCursors = new SqliteExportCursorRepo(db);
     this.users = new SqliteUserRepo(db);
     this.idpArtifacts = new SqliteIdpArtifactRepo(db);
     this.replicas = new SqliteReplicaRepo(db);

@@ -1,7 +1,7 @@
 // The SQLite schema, one entry per version: PRAGMA user_version counts the entries
 // applied. Append only; never edit an entry a released proxyctl has applied.
 
-export const SCHEMA_VERSION = 7;
+export const SCHEMA_VERSION = 8;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -121,5 +121,40 @@ export const MIGRATIONS: readonly string[] = [
      name TEXT PRIMARY KEY,
      value TEXT NOT NULL,
      updated_at INTEGER NOT NULL
+   );`,
+  // Sign-in analytics: how the attempt came (kind) and what was learnt about it
+  // (details: location, network, client, methods, trace id, detections); risk
+  // detections, administrators' decisions on users' risk, and the SIEM export's
+  // cursors with the lease that lets one replica at a time export a sink.
+  `ALTER TABLE signins ADD COLUMN kind TEXT NOT NULL DEFAULT 'interactive';
+   ALTER TABLE signins ADD COLUMN details TEXT NOT NULL DEFAULT '{}';
+   UPDATE signins SET risk = 'none' WHERE risk IS NULL;
+   CREATE INDEX signins_subject ON signins(subject, id);
+   CREATE INDEX audit_at ON audit(at);
+   CREATE TABLE risk_detections (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     at INTEGER NOT NULL,
+     subject TEXT,
+     ip TEXT,
+     app TEXT,
+     type TEXT NOT NULL,
+     level TEXT NOT NULL CHECK (level IN ('low', 'medium', 'high')),
+     signin_id INTEGER,
+     request_id TEXT,
+     details TEXT NOT NULL DEFAULT '{}'
+   );
+   CREATE INDEX risk_detections_subject ON risk_detections(subject, at);
+   CREATE INDEX risk_detections_at ON risk_detections(at);
+   CREATE TABLE user_risk (
+     subject TEXT PRIMARY KEY,
+     dismissed_at INTEGER,
+     confirmed_at INTEGER,
+     by_actor TEXT
+   );
+   CREATE TABLE export_cursors (
+     sink TEXT PRIMARY KEY,
+     cursor TEXT,
+     owner TEXT,
+     lease_until INTEGER NOT NULL DEFAULT 0
    );`,
 ];

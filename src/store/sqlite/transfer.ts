@@ -13,12 +13,18 @@ import {
   toCertificate,
   toConnector,
   toSignIn,
+  toRiskDetection,
+  toUserRisk,
+  riskDetectionValues,
+  RISK_DETECTION_COLUMNS,
   toUser,
   withoutId,
   type AuditRow,
   type CertificateRow,
   type ConnectorRow,
   type SignInRow,
+  type RiskDetectionRow,
+  type UserRiskRow,
   type UserRow,
 } from '../rows.js';
 
@@ -55,6 +61,11 @@ export class SqliteTransfer implements StoreTransfer {
           value: r['value'] as string,
         })),
         signIns: all<SignInRow>(`SELECT * FROM signins ORDER BY id`).map((r) => withoutId(toSignIn(r))),
+        riskDetections: all<RiskDetectionRow>(`SELECT * FROM risk_detections ORDER BY id`).map((r) => {
+          const { id: _id, signInId: _signInId, ...rest } = toRiskDetection(r);
+          return rest;
+        }),
+        userRiskStates: all<UserRiskRow>(`SELECT * FROM user_risk ORDER BY subject`).map(toUserRisk),
         endedProviderSessions: all(`SELECT * FROM ended_provider_sessions ORDER BY sid`).map((r) => ({
           sid: r['sid'] as string,
           endedAt: r['ended_at'] as number,
@@ -142,7 +153,27 @@ export class SqliteTransfer implements StoreTransfer {
         for (const s of dump.secrets)
           run(`INSERT INTO secrets (name, value, updated_at) VALUES (?, ?, ?)`, s.name, s.value, now);
         for (const e of dump.signIns)
-          run(`INSERT INTO signins (${SIGN_IN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, ...signInValues(e));
+          run(
+            `INSERT INTO signins (${SIGN_IN_COLUMNS}) VALUES (${SIGN_IN_COLUMNS.split(',')
+              .map(() => '?')
+              .join(', ')})`,
+            ...signInValues(e),
+          );
+        for (const d of dump.riskDetections)
+          run(
+            `INSERT INTO risk_detections (${RISK_DETECTION_COLUMNS}) VALUES (${RISK_DETECTION_COLUMNS.split(',')
+              .map(() => '?')
+              .join(', ')})`,
+            ...riskDetectionValues({ ...d, signInId: null }),
+          );
+        for (const r of dump.userRiskStates)
+          run(
+            `INSERT INTO user_risk (subject, dismissed_at, confirmed_at, by_actor) VALUES (?, ?, ?, ?)`,
+            r.subject,
+            r.dismissedAt,
+            r.confirmedAt,
+            r.by,
+          );
         for (const e of dump.endedProviderSessions)
           run(
             `INSERT INTO ended_provider_sessions (sid, ended_at, expires_at) VALUES (?, ?, ?)`,

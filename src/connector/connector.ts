@@ -100,6 +100,7 @@ export class Connector {
       config: () => this.config,
       log: options.log,
       clock: this.clock,
+      metrics: options.metrics,
     });
   }
 

@@ -5,6 +5,21 @@ import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { isLoopbackHost } from '../net/address.js';
 import { ProxyctlError } from '../errors.js';
+import { CellCounter, CellHistogram, type CounterCell, type HistogramCell } from '../metric-cells.js';
+
+/** `error`: the backend gave no answer (unreachable, timed out, failed before its headers). */
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx', 'error'] as const;
+const ERROR = 5;
+/** Seconds from the call to the backend to its response headers. */
+const BACKEND_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+/** At most this many app label values (apps come from the relay's configuration). */
+const MAX_APPS = 1000;
+
+/** What the proxy updates for one app, found with one map lookup. */
+interface BackendCells {
+  byClass: readonly CounterCell[];
+  duration: HistogramCell;
+}
 
 export class ConnectorMetrics {
   readonly registry = new Registry();
@@ -35,6 +50,41 @@ export class ConnectorMetrics {
     help: 'Unix time the client certificate expires',
     registers: [this.registry],
   });
+  private readonly requests = new CellCounter({
+    name: 'proxyctl_connector_requests_total',
+    help: 'Backend calls by app and status class (error: no answer from the backend)',
+    labelNames: ['app', 'class'],
+    registers: [this.registry],
+  });
+  private readonly backendDuration = new CellHistogram({
+    name: 'proxyctl_connector_backend_duration_seconds',
+    help: 'Time from calling the backend to its response headers (or its failure), by app',
+    labelNames: ['app'],
+    buckets: BACKEND_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly apps = new Map<string, BackendCells>();
+
+  private cellsOf(name: string): BackendCells {
+    let cells = this.apps.get(name);
+    if (!cells) {
+      const app = this.apps.size < MAX_APPS ? name : '(other)';
+      cells = {
+        byClass: CLASSES.map((c) => this.requests.cell({ app, class: c })),
+        duration: this.backendDuration.cell({ app }),
+      };
+      this.apps.set(name, cells);
+    }
+    return cells;
+  }
+
+  /** The backend answered with `status` after `seconds`; status 0: it gave no answer. */
+  backendCall(app: string, status: number, seconds: number): void {
+    const cells = this.cellsOf(app);
+    const c = status === 0 ? ERROR : Math.min(4, Math.max(0, ((status / 100) | 0) - 1));
+    cells.byClass[c]!.inc();
+    cells.duration.observe(seconds);
+  }
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'proxyctl_connector_' });

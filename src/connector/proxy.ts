@@ -28,12 +28,15 @@ import {
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
+import type { ConnectorMetrics } from './metrics.js';
 
 export interface ProxyDeps {
   config: () => ConnectorConfig | undefined;
   log: Logger;
   /** Bounds the drain. */
   clock: Clock;
+  /** Backend calls by app and status class, and their latency. */
+  metrics?: ConnectorMetrics | undefined;
 }
 
 const UNREACHABLE = new Set([
@@ -113,6 +116,11 @@ export class BackendProxy {
       this.targets = { config, byName };
     }
     return this.targets.byName.get(name);
+  }
+
+  /** For /metrics: the backend answered `status` (0: it failed without an answer) for a call started at `started`. */
+  answered(app: string, status: number, started: number): void {
+    this.deps.metrics?.backendCall(app, status, (performance.now() - started) / 1000);
   }
 
   /** Requests in flight that arrived on `route`. */
@@ -213,6 +221,7 @@ export class BackendProxy {
     }
     call.app = app;
     call.requestBody = body;
+    call.started = performance.now();
     this.backend.dispatch(
       {
         origin: base.origin,
@@ -336,6 +345,7 @@ export class BackendProxy {
     headers: string[],
   ): Promise<void> {
     const { msg, signal } = call;
+    const started = performance.now();
     return new Promise((resolve) => {
       const send = base.protocol === 'https:' ? httpsRequest : httpRequest;
       const req: ClientRequest = send({
@@ -353,17 +363,22 @@ export class BackendProxy {
         ),
       );
       req.on('error', (err) => {
-        if (!signal.aborted) void this.reportBackendError(call, app, err).catch(() => undefined);
+        if (!signal.aborted) {
+          this.answered(app.name, 0, started);
+          void this.reportBackendError(call, app, err).catch(() => undefined);
+        }
         resolve();
       });
       req.on('response', (res: IncomingMessage) => {
         // The backend declined the upgrade: relay its answer as a normal response.
+        this.answered(app.name, res.statusCode ?? 502, started);
         const relay = call.route.relay();
         void this.sendResponse(relay, msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal)
           .catch(() => undefined)
           .finally(resolve);
       });
       req.on('upgrade', (res: IncomingMessage, backendSocket: Socket, head: Buffer) => {
+        this.answered(app.name, 101, started);
         this.openTunnel(call.route.relay(), msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
           if (err || !relaySocket) {
             backendSocket.destroy();
@@ -429,6 +444,8 @@ class BackendCall implements Dispatcher.DispatchHandler {
   app: ConnectorAppConfig | undefined;
   /** The user's body as pulled from the relay; destroyed when the call fails, so the pull stops too. */
   requestBody: Readable | undefined;
+  /** When the backend was called (performance.now()). */
+  started = 0;
   private controller: Dispatcher.DispatchController | undefined;
   private reason: Error | undefined;
   private ac: AbortController | undefined;
@@ -493,6 +510,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     // Informational answers (102, 103 Early Hints) come before the real one: not forwarded.
     if (status < 200) return;
     this.status = status;
+    this.proxy.answered(this.msg.app, status, this.started);
     this.headers = toPairs(headers);
     const declared = headers['content-length'];
     const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304;
@@ -544,6 +562,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
       return;
     }
     if (this.reason) return this.end();
+    if (this.status === 0) this.proxy.answered(this.msg.app, 0, this.started);
     endWhen(this, this.proxy.reportBackendError(this, this.app!, err));
   }
 

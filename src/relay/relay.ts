@@ -17,7 +17,7 @@ import { groupConfigVersion } from './connectors/connector-config.js';
 import { ensureServerCertificate, type ServerCertificate } from './edge/server-cert.js';
 import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
-import { createRequestPath } from './edge/request-path.js';
+import { createRequestPath, traceIdOf } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
@@ -48,6 +48,7 @@ import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
 import { RiskServices } from './auth/risk.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
+import { RelayMetrics, notAfterOf, type CertificateExpiry } from './admin/metrics.js';
 // SIEM export lifecycle (start with the relay, close after requests drained).
 import { Exporter } from '../export/exporter.js';
 
@@ -90,6 +91,8 @@ export class Relay {
   readonly channels: ChannelRegistry;
   /** This process among the replicas: recorded in the store with its connector API URL. */
   private readonly registry: ReplicaRegistry;
+  /** Prometheus metrics, served on the admin listener's /metrics. */
+  readonly metrics: RelayMetrics;
   private readonly retention: LogRetention;
   /** Location, address lists, detections and users' risk (risk:, geo:). */
   readonly risk: RiskServices;
@@ -111,12 +114,19 @@ export class Relay {
       ...(options.clock ? { clock: options.clock } : {}),
     });
     this.shared = config.limits.redis ? new SharedLimits({ url: config.limits.redis, log: options.log }) : undefined;
+    this.metrics = new RelayMetrics({
+      channels: () => this.channels.all(),
+      queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
+      certificates: () => this.certificatesForMetrics(),
+      exportSinks: () => this.exporter?.stats() ?? [],
+    });
     this.channels = new ChannelRegistry(
       options.log,
       {
         onSeen: (ch) => {
-          this.store.connectors
-            .touch(ch.connectorId, ch.version, this.now())
+          // The heartbeat's store write doubles as the store latency probe (one per beat).
+          this.metrics
+            .timeStore('connectors.touch', this.store.connectors.touch(ch.connectorId, ch.version, this.now()))
             .catch((err: unknown) =>
               options.log.warn(
                 { connector_id: ch.connectorId, err: (err as Error).message },
@@ -147,9 +157,16 @@ export class Relay {
       ...common,
       risk: this.risk,
       embedded: () => !this.state.config.identity.issuer,
-      // The SIEM export hears of each row at once (it polls the store besides).
-      recorded: () => this.exporter?.notify(),
-      detected: () => this.exporter?.notify(),
+      traceOf: traceIdOf,
+      // The SIEM export hears of each row at once (it polls the store besides); metrics count it.
+      recorded: (record) => {
+        this.exporter?.notify();
+        this.metrics.signInRecorded(record);
+      },
+      detected: (type, level) => {
+        this.exporter?.notify();
+        this.metrics.detection(type, level);
+      },
     });
     this.authentication = new Authentication({
       ...common,
@@ -350,9 +367,9 @@ export class Relay {
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
-      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log });
+      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log, metrics: this.metrics });
       await this.admin.start(cfg.admin.host, cfg.admin.port);
-      this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz)');
+      this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz, /metrics)');
     }
     this.channels.startHeartbeat(cfg.connectors.heartbeatIntervalMs);
     await this.registry.start();
@@ -415,6 +432,7 @@ export class Relay {
     ).attach(server);
     const path = createRequestPath({
       state: () => this.state,
+      metrics: this.metrics,
       queue: this.queue,
       assertions: this.assertions,
       authentication: this.authentication,
@@ -472,6 +490,16 @@ export class Relay {
       store: reachable ? { ok: true } : { ok: false, detail: `${this.store.kind} unreachable` },
       config: { ok: !this.closing, detail: `generation ${this.state.generation}` },
     };
+  }
+
+  /** For /metrics: the relay CA, the public listener's relay-CA certificate, and each app's own. */
+  private certificatesForMetrics(): CertificateExpiry[] {
+    const out: CertificateExpiry[] = [{ certificate: 'ca', notAfter: notAfterOf(this.ca.certPem) }];
+    const { tls, config } = this.state;
+    if (tls) out.push({ certificate: 'listener', notAfter: notAfterOf(tls.certPem) });
+    for (const app of config.apps)
+      if (app.tls) out.push({ certificate: `app:${app.host}`, notAfter: notAfterOf(app.tls.certPem) });
+    return out;
   }
 
   /** The admin listener's address, when `admin:` is configured. */

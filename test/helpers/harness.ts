@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { Agent, type Dispatcher } from 'undici';
 import { parseRelayConfig, type RelayConfig } from '../../src/config/relay-config.js';
 import { Connector } from '../../src/connector/connector.js';
+import type { ConnectorMetrics } from '../../src/connector/metrics.js';
 import { RelayClient } from '../../src/connector/relay-client.js';
 import { writeRegistration } from '../../src/connector/state.js';
 import { createKeyAndCsr } from '../../src/crypto/csr.js';
@@ -41,7 +42,7 @@ export interface Harness {
   /** The same, but its connections come from another loopback address (e.g. 127.0.0.2). */
   clientFrom(localAddress: string): Dispatcher;
   url(host: string, pathAndQuery?: string): string;
-  addConnector(opts?: { group?: string; name?: string }): Promise<Connector>;
+  addConnector(opts?: { group?: string; name?: string; metrics?: ConnectorMetrics }): Promise<Connector>;
   reload(yaml: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -149,7 +150,7 @@ export async function startHarness(
         keyPem,
         issued,
       });
-      const c = new Connector({ stateDir, log });
+      const c = new Connector({ stateDir, log, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
       await c.start();
       connectors.push(c);
       await waitFor(() => c.openChannels() >= (c.currentConfig?.channels ?? 2), {

@@ -1,8 +1,9 @@
-// The admin listener (`admin.listen`): plain HTTP for load balancers and orchestrators,
-// on loopback unless another address is configured. Two endpoints, GET or HEAD:
+// The admin listener (`admin.listen`): plain HTTP for load balancers, orchestrators and
+// Prometheus, on loopback unless another address is configured. GET or HEAD:
 // /healthz says the process runs; /readyz runs the readiness checks the relay injects
 // (listeners up, store reachable, configuration loaded…) and answers 200 only when
-// every one passes. Nothing else is served here.
+// every one passes; /metrics (when the relay gives a metrics source) is the Prometheus
+// text exposition. Nothing else is served here.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ProxyctlError, isProxyctlError } from '../../errors.js';
@@ -23,6 +24,8 @@ export interface AdminServerOptions {
   log: Logger;
   /** Longest the checks may take before the relay counts as not ready (2 s). */
   checkTimeoutMs?: number;
+  /** Served as /metrics (absent: /metrics is 404). */
+  metrics?: { contentType: string; text(): Promise<string> };
 }
 
 export interface AdminServer {
@@ -48,10 +51,9 @@ const text = (status: number, body: string, headers?: Record<string, string>): A
   headers,
 });
 
-const ENDPOINTS = new Set(['/healthz', '/readyz']);
-
 export function createAdminServer(opts: AdminServerOptions): AdminServer {
   const checkTimeoutMs = opts.checkTimeoutMs ?? 2000;
+  const endpoints = new Set(['/healthz', '/readyz', ...(opts.metrics ? ['/metrics'] : [])]);
   let server: Server | undefined;
   let closing: Promise<void> | undefined;
 
@@ -93,9 +95,20 @@ export function createAdminServer(opts: AdminServerOptions): AdminServer {
     const target = req.url ?? '';
     const q = target.indexOf('?');
     const path = q < 0 ? target : target.slice(0, q);
-    if (!ENDPOINTS.has(path)) return text(404, 'not found\n');
+    if (!endpoints.has(path)) return text(404, 'not found\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') return text(405, 'method not allowed\n', { allow: 'GET, HEAD' });
+    if (path === '/metrics') return exposition(opts.metrics!);
     return path === '/healthz' ? text(200, 'ok') : readiness();
+  }
+
+  /** A failing collector is logged and answered 500: Prometheus marks the scrape failed. */
+  async function exposition(metrics: NonNullable<AdminServerOptions['metrics']>): Promise<Answer> {
+    try {
+      return { status: 200, type: metrics.contentType, body: await metrics.text() };
+    } catch (err) {
+      opts.log.warn({ err: (err as Error)?.message }, 'metrics: a collector failed');
+      return text(500, 'metrics unavailable\n');
+    }
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
@@ -147,7 +160,7 @@ export function createAdminServer(opts: AdminServerOptions): AdminServer {
       if (!isLoopbackHost(host)) {
         opts.log.warn(
           { listen },
-          'the admin listener is not on loopback: /healthz and /readyz, with the readiness details, answer anyone who can reach it',
+          'the admin listener is not on loopback: /healthz, /readyz (with the readiness details) and /metrics answer anyone who can reach it',
         );
       }
       opts.log.info({ listen }, 'admin listener ready');

@@ -185,6 +185,13 @@ export class RequestQueue {
     return this.exchanges.size;
   }
 
+  /** Requests waiting for a channel of their group (read by /metrics, not per request). */
+  get waiting(): number {
+    let n = 0;
+    for (const set of this.waiters.values()) n += set.size;
+    return n;
+  }
+
   get(id: string): Exchange | undefined {
     return this.exchanges.get(id);
   }

@@ -31,6 +31,9 @@ const RELAY_OWNED = new Set([
   'x-forwarded-host',
   'x-real-ip',
   'x-request-id',
+  // W3C trace context: the relay's own hop replaces the client's (src/net/trace-context.ts).
+  'traceparent',
+  'tracestate',
 ]);
 
 /** x-proxyctl-* in any case, and with underscores (some servers fold _ into -). */
@@ -63,6 +66,10 @@ export interface ForwardContext {
   identity?: HeaderPairs;
   /** Other proxies' headers the app opted back in to (apps[].forwardHeaders, compared as foreignHeaderKey). */
   forwardHeaders?: readonly string[];
+  /** The relay's hop of the trace (continued from the client's, or new). */
+  traceparent?: string;
+  /** The client's tracestate, vetted; only with a valid incoming traceparent. */
+  tracestate?: string | undefined;
 }
 
 const NONE: readonly string[] = [];
@@ -107,6 +114,8 @@ export function requestHeadersForBackend(
     ['x-forwarded-host', ctx.host],
     ['x-request-id', ctx.requestId],
   );
+  if (ctx.traceparent) out.push(['traceparent', ctx.traceparent]);
+  if (ctx.tracestate) out.push(['tracestate', ctx.tracestate]);
   return out;
 }
 

@@ -31,6 +31,8 @@ import { backendCookieHeader } from '../auth/session.js';
 import { canonicalAddress } from '../../net/address.js';
 import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
+import { continueTrace, type TraceContext } from '../../net/trace-context.js';
+import type { RelayMetrics } from '../admin/metrics.js';
 
 export type { EdgeLimits } from '../state.js';
 
@@ -51,6 +53,8 @@ export interface RequestPathDeps {
   /** The port the public listener actually bound (Host headers may carry it). */
   publicPort: () => number;
   log: Logger;
+  /** Requests by app and status class, latency and queue wait (absent: nothing is counted). */
+  metrics?: RelayMetrics;
 }
 
 /** One request or upgrade on its way through the steps, with the state it took at admit. */
@@ -61,6 +65,8 @@ interface Pass {
   readonly socket: Duplex | undefined;
   readonly head: Buffer | undefined;
   readonly requestId: string;
+  /** The request's W3C trace (continued or started at admit); `trace.traceId` goes in logs and sign-in rows. */
+  readonly trace: TraceContext;
   readonly state: PathState;
   app: string | undefined;
 }
@@ -137,6 +143,15 @@ function checkMessageSize(msg: QueuedRequest): void {
   });
 }
 
+/** Where a request's trace is kept: a property, cheaper per request than a WeakMap entry. */
+const TRACE = Symbol('proxyctl.trace');
+type Traced = IncomingMessage & { [TRACE]?: TraceContext };
+
+/** The W3C trace id of a request on the public listener (sign-in rows record it); null for any other. */
+export function traceIdOf(req: IncomingMessage): string | null {
+  return (req as Traced)[TRACE]?.traceId ?? null;
+}
+
 const ANONYMOUS = 'anonymous';
 type Who = Authenticated | typeof ANONYMOUS;
 
@@ -176,7 +191,9 @@ export function createRequestPath(deps: RequestPathDeps) {
     const verdict = authorize(p, route, who);
     if (verdict.result !== 'allow') return refuseOrStepUp(p, route, origin, verdict);
     const identity = who === ANONYMOUS ? undefined : await identityHeaders(route.app, who);
-    const channel = deps.queue.pick(route.app.connectorGroup) ?? (await pickConnector(p, route.app));
+    let channel = deps.queue.pick(route.app.connectorGroup);
+    if (channel) deps.metrics?.queued(route.app.name, 0);
+    else channel = await pickConnector(p, route.app);
     if (channel) forward(p, route, who, identity, channel);
   }
 
@@ -349,11 +366,13 @@ export function createRequestPath(deps: RequestPathDeps) {
     const onGone = () => abort.abort();
     const userSide = (p.res ?? p.socket)!;
     userSide.once('close', onGone);
+    const waitStarted = performance.now();
     const channel = await deps.queue.acquire(
       app.connectorGroup,
       p.state.config.connectors.queueTimeoutMs,
       abort.signal,
     );
+    deps.metrics?.queued(app.name, (performance.now() - waitStarted) / 1000);
     userSide.off('close', onGone);
     if (abort.signal.aborted) return undefined;
     if (!channel) {
@@ -387,6 +406,8 @@ export function createRequestPath(deps: RequestPathDeps) {
         trustedForwardedFor: trustedForwardedFor(req),
         host: req.headers.host ?? '',
         requestId,
+        traceparent: p.trace.traceparent,
+        tracestate: p.trace.tracestate,
         upgrade,
         cookie: backendCookieHeader(req.headers.cookie),
         dropAuthorization: who !== ANONYMOUS && who.via === 'bearer',
@@ -418,7 +439,11 @@ export function createRequestPath(deps: RequestPathDeps) {
       ex.abortUser();
     });
     if (!hasBody && !upgrade) req.resume();
-    if (upgrade) deps.log.info({ request_id: requestId, app: route.app.name, method: req.method }, 'upgrade queued');
+    if (upgrade)
+      deps.log.info(
+        { request_id: requestId, trace_id: p.trace.traceId, app: route.app.name, method: req.method },
+        'upgrade queued',
+      );
   }
 
   function handleRequest(req: IncomingMessage, res: ServerResponse): void {
@@ -432,17 +457,22 @@ export function createRequestPath(deps: RequestPathDeps) {
       socket: undefined,
       head: undefined,
       requestId: randomUUID(),
+      trace: continueTrace(req.headers['traceparent'], req.headers['tracestate']),
       state: deps.state(),
       app: undefined,
     };
+    (req as Traced)[TRACE] = p.trace;
     res.once('close', () => {
+      const ms = performance.now() - started;
+      deps.metrics?.request(p.app, res.statusCode, ms / 1000);
       deps.log.info(
         {
           request_id: p.requestId,
+          trace_id: p.trace.traceId,
           app: p.app,
           method: req.method,
           status: res.statusCode,
-          duration_ms: Math.round(performance.now() - started),
+          duration_ms: Math.round(ms),
           client: clientAddress(req),
           completed: res.writableFinished,
         },
@@ -452,7 +482,7 @@ export function createRequestPath(deps: RequestPathDeps) {
     const refuse = (err: unknown): void => {
       const e = refusalOf(err);
       if (e.status >= 500 && e.code === 'ERR_INTERNAL')
-        deps.log.error({ request_id: p.requestId, err: e.cause }, 'request failed');
+        deps.log.error({ request_id: p.requestId, trace_id: p.trace.traceId, err: e.cause }, 'request failed');
       const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
       if (close) closing.add(req.socket);
       else req.resume();
@@ -471,10 +501,23 @@ export function createRequestPath(deps: RequestPathDeps) {
       return;
     }
     socket.on('error', () => socket.destroy());
-    const p: Pass = { req, res: undefined, socket, head, requestId: randomUUID(), state: deps.state(), app: undefined };
+    const p: Pass = {
+      req,
+      res: undefined,
+      socket,
+      head,
+      requestId: randomUUID(),
+      trace: continueTrace(req.headers['traceparent'], req.headers['tracestate']),
+      state: deps.state(),
+      app: undefined,
+    };
+    (req as Traced)[TRACE] = p.trace;
     const refuse = (err: unknown): void => {
       const e = refusalOf(err);
-      deps.log.info({ request_id: p.requestId, app: p.app, status: e.status, code: e.code }, 'upgrade refused');
+      deps.log.info(
+        { request_id: p.requestId, trace_id: p.trace.traceId, app: p.app, status: e.status, code: e.code },
+        'upgrade refused',
+      );
       renderRaw(socket, e, p.requestId, { req });
     };
     try {

@@ -9,6 +9,7 @@ import { createServer } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
+import Database from 'better-sqlite3';
 import { TOTP } from 'otpauth';
 import { startHarness } from './helpers/harness.js';
 import { BrowserSim } from './helpers/browser-sim.js';
@@ -180,6 +181,59 @@ policies:
       ),
     );
     t.match(row, { reason: 'ERR_SIGNIN_STATE', subject: null, risk: 'medium', app: 'demo' });
+
+    // The used code again, under a fresh sign-in's state from this browser: the provider refuses it.
+    sim.jar.byHost.get(`demo.localhost:${h.publicPort}`)?.delete('__Host-proxyctl-demo');
+    const start = await sim.get(h.url('demo.localhost', '/'));
+    const fresh = new URL(start.headers['location'] as string).searchParams.get('state')!;
+    const reused = new URL(next);
+    reused.searchParams.set('state', fresh);
+    const codeReplay = await sim.get(reused.href);
+    t.equal(codeReplay.status, 401, codeReplay.body.slice(0, 200));
+    t.match(codeReplay.body, /ERR_SIGNIN_CODE/);
+    await waitFor(
+      async () =>
+        (await store.signIns.query({ result: 'failure', order: 'desc', limit: 20 })).find((r) =>
+          r.detections.some((d) => d.type === 'codeReplay'),
+        ),
+      { what: 'a codeReplay detection' },
+    );
+  });
+
+  await t.test("an ID token whose nonce is not the sign-in's is a nonceMismatch detection", async (t) => {
+    const sim = new BrowserSim(h.client);
+    const atProvider = await sim.follow(h.url('demo.localhost', '/'), (u) =>
+      u.pathname.includes('/.proxyctl/callback'),
+    );
+    // Sign in at the provider, stopping before the relay's callback.
+    const form = /action="([^"]+)"/.exec(atProvider.body)![1]!;
+    let r = await sim.get(new URL(form, atProvider.url).href, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ username: 'dave', password: 'dave password' }).toString(),
+    });
+    let next = new URL(r.headers['location'] as string, r.url);
+    while (!next.pathname.includes('/.proxyctl/callback')) {
+      r = await sim.get(next.href);
+      next = new URL(r.headers['location'] as string, r.url);
+    }
+    // The relay's saved nonce no longer matches the one the provider put in the ID token.
+    const db = new Database(path.join(h.config.dataDir, 'proxyctl.db'));
+    t.teardown(() => db.close());
+    db.prepare(`UPDATE signin_states SET nonce = 'not-the-nonce-sent' WHERE state = ?`).run(
+      next.searchParams.get('state'),
+    );
+    const refused = await sim.get(next.href);
+    t.equal(refused.status, 401, refused.body.slice(0, 200));
+    t.match(refused.body, /ERR_SIGNIN_TOKEN/);
+    const row = await waitFor(
+      async () =>
+        (await store.signIns.query({ result: 'failure', order: 'desc', limit: 20 })).find((x) =>
+          x.detections.some((d) => d.type === 'nonceMismatch'),
+        ),
+      { what: 'a nonceMismatch detection' },
+    );
+    t.match(row, { reason: 'ERR_SIGNIN_TOKEN', risk: 'medium' });
   });
 
   await t.test('a password spray from one address is detected; each attempt is logged', async (t) => {

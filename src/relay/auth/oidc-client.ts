@@ -151,7 +151,10 @@ function classify(err: unknown): ProxyctlError {
     code.startsWith('ERR_JW')
   ) {
     // A nonce that is not this sign-in's: the ID token was replayed from another sign-in.
-    const claim = (err as { cause?: { claim?: unknown } }).cause?.claim;
+    // openid-client wraps oauth4webapi's error, whose cause names the claim.
+    type Caused = { cause?: Caused; claim?: unknown };
+    const cause = (err as Caused).cause;
+    const claim = cause?.claim ?? cause?.cause?.claim;
     return new ProxyctlError('ERR_SIGNIN_TOKEN', `the ID token from the identity provider is not valid (${code})`, {
       status: 401,
       cause: err,

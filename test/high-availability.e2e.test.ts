@@ -125,8 +125,9 @@ apps:
       t.teardown(() => proc.stop('SIGKILL'));
       const apiUrl = String((await proc.waitMsg('connector API listening', 30_000))['url']);
       const publicPort = ((await proc.waitMsg('public listener ready'))['listen'] as { port: number }).port;
-      const adminPort = ((await proc.waitMsg('admin listener ready (/healthz, /readyz)'))['listen'] as { port: number })
-        .port;
+      const adminPort = (
+        (await proc.waitMsg('admin listener ready (/healthz, /readyz, /metrics)'))['listen'] as { port: number }
+      ).port;
       await proc.waitMsg('relay ready');
       return { name, proc, publicPort, adminPort, apiUrl, file };
     };

@@ -83,6 +83,8 @@ const IDLE_COUNT = Number(flag('idle-count', 10_000));
 const EVENT_RATE = Number(flag('event-rate', 200));
 /** How long, after the writer stopped, the syslog receiver may take to hold every event written. */
 const EXPORT_CATCH_UP_MS = 10_000;
+/** After the load, the writer alone: the relay's CPU then is the store watching (and export) without requests. */
+const WRITER_ALONE_MS = 5000;
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
 const FLOOR = flag('no-floor', false) !== true;
@@ -1114,12 +1116,18 @@ async function main() {
             await writer.lines.take((l) => l.msg === 'events ready', 'the store open');
             return { events: child.pid, ...(sink ? { sink: sink.pid } : {}) };
           });
+          // The writer alone: what the relay spends on the store writes (and their export) per
+          // second, read from CPU time, which contention moves far less than throughput.
+          const alone = new ProcSampler({ relay: relay.pid });
+          await sleep(WRITER_ALONE_MS);
+          const { cpuSeconds, seconds } = alone.stop();
+          const writerAloneRelayCpuPct = +((100 * cpuSeconds.relay) / seconds).toFixed(1);
           writer.child.stdin.write('stop\n');
           const events = await writer.lines.take((l) => l.msg === 'result', 'its result');
           await writer.child.exited;
           if (events.errors) throw new Error(`event writer: ${events.errors} failed writes (${events.firstError})`);
           const delivery = sink ? await awaitDelivery(sink, sinkLines, events) : undefined;
-          return { ...x, events, delivery };
+          return { ...x, events, delivery, writerAloneRelayCpuPct };
         } finally {
           exportSink = undefined;
           await stopChild(writer?.child);
@@ -1164,7 +1172,7 @@ async function main() {
         const w = x.events.written;
         const total = w.signIn + w.riskDetection + w.audit;
         say(
-          `          events written: ${fmt(total)} (sign-ins ${fmt(w.signIn)}, risk detections ${fmt(w.riskDetection)}, audit ${fmt(w.audit)}) at ${x.events.rate.toFixed(0)} sign-ins/s over ${x.events.seconds.toFixed(1)} s`,
+          `          events written: ${fmt(total)} (sign-ins ${fmt(w.signIn)}, risk detections ${fmt(w.riskDetection)}, audit ${fmt(w.audit)}) at ${x.events.rate.toFixed(0)} sign-ins/s over ${x.events.seconds.toFixed(1)} s; relay CPU with the writer alone (${WRITER_ALONE_MS / 1000} s after the load): ${x.writerAloneRelayCpuPct}% of one CPU`,
         );
         const d = x.delivery;
         if (d)
@@ -1184,9 +1192,12 @@ async function main() {
         const b = arms['relay+syslog'];
         // The relay's CPU per request moves less than req/s when other work shares the machine.
         const relayCpu = b.cost.relay / a.cost.relay - 1;
-        rounds.push({ a, b, ratio: b.rps / a.rps, relayCpu });
+        // What shipping costs the relay per second, as a share of what it spends under load.
+        const exportCpuPct = +(b.writerAloneRelayCpuPct - a.writerAloneRelayCpuPct).toFixed(1);
+        const exportShare = exportCpuPct / a.cpu.relay;
+        rounds.push({ a, b, ratio: b.rps / a.rps, relayCpu, exportCpuPct, exportShare });
         say(
-          `  round${runLabel(i)}: relay+syslog / relay = ${(b.rps / a.rps).toFixed(3)}; relay CPU per request ${a.cost.relay} -> ${b.cost.relay} ms (${relayCpu >= 0 ? '+' : ''}${(100 * relayCpu).toFixed(1)}%)`,
+          `  round${runLabel(i)}: relay+syslog / relay = ${(b.rps / a.rps).toFixed(3)}; relay CPU per request ${a.cost.relay} -> ${b.cost.relay} ms (${relayCpu >= 0 ? '+' : ''}${(100 * relayCpu).toFixed(1)}%); export with the writer alone ${exportCpuPct}% of one CPU = ${(100 * exportShare).toFixed(1)}% of the relay's CPU under load`,
         );
       }
       const median = medianOf(rounds, (r) => r.ratio);
@@ -1195,7 +1206,7 @@ async function main() {
       const received = delivered.reduce((n, d) => n + d.received, 0);
       const clean = rounds.every((r) => [r.a, r.b].every((x) => x.non2xx === 0 && x.errors === 0));
       say(
-        `  ratios: ${rounds.map((r) => r.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)} (target >= ${TARGETS.export}: ${verdict(median.ratio >= TARGETS.export)}); events written ${fmt(expected)}, arrived ${fmt(received)} (${verdict(received === expected)})`,
+        `  ratios: ${rounds.map((r) => r.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)} (target >= ${TARGETS.export}: ${verdict(median.ratio >= TARGETS.export)}); export's share of the relay's CPU: ${rounds.map((r) => `${(100 * r.exportShare).toFixed(1)}%`).join(', ')}; events written ${fmt(expected)}, arrived ${fmt(received)} (${verdict(received === expected)})`,
       );
       results.tests.export = {
         connections: CONNECTIONS,
@@ -1210,10 +1221,14 @@ async function main() {
           relayRps: r.a.rps,
           relaySyslogRps: r.b.rps,
           relayCpuMsPerRequest: [r.a.cost.relay, r.b.cost.relay],
+          writerAloneRelayCpuPct: [r.a.writerAloneRelayCpuPct, r.b.writerAloneRelayCpuPct],
+          exportCpuPct: r.exportCpuPct,
+          exportShareOfRelayCpu: r.exportShare,
           otherCpuPct: [r.a.cpu.otherwise, r.b.cpu.otherwise],
           eventsWritten: r.b.events.written,
           delivery: r.b.delivery,
         })),
+        exportShareOfRelayCpu: medianOf(rounds.map((r) => r.exportShare)),
         eventsExpected: expected,
         eventsReceived: received,
         target: TARGETS.export,
@@ -1456,6 +1471,14 @@ function report(results) {
     row('  latency p50 (ms)', String(a.p50), String(b.p50), `${(b.p50 / Math.max(a.p50, 1)).toFixed(1)}x`, '-', '');
     row('  latency p99 (ms)', String(a.p99), String(b.p99), `${(b.p99 / Math.max(a.p99, 1)).toFixed(1)}x`, '-', '');
     row(
+      '  relay CPU % with the writer alone; export / relay CPU under load',
+      String(a.writerAloneRelayCpuPct),
+      String(b.writerAloneRelayCpuPct),
+      `${(100 * x.exportShareOfRelayCpu).toFixed(1)}%`,
+      '-',
+      '',
+    );
+    row(
       '  events written | arrived at the sink (all rounds)',
       fmt(x.eventsExpected),
       fmt(x.eventsReceived),
@@ -1485,7 +1508,7 @@ function report(results) {
   ];
   if (t.export)
     notes.push(
-      'export: the small GET through the relay in both columns, while bench/events.mjs writes sign-ins (and their risk detections, and audit rows) into the relay\'s SQLite store; "relay" has no export, "relay+syslog" ships every event as CEF over syslog/TCP to bench/syslog-sink.mjs. Fresh relay and connector per arm, rounds alternating the order; the pair with the median ratio is shown. "arrived" counts the distinct event ids the sink received of those the writer\'s span covers, after the writer stopped.',
+      'export: the small GET through the relay in both columns, while bench/events.mjs writes sign-ins (and their risk detections, and audit rows) into the relay\'s SQLite store; "relay" has no export, "relay+syslog" ships every event as CEF over syslog/TCP to bench/syslog-sink.mjs. Fresh relay and connector per arm, rounds alternating the order; the pair with the median ratio is shown. "relay CPU % with the writer alone" is the relay\'s CPU over 5 s after the load while the writer goes on; the difference between the arms is what export costs per second, shown as a share of the relay\'s CPU under load in arm "relay" (the median over the rounds): throughput would fall by about that much were the relay the only bottleneck. "arrived" counts the distinct event ids the sink received of those the writer\'s span covers, after the writer stopped.',
     );
   results.notes.push(...notes);
   console.log('\nnotes:');

@@ -6,6 +6,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { openSqliteStore } from '../src/store/index.js';
 import { tempDir } from './helpers/proc.js';
+import { MIGRATIONS } from '../src/store/sqlite/migrations.js';
 
 const HOUR = 3600_000;
 
@@ -51,11 +52,12 @@ t.test('purge drops expired sessions and ended provider sessions only', async (t
 
 t.test('a store from before the table gets it by migration, keeping its sessions', async (t) => {
   const dir = tempDir(t);
-  const s = openSqliteStore(dir);
-  await s.sessions.create({ sid: 'kept', app: 'web', subject: 'u', createdAt: 0, expiresAt: 1000, clientIp: null });
-  await s.close();
+  // What a version-5 store holds, written by that version's migrations.
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.exec('DROP TABLE ended_provider_sessions; DROP TABLE replicas; DROP TABLE secrets');
+  for (const m of MIGRATIONS.slice(0, 5)) db.exec(m);
+  db.exec(
+    `INSERT INTO sessions (sid, app, subject, created_at, expires_at, client_ip) VALUES ('kept', 'web', 'u', 0, 1000, NULL)`,
+  );
   db.pragma('user_version = 5');
   db.close();
   const again = openSqliteStore(dir);

@@ -54,10 +54,7 @@ t.test('every YAML example loads as a relay configuration', async (t) => {
     for (const b of blocks(doc, 'yaml')) {
       // A block that opens by naming another program's file (# prometheus.yml) is that program's: it must parse.
       if (/^# [\w.-]+\.ya?ml\b/.test(b.text) && !/^# relay\.ya?ml\b/.test(b.text)) {
-        t.doesNotThrow(
-          () => parseDocument(b.text, { prettyErrors: true }).toJS(),
-          `${path.basename(doc)}:${b.line} parses`,
-        );
+        t.same(parseDocument(b.text).errors.map(String), [], `${path.basename(doc)}:${b.line} parses`);
         continue;
       }
       count++;

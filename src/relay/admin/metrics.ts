@@ -7,16 +7,10 @@ import { X509Certificate } from 'node:crypto';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { BoundedLabel, CellCounter, CellHistogram, CounterCell, HistogramCell } from '../../metric-cells.js';
 import type { SignInRecord } from '../../store/types.js';
+// What an export sink reports about itself (the exporter's own counters, read at scrape time).
+import type { ExportSinkStats } from '../../export/exporter.js';
 
-/** What an export sink reports about itself (the exporter's own counters, read at scrape time). */
-export interface ExportSinkStats {
-  sink: string;
-  queueDepth: number;
-  dropped: number;
-  delivered: number;
-  failures: number;
-  lagSeconds: number;
-}
+export type { ExportSinkStats };
 
 /** A certificate the relay presents or signs with, and when it expires (ms since the epoch). */
 export interface CertificateExpiry {

@@ -46,6 +46,7 @@ export interface SignInLogDeps {
 }
 
 const REPLAY_RECORD_EVERY_MS = 3_600_000;
+const THROTTLED_RECORD_EVERY_MS = 60_000;
 
 /** The sign-in failures that are replays the relay refused, by error code and detail. */
 function replayOf(err: ProxyctlError): ReplayType | undefined {
@@ -253,6 +254,15 @@ export class SignInLog {
    */
   providerAttempt(a: ProviderAttempt): void {
     const at = this.deps.now();
+    // A throttled attempt costs the attacker nothing: one row per source and name a minute,
+    // so hammering the sign-in page cannot turn into a write per request.
+    if (a.reason === 'throttled') {
+      const key = `${a.ip}|${a.username.slice(0, 256)}`;
+      const last = this.throttledSeen.get(key);
+      if (last !== undefined && at - last < THROTTLED_RECORD_EVERY_MS) return;
+      if (this.throttledSeen.size >= 10_000) this.throttledSeen.clear();
+      this.throttledSeen.set(key, at);
+    }
     const who = a.known
       ? { sub: a.username, email: undefined, name: undefined, groups: [], amr: [], acr: undefined, authTime: undefined }
       : undefined;
@@ -274,6 +284,8 @@ export class SignInLog {
       );
     }
   }
+
+  private readonly throttledSeen = new Map<string, number>();
 
   /** Equal passwords, equal fingerprints, within this process only: a random key per process. */
   private readonly fingerprintKey = randomBytes(32);

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Exporter } from '../src/export/exporter.js';
 import { openStore } from '../src/store/index.js';
 import { silentLogger } from '../src/log.js';
-import { rsyslogMissing, signInRecord, startRsyslog } from './helpers/rsyslog.js';
+import { rsyslogMissing, signInRecord, startRsyslog, syslogSink } from './helpers/rsyslog.js';
 import { tempDir } from './helpers/proc.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -20,28 +20,7 @@ async function child(): Promise<void> {
   const store = await openStore({ kind: 'sqlite', dataDir });
   const x = new Exporter({
     store,
-    sinks: [
-      {
-        kind: 'syslog',
-        name: 'siem',
-        url: `tcp://127.0.0.1:${port}`,
-        protocol: 'tcp',
-        host: '127.0.0.1',
-        port,
-        format: 'json',
-        caPem: undefined,
-        certPem: undefined,
-        keyPem: undefined,
-        serverName: undefined,
-        facility: 10,
-        facilityName: 'authpriv',
-        appName: 'proxyctl',
-        confirmMs: 200,
-        queueSize: 10_000,
-        batchSize: 25,
-        from: 'head',
-      },
-    ],
+    sinks: [syslogSink({ port, name: 'siem', confirmMs: 200, batchSize: 25, from: 'head' })],
     log: silentLogger,
     owner: `child-${process.pid}`,
     leaseMs: 1500,

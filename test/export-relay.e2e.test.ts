@@ -77,10 +77,12 @@ export:
     });
     await rs.stop();
     const duringOutage = ids.length;
-    await new Promise((r) => setTimeout(r, 1_500));
+    await waitFor(() => ids.length > duringOutage + 100, { what: 'sign-ins while the sink is down' });
     t.ok(ids.length > duringOutage, 'sign-ins kept coming while the sink was down');
+    const before = arrived().size;
     await rs.start();
-    await new Promise((r) => setTimeout(r, 1_000));
+    // Stop writing once the sink has taken events again: the rest is the catch-up.
+    await waitFor(() => arrived().size > before, { what: 'the sink receiving again', timeoutMs: 30_000, everyMs: 100 });
     writing = false;
     await writer;
     t.equal(writerError, undefined, 'the store took every write');

@@ -7,7 +7,15 @@ import { Exporter } from '../src/export/exporter.js';
 import type { SyslogSinkConfig } from '../src/config/export-config.js';
 import type { SecurityEvent, SignInRecord } from '../src/store/types.js';
 import { silentLogger } from '../src/log.js';
-import { MemoryStore, makeTestPki, parseCef, rsyslogMissing, sdParam, startRsyslog } from './helpers/rsyslog.js';
+import {
+  MemoryStore,
+  makeTestPki,
+  parseCef,
+  rsyslogMissing,
+  sdParam,
+  startRsyslog,
+  syslogSink,
+} from './helpers/rsyslog.js';
 import { waitFor } from './helpers/wait.js';
 import { createServer, type AddressInfo, type Socket } from 'node:net';
 
@@ -15,30 +23,6 @@ if (rsyslogMissing) {
   t.test('syslog export against rsyslog', { skip: rsyslogMissing }, () => undefined);
 } else {
   await run();
-}
-
-function syslogSink(over: Partial<SyslogSinkConfig> & { port: number }): SyslogSinkConfig {
-  const protocol = over.protocol ?? 'tcp';
-  return {
-    kind: 'syslog',
-    name: `syslog:${protocol}://127.0.0.1:${over.port}`,
-    url: `${protocol}://127.0.0.1:${over.port}`,
-    protocol,
-    host: '127.0.0.1',
-    format: 'json',
-    caPem: undefined,
-    certPem: undefined,
-    keyPem: undefined,
-    serverName: undefined,
-    facility: 10,
-    facilityName: 'authpriv',
-    appName: 'proxyctl',
-    confirmMs: 300,
-    queueSize: 10_000,
-    batchSize: 100,
-    from: 'start',
-    ...over,
-  };
 }
 
 async function exporter(t: Test, mem: MemoryStore, cfg: SyslogSinkConfig): Promise<Exporter> {

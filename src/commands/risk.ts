@@ -5,7 +5,7 @@
 // once on PostgreSQL through the change feed).
 import { userInfo } from 'node:os';
 import { ProxyctlError } from '../errors.js';
-import { userRisk } from '../risk/engine.js';
+import { isRemediated, userRisk, userRiskHorizonMs } from '../risk/engine.js';
 import type { RiskDetectionRecord, UserRiskState } from '../store/index.js';
 import { parseWhen } from './logs.js';
 import { withStore } from './open-store.js';
@@ -41,7 +41,7 @@ function actor(): string {
 export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()): Promise<void> {
   const config = loadConfigFromOptions(opts);
   const decayMs = config.risk.engine.userRiskDecayMs;
-  const since = opts.since === undefined ? now - 3 * decayMs : parseWhen('--since', opts.since, now);
+  const since = opts.since === undefined ? now - userRiskHorizonMs(decayMs) : parseWhen('--since', opts.since, now);
   const users = await withStore(config, async (store) => {
     const bySubject = new Map<string, RiskDetectionRecord[]>();
     let page = await store.risk.detections({ since, limit: 10_000 });
@@ -59,8 +59,7 @@ export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()
     for (const subject of subjects) {
       const all = bySubject.get(subject) ?? [];
       const state = states.get(subject);
-      const counting = all.filter((d) => !d.details['remediated']);
-      const level = userRisk(counting, state, now, decayMs);
+      const level = userRisk(all, state, now, decayMs);
       const last = all.at(-1);
       const confirmed = !!state?.confirmedAt && (state.dismissedAt === null || state.confirmedAt > state.dismissedAt);
       rows.push({
@@ -75,7 +74,7 @@ export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()
             ? 'atRisk'
             : state?.dismissedAt
               ? 'dismissed'
-              : all.length && counting.length === 0
+              : all.length && all.every(isRemediated)
                 ? 'remediated'
                 : 'none',
         decidedBy: state?.by ?? null,

@@ -48,14 +48,27 @@ export function signInRisk(detections: readonly { level: SignInDetection['level'
 }
 
 /**
- * A user's risk now: each detection after the last dismissal counts at its level
- * lowered one step per full `decayMs` of age, and the levels combine as their
- * maximum; a confirmation after the last dismissal holds the user at high.
+ * How far back a user's detections can still count: three decay periods lower the
+ * highest level (high) to none. Callers read the store back this far.
+ */
+export function userRiskHorizonMs(decayMs: number): number {
+  return 3 * decayMs;
+}
+
+/** A detection the user remediated (multi-factor step-up on a risky sign-in) no longer counts. */
+export function isRemediated(d: { details?: Record<string, unknown> }): boolean {
+  return !!d.details?.['remediated'];
+}
+
+/**
+ * A user's risk now: each detection after the last dismissal, and not remediated,
+ * counts at its level lowered one step per full `decayMs` of age, and the levels
+ * combine as their maximum; a confirmation after the last dismissal holds the user at high.
  * The maximum, not a sum: one Tor sign-in from a new country is two mediums, and
  * should not alone make a user high (which blocks under a typical policy).
  */
 export function userRisk(
-  detections: readonly Pick<RiskDetectionRecord, 'at' | 'level'>[],
+  detections: readonly (Pick<RiskDetectionRecord, 'at' | 'level'> & Partial<Pick<RiskDetectionRecord, 'details'>>)[],
   state: UserRiskState | undefined,
   now: number,
   decayMs: number = RISK_DEFAULTS.userRiskDecayMs,
@@ -64,7 +77,7 @@ export function userRisk(
   if (state?.confirmedAt != null && (dismissedAt === null || state.confirmedAt > dismissedAt)) return 'high';
   const levels: RiskLevelName[] = [];
   for (const d of detections) {
-    if (dismissedAt !== null && d.at <= dismissedAt) continue;
+    if ((dismissedAt !== null && d.at <= dismissedAt) || isRemediated(d)) continue;
     levels.push(lowered(d.level, Math.max(0, now - d.at) / decayMs));
   }
   return highest(levels);
@@ -121,7 +134,7 @@ export class RiskEngine {
 
   /** The user's risk at `now` (default the clock's), with this engine's decay (see userRisk). */
   userRisk(
-    detections: readonly Pick<RiskDetectionRecord, 'at' | 'level'>[],
+    detections: Parameters<typeof userRisk>[0],
     state: UserRiskState | undefined,
     now: number = this.clock.now(),
   ): RiskLevelName {

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import path from 'node:path';
 import type { ExporterOptions } from '../../src/export/exporter.js';
+import type { SyslogSinkConfig } from '../../src/config/export-config.js';
 import type {
   AuditEntry,
   EventCursor,
@@ -274,6 +275,31 @@ export function parseCef(line: string): Cef {
     ext[m[1]!] = raw.replace(/\\([\\=nr])/g, (_s, c: string) => (c === 'n' ? '\n' : c === 'r' ? '\r' : c));
   });
   return { header, ext, keys };
+}
+
+/** A syslog sink as buildExport makes it, sending to 127.0.0.1:`port`. */
+export function syslogSink(over: Partial<SyslogSinkConfig> & { port: number }): SyslogSinkConfig {
+  const protocol = over.protocol ?? 'tcp';
+  return {
+    kind: 'syslog',
+    name: `syslog:${protocol}://127.0.0.1:${over.port}`,
+    url: `${protocol}://127.0.0.1:${over.port}`,
+    protocol,
+    host: '127.0.0.1',
+    format: 'json',
+    caPem: undefined,
+    certPem: undefined,
+    keyPem: undefined,
+    serverName: undefined,
+    facility: 10,
+    facilityName: 'authpriv',
+    appName: 'proxyctl',
+    confirmMs: 300,
+    queueSize: 10_000,
+    batchSize: 100,
+    from: 'start',
+    ...over,
+  };
 }
 
 // --- Events to send ----------------------------------------------------------------

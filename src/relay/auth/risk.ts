@@ -6,7 +6,7 @@
 import type { Clock } from '../../clock.js';
 import type { GeoConfig, RiskConfig } from '../../config/risk-config.js';
 import type { Logger } from '../../log.js';
-import { RiskEngine } from '../../risk/engine.js';
+import { RiskEngine, userRiskHorizonMs } from '../../risk/engine.js';
 import { GeoLocator } from '../../risk/geo.js';
 import { IpLists } from '../../risk/ip-lists.js';
 import { AttackTrackers } from '../../risk/trackers.js';
@@ -91,15 +91,14 @@ export class RiskServices {
       const now = this.deps.clock.now();
       const { store } = this.deps;
       const [detections, state] = await Promise.all([
-        store.risk.detections({ subject, since: now - 3 * this.risk.engine.userRiskDecayMs, limit: 1000 }),
+        store.risk.detections({
+          subject,
+          since: now - userRiskHorizonMs(this.risk.engine.userRiskDecayMs),
+          limit: 1000,
+        }),
         store.risk.userState(subject),
       ]);
-      // A detection the user remediated (multi-factor step-up on a risky sign-in) no longer counts.
-      const level = this.engineNow.userRisk(
-        detections.filter((d) => !d.details['remediated']),
-        state,
-        now,
-      );
+      const level = this.engineNow.userRisk(detections, state, now);
       if (this.userRisks.size >= MAX_CACHED_USERS) this.userRisks.clear();
       this.userRisks.set(subject, { level, at: now });
       return level;

@@ -48,6 +48,23 @@ export interface SignInLogDeps {
 const REPLAY_RECORD_EVERY_MS = 3_600_000;
 const THROTTLED_RECORD_EVERY_MS = 60_000;
 
+/**
+ * Keys recorded lately, for rows a stranger could otherwise cause once per request: `due`
+ * says yes at most once per key per `everyMs` (bounded: at 10,000 keys it starts over).
+ */
+class RecordedLately {
+  private readonly at = new Map<string, number>();
+  constructor(private readonly everyMs: number) {}
+
+  due(key: string, now: number): boolean {
+    const last = this.at.get(key);
+    if (last !== undefined && now - last < this.everyMs) return false;
+    if (this.at.size >= 10_000) this.at.clear();
+    this.at.set(key, now);
+    return true;
+  }
+}
+
 /** The sign-in failures that are replays the relay refused, by error code and detail. */
 function replayOf(err: ProxyctlError): ReplayType | undefined {
   const d = err.details ?? {};
@@ -215,19 +232,16 @@ export class SignInLog {
   }
 
   /** Sessions whose replay was recorded lately: one detection per session an hour, whatever a client sends. */
-  private readonly replayedSessions = new Map<string, number>();
+  private readonly replayedSessions = new RecordedLately(REPLAY_RECORD_EVERY_MS);
 
   /** A revoked or signed-out session's cookie presented again: it counts against the user. */
   revokedSession(req: IncomingMessage, app: AppConfig, subject: string, sid: string): void {
     const now = this.deps.now();
-    const last = this.replayedSessions.get(sid);
-    if (last !== undefined && now - last < REPLAY_RECORD_EVERY_MS) return;
-    if (this.replayedSessions.size >= 10_000) this.replayedSessions.clear();
-    this.replayedSessions.set(sid, now);
+    if (!this.replayedSessions.due(sid, now)) return;
     const d = replayDetection('revokedSessionReplay', `session ${sid.slice(0, 8)}… was signed out or revoked`);
     this.deps.store.risk
       .addDetection({
-        at: this.deps.now(),
+        at: now,
         subject,
         ip: clientAddress(req),
         app: app.name,
@@ -256,13 +270,7 @@ export class SignInLog {
     const at = this.deps.now();
     // A throttled attempt costs the attacker nothing: one row per source and name a minute,
     // so hammering the sign-in page cannot turn into a write per request.
-    if (a.reason === 'throttled') {
-      const key = `${a.ip}|${a.username.slice(0, 256)}`;
-      const last = this.throttledSeen.get(key);
-      if (last !== undefined && at - last < THROTTLED_RECORD_EVERY_MS) return;
-      if (this.throttledSeen.size >= 10_000) this.throttledSeen.clear();
-      this.throttledSeen.set(key, at);
-    }
+    if (a.reason === 'throttled' && !this.throttledSeen.due(`${a.ip}|${a.username.slice(0, 256)}`, at)) return;
     const who = a.known
       ? { sub: a.username, email: undefined, name: undefined, groups: [], amr: [], acr: undefined, authTime: undefined }
       : undefined;
@@ -285,7 +293,7 @@ export class SignInLog {
     }
   }
 
-  private readonly throttledSeen = new Map<string, number>();
+  private readonly throttledSeen = new RecordedLately(THROTTLED_RECORD_EVERY_MS);
 
   /** Equal passwords, equal fingerprints, within this process only: a random key per process. */
   private readonly fingerprintKey = randomBytes(32);

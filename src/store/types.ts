@@ -259,6 +259,12 @@ export interface ConnectorRepo {
    * certificate retired by a renewal is not listed: its connector lives on.
    */
   revokedAmong(serials: readonly string[]): Promise<Set<string>>;
+  /**
+   * Removes a revoked connector from list() and find() by name (ERR_CONNECTOR_NOT_REVOKED, 409,
+   * while it is not revoked; ERR_CONNECTOR_NOT_FOUND when unknown). Its certificate rows stay,
+   * so revokedAmong still reports them. Audited (`connector.delete`) in the same transaction.
+   */
+  delete(idOrName: string, actor: string, now?: number): Promise<ConnectorRecord>;
   /** The certificates a renewal superseded stop now instead of at the end of their grace. Returns how many. */
   retireSuperseded(connectorId: string, now?: number): Promise<number>;
 }
@@ -506,8 +512,53 @@ export function countDump(dump: StoreDump): Record<keyof StoreDump, number> {
   return counts;
 }
 
+/** What the administration API publishes in the store, beside the config file's objects. */
+export type ManagedKind = 'app' | 'policy' | 'location' | 'connectorGroup';
+
+export interface ManagedObject {
+  kind: ManagedKind;
+  /** Unique per kind, exactly as given (names are validated by the caller). */
+  name: string;
+  /** The object as the config file would spell it (JSON-compatible). */
+  spec: Record<string, unknown>;
+  /** 1 when created, +1 per replacement. */
+  version: number;
+  createdAt: number;
+  updatedAt: number;
+  updatedBy: string;
+}
+
+/** The audit entry a managed-object change writes in the same transaction. */
+export interface ManagedAudit {
+  actor: string;
+  action: string;
+  details: Record<string, unknown>;
+}
+
+export interface ManagedObjectRepo {
+  /** Every object of a kind (or of all kinds), ordered by kind then name. */
+  list(kind?: ManagedKind): Promise<ManagedObject[]>;
+  get(kind: ManagedKind, name: string): Promise<ManagedObject | undefined>;
+  /**
+   * Creates (expectedVersion 0: ERR_CONFLICT 409 when it exists), replaces (expectedVersion
+   * n: ERR_CONFLICT when the stored version is not n, ERR_NOT_FOUND 404 when absent) or
+   * upserts (expectedVersion undefined). Writes `audit` in the same transaction and notifies
+   * topic 'objects'. Returns the stored object.
+   */
+  put(
+    kind: ManagedKind,
+    name: string,
+    spec: Record<string, unknown>,
+    audit: ManagedAudit,
+    expectedVersion: number | undefined,
+    now: number,
+  ): Promise<ManagedObject>;
+  /** ERR_NOT_FOUND (404) when absent; ERR_CONFLICT when expectedVersion is given and differs. Audited, notified. */
+  remove(kind: ManagedKind, name: string, audit: ManagedAudit, expectedVersion: number | undefined, now: number): Promise<void>;
+}
+
 /** What changed in the store, as far as caches of it care. */
-export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets' | 'risk';
+export type StoreTopic = 'connectors' | 'keys' | 'sessions' | 'users' | 'replicas' | 'secrets' | 'risk' | 'objects';
 
 export interface Store {
   /** `sqlite` (one machine) or `postgres` (replicas). */
@@ -524,6 +575,8 @@ export interface Store {
   readonly idpArtifacts: IdpArtifactRepo;
   readonly replicas: ReplicaRepo;
   readonly secrets: SecretRepo;
+  /** Apps, policies, locations and connector groups published through the administration API. */
+  readonly objects: ManagedObjectRepo;
   readonly transfer: StoreTransfer;
   /**
    * Bumped when connector or certificate state changes, here or (through

@@ -340,7 +340,8 @@ export function createApiHandler(deps: ApiDeps) {
         throw fail('ERR_USAGE', 400, 'the request body must be a JSON object');
       const args = argsFor(route, params!, body, route.args.includes('query') ? queryOf(url) : {}, req);
       if (!route.args.includes('query') && url.search !== '') queryOf(url); // still refuse duplicates
-      const result = await (Reflect.apply(ops[route.op], ops, args) as Promise<unknown>);
+      const call = (ops as unknown as Record<string, (...a: unknown[]) => Promise<unknown>>)[route.op]!;
+      const result = await call.call(ops, ...args);
       const status = route.status ?? 200;
       const etag: Record<string, string> =
         result && typeof result === 'object' && typeof (result as { version?: unknown }).version === 'number'

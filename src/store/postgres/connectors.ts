@@ -26,7 +26,7 @@ const nameTaken = (name: string, holder: string): ProxyctlError =>
 
 export class PgConnectorRepo implements ConnectorRepo {
   private readonly connectors = new Memory<ConnectorRecord | undefined>();
-  private readonly certificates = new Memory<CertificateRecord | undefined>();
+  private readonly certificateMemory = new Memory<CertificateRecord | undefined>();
 
   constructor(
     private readonly db: PgDatabase,
@@ -36,7 +36,7 @@ export class PgConnectorRepo implements ConnectorRepo {
   /** Connector state changed (here or elsewhere): what is remembered may be wrong. */
   forget(): void {
     this.connectors.forget();
-    this.certificates.forget();
+    this.certificateMemory.forget();
   }
 
   private afterChange(): void {
@@ -171,7 +171,7 @@ export class PgConnectorRepo implements ConnectorRepo {
   }
 
   async getCertificate(serial: string): Promise<CertificateRecord | undefined> {
-    const cert = await this.certificates.read(serial, this.db.offline, async () => {
+    const cert = await this.certificateMemory.read(serial, this.db.offline, async () => {
       const r = await this.db.query<CertificateRow>(
         'read certificate',
         `SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE serial = $1`,
@@ -180,6 +180,15 @@ export class PgConnectorRepo implements ConnectorRepo {
       return r.rows[0] && toCertificate(r.rows[0]);
     });
     return cert && { ...cert };
+  }
+
+  async certificates(connectorId: string): Promise<CertificateRecord[]> {
+    const r = await this.db.query<CertificateRow>(
+      'list certificates',
+      `SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE connector_id = $1 ORDER BY issued_at, serial`,
+      [connectorId],
+    );
+    return r.rows.map(toCertificate);
   }
 
   async touch(connectorId: string, version: string | null, now = Date.now()): Promise<void> {

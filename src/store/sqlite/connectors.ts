@@ -164,6 +164,15 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     return row && toCertificate(row);
   }
 
+  async certificates(connectorId: string): Promise<CertificateRecord[]> {
+    const rows = this.db
+      .stmt(
+        `SELECT serial, connector_id, issued_at, not_after, revoked_at, kind FROM certificates WHERE connector_id = ? ORDER BY issued_at, serial`,
+      )
+      .all(connectorId) as CertificateRow[];
+    return rows.map(toCertificate);
+  }
+
   async touch(connectorId: string, version: string | null, now = Date.now()): Promise<void> {
     this.db
       .stmt(`UPDATE connectors SET last_seen = ?, version = COALESCE(?, version) WHERE id = ?`)

@@ -1,6 +1,7 @@
-// Lint: typescript-eslint's type-checked recommended rules on src/, test/ and
-// bench/ (plain JavaScript there is checked without types), and Prettier's
-// formatting (npm run lint runs both).
+// Lint: typescript-eslint's type-checked recommended rules on src/, test/,
+// bench/ and the console's TSX (console/src, browser globals, its own tsconfig;
+// plain JavaScript is checked without types), and Prettier's formatting (npm run
+// lint runs both).
 import js from '@eslint/js';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
@@ -9,9 +10,10 @@ export default tseslint.config(
   { ignores: ['dist/**', 'node_modules/**', '.tap/**', 'coverage/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
+  { ignores: ['console/src/**'], languageOptions: { globals: { ...globals.node } } },
+  { files: ['console/src/**'], languageOptions: { globals: { ...globals.browser } } },
   {
     languageOptions: {
-      globals: { ...globals.node },
       parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname },
     },
     rules: {

@@ -21,10 +21,13 @@ import {
   type RiskLevel,
   type SignInContext,
 } from '../policy/model.js';
-import { printTable } from './table.js';
+import { printTable, safeCell } from './table.js';
+import type { WhatIfInput, WhatIfResult } from '../admin/api-types.js';
+import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 
-export interface WhatIfOptions {
-  config: string;
+export interface WhatIfOptions extends Omit<AdminTargetOptions, 'config'> {
+  /** The relay configuration to evaluate locally; or --relay to ask a running relay. */
+  config?: string;
   app: string;
   user: string;
   groups?: string;
@@ -190,6 +193,8 @@ export function whatIfReport(
 }
 
 export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
+  if (remoteTarget(opts) !== undefined) return remoteWhatIf(opts, out);
+  if (opts.config === undefined) throw usage('policy what-if needs --config relay.yaml, or --relay URL of a running relay');
   const config = loadRelayConfig(opts.config);
   if (!opts.user) throw usage('--user must not be empty');
   const embedded = config.identity.issuer === undefined;
@@ -254,4 +259,77 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
       `session: sign-in frequency ${d.session.signInFrequencyMs === undefined ? '-' : formatDuration(d.session.signInFrequencyMs)}, persistent browser ${d.session.persistentBrowser === undefined ? '-' : d.session.persistentBrowser ? 'yes' : 'no'}`,
     );
   }
+}
+
+/** The what-if input for the admin API, checked here so a typo fails before any call. */
+export function whatIfInput(opts: WhatIfOptions): WhatIfInput {
+  if (!opts.user) throw usage('--user must not be empty');
+  if (!opts.app) throw usage('--app must not be empty');
+  const platform = opts.platform ?? 'other';
+  if (!PLATFORMS.includes(platform as Platform))
+    throw usage(`unknown platform "${platform}" (one of ${PLATFORMS.join(', ')})`);
+  for (const [flag, level] of [
+    ['sign-in risk', opts.risk],
+    ['user risk', opts.userRisk],
+  ] as const)
+    if (level !== undefined && !RISK_LEVELS.includes(level as RiskLevel))
+      throw usage(`unknown ${flag} "${level}" (one of ${RISK_LEVELS.join(', ')})`);
+  if (opts.ip !== undefined && !isIP(opts.ip)) throw usage(`--ip "${opts.ip}" is not an IPv4 or IPv6 address`);
+  if (opts.time !== undefined && !parseInstant(opts.time))
+    throw usage(
+      `--time "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`,
+    );
+  if (opts.acr === '') throw usage('--acr must not be empty');
+  const groups = opts.groups
+    ?.split(',')
+    .map((g) => g.trim())
+    .filter((g) => g.length > 0);
+  return {
+    app: opts.app,
+    user: opts.user,
+    ...(opts.email ? { email: opts.email } : {}),
+    ...(groups !== undefined ? { groups } : {}),
+    ...(opts.ip !== undefined ? { ip: opts.ip } : {}),
+    platform: platform as Platform,
+    ...(opts.mfa ? { mfa: true } : {}),
+    ...(opts.acr !== undefined ? { acr: opts.acr } : {}),
+    ...(opts.risk !== undefined ? { risk: opts.risk as RiskLevel } : {}),
+    ...(opts.userRisk !== undefined ? { userRisk: opts.userRisk as RiskLevel } : {}),
+    ...(opts.time !== undefined ? { time: opts.time } : {}),
+    ...(opts.deviceCert ? { deviceCert: true } : {}),
+  };
+}
+
+/** Asks a running relay: its apps, policies (file and API) and users, as it holds them now. */
+async function remoteWhatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
+  const input = whatIfInput(opts);
+  const result: WhatIfResult = await withAdmin(opts, (api) => api.whatIf(input));
+  if (opts.json) {
+    out(JSON.stringify(result, (_k, v: unknown) => (v === undefined ? null : v), 2));
+    return;
+  }
+  const str = (v: unknown) => (v === undefined || v === null || v === '' ? '-' : safeCell(typeof v === 'string' ? v : JSON.stringify(v)));
+  const c = result.context;
+  out(`sign-in: ${Object.entries(c).map(([k, v]) => `${k} ${Array.isArray(v) ? str(v.join(',')) : str(v)}`).join(', ')}`);
+  out(`assignment: ${result.assigned ? 'assigned' : 'not assigned'}`);
+  // The relay's decision, whichever spelling it uses (action/result, reason/hint, result/outcome).
+  const d = result.decision as Record<string, unknown> & WhatIfResult['decision'];
+  if (d.policies.length === 0) out('policies: none configured');
+  else
+    printTable(
+      ['POLICY', 'STATE', 'APPLIES', 'WHY', 'OUTCOME', 'MISSING'],
+      d.policies.map((p) => [
+        str(p.name),
+        str(p.state),
+        p['applies'] === undefined ? '-' : p['applies'] ? 'yes' : 'no',
+        str(p['why']),
+        str(p.result ?? p['outcome']),
+        Array.isArray(p['missing']) && p['missing'].length ? p['missing'].join(',') : '-',
+      ]),
+      out,
+    );
+  const action = d.action ?? d['result'];
+  const by = d['decidedBy'] ? ` by policy "${str(d['decidedBy'])}"` : '';
+  const reason = d.reason ?? d['hint'];
+  out(`decision: ${str(action)}${by}${reason ? `: ${str(reason)}` : ''}`);
 }

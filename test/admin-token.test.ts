@@ -20,6 +20,7 @@ function identityFor(issuer: string, overrides: Partial<IdentityConfig> = {}): I
     adminClaim: 'roles',
     emailVerifiedWhenAbsent: false,
     adminValues: [ADMIN],
+    readerValues: ['ProxyReader'],
     clockSkewMs: 60_000,
     groupsClaim: 'groups',
     scopes: ['openid'],

@@ -15,6 +15,8 @@ const ORDER: string[][] = [
   ['crypto', 'policy', 'risk'],
   ['config'],
   ['idp', 'connector', 'export'],
+  // The administration operations (the API, console and CLI share them): store and config, no relay.
+  ['admin'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read
   // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
   ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/state'],

@@ -99,6 +99,8 @@ export interface IdentityConfig {
   readonly adminAudience: string;
   readonly adminClaim: string;
   readonly adminValues: readonly string[];
+  /** Values of adminClaim that give the read-only administration role (the console and API's reader). */
+  readonly readerValues: readonly string[];
   readonly clockSkewMs: number;
   readonly groupsClaim: string;
   /**
@@ -148,8 +150,13 @@ export interface RelayConfig {
     /** Master key file (resolved); the key may instead be in PROXYCTL_MASTER_KEY. */
     readonly masterKeyFile: string | undefined;
   };
-  /** The admin listener (health and readiness, plain HTTP); undefined without `admin:` (or with `admin: false`). */
-  readonly admin: { readonly host: string; readonly port: number } | undefined;
+  /**
+   * The admin listener (health, readiness, metrics, the REST API; plain HTTP); undefined without
+   * `admin:` (or with `admin: false`). `consoleHost`: the public listener also serves the console
+   * and the API on this host name (HTTPS, the relay's sign-in).
+   */
+  readonly admin:
+    { readonly host: string; readonly port: number; readonly consoleHost: string | undefined } | undefined;
   /** How long the sign-in log and risk detections (retentionMs) and the audit log (auditRetentionMs) are kept. */
   readonly logs: { readonly retentionMs: number; readonly auditRetentionMs: number };
   /** Risk detections: address lists, learning, travel, decay, attack thresholds. */
@@ -158,6 +165,27 @@ export interface RelayConfig {
   readonly geo: GeoConfig;
   /** SIEM sinks the sign-in log, audit log and risk detections are exported to. */
   readonly export: readonly ExportSinkConfig[];
+  /** The document this configuration was built from, so the store's API objects can be added to it. */
+  readonly source: ConfigSource;
+  /** Apps, policies and named locations in force that the administration API published (the store's). */
+  readonly managed: readonly ManagedRef[];
+}
+
+/** The parsed file (or embedded defaults) a configuration was validated from. */
+export interface ConfigSource {
+  readonly raw: unknown;
+  readonly baseDir: string;
+  readonly where: string;
+  readonly options: LoadOptions;
+}
+
+/** An API object in force: which one, and which version of it. */
+export interface ManagedRef {
+  readonly kind: 'app' | 'policy' | 'location';
+  readonly name: string;
+  readonly version: number;
+  readonly updatedAt: number;
+  readonly updatedBy: string;
 }
 
 const TOP = [
@@ -206,9 +234,25 @@ export function parseRelayConfig(text: string, file: string | undefined, options
   const raw = parseYaml(text, where);
   const baseDir = file ? path.dirname(path.resolve(file)) : process.cwd();
   const v = new Validation();
-  const config = build(v, raw, baseDir, options);
+  const source: ConfigSource = { raw: deepFreeze(raw), baseDir, where, options };
+  const config = build(v, raw, source, []);
   if (v.issues.length > 0 || !config) throw configError(where, v.issues);
   return deepFreeze(config);
+}
+
+/**
+ * Validates a document as the loader does (the file's, with the administration API's objects
+ * added to it): the issues, and the configuration when there are none. Never throws for bad input.
+ */
+export function validateRelayDocument(
+  raw: unknown,
+  source: ConfigSource,
+  managed: readonly ManagedRef[],
+): { config: RelayConfig | undefined; issues: Issue[] } {
+  const v = new Validation();
+  const config = build(v, raw, source, managed);
+  if (v.issues.length > 0 || !config) return { config: undefined, issues: v.issues };
+  return { config: deepFreeze(config), issues: [] };
 }
 
 export function configError(where: string, issues: Issue[]): ProxyctlError {
@@ -219,7 +263,13 @@ export function configError(where: string, issues: Issue[]): ProxyctlError {
   });
 }
 
-function build(v: Validation, raw: unknown, baseDir: string, options: LoadOptions): RelayConfig | undefined {
+function build(
+  v: Validation,
+  raw: unknown,
+  source: ConfigSource,
+  managed: readonly ManagedRef[],
+): RelayConfig | undefined {
+  const { baseDir, options } = source;
   const top = obj(v, '', raw, TOP);
   if (!top) return undefined;
 
@@ -249,6 +299,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
       'adminAudience',
       'adminClaim',
       'adminValues',
+      'readerValues',
       'clockSkew',
       'groupsClaim',
       'emailVerifiedWhenAbsent',
@@ -278,6 +329,7 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     adminAudience: str(v, 'identity.adminAudience', id['adminAudience'], 'api://proxyctl') ?? '',
     adminClaim: str(v, 'identity.adminClaim', id['adminClaim'], 'roles') ?? '',
     adminValues: strList(v, 'identity.adminValues', id['adminValues'], ['ProxyAdministrator']),
+    readerValues: strList(v, 'identity.readerValues', id['readerValues'], ['ProxyReader']),
     clockSkewMs: duration(v, 'identity.clockSkew', id['clockSkew'], '60s', 0),
     groupsClaim: str(v, 'identity.groupsClaim', id['groupsClaim'], 'groups') ?? 'groups',
     emailVerifiedWhenAbsent: bool(v, 'identity.emailVerifiedWhenAbsent', id['emailVerifiedWhenAbsent'], false),
@@ -290,6 +342,9 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
   };
   if (!identity.scopes.includes('openid')) v.fail('identity.scopes', id['scopes'], 'a list that includes openid');
   if (identity.adminValues.length === 0) v.fail('identity.adminValues', id['adminValues'], 'at least one value');
+  const both = identity.readerValues.filter((r) => identity.adminValues.includes(r));
+  if (both.length > 0)
+    v.fail('identity.readerValues', id['readerValues'], `values that are not also adminValues (${both.join(', ')})`);
 
   const con =
     obj(v, 'connectors', top['connectors'], [
@@ -371,6 +426,8 @@ function build(v: Validation, raw: unknown, baseDir: string, options: LoadOption
     risk: buildRisk(v, top['risk'], baseDir),
     geo: buildGeo(v, top['geo'], baseDir),
     export: buildExport(v, top['export'], baseDir),
+    source,
+    managed,
   };
 }
 
@@ -448,8 +505,19 @@ function adminListener(v: Validation, raw: unknown): RelayConfig['admin'] {
   if (raw !== undefined && (raw === null || typeof raw !== 'object' || Array.isArray(raw))) {
     return v.fail('admin', raw, 'a mapping { listen }, or false for no admin listener');
   }
-  const o = obj(v, 'admin', raw, ['listen']) ?? {};
-  return listen(v, 'admin.listen', o['listen'], '127.0.0.1:9443');
+  const o = obj(v, 'admin', raw, ['listen', 'consoleHost']) ?? {};
+  const consoleHost =
+    o['consoleHost'] === undefined
+      ? undefined
+      : str(
+          v,
+          'admin.consoleHost',
+          o['consoleHost'],
+          undefined,
+          /^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/,
+          'a host name in lower case (admin.example.com)',
+        );
+  return { ...listen(v, 'admin.listen', o['listen'], '127.0.0.1:9443'), consoleHost };
 }
 
 const APP_KEYS = [

@@ -209,7 +209,8 @@ export class EmbeddedIdp {
       claims: {
         openid: ['sub', 'amr', 'acr'],
         email: ['email', 'email_verified'],
-        profile: ['name', 'preferred_username', groupsClaim],
+        // The administration roles too: the console signs administrators in with the ID token.
+        profile: ['name', 'preferred_username', groupsClaim, ...(adminClaim === groupsClaim ? [] : [adminClaim])],
       },
       pkce: { required: () => true },
       acrValues: ['pwd', 'mfa'],
@@ -225,6 +226,7 @@ export class EmbeddedIdp {
             ...(u.email ? { email: u.email, email_verified: true } : {}),
             name: u.name ?? u.username,
             preferred_username: u.username,
+            [adminClaim]: u.roles,
             [groupsClaim]: u.groups,
           }),
         };

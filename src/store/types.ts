@@ -251,6 +251,8 @@ export interface ConnectorRepo {
   find(idOrName: string): Promise<ConnectorRecord>;
   get(id: string): Promise<ConnectorRecord | undefined>;
   getCertificate(serial: string): Promise<CertificateRecord | undefined>;
+  /** Every certificate issued to a connector, oldest first. */
+  certificates(connectorId: string): Promise<CertificateRecord[]>;
   /** Records that a connector was seen (heartbeat, config pull); a null version keeps the old one. */
   touch(connectorId: string, version: string | null, now?: number): Promise<void>;
   list(): Promise<ConnectorListing[]>;

@@ -84,6 +84,18 @@ export class AdminTokenVerifier {
     return this.#requireAdmin(payload, issuer);
   }
 
+  /**
+   * For the administration API: the token as for `verify`, with the role it carries —
+   * admin (adminValues) or reader (readerValues); neither is ERR_TOKEN_NOT_ADMIN (403).
+   */
+  async verifyCaller(token: string): Promise<AdminIdentity & { role: 'admin' | 'reader' }> {
+    const { payload, issuer } = await this.#verifyJwt(token, this.#identity.adminAudience);
+    const held = claimValues(payload[this.#identity.adminClaim]);
+    if (!held.some((v) => this.#identity.adminValues.includes(v)) && held.some((v) => this.#identity.readerValues.includes(v)))
+      return { ...this.#requireAdmin(payload, issuer, this.#identity.readerValues), role: 'reader' };
+    return { ...this.#requireAdmin(payload, issuer), role: 'admin' };
+  }
+
   /** Verifies an access token for another audience (an app's client id): same checks, no role. */
   async verifyAccessToken(token: string, audience: string): Promise<JWTPayload> {
     return (await this.#verifyJwt(token, audience)).payload;
@@ -242,11 +254,15 @@ export class AdminTokenVerifier {
     }
   }
 
-  #requireAdmin(payload: JWTPayload, issuer: string): AdminIdentity {
+  #requireAdmin(
+    payload: JWTPayload,
+    issuer: string,
+    adminValues: readonly string[] = this.#identity.adminValues,
+  ): AdminIdentity {
     const subject = payload.sub;
     if (typeof subject !== 'string' || subject === '')
       throw tokenError('ERR_TOKEN_INVALID', 'token subject (sub claim) is not a non-empty string');
-    const { adminClaim, adminValues } = this.#identity;
+    const { adminClaim } = this.#identity;
     const held = claimValues(payload[adminClaim]);
     if (!held.some((value) => adminValues.includes(value))) {
       const found = payload[adminClaim] === undefined ? 'absent' : show(held);

@@ -22,7 +22,8 @@ const EMAIL = /^[^\s@,;<>"\\\u0000-\u001f\u007f]{1,64}@[^\s@,;<>"\\\u0000-\u001f
  */
 export function identityFromClaims(
   c: Record<string, unknown>,
-  cfg: Pick<IdentityConfig, 'groupsClaim' | 'emailVerifiedWhenAbsent'>,
+  cfg: Pick<IdentityConfig, 'groupsClaim' | 'emailVerifiedWhenAbsent'> &
+    Partial<Pick<IdentityConfig, 'adminClaim' | 'adminValues' | 'readerValues'>>,
   now: number,
 ): Identity {
   const str = (v: unknown): string | undefined =>
@@ -42,6 +43,9 @@ export function identityFromClaims(
   const trusted = verified === true || verified === 'true' || (verified === undefined && cfg.emailVerifiedWhenAbsent);
   const email = trusted ? str(c['email']) : undefined;
   const authTime = c['auth_time'];
+  // Only the administration roles are kept (the console's), so other claim values cost no cookie bytes.
+  const known = new Set([...(cfg.adminValues ?? []), ...(cfg.readerValues ?? [])]);
+  const roles = cfg.adminClaim === undefined ? [] : list(c[cfg.adminClaim], 50).filter((r) => known.has(r));
   return {
     sub,
     email: email !== undefined && EMAIL.test(email) ? email : undefined,
@@ -54,5 +58,6 @@ export function identityFromClaims(
       typeof authTime === 'number' && Number.isFinite(authTime) && authTime > 0
         ? Math.min(Math.floor(authTime) * 1000, now)
         : undefined,
+    ...(roles.length ? { roles } : {}),
   };
 }

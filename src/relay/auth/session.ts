@@ -19,6 +19,8 @@ export interface Identity {
   acr: string | undefined;
   /** When the user authenticated at the provider (ms), if the token says. */
   authTime: number | undefined;
+  /** The administration roles the token gave (adminClaim values among adminValues and readerValues). */
+  roles?: string[];
 }
 
 export interface Session extends Identity {
@@ -59,6 +61,7 @@ export async function sealSession(ring: KeyRing, s: Session): Promise<string> {
     auth_time: Math.floor(s.authTime / 1000),
     psid: s.providerSid,
     risk: s.risk ?? 'none',
+    ...(s.roles?.length ? { roles: s.roles } : {}),
   })
     .setProtectedHeader({ alg: 'dir', enc: 'A256GCM', kid: key.kid })
     .setSubject(s.sub)
@@ -123,6 +126,7 @@ export async function openSession(ring: KeyRing, value: string, app: AppConfig, 
       providerSid: str(payload['psid']),
       // A value other than a level (a cookie sealed before risk was kept) is no risk.
       risk: RISKS.includes(str(payload['risk']) ?? '') ? (payload['risk'] as RiskLevelName) : 'none',
+      roles: strs(payload['roles']),
     },
   };
 }

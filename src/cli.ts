@@ -200,7 +200,7 @@ export function buildProgram(): Command {
       .option('--limit <n>', 'at most this many rows, newest first (1 to 10000)', '50')
       .option('--json', 'machine-readable output')
       .option('--csv', 'CSV output (RFC 4180) for spreadsheets and SIEM imports');
-  const signins = program.command('signins').description('the sign-in log (against the relay store)');
+  const signins = program.command('signins').description('the sign-in log');
   logFilters(store(signins.command('list')))
     .description('list sign-in attempts, newest first')
     .option('--user <subject>', "only this user's attempts (the subject)")

@@ -153,7 +153,7 @@ export function buildRequest(basePath: string, op: Operation, args: readonly unk
       body = arg ?? {};
     } else if (arg !== undefined) {
       if (typeof arg !== 'number' || !Number.isSafeInteger(arg) || arg < 0)
-        throw usage(`an expected version is a whole number (found ${String(arg)})`);
+        throw usage(`an expected version is a whole number (found ${JSON.stringify(arg)})`);
       // A strong entity tag, as the relay's answers carry it.
       headers['if-match'] = `"${arg}"`;
     }
@@ -181,7 +181,8 @@ export class RemoteAdminApi implements AdminApi {
 
   constructor(opts: RemoteAdminOptions) {
     this.base = adminBaseUrl(opts.url);
-    if (!opts.token || /[\s\u0000-\u001f\u007f]/.test(opts.token))
+    // Visible ASCII only: nothing can break out of the Authorization header.
+    if (!/^[!-~]+$/.test(opts.token))
       throw new ProxyctlError('ERR_TOKEN_INVALID', 'the administrator token is empty or holds spaces or controls');
     this.token = opts.token;
     this.maxBytes = opts.maxResponseBytes ?? MAX_RESPONSE_BYTES;
@@ -199,7 +200,8 @@ export class RemoteAdminApi implements AdminApi {
     return this.send({ method: 'GET', path: `${this.basePath}${API_BASE}/me`, headers: {}, empty: false });
   }
 
-  private call<T>(op: Operation, ...args: unknown[]): Promise<T> {
+  /** Async all the way: a bad argument is a rejection, as a refusal is. */
+  private async call<T>(op: Operation, ...args: unknown[]): Promise<T> {
     return this.send<T>(buildRequest(this.basePath, op, args));
   }
 

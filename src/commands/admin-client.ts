@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { AdminApi, Caller } from '../admin/api-types.js';
 import { RemoteAdminApi, adminBaseUrl } from '../admin/remote.js';
+import { loadMasterKey } from '../crypto/master-key.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import { resolveToken } from './connector-register.js';
 import { storedTokenState } from './login.js';
@@ -48,7 +49,7 @@ export async function openAdmin(opts: AdminTargetOptions, env: Env = process.env
   if (relay === undefined) {
     if (opts.relayCa !== undefined || opts.tokenFile !== undefined || opts.token !== undefined)
       throw usage('--relay-ca and --token-file go with --relay (or $PROXYCTL_RELAY)');
-    return openLocal(opts);
+    return openLocal(opts, env);
   }
   const base = adminBaseUrl(relay);
   const caPem = opts.relayCa === undefined ? undefined : readCa(opts.relayCa);
@@ -73,7 +74,7 @@ export async function withAdmin<T>(
 function tokenFor(base: URL, opts: AdminTargetOptions, env: Env): string {
   const stored = storedTokenState(base.href);
   try {
-    return resolveToken(opts, env as NodeJS.ProcessEnv, () => (stored.state === 'valid' ? stored.token : undefined));
+    return resolveToken(opts, env, () => (stored.state === 'valid' ? stored.token : undefined));
   } catch (err) {
     if (!isProxyctlError(err, 'ERR_TOKEN_MISSING')) throw err;
     if (stored.state === 'expired')
@@ -113,12 +114,14 @@ export function localCaller(): Caller {
   return { subject: `cli:${user}`, name: null, role: 'admin', via: 'local' };
 }
 
-async function openLocal(opts: AdminTargetOptions): Promise<AdminHandle> {
+async function openLocal(opts: AdminTargetOptions, env: Env): Promise<AdminHandle> {
   const config = loadConfigFromOptions({ config: opts.config, dataDir: opts.dataDir });
+  // New keys are sealed as the relay seals them.
+  const masterKey = loadMasterKey({ file: config.secrets.masterKeyFile, env });
   const { AdminOperations } = await import('../admin/operations.js');
   const store = await openConfiguredStore(config);
   try {
-    const api = new AdminOperations({ store, config, caller: localCaller() });
+    const api = new AdminOperations({ store, config, caller: localCaller(), ...(masterKey ? { masterKey } : {}) });
     return { api, remote: false, close: () => store.close() };
   } catch (err) {
     await store.close();

@@ -103,5 +103,6 @@ export async function updateApp(name: string, opts: UpdateOptions, out: Out): Pr
 function report(verb: string, o: ObjectView, opts: ObjectOptions, out: Out): void {
   if (opts.json) return printJson(o, out);
   out(`${verb} app ${safeCell(o.name)} (version ${versionCell(o)})`);
-  if (!o.inForce) out(`note: app ${safeCell(o.name)} is not in force: ${safeCell(o.problem ?? 'the config file wins')}`);
+  if (!o.inForce)
+    out(`note: app ${safeCell(o.name)} is not in force: ${safeCell(o.problem ?? 'the config file wins')}`);
 }

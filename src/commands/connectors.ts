@@ -18,15 +18,7 @@ export async function listConnectors(opts: ConnectorOptions, out: Out): Promise<
   if (opts.json) return printJson(rows, out);
   printTable(
     ['ID', 'NAME', 'GROUP', 'STATUS', 'VERSION', 'LAST SEEN', 'CERT EXPIRES'],
-    rows.map((r) => [
-      r.id,
-      r.name,
-      r.group,
-      r.status,
-      dash(r.version),
-      dash(r.lastSeen),
-      dash(r.certificateExpires),
-    ]),
+    rows.map((r) => [r.id, r.name, r.group, r.status, dash(r.version), dash(r.lastSeen), dash(r.certificateExpires)]),
     out,
   );
 }

@@ -28,7 +28,10 @@ export async function showGroup(name: string, opts: GroupOptions, out: Out): Pro
   if (opts.json) return printJson(g, out);
   const line = (label: string, value: string) => out(`${`${label}:`.padEnd(13)}${safeCell(value || '-', 400)}`);
   line('name', g.name);
-  line('source', g.source === 'api' ? `declared through the API (version ${g.version ?? '-'})` : 'derived from apps and connectors');
+  line(
+    'source',
+    g.source === 'api' ? `declared through the API (version ${g.version ?? '-'})` : 'derived from apps and connectors',
+  );
   line('description', g.description ?? '');
   line('connectors', connectors(g));
   line('apps', g.apps.join(', '));

@@ -68,7 +68,7 @@ function saveToken(relayUrl: string, t: StoredToken): void {
  * Where administrators get tokens: the admin API's login-info (when --relay is the admin
  * listener or host), else the connector API's identity document (when it is that).
  */
-async function identityInfo(relay: string, dispatcher: Dispatcher): Promise<IdentityInfo> {
+export async function identityInfo(relay: string, dispatcher: Dispatcher): Promise<IdentityInfo> {
   const tried: string[] = [];
   for (const p of [`${API_BASE}/login-info`, API.identity]) {
     const url = new URL(p, relay);

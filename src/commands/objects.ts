@@ -83,7 +83,8 @@ export function applySets(spec: Record<string, unknown>, sets: readonly string[]
     for (const [i, key] of keys.entries()) {
       const last = i === keys.length - 1;
       const index = Array.isArray(node) ? listIndex(node, key, set) : undefined;
-      const current: unknown = index !== undefined ? (node as unknown[])[index] : (node as Record<string, unknown>)[key];
+      const current: unknown =
+        index !== undefined ? (node as unknown[])[index] : (node as Record<string, unknown>)[key];
       if (last) {
         if (index !== undefined) {
           if (value === null) (node as unknown[]).splice(index, 1);
@@ -114,7 +115,8 @@ function listIndex(list: unknown[], key: string, set: string): number {
 
 function yamlValue(text: string, key: string): unknown {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: false });
-  if (doc.errors.length > 0) throw usage(`--set ${key}: the value is not valid YAML (${doc.errors[0]!.message.split('\n')[0]})`);
+  if (doc.errors.length > 0)
+    throw usage(`--set ${key}: the value is not valid YAML (${doc.errors[0]!.message.split('\n')[0]})`);
   return doc.toJS() ?? null;
 }
 
@@ -163,13 +165,13 @@ export interface ObjectOptions extends AdminTargetOptions {
 }
 
 interface KindOps {
-  list(api: AdminApi): Promise<ObjectView[]>;
-  get(api: AdminApi, name: string): Promise<ObjectView>;
-  remove(api: AdminApi, name: string, version?: number): Promise<void>;
+  list: (api: AdminApi) => Promise<ObjectView[]>;
+  get: (api: AdminApi, name: string) => Promise<ObjectView>;
+  remove: (api: AdminApi, name: string, version?: number) => Promise<void>;
   /** Create or replace; apps have publish and update instead. */
-  put?(api: AdminApi, name: string, spec: Record<string, unknown>, version?: number): Promise<ObjectView>;
+  put?: (api: AdminApi, name: string, spec: Record<string, unknown>, version?: number) => Promise<ObjectView>;
   columns: string[];
-  cells(o: ObjectView): string[];
+  cells: (o: ObjectView) => string[];
 }
 
 const list = (v: unknown) => (Array.isArray(v) && v.length ? v.map(text).join(',') : '-');

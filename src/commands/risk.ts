@@ -48,7 +48,9 @@ export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()
       ? await withAdmin(opts, (api) =>
           api.riskUsers({
             ...(opts.all ? { all: true } : {}),
-            ...(opts.since !== undefined ? { since: new Date(parseWhen('--since', opts.since, now)).toISOString() } : {}),
+            ...(opts.since !== undefined
+              ? { since: new Date(parseWhen('--since', opts.since, now)).toISOString() }
+              : {}),
           }),
         )
       : await localRisk(opts, now);

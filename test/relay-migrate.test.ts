@@ -95,6 +95,18 @@ async function sqliteRelay(t: Test, opts: { signIns?: number } = {}): Promise<Re
     notAfter: now + HOUR,
   });
   await store.connectors.revoke('c-2', 'admin', now - 500);
+  await store.connectors.delete('c-2', 'admin', now - 400);
+  // What the administration API published, one spec with every kind of content JSON has.
+  const audit = { actor: 'admin', action: 'app.create', details: {} };
+  await store.objects.put('app', 'wiki', { host: 'wiki.example', z: 1, a: [1, { b: null }] }, audit, 0, now - 300);
+  await store.objects.put(
+    'policy',
+    'ünïcode \'"',
+    JSON.parse('{"__proto__":{"x":1},"s":"日本 😀 \\u0000 \\ud800","n":-0.5e-7}') as Record<string, unknown>,
+    audit,
+    0,
+    now - 200,
+  );
   const user = {
     passwordHash: 'scrypt$x',
     email: null,
@@ -182,7 +194,7 @@ t.test('the copy is complete, opens with the master key, and the data directory 
   t.match(output, 'connectors 2, certificates 3, audit entries');
   t.match(
     output,
-    'keys 3, users 2, TOTP steps 1, secrets 2, sign-ins 2345, risk detections 0, user risk decisions 0, ended provider sessions 1, sessions 1, provider artifacts 1',
+    'keys 3, users 2, TOTP steps 1, secrets 2, sign-ins 2345, risk detections 0, user risk decisions 0, ended provider sessions 1, sessions 1, provider artifacts 1, managed objects 2',
   );
   t.match(output, 'keys: 2 sealed now, 1 already sealed');
   const masked = new URL(URL_WITH_PASSWORD);
@@ -207,6 +219,21 @@ t.test('the copy is complete, opens with the master key, and the data directory 
   ] as const)
     t.strictSame(to[kind], from[kind], `${kind}: every record, every field`);
   t.strictSame(to.audit.slice(0, -1), from.audit, 'the audit trail, in order');
+  t.match(
+    to.connectors,
+    [
+      { id: 'c-1', deletedAt: null },
+      { id: 'c-2', deletedAt: Number },
+    ],
+    'deleted stays deleted',
+  );
+  t.same(
+    (await target.connectors.list()).map((c) => c.id),
+    ['c-1'],
+  );
+  t.equal(to.objects.length, 2);
+  t.equal(JSON.stringify(to.objects), JSON.stringify(from.objects), 'managed objects, exactly, keys in order');
+  t.ok(Object.hasOwn(to.objects[1]!.spec, '__proto__'), '__proto__ stays data');
   t.match(to.audit.at(-1), { action: 'store.import', details: { connectors: 2, signIns: 2_345, secrets: 2 } });
 
   // Keys: the same keys, each sealed with the master key, opening to what the data directory held.

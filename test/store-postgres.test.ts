@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import net, { type AddressInfo } from 'node:net';
 import pg from 'pg';
 import { openPostgresStore, storeExists, type Store, type StoreTopic } from '../src/store/index.js';
-import { SCHEMA_VERSION } from '../src/store/postgres/migrations.js';
+import { MIGRATIONS, SCHEMA_VERSION } from '../src/store/postgres/migrations.js';
 import type { PgSessionRepo } from '../src/store/postgres/sessions.js';
 import { waitFor } from './helpers/wait.js';
 import { PG_URL, freshSchema } from './helpers/postgres.js';
@@ -142,6 +142,58 @@ pgTest('replicas starting together on a new schema migrate it once', async (t) =
   t.equal(await storeExists({ kind: 'postgres', url: PG_URL, schema }), true);
   const values = await Promise.all(stores.map((s, i) => s.secrets.putIfAbsent('ca', `value-${i}`)));
   t.equal(new Set(values).size, 1, 'and they agree on a first-writer-wins secret');
+});
+
+pgTest('a schema-2 store keeps its connectors, none deleted, and gains managed objects', async (t) => {
+  const schema = schemaFor(t);
+  await admin.query(`CREATE SCHEMA ${schema}`);
+  await admin.query(`SET search_path TO ${schema}`);
+  try {
+    await admin.query(`CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)`);
+    for (const [i, m] of MIGRATIONS.slice(0, 2).entries()) {
+      await admin.query(m);
+      await admin.query(`INSERT INTO schema_migrations (version, applied_at) VALUES ($1, 0)`, [i + 1]);
+    }
+    await admin.query(`INSERT INTO connectors (id, name, group_name, created_at, created_by, revoked_at)
+      VALUES ('c-old', 'edge', 'default', 1000, 'admin', 2000)`);
+  } finally {
+    await admin.query(`SET search_path TO DEFAULT`);
+  }
+  const s = await opened(t, PG_URL, schema);
+  t.match(await s.connectors.list(), [{ id: 'c-old', revokedAt: 2_000 }], 'listed: not deleted');
+  t.match(await s.connectors.delete('edge', 'admin', 3_000), { id: 'c-old' });
+  t.same(await s.connectors.list(), []);
+  const audit = { actor: 'admin', action: 'app.create', details: {} };
+  t.match(await s.objects.put('app', 'wiki', { host: 'w' }, audit, 0, 4_000), { version: 1 });
+  const { rows } = await admin.query<{ v: number }>(`SELECT max(version) AS v FROM ${schema}.schema_migrations`);
+  t.equal(rows[0]!.v, SCHEMA_VERSION);
+});
+
+pgTest('two replicas creating or replacing one object at once: exactly one wins', async (t) => {
+  const schema = schemaFor(t);
+  const a = await opened(t, PG_URL, schema);
+  const b = await opened(t, PG_URL, schema);
+  const audit = (actor: string) => ({ actor, action: 'app.create', details: {} });
+  for (let i = 0; i < 10; i++) {
+    const name = `app-${i}`;
+    const created = await Promise.allSettled([
+      a.objects.put('app', name, { by: 'a' }, audit('a'), 0, 1_000),
+      b.objects.put('app', name, { by: 'b' }, audit('b'), 0, 1_000),
+    ]);
+    t.equal(created.filter((r) => r.status === 'fulfilled').length, 1, `round ${i}: one creation`);
+    t.match(
+      created.find((r) => r.status === 'rejected')?.reason,
+      { code: 'ERR_CONFLICT', status: 409 },
+      `round ${i}: the other refused`,
+    );
+    const replaced = await Promise.allSettled([
+      a.objects.put('app', name, { by: 'a2' }, audit('a'), 1, 2_000),
+      b.objects.put('app', name, { by: 'b2' }, audit('b'), 1, 2_000),
+    ]);
+    t.equal(replaced.filter((r) => r.status === 'fulfilled').length, 1, `round ${i}: one replacement of version 1`);
+    t.match((await a.objects.get('app', name))?.version, 2);
+  }
+  t.equal((await b.audit.list(1_000)).length, 20, 'one audit row per change made');
 });
 
 pgTest('a schema from a newer proxyctl is refused, untouched', async (t) => {

@@ -44,8 +44,8 @@ t.test('PostgreSQL', async (t) => {
   });
 });
 
-t.test('the schema is at version 8, one migration per version', async (t) => {
-  t.equal(SCHEMA_VERSION, 8, 'existing data directories were written at version 8');
+t.test('the schema is at version 9, one migration per version', async (t) => {
+  t.equal(SCHEMA_VERSION, 9, 'existing data directories were written at version 9');
   t.equal(MIGRATIONS.length, SCHEMA_VERSION);
   const dir = tempDir(t);
   t.notOk(sqliteStoreExists(dir));
@@ -53,7 +53,7 @@ t.test('the schema is at version 8, one migration per version', async (t) => {
   t.ok(sqliteStoreExists(dir));
   const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => db.close());
-  t.equal(db.pragma('user_version', { simple: true }), 8);
+  t.equal(db.pragma('user_version', { simple: true }), 9);
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
 });
 
@@ -110,7 +110,7 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   t.ok(await s.sessions.providerSessionEnded('p', 5));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 8);
+  t.equal(check.pragma('user_version', { simple: true }), 9);
 });
 
 t.test('a version-7 store keeps its sign-ins, read with the analytics fields empty', async (t) => {
@@ -142,14 +142,31 @@ t.test('a version-7 store keeps its sign-ins, read with the analytics fields emp
   t.same(await s.events.head(), { signIn: 1, audit: 0, riskDetection: 0 });
 });
 
+t.test('a version-8 store keeps its connectors, none deleted, and gains managed objects', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, 'proxyctl.db'));
+  for (const m of MIGRATIONS.slice(0, 8)) db.exec(m);
+  db.exec(`INSERT INTO connectors (id, name, group_name, created_at, created_by, revoked_at) VALUES ('c-old', 'edge', 'default', 1000, 'admin', 2000);
+    INSERT INTO certificates (serial, connector_id, issued_at, not_after, revoked_at, kind) VALUES ('AA01', 'c-old', 1000, 999999999999, 2000, 'register');`);
+  db.pragma('user_version = 8');
+  db.close();
+  const s = openSqliteStore(dir);
+  t.teardown(() => s.close());
+  t.match(await s.connectors.list(), [{ id: 'c-old', revokedAt: 2_000 }], 'listed: not deleted');
+  t.match(await s.connectors.delete('edge', 'admin', 3_000), { id: 'c-old' });
+  t.same(await s.connectors.list(), []);
+  const audit = { actor: 'admin', action: 'app.create', details: {} };
+  t.match(await s.objects.put('app', 'wiki', { host: 'w' }, audit, 0, 4_000), { version: 1 });
+});
+
 t.test('a store from a newer proxyctl is refused, untouched', async (t) => {
   const dir = tempDir(t);
   await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.pragma('user_version = 9');
+  db.pragma('user_version = 10');
   db.close();
   t.throws(() => openSqliteStore(dir), { code: 'ERR_STORE' });
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 9);
+  t.equal(check.pragma('user_version', { simple: true }), 10);
 });

@@ -42,6 +42,7 @@ const LABELS: Record<keyof StoreDump, string> = {
   endedProviderSessions: 'ended provider sessions',
   sessions: 'sessions',
   idpArtifacts: 'provider artifacts',
+  objects: 'managed objects',
 };
 
 export async function migrateToPostgres(

@@ -406,6 +406,18 @@ function build(
   const sec = obj(v, 'secrets', top['secrets'], ['masterKeyFile']) ?? {};
   const masterKeyFile = optStr(v, 'secrets.masterKeyFile', sec['masterKeyFile']);
   const admin = adminListener(v, top['admin']);
+  if (admin?.consoleHost !== undefined) {
+    const taken = apps.find((a) => a.host === admin.consoleHost);
+    if (taken || (!issuer && admin.consoleHost === embHost))
+      v.fail(
+        'admin.consoleHost',
+        admin.consoleHost,
+        `a host of its own (${taken ? `app ${taken.name} is published on it` : 'the embedded identity provider answers on it'})`,
+      );
+  }
+  const reserved = apps.findIndex((a) => a.name === 'proxyctl-console');
+  if (reserved >= 0)
+    v.fail(join(join('apps', reserved), 'name'), 'proxyctl-console', 'a name other than proxyctl-console (the console has it)');
   if (!capiUrl) return undefined;
   return {
     file: undefined,

@@ -51,6 +51,12 @@ import { parserRefusal, renderRaw } from '../http/render.js';
 import { RelayMetrics, notAfterOf, type CertificateExpiry } from './admin/metrics.js';
 // SIEM export lifecycle (start with the relay, close after requests drained).
 import { Exporter } from '../export/exporter.js';
+import { composeConfig, type Excluded } from '../admin/compose.js';
+import { AdminOperations, type LiveRelay } from '../admin/operations.js';
+import type { Caller } from '../admin/api-types.js';
+import { createApiHandler } from './admin/api.js';
+import { CONSOLE_APP, ConsoleHost, withConsole } from './admin/console.js';
+import type { InProcessApp } from './edge/request-path.js';
 
 export interface RelayOptions {
   log: Logger;
@@ -96,14 +102,29 @@ export class Relay {
   private readonly retention: LogRetention;
   /** Location, address lists, detections and users' risk (risk:, geo:). */
   readonly risk: RiskServices;
+  /** The configuration file's (SIGHUP replaces it); the state's adds the API's objects and the console. */
+  private fileConfig: RelayConfig;
+  /** Reloads and object changes apply one at a time, in order. */
+  private applying: Promise<unknown> = Promise.resolve();
+  /** What the API objects in force were composed from, so an unrelated store change rebuilds nothing. */
+  private objectsKey = '';
+  /** Open event streams, woken when the store changes. */
+  private readonly storeListeners = new Set<() => void>();
+  /** The REST API (admin listener and console host). */
+  private readonly api: ReturnType<typeof createApiHandler>;
+  private readonly console: ConsoleHost;
 
   private constructor(
-    config: RelayConfig,
+    fileConfig: RelayConfig,
+    composed: { config: RelayConfig; excluded: Excluded[]; key: string },
     readonly store: Store,
     readonly ca: RelayCa,
     ring: KeyRing,
     private readonly options: RelayOptions,
   ) {
+    const config = withConsole(composed.config);
+    this.fileConfig = fileConfig;
+    this.objectsKey = composed.key;
     this.ring = ring;
     this.registry = new ReplicaRegistry({
       store,
@@ -189,6 +210,91 @@ export class Relay {
       authorizer: this.authorizerFor(config),
       tls: undefined,
     };
+    this.api = createApiHandler({
+      operations: (caller) => this.operations(caller),
+      verifyToken: (token) => this.state.verifier.verifyCaller(token),
+      loginInfo: () => this.identityInfo(),
+      log: options.log,
+      ...(options.clock ? { clock: options.clock } : {}),
+      onStoreChange: (listener) => {
+        this.storeListeners.add(listener);
+        return () => this.storeListeners.delete(listener);
+      },
+    });
+    this.console = new ConsoleHost({
+      api: (req, res, auth, requestId) => this.api.handle(req, res, auth, requestId),
+      identity: () => this.state.config.identity,
+      log: options.log,
+    });
+    logExcluded(options.log, composed.excluded);
+  }
+
+  /** The administration operations as `caller` may run them, with this relay's live view. */
+  operations(caller: Caller): AdminOperations {
+    return new AdminOperations({
+      store: this.store,
+      config: () => this.fileConfig,
+      caller,
+      now: () => this.now(),
+      live: this.live,
+      ...(this.options.masterKey ? { masterKey: this.options.masterKey } : {}),
+    });
+  }
+
+  private readonly live: LiveRelay = {
+    replicaId: '',
+    channels: (connectorId) =>
+      this.channels
+        .all()
+        .filter((c) => c.connectorId === connectorId)
+        .map((c) => ({ openedAt: c.openedAt, version: c.version, inFlight: c.inFlight })),
+    requestBuckets: (now) => this.metrics.requestMinutes(now),
+    objectsChanged: () => this.applyObjects(),
+    connectorRevoked: (id) => {
+      this.channels.revoke(id, 'connector revoked by an administrator');
+      this.queue.failConnector(id);
+    },
+  };
+
+  private identityInfo() {
+    return {
+      issuer: this.issuer().href.replace(/\/$/, ''),
+      cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
+      adminAudience: this.state.config.identity.adminAudience,
+    };
+  }
+
+  /** The console as the request path sees it: an app answered in-process. */
+  private readonly consoleApp: InProcessApp = {
+    name: CONSOLE_APP,
+    ownAuthentication: (req) => ConsoleHost.isTokenApiRequest(req),
+    answerOwn: (req, res, requestId) => this.api.handle(req, res, { kind: 'token' }, requestId),
+    answer: (req, res, who, origin, requestId) =>
+      this.console.handle(req, res, who.identity, who.sid, origin, requestId),
+  };
+
+  /**
+   * The store's API objects changed (here, through the API, or on another replica): the
+   * configuration in force is composed again and swapped in when it differs.
+   */
+  applyObjects(): Promise<void> {
+    const next = this.applying.then(async () => {
+      const objects = await this.store.objects.list();
+      const key = objectsKeyOf(objects);
+      if (key === this.objectsKey) return;
+      const composed = composeConfig(this.fileConfig, objects);
+      logExcluded(this.options.log, composed.excluded);
+      await this.swap(withConsole(composed.config), false);
+      this.objectsKey = key;
+      this.options.log.info({ objects: objects.length }, 'API objects applied');
+    });
+    this.applying = next.catch(() => undefined);
+    return next.catch((err: unknown) => {
+      this.options.log.error(
+        { err: (err as Error).message },
+        'cannot apply the API objects; the configuration in force stays',
+      );
+    });
   }
 
   get keyRing(): KeyRing {
@@ -322,7 +428,9 @@ export class Relay {
         ? await loadSharedCa(store, options.masterKey, config.dataDir)
         : await loadOrCreateCa(config.dataDir);
       const ring = await KeyRing.load(store.keys, options.masterKey);
-      return new Relay(config, store, ca, ring, options);
+      const objects = await store.objects.list();
+      const composed = composeConfig(config, objects);
+      return new Relay(config, { ...composed, key: objectsKeyOf(objects) }, store, ca, ring, options);
     } catch (err) {
       await store.close();
       throw err;
@@ -353,11 +461,7 @@ export class Relay {
         log: this.options.log,
         now: () => this.now(),
         clock: this.options.clock,
-        identityInfo: () => ({
-          issuer: this.issuer().href.replace(/\/$/, ''),
-          cliClientId: this.state.idp ? CLI_CLIENT_ID : undefined,
-          adminAudience: this.state.config.identity.adminAudience,
-        }),
+        identityInfo: () => this.identityInfo(),
         replicas: () => this.replicas(),
       },
       tls,
@@ -367,7 +471,12 @@ export class Relay {
     await listen(this.connectorApi, cfg.connectorApi.host, cfg.connectorApi.port);
     await this.startPublic(cfg);
     if (cfg.admin) {
-      this.admin = createAdminServer({ checks: () => this.readiness(), log: this.options.log, metrics: this.metrics });
+      this.admin = createAdminServer({
+        checks: () => this.readiness(),
+        log: this.options.log,
+        metrics: this.metrics,
+        api: (req, res) => this.api.handle(req, res, { kind: 'token' }),
+      });
       await this.admin.start(cfg.admin.host, cfg.admin.port);
       this.options.log.info({ listen: this.admin.address() }, 'admin listener ready (/healthz, /readyz, /metrics)');
     }
@@ -440,6 +549,7 @@ export class Relay {
       relayOwned: this.relayOwned,
       publicPort: () => this.publicAddress().port,
       log: this.options.log,
+      console: this.consoleApp,
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
@@ -533,6 +643,9 @@ export class Relay {
     if (topics !== 'all' && topics.has('replicas')) void this.registry.beat();
     // A detection or an administrator's decision here or on another replica: users' risk is read again.
     if (has('risk')) this.risk.forgetUserRisks();
+    // API objects published on another replica or by the CLI (SQLite reports 'all').
+    if (has('objects')) void this.applyObjects();
+    for (const wake of this.storeListeners) wake();
     this.exporter?.notify();
     // Keys rotated elsewhere take effect without a restart.
     if (has('keys'))
@@ -586,7 +699,21 @@ export class Relay {
    * Requests already running keep the state they began with. Listener addresses
    * and the data directory are fixed for the life of the process.
    */
-  async reload(next: RelayConfig): Promise<{ restartNeeded: string[] }> {
+  async reload(nextFile: RelayConfig): Promise<{ restartNeeded: string[] }> {
+    const run = this.applying.then(async () => {
+      const objects = await this.store.objects.list();
+      const composed = composeConfig(nextFile, objects);
+      const result = await this.swap(withConsole(composed.config), true);
+      this.fileConfig = nextFile;
+      this.objectsKey = objectsKeyOf(objects);
+      logExcluded(this.options.log, composed.excluded);
+      return result;
+    });
+    this.applying = run.catch(() => undefined);
+    return run;
+  }
+
+  private async swap(next: RelayConfig, audit: boolean): Promise<{ restartNeeded: string[] }> {
     const prevState = this.state;
     const prev = prevState.config;
     const restartNeeded: string[] = [];
@@ -627,7 +754,8 @@ export class Relay {
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
     this.announceConfigChange(prev);
-    this.auditReload(prev, next);
+    // An API change is audited by the operation that made it, with its caller.
+    if (audit) this.auditReload(prev, next);
     return { restartNeeded };
   }
 
@@ -790,7 +918,7 @@ function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier
         { status: 503 },
       ),
     );
-  return { verify: none, verifyAccessToken: none };
+  return { verify: none, verifyAccessToken: none, verifyCaller: none };
 }
 
 /**
@@ -826,4 +954,17 @@ function listen(server: Server, host: string, port: number): Promise<void> {
       resolve();
     });
   });
+}
+
+/** Which API objects (and versions) a composition was made from. */
+function objectsKeyOf(objects: readonly { kind: string; name: string; version: number }[]): string {
+  return objects.map((o) => `${o.kind}/${o.name}@${o.version}`).join('\n');
+}
+
+function logExcluded(log: Logger, excluded: readonly Excluded[]): void {
+  for (const e of excluded)
+    log.error(
+      { kind: e.kind, name: e.name, problem: e.problem },
+      `API ${e.kind} ${e.name} is not in force: ${e.problem}`,
+    );
 }

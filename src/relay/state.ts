@@ -18,7 +18,7 @@ export interface EdgeLimits {
   proxies: TrustedProxies;
 }
 
-export type TokenVerifier = Pick<AdminTokenVerifier, 'verify' | 'verifyAccessToken'>;
+export type TokenVerifier = Pick<AdminTokenVerifier, 'verify' | 'verifyAccessToken' | 'verifyCaller'>;
 
 export interface RelayState {
   /** 1 for the configuration the relay started with, +1 per successful reload. */

@@ -1,6 +1,7 @@
-// How both stores resolve the argument of `find` and `revoke`: an id, or a name held
-// by exactly one live connector (else the latest revoked one); `id:` and `name:`
-// pick one kind; an argument that is one connector's id and another's name is refused.
+// How both stores resolve the argument of `find`, `revoke` and `delete`: an id, or a
+// name held by exactly one live connector (else the latest revoked one, never a
+// deleted one); `id:` and `name:` pick one kind; an argument that is one connector's
+// id and another's name is refused.
 import { ProxyctlError } from '../errors.js';
 import { toConnector, type ConnectorRow } from './rows.js';
 import type { ConnectorRecord } from './types.js';
@@ -54,3 +55,11 @@ export function pickConnector(
     },
   );
 }
+
+/** ConnectorRepo.delete of a connector still in service. */
+export const notRevoked = (c: ConnectorRecord): ProxyctlError =>
+  new ProxyctlError(
+    'ERR_CONNECTOR_NOT_REVOKED',
+    `connector ${c.id} (${c.name}) is not revoked; revoke it before deleting it`,
+    { status: 409, details: { id: c.id, name: c.name } },
+  );

@@ -38,6 +38,8 @@ export interface ConnectorRow {
   version: string | null;
   last_seen: number | null;
   revoked_at: number | null;
+  /** ConnectorRepo.delete: gone from list() and find() by name; get(id) still reads it. */
+  deleted_at: number | null;
 }
 
 export const toConnector = (r: ConnectorRow): ConnectorRecord => ({

@@ -479,7 +479,8 @@ export interface IdpArtifactRecord {
  * sessions and provider artifacts, and replica rows are not durable and not included.
  */
 export interface StoreDump {
-  connectors: ConnectorRecord[];
+  /** With when each was deleted (ConnectorRepo.delete): a deleted connector's certificates stay revoked. */
+  connectors: DumpedConnector[];
   certificates: CertificateRecord[];
   audit: Omit<AuditEntry, 'id'>[];
   keys: KeyRecord[];
@@ -492,6 +493,13 @@ export interface StoreDump {
   endedProviderSessions: EndedProviderSession[];
   sessions: SessionRecord[];
   idpArtifacts: IdpArtifactRecord[];
+  /** Apps, policies, locations and connector groups published through the administration API. */
+  objects: ManagedObject[];
+}
+
+/** A connector as a dump carries it: deleted ones too, marked. */
+export interface DumpedConnector extends ConnectorRecord {
+  deletedAt: number | null;
 }
 
 /** Moving a whole store to another one (SQLite to PostgreSQL, one backend to a fresh copy of it). */
@@ -501,8 +509,8 @@ export interface StoreTransfer {
   /**
    * Writes `dump` into this store in one transaction, with one `store.import` audit row
    * (by `actor`, counting what was written). A store that already holds a connector, a
-   * key, a user or a secret is refused with ERR_STORE and left as it was: an import
-   * never merges.
+   * key, a user, a secret or a managed object is refused with ERR_STORE and left as it
+   * was: an import never merges.
    */
   import(dump: StoreDump, actor: string, now?: number): Promise<void>;
 }
@@ -556,7 +564,13 @@ export interface ManagedObjectRepo {
     now: number,
   ): Promise<ManagedObject>;
   /** ERR_NOT_FOUND (404) when absent; ERR_CONFLICT when expectedVersion is given and differs. Audited, notified. */
-  remove(kind: ManagedKind, name: string, audit: ManagedAudit, expectedVersion: number | undefined, now: number): Promise<void>;
+  remove(
+    kind: ManagedKind,
+    name: string,
+    audit: ManagedAudit,
+    expectedVersion: number | undefined,
+    now: number,
+  ): Promise<void>;
 }
 
 /** What changed in the store, as far as caches of it care. */

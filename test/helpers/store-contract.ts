@@ -229,6 +229,369 @@ export function storeContract(t: Test, newStore: NewStore): void {
     await t.rejects(s.connectors.revoke('nobody', 'admin'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
   });
 
+  t.test('connectors: a revoked connector is deleted from the listings, its certificates stay revoked', async (t) => {
+    const open = newStore(t);
+    const s = await opened(t, open);
+    const other = await opened(t, open);
+    await s.connectors.register(connector('c-a', 'edge', 'AA01', 1_000));
+    const audited = async () => (await s.audit.list(1_000)).length;
+    let rows = await audited();
+    await t.rejects(
+      s.connectors.delete('edge', 'admin', 2_000),
+      { code: 'ERR_CONNECTOR_NOT_REVOKED', status: 409 },
+      'a connector in service is not deleted',
+    );
+    t.equal(await audited(), rows, 'nor audited');
+    t.same(
+      (await s.connectors.list()).map((c) => c.id),
+      ['c-a'],
+    );
+
+    await s.connectors.revoke('edge', 'admin', 2_500);
+    rows = await audited();
+    const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
+    const stop = other.onChange((topics) => seen.push(topics), 10);
+    t.teardown(stop);
+    const gen = s.generation;
+    t.match(await s.connectors.delete('edge', 'admin', 3_000), { id: 'c-a', name: 'edge', revokedAt: 2_500 });
+    t.ok(s.generation > gen, 'a deletion moves the generation');
+    t.equal(await audited(), rows + 1, 'one audit row');
+    t.match(await s.audit.list(1), [
+      { action: 'connector.delete', actor: 'admin', connectorId: 'c-a', at: 3_000, details: { name: 'edge' } },
+    ]);
+    await waitFor(() => seen.some((x) => x === 'all' || x.has('connectors')), { what: 'the deletion to be told' });
+    t.pass('another connection is told');
+
+    for (const reader of [s, other]) {
+      t.same(await reader.connectors.list(), [], 'gone from the list');
+      await t.rejects(reader.connectors.find('edge'), { code: 'ERR_CONNECTOR_NOT_FOUND' }, 'and from find by name');
+      await t.rejects(reader.connectors.find('name:edge'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+      t.match(await reader.connectors.get('c-a'), { id: 'c-a', revokedAt: 2_500 }, 'get by id still reads it');
+      t.match(await reader.connectors.find('id:c-a'), { id: 'c-a' }, 'so does find by id');
+      t.match(await reader.connectors.getCertificate('AA01'), { connectorId: 'c-a', revokedAt: 2_500 });
+      t.same([...(await reader.connectors.revokedAmong(['AA01']))], ['AA01'], 'its certificate stays revoked');
+    }
+
+    rows = await audited();
+    await t.rejects(s.connectors.delete('c-a', 'admin', 4_000), { code: 'ERR_CONNECTOR_NOT_FOUND', status: 404 });
+    await t.rejects(s.connectors.delete('edge', 'admin', 4_000), { code: 'ERR_CONNECTOR_NOT_FOUND', status: 404 });
+    await t.rejects(s.connectors.delete('id:c-a', 'admin', 4_000), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    await t.rejects(s.connectors.delete('nobody', 'admin', 4_000), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    t.equal(await audited(), rows, 'deleting twice, or nobody, audits nothing');
+    t.match(
+      await s.connectors.revoke('c-a', 'admin', 4_500),
+      { revokedAt: 2_500 },
+      'revoking it again changes nothing',
+    );
+
+    await s.connectors.register(connector('c-b', 'edge', 'BB01', 5_000));
+    t.equal((await s.connectors.find('edge')).id, 'c-b', 'the name is free for a new connector');
+    t.same(
+      (await s.connectors.list()).map((c) => c.id),
+      ['c-b'],
+    );
+    await t.rejects(s.connectors.delete('edge', 'admin'), { code: 'ERR_CONNECTOR_NOT_REVOKED' }, 'the new one is live');
+    await t.rejects(
+      s.connectors.register(connector('c-x', 'c-a', 'XX01', 5_500)),
+      { code: 'ERR_CONNECTOR_NAME_TAKEN' },
+      "a deleted connector's id is still no name",
+    );
+
+    // Two revoked connectors sharing a name: each deletion takes the latest one left.
+    for (const [id, serial, at] of [
+      ['c-d1', 'D1', 6_000],
+      ['c-d2', 'D2', 7_000],
+    ] as const) {
+      await s.connectors.register(connector(id, 'dup', serial, at));
+      await s.connectors.revoke(id, 'admin', at + 1);
+    }
+    t.match(await s.connectors.delete('dup', 'admin', 8_000), { id: 'c-d2' });
+    t.equal((await s.connectors.find('dup')).id, 'c-d1');
+    t.match(await s.connectors.delete('dup', 'admin', 8_001), { id: 'c-d1' });
+    await t.rejects(s.connectors.find('dup'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    t.same(
+      (await s.connectors.list()).map((c) => c.id),
+      ['c-b'],
+    );
+  });
+
+  t.test('managed objects: create, read, list, replace by version, upsert, remove, audited', async (t) => {
+    const s = await opened(t, newStore(t));
+    const audit = (action: string, actor = 'admin') => ({ actor, action, details: { note: action } });
+    t.same(await s.objects.list(), []);
+    t.equal(await s.objects.get('app', 'wiki'), undefined);
+
+    const wiki = await s.objects.put('app', 'wiki', { host: 'wiki.example' }, audit('app.create'), 0, 1_000);
+    t.strictSame(wiki, {
+      kind: 'app',
+      name: 'wiki',
+      spec: { host: 'wiki.example' },
+      version: 1,
+      createdAt: 1_000,
+      updatedAt: 1_000,
+      updatedBy: 'admin',
+    });
+    t.strictSame(await s.objects.get('app', 'wiki'), wiki, 'read back as returned');
+    t.match(await s.audit.list(1), [
+      { action: 'app.create', actor: 'admin', connectorId: null, at: 1_000, details: { note: 'app.create' } },
+    ]);
+
+    for (const [kind, name] of [
+      ['policy', 'b'],
+      ['policy', 'a'],
+      ['app', 'Wiki'],
+      ['location', 'office'],
+      ['connectorGroup', 'dmz'],
+      ['app', 'ä'],
+      ['app', 'z'],
+      ['policy', 'wiki'],
+    ] as const)
+      await s.objects.put(kind, name, { n: name }, audit(`${kind}.create`), 0, 2_000);
+    t.same(
+      (await s.objects.list()).map((o) => `${o.kind}/${o.name}`),
+      [
+        'app/Wiki',
+        'app/wiki',
+        'app/z',
+        'app/ä',
+        'connectorGroup/dmz',
+        'location/office',
+        'policy/a',
+        'policy/b',
+        'policy/wiki',
+      ],
+      'by kind, then name by code point; names are exact (Wiki is not wiki) and per kind',
+    );
+    t.same(
+      (await s.objects.list('policy')).map((o) => o.name),
+      ['a', 'b', 'wiki'],
+    );
+    t.same(await s.objects.list('location'), [await s.objects.get('location', 'office')]);
+    t.equal(await s.objects.get('app', 'WIKI'), undefined);
+
+    const rows = async () => (await s.audit.list(1_000)).length;
+    let before = await rows();
+    await t.rejects(
+      s.objects.put('app', 'wiki', { host: 'evil' }, audit('app.create'), 0, 3_000),
+      { code: 'ERR_CONFLICT', status: 409 },
+      'creating twice',
+    );
+    await t.rejects(
+      s.objects.put('app', 'wiki', { host: 'evil' }, audit('app.update'), 2, 3_000),
+      { code: 'ERR_CONFLICT', status: 409, details: { version: 1, expectedVersion: 2 } },
+      'replacing a version that is not the stored one',
+    );
+    await t.rejects(
+      s.objects.put('app', 'nowhere', { host: 'x' }, audit('app.update'), 1, 3_000),
+      { code: 'ERR_NOT_FOUND', status: 404 },
+      'replacing what is not there',
+    );
+    t.strictSame(await s.objects.get('app', 'wiki'), wiki, 'refused changes leave the object as it was');
+    t.equal(await s.objects.get('app', 'nowhere'), undefined);
+    t.equal(await rows(), before, 'and write no audit row');
+
+    const v2 = await s.objects.put('app', 'wiki', { host: 'wiki2.example' }, audit('app.update', 'bob'), 1, 4_000);
+    t.strictSame(v2, {
+      kind: 'app',
+      name: 'wiki',
+      spec: { host: 'wiki2.example' },
+      version: 2,
+      createdAt: 1_000,
+      updatedAt: 4_000,
+      updatedBy: 'bob',
+    });
+    t.match(await s.audit.list(1), [{ action: 'app.update', actor: 'bob', at: 4_000 }]);
+    await t.rejects(
+      s.objects.put('app', 'wiki', { host: 'lost update' }, audit('app.update'), 1, 4_500),
+      { code: 'ERR_CONFLICT' },
+      'the version read before is stale now',
+    );
+
+    const up = await s.objects.put('app', 'wiki', { host: 'wiki3.example' }, audit('app.apply'), undefined, 5_000);
+    t.match(
+      up,
+      { version: 3, createdAt: 1_000, updatedAt: 5_000, spec: { host: 'wiki3.example' } },
+      'an upsert replaces',
+    );
+    t.same(up.spec, { host: 'wiki3.example' }, 'the whole spec');
+    const fresh = await s.objects.put(
+      'location',
+      'home',
+      { cidr: ['10.0.0.0/8'] },
+      audit('location.apply'),
+      undefined,
+      5_500,
+    );
+    t.match(fresh, { version: 1, createdAt: 5_500 }, 'and creates');
+
+    before = await rows();
+    await t.rejects(s.objects.remove('app', 'wiki', audit('app.remove'), 2, 6_000), {
+      code: 'ERR_CONFLICT',
+      status: 409,
+    });
+    await t.rejects(s.objects.remove('app', 'wiki', audit('app.remove'), 0, 6_000), { code: 'ERR_CONFLICT' });
+    await t.rejects(s.objects.remove('app', 'nowhere', audit('app.remove'), undefined, 6_000), {
+      code: 'ERR_NOT_FOUND',
+      status: 404,
+    });
+    await t.rejects(s.objects.remove('app', 'nowhere', audit('app.remove'), 1, 6_000), { code: 'ERR_NOT_FOUND' });
+    t.equal(await rows(), before, 'refused removals audit nothing');
+    t.ok(await s.objects.get('app', 'wiki'));
+
+    await s.objects.remove('app', 'wiki', audit('app.remove', 'carol'), 3, 7_000);
+    t.equal(await s.objects.get('app', 'wiki'), undefined);
+    t.match(await s.audit.list(1), [{ action: 'app.remove', actor: 'carol', at: 7_000, connectorId: null }]);
+    await t.rejects(s.objects.remove('app', 'wiki', audit('app.remove'), undefined, 7_500), {
+      code: 'ERR_NOT_FOUND',
+    });
+    await s.objects.remove('policy', 'wiki', audit('policy.remove'), undefined, 8_000);
+    t.ok(await s.objects.get('app', 'Wiki'), 'others stay');
+    t.match(
+      await s.objects.put('app', 'wiki', { host: 'again' }, audit('app.create'), 0, 9_000),
+      { version: 1, createdAt: 9_000 },
+      'a removed name can be created anew',
+    );
+  });
+
+  t.test('managed objects: hostile input is refused before anything is written', async (t) => {
+    const s = await opened(t, newStore(t));
+    const audit = { actor: 'admin', action: 'x.create', details: {} };
+    await s.objects.put('app', 'kept', { a: 1 }, audit, 0, 1_000);
+    const before = await s.transfer.export(2_000);
+    const cyclic: Record<string, unknown> = {};
+    cyclic['self'] = cyclic;
+    const cases: [string, () => Promise<unknown>, string, number][] = [
+      ['an unknown kind', () => s.objects.put('user' as 'app', 'x', {}, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      ['an empty name', () => s.objects.put('app', '', {}, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      [
+        'a name of 257 characters',
+        () => s.objects.put('app', 'n'.repeat(257), {}, audit, 0, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      ['a name with NUL', () => s.objects.put('app', 'a\0b', {}, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      ['a name with a lone surrogate', () => s.objects.put('app', 'a\ud800', {}, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      [
+        'an array spec',
+        () => s.objects.put('app', 'x', [] as unknown as Record<string, unknown>, audit, 0, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      [
+        'a null spec',
+        () => s.objects.put('app', 'x', null as unknown as Record<string, unknown>, audit, 0, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      [
+        'a string spec',
+        () => s.objects.put('app', 'x', '{}' as unknown as Record<string, unknown>, audit, 0, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      ['a cyclic spec', () => s.objects.put('app', 'x', cyclic, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      ['a BigInt in the spec', () => s.objects.put('app', 'x', { n: 1n }, audit, 0, 1), 'ERR_BAD_REQUEST', 400],
+      [
+        'a spec whose toJSON is not an object',
+        () => s.objects.put('app', 'x', { toJSON: () => [1] }, audit, 0, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      ['a negative version', () => s.objects.put('app', 'kept', {}, audit, -1, 1), 'ERR_BAD_REQUEST', 400],
+      ['a fractional version', () => s.objects.put('app', 'kept', {}, audit, 1.5, 1), 'ERR_BAD_REQUEST', 400],
+      ['a NaN version', () => s.objects.put('app', 'kept', {}, audit, Number.NaN, 1), 'ERR_BAD_REQUEST', 400],
+      [
+        'a spec of 64 KiB + 1 byte',
+        () => s.objects.put('app', 'x', { x: 'a'.repeat(65_529) }, audit, 0, 1),
+        'ERR_BODY_TOO_LARGE',
+        413,
+      ],
+      // 40,000 characters, 80,000 bytes: the limit counts bytes.
+      [
+        'a spec of 40,000 two-byte characters',
+        () => s.objects.put('app', 'x', { x: 'é'.repeat(40_000) }, audit, 0, 1),
+        'ERR_BODY_TOO_LARGE',
+        413,
+      ],
+      [
+        'removing with a NUL name',
+        () => s.objects.remove('app', 'kept\0', audit, undefined, 1),
+        'ERR_BAD_REQUEST',
+        400,
+      ],
+      ['removing with a bad version', () => s.objects.remove('app', 'kept', audit, -2, 1), 'ERR_BAD_REQUEST', 400],
+    ];
+    for (const [what, call, code, status] of cases) await t.rejects(call(), { code, status }, what);
+    t.strictSame(await s.transfer.export(2_000), before, 'nothing was written, nothing audited');
+    const largest = await s.objects.put('app', 'largest', { x: 'a'.repeat(65_528) }, audit, 0, 3_000);
+    t.equal(Buffer.byteLength(JSON.stringify(largest.spec)), 64 * 1024, 'exactly 64 KiB is accepted');
+    t.equal((await s.objects.get('app', 'largest'))?.spec['x'], 'a'.repeat(65_528));
+    const longest = 'ñ'.repeat(256);
+    await s.objects.put('policy', longest, {}, audit, 0, 3_000);
+    t.ok(await s.objects.get('policy', longest), 'a name of 256 characters is accepted');
+  });
+
+  t.test('managed objects: specs and names round-trip exactly, hostile content stays data', async (t) => {
+    const open = newStore(t);
+    const s = await opened(t, open);
+    const other = await opened(t, open);
+    for (const [name, text] of HOSTILE) {
+      const spec = JSON.parse(text) as Record<string, unknown>;
+      const stored = await s.objects.put(
+        'policy',
+        name,
+        spec,
+        { actor: name, action: 'policy.create', details: { name } },
+        0,
+        1_000,
+      );
+      for (const [label, got] of [
+        ['returned', stored],
+        ['read', await s.objects.get('policy', name)],
+        ['read elsewhere', await other.objects.get('policy', name)],
+        ['listed', (await other.objects.list('policy')).find((o) => o.name === name)],
+      ] as const) {
+        t.equal(
+          JSON.stringify(got?.spec),
+          JSON.stringify(spec),
+          `${JSON.stringify(name)} ${label}: the same JSON, keys in order`,
+        );
+        // tap's deep compare trips on an own __proto__ key; the JSON above is the exact check.
+        if (name !== 'proto') t.strictSame(got?.spec, spec);
+        t.equal(got?.name, name);
+        t.equal(got?.updatedBy, name);
+      }
+    }
+    const proto = (await other.objects.get('policy', 'proto'))!.spec;
+    t.ok(Object.hasOwn(proto, '__proto__'), '__proto__ is an own key');
+    t.equal(Object.getPrototypeOf(proto), Object.prototype, 'not the prototype');
+    t.same(proto['__proto__'], { polluted: true });
+    t.equal(({} as Record<string, unknown>)['polluted'], undefined, 'nothing polluted');
+    t.equal((await s.objects.list('policy')).length, HOSTILE.length);
+    t.match(await s.audit.list(1), [{ details: { name: HOSTILE.at(-1)![0] } }], 'the audit row holds them too');
+  });
+
+  t.test('managed objects: a change is told to this store and to other connections', async (t) => {
+    const open = newStore(t);
+    const a = await opened(t, open);
+    const b = await opened(t, open);
+    const seen: (ReadonlySet<StoreTopic> | 'all')[] = [];
+    const stop = a.onChange((topics) => seen.push(topics), 10);
+    t.teardown(stop);
+    const audit = { actor: 'admin', action: 'app.create', details: {} };
+    await a.objects.put('app', 'mine', {}, audit, 0, 1_000);
+    await waitFor(() => seen.some((x) => x !== 'all' && x.has('objects')), { what: "'objects' for a change here" });
+    t.pass("this store's own change: 'objects'");
+    seen.length = 0;
+    await b.objects.put('app', 'theirs', {}, audit, 0, 1_000);
+    await waitFor(() => seen.some((x) => x === 'all' || x.has('objects')), { what: 'a change elsewhere' });
+    t.pass("another connection's change: 'objects' (PostgreSQL) or 'all' (SQLite)");
+    seen.length = 0;
+    await b.objects.remove('app', 'mine', audit, 1, 2_000);
+    await waitFor(() => seen.some((x) => x === 'all' || x.has('objects')), { what: 'a removal elsewhere' });
+    t.pass('a removal too');
+  });
+
   t.test('keys: add retires the current one, drop removes old retired ones', async (t) => {
     const s = await opened(t, newStore(t));
     t.same(await s.keys.list('session'), []);
@@ -816,8 +1179,8 @@ export function storeContract(t: Test, newStore: NewStore): void {
     await fill(a, now);
     const dump = await a.transfer.export(now);
     t.match(countOf(dump), {
-      connectors: 2,
-      certificates: 3,
+      connectors: 3,
+      certificates: 4,
       keys: 3,
       users: 2,
       totpSteps: 1,
@@ -828,8 +1191,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
       endedProviderSessions: 2,
       sessions: 2,
       idpArtifacts: 2,
+      objects: 3,
     });
-    t.ok(dump.audit.length >= 8, 'the audit trail');
+    t.ok(dump.audit.length >= 12, 'the audit trail');
     t.same(
       dump.sessions.map((x) => [x.sid, x.revokedAt]),
       [
@@ -843,12 +1207,26 @@ export function storeContract(t: Test, newStore: NewStore): void {
       ['AccessToken/t1', 'Session/s1'],
       'unexpired provider artifacts',
     );
-    t.match(dump.connectors, [{ id: 'c-a', lastSeen: now - 100, version: '1.2.3', revokedAt: null }, { id: 'c-b' }]);
+    t.match(dump.connectors, [
+      { id: 'c-a', lastSeen: now - 100, version: '1.2.3', revokedAt: null, deletedAt: null },
+      { id: 'c-b', revokedAt: now - 1_000, deletedAt: null },
+      { id: 'c-c', revokedAt: now - 900, deletedAt: now - 800 },
+    ]);
     t.match(dump.certificates, [
       { serial: 'AA01', kind: 'register', revokedAt: now + HOUR },
       { serial: 'BB01', kind: 'register', revokedAt: now - 1_000 },
+      { serial: 'CC01', kind: 'register', revokedAt: now - 900 },
       { serial: 'AA02', kind: 'renew', revokedAt: null },
     ]);
+    t.same(
+      dump.objects.map((o) => [o.kind, o.name, o.version, o.createdAt, o.updatedAt, o.updatedBy]),
+      [
+        ['app', 'wiki', 2, now - 50, now - 40, 'bob'],
+        ['location', 'office', 1, now - 30, now - 30, 'admin'],
+        ['policy', 'proto', 1, now - 20, now - 20, 'admin'],
+      ],
+      'managed objects, by kind and name',
+    );
 
     const open = newStore(t);
     const b = await opened(t, open);
@@ -859,7 +1237,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
     await b.transfer.import(dump, 'migration', now + 1);
     const copy = await b.transfer.export(now);
     const added = copy.audit.pop();
-    t.strictSame(copy, dump, 'the copy exports what the original did');
+    // Objects compare as JSON: exact to the key order (tap's deep compare trips on an own __proto__ key).
+    t.strictSame({ ...copy, objects: [] }, { ...dump, objects: [] }, 'the copy exports what the original did');
+    t.equal(JSON.stringify(copy.objects), JSON.stringify(dump.objects), 'managed objects too, keys in order');
     t.same(
       added,
       { at: now + 1, actor: 'migration', action: 'store.import', connectorId: null, details: countOf(dump) },
@@ -893,6 +1273,24 @@ export function storeContract(t: Test, newStore: NewStore): void {
       'sign-ins keep their order',
     );
     t.match(await b.audit.list(1), [{ action: 'store.import', actor: 'migration' }]);
+    t.same(
+      (await b.connectors.list()).map((c) => c.id),
+      ['c-a', 'c-b'],
+      'a deleted connector stays deleted',
+    );
+    t.match(await b.connectors.get('c-c'), { name: 'gone', revokedAt: now - 900 });
+    await t.rejects(b.connectors.find('gone'), { code: 'ERR_CONNECTOR_NOT_FOUND' });
+    t.same([...(await b.connectors.revokedAmong(['CC01']))], ['CC01'], 'its certificate stays revoked');
+    t.same(
+      (await b.objects.list()).map((o) => `${o.kind}/${o.name}@${o.version}`),
+      ['app/wiki@2', 'location/office@1', 'policy/proto@1'],
+    );
+    t.ok(Object.hasOwn((await b.objects.get('policy', 'proto'))!.spec, '__proto__'));
+    t.match(
+      await b.objects.put('app', 'wiki', { host: 'w3' }, { actor: 'x', action: 'app.update', details: {} }, 2, now + 2),
+      { version: 3, createdAt: now - 50 },
+      'versions go on from where they were',
+    );
 
     const deadline = Date.now() + 3_000;
     while (!seen.some((x) => x === 'all' || x.has('connectors')) && Date.now() < deadline)
@@ -913,6 +1311,10 @@ export function storeContract(t: Test, newStore: NewStore): void {
       ['a key', (s) => s.keys.add({ kid: 'kx', purpose: 'session', material: 'mx' }, 'test')],
       ['a user', (s) => s.users.put(user('carol'), 'test', 'user.add')],
       ['a secret', (s) => s.secrets.putIfAbsent('relay-ca', 'mine')],
+      [
+        'a managed object',
+        (s) => s.objects.put('app', 'mine', {}, { actor: 'test', action: 'app.create', details: {} }, 0, now),
+      ],
     ];
     for (const [what, put] of held) {
       const s = await opened(t, newStore(t));
@@ -945,6 +1347,7 @@ export function storeContract(t: Test, newStore: NewStore): void {
         endedProviderSessions: 0,
         sessions: 0,
         idpArtifacts: 0,
+        objects: 0,
       },
       'a new store exports nothing',
     );
@@ -968,6 +1371,35 @@ async function fill(s: Store, now: number): Promise<void> {
   });
   await s.connectors.touch('c-a', '1.2.3', now - 100);
   await s.connectors.revoke('c-b', 'admin', now - 1_000);
+  await s.connectors.register(connector('c-c', 'gone', 'CC01', now - HOUR + 1));
+  await s.connectors.revoke('c-c', 'admin', now - 900);
+  await s.connectors.delete('c-c', 'admin', now - 800);
+  const audit = (action: string, actor = 'admin') => ({ actor, action, details: { via: 'test' } });
+  await s.objects.put('app', 'wiki', { host: 'wiki.example', paths: ['/'] }, audit('app.create'), 0, now - 50);
+  await s.objects.put(
+    'app',
+    'wiki',
+    { host: 'wiki.example', paths: ['/', '/api'] },
+    audit('app.update', 'bob'),
+    1,
+    now - 40,
+  );
+  await s.objects.put(
+    'location',
+    'office',
+    { cidrs: ['192.0.2.0/24'], z: 1, a: 2 },
+    audit('location.apply'),
+    undefined,
+    now - 30,
+  );
+  await s.objects.put(
+    'policy',
+    'proto',
+    JSON.parse(HOSTILE[0]![1]) as Record<string, unknown>,
+    audit('policy.create'),
+    0,
+    now - 20,
+  );
   await s.keys.add({ kid: 'k1', purpose: 'session', material: 'm1' }, 'test', 1_000);
   await s.keys.add({ kid: 'k2', purpose: 'session', material: 'pxk1.sealed-looking-m2' }, 'test', 2_000);
   await s.keys.add({ kid: 'a1', purpose: 'assertion', material: '{"kty":"EC"}' }, 'test', 2_500);
@@ -1038,3 +1470,21 @@ async function fill(s: Store, now: number): Promise<void> {
   await s.idpArtifacts.consume('AccessToken', 't1');
   await s.idpArtifacts.upsert('AuthorizationCode', 'old', { grantId: 'g2' }, -1);
 }
+
+/** Names and specs (as JSON text, so `__proto__` is an own key) that no store may alter. */
+const HOSTILE: readonly [name: string, spec: string][] = [
+  ['proto', '{"__proto__":{"polluted":true},"constructor":{"prototype":{"polluted":true}}}'],
+  [
+    'it\'s "quoted" \\ back`',
+    '{"quote":"it\'s \\"quoted\\" \\\\ back","sql":"\'); DROP TABLE managed_objects; --","dollar":"$1 $$ ${x}"}',
+  ],
+  [
+    '日本語 ☃ 😀',
+    '{"unicode":"日本語 ☃ 😀 \\u2028\\u2029 zero\\u200bwidth \\ufeff","nul":"a\\u0000b","controls":"\\t\\n\\r\\b\\f\\u001f","😀":{"ключ":"值"},"lone":"\\ud800 and \\udfff"}',
+  ],
+  [
+    'nested',
+    '{"z":1,"a":{"y":[1,2.5,-0.125,1e21,1e-7,null,true,false,{"deep":[[[{}]]]}],"b":{}},"10":"numeric key","":"empty key","big":9007199254740991,"same":{"z":[],"a":[[]]}}',
+  ],
+  ["'; DROP TABLE managed_objects; --", '{"a":"b"}'],
+];

@@ -3,7 +3,7 @@
 // /healthz says the process runs; /readyz runs the readiness checks the relay injects
 // (listeners up, store reachable, configuration loaded…) and answers 200 only when
 // every one passes; /metrics (when the relay gives a metrics source) is the Prometheus
-// text exposition. Nothing else is served here.
+// text exposition; /api/v1 is the REST API (bearer tokens). Nothing else is served here.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ProxyctlError, isProxyctlError } from '../../errors.js';
@@ -26,6 +26,8 @@ export interface AdminServerOptions {
   checkTimeoutMs?: number;
   /** Served as /metrics (absent: /metrics is 404). */
   metrics?: { contentType: string; text(): Promise<string> };
+  /** The REST API under /api/ (bearer tokens only here); absent: 404. */
+  api?: (req: IncomingMessage, res: ServerResponse) => Promise<void>;
 }
 
 export interface AdminServer {
@@ -112,6 +114,10 @@ export function createAdminServer(opts: AdminServerOptions): AdminServer {
   }
 
   function handle(req: IncomingMessage, res: ServerResponse): void {
+    if (opts.api && (req.url === '/api' || req.url?.startsWith('/api/'))) {
+      opts.api(req, res).catch(() => res.destroy());
+      return;
+    }
     req.resume(); // a body, if any, is read and dropped: the connection stays usable
     answer(req)
       .then((a) => {

@@ -210,8 +210,36 @@ export class RelayMetrics {
     return cells;
   }
 
+  /** Requests per minute over the last hour (the console's chart): [minute, count, errors] slots. */
+  private readonly minutes = new Float64Array(60 * 3);
+
+  /** The last hour, oldest minute first; `now` in ms. */
+  requestMinutes(now: number): { start: number; count: number; errors: number }[] {
+    const current = Math.floor(now / 60_000);
+    const out: { start: number; count: number; errors: number }[] = [];
+    for (let m = current - 59; m <= current; m++) {
+      const slot = (m % 60) * 3;
+      const fresh = this.minutes[slot] === m;
+      out.push({
+        start: m * 60_000,
+        count: fresh ? this.minutes[slot + 1]! : 0,
+        errors: fresh ? this.minutes[slot + 2]! : 0,
+      });
+    }
+    return out;
+  }
+
   /** A request's answer ended (or the connection closed): its status and how long it took. */
-  request(app: string | undefined, status: number, seconds: number): void {
+  request(app: string | undefined, status: number, seconds: number, now: number = Date.now()): void {
+    const minute = Math.floor(now / 60_000);
+    const slot = (minute % 60) * 3;
+    if (this.minutes[slot] !== minute) {
+      this.minutes[slot] = minute;
+      this.minutes[slot + 1] = 0;
+      this.minutes[slot + 2] = 0;
+    }
+    this.minutes[slot + 1]!++;
+    if (status >= 500) this.minutes[slot + 2]!++;
     const cells = this.app(app);
     const c = ((status / 100) | 0) - 1;
     cells.byClass[c < 0 ? 0 : c > 4 ? 4 : c]!.inc();

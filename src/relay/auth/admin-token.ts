@@ -91,7 +91,10 @@ export class AdminTokenVerifier {
   async verifyCaller(token: string): Promise<AdminIdentity & { role: 'admin' | 'reader' }> {
     const { payload, issuer } = await this.#verifyJwt(token, this.#identity.adminAudience);
     const held = claimValues(payload[this.#identity.adminClaim]);
-    if (!held.some((v) => this.#identity.adminValues.includes(v)) && held.some((v) => this.#identity.readerValues.includes(v)))
+    if (
+      !held.some((v) => this.#identity.adminValues.includes(v)) &&
+      held.some((v) => this.#identity.readerValues.includes(v))
+    )
       return { ...this.#requireAdmin(payload, issuer, this.#identity.readerValues), role: 'reader' };
     return { ...this.#requireAdmin(payload, issuer), role: 'admin' };
   }

@@ -24,6 +24,8 @@ export type Delivery = 'unsent' | 'unacknowledged' | 'received';
 
 export class Channel {
   readonly id = randomUUID();
+  /** When the channel opened (ms), for administrators. */
+  readonly openedAt = Date.now();
   alive = true;
   /** The connector is shutting down: finish what it has, give it nothing new. */
   draining = false;
@@ -53,6 +55,11 @@ export class Channel {
     /** When the client certificate that opened the channel expires (ms). */
     readonly certNotAfter: number = Infinity,
   ) {}
+
+  /** Requests sent on the channel or waiting to be, not yet settled. */
+  get inFlight(): number {
+    return this.sent.size + this.unsent.size;
+  }
 
   /** The TCP/TLS socket under the WebSocket (ws keeps it in a private field, as net/batching.ts reads it). */
   get socket(): Socket | undefined {

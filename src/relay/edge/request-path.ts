@@ -55,6 +55,23 @@ export interface RequestPathDeps {
   log: Logger;
   /** Requests by app and status class, latency and queue wait (absent: nothing is counted). */
   metrics?: RelayMetrics;
+  /** The console's app, answered in-process instead of through a connector (admin.consoleHost). */
+  console?: InProcessApp;
+}
+
+/** An app the relay answers itself once the request is signed in and allowed. */
+export interface InProcessApp {
+  readonly name: string;
+  /** Requests that carry their own credentials (the API's bearer tokens): no session sign-in. */
+  ownAuthentication(req: IncomingMessage): boolean;
+  answerOwn(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void>;
+  answer(
+    req: IncomingMessage,
+    res: ServerResponse,
+    who: Authenticated,
+    origin: string,
+    requestId: string,
+  ): Promise<void>;
 }
 
 /** One request or upgrade on its way through the steps, with the state it took at admit. */
@@ -185,11 +202,17 @@ export function createRequestPath(deps: RequestPathDeps) {
     owned: false | Promise<boolean>,
   ): Promise<void> {
     if (owned !== false && (await owned)) return;
+    const inProcess = deps.console?.name === route.app.name ? deps.console : undefined;
+    if (inProcess) {
+      if (!p.res) throw new ProxyctlError('ERR_NOT_FOUND', 'The console takes no upgrades.', { status: 404 });
+      if (inProcess.ownAuthentication(p.req)) return inProcess.answerOwn(p.req, p.res, p.requestId);
+    }
     const found = authenticate(p, route);
     const who = found === ANONYMOUS ? found : await found;
     if (who === undefined) return signInFirst(p, route, origin);
     const verdict = authorize(p, route, who);
     if (verdict.result !== 'allow') return refuseOrStepUp(p, route, origin, verdict);
+    if (inProcess && who !== ANONYMOUS) return inProcess.answer(p.req, p.res!, who, origin, p.requestId);
     const identity = who === ANONYMOUS ? undefined : await identityHeaders(route.app, who);
     let channel = deps.queue.pick(route.app.connectorGroup);
     if (channel) deps.metrics?.queued(route.app.name, 0);

@@ -15,6 +15,7 @@ const TOPICS: ReadonlySet<string> = new Set<StoreTopic>([
   'replicas',
   'secrets',
   'risk',
+  'objects',
 ]);
 
 export interface FeedTiming {

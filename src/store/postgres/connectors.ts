@@ -14,7 +14,7 @@ import type {
 import { writeAudit } from './audit.js';
 import { constraintOf, lockKey, type PgDatabase, type Sql } from './database.js';
 import { Memory } from './memory.js';
-import { parseConnectorRef, pickConnector } from '../connector-lookup.js';
+import { notRevoked, parseConnectorRef, pickConnector } from '../connector-lookup.js';
 import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 const nameTaken = (name: string, holder: string): ProxyctlError =>
@@ -137,6 +137,26 @@ export class PgConnectorRepo implements ConnectorRepo {
     return out;
   }
 
+  async delete(idOrName: string, actor: string, now = Date.now()): Promise<ConnectorRecord> {
+    const out = await this.db.transaction('delete connector', async (tx) => {
+      const c = await findIn(tx, idOrName, false);
+      // A revocation is never undone: once seen, it holds until the commit.
+      if (c.revokedAt === null) throw notRevoked(c);
+      // Only the deletion that changes the row is audited, should two run at once.
+      const deleted = await tx.query<ConnectorRow>(
+        `UPDATE connectors SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL RETURNING *`,
+        [now, c.id],
+      );
+      if (!deleted.rows[0])
+        throw new ProxyctlError('ERR_CONNECTOR_NOT_FOUND', `connector ${c.id} was deleted meanwhile`, { status: 404 });
+      await writeAudit(tx, actor, 'connector.delete', c.id, { name: c.name }, now);
+      await tx.notify('connectors');
+      return toConnector(deleted.rows[0]);
+    });
+    this.afterChange();
+    return out;
+  }
+
   async find(idOrName: string): Promise<ConnectorRecord> {
     return findIn(this.db.reader('find connector'), idOrName);
   }
@@ -176,7 +196,7 @@ export class PgConnectorRepo implements ConnectorRepo {
       `SELECT c.*,
          (SELECT MAX(not_after) FROM certificates WHERE connector_id = c.id AND revoked_at IS NULL) AS cert_expires,
          (SELECT COUNT(*) FROM certificates WHERE connector_id = c.id) AS cert_count
-       FROM connectors c ORDER BY c.created_at, c.id`,
+       FROM connectors c WHERE c.deleted_at IS NULL ORDER BY c.created_at, c.id`,
     );
     return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));
   }
@@ -223,19 +243,21 @@ export class PgConnectorRepo implements ConnectorRepo {
 
 /**
  * One connector by id, or by name when exactly one live connector (else the latest
- * revoked one) has it; `id:` and `name:` pick one kind (ConnectorRepo.find).
+ * revoked one) has it; `id:` and `name:` pick one kind (ConnectorRepo.find). Names
+ * never mean a deleted connector; an id does unless `byDeletedId` is false.
  */
-async function findIn(sql: Sql, idOrName: string): Promise<ConnectorRecord> {
+async function findIn(sql: Sql, idOrName: string, byDeletedId = true): Promise<ConnectorRecord> {
   const ref = parseConnectorRef(idOrName);
   const { kind, key } = ref;
-  const where = kind === 'id' ? 'id = $1' : kind === 'name' ? 'name = $1' : '(id = $1 OR name = $1)';
+  const named = '(name = $1 AND deleted_at IS NULL)';
+  const where = kind === 'id' ? 'id = $1' : kind === 'name' ? named : `(id = $1 OR ${named})`;
   const { rows } = await sql.query<ConnectorRow>(
     `SELECT * FROM connectors WHERE ${where} ORDER BY revoked_at IS NOT NULL, created_at DESC, id`,
     [key],
   );
   return pickConnector(
     ref,
-    kind === 'name' ? undefined : rows.find((r) => r.id === key),
-    kind === 'id' ? [] : rows.filter((r) => r.name === key),
+    kind === 'name' ? undefined : rows.find((r) => r.id === key && (byDeletedId || r.deleted_at === null)),
+    kind === 'id' ? [] : rows.filter((r) => r.name === key && r.deleted_at === null),
   );
 }

@@ -8,6 +8,7 @@ import { PgConnectorRepo } from './connectors.js';
 import { PgDatabase, pgTarget, storeError, type PostgresStoreOptions } from './database.js';
 import { PgIdpArtifactRepo } from './idp-artifacts.js';
 import { PgKeyRepo } from './keys.js';
+import { PgManagedObjectRepo } from './objects.js';
 import { PgReplicaRepo, PgSecretRepo } from './replicas.js';
 import { PgSessionRepo } from './sessions.js';
 import { PgEventFeed, PgExportCursorRepo } from './events.js';
@@ -33,6 +34,7 @@ class PostgresStore implements Store {
   readonly idpArtifacts: PgIdpArtifactRepo;
   readonly replicas: PgReplicaRepo;
   readonly secrets: PgSecretRepo;
+  readonly objects: PgManagedObjectRepo;
   readonly transfer: PgTransfer;
   readonly feed: ChangeFeed;
   private readonly listeners = new Set<Listener>();
@@ -52,6 +54,7 @@ class PostgresStore implements Store {
     this.idpArtifacts = new PgIdpArtifactRepo(db);
     this.replicas = new PgReplicaRepo(db);
     this.secrets = new PgSecretRepo(db);
+    this.objects = new PgManagedObjectRepo(db);
     this.transfer = new PgTransfer(db, () => {
       this.connectors.forget();
       this.keys.forget();

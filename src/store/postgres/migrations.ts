@@ -3,7 +3,7 @@
 // The tables are SQLite's (sqlite/migrations.ts) with PostgreSQL types: BIGINT
 // milliseconds (read back as numbers), JSONB for JSON, identity ids.
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -159,5 +159,18 @@ export const MIGRATIONS: readonly string[] = [
      cursor JSONB,
      owner TEXT,
      lease_until BIGINT NOT NULL DEFAULT 0
+   );`,
+  // The administration API (SQLite's version 9): deleted connectors, managed objects.
+  // spec is json, not jsonb: the text is kept as given (key order, \u0000 in strings).
+  `ALTER TABLE connectors ADD COLUMN deleted_at BIGINT;
+   CREATE TABLE managed_objects (
+     kind TEXT NOT NULL,
+     name TEXT NOT NULL,
+     spec JSON NOT NULL,
+     version INTEGER NOT NULL,
+     created_at BIGINT NOT NULL,
+     updated_at BIGINT NOT NULL,
+     updated_by TEXT NOT NULL,
+     PRIMARY KEY (kind, name)
    );`,
 ];

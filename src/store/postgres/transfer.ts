@@ -7,6 +7,7 @@ import { ProxyctlError } from '../../errors.js';
 import { countDump, type StoreDump, type StoreTopic, type StoreTransfer } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { PgDatabase, Sql } from './database.js';
+import { toManaged, type ManagedObjectRow } from '../managed-objects.js';
 import {
   toAudit,
   toCertificate,
@@ -32,7 +33,7 @@ const BATCH = 1_000;
 /** Text keys sort by code point, as SQLite sorts them, whatever the database's collation. */
 const C = 'COLLATE "C"';
 
-const TOPICS: readonly StoreTopic[] = ['connectors', 'keys', 'sessions', 'users', 'secrets', 'risk'];
+const TOPICS: readonly StoreTopic[] = ['connectors', 'keys', 'sessions', 'users', 'secrets', 'risk', 'objects'];
 
 type Row = Record<string, unknown>;
 
@@ -61,7 +62,10 @@ export class PgTransfer implements StoreTransfer {
       const all = async <T extends object = Row>(sql: string, params: unknown[] = []): Promise<T[]> =>
         (await tx.query<T & Row>(sql, params)).rows;
       return {
-        connectors: (await all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id ${C}`)).map(toConnector),
+        connectors: (await all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id ${C}`)).map((r) => ({
+          ...toConnector(r),
+          deletedAt: r.deleted_at,
+        })),
         certificates: (await all<CertificateRow>(`SELECT * FROM certificates ORDER BY issued_at, serial ${C}`)).map(
           toCertificate,
         ),
@@ -114,6 +118,9 @@ export class PgTransfer implements StoreTransfer {
           payload: r['payload'] as Record<string, unknown>,
           expiresAt: r['expires_at'] as number | null,
         })),
+        objects: (await all<ManagedObjectRow>(`SELECT * FROM managed_objects ORDER BY kind ${C}, name ${C}`)).map(
+          toManaged,
+        ),
       };
     });
   }
@@ -122,13 +129,13 @@ export class PgTransfer implements StoreTransfer {
     await this.db.transaction('import the store', async (tx) => {
       await tx.query(`SET LOCAL statement_timeout = 300000`);
       // Nothing else writes what the emptiness check reads until this commits (readers go on).
-      await tx.query(`LOCK TABLE connectors, keys, users, secrets IN EXCLUSIVE MODE`);
+      await tx.query(`LOCK TABLE connectors, keys, users, secrets, managed_objects IN EXCLUSIVE MODE`);
       await this.assertEmpty(tx);
       await insertAll(
         tx,
-        `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at)
+        `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at, deleted_at)
          SELECT v->>'id', v->>'name', v->>'group', (v->>'createdAt')::bigint, v->>'createdBy', v->>'version',
-           (v->>'lastSeen')::bigint, (v->>'revokedAt')::bigint FROM $ROWS ORDER BY n`,
+           (v->>'lastSeen')::bigint, (v->>'revokedAt')::bigint, (v->>'deletedAt')::bigint FROM $ROWS ORDER BY n`,
         dump.connectors,
       );
       await insertAll(
@@ -216,6 +223,14 @@ export class PgTransfer implements StoreTransfer {
            ${field('uid')}, ${field('userCode')}, ${field('grantId')} FROM $ROWS ORDER BY n`,
         dump.idpArtifacts,
       );
+      // The spec travels as its JSON text: through jsonb it would lose its key order (and \u0000).
+      await insertAll(
+        tx,
+        `INSERT INTO managed_objects (kind, name, spec, version, created_at, updated_at, updated_by)
+         SELECT v->>'kind', v->>'name', (v->>'spec')::json, (v->>'version')::integer, (v->>'createdAt')::bigint,
+           (v->>'updatedAt')::bigint, v->>'updatedBy' FROM $ROWS ORDER BY n`,
+        dump.objects.map((o) => ({ ...o, spec: JSON.stringify(o.spec) })),
+      );
       await writeAudit(tx, actor, 'store.import', null, countDump(dump), now);
       for (const topic of TOPICS) await tx.notify(topic);
     });
@@ -225,7 +240,8 @@ export class PgTransfer implements StoreTransfer {
   private async assertEmpty(tx: Sql): Promise<void> {
     const { rows } = await tx.query<Record<string, number>>(
       `SELECT (SELECT COUNT(*) FROM connectors)::int AS connectors, (SELECT COUNT(*) FROM keys)::int AS keys,
-         (SELECT COUNT(*) FROM users)::int AS users, (SELECT COUNT(*) FROM secrets)::int AS secrets`,
+         (SELECT COUNT(*) FROM users)::int AS users, (SELECT COUNT(*) FROM secrets)::int AS secrets,
+         (SELECT COUNT(*) FROM managed_objects)::int AS objects`,
     );
     const found = Object.entries(rows[0]!).filter(([, n]) => n > 0);
     if (found.length > 0) {

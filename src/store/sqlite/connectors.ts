@@ -12,7 +12,7 @@ import type {
 } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
-import { parseConnectorRef, pickConnector } from '../connector-lookup.js';
+import { notRevoked, parseConnectorRef, pickConnector } from '../connector-lookup.js';
 import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
 
 export class SqliteConnectorRepo implements ConnectorRepo {
@@ -93,7 +93,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
 
   async revoke(idOrName: string, actor: string, now = Date.now()): Promise<ConnectorRecord> {
     const out = this.db.transaction('revoke connector', () => {
-      const c = this.findSync(idOrName);
+      const c = this.findSync(idOrName, true);
       if (c.revokedAt === null) {
         this.db.stmt(`UPDATE connectors SET revoked_at = ? WHERE id = ?`).run(now, c.id);
         const certs = this.db
@@ -109,11 +109,29 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     return out;
   }
 
-  async find(idOrName: string): Promise<ConnectorRecord> {
-    return this.findSync(idOrName);
+  async delete(idOrName: string, actor: string, now = Date.now()): Promise<ConnectorRecord> {
+    // immediate: a revocation check and the deletion, with nothing between them
+    const out = this.db.transaction(
+      'delete connector',
+      () => {
+        const c = this.findSync(idOrName, false);
+        if (c.revokedAt === null) throw notRevoked(c);
+        this.db.stmt(`UPDATE connectors SET deleted_at = ? WHERE id = ?`).run(now, c.id);
+        writeAudit(this.db, actor, 'connector.delete', c.id, { name: c.name }, now);
+        return c;
+      },
+      'immediate',
+    );
+    this.changed();
+    return out;
   }
 
-  private findSync(idOrName: string): ConnectorRecord {
+  async find(idOrName: string): Promise<ConnectorRecord> {
+    return this.findSync(idOrName, true);
+  }
+
+  /** Names never mean a deleted connector; an id does unless `byDeletedId` is false. */
+  private findSync(idOrName: string, byDeletedId: boolean): ConnectorRecord {
     const ref = parseConnectorRef(idOrName);
     const byId =
       ref.kind === 'name'
@@ -123,9 +141,11 @@ export class SqliteConnectorRepo implements ConnectorRepo {
       ref.kind === 'id'
         ? []
         : (this.db
-            .stmt(`SELECT * FROM connectors WHERE name = ? ORDER BY revoked_at IS NOT NULL, created_at DESC`)
+            .stmt(
+              `SELECT * FROM connectors WHERE name = ? AND deleted_at IS NULL ORDER BY revoked_at IS NOT NULL, created_at DESC`,
+            )
             .all(ref.key) as ConnectorRow[]);
-    return pickConnector(ref, byId, named);
+    return pickConnector(ref, byDeletedId || byId?.deleted_at == null ? byId : undefined, named);
   }
 
   async get(id: string): Promise<ConnectorRecord | undefined> {
@@ -157,7 +177,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
       SELECT c.*,
         (SELECT MAX(not_after) FROM certificates WHERE connector_id = c.id AND revoked_at IS NULL) AS cert_expires,
         (SELECT COUNT(*) FROM certificates WHERE connector_id = c.id) AS cert_count
-      FROM connectors c ORDER BY c.created_at`,
+      FROM connectors c WHERE c.deleted_at IS NULL ORDER BY c.created_at`,
       )
       .all() as (ConnectorRow & { cert_expires: number | null; cert_count: number })[];
     return rows.map((r) => ({ ...toConnector(r), certificateExpires: r.cert_expires, certificates: r.cert_count }));

@@ -7,12 +7,15 @@ import { SqliteConnectorRepo } from './connectors.js';
 import { SqliteDatabase, databaseFile } from './database.js';
 import { SqliteIdpArtifactRepo } from './idp-artifacts.js';
 import { SqliteKeyRepo } from './keys.js';
+import { SqliteManagedObjectRepo } from './objects.js';
 import { SqliteReplicaRepo, SqliteSecretRepo } from './replicas.js';
 import { SqliteSessionRepo } from './sessions.js';
 import { SqliteEventFeed, SqliteExportCursorRepo } from './events.js';
 import { SqliteRiskRepo, SqliteSignInLog } from './sign-ins.js';
 import { SqliteTransfer } from './transfer.js';
 import { SqliteUserRepo } from './users.js';
+
+type Listener = (topics: ReadonlySet<StoreTopic> | 'all') => void;
 
 class SqliteStore implements Store {
   readonly kind = 'sqlite';
@@ -28,7 +31,9 @@ class SqliteStore implements Store {
   readonly idpArtifacts: SqliteIdpArtifactRepo;
   readonly replicas: SqliteReplicaRepo;
   readonly secrets: SqliteSecretRepo;
+  readonly objects: SqliteManagedObjectRepo;
   readonly transfer: SqliteTransfer;
+  private readonly listeners = new Set<Listener>();
   private gen = 0;
 
   constructor(private readonly db: SqliteDatabase) {
@@ -44,7 +49,11 @@ class SqliteStore implements Store {
     this.idpArtifacts = new SqliteIdpArtifactRepo(db);
     this.replicas = new SqliteReplicaRepo(db);
     this.secrets = new SqliteSecretRepo(db);
-    this.transfer = new SqliteTransfer(db, () => this.gen++);
+    this.objects = new SqliteManagedObjectRepo(db, () => this.changed('objects'));
+    this.transfer = new SqliteTransfer(db, () => {
+      this.gen++;
+      this.changed('all');
+    });
   }
 
   get generation(): number {
@@ -56,10 +65,22 @@ class SqliteStore implements Store {
   }
 
   /**
-   * SQLite tells a connection only that another one committed (its data version), not
-   * what: every poll that sees it move reports 'all'.
+   * A change this store committed, told to its own listeners: the data version moves
+   * only for other connections' commits. One microtask each, as PostgreSQL's feed does.
    */
-  onChange(listener: (topics: ReadonlySet<StoreTopic> | 'all') => void, pollMs = 500): () => void {
+  private changed(topic: StoreTopic | 'all'): void {
+    const topics: ReadonlySet<StoreTopic> | 'all' = topic === 'all' ? 'all' : new Set([topic]);
+    for (const listener of this.listeners) queueMicrotask(() => listener(topics));
+  }
+
+  /**
+   * SQLite tells a connection only that another one committed (its data version), not
+   * what: every poll that sees it move reports 'all'. This store's own changes of
+   * managed objects are told at once, as 'objects' (an import as 'all').
+   */
+  onChange(listener: Listener, pollMs = 500): () => void {
+    const own: Listener = (topics) => listener(topics);
+    this.listeners.add(own);
     let seen = this.db.dataVersion();
     const timer = setInterval(() => {
       if (this.closed) return;
@@ -69,7 +90,10 @@ class SqliteStore implements Store {
       listener('all');
     }, pollMs);
     timer.unref();
-    return () => clearInterval(timer);
+    return () => {
+      clearInterval(timer);
+      this.listeners.delete(own);
+    };
   }
 
   reachable(): boolean {
@@ -80,6 +104,7 @@ class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.listeners.clear();
     this.db.close();
   }
 }

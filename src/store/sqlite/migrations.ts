@@ -1,7 +1,7 @@
 // The SQLite schema, one entry per version: PRAGMA user_version counts the entries
 // applied. Append only; never edit an entry a released proxyctl has applied.
 
-export const SCHEMA_VERSION = 8;
+export const SCHEMA_VERSION = 9;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -156,5 +156,19 @@ export const MIGRATIONS: readonly string[] = [
      cursor TEXT,
      owner TEXT,
      lease_until INTEGER NOT NULL DEFAULT 0
+   );`,
+  // The administration API: a revoked connector can be deleted from the listings (its
+  // row and certificates stay, so they stay revoked), and apps, policies, locations and
+  // connector groups are published in the store (spec: the JSON text as given).
+  `ALTER TABLE connectors ADD COLUMN deleted_at INTEGER;
+   CREATE TABLE managed_objects (
+     kind TEXT NOT NULL,
+     name TEXT NOT NULL,
+     spec TEXT NOT NULL,
+     version INTEGER NOT NULL,
+     created_at INTEGER NOT NULL,
+     updated_at INTEGER NOT NULL,
+     updated_by TEXT NOT NULL,
+     PRIMARY KEY (kind, name)
    );`,
 ];

@@ -5,6 +5,7 @@ import { ProxyctlError } from '../../errors.js';
 import { countDump, type StoreDump, type StoreTransfer } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
+import { toManaged, type ManagedObjectRow } from '../managed-objects.js';
 import {
   SIGN_IN_COLUMNS,
   artifactKeys,
@@ -41,7 +42,10 @@ export class SqliteTransfer implements StoreTransfer {
       const all = <T = Row>(sql: string, ...params: unknown[]): T[] => this.db.stmt(sql).all(...params) as T[];
       const json = (v: unknown): unknown => JSON.parse(v as string);
       return {
-        connectors: all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id`).map(toConnector),
+        connectors: all<ConnectorRow>(`SELECT * FROM connectors ORDER BY created_at, id`).map((r) => ({
+          ...toConnector(r),
+          deletedAt: r.deleted_at,
+        })),
         certificates: all<CertificateRow>(`SELECT * FROM certificates ORDER BY issued_at, serial`).map(toCertificate),
         audit: all<AuditRow>(`SELECT * FROM audit ORDER BY id`).map((r) => withoutId(toAudit(r))),
         keys: all(`SELECT * FROM keys ORDER BY created_at, kid`).map((r) => ({
@@ -89,6 +93,7 @@ export class SqliteTransfer implements StoreTransfer {
           payload: json(r['payload']) as Record<string, unknown>,
           expiresAt: r['expires_at'] as number | null,
         })),
+        objects: all<ManagedObjectRow>(`SELECT * FROM managed_objects ORDER BY kind, name`).map(toManaged),
       };
     });
   }
@@ -104,8 +109,8 @@ export class SqliteTransfer implements StoreTransfer {
         };
         for (const c of dump.connectors)
           run(
-            `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+            `INSERT INTO connectors (id, name, group_name, created_at, created_by, version, last_seen, revoked_at, deleted_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
             c.id,
             c.name,
             c.group,
@@ -114,6 +119,7 @@ export class SqliteTransfer implements StoreTransfer {
             c.version,
             c.lastSeen,
             c.revokedAt,
+            c.deletedAt,
           );
         for (const c of dump.certificates)
           run(
@@ -201,6 +207,18 @@ export class SqliteTransfer implements StoreTransfer {
             a.expiresAt,
             ...artifactKeys(a.payload),
           );
+        for (const o of dump.objects)
+          run(
+            `INSERT INTO managed_objects (kind, name, spec, version, created_at, updated_at, updated_by)
+             VALUES (?, ?, ?, ?, ?, ?, ?)`,
+            o.kind,
+            o.name,
+            JSON.stringify(o.spec),
+            o.version,
+            o.createdAt,
+            o.updatedAt,
+            o.updatedBy,
+          );
         writeAudit(this.db, actor, 'store.import', null, countDump(dump), now);
       },
       'immediate',
@@ -212,7 +230,8 @@ export class SqliteTransfer implements StoreTransfer {
     const held = this.db
       .stmt(
         `SELECT (SELECT COUNT(*) FROM connectors) AS connectors, (SELECT COUNT(*) FROM keys) AS keys,
-           (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM secrets) AS secrets`,
+           (SELECT COUNT(*) FROM users) AS users, (SELECT COUNT(*) FROM secrets) AS secrets,
+           (SELECT COUNT(*) FROM managed_objects) AS objects`,
       )
       .get() as Record<string, number>;
     const found = Object.entries(held).filter(([, n]) => n > 0);

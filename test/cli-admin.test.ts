@@ -494,6 +494,12 @@ async function contractServer(t: Test) {
         return send(200, { items, next: from === 1500 ? 'page2' : null });
       }
       if (url.pathname === '/api/v1/users/bob' && req.method === 'DELETE') return res.writeHead(204).end();
+      if (url.pathname === '/api/v1/keys/rotate' && req.method === 'POST')
+        return send(200, [
+          { kid: 's-old', purpose: 'session', createdAt: '2026-01-01T00:00:00.000Z', retiredAt: null, current: false },
+          { kid: 's-new', purpose: 'session', createdAt: '2026-01-02T00:00:00.000Z', retiredAt: null, current: true },
+          { kid: 'a-1', purpose: 'assertion', createdAt: '2026-01-01T00:00:00.000Z', retiredAt: null, current: true },
+        ]);
       send(404, { error: { code: 'ERR_NOT_FOUND', message: `no route ${url.pathname}` } });
     });
   });
@@ -546,6 +552,10 @@ t.test('--relay: the same commands over the admin API', async (t) => {
 
   r = await run('signins', 'list', ...remote, '--limit', '2');
   t.notOk(r.stdout.includes('\u001b'), 'no escape sequence from the relay reaches the terminal');
+
+  r = await run('keys', 'rotate', '--purpose', 'session', ...remote);
+  t.equal(r.stdout, 'new session key s-new\n', 'only the purpose rotated');
+  t.same(JSON.parse(s.seen.at(-1)!.body), { purpose: 'session' });
 
   r = await run('users', 'remove', 'Bob', ...remote);
   t.equal(r.code, 0, r.stderr);

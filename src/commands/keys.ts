@@ -29,5 +29,7 @@ export async function rotateKeys(opts: Omit<KeyOptions, 'json'> & { purpose: str
   if (remoteTarget(opts) === undefined)
     return rotateLocal({ config: opts.config, dataDir: opts.dataDir, purpose }, out);
   const keys: KeyView[] = await withAdmin(opts, (api) => api.rotateKeys({ purpose }));
-  for (const k of keys.filter((k) => k.current)) out(`new ${k.purpose} key ${k.kid}`);
+  // The answer lists every key: the new ones are the current keys of the purposes rotated.
+  for (const k of keys.filter((k) => k.current && (purpose === 'all' || k.purpose === purpose)))
+    out(`new ${k.purpose} key ${k.kid}`);
 }

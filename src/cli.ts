@@ -1,15 +1,36 @@
 // The command line: commander builds the program; each command's module is
 // imported only when it runs so `--help` stays instant. Only main() decides the
 // exit status, and every failure is one clear line on stderr.
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { isProxyctlError } from './errors.js';
 import { VERSION } from './version.js';
+import type { AdminTargetOptions } from './commands/admin-client.js';
+import type { PublishOptions, UpdateOptions } from './commands/apps.js';
 import type { AuditListOptions, SignInListOptions } from './commands/logs.js';
+import type { ObjectOptions } from './commands/objects.js';
+import type { WhatIfOptions } from './commands/policy-what-if.js';
 import type { RiskListOptions } from './commands/risk.js';
 
 const out = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
+
+/** Where an administration command works: a running relay (--relay) or the data directory. */
+const target = (c: Command) =>
+  c
+    .option('--relay <url>', "a running relay's admin API, https://host:port (default $PROXYCTL_RELAY)")
+    .option('--relay-ca <file>', "with --relay: the relay's CA certificate (its <dataDir>/ca.pem)")
+    .option(
+      '--token-file <file>',
+      'with --relay: file holding an administrator token (default $PROXYCTL_TOKEN, or the one `proxyctl login` saved)',
+    )
+    .option('--config <file>', 'without --relay: relay configuration (YAML) whose data directory or store to use')
+    .option('--data-dir <dir>', 'without --relay: data directory');
+
+const json = (c: Command) => c.option('--json', 'machine-readable output');
+const expectedVersion = (c: Command) =>
+  c.option('--expected-version <n>', 'refuse the change unless the object is still at this version');
+const collect = (value: string, previous: string[]) => [...previous, value];
 
 export function buildProgram(): Command {
   const program = new Command('proxyctl')
@@ -30,41 +51,41 @@ export function buildProgram(): Command {
     });
   const connectors = relay
     .command('connectors')
-    .description('administer registered connectors (against the data directory)');
-  connectors
-    .command('list')
+    .description('administer registered connectors (the same as `proxyctl connector list|revoke`)');
+  json(target(connectors.command('list')))
     .description('list connectors: id, name, group, status, version, last seen, certificate expiry')
-    .option('--config <file>', 'relay configuration (YAML)')
-    .option('--data-dir <dir>', 'data directory')
-    .option('--json', 'machine-readable output')
-    .action(async (opts: { config?: string; dataDir?: string; json?: boolean }) => {
-      const { listConnectors } = await import('./commands/relay-connectors.js');
+    .action(async (opts: ObjectOptions) => {
+      const { listConnectors } = await import('./commands/connectors.js');
       await listConnectors(opts, out);
     });
-  connectors
-    .command('revoke')
+  target(connectors.command('revoke'))
     .description('revoke a connector and all its certificates; a running relay closes its channels at once')
     .argument('<id-or-name>', 'connector id, or a name held by exactly one live connector')
-    .option('--config <file>', 'relay configuration (YAML)')
-    .option('--data-dir <dir>', 'data directory')
-    .action(async (idOrName: string, opts: { config?: string; dataDir?: string }) => {
-      const { revokeConnector } = await import('./commands/relay-connectors.js');
+    .action(async (idOrName: string, opts: ObjectOptions) => {
+      const { revokeConnector } = await import('./commands/connectors.js');
       await revokeConnector(idOrName, opts, out);
     });
 
   const keys = relay.command('keys').description('keys only the relay holds (session cookies, identity assertions)');
-  keys
-    .command('rotate')
-    .description(
-      'add a new current key; old cookies stay readable and old assertion keys stay published until what they protect expires',
-    )
-    .option('--config <file>', 'relay configuration (YAML)')
-    .option('--data-dir <dir>', 'data directory')
-    .option('--purpose <purpose>', 'session, assertion or all', 'all')
-    .action(async (opts: { config?: string; dataDir?: string; purpose: string }) => {
-      const { rotateKeys } = await import('./commands/relay-keys.js');
-      await rotateKeys(opts, out);
-    });
+  const rotate = (c: Command) =>
+    target(c)
+      .description(
+        'add a new current key; old cookies stay readable and old assertion keys stay published until what they protect expires',
+      )
+      .option('--purpose <purpose>', 'session, assertion or all', 'all')
+      .action(async (opts: AdminTargetOptions & { purpose: string }) => {
+        const { rotateKeys } = await import('./commands/keys.js');
+        await rotateKeys(opts, out);
+      });
+  const listKeys = (c: Command) =>
+    json(target(c))
+      .description('list session and assertion keys: id, purpose, current, created, retired (never key material)')
+      .action(async (opts: ObjectOptions) => {
+        const { listKeys } = await import('./commands/keys.js');
+        await listKeys(opts, out);
+      });
+  rotate(keys.command('rotate'));
+  listKeys(keys.command('list'));
   keys
     .command('init-master')
     .description('write a new master key (32 random bytes, base64url) to a new owner-only file')
@@ -105,11 +126,8 @@ export function buildProgram(): Command {
       await migrateToPostgres(opts, out);
     });
 
-  const users = program
-    .command('users')
-    .description('users of the embedded identity provider (against the relay data directory)');
-  const userOpts = (c: Command) =>
-    c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  const users = program.command('users').description('users of the embedded identity provider');
+  const userOpts = target;
   userOpts(users.command('add').argument('<username>'))
     .description('add a user (prints a generated password unless one is given)')
     .option('--email <email>')
@@ -152,8 +170,10 @@ export function buildProgram(): Command {
 
   program
     .command('login')
-    .description('get an administrator token with the device flow and keep it for `connector register`')
-    .requiredOption('--relay <url>', 'the relay connector API URL')
+    .description(
+      'get an administrator token with the device flow and keep it for `connector register` and the --relay commands',
+    )
+    .requiredOption('--relay <url>', "the relay's admin API or connector API URL")
     .option('--relay-ca <file>', "the relay's CA certificate")
     .option('--client-id <id>', 'public client for the device flow (external identity providers)')
     .action(async (opts: { relay: string; relayCa?: string; clientId?: string }) => {
@@ -172,8 +192,7 @@ export function buildProgram(): Command {
       await runDemo(opts, out);
     });
 
-  const store = (c: Command) =>
-    c.option('--config <file>', 'relay configuration (YAML)').option('--data-dir <dir>', 'data directory');
+  const store = target;
   const logFilters = (c: Command) =>
     c
       .option('--since <when>', 'from this date or time (ISO 8601), or this long ago (24h, 7d)')
@@ -181,7 +200,7 @@ export function buildProgram(): Command {
       .option('--limit <n>', 'at most this many rows, newest first (1 to 10000)', '50')
       .option('--json', 'machine-readable output')
       .option('--csv', 'CSV output (RFC 4180) for spreadsheets and SIEM imports');
-  const signins = program.command('signins').description('the sign-in log (against the relay store)');
+  const signins = program.command('signins').description('the sign-in log');
   logFilters(store(signins.command('list')))
     .description('list sign-in attempts, newest first')
     .option('--user <subject>', "only this user's attempts (the subject)")
@@ -196,7 +215,7 @@ export function buildProgram(): Command {
     .description('one sign-in with its location, client, policies and risk detections')
     .argument('<id>', 'the sign-in id (first column of signins list)')
     .option('--json', 'machine-readable output')
-    .action(async (id: string, opts: { config?: string; dataDir?: string; json?: boolean }) => {
+    .action(async (id: string, opts: ObjectOptions) => {
       const { showSignIn } = await import('./commands/logs.js');
       await showSignIn(id, opts, out);
     });
@@ -227,16 +246,20 @@ export function buildProgram(): Command {
     store(risk.command(name))
       .description(what)
       .argument('<user>', 'the subject, as the sign-in log shows it')
-      .action(async (user: string, opts: { config?: string; dataDir?: string }) => {
+      .action(async (user: string, opts: AdminTargetOptions) => {
         const { dismissRisk, confirmRisk } = await import('./commands/risk.js');
         await (name === 'dismiss' ? dismissRisk : confirmRisk)(user, opts, out);
       });
 
-  const policy = program.command('policy').description('Conditional Access policies (against a relay config file)');
+  const policy = program.command('policy').description('Conditional Access policies');
+  objectCommands(policy, 'policy', 'policies');
   policy
     .command('what-if')
     .description('show how each policy treats a sign-in and what the relay would decide (exit 0 whatever the decision)')
-    .requiredOption('--config <file>', 'relay configuration (YAML)')
+    .option('--config <file>', 'relay configuration (YAML) to evaluate')
+    .option('--relay <url>', "or ask a running relay's admin API (its file and API policies, its users)")
+    .option('--relay-ca <file>', "with --relay: the relay's CA certificate")
+    .option('--token-file <file>', 'with --relay: file holding an administrator token')
     .requiredOption('--app <name>', 'the app signed in to')
     .requiredOption(
       '--user <id>',
@@ -256,27 +279,97 @@ export function buildProgram(): Command {
     .option('--time <iso>', 'when, as an ISO 8601 instant with a zone (default: now)')
     .option('--device-cert', 'the client presents a device certificate')
     .option('--json', 'machine-readable output: { context, assigned, decision }')
-    .action(
-      async (opts: {
-        config: string;
-        app: string;
-        user: string;
-        email?: string;
-        groups?: string;
-        ip?: string;
-        platform?: string;
-        mfa?: boolean;
-        acr?: string;
-        risk?: string;
-        userRisk?: string;
-        time?: string;
-        deviceCert?: boolean;
-        json?: boolean;
-      }) => {
-        const { whatIf } = await import('./commands/policy-what-if.js');
-        await whatIf(opts, out);
-      },
-    );
+    .action(async (opts: WhatIfOptions) => {
+      const { whatIf } = await import('./commands/policy-what-if.js');
+      await whatIf(opts, out);
+    });
+
+  const location = program.command('location').description('named locations for Conditional Access (CIDRs, countries)');
+  objectCommands(location, 'location', 'namedLocations');
+
+  const app = program.command('app').description('apps published through the relay');
+  target(app.command('publish'))
+    .description('publish an app through the API (relays pick it up without a restart)')
+    .option('--file <file>', 'the app as YAML, as an entry of apps: in relay.yaml would spell it')
+    .option('--name <name>', 'app name (lower-case letters, digits and dashes)')
+    .option('--external-url <url>', 'the public URL users open')
+    .option('--internal-url <url>', 'where the connector reaches the app')
+    .addOption(new Option('--preauth <mode>', 'oidc (sign users in) or passthrough').choices(['oidc', 'passthrough']))
+    .option('--group <name>', 'connector group that serves it (default: default)')
+    .option('--backend-timeout <duration>', 'how long to wait for the app (default 85s)')
+    .option('--json', 'machine-readable output: the published app')
+    .action(async (opts: PublishOptions) => {
+      const { publishApp } = await import('./commands/apps.js');
+      await publishApp(opts, out);
+    });
+  json(target(app.command('list')))
+    .description('list apps, from the config file and the API')
+    .action(async (opts: ObjectOptions) => {
+      const { listObjects } = await import('./commands/objects.js');
+      await listObjects('app', opts, out);
+    });
+  json(target(app.command('show')))
+    .description('show an app as YAML (edit it and pass it to app update --file)')
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { showObject } = await import('./commands/objects.js');
+      await showObject('app', name, opts, out);
+    });
+  expectedVersion(json(target(app.command('update'))))
+    .description('change an API app: replace it with --file, or edit keys with --set (refused if it changed meanwhile)')
+    .argument('<name>')
+    .option('--file <file>', 'the whole app as YAML')
+    .option(
+      '--set <key=value>',
+      'set a key (dotted for nested keys: cookie.name=x); the value is YAML; key=null removes it; repeatable',
+      collect,
+      [],
+    )
+    .action(async (name: string, opts: UpdateOptions) => {
+      const { updateApp } = await import('./commands/apps.js');
+      await updateApp(name, opts, out);
+    });
+  expectedVersion(target(app.command('remove')))
+    .description('remove an API app (apps of the config file are removed there)')
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { removeObject } = await import('./commands/objects.js');
+      await removeObject('app', name, opts, out);
+    });
+
+  const group = program.command('group').description('connector groups');
+  json(target(group.command('list')))
+    .description('list connector groups: declared, or named by apps and connectors')
+    .action(async (opts: ObjectOptions) => {
+      const { listGroups } = await import('./commands/groups.js');
+      await listGroups(opts, out);
+    });
+  json(target(group.command('show')))
+    .description('show a connector group, its connectors and apps')
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { showGroup } = await import('./commands/groups.js');
+      await showGroup(name, opts, out);
+    });
+  json(target(group.command('create')))
+    .description('declare a connector group')
+    .argument('<name>')
+    .option('--description <text>', 'what the group serves')
+    .action(async (name: string, opts: ObjectOptions & { description?: string }) => {
+      const { createGroup } = await import('./commands/groups.js');
+      await createGroup(name, opts, out);
+    });
+  target(group.command('remove'))
+    .description('remove a declared group no app or live connector uses')
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { removeGroup } = await import('./commands/groups.js');
+      await removeGroup(name, opts, out);
+    });
+
+  const topKeys = program.command('keys').description('session and assertion keys (also `relay keys`)');
+  listKeys(topKeys.command('list'));
+  rotate(topKeys.command('rotate'));
 
   const connector = program.command('connector').description('the on-premises connector (outbound only)');
   connector
@@ -318,7 +411,84 @@ export function buildProgram(): Command {
       const { runConnector } = await import('./commands/connector-run.js');
       await runConnector(opts);
     });
+  json(target(connector.command('list')))
+    .description('list connectors: id, name, group, status, version, last seen, certificate expiry')
+    .action(async (opts: ObjectOptions) => {
+      const { listConnectors } = await import('./commands/connectors.js');
+      await listConnectors(opts, out);
+    });
+  json(target(connector.command('show')))
+    .description('show a connector with its open channels and its certificates')
+    .argument('<id-or-name>', 'connector id, or a name held by exactly one live connector')
+    .action(async (idOrName: string, opts: ObjectOptions) => {
+      const { showConnector } = await import('./commands/connectors.js');
+      await showConnector(idOrName, opts, out);
+    });
+  json(target(connector.command('revoke')))
+    .description('revoke a connector and all its certificates; a running relay closes its channels at once')
+    .argument('<id-or-name>', 'connector id, or a name held by exactly one live connector')
+    .action(async (idOrName: string, opts: ObjectOptions) => {
+      const { revokeConnector } = await import('./commands/connectors.js');
+      await revokeConnector(idOrName, opts, out);
+    });
+  target(connector.command('delete'))
+    .description('delete a revoked connector from the listings (its certificates stay refused)')
+    .argument('<id-or-name>', 'connector id, or a name held by exactly one connector')
+    .action(async (idOrName: string, opts: ObjectOptions) => {
+      const { deleteConnector } = await import('./commands/connectors.js');
+      await deleteConnector(idOrName, opts, out);
+    });
+
+  program
+    .command('completion')
+    .description('print a shell completion script (bash or zsh) for this proxyctl')
+    .argument('<shell>', 'bash or zsh')
+    .addHelpText('after', COMPLETION_INSTALL)
+    .action(async (shell: string) => {
+      const { printCompletion } = await import('./commands/completion.js');
+      printCompletion(shell, program, (text) => process.stdout.write(text));
+    });
   return program;
+}
+
+// Kept here, not in completion.ts, so `completion --help` imports nothing.
+const COMPLETION_INSTALL = `
+Install:
+  bash  echo 'source <(proxyctl completion bash)' >> ~/.bashrc
+        or: proxyctl completion bash | sudo tee /etc/bash_completion.d/proxyctl
+  zsh   proxyctl completion zsh > "\${fpath[1]}/_proxyctl"   (then start a new shell)
+        or, after compinit in ~/.zshrc: source <(proxyctl completion zsh)`;
+
+/** list, show, apply and remove of policies and named locations. */
+function objectCommands(parent: Command, kind: 'policy' | 'location', listKey: string): void {
+  const noun = kind === 'policy' ? 'policies' : 'named locations';
+  json(target(parent.command('list')))
+    .description(`list ${noun}, from the config file and the API`)
+    .action(async (opts: ObjectOptions) => {
+      const { listObjects } = await import('./commands/objects.js');
+      await listObjects(kind, opts, out);
+    });
+  json(target(parent.command('show')))
+    .description(`show a ${kind} as YAML (edit it and pass it to ${kind} apply --file)`)
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { showObject } = await import('./commands/objects.js');
+      await showObject(kind, name, opts, out);
+    });
+  expectedVersion(json(target(parent.command('apply'))))
+    .description(`create or replace API ${noun} from a YAML file`)
+    .requiredOption('--file <file>', `one ${kind} as a mapping, or a list under ${listKey}: as in relay.yaml`)
+    .action(async (opts: ObjectOptions & { file: string }) => {
+      const { applyObjects } = await import('./commands/objects.js');
+      await applyObjects(kind, opts, out);
+    });
+  expectedVersion(target(parent.command('remove')))
+    .description(`remove an API ${kind} (those of the config file are removed there)`)
+    .argument('<name>')
+    .action(async (name: string, opts: ObjectOptions) => {
+      const { removeObject } = await import('./commands/objects.js');
+      await removeObject(kind, name, opts, out);
+    });
 }
 
 export async function main(argv: string[]): Promise<void> {

@@ -1,13 +1,14 @@
 // `proxyctl login`: an administrator token by the OAuth device authorization
-// grant (RFC 8628, via openid-client), stored per relay so that
-// `proxyctl connector register` can use it when no token is given.
+// grant (RFC 8628, via openid-client), stored per relay origin so that
+// `proxyctl connector register` and the administration commands (--relay) can use it
+// when no token is given. --relay may be the connector API or the admin API.
 import { readFileSync, mkdirSync } from 'node:fs';
 import { homedir } from 'node:os';
 import path from 'node:path';
-import { rootCertificates } from 'node:tls';
-import { lookup as dnsLookup } from 'node:dns';
 import * as oidc from 'openid-client';
-import { Agent, fetch as undiciFetch } from 'undici';
+import { fetch as undiciFetch, type Dispatcher } from 'undici';
+import { API_BASE } from '../admin/api-types.js';
+import { relayAgent } from '../admin/remote.js';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
 import { API, type IdentityInfo } from '../protocol/connector-api.js';
@@ -41,8 +42,18 @@ function readStore(): Record<string, StoredToken> {
 
 /** The stored, unexpired token for a relay, if any. */
 export function storedToken(relayUrl: string, now = Date.now()): string | undefined {
+  const t = storedTokenState(relayUrl, now);
+  return t.state === 'valid' ? t.token : undefined;
+}
+
+/** What `proxyctl login` kept for a relay: a usable token, one that expired, or nothing. */
+export function storedTokenState(
+  relayUrl: string,
+  now = Date.now(),
+): { state: 'valid'; token: string } | { state: 'expired' | 'absent' } {
   const t = readStore()[new URL(relayUrl).origin];
-  return t && t.expiresAt > now + 30_000 ? t.accessToken : undefined;
+  if (!t || typeof t.accessToken !== 'string') return { state: 'absent' };
+  return t.expiresAt > now + 30_000 ? { state: 'valid', token: t.accessToken } : { state: 'expired' };
 }
 
 function saveToken(relayUrl: string, t: StoredToken): void {
@@ -53,32 +64,53 @@ function saveToken(relayUrl: string, t: StoredToken): void {
   writeFileAtomic(file, `${JSON.stringify(all, null, 2)}\n`, 0o600);
 }
 
-/** System roots plus the pinned relay CA (the embedded provider uses the relay's certificates). */
-function dispatcherFor(relayCa: string | undefined): Agent {
-  return new Agent({
-    connect: {
-      ...(relayCa ? { ca: [...rootCertificates, relayCa] } : {}),
-      // RFC 6761: *.localhost is loopback, whatever the system resolver thinks.
-      lookup: (host, opts, cb) =>
-        host === 'localhost' || host.endsWith('.localhost')
-          ? cb(null, [{ address: '127.0.0.1', family: 4 }])
-          : dnsLookup(host, { ...opts, all: true }, cb as never),
-    },
-  });
+/**
+ * Where administrators get tokens: the admin API's login-info (when --relay is the admin
+ * listener or host), else the connector API's identity document (when it is that).
+ */
+export async function identityInfo(relay: string, dispatcher: Dispatcher): Promise<IdentityInfo> {
+  const tried: string[] = [];
+  for (const p of [`${API_BASE}/login-info`, API.identity]) {
+    const url = new URL(p, relay);
+    let res;
+    try {
+      res = await undiciFetch(url, { dispatcher, redirect: 'manual', headers: { accept: 'application/json' } });
+    } catch (err) {
+      throw classifyNetworkError(err, relay);
+    }
+    const text = await res.text().catch(() => '');
+    let info: unknown;
+    try {
+      info = res.ok ? JSON.parse(text) : undefined;
+    } catch {
+      info = undefined;
+    }
+    if (isIdentityInfo(info)) return info;
+    tried.push(`${url.pathname} (HTTP ${res.status})`);
+  }
+  throw new ProxyctlError(
+    'ERR_RELAY_REFUSED',
+    `${new URL(relay).origin} is neither the relay's admin API nor its connector API: ${tried.join(', ')}`,
+  );
+}
+
+function isIdentityInfo(v: unknown): v is IdentityInfo {
+  const o = v as Partial<IdentityInfo> | null;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    typeof o.issuer === 'string' &&
+    typeof o.adminAudience === 'string' &&
+    (o.cliClientId === undefined || o.cliClientId === null || typeof o.cliClientId === 'string')
+  );
 }
 
 export async function login(opts: LoginOptions, out: (line: string) => void): Promise<void> {
   const relayCa = opts.relayCa ? readFileSync(opts.relayCa, 'utf8') : undefined;
-  const dispatcher = dispatcherFor(relayCa);
+  const dispatcher = relayAgent(relayCa);
   const fetchFn = ((url: string, init: object) => undiciFetch(url, { ...init, dispatcher })) as never;
   try {
-    let info: IdentityInfo;
-    try {
-      const res = await undiciFetch(new URL(API.identity, opts.relay), { dispatcher });
-      info = (await res.json()) as IdentityInfo;
-    } catch (err) {
-      throw classifyNetworkError(err, opts.relay);
-    }
+    const info = await identityInfo(opts.relay, dispatcher);
     const clientId = opts.clientId ?? info.cliClientId;
     if (!clientId)
       throw new ProxyctlError(

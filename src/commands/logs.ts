@@ -1,12 +1,17 @@
 // `proxyctl signins list|show` and `proxyctl audit list`: the relay's logs as the
 // store holds them (the data directory, or PostgreSQL when the config names it).
 // Tables for people (newest first), --json and --csv for scripts.
+import type { AdminApi, AuditView, Page, SignInView } from '../admin/api-types.js';
 import { ProxyctlError } from '../errors.js';
 import { parseDuration } from '../config/duration.js';
 import type { AuditEntry, SignInRecord } from '../store/index.js';
+import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 import { withStore } from './open-store.js';
-import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './relay-serve.js';
 import { csvLine, printTable, safeCell } from './table.js';
+
+/** The data directory (--config, --data-dir) or a relay's admin API (--relay). */
+type ServeOptions = AdminTargetOptions;
 
 type Out = (line: string) => void;
 
@@ -111,8 +116,25 @@ export async function listSignIns(opts: SignInListOptions, out: Out, now = Date.
     limit: limitOf(opts.limit),
     order: 'desc' as const,
   };
-  const config = loadConfigFromOptions(opts);
-  const rows = await withStore(config, (store) => store.signIns.query(query));
+  const rows =
+    remoteTarget(opts) !== undefined
+      ? (
+          await withAdmin(opts, (api) =>
+            readPages(query.limit, (limit, cursor) =>
+              api.signIns({
+                user: query.subject,
+                app: query.app,
+                result: query.result,
+                risk: query.risk,
+                since: isoOf(query.since),
+                until: isoOf(query.until),
+                limit,
+                cursor,
+              }),
+            ),
+          )
+        ).map(signInRecord)
+      : await withStore(loadConfigFromOptions(opts), (store) => store.signIns.query(query));
   if (format === 'json') {
     out(JSON.stringify(rows.map(signInJson), null, 2));
     return;
@@ -167,6 +189,36 @@ export async function listSignIns(opts: SignInListOptions, out: Out, now = Date.
   );
 }
 
+const isoOf = (ms: number | undefined) => (ms === undefined ? undefined : iso(ms));
+
+/** The API serves at most this many rows a page. */
+const API_PAGE = 1000;
+
+/** Up to `limit` rows, newest first, page after page. */
+async function readPages<T>(
+  limit: number,
+  page: (limit: number, cursor: string | undefined) => Promise<Page<T>>,
+): Promise<T[]> {
+  const rows: T[] = [];
+  let cursor: string | undefined;
+  do {
+    const p = await page(Math.min(API_PAGE, limit - rows.length), cursor);
+    rows.push(...p.items.slice(0, limit - rows.length));
+    cursor = p.next ?? undefined;
+  } while (cursor !== undefined && rows.length < limit);
+  return rows;
+}
+
+/** A sign-in from the API as the store spells it, so both print (and --json) alike. */
+function signInRecord(v: SignInView): SignInRecord {
+  const { user, at, ...rest } = v;
+  return { ...rest, at: Date.parse(at), subject: user };
+}
+
+function auditEntry(v: AuditView): AuditEntry {
+  return { ...v, at: Date.parse(v.at) };
+}
+
 /** A sign-in for scripts: times in ISO 8601 beside the milliseconds. */
 function signInJson(s: SignInRecord): Record<string, unknown> {
   return { ...s, time: iso(s.at) };
@@ -176,8 +228,10 @@ export async function showSignIn(id: string, opts: ServeOptions & { json?: boole
   const n = Number(id);
   if (!/^\d+$/.test(id) || !Number.isSafeInteger(n))
     throw usage(`a sign-in id is a whole number; found ${JSON.stringify(id)}`);
-  const config = loadConfigFromOptions(opts);
-  const s = await withStore(config, (store) => store.signIns.get(n));
+  const s =
+    remoteTarget(opts) !== undefined
+      ? signInRecord(await withAdmin(opts, (api: AdminApi) => api.signIn(n)))
+      : await withStore(loadConfigFromOptions(opts), (store) => store.signIns.get(n));
   if (!s) throw new ProxyctlError('ERR_NOT_FOUND', `no sign-in with id ${n} (it may be older than logs.retention)`);
   if (opts.json) {
     out(JSON.stringify(signInJson(s), null, 2));
@@ -225,8 +279,23 @@ export async function listAudit(opts: AuditListOptions, out: Out, now = Date.now
     limit: limitOf(opts.limit),
     order: 'desc' as const,
   };
-  const config = loadConfigFromOptions(opts);
-  const rows: AuditEntry[] = await withStore(config, (store) => store.audit.query(query));
+  const rows: AuditEntry[] =
+    remoteTarget(opts) !== undefined
+      ? (
+          await withAdmin(opts, (api) =>
+            readPages(query.limit, (limit, cursor) =>
+              api.audit({
+                actor: query.actor,
+                action: query.action,
+                since: isoOf(query.since),
+                until: isoOf(query.until),
+                limit,
+                cursor,
+              }),
+            ),
+          )
+        ).map(auditEntry)
+      : await withStore(loadConfigFromOptions(opts), (store) => store.audit.query(query));
   if (format === 'json') {
     out(
       JSON.stringify(

@@ -10,13 +10,23 @@ import { loadUsersFile } from '../idp/users.js';
 import type { UserRecord } from '../store/index.js';
 import { configuredStoreExists, withStore } from './open-store.js';
 import { ProxyctlError } from '../errors.js';
-import { printTable } from './table.js';
-import { contextFromOptions, whatIfReport, type WhatIfOptions as WhatIfInputOptions } from '../admin/what-if.js';
+import { printTable, safeCell } from './table.js';
+import {
+  contextFromOptions,
+  whatIfReport,
+  type WhatIfOptions as WhatIfInputOptions,
+  type WhatIfReport,
+} from '../admin/what-if.js';
+import type { WhatIfInput, WhatIfResult } from '../admin/api-types.js';
+import type { AppConfig } from '../config/relay-config.js';
+import { PLATFORMS, RISK_LEVELS, type Platform, type RiskLevel } from '../policy/model.js';
+import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 
 export { contextFromOptions, whatIfReport, type UserSource, type WhatIfReport } from '../admin/what-if.js';
 
-export interface WhatIfOptions extends WhatIfInputOptions {
-  config: string;
+export interface WhatIfOptions extends WhatIfInputOptions, Omit<AdminTargetOptions, 'config' | 'dataDir'> {
+  /** The relay configuration to evaluate; or --relay to ask a running relay. */
+  config?: string;
   json?: boolean;
 }
 
@@ -31,7 +41,6 @@ function formatDuration(ms: number): string {
 }
 
 const usage = (message: string) => new ProxyctlError('ERR_USAGE', message, { status: 400 });
-
 
 /**
  * The embedded provider's user named by `id`: a user name (its `sub`; any case, as at its
@@ -60,6 +69,9 @@ export async function findEmbeddedUser(config: RelayConfig, id: string): Promise
 }
 
 export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
+  if (remoteTarget(opts) !== undefined) return remoteWhatIf(opts, out);
+  if (opts.config === undefined)
+    throw usage('policy what-if needs --config relay.yaml, or --relay with the admin API URL of a running relay');
   const config = loadRelayConfig(opts.config);
   if (!opts.user) throw usage('--user must not be empty');
   const embedded = config.identity.issuer === undefined;
@@ -71,27 +83,47 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
     out(JSON.stringify(report, (_k, v: unknown) => (v === undefined ? null : v), 2));
     return;
   }
+  printReport(report, out, { opts, user, embedded, app });
+}
+
+/** What only the config file tells: the embedded user's record and the app's settings. */
+interface LocalFacts {
+  opts: WhatIfOptions;
+  user: UserRecord | undefined;
+  embedded: boolean;
+  app: AppConfig;
+}
+
+function printReport(report: WhatIfReport, out: (line: string) => void, local?: LocalFacts): void {
+  const { context: ctx } = report;
   const d = report.decision;
   const dash = (x: string | undefined) => (x === undefined || x === '' ? '-' : x);
   out(
     `sign-in: app ${ctx.app}, user ${ctx.user}, email ${dash(ctx.email)}, groups ${dash(ctx.groups.join(','))}, ip ${ctx.ip} (country ${dash(ctx.country)}), platform ${ctx.platform}, amr ${ctx.amr.join('+')}, acr ${dash(ctx.acr)}, risk ${ctx.risk}, user risk ${ctx.userRisk}, device certificate ${ctx.deviceCertificate ? 'yes' : 'no'}, time ${ctx.time.toISOString()}`,
   );
-  if (user) {
+  if (!local) {
+    // From a relay: the report says whose groups and e-mail were used, not the app's settings.
+    if (report.userSource === 'embedded') out(`user: ${ctx.user} of the embedded identity provider`);
+    out(`assignment: ${report.assigned ? 'assigned' : 'not assigned'}`);
+  } else {
+    const { opts, user, embedded, app } = local;
+    if (user) {
+      out(
+        `user: ${user.username} of the embedded identity provider (groups ${dash(user.groups.join(','))}, email ${dash(user.email ?? undefined)})${opts.groups !== undefined || opts.email ? '; --groups / --email given override them' : ''}`,
+      );
+    } else if (embedded) {
+      out(
+        `note: ${opts.user} is not a user of the embedded identity provider; evaluated as a subject with the groups and e-mail given`,
+      );
+    }
+    if (app.preauth === 'passthrough')
+      out(
+        `note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`,
+      );
     out(
-      `user: ${user.username} of the embedded identity provider (groups ${dash(user.groups.join(','))}, email ${dash(user.email ?? undefined)})${opts.groups !== undefined || opts.email ? '; --groups / --email given override them' : ''}`,
-    );
-  } else if (embedded) {
-    out(
-      `note: ${opts.user} is not a user of the embedded identity provider; evaluated as a subject with the groups and e-mail given`,
+      `assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`,
     );
   }
-  if (app.preauth === 'passthrough')
-    out(
-      `note: ${app.name} uses preauth passthrough: the relay signs no one in for it, so neither assignment nor policies are enforced there`,
-    );
-  out(
-    `assignment: ${report.assigned ? 'assigned' : 'not assigned'} (${app.assignment === 'any' ? 'the app accepts any signed-in user' : 'the app accepts only its assignedUsers and assignedGroups'})`,
-  );
   if (d.policies.length === 0) {
     out('policies: none configured');
   } else {
@@ -124,4 +156,67 @@ export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): 
       `session: sign-in frequency ${d.session.signInFrequencyMs === undefined ? '-' : formatDuration(d.session.signInFrequencyMs)}, persistent browser ${d.session.persistentBrowser === undefined ? '-' : d.session.persistentBrowser ? 'yes' : 'no'}`,
     );
   }
+}
+
+/** The what-if input for the admin API; the relay checks it as the local command does. */
+export function whatIfInput(opts: WhatIfOptions): WhatIfInput {
+  if (!opts.user) throw usage('--user must not be empty');
+  if (opts.platform !== undefined && !PLATFORMS.includes(opts.platform as Platform))
+    throw usage(`unknown platform "${opts.platform}" (one of ${PLATFORMS.join(', ')})`);
+  for (const [what, level] of [
+    ['sign-in risk', opts.risk],
+    ['user risk', opts.userRisk],
+  ] as const)
+    if (level !== undefined && !RISK_LEVELS.includes(level as RiskLevel))
+      throw usage(`unknown ${what} "${level}" (one of ${RISK_LEVELS.join(', ')})`);
+  const groups = opts.groups
+    ?.split(',')
+    .map((g) => g.trim())
+    .filter((g) => g.length > 0);
+  return {
+    app: opts.app,
+    user: opts.user,
+    ...(opts.email ? { email: opts.email } : {}),
+    ...(groups !== undefined ? { groups } : {}),
+    ...(opts.ip !== undefined ? { ip: opts.ip } : {}),
+    ...(opts.platform !== undefined ? { platform: opts.platform as Platform } : {}),
+    ...(opts.mfa ? { mfa: true } : {}),
+    ...(opts.acr !== undefined ? { acr: opts.acr } : {}),
+    ...(opts.risk !== undefined ? { risk: opts.risk as RiskLevel } : {}),
+    ...(opts.userRisk !== undefined ? { userRisk: opts.userRisk as RiskLevel } : {}),
+    ...(opts.time !== undefined ? { time: opts.time } : {}),
+    ...(opts.deviceCert ? { deviceCert: true } : {}),
+  };
+}
+
+/** Nulls back to absent and the time back to a Date: the report as the relay built it. */
+function revive(result: WhatIfResult): WhatIfReport {
+  const strip = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(strip)
+      : v !== null && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([, x]) => x !== null)
+              .map(([k, x]) => [k, strip(x)]),
+          )
+        : v;
+  const report = strip(result) as WhatIfReport & { context: { time: unknown } };
+  const ctx = report.context as unknown as Record<string, unknown>;
+  return {
+    ...report,
+    context: { ...report.context, time: new Date(String(ctx['time'])), groups: (ctx['groups'] as string[]) ?? [] },
+  };
+}
+
+/** Asks a running relay: its apps and policies (file and API) and its users, as it holds them now. */
+async function remoteWhatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {
+  const input = whatIfInput(opts);
+  const result = await withAdmin(opts, (api) => api.whatIf(input));
+  if (opts.json) {
+    out(JSON.stringify(result, null, 2));
+    return;
+  }
+  // What a relay sends reaches the terminal only through safeCell.
+  printReport(revive(result), (line) => out(safeCell(line, Number.MAX_SAFE_INTEGER)));
 }

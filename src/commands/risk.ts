@@ -7,10 +7,14 @@ import { userInfo } from 'node:os';
 import { ProxyctlError } from '../errors.js';
 import { isRemediated, userRisk, userRiskHorizonMs } from '../risk/engine.js';
 import type { RiskDetectionRecord, UserRiskState } from '../store/index.js';
+import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 import { parseWhen } from './logs.js';
 import { withStore } from './open-store.js';
-import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
-import { printTable } from './table.js';
+import { loadConfigFromOptions } from './relay-serve.js';
+import { printTable, safeCell } from './table.js';
+
+/** The data directory (--config, --data-dir) or a relay's admin API (--relay). */
+type ServeOptions = AdminTargetOptions;
 
 type Out = (line: string) => void;
 
@@ -39,10 +43,41 @@ function actor(): string {
 }
 
 export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()): Promise<void> {
+  const users: RiskyUser[] =
+    remoteTarget(opts) !== undefined
+      ? await withAdmin(opts, (api) =>
+          api.riskUsers({
+            ...(opts.all ? { all: true } : {}),
+            ...(opts.since !== undefined
+              ? { since: new Date(parseWhen('--since', opts.since, now)).toISOString() }
+              : {}),
+          }),
+        )
+      : await localRisk(opts, now);
+  if (opts.json) {
+    out(JSON.stringify(users, null, 2));
+    return;
+  }
+  printTable(
+    ['USER', 'RISK', 'STATE', 'DETECTIONS', 'LAST DETECTION', 'TYPES', 'DECIDED BY'],
+    users.map((u) => [
+      u.user,
+      u.risk,
+      u.state,
+      String(u.detections),
+      u.lastDetection ?? '-',
+      u.types.join(',') || '-',
+      u.decidedBy ?? '-',
+    ]),
+    out,
+  );
+}
+
+async function localRisk(opts: RiskListOptions, now: number): Promise<RiskyUser[]> {
   const config = loadConfigFromOptions(opts);
   const decayMs = config.risk.engine.userRiskDecayMs;
   const since = opts.since === undefined ? now - userRiskHorizonMs(decayMs) : parseWhen('--since', opts.since, now);
-  const users = await withStore(config, async (store) => {
+  return withStore(config, async (store) => {
     const bySubject = new Map<string, RiskDetectionRecord[]>();
     let page = await store.risk.detections({ since, limit: 10_000 });
     for (;;) {
@@ -85,23 +120,6 @@ export async function listRisk(opts: RiskListOptions, out: Out, now = Date.now()
       .filter((r) => opts.all || r.risk !== 'none')
       .sort((a, b) => order[a.risk]! - order[b.risk]! || (b.lastDetection ?? '').localeCompare(a.lastDetection ?? ''));
   });
-  if (opts.json) {
-    out(JSON.stringify(users, null, 2));
-    return;
-  }
-  printTable(
-    ['USER', 'RISK', 'STATE', 'DETECTIONS', 'LAST DETECTION', 'TYPES', 'DECIDED BY'],
-    users.map((u) => [
-      u.user,
-      u.risk,
-      u.state,
-      String(u.detections),
-      u.lastDetection ?? '-',
-      u.types.join(',') || '-',
-      u.decidedBy ?? '-',
-    ]),
-    out,
-  );
 }
 
 function checkUser(user: string): string {
@@ -115,13 +133,15 @@ function checkUser(user: string): string {
 }
 
 export async function dismissRisk(user: string, opts: ServeOptions, out: Out, now = Date.now()): Promise<void> {
-  const config = loadConfigFromOptions(opts);
-  await withStore(config, (store) => store.risk.dismiss(checkUser(user), actor(), now));
-  out(`dismissed the risk of ${user}: detections up to now no longer count`);
+  checkUser(user);
+  if (remoteTarget(opts) !== undefined) await withAdmin(opts, (api) => api.dismissRisk(user));
+  else await withStore(loadConfigFromOptions(opts), (store) => store.risk.dismiss(user, actor(), now));
+  out(`dismissed the risk of ${safeCell(user)}: detections up to now no longer count`);
 }
 
 export async function confirmRisk(user: string, opts: ServeOptions, out: Out, now = Date.now()): Promise<void> {
-  const config = loadConfigFromOptions(opts);
-  await withStore(config, (store) => store.risk.confirm(checkUser(user), actor(), now));
-  out(`confirmed ${user} compromised: user risk high until dismissed`);
+  checkUser(user);
+  if (remoteTarget(opts) !== undefined) await withAdmin(opts, (api) => api.confirmRisk(user));
+  else await withStore(loadConfigFromOptions(opts), (store) => store.risk.confirm(user, actor(), now));
+  out(`confirmed ${safeCell(user)} compromised: user risk high until dismissed`);
 }

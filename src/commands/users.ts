@@ -16,8 +16,12 @@ import {
 import { type UserRecord, type UserRepo } from '../store/index.js';
 import { withStore } from './open-store.js';
 import type { RelayConfig } from '../config/relay-config.js';
-import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
-import { printTable } from './table.js';
+import { loadConfigFromOptions } from './relay-serve.js';
+import { printTable, safeCell } from './table.js';
+import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
+
+/** The data directory (--config, --data-dir) or a relay's admin API (--relay). */
+type ServeOptions = AdminTargetOptions;
 
 type Out = (line: string) => void;
 
@@ -69,6 +73,21 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
   const groups = splitList(opts.groups, '--groups');
   const roles = splitList(opts.roles, '--roles');
   const supplied = await readPassword(opts);
+  if (remoteTarget(opts) !== undefined) {
+    const added = await withAdmin(opts, (api) =>
+      api.addUser({
+        username: name,
+        ...(opts.email !== undefined ? { email: opts.email } : {}),
+        ...(opts.name !== undefined && opts.name !== '' ? { name: opts.name } : {}),
+        groups,
+        roles,
+        ...(supplied !== undefined ? { password: supplied } : {}),
+      }),
+    );
+    out(`added user ${safeCell(added.user.username)}`);
+    if (added.password !== null) out(`generated password (shown only now): ${safeCell(added.password, 1000)}`);
+    return;
+  }
   await withUsers(opts, async (users, config) => {
     if (await users.get(name))
       throw new ProxyctlError('ERR_USAGE', `user ${name} already exists; use set-password to change the password`, {
@@ -98,35 +117,44 @@ export async function addUser(username: string, opts: AddUserOptions, out: Out):
 }
 
 export async function listUsers(opts: ListUsersOptions, out: Out): Promise<void> {
-  await withUsers(opts, async (users) => {
-    const rows: UserListing[] = (await users.list()).map((u) => ({
-      username: u.username,
-      email: u.email,
-      name: u.name,
-      groups: u.groups,
-      roles: u.roles,
-      totp: u.totpSecret !== null,
-      createdAt: new Date(u.createdAt).toISOString(),
-    }));
-    if (opts.json) {
-      out(JSON.stringify(rows, null, 2));
-      return;
-    }
-    const header = ['USERNAME', 'EMAIL', 'NAME', 'GROUPS', 'ROLES', 'TOTP'];
-    const table = rows.map((r) => [
-      r.username,
-      r.email ?? '-',
-      r.name ?? '-',
-      r.groups.join(',') || '-',
-      r.roles.join(',') || '-',
-      r.totp ? 'yes' : 'no',
-    ]);
-    printTable(header, table, out);
-  });
+  const listing = async (): Promise<UserListing[]> => {
+    if (remoteTarget(opts) !== undefined) return withAdmin(opts, (api) => api.listUsers());
+    return withUsers(opts, async (users) =>
+      (await users.list()).map((u) => ({
+        username: u.username,
+        email: u.email,
+        name: u.name,
+        groups: u.groups,
+        roles: u.roles,
+        totp: u.totpSecret !== null,
+        createdAt: new Date(u.createdAt).toISOString(),
+      })),
+    );
+  };
+  const rows = await listing();
+  if (opts.json) {
+    out(JSON.stringify(rows, null, 2));
+    return;
+  }
+  const header = ['USERNAME', 'EMAIL', 'NAME', 'GROUPS', 'ROLES', 'TOTP'];
+  const table = rows.map((r) => [
+    r.username,
+    r.email ?? '-',
+    r.name ?? '-',
+    r.groups.join(',') || '-',
+    r.roles.join(',') || '-',
+    r.totp ? 'yes' : 'no',
+  ]);
+  printTable(header, table, out);
 }
 
 export async function removeUser(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
+  if (remoteTarget(opts) !== undefined) {
+    await withAdmin(opts, (api) => api.removeUser(name));
+    out(`removed user ${safeCell(name)}`);
+    return;
+  }
   await withUsers(opts, async (users) => {
     if (!(await users.remove(name, actor()))) throw unknownUser(name);
     out(`removed user ${name}`);
@@ -136,6 +164,14 @@ export async function removeUser(username: string, opts: ServeOptions, out: Out)
 export async function setPassword(username: string, opts: SetPasswordOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
   const supplied = await readPassword(opts);
+  if (remoteTarget(opts) !== undefined) {
+    const set = await withAdmin(opts, (api) =>
+      api.setPassword(name, supplied !== undefined ? { password: supplied } : {}),
+    );
+    out(`password of ${safeCell(name)} changed`);
+    if (set.password !== null) out(`generated password (shown only now): ${safeCell(set.password, 1000)}`);
+    return;
+  }
   await withUsers(opts, async (users, config) => {
     if (!(await users.get(name))) throw unknownUser(name);
     const password = supplied ?? generatePassword();
@@ -151,6 +187,14 @@ export async function setPassword(username: string, opts: SetPasswordOptions, ou
 
 export async function enrollTotp(username: string, opts: ServeOptions, out: Out): Promise<void> {
   const name = username.toLowerCase();
+  if (remoteTarget(opts) !== undefined) {
+    const { uri } = await withAdmin(opts, (api) => api.enrollTotp(name));
+    out(`TOTP enrolled for ${safeCell(name)} (a previous secret no longer works); shown only now:`);
+    out(`otpauth URI: ${safeCell(uri, 2000)}`);
+    const secret = secretOf(uri);
+    if (secret) out(`secret (base32): ${secret}`);
+    return;
+  }
   await withUsers(opts, async (users, config) => {
     const current = await users.get(name);
     if (!current) throw unknownUser(name);
@@ -167,12 +211,22 @@ export async function enrollTotp(username: string, opts: ServeOptions, out: Out)
 
 // ---- helpers ----
 
-async function withUsers(
+/** The base32 secret of an otpauth URI, when it is one. */
+function secretOf(uri: string): string | undefined {
+  try {
+    const secret = new URL(uri).searchParams.get('secret');
+    return secret && /^[A-Z2-7]+=*$/i.test(secret) ? secret : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function withUsers<T>(
   opts: ServeOptions,
-  fn: (users: UserRepo, config: RelayConfig) => void | Promise<void>,
-): Promise<void> {
+  fn: (users: UserRepo, config: RelayConfig) => T | Promise<T>,
+): Promise<T> {
   const config = loadConfigFromOptions({ config: opts.config, dataDir: opts.dataDir });
-  await withStore(config, (store) => fn(store.users, config));
+  return withStore(config, (store) => fn(store.users, config));
 }
 
 function normaliseUsername(username: string): string {

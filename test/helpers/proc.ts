@@ -25,13 +25,14 @@ export interface CliResult {
 /**
  * The environment a user's shell would give the binary: the test's, without tap's
  * loaders (NODE_OPTIONS would load tap's process tracker into every child, slowing each
- * start), without a token or a user config directory.
+ * start), without a token, a relay URL or a user config directory.
  */
 function childEnv(): NodeJS.ProcessEnv {
   return {
     ...process.env,
     NODE_OPTIONS: undefined,
     PROXYCTL_TOKEN: undefined,
+    PROXYCTL_RELAY: undefined,
     PROXYCTL_CONFIG_DIR: '/nonexistent/proxyctl-config',
   };
 }

@@ -239,13 +239,26 @@ export interface WhatIfInput {
 }
 
 export interface WhatIfResult {
+  /** embedded: `user` named a user of the embedded provider, whose groups and e-mail were used. */
+  userSource: 'embedded' | 'options';
   context: Record<string, unknown>;
   assigned: boolean;
   decision: {
-    action: string;
-    reason?: string;
-    policies: { name: string; state: string; result: string; [k: string]: unknown }[];
-    [k: string]: unknown;
+    result: 'allow' | 'deny' | 'stepUp';
+    /** The policy that decided (deny or step-up), or null. */
+    decidedBy: string | null;
+    /** What the user is told. */
+    hint: string | null;
+    stepUp: { mfa?: boolean; acr?: string } | null;
+    policies: {
+      name: string;
+      state: 'on' | 'off' | 'reportOnly';
+      applies: boolean;
+      why: string;
+      outcome: string;
+      missing: string[];
+    }[];
+    session: { signInFrequencyMs: number | null; persistentBrowser: boolean | null };
   };
 }
 

@@ -311,6 +311,17 @@ export class AdminOperations implements AdminApi {
       throw new ProxyctlError('ERR_FORBIDDEN', 'the reader role may read but not change anything', { status: 403 });
   }
 
+  /** Users are the embedded provider's: with an external one, they live there. */
+  #embedded(): void {
+    const issuer = this.#config().identity.issuer;
+    if (issuer)
+      throw new ProxyctlError(
+        'ERR_READ_ONLY',
+        `users are managed at the identity provider ${issuer.origin}, not by this relay (identity.issuer is set)`,
+        { status: 409 },
+      );
+  }
+
   async #composed(): Promise<{ composed: Composed; stored: ManagedObject[] }> {
     const stored = await this.#store.objects.list();
     return { composed: composeConfig(this.#config(), stored), stored };
@@ -788,10 +799,12 @@ export class AdminOperations implements AdminApi {
   // ---- users of the embedded provider ----------------------------------------------
 
   async listUsers(): Promise<UserView[]> {
+    this.#embedded();
     return (await this.#store.users.list()).map(userView);
   }
 
   async getUser(username: string): Promise<UserView> {
+    this.#embedded();
     const u = await this.#store.users.get(username.toLowerCase());
     if (!u) throw notFound(`user ${describe(username)}`);
     return userView(u);
@@ -799,6 +812,7 @@ export class AdminOperations implements AdminApi {
 
   async addUser(inputIn: NewUserInput): Promise<{ user: UserView; password: string | null }> {
     this.#write();
+    this.#embedded();
     const input = fields('the user', inputIn, ['username', 'email', 'name', 'groups', 'roles', 'password'] as const);
     const username = typeof input.username === 'string' ? input.username.toLowerCase() : input.username;
     if (typeof username !== 'string' || !USERNAME_PATTERN.test(username))
@@ -832,6 +846,7 @@ export class AdminOperations implements AdminApi {
 
   async updateUser(username: string, inputIn: UserUpdateInput): Promise<UserView> {
     this.#write();
+    this.#embedded();
     const input = fields('the change', inputIn, ['email', 'name', 'groups', 'roles'] as const);
     const current = await this.#store.users.get(username.toLowerCase());
     if (!current) throw notFound(`user ${describe(username)}`);
@@ -848,6 +863,7 @@ export class AdminOperations implements AdminApi {
 
   async setPassword(username: string, inputIn: { password?: string }): Promise<{ password: string | null }> {
     this.#write();
+    this.#embedded();
     const input = fields('the password change', inputIn ?? {}, ['password'] as const);
     const supplied = input.password === undefined ? undefined : passwordOf(input.password);
     const name = username.toLowerCase();
@@ -862,6 +878,7 @@ export class AdminOperations implements AdminApi {
 
   async enrollTotp(username: string): Promise<{ uri: string }> {
     this.#write();
+    this.#embedded();
     const current = await this.#store.users.get(username.toLowerCase());
     if (!current) throw notFound(`user ${describe(username)}`);
     const secret = newTotpSecret();
@@ -871,6 +888,7 @@ export class AdminOperations implements AdminApi {
 
   async removeUser(username: string): Promise<void> {
     this.#write();
+    this.#embedded();
     if (!(await this.#store.users.remove(username.toLowerCase(), this.actor)))
       throw notFound(`user ${describe(username)}`);
   }

@@ -417,7 +417,11 @@ function build(
   }
   const reserved = apps.findIndex((a) => a.name === 'proxyctl-console');
   if (reserved >= 0)
-    v.fail(join(join('apps', reserved), 'name'), 'proxyctl-console', 'a name other than proxyctl-console (the console has it)');
+    v.fail(
+      join(join('apps', reserved), 'name'),
+      'proxyctl-console',
+      'a name other than proxyctl-console (the console has it)',
+    );
   if (!capiUrl) return undefined;
   return {
     file: undefined,

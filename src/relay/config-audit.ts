@@ -77,11 +77,15 @@ function walk(before: unknown, after: unknown, path: string, key: string, out: C
   out.push(change);
 }
 
-/** The settings that differ between two configurations (the file path itself is not a setting). */
+/**
+ * The settings that differ between two configurations (the file path, the document it was
+ * read from and which API objects are in force are not settings: the objects' own changes
+ * are audited by the API).
+ */
 export function configChanges(before: object, after: object): ConfigChange[] {
   const out: ConfigChange[] = [];
-  const { file: _f1, ...b } = before as Record<string, unknown>;
-  const { file: _f2, ...a } = after as Record<string, unknown>;
+  const { file: _f1, source: _s1, managed: _m1, ...b } = before as Record<string, unknown>;
+  const { file: _f2, source: _s2, managed: _m2, ...a } = after as Record<string, unknown>;
   walk(b, a, '', '', out);
   if (out.length > MAX_CHANGES) {
     const rest = out.length - MAX_CHANGES;

@@ -79,21 +79,20 @@ function inputOf(v: Values): WhatIfInput {
   return input;
 }
 
-/** The decision's fields, by the contract's names or the evaluator's (result, hint, outcome). */
+/** The decision as the page shows it. */
 function decisionOf(r: WhatIfResult) {
   const d = r.decision;
-  const str = (x: unknown) => (typeof x === 'string' ? x : undefined);
   return {
-    action: str(d.action) ?? str(d['result']) ?? 'unknown',
-    reason: str(d.reason) ?? str(d['hint']),
-    decidedBy: str(d['decidedBy']),
+    action: d.result,
+    reason: d.hint ?? undefined,
+    decidedBy: d.decidedBy ?? undefined,
     policies: d.policies.map((p) => ({
       name: p.name,
       state: p.state,
-      result: str(p.result) ?? str(p['outcome']) ?? '',
-      applies: typeof p['applies'] === 'boolean' ? (p['applies'] ? 'yes' : 'no') : '—',
-      why: str(p['why']),
-      missing: Array.isArray(p['missing']) ? (p['missing'] as unknown[]).map(String).join(', ') : '',
+      result: p.outcome,
+      applies: p.applies ? 'yes' : 'no',
+      why: p.why,
+      missing: p.missing.join(', '),
     })),
   };
 }

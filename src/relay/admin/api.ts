@@ -242,6 +242,7 @@ export function createApiHandler(deps: ApiDeps) {
       wake?.();
     };
     res.on('close', done);
+    res.flushHeaders(); // the client learns the stream is open before the first event
     if (sse) res.write(': proxyctl events\n\n');
     let quietSince = clock.now();
     try {
@@ -280,6 +281,9 @@ export function createApiHandler(deps: ApiDeps) {
   /** Answers one request under /api/v1 (the caller strips nothing: `req.url` is the full target). */
   async function handle(req: IncomingMessage, res: ServerResponse, auth: ApiAuth, requestId?: string): Promise<void> {
     try {
+      // Dot segments (also encoded) would be folded away by URL parsing: refused, not resolved.
+      if (/(^|\/)(\.|%2e){1,2}(\/|\?|$)/i.test(req.url ?? '/'))
+        throw fail('ERR_USAGE', 400, 'a path with "." or ".." segments is not an API path');
       const url = new URL(req.url ?? '/', 'http://relay.invalid');
       const path = url.pathname.startsWith(API_BASE) ? url.pathname.slice(API_BASE.length) : undefined;
       if (path === undefined) throw fail('ERR_NOT_FOUND', 404, 'no such API endpoint');

@@ -5,13 +5,10 @@ import { X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import type { AdminApi, Caller } from '../admin/api-types.js';
-import { RemoteAdminApi, adminBaseUrl } from '../admin/remote.js';
 import { loadMasterKey } from '../crypto/master-key.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
-import { resolveToken } from './connector-register.js';
-import { storedTokenState } from './login.js';
 import { openConfiguredStore } from './open-store.js';
-import { loadConfigFromOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './load-config.js';
 
 export interface AdminTargetOptions {
   /** The relay's admin API URL; $PROXYCTL_RELAY when absent (and no --config / --data-dir). */
@@ -51,9 +48,11 @@ export async function openAdmin(opts: AdminTargetOptions, env: Env = process.env
       throw usage('--relay-ca and --token-file go with --relay (or $PROXYCTL_RELAY)');
     return openLocal(opts, env);
   }
+  // Loaded when used: a command on the data directory starts without the HTTP client.
+  const { RemoteAdminApi, adminBaseUrl } = await import('../admin/remote.js');
   const base = adminBaseUrl(relay);
   const caPem = opts.relayCa === undefined ? undefined : readCa(opts.relayCa);
-  const api = new RemoteAdminApi({ url: base.href, token: tokenFor(base, opts, env), caPem });
+  const api = new RemoteAdminApi({ url: base.href, token: await tokenFor(base, opts, env), caPem });
   return { api, remote: true, close: () => api.close() };
 }
 
@@ -71,7 +70,11 @@ export async function withAdmin<T>(
   }
 }
 
-function tokenFor(base: URL, opts: AdminTargetOptions, env: Env): string {
+async function tokenFor(base: URL, opts: AdminTargetOptions, env: Env): Promise<string> {
+  const [{ resolveToken }, { storedTokenState }] = await Promise.all([
+    import('./connector-register.js'),
+    import('./login.js'),
+  ]);
   const stored = storedTokenState(base.href);
   try {
     return resolveToken(opts, env, () => (stored.state === 'valid' ? stored.token : undefined));

@@ -7,7 +7,7 @@ import { parseDuration } from '../config/duration.js';
 import type { AuditEntry, SignInRecord } from '../store/index.js';
 import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 import { withStore } from './open-store.js';
-import { loadConfigFromOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './load-config.js';
 import { csvLine, printTable, safeCell } from './table.js';
 
 /** The data directory (--config, --data-dir) or a relay's admin API (--relay). */

@@ -19,7 +19,7 @@ import { isSealed } from '../crypto/secret-wrap.js';
 import { isProxyctlError, ProxyctlError, wrapError } from '../errors.js';
 import { secretAad } from '../relay/shared-secrets.js';
 import { configuredStoreExists, withStore } from './open-store.js';
-import { loadConfigFromOptions, type ServeOptions } from './relay-serve.js';
+import { loadConfigFromOptions, type ServeOptions } from './load-config.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -17,7 +17,7 @@ import { CA_SECRET, IDP_SECRET, secretAad } from '../relay/shared-secrets.js';
 import { openPostgresStore, sqliteStoreExists } from '../store/index.js';
 import { openSqliteSnapshot } from '../store/sqlite/index.js';
 import { countDump, type StoreDump } from '../store/types.js';
-import { loadConfigFromOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './load-config.js';
 
 export interface MigrateOptions {
   config: string;

@@ -3,22 +3,15 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
-import { defaultRelayConfig, loadRelayConfig, type RelayConfig } from '../config/relay-config.js';
 import { isProxyctlError } from '../errors.js';
 import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
 import { Relay } from '../relay/relay.js';
 import { loadMasterKey } from '../crypto/master-key.js';
 
-export interface ServeOptions {
-  config?: string;
-  dataDir?: string;
-}
+import { loadConfigFromOptions, type ServeOptions } from './load-config.js';
 
-export function loadConfigFromOptions(opts: ServeOptions): RelayConfig {
-  const load = opts.dataDir ? { dataDir: opts.dataDir } : {};
-  return opts.config ? { ...loadRelayConfig(opts.config, load), file: opts.config } : defaultRelayConfig(load);
-}
+export { loadConfigFromOptions, type ServeOptions } from './load-config.js';
 
 export async function serveRelay(opts: ServeOptions): Promise<void> {
   tuneHeapForStreaming();

@@ -10,7 +10,7 @@ import type { RiskDetectionRecord, UserRiskState } from '../store/index.js';
 import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 import { parseWhen } from './logs.js';
 import { withStore } from './open-store.js';
-import { loadConfigFromOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './load-config.js';
 import { printTable, safeCell } from './table.js';
 
 /** The data directory (--config, --data-dir) or a relay's admin API (--relay). */

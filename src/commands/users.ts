@@ -16,7 +16,7 @@ import {
 import { type UserRecord, type UserRepo } from '../store/index.js';
 import { withStore } from './open-store.js';
 import type { RelayConfig } from '../config/relay-config.js';
-import { loadConfigFromOptions } from './relay-serve.js';
+import { loadConfigFromOptions } from './load-config.js';
 import { printTable, safeCell } from './table.js';
 import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 

@@ -34,7 +34,7 @@ apps:
 `,
     path.join(dir, 'relay.yaml'),
   );
-  const store = await openSqliteStore(config.dataDir);
+  const store = openSqliteStore(config.dataDir);
   t.teardown(() => store.close());
   const listeners = new Set<() => void>();
   const api = createApiHandler({

@@ -38,6 +38,7 @@ export async function runDemo(opts: DemoOptions, out: (line: string) => void): P
   const yaml = `public: { listen: "127.0.0.1:${port}" }
 connectorApi: { listen: "127.0.0.1:${apiPort}" }
 identity: { embedded: { host: login.localhost } }
+admin: { listen: "127.0.0.1:0", consoleHost: admin.localhost }
 apps:
   - name: demo
     externalUrl: "https://demo.localhost${port === 443 ? '' : `:${port === 0 ? 8443 : port}`}/"
@@ -73,6 +74,8 @@ apps:
     out(`  open:      ${url}`);
     out('  sign in:   user demo');
     out(`             password ${password}`);
+    out(`  console:   https://admin.localhost:${actualPort}/   (the same user: an administrator)`);
+    out(`  admin API: http://127.0.0.1:${relay.adminAddress()?.port ?? 0}/api/v1   (proxyctl login --relay …)`);
     out(`  trust CA:  ${path.join(dataDir, 'ca.pem')}   (e.g. curl --cacert ${path.join(dataDir, 'ca.pem')} ${url})`);
     out(`  identity:  ${relay.issuer().href}`);
     out('Press Ctrl-C to stop.');

@@ -1,12 +1,14 @@
-// The OpenAPI document of the REST API: well-formed OpenAPI 3.1 (structural checks
-// written here: no OpenAPI validator is installed) whose schemas each compile as JSON
-// Schema and keep to keywords that mean the same in draft-07 and 2020-12; every route
+// The OpenAPI document of the REST API: valid OpenAPI 3.1 (the official schema, through
+// @seriousme/openapi-schema-validator, plus structural checks written here) whose schemas
+// each compile as JSON Schema 2020-12 in Ajv's strict mode; every route
 // documented; and the document telling the truth: every operation is run against a
 // real relay and each answer, refusals included, is validated against the schema the
 // document gives for its status (objects closed, so an undocumented field fails too).
 /* eslint-disable @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-call, @typescript-eslint/no-unsafe-assignment, @typescript-eslint/no-unsafe-argument -- the document and the API's answers are JSON under test */
 import t from 'tap';
-import Ajv from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+import { Validator } from '@seriousme/openapi-schema-validator';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -197,7 +199,7 @@ function rewrite(schema: unknown, closed: boolean): unknown {
   if (schema === null || typeof schema !== 'object') return schema;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(schema)) {
-    if (k === '$ref' && typeof v === 'string') out[k] = v.replace('#/components/schemas/', `${ROOT}#/definitions/`);
+    if (k === '$ref' && typeof v === 'string') out[k] = v.replace('#/components/schemas/', `${ROOT}#/$defs/`);
     else if (k === 'properties')
       out[k] = Object.fromEntries(Object.entries(v as object).map(([name, s]) => [name, rewrite(s, closed)]));
     else out[k] = rewrite(v, closed);
@@ -208,16 +210,18 @@ function rewrite(schema: unknown, closed: boolean): unknown {
 const strict = (schema: unknown) => rewrite(schema, true);
 
 function newAjv() {
-  return new Ajv({ allErrors: true, strictKeywords: true, strictNumbers: true, format: 'full', unknownFormats: true });
+  const ajv = new Ajv2020({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
+  addFormats.default(ajv);
+  return ajv;
 }
 
 const ajv = newAjv();
-ajv.addSchema({ $id: ROOT, definitions: strict(doc.components.schemas) });
+ajv.addSchema({ $id: ROOT, $defs: strict(doc.components.schemas) });
 
 function validate(schema: unknown, value: unknown): string[] {
   const check = ajv.compile(strict(schema) as object);
   if (check(value)) return [];
-  return (check.errors ?? []).map((e) => `${e.dataPath || '(root)'} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
+  return (check.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
 }
 
 /** The documented operation of a concrete request. */
@@ -231,11 +235,15 @@ function operationOf(method: string, target: string): { op: Any; template: strin
 }
 
 t.test('the document is well-formed OpenAPI 3.1', async (t) => {
+  const official = new Validator();
+  const verdict = await official.validate(structuredClone(doc));
+  t.same(verdict, { valid: true }, 'valid against the OpenAPI 3.1 schema');
+  t.equal(official.version, '3.1');
   t.same(openApiProblems(), [], 'no structural problem');
   t.equal(doc.openapi, '3.1.0');
   const names = Object.keys(doc.components.schemas);
   const asGiven = newAjv();
-  asGiven.addSchema({ $id: ROOT, definitions: rewrite(doc.components.schemas, false) });
+  asGiven.addSchema({ $id: ROOT, $defs: rewrite(doc.components.schemas, false) });
   for (const name of [
     'ObjectView',
     'ConnectorView',

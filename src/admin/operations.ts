@@ -65,7 +65,8 @@ import { contextFromOptions, whatIfReport } from './what-if.js';
 
 /** What a running relay adds to the store's view: its channels, its request counts, applying changes now. */
 export interface LiveRelay {
-  readonly replicaId: string;
+  /** This relay's id among the replicas. */
+  replicaId(): string;
   /** Open control channels of a connector on this relay. */
   channels(connectorId: string): { openedAt: number; version: string | null; inFlight: number }[];
   /** Per-minute request counts over the last hour on this relay. */
@@ -359,7 +360,7 @@ export class AdminOperations implements AdminApi {
         url: r.connectorApiUrl,
         startedAt: iso(r.startedAt),
         heartbeatAt: iso(r.heartbeatAt),
-        self: r.id === this.#live?.replicaId,
+        self: r.id === this.#live?.replicaId(),
       })),
       connectors: {
         total: connectors.length,
@@ -677,7 +678,7 @@ export class AdminOperations implements AdminApi {
       ...this.#connectorView(listing ?? found),
       channels: this.#live
         ? this.#live.channels(found.id).map((ch) => ({
-            replica: this.#live!.replicaId,
+            replica: this.#live!.replicaId(),
             openedAt: iso(ch.openedAt),
             version: ch.version,
             inFlight: ch.inFlight,

@@ -242,7 +242,7 @@ export class Relay {
   }
 
   private readonly live: LiveRelay = {
-    replicaId: '',
+    replicaId: () => this.registry.id,
     channels: (connectorId) =>
       this.channels
         .all()

@@ -64,7 +64,7 @@
 //     #user-password-once (the generated password, shown once); #users-external
 //     (users are managed at an external provider).
 import { render } from 'preact';
-import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { createClient, type Client } from './api.js';
 import { AppDetail, AppForm, AppsPage } from './pages/apps.js';
 import { AuditPage } from './pages/audit.js';
@@ -143,10 +143,13 @@ function Shell({ session }: { session: Session }) {
   const section = sectionOf(route);
   const pathKey = route.path.join('/');
   // A new page: its title is announced and keyboard focus starts there (not on a filter change).
+  // Not on the first load: focus stays at the top, where Tab finds the skip link, then the sections.
+  const loaded = useRef(false);
   useEffect(() => {
     const label = NAV.find(([s]) => s === section)?.[1] ?? 'proxyctl';
     document.title = `${label} · proxyctl administration`;
-    document.getElementById('page-title')?.focus();
+    if (loaded.current) document.getElementById('page-title')?.focus();
+    loaded.current = true;
   }, [pathKey, section]);
   const { caller, canWrite } = session;
   return (

@@ -297,7 +297,11 @@ export function AppForm({ name }: { name?: string }) {
           onValue={set('name')}
           readOnly={editing}
           required
-          hint={editing ? 'The name of a published app cannot change.' : 'Letters, digits, spaces, ".", "_" or "-".'}
+          hint={
+            editing
+              ? 'The name of a published app cannot change.'
+              : 'Lower-case letters, digits and dashes (at most 63).'
+          }
           issues={split.of('name')}
         />
         <TextField

@@ -157,10 +157,16 @@ policies:
     t.match(await reader.textContent('#read-only-banner'), /read-only/);
     t.match(await reader.textContent('#caller'), /\(reader\)/);
 
-    t.equal(status, 403, 'neither role: 403');
-    t.equal(await nobody.textContent('h1'), 'No access');
-    t.match(await nobody.textContent('body'), /nora@example\.com/, 'the page says who is signed in');
-    t.match(await apiGet(nobody, '/me'), { error: { code: 'ERR_FORBIDDEN' } }, 'and the API refuses it too');
+    t.equal(status, 403, 'neither role: the sign-in is refused');
+    t.match(await nobody.textContent('body'), /nora@example\.com has neither the administrator nor the reader role/);
+    const cookies = (await nobody.context().cookies()).map((c) => c.name);
+    t.notOk(cookies.includes('__Host-proxyctl-proxyctl-console'), 'no console session was made');
+    const refused = await w.h.relay.store.signIns.query({ subject: 'nora' });
+    t.match(
+      refused,
+      [{ app: 'proxyctl-console', result: 'failure', reason: 'no administration role' }],
+      'logged as a failure',
+    );
   });
 
   t.test('publish an app from the form, then reach it through the relay', async (t) => {
@@ -560,8 +566,9 @@ async function signIn(
   const landed = page.waitForResponse(
     (r) =>
       new URL(r.url()).hostname === CONSOLE &&
-      new URL(r.url()).pathname === '/' &&
-      r.request().resourceType() === 'document',
+      r.request().resourceType() === 'document' &&
+      // The console itself, or the sign-in's refusal at the callback (no administration role).
+      (new URL(r.url()).pathname === '/' || (new URL(r.url()).pathname === '/.proxyctl/callback' && r.status() >= 400)),
   );
   await page.click('#submit');
   const response = await landed;

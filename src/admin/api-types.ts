@@ -206,7 +206,7 @@ export interface DetectionFilter {
 }
 
 export interface SecurityEventView {
-  /** Stable: "signin-42", "audit-7", "detection-3". */
+  /** Stable: "signin-42", "audit-7", "risk-3". */
   id: string;
   kind: 'signIn' | 'audit' | 'riskDetection';
   at: string;
@@ -249,7 +249,7 @@ export interface WhatIfResult {
     decidedBy: string | null;
     /** What the user is told. */
     hint: string | null;
-    stepUp: { mfa?: boolean; acr?: string } | null;
+    stepUp: { mfa: boolean; acr: string | null } | null;
     policies: {
       name: string;
       state: 'on' | 'off' | 'reportOnly';

@@ -604,24 +604,26 @@ export class AdminOperations implements AdminApi {
     const groups = input.groups === undefined ? undefined : textList('groups', input.groups).join(',');
     const embedded = config.identity.issuer === undefined;
     const found = embedded ? await this.#findUser(config, user) : undefined;
-    const { app: appConfig, ctx } = contextFromOptions(
-      {
-        app,
-        user,
-        email: str('email', input.email),
-        groups,
-        ip: str('ip', input.ip),
-        platform: str('platform', input.platform),
-        mfa: flag('mfa', input.mfa),
-        acr: str('acr', input.acr),
-        risk: str('risk', input.risk),
-        userRisk: str('userRisk', input.userRisk),
-        time: str('time', input.time),
-        deviceCert: flag('deviceCert', input.deviceCert),
-      },
-      config.apps,
-      () => new Date(this.#now()),
-      found,
+    const { app: appConfig, ctx } = apiNames(() =>
+      contextFromOptions(
+        {
+          app,
+          user,
+          email: str('email', input.email),
+          groups,
+          ip: str('ip', input.ip),
+          platform: str('platform', input.platform),
+          mfa: flag('mfa', input.mfa),
+          acr: str('acr', input.acr),
+          risk: str('risk', input.risk),
+          userRisk: str('userRisk', input.userRisk),
+          time: str('time', input.time),
+          deviceCert: flag('deviceCert', input.deviceCert),
+        },
+        config.apps,
+        () => new Date(this.#now()),
+        found,
+      ),
     );
     const report = whatIfReport(appConfig, ctx, config.access, found ? 'embedded' : 'options');
     return JSON.parse(JSON.stringify(report, (_k, v: unknown) => (v === undefined ? null : v))) as WhatIfResult;
@@ -1174,6 +1176,23 @@ function generatePassword(): string {
   let out = '';
   for (let i = 0; i < 20; i++) out += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
   return out;
+}
+
+/** The shared what-if checks speak the CLI's flags (--ip); through the API they name fields (ip, userRisk). */
+function apiNames<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ProxyctlError && err.code === 'ERR_USAGE')
+      throw new ProxyctlError(
+        'ERR_USAGE',
+        err.message.replace(/--([a-z]+(?:-[a-z]+)*)/g, (_m, flag: string) =>
+          flag.replace(/-([a-z])/g, (_x, c: string) => c.toUpperCase()),
+        ),
+        { status: 400 },
+      );
+    throw err;
+  }
 }
 
 function issueText(i: Issue): string {

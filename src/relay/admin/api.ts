@@ -362,23 +362,29 @@ export function createApiHandler(deps: ApiDeps) {
 
 /** The version a change is made against: If-Match ("3" or 3), else the body's expectedVersion. */
 function versionOf(req: IncomingMessage, body: unknown): number | undefined {
-  const header = req.headers['if-match'];
-  if (header !== undefined) {
-    const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
-    if (!m)
-      throw new ProxyctlError('ERR_USAGE', `If-Match ${JSON.stringify(header.slice(0, 40))} is not a version ("3")`, {
-        status: 400,
-      });
-    return Number(m[1]);
-  }
+  let fromBody: number | undefined;
   if (body && typeof body === 'object' && !Array.isArray(body) && 'expectedVersion' in body) {
     const v = (body as Record<string, unknown>)['expectedVersion'];
     delete (body as Record<string, unknown>)['expectedVersion'];
     if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
       throw new ProxyctlError('ERR_USAGE', 'expectedVersion must be a whole number', { status: 400 });
-    return v;
+    fromBody = v;
   }
-  return undefined;
+  const header = req.headers['if-match'];
+  if (header === undefined) return fromBody;
+  const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(header);
+  if (!m)
+    throw new ProxyctlError('ERR_USAGE', `If-Match ${JSON.stringify(header.slice(0, 40))} is not a version ("3")`, {
+      status: 400,
+    });
+  const fromHeader = Number(m[1]);
+  if (fromBody !== undefined && fromBody !== fromHeader)
+    throw new ProxyctlError(
+      'ERR_USAGE',
+      `If-Match names version ${fromHeader} and expectedVersion ${fromBody}: give one, or the same`,
+      { status: 400 },
+    );
+  return fromHeader;
 }
 
 export type { AdminApi };

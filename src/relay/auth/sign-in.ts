@@ -11,6 +11,7 @@ import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Store } from '../../store/index.js';
 import { clientAddress } from '../edge/client-address.js';
+import { CONSOLE_APP, consoleCaller } from '../admin/console.js';
 import { notAssigned, policyDenied, stepUpOf, type Authorizer, type StepUp } from './authorize.js';
 import { identityFromClaims } from './identity.js';
 import type { OidcClients } from './oidc-client.js';
@@ -138,6 +139,15 @@ export class SignIn {
     if (!assigned || !decision) {
       record('failure', 'not assigned to the app', undefined);
       throw notAssigned(app, identity);
+    }
+    // The console admits only the administration roles: anyone else gets no session for it.
+    if (app.name === CONSOLE_APP && !consoleCaller(identity, view.config.identity)) {
+      record('failure', 'no administration role', decision);
+      throw new ProxyctlError(
+        'ERR_NOT_ASSIGNED',
+        `${identity.email ?? identity.sub} has neither the administrator nor the reader role of this relay.`,
+        { status: 403, details: { app: app.name, reason: 'no administration role' } },
+      );
     }
     if (decision.result === 'deny' || (decision.result === 'stepUp' && saved.stepUp)) {
       record('failure', `policy ${decision.decidedBy}${saved.stepUp ? ' (after step-up)' : ''}`, decision);

@@ -221,7 +221,9 @@ ajv.addSchema({ $id: ROOT, $defs: strict(doc.components.schemas) });
 function validate(schema: unknown, value: unknown): string[] {
   const check = ajv.compile(strict(schema) as object);
   if (check(value)) return [];
-  return (check.errors ?? []).map((e) => `${e.instancePath || '(root)'} ${e.message ?? ''} ${JSON.stringify(e.params)}`);
+  return (check.errors ?? []).map(
+    (e) => `${e.instancePath || '(root)'} ${e.message ?? ''} ${JSON.stringify(e.params)}`,
+  );
 }
 
 /** The documented operation of a concrete request. */

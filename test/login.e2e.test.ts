@@ -16,6 +16,7 @@ t.test('users CLI, proxyctl login, register with the stored token', async (t) =>
     `dataDir: ./data
 public: { listen: "127.0.0.1:0" }
 connectorApi: { listen: "127.0.0.1:0" }
+admin: { listen: "127.0.0.1:0" }
 apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http://127.0.0.1:9/", assignment: any } ]
 `,
   );
@@ -45,6 +46,8 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
 
   const relay = new Proc(['relay', 'serve', '--config', config]);
   t.teardown(() => relay.stop());
+  const adminReady = await relay.waitMsg('admin listener ready');
+  const adminUrl = `http://127.0.0.1:${(adminReady['listen'] as string).split(':').pop()}`;
   const api = await relay.waitMsg('connector API listening');
   const ready = await relay.waitMsg('public listener ready');
   const publicPort = (ready['listen'] as { port: number }).port;
@@ -98,6 +101,50 @@ apps: [ { name: wiki, externalUrl: "https://wiki.localhost/", internalUrl: "http
   t.match(r.stdout, /registered connector/);
   r = await runCli(['relay', 'connectors', 'list', '--config', config, '--json']);
   t.match(JSON.parse(r.stdout), [{ name: 'edge-1', registeredBy: 'admin:admin' }]);
+
+  // The same login against the administration API, then the CLI manages the relay remotely.
+  const refused = await runCli(['login', '--relay', adminUrl], { env });
+  t.equal(refused.code, 1, 'without the CA, the embedded provider cannot be trusted');
+  t.match(
+    refused.stderr,
+    /^proxyctl: cannot use the identity provider https:\/\/login\.localhost.*--relay-ca.*\[ERR_RELAY_UNTRUSTED\]\n$/,
+  );
+  const adminLogin = new Proc(['login', '--relay', adminUrl, '--relay-ca', caFile], { env });
+  t.teardown(() => adminLogin.stop());
+  await adminLogin.waitForStdout(/confirm the code/, 20_000).catch(() => undefined); // asserted next
+  const adminDeviceUrl = /open (\S+)/.exec(adminLogin.stdoutText)?.[1];
+  t.ok(adminDeviceUrl, `login printed a URL: ${adminLogin.stdoutText} ${adminLogin.stderrText}`);
+  page = await sim.follow(adminDeviceUrl!);
+  for (let i = 0; i < 6 && !/<h1>Signed in/.test(page.body); i++) page = await sim.submit(page, {});
+  t.match(page.body, /<h1>Signed in/, 'approved in the browser already signed in');
+  t.equal(await adminLogin.exited, 0, adminLogin.stderrText);
+  r = await runCli(
+    [
+      'app',
+      'publish',
+      '--relay',
+      adminUrl,
+      '--name',
+      'docs',
+      '--external-url',
+      'https://docs.localhost/',
+      '--internal-url',
+      'http://127.0.0.1:9/',
+    ],
+    { env },
+  );
+  t.equal(r.code, 0, r.stderr);
+  r = await runCli(['app', 'list', '--relay', adminUrl, '--json'], { env });
+  t.equal(r.code, 0, r.stderr);
+  t.match(JSON.parse(r.stdout), [
+    { name: 'wiki', source: 'file' },
+    { name: 'docs', source: 'api', updatedBy: 'api:admin' },
+  ]);
+  r = await runCli(['app', 'update', 'wiki', '--relay', adminUrl, '--set', 'backendTimeout=30s'], { env });
+  t.equal(r.code, 1, 'a file app is read-only');
+  t.match(r.stderr, /^proxyctl: .*configuration file.*\[ERR_READ_ONLY\]\n$/);
+  r = await runCli(['audit', 'list', '--relay', adminUrl, '--action', 'app.', '--json'], { env });
+  t.match(JSON.parse(r.stdout), [{ action: 'app.publish', actor: 'api:admin' }]);
 
   r = await runCli(['users', 'remove', 'admin', '--config', config]);
   t.equal(r.code, 0);

@@ -117,13 +117,19 @@ export async function login(opts: LoginOptions, out: (line: string) => void): Pr
         'ERR_USAGE',
         'this relay uses an external identity provider: pass --client-id with a public client that allows the device flow',
       );
-    const config = await oidc.discovery(
-      new URL(info.issuer),
-      clientId,
-      { token_endpoint_auth_method: 'none' },
-      oidc.None(),
-      { [oidc.customFetch]: fetchFn },
-    );
+    const config = await oidc
+      .discovery(new URL(info.issuer), clientId, { token_endpoint_auth_method: 'none' }, oidc.None(), {
+        [oidc.customFetch]: fetchFn,
+      })
+      .catch((err: unknown) => {
+        // Name the provider (the embedded one has the relay CA's certificate: --relay-ca).
+        const e = classifyNetworkError(err, info.issuer);
+        throw new ProxyctlError(
+          e.code,
+          `cannot use the identity provider ${info.issuer}: ${e.message.replace(/^cannot (verify|reach) the relay('s)?/, 'cannot $1 it')}`,
+          { cause: err },
+        );
+      });
     const grant = await oidc.initiateDeviceAuthorization(config, { scope: 'openid', resource: info.adminAudience });
     out(`To sign in, open ${grant.verification_uri_complete ?? grant.verification_uri}`);
     out(`and confirm the code ${grant.user_code} (valid ${Math.round(grant.expires_in / 60)} minutes).`);

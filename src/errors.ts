@@ -65,6 +65,7 @@ export type ErrorCode =
   | 'ERR_STATE_INVALID'
   | 'ERR_STORE'
   | 'ERR_STORE_UNAVAILABLE'
+  | 'ERR_SHUTTING_DOWN'
   | 'ERR_MASTER_KEY'
   | 'ERR_INTERNAL';
 

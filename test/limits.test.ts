@@ -401,6 +401,7 @@ t.test('limits config: defaults', async (t) => {
     maxHeaderBytes: 32_768,
     maxHeaders: 100,
     trustedProxies: [],
+    drainTimeoutMs: 30_000,
   });
   t.same(issues({}).limits, LIMITS_DEFAULTS, 'an empty mapping is the defaults');
 });
@@ -417,6 +418,7 @@ t.test('limits config: values as written', async (t) => {
     maxHeaderBytes: '16KiB',
     maxHeaders: 50,
     trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.10', '::1'],
+    drainTimeout: '45s',
   });
   t.same(none, []);
   t.same(limits, {
@@ -430,6 +432,7 @@ t.test('limits config: values as written', async (t) => {
     maxHeaderBytes: 16_384,
     maxHeaders: 50,
     trustedProxies: ['10.0.0.0/8', '2001:db8::/32', '192.0.2.10', '::1'],
+    drainTimeoutMs: 45_000,
   });
   t.equal(issues({ perIp: false }).limits.perIp, undefined, 'perIp: false turns the limit off');
   t.same(

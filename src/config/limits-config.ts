@@ -37,6 +37,8 @@ export interface LimitsConfig {
    * and perApp buckets; undefined = buckets per replica.
    */
   readonly redis: string | undefined;
+  /** On SIGTERM, how long answers in flight may take to finish before their connections are cut. */
+  readonly drainTimeoutMs: number;
 }
 
 export const LIMITS_KEYS = [
@@ -51,6 +53,7 @@ export const LIMITS_KEYS = [
   'maxHeaders',
   'trustedProxies',
   'redis',
+  'drainTimeout',
 ] as const;
 
 export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
@@ -66,6 +69,7 @@ export const LIMITS_DEFAULTS: LimitsConfig = Object.freeze({
   maxHeaders: 100,
   trustedProxies: Object.freeze([]),
   redis: undefined,
+  drainTimeoutMs: 30_000,
 });
 
 const MAX_RATE = 1_000_000;
@@ -167,6 +171,10 @@ export function buildLimits(v: Validation, raw: unknown): LimitsConfig {
       v.fail(join(at('trustedProxies'), i), c, 'a CIDR range such as 10.0.0.0/8 or 2001:db8::/32, or a single address');
   });
   const redis = redisUrl(v, at('redis'), o['redis']);
+  const dt = o['drainTimeout'];
+  // 0: cut at once (the in-flight answers are not waited for); at most an hour.
+  const drainTimeoutMs = duration(v, at('drainTimeout'), dt === 0 ? '0ms' : dt, `${d.drainTimeoutMs}ms`, 0);
+  if (drainTimeoutMs > 3_600_000) v.fail(at('drainTimeout'), dt, 'a duration of at most 1h');
   return {
     perIp,
     perApp,
@@ -179,6 +187,7 @@ export function buildLimits(v: Validation, raw: unknown): LimitsConfig {
     maxHeaders,
     trustedProxies,
     redis,
+    drainTimeoutMs,
   };
 }
 

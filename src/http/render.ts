@@ -93,6 +93,7 @@ const TEXT: Partial<Record<ErrorCode, PageText>> = {
   ERR_SIGNIN_TOKEN: { title: 'Sign-in failed', step: 'sign-in: token invalid' },
   ERR_IDP_UNAVAILABLE: { title: 'Identity provider unavailable', step: 'sign-in: provider unreachable' },
   ERR_STORE_UNAVAILABLE: { title: 'Temporarily unavailable', step: 'relay: store unreachable' },
+  ERR_SHUTTING_DOWN: { title: 'Temporarily unavailable', step: 'relay: shutting down' },
   ERR_NOT_ASSIGNED: { title: 'Access denied', step: 'authorization: not assigned' },
   ERR_POLICY_DENIED: { title: 'Access denied by policy', step: 'authorization: conditional access' },
   ERR_TOKEN_INVALID: { title: 'Token refused', step: 'sign-in: token invalid' },

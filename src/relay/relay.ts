@@ -76,6 +76,8 @@ export class Relay {
   private state: RelayState;
   private connectorApi: Server | undefined;
   private publicServer: Server | undefined;
+  /** The public listener's request path: close() drains it. */
+  private edgePath: ReturnType<typeof createRequestPath> | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -581,6 +583,7 @@ export class Relay {
       renderRaw(socket, refusal, requestId);
     });
     this.publicServer = server;
+    this.edgePath = path;
     await listen(server, cfg.public.host, cfg.public.port);
     if (!cfg.identity.issuer) {
       // The embedded provider's issuer names the port just bound: its state is built now.
@@ -861,21 +864,36 @@ export class Relay {
   }
 
   private async doClose(): Promise<void> {
+    const started = performance.now();
+    const pub = this.publicServer;
+    const edge = this.edgePath;
+    // Stop taking work at once (SIGTERM): no new connection, no new request on an open
+    // one (503, Connection: close), idle keep-alive connections closed now.
+    const closed = pub ? new Promise<void>((resolve) => pub.close(() => resolve())) : undefined;
+    edge?.drain();
+    pub?.closeIdleConnections();
     this.unwatch?.();
     await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();
     // Not ready from here on: load balancers stop sending new users while requests drain.
     const admin = this.admin;
-    const pub = this.publicServer;
     if (pub) {
-      // Stop taking users, let requests in flight finish (bounded), then close channels.
-      const closed = new Promise<void>((resolve) => pub.close(() => resolve()));
-      pub.closeIdleConnections();
-      await this.queue.drained(10_000);
+      // Answers in flight (long transfers included) finish, up to limits.drainTimeout.
+      const log = this.options.log;
+      const timeoutMs = this.state.config.limits.drainTimeoutMs;
+      const left = Math.max(0, timeoutMs - (performance.now() - started));
+      log.info(
+        { in_flight: edge?.inFlight() ?? 0, drain_timeout_ms: timeoutMs },
+        'relay draining: requests in flight may finish',
+      );
+      await Promise.all([edge?.idle(left, this.options.clock ?? systemClock), this.queue.drained(left)]);
+      const cut = edge?.inFlight() ?? 0;
+      if (cut > 0) log.warn({ in_flight: cut, drain_timeout_ms: timeoutMs }, 'drain deadline reached; cutting');
       this.queue.abortAll();
       pub.closeAllConnections();
       await closed;
+      log.info({ duration_ms: Math.round(performance.now() - started), cut }, 'relay drained');
     }
     this.channels.closeAll(CLOSE.shutdown, 'relay shutting down');
     const server = this.connectorApi;

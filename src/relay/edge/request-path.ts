@@ -33,6 +33,7 @@ import { clientAddress, setClientAddress, trustedForwardedFor } from './client-a
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { continueTrace, type TraceContext } from '../../net/trace-context.js';
 import type { RelayMetrics } from '../admin/metrics.js';
+import type { Clock } from '../../clock.js';
 
 export type { EdgeLimits } from '../state.js';
 
@@ -175,6 +176,11 @@ type Who = Authenticated | typeof ANONYMOUS;
 export function createRequestPath(deps: RequestPathDeps) {
   /** Connections answered with a close-refusal: nothing more is processed on them. */
   const closing = new WeakSet<object>();
+  /** Responses not yet closed, for the drain: it waits for them and ends their connections. */
+  const inFlight = new Set<ServerResponse>();
+  const idleWaiters = new Set<() => void>();
+  /** Set by drain() (SIGTERM): requests from then on are refused, every connection closes after its answer. */
+  let draining = false;
 
   /**
    * The steps, in order, for requests and upgrades alike. A step throws to refuse;
@@ -473,6 +479,10 @@ export function createRequestPath(deps: RequestPathDeps) {
     // A request pipelined behind a close-refusal on this connection is never read:
     // the framing of everything after that refusal is untrusted.
     if (closing.has(req.socket)) return;
+    if (draining) {
+      refuseDraining(req, res);
+      return;
+    }
     const started = performance.now();
     const p: Pass = {
       req,
@@ -485,7 +495,13 @@ export function createRequestPath(deps: RequestPathDeps) {
       app: undefined,
     };
     (req as Traced)[TRACE] = p.trace;
+    const socket = req.socket;
+    inFlight.add(res);
     res.once('close', () => {
+      inFlight.delete(res);
+      // Draining: an answer whose headers went out before TERM still leaves its connection idle; close it.
+      if (draining) socket.end();
+      if (inFlight.size === 0) for (const wake of [...idleWaiters]) wake();
       const ms = performance.now() - started;
       deps.metrics?.request(p.app, res.statusCode, ms / 1000);
       deps.log.info(
@@ -519,7 +535,7 @@ export function createRequestPath(deps: RequestPathDeps) {
   }
 
   function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
-    if (closing.has(socket)) {
+    if (closing.has(socket) || draining) {
       socket.destroy();
       return;
     }
@@ -553,7 +569,51 @@ export function createRequestPath(deps: RequestPathDeps) {
   /** Whether a close-refusal was sent on this connection (the parser's own errors then stay unanswered). */
   const isClosing = (socket: object): boolean => closing.has(socket);
 
-  return { handleRequest, handleUpgrade, isClosing };
+  /**
+   * A request that arrives on an open connection while the relay drains is not taken:
+   * 503 with Retry-After, and the connection closes (its body is not read), so the
+   * client retries on a new connection, to another replica or to the restarted relay.
+   */
+  function refuseDraining(req: IncomingMessage, res: ServerResponse): void {
+    closing.add(req.socket);
+    const requestId = randomUUID();
+    deps.log.info({ request_id: requestId, method: req.method, status: 503 }, 'request refused: relay shutting down');
+    renderError(
+      req,
+      res,
+      new ProxyctlError('ERR_SHUTTING_DOWN', 'The relay is restarting or shutting down. Try again in a moment.', {
+        status: 503,
+      }),
+      requestId,
+      { headers: { connection: 'close', 'retry-after': '1' } },
+    );
+  }
+
+  /**
+   * Shutdown, step one: no request is taken from here on, answers whose headers are
+   * not sent yet carry `Connection: close`, and every connection closes once its
+   * answer is complete. Answers in flight go on; `idle()` says when none is left.
+   */
+  function drain(): void {
+    draining = true;
+    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+  }
+
+  /** Resolves when no answer is in flight (requests that got past admit), or after timeoutMs. */
+  function idle(timeoutMs: number, clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>): Promise<void> {
+    if (inFlight.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const wake = () => {
+        clock.clearTimeout(timer);
+        idleWaiters.delete(wake);
+        resolve();
+      };
+      const timer = clock.setTimeout(wake, timeoutMs);
+      idleWaiters.add(wake);
+    });
+  }
+
+  return { handleRequest, handleUpgrade, isClosing, drain, idle, inFlight: () => inFlight.size };
 }
 
 const ALLOW: Verdict = { result: 'allow' };

@@ -153,6 +153,7 @@ t.test('npm pack → npm install -g → proxyctl runs from its own prefix', asyn
   // 1. npm pack: prepare builds dist/; `files` decides what ships.
   const pack = await run('npm', ['pack', '--json', '--pack-destination', work], src, userEnv(), 180_000);
   t.equal(pack.code, 0, pack.code === 0 ? 'npm pack exits 0' : pack.stderr.slice(-2000));
+  if (pack.code !== 0) return;
   const packed = (
     JSON.parse(pack.stdout.slice(pack.stdout.indexOf('['))) as { filename: string; files: { path: string }[] }[]
   )[0]!;
@@ -193,6 +194,7 @@ t.test('npm pack → npm install -g → proxyctl runs from its own prefix', asyn
     return;
   }
   t.equal(install.code, 0, install.code === 0 ? 'npm install -g exits 0' : install.stderr.slice(-3000));
+  if (install.code !== 0) return;
   const bin = path.join(prefix, 'bin/proxyctl');
   const installed = path.join(prefix, 'lib/node_modules/proxyctl');
   t.ok(existsSync(bin), 'the proxyctl command is in <prefix>/bin');

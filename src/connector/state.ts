@@ -19,6 +19,8 @@ export interface ConnectorIdentityFile {
   /** When the current certificate was issued (drives renewal). */
   certificateIssuedAt: string;
   serial: string;
+  /** When `connector register` saw the relay accept this identity; absent while a registration is unconfirmed. */
+  confirmedAt?: string;
 }
 
 export interface ConnectorState extends ConnectorIdentityFile {
@@ -104,8 +106,16 @@ function writeMeta(dir: string, s: ConnectorIdentityFile): void {
     registeredAt: s.registeredAt,
     certificateIssuedAt: s.certificateIssuedAt,
     serial: s.serial,
+    ...(s.confirmedAt ? { confirmedAt: s.confirmedAt } : {}),
   };
   writeFileAtomic(files(dir).meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+}
+
+/** Records that the relay accepted the identity saved in `dir` (the end of a registration). */
+export function markConfirmed(state: ConnectorState, at: Date = new Date()): ConnectorState {
+  const next = { ...state, confirmedAt: at.toISOString() };
+  writeMeta(state.dir, next);
+  return next;
 }
 
 /** Installs a renewed key and certificate; survives a crash between any two steps. */

@@ -1,6 +1,6 @@
 // The connector's on-disk identity (key, certificate, CA, metadata) and its crash-safe
 // certificate swap, plus the reconnect back-off schedule with injected randomness.
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { Backoff } from '../src/connector/backoff.js';
@@ -258,4 +258,78 @@ t.test('backoff: ceilings double up to maxMs with full jitter', async (t) => {
     if (d >= 5 && d <= ceiling) draws++;
   }
   t.equal(draws, 500, 'with real randomness every delay is within [baseMs/2, ceiling]');
+});
+
+// Regression (outside reliability run): corrupt states were blamed on the wrong file,
+// or on a missing registration. Each now names its own cause (details.reason).
+t.test('corrupt state names its real cause', async (t) => {
+  const root = tempDir(t);
+  const made = (name: string): string => {
+    const dir = path.join(root, name);
+    writeNewState(dir, stateFor(ca, one));
+    return dir;
+  };
+  const reason = (dir: string): unknown => {
+    try {
+      loadState(dir);
+    } catch (err) {
+      t.equal((err as { code?: string }).code, 'ERR_STATE_INVALID', `${path.basename(dir)}: code`);
+      return (err as { details?: { reason?: string } }).details?.reason;
+    }
+    return 'loaded';
+  };
+  const truncate = (dir: string, file: string, keep: number) => {
+    const p = path.join(dir, file);
+    writeFileSync(p, readFileSync(p, 'utf8').slice(0, keep));
+  };
+  const cases: [string, (dir: string) => void, string][] = [
+    ['truncated cert.pem', (d) => truncate(d, 'cert.pem', 200), 'cert-invalid'],
+    ['empty cert.pem', (d) => truncate(d, 'cert.pem', 0), 'cert-invalid'],
+    ['truncated key.pem', (d) => truncate(d, 'key.pem', 120), 'key-invalid'],
+    ['garbage ca.pem', (d) => writeFileSync(path.join(d, 'ca.pem'), 'garbage\n'), 'ca-invalid'],
+    ['truncated ca.pem', (d) => truncate(d, 'ca.pem', 300), 'ca-invalid'],
+    ['key of another certificate', (d) => writeFileSync(path.join(d, 'key.pem'), two.keyPem), 'key-mismatch'],
+    ['truncated connector.json', (d) => truncate(d, 'connector.json', 10), 'meta-invalid'],
+    ['connector.json null', (d) => writeFileSync(path.join(d, 'connector.json'), 'null'), 'meta-invalid'],
+    ['ca.pem missing', (d) => rmSync(path.join(d, 'ca.pem')), 'incomplete'],
+    [
+      'cert.pem a directory',
+      (d) => (rmSync(path.join(d, 'cert.pem')), mkdirSync(path.join(d, 'cert.pem'))),
+      'file-unreadable',
+    ],
+  ];
+  for (const [name, damage, want] of cases) {
+    const dir = made(name.replace(/[^a-z]/g, '-'));
+    damage(dir);
+    t.equal(reason(dir), want, name);
+  }
+  // A state "directory" that cannot be listed is not a missing registration.
+  const notDir = path.join(root, 'a-file');
+  writeFileSync(notDir, 'x');
+  t.equal(reason(notDir), 'dir-unreadable', 'a state path that cannot be listed (ENOTDIR)');
+  t.equal(reason(path.join(root, 'absent')), 'no-identity', 'a missing directory is no registration');
+  t.equal(reason(tempDir(t)), 'no-identity', 'an empty directory is no registration');
+});
+
+t.test('a key.pem other users could read is tightened with a warning', async (t) => {
+  const dir = path.join(tempDir(t), 'state');
+  writeNewState(dir, stateFor(ca, one));
+  const warnings: Record<string, unknown>[] = [];
+  const warn = (fields: Record<string, unknown>) => void warnings.push(fields);
+  loadState(dir, warn);
+  t.equal(warnings.length, 0, 'a 0600 key: no warning');
+  for (const loose of [0o644, 0o666, 0o640, 0o604]) {
+    chmodSync(path.join(dir, 'key.pem'), loose);
+    warnings.length = 0;
+    loadState(dir, warn);
+    t.equal(mode(path.join(dir, 'key.pem')), 0o600, `0${loose.toString(8)} tightened to 0600`);
+    t.equal(warnings.length, 1, `0${loose.toString(8)}: one warning`);
+    t.equal(warnings[0]?.['mode'], `0${loose.toString(8)}`, 'the warning names the mode found');
+  }
+  chmodSync(dir, 0o777);
+  chmodSync(path.join(dir, 'key.pem'), 0o666);
+  warnings.length = 0;
+  loadState(dir, warn);
+  t.equal(mode(dir), 0o700, 'a 0777 directory tightened');
+  t.equal(warnings.length, 1, '0666 in a 0777 directory: warned');
 });

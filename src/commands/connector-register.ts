@@ -2,13 +2,21 @@
 // with an administrator token, store the issued identity, then prove it works by
 // pulling configuration with the new certificate.
 import { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { createKeyAndCsr } from '../crypto/csr.js';
-import { ProxyctlError } from '../errors.js';
-import { RelayClient } from '../connector/relay-client.js';
-import { defaultStateDir, keyMatchesCert, writeRegistration } from '../connector/state.js';
+import { ProxyctlError, isProxyctlError } from '../errors.js';
+import { FATAL_REMOTE, RelayClient } from '../connector/relay-client.js';
+import {
+  defaultStateDir,
+  keyMatchesCert,
+  loadState,
+  markConfirmed,
+  writeRegistration,
+  type ConnectorState,
+} from '../connector/state.js';
+import type { ConnectorConfig } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
 import { storedToken } from './login.js';
 
@@ -78,8 +86,10 @@ export async function registerConnector(
   }
   if (relayUrl.protocol !== 'https:')
     throw new ProxyctlError('ERR_USAGE', `--relay must be an https URL (found ${JSON.stringify(opts.relay)})`);
-  const token = resolveToken(opts, process.env, () => storedToken(relayUrl.href));
   const stateDir = path.resolve(opts.stateDir ?? defaultStateDir());
+  // Run again after a registration whose confirmation failed: finish it, never issue a second one.
+  if (holdsIdentity(stateDir)) return confirmSaved(stateDir, relayUrl.href, opts, out, warn);
+  const token = resolveToken(opts, process.env, () => storedToken(relayUrl.href));
   let pinnedCa: string | undefined;
   if (opts.relayCa) {
     try {
@@ -99,9 +109,6 @@ export async function registerConnector(
       .replace(/[^A-Za-z0-9._-]/g, '-')
       .slice(0, 64);
   const group = opts.group ?? 'default';
-
-  // Refuse before the relay records anything we could not store.
-  writeNewStateGuard(stateDir);
 
   const { keyPem, csrPem } = await createKeyAndCsr(name);
   const client = new RelayClient(relayUrl.href, { caPem: pinnedCa });
@@ -133,10 +140,14 @@ export async function registerConnector(
     issuedAt: new Date(Math.max(Date.parse(cert.validFrom), Date.now())).toISOString(),
   });
 
+  // Saved before this pull: if the relay dies now, running the command again confirms this identity.
   const authed = new RelayClient(relayUrl.href, { caPem: issued.caCertificate, certPem: issued.certificate, keyPem });
   try {
     const cfg = await authed.fetchConfig();
+    markConfirmed(loadState(stateDir));
     out(`registered connector ${issued.connectorId} (name ${name}, group ${cfg.group}, ${cfg.apps.length} app(s))`);
+  } catch (err) {
+    throw notConfirmed(err, issued.connectorId, stateDir, relayUrl.href);
   } finally {
     await authed.close();
   }
@@ -144,14 +155,85 @@ export async function registerConnector(
   out(`state saved in ${stateDir}; start it with: proxyctl connector run --state-dir ${stateDir}`);
 }
 
-function writeNewStateGuard(dir: string): void {
+/** Whether the directory holds (part of) an identity; an unlistable directory is loadState's to explain. */
+function holdsIdentity(dir: string): boolean {
   try {
-    readFileSync(path.join(dir, 'cert.pem'));
-  } catch {
-    return;
+    const names = readdirSync(dir);
+    return names.includes('cert.pem') || names.includes('key.pem');
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ENOENT';
   }
-  throw new ProxyctlError(
+}
+
+/**
+ * The directory already holds an identity: confirm it with the relay it was issued by
+ * (what a registration cut short before its confirmation lacks) and say so. Nothing is
+ * issued, so no token is needed and no orphan is made.
+ */
+async function confirmSaved(
+  stateDir: string,
+  relayUrl: string,
+  opts: RegisterOptions,
+  out: (line: string) => void,
+  warn: (line: string) => void,
+): Promise<void> {
+  const saved = loadState(stateDir, (_fields, message) => warn(`proxyctl: warning: ${message}`));
+  const other = (what: string) =>
+    new ProxyctlError(
+      'ERR_USAGE',
+      `${stateDir} already holds connector ${saved.connectorId} (name ${saved.name}, group ${saved.group}, relay ${saved.relayUrl}) ${what}; use another --state-dir to register another connector`,
+      { details: { connectorId: saved.connectorId } },
+    );
+  if (new URL(saved.relayUrl).origin !== new URL(relayUrl).origin) throw other('registered with another relay');
+  if (opts.name !== undefined && opts.name !== saved.name) throw other(`under another name`);
+  if (opts.group !== undefined && opts.group !== 'default' && opts.group !== saved.group)
+    throw other('in another group');
+  let cfg: ConnectorConfig;
+  const client = new RelayClient(saved.relayUrl, {
+    caPem: saved.caPem,
+    certPem: saved.certPem,
+    keyPem: saved.keyPem,
+  });
+  try {
+    cfg = await client.fetchConfig();
+  } catch (err) {
+    if (isProxyctlError(err) && FATAL_REMOTE.has(err.code)) {
+      throw new ProxyctlError(
+        err.code,
+        `the identity saved in ${stateDir} (connector ${saved.connectorId}) is no longer accepted by the relay: ${err.message}; remove ${stateDir} and register again`,
+        { cause: err, details: { connectorId: saved.connectorId } },
+      );
+    }
+    if (saved.confirmedAt) throw complete(saved);
+    throw notConfirmed(err, saved.connectorId, stateDir, saved.relayUrl);
+  } finally {
+    await client.close();
+  }
+  // A finished registration run again: nothing to do, said as the refusal it always was.
+  if (saved.confirmedAt) throw complete(saved);
+  markConfirmed(saved);
+  out(
+    `registered connector ${saved.connectorId} (name ${saved.name}, group ${cfg.group}, ${cfg.apps.length} app(s)): the registration saved earlier is now confirmed, nothing new was issued`,
+  );
+  out(`state in ${stateDir}; start it with: proxyctl connector run --state-dir ${stateDir}`);
+}
+
+function complete(saved: ConnectorState): ProxyctlError {
+  return new ProxyctlError(
     'ERR_USAGE',
-    `${dir} already holds a registered connector; use another --state-dir or remove it first`,
+    `${saved.dir} already holds connector ${saved.connectorId} (name ${saved.name}, group ${saved.group}), registered and confirmed at ${saved.confirmedAt}; ` +
+      `start it with: proxyctl connector run --state-dir ${saved.dir}, or use another --state-dir to register another connector`,
+    { details: { connectorId: saved.connectorId, confirmed: true } },
+  );
+}
+
+/** The identity is saved but the relay did not confirm it: say exactly that, and what to do. */
+function notConfirmed(err: unknown, connectorId: string, stateDir: string, relayUrl: string): ProxyctlError {
+  const e = isProxyctlError(err) ? err : new ProxyctlError('ERR_RELAY_UNREACHABLE', (err as Error).message);
+  return new ProxyctlError(
+    e.code,
+    `connector ${connectorId} was registered and its identity saved in ${stateDir}, but the relay at ${relayUrl} did not confirm it (${e.message}). ` +
+      `Do not delete ${stateDir}: run the same command again to confirm it (nothing new is issued), or start it with: proxyctl connector run --state-dir ${stateDir}`,
+    { cause: err, status: e.status, details: { connectorId, saved: stateDir } },
   );
 }

@@ -11,15 +11,22 @@ import {
   API,
   CLOSE,
   MAX_CONTROL_MESSAGE,
-  VERSION_HEADER,
+  PROTOCOL_HEADER,
   parseRelayMessage,
   type ConnectorMessage,
   type RelayMessage,
 } from '../protocol/connector-api.js';
-import { VERSION } from '../version.js';
 import { sendBatched } from '../net/batching.js';
-import { classifyNetworkError, refusal, tlsOptions, type ClientCredentials } from './relay-client.js';
+import {
+  classifyNetworkError,
+  connectorHeaders,
+  refusal,
+  relayProtocolError,
+  tlsOptions,
+  type ClientCredentials,
+} from './relay-client.js';
 
+/** 'error': ended by a classified error (revoked, unknown, untrusted relay, protocol version); the supervisor decides what is final. */
 export type ChannelEnd =
   { kind: 'closed'; code: number; reason: string; wasOpen: boolean } | { kind: 'fatal'; error: ProxyctlError };
 
@@ -49,7 +56,7 @@ export class ControlChannel {
       url.protocol = 'wss:';
       const ws = new WebSocket(url, {
         ...tlsOptions(this.creds),
-        headers: { [VERSION_HEADER]: VERSION },
+        headers: connectorHeaders(),
         handshakeTimeout: 10_000,
         perMessageDeflate: false,
         maxPayload: MAX_CONTROL_MESSAGE,
@@ -67,7 +74,15 @@ export class ControlChannel {
         resolve(end);
       };
 
+      ws.on('upgrade', (res: IncomingMessage) => {
+        // A relay that answers the upgrade but speaks a protocol this connector does not.
+        const incompatible = relayProtocolError(res.headers[PROTOCOL_HEADER], this.relayUrl);
+        if (!incompatible) return;
+        finish({ kind: 'fatal', error: incompatible });
+        ws.terminate();
+      });
       ws.on('open', () => {
+        if (settled) return;
         this.opened = true;
         this.armDeadTimer();
         this.handlers.onOpen();
@@ -110,9 +125,9 @@ export class ControlChannel {
         res.on('error', () => finish({ kind: 'closed', code: 0, reason: 'refused', wasOpen: false }));
       });
       ws.on('error', (err) => {
-        const e = classifyNetworkError(err, this.relayUrl);
+        const e = classifyNetworkError(err, this.relayUrl, this.creds.untrustedRemedy);
         if (!this.opened) this.log.debug({ code: e.code }, e.message);
-        // A relay we cannot verify is a setup problem that waiting will not fix.
+        // Reported with its code: the supervisor logs it loudly and retries.
         if (e.code === 'ERR_RELAY_UNTRUSTED') finish({ kind: 'fatal', error: e });
       });
       ws.on('close', (code, reason) => {

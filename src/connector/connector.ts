@@ -3,6 +3,7 @@
 // reconnect, announcement, periodically), follows the replica set it names, renews
 // its certificate in place, and stops for good only when the relay disowns it.
 import { X509Certificate } from 'node:crypto';
+import path from 'node:path';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
@@ -141,7 +142,7 @@ export class Connector {
   }
 
   async start(): Promise<void> {
-    this.state = loadState(this.options.stateDir);
+    this.state = loadState(this.options.stateDir, (fields, message) => this.options.log.warn(fields, message));
     this.updateExpiryMetric();
     await this.initialPull();
     this.startChannels();
@@ -154,14 +155,25 @@ export class Connector {
     const origin = originOf(url);
     let client = this.clients.get(origin);
     if (!client) {
-      client = new RelayClient(url, {
-        caPem: this.state.caPem,
-        certPem: this.state.certPem,
-        keyPem: this.state.keyPem,
-      });
+      client = new RelayClient(url, this.credentials());
       this.clients.set(origin, client);
     }
     return client;
+  }
+
+  /** The identity held now, and what to tell the operator when a relay's certificate does not verify. */
+  private credentials() {
+    const ca = path.join(this.state.dir, 'ca.pem');
+    return {
+      caPem: this.state.caPem,
+      certPem: this.state.certPem,
+      keyPem: this.state.keyPem,
+      untrustedRemedy:
+        `it must verify against the relay CA pinned at registration in ${ca}. Check that the URL reaches this ` +
+        `connector's relay (not another host behind a load balancer, not a relay started with another data ` +
+        `directory). If the relay's CA was replaced on purpose, put its new ca.pem in ${ca} or register again. ` +
+        `Retrying with backoff`,
+    };
   }
 
   /** Clients of relays no longer in use (a replica that left and whose channels have drained). */
@@ -223,10 +235,7 @@ export class Connector {
           throw err;
         }
         const delay = backoff.next();
-        this.options.log.warn(
-          { code: (err as ProxyctlError).code, retry_ms: delay },
-          `config pull failed: ${(err as Error).message}`,
-        );
+        this.logPullFailure(err, { retry_ms: delay });
         await this.sleep(delay);
         if (this.stopped) return;
       }
@@ -287,12 +296,15 @@ export class Connector {
   private backgroundPull(reason: string): void {
     this.pullConfig(reason).catch((err: unknown) => {
       if (this.isFatal(err)) this.stopFatal(err as ProxyctlError);
-      else
-        this.options.log.warn(
-          { code: (err as ProxyctlError).code, reason },
-          `config pull failed: ${(err as Error).message}`,
-        );
+      else this.logPullFailure(err, { reason });
     });
+  }
+
+  /** An untrusted relay is logged as an error on every attempt: someone must look at it. */
+  private logPullFailure(err: unknown, fields: Record<string, unknown>): void {
+    const code = (err as ProxyctlError).code;
+    const level = code === 'ERR_RELAY_UNTRUSTED' || code === 'ERR_PROTOCOL_VERSION' ? 'error' : 'warn';
+    this.options.log[level]({ code, ...fields }, `config pull failed: ${(err as Error).message}`);
   }
 
   /** A generation of channel loops to every relay, dialling with the certificate held now. */
@@ -357,7 +369,7 @@ export class Connector {
       const heartbeat = this.config?.heartbeatIntervalMs ?? 15_000;
       const ch: ControlChannel = new ControlChannel(
         endpoint.url,
-        { caPem: this.state.caPem, certPem: this.state.certPem, keyPem: this.state.keyPem },
+        this.credentials(),
         heartbeat,
         this.options.log,
         {
@@ -397,10 +409,11 @@ export class Connector {
       // revoked: that certificate is not ours any more); the newer generation holds the slot.
       if (generation !== this.generation) return;
       if (end.kind === 'fatal') {
-        // A replica whose certificate does not verify is its operator's to fix; the others serve
-        // meanwhile. At the registration URL it is the setup error it always was.
+        // Revoked or unknown is final. A relay whose certificate does not verify may be a load
+        // balancer briefly pointing elsewhere: retried, loudly. An incompatible protocol at the
+        // registration URL will not heal by waiting; at another replica (a rolling upgrade) it may.
         const otherReplica = endpoint.origin !== originOf(this.state.relayUrl);
-        if (!(otherReplica && end.error.code === 'ERR_RELAY_UNTRUSTED')) {
+        if (FATAL_REMOTE.has(end.error.code) || (end.error.code === 'ERR_PROTOCOL_VERSION' && !otherReplica)) {
           this.stopFatal(end.error);
           return;
         }
@@ -582,7 +595,9 @@ export class Connector {
   }
 
   private isFatal(err: unknown): boolean {
-    return isProxyctlError(err) && (FATAL_REMOTE.has(err.code) || err.code === 'ERR_RELAY_UNTRUSTED');
+    // An untrusted relay is retried (see channelLoop); a protocol mismatch reaches here only from a
+    // relay that answered for the registration URL or one it named, which waiting will not change.
+    return isProxyctlError(err) && (FATAL_REMOTE.has(err.code) || err.code === 'ERR_PROTOCOL_VERSION');
   }
 
   private stopFatal(err: ProxyctlError): void {

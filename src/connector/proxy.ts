@@ -13,6 +13,8 @@ import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
 import {
   INLINE_MAX,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
   RESPONSE_HEADERS_HEADER,
   RESPONSE_STATUS_HEADER,
   TUNNEL_PROTOCOL,
@@ -28,6 +30,9 @@ import {
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
+
+/** Data-plane calls name the protocol too (the relay checks every connector-API request). */
+const PROTOCOL = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
 import type { ConnectorMetrics } from './metrics.js';
 
 export interface ProxyDeps {
@@ -246,6 +251,7 @@ export class BackendProxy {
       origin: relay.origin,
       path: requestPath(id, 'body'),
       method: 'GET',
+      headers: PROTOCOL,
       signal,
     });
     if (res.statusCode !== 200) {
@@ -282,6 +288,7 @@ export class BackendProxy {
         ...relay.tls,
         signal,
         headers: {
+          ...PROTOCOL,
           [RESPONSE_STATUS_HEADER]: String(status),
           [RESPONSE_HEADERS_HEADER]: encodeHeaderPairs(headers),
           'content-type': 'application/octet-stream',
@@ -330,7 +337,7 @@ export class BackendProxy {
       origin: relay.origin,
       path: requestPath(id, 'error'),
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...PROTOCOL, 'content-type': 'application/json' },
       body: JSON.stringify(report),
     });
     await res.body.dump();
@@ -418,6 +425,7 @@ export class BackendProxy {
       method: 'GET',
       ...relay.tls,
       headers: {
+        ...PROTOCOL,
         connection: 'upgrade',
         upgrade: TUNNEL_PROTOCOL,
         [RESPONSE_STATUS_HEADER]: '101',

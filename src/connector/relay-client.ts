@@ -5,7 +5,12 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { ProxyctlError, causeCode, type ErrorCode } from '../errors.js';
 import {
   API,
+  PROTOCOL_HEADER,
+  PROTOCOL_SUPPORTED,
+  PROTOCOL_VERSION,
   VERSION_HEADER,
+  parsePeerProtocol,
+  supportedProtocols,
   type ApiErrorBody,
   type ConnectorConfig,
   type RegisterRequest,
@@ -21,6 +26,37 @@ export interface ClientCredentials {
   caPem: string | undefined;
   certPem?: string;
   keyPem?: string;
+  /** What to do when the relay's certificate does not verify (the default suits `connector register`). */
+  untrustedRemedy?: string;
+}
+
+/** The remedy `connector register` offers for a relay whose certificate does not verify. */
+export const REGISTER_UNTRUSTED_REMEDY = "if the relay uses its own CA, pass --relay-ca with the relay's ca.pem";
+
+/** Headers every connector-API call and channel upgrade carries. */
+export const connectorHeaders = (): Record<string, string> => ({
+  [VERSION_HEADER]: VERSION,
+  [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+});
+
+/**
+ * The relay's protocol version from its answer's headers: an error when it is one this
+ * connector does not speak (or is unreadable). A relay that names none speaks version 1.
+ */
+export function relayProtocolError(
+  raw: string | string[] | number | undefined,
+  relayUrl: string,
+): ProxyctlError | undefined {
+  const peer = parsePeerProtocol(raw);
+  if (peer.ok && peer.supported) return undefined;
+  const message = !peer.ok
+    ? `the relay at ${relayUrl} sent an unreadable protocol version (${peer.error}); check that the URL reaches a proxyctl relay`
+    : `the relay at ${relayUrl} speaks protocol version ${peer.version}; this connector (proxyctl ${VERSION}) speaks ${supportedProtocols()}: ${
+        peer.version > PROTOCOL_SUPPORTED.max ? 'upgrade the connector' : 'upgrade the relay'
+      }`;
+  return new ProxyctlError('ERR_PROTOCOL_VERSION', message, {
+    details: { relayProtocol: peer.ok ? peer.version : undefined, connectorProtocol: PROTOCOL_SUPPORTED },
+  });
 }
 
 const UNTRUSTED = new Set([
@@ -33,6 +69,14 @@ const UNTRUSTED = new Set([
   'ERR_TLS_CERT_ALTNAME_INVALID',
   'CERT_HAS_EXPIRED',
   'CERT_SIGNATURE_FAILURE',
+]);
+
+/** Remote refusals kept under their own code (the others become ERR_RELAY_REFUSED). */
+const REMOTE_CODES: ReadonlySet<string> = new Set([
+  'ERR_CERT_REVOKED',
+  'ERR_CERT_UNKNOWN',
+  'ERR_CERT_UNTRUSTED',
+  'ERR_PROTOCOL_VERSION',
 ]);
 
 /** Remote refusals that mean this connector identity is finished. */
@@ -52,6 +96,7 @@ export function tlsOptions(creds: ClientCredentials) {
 
 export class RelayClient {
   private readonly agent: Dispatcher;
+  private readonly untrustedRemedy: string | undefined;
   /** scheme://host:port of the connector API. */
   readonly origin: string;
   /** TLS options for node:https calls (tunnels). */
@@ -62,6 +107,7 @@ export class RelayClient {
     creds: ClientCredentials,
   ) {
     this.tls = tlsOptions(creds);
+    this.untrustedRemedy = creds.untrustedRemedy;
     this.origin = new URL(relayUrl).origin;
     // Data-plane streams can idle for as long as a user reads slowly: no body/headers timeouts there.
     this.agent = new Agent({
@@ -109,11 +155,16 @@ export class RelayClient {
         dispatcher: this.agent,
         headersTimeout: 30_000,
         bodyTimeout: 30_000,
-        headers: { ...headers, [VERSION_HEADER]: VERSION, ...(body ? { 'content-type': 'application/json' } : {}) },
+        headers: { ...headers, ...connectorHeaders(), ...(body ? { 'content-type': 'application/json' } : {}) },
         ...(body ? { body: JSON.stringify(body) } : {}),
       });
     } catch (err) {
-      throw classifyNetworkError(err, this.relayUrl);
+      throw classifyNetworkError(err, this.relayUrl, this.untrustedRemedy);
+    }
+    const incompatible = relayProtocolError(res.headers[PROTOCOL_HEADER], this.relayUrl);
+    if (incompatible) {
+      await res.body.dump();
+      throw incompatible;
     }
     const text = await res.body.text();
     if (res.statusCode >= 200 && res.statusCode < 300) {
@@ -136,7 +187,7 @@ export function refusal(status: number, text: string, path: string): ProxyctlErr
   } catch {
     remote = undefined;
   }
-  const code = (remote?.code && FATAL_REMOTE.has(remote.code) ? remote.code : 'ERR_RELAY_REFUSED') as ErrorCode;
+  const code = (remote?.code && REMOTE_CODES.has(remote.code) ? remote.code : 'ERR_RELAY_REFUSED') as ErrorCode;
   const message = remote
     ? `relay refused ${path}: ${remote.message} (${remote.code}, request id ${remote.requestId})`
     : `relay answered ${path} with HTTP ${status}`;
@@ -146,13 +197,17 @@ export function refusal(status: number, text: string, path: string): ProxyctlErr
   });
 }
 
-export function classifyNetworkError(err: unknown, relayUrl: string): ProxyctlError {
+export function classifyNetworkError(
+  err: unknown,
+  relayUrl: string,
+  untrustedRemedy = REGISTER_UNTRUSTED_REMEDY,
+): ProxyctlError {
   // undici's socket codes say less than the network error they wrap.
   const code = causeCode(err, (c) => c.startsWith('UND_ERR_SOCKET'));
   if (code && UNTRUSTED.has(code)) {
     return new ProxyctlError(
       'ERR_RELAY_UNTRUSTED',
-      `cannot verify the relay's certificate at ${relayUrl} (${code}); if the relay uses its own CA, pass --relay-ca with the relay's ca.pem`,
+      `cannot verify the relay's certificate at ${relayUrl} (${code}); ${untrustedRemedy}`,
       { cause: err, details: { tlsCode: code } },
     );
   }

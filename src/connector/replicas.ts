@@ -66,5 +66,5 @@ export function answersNot(err: unknown, atRegistration: boolean): boolean {
   if (!isProxyctlError(err)) return false;
   if (err.code === 'ERR_RELAY_UNREACHABLE') return true;
   if (err.code === 'ERR_RELAY_REFUSED') return GATEWAY.has(err.status);
-  return err.code === 'ERR_RELAY_UNTRUSTED' && !atRegistration;
+  return (err.code === 'ERR_RELAY_UNTRUSTED' || err.code === 'ERR_PROTOCOL_VERSION') && !atRegistration;
 }

@@ -2,7 +2,7 @@
 // connector.json. Certificate swaps go through next-*.pem files so a crash at any
 // point leaves a key and certificate that belong together.
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -19,6 +19,8 @@ export interface ConnectorIdentityFile {
   /** When the current certificate was issued (drives renewal). */
   certificateIssuedAt: string;
   serial: string;
+  /** When `connector register` saw the relay accept this identity; absent while a registration is unconfirmed. */
+  confirmedAt?: string;
 }
 
 export interface ConnectorState extends ConnectorIdentityFile {
@@ -104,8 +106,16 @@ function writeMeta(dir: string, s: ConnectorIdentityFile): void {
     registeredAt: s.registeredAt,
     certificateIssuedAt: s.certificateIssuedAt,
     serial: s.serial,
+    ...(s.confirmedAt ? { confirmedAt: s.confirmedAt } : {}),
   };
   writeFileAtomic(files(dir).meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
+}
+
+/** Records that the relay accepted the identity saved in `dir` (the end of a registration). */
+export function markConfirmed(state: ConnectorState, at: Date = new Date()): ConnectorState {
+  const next = { ...state, confirmedAt: at.toISOString() };
+  writeMeta(state.dir, next);
+  return next;
 }
 
 /** Installs a renewed key and certificate; survives a crash between any two steps. */
@@ -126,39 +136,149 @@ export function swapCertificate(
   return next;
 }
 
-export function loadState(dir: string): ConnectorState {
-  const f = files(dir);
-  if (!existsSync(f.cert) && !existsSync(f.key)) {
-    throw new ProxyctlError(
-      'ERR_STATE_INVALID',
-      `no connector identity in ${dir}; run "proxyctl connector register" first`,
+/** Why a state directory cannot be used, for scripts and tests (details.reason of ERR_STATE_INVALID). */
+export type StateProblem =
+  | 'no-identity'
+  | 'dir-unreadable'
+  | 'file-unreadable'
+  | 'incomplete'
+  | 'key-invalid'
+  | 'cert-invalid'
+  | 'ca-invalid'
+  | 'key-mismatch'
+  | 'meta-invalid';
+
+function invalid(reason: StateProblem, message: string, cause?: unknown): ProxyctlError {
+  return new ProxyctlError('ERR_STATE_INVALID', message, { cause, details: { reason } });
+}
+
+const errno = (err: unknown): string => (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+
+/** Told when loadState found something to fix (a key other users could read). */
+export type StateWarning = (fields: Record<string, unknown>, message: string) => void;
+
+/** Lists the directory, so "no identity" is said only when there is none, never when it cannot be read. */
+function listStateDir(dir: string): Set<string> {
+  try {
+    return new Set(readdirSync(dir));
+  } catch (err) {
+    const code = errno(err);
+    if (code === 'ENOENT') {
+      throw invalid(
+        'no-identity',
+        `no connector identity in ${dir} (it does not exist); run "proxyctl connector register" first`,
+      );
+    }
+    throw invalid(
+      'dir-unreadable',
+      `cannot read the connector state directory ${dir} (${code}); run the connector as the user that owns it ` +
+        `(do not register again: that would make a second connector)`,
+      err,
     );
+  }
+}
+
+function readStateFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalid(
+      'file-unreadable',
+      `cannot read ${file} (${errno(err)}); run the connector as the user that owns it, or restore the file from a backup`,
+      err,
+    );
+  }
+}
+
+/**
+ * Refuses nothing but says so: a key.pem other users could read is tightened to 0600
+ * (as before), and the warning names what it means: anyone who read it holds the
+ * connector's identity, so revoke and register again if that is possible.
+ */
+function tightenKey(file: string, warn: StateWarning | undefined): void {
+  let mode: number;
+  try {
+    mode = statSync(file).mode & 0o777;
+  } catch {
+    return; // missing or unreadable: reported by the read that follows
+  }
+  tightenPrivateFile(file);
+  if ((mode & 0o077) === 0 || process.platform === 'win32') return;
+  warn?.(
+    { file, mode: `0${mode.toString(8)}`, now: '0600' },
+    `${file} was readable by other users (mode 0${mode.toString(8)}); it is now 0600. Anyone who could read it ` +
+      `holds this connector's identity: if that is possible, revoke the connector ("proxyctl connector revoke") ` +
+      `and register it again`,
+  );
+}
+
+export function loadState(dir: string, warn?: StateWarning): ConnectorState {
+  const f = files(dir);
+  const present = listStateDir(dir);
+  if (!present.has('cert.pem') && !present.has('key.pem')) {
+    throw invalid('no-identity', `no connector identity in ${dir}; run "proxyctl connector register" first`);
   }
   // State made by hand, restored from a backup or by an older version: owner-only before use.
   ensurePrivateDir(dir, 'connector state directory');
-  tightenPrivateFile(f.key);
-  tightenPrivateFile(f.nextKey);
+  tightenKey(f.key, warn);
+  tightenKey(f.nextKey, warn);
   recoverSwap(f);
-  let keyPem: string, certPem: string, caPem: string, meta: ConnectorIdentityFile;
+  for (const name of ['key.pem', 'cert.pem', 'ca.pem', 'connector.json']) {
+    if (!existsSync(path.join(dir, name))) {
+      throw invalid(
+        'incomplete',
+        `connector state in ${dir} is incomplete: ${name} is missing; restore it from a backup, or revoke this connector and register again`,
+      );
+    }
+  }
+  const keyPem = readStateFile(f.key);
+  const certPem = readStateFile(f.cert);
+  const caPem = readStateFile(f.ca);
+  const metaText = readStateFile(f.meta);
+  // Each file parsed on its own, so a damaged one is named rather than blamed on another.
   try {
-    keyPem = readFileSync(f.key, 'utf8');
-    certPem = readFileSync(f.cert, 'utf8');
-    caPem = readFileSync(f.ca, 'utf8');
-    meta = JSON.parse(readFileSync(f.meta, 'utf8')) as ConnectorIdentityFile;
+    createPrivateKey(keyPem);
   } catch (err) {
-    throw new ProxyctlError('ERR_STATE_INVALID', `connector state in ${dir} is incomplete: ${(err as Error).message}`, {
-      cause: err,
-    });
+    throw invalid(
+      'key-invalid',
+      `${f.key} is not a valid private key (truncated or damaged); restore it from a backup, or revoke this connector and register again`,
+      err,
+    );
+  }
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certPem);
+  } catch (err) {
+    throw invalid(
+      'cert-invalid',
+      `${f.cert} is not a valid certificate (truncated or damaged); restore it from a backup, or revoke this connector and register again`,
+      err,
+    );
+  }
+  try {
+    new X509Certificate(caPem);
+  } catch (err) {
+    throw invalid(
+      'ca-invalid',
+      `${f.ca} is not a valid certificate (truncated or damaged); copy the relay's ca.pem (its <dataDir>/ca.pem) there`,
+      err,
+    );
   }
   if (!keyMatchesCert(keyPem, certPem)) {
-    throw new ProxyctlError('ERR_STATE_INVALID', `${f.key} does not belong to ${f.cert}; register the connector again`);
+    throw invalid('key-mismatch', `${f.key} does not belong to ${f.cert}; register the connector again`);
   }
+  let meta: ConnectorIdentityFile;
+  try {
+    meta = JSON.parse(metaText) as ConnectorIdentityFile;
+  } catch (err) {
+    throw invalid('meta-invalid', `${f.meta} is not valid JSON (truncated or damaged); restore it from a backup`, err);
+  }
+  if (meta === null || typeof meta !== 'object') throw invalid('meta-invalid', `${f.meta} is not a JSON object`);
   for (const k of ['relayUrl', 'connectorId', 'certificateIssuedAt'] as const) {
-    if (typeof meta[k] !== 'string') throw new ProxyctlError('ERR_STATE_INVALID', `${f.meta} lacks "${k}"`);
+    if (typeof meta[k] !== 'string') throw invalid('meta-invalid', `${f.meta} lacks "${k}"`);
   }
   // After a swap finished by recovery (or a crash before the metadata write), the
   // certificate on disk is the truth: bring connector.json in line with it.
-  const cert = new X509Certificate(certPem);
   const serial = normalizeSerial(cert.serialNumber);
   if (serial !== meta.serial) {
     // Issued certificates are back-dated 5 minutes for clock skew.

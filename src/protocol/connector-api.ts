@@ -20,6 +20,45 @@ export const requestPath = (id: string, action: DataAction): string => `${API.re
 /** Every call and channel the connector opens carries its version in this header. */
 export const VERSION_HEADER = 'x-proxyctl-version';
 
+/**
+ * The relay↔connector protocol version: an integer raised only when a change breaks
+ * the other side. Each side sends its own in PROTOCOL_HEADER (the connector on every
+ * connector-API request and on the channel upgrade, the relay on every answer) and
+ * refuses a peer outside PROTOCOL_SUPPORTED. A peer that sends none predates the
+ * header and speaks version 1.
+ */
+export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_SUPPORTED: Readonly<{ min: number; max: number }> = { min: 1, max: 1 };
+export const PROTOCOL_HEADER = 'x-proxyctl-protocol';
+/** The version a peer without PROTOCOL_HEADER speaks. */
+export const PROTOCOL_IMPLIED = 1;
+
+export type PeerProtocol = { ok: true; version: number; supported: boolean } | { ok: false; error: string };
+
+/**
+ * Reads a peer's PROTOCOL_HEADER as Node gives it (string, array, or joined with ", "
+ * when repeated). Exactly one plain decimal integer is accepted; missing = version 1.
+ */
+export function parsePeerProtocol(raw: string | string[] | number | undefined | null): PeerProtocol {
+  if (raw === undefined || raw === null) return { ok: true, version: PROTOCOL_IMPLIED, supported: true };
+  const text = Array.isArray(raw) ? (raw.length === 1 ? raw[0]! : undefined) : String(raw);
+  if (text === undefined) return { ok: false, error: `${PROTOCOL_HEADER} was sent ${(raw as string[]).length} times` };
+  const v = text.trim();
+  if (!/^[0-9]{1,6}$/.test(v))
+    return {
+      ok: false,
+      error: `${PROTOCOL_HEADER} must be one decimal integer (found ${JSON.stringify(v.slice(0, 32))})`,
+    };
+  const version = Number(v);
+  return { ok: true, version, supported: version >= PROTOCOL_SUPPORTED.min && version <= PROTOCOL_SUPPORTED.max };
+}
+
+/** The supported range as people read it: "1" or "1-3". */
+export const supportedProtocols = (): string =>
+  PROTOCOL_SUPPORTED.min === PROTOCOL_SUPPORTED.max
+    ? String(PROTOCOL_SUPPORTED.min)
+    : `${PROTOCOL_SUPPORTED.min}-${PROTOCOL_SUPPORTED.max}`;
+
 /** The Upgrade token of the tunnel a connector opens for an upgraded (WebSocket) request. */
 export const TUNNEL_PROTOCOL = 'proxyctl-tunnel';
 

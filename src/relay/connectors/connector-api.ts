@@ -17,6 +17,8 @@ import {
   API,
   CLOSE,
   MAX_CONTROL_MESSAGE,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
   VERSION_HEADER,
   parseConnectorMessage,
   type IdentityInfo,
@@ -32,6 +34,7 @@ import type { RelayConfig } from '../../config/relay-config.js';
 import { field, readJsonBody, sendError, sendJson } from './respond.js';
 import { parseDataPath, type DataPlane } from './data-plane.js';
 import { issueConnectorIdentity } from './registration.js';
+import { checkPeerProtocol } from './protocol-version.js';
 import type { Store } from '../../store/index.js';
 import { SERVER_TLS } from '../../crypto/tls-policy.js';
 import { frameBytes, frameText } from '../../net/frames.js';
@@ -84,12 +87,15 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
 
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     const requestId = randomUUID();
+    // Every answer names the protocol this relay speaks, so a connector can refuse it clearly.
+    res.setHeader(PROTOCOL_HEADER, String(PROTOCOL_VERSION));
     handle(req, res, requestId).catch((err: unknown) => sendError(res, err, requestId, deps.log));
   });
 
   async function handle(req: IncomingMessage, res: ServerResponse, requestId: string): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://relay.invalid');
     const route = `${req.method} ${url.pathname}`;
+    checkPeerProtocol(req);
     const limit = deps.config().connectorApi.maxBodyBytes;
     const data = parseDataPath(url.pathname, API.requests);
     if (data) {
@@ -231,6 +237,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     socket.on('error', () => socket.destroy());
     try {
       const url = new URL(req.url ?? '/', 'https://relay.invalid');
+      checkPeerProtocol(req);
       const data = parseDataPath(url.pathname, API.requests);
       if (data?.action === 'upgrade') {
         const who = await authenticateConnector(req.socket as TLSSocket, deps.store, now());
@@ -282,7 +289,7 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     } catch (err) {
       const e = refusalOf(err);
       deps.log.warn({ request_id: requestId, code: e.code, status: e.status }, `channel refused: ${e.message}`);
-      renderRaw(socket, e, requestId, { json: true });
+      renderRaw(socket, e, requestId, { json: true, headers: { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) } });
     }
   }
 
@@ -301,6 +308,9 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
     deps.log.info({ connector_id: ch.connectorId, channel_id: ch.id }, 'connector draining');
     return undefined;
   }
+
+  // The 101 of a control channel names this relay's protocol too.
+  wss.on('headers', (headers) => headers.push(`${PROTOCOL_HEADER}: ${PROTOCOL_VERSION}`));
 
   server.on('tlsClientError', (err: Error) =>
     deps.log.debug({ err: err.message }, 'connector API TLS handshake failed'),

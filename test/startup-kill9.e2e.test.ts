@@ -86,7 +86,8 @@ apps:
   let loading = true;
   const load = Promise.all(
     Array.from({ length: 4 }, async (_, i) => {
-      for (let n = 0; loading; n++) if (!(await ok(`load=${i}-${n}`))) await new Promise((r) => setImmediate(r));
+      // A failed request is retried after 20 ms, as a client would, not in a tight loop.
+      for (let n = 0; loading; n++) if (!(await ok(`load=${i}-${n}`))) await new Promise((r) => setTimeout(r, 20));
     }),
   );
   t.teardown(async () => {
@@ -105,6 +106,8 @@ apps:
   const through = performance.now() - killed;
   loading = false;
   await load;
-  t.comment(`relay listening ${Math.round(listening)} ms, traffic through ${Math.round(through)} ms after kill -9`);
+  t.comment(
+    `relay listening ${Math.round(listening)} ms, traffic through ${Math.round(through)} ms after kill -9 (reconnect ${Math.round(through - listening)} ms)`,
+  );
   t.ok(through < 30_000, `traffic through within 30 s (${Math.round(through)} ms)`);
 });

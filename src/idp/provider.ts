@@ -7,8 +7,6 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import path from 'node:path';
-import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { Provider, interactionPolicy, type ClientMetadata } from 'oidc-provider';
 import type { AppConfig, IdentityConfig } from '../config/relay-config.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -17,34 +15,11 @@ import type { IdpArtifactRepo, UserRepo } from '../store/index.js';
 import { formPage, loginPage, messagePage, totpPage } from './pages.js';
 import { renderDocument, renderError, securityHeaders, sendPage } from '../http/render.js';
 import { ProxyctlError } from '../errors.js';
+import { CLI_CLIENT_ID, idpKeysFile, newIdpSecrets, type IdpSecrets } from './secrets.js';
 import { LoginThrottle, SharedLoginThrottle, type ThrottleVerdict } from './throttle.js';
 import { UserDirectory, totpStep, verifyPassword } from './users.js';
 
-export const CLI_CLIENT_ID = 'proxyctl-cli';
-
-export interface IdpSecrets {
-  jwks: { keys: JWK[] };
-  cookieKeys: string[];
-}
-
-/** Fresh signing keys (ES256 and RS256) and a cookie key for the embedded provider, as JSON. */
-export async function newIdpSecrets(): Promise<string> {
-  const keys: JWK[] = [];
-  for (const alg of ['ES256', 'RS256'] as const) {
-    const { privateKey } = await generateKeyPair(alg, { extractable: true });
-    keys.push({
-      ...(await exportJWK(privateKey)),
-      alg,
-      use: 'sig',
-      kid: `${alg.toLowerCase()}-${randomBytes(6).toString('hex')}`,
-    });
-  }
-  const secrets: IdpSecrets = { jwks: { keys }, cookieKeys: [randomBytes(32).toString('base64url')] };
-  return JSON.stringify(secrets);
-}
-
-/** The file the provider's keys live in on one machine (replicas keep them in the store instead). */
-export const idpKeysFile = (dataDir: string): string => path.join(dataDir, 'idp-keys.json');
+export { CLI_CLIENT_ID, idpKeysFile, newIdpSecrets, type IdpSecrets } from './secrets.js';
 
 /** Signing and cookie keys persist in the data directory so sessions and tokens survive restarts. */
 async function loadSecretsFile(dataDir: string): Promise<string> {

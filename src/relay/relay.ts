@@ -32,9 +32,12 @@ import { SignIn } from './auth/sign-in.js';
 import { SignInLog } from './auth/sign-in-log.js';
 import type { EdgeLimits, RelayState, TokenVerifier } from './state.js';
 import { OidcClients } from './auth/oidc-client.js';
-import { CLI_CLIENT_ID, EmbeddedIdp } from '../idp/provider.js';
+// Loaded only when the configuration needs them (oidc-provider alone is about a second of
+// the start): the embedded provider, Redis (limits.redis) and the export sinks (export:).
+import type { EmbeddedIdp } from '../idp/provider.js';
+import { CLI_CLIENT_ID } from '../idp/secrets.js';
 import { LoginThrottle, SharedLoginThrottle } from '../idp/throttle.js';
-import { SharedLimits } from './edge/redis-limiter.js';
+import type { SharedLimits } from './edge/redis-limiter.js';
 import { ReplicaRegistry } from './replicas.js';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { openStore, type Store, type StoreTopic } from '../store/index.js';
@@ -50,7 +53,7 @@ import { RiskServices } from './auth/risk.js';
 import { parserRefusal, renderRaw } from '../http/render.js';
 import { RelayMetrics, notAfterOf, type CertificateExpiry } from './admin/metrics.js';
 // SIEM export lifecycle (start with the relay, close after requests drained).
-import { Exporter } from '../export/exporter.js';
+import type { Exporter } from '../export/exporter.js';
 import { composeConfig, type Excluded } from '../admin/compose.js';
 import { AdminOperations, type LiveRelay } from '../admin/operations.js';
 import type { Caller } from '../admin/api-types.js';
@@ -123,6 +126,7 @@ export class Relay {
     readonly ca: RelayCa,
     ring: KeyRing,
     private readonly options: RelayOptions,
+    shared: SharedLimits | undefined,
   ) {
     const config = withConsole(composed.config);
     this.fileConfig = fileConfig;
@@ -136,7 +140,7 @@ export class Relay {
       now: () => this.now(),
       ...(options.clock ? { clock: options.clock } : {}),
     });
-    this.shared = config.limits.redis ? new SharedLimits({ url: config.limits.redis, log: options.log }) : undefined;
+    this.shared = shared;
     this.metrics = new RelayMetrics({
       channels: () => this.channels.all(),
       queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
@@ -370,6 +374,7 @@ export class Relay {
         this.loginThrottle ??= this.shared
           ? new SharedLoginThrottle({ redis: this.shared, now: () => this.now() })
           : new LoginThrottle({ now: () => this.now() });
+        const { EmbeddedIdp } = await import('../idp/provider.js');
         idp = await EmbeddedIdp.create({
           issuer,
           dataDir: cfg.dataDir,
@@ -432,7 +437,10 @@ export class Relay {
       const ring = await KeyRing.load(store.keys, options.masterKey);
       const objects = await store.objects.list();
       const composed = composeConfig(config, objects);
-      return new Relay(config, { ...composed, key: objectsKeyOf(objects) }, store, ca, ring, options);
+      const shared = config.limits.redis
+        ? new (await import('./edge/redis-limiter.js')).SharedLimits({ url: config.limits.redis, log: options.log })
+        : undefined;
+      return new Relay(config, { ...composed, key: objectsKeyOf(objects) }, store, ca, ring, options, shared);
     } catch (err) {
       await store.close();
       throw err;
@@ -842,6 +850,7 @@ export class Relay {
   private async startExport(cfg: RelayConfig): Promise<void> {
     const sinks = cfg.export;
     if (sinks.length === 0) return;
+    const { Exporter } = await import('../export/exporter.js');
     this.exporter = new Exporter({
       store: this.store,
       sinks,

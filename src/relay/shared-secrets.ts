@@ -7,7 +7,7 @@ import { writeFileAtomic } from '../fs-atomic.js';
 import { caFromPem, generateCa, type RelayCa } from '../crypto/ca.js';
 import { openSecret, type SecretWrap } from '../crypto/secret-wrap.js';
 import { ProxyctlError } from '../errors.js';
-import { newIdpSecrets } from '../idp/provider.js';
+import { newIdpSecrets } from '../idp/secrets.js';
 import type { Store } from '../store/index.js';
 import path from 'node:path';
 

@@ -126,7 +126,12 @@ export interface ConnectorPolicy {
 export interface RelayConfig {
   readonly file: string | undefined;
   readonly dataDir: string;
-  readonly public: { readonly host: string; readonly port: number };
+  readonly public: {
+    readonly host: string;
+    readonly port: number;
+    /** The plain-HTTP listener (ACME HTTP-01 and 308 to HTTPS); undefined without `public.httpListen`. */
+    readonly http: { readonly host: string; readonly port: number } | undefined;
+  };
   readonly connectorApi: {
     readonly host: string;
     readonly port: number;
@@ -276,8 +281,10 @@ function build(
   const dataDirText = str(v, 'dataDir', top['dataDir'], './proxyctl-data');
   const dataDir = options.dataDir ? path.resolve(options.dataDir) : path.resolve(baseDir, dataDirText ?? '.');
 
-  const pub = obj(v, 'public', top['public'], ['listen']) ?? {};
+  const pub = obj(v, 'public', top['public'], ['listen', 'httpListen']) ?? {};
   const publicListen = listen(v, 'public.listen', pub['listen'], '127.0.0.1:8443');
+  const httpListen =
+    pub['httpListen'] === undefined ? undefined : listen(v, 'public.httpListen', pub['httpListen'], '');
 
   const capi = obj(v, 'connectorApi', top['connectorApi'], ['listen', 'url', 'maxBodyBytes']) ?? {};
   const capiListen = listen(v, 'connectorApi.listen', capi['listen'], '127.0.0.1:8444');
@@ -426,7 +433,7 @@ function build(
   return {
     file: undefined,
     dataDir,
-    public: publicListen,
+    public: { ...publicListen, http: httpListen },
     connectorApi: { ...capiListen, url: capiUrl, maxBodyBytes },
     identity,
     connectors,

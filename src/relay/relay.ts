@@ -3,7 +3,7 @@
 // Reload swaps one config reference; work in flight keeps the one it began with.
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
@@ -21,6 +21,8 @@ import { createRequestPath, traceIdOf } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
 import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
+import { createHttpListener } from './edge/http-listener.js';
+import type { Server as HttpServer } from 'node:http';
 import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
@@ -76,6 +78,8 @@ export class Relay {
   private state: RelayState;
   private connectorApi: Server | undefined;
   private publicServer: Server | undefined;
+  /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
+  private httpServer: HttpServer | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -588,14 +592,34 @@ export class Relay {
       this.options.log.info({ issuer: this.state.idp?.issuer }, 'embedded identity provider ready');
     }
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
+    if (cfg.public.http) await this.startHttp(cfg, cfg.public.http);
+  }
+
+  private async startHttp(cfg: RelayConfig, at: { host: string; port: number }): Promise<void> {
+    const server = createHttpListener({
+      limits: cfg.limits,
+      httpsPort: () => this.publicAddress().port,
+      challenge: () => undefined,
+      log: this.options.log,
+    });
+    this.httpServer = server;
+    await listen(server, at.host, at.port);
+    this.options.log.info({ listen: this.httpAddress() }, 'HTTP listener ready (ACME HTTP-01, 308 to HTTPS)');
+  }
+
+  /** The plain-HTTP listener's address, when `public.httpListen` is configured. */
+  httpAddress(): { host: string; port: number } | undefined {
+    const addr = this.httpServer?.address() as AddressInfo | null | undefined;
+    return addr ? { host: addr.address, port: addr.port } : undefined;
   }
 
   /** Ready: the listeners are up, the store answers, the configuration is loaded (for /readyz). */
   readiness(): Checks {
-    const up = (s: Server | undefined) => ({ ok: !!s?.listening });
+    const up = (s: NetServer | undefined) => ({ ok: !!s?.listening });
     const reachable = this.store.reachable();
     return {
       publicListener: up(this.publicServer),
+      ...(this.state.config.public.http ? { httpListener: up(this.httpServer) } : {}),
       connectorApi: up(this.connectorApi),
       store: reachable ? { ok: true } : { ok: false, detail: `${this.store.kind} unreachable` },
       config: { ok: !this.closing, detail: `generation ${this.state.generation}` },
@@ -726,6 +750,7 @@ export class Relay {
       restartNeeded.push('connectorApi.listen');
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
       restartNeeded.push('public.listen');
+    if (JSON.stringify(next.public.http) !== JSON.stringify(prev.public.http)) restartNeeded.push('public.httpListen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
     if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
     for (const k of [
@@ -868,6 +893,13 @@ export class Relay {
     // Not ready from here on: load balancers stop sending new users while requests drain.
     const admin = this.admin;
     const pub = this.publicServer;
+    const http = this.httpServer;
+    if (http) {
+      // Nothing in flight there is worth waiting for: challenge answers and redirects.
+      const closed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeAllConnections();
+      await closed;
+    }
     if (pub) {
       // Stop taking users, let requests in flight finish (bounded), then close channels.
       const closed = new Promise<void>((resolve) => pub.close(() => resolve()));
@@ -946,7 +978,7 @@ function edgeLimitsFor(cfg: RelayConfig, shared: SharedLimits | undefined): Edge
   };
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: NetServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

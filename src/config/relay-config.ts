@@ -9,6 +9,7 @@ import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.
 import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-config.js';
 import { buildExport, type ExportSinkConfig } from './export-config.js';
 import { ProxyctlError } from '../errors.js';
+import { buildAcme, type AcmeConfig } from './acme-config.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
 import {
@@ -168,6 +169,8 @@ export interface RelayConfig {
   readonly risk: RiskConfig;
   /** Location databases (city, network) for the sign-in log and risk. */
   readonly geo: GeoConfig;
+  /** Certificates for app hosts from an ACME certificate authority; undefined without `acme:`. */
+  readonly acme: AcmeConfig | undefined;
   /** SIEM sinks the sign-in log, audit log and risk detections are exported to. */
   readonly export: readonly ExportSinkConfig[];
   /** The document this configuration was built from, so the store's API objects can be added to it. */
@@ -213,6 +216,7 @@ const TOP = [
   'risk',
   'geo',
   'export',
+  'acme',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -429,6 +433,13 @@ function build(
       'proxyctl-console',
       'a name other than proxyctl-console (the console has it)',
     );
+  const acme = buildAcme(v, top['acme'], baseDir, apps);
+  if (acme && !httpListen)
+    v.fail(
+      'public.httpListen',
+      undefined,
+      'an HTTP listener (such as "0.0.0.0:80"): acme: validates with HTTP-01 on it',
+    );
   if (!capiUrl) return undefined;
   return {
     file: undefined,
@@ -449,6 +460,7 @@ function build(
     risk: buildRisk(v, top['risk'], baseDir),
     geo: buildGeo(v, top['geo'], baseDir),
     export: buildExport(v, top['export'], baseDir),
+    acme,
     source,
     managed,
   };

@@ -23,6 +23,8 @@ import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
 import { createHttpListener } from './edge/http-listener.js';
 import type { Server as HttpServer } from 'node:http';
+import { AcmeManager, type AcmeTiming } from './acme/manager.js';
+import { acmeHosts } from '../config/acme-config.js';
 import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
@@ -71,6 +73,8 @@ export interface RelayOptions {
   masterKey?: SecretWrap;
   /** The live replicas connectors keep channels to (the replica registry); this relay alone by default. */
   replicas?: () => ReplicaInfo[];
+  /** ACME renewal and retry timing (tests): the clock renewals are judged by, and the backoff. */
+  acme?: { clock?: Clock; timing?: AcmeTiming };
 }
 
 export class Relay {
@@ -80,6 +84,8 @@ export class Relay {
   private publicServer: Server | undefined;
   /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
   private httpServer: HttpServer | undefined;
+  /** Certificates from an ACME certificate authority (`acme:`). */
+  private acme: AcmeManager | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -144,6 +150,7 @@ export class Relay {
       queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
       certificates: () => this.certificatesForMetrics(),
       exportSinks: () => this.exporter?.stats() ?? [],
+      acmeFailures: () => this.acme?.failures ?? new Map(),
     });
     this.channels = new ChannelRegistry(
       options.log,
@@ -526,7 +533,8 @@ export class Relay {
       key: tls.keyPem,
       cert: tls.certPem,
       ...SERVER_TLS,
-      SNICallback: (name, cb) => cb(null, this.state.tls?.store.contextFor(name)),
+      // An ACME certificate (apps without their own) first, else the TLS store's choice.
+      SNICallback: (name, cb) => cb(null, this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name)),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
@@ -592,14 +600,31 @@ export class Relay {
       this.options.log.info({ issuer: this.state.idp?.issuer }, 'embedded identity provider ready');
     }
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
+    if (cfg.acme) {
+      this.acme = new AcmeManager({
+        config: cfg.acme,
+        secrets: this.store.secrets,
+        wrap: this.options.masterKey,
+        log: this.options.log,
+        clock: this.options.acme?.clock ?? this.options.clock ?? systemClock,
+        ...(this.options.acme?.timing ? { timing: this.options.acme.timing } : {}),
+        clientCa: () => deviceCa(this.state.config).ca,
+      });
+    }
     if (cfg.public.http) await this.startHttp(cfg, cfg.public.http);
+    this.acme?.setHosts(acmeHosts(cfg.acme, cfg.apps));
+  }
+
+  /** The ACME manager, when `acme:` is configured (tests force renewals through it). */
+  get acmeManager(): AcmeManager | undefined {
+    return this.acme;
   }
 
   private async startHttp(cfg: RelayConfig, at: { host: string; port: number }): Promise<void> {
     const server = createHttpListener({
       limits: cfg.limits,
       httpsPort: () => this.publicAddress().port,
-      challenge: () => undefined,
+      challenge: (token, host) => this.acme?.httpChallenge(token, host),
       log: this.options.log,
     });
     this.httpServer = server;
@@ -633,6 +658,8 @@ export class Relay {
     if (tls) out.push({ certificate: 'listener', notAfter: notAfterOf(tls.certPem) });
     for (const app of config.apps)
       if (app.tls) out.push({ certificate: `app:${app.host}`, notAfter: notAfterOf(app.tls.certPem) });
+    for (const c of this.acme?.certificates() ?? [])
+      out.push({ certificate: `acme:${c.host}`, notAfter: notAfterOf(c.certPem) });
     return out;
   }
 
@@ -669,6 +696,13 @@ export class Relay {
     if (has('risk')) this.risk.forgetUserRisks();
     // API objects published on another replica or by the CLI (SQLite reports 'all').
     if (has('objects')) void this.applyObjects();
+    // A certificate another replica obtained is served here too.
+    if (has('secrets'))
+      this.acme
+        ?.reloadFromStore()
+        .catch((err: unknown) =>
+          this.options.log.error({ err: (err as Error).message }, 'cannot read ACME certificates from the store'),
+        );
     for (const wake of this.storeListeners) wake();
     this.exporter?.notify();
     // Keys rotated elsewhere take effect without a restart.
@@ -753,6 +787,7 @@ export class Relay {
     if (JSON.stringify(next.public.http) !== JSON.stringify(prev.public.http)) restartNeeded.push('public.httpListen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
     if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
+    if (JSON.stringify(next.acme) !== JSON.stringify(prev.acme)) restartNeeded.push('acme');
     for (const k of [
       'headersTimeoutMs',
       'idleTimeoutMs',
@@ -775,6 +810,8 @@ export class Relay {
       });
     }
     this.state = built;
+    // Apps added or given their own certificate: the hosts ACME covers follow (in force from start only).
+    this.acme?.setHosts(acmeHosts(prev.acme, next.apps));
     if (built.idp && built.idp === prevState.idp) built.idp.reloadUsers();
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
@@ -887,6 +924,7 @@ export class Relay {
 
   private async doClose(): Promise<void> {
     this.unwatch?.();
+    this.acme?.close();
     await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();

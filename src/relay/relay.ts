@@ -811,7 +811,7 @@ export class Relay {
     }
     this.state = built;
     // Apps added or given their own certificate: the hosts ACME covers follow (in force from start only).
-    this.acme?.setHosts(acmeHosts(prev.acme, next.apps));
+    if (this.acme) this.acme.setHosts(acmeHosts(this.acme.config, next.apps));
     if (built.idp && built.idp === prevState.idp) built.idp.reloadUsers();
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);

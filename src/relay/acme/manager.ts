@@ -68,6 +68,11 @@ export class AcmeManager {
     this.timing = opts.timing ?? DEFAULT_TIMING;
   }
 
+  /** The `acme:` settings in force (fixed for the life of the process). */
+  get config(): AcmeConfig {
+    return this.opts.config;
+  }
+
   /** The hosts to hold certificates for (the configuration's, again on every reload). */
   setHosts(hosts: readonly string[]): void {
     if (this.closed) return;
@@ -152,6 +157,7 @@ export class AcmeManager {
     try {
       // What the store holds (this replica's earlier order, or another replica's) comes first.
       const stored = await this.load(host);
+      if (this.hosts.get(host) !== st) return;
       if (stored && stored.notAfter > (this.held.get(host)?.notAfter ?? 0)) this.held.set(host, stored);
       const current = this.held.get(host);
       if (current && this.dueAt(current) > now()) {
@@ -159,6 +165,8 @@ export class AcmeManager {
         return this.schedule(host, this.dueAt(current) - now());
       }
       const issued = await this.order(host);
+      // The host left the configuration while its order ran: nothing to install.
+      if (this.hosts.get(host) !== st) return;
       await this.opts.secrets.put(
         acmeCertSecret(host),
         this.seal(acmeCertSecret(host), JSON.stringify({ certPem: issued.certPem, keyPem: issued.keyPem })),

@@ -53,10 +53,7 @@ t.test('refused acme: sections name the key', async (t) => {
     ['renewBefore too short', `${ACME}, renewBefore: 1s`, 'acme.renewBefore'],
   ];
   for (const [name, body, path] of cases) t.ok(issues(`${BASE}acme: { ${body} }\n`).includes(path), `${name}: ${path}`);
-  t.ok(
-    issues(`${APPS}acme: { ${ACME} }\n`).includes('public.httpListen'),
-    'without public.httpListen there is no HTTP-01',
-  );
+  t.same(issues(`${APPS}acme: { ${ACME} }\n`), [], 'without public.httpListen: TLS-ALPN-01 only');
   const owned = `public: { httpListen: "127.0.0.1:0" }
 apps:
   - { name: a, externalUrl: "https://a.example.com/", internalUrl: "http://127.0.0.1/", tls: { certFile: ./none.pem } }

@@ -51,7 +51,15 @@ t.test('a fresh certificate in the store is adopted without an order, and is sea
   secrets.map.set(name, key.wrap(JSON.stringify(issued), `secret:${name}`));
   const clock = new ManualClock();
   const { log } = capturingLogger();
-  const m = new AcmeManager({ config, secrets, wrap: key, log, clock, timing: { retryMinMs: 1000, retryMaxMs: 8000 } });
+  const m = new AcmeManager({
+    config,
+    secrets,
+    wrap: key,
+    http: true,
+    log,
+    clock,
+    timing: { retryMinMs: 1000, retryMaxMs: 8000 },
+  });
   t.teardown(() => m.close());
   m.setHosts([HOST]);
   await clock.advance(0);
@@ -79,6 +87,7 @@ t.test('a failed order backs off exponentially; renewal is due at two thirds of 
     config,
     secrets,
     wrap: undefined,
+    http: true,
     log,
     clock,
     timing: { retryMinMs: 1000, retryMaxMs: 4000 },
@@ -114,6 +123,7 @@ t.test('HTTP-01 tokens are bound to their host', async (t) => {
     config,
     secrets: memorySecrets(),
     wrap: undefined,
+    http: true,
     log: capturingLogger().log,
     clock: new ManualClock(),
   });

@@ -19,7 +19,7 @@ import { caFromPem, generateCa } from '../src/crypto/ca.js';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { Relay } from '../src/relay/relay.js';
 import { systemClock, type Clock } from '../src/clock.js';
-import { acmeCertSecret } from '../src/relay/acme/manager.js';
+import { acmeCertSecret, type AcmeTiming } from '../src/relay/acme/manager.js';
 import { capturingLogger } from './helpers/harness.js';
 import { waitFor } from './helpers/wait.js';
 
@@ -151,6 +151,7 @@ t.test('ACME against Pebble: down at start, issue, serve, failed validation, ren
 
   const { log, lines } = capturingLogger();
   let offsetMs = 0;
+  const timing: AcmeTiming = { retryMinMs: 100, retryMaxMs: 1000 };
   const clock: Clock = { ...systemClock, now: () => Date.now() + offsetMs };
   const yaml = `dataDir: ./data
 public: { listen: "127.0.0.1:${publicPort}", httpListen: "127.0.0.1:${httpPort}" }
@@ -170,7 +171,7 @@ acme:
   const relay = await Relay.create(parseRelayConfig(yaml, path.join(dir, 'relay.yaml')), {
     log,
     storeWatchMs: 100,
-    acme: { clock, timing: { retryMinMs: 100, retryMaxMs: 1000 } },
+    acme: { clock, timing },
   });
   t.teardown(async () => {
     const at = Date.now();
@@ -197,7 +198,11 @@ acme:
     /ACME directory available/,
   );
   t.teardown(() => stop(pebble));
-  const root = await httpsGet(`https://127.0.0.1:${mgmtPort}/roots/0`, tlsCa.certPem);
+  // Pebble says its directory is up before its management listener is: ask until it answers.
+  const root = await waitFor(() => httpsGet(`https://127.0.0.1:${mgmtPort}/roots/0`, tlsCa.certPem).catch(() => ''), {
+    timeoutMs: 10_000,
+    what: "Pebble's management API",
+  });
 
   let firstSerial = '';
   await t.test('issue and serve: the app host gets a Pebble certificate', async (t) => {
@@ -225,7 +230,8 @@ acme:
     t.match(await relay.metrics.text(), new RegExp(`proxyctl_relay_acme_failures_total\\{host="${BAD}"\\} [1-9]`));
   });
 
-  await t.test('renewal at two thirds of the lifetime installs a new certificate without a restart', async (t) => {
+  await t.test('renewal (TLS-ALPN-01 this time) installs a new certificate without a restart', async (t) => {
+    timing.challengePriority = ['tls-alpn-01'];
     const leaf = new X509Certificate(acme.certificates().find((c) => c.host === GOOD)!.certPem);
     const life = Date.parse(leaf.validTo) - Date.parse(leaf.validFrom);
     offsetMs = Date.parse(leaf.validFrom) + (life * 2) / 3 + 60_000 - Date.now();
@@ -233,7 +239,38 @@ acme:
     const served = await peerCert(publicPort, GOOD, root);
     t.ok(served.authorized);
     t.not(served.serial, firstSerial, 'a new certificate is served');
+    t.ok(
+      lines.some(
+        (l) =>
+          l.msg === 'ACME certificate obtained and installed' &&
+          l['host'] === GOOD &&
+          l !== lines.find((x) => x.msg === 'ACME certificate obtained and installed'),
+      ),
+      'obtained a second time',
+    );
+    t.ok(
+      lines.some((l) => l.msg === 'ACME challenge ready' && l['challenge'] === 'tls-alpn-01' && l['host'] === GOOD),
+      'validated with TLS-ALPN-01 on the public listener',
+    );
     offsetMs = 0;
+    // With no challenge in progress, an acme-tls/1 handshake gets no challenge certificate.
+    const probe = await new Promise<string>((resolve) => {
+      const s = tlsConnect(
+        {
+          host: '127.0.0.1',
+          port: publicPort,
+          servername: GOOD,
+          ALPNProtocols: ['acme-tls/1'],
+          rejectUnauthorized: false,
+        },
+        () => {
+          resolve(`negotiated ${String(s.alpnProtocol)}`);
+          s.destroy();
+        },
+      );
+      s.on('error', (err: NodeJS.ErrnoException) => resolve(`refused ${err.code ?? ''}`));
+    });
+    t.match(probe, /^refused/, `an idle acme-tls/1 handshake is refused (${probe})`);
   });
 
   await t.test('the HTTP listener redirects to the public port', async (t) => {

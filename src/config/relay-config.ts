@@ -434,12 +434,6 @@ function build(
       'a name other than proxyctl-console (the console has it)',
     );
   const acme = buildAcme(v, top['acme'], baseDir, apps);
-  if (acme && !httpListen)
-    v.fail(
-      'public.httpListen',
-      undefined,
-      'an HTTP listener (such as "0.0.0.0:80"): acme: validates with HTTP-01 on it',
-    );
   if (!capiUrl) return undefined;
   return {
     file: undefined,

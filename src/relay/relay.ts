@@ -19,7 +19,7 @@ import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
 import { createRequestPath, traceIdOf } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
 import { createHttpListener } from './edge/http-listener.js';
 import type { Server as HttpServer } from 'node:http';
@@ -534,7 +534,18 @@ export class Relay {
       cert: tls.certPem,
       ...SERVER_TLS,
       // An ACME certificate (apps without their own) first, else the TLS store's choice.
-      SNICallback: (name, cb) => cb(null, this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name)),
+      SNICallback: (name, cb) =>
+        cb(
+          null,
+          this.acme?.challengeContext(name) ?? this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name),
+        ),
+      // With acme: the TLS-ALPN-01 challenge certificate goes to `acme-tls/1` handshakes only (acme/manager.ts).
+      ...(cfg.acme
+        ? {
+            ALPNCallback: ({ servername, protocols }: { servername: string; protocols: string[] }) =>
+              this.acme?.alpnSelect(servername, protocols) ?? (protocols.includes('http/1.1') ? 'http/1.1' : undefined),
+          }
+        : {}),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
@@ -565,6 +576,10 @@ export class Relay {
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
+    // A TLS-ALPN-01 validation only completes the handshake: nothing is read from it.
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'acme-tls/1') socket.destroy();
+    });
     server.on('tlsClientError', (err: Error) =>
       this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
     );
@@ -605,6 +620,7 @@ export class Relay {
         config: cfg.acme,
         secrets: this.store.secrets,
         wrap: this.options.masterKey,
+        http: !!cfg.public.http,
         log: this.options.log,
         clock: this.options.acme?.clock ?? this.options.clock ?? systemClock,
         ...(this.options.acme?.timing ? { timing: this.options.acme.timing } : {}),

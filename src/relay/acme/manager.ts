@@ -1,6 +1,6 @@
 // Certificates for app hosts from an ACME (RFC 8555) certificate authority, through
 // acme-client: one order per host, validated with HTTP-01 (the HTTP listener asks
-// `httpChallenge`). The account key and each certificate with its key live in the
+// `httpChallenge`) or TLS-ALPN-01 (the public listener asks `alpnSelect`). The account key and each certificate with its key live in the
 // store's secrets (wrapped by the master key when there is one), so replicas share
 // them: a replica adopts a fresh certificate another one stored instead of ordering.
 // Renewal at two thirds of the lifetime (or `renewBefore`); a failed order is logged,
@@ -25,6 +25,8 @@ export interface AcmeTiming {
   /** First retry after a failed order; doubled per failure up to `retryMaxMs`. */
   retryMinMs: number;
   retryMaxMs: number;
+  /** Challenge types in order of preference (tests); http-01 first, then tls-alpn-01. */
+  challengePriority?: readonly ('http-01' | 'tls-alpn-01')[];
 }
 
 export const DEFAULT_TIMING: AcmeTiming = { retryMinMs: 60_000, retryMaxMs: 6 * 3_600_000 };
@@ -36,6 +38,8 @@ export interface AcmeManagerOptions {
   log: Logger;
   clock: Clock;
   timing?: AcmeTiming;
+  /** HTTP-01 is offered only with an HTTP listener (`public.httpListen`); TLS-ALPN-01 always. */
+  http: boolean;
   /** The device CA, when client certificates are requested: every TLS context carries it. */
   clientCa?: () => string | undefined;
 }
@@ -58,6 +62,10 @@ export class AcmeManager {
   private readonly held = new Map<string, Held>();
   private readonly hosts = new Map<string, HostState>();
   private readonly tokens = new Map<string, { host: string; keyAuthorization: string }>();
+  /** TLS-ALPN-01 certificates of orders in progress, by host. */
+  private readonly alpn = new Map<string, SecureContext>();
+  /** The host whose handshake just offered `acme-tls/1` (see alpnSelect). */
+  private alpnPending: string | undefined;
   private readonly timing: AcmeTiming;
   private client: acme.Client | undefined;
   private closed = false;
@@ -93,6 +101,34 @@ export class AcmeManager {
   httpChallenge(token: string, host: string): string | undefined {
     const t = this.tokens.get(token);
     return t && t.host === host ? t.keyAuthorization : undefined;
+  }
+
+  /**
+   * The public listener's ALPNCallback. OpenSSL runs it before the certificate callback
+   * (SNICallback) of the same handshake, in one synchronous step: a handshake offering
+   * `acme-tls/1` for a host with a TLS-ALPN-01 challenge in progress is noted here and
+   * given the challenge certificate by `challengeContext`, and only that handshake.
+   */
+  alpnSelect(servername: string | undefined, protocols: readonly string[]): string | undefined {
+    const host = servername?.toLowerCase().replace(/\.$/, '');
+    this.alpnPending = undefined;
+    if (host && protocols.includes('acme-tls/1') && this.alpn.has(host)) {
+      this.alpnPending = host;
+      // Both callbacks run within the one read that carried the ClientHello: never let the note outlive it.
+      setImmediate(() => {
+        if (this.alpnPending === host) this.alpnPending = undefined;
+      });
+      return 'acme-tls/1';
+    }
+    return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+  }
+
+  /** The TLS-ALPN-01 challenge certificate, for the handshake alpnSelect just chose `acme-tls/1` in. */
+  challengeContext(servername: string | undefined): SecureContext | undefined {
+    const host = this.alpnPending;
+    this.alpnPending = undefined;
+    if (!host || servername?.toLowerCase().replace(/\.$/, '') !== host) return undefined;
+    return this.alpn.get(host);
   }
 
   /** The ACME certificate for `servername`, once there is one. */
@@ -206,19 +242,34 @@ export class AcmeManager {
         termsOfServiceAgreed: true,
         // The certificate authority validates; a self-check from here would go through our own resolver.
         skipChallengeVerification: true,
-        challengePriority: ['http-01'],
+        challengePriority: [
+          ...(this.timing.challengePriority ?? (this.opts.http ? ['http-01', 'tls-alpn-01'] : ['tls-alpn-01'])),
+        ],
         challengeCreateFn: async (authz, challenge, keyAuthorization) => {
+          const name = authz.identifier.value.toLowerCase();
+          this.opts.log.info({ host: name, challenge: challenge.type }, 'ACME challenge ready');
+          if ((challenge.type as string) === 'tls-alpn-01') {
+            const [alpnKey, alpnCert] = await acme.crypto.createAlpnCertificate(
+              authz,
+              keyAuthorization,
+              await acme.crypto.createPrivateEcdsaKey(),
+            );
+            this.alpn.set(name, createSecureContext({ key: alpnKey, cert: alpnCert }));
+            return;
+          }
           if (challenge.type !== 'http-01') throw new Error(`unsupported challenge ${challenge.type}`);
-          this.tokens.set(challenge.token, { host: authz.identifier.value.toLowerCase(), keyAuthorization });
+          this.tokens.set(challenge.token, { host: name, keyAuthorization });
           mine.push(challenge.token);
         },
-        challengeRemoveFn: async (_authz, challenge) => {
+        challengeRemoveFn: async (authz, challenge) => {
           this.tokens.delete(challenge.token);
+          if ((challenge.type as string) === 'tls-alpn-01') this.alpn.delete(authz.identifier.value.toLowerCase());
         },
       });
       return this.held_(certPem, keyPem);
     } finally {
       for (const t of mine) this.tokens.delete(t);
+      this.alpn.delete(host);
     }
   }
 

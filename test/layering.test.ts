@@ -19,7 +19,7 @@ const ORDER: string[][] = [
   ['admin'],
   // The relay's rooms are siblings of one another, with the state snapshot they all read
   // (relay/state.ts: types only); relay.ts (the lifecycle) sits above them.
-  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/state'],
+  ['relay/edge', 'relay/connectors', 'relay/auth', 'relay/translate', 'relay/admin', 'relay/acme', 'relay/state'],
   ['relay'],
   ['demo'],
   ['commands'],

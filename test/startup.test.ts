@@ -1,6 +1,6 @@
 // The relay loads what its configuration needs: with an external issuer it starts
 // without the embedded provider (oidc-provider, about a second of the start), and
-// without pg, ioredis or the export sinks unless store:, limits.redis or export: ask.
+// without pg, ioredis, acme-client or the export sinks unless store:, limits.redis, acme: or export: ask.
 // Each case starts a relay in a fresh process and lists the modules it loaded (a
 // loader hook reports every load), so the check holds however busy the machine is.
 import t from 'tap';
@@ -100,7 +100,15 @@ t.test('an external issuer: no embedded provider, pg, ioredis or export sinks', 
   const r = await run(EXTERNAL, true);
   t.equal(r.outcome, 'started', `the relay started (${r.outcome})`);
   t.ok(has(r, 'src/relay/relay.ts'), 'the hook saw the relay load');
-  for (const m of ['oidc-provider', 'koa', 'pg', 'ioredis', 'src/idp/provider.ts', 'src/export/exporter.ts'])
+  for (const m of [
+    'oidc-provider',
+    'koa',
+    'pg',
+    'ioredis',
+    'src/idp/provider.ts',
+    'src/export/exporter.ts',
+    'acme-client',
+  ])
     t.notOk(has(r, m), `${m} is not loaded`);
 });
 

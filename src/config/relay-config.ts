@@ -9,6 +9,7 @@ import { buildLimits, parseBodyLimit, type LimitsConfig } from './limits-config.
 import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-config.js';
 import { buildExport, type ExportSinkConfig } from './export-config.js';
 import { ProxyctlError } from '../errors.js';
+import { buildAcme, type AcmeConfig } from './acme-config.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
 import {
@@ -126,7 +127,12 @@ export interface ConnectorPolicy {
 export interface RelayConfig {
   readonly file: string | undefined;
   readonly dataDir: string;
-  readonly public: { readonly host: string; readonly port: number };
+  readonly public: {
+    readonly host: string;
+    readonly port: number;
+    /** The plain-HTTP listener (ACME HTTP-01 and 308 to HTTPS); undefined without `public.httpListen`. */
+    readonly http: { readonly host: string; readonly port: number } | undefined;
+  };
   readonly connectorApi: {
     readonly host: string;
     readonly port: number;
@@ -163,6 +169,8 @@ export interface RelayConfig {
   readonly risk: RiskConfig;
   /** Location databases (city, network) for the sign-in log and risk. */
   readonly geo: GeoConfig;
+  /** Certificates for app hosts from an ACME certificate authority; undefined without `acme:`. */
+  readonly acme: AcmeConfig | undefined;
   /** SIEM sinks the sign-in log, audit log and risk detections are exported to. */
   readonly export: readonly ExportSinkConfig[];
   /** The document this configuration was built from, so the store's API objects can be added to it. */
@@ -208,6 +216,7 @@ const TOP = [
   'risk',
   'geo',
   'export',
+  'acme',
 ] as const;
 const NAME = /^[a-z0-9][a-z0-9-]{0,62}$/;
 const NAME_TEXT = 'a name of lower-case letters, digits and dashes (at most 63)';
@@ -276,8 +285,10 @@ function build(
   const dataDirText = str(v, 'dataDir', top['dataDir'], './proxyctl-data');
   const dataDir = options.dataDir ? path.resolve(options.dataDir) : path.resolve(baseDir, dataDirText ?? '.');
 
-  const pub = obj(v, 'public', top['public'], ['listen']) ?? {};
+  const pub = obj(v, 'public', top['public'], ['listen', 'httpListen']) ?? {};
   const publicListen = listen(v, 'public.listen', pub['listen'], '127.0.0.1:8443');
+  const httpListen =
+    pub['httpListen'] === undefined ? undefined : listen(v, 'public.httpListen', pub['httpListen'], '');
 
   const capi = obj(v, 'connectorApi', top['connectorApi'], ['listen', 'url', 'maxBodyBytes']) ?? {};
   const capiListen = listen(v, 'connectorApi.listen', capi['listen'], '127.0.0.1:8444');
@@ -422,11 +433,12 @@ function build(
       'proxyctl-console',
       'a name other than proxyctl-console (the console has it)',
     );
+  const acme = buildAcme(v, top['acme'], baseDir, apps);
   if (!capiUrl) return undefined;
   return {
     file: undefined,
     dataDir,
-    public: publicListen,
+    public: { ...publicListen, http: httpListen },
     connectorApi: { ...capiListen, url: capiUrl, maxBodyBytes },
     identity,
     connectors,
@@ -442,6 +454,7 @@ function build(
     risk: buildRisk(v, top['risk'], baseDir),
     geo: buildGeo(v, top['geo'], baseDir),
     export: buildExport(v, top['export'], baseDir),
+    acme,
     source,
     managed,
   };

@@ -3,7 +3,7 @@
 // Reload swaps one config reference; work in flight keeps the one it began with.
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
@@ -19,8 +19,12 @@ import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
 import { createRequestPath, traceIdOf } from './edge/request-path.js';
 import { createServer as createHttpsServer } from 'node:https';
-import { createSecureContext } from 'node:tls';
+import { createSecureContext, type TLSSocket } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
+import { createHttpListener } from './edge/http-listener.js';
+import type { Server as HttpServer } from 'node:http';
+import type { AcmeManager, AcmeTiming } from './acme/manager.js';
+import { acmeHosts } from '../config/acme-config.js';
 import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
@@ -72,6 +76,8 @@ export interface RelayOptions {
   masterKey?: SecretWrap;
   /** The live replicas connectors keep channels to (the replica registry); this relay alone by default. */
   replicas?: () => ReplicaInfo[];
+  /** ACME renewal and retry timing (tests): the clock renewals are judged by, and the backoff. */
+  acme?: { clock?: Clock; timing?: AcmeTiming };
 }
 
 export class Relay {
@@ -81,6 +87,10 @@ export class Relay {
   private publicServer: Server | undefined;
   /** The public listener's request path: close() drains it. */
   private edgePath: ReturnType<typeof createRequestPath> | undefined;
+  /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
+  private httpServer: HttpServer | undefined;
+  /** Certificates from an ACME certificate authority (`acme:`). */
+  private acme: AcmeManager | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -146,6 +156,7 @@ export class Relay {
       queue: () => ({ waiting: this.queue.waiting, inFlight: this.queue.size }),
       certificates: () => this.certificatesForMetrics(),
       exportSinks: () => this.exporter?.stats() ?? [],
+      acmeFailures: () => this.acme?.failures ?? new Map(),
     });
     this.channels = new ChannelRegistry(
       options.log,
@@ -532,7 +543,19 @@ export class Relay {
       key: tls.keyPem,
       cert: tls.certPem,
       ...SERVER_TLS,
-      SNICallback: (name, cb) => cb(null, this.state.tls?.store.contextFor(name)),
+      // An ACME certificate (apps without their own) first, else the TLS store's choice.
+      SNICallback: (name, cb) =>
+        cb(
+          null,
+          this.acme?.challengeContext(name) ?? this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name),
+        ),
+      // With acme: the TLS-ALPN-01 challenge certificate goes to `acme-tls/1` handshakes only (acme/manager.ts).
+      ...(cfg.acme
+        ? {
+            ALPNCallback: ({ servername, protocols }: { servername: string; protocols: string[] }) =>
+              this.acme?.alpnSelect(servername, protocols) ?? (protocols.includes('http/1.1') ? 'http/1.1' : undefined),
+          }
+        : {}),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
       ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
       noDelay: true,
@@ -563,6 +586,10 @@ export class Relay {
     });
     server.on('request', (req, res) => void path.handleRequest(req, res));
     server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
+    // A TLS-ALPN-01 validation only completes the handshake: nothing is read from it.
+    server.on('secureConnection', (socket: TLSSocket) => {
+      if (socket.alpnProtocol === 'acme-tls/1') socket.destroy();
+    });
     server.on('tlsClientError', (err: Error) =>
       this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
     );
@@ -599,14 +626,54 @@ export class Relay {
       this.options.log.info({ issuer: this.state.idp?.issuer }, 'embedded identity provider ready');
     }
     this.options.log.info({ listen: this.publicAddress() }, 'public listener ready');
+    if (cfg.acme) {
+      // acme-client takes about 0.6 s to load: only with `acme:`.
+      const { AcmeManager } = await import('./acme/manager.js');
+      this.acme = new AcmeManager({
+        config: cfg.acme,
+        secrets: this.store.secrets,
+        wrap: this.options.masterKey,
+        http: !!cfg.public.http,
+        log: this.options.log,
+        clock: this.options.acme?.clock ?? this.options.clock ?? systemClock,
+        ...(this.options.acme?.timing ? { timing: this.options.acme.timing } : {}),
+        clientCa: () => deviceCa(this.state.config).ca,
+      });
+    }
+    if (cfg.public.http) await this.startHttp(cfg, cfg.public.http);
+    this.acme?.setHosts(acmeHosts(cfg.acme, cfg.apps));
+  }
+
+  /** The ACME manager, when `acme:` is configured (tests force renewals through it). */
+  get acmeManager(): AcmeManager | undefined {
+    return this.acme;
+  }
+
+  private async startHttp(cfg: RelayConfig, at: { host: string; port: number }): Promise<void> {
+    const server = createHttpListener({
+      limits: cfg.limits,
+      httpsPort: () => this.publicAddress().port,
+      challenge: (token, host) => this.acme?.httpChallenge(token, host),
+      log: this.options.log,
+    });
+    this.httpServer = server;
+    await listen(server, at.host, at.port);
+    this.options.log.info({ listen: this.httpAddress() }, 'HTTP listener ready (ACME HTTP-01, 308 to HTTPS)');
+  }
+
+  /** The plain-HTTP listener's address, when `public.httpListen` is configured. */
+  httpAddress(): { host: string; port: number } | undefined {
+    const addr = this.httpServer?.address() as AddressInfo | null | undefined;
+    return addr ? { host: addr.address, port: addr.port } : undefined;
   }
 
   /** Ready: the listeners are up, the store answers, the configuration is loaded (for /readyz). */
   readiness(): Checks {
-    const up = (s: Server | undefined) => ({ ok: !!s?.listening });
+    const up = (s: NetServer | undefined) => ({ ok: !!s?.listening });
     const reachable = this.store.reachable();
     return {
       publicListener: up(this.publicServer),
+      ...(this.state.config.public.http ? { httpListener: up(this.httpServer) } : {}),
       connectorApi: up(this.connectorApi),
       store: reachable ? { ok: true } : { ok: false, detail: `${this.store.kind} unreachable` },
       config: { ok: !this.closing, detail: `generation ${this.state.generation}` },
@@ -620,6 +687,8 @@ export class Relay {
     if (tls) out.push({ certificate: 'listener', notAfter: notAfterOf(tls.certPem) });
     for (const app of config.apps)
       if (app.tls) out.push({ certificate: `app:${app.host}`, notAfter: notAfterOf(app.tls.certPem) });
+    for (const c of this.acme?.certificates() ?? [])
+      out.push({ certificate: `acme:${c.host}`, notAfter: notAfterOf(c.certPem) });
     return out;
   }
 
@@ -656,6 +725,13 @@ export class Relay {
     if (has('risk')) this.risk.forgetUserRisks();
     // API objects published on another replica or by the CLI (SQLite reports 'all').
     if (has('objects')) void this.applyObjects();
+    // A certificate another replica obtained is served here too.
+    if (has('secrets'))
+      this.acme
+        ?.reloadFromStore()
+        .catch((err: unknown) =>
+          this.options.log.error({ err: (err as Error).message }, 'cannot read ACME certificates from the store'),
+        );
     for (const wake of this.storeListeners) wake();
     this.exporter?.notify();
     // Keys rotated elsewhere take effect without a restart.
@@ -737,8 +813,10 @@ export class Relay {
       restartNeeded.push('connectorApi.listen');
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
       restartNeeded.push('public.listen');
+    if (JSON.stringify(next.public.http) !== JSON.stringify(prev.public.http)) restartNeeded.push('public.httpListen');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
     if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
+    if (JSON.stringify(next.acme) !== JSON.stringify(prev.acme)) restartNeeded.push('acme');
     for (const k of [
       'headersTimeoutMs',
       'idleTimeoutMs',
@@ -761,6 +839,8 @@ export class Relay {
       });
     }
     this.state = built;
+    // Apps added or given their own certificate: the hosts ACME covers follow (in force from start only).
+    if (this.acme) this.acme.setHosts(acmeHosts(this.acme.config, next.apps));
     if (built.idp && built.idp === prevState.idp) built.idp.reloadUsers();
     if (next.connectors.heartbeatIntervalMs !== prev.connectors.heartbeatIntervalMs)
       this.channels.startHeartbeat(next.connectors.heartbeatIntervalMs);
@@ -882,11 +962,19 @@ export class Relay {
     edge?.drain();
     pub?.closeIdleConnections();
     this.unwatch?.();
+    this.acme?.close();
     await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();
     // Not ready from here on: load balancers stop sending new users while requests drain.
     const admin = this.admin;
+    const http = this.httpServer;
+    if (http) {
+      // Nothing in flight there is worth waiting for: challenge answers and redirects.
+      const httpClosed = new Promise<void>((resolve) => http.close(() => resolve()));
+      http.closeAllConnections();
+      await httpClosed;
+    }
     if (pub) {
       // Answers in flight (long transfers included) finish, up to limits.drainTimeout.
       const log = this.options.log;
@@ -973,7 +1061,7 @@ function edgeLimitsFor(cfg: RelayConfig, shared: SharedLimits | undefined): Edge
   };
 }
 
-function listen(server: Server, host: string, port: number): Promise<void> {
+function listen(server: NetServer, host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {

@@ -26,6 +26,8 @@ export interface RelayMetricsSources {
   queue?: () => { waiting: number; inFlight: number };
   exportSinks?: () => readonly ExportSinkStats[];
   certificates?: () => readonly CertificateExpiry[];
+  /** Failed ACME orders and renewals since start, by host. */
+  acmeFailures?: () => ReadonlyMap<string, number>;
   /** Wall clock for certificate days (ms); Date.now by default. */
   now?: () => number;
 }
@@ -141,10 +143,20 @@ export class RelayMetrics {
       },
     });
     this.exportMetrics(registers);
+    new Counter({
+      name: 'proxyctl_relay_acme_failures_total',
+      help: 'Failed ACME certificate orders and renewals, by host (each is retried with backoff)',
+      labelNames: ['host'],
+      registers,
+      collect(this: Counter<'host'>) {
+        this.reset();
+        for (const [host, n] of sources.acmeFailures?.() ?? []) this.inc({ host }, n);
+      },
+    });
     const now = sources.now ?? Date.now;
     new Gauge({
       name: 'proxyctl_relay_certificate_expiry_days',
-      help: 'Days until the certificate expires (negative once expired): ca, listener, app:<host>',
+      help: 'Days until the certificate expires (negative once expired): ca, listener, app:<host>, acme:<host>',
       labelNames: ['certificate'],
       registers,
       collect(this: Gauge<'certificate'>) {

@@ -24,6 +24,7 @@ const sections: [string, string][] = [
   ['logs', 'logs: { zzz: 1 }'],
   ['risk', 'risk: { zzz: 1 }'],
   ['geo', 'geo: { zzz: 1 }'],
+  ['acme', 'acme: { zzz: 1 }'],
   ['export[].syslog', 'export: [{ syslog: { url: "tcp://127.0.0.1:514", zzz: 1 } }]'],
   ['export[].file', 'export: [{ file: { path: ./x.ndjson, zzz: 1 } }]'],
   ['apps[]', `apps: [{ ${APP}, zzz: 1 }]`],

@@ -159,6 +159,7 @@ t.test('bad apps get the config loader’s messages, per field', async (t) => {
       /configuration file/,
     ],
     ['a wrong type', { ...base, name: 'a7', preauth: 42 }, 'preauth', /oidc/],
+    ["the console's host", { ...base, name: 'a8', externalUrl: `https://${CONSOLE}/` }, 'externalUrl', /console/],
   ];
   for (const [what, spec, path, expected] of cases) {
     const r = await api('POST', '/apps', { body: spec });

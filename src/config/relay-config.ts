@@ -418,13 +418,23 @@ function build(
   const masterKeyFile = optStr(v, 'secrets.masterKeyFile', sec['masterKeyFile']);
   const admin = adminListener(v, top['admin']);
   if (admin?.consoleHost !== undefined) {
-    const taken = apps.find((a) => a.host === admin.consoleHost);
-    if (taken || (!issuer && admin.consoleHost === embHost))
+    if (!issuer && admin.consoleHost === embHost)
       v.fail(
         'admin.consoleHost',
         admin.consoleHost,
-        `a host of its own (${taken ? `app ${taken.name} is published on it` : 'the embedded identity provider answers on it'})`,
+        'a host of its own (the embedded identity provider answers on it)',
       );
+    // An app on the console's host is the app's problem (its path), so an API app that takes
+    // it is left out alone, not every API object with it.
+    const rawApps = Array.isArray(top['apps']) ? (top['apps'] as unknown[]) : [];
+    for (const a of apps.filter((x) => x.host === admin.consoleHost)) {
+      const i = rawApps.findIndex((r) => (r as Record<string, unknown> | null)?.['name'] === a.name);
+      v.fail(
+        join(join('apps', i < 0 ? 0 : i), 'externalUrl'),
+        a.externalUrl.href,
+        `a host other than admin.consoleHost ${admin.consoleHost} (the console answers there)`,
+      );
+    }
   }
   const reserved = apps.findIndex((a) => a.name === 'proxyctl-console');
   if (reserved >= 0)

@@ -4,22 +4,20 @@
 // ones published through these operations live in the store (every replica reads
 // them) and are validated exactly as the file is, by the same loader. Each change
 // is audited with the caller's identity in the same transaction as the change.
-import { randomInt } from 'node:crypto';
 import type { RelayConfig } from '../config/relay-config.js';
 import type { Issue } from '../config/schema.js';
-import { parseDuration } from '../config/duration.js';
+import { parseWhen } from './when.js';
 import { rotateKey } from '../crypto/keyring.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { ProxyctlError } from '../errors.js';
 import {
   USERNAME_PATTERN,
+  generatePassword,
   checkPasswordStrength,
   hashPassword,
-  loadUsersFile,
   newTotpSecret,
   totpUri,
 } from '../idp/users.js';
-import { emailKey } from '../policy/assignment.js';
 import { isRemediated, userRisk, userRiskHorizonMs } from '../risk/engine.js';
 import type {
   AuditEntry,
@@ -61,7 +59,7 @@ import type {
   WhatIfResult,
 } from './api-types.js';
 import { FILE_ONLY_KEYS, LIST_OF, composeConfig, fileSpec, validateChange, type Composed } from './compose.js';
-import { contextFromOptions, whatIfReport } from './what-if.js';
+import { contextFromOptions, matchUser, whatIfReport } from './what-if.js';
 
 /** What a running relay adds to the store's view: its channels, its request counts, applying changes now. */
 export interface LiveRelay {
@@ -97,7 +95,6 @@ const OBJECT_NAME: Record<ObjectKind, { pattern: RegExp; text: string }> = {
     text: 'a name of letters, digits, spaces, ".", "_" or "-"',
   },
 };
-const GENERATED_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f\u202a-\u202e\u2066-\u2069]/;
@@ -163,18 +160,6 @@ function textList(path: string, value: unknown): string[] {
       { path, found: describe(value), expected: 'a list of at most 200 texts' },
     ]);
   return [...new Set(value.map((v, i) => text(`${path}[${i}]`, v)))];
-}
-
-/** An instant (ISO 8601 date or time) or a duration ago (24h, 7d). */
-export function parseWhen(name: string, value: string, now: number): number {
-  const ago = parseDuration(value);
-  if (ago !== undefined) return now - ago;
-  const at = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(value.trim()) ? Date.parse(value) : NaN;
-  if (!Number.isFinite(at))
-    throw usage(
-      `${name} takes a date or time (2026-12-01, 2026-12-01T08:00:00Z) or a duration ago (24h, 7d); found ${describe(value)}`,
-    );
-  return at;
 }
 
 function limitOf(value: unknown, fallback = 50, max = PAGE_MAX): number {
@@ -603,43 +588,31 @@ export class AdminOperations implements AdminApi {
     if (!user) throw usage('user is required');
     const groups = input.groups === undefined ? undefined : textList('groups', input.groups).join(',');
     const embedded = config.identity.issuer === undefined;
-    const found = embedded ? await this.#findUser(config, user) : undefined;
-    const { app: appConfig, ctx } = apiNames(() =>
-      contextFromOptions(
-        {
-          app,
-          user,
-          email: str('email', input.email),
-          groups,
-          ip: str('ip', input.ip),
-          platform: str('platform', input.platform),
-          mfa: flag('mfa', input.mfa),
-          acr: str('acr', input.acr),
-          risk: str('risk', input.risk),
-          userRisk: str('userRisk', input.userRisk),
-          time: str('time', input.time),
-          deviceCert: flag('deviceCert', input.deviceCert),
-        },
-        config.apps,
-        () => new Date(this.#now()),
-        found,
-      ),
+    const found = embedded
+      ? matchUser(await this.#store.users.list(), config.identity.embedded.usersFile, user, (field) => field)
+      : undefined;
+    const { app: appConfig, ctx } = contextFromOptions(
+      {
+        app,
+        user,
+        email: str('email', input.email),
+        groups,
+        ip: str('ip', input.ip),
+        platform: str('platform', input.platform),
+        mfa: flag('mfa', input.mfa),
+        acr: str('acr', input.acr),
+        risk: str('risk', input.risk),
+        userRisk: str('userRisk', input.userRisk),
+        time: str('time', input.time),
+        deviceCert: flag('deviceCert', input.deviceCert),
+      },
+      config.apps,
+      () => new Date(this.#now()),
+      found,
+      (field) => field,
     );
     const report = whatIfReport(appConfig, ctx, config.access, found ? 'embedded' : 'options');
     return JSON.parse(JSON.stringify(report, (_k, v: unknown) => (v === undefined ? null : v))) as WhatIfResult;
-  }
-
-  async #findUser(config: RelayConfig, id: string): Promise<UserRecord | undefined> {
-    const users = new Map<string, UserRecord>();
-    for (const u of await this.#store.users.list()) users.set(u.username.toLowerCase(), u);
-    const file = config.identity.embedded.usersFile;
-    if (file !== undefined) for (const u of loadUsersFile(file)) users.set(u.username.toLowerCase(), u);
-    const byName = users.get(id.toLowerCase());
-    if (byName || !id.includes('@')) return byName;
-    const byEmail = [...users.values()].filter((u) => u.email !== null && emailKey(u.email) === emailKey(id));
-    if (byEmail.length > 1)
-      throw usage(`${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')})`);
-    return byEmail[0];
   }
 
   // ---- connectors and groups -------------------------------------------------------
@@ -1170,29 +1143,6 @@ function passwordOf(value: unknown): string {
     throw bad((err as Error).message, [{ path: 'password', found: '(hidden)', expected: (err as Error).message }]);
   }
   return value;
-}
-
-function generatePassword(): string {
-  let out = '';
-  for (let i = 0; i < 20; i++) out += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
-  return out;
-}
-
-/** The shared what-if checks speak the CLI's flags (--ip); through the API they name fields (ip, userRisk). */
-function apiNames<T>(fn: () => T): T {
-  try {
-    return fn();
-  } catch (err) {
-    if (err instanceof ProxyctlError && err.code === 'ERR_USAGE')
-      throw new ProxyctlError(
-        'ERR_USAGE',
-        err.message.replace(/--([a-z]+(?:-[a-z]+)*)/g, (_m, flag: string) =>
-          flag.replace(/-([a-z])/g, (_x, c: string) => c.toUpperCase()),
-        ),
-        { status: 400 },
-      );
-    throw err;
-  }
 }
 
 function issueText(i: Issue): string {

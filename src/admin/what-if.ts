@@ -4,7 +4,8 @@
 import { isIP } from 'node:net';
 import type { AppConfig } from '../config/relay-config.js';
 import { ProxyctlError } from '../errors.js';
-import { isAssigned } from '../policy/assignment.js';
+import { emailKey, isAssigned } from '../policy/assignment.js';
+import { loadUsersFile } from '../idp/users.js';
 import { countryOf } from '../policy/context.js';
 import { evaluate } from '../policy/evaluate.js';
 import {
@@ -53,11 +54,40 @@ function parseInstant(text: string): Date | undefined {
   return Number.isNaN(time.getTime()) ? undefined : time;
 }
 
+/**
+ * The embedded provider's user named by `id`: a user name (its `sub`; any case, as at its
+ * login form) or an e-mail address (ASCII case aside; it must name one user). Users of the
+ * users file win over the store's, as the provider reads them.
+ */
+export function matchUser(
+  stored: readonly UserRecord[],
+  usersFile: string | undefined,
+  id: string,
+  option: OptionName = cliFlag,
+): UserRecord | undefined {
+  const users = new Map<string, UserRecord>();
+  for (const u of stored) users.set(u.username.toLowerCase(), u);
+  if (usersFile !== undefined) for (const u of loadUsersFile(usersFile)) users.set(u.username.toLowerCase(), u);
+  const byName = users.get(id.toLowerCase());
+  if (byName || !id.includes('@')) return byName;
+  const byEmail = [...users.values()].filter((u) => u.email !== null && emailKey(u.email) === emailKey(id));
+  if (byEmail.length > 1)
+    throw usage(
+      `${option('user')} ${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')}); give the user name`,
+    );
+  return byEmail[0];
+}
+
+/** How refusals name an input: the CLI's flag (`--ip`) by default; the API passes its field name. */
+export type OptionName = (field: 'user' | 'ip' | 'time' | 'acr') => string;
+const cliFlag: OptionName = (field) => `--${field}`;
+
 export function contextFromOptions(
   opts: WhatIfOptions,
   apps: readonly AppConfig[],
   now: () => Date = () => new Date(),
   user?: UserRecord,
+  option: OptionName = cliFlag,
 ): { app: AppConfig; ctx: SignInContext } {
   const app = apps.find((a) => a.name === opts.app);
   if (!app) {
@@ -66,7 +96,7 @@ export function contextFromOptions(
       `unknown app "${opts.app}" (${known.length ? `known apps: ${known.join(', ')}` : 'the config publishes no apps'})`,
     );
   }
-  if (!opts.user) throw usage('--user must not be empty');
+  if (!opts.user) throw usage(`${option('user')} must not be empty`);
   const platform = opts.platform ?? 'other';
   if (!PLATFORMS.includes(platform as Platform))
     throw usage(`unknown platform "${platform}" (one of ${PLATFORMS.join(', ')})`);
@@ -77,18 +107,18 @@ export function contextFromOptions(
   if (!RISK_LEVELS.includes(userRisk as RiskLevel))
     throw usage(`unknown user risk "${userRisk}" (one of ${RISK_LEVELS.join(', ')})`);
   const ip = opts.ip ?? '127.0.0.1';
-  if (!isIP(ip)) throw usage(`--ip "${ip}" is not an IPv4 or IPv6 address`);
+  if (!isIP(ip)) throw usage(`${option('ip')} "${ip}" is not an IPv4 or IPv6 address`);
   let time = now();
   if (opts.time !== undefined) {
     const parsed = parseInstant(opts.time);
     if (!parsed) {
       throw usage(
-        `--time "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`,
+        `${option('time')} "${opts.time}" is not an ISO 8601 instant with a zone, such as 2025-03-10T09:30:00Z or 2025-03-10T09:30:00+01:00`,
       );
     }
     time = parsed;
   }
-  if (opts.acr === '') throw usage('--acr must not be empty');
+  if (opts.acr === '') throw usage(`${option('acr')} must not be empty`);
   const given =
     opts.groups === undefined
       ? undefined

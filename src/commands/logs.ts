@@ -3,7 +3,7 @@
 // Tables for people (newest first), --json and --csv for scripts.
 import type { AdminApi, AuditView, Page, SignInView } from '../admin/api-types.js';
 import { ProxyctlError } from '../errors.js';
-import { parseDuration } from '../config/duration.js';
+import { parseWhen } from '../admin/when.js';
 import type { AuditEntry, SignInRecord } from '../store/index.js';
 import { remoteTarget, withAdmin, type AdminTargetOptions } from './admin-client.js';
 import { withStore } from './open-store.js';
@@ -42,17 +42,7 @@ function usage(message: string): ProxyctlError {
   return new ProxyctlError('ERR_USAGE', message);
 }
 
-/** An ISO 8601 date or time, or a duration meaning that long ago ("24h", "7d"). */
-export function parseWhen(flag: string, text: string, now: number): number {
-  const ago = parseDuration(text);
-  if (ago !== undefined) return now - ago;
-  const at = /^\d{4}-\d{2}-\d{2}([T ][0-9:.]+(Z|[+-]\d{2}:?\d{2})?)?$/.test(text.trim()) ? Date.parse(text) : NaN;
-  if (!Number.isFinite(at))
-    throw usage(
-      `${flag} takes a date or time (2026-12-01, 2026-12-01T08:00:00Z) or a duration ago (24h, 7d); found ${JSON.stringify(text)}`,
-    );
-  return at;
-}
+export { parseWhen };
 
 function limitOf(text: string | undefined): number {
   if (text === undefined) return 50;

@@ -4,15 +4,14 @@
 // With the embedded provider, --user is looked up among its users, whose groups
 // and e-mail the relay would see. A report: the exit status is 0 whatever the
 // decision, 1 only on bad input.
-import { emailKey } from '../policy/assignment.js';
 import { loadRelayConfig, type RelayConfig } from '../config/relay-config.js';
-import { loadUsersFile } from '../idp/users.js';
 import type { UserRecord } from '../store/index.js';
 import { configuredStoreExists, withStore } from './open-store.js';
 import { ProxyctlError } from '../errors.js';
 import { printTable, safeCell } from './table.js';
 import {
   contextFromOptions,
+  matchUser,
   whatIfReport,
   type WhatIfOptions as WhatIfInputOptions,
   type WhatIfReport,
@@ -49,23 +48,8 @@ const usage = (message: string) => new ProxyctlError('ERR_USAGE', message, { sta
  * is only read, and not created when the data directory has none.
  */
 export async function findEmbeddedUser(config: RelayConfig, id: string): Promise<UserRecord | undefined> {
-  const users = new Map<string, UserRecord>();
-  if (await configuredStoreExists(config)) {
-    await withStore(config, async (store) => {
-      for (const u of await store.users.list()) users.set(u.username.toLowerCase(), u);
-    });
-  }
-  const file = config.identity.embedded.usersFile;
-  if (file !== undefined) for (const u of loadUsersFile(file)) users.set(u.username.toLowerCase(), u);
-  const byName = users.get(id.toLowerCase());
-  if (byName) return byName;
-  if (!id.includes('@')) return undefined;
-  const byEmail = [...users.values()].filter((u) => u.email !== null && emailKey(u.email) === emailKey(id));
-  if (byEmail.length > 1)
-    throw usage(
-      `--user ${id} is the e-mail address of several users (${byEmail.map((u) => u.username).join(', ')}); give the user name`,
-    );
-  return byEmail[0];
+  const stored = (await configuredStoreExists(config)) ? await withStore(config, (store) => store.users.list()) : [];
+  return matchUser(stored, config.identity.embedded.usersFile, id);
 }
 
 export async function whatIf(opts: WhatIfOptions, out: (line: string) => void): Promise<void> {

@@ -2,11 +2,11 @@
 // the embedded identity provider's users in the relay's data directory. Passwords
 // and TOTP secrets are shown once, when generated, and never listed.
 import { readFileSync } from 'node:fs';
-import { randomInt } from 'node:crypto';
 import { userInfo } from 'node:os';
 import { ProxyctlError } from '../errors.js';
 import {
   USERNAME_PATTERN,
+  generatePassword,
   checkPasswordStrength,
   hashPassword,
   loadUsersFile,
@@ -59,8 +59,6 @@ export interface UserListing {
   createdAt: string;
 }
 
-const GENERATED_LENGTH = 20;
-const GENERATED_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
 const EMAIL = /^[^\s@]+@[^\s@]+$/;
 
 export async function addUser(username: string, opts: AddUserOptions, out: Out): Promise<void> {
@@ -294,12 +292,6 @@ async function readStream(stream: NodeJS.ReadableStream): Promise<string> {
     chunks.push(buf);
   }
   return Buffer.concat(chunks).toString('utf8');
-}
-
-function generatePassword(): string {
-  let pw = '';
-  for (let i = 0; i < GENERATED_LENGTH; i++) pw += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
-  return pw;
 }
 
 /** Warns when the configured users file defines the same user: its entry wins at sign-in. */

@@ -1,7 +1,7 @@
 // Users of the embedded identity provider: password hashing (scrypt), TOTP second
 // factor (otpauth) and an optional YAML users file that overrides the store
 // (the throttle is throttle.ts). Passwords and secrets never leave this module except as hashes.
-import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
+import { randomBytes, randomInt, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { Secret, TOTP } from 'otpauth';
 import { configError } from '../config/relay-config.js';
@@ -283,4 +283,15 @@ export class UserDirectory {
     for (const u of loadUsersFile(this.file)) next.set(u.username.toLowerCase(), u);
     this.fileUsers = next;
   }
+}
+
+const GENERATED_LENGTH = 20;
+/** No look-alikes (0/O, 1/l/I): a generated password is read off a screen and typed. */
+const GENERATED_ALPHABET = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+
+/** A password for a new user or a reset, shown once: 20 characters, about 117 bits. */
+export function generatePassword(): string {
+  let pw = '';
+  for (let i = 0; i < GENERATED_LENGTH; i++) pw += GENERATED_ALPHABET[randomInt(GENERATED_ALPHABET.length)];
+  return pw;
 }

@@ -49,6 +49,15 @@ const compiled: CompiledRoute[] = ROUTES.map((spec) => ({
   pattern: new RegExp(`^${spec.path.replace(/\{[a-z]+\}/gi, '([^/]+)')}$`),
 }));
 
+/** The client's kinds of error that carry no HTTP status of their own (ProxyctlError's default is 500). */
+const CLIENT_STATUS: Partial<Record<ProxyctlError['code'], number>> = { ERR_USAGE: 400, ERR_CONFIG_INVALID: 422 };
+
+/** The status of a refusal: the error's own, or its kind's when it has none. */
+function statusOf(err: ProxyctlError): number {
+  if (err.status === 500) return CLIENT_STATUS[err.code] ?? 500;
+  return err.status >= 400 && err.status < 600 ? err.status : (CLIENT_STATUS[err.code] ?? 400);
+}
+
 /** The anti-CSRF token of a console session: only the holder of the (HttpOnly, encrypted) session knows its id. */
 export function csrfToken(sid: string): string {
   return createHmac('sha256', sid).update('proxyctl-console-csrf').digest('base64url');
@@ -89,8 +98,7 @@ export function createApiHandler(deps: ApiDeps) {
     let status = 500;
     let body: { code: string; message: string; issues?: unknown };
     if (isProxyctlError(err)) {
-      status = err.status >= 400 && err.status < 600 ? err.status : err.code === 'ERR_CONFIG_INVALID' ? 422 : 400;
-      if (err.code === 'ERR_USAGE' && status === 500) status = 400;
+      status = statusOf(err);
       body = { code: err.code, message: err.message };
       const issues = err.details?.['issues'];
       if (Array.isArray(issues)) body.issues = issues;
@@ -101,8 +109,6 @@ export function createApiHandler(deps: ApiDeps) {
       );
       body = { code: 'ERR_INTERNAL', message: 'the relay failed to answer; see its log' };
     }
-    // A config error from the loader carries no HTTP status of its own: it is the client's.
-    if (status === 500 && isProxyctlError(err) && err.code === 'ERR_CONFIG_INVALID') status = 422;
     const headers: Record<string, string> = {};
     if (status === 401) headers['www-authenticate'] = 'Bearer realm="proxyctl", error="invalid_token"';
     send(res, status, { error: body }, headers);

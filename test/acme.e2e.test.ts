@@ -6,148 +6,30 @@
 // (logged, counted, relay-CA certificate still served); a forced renewal (injected clock)
 // installs a new certificate without a restart.
 import t from 'tap';
-import { spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { caFromPem, generateCa } from '../src/crypto/ca.js';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { Relay } from '../src/relay/relay.js';
 import { systemClock, type Clock } from '../src/clock.js';
 import { acmeCertSecret, type AcmeTiming } from '../src/relay/acme/manager.js';
 import { capturingLogger } from './helpers/harness.js';
+import { freePort, peerCert, preparePebble } from './helpers/pebble.js';
 import { waitFor } from './helpers/wait.js';
 
 const GOOD = 'app.acme-test.example.com';
 const BAD = 'unreachable.acme-test.example.com';
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
-function spawnUntil(cmd: string, args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(cmd, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve, reject) => {
-    let seen = '';
-    const look = (d: Buffer) => {
-      seen += d.toString();
-      if (ready.test(seen)) resolve(child);
-    };
-    child.stdout.on('data', look);
-    child.stderr.on('data', look);
-    child.once('exit', (code) => reject(new Error(`${cmd} exited (${code}): ${seen.slice(-2000)}`)));
-  });
-}
-
-function stop(child: ChildProcess | undefined): Promise<void> {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once('exit', () => resolve());
-    child.kill('SIGKILL');
-  });
-}
-
-/** GET over HTTPS trusting `ca` (Pebble's management API). */
-function httpsGet(url: string, ca: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = httpsRequest(url, { ca, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve(body));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-function post(url: string, body: unknown): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest(url, { method: 'POST', agent: false }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify(body));
-  });
-}
-
-/** The certificate the public listener presents for `servername`, and whether it verifies against `ca`. */
-function peerCert(port: number, servername: string, ca: string): Promise<{ serial: string; authorized: boolean }> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: '127.0.0.1', port, servername, ca, rejectUnauthorized: false }, () => {
-      const c = s.getPeerX509Certificate();
-      resolve({ serial: c?.serialNumber ?? '', authorized: s.authorized && !!c?.checkHost(servername) });
-      s.destroy();
-    });
-    s.on('error', reject);
-  });
-}
-
 t.test('ACME against Pebble: down at start, issue, serve, failed validation, renewal', async (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-acme-'));
   t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const [acmePort, mgmtPort, dnsPort, dnsMgmtPort, httpPort, publicPort] = (await Promise.all(
-    Array.from({ length: 6 }, () => freePort()),
-  )) as [number, number, number, number, number, number];
-
-  // Pebble's own HTTPS certificate, from a throwaway CA the relay is told to trust (acme.caFile).
-  const tlsCa = await generateCa();
-  const pebbleTls = await (
-    await caFromPem(tlsCa.certPem, tlsCa.keyPem, 'test')
-  ).issueServerCertificate(['127.0.0.1', 'localhost'], 86_400_000);
-  writeFileSync(path.join(dir, 'pebble-ca.pem'), tlsCa.certPem);
-  writeFileSync(path.join(dir, 'pebble-cert.pem'), pebbleTls.certPem);
-  writeFileSync(path.join(dir, 'pebble-key.pem'), pebbleTls.keyPem);
-  writeFileSync(
-    path.join(dir, 'pebble.json'),
-    JSON.stringify({
-      pebble: {
-        listenAddress: `127.0.0.1:${acmePort}`,
-        managementListenAddress: `127.0.0.1:${mgmtPort}`,
-        certificate: path.join(dir, 'pebble-cert.pem'),
-        privateKey: path.join(dir, 'pebble-key.pem'),
-        // Where the validation authority connects: the relay's HTTP and public listeners.
-        httpPort,
-        tlsPort: publicPort,
-        ocspResponderURL: '',
-        externalAccountBindingRequired: false,
-      },
-    }),
-  );
-
-  // The resolver Pebble asks: every name is 127.0.0.1 (no AAAA), except BAD.
-  const dns = await spawnUntil(
-    'pebble-challtestsrv',
-    [
-      '-dns01',
-      `127.0.0.1:${dnsPort}`,
-      '-management',
-      `127.0.0.1:${dnsMgmtPort}`,
-      '-http01',
-      '',
-      '-https01',
-      '',
-      '-tlsalpn01',
-      '',
-      '-defaultIPv6',
-      '',
-    ],
-    {},
-    /Starting management server/,
-  );
-  t.teardown(() => stop(dns));
+  const [httpPort, publicPort] = await Promise.all([freePort(), freePort()]);
+  const pebble = await preparePebble(t, dir, { httpPort, tlsPort: publicPort });
   // The relay listens on 127.0.0.1 only: validation of BAD finds nobody there.
-  t.equal(await post(`http://127.0.0.1:${dnsMgmtPort}/add-a`, { host: `${BAD}.`, addresses: ['127.0.0.2'] }), 200);
+  await pebble.addA(BAD, '127.0.0.2');
 
   const { log, lines } = capturingLogger();
   let offsetMs = 0;
@@ -162,10 +44,10 @@ apps:
   - { name: good, externalUrl: "https://${GOOD}/", internalUrl: "http://127.0.0.1:1/" }
   - { name: bad, externalUrl: "https://${BAD}/", internalUrl: "http://127.0.0.1:1/" }
 acme:
-  directory: "https://127.0.0.1:${acmePort}/dir"
+  directory: "${pebble.directory}"
   email: ops@example.com
   agreeTerms: true
-  caFile: ./pebble-ca.pem
+  caFile: ${pebble.caFile}
 `;
   writeFileSync(path.join(dir, 'relay.yaml'), yaml);
   const relay = await Relay.create(parseRelayConfig(yaml, path.join(dir, 'relay.yaml')), {
@@ -191,18 +73,8 @@ acme:
     t.ok(delays[1]! > delays[0]!, `the backoff grows (${delays.join(', ')})`);
   });
 
-  const pebble = await spawnUntil(
-    'pebble',
-    ['-config', path.join(dir, 'pebble.json'), '-dnsserver', `127.0.0.1:${dnsPort}`],
-    { PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0', PEBBLE_AUTHZREUSE: '0' },
-    /ACME directory available/,
-  );
-  t.teardown(() => stop(pebble));
-  // Pebble says its directory is up before its management listener is: ask until it answers.
-  const root = await waitFor(() => httpsGet(`https://127.0.0.1:${mgmtPort}/roots/0`, tlsCa.certPem).catch(() => ''), {
-    timeoutMs: 10_000,
-    what: "Pebble's management API",
-  });
+  await pebble.start();
+  const root = await pebble.root();
 
   let firstSerial = '';
   await t.test('issue and serve: the app host gets a Pebble certificate', async (t) => {

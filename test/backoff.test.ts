@@ -73,7 +73,11 @@ t.test('a relay that restarts gets the connector back within the ceiling, howeve
     return at - downMs;
   };
   let worst = 0;
-  for (let downMs = 0; downMs <= 120_000; downMs += 37) worst = Math.max(worst, lateness(downMs, () => 1));
+  for (let downMs = 0; downMs <= 120_000; downMs += 37)
+    worst = Math.max(
+      worst,
+      lateness(downMs, () => 1),
+    );
   t.ok(worst <= RECONNECT_CEILING_MS, `worst wait after the relay listens: ${worst} ms`);
   t.ok(lateness(3_500, () => 1) <= 2_000, 'a busy relay start (3.5 s) costs at most 2 s more');
 

@@ -3,7 +3,6 @@
 import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { Backoff } from '../src/connector/backoff.js';
 import {
   keyMatchesCert,
   loadState,
@@ -209,55 +208,6 @@ t.test('swap crash recovery', async (t) => {
     t.equal(s.certPem, two.certPem);
     t.equal(s.serial, two.serial, 'metadata serial follows the certificate actually loaded');
   });
-});
-
-t.test('backoff: ceilings double up to maxMs with full jitter', async (t) => {
-  const top = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 1 });
-  const seen = Array.from({ length: 7 }, () => top.next());
-  t.same(seen, [100, 200, 400, 800, 1000, 1000, 1000], 'random()=1 shows the ceilings');
-  t.equal(top.attempts, 7);
-
-  const half = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.5 });
-  t.same(
-    Array.from({ length: 6 }, () => half.next()),
-    [50, 100, 200, 400, 500, 500],
-    'jitter scales the ceiling',
-  );
-
-  top.reset();
-  t.equal(top.attempts, 0, 'reset clears the attempt count');
-  t.equal(top.next(), 100, 'and restarts from baseMs');
-
-  const floor = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0 });
-  t.same(
-    Array.from({ length: 5 }, () => floor.next()),
-    [50, 50, 50, 50, 50],
-    'never below baseMs/2',
-  );
-
-  const tiny = new Backoff({ baseMs: 100, maxMs: 1000, random: () => 0.1 });
-  t.equal(tiny.next(), 50, 'a small draw is lifted to baseMs/2');
-  t.equal(tiny.next(), 50);
-  t.equal(tiny.next(), 50);
-  t.equal(tiny.next(), 80);
-
-  const many = new Backoff({ baseMs: 250, maxMs: 30_000, random: () => 0.999999 });
-  for (let i = 0; i < 200; i++) many.next();
-  t.equal(many.next(), 30_000, 'after many attempts the delay is still the finite cap');
-
-  const defaults = new Backoff({ random: () => 1 });
-  t.equal(defaults.next(), 250, 'default base 250 ms');
-  for (let i = 0; i < 20; i++) defaults.next();
-  t.equal(defaults.next(), 30_000, 'default cap 30 s');
-
-  let draws = 0;
-  const rnd = new Backoff({ baseMs: 10, maxMs: 5000 });
-  for (let i = 0; i < 500; i++) {
-    const d = rnd.next();
-    const ceiling = Math.min(5000, 10 * 2 ** Math.min(i, 30));
-    if (d >= 5 && d <= ceiling) draws++;
-  }
-  t.equal(draws, 500, 'with real randomness every delay is within [baseMs/2, ceiling]');
 });
 
 // Regression (outside reliability run): corrupt states were blamed on the wrong file,

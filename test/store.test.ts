@@ -44,8 +44,8 @@ t.test('PostgreSQL', async (t) => {
   });
 });
 
-t.test('the schema is at version 9, one migration per version', async (t) => {
-  t.equal(SCHEMA_VERSION, 9, 'existing data directories were written at version 9');
+t.test('the schema is at version 10, one migration per version', async (t) => {
+  t.equal(SCHEMA_VERSION, 10, 'existing data directories were written at version 10');
   t.equal(MIGRATIONS.length, SCHEMA_VERSION);
   const dir = tempDir(t);
   t.notOk(sqliteStoreExists(dir));
@@ -53,7 +53,7 @@ t.test('the schema is at version 9, one migration per version', async (t) => {
   t.ok(sqliteStoreExists(dir));
   const db = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => db.close());
-  t.equal(db.pragma('user_version', { simple: true }), 9);
+  t.equal(db.pragma('user_version', { simple: true }), 10);
   t.equal(db.pragma('journal_mode', { simple: true }), 'wal');
 });
 
@@ -110,7 +110,7 @@ t.test('a version-1 store (connectors only) migrates, keeping its data', async (
   t.ok(await s.sessions.providerSessionEnded('p', 5));
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 9);
+  t.equal(check.pragma('user_version', { simple: true }), 10);
 });
 
 t.test('a version-7 store keeps its sign-ins, read with the analytics fields empty', async (t) => {
@@ -159,14 +159,40 @@ t.test('a version-8 store keeps its connectors, none deleted, and gains managed 
   t.match(await s.objects.put('app', 'wiki', { host: 'w' }, audit, 0, 4_000), { version: 1 });
 });
 
+t.test('a version-9 store keeps its connectors and takes registration keys', async (t) => {
+  const dir = tempDir(t);
+  const db = new Database(path.join(dir, 'proxyctl.db'));
+  for (const m of MIGRATIONS.slice(0, 9)) db.exec(m);
+  db.exec(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES ('c-old', 'edge', 'default', 1000, 'admin');
+    INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES ('AA01', 'c-old', 1000, 999999999999, 'register');`);
+  db.pragma('user_version = 9');
+  db.close();
+  const s = openSqliteStore(dir);
+  t.teardown(() => s.close());
+  t.match(await s.connectors.list(), [{ id: 'c-old', name: 'edge', revokedAt: null }], 'the old connector stays');
+  const registration = { key: 'k'.repeat(43), publicKey: 'ab', credential: 'cd', certificate: 'pem' };
+  await s.connectors.register({
+    id: 'c-new',
+    name: 'new',
+    group: 'default',
+    actor: 'admin',
+    serial: 'BB01',
+    issuedAt: 2_000,
+    notAfter: 9_000,
+    registration,
+  });
+  t.match(await s.connectors.registration(registration.key), { ...registration, connectorId: 'c-new' });
+  t.equal(await s.connectors.registration('k'.repeat(42)), undefined);
+});
+
 t.test('a store from a newer proxyctl is refused, untouched', async (t) => {
   const dir = tempDir(t);
   await openSqliteStore(dir).close();
   const db = new Database(path.join(dir, 'proxyctl.db'));
-  db.pragma('user_version = 10');
+  db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   db.close();
   t.throws(() => openSqliteStore(dir), { code: 'ERR_STORE' });
   const check = new Database(path.join(dir, 'proxyctl.db'), { readonly: true });
   t.teardown(() => check.close());
-  t.equal(check.pragma('user_version', { simple: true }), 10);
+  t.equal(check.pragma('user_version', { simple: true }), SCHEMA_VERSION + 1);
 });

@@ -1,20 +1,27 @@
 // `proxyctl connector register`: make a key pair and CSR locally, present them
 // with an administrator token, store the issued identity, then prove it works by
-// pulling configuration with the new certificate.
-import { X509Certificate } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+// pulling configuration with the new certificate. The key, CSR and a random
+// idempotency key are saved before the request is sent: when its answer is lost
+// (relay gone, connection cut), running the command again sends the same request,
+// and the relay gives the identity it issued then instead of a second connector.
+import { X509Certificate, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { createKeyAndCsr } from '../crypto/csr.js';
 import { ProxyctlError, isProxyctlError } from '../errors.js';
 import { FATAL_REMOTE, RelayClient } from '../connector/relay-client.js';
 import {
+  clearPending,
   defaultStateDir,
   keyMatchesCert,
+  loadPending,
   loadState,
   markConfirmed,
+  savePending,
   writeRegistration,
   type ConnectorState,
+  type PendingRegistration,
 } from '../connector/state.js';
 import type { ConnectorConfig } from '../protocol/connector-api.js';
 import { VERSION } from '../version.js';
@@ -102,19 +109,30 @@ export async function registerConnector(
       );
     }
   }
-  const name =
-    opts.name ??
-    hostname()
-      .split('.')[0]!
-      .replace(/[^A-Za-z0-9._-]/g, '-')
-      .slice(0, 64);
-  const group = opts.group ?? 'default';
-
-  const { keyPem, csrPem } = await createKeyAndCsr(name);
+  const earlier = loadPending(stateDir);
+  const madeDir = !existsSync(stateDir);
+  const attempt = earlier
+    ? resumable(earlier, stateDir, relayUrl.href, opts)
+    : await newAttempt(stateDir, relayUrl, opts);
+  const { name, group, keyPem } = attempt;
+  if (earlier) {
+    out(
+      `resuming the registration of ${name} started at ${earlier.startedAt} and saved in ${stateDir}: sending it again; ` +
+        `if the relay issued its identity before, it gives that one again`,
+    );
+  }
   const client = new RelayClient(relayUrl.href, { caPem: pinnedCa });
   let issued;
   try {
-    issued = await client.register(token, { csr: csrPem, name, group, version: VERSION });
+    issued = await client.register(token, {
+      csr: attempt.csrPem,
+      name,
+      group,
+      version: VERSION,
+      idempotencyKey: attempt.idempotencyKey,
+    });
+  } catch (err) {
+    throw unanswered(err, attempt, stateDir, earlier ? 'retry' : madeDir ? 'made-dir' : 'fresh');
   } finally {
     await client.close();
   }
@@ -139,6 +157,7 @@ export async function registerConnector(
     issued,
     issuedAt: new Date(Math.max(Date.parse(cert.validFrom), Date.now())).toISOString(),
   });
+  clearPending(stateDir);
 
   // Saved before this pull: if the relay dies now, running the command again confirms this identity.
   const authed = new RelayClient(relayUrl.href, { caPem: issued.caCertificate, certPem: issued.certificate, keyPem });
@@ -153,6 +172,96 @@ export async function registerConnector(
   }
   out(`certificate serial ${issued.serial}, valid until ${issued.notAfter}`);
   out(`state saved in ${stateDir}; start it with: proxyctl connector run --state-dir ${stateDir}`);
+}
+
+/** A fresh attempt: key, CSR and idempotency key, saved before anything is sent. */
+async function newAttempt(stateDir: string, relayUrl: URL, opts: RegisterOptions): Promise<PendingRegistration> {
+  const name =
+    opts.name ??
+    hostname()
+      .split('.')[0]!
+      .replace(/[^A-Za-z0-9._-]/g, '-')
+      .slice(0, 64);
+  const { keyPem, csrPem } = await createKeyAndCsr(name);
+  const attempt: PendingRegistration = {
+    relayUrl: relayUrl.href,
+    name,
+    group: opts.group ?? 'default',
+    idempotencyKey: randomBytes(32).toString('base64url'),
+    csrPem,
+    keyPem,
+    startedAt: new Date().toISOString(),
+  };
+  savePending(stateDir, attempt);
+  return attempt;
+}
+
+/** The attempt saved earlier, when this command asks for the same registration. */
+function resumable(
+  saved: PendingRegistration,
+  stateDir: string,
+  relayUrl: string,
+  opts: RegisterOptions,
+): PendingRegistration {
+  const other = (what: string) =>
+    new ProxyctlError(
+      'ERR_USAGE',
+      `${stateDir} holds an unfinished registration of ${saved.name} (group ${saved.group}, relay ${saved.relayUrl}, ` +
+        `started at ${saved.startedAt}) ${what}; run the command that started it again to finish it, or use another --state-dir`,
+      { details: { pending: stateDir } },
+    );
+  if (new URL(saved.relayUrl).origin !== new URL(relayUrl).origin) throw other('with another relay');
+  if (opts.name !== undefined && opts.name !== saved.name) throw other('under another name');
+  if (opts.group !== undefined && opts.group !== 'default' && opts.group !== saved.group)
+    throw other('in another group');
+  return saved;
+}
+
+/**
+ * The registration request got no usable answer. A refusal of a fresh attempt means
+ * nothing was issued: the attempt is dropped. Otherwise (no answer, or a refusal of a
+ * retry, whose first sending may have been recorded) it stays saved, and the message
+ * says what was saved and how to go on.
+ */
+function unanswered(
+  err: unknown,
+  attempt: PendingRegistration,
+  stateDir: string,
+  kind: 'fresh' | 'made-dir' | 'retry',
+): ProxyctlError {
+  const e = isProxyctlError(err) ? err : new ProxyctlError('ERR_RELAY_UNREACHABLE', (err as Error).message);
+  const refused = e.code === 'ERR_RELAY_UNTRUSTED' || (e.status !== undefined && e.status >= 400 && e.status < 500);
+  if (refused && kind !== 'retry') {
+    clearPending(stateDir, kind === 'made-dir');
+    return e;
+  }
+  const details = { pending: stateDir, remoteCode: e.details?.['remoteCode'] };
+  if (e.code === 'ERR_CERT_REVOKED') {
+    // The connector this attempt made was revoked: it is over, a new registration is a new attempt.
+    clearPending(stateDir);
+    return new ProxyctlError(
+      e.code,
+      `${e.message}. That registration is over and its saved attempt was removed; run the command again to register anew`,
+      { cause: err, status: e.status, details },
+    );
+  }
+  if (refused) {
+    return new ProxyctlError(
+      e.code,
+      `the relay refused to resume the registration of ${attempt.name} saved in ${stateDir} (started at ${attempt.startedAt}): ${e.message}. ` +
+        `It can be resumed only with the administrator token it was started with, while that token is valid. ` +
+        `If that is not possible: revoke the connector it may have made ("proxyctl connector revoke ${attempt.name}" ` +
+        `if the relay lists one by that name), remove pending.json and pending-key.pem from ${stateDir}, and register again`,
+      { cause: err, status: e.status, details },
+    );
+  }
+  return new ProxyctlError(
+    e.code,
+    `${e.message}. The registration was saved in ${stateDir} before it was sent (private key, certificate request and ` +
+      `attempt key in pending-key.pem and pending.json): run the same command again to resume it. If the relay issued ` +
+      `the identity before the answer was lost, it gives that one again, not a second connector. Do not remove ${stateDir}`,
+    { cause: err, status: e.status, details },
+  );
 }
 
 /** Whether the directory holds (part of) an identity; an unlistable directory is loadState's to explain. */
@@ -178,6 +287,8 @@ async function confirmSaved(
   warn: (line: string) => void,
 ): Promise<void> {
   const saved = loadState(stateDir, (_fields, message) => warn(`proxyctl: warning: ${message}`));
+  // Left by a run that saved its identity and stopped before removing its attempt.
+  clearPending(stateDir);
   const other = (what: string) =>
     new ProxyctlError(
       'ERR_USAGE',

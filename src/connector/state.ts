@@ -1,8 +1,10 @@
 // The connector's state directory: key.pem (0600), cert.pem, ca.pem and
 // connector.json. Certificate swaps go through next-*.pem files so a crash at any
-// point leaves a key and certificate that belong together.
+// point leaves a key and certificate that belong together. A registration under
+// way keeps its key, CSR and idempotency key in pending-key.pem and pending.json
+// from before it is sent until its identity is saved, so it can be retried.
 import { X509Certificate, createPrivateKey, createPublicKey } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, renameSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { ProxyctlError } from '../errors.js';
 import { writeFileAtomic } from '../fs-atomic.js';
@@ -41,6 +43,8 @@ const files = (dir: string) => ({
   meta: path.join(dir, 'connector.json'),
   nextKey: path.join(dir, 'next-key.pem'),
   nextCert: path.join(dir, 'next-cert.pem'),
+  pendingKey: path.join(dir, 'pending-key.pem'),
+  pending: path.join(dir, 'pending.json'),
 });
 
 export function keyMatchesCert(keyPem: string, certPem: string): boolean {
@@ -111,6 +115,67 @@ function writeMeta(dir: string, s: ConnectorIdentityFile): void {
   writeFileAtomic(files(dir).meta, `${JSON.stringify(meta, null, 2)}\n`, 0o644);
 }
 
+/** A registration attempt, saved before it is sent: what its retry sends again. */
+export interface PendingRegistration {
+  relayUrl: string;
+  name: string;
+  group: string;
+  /** RegisterRequest.idempotencyKey. */
+  idempotencyKey: string;
+  csrPem: string;
+  keyPem: string;
+  startedAt: string;
+}
+
+/** Saves an attempt before it is sent (the key first: pending.json is what marks one). */
+export function savePending(dir: string, p: PendingRegistration): void {
+  const f = files(dir);
+  ensurePrivateDir(dir, 'connector state directory');
+  writeFileAtomic(f.pendingKey, p.keyPem, 0o600);
+  const { keyPem: _key, ...meta } = p;
+  writeFileAtomic(f.pending, `${JSON.stringify(meta, null, 2)}\n`, 0o600);
+}
+
+/** The attempt saved in `dir`, if any; a damaged one is said so, never silently replaced (it may hold an issued identity). */
+export function loadPending(dir: string): PendingRegistration | undefined {
+  const f = files(dir);
+  if (!existsSync(f.pending)) return undefined;
+  tightenPrivateFile(f.pendingKey);
+  let p: Partial<PendingRegistration>;
+  try {
+    p = JSON.parse(readFileSync(f.pending, 'utf8')) as Partial<PendingRegistration>;
+    p.keyPem = readFileSync(f.pendingKey, 'utf8');
+    createPrivateKey(p.keyPem);
+  } catch (err) {
+    throw invalid(
+      'pending-invalid',
+      `the registration saved in ${dir} (pending.json, pending-key.pem) is damaged (${errno(err)}); ` +
+        `if the relay issued it, revoke that connector; then remove both files and register again`,
+      err,
+    );
+  }
+  for (const k of ['relayUrl', 'name', 'group', 'idempotencyKey', 'csrPem', 'startedAt'] as const) {
+    if (typeof p[k] !== 'string') throw invalid('pending-invalid', `${f.pending} lacks "${k}"`);
+  }
+  return p as PendingRegistration;
+}
+
+/**
+ * The attempt is over (its identity saved, or refused before anything was issued). With
+ * `dropDir` (the attempt made the directory), an empty directory goes too.
+ */
+export function clearPending(dir: string, dropDir = false): void {
+  const f = files(dir);
+  rmSync(f.pending, { force: true });
+  rmSync(f.pendingKey, { force: true });
+  if (!dropDir) return;
+  try {
+    rmdirSync(dir);
+  } catch {
+    // not empty: something else lives there
+  }
+}
+
 /** Records that the relay accepted the identity saved in `dir` (the end of a registration). */
 export function markConfirmed(state: ConnectorState, at: Date = new Date()): ConnectorState {
   const next = { ...state, confirmedAt: at.toISOString() };
@@ -146,7 +211,8 @@ export type StateProblem =
   | 'cert-invalid'
   | 'ca-invalid'
   | 'key-mismatch'
-  | 'meta-invalid';
+  | 'meta-invalid'
+  | 'pending-invalid';
 
 function invalid(reason: StateProblem, message: string, cause?: unknown): ProxyctlError {
   return new ProxyctlError('ERR_STATE_INVALID', message, { cause, details: { reason } });
@@ -216,6 +282,13 @@ export function loadState(dir: string, warn?: StateWarning): ConnectorState {
   const f = files(dir);
   const present = listStateDir(dir);
   if (!present.has('cert.pem') && !present.has('key.pem')) {
+    if (present.has('pending.json')) {
+      throw invalid(
+        'no-identity',
+        `the registration of this connector in ${dir} did not finish; run the same "proxyctl connector register" ` +
+          `command again to finish it (do not remove ${dir}: that could leave the relay with a connector nobody runs)`,
+      );
+    }
     throw invalid('no-identity', `no connector identity in ${dir}; run "proxyctl connector register" first`);
   }
   // State made by hand, restored from a backup or by an older version: owner-only before use.

@@ -138,7 +138,17 @@ export interface RegisterRequest {
   name: string;
   group: string;
   version: string;
+  /**
+   * Chosen at random by the connector for one registration attempt and saved with its key
+   * before sending. A retry with the same key, CSR public key and token gets the same
+   * certificate back (the first answer was lost) instead of making a second connector.
+   * Absent from connectors before it: each request then registers anew.
+   */
+  idempotencyKey?: string;
 }
+
+/** An idempotency key as the relay accepts it: base64url, 32 to 128 characters (the connector sends 43). */
+export const IDEMPOTENCY_KEY = /^[A-Za-z0-9_-]{32,128}$/;
 
 export interface RegisterResponse {
   connectorId: string;

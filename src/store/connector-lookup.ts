@@ -1,7 +1,7 @@
 // How both stores resolve the argument of `find`, `revoke` and `delete`: an id, or a
 // name held by exactly one live connector (else the latest revoked one, never a
 // deleted one); `id:` and `name:` pick one kind; an argument that is one connector's
-// id and another's name is refused.
+// id and another's name is refused. Also the refusals both stores make alike.
 import { ProxyctlError } from '../errors.js';
 import { toConnector, type ConnectorRow } from './rows.js';
 import type { ConnectorRecord } from './types.js';
@@ -63,3 +63,10 @@ export const notRevoked = (c: ConnectorRecord): ProxyctlError =>
     `connector ${c.id} (${c.name}) is not revoked; revoke it before deleting it`,
     { status: 409, details: { id: c.id, name: c.name } },
   );
+
+/** ConnectorRepo.register with a registration key recorded already (its caller reads that one). */
+export const registrationKeyUsed = (): ProxyctlError =>
+  new ProxyctlError('ERR_CONFLICT', 'this registration key was used already', {
+    status: 409,
+    details: { reason: 'registration-key-used' },
+  });

@@ -8,6 +8,7 @@ import type {
   IdpArtifactKey,
   CertificateRecord,
   ConnectorRecord,
+  RegistrationRecord,
   ReplicaRecord,
   RiskDetectionRecord,
   RiskQuery,
@@ -69,6 +70,24 @@ export const toCertificate = (r: CertificateRow): CertificateRecord => ({
   notAfter: r.not_after,
   revokedAt: r.revoked_at,
   kind: r.kind,
+});
+
+export interface RegistrationRow {
+  idempotency_key: string;
+  connector_id: string;
+  public_key_sha256: string;
+  credential_sha256: string;
+  certificate: string;
+  created_at: number;
+}
+
+export const toRegistration = (r: RegistrationRow): RegistrationRecord => ({
+  key: r.idempotency_key,
+  connectorId: r.connector_id,
+  publicKey: r.public_key_sha256,
+  credential: r.credential_sha256,
+  certificate: r.certificate,
+  createdAt: r.created_at,
 });
 
 export interface UserRow {

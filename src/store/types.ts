@@ -51,6 +51,28 @@ export interface NewConnector {
   serial: string;
   issuedAt: number;
   notAfter: number;
+  /** An idempotent registration: recorded with the connector, in the same transaction. */
+  registration?: RegistrationKey;
+}
+
+/**
+ * What an idempotent registration keeps so that its retry, when the answer never reached
+ * the connector, gets the same certificate back instead of making a second connector.
+ */
+export interface RegistrationKey {
+  /** The random key the connector chose for this attempt and saved before sending it. */
+  key: string;
+  /** SHA-256 (hex) of the public key (SPKI DER) the certificate was issued for: a retry must send a CSR for it. */
+  publicKey: string;
+  /** SHA-256 (hex) of the administrator token the registration was made with: a retry must carry the same one. */
+  credential: string;
+  /** The certificate issued (PEM), given again to a retry. */
+  certificate: string;
+}
+
+export interface RegistrationRecord extends RegistrationKey {
+  connectorId: string;
+  createdAt: number;
 }
 
 export interface Renewal {
@@ -232,9 +254,15 @@ export interface ConnectorRepo {
   /**
    * Records a connector and its first certificate. A live connector's name is unique
    * (ignoring case) and never a connector id (ERR_CONNECTOR_NAME_TAKEN), checked and
-   * written atomically so two relays cannot both find a name free.
+   * written atomically so two relays cannot both find a name free. With
+   * `input.registration`, its key is checked first and recorded with the connector: a
+   * key recorded already is refused with ERR_CONFLICT (409, details.reason
+   * 'registration-key-used') and nothing is written, so two attempts with one key make
+   * one connector; the other reads the first's with registration().
    */
   register(input: NewConnector): Promise<ConnectorRecord>;
+  /** The idempotent registration recorded under `key`, if any. */
+  registration(key: string): Promise<RegistrationRecord | undefined>;
   /**
    * Records a renewed certificate. Every other live certificate of the connector is
    * scheduled for revocation at `graceUntil`, or earlier, when the connector first

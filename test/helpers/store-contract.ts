@@ -198,6 +198,62 @@ export function storeContract(t: Test, newStore: NewStore): void {
     );
   });
 
+  t.test('connectors: a registration key is recorded once, with its connector', async (t) => {
+    const open = newStore(t);
+    const s = await opened(t, open);
+    const other = await opened(t, open);
+    const reg = (key: string) => ({
+      key,
+      publicKey: 'ab'.repeat(32),
+      credential: 'cd'.repeat(32),
+      certificate: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n',
+    });
+    const k1 = 'k'.repeat(43);
+    t.equal(await s.connectors.registration(k1), undefined, 'an unknown key');
+    await s.connectors.register({ ...connector('c-a', 'edge', 'AA01'), registration: reg(k1) });
+    t.same(
+      await other.connectors.registration(k1),
+      { ...reg(k1), connectorId: 'c-a', createdAt: 1_000 },
+      'recorded with the connector, read from another connection',
+    );
+    const audited = (await s.audit.list()).length;
+    await t.rejects(
+      other.connectors.register({ ...connector('c-b', 'other', 'AA02', 2_000), registration: reg(k1) }),
+      { code: 'ERR_CONFLICT', status: 409, details: { reason: 'registration-key-used' } },
+      'a key is used once, whatever the rest',
+    );
+    await t.rejects(
+      s.connectors.register({ ...connector('c-b', 'edge', 'AA02', 2_000), registration: reg(k1) }),
+      { code: 'ERR_CONFLICT', details: { reason: 'registration-key-used' } },
+      'the key is checked before the name',
+    );
+    t.equal(await s.connectors.get('c-b'), undefined, 'a refused key writes no connector');
+    t.equal(await s.connectors.getCertificate('AA02'), undefined, 'no certificate');
+    t.equal((await s.audit.list()).length, audited, 'and no audit row');
+
+    // Two attempts with one key at once, through two connections (two relays): one connector.
+    const k2 = 'z'.repeat(43);
+    const both = await Promise.allSettled([
+      s.connectors.register({ ...connector('c-x', 'x1', 'X1', 3_000), registration: reg(k2) }),
+      other.connectors.register({ ...connector('c-y', 'x2', 'X2', 3_000), registration: reg(k2) }),
+    ]);
+    t.equal(both.filter((r) => r.status === 'fulfilled').length, 1, 'one of two racing attempts is recorded');
+    t.match(
+      both.find((r) => r.status === 'rejected'),
+      { reason: { code: 'ERR_CONFLICT', details: { reason: 'registration-key-used' } } },
+      'the other is told the key is used',
+    );
+    const winner = (await s.connectors.registration(k2))?.connectorId;
+    t.ok(winner === 'c-x' || winner === 'c-y', 'the key names the recorded one');
+    t.same(
+      (await s.connectors.list()).map((c) => c.id),
+      ['c-a', winner],
+      'no connector without its key, none twice',
+    );
+    await s.connectors.register(connector('c-n', 'plain', 'N1', 4_000));
+    t.equal((await s.connectors.list()).length, 3, 'a registration without a key records none');
+  });
+
   t.test('connectors: find by id or name, refusing ambiguity', async (t) => {
     const s = await opened(t, newStore(t));
     await s.connectors.register(connector('c-1', 'edge', 'A1', 1_000));

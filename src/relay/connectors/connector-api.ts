@@ -151,9 +151,11 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         name: field(body, 'name', 64),
         group: field(body, 'group', 63, 'default'),
         version: typeof body['version'] === 'string' ? body['version'] : 'unknown',
+        ...(body['idempotencyKey'] !== undefined ? { idempotencyKey: field(body, 'idempotencyKey', 128) } : {}),
       },
       `admin:${admin.subject}`,
       requestId,
+      m[1],
     );
     sendJson(res, 201, out, requestId);
   }

@@ -9,13 +9,21 @@ import type {
   ConnectorRecord,
   ConnectorRepo,
   NewConnector,
+  RegistrationRecord,
   Renewal,
 } from '../types.js';
 import { writeAudit } from './audit.js';
 import { constraintOf, lockKey, type PgDatabase, type Sql } from './database.js';
 import { Memory } from './memory.js';
-import { notRevoked, parseConnectorRef, pickConnector } from '../connector-lookup.js';
-import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
+import { notRevoked, parseConnectorRef, pickConnector, registrationKeyUsed } from '../connector-lookup.js';
+import {
+  toCertificate,
+  toConnector,
+  toRegistration,
+  type CertificateRow,
+  type ConnectorRow,
+  type RegistrationRow,
+} from '../rows.js';
 
 const nameTaken = (name: string, holder: string): ProxyctlError =>
   new ProxyctlError(
@@ -50,6 +58,11 @@ export class PgConnectorRepo implements ConnectorRepo {
       record = await this.db.transaction('register connector', async (tx) => {
         // Registrations are rare: one at a time per store, so the name checks below cannot interleave.
         await tx.query(`SELECT pg_advisory_xact_lock($1::bigint)`, [lockKey('register', this.db.target.schema)]);
+        const r = input.registration;
+        if (r) {
+          const used = await tx.query(`SELECT 1 FROM connector_registrations WHERE idempotency_key = $1`, [r.key]);
+          if (used.rows[0]) throw registrationKeyUsed();
+        }
         const clash = await tx.query<{ id: string }>(
           `SELECT id FROM connectors WHERE (lower(name) = lower($1) AND revoked_at IS NULL) OR lower(id) = lower($1) LIMIT 1`,
           [input.name],
@@ -63,6 +76,13 @@ export class PgConnectorRepo implements ConnectorRepo {
           `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES ($1, $2, $3, $4, 'register')`,
           [input.serial, input.id, input.issuedAt, input.notAfter],
         );
+        if (r) {
+          await tx.query(
+            `INSERT INTO connector_registrations (idempotency_key, connector_id, public_key_sha256, credential_sha256, certificate, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6)`,
+            [r.key, input.id, r.publicKey, r.credential, r.certificate, input.issuedAt],
+          );
+        }
         await writeAudit(
           tx,
           input.actor,
@@ -77,10 +97,20 @@ export class PgConnectorRepo implements ConnectorRepo {
     } catch (err) {
       // The unique index is the last word should two registrations ever interleave.
       if (constraintOf(err) === 'connectors_live_name') throw nameTaken(input.name, 'registered concurrently');
+      if (constraintOf(err) === 'connector_registrations_pkey') throw registrationKeyUsed();
       throw err;
     }
     this.afterChange();
     return record;
+  }
+
+  async registration(key: string): Promise<RegistrationRecord | undefined> {
+    const r = await this.db.query<RegistrationRow>(
+      'read registration',
+      `SELECT * FROM connector_registrations WHERE idempotency_key = $1`,
+      [key],
+    );
+    return r.rows[0] && toRegistration(r.rows[0]);
   }
 
   async recordRenewal(input: Renewal): Promise<void> {

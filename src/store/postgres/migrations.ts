@@ -3,7 +3,7 @@
 // The tables are SQLite's (sqlite/migrations.ts) with PostgreSQL types: BIGINT
 // milliseconds (read back as numbers), JSONB for JSON, identity ids.
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -172,5 +172,15 @@ export const MIGRATIONS: readonly string[] = [
      updated_at BIGINT NOT NULL,
      updated_by TEXT NOT NULL,
      PRIMARY KEY (kind, name)
+   );`,
+  // Idempotent registration (SQLite's version 10): a registration attempt's key, what a
+  // retry must match, the certificate it gets again.
+  `CREATE TABLE connector_registrations (
+     idempotency_key TEXT PRIMARY KEY,
+     connector_id TEXT NOT NULL REFERENCES connectors(id),
+     public_key_sha256 TEXT NOT NULL,
+     credential_sha256 TEXT NOT NULL,
+     certificate TEXT NOT NULL,
+     created_at BIGINT NOT NULL
    );`,
 ];

@@ -8,12 +8,20 @@ import type {
   ConnectorRecord,
   ConnectorRepo,
   NewConnector,
+  RegistrationRecord,
   Renewal,
 } from '../types.js';
 import { writeAudit } from './audit.js';
 import type { SqliteDatabase } from './database.js';
-import { notRevoked, parseConnectorRef, pickConnector } from '../connector-lookup.js';
-import { toCertificate, toConnector, type CertificateRow, type ConnectorRow } from '../rows.js';
+import { notRevoked, parseConnectorRef, pickConnector, registrationKeyUsed } from '../connector-lookup.js';
+import {
+  toCertificate,
+  toConnector,
+  toRegistration,
+  type CertificateRow,
+  type ConnectorRow,
+  type RegistrationRow,
+} from '../rows.js';
 
 export class SqliteConnectorRepo implements ConnectorRepo {
   constructor(
@@ -26,6 +34,7 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     this.db.transaction(
       'register connector',
       () => {
+        if (input.registration) this.assertKeyFree(input.registration.key);
         this.assertNameFree(input.name);
         this.db
           .stmt(`INSERT INTO connectors (id, name, group_name, created_at, created_by) VALUES (?, ?, ?, ?, ?)`)
@@ -35,6 +44,15 @@ export class SqliteConnectorRepo implements ConnectorRepo {
             `INSERT INTO certificates (serial, connector_id, issued_at, not_after, kind) VALUES (?, ?, ?, ?, 'register')`,
           )
           .run(input.serial, input.id, input.issuedAt, input.notAfter);
+        const r = input.registration;
+        if (r) {
+          this.db
+            .stmt(
+              `INSERT INTO connector_registrations (idempotency_key, connector_id, public_key_sha256, credential_sha256, certificate, created_at)
+               VALUES (?, ?, ?, ?, ?, ?)`,
+            )
+            .run(r.key, input.id, r.publicKey, r.credential, r.certificate, input.issuedAt);
+        }
         writeAudit(
           this.db,
           input.actor,
@@ -48,6 +66,17 @@ export class SqliteConnectorRepo implements ConnectorRepo {
     );
     this.changed();
     return this.byId(input.id)!;
+  }
+
+  private assertKeyFree(key: string): void {
+    if (this.db.stmt(`SELECT 1 FROM connector_registrations WHERE idempotency_key = ?`).get(key))
+      throw registrationKeyUsed();
+  }
+
+  async registration(key: string): Promise<RegistrationRecord | undefined> {
+    const row = this.db.stmt(`SELECT * FROM connector_registrations WHERE idempotency_key = ?`).get(key) as
+      RegistrationRow | undefined;
+    return row && toRegistration(row);
   }
 
   /** A live connector's name is unique (ignoring case) and never a connector id, so a name given to `revoke` means one connector. */

@@ -1,7 +1,7 @@
 // The SQLite schema, one entry per version: PRAGMA user_version counts the entries
 // applied. Append only; never edit an entry a released proxyctl has applied.
 
-export const SCHEMA_VERSION = 9;
+export const SCHEMA_VERSION = 10;
 
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE connectors (
@@ -170,5 +170,16 @@ export const MIGRATIONS: readonly string[] = [
      updated_at INTEGER NOT NULL,
      updated_by TEXT NOT NULL,
      PRIMARY KEY (kind, name)
+   );`,
+  // Idempotent registration: the key a connector chose for one registration attempt,
+  // what a retry must match (the CSR's public key, the administrator token, both hashed)
+  // and the certificate the retry gets again when the first answer was lost.
+  `CREATE TABLE connector_registrations (
+     idempotency_key TEXT PRIMARY KEY,
+     connector_id TEXT NOT NULL REFERENCES connectors(id),
+     public_key_sha256 TEXT NOT NULL,
+     credential_sha256 TEXT NOT NULL,
+     certificate TEXT NOT NULL,
+     created_at INTEGER NOT NULL
    );`,
 ];

@@ -25,6 +25,7 @@ function memorySecrets(): SecretRepo & { map: Map<string, string> } {
     },
     put: async (name, value) => void map.set(name, value),
     list: async () => [...map].map(([name, value]) => ({ name, value })),
+    remove: async (name) => map.delete(name),
   };
 }
 

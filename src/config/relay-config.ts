@@ -10,6 +10,7 @@ import { buildGeo, buildRisk, type GeoConfig, type RiskConfig } from './risk-con
 import { buildExport, type ExportSinkConfig } from './export-config.js';
 import { ProxyctlError } from '../errors.js';
 import { buildAcme, type AcmeConfig } from './acme-config.js';
+import { parseDuration } from './duration.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../net/foreign-headers.js';
 import { isLoopbackHost } from '../net/address.js';
 import {
@@ -132,6 +133,8 @@ export interface RelayConfig {
     readonly port: number;
     /** The plain-HTTP listener (ACME HTTP-01 and 308 to HTTPS); undefined without `public.httpListen`. */
     readonly http: { readonly host: string; readonly port: number } | undefined;
+    /** How long one TLS session-ticket key is used (`public.ticketRotation`); undefined: no tickets (`off`). */
+    readonly ticketRotationMs: number | undefined;
   };
   readonly connectorApi: {
     readonly host: string;
@@ -285,10 +288,11 @@ function build(
   const dataDirText = str(v, 'dataDir', top['dataDir'], './proxyctl-data');
   const dataDir = options.dataDir ? path.resolve(options.dataDir) : path.resolve(baseDir, dataDirText ?? '.');
 
-  const pub = obj(v, 'public', top['public'], ['listen', 'httpListen']) ?? {};
+  const pub = obj(v, 'public', top['public'], ['listen', 'httpListen', 'ticketRotation']) ?? {};
   const publicListen = listen(v, 'public.listen', pub['listen'], '127.0.0.1:8443');
   const httpListen =
     pub['httpListen'] === undefined ? undefined : listen(v, 'public.httpListen', pub['httpListen'], '');
+  const ticketRotationMs = ticketRotation(v, pub['ticketRotation']);
 
   const capi = obj(v, 'connectorApi', top['connectorApi'], ['listen', 'url', 'maxBodyBytes']) ?? {};
   const capiListen = listen(v, 'connectorApi.listen', capi['listen'], '127.0.0.1:8444');
@@ -448,7 +452,7 @@ function build(
   return {
     file: undefined,
     dataDir,
-    public: { ...publicListen, http: httpListen },
+    public: { ...publicListen, http: httpListen, ticketRotationMs },
     connectorApi: { ...capiListen, url: capiUrl, maxBodyBytes },
     identity,
     connectors,
@@ -796,4 +800,18 @@ function deepFreeze<T>(value: T): T {
 /** Defaults used when `relay serve` runs without --config: everything on loopback. */
 export function defaultRelayConfig(options: LoadOptions = {}): RelayConfig {
   return parseRelayConfig('{}', undefined, options);
+}
+
+/** Shorter periods would mostly cost store writes and full handshakes. */
+export const TICKET_ROTATION_MIN_MS = 5 * 60_000;
+/** RFC 8446 (4.6.1): a ticket lives at most 7 days, and a ticket here lives one period. */
+export const TICKET_ROTATION_MAX_MS = 7 * 86_400_000;
+
+/** `public.ticketRotation`: a duration (12h by default) from 5m to 7d, or `off`/`false` for no session tickets. */
+function ticketRotation(v: Validation, value: unknown): number | undefined {
+  if (value === false || value === 'off') return undefined;
+  const ms = typeof (value ?? '12h') === 'string' ? parseDuration((value ?? '12h') as string) : undefined;
+  if (ms === undefined || ms < TICKET_ROTATION_MIN_MS || ms > TICKET_ROTATION_MAX_MS)
+    return v.fail('public.ticketRotation', value, 'a duration from 5m to 7d (such as 12h), or off');
+  return ms;
 }

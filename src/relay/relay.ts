@@ -1,7 +1,7 @@
 // The relay process: provision (data dir, CA, store, certificates) → start
 // (listeners, heartbeats, revocation watch) → close (drain, idempotent).
 // Reload swaps one config reference; work in flight keeps the one it began with.
-import { randomUUID } from 'node:crypto';
+import { constants as cryptoConstants, createHash, randomUUID } from 'node:crypto';
 import type { Server } from 'node:https';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
@@ -48,6 +48,7 @@ import { openStore, type Store, type StoreTopic } from '../store/index.js';
 import { ensurePrivateDir } from '../fs-private.js';
 import { createAdminServer, type AdminServer, type Checks } from './admin/admin-server.js';
 import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
+import { SessionTickets } from './session-tickets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import { systemClock, type Clock } from '../clock.js';
@@ -91,6 +92,8 @@ export class Relay {
   private httpServer: HttpServer | undefined;
   /** Certificates from an ACME certificate authority (`acme:`). */
   private acme: AcmeManager | undefined;
+  /** TLS session-ticket keys shared by the replicas (`public.ticketRotation`); undefined when off. */
+  private tickets: SessionTickets | undefined;
   readonly queue: RequestQueue;
   private readonly dataPlane: DataPlane;
   private ring: KeyRing;
@@ -539,10 +542,19 @@ export class Relay {
   private async startPublic(cfg: RelayConfig): Promise<void> {
     const tls = await this.buildTls(cfg, undefined);
     this.state = { ...this.state, tls };
+    if (cfg.public.ticketRotationMs !== undefined)
+      this.tickets = new SessionTickets({
+        store: this.store,
+        wrap: this.options.masterKey,
+        periodMs: cfg.public.ticketRotationMs,
+        clock: this.options.clock ?? systemClock,
+        log: this.options.log,
+        install: (key) => this.publicServer?.setTicketKeys(key),
+      });
     const server = createHttpsServer({
       key: tls.keyPem,
       cert: tls.certPem,
-      ...SERVER_TLS,
+      ...this.listenerTls(cfg),
       // An ACME certificate (apps without their own) first, else the TLS store's choice.
       SNICallback: (name, cb) =>
         cb(
@@ -557,7 +569,7 @@ export class Relay {
           }
         : {}),
       // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
-      ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
+      ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false } : {}),
       noDelay: true,
       headersTimeout: cfg.limits.headersTimeoutMs,
       // Node checks header/request timeouts on this interval (default 30 s: too coarse for slowloris).
@@ -589,6 +601,7 @@ export class Relay {
     // A TLS-ALPN-01 validation only completes the handshake: nothing is read from it.
     server.on('secureConnection', (socket: TLSSocket) => {
       if (socket.alpnProtocol === 'acme-tls/1') socket.destroy();
+      this.metrics.handshake(socket.isSessionReused());
     });
     server.on('tlsClientError', (err: Error) =>
       this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
@@ -619,6 +632,8 @@ export class Relay {
     });
     this.publicServer = server;
     this.edgePath = path;
+    // The shared ticket key is in force before the first handshake.
+    await this.tickets?.start();
     await listen(server, cfg.public.host, cfg.public.port);
     if (!cfg.identity.issuer) {
       // The embedded provider's issuer names the port just bound: its state is built now.
@@ -834,9 +849,10 @@ export class Relay {
       this.publicServer?.setSecureContext({
         key: built.tls.keyPem,
         cert: built.tls.certPem,
-        ...SERVER_TLS,
-        ...deviceCa(next),
+        ...this.listenerTls(next),
       });
+      // A new context starts with a random ticket key of Node's: the shared one again.
+      this.tickets?.reinstall();
     }
     this.state = built;
     // Apps added or given their own certificate: the hosts ACME covers follow (in force from start only).
@@ -848,6 +864,21 @@ export class Relay {
     // An API change is audited by the operation that made it, with its caller.
     if (audit) this.auditReload(prev, next);
     return { restartNeeded };
+  }
+
+  /**
+   * TLS settings of the public listener's own context (the one SNI contexts switch from):
+   * OpenSSL keeps the session settings (tickets, session id context) of this one.
+   */
+  private listenerTls(cfg: RelayConfig) {
+    return {
+      ...SERVER_TLS,
+      ...deviceCa(cfg),
+      ...(this.tickets
+        ? { sessionTimeout: this.tickets.sessionTimeoutSeconds }
+        : { secureOptions: SERVER_TLS.secureOptions | cryptoConstants.SSL_OP_NO_TICKET }),
+      sessionIdContext: sessionIdContext(cfg),
+    };
   }
 
   /** Relay-CA certificate for every published host (reused while the host list holds), and per-host contexts by SNI. */
@@ -963,6 +994,7 @@ export class Relay {
     pub?.closeIdleConnections();
     this.unwatch?.();
     this.acme?.close();
+    this.tickets?.close();
     await this.retention.stop();
     // Leave the replica set first: connectors stop sending this replica new work.
     await this.registry.stop();
@@ -1043,6 +1075,19 @@ function makeVerifier(config: RelayConfig, options: RelayOptions): TokenVerifier
  */
 function deviceCa(cfg: RelayConfig): { ca?: string } {
   return cfg.devices ? { ca: cfg.devices.caPem } : {};
+}
+
+/**
+ * OpenSSL resumes a session only in the session id context it began in. Node's default
+ * hashes the command line, which differs between replicas; this one is the same on every
+ * replica and names the device CA, so a session whose client certificate was verified
+ * against another CA (before `devices.caFile` changed) is never resumed: full handshake.
+ */
+function sessionIdContext(cfg: RelayConfig): string {
+  return createHash('sha256')
+    .update(`proxyctl public listener\n${cfg.devices?.caPem ?? ''}`)
+    .digest('hex')
+    .slice(0, 32);
 }
 
 /** Per-replica buckets, or buckets shared through Redis (limits.redis) when `shared` is given. */

@@ -19,7 +19,7 @@ export const secretAad = (name: string): string => `secret:${name}`;
 
 /** The secret `name`, created by `make` (and wrapped) by whichever replica gets there first. */
 export async function sharedSecret(
-  store: Store,
+  store: Pick<Store, 'secrets'>,
   name: string,
   wrap: SecretWrap | undefined,
   make: () => Promise<string>,

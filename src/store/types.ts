@@ -477,6 +477,8 @@ export interface SecretRepo {
   /** Replaces a value (re-wrapping); audited. */
   put(name: string, value: string, actor: string): Promise<void>;
   list(): Promise<{ name: string; value: string }[]>;
+  /** Deletes a secret that has served its time (an expired ticket key); false when there was none. Not audited. */
+  remove(name: string): Promise<boolean>;
 }
 
 /** A relay session as stored: a signed-out or revoked one keeps its revokedAt. */

@@ -1219,6 +1219,9 @@ export function storeContract(t: Test, newStore: NewStore): void {
     t.same(await s.secrets.list(), [{ name: 'ca', value: 'three' }]);
     t.match(await s.audit.list(1), [{ actor: 'test', action: 'secret.put', details: { name: 'ca' } }]);
     t.notMatch(JSON.stringify(await s.audit.list()), /three/, 'the audit row never holds the value');
+    t.equal(await other.secrets.remove('ca'), true, 'remove says it deleted');
+    t.equal(await s.secrets.get('ca'), undefined, 'gone for every replica');
+    t.equal(await s.secrets.remove('ca'), false, 'removing it again deletes nothing');
   });
 
   t.test('keys: every key can be re-wrapped in place', async (t) => {

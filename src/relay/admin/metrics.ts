@@ -67,6 +67,8 @@ export class RelayMetrics {
   private readonly store: CellHistogram<'op'>;
   private readonly signIns: Counter<'result' | 'method'>;
   private readonly detections: Counter<'type' | 'level'>;
+  /** TLS handshakes on the public listener: [full, resumed]. */
+  private readonly handshakes: readonly [CounterCell, CounterCell];
   private readonly apps = new Map<string, AppCells>();
   private readonly storeCells = new Map<string, HistogramCell>();
   private readonly storeOps = new BoundedLabel(32);
@@ -114,6 +116,13 @@ export class RelayMetrics {
       labelNames: ['type', 'level'],
       registers,
     });
+    const handshakes = new CellCounter({
+      name: 'proxyctl_relay_tls_handshakes_total',
+      help: 'Completed TLS handshakes on the public listener: resumed (a session ticket) or full',
+      labelNames: ['resumed'],
+      registers,
+    });
+    this.handshakes = [handshakes.cell({ resumed: 'false' }), handshakes.cell({ resumed: 'true' })];
     new Gauge({
       name: 'proxyctl_relay_channels_open',
       help: 'Open control channels by connector group and connector',
@@ -256,6 +265,11 @@ export class RelayMetrics {
     const c = ((status / 100) | 0) - 1;
     cells.byClass[c < 0 ? 0 : c > 4 ? 4 : c]!.inc();
     cells.duration.observe(seconds);
+  }
+
+  /** A TLS handshake on the public listener completed. */
+  handshake(resumed: boolean): void {
+    this.handshakes[resumed ? 1 : 0].inc();
   }
 
   /** How long an allowed request waited for a connector's channel (0: one was open). */

@@ -60,9 +60,9 @@ export class Authorizer {
   authorize(req: IncomingMessage, app: AppConfig, who: Authenticated, requestId: string): Verdict {
     const ip = clientAddress(req);
     const platform = platformOf(req.headers['user-agent']);
-    const device = this.devices && hasDeviceCertificate(req);
-    const key = `${who.key}|${app.name}|${ip}|${platform}|${device ? 1 : 0}`;
     const now = this.deps.now();
+    const device = this.devices && hasDeviceCertificate(req, now);
+    const key = `${who.key}|${app.name}|${ip}|${platform}|${device ? 1 : 0}`;
     let entry = this.cache.get(key);
     if (!entry || now - entry.at >= DECISION_TTL_MS) {
       const decided = this.decide(req, app, who, requestId, { ip, platform, device, now });
@@ -153,7 +153,7 @@ export class Authorizer {
       ...risk,
       ip: clientAddress(req),
       platform: platformOf(req.headers['user-agent']),
-      device: this.devices && hasDeviceCertificate(req),
+      device: this.devices && hasDeviceCertificate(req, this.deps.now()),
       now: this.deps.now(),
     });
   }
@@ -190,12 +190,20 @@ interface ContextParts {
   now: number;
 }
 
-/** Chained to the configured device CA by the TLS layer (the public listener asks for it only when devices are configured). */
-function hasDeviceCertificate(req: IncomingMessage): boolean {
+/**
+ * Chained to the configured device CA by the TLS layer (the public listener asks for it only
+ * when devices are configured). A resumed TLS session (session ticket) carries the certificate
+ * and verification result of the handshake it began with: the certificate must also still be
+ * within its validity dates now, as a full handshake would check. (A session verified against
+ * another device CA is not resumed at all: relay.ts, sessionIdContext.)
+ */
+function hasDeviceCertificate(req: IncomingMessage, now: number): boolean {
   const tls = req.socket as TLSSocket;
   if (!tls.authorized || typeof tls.getPeerCertificate !== 'function') return false;
   const peer = tls.getPeerCertificate();
-  return !!peer && Object.keys(peer).length > 0;
+  if (!peer || Object.keys(peer).length === 0) return false;
+  if (!tls.isSessionReused()) return true;
+  return Date.parse(peer.valid_from) <= now && now < Date.parse(peer.valid_to);
 }
 
 export function stepUpOf(d: Decision): StepUp {

@@ -89,4 +89,10 @@ export class PgSecretRepo implements SecretRepo {
     );
     return rows;
   }
+
+  async remove(name: string): Promise<boolean> {
+    // No notification: nothing another replica holds changes when an expired secret goes.
+    const r = await this.db.query('remove secret', `DELETE FROM secrets WHERE name = $1`, [name]);
+    return (r.rowCount ?? 0) > 0;
+  }
 }

@@ -70,4 +70,8 @@ export class SqliteSecretRepo implements SecretRepo {
   async list(): Promise<{ name: string; value: string }[]> {
     return this.db.stmt(`SELECT name, value FROM secrets ORDER BY name`).all() as { name: string; value: string }[];
   }
+
+  async remove(name: string): Promise<boolean> {
+    return this.db.stmt(`DELETE FROM secrets WHERE name = ?`).run(name).changes > 0;
+  }
 }

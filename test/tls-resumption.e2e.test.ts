@@ -8,7 +8,7 @@ import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { SecureVersion } from 'node:tls';
-import { parseRelayConfig } from '../src/config/relay-config.js';
+import { parseRelayConfig, type RelayConfig } from '../src/config/relay-config.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
 import { generateMasterKey, parseMasterKey } from '../src/crypto/master-key.js';
 import { isSealed } from '../src/crypto/secret-wrap.js';
@@ -28,6 +28,8 @@ const VERSIONS: SecureVersion[] = ['TLSv1.3', 'TLSv1.2'];
 
 interface Setup {
   relay(name: string): Promise<Relay>;
+  /** The configuration with one more app (a new host: the listener gets a new certificate). */
+  withApp(name: string, relay: string): RelayConfig;
   ca: string[];
   clock: ManualClock;
 }
@@ -64,6 +66,11 @@ apps:
   const setup: Setup = {
     ca,
     clock,
+    withApp: (app, name) =>
+      parseRelayConfig(
+        `${yaml}  - { name: ${app}, externalUrl: "https://${app}.test/", internalUrl: "http://127.0.0.1:1/", preauth: passthrough }\n`,
+        path.join(dir, `${name}.yaml`),
+      ),
     async relay(name) {
       const relay = await Relay.create(parseRelayConfig(yaml, path.join(dir, `${name}.yaml`)), {
         log: testLogger(),
@@ -169,6 +176,17 @@ t.test('two replicas on one SQLite file resume each other’s tickets, and rotat
       [`${TICKET_SECRET_PREFIX}${PERIOD_MS}:${period + 1}`, `${TICKET_SECRET_PREFIX}${PERIOD_MS}:${period + 2}`].sort(),
       "the past period's key is deleted; the next one is ready",
     );
+  });
+
+  await t.test('a reload that replaces the listener certificate keeps the shared key', async (t) => {
+    const fromB = await visit(port(b), 'app.test', { ca });
+    const certBefore = (await visit(port(a), 'app.test', { ca })).peer.fingerprint256;
+    await a.reload(s.withApp('extra', 'a'));
+    const after = await visit(port(a), 'extra.test', { ca });
+    t.equal(after.status, 200, 'the new host is served');
+    t.not(after.peer.fingerprint256, certBefore, 'by a new listener certificate (a new TLS context)');
+    t.ok((await visit(port(a), 'app.test', { ca, session: fromB.session })).reused, "b's ticket resumes on a");
+    t.ok((await visit(port(b), 'extra.test', { ca, session: after.session })).reused, "a's new ticket resumes on b");
   });
 
   await t.test('a restarted relay resumes tickets issued before its restart (key from the store)', async (t) => {

@@ -28,8 +28,8 @@ const VERSIONS: SecureVersion[] = ['TLSv1.3', 'TLSv1.2'];
 
 interface Setup {
   relay(name: string): Promise<Relay>;
-  /** The configuration with one more app (a new host: the listener gets a new certificate). */
-  withApp(name: string, relay: string): RelayConfig;
+  /** The configuration with one more app (a new host: the listener gets a new certificate), or another rotation. */
+  variant(relay: string, change: { app?: string; rotation?: string }): RelayConfig;
   ca: string[];
   clock: ManualClock;
 }
@@ -66,9 +66,12 @@ apps:
   const setup: Setup = {
     ca,
     clock,
-    withApp: (app, name) =>
+    variant: (name, { app, rotation }) =>
       parseRelayConfig(
-        `${yaml}  - { name: ${app}, externalUrl: "https://${app}.test/", internalUrl: "http://127.0.0.1:1/", preauth: passthrough }\n`,
+        yaml.replace(/ticketRotation: \S+ /, `ticketRotation: ${rotation ?? opts.rotation ?? '5m'} `) +
+          (app
+            ? `  - { name: ${app}, externalUrl: "https://${app}.test/", internalUrl: "http://127.0.0.1:1/", preauth: passthrough }\n`
+            : ''),
         path.join(dir, `${name}.yaml`),
       ),
     async relay(name) {
@@ -181,7 +184,8 @@ t.test('two replicas on one SQLite file resume each other’s tickets, and rotat
   await t.test('a reload that replaces the listener certificate keeps the shared key', async (t) => {
     const fromB = await visit(port(b), 'app.test', { ca });
     const certBefore = (await visit(port(a), 'app.test', { ca })).peer.fingerprint256;
-    await a.reload(s.withApp('extra', 'a'));
+    const { restartNeeded } = await a.reload(s.variant('a', { app: 'extra' }));
+    t.same(restartNeeded, [], 'applied without a restart');
     const after = await visit(port(a), 'extra.test', { ca });
     t.equal(after.status, 200, 'the new host is served');
     t.not(after.peer.fingerprint256, certBefore, 'by a new listener certificate (a new TLS context)');
@@ -215,6 +219,8 @@ t.test('two replicas on one SQLite file resume each other’s tickets, and rotat
 t.test('ticketRotation: off resumes nothing', async (t) => {
   const s = await service(t, { rotation: 'off' });
   const a = await s.relay('a');
+  const { restartNeeded } = await a.reload(s.variant('a', { rotation: '1h' }));
+  t.same(restartNeeded, ['public.ticketRotation'], 'turning tickets on takes a restart');
   for (const maxVersion of VERSIONS) {
     const first = await visit(port(a), 'app.test', { ca: s.ca, maxVersion });
     const again = await visit(port(a), 'app.test', {

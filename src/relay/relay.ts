@@ -829,6 +829,7 @@ export class Relay {
     if (next.public.host !== prev.public.host || next.public.port !== prev.public.port)
       restartNeeded.push('public.listen');
     if (JSON.stringify(next.public.http) !== JSON.stringify(prev.public.http)) restartNeeded.push('public.httpListen');
+    if (next.public.ticketRotationMs !== prev.public.ticketRotationMs) restartNeeded.push('public.ticketRotation');
     if (JSON.stringify(next.devices) !== JSON.stringify(prev.devices)) restartNeeded.push('devices');
     if (JSON.stringify(next.export) !== JSON.stringify(prev.export)) restartNeeded.push('export');
     if (JSON.stringify(next.acme) !== JSON.stringify(prev.acme)) restartNeeded.push('acme');

@@ -126,6 +126,33 @@ t.test('a store that does not answer: a key of its own, never the old one, then 
   t.notSame(r.installed[0], r.installed.at(-1));
 });
 
+t.test('a stored key that is not a ticket key is not used', async (t) => {
+  const store = storeFor(t);
+  const clock = new ManualClock(3_000_000 * P + 1_000);
+  // Hostile or damaged store rows: too short, and sealed with another master key.
+  await store.secrets.putIfAbsent(`${TICKET_SECRET_PREFIX}${P}:3000000`, Buffer.alloc(16).toString('base64'));
+  const other = parseMasterKey(generateMasterKey());
+  const name = `${TICKET_SECRET_PREFIX}${P}:3000001`;
+  await store.secrets.putIfAbsent(name, other.wrap(Buffer.alloc(48).toString('base64'), `secret:${name}`));
+  const r = replica(t, store, clock);
+  await r.tickets.start();
+  t.same(r.tickets.current, { period: 3_000_000, shared: false }, 'a key of its own instead');
+  t.notSame(r.installed[0], Buffer.alloc(48), 'a random one');
+  t.equal(r.installed[0]!.length, 48);
+  const warned = r.log.lines.filter((l) => l.msg === 'cannot load a TLS ticket key from the store');
+  t.match(
+    warned,
+    [
+      { period: 3_000_000, err: /16 bytes/ },
+      { period: 3_000_001, err: /master key/ },
+    ],
+    'each named',
+  );
+  await clock.advance(P);
+  t.same(r.tickets.current, { period: 3_000_001, shared: false }, 'the next period: again its own, a new one');
+  t.notSame(r.installed.at(-1), r.installed[0]);
+});
+
 t.test('public.ticketRotation', async (t) => {
   const rotation = (v: string) =>
     parseRelayConfig(`public: { ticketRotation: ${v} }\n`, 'relay.yaml').public.ticketRotationMs;

@@ -2,7 +2,7 @@
 // CPU and memory never mix with the relay's:
 //   node bench/client.mjs <mode> '<json options>'
 // Modes (every one prints JSON lines on stdout; the last is the result):
-//   load      autocannon: { url, connections, duration | amount, warmup?, host?, ca? }
+//   load      autocannon: { url, connections, duration | amount, warmup?, host?, headers?, ca?, rate? }
 //   download  { url, bytes, host?, ca? }       streams and discards, reports MB/s
 //   upload    { url, bytes, host?, ca? }       streams from one reused buffer, reports MB/s
 //   slow      { url, rate, seconds, host?, ca? } reads at `rate` B/s for `seconds`, then leaves
@@ -39,7 +39,9 @@ async function load() {
     connections: opts.connections,
     // A fixed number of requests (--callgrind), else a fixed time.
     ...(opts.amount ? { amount: opts.amount } : { duration: opts.duration }),
-    headers: opts.host ? { host: opts.host } : {},
+    headers: { ...(opts.host ? { host: opts.host } : {}), ...opts.headers },
+    // A fixed request rate over all connections (the p99-at-half-load test), else as fast as answered.
+    ...(opts.rate ? { overallRate: opts.rate } : {}),
     ...(u.protocol === 'https:' ? { servername: opts.host ?? u.hostname, tlsOptions: { ca } } : {}),
     ...(opts.warmup ? { warmup: { connections: opts.connections, duration: opts.warmup } } : {}),
   });

@@ -148,7 +148,7 @@ export async function startIdp() {
   }
 
   /** An access token for an app (audience: its client id) whose `groups` claim names `groups`: a native client's bearer token. */
-  function appToken({ groups = [], audience = 'proxyctl' } = {}) {
+  function appToken({ groups = [], audience }) {
     return accessToken({ groups }, audience, 'proxyctl.admin');
   }
 

@@ -304,10 +304,7 @@ export async function startNginx({ name, dir, conf, ports, track }) {
     dir,
     pids() {
       const workers = childPids(child.pid);
-      return Object.fromEntries([
-        [`${name}`, child.pid],
-        ...workers.map((pid, i) => [`${name}-w${i + 1}`, pid]),
-      ]);
+      return Object.fromEntries([[`${name}`, child.pid], ...workers.map((pid, i) => [`${name}-w${i + 1}`, pid])]);
     },
   };
 }

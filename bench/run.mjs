@@ -48,7 +48,17 @@
 // their CPU time went when they stop (profiling slows them: figures are then
 // not comparable with an unprofiled run).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import https from 'node:https';
 import tls from 'node:tls';
 import { cpus, tmpdir } from 'node:os';
@@ -70,6 +80,7 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 const APP_HOST = 'bench.example.com';
 /** The realistic app's host: preauth oidc, a policy, identity headers. */
 const REALISTIC_HOST = 'app.bench.example.com';
+const REALISTIC_CLIENT_ID = 'api://bench-app';
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
 
@@ -87,12 +98,22 @@ function flag(name, fallback) {
 /** The checkout whose built binary is measured (default: this one); --root benchmarks another, e.g. a clean clone. */
 const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
 const BIN = path.join(ROOT, 'bin/proxyctl.js');
-const ALL = ['small', 'download', 'upload', 'halfrate', 'h2', 'handshake', 'realistic', 'slow', 'idle', 'export', 'storm'];
+const ALL = [
+  'small',
+  'download',
+  'upload',
+  'halfrate',
+  'h2',
+  'handshake',
+  'realistic',
+  'slow',
+  'idle',
+  'export',
+  'storm',
+];
 /** The reference arms run beside direct and relay in small, download and upload. */
 const ARMS = ['floor', 'nginx1', 'nginx2'];
-const ONLY_LIST = String(flag('only', ''))
-  .split(',')
-  .filter(Boolean);
+const ONLY_LIST = String(flag('only', '')).split(',').filter(Boolean);
 for (const o of ONLY_LIST)
   if (!ALL.includes(o) && !ARMS.includes(o))
     throw new Error(`--only: unknown test or arm ${o}; one of ${[...ALL, ...ARMS].join(', ')}`);
@@ -392,9 +413,10 @@ function runH2load({ url, authority, clients, streams, seconds, warmup }) {
   child.stderr.on('data', (d) => (out += d));
   const result = child.exited.then((code) => {
     const fin = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
-    const req = /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
-      out,
-    );
+    const req =
+      /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+        out,
+      );
     const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
     if (code !== 0 || !fin || !req) throw new Error(`h2load failed (exit ${code}):\n${out.slice(-2000)}`);
     const ms = (v, unit) => +(Number(v) * { us: 1e-3, ms: 1, s: 1000 }[unit]).toFixed(2);
@@ -713,7 +735,7 @@ function runCli(args) {
 }
 
 /** One HTTPS request to the relay's public listener (warm-up and sanity checks). */
-function relayGet(port, caPem, urlPath, { host = APP_HOST, headers = {} } = {}) {
+function relayGet(port, caPem, urlPath, { host = APP_HOST, headers = {}, keep = 300 } = {}) {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -730,7 +752,7 @@ function relayGet(port, caPem, urlPath, { host = APP_HOST, headers = {} } = {}) 
         let head = '';
         res.on('data', (c) => {
           n += c.length;
-          if (head.length < 300) head += c.toString('utf8', 0, 300);
+          if (head.length < keep) head += c.toString('utf8', 0, keep);
         });
         res.on('end', () => resolve({ status: res.statusCode, bytes: n, head }));
         res.on('error', reject);
@@ -820,6 +842,9 @@ apps:
     externalUrl: "https://${REALISTIC_HOST}/"
     internalUrl: "http://127.0.0.1:${backendPort}/"
     preauth: oidc
+    # Bearer tokens name the app's client id as audience; the bench IdP wants a URI there.
+    clientId: "${REALISTIC_CLIENT_ID}"
+    clientSecret: "bench-app-secret-not-used-for-bearer-tokens"
     backendTimeout: long
     assignedGroups: [bench-users]
     identityHeaders: true
@@ -1054,7 +1079,15 @@ async function main() {
         dir: d1,
         ports: [port1, h2Port],
         track: trackNginx,
-        conf: nginx1Conf({ dir: d1, version: NGINX_VERSION, port: port1, h2Port, backendPort, ...publicTls, accessLog }),
+        conf: nginx1Conf({
+          dir: d1,
+          version: NGINX_VERSION,
+          port: port1,
+          h2Port,
+          backendPort,
+          ...publicTls,
+          accessLog,
+        }),
       });
       nginx.nginx1 = { port: port1, h2Port, procs: [one] };
       const mtls = makeMtlsCerts(path.join(ngDir, 'certs'));
@@ -1208,8 +1241,7 @@ async function main() {
         cpu,
         cpuSeconds,
         cost,
-        costUnit:
-          mode === 'handshake' ? 'CPU ms per connection' : perUnit ? 'CPU ms per request' : 'CPU s per GB',
+        costUnit: mode === 'handshake' ? 'CPU ms per connection' : perUnit ? 'CPU ms per request' : 'CPU s per GB',
         otherCpuBeforePct: quietBefore,
         ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}),
       };
@@ -1276,7 +1308,9 @@ async function main() {
 
     if (ONLY.includes('small')) {
       say(
-        `\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} round(s) of ${armsFor(() => 0)
+        `\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} round(s) of ${armsFor(
+          () => 0,
+        )
           .map(([n]) => n)
           .join(', ')}`,
       );
@@ -1420,7 +1454,14 @@ async function main() {
         say(
           `\n[HTTP/2 small GET] h2load, ${CONNECTIONS} connections x 10 streams, ${DURATION} s after a 2 s warm-up; ALPN offered h2,http/1.1: nginx1 chose ${nginxAlpn || 'none'}, the relay ${relayAlpn || 'none'}${relayH2 ? '' : ' (h2 not negotiated: relay arm skipped)'}; ${REPEAT} round(s)`,
         );
-        const h2 = (url) => ({ url, authority: APP_HOST, clients: CONNECTIONS, streams: 10, duration: DURATION, warmup: 2 });
+        const h2 = (url) => ({
+          url,
+          authority: APP_HOST,
+          clients: CONNECTIONS,
+          streams: 10,
+          duration: DURATION,
+          warmup: 2,
+        });
         const names = relayH2 ? ['relay', 'nginx1'] : ['nginx1'];
         const runs = {
           relay: () => measured('h2load', h2(`https://127.0.0.1:${publicPort}/small`), 'relay'),
@@ -1513,20 +1554,32 @@ async function main() {
 
     if (ONLY.includes('realistic')) {
       const caPem = readFileSync(caFile);
-      const token = await idp.appToken({ groups: ['bench-users'], audience: 'proxyctl' });
-      const outsider = await idp.appToken({ groups: ['someone-else'], audience: 'proxyctl' });
+      const token = await idp.appToken({ groups: ['bench-users'], audience: REALISTIC_CLIENT_ID });
+      const outsider = await idp.appToken({ groups: ['someone-else'], audience: REALISTIC_CLIENT_ID });
       const bearer = { authorization: `Bearer ${token}` };
       // The app really is behind sign-in and the policy: no token is a 401, a token outside the group a 403.
       const get = (headers) =>
-        relayGet(publicPort, caPem, '/small', { host: REALISTIC_HOST, headers: { accept: 'application/json', ...headers } });
+        relayGet(publicPort, caPem, '/small', {
+          host: REALISTIC_HOST,
+          headers: { accept: 'application/json', ...headers },
+        });
       const [ok, none, other] = [await get(bearer), await get({}), await get({ authorization: `Bearer ${outsider}` })];
       if (ok.status !== 200 || none.status !== 401 || other.status !== 403)
         throw new Error(
           `realistic app: with the token ${ok.status} (want 200: ${ok.head}), without ${none.status} (want 401), outside the group ${other.status} (want 403: ${other.head})\n${relay.tail()}`,
         );
+      // Identity reaches the backend: the signed assertion and the plain identity headers.
+      const seen = await relayGet(publicPort, caPem, '/headers', { host: REALISTIC_HOST, headers: bearer, keep: 1e6 });
+      const forwarded = seen.status === 200 ? JSON.parse(seen.head) : {};
+      const identityHeaders = ['x-proxyctl-jwt-assertion', 'x-proxyctl-user', 'x-proxyctl-groups'];
+      const absent = identityHeaders.filter((h) => !forwarded[h]);
+      if (absent.length || forwarded.authorization)
+        throw new Error(
+          `realistic app: the backend got ${JSON.stringify(Object.keys(forwarded))}; missing ${absent.join(', ')}${forwarded.authorization ? ', and the bearer token was forwarded' : ''}`,
+        );
       for (let i = 0; i < 200; i++) await get(bearer);
       say(
-        `\n[realistic app] small GET (${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s after a 2 s warm-up) through "bench-app" (preauth oidc, bearer token verified against the IdP's keys, group assignment, a blocking and a report-only policy, identity headers and JWT assertion to the backend, header translation) vs through "bench" (passthrough); both log at info; ${REPEAT} round(s), checked: no token 401, token outside the group 403`,
+        `\n[realistic app] small GET (${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s after a 2 s warm-up) through "bench-app" (preauth oidc, bearer token verified against the IdP's keys, group assignment, a blocking and a report-only policy, identity headers and JWT assertion to the backend, header translation) vs through "bench" (passthrough); both log at info; ${REPEAT} round(s), checked: no token 401, token outside the group 403, identity headers and assertion at the backend`,
       );
       const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
       const runs = {
@@ -1559,13 +1612,11 @@ async function main() {
         relayCpuPerRequestChange: relayCost,
         target: TARGETS.realistic,
         pass:
-          median.ratio >= TARGETS.realistic &&
-          all.every((x) => x.realistic.non2xx === 0 && x.realistic.errors === 0),
+          median.ratio >= TARGETS.realistic && all.every((x) => x.realistic.non2xx === 0 && x.realistic.errors === 0),
       };
     }
 
-    if (wantShared)
-      await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner), stopNginx()]);
+    if (wantShared) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner), stopNginx()]);
 
     if (ONLY.includes('export')) {
       say(
@@ -1847,9 +1898,7 @@ async function main() {
         stopChild(hops.outer),
         stopChild(hops.inner),
         ...nginxChildren.map((c) => stopChild(c)),
-      ].map((p) =>
-        p?.catch(() => undefined),
-      ),
+      ].map((p) => p?.catch(() => undefined)),
     );
     killAll('SIGKILL');
     await idp?.close().catch(() => undefined);
@@ -1953,7 +2002,8 @@ function report(results) {
   }
   if (t.halfRate) {
     const x = t.halfRate;
-    if (x.skipped) row('p99 at half load', '-', '-', '-', `<= ${TARGETS.halfRateP99} x nginx2`, `skipped: ${x.skipped}`);
+    if (x.skipped)
+      row('p99 at half load', '-', '-', '-', `<= ${TARGETS.halfRateP99} x nginx2`, `skipped: ${x.skipped}`);
     else
       row(
         `p99 ms at ${fmt(x.rate)} req/s (half nginx2's max) | nginx2, relay`,

@@ -1983,7 +1983,7 @@ function report(results) {
     row('  latency p50 (ms)', String(d.p50), String(r.p50), `${(r.p50 / Math.max(d.p50, 1)).toFixed(1)}x`, '-', '');
     row('  latency p99 (ms)', String(d.p99), String(r.p99), `${(r.p99 / Math.max(d.p99, 1)).toFixed(1)}x`, '-', '');
     floorRow(t.smallGet, (f) => fmt(f.rps));
-    nginxRows(t.smallGet, (x) => `${fmt(x.rps)} (p99 ${x.p99} ms)`);
+    nginxRows(t.smallGet, (x) => `${fmt(x.rps)} (p50 ${x.p50}, p99 ${x.p99} ms)`);
   }
   for (const kind of ['download', 'upload']) {
     const x = t[kind];
@@ -2086,14 +2086,15 @@ function report(results) {
       `<= ${x.targetBytes} B (20 KB)`,
       verdict(x.pass),
     );
+    // Issue 22 retires the 20 KB target for this one: no more than Node's own TLS server keeps.
     if (x.floor)
       row(
         '  floor: bare Node HTTPS server',
-        '-',
         `${fmt(x.floor.bytesPerConnection)} B`,
-        '-',
-        '-',
-        `relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it`,
+        `${fmt(x.bytesPerConnection)} B`,
+        `${(x.bytesPerConnection / x.floor.bytesPerConnection).toFixed(3)}`,
+        '<= 1 x bare server',
+        `${verdict(x.bytesPerConnection <= x.floor.bytesPerConnection)} (relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it)`,
       );
   }
   if (t.export) {

@@ -1928,6 +1928,14 @@ function ratioCell(x) {
     : x.ratio.toFixed(3);
 }
 
+/** CPU per unit of work (request or GB) of the proxying processes of a run: all but backend and client. */
+function proxyCost(x) {
+  return +Object.entries(x.cost)
+    .filter(([k]) => k !== 'backend')
+    .reduce((sum, [, v]) => sum + v, 0)
+    .toFixed(3);
+}
+
 function verdict(ok) {
   return ok ? 'PASS' : 'FAIL';
 }
@@ -1955,6 +1963,16 @@ function report(results) {
         n.target !== undefined ? `>= ${n.target} x ${arm}` : '-',
         n.target !== undefined ? verdict(n.pass) : `${arm} ${n.ofDirect.toFixed(2)} x direct`,
         `${n.run.cpu.otherwise}% / ${n.relayRun.cpu.otherwise}%`,
+      );
+      // CPU per unit of work of the proxy processes (not backend, not client): contention moves it far less than throughput.
+      const [a, b] = [proxyCost(n.run), proxyCost(n.relayRun)];
+      row(
+        `    ${n.run.costUnit}, proxy processes`,
+        String(a),
+        String(b),
+        `${(b / a).toFixed(1)}x`,
+        '-',
+        arm === 'nginx2' ? 'relay+connector vs edge+inner' : 'relay+connector vs workers',
       );
     }
   };

@@ -1011,7 +1011,8 @@ async function main() {
       say(
         `[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs ${CALLGRIND === 'bare' ? 'to a bare Node HTTPS server' : 'through the relay'}, autocannon, 16 connections`,
       );
-      const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, ...target }).result;
+      // Under valgrind on a shared machine a request can take far longer than autocannon's 10 s default.
+      const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, timeout: 120, ...target }).result;
       // The same load twice: the first, uncounted, so JIT compilation is over before counting starts.
       await load();
       execFileSync('callgrind_control', ['-i', 'on', String(svc.pid)], { stdio: 'ignore' });

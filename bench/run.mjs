@@ -366,7 +366,8 @@ function runWrk({ url, host, headers = {}, connections, seconds }) {
     if (code !== 0 || !total || !rps) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-2000)}`);
     const ms = (v, unit) => Number(v) * { us: 1e-3, ms: 1, s: 1000, m: 60_000 }[unit];
     const pct = (p) => {
-      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)$`, 'm').exec(out);
+      // wrk pads a one-letter unit ("1.02s") with a trailing space.
+      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m) *$`, 'm').exec(out);
       return m ? +ms(m[1], m[2]).toFixed(2) : undefined;
     };
     const mean = /Latency\s+([\d.]+)(us|ms|s|m)/.exec(out);

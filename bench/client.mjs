@@ -57,6 +57,7 @@ async function load() {
     p99: result.latency.p99,
     mean: result.latency.average,
     non2xx: result.non2xx,
+    statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count])),
     errors: result.errors,
     timeouts: result.timeouts,
     duration: result.duration,

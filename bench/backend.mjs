@@ -1,5 +1,6 @@
 // The internal app the benchmark publishes: plain HTTP on 127.0.0.1, its own process.
 //   GET  /small                 a short text body (the small-GET test)
+//   GET  /headers               the request headers as JSON (what the relay forwarded)
 //   GET  /download?bytes=N      N bytes, streamed from one reused buffer with back-pressure
 //   POST /upload                consumes the body, answers {"bytes":N}
 // Prints one JSON line {"msg":"backend ready","port":N} on stdout when listening.
@@ -13,6 +14,13 @@ const server = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 0 }
   if (req.method === 'GET' && url.pathname === '/small') {
     res.writeHead(200, { 'content-type': 'text/plain', 'content-length': SMALL.length });
     res.end(SMALL);
+    return;
+  }
+  if (req.method === 'GET' && url.pathname === '/headers') {
+    // The request headers as received: the bench checks what the relay adds (identity headers).
+    const body = JSON.stringify(req.headers);
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.end(body);
     return;
   }
   if (req.method === 'GET' && url.pathname === '/download') {

@@ -2,7 +2,7 @@
 // CPU and memory never mix with the relay's:
 //   node bench/client.mjs <mode> '<json options>'
 // Modes (every one prints JSON lines on stdout; the last is the result):
-//   load      autocannon: { url, connections, duration | amount, warmup?, host?, ca? }
+//   load      autocannon: { url, connections, duration | amount, warmup?, host?, headers?, ca?, rate?, timeout? }
 //   download  { url, bytes, host?, ca? }       streams and discards, reports MB/s
 //   upload    { url, bytes, host?, ca? }       streams from one reused buffer, reports MB/s
 //   slow      { url, rate, seconds, host?, ca? } reads at `rate` B/s for `seconds`, then leaves
@@ -39,7 +39,11 @@ async function load() {
     connections: opts.connections,
     // A fixed number of requests (--callgrind), else a fixed time.
     ...(opts.amount ? { amount: opts.amount } : { duration: opts.duration }),
-    headers: opts.host ? { host: opts.host } : {},
+    headers: { ...(opts.host ? { host: opts.host } : {}), ...opts.headers },
+    // A fixed request rate over all connections (the p99-at-half-load test), else as fast as answered.
+    ...(opts.rate ? { overallRate: opts.rate } : {}),
+    // Seconds before a request counts as timed out (autocannon's default is 10; valgrind needs more).
+    ...(opts.timeout ? { timeout: opts.timeout } : {}),
     ...(u.protocol === 'https:' ? { servername: opts.host ?? u.hostname, tlsOptions: { ca } } : {}),
     ...(opts.warmup ? { warmup: { connections: opts.connections, duration: opts.warmup } } : {}),
   });
@@ -53,6 +57,7 @@ async function load() {
     p99: result.latency.p99,
     mean: result.latency.average,
     non2xx: result.non2xx,
+    statusCodes: Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([k, v]) => [k, v.count])),
     errors: result.errors,
     timeouts: result.timeouts,
     duration: result.duration,

@@ -1,7 +1,8 @@
 // A real OpenID provider (oidc-provider@8) on 127.0.0.1, for the benchmark's one
-// connector registration. Plain-JS twin of test/helpers/idp.ts (which is
-// TypeScript and not built into dist/): client_credentials + resource
-// indicators, ES256 JWT access tokens carrying a `roles` claim.
+// connector registration and the realistic app's bearer token. Plain-JS twin of
+// test/helpers/idp.ts (which is TypeScript and not built into dist/):
+// client_credentials + resource indicators, ES256 JWT access tokens carrying a
+// `roles` or a `groups` claim.
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { exportJWK, generateKeyPair } from 'jose';
@@ -9,15 +10,19 @@ import Provider from 'oidc-provider';
 
 const CLIENT_PREFIX = 'proxyctl-bench.';
 
-function clientIdFor(roles) {
-  return CLIENT_PREFIX + Buffer.from(JSON.stringify(roles)).toString('base64url');
+/** The claims a client's tokens carry ({ roles, groups }) are spelled in its id, so any set is a client. */
+function clientIdFor(claims) {
+  return CLIENT_PREFIX + Buffer.from(JSON.stringify(claims)).toString('base64url');
 }
 
-function rolesOf(clientId) {
+function claimsOf(clientId) {
   if (typeof clientId !== 'string' || !clientId.startsWith(CLIENT_PREFIX)) return undefined;
+  const strings = (v) => v === undefined || (Array.isArray(v) && v.every((r) => typeof r === 'string'));
   try {
-    const roles = JSON.parse(Buffer.from(clientId.slice(CLIENT_PREFIX.length), 'base64url').toString('utf8'));
-    return Array.isArray(roles) && roles.every((r) => typeof r === 'string') ? roles : undefined;
+    const claims = JSON.parse(Buffer.from(clientId.slice(CLIENT_PREFIX.length), 'base64url').toString('utf8'));
+    if (typeof claims !== 'object' || claims === null || !strings(claims.roles) || !strings(claims.groups))
+      return undefined;
+    return claims;
   } catch {
     return undefined;
   }
@@ -37,7 +42,7 @@ function adapterFor(clientSecret) {
 
     async find(id) {
       if (this.model === 'Client') {
-        if (rolesOf(id) === undefined) return undefined;
+        if (claimsOf(id) === undefined) return undefined;
         return {
           client_id: id,
           client_secret: clientSecret,
@@ -85,7 +90,7 @@ async function signingJwk(alg) {
   };
 }
 
-/** Starts the provider; resolves with { issuer, adminToken(), close() }. */
+/** Starts the provider; resolves with { issuer, adminToken(), appToken(), close() }. */
 export async function startIdp() {
   const [es256, rs256] = await Promise.all([signingJwk('ES256'), signingJwk('RS256')]);
   const clientSecret = randomBytes(24).toString('base64url');
@@ -127,22 +132,36 @@ export async function startIdp() {
       },
     },
     extraTokenClaims: async (_ctx, token) => {
-      const roles = rolesOf(token.clientId);
-      return roles === undefined ? undefined : { roles };
+      const claims = claimsOf(token.clientId);
+      if (claims === undefined) return undefined;
+      return {
+        ...(claims.roles ? { roles: claims.roles } : {}),
+        ...(claims.groups ? { groups: claims.groups } : {}),
+      };
     },
   });
   handler = provider.callback();
 
-  async function adminToken({ roles = ['ProxyAdministrator'], audience = 'api://proxyctl' } = {}) {
+  /** An access token for the administration API (audience api://proxyctl) carrying `roles`. */
+  function adminToken({ roles = ['ProxyAdministrator'], audience = 'api://proxyctl' } = {}) {
+    return accessToken({ roles }, audience, 'proxyctl.admin');
+  }
+
+  /** An access token for an app (audience: its client id) whose `groups` claim names `groups`: a native client's bearer token. */
+  function appToken({ groups = [], audience }) {
+    return accessToken({ groups }, audience, 'proxyctl.admin');
+  }
+
+  async function accessToken(claims, audience, scope) {
     const response = await fetch(`${issuer}/token`, {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
       body: new URLSearchParams({
         grant_type: 'client_credentials',
-        client_id: clientIdFor(roles),
+        client_id: clientIdFor(claims),
         client_secret: clientSecret,
         resource: audience,
-        scope: 'proxyctl.admin',
+        scope,
       }),
     });
     const body = await response.json();
@@ -158,5 +177,5 @@ export async function startIdp() {
     await closed;
   }
 
-  return { issuer, adminToken, close };
+  return { issuer, adminToken, appToken, close };
 }

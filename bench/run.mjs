@@ -4,7 +4,9 @@
 // ratio and the target, and writes the same as JSON to bench/results.json.
 //
 //   npm run bench                      (builds, then runs everything)
-//   node bench/run.mjs [--only small,download,upload,slow,idle,export] [--cpu-prof]
+//   node bench/run.mjs [--only small,download,upload,halfrate,h2,handshake,realistic,slow,idle,export,storm]
+//                      [--only ...,floor,nginx1,nginx2]  reference arms (default: all available)
+//                      [--cpu-prof] [--handshake-seconds 5] [--handshake-concurrency 16]
 //                      [--repeat 3]   direct/relay pairs per throughput test (median ratio kept)
 //                      [--duration 10] [--connections 64] [--bytes 1073741824]
 //                      [--idle-count 10000] [--slow-seconds 30]
@@ -17,8 +19,17 @@
 //                                     when it is installed, `apt-get install wrk`; else autocannon)
 //                      [--quiet-wait 120]  seconds to wait, before each throughput run, for
 //                                     other processes to calm down (shared machines)
-//   node bench/run.mjs --callgrind relay|connector [--requests 3000] [--keep]
-//                                     instructions per small GET of one process (valgrind)
+//   node bench/run.mjs --callgrind relay|connector|bare [--requests 3000] [--keep]
+//                                     instructions per small GET of one process (valgrind);
+//                                     bare = bench/bare.mjs, a bare Node HTTPS server, the reference
+//
+// Tests beside direct and relay (issue 22), each with an --only name:
+//   arms floor, nginx1, nginx2 in small, download, upload (bench/nginx.mjs; `--only small,nginx2`
+//   runs only that arm beside direct and relay); halfrate (relay and nginx2 p99 at half of nginx2's
+//   saturated rate, autocannon); h2 (h2load, nginx1 with HTTP/2 and the relay when it picks h2);
+//   handshake (new TLS connections per second, full and resumed, bench/handshake.mjs, relay and
+//   nginx1); realistic (an oidc app with a bearer token, a policy and identity headers vs
+//   passthrough); storm (node bench/storm.mjs when that file exists).
 //
 // The floor: each throughput test also runs through two byte-forwarding hops
 // (bench/hop.mjs: TLS in, TLS out; TLS in, TCP out) in place of relay and
@@ -37,15 +48,39 @@
 // their CPU time went when they stop (profiling slows them: figures are then
 // not comparable with an unprofiled run).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import https from 'node:https';
+import tls from 'node:tls';
 import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
+import {
+  NGINX,
+  freePort,
+  makeMtlsCerts,
+  nginx1Conf,
+  nginx2EdgeConf,
+  nginx2InnerConf,
+  nginxVersion,
+  startNginx,
+} from './nginx.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const APP_HOST = 'bench.example.com';
+/** The realistic app's host: preauth oidc, a policy, identity headers. */
+const REALISTIC_HOST = 'app.bench.example.com';
+const REALISTIC_CLIENT_ID = 'api://bench-app';
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
 
@@ -63,11 +98,29 @@ function flag(name, fallback) {
 /** The checkout whose built binary is measured (default: this one); --root benchmarks another, e.g. a clean clone. */
 const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
 const BIN = path.join(ROOT, 'bin/proxyctl.js');
-const ALL = ['small', 'download', 'upload', 'slow', 'idle', 'export'];
-const ONLY = String(flag('only', ALL.join(',')))
-  .split(',')
-  .filter(Boolean);
-for (const o of ONLY) if (!ALL.includes(o)) throw new Error(`--only: unknown test ${o}; one of ${ALL.join(', ')}`);
+const ALL = [
+  'small',
+  'download',
+  'upload',
+  'halfrate',
+  'h2',
+  'handshake',
+  'realistic',
+  'slow',
+  'idle',
+  'export',
+  'storm',
+];
+/** The reference arms run beside direct and relay in small, download and upload. */
+const ARMS = ['floor', 'nginx1', 'nginx2'];
+const ONLY_LIST = String(flag('only', '')).split(',').filter(Boolean);
+for (const o of ONLY_LIST)
+  if (!ALL.includes(o) && !ARMS.includes(o))
+    throw new Error(`--only: unknown test or arm ${o}; one of ${[...ALL, ...ARMS].join(', ')}`);
+/** Tests named in --only (all when none is). */
+const ONLY = ONLY_LIST.some((o) => ALL.includes(o)) ? ONLY_LIST.filter((o) => ALL.includes(o)) : ALL;
+/** Arms named in --only (all when none is); --no-floor drops the floor. */
+const ONLY_ARMS = ONLY_LIST.some((o) => ARMS.includes(o)) ? ONLY_LIST.filter((o) => ARMS.includes(o)) : ARMS;
 const CPU_PROF = flag('cpu-prof', false) === true;
 /** Extra node flags for relay and connector, comma-separated (e.g. --node-flags=--trace-gc). */
 const NODE_FLAGS = String(flag('node-flags', '')).split(',').filter(Boolean);
@@ -87,7 +140,15 @@ const EXPORT_CATCH_UP_MS = 10_000;
 const WRITER_ALONE_MS = 5000;
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
-const FLOOR = flag('no-floor', false) !== true;
+const FLOOR = flag('no-floor', false) !== true && ONLY_ARMS.includes('floor');
+/** nginx's version when installed (the nginx arms, halfrate, h2 and handshake need it). */
+const NGINX_VERSION = nginxVersion();
+const NGINX_ARMS = NGINX_VERSION ? ONLY_ARMS.filter((a) => a.startsWith('nginx')) : [];
+const NGINX_MISSING = `nginx is not installed (${NGINX}): apt-get install nginx`;
+const HAS_H2LOAD = spawnSync('sh', ['-c', 'command -v h2load'], { stdio: 'ignore' }).status === 0;
+/** Seconds per handshake-rate run. */
+const HANDSHAKE_SECONDS = Number(flag('handshake-seconds', 5));
+const HANDSHAKE_CONCURRENCY = Number(flag('handshake-concurrency', 16));
 /**
  * --callgrind relay|connector: instead of the tests, count the instructions that
  * process spends per small GET under valgrind's callgrind (after warm-up, over
@@ -95,8 +156,8 @@ const FLOOR = flag('no-floor', false) !== true;
  * machine is doing, so two builds can be compared on this shared VM.
  */
 const CALLGRIND = String(flag('callgrind', ''));
-if (CALLGRIND && CALLGRIND !== 'relay' && CALLGRIND !== 'connector')
-  throw new Error(`--callgrind: relay or connector, not ${CALLGRIND}`);
+if (CALLGRIND && !['relay', 'connector', 'bare'].includes(CALLGRIND))
+  throw new Error(`--callgrind: relay, connector or bare, not ${CALLGRIND}`);
 if (
   CALLGRIND &&
   spawnSync('sh', ['-c', 'command -v valgrind && command -v callgrind_control'], { stdio: 'ignore' }).status !== 0
@@ -120,6 +181,14 @@ const TARGETS = {
   smallGet: 0.2,
   download: 0.15,
   upload: 0.3,
+  /** Issue 22: relay / nginx two hops (the same topology built from nginx). */
+  smallVsNginx2: 0.8,
+  downloadVsNginx2: 1.0,
+  uploadVsNginx2: 1.0,
+  /** Relay p99 / nginx two hops' p99, both at half of nginx two hops' saturated small-GET rate. */
+  halfRateP99: 2,
+  /** Small GET through an oidc app (bearer token, policy, identity headers) / through passthrough. */
+  realistic: 0.9,
   slowRssMiB: 64,
   idleBytesPerConn: 20_000,
   /** relay+syslog / relay small-GET req/s under the same store writes. */
@@ -135,7 +204,8 @@ function killAll(signal = 'SIGKILL') {
   for (const c of children) {
     if (c.exitCode === null && c.signalCode === null) {
       try {
-        c.kill(signal);
+        // An nginx master killed outright leaves its workers listening: it gets SIGTERM, and stops them.
+        c.kill(c.nginx ? 'SIGTERM' : signal);
       } catch {
         // already gone
       }
@@ -274,7 +344,7 @@ class Service {
  * report parsed into the fields autocannon's result has. wrk names the host of
  * the URL (an address here) as SNI; the relay counts an address as no SNI.
  */
-function runWrk({ url, host, connections, seconds }) {
+function runWrk({ url, host, headers = {}, connections, seconds }) {
   const args = [
     '-t1',
     `-c${connections}`,
@@ -283,6 +353,7 @@ function runWrk({ url, host, connections, seconds }) {
     '--timeout',
     '10s',
     ...(host ? ['-H', `Host: ${host}`] : []),
+    ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
     url,
   ];
   const child = track(spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
@@ -295,7 +366,8 @@ function runWrk({ url, host, connections, seconds }) {
     if (code !== 0 || !total || !rps) throw new Error(`wrk failed (exit ${code}):\n${out.slice(-2000)}`);
     const ms = (v, unit) => Number(v) * { us: 1e-3, ms: 1, s: 1000, m: 60_000 }[unit];
     const pct = (p) => {
-      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m)$`, 'm').exec(out);
+      // wrk pads a one-letter unit ("1.02s") with a trailing space.
+      const m = new RegExp(`^\\s+${p}%\\s+([\\d.]+)(us|ms|s|m) *$`, 'm').exec(out);
       return m ? +ms(m[1], m[2]).toFixed(2) : undefined;
     };
     const mean = /Latency\s+([\d.]+)(us|ms|s|m)/.exec(out);
@@ -319,9 +391,72 @@ function runWrk({ url, host, connections, seconds }) {
   return { child, result };
 }
 
+/**
+ * h2load (nghttp2-client) for `seconds` after `warmup` seconds: `clients` connections,
+ * `streams` concurrent streams each, one thread. It connects to the URL's address
+ * (no SNI, as wrk) and names `authority` as :authority. h2load gives no percentiles:
+ * mean and max request time.
+ */
+function runH2load({ url, authority, clients, streams, seconds, warmup }) {
+  const args = [
+    '-t1',
+    `-c${clients}`,
+    `-m${streams}`,
+    `-D${seconds}`,
+    ...(warmup ? [`--warm-up-time=${warmup}`] : []),
+    '-H',
+    `:authority: ${authority}`,
+    url,
+  ];
+  const child = track(spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let out = '';
+  child.stdout.on('data', (d) => (out += d));
+  child.stderr.on('data', (d) => (out += d));
+  const result = child.exited.then((code) => {
+    const fin = /finished in ([\d.]+)s, ([\d.]+) req\/s/.exec(out);
+    const req =
+      /requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/.exec(
+        out,
+      );
+    const codes = /status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx/.exec(out);
+    if (code !== 0 || !fin || !req) throw new Error(`h2load failed (exit ${code}):\n${out.slice(-2000)}`);
+    const ms = (v, unit) => +(Number(v) * { us: 1e-3, ms: 1, s: 1000 }[unit]).toFixed(2);
+    const t = /time for request:\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)\s+([\d.]+)(us|ms|s)/.exec(out);
+    return {
+      msg: 'result',
+      protocol: /Application protocol: (\S+)/.exec(out)?.[1],
+      rps: Number(fin[2]),
+      total: Number(req[4]),
+      duration: Number(fin[1]),
+      mean: t ? ms(t[5], t[6]) : undefined,
+      max: t ? ms(t[3], t[4]) : undefined,
+      non2xx: codes ? Number(codes[2]) + Number(codes[3]) + Number(codes[4]) : 0,
+      errors: Number(req[5]) + Number(req[6]) + Number(req[7]),
+    };
+  });
+  return { child, result };
+}
+
+/** The protocol a TLS server picks by ALPN when offered h2 and http/1.1 ('http/1.1', 'h2' or false). */
+function negotiatedAlpn(port, servername, ca) {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, servername, ca, ALPNProtocols: ['h2', 'http/1.1'] });
+    s.once('secureConnect', () => {
+      resolve(s.alpnProtocol);
+      s.destroy();
+    });
+    s.once('error', reject);
+  });
+}
+
 /** A client-mode process (bench/client.mjs) speaking JSON lines on stdout. */
 function runClient(mode, options, { onLine, stdin = 'ignore' } = {}) {
-  const child = spawnNode([path.join(HERE, 'client.mjs'), mode, JSON.stringify(options)], {
+  // The handshake client is a script of its own (bench/handshake.mjs); every other mode is bench/client.mjs's.
+  const args =
+    mode === 'handshake'
+      ? [path.join(HERE, 'handshake.mjs'), JSON.stringify(options)]
+      : [path.join(HERE, 'client.mjs'), mode, JSON.stringify(options)];
+  const child = spawnNode(args, {
     stdio: [stdin, 'pipe', 'pipe'],
   });
   const lines = [];
@@ -601,7 +736,7 @@ function runCli(args) {
 }
 
 /** One HTTPS request to the relay's public listener (warm-up and sanity checks). */
-function relayGet(port, caPem, urlPath) {
+function relayGet(port, caPem, urlPath, { host = APP_HOST, headers = {}, keep = 300 } = {}) {
   return new Promise((resolve, reject) => {
     const req = https.request(
       {
@@ -609,14 +744,18 @@ function relayGet(port, caPem, urlPath) {
         port,
         path: urlPath,
         ca: caPem,
-        servername: APP_HOST,
-        headers: { host: APP_HOST },
+        servername: host,
+        headers: { host, ...headers },
         agent: false,
       },
       (res) => {
         let n = 0;
-        res.on('data', (c) => (n += c.length));
-        res.on('end', () => resolve({ status: res.statusCode, bytes: n }));
+        let head = '';
+        res.on('data', (c) => {
+          n += c.length;
+          if (head.length < keep) head += c.toString('utf8', 0, keep);
+        });
+        res.on('end', () => resolve({ status: res.statusCode, bytes: n, head }));
         res.on('error', reject);
       },
     );
@@ -686,7 +825,14 @@ identity:
   adminValues: [ProxyAdministrator]
 connectors:
   channels: 2
-# The benchmark measures the data path from one client address: no per-address rate limit.
+${
+  CALLGRIND
+    ? `  # Under valgrind a process answers pings tens of times slower: do not cut its channels for it.
+  heartbeatInterval: 30s
+  queueTimeout: 60s
+`
+    : ''
+}# The benchmark measures the data path from one client address: no per-address rate limit.
 limits:
   perIp: false
   connectionsPerIp: 20000
@@ -698,6 +844,27 @@ apps:
     internalUrl: "http://127.0.0.1:${backendPort}/"
     preauth: passthrough
     backendTimeout: long
+# The realistic app (issue 22): the same backend behind sign-in, a bearer token from the
+# bench IdP, group assignment, a Conditional Access policy and identity headers.
+  - name: bench-app
+    externalUrl: "https://${REALISTIC_HOST}/"
+    internalUrl: "http://127.0.0.1:${backendPort}/"
+    preauth: oidc
+    # Bearer tokens name the app's client id as audience; the bench IdP wants a URI there.
+    clientId: "${REALISTIC_CLIENT_ID}"
+    clientSecret: "bench-app-secret-not-used-for-bearer-tokens"
+    backendTimeout: long
+    assignedGroups: [bench-users]
+    identityHeaders: true
+    translateHeaders: true
+policies:
+  - name: bench-block-outsiders
+    assignments: { users: { include: [all] }, groups: { exclude: [bench-users] }, apps: { include: [bench-app] } }
+    grant: { block: true }
+  - name: bench-watch
+    state: reportOnly
+    assignments: { groups: { include: [bench-users] }, apps: { include: [bench-app] } }
+    grant: { requireMfa: true }
 ${
   sink
     ? `# Every security event in the store, shipped as CEF over syslog (RFC 5424, octet-counted TCP).
@@ -725,6 +892,13 @@ async function main() {
   let connector;
   /** The floor path's two hops (outer: TLS -> TLS, inner: TLS -> TCP) and the outer hop's port. */
   const hops = {};
+  /** nginx masters (stopped with SIGTERM, which stops their workers). */
+  const nginxChildren = [];
+  const trackNginx = (c) => {
+    c.nginx = true;
+    nginxChildren.push(c);
+    return track(c);
+  };
   let generation = 0;
   const profDir = path.join(dir, 'cpu-prof');
   try {
@@ -825,11 +999,28 @@ async function main() {
 
     if (CALLGRIND) {
       await startPair();
-      const svc = CALLGRIND === 'relay' ? relay : connector;
+      let svc = CALLGRIND === 'relay' ? relay : connector;
+      let target = viaRelay('/small');
+      if (CALLGRIND === 'bare') {
+        // The reference: a bare Node HTTPS server (bench/bare.mjs) answering the same GETs itself.
+        const cgFile = path.join(dir, 'bare.callgrind');
+        const wrap = [
+          'valgrind',
+          '--tool=callgrind',
+          '--instr-atstart=no',
+          '--separate-threads=yes',
+          `--callgrind-out-file=${cgFile}`,
+        ];
+        const child = spawnNode([path.join(HERE, 'bare.mjs'), JSON.stringify(publicTls)], { wrap });
+        const port = await portOf(child, 'bare HTTPS server');
+        svc = { name: 'bare', pid: child.pid, cgFile };
+        target = { url: `https://127.0.0.1:${port}/small`, host: APP_HOST, ca: caFile };
+      }
       say(
-        `[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs through the relay, autocannon, 16 connections`,
+        `[callgrind] ${svc.name} (pid ${svc.pid}) under callgrind; ${fmt(CG_REQUESTS)} small GETs ${CALLGRIND === 'bare' ? 'to a bare Node HTTPS server' : 'through the relay'}, autocannon, 16 connections`,
       );
-      const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, ...viaRelay('/small') }).result;
+      // Under valgrind on a shared machine a request can take far longer than autocannon's 10 s default.
+      const load = () => runClient('load', { connections: 16, amount: CG_REQUESTS, timeout: 120, ...target }).result;
       // The same load twice: the first, uncounted, so JIT compilation is over before counting starts.
       await load();
       execFileSync('callgrind_control', ['-i', 'on', String(svc.pid)], { stdio: 'ignore' });
@@ -837,8 +1028,12 @@ async function main() {
       execFileSync('callgrind_control', ['-i', 'off', String(svc.pid)], { stdio: 'ignore' });
       execFileSync('callgrind_control', ['-d', String(svc.pid)], { stdio: 'ignore' });
       const requests = run.total;
-      if (run.non2xx || run.errors || requests !== CG_REQUESTS)
-        throw new Error(`callgrind run: ${requests} requests, ${run.non2xx} non-2xx, ${run.errors} errors`);
+      // A few answers other than 200 (a relay timeout under valgrind) still count as requests; more void the count.
+      if (run.non2xx > requests / 100 || run.errors || requests !== CG_REQUESTS)
+        throw new Error(
+          `callgrind run: ${requests} requests, ${run.non2xx} non-2xx ${JSON.stringify(run.statusCodes)}, ${run.errors} errors`,
+        );
+      if (run.non2xx) say(`  (${run.non2xx} of them answered other than 2xx: ${JSON.stringify(run.statusCodes)})`);
       const dumps = readdirSync(dir)
         .filter((f) => f.startsWith(`${path.basename(svc.cgFile)}.`))
         .map((f) => path.join(dir, f));
@@ -859,12 +1054,14 @@ async function main() {
     }
 
     const wantThroughput = ONLY.some((o) => ['small', 'download', 'upload'].includes(o));
-    if (wantThroughput) {
+    /** Tests that share the first relay and connector (and the nginx arms). */
+    const wantShared = wantThroughput || ONLY.some((o) => ['halfrate', 'h2', 'handshake', 'realistic'].includes(o));
+    if (wantShared) {
       await startPair();
       say(
         `relay pid ${relay.pid}, connector pid ${connector.pid}, backend pid ${backend.pid}; relay log level info (one JSON line per request, to a file)`,
       );
-      if (FLOOR) {
+      if (FLOOR && wantThroughput) {
         // The relay's own certificate for the app host: clients verify it exactly as they verify the relay.
         hops.inner = spawnNode([path.join(HERE, 'hop.mjs'), JSON.stringify({ to: backendPort, ...publicTls })]);
         const innerPort = await portOf(hops.inner, 'inner hop');
@@ -877,6 +1074,86 @@ async function main() {
       }
     }
     const viaFloor = (p) => ({ url: `https://127.0.0.1:${hops.port}${p}`, host: APP_HOST, ca: caFile });
+
+    /** The nginx arms: { nginx1: { port, h2Port, procs: [...] }, nginx2: { port, procs: [edge, inner] } }. */
+    const nginx = {};
+    const needNginx =
+      (wantThroughput && NGINX_ARMS.length > 0) || ONLY.some((o) => ['halfrate', 'h2', 'handshake'].includes(o));
+    if (needNginx && !NGINX_VERSION) {
+      say(`nginx arms skipped: ${NGINX_MISSING}`);
+      results.notes.push(`nginx arms skipped: ${NGINX_MISSING}`);
+    } else if (needNginx) {
+      const accessLog = true;
+      const ngDir = path.join(dir, 'nginx');
+      const [port1, h2Port, port2, innerPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+      const d1 = path.join(ngDir, 'nginx1');
+      const one = await startNginx({
+        name: 'nginx1',
+        dir: d1,
+        ports: [port1, h2Port],
+        track: trackNginx,
+        conf: nginx1Conf({
+          dir: d1,
+          version: NGINX_VERSION,
+          port: port1,
+          h2Port,
+          backendPort,
+          ...publicTls,
+          accessLog,
+        }),
+      });
+      nginx.nginx1 = { port: port1, h2Port, procs: [one] };
+      const mtls = makeMtlsCerts(path.join(ngDir, 'certs'));
+      const di = path.join(ngDir, 'nginx2-inner');
+      const inner = await startNginx({
+        name: 'inner',
+        dir: di,
+        ports: [innerPort],
+        track: trackNginx,
+        conf: nginx2InnerConf({ dir: di, port: innerPort, backendPort, mtls, accessLog }),
+      });
+      const de = path.join(ngDir, 'nginx2-edge');
+      const edge = await startNginx({
+        name: 'edge',
+        dir: de,
+        ports: [port2],
+        track: trackNginx,
+        conf: nginx2EdgeConf({ dir: de, port: port2, innerPort, ...publicTls, mtls, accessLog }),
+      });
+      nginx.nginx2 = { port: port2, procs: [edge, inner] };
+      // Both answer through to the backend before anything is measured (and the upstream TLS is set up).
+      const caPem = readFileSync(caFile);
+      for (const [name, port] of [
+        ['nginx1', port1],
+        ['nginx2', port2],
+      ]) {
+        for (let i = 0; i < 50; i++) {
+          const r = await relayGet(port, caPem, '/small');
+          if (r.status !== 200) throw new Error(`warm-up GET /small through ${name} answered ${r.status}: ${r.head}`);
+        }
+      }
+      say(
+        `nginx ${NGINX_VERSION}: nginx1 (one hop, worker_processes auto) pids ${Object.values(one.pids()).join(' ')}; nginx2 edge pids ${Object.values(edge.pids()).join(' ')} -> mTLS -> inner pids ${Object.values(inner.pids()).join(' ')}; access logs to files`,
+      );
+    }
+    const viaNginx = (arm, p) => ({ url: `https://127.0.0.1:${nginx[arm].port}${p}`, host: APP_HOST, ca: caFile });
+    const stopNginx = () =>
+      Promise.all(Object.values(nginx).flatMap((n) => n.procs.map((x) => stopChild(x.child, 'SIGTERM'))));
+    /** The arms a throughput test runs: direct and relay, and the reference arms asked for and available. */
+    const armsFor = (make) => [
+      ['direct', () => make('direct')],
+      ['relay', () => make('relay')],
+      ...(FLOOR ? [['floor', () => make('floor')]] : []),
+      ...NGINX_ARMS.filter((a) => nginx[a]).map((a) => [a, () => make(a)]),
+    ];
+    const via = (arm, p) =>
+      arm === 'direct'
+        ? { url: direct(p) }
+        : arm === 'relay'
+          ? viaRelay(p)
+          : arm === 'floor'
+            ? viaFloor(p)
+            : viaNginx(arm, p);
 
     /** Opens IDLE_COUNT keep-alive TLS connections to `port` (one GET /robots.txt each), then reads the RSS that `pid` gained per open one. */
     const idleConnections = async (who, pid, port) => {
@@ -938,25 +1215,38 @@ async function main() {
           ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
           : path === 'floor'
             ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid }
-            : { backend: backend.pid };
+            : nginx[path]
+              ? { ...Object.assign({}, ...nginx[path].procs.map((x) => x.pids())), backend: backend.pid }
+              : { backend: backend.pid };
       const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
       Object.assign(ours, beside ? await beside() : {});
-      const wrk = mode === 'load' && LOADGEN === 'wrk';
+      // A fixed rate (options.rate) needs autocannon: wrk has none.
+      const wrk = mode === 'load' && LOADGEN === 'wrk' && !options.rate;
       // wrk has no warm-up of its own: a separate run first, outside the CPU accounting.
       const warm = wrk && options.warmup ? await runWrk({ ...options, seconds: options.warmup }).result : undefined;
       const tw0 = timeWaitTo(capiPort);
       const sampler = new ProcSampler(ours);
-      const run = wrk ? runWrk({ ...options, seconds: options.duration }) : runClient(mode, options);
+      const run = wrk
+        ? runWrk({ ...options, seconds: options.duration })
+        : mode === 'h2load'
+          ? runH2load({ ...options, seconds: options.duration })
+          : runClient(mode, options);
       sampler.add('client', run.child.pid);
       const result = await run.result;
       const { cpu, cpuSeconds } = sampler.stop();
       const churn = [...timeWaitTo(capiPort)].filter((k) => !tw0.has(k)).length;
       // CPU cost per unit of work: unlike throughput, barely moved by other work on the machine.
-      const units = mode === 'load' ? result.total + (result.warmupTotal ?? 0) : options.bytes / 1e9;
+      const perUnit = mode === 'load' || mode === 'h2load' || mode === 'handshake';
+      const units =
+        mode === 'handshake'
+          ? result.connections
+          : perUnit
+            ? result.total + (result.warmupTotal ?? 0)
+            : options.bytes / 1e9;
       const cost = Object.fromEntries(
         Object.entries(cpuSeconds)
           .filter(([k]) => k !== 'client')
-          .map(([k, v]) => [k, +((v * (mode === 'load' ? 1000 : 1)) / units).toFixed(3)]),
+          .map(([k, v]) => [k, +((v * (perUnit ? 1000 : 1)) / units).toFixed(3)]),
       );
       if (warm) result.warmupRequests = warm.total;
       return {
@@ -964,7 +1254,7 @@ async function main() {
         cpu,
         cpuSeconds,
         cost,
-        costUnit: mode === 'load' ? 'CPU ms per request' : 'CPU s per GB',
+        costUnit: mode === 'handshake' ? 'CPU ms per connection' : perUnit ? 'CPU ms per request' : 'CPU s per GB',
         otherCpuBeforePct: quietBefore,
         ...(path === 'relay' ? { connectorRelayConnsClosed: churn } : {}),
       };
@@ -976,61 +1266,79 @@ async function main() {
         .join(', ')}`;
 
     /**
-     * Runs direct then relay REPEAT times (alternating, so a slow spell of the shared
-     * machine hits both sides) and keeps the pair with the median ratio; every ratio is
-     * reported, so the spread shows how far one run can be trusted.
+     * Runs every arm (direct, relay, then floor and nginx arms) REPEAT times, the order
+     * reversed every other round so that a slow spell of the shared machine does not
+     * always hit the same arm, and keeps for each comparison the round with the median
+     * ratio; every ratio is reported, so the spread shows how far one run can be trusted.
+     * `ratioOf(reference, measured)` is measured / reference for a higher-is-better figure.
      */
-    const pairs = async (runDirect, runRelay, runFloor, ratioOf, show) => {
+    const rounds = async (arms, ratioOf, show) => {
       const all = [];
       for (let i = 0; i < REPEAT; i++) {
-        const d = await runDirect();
-        show('direct', d, i);
-        const r = await runRelay();
-        show('relay', r, i);
-        const f = FLOOR ? await runFloor() : undefined;
-        if (f) show('floor', f, i);
-        all.push({
-          d,
-          r,
-          f,
-          ratio: ratioOf(d, r),
-          ...(f ? { floorRatio: ratioOf(d, f), ofFloor: ratioOf(f, r) } : {}),
-        });
+        const x = {};
+        for (const [name, run] of i % 2 === 0 ? arms : [...arms].reverse()) {
+          x[name] = await run();
+          show(name, x[name], i);
+        }
+        all.push(x);
       }
-      const median = medianOf(all, (x) => x.ratio);
-      say(`  ratios: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}`);
-      const out = { d: median.d, r: median.r, ratio: median.ratio, ratios: all.map((x) => x.ratio) };
-      if (!FLOOR) return out;
-      const floor = {
-        run: median.f,
-        ratio: medianOf(all.map((x) => x.floorRatio)),
-        ratios: all.map((x) => x.floorRatio),
-        relayOfFloor: medianOf(all.map((x) => x.ofFloor)),
+      const vs = (ref, of = 'relay') => {
+        const ratios = all.map((x) => ratioOf(x[ref], x[of]));
+        const median = medianOf(all, (x) => ratioOf(x[ref], x[of]));
+        return { median, ratio: ratioOf(median[ref], median[of]), ratios };
       };
-      say(
-        `  floor ratios: ${floor.ratios.map((x) => x.toFixed(3)).join(', ')}; median ${floor.ratio.toFixed(3)}; relay = ${(100 * floor.relayOfFloor).toFixed(0)}% of the floor (median)`,
-      );
-      return { ...out, floor };
+      const main = vs('direct');
+      say(`  relay / direct: ${main.ratios.map((r) => r.toFixed(3)).join(', ')}; median ${main.ratio.toFixed(3)}`);
+      const out = { d: main.median.direct, r: main.median.relay, ratio: main.ratio, ratios: main.ratios };
+      if (arms.some(([n]) => n === 'floor')) {
+        const f = vs('direct', 'floor');
+        out.floor = {
+          run: f.median.floor,
+          ratio: f.ratio,
+          ratios: f.ratios,
+          relayOfFloor: medianOf(all.map((x) => ratioOf(x.floor, x.relay))),
+        };
+        say(
+          `  floor / direct: ${f.ratios.map((r) => r.toFixed(3)).join(', ')}; median ${f.ratio.toFixed(3)}; relay = ${(100 * out.floor.relayOfFloor).toFixed(0)}% of the floor (median)`,
+        );
+      }
+      for (const arm of ['nginx1', 'nginx2']) {
+        if (!arms.some(([n]) => n === arm)) continue;
+        const v = vs(arm);
+        out[arm] = {
+          run: v.median[arm],
+          relayRun: v.median.relay,
+          ratio: v.ratio,
+          ratios: v.ratios,
+          ofDirect: medianOf(all.map((x) => ratioOf(x.direct, x[arm]))),
+        };
+        say(`  relay / ${arm}: ${v.ratios.map((r) => r.toFixed(3)).join(', ')}; median ${v.ratio.toFixed(3)}`);
+      }
+      return out;
     };
     const runLabel = (i) => (REPEAT > 1 ? ` #${i + 1}` : '');
+    const armLabel = (who, i) => (who + runLabel(i)).padEnd(10);
 
     if (ONLY.includes('small')) {
       say(
-        `\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} direct/relay pair(s)`,
+        `\n[small GET] ${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s each after a 2 s warm-up, in its own process; ${REPEAT} round(s) of ${armsFor(
+          () => 0,
+        )
+          .map(([n]) => n)
+          .join(', ')}`,
       );
       const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
-      const { d, r, ratio, ratios, floor } = await pairs(
-        () => measured('load', { ...load, url: direct('/small') }, 'direct'),
-        () => measured('load', { ...load, ...viaRelay('/small') }, 'relay'),
-        () => measured('load', { ...load, ...viaFloor('/small') }, 'floor'),
+      const x = await rounds(
+        armsFor((arm) => measured('load', { ...load, ...via(arm, '/small') }, arm)),
         (d, r) => r.rps / d.rps,
         (who, x, i) => {
           say(
-            `  ${(who + runLabel(i)).padEnd(9)} ${fmt(x.rps)} req/s  p50 ${x.p50} ms  p99 ${x.p99} ms  (${fmt(x.total)} requests, non-2xx ${x.non2xx}, errors ${x.errors})`,
+            `  ${armLabel(who, i)} ${fmt(x.rps)} req/s  p50 ${x.p50} ms  p99 ${x.p99} ms  (${fmt(x.total)} requests, non-2xx ${x.non2xx}, errors ${x.errors})`,
           );
           say(cpuLine(x, who));
         },
       );
+      const { d, r, ratio, ratios, floor } = x;
       results.tests.smallGet = {
         connections: CONNECTIONS,
         durationS: DURATION,
@@ -1039,6 +1347,12 @@ async function main() {
         ratio,
         ratios,
         floor,
+        nginx1: x.nginx1,
+        nginx2: x.nginx2 && {
+          ...x.nginx2,
+          target: TARGETS.smallVsNginx2,
+          pass: x.nginx2.ratio >= TARGETS.smallVsNginx2 && r.non2xx === 0 && r.errors === 0,
+        },
         target: TARGETS.smallGet,
         pass: ratio >= TARGETS.smallGet && r.non2xx === 0 && r.errors === 0,
       };
@@ -1047,21 +1361,22 @@ async function main() {
     for (const kind of ['download', 'upload']) {
       if (!ONLY.includes(kind)) continue;
       const p = kind === 'download' ? `/download?bytes=${TRANSFER_BYTES}` : '/upload';
+      const arms = armsFor((arm) => measured(kind, { ...via(arm, p), bytes: TRANSFER_BYTES }, arm));
       say(
-        `\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process; ${REPEAT} direct/relay pair(s)`,
+        `\n[${kind}] ${fmtBytes(TRANSFER_BYTES)} streamed, one connection, in its own process; ${REPEAT} round(s) of ${arms.map(([n]) => n).join(', ')}`,
       );
-      const { d, r, ratio, ratios, floor } = await pairs(
-        () => measured(kind, { url: direct(p), bytes: TRANSFER_BYTES }, 'direct'),
-        () => measured(kind, { ...viaRelay(p), bytes: TRANSFER_BYTES }, 'relay'),
-        () => measured(kind, { ...viaFloor(p), bytes: TRANSFER_BYTES }, 'floor'),
+      const x = await rounds(
+        arms,
         (d, r) => r.mbps / d.mbps,
         (who, x, i) => {
           say(
-            `  ${(who + runLabel(i)).padEnd(9)} ${x.mbps.toFixed(1)} MB/s  (${x.seconds.toFixed(2)} s, status ${x.status}, complete ${x.complete})`,
+            `  ${armLabel(who, i)} ${x.mbps.toFixed(1)} MB/s  (${x.seconds.toFixed(2)} s, status ${x.status}, complete ${x.complete})`,
           );
           say(cpuLine(x, who));
         },
       );
+      const { d, r, ratio, ratios, floor } = x;
+      const vsTarget = kind === 'download' ? TARGETS.downloadVsNginx2 : TARGETS.uploadVsNginx2;
       results.tests[kind] = {
         bytes: TRANSFER_BYTES,
         direct: d,
@@ -1069,12 +1384,257 @@ async function main() {
         ratio,
         ratios,
         floor,
+        nginx1: x.nginx1,
+        nginx2: x.nginx2 && { ...x.nginx2, target: vsTarget, pass: x.nginx2.ratio >= vsTarget && r.complete },
         target: TARGETS[kind],
         pass: ratio >= TARGETS[kind] && r.complete && d.complete,
       };
     }
 
-    if (wantThroughput) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner)]);
+    if (ONLY.includes('halfrate')) {
+      if (!nginx.nginx2) {
+        say(`\n[p99 at half load] skipped: ${NGINX_MISSING}`);
+        results.tests.halfRate = { skipped: NGINX_MISSING };
+      } else {
+        // nginx two hops' saturated small-GET rate: from the small test of this run, else measured now.
+        let saturated = results.tests.smallGet?.nginx2?.run?.rps;
+        if (!saturated) {
+          const x = await measured(
+            'load',
+            { connections: CONNECTIONS, duration: DURATION, warmup: 2, ...via('nginx2', '/small') },
+            'nginx2',
+          );
+          say(`\n  nginx2 saturated (${LOADGEN}, ${CONNECTIONS} connections): ${fmt(x.rps)} req/s`);
+          saturated = x.rps;
+        }
+        const rate = Math.max(1, Math.round(saturated / 2));
+        say(
+          `\n[p99 at half load] autocannon at a fixed ${fmt(rate)} req/s (half of nginx2's saturated ${fmt(saturated)}), ${CONNECTIONS} connections, ${DURATION} s after 2 s at the same rate; ${REPEAT} round(s) of relay, nginx2`,
+        );
+        const fixed = { connections: CONNECTIONS, duration: DURATION, rate };
+        const arm = async (name) => {
+          await runClient('load', { ...fixed, duration: 2, ...via(name, '/small') }).result;
+          return measured('load', { ...fixed, ...via(name, '/small') }, name);
+        };
+        const all = [];
+        for (let i = 0; i < REPEAT; i++) {
+          const x = {};
+          for (const name of i % 2 === 0 ? ['relay', 'nginx2'] : ['nginx2', 'relay']) {
+            x[name] = await arm(name);
+            say(
+              `  ${armLabel(name, i)} ${fmt(x[name].rps)} req/s  p50 ${x[name].p50} ms  p90 ${x[name].p90} ms  p99 ${x[name].p99} ms  (non-2xx ${x[name].non2xx}, errors ${x[name].errors})`,
+            );
+            say(cpuLine(x[name], name));
+          }
+          all.push({ ...x, ratio: x.relay.p99 / Math.max(x.nginx2.p99, 0.01) });
+        }
+        const median = medianOf(all, (x) => x.ratio);
+        // A side that falls more than 5% short of the rate was saturated, not at half load.
+        const held = (x) => x.rps >= 0.95 * rate;
+        const relayHeld = all.every((x) => held(x.relay) && x.relay.non2xx === 0 && x.relay.errors === 0);
+        const nginxHeld = all.every((x) => held(x.nginx2));
+        const pass = median.ratio <= TARGETS.halfRateP99 && relayHeld;
+        say(
+          `  relay p99 / nginx2 p99: ${all.map((x) => x.ratio.toFixed(2)).join(', ')}; median ${median.ratio.toFixed(2)} (target <= ${TARGETS.halfRateP99}: ${verdict(pass)}${relayHeld ? '' : '; the relay fell short of the rate'}${nginxHeld ? '' : '; nginx2 fell short of the rate too: the machine was busier than when its maximum was measured'})`,
+        );
+        results.tests.halfRate = {
+          rate,
+          nginx2SaturatedRps: saturated,
+          connections: CONNECTIONS,
+          durationS: DURATION,
+          relay: median.relay,
+          nginx2: median.nginx2,
+          ratio: median.ratio,
+          ratios: all.map((x) => x.ratio),
+          target: TARGETS.halfRateP99,
+          relayHeldRate: relayHeld,
+          nginx2HeldRate: nginxHeld,
+          pass,
+        };
+      }
+    }
+
+    if (ONLY.includes('h2')) {
+      const caPem = readFileSync(caFile);
+      const missing = !HAS_H2LOAD
+        ? 'h2load is not installed: apt-get install nghttp2-client'
+        : !nginx.nginx1
+          ? NGINX_MISSING
+          : undefined;
+      if (missing) {
+        say(`\n[HTTP/2 small GET] skipped: ${missing}`);
+        results.tests.h2 = { skipped: missing };
+      } else {
+        // What each server picks when offered h2 and http/1.1: read, never assumed.
+        const relayAlpn = await negotiatedAlpn(publicPort, APP_HOST, caPem);
+        const nginxAlpn = await negotiatedAlpn(nginx.nginx1.h2Port, APP_HOST, caPem);
+        const relayH2 = relayAlpn === 'h2';
+        say(
+          `\n[HTTP/2 small GET] h2load, ${CONNECTIONS} connections x 10 streams, ${DURATION} s after a 2 s warm-up; ALPN offered h2,http/1.1: nginx1 chose ${nginxAlpn || 'none'}, the relay ${relayAlpn || 'none'}${relayH2 ? '' : ' (h2 not negotiated: relay arm skipped)'}; ${REPEAT} round(s)`,
+        );
+        const h2 = (url) => ({
+          url,
+          authority: APP_HOST,
+          clients: CONNECTIONS,
+          streams: 10,
+          duration: DURATION,
+          warmup: 2,
+        });
+        const names = relayH2 ? ['relay', 'nginx1'] : ['nginx1'];
+        const runs = {
+          relay: () => measured('h2load', h2(`https://127.0.0.1:${publicPort}/small`), 'relay'),
+          nginx1: () => measured('h2load', h2(`https://127.0.0.1:${nginx.nginx1.h2Port}/small`), 'nginx1'),
+        };
+        const all = [];
+        for (let i = 0; i < REPEAT; i++) {
+          const x = {};
+          for (const name of i % 2 === 0 ? names : [...names].reverse()) {
+            x[name] = await runs[name]();
+            say(
+              `  ${armLabel(name, i)} ${fmt(x[name].rps)} req/s  mean ${x[name].mean} ms  max ${x[name].max} ms  (${x[name].protocol}, ${fmt(x[name].total)} succeeded, non-2xx ${x[name].non2xx}, errors ${x[name].errors})`,
+            );
+            say(cpuLine(x[name], name));
+          }
+          all.push({ ...x, ratio: relayH2 ? x.relay.rps / x.nginx1.rps : undefined });
+        }
+        const median = relayH2 ? medianOf(all, (x) => x.ratio) : medianOf(all, (x) => x.nginx1.rps);
+        if (relayH2)
+          say(`  relay / nginx1: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}`);
+        results.tests.h2 = {
+          relayAlpn,
+          nginxAlpn,
+          relayNegotiatesH2: relayH2,
+          nginx1: median.nginx1,
+          relay: median.relay,
+          ratio: median.ratio,
+          ratios: relayH2 ? all.map((x) => x.ratio) : undefined,
+        };
+      }
+    }
+
+    if (ONLY.includes('handshake')) {
+      if (!nginx.nginx1) {
+        say(`\n[TLS handshakes] skipped: ${NGINX_MISSING}`);
+        results.tests.handshake = { skipped: NGINX_MISSING };
+      } else {
+        say(
+          `\n[TLS handshakes] new connections per second, bench/handshake.mjs: ${HANDSHAKE_CONCURRENCY} loops, each connect + GET /robots.txt (answered by the server itself) + close, ${HANDSHAKE_SECONDS} s; "full" offers no session, "resumed" the latest ticket; ${REPEAT} round(s)`,
+        );
+        const port = { relay: publicPort, nginx1: nginx.nginx1.port };
+        const run = (name, resume) =>
+          measured(
+            'handshake',
+            {
+              port: port[name],
+              host: APP_HOST,
+              ca: caFile,
+              seconds: HANDSHAKE_SECONDS,
+              concurrency: HANDSHAKE_CONCURRENCY,
+              resume,
+            },
+            name,
+          );
+        const out = {};
+        for (const mode of ['full', 'resumed']) {
+          const all = [];
+          for (let i = 0; i < REPEAT; i++) {
+            const x = {};
+            for (const name of i % 2 === 0 ? ['relay', 'nginx1'] : ['nginx1', 'relay']) {
+              x[name] = await run(name, mode === 'resumed');
+              const h = x[name];
+              say(
+                `  ${mode.padEnd(8)} ${armLabel(name, i)} ${fmt(h.perSecond)} handshakes/s  (${fmt(h.connections)} connections, ${fmt(h.resumed)} resumed, ${h.failed} failed${h.firstError ? `: ${h.firstError}` : ''})`,
+              );
+              say(cpuLine(h, name));
+            }
+            all.push({ ...x, ratio: x.relay.perSecond / x.nginx1.perSecond });
+          }
+          const median = medianOf(all, (x) => x.ratio);
+          const resumedShare = (h) => h.resumed / Math.max(1, h.connections);
+          out[mode] = {
+            relay: median.relay,
+            nginx1: median.nginx1,
+            ratio: median.ratio,
+            ratios: all.map((x) => x.ratio),
+            relayResumedShare: resumedShare(median.relay),
+            nginx1ResumedShare: resumedShare(median.nginx1),
+          };
+          say(
+            `  ${mode}: relay / nginx1 ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)}${mode === 'resumed' ? `; sessions resumed: relay ${(100 * out[mode].relayResumedShare).toFixed(0)}%, nginx1 ${(100 * out[mode].nginx1ResumedShare).toFixed(0)}%` : ''}`,
+          );
+        }
+        // Resumption counts as offered only when most connections after the first few resumed.
+        out.relayResumes = out.resumed.relayResumedShare > 0.5;
+        if (!out.relayResumes) say('  the relay resumed no session (tickets not offered or not accepted)');
+        results.tests.handshake = { seconds: HANDSHAKE_SECONDS, concurrency: HANDSHAKE_CONCURRENCY, ...out };
+      }
+    }
+
+    if (ONLY.includes('realistic')) {
+      const caPem = readFileSync(caFile);
+      const token = await idp.appToken({ groups: ['bench-users'], audience: REALISTIC_CLIENT_ID });
+      const outsider = await idp.appToken({ groups: ['someone-else'], audience: REALISTIC_CLIENT_ID });
+      const bearer = { authorization: `Bearer ${token}` };
+      // The app really is behind sign-in and the policy: no token is a 401, a token outside the group a 403.
+      const get = (headers) =>
+        relayGet(publicPort, caPem, '/small', {
+          host: REALISTIC_HOST,
+          headers: { accept: 'application/json', ...headers },
+        });
+      const [ok, none, other] = [await get(bearer), await get({}), await get({ authorization: `Bearer ${outsider}` })];
+      if (ok.status !== 200 || none.status !== 401 || other.status !== 403)
+        throw new Error(
+          `realistic app: with the token ${ok.status} (want 200: ${ok.head}), without ${none.status} (want 401), outside the group ${other.status} (want 403: ${other.head})\n${relay.tail()}`,
+        );
+      // Identity reaches the backend: the signed assertion and the plain identity headers.
+      const seen = await relayGet(publicPort, caPem, '/headers', { host: REALISTIC_HOST, headers: bearer, keep: 1e6 });
+      const forwarded = seen.status === 200 ? JSON.parse(seen.head) : {};
+      const identityHeaders = ['x-proxyctl-jwt-assertion', 'x-proxyctl-user', 'x-proxyctl-groups'];
+      const absent = identityHeaders.filter((h) => !forwarded[h]);
+      if (absent.length || forwarded.authorization)
+        throw new Error(
+          `realistic app: the backend got ${JSON.stringify(Object.keys(forwarded))}; missing ${absent.join(', ')}${forwarded.authorization ? ', and the bearer token was forwarded' : ''}`,
+        );
+      for (let i = 0; i < 200; i++) await get(bearer);
+      say(
+        `\n[realistic app] small GET (${LOADGEN}, ${CONNECTIONS} connections, ${DURATION} s after a 2 s warm-up) through "bench-app" (preauth oidc, bearer token verified against the IdP's keys, group assignment, a blocking and a report-only policy, identity headers and JWT assertion to the backend, header translation) vs through "bench" (passthrough); both log at info; ${REPEAT} round(s), checked: no token 401, token outside the group 403, identity headers and assertion at the backend`,
+      );
+      const load = { connections: CONNECTIONS, duration: DURATION, warmup: 2 };
+      const runs = {
+        passthrough: () => measured('load', { ...load, ...viaRelay('/small') }, 'relay'),
+        realistic: () =>
+          measured('load', { ...load, ...viaRelay('/small'), host: REALISTIC_HOST, headers: bearer }, 'relay'),
+      };
+      const all = [];
+      for (let i = 0; i < REPEAT; i++) {
+        const x = {};
+        for (const name of i % 2 === 0 ? ['passthrough', 'realistic'] : ['realistic', 'passthrough']) {
+          x[name] = await runs[name]();
+          say(
+            `  ${(name + runLabel(i)).padEnd(14)} ${fmt(x[name].rps)} req/s  p50 ${x[name].p50} ms  p99 ${x[name].p99} ms  (${fmt(x[name].total)} requests, non-2xx ${x[name].non2xx}, errors ${x[name].errors})`,
+          );
+          say(cpuLine(x[name], 'relay'));
+        }
+        all.push({ ...x, ratio: x.realistic.rps / x.passthrough.rps });
+      }
+      const median = medianOf(all, (x) => x.ratio);
+      const relayCost = median.realistic.cost.relay / median.passthrough.cost.relay - 1;
+      say(
+        `  realistic / passthrough: ${all.map((x) => x.ratio.toFixed(3)).join(', ')}; median ${median.ratio.toFixed(3)} (target >= ${TARGETS.realistic}: ${verdict(median.ratio >= TARGETS.realistic)}); relay CPU per request ${median.passthrough.cost.relay} -> ${median.realistic.cost.relay} ms (${relayCost >= 0 ? '+' : ''}${(100 * relayCost).toFixed(1)}%)`,
+      );
+      results.tests.realistic = {
+        passthrough: median.passthrough,
+        realistic: median.realistic,
+        ratio: median.ratio,
+        ratios: all.map((x) => x.ratio),
+        relayCpuPerRequestChange: relayCost,
+        target: TARGETS.realistic,
+        pass:
+          median.ratio >= TARGETS.realistic && all.every((x) => x.realistic.non2xx === 0 && x.realistic.errors === 0),
+      };
+    }
+
+    if (wantShared) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner), stopNginx()]);
 
     if (ONLY.includes('export')) {
       say(
@@ -1315,6 +1875,21 @@ async function main() {
       }
     }
 
+    if (ONLY.includes('storm')) {
+      // Connection storms and retained memory (issue 22): bench/storm.mjs, from branch h-mem, runs on its own.
+      const file = path.join(HERE, 'storm.mjs');
+      if (!existsSync(file)) {
+        say('\n[storm] skipped: bench/storm.mjs is not here (it comes with branch h-mem)');
+        results.tests.storm = { skipped: 'bench/storm.mjs not present' };
+      } else {
+        say('\n[storm] node bench/storm.mjs');
+        const child = spawnNode([file], { stdio: ['ignore', 'inherit', 'inherit'] });
+        const code = await child.exited;
+        say(`  bench/storm.mjs exited ${code}`);
+        results.tests.storm = { exitCode: code, pass: code === 0 };
+      }
+    }
+
     if (CPU_PROF) {
       await stopPair();
       results.profiles = [];
@@ -1334,9 +1909,14 @@ async function main() {
     say(JSON.stringify(results, null, 2));
   } finally {
     await Promise.all(
-      [connector?.stop(), relay?.stop(), stopChild(backend), stopChild(hops.outer), stopChild(hops.inner)].map((p) =>
-        p?.catch(() => undefined),
-      ),
+      [
+        connector?.stop(),
+        relay?.stop(),
+        stopChild(backend),
+        stopChild(hops.outer),
+        stopChild(hops.inner),
+        ...nginxChildren.map((c) => stopChild(c)),
+      ].map((p) => p?.catch(() => undefined)),
     );
     killAll('SIGKILL');
     await idp?.close().catch(() => undefined);
@@ -1366,6 +1946,14 @@ function ratioCell(x) {
     : x.ratio.toFixed(3);
 }
 
+/** CPU per unit of work (request or GB) of the proxying processes of a run: all but backend and client. */
+function proxyCost(x) {
+  return +Object.entries(x.cost)
+    .filter(([k]) => k !== 'backend')
+    .reduce((sum, [, v]) => sum + v, 0)
+    .toFixed(3);
+}
+
 function verdict(ok) {
   return ok ? 'PASS' : 'FAIL';
 }
@@ -1377,6 +1965,35 @@ function report(results) {
     rows.push([test, direct, relay, ratio, target, result, noise]);
   const noise = (x) => `${x.direct.cpu.otherwise}% / ${x.relay.cpu.otherwise}%`;
   /** The floor under a throughput row: same TLS hops, bytes forwarded only; the relay's share of it. */
+  /** nginx one hop and two hops beside a throughput row: their figure, the relay's in the same round, relay / nginx. */
+  const nginxRows = (x, figure) => {
+    for (const [arm, label] of [
+      ['nginx1', 'nginx one hop'],
+      ['nginx2', 'nginx two hops (mTLS)'],
+    ]) {
+      const n = x[arm];
+      if (!n) continue;
+      row(
+        `  vs ${label}`,
+        figure(n.run),
+        figure(n.relayRun),
+        ratioCell(n),
+        n.target !== undefined ? `>= ${n.target} x ${arm}` : '-',
+        n.target !== undefined ? verdict(n.pass) : `${arm} ${n.ofDirect.toFixed(2)} x direct`,
+        `${n.run.cpu.otherwise}% / ${n.relayRun.cpu.otherwise}%`,
+      );
+      // CPU per unit of work of the proxy processes (not backend, not client): contention moves it far less than throughput.
+      const [a, b] = [proxyCost(n.run), proxyCost(n.relayRun)];
+      row(
+        `    ${n.run.costUnit}, proxy processes`,
+        String(a),
+        String(b),
+        `${(b / a).toFixed(1)}x`,
+        '-',
+        arm === 'nginx2' ? 'relay+connector vs edge+inner' : 'relay+connector vs workers',
+      );
+    }
+  };
   const floorRow = (x, figure) => {
     if (!x.floor) return;
     row(
@@ -1402,6 +2019,7 @@ function report(results) {
     row('  latency p50 (ms)', String(d.p50), String(r.p50), `${(r.p50 / Math.max(d.p50, 1)).toFixed(1)}x`, '-', '');
     row('  latency p99 (ms)', String(d.p99), String(r.p99), `${(r.p99 / Math.max(d.p99, 1)).toFixed(1)}x`, '-', '');
     floorRow(t.smallGet, (f) => fmt(f.rps));
+    nginxRows(t.smallGet, (x) => `${fmt(x.rps)} (p50 ${x.p50}, p99 ${x.p99} ms)`);
   }
   for (const kind of ['download', 'upload']) {
     const x = t[kind];
@@ -1416,6 +2034,64 @@ function report(results) {
       noise(x),
     );
     floorRow(x, (f) => f.mbps.toFixed(1));
+    nginxRows(x, (f) => f.mbps.toFixed(1));
+  }
+  if (t.halfRate) {
+    const x = t.halfRate;
+    if (x.skipped)
+      row('p99 at half load', '-', '-', '-', `<= ${TARGETS.halfRateP99} x nginx2`, `skipped: ${x.skipped}`);
+    else
+      row(
+        `p99 ms at ${fmt(x.rate)} req/s (half nginx2's max) | nginx2, relay`,
+        String(x.nginx2.p99),
+        String(x.relay.p99),
+        `${ratioCell(x)}`,
+        `<= ${x.target} x nginx2`,
+        verdict(x.pass),
+        `${x.nginx2.cpu.otherwise}% / ${x.relay.cpu.otherwise}%`,
+      );
+  }
+  if (t.h2) {
+    const x = t.h2;
+    if (x.skipped) row('HTTP/2 small GET (h2load)', '-', '-', '-', '-', `skipped: ${x.skipped}`);
+    else
+      row(
+        'HTTP/2 small GET req/s (h2load) | nginx1, relay',
+        fmt(x.nginx1.rps),
+        x.relayNegotiatesH2 ? fmt(x.relay.rps) : `h2 not negotiated (ALPN ${x.relayAlpn})`,
+        x.relayNegotiatesH2 ? ratioCell(x) : '-',
+        '-',
+        x.relayNegotiatesH2 ? '' : 'relay arm skipped',
+      );
+  }
+  if (t.handshake) {
+    const x = t.handshake;
+    if (x.skipped) row('TLS handshakes/s', '-', '-', '-', '-', `skipped: ${x.skipped}`);
+    else
+      for (const mode of ['full', 'resumed'])
+        row(
+          `TLS ${mode} handshakes/s (+1 GET) | nginx1, relay`,
+          fmt(x[mode].nginx1.perSecond),
+          fmt(x[mode].relay.perSecond),
+          ratioCell(x[mode]),
+          '-',
+          mode === 'resumed'
+            ? `resumed: nginx1 ${(100 * x[mode].nginx1ResumedShare).toFixed(0)}%, relay ${(100 * x[mode].relayResumedShare).toFixed(0)}%`
+            : '',
+          `${x[mode].nginx1.cpu.otherwise}% / ${x[mode].relay.cpu.otherwise}%`,
+        );
+  }
+  if (t.realistic) {
+    const x = t.realistic;
+    row(
+      'realistic app req/s (oidc bearer, policy, identity headers) | passthrough, realistic',
+      fmt(x.passthrough.rps),
+      fmt(x.realistic.rps),
+      ratioCell(x),
+      `>= ${x.target} x passthrough`,
+      verdict(x.pass),
+      `${x.passthrough.cpu.otherwise}% / ${x.realistic.cpu.otherwise}%`,
+    );
   }
   if (t.slowClient) {
     const s = t.slowClient;
@@ -1446,14 +2122,15 @@ function report(results) {
       `<= ${x.targetBytes} B (20 KB)`,
       verdict(x.pass),
     );
+    // Issue 22 retires the 20 KB target for this one: no more than Node's own TLS server keeps.
     if (x.floor)
       row(
         '  floor: bare Node HTTPS server',
-        '-',
         `${fmt(x.floor.bytesPerConnection)} B`,
-        '-',
-        '-',
-        `relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it`,
+        `${fmt(x.bytesPerConnection)} B`,
+        `${(x.bytesPerConnection / x.floor.bytesPerConnection).toFixed(3)}`,
+        '<= 1 x bare server',
+        `${verdict(x.bytesPerConnection <= x.floor.bytesPerConnection)} (relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it)`,
       );
   }
   if (t.export) {
@@ -1487,7 +2164,16 @@ function report(results) {
       verdict(x.eventsReceived === x.eventsExpected),
     );
   }
-  const head = ['test', 'direct', 'relay', 'ratio', 'target', 'result', 'other CPU d/r'];
+  if (t.storm)
+    row(
+      'storm (bench/storm.mjs)',
+      '-',
+      t.storm.skipped ? '-' : `exit ${t.storm.exitCode}`,
+      '-',
+      '-',
+      t.storm.skipped ? `skipped: ${t.storm.skipped}` : verdict(t.storm.pass),
+    );
+  const head = ['test', 'direct (or ref.)', 'relay', 'ratio', 'target', 'result', 'other CPU d/r'];
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join('  ');
   console.log('\n=== summary ===');
@@ -1506,6 +2192,26 @@ function report(results) {
     '"connector<->relay connections closed" = new TIME_WAIT sockets on the connector API port (either side closing) during the run: each is a connector mTLS connection that was closed and had to be re-established with a full handshake (a healthy keep-alive pool closes ~none).',
     'Memory tests run on a freshly started relay and connector (200 small GETs, one 8 MiB download and one /robots.txt as warm-up before the baseline). RSS from /proc/<pid>/status VmRSS every 100 ms; baselines are the median over 1-2 s.',
   ];
+  if (t.smallGet?.nginx1 || t.smallGet?.nginx2 || t.download?.nginx2 || t.upload?.nginx2)
+    notes.push(
+      `nginx arms (Debian nginx ${NGINX_VERSION}, bench/nginx.mjs), same clients as the relay arm and in the same rounds: nginx1 = one hop, TLS with the relay's certificate, worker_processes auto, keep-alive HTTP/1.1 upstream (keepalive 64) to the backend, response buffering on in memory (no temp file), request buffering off; nginx2 = proxyctl's topology: a TLS edge nginx -> mutual-TLS keep-alive upstream (P-256 certificates made per run with openssl, server name and CA verified) -> a second nginx with ssl_verify_client on -> backend, one worker each, proxy_buffering and proxy_request_buffering off on both hops. Both log every request to an access log file, as the relay does. "vs" rows: the nginx figure (reference column), the relay's in the round with the median relay/nginx ratio, that ratio (median, range) and nginx's own ratio to direct.`,
+    );
+  if (t.halfRate && !t.halfRate.skipped)
+    notes.push(
+      "p99 at half load: autocannon (latencies to 1 ms) at a fixed overall rate, half of nginx2's saturated small-GET rate in this run, against relay and nginx2 in alternating rounds; autocannon does not correct for coordinated omission. The ratio is relay p99 / nginx2 p99 (median round); a relay that falls short of the rate by more than 5% fails.",
+    );
+  if (t.h2 && !t.h2.skipped)
+    notes.push(
+      'HTTP/2: h2load (nghttp2-client) small GETs, 10 concurrent streams per connection, to nginx1 with HTTP/2 on a port of its own and to the relay when its public listener picks h2 by ALPN (read with a TLS connection offering h2 and http/1.1, never assumed). h2load reports no percentiles: mean and max request time.',
+    );
+  if (t.handshake && !t.handshake.skipped)
+    notes.push(
+      'TLS handshakes: bench/handshake.mjs opens new connections in parallel loops (certificate verified against the relay CA), sends GET /robots.txt (answered by relay and nginx themselves, not the backend) with Connection: close and reads the answer; "full" offers no session, "resumed" offers the newest session ticket the server sent; the resumed share is isSessionReused() as the client saw it. The client does its half of every handshake on the same 2 CPUs.',
+    );
+  if (t.realistic)
+    notes.push(
+      'realistic: both arms go through the same relay and connector; "bench-app" has preauth oidc and is reached with a bearer access token from the bench IdP (verified once, then cached for at most a minute, as the relay does), assignedGroups, a blocking and a report-only Conditional Access policy, identityHeaders (the signed X-Proxyctl-Jwt-Assertion and the plain identity headers to the backend) and header translation; before the load a request without a token must get 401 and one with a token outside the group 403.',
+    );
   if (t.export)
     notes.push(
       'export: the small GET through the relay in both columns, while bench/events.mjs writes sign-ins (and their risk detections, and audit rows) into the relay\'s SQLite store; "relay" has no export, "relay+syslog" ships every event as CEF over syslog/TCP to bench/syslog-sink.mjs. Fresh relay and connector per arm, rounds alternating the order; the pair with the median ratio is shown. "relay CPU % with the writer alone" is the relay\'s CPU over 5 s after the load while the writer goes on; the difference between the arms is what export costs per second, shown as a share of the relay\'s CPU under load in arm "relay" (the median over the rounds): throughput would fall by about that much were the relay the only bottleneck. "arrived" counts the distinct event ids the sink received of those the writer\'s span covers, after the writer stopped.',

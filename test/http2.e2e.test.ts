@@ -73,8 +73,8 @@ policies:
     const line = await waitFor(() =>
       lines.find((l) => l.msg === 'request' && l['request_id'] === echo.headers['x-request-id']),
     );
-    t.equal(line['http_version'], '2.0', 'the request log names the protocol');
-    t.equal(line['status'], 200);
+    t.equal(line?.['http_version'], '2.0', 'the request log names the protocol');
+    t.equal(line?.['status'], 200);
   });
 
   await t.test('POST with a length, and streamed without one', async (t) => {

@@ -69,6 +69,7 @@ export class RelayMetrics {
   private readonly detections: Counter<'type' | 'level'>;
   /** TLS handshakes on the public listener: [full, resumed]. */
   private readonly handshakes: readonly [CounterCell, CounterCell];
+  private readonly connections: Counter<'protocol'>;
   private readonly apps = new Map<string, AppCells>();
   private readonly storeCells = new Map<string, HistogramCell>();
   private readonly storeOps = new BoundedLabel(32);
@@ -108,6 +109,12 @@ export class RelayMetrics {
       name: 'proxyctl_relay_signins_total',
       help: 'Sign-in attempts by result and authentication method',
       labelNames: ['result', 'method'],
+      registers,
+    });
+    this.connections = new Counter({
+      name: 'proxyctl_relay_connections_total',
+      help: 'TLS connections on the public listener by negotiated protocol (h2, http/1.1)',
+      labelNames: ['protocol'],
       registers,
     });
     this.detections = new Counter({
@@ -270,6 +277,11 @@ export class RelayMetrics {
   /** A TLS handshake on the public listener completed. */
   handshake(resumed: boolean): void {
     this.handshakes[resumed ? 1 : 0].inc();
+  }
+
+  /** A TLS connection on the public listener settled on `protocol` (ALPN; none counts as http/1.1). */
+  connection(protocol: 'h2' | 'http/1.1'): void {
+    this.connections.inc({ protocol });
   }
 
   /** How long an allowed request waited for a connector's channel (0: one was open). */

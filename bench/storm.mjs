@@ -6,7 +6,7 @@
 // first cycle's. Exit status 1 when it does not.
 //
 //   node bench/storm.mjs [--cycles 4] [--connections 10000] [--clients N]
-//                        [--hold 2] [--settle 3] [--server relay|bare]
+//                        [--hold 2] [--settle 3] [--server relay|bare|bare-sni]
 //                        [--env KEY=VAL,KEY=VAL]  extra environment for the server
 //                        [--jemalloc]             LD_PRELOAD libjemalloc.so.2 into the server
 //                        [--node-flags=--max-semi-space-size=8]  extra node flags for the server
@@ -56,7 +56,8 @@ const HOLD_S = positive('hold', 2);
 const SETTLE_S = positive('settle', 3);
 const LIMIT = positive('limit', 1.1);
 const SERVER = String(flag('server', 'relay'));
-if (SERVER !== 'relay' && SERVER !== 'bare') throw new Error(`--server: relay or bare, not ${SERVER}`);
+if (!['relay', 'bare', 'bare-sni'].includes(SERVER))
+  throw new Error(`--server: relay, bare or bare-sni, not ${SERVER}`);
 const EXTRA_ENV = Object.fromEntries(
   String(flag('env', ''))
     .split(',')
@@ -283,7 +284,11 @@ async function startServer(dir) {
   writeFileSync(configFile, relayYaml());
   const env = { ...EXTRA_ENV, ...(JEMALLOC ? { LD_PRELOAD: JEMALLOC_SO } : {}) };
   const probeFile = path.join(dir, 'probe.jsonl');
-  const nodeFlags = [`--import=${path.join(HERE, 'storm-probe.mjs')}`, ...(GC ? ['--expose-gc'] : []), ...NODE_FLAGS];
+  const nodeFlags = [
+    `--import=${process.env.STORM_PROBE ?? path.join(HERE, 'storm-probe.mjs')}`,
+    ...(GC ? ['--expose-gc'] : []),
+    ...NODE_FLAGS,
+  ];
   const probeEnv = { STORM_PROBE_FILE: probeFile, STORM_PROBE_GC: GC ? '1' : '0' };
   const logFile = path.join(dir, 'server.log');
   const start = (args, extraEnv) => {
@@ -300,7 +305,7 @@ async function startServer(dir) {
   // The bare server presents the relay's own certificate for the app host (issued by the relay CA).
   await stopChild(relay);
   const tls = { cert: path.join(dir, 'data/tls/public-cert.pem'), key: path.join(dir, 'data/tls/public-key.pem') };
-  const bare = start([path.join(HERE, 'bare.mjs'), JSON.stringify(tls)], {});
+  const bare = start([path.join(HERE, 'bare.mjs'), JSON.stringify({ ...tls, sni: SERVER === 'bare-sni' })], {});
   const line = await waitForLine(logFile, bare, (l) => l.msg === 'bare ready', 'bare ready');
   return { child: bare, pid: bare.pid, port: line.port, caFile, probeFile, logFile };
 }
@@ -372,7 +377,9 @@ async function main() {
     server = await startServer(workDir);
   }
   const setting = [
-    SERVER === 'bare' ? 'bare Node HTTPS server' : 'relay',
+    { relay: 'relay', bare: 'bare Node HTTPS server', 'bare-sni': 'bare Node HTTPS server with an SNICallback' }[
+      SERVER
+    ],
     ...Object.entries(EXTRA_ENV).map(([k, v]) => `${k}=${v}`),
     ...(JEMALLOC ? ['jemalloc'] : []),
     ...NODE_FLAGS,
@@ -383,8 +390,9 @@ async function main() {
   );
   const baseline = await steadyRss(server.pid, 2000);
   const baseProbe = await probe(server);
+  const baseSmaps = smapsSummary(server.pid);
   console.log(
-    `baseline RSS ${fmtMiB(baseline)} MiB${baseProbe ? `, heap used ${fmtMiB(baseProbe.heapUsed)} MiB, external ${fmtMiB(baseProbe.external)} MiB` : ''}`,
+    `baseline RSS ${fmtMiB(baseline)} MiB${baseProbe ? `, heap used ${fmtMiB(baseProbe.heapUsed)} MiB, external ${fmtMiB(baseProbe.external)} MiB` : ''}${baseSmaps ? `, brk heap ${fmtMiB(baseSmaps.brkHeap)} MiB, anon ${fmtMiB(baseSmaps.anon)} MiB` : ''}`,
   );
   console.log(
     'cycle  opened  failed  open s  RSS open  retained  heap used  external  arrayBufs  brk heap  anon   threads  ratio',

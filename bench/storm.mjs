@@ -239,6 +239,16 @@ async function waitForQuiet(pid, port, timeoutMs = 60_000) {
   }
 }
 
+/** How many times the relay logged a memory reclaim (src/memory-reclaim.ts) so far. */
+function reclaims(server) {
+  if (!server.logFile) return undefined;
+  try {
+    return readFileSync(server.logFile, 'utf8').split('memory reclaimed after a connection storm').length - 1;
+  } catch {
+    return undefined;
+  }
+}
+
 /** process.memoryUsage() of the server through bench/storm-probe.mjs (undefined when attached). */
 async function probe(server) {
   if (!server.probeFile) return undefined;
@@ -395,7 +405,7 @@ async function main() {
     `baseline RSS ${fmtMiB(baseline)} MiB${baseProbe ? `, heap used ${fmtMiB(baseProbe.heapUsed)} MiB, external ${fmtMiB(baseProbe.external)} MiB` : ''}${baseSmaps ? `, brk heap ${fmtMiB(baseSmaps.brkHeap)} MiB, anon ${fmtMiB(baseSmaps.anon)} MiB` : ''}`,
   );
   console.log(
-    'cycle  opened  failed  open s  RSS open  retained  heap used  external  arrayBufs  brk heap  anon   threads  ratio',
+    'cycle  opened  failed  open s  RSS open  retained  heap used  external  arrayBufs  brk heap  anon   threads  reclaims  ratio',
   );
   const rows = [];
   for (let cycle = 1; cycle <= CYCLES; cycle++) {
@@ -431,6 +441,7 @@ async function main() {
       anonBytes: smaps?.anon,
       threads: threads(server.pid),
       connectionsLeft: quiet.left,
+      reclaims: reclaims(server),
     };
     row.ratio = rss / (rows[0]?.retainedBytes ?? rss);
     rows.push(row);
@@ -448,6 +459,7 @@ async function main() {
         fmtMiB(smaps?.brkHeap).padStart(9),
         fmtMiB(smaps?.anon).padStart(6),
         String(row.threads).padStart(8),
+        String(row.reclaims ?? '-').padStart(9),
         row.ratio.toFixed(3).padStart(6),
       ].join(' ') +
         (firstError ? `  first error: ${firstError}` : '') +

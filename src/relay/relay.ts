@@ -51,6 +51,7 @@ import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import { systemClock, type Clock } from '../clock.js';
+import { StormReclaimer, type ReclaimHooks } from '../memory-reclaim.js';
 import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
 import { RiskServices } from './auth/risk.js';
@@ -78,6 +79,8 @@ export interface RelayOptions {
   replicas?: () => ReplicaInfo[];
   /** ACME renewal and retry timing (tests): the clock renewals are judged by, and the backoff. */
   acme?: { clock?: Clock; timing?: AcmeTiming };
+  /** After a storm of closed public connections: full GC and malloc_trim (memory-reclaim.ts); none by default. */
+  memoryReclaim?: ReclaimHooks;
 }
 
 export class Relay {
@@ -85,6 +88,7 @@ export class Relay {
   private state: RelayState;
   private connectorApi: Server | undefined;
   private publicServer: Server | undefined;
+  private reclaimer: StormReclaimer | undefined;
   /** The public listener's request path: close() drains it. */
   private edgePath: ReturnType<typeof createRequestPath> | undefined;
   /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
@@ -572,6 +576,18 @@ export class Relay {
     new ConnectionCap(cfg.limits.connectionsPerIp, (address) =>
       this.options.log.warn({ client: address }, 'too many connections from one address; refused'),
     ).attach(server);
+    if (this.options.memoryReclaim) {
+      this.reclaimer = new StormReclaimer(
+        this.options.memoryReclaim,
+        (r) =>
+          this.options.log.info(
+            { closed: r.closed, released: r.released, duration_ms: r.ms },
+            'memory reclaimed after a connection storm',
+          ),
+        this.options.clock,
+      );
+      this.reclaimer.attach(server);
+    }
     const path = createRequestPath({
       state: () => this.state,
       metrics: this.metrics,
@@ -959,6 +975,7 @@ export class Relay {
     // Stop taking work at once (SIGTERM): no new connection, no new request on an open
     // one (503, Connection: close), idle keep-alive connections closed now.
     const closed = pub ? new Promise<void>((resolve) => pub.close(() => resolve())) : undefined;
+    this.reclaimer?.close();
     edge?.drain();
     pub?.closeIdleConnections();
     this.unwatch?.();

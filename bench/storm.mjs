@@ -13,6 +13,8 @@
 //                        [--gc]                   full GC in the server before each reading
 //                        [--attach PID/PORT]      a running relay (or any TLS server answering
 //                                                 GET /robots.txt with 200); RSS only
+//                        [--reclaim-wait 45]      seconds to wait, after the last close, for the
+//                                                 relay's memory reclaim to run (0: do not wait)
 //                        [--root DIR] [--json FILE] [--keep] [--limit 1.10]
 //
 // The server is the built binary (`npm run build` first): `proxyctl relay serve`
@@ -78,6 +80,11 @@ const GC = flag('gc', false) === true;
 const ATTACH = flag('attach', undefined);
 const JSON_OUT = flag('json', undefined);
 const KEEP = flag('keep', false) === true;
+/**
+ * After the last close, how long to wait (s) for the relay's own memory reclaim
+ * (src/memory-reclaim.ts: 2 s after a storm, at most every 30 s) before reading; 0: do not wait.
+ */
+const RECLAIM_WAIT_S = Number(flag('reclaim-wait', 45));
 
 // ---------------------------------------------------------------- processes
 
@@ -225,11 +232,19 @@ async function steadyRss(pid, ms = 1000) {
   return xs[Math.floor(xs.length / 2)];
 }
 
-/** After the clients left: no connection held by the server, then RSS stable (two 1 s medians within 0.5 %). */
-async function waitForQuiet(pid, port, timeoutMs = 60_000) {
+/**
+ * After the clients left: no connection held by the server, the relay's memory reclaim
+ * done (when `reclaimsBefore` is given), then RSS stable (two 1 s medians within 0.5 %).
+ */
+async function waitForQuiet(server, reclaimsBefore, timeoutMs = 60_000) {
+  const { pid, port } = server;
   const deadline = Date.now() + timeoutMs;
   while (serverConnections(port) > 0 && Date.now() < deadline) await sleep(200);
   const left = serverConnections(port);
+  if (reclaimsBefore !== undefined) {
+    const until = Date.now() + RECLAIM_WAIT_S * 1000;
+    while (reclaims(server) <= reclaimsBefore && Date.now() < until) await sleep(200);
+  }
   await sleep(SETTLE_S * 1000);
   let prev = await steadyRss(pid);
   for (;;) {
@@ -398,6 +413,9 @@ async function main() {
   console.log(
     `storm: ${setting}; pid ${server.pid}, port ${server.port}; ${CYCLES} cycles of ${CONNECTIONS} idle TLS connections from ${CLIENTS} client process(es), hold ${HOLD_S} s`,
   );
+  /** The relay reclaims memory after storms unless told not to: the readings wait for it. */
+  const reclaimWaited =
+    SERVER === 'relay' && !ATTACH && RECLAIM_WAIT_S > 0 && EXTRA_ENV.PROXYCTL_MEMORY_RECLAIM !== 'off';
   const baseline = await steadyRss(server.pid, 2000);
   const baseProbe = await probe(server);
   const baseSmaps = smapsSummary(server.pid);
@@ -421,8 +439,9 @@ async function main() {
     const firstError = ready.find((r) => r.firstError)?.firstError;
     await sleep(HOLD_S * 1000);
     const rssOpen = rssBytes(server.pid);
+    const reclaimsBefore = reclaimWaited ? reclaims(server) : undefined;
     await Promise.all(clients.map((c) => c.close()));
-    const quiet = await waitForQuiet(server.pid, server.port);
+    const quiet = await waitForQuiet(server, reclaimsBefore);
     const mem = await probe(server);
     const smaps = smapsSummary(server.pid);
     const rss = GC ? await steadyRss(server.pid) : quiet.rss;

@@ -21,6 +21,7 @@ import { createRequire } from 'node:module';
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { systemClock, type Clock, type Timer } from './clock.js';
+import { ProxyctlError } from './errors.js';
 
 /** What a reclaim does: a full garbage collection, then the allocator's trim (true: memory was released). */
 export interface ReclaimHooks {
@@ -46,9 +47,19 @@ export const RECLAIM_TIMING: ReclaimTiming = {
   minIntervalMs: 30_000,
 };
 
-/** PROXYCTL_MEMORY_RECLAIM=off turns it off. */
-export function reclaimWanted(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env['PROXYCTL_MEMORY_RECLAIM'] !== 'off';
+/**
+ * PROXYCTL_MEMORY_RECLAIM: unset or `on` (the default timing), `off`, or a whole
+ * number of closed connections that makes a storm (in place of 1,000).
+ */
+export function reclaimSetting(env: NodeJS.ProcessEnv = process.env): Partial<ReclaimTiming> | undefined {
+  const v = env['PROXYCTL_MEMORY_RECLAIM']?.trim() ?? '';
+  if (v === '' || v === 'on') return {};
+  if (v === 'off') return undefined;
+  if (/^[1-9]\d{0,8}$/.test(v)) return { afterCloses: Number(v) };
+  throw new ProxyctlError(
+    'ERR_CONFIG_INVALID',
+    `PROXYCTL_MEMORY_RECLAIM: expected on, off or a whole number of closed connections (1 or more), found ${JSON.stringify(v)}`,
+  );
 }
 
 /** True when this process runs on glibc (malloc_trim exists and is needed). */

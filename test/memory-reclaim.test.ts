@@ -10,7 +10,7 @@ import {
   StormReclaimer,
   nativeReclaimHooks,
   onGlibc,
-  reclaimWanted,
+  reclaimSetting,
   type ReclaimResult,
 } from '../src/memory-reclaim.js';
 import { ManualClock } from './helpers/clock.js';
@@ -112,10 +112,13 @@ t.test('attach counts the closes of accepted connections', async (t) => {
   t.same(calls, ['gc', 'trim']);
 });
 
-t.test('PROXYCTL_MEMORY_RECLAIM=off turns it off', async (t) => {
-  t.equal(reclaimWanted({}), true);
-  t.equal(reclaimWanted({ PROXYCTL_MEMORY_RECLAIM: 'on' }), true);
-  t.equal(reclaimWanted({ PROXYCTL_MEMORY_RECLAIM: 'off' }), false);
+t.test('PROXYCTL_MEMORY_RECLAIM: on, off, a storm size; anything else refused', async (t) => {
+  t.same(reclaimSetting({}), {});
+  t.same(reclaimSetting({ PROXYCTL_MEMORY_RECLAIM: 'on' }), {});
+  t.equal(reclaimSetting({ PROXYCTL_MEMORY_RECLAIM: 'off' }), undefined);
+  t.same(reclaimSetting({ PROXYCTL_MEMORY_RECLAIM: '250' }), { afterCloses: 250 });
+  for (const bad of ['0', '-5', '1.5', 'yes', '1e3', '12345678901'])
+    t.throws(() => reclaimSetting({ PROXYCTL_MEMORY_RECLAIM: bad }), { code: 'ERR_CONFIG_INVALID' }, bad);
 });
 
 t.test('the real hooks on this machine (glibc): a full GC and malloc_trim', { skip: !onGlibc() }, async (t) => {

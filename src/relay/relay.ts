@@ -51,7 +51,7 @@ import { loadSharedCa, loadSharedIdpSecrets } from './shared-secrets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import { systemClock, type Clock } from '../clock.js';
-import { StormReclaimer, type ReclaimHooks } from '../memory-reclaim.js';
+import { StormReclaimer, type ReclaimHooks, type ReclaimTiming } from '../memory-reclaim.js';
 import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
 import { RiskServices } from './auth/risk.js';
@@ -80,7 +80,7 @@ export interface RelayOptions {
   /** ACME renewal and retry timing (tests): the clock renewals are judged by, and the backoff. */
   acme?: { clock?: Clock; timing?: AcmeTiming };
   /** After a storm of closed public connections: full GC and malloc_trim (memory-reclaim.ts); none by default. */
-  memoryReclaim?: ReclaimHooks;
+  memoryReclaim?: { hooks: ReclaimHooks; timing?: Partial<ReclaimTiming> };
 }
 
 export class Relay {
@@ -578,13 +578,14 @@ export class Relay {
     ).attach(server);
     if (this.options.memoryReclaim) {
       this.reclaimer = new StormReclaimer(
-        this.options.memoryReclaim,
+        this.options.memoryReclaim.hooks,
         (r) =>
           this.options.log.info(
             { closed: r.closed, released: r.released, duration_ms: r.ms },
             'memory reclaimed after a connection storm',
           ),
         this.options.clock,
+        this.options.memoryReclaim.timing,
       );
       this.reclaimer.attach(server);
     }

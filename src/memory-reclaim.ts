@@ -98,6 +98,9 @@ export interface ReclaimResult {
   closed: number;
   released: boolean;
   ms: number;
+  /** The process's resident set before and after, in bytes. */
+  rssBefore: number;
+  rssAfter: number;
 }
 
 /** Counts closed connections and runs the hooks once a storm of them is over. */
@@ -150,11 +153,13 @@ export class StormReclaimer {
     if (wait > 0) return this.schedule(wait);
     const closed = this.closed;
     this.closed = 0;
+    const rssBefore = process.memoryUsage.rss();
     const t0 = performance.now();
     this.hooks.gc();
     const released = this.hooks.trim();
+    const ms = +(performance.now() - t0).toFixed(1);
     this.lastRun = this.clock.now();
-    this.onReclaim({ closed, released, ms: +(performance.now() - t0).toFixed(1) });
+    this.onReclaim({ closed, released, ms, rssBefore, rssAfter: process.memoryUsage.rss() });
   }
 
   close(): void {

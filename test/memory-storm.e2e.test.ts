@@ -81,6 +81,7 @@ t.test(
       const line = await relay.waitFor((l) => l.msg === RECLAIM_MSG, 60_000, from);
       t.ok((line['closed'] as number) >= 200, `cycle ${cycle}: reclaimed after ${String(line['closed'])} closes`);
       t.equal(line['released'], true, `cycle ${cycle}: malloc_trim released memory`);
+      t.ok((line['rss_after'] as number) < (line['rss_before'] as number), `cycle ${cycle}: RSS went down`);
       retained.push(rss(relay.pid));
     }
     t.comment(`retained RSS (MiB): ${retained.map((b) => (b / 2 ** 20).toFixed(1)).join(' -> ')}`);

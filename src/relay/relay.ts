@@ -581,7 +581,13 @@ export class Relay {
         this.options.memoryReclaim.hooks,
         (r) =>
           this.options.log.info(
-            { closed: r.closed, released: r.released, duration_ms: r.ms },
+            {
+              closed: r.closed,
+              released: r.released,
+              duration_ms: r.ms,
+              rss_before: r.rssBefore,
+              rss_after: r.rssAfter,
+            },
             'memory reclaimed after a connection storm',
           ),
         this.options.clock,

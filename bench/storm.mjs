@@ -17,6 +17,9 @@
 //                                                 relay's memory reclaim to run (0: do not wait)
 //                        [--root DIR] [--json FILE] [--keep] [--limit 1.10]
 //
+// STORM_PROBE=FILE preloads another probe in place of bench/storm-probe.mjs (the
+// investigation used one that also called malloc_trim through koffi).
+//
 // The server is the built binary (`npm run build` first): `proxyctl relay serve`
 // with a small config (one passthrough app; no connector is needed since
 // /robots.txt is the relay's own), or bench/bare.mjs, a bare Node HTTPS server with

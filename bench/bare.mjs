@@ -2,19 +2,25 @@
 // and heap tuning, that answers every request with a short 200. What an idle
 // keep-alive TLS connection costs Node itself, before any proxyctl code.
 //
-//   node bench/bare.mjs '{"cert":FILE,"key":FILE}'
+//   node bench/bare.mjs '{"cert":FILE,"key":FILE[,"sni":true]}'
+//
+// sni: an SNICallback handing every handshake one shared SecureContext, as the
+// relay's listener does (bench/storm.mjs --server bare-sni).
 //
 // Prints {"msg":"bare ready","port":N} on stdout when listening.
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { SERVER_TLS } from '../dist/crypto/tls-policy.js';
 import { tuneHeapForStreaming } from '../dist/heap-tuning.js';
 
 tuneHeapForStreaming();
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const BODY = Buffer.from('User-agent: *\nDisallow: /\n');
+const tls = { ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key) };
+const sniContext = opts.sni ? createSecureContext(tls) : undefined;
 const server = https.createServer(
-  { ...SERVER_TLS, cert: readFileSync(opts.cert), key: readFileSync(opts.key), keepAliveTimeout: 65_000 },
+  { ...tls, keepAliveTimeout: 65_000, ...(sniContext ? { SNICallback: (_name, cb) => cb(null, sniContext) } : {}) },
   (req, res) => {
     req.resume();
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8', 'content-length': BODY.length });

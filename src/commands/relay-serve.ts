@@ -6,6 +6,7 @@ import path from 'node:path';
 import { isProxyctlError } from '../errors.js';
 import { tuneHeapForStreaming } from '../heap-tuning.js';
 import { createLogger } from '../log.js';
+import { nativeReclaimHooks, reclaimSetting } from '../memory-reclaim.js';
 import { Relay } from '../relay/relay.js';
 import { loadMasterKey } from '../crypto/master-key.js';
 
@@ -18,7 +19,15 @@ export async function serveRelay(opts: ServeOptions): Promise<void> {
   const config = loadConfigFromOptions(opts);
   const log = createLogger(config.log.level, 'proxyctl-relay');
   const masterKey = loadMasterKey({ file: config.secrets.masterKeyFile, env: process.env });
-  const relay = await Relay.create(config, { log, ...(masterKey ? { masterKey } : {}) });
+  const reclaimTiming = reclaimSetting();
+  const hooks = reclaimTiming ? nativeReclaimHooks() : undefined;
+  const memoryReclaim = hooks && reclaimTiming ? { hooks, timing: reclaimTiming } : undefined;
+  log.debug({ memory_reclaim: !!memoryReclaim }, 'memory reclaim after connection storms');
+  const relay = await Relay.create(config, {
+    log,
+    ...(masterKey ? { masterKey } : {}),
+    ...(memoryReclaim ? { memoryReclaim } : {}),
+  });
   try {
     await relay.start();
   } catch (err) {

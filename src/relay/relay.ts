@@ -54,6 +54,7 @@ import { SessionTickets } from './session-tickets.js';
 import type { SecretWrap } from '../crypto/secret-wrap.js';
 import { SERVER_TLS } from '../crypto/tls-policy.js';
 import { systemClock, type Clock } from '../clock.js';
+import { StormReclaimer, type ReclaimHooks, type ReclaimTiming } from '../memory-reclaim.js';
 import { configChanges } from './config-audit.js';
 import { LogRetention } from './retention.js';
 import { RiskServices } from './auth/risk.js';
@@ -81,6 +82,8 @@ export interface RelayOptions {
   replicas?: () => ReplicaInfo[];
   /** ACME renewal and retry timing (tests): the clock renewals are judged by, and the backoff. */
   acme?: { clock?: Clock; timing?: AcmeTiming };
+  /** After a storm of closed public connections: full GC and malloc_trim (memory-reclaim.ts); none by default. */
+  memoryReclaim?: { hooks: ReclaimHooks; timing?: Partial<ReclaimTiming> };
 }
 
 export class Relay {
@@ -89,6 +92,7 @@ export class Relay {
   private connectorApi: Server | undefined;
   private publicServer: Http2SecureServer | undefined;
   private publicListener: PublicListener | undefined;
+  private reclaimer: StormReclaimer | undefined;
   /** The public listener's request path: close() drains it. */
   private edgePath: ReturnType<typeof createRequestPath> | undefined;
   /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
@@ -594,6 +598,25 @@ export class Relay {
     });
     const server = listener.server;
     server.on('secureConnection', (socket: TLSSocket) => this.metrics.handshake(socket.isSessionReused()));
+    if (this.options.memoryReclaim) {
+      this.reclaimer = new StormReclaimer(
+        this.options.memoryReclaim.hooks,
+        (r) =>
+          this.options.log.info(
+            {
+              closed: r.closed,
+              released: r.released,
+              duration_ms: r.ms,
+              rss_before: r.rssBefore,
+              rss_after: r.rssAfter,
+            },
+            'memory reclaimed after a connection storm',
+          ),
+        this.options.clock,
+        this.options.memoryReclaim.timing,
+      );
+      this.reclaimer.attach(server);
+    }
     server.on('tlsClientError', (err: Error) =>
       this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
     );
@@ -984,6 +1007,7 @@ export class Relay {
     // Stop taking work at once (SIGTERM): no new connection, no new request on an open
     // one (503, Connection: close; HTTP/2: GOAWAY), idle keep-alive connections closed now.
     const closed = pub ? new Promise<void>((resolve) => pub.close(() => resolve())) : undefined;
+    this.reclaimer?.close();
     edge?.drain();
     listener?.goAway();
     this.unwatch?.();

@@ -55,7 +55,9 @@ export function wantsJson(req: IncomingMessage | undefined): boolean {
   return (
     (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) ||
     req.headers['x-requested-with'] !== undefined ||
-    req.headers['sec-fetch-mode'] === 'cors'
+    req.headers['sec-fetch-mode'] === 'cors' ||
+    // gRPC clients cannot follow a sign-in redirect: they get 401 (UNAUTHENTICATED to them).
+    /^application\/grpc/i.test(req.headers['content-type'] ?? '')
   );
 }
 

@@ -195,9 +195,14 @@ export function renderError(
     return;
   }
   const d = renderDocument(req, err, requestId, opts);
+  // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2; Node throws or drops them):
+  // a close-refusal there ends the stream instead (edge/request-path.ts).
+  if (req?.httpVersionMajor === 2) for (const name of CONNECTION_SPECIFIC) delete d.headers[name];
   res.writeHead(d.status, d.headers);
   res.end(req?.method === 'HEAD' ? undefined : d.body);
 }
+
+const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];
 
 /** The same refusal where no ServerResponse exists (parser errors, upgrades): a whole HTTP/1.1 answer, then close. */
 export function renderRaw(

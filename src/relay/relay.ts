@@ -2,7 +2,9 @@
 // (listeners, heartbeats, revocation watch) → close (drain, idempotent).
 // Reload swaps one config reference; work in flight keeps the one it began with.
 import { randomUUID } from 'node:crypto';
+import type { Http2SecureServer } from 'node:http2';
 import type { Server } from 'node:https';
+import type { Duplex } from 'node:stream';
 import type { AddressInfo, Server as NetServer } from 'node:net';
 import { loadOrCreateCa, type RelayCa } from '../crypto/ca.js';
 import type { RelayConfig } from '../config/relay-config.js';
@@ -18,14 +20,14 @@ import { ensureServerCertificate, type ServerCertificate } from './edge/server-c
 import { DataPlane } from './connectors/data-plane.js';
 import { RequestQueue } from './connectors/queue.js';
 import { createRequestPath, traceIdOf } from './edge/request-path.js';
-import { createServer as createHttpsServer } from 'node:https';
-import { createSecureContext, type TLSSocket } from 'node:tls';
+import { createSecureContext } from 'node:tls';
 import { TlsStore } from './edge/tls-store.js';
 import { createHttpListener } from './edge/http-listener.js';
+import { PublicListener } from './edge/public-listener.js';
 import type { Server as HttpServer } from 'node:http';
 import type { AcmeManager, AcmeTiming } from './acme/manager.js';
 import { acmeHosts } from '../config/acme-config.js';
-import { ConnectionCap, RateLimiter, TrustedProxies } from './edge/limits.js';
+import { RateLimiter, TrustedProxies } from './edge/limits.js';
 import { KeyRing } from '../crypto/keyring.js';
 import { AssertionSigner } from './auth/assertion.js';
 import { clientAddress } from './edge/client-address.js';
@@ -84,7 +86,8 @@ export class Relay {
   /** The one reference requests read (once each); reload builds a new state and swaps it. */
   private state: RelayState;
   private connectorApi: Server | undefined;
-  private publicServer: Server | undefined;
+  private publicServer: Http2SecureServer | undefined;
+  private publicListener: PublicListener | undefined;
   /** The public listener's request path: close() drains it. */
   private edgePath: ReturnType<typeof createRequestPath> | undefined;
   /** `public.httpListen`: ACME HTTP-01 answers and 308 to HTTPS. */
@@ -539,39 +542,6 @@ export class Relay {
   private async startPublic(cfg: RelayConfig): Promise<void> {
     const tls = await this.buildTls(cfg, undefined);
     this.state = { ...this.state, tls };
-    const server = createHttpsServer({
-      key: tls.keyPem,
-      cert: tls.certPem,
-      ...SERVER_TLS,
-      // An ACME certificate (apps without their own) first, else the TLS store's choice.
-      SNICallback: (name, cb) =>
-        cb(
-          null,
-          this.acme?.challengeContext(name) ?? this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name),
-        ),
-      // With acme: the TLS-ALPN-01 challenge certificate goes to `acme-tls/1` handshakes only (acme/manager.ts).
-      ...(cfg.acme
-        ? {
-            ALPNCallback: ({ servername, protocols }: { servername: string; protocols: string[] }) =>
-              this.acme?.alpnSelect(servername, protocols) ?? (protocols.includes('http/1.1') ? 'http/1.1' : undefined),
-          }
-        : {}),
-      // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
-      ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
-      noDelay: true,
-      headersTimeout: cfg.limits.headersTimeoutMs,
-      // Node checks header/request timeouts on this interval (default 30 s: too coarse for slowloris).
-      connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(cfg.limits.headersTimeoutMs / 2))),
-      requestTimeout: cfg.limits.requestTimeoutMs, // 0 by default: long transfers are legitimate; idle ones are cut below
-      keepAliveTimeout: cfg.limits.idleTimeoutMs,
-      maxHeaderSize: cfg.limits.maxHeaderBytes,
-    });
-    server.setTimeout(Math.max(cfg.limits.idleTimeoutMs, cfg.limits.bodyIdleTimeoutMs) + 5_000, (socket) =>
-      socket.destroy(),
-    );
-    new ConnectionCap(cfg.limits.connectionsPerIp, (address) =>
-      this.options.log.warn({ client: address }, 'too many connections from one address; refused'),
-    ).attach(server);
     const path = createRequestPath({
       state: () => this.state,
       metrics: this.metrics,
@@ -584,16 +554,36 @@ export class Relay {
       log: this.options.log,
       console: this.consoleApp,
     });
-    server.on('request', (req, res) => void path.handleRequest(req, res));
-    server.on('upgrade', (req, socket, head) => void path.handleUpgrade(req, socket, head));
-    // A TLS-ALPN-01 validation only completes the handshake: nothing is read from it.
-    server.on('secureConnection', (socket: TLSSocket) => {
-      if (socket.alpnProtocol === 'acme-tls/1') socket.destroy();
+    // HTTP/2 (ALPN h2) and HTTP/1.1 on one port, the same request path (edge/public-listener.ts).
+    const listener = new PublicListener({
+      tls: {
+        key: tls.keyPem,
+        cert: tls.certPem,
+        ...SERVER_TLS,
+        // An ACME certificate (apps without their own) first, else the TLS store's choice.
+        SNICallback: (name, cb) =>
+          cb(
+            null,
+            this.acme?.challengeContext(name) ?? this.acme?.contextFor(name) ?? this.state.tls?.store.contextFor(name),
+          ),
+        // Device certificates (Conditional Access) are optional at the TLS layer; policies decide.
+        ...(cfg.devices ? { requestCert: true, rejectUnauthorized: false, ca: cfg.devices.caPem } : {}),
+      },
+      // With acme: the TLS-ALPN-01 challenge certificate goes to `acme-tls/1` handshakes only (acme/manager.ts).
+      ...(cfg.acme
+        ? { acmeAlpn: (name: string, protocols: readonly string[]) => this.acme?.alpnSelect(name, protocols) }
+        : {}),
+      limits: cfg.limits,
+      onRequest: (req, res) => void path.handleRequest(req, res),
+      onUpgrade: (req, socket, head) => void path.handleUpgrade(req, socket, head),
+      log: this.options.log,
+      clock: this.options.clock ?? systemClock,
     });
+    const server = listener.server;
     server.on('tlsClientError', (err: Error) =>
       this.options.log.debug({ err: err.message }, 'public TLS handshake failed'),
     );
-    server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Requests the HTTP parser refuses never reach the request path: answer with the right status and close.
       if (!socket.writable || err.code === 'ECONNRESET') {
         socket.destroy();
@@ -618,6 +608,7 @@ export class Relay {
       renderRaw(socket, refusal, requestId);
     });
     this.publicServer = server;
+    this.publicListener = listener;
     this.edgePath = path;
     await listen(server, cfg.public.host, cfg.public.port);
     if (!cfg.identity.issuer) {
@@ -955,12 +946,13 @@ export class Relay {
   private async doClose(): Promise<void> {
     const started = performance.now();
     const pub = this.publicServer;
+    const listener = this.publicListener;
     const edge = this.edgePath;
     // Stop taking work at once (SIGTERM): no new connection, no new request on an open
-    // one (503, Connection: close), idle keep-alive connections closed now.
+    // one (503, Connection: close; HTTP/2: GOAWAY), idle keep-alive connections closed now.
     const closed = pub ? new Promise<void>((resolve) => pub.close(() => resolve())) : undefined;
     edge?.drain();
-    pub?.closeIdleConnections();
+    listener?.goAway();
     this.unwatch?.();
     this.acme?.close();
     await this.retention.stop();
@@ -988,7 +980,7 @@ export class Relay {
       const cut = edge?.inFlight() ?? 0;
       if (cut > 0) log.warn({ in_flight: cut, drain_timeout_ms: timeoutMs }, 'drain deadline reached; cutting');
       this.queue.abortAll();
-      pub.closeAllConnections();
+      listener?.closeAllConnections();
       await closed;
       log.info({ duration_ms: Math.round(performance.now() - started), cut }, 'relay drained');
     }

@@ -108,6 +108,7 @@ export class AcmeManager {
    * (SNICallback) of the same handshake, in one synchronous step: a handshake offering
    * `acme-tls/1` for a host with a TLS-ALPN-01 challenge in progress is noted here and
    * given the challenge certificate by `challengeContext`, and only that handshake.
+   * Any other handshake gets undefined: the listener picks h2 or http/1.1 itself.
    */
   alpnSelect(servername: string | undefined, protocols: readonly string[]): string | undefined {
     const host = servername?.toLowerCase().replace(/\.$/, '');
@@ -120,7 +121,7 @@ export class AcmeManager {
       });
       return 'acme-tls/1';
     }
-    return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
+    return undefined;
   }
 
   /** The TLS-ALPN-01 challenge certificate, for the handshake alpnSelect just chose `acme-tls/1` in. */

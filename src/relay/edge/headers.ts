@@ -98,6 +98,8 @@ export function requestHeadersForBackend(
   const hasBody = headers['content-length'] !== undefined || headers['transfer-encoding'] !== undefined;
   for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
     const name = rawHeaders[i]!;
+    // HTTP/2 pseudo-headers (:method, :path, :authority…) describe the request; the connector rebuilds them.
+    if (name.charCodeAt(0) === 0x3a) continue;
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || RELAY_OWNED.has(lower) || named.has(lower) || isIdentityHeader(lower)) continue;
     // Another proxy's identity or path override, sent by the client: dropped unless the app opted in.
@@ -147,7 +149,8 @@ export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false
       flat.push(name, value);
       continue;
     }
-    if (HOP_BY_HOP.has(lower) || named?.has(lower)) continue;
+    // A pseudo-header name would set the HTTP/2 response's own (:status).
+    if (HOP_BY_HOP.has(lower) || named?.has(lower) || lower.charCodeAt(0) === 0x3a) continue;
     flat.push(name, value);
   }
   return flat;

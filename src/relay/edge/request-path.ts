@@ -7,6 +7,7 @@
 // snapshot to the end. Every refusal goes through the one renderer with the
 // request id that is also logged.
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:http2';
 import { isIP } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -32,6 +33,7 @@ import { canonicalAddress } from '../../net/address.js';
 import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { continueTrace, type TraceContext } from '../../net/trace-context.js';
+import { http2StreamOf, isHttp2 } from './public-listener.js';
 import type { RelayMetrics } from '../admin/metrics.js';
 import type { Clock } from '../../clock.js';
 
@@ -241,7 +243,13 @@ export function createRequestPath(deps: RequestPathDeps) {
     const limited = state.edge.perIp?.take(client);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
     const { limits } = state.config;
-    if (req.rawHeaders.length / 2 > limits.maxHeaders) {
+    const h2 = isHttp2(req);
+    if (h2) hostFromAuthority(req);
+    // HTTP/2's pseudo-headers (:method, :path, :scheme, :authority) are not header fields.
+    if (
+      (h2 ? req.rawHeaders.filter((n, i) => i % 2 === 0 && !n.startsWith(':')).length : req.rawHeaders.length / 2) >
+      limits.maxHeaders
+    ) {
       throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, {
         status: 431,
       });
@@ -265,6 +273,21 @@ export function createRequestPath(deps: RequestPathDeps) {
         details: { close: true },
       });
     }
+  }
+
+  /**
+   * HTTP/2 names the host in `:authority` (RFC 9113 §8.3.1); the steps read `Host`.
+   * A request with both must name one host in both.
+   */
+  function hostFromAuthority(req: IncomingMessage): void {
+    const authority = req.headers[':authority'];
+    if (typeof authority !== 'string') return;
+    const host = req.headers.host;
+    if (host === undefined) req.headers.host = authority;
+    else if (host.toLowerCase() !== authority.toLowerCase())
+      throw new ProxyctlError('ERR_BAD_REQUEST', 'The Host header and :authority name different hosts.', {
+        status: 400,
+      });
   }
 
   /** The embedded identity provider's own host (requests only; it takes no upgrades). */
@@ -418,11 +441,7 @@ export function createRequestPath(deps: RequestPathDeps) {
   function forward(p: Pass, route: Route, who: Who, identity: HeaderPairs | undefined, channel: Channel): void {
     const { req, requestId } = p;
     const upgrade = p.socket !== undefined;
-    const hasBody =
-      !upgrade &&
-      (req.headers['content-length'] !== undefined
-        ? req.headers['content-length'] !== '0'
-        : req.headers['transfer-encoding'] !== undefined);
+    const hasBody = !upgrade && bodyFollows(req);
     const msg: QueuedRequest = {
       type: 'request',
       id: requestId,
@@ -497,11 +516,13 @@ export function createRequestPath(deps: RequestPathDeps) {
     };
     (req as Traced)[TRACE] = p.trace;
     const socket = req.socket;
+    const h2 = isHttp2(req);
     inFlight.add(res);
     res.once('close', () => {
       inFlight.delete(res);
       // Draining: an answer whose headers went out before TERM still leaves its connection idle; close it.
-      if (draining) socket.end();
+      // (An HTTP/2 session got GOAWAY at drain and closes itself once its streams are done.)
+      if (draining && !h2) socket.end();
       if (inFlight.size === 0) for (const wake of [...idleWaiters]) wake();
       const ms = performance.now() - started;
       deps.metrics?.request(p.app, res.statusCode, ms / 1000);
@@ -511,6 +532,7 @@ export function createRequestPath(deps: RequestPathDeps) {
           trace_id: p.trace.traceId,
           app: p.app,
           method: req.method,
+          http_version: req.httpVersion,
           status: res.statusCode,
           duration_ms: Math.round(ms),
           client: clientAddress(req),
@@ -524,7 +546,8 @@ export function createRequestPath(deps: RequestPathDeps) {
       if (e.status >= 500 && e.code === 'ERR_INTERNAL')
         deps.log.error({ request_id: p.requestId, trace_id: p.trace.traceId, err: e.cause }, 'request failed');
       const close = e.details?.['close'] === true || e.code === 'ERR_BODY_TOO_LARGE';
-      if (close) closing.add(req.socket);
+      if (close && h2) endStreamAfter(req, res);
+      else if (close) closing.add(req.socket);
       else req.resume();
       renderError(req, res, e, p.requestId, close ? { headers: { connection: 'close' } } : {});
     };
@@ -576,7 +599,8 @@ export function createRequestPath(deps: RequestPathDeps) {
    * client retries on a new connection, to another replica or to the restarted relay.
    */
   function refuseDraining(req: IncomingMessage, res: ServerResponse): void {
-    closing.add(req.socket);
+    if (isHttp2(req)) endStreamAfter(req, res);
+    else closing.add(req.socket);
     const requestId = randomUUID();
     deps.log.info({ request_id: requestId, method: req.method, status: 503 }, 'request refused: relay shutting down');
     renderError(
@@ -597,7 +621,8 @@ export function createRequestPath(deps: RequestPathDeps) {
    */
   function drain(): void {
     draining = true;
-    for (const res of inFlight) if (!res.headersSent) res.setHeader('connection', 'close');
+    // HTTP/2 responses carry no Connection header: their sessions get GOAWAY (public-listener.ts).
+    for (const res of inFlight) if (!res.headersSent && !isHttp2(res.req)) res.setHeader('connection', 'close');
   }
 
   /** Resolves when no answer is in flight (requests that got past admit), or after timeoutMs. */
@@ -618,3 +643,26 @@ export function createRequestPath(deps: RequestPathDeps) {
 }
 
 const ALLOW: Verdict = { result: 'allow' };
+
+/**
+ * Whether a request body follows the head. HTTP/1.1: a length other than 0, or chunked.
+ * HTTP/2: the HEADERS frame did not end the stream (a body may come without a length).
+ */
+function bodyFollows(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  const stream = http2StreamOf(req);
+  if (stream) return !stream.endAfterHeaders && length !== '0';
+  return length !== undefined ? length !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
+/**
+ * HTTP/2's close-refusal: the stream, not the connection, ends after the answer. Its
+ * unread body is refused with RST_STREAM NO_ERROR (RFC 9113 §8.1), never read.
+ */
+function endStreamAfter(req: IncomingMessage, res: ServerResponse): void {
+  const stream = http2StreamOf(req);
+  if (!stream) return;
+  res.once('finish', () => {
+    if (!req.readableEnded && !stream.closed) stream.close(constants.NGHTTP2_NO_ERROR);
+  });
+}

@@ -17,8 +17,12 @@ import {
 } from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
+import * as grpc from '@grpc/grpc-js';
 import { startHarness, type Harness } from './helpers/harness.js';
 import { drain, patternSha256, patternStream } from './helpers/backend.js';
+import { closeSession, h2Session } from './helpers/h2-client.js';
+import { waitFor } from './helpers/wait.js';
+import { loadOrCreateCa } from '../src/crypto/ca.js';
 
 /** A plain HTTP/2 cleartext backend: echoes what it got; /trailers answers with trailers. */
 async function startH2cBackend(t: { teardown(fn: () => unknown): void }) {
@@ -187,10 +191,413 @@ t.test('plain HTTP/2 cleartext backend (backendProtocol: h2c)', async (t) => {
   });
 });
 
-// Referenced by the gRPC part below.
-void createHash;
-void mkdtempSync;
-void rmSync;
-void tmpdir;
-void path;
-export type { Harness };
+// ---- gRPC ------------------------------------------------------------------------------
+
+/** Messages are raw bytes: no protobuf, the service is defined by paths and identity (de)serializers. */
+const raw = (b: Buffer): Buffer => b;
+const method = (name: string, requestStream: boolean, responseStream: boolean) => ({
+  path: `/test.Echo/${name}`,
+  requestStream,
+  responseStream,
+  requestSerialize: raw,
+  requestDeserialize: raw,
+  responseSerialize: raw,
+  responseDeserialize: raw,
+  originalName: name,
+});
+const ECHO = {
+  unary: method('Unary', false, false),
+  serverStream: method('ServerStream', false, true),
+  clientStream: method('ClientStream', true, false),
+  bidi: method('Bidi', true, true),
+} satisfies grpc.ServiceDefinition;
+
+const MAX_MESSAGE = 64 * 1024 * 1024;
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+/** What the backend saw of its calls, for the tests to check. */
+interface Seen {
+  metadata: grpc.Metadata[];
+  cancelled: string[];
+  deadlines: number[];
+}
+
+/**
+ * The echo service. Unary: "fail:<text>" answers NOT_FOUND with that text (no message, so
+ * grpc-js sends a trailers-only answer), "slow:<ms>" waits (or until cancelled), anything
+ * else comes back with initial metadata and trailing metadata (text and binary).
+ */
+function echoService(seen: Seen): grpc.UntypedServiceImplementation {
+  const trailing = () => {
+    const md = new grpc.Metadata();
+    md.set('x-trailer', 'bye');
+    md.set('x-trailer-bin', Buffer.from([0, 1, 2, 255]));
+    return md;
+  };
+  const initial = () => {
+    const md = new grpc.Metadata();
+    md.set('x-initial', 'hello');
+    return md;
+  };
+  return {
+    unary: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      seen.metadata.push(call.metadata);
+      const deadline = call.getDeadline();
+      seen.deadlines.push(deadline instanceof Date ? deadline.getTime() : Number(deadline));
+      const text = call.request.subarray(0, 64).toString('latin1');
+      if (text.startsWith('fail:')) {
+        callback({ code: grpc.status.NOT_FOUND, details: text.slice(5) });
+        return;
+      }
+      if (text.startsWith('slow:')) {
+        const timer = setTimeout(() => callback(null, Buffer.from('late')), Number(text.slice(5)));
+        call.on('cancelled', () => {
+          clearTimeout(timer);
+          seen.cancelled.push('unary');
+        });
+        return;
+      }
+      call.sendMetadata(initial());
+      callback(null, call.request, trailing());
+    },
+    serverStream: (call: grpc.ServerWritableStream<Buffer, Buffer>) => {
+      seen.metadata.push(call.metadata);
+      const n = Number(call.request.toString());
+      call.on('cancelled', () => seen.cancelled.push('serverStream'));
+      if (n < 0) {
+        // Endless, one message every 20 ms, until the client cancels.
+        let i = 0;
+        const timer = setInterval(() => call.write(Buffer.from(`tick-${i++}`)), 20);
+        call.on('cancelled', () => clearInterval(timer));
+        return;
+      }
+      call.sendMetadata(initial());
+      for (let i = 0; i < n; i++) call.write(Buffer.from(`msg-${i}`));
+      call.end(trailing());
+    },
+    clientStream: (call: grpc.ServerReadableStream<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      seen.metadata.push(call.metadata);
+      const hash = createHash('sha256');
+      let count = 0;
+      let bytes = 0;
+      call.on('data', (m: Buffer) => {
+        hash.update(m);
+        count++;
+        bytes += m.length;
+      });
+      call.on('end', () =>
+        callback(null, Buffer.from(JSON.stringify({ count, bytes, sha256: hash.digest('hex') })), trailing()),
+      );
+    },
+    bidi: (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+      seen.metadata.push(call.metadata);
+      call.on('data', (m: Buffer) => call.write(Buffer.concat([Buffer.from('echo:'), m])));
+      call.on('end', () => call.end(trailing()));
+    },
+  };
+}
+
+async function startGrpcBackend(
+  t: { teardown(fn: () => unknown): void },
+  tls?: { certPem: string; keyPem: string },
+): Promise<{ port: number; seen: Seen }> {
+  const seen: Seen = { metadata: [], cancelled: [], deadlines: [] };
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE,
+    'grpc.max_send_message_length': MAX_MESSAGE,
+  });
+  server.addService(ECHO, echoService(seen));
+  const creds = tls
+    ? grpc.ServerCredentials.createSsl(null, [
+        { private_key: Buffer.from(tls.keyPem), cert_chain: Buffer.from(tls.certPem) },
+      ])
+    : grpc.ServerCredentials.createInsecure();
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', creds, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  t.teardown(() => server.forceShutdown());
+  return { port, seen };
+}
+
+/** A gRPC client of the relay's public listener for one app host (TLS, relay CA, HTTP/2). */
+function grpcClient(t: { teardown(fn: () => unknown): void }, h: Harness, host: string): grpc.Client {
+  const client = new grpc.Client(
+    `127.0.0.1:${h.publicPort}`,
+    grpc.credentials.createSsl(Buffer.from(h.relay.ca.certPem)),
+    {
+      'grpc.ssl_target_name_override': host,
+      'grpc.default_authority': `${host}:${h.publicPort}`,
+      'grpc.max_receive_message_length': MAX_MESSAGE,
+      'grpc.max_send_message_length': MAX_MESSAGE,
+    },
+  );
+  t.teardown(() => client.close());
+  return client;
+}
+
+interface UnaryResult {
+  err: grpc.ServiceError | null;
+  value: Buffer | undefined;
+  initial: grpc.Metadata | undefined;
+  status: grpc.StatusObject | undefined;
+}
+
+function unary(
+  client: grpc.Client,
+  message: Buffer,
+  opts: { metadata?: grpc.Metadata; deadline?: number } = {},
+): Promise<UnaryResult> {
+  return new Promise((resolve) => {
+    let initial: grpc.Metadata | undefined;
+    let status: grpc.StatusObject | undefined;
+    let result: { err: grpc.ServiceError | null; value: Buffer | undefined } | undefined;
+    const done = () => {
+      if (result && status) resolve({ ...result, initial, status });
+    };
+    const call = client.makeUnaryRequest(
+      ECHO.unary.path,
+      raw,
+      raw,
+      message,
+      opts.metadata ?? new grpc.Metadata(),
+      opts.deadline ? { deadline: opts.deadline } : {},
+      (err, value) => {
+        result = { err, value };
+        done();
+      },
+    );
+    call.on('metadata', (md) => (initial = md));
+    call.on('status', (s) => {
+      status = s;
+      done();
+    });
+  });
+}
+
+/** Resolves with the call's final status. */
+function statusOf(call: { on(event: 'status', fn: (s: grpc.StatusObject) => void): unknown }) {
+  return new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
+}
+
+/** Messages of a readable call as an async queue: next() waits for the next one. */
+function reader(call: { on(event: 'data', fn: (m: Buffer) => void): unknown }) {
+  const queue: Buffer[] = [];
+  const waiting: ((m: Buffer) => void)[] = [];
+  call.on('data', (m: Buffer) => {
+    const w = waiting.shift();
+    if (w) w(m);
+    else queue.push(m);
+  });
+  return {
+    next: () =>
+      new Promise<Buffer>((resolve) => {
+        const m = queue.shift();
+        if (m) resolve(m);
+        else waiting.push(resolve);
+      }),
+    all: queue,
+  };
+}
+
+t.test('gRPC through relay and connector', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'proxyctl-grpc-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  // The backend's own CA: the connector trusts it; another connector does not.
+  const backendCa = await loadOrCreateCa(dir);
+  const backendCert = await backendCa.issueServerCertificate(['127.0.0.1'], 3_600_000);
+  const plain = await startGrpcBackend(t);
+  const secure = await startGrpcBackend(t, backendCert);
+  const h = await startHarness(t, {
+    yaml: () => `apps:
+  - { name: grpcc, externalUrl: "https://grpcc.test/", internalUrl: "http://127.0.0.1:${plain.port}/", preauth: passthrough, backendProtocol: h2c }
+  - { name: grpcs, externalUrl: "https://grpcs.test/", internalUrl: "https://127.0.0.1:${secure.port}/", preauth: passthrough, backendProtocol: h2 }
+  - { name: grpca, externalUrl: "https://grpca.test/", internalUrl: "http://127.0.0.1:${plain.port}/", backendProtocol: h2c, clientId: "urn:proxyctl:grpc", clientSecret: grpc-secret, assignment: any, identityHeaders: true }
+  - { name: grpcu, externalUrl: "https://grpcu.test/", internalUrl: "https://127.0.0.1:${secure.port}/", preauth: passthrough, backendProtocol: h2, connectorGroup: untrusting }
+`,
+  });
+  await h.addConnector({ backendCa: backendCa.certPem });
+  await h.addConnector({ group: 'untrusting' });
+
+  for (const [host, protocol, seen] of [
+    ['grpcc.test', 'h2c', plain.seen],
+    ['grpcs.test', 'h2', secure.seen],
+  ] as const) {
+    await t.test(`${protocol}: every call shape`, async (t) => {
+      const client = grpcClient(t, h, host);
+
+      await t.test('unary, with initial and trailing metadata intact', async (t) => {
+        const md = new grpc.Metadata();
+        md.set('x-client', 'c1');
+        md.set('x-client-bin', Buffer.from([9, 8, 7]));
+        const r = await unary(client, Buffer.from('ping'), { metadata: md });
+        t.equal(r.err, null);
+        t.equal(r.value?.toString(), 'ping');
+        t.same(r.initial?.get('x-initial'), ['hello'], 'initial metadata');
+        t.equal(r.status?.code, grpc.status.OK);
+        t.same(r.status?.metadata.get('x-trailer'), ['bye'], 'trailing metadata');
+        t.same(r.status?.metadata.get('x-trailer-bin'), [Buffer.from([0, 1, 2, 255])], 'binary trailing metadata');
+        const got = seen.metadata.at(-1)!;
+        t.same(got.get('x-client'), ['c1'], 'request metadata reaches the backend');
+        t.same(got.get('x-client-bin'), [Buffer.from([9, 8, 7])], 'binary request metadata too');
+        t.same(got.get('x-request-id').length, 1, 'the relay names the request');
+      });
+
+      await t.test('server streaming', async (t) => {
+        const call = client.makeServerStreamRequest(ECHO.serverStream.path, raw, raw, Buffer.from('50'));
+        const r = reader(call);
+        const status = await statusOf(call);
+        t.equal(status.code, grpc.status.OK);
+        t.same(
+          r.all.map((m) => m.toString()),
+          Array.from({ length: 50 }, (_, i) => `msg-${i}`),
+          'all 50 messages, in order',
+        );
+        t.same(status.metadata.get('x-trailer'), ['bye']);
+      });
+
+      await t.test('client streaming', async (t) => {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        const result = new Promise<{ err: grpc.ServiceError | null; value: Buffer | undefined }>((resolve) => {
+          const call = client.makeClientStreamRequest(ECHO.clientStream.path, raw, raw, (err, value) =>
+            resolve({ err, value }),
+          );
+          for (let i = 0; i < 40; i++) {
+            const m = Buffer.alloc(10_000 + i, i);
+            hash.update(m);
+            bytes += m.length;
+            call.write(m);
+          }
+          call.end();
+        });
+        const { err, value } = await result;
+        t.equal(err, null);
+        t.same(JSON.parse(value!.toString()), { count: 40, bytes, sha256: hash.digest('hex') });
+      });
+
+      await t.test('bidirectional streaming, interleaved: each reply before the next send', async (t) => {
+        const call = client.makeBidiStreamRequest(ECHO.bidi.path, raw, raw);
+        const status = statusOf(call);
+        const r = reader(call);
+        for (const word of ['one', 'two', 'three']) {
+          call.write(Buffer.from(word));
+          t.equal((await r.next()).toString(), `echo:${word}`, `reply to ${word} while the request is open`);
+        }
+        call.end();
+        const s = await status;
+        t.equal(s.code, grpc.status.OK);
+        t.same(s.metadata.get('x-trailer'), ['bye']);
+      });
+
+      await t.test('an error status with its message (trailers-only answer)', async (t) => {
+        const r = await unary(client, Buffer.from('fail:no such widget (42%)'));
+        t.equal(r.err?.code, grpc.status.NOT_FOUND);
+        t.equal(r.err?.details, 'no such widget (42%)', 'the message, percent-decoded');
+        t.equal(r.value, undefined);
+      });
+
+      await t.test('a deadline: DEADLINE_EXCEEDED, and the backend sees the call end', async (t) => {
+        const cancelled = seen.cancelled.length;
+        const started = Date.now();
+        const r = await unary(client, Buffer.from('slow:10000'), { deadline: Date.now() + 500 });
+        t.equal(r.err?.code, grpc.status.DEADLINE_EXCEEDED);
+        t.ok(Date.now() - started < 5000, 'well before the backend would have answered');
+        t.ok(Number.isFinite(seen.deadlines.at(-1)), 'grpc-timeout reached the backend');
+        await waitFor(() => seen.cancelled.length > cancelled, { what: 'the backend call to be cancelled' });
+      });
+
+      await t.test('a client cancel stops an endless server stream at the backend', async (t) => {
+        const cancelled = seen.cancelled.length;
+        const call = client.makeServerStreamRequest(ECHO.serverStream.path, raw, raw, Buffer.from('-1'));
+        // A cancelled call also fails its stream with CANCELLED: read from the status below.
+        call.on('error', () => undefined);
+        const r = reader(call);
+        t.match((await r.next()).toString(), /^tick-/);
+        const status = statusOf(call);
+        call.cancel();
+        t.equal((await status).code, grpc.status.CANCELLED);
+        await waitFor(() => seen.cancelled.length > cancelled, { what: 'the backend stream to be cancelled' });
+      });
+
+      await t.test('a 4 MiB message each way', async (t) => {
+        const big = Buffer.alloc(4 * 1024 * 1024);
+        for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i ^ 0x9e3779b9) >>> 0, i);
+        const r = await unary(client, big);
+        t.equal(r.err, null);
+        t.equal(r.value?.length, big.length);
+        t.equal(sha(r.value!), sha(big), 'the same bytes came back');
+      });
+    });
+  }
+
+  await t.test('the trailers-only answer ends the stream with its HEADERS frame', async (t) => {
+    const session = h2Session({ ca: h.relay.ca.certPem, port: h.publicPort, host: 'grpcc.test' });
+    t.teardown(() => closeSession(session));
+    const message = Buffer.from('fail:gone');
+    const frame = Buffer.alloc(5 + message.length);
+    frame.writeUInt32BE(message.length, 1);
+    message.copy(frame, 5);
+    const stream = session.request({
+      ':method': 'POST',
+      ':path': ECHO.unary.path,
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    stream.end(frame);
+    const [headers, flags] = await new Promise<[Record<string, unknown>, number]>((resolve) =>
+      stream.on('response', (hd, f) => resolve([hd, f])),
+    );
+    stream.resume();
+    t.equal(headers[':status'], 200);
+    t.equal(headers['grpc-status'], String(grpc.status.NOT_FOUND));
+    t.equal(headers['grpc-message'], 'gone');
+    t.ok(flags & h2.NGHTTP2_FLAG_END_STREAM, 'END_STREAM on the HEADERS frame');
+  });
+
+  await t.test('under sign-in: a bearer access token is required', async (t) => {
+    const client = grpcClient(t, h, 'grpca.test');
+    const seenBefore = plain.seen.metadata.length;
+    const refused = await unary(client, Buffer.from('who'));
+    t.equal(refused.err?.code, grpc.status.UNAUTHENTICATED, 'without a token: UNAUTHENTICATED (HTTP 401)');
+    t.equal(plain.seen.metadata.length, seenBefore, 'nothing reached the backend');
+
+    const token = await h.idp.adminToken({ audience: 'urn:proxyctl:grpc', roles: [] });
+    const md = new grpc.Metadata();
+    md.set('authorization', `Bearer ${token}`);
+    const ok = await unary(client, Buffer.from('who'), { metadata: md });
+    t.equal(ok.err, null);
+    t.equal(ok.value?.toString(), 'who');
+    const got = plain.seen.metadata.at(-1)!;
+    t.same(got.get('authorization'), [], 'the token is not passed on');
+    t.equal(got.get('x-proxyctl-jwt-assertion').length, 1, 'the relay asserts the identity instead');
+
+    const call = client.makeBidiStreamRequest(ECHO.bidi.path, raw, raw, md);
+    const r = reader(call);
+    const status = statusOf(call);
+    call.write(Buffer.from('signed'));
+    t.equal((await r.next()).toString(), 'echo:signed', 'streaming works signed in too');
+    call.end();
+    t.equal((await status).code, grpc.status.OK);
+
+    const bad = new grpc.Metadata();
+    bad.set('authorization', 'Bearer not-a-token');
+    const badToken = await unary(client, Buffer.from('who'), { metadata: bad });
+    t.equal(badToken.err?.code, grpc.status.UNAUTHENTICATED, 'a bad token: UNAUTHENTICATED');
+  });
+
+  await t.test('h2: a backend certificate the connector does not trust is refused', async (t) => {
+    const client = grpcClient(t, h, 'grpcu.test');
+    const r = await unary(client, Buffer.from('ping'));
+    t.equal(r.err?.code, grpc.status.UNAVAILABLE, 'UNAVAILABLE (HTTP 502)');
+    const page = await request(h.url('grpcu.test', '/test.Echo/Unary'), {
+      dispatcher: h.client,
+      method: 'POST',
+      headers: { accept: 'application/json' },
+      body: 'x',
+    });
+    t.equal(page.statusCode, 502);
+    const body = (await page.body.json()) as { error: { code: string; message: string } };
+    t.equal(body.error.code, 'ERR_BACKEND_UNREACHABLE');
+    t.match(body.error.message, /CERT|SELF_SIGNED|UNABLE_TO_VERIFY/);
+  });
+});

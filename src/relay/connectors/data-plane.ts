@@ -4,7 +4,6 @@
 // tunnel for an upgraded (WebSocket) connection. Only the connector the request
 // is queued to (after a failover, the one it moved to) may touch it.
 import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
-import type { ServerHttp2Stream } from 'node:http2';
 import { finished, pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../../errors.js';
@@ -23,6 +22,7 @@ import {
 } from '../../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { pairsOf, responseHeadersForClient, trailersForClient } from '../edge/headers.js';
+import { http2StreamOf } from '../edge/public-listener.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
 import { translateResponse } from '../translate/apply.js';
@@ -429,8 +429,8 @@ function rawHead(statusLine: string, flat: string[]): string {
  * false: not an HTTP/2 response; the caller answers the usual way.
  */
 function endWithHeaders(user: ServerResponse, status: number, flat: string[]): boolean {
-  const stream = (user as unknown as { stream?: ServerHttp2Stream }).stream;
-  if (!stream || typeof stream.respond !== 'function') return false;
+  const stream = http2StreamOf(user);
+  if (!stream) return false;
   const headers: OutgoingHttpHeaders = {};
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const name = flat[i]!.toLowerCase();

@@ -41,6 +41,16 @@ async function startH2cBackend(t: { teardown(fn: () => unknown): void }) {
       res.end();
       return;
     }
+    if (url.pathname.endsWith('/big-trailers')) {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.write('trailers follow');
+      const many: Record<string, string> = {};
+      for (let i = 0; i < 150; i++) many[`x-t${i}`] = 'v';
+      res.addTrailers(many);
+      res.end();
+      return;
+    }
+    if (url.pathname.endsWith('/hang')) return; // never answers
     if (url.pathname.endsWith('/empty')) {
       res.writeHead(204);
       res.end();
@@ -95,6 +105,7 @@ t.test('plain HTTP/2 cleartext backend (backendProtocol: h2c)', async (t) => {
   const h = await startHarness(t, {
     yaml: () => `apps:
   - { name: plain, externalUrl: "https://plain.test/", internalUrl: "http://127.0.0.1:${backend.port}/base/", preauth: passthrough, backendProtocol: h2c }
+  - { name: slow, externalUrl: "https://slow.test/", internalUrl: "http://127.0.0.1:${backend.port}/", preauth: passthrough, backendProtocol: h2c, backendTimeout: 400ms }
   - { name: gone, externalUrl: "https://gone.test/", internalUrl: "http://127.0.0.1:9/", preauth: passthrough, backendProtocol: h2c }
 `,
   });
@@ -171,6 +182,25 @@ t.test('plain HTTP/2 cleartext backend (backendProtocol: h2c)', async (t) => {
     t.equal(await r.body.text(), 'with trailers');
     t.equal(r.trailers['x-checksum'], 'abc123');
     t.equal(r.trailers['x-count'], '2');
+  });
+
+  await t.test('trailers over the header limits cut the response instead of ending it', async (t) => {
+    const r = await request(h.url('plain.test', '/big-trailers'), { dispatcher: h.client });
+    t.equal(r.statusCode, 200, 'the answer had started');
+    const read = await drain(r.body);
+    t.ok(read.error, `the user sees a broken response, not a clean end (${read.error?.message})`);
+  });
+
+  await t.test('a backend that stays silent for backendTimeout is 504 ERR_BACKEND_TIMEOUT', async (t) => {
+    const started = Date.now();
+    const r = await request(h.url('slow.test', '/hang'), {
+      dispatcher: h.client,
+      headers: { accept: 'application/json' },
+    });
+    t.equal(r.statusCode, 504);
+    const body = (await r.body.json()) as { error: { code: string } };
+    t.equal(body.error.code, 'ERR_BACKEND_TIMEOUT');
+    t.ok(Date.now() - started < 4000, "after about 400 ms, not the relay's own guard");
   });
 
   await t.test('a bodyless answer', async (t) => {

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import { capturingLogger, startHarness } from './helpers/harness.js';
 import { patternSha256, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { closeSession, h2Request, h2Session, negotiated } from './helpers/h2-client.js';
+import { ERR, RawH2 } from './helpers/h2-raw.js';
 import { waitFor } from './helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -73,8 +74,8 @@ policies:
     const line = await waitFor(() =>
       lines.find((l) => l.msg === 'request' && l['request_id'] === echo.headers['x-request-id']),
     );
-    t.equal(line['http_version'], '2.0', 'the request log names the protocol');
-    t.equal(line['status'], 200);
+    t.equal(line?.['http_version'], '2.0', 'the request log names the protocol');
+    t.equal(line?.['status'], 200);
   });
 
   await t.test('POST with a length, and streamed without one', async (t) => {
@@ -189,4 +190,33 @@ policies:
     t.equal((JSON.parse(denied.body.toString()) as { error: { code: string } }).error.code, 'ERR_POLICY_DENIED');
     t.equal(backend.seen.filter((s) => s.headers['x-proxyctl-user']).length, 1, 'only the allowed call got through');
   });
+});
+
+t.test('drain over HTTP/2: GOAWAY, streams in flight finish', async (t) => {
+  const backend = await startBackend();
+  t.teardown(() => backend.close());
+  const h = await startHarness(t, {
+    yaml: () => `apps:
+  - { name: open, externalUrl: "https://open.test/", internalUrl: "${backend.origin}/", preauth: passthrough }
+`,
+  });
+  await h.addConnector();
+  const ca = h.relay.ca.certPem;
+  const idle = await RawH2.connect({ port: h.publicPort, host: 'open.test', ca });
+  t.teardown(() => idle.close());
+  const busy = h2Session({ ca, port: h.publicPort, host: 'open.test' });
+  t.teardown(() => closeSession(busy));
+  const inFlight = h2Request(busy, { ':method': 'GET', ':path': '/slow?ms=1500' });
+  await waitFor(() => backend.hits('slow') === 1, { what: 'the slow request at the backend' });
+  let goaway = false;
+  busy.once('goaway', () => (goaway = true));
+  const closing = h.relay.close();
+  await idle.ended(5000);
+  t.equal(idle.goaway?.code, ERR.NO_ERROR, 'an idle session gets GOAWAY NO_ERROR and is closed');
+  const r = await inFlight;
+  t.equal(r.status, 200, 'the request in flight is answered in full');
+  t.same(JSON.parse(r.body.toString()), { slept: 1500 });
+  t.ok(goaway, 'the busy session was told GOAWAY too');
+  for (const name of CONNECTION_SPECIFIC) t.notOk(name in r.headers, `no ${name} header`);
+  await closing;
 });

@@ -211,7 +211,9 @@ export class PublicListener {
       { client: session.socket?.remoteAddress, burst: HTTP2_RESET_BURST, per_sec: HTTP2_RESETS_PER_SEC },
       'HTTP/2 client reset too many streams; session ended',
     );
-    session.destroy(undefined, constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    // GOAWAY first: destroy(err, code) alone loses the frame when streams are still open.
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    session.destroy(new Error('HTTP/2 rapid reset'), constants.NGHTTP2_ENHANCE_YOUR_CALM);
   }
 
   /**

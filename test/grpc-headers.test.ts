@@ -5,6 +5,7 @@ import t from 'tap';
 import { pairsOf, requestHeadersForBackend, trailersForClient } from '../src/relay/edge/headers.js';
 import { translateResponse } from '../src/relay/translate/apply.js';
 import { parseRelayConfig } from '../src/config/relay-config.js';
+import { GRPC_STATUS, grpcMessage, grpcStatusOf } from '../src/http/grpc-refusal.js';
 import { decodeInlineResponse, encodeInlineResponse, type HeaderPairs } from '../src/protocol/connector-api.js';
 
 const LIMITS = { maxBytes: 1024, maxFields: 11 };
@@ -123,4 +124,25 @@ t.test('the inline frame carries trailers; malformed ones are refused', async (t
     Buffer.alloc(0),
   );
   t.equal(decodeInlineResponse(bad), undefined, 'a trailer value that is not a string');
+});
+
+t.test('refusals as gRPC statuses', async (t) => {
+  const table: [number, number][] = [
+    [400, GRPC_STATUS.INTERNAL],
+    [401, GRPC_STATUS.UNAUTHENTICATED],
+    [403, GRPC_STATUS.PERMISSION_DENIED],
+    [404, GRPC_STATUS.UNIMPLEMENTED],
+    [408, GRPC_STATUS.DEADLINE_EXCEEDED],
+    [413, GRPC_STATUS.RESOURCE_EXHAUSTED],
+    [429, GRPC_STATUS.UNAVAILABLE],
+    [500, GRPC_STATUS.INTERNAL],
+    [502, GRPC_STATUS.UNAVAILABLE],
+    [503, GRPC_STATUS.UNAVAILABLE],
+    [504, GRPC_STATUS.DEADLINE_EXCEEDED],
+  ];
+  for (const [http, code] of table) t.equal(grpcStatusOf(http), code, `HTTP ${http}`);
+  t.equal(grpcMessage('plain text (ok)'), 'plain text (ok)');
+  t.equal(grpcMessage('100% sure'), '100%25 sure', 'percent itself is encoded');
+  t.equal(grpcMessage('line\nbreak'), 'line%0Abreak', 'control characters are encoded');
+  t.equal(grpcMessage('café'), 'caf%C3%A9', 'UTF-8 bytes are encoded');
 });

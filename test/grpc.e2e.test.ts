@@ -588,7 +588,13 @@ t.test('gRPC through relay and connector', async (t) => {
     const client = grpcClient(t, h, 'grpca.test');
     const seenBefore = plain.seen.metadata.length;
     const refused = await unary(client, Buffer.from('who'));
-    t.equal(refused.err?.code, grpc.status.UNAUTHENTICATED, 'without a token: UNAUTHENTICATED (HTTP 401)');
+    t.equal(refused.err?.code, grpc.status.UNAUTHENTICATED, 'without a token: UNAUTHENTICATED');
+    t.match(
+      refused.err?.details,
+      /\(ERR_[A-Z_]+, request id [0-9a-f-]{36}\)$/,
+      'the relay says why, with the request id',
+    );
+    t.same(refused.status?.metadata.get('www-authenticate'), ['Bearer realm="proxyctl"'], 'and how to sign in');
     t.equal(plain.seen.metadata.length, seenBefore, 'nothing reached the backend');
 
     const token = await h.idp.adminToken({ audience: 'urn:proxyctl:grpc', roles: [] });
@@ -619,6 +625,7 @@ t.test('gRPC through relay and connector', async (t) => {
     const client = grpcClient(t, h, 'grpcu.test');
     const r = await unary(client, Buffer.from('ping'));
     t.equal(r.err?.code, grpc.status.UNAVAILABLE, 'UNAVAILABLE (HTTP 502)');
+    t.match(r.err?.details, /ERR_BACKEND_UNREACHABLE/, 'naming the failed step');
     const page = await request(h.url('grpcu.test', '/test.Echo/Unary'), {
       dispatcher: h.client,
       method: 'POST',

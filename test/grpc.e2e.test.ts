@@ -549,6 +549,21 @@ t.test('gRPC through relay and connector', async (t) => {
         await waitFor(() => seen.cancelled.length > cancelled, { what: 'the backend stream to be cancelled' });
       });
 
+      await t.test('figures: sequential and concurrent unary calls (reported, not a benchmark)', async (t) => {
+        const ping = Buffer.from('ping');
+        let started = performance.now();
+        for (let i = 0; i < 200; i++)
+          t.equal((await unary(client, ping)).err, null, `sequential call ${i}`, { diagnostic: false });
+        const sequentialMs = (performance.now() - started) / 200;
+        started = performance.now();
+        const results = await Promise.all(Array.from({ length: 1000 }, () => unary(client, ping)));
+        const rate = 1000 / ((performance.now() - started) / 1000);
+        t.equal(results.filter((r) => r.err === null).length, 1000, 'all 1000 concurrent calls succeed');
+        t.comment(
+          `${protocol}: unary ${sequentialMs.toFixed(2)} ms per call one at a time; ${Math.round(rate)} calls/s with 1000 in flight`,
+        );
+      });
+
       await t.test('a 4 MiB message each way', async (t) => {
         const big = Buffer.alloc(4 * 1024 * 1024);
         for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i ^ 0x9e3779b9) >>> 0, i);

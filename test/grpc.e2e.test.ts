@@ -552,15 +552,15 @@ t.test('gRPC through relay and connector', async (t) => {
       await t.test('figures: sequential and concurrent unary calls (reported, not a benchmark)', async (t) => {
         const ping = Buffer.from('ping');
         let started = performance.now();
-        for (let i = 0; i < 200; i++)
+        for (let i = 0; i < 100; i++)
           t.equal((await unary(client, ping)).err, null, `sequential call ${i}`, { diagnostic: false });
-        const sequentialMs = (performance.now() - started) / 200;
+        const sequentialMs = (performance.now() - started) / 100;
         started = performance.now();
-        const results = await Promise.all(Array.from({ length: 1000 }, () => unary(client, ping)));
-        const rate = 1000 / ((performance.now() - started) / 1000);
-        t.equal(results.filter((r) => r.err === null).length, 1000, 'all 1000 concurrent calls succeed');
+        const results = await Promise.all(Array.from({ length: 300 }, () => unary(client, ping)));
+        const rate = 300 / ((performance.now() - started) / 1000);
+        t.equal(results.filter((r) => r.err === null).length, 300, 'all 300 concurrent calls succeed');
         t.comment(
-          `${protocol}: unary ${sequentialMs.toFixed(2)} ms per call one at a time; ${Math.round(rate)} calls/s with 1000 in flight`,
+          `${protocol}: unary ${sequentialMs.toFixed(2)} ms per call one at a time; ${Math.round(rate)} calls/s with 300 in flight`,
         );
       });
 

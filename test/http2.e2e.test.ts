@@ -10,6 +10,7 @@ import { capturingLogger, startHarness } from './helpers/harness.js';
 import { patternSha256, patternStream, startBackend, type EchoBody } from './helpers/backend.js';
 import { closeSession, h2Request, h2Session, negotiated } from './helpers/h2-client.js';
 import { ERR, RawH2 } from './helpers/h2-raw.js';
+import { parseExposition } from './helpers/prom-text.js';
 import { waitFor } from './helpers/wait.js';
 
 const MiB = 1024 * 1024;
@@ -53,6 +54,9 @@ policies:
     const echo = (await r.body.json()) as EchoBody;
     t.equal(r.statusCode, 200, 'an HTTP/1.1 client is answered as before');
     t.equal(echo.url, '/echo');
+    const m = parseExposition(await h.relay.metrics.registry.metrics());
+    t.ok((m.value('proxyctl_relay_connections_total', { protocol: 'h2' }) ?? 0) >= 1, 'h2 connections counted');
+    t.ok((m.value('proxyctl_relay_connections_total', { protocol: 'http/1.1' }) ?? 0) >= 1, 'HTTP/1.1 ones too');
   });
 
   await t.test('GET: :authority is the host; no pseudo-header reaches the backend', async (t) => {

@@ -578,6 +578,7 @@ export class Relay {
       onUpgrade: (req, socket, head) => void path.handleUpgrade(req, socket, head),
       log: this.options.log,
       clock: this.options.clock ?? systemClock,
+      onConnection: (protocol) => this.metrics.connection(protocol),
     });
     const server = listener.server;
     server.on('tlsClientError', (err: Error) =>

@@ -67,6 +67,7 @@ export class RelayMetrics {
   private readonly store: CellHistogram<'op'>;
   private readonly signIns: Counter<'result' | 'method'>;
   private readonly detections: Counter<'type' | 'level'>;
+  private readonly connections: Counter<'protocol'>;
   private readonly apps = new Map<string, AppCells>();
   private readonly storeCells = new Map<string, HistogramCell>();
   private readonly storeOps = new BoundedLabel(32);
@@ -106,6 +107,12 @@ export class RelayMetrics {
       name: 'proxyctl_relay_signins_total',
       help: 'Sign-in attempts by result and authentication method',
       labelNames: ['result', 'method'],
+      registers,
+    });
+    this.connections = new Counter({
+      name: 'proxyctl_relay_connections_total',
+      help: 'TLS connections on the public listener by negotiated protocol (h2, http/1.1)',
+      labelNames: ['protocol'],
       registers,
     });
     this.detections = new Counter({
@@ -259,6 +266,11 @@ export class RelayMetrics {
   }
 
   /** How long an allowed request waited for a connector's channel (0: one was open). */
+  /** A TLS connection on the public listener settled on `protocol` (ALPN; none counts as http/1.1). */
+  connection(protocol: 'h2' | 'http/1.1'): void {
+    this.connections.inc({ protocol });
+  }
+
   queued(app: string, seconds: number): void {
     this.app(app).queueWait.observe(seconds);
   }

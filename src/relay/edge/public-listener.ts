@@ -56,6 +56,8 @@ export interface PublicListenerOptions {
   onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
   log: Logger;
   clock: Pick<Clock, 'setTimeout' | 'clearTimeout'>;
+  /** Each TLS connection, by the protocol it settled on (metrics). */
+  onConnection?: (protocol: 'h2' | 'http/1.1') => void;
 }
 
 /** The protocol for a handshake: HTTP/2 when the client offers it, else HTTP/1.1; undefined refuses the handshake. */
@@ -139,6 +141,7 @@ export class PublicListener {
     // A TLS-ALPN-01 validation only completes the handshake: nothing is read from it.
     this.server.prependListener('secureConnection', (socket: TLSSocket) => {
       if (socket.alpnProtocol === 'acme-tls/1') return void socket.destroy();
+      opts.onConnection?.(socket.alpnProtocol === 'h2' ? 'h2' : 'http/1.1');
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
     });

@@ -28,6 +28,7 @@ import { loadOrCreateCa } from '../src/crypto/ca.js';
 async function startH2cBackend(t: { teardown(fn: () => unknown): void }) {
   const sessions: Http2Session[] = [];
   let goawayAfterNext = false;
+  const refused = new Set<string>();
   const server = createH2cServer((req: Http2ServerRequest, res: Http2ServerResponse) => {
     void answer(req, res);
   });
@@ -51,6 +52,11 @@ async function startH2cBackend(t: { teardown(fn: () => unknown): void }) {
       return;
     }
     if (url.pathname.endsWith('/hang')) return; // never answers
+    if (url.pathname.endsWith('/refuse-once') && !refused.has(url.pathname)) {
+      refused.add(url.pathname);
+      req.stream.close(h2.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
     if (url.pathname.endsWith('/empty')) {
       res.writeHead(204);
       res.end();
@@ -174,6 +180,20 @@ t.test('plain HTTP/2 cleartext backend (backendProtocol: h2c)', async (t) => {
     t.equal(r2.statusCode, 200, 'the call after GOAWAY succeeds');
     await r2.body.dump();
     t.equal(backend.sessions.length, Math.max(before, 1) + 1, 'on a new session');
+  });
+
+  await t.test('a request the backend refused unprocessed (REFUSED_STREAM) is sent again once', async (t) => {
+    const r = await request(h.url('plain.test', '/a/refuse-once'), { dispatcher: h.client });
+    t.equal(r.statusCode, 200, 'answered by the second attempt');
+    t.equal(((await r.body.json()) as Echo).path, '/base/a/refuse-once');
+    const withBody = await request(h.url('plain.test', '/b/refuse-once'), {
+      dispatcher: h.client,
+      method: 'POST',
+      body: 'x',
+      headers: { accept: 'application/json' },
+    });
+    t.equal(withBody.statusCode, 502, 'not with a body: it was read already');
+    t.equal(((await withBody.body.json()) as { error: { code: string } }).error.code, 'ERR_BACKEND_FAILED');
   });
 
   await t.test('response trailers reach an HTTP/1.1 user as chunked trailers', async (t) => {

@@ -139,6 +139,8 @@ class H2Exchange implements Dispatcher.DispatchController {
   /** onResponseEnd or onResponseError has been called. */
   private settled = false;
   private answered = false;
+  /** Sent again once already (see refusedBeforeWork). */
+  private retried = false;
 
   constructor(
     private readonly call: H2Call,
@@ -173,6 +175,10 @@ class H2Exchange implements Dispatcher.DispatchController {
 
   start(session: () => Session): void {
     this.handler.onRequestStart?.(this, undefined);
+    this.open(session);
+  }
+
+  private open(session: () => Session): void {
     if (this.failure) return;
     const { call } = this;
     let stream: ClientHttp2Stream;
@@ -210,12 +216,14 @@ class H2Exchange implements Dispatcher.DispatchController {
       this.handler.onResponseEnd?.(this, trailers);
     });
     stream.on('error', (err: Error & { code?: string; cause?: unknown }) => {
+      if (this.stream !== stream || this.sendAgain(stream, session)) return;
       // A stream cancelled because its session failed carries the session's error (ECONNREFUSED,
       // a certificate error…) as its cause: that is what the failure is classified by.
       this.fail(err.code === 'ERR_HTTP2_STREAM_CANCEL' && err.cause instanceof Error ? err.cause : err);
     });
     stream.on('close', () => {
       s.streams--;
+      if (this.stream !== stream || this.sendAgain(stream, session)) return;
       this.unpipeBody();
       if (!this.settled) {
         const code = stream.rstCode;
@@ -233,6 +241,20 @@ class H2Exchange implements Dispatcher.DispatchController {
       body.pipe(stream);
     }
     if (this.isPaused) stream.pause();
+  }
+
+  /**
+   * REFUSED_STREAM (RFC 9113 §8.7): the backend did no work on the request, e.g. it was past
+   * the last stream of a GOAWAY. A request without a body is sent once more, on a fresh
+   * session; one with a body cannot be, its bytes have been read from the relay.
+   */
+  private sendAgain(stream: ClientHttp2Stream, session: () => Session): boolean {
+    if (this.settled || this.answered || this.retried || this.call.body !== undefined) return false;
+    if (stream.rstCode !== constants.NGHTTP2_REFUSED_STREAM) return false;
+    this.retried = true;
+    this.stream = undefined;
+    this.open(session);
+    return true;
   }
 
   private unpipeBody(): void {

@@ -17,6 +17,7 @@ import { BrowserSim } from './helpers/browser-sim.js';
 import { startHarness } from './helpers/harness.js';
 import { Proc, tempDir } from './helpers/proc.js';
 import { addUser } from './helpers/users.js';
+import { closeSession, h2Request, h2Session } from './helpers/h2-client.js';
 import { openSqliteStore } from '../src/store/index.js';
 
 const POLICY = 'managed-devices-only';
@@ -159,6 +160,21 @@ policies:
     const body = (await r.body.json()) as { error: { code: string; message: string } };
     t.equal(body.error.code, 'ERR_POLICY_DENIED');
     t.match(body.error.message, POLICY);
+  });
+
+  await t.test('over HTTP/2 the device certificate counts the same', async (t) => {
+    const token = await h.idp.adminToken({ audience: 'urn:managed', roles: [] });
+    const headers = { ':method': 'GET', ':path': '/api', authorization: `Bearer ${token}`, accept: 'application/json' };
+    const base = { ca: h.relay.ca.certPem, port: h.publicPort, host: 'managed.test' };
+    const withCert = h2Session({ ...base, cert: deviceCert.certPem, key: device.keyPem });
+    const without = h2Session(base);
+    t.teardown(() => Promise.all([closeSession(withCert), closeSession(without)]));
+    const ok = await h2Request(withCert, headers);
+    t.equal(ok.status, 200, 'a device certificate on an h2 connection satisfies the policy');
+    t.equal((JSON.parse(ok.body.toString()) as { url: string }).url, '/api');
+    const denied = await h2Request(without, headers);
+    t.equal(denied.status, 403, 'none: denied');
+    t.equal((JSON.parse(denied.body.toString()) as { error: { code: string } }).error.code, 'ERR_POLICY_DENIED');
   });
 });
 

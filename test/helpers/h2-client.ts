@@ -14,6 +14,9 @@ export interface H2Options {
   host: string;
   /** Dial from this loopback address (e.g. 127.0.0.2). */
   localAddress?: string;
+  /** A client certificate and its key (PEM). */
+  cert?: string;
+  key?: string;
 }
 
 export function h2Session(o: H2Options): ClientHttp2Session {
@@ -24,7 +27,13 @@ export function h2Session(o: H2Options): ClientHttp2Session {
         port: o.port,
         ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       });
-      return tlsConnect({ socket: raw, servername: o.host, ca: o.ca, ALPNProtocols: ['h2'] });
+      return tlsConnect({
+        socket: raw,
+        servername: o.host,
+        ca: o.ca,
+        ALPNProtocols: ['h2'],
+        ...(o.cert && o.key ? { cert: o.cert, key: o.key } : {}),
+      });
     },
   });
   session.on('error', () => undefined);

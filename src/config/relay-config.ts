@@ -33,6 +33,14 @@ import {
 
 export type Preauth = 'oidc' | 'passthrough';
 
+/**
+ * How the connector speaks to an app's backend: HTTP/1.1 (either scheme), HTTP/2 with prior
+ * knowledge over cleartext (`h2c`, http:// only) or HTTP/2 over TLS (`h2`, https:// only).
+ * gRPC backends need one of the HTTP/2 values.
+ */
+export type BackendProtocol = 'http1' | 'h2c' | 'h2';
+export const BACKEND_PROTOCOLS: readonly BackendProtocol[] = ['http1', 'h2c', 'h2'];
+
 export interface AppConfig {
   readonly name: string;
   readonly externalUrl: URL;
@@ -46,6 +54,8 @@ export interface AppConfig {
   readonly backendTimeoutMs: number;
   /** Send the external Host header to the backend instead of the internal one. */
   readonly passHostHeader: boolean;
+  /** HTTP version the connector uses to the backend (h2c and h2 carry gRPC). */
+  readonly backendProtocol: BackendProtocol;
   /** OIDC client at the provider (audience of ID tokens and bearer tokens). */
   readonly clientId: string;
   readonly clientSecret: string | undefined;
@@ -571,6 +581,7 @@ const APP_KEYS = [
   'connectorGroup',
   'backendTimeout',
   'passHostHeader',
+  'backendProtocol',
   'clientId',
   'clientSecret',
   'clientSecretFile',
@@ -647,6 +658,15 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
       default: '85s',
     });
     const passHostHeader = bool(v, join(p, 'passHostHeader'), a['passHostHeader'], false);
+    const backendProtocol = oneOf(v, join(p, 'backendProtocol'), a['backendProtocol'], BACKEND_PROTOCOLS, 'http1');
+    // h2c is HTTP/2 without TLS and h2 is HTTP/2 inside TLS: the internal URL's scheme must agree.
+    const wantScheme = backendProtocol === 'h2c' ? 'http:' : backendProtocol === 'h2' ? 'https:' : undefined;
+    if (int_ && wantScheme && int_.protocol !== wantScheme)
+      v.fail(
+        join(p, 'backendProtocol'),
+        a['backendProtocol'],
+        `${backendProtocol === 'h2c' ? 'http1 or h2' : 'http1 or h2c'} for internalUrl ${int_.protocol}// (${backendProtocol} needs an ${wantScheme}// internalUrl)`,
+      );
     const clientId = str(v, join(p, 'clientId'), a['clientId'], identity.clientId) ?? identity.clientId;
     const ownSecret = secretOf(v, p, a, baseDir);
     const clientSecret = ownSecret ?? (a['clientId'] === undefined ? identity.clientSecret : undefined);
@@ -691,6 +711,7 @@ function buildApps(v: Validation, raw: unknown, identity: IdentityConfig, baseDi
         connectorGroup,
         backendTimeoutMs,
         passHostHeader,
+        backendProtocol,
         clientId,
         clientSecret,
         assignment,

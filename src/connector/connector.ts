@@ -34,6 +34,8 @@ export interface ConnectorOptions {
   random?: () => number;
   /** Channel count until the first config pull says otherwise. */
   channels?: number;
+  /** A CA (PEM) trusted for https backends besides Node's store (tests; see ProxyDeps). */
+  backendCa?: string;
 }
 
 const MAX_TIMER = 2 ** 31 - 1;
@@ -102,6 +104,7 @@ export class Connector {
       log: options.log,
       clock: this.clock,
       metrics: options.metrics,
+      backendCa: options.backendCa,
     });
   }
 

@@ -8,6 +8,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import { Agent, type Dispatcher } from 'undici';
 import { Readable, pipeline } from 'node:stream';
+import { rootCertificates } from 'node:tls';
 import { ProxyctlError, causeCode } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { Logger } from '../log.js';
@@ -30,6 +31,7 @@ import {
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
+import { H2Backend, type H2Handler } from './h2-backend.js';
 
 /** Data-plane calls name the protocol too (the relay checks every connector-API request). */
 const PROTOCOL = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
@@ -42,6 +44,11 @@ export interface ProxyDeps {
   clock: Clock;
   /** Backend calls by app and status class, and their latency. */
   metrics?: ConnectorMetrics | undefined;
+  /**
+   * A CA (PEM) trusted for https backends besides Node's own store, by HTTP/1.1 and HTTP/2
+   * alike (tests; a deployment extends the store with NODE_EXTRA_CA_CERTS).
+   */
+  backendCa?: string | undefined;
 }
 
 const UNREACHABLE = new Set([
@@ -83,12 +90,18 @@ export class BackendProxy {
   /** Calls in flight per route, for draining one channel. */
   private readonly perRoute = new Map<Route, number>();
   private readonly backend: Agent;
+  /** HTTP/2 sessions for apps with backendProtocol h2c or h2. */
+  private readonly h2: H2Backend;
   /** Response pushes to the relay (keyed by the TLS options, so a renewed certificate gets its own sockets). */
   private readonly push = new HttpsAgent({ keepAlive: true, maxSockets: 512 });
   private idle: { route: Route | undefined; done: () => void }[] = [];
 
   constructor(private readonly deps: ProxyDeps) {
+    // One trust setting for https backends whatever the HTTP version.
+    const tls = deps.backendCa ? { ca: [...rootCertificates, deps.backendCa] } : {};
+    this.h2 = new H2Backend(tls);
     this.backend = new Agent({
+      connect: tls,
       keepAliveTimeout: 30_000,
       keepAliveMaxTimeout: 120_000,
       connections: 512,
@@ -179,6 +192,7 @@ export class BackendProxy {
   async close(): Promise<void> {
     for (const call of this.inflight.values()) call.cancel(new Error('connector shutting down'));
     await this.backend.close().catch(() => undefined);
+    this.h2.close();
     this.push.destroy();
   }
 
@@ -227,6 +241,22 @@ export class BackendProxy {
     call.app = app;
     call.requestBody = body;
     call.started = performance.now();
+    const protocol = app.backendProtocol;
+    if (protocol === 'h2c' || protocol === 'h2') {
+      this.h2.dispatch(
+        {
+          origin: base,
+          protocol,
+          method: call.msg.method,
+          path,
+          headers,
+          body,
+          timeoutMs: app.backendTimeoutMs,
+        },
+        call,
+      );
+      return;
+    }
     this.backend.dispatch(
       {
         origin: base.origin,
@@ -243,7 +273,7 @@ export class BackendProxy {
 
   /** Called by a BackendCall: the backend's answer is too big or too open-ended for one frame. */
   streamResponse(call: BackendCall, status: number, headers: HeaderPairs, body: Readable): Promise<void> {
-    return this.sendResponse(call.route.relay(), call.msg.id, status, headers, body, call.signal);
+    return this.sendResponse(call.route.relay(), call.msg.id, status, headers, body, call.signal, () => call.trailers);
   }
 
   private async fetchBody(relay: RelayClient, id: string, signal: AbortSignal): Promise<Readable> {
@@ -267,7 +297,8 @@ export class BackendProxy {
    * Pushes status, headers and body to the relay. node:https rather than undici:
    * undici sends a streamed request's head only with its first body byte, and the
    * user must get the backend's headers as soon as the backend sends them (SSE,
-   * long polls, a slow first byte), not when the body starts.
+   * long polls, a slow first byte), not when the body starts. The backend's trailers
+   * (gRPC's status) follow the body as the push's own chunked trailers.
    */
   private sendResponse(
     relay: RelayClient,
@@ -276,6 +307,7 @@ export class BackendProxy {
     headers: HeaderPairs,
     body: Readable | null,
     signal: AbortSignal,
+    trailers?: () => HeaderPairs | undefined,
   ): Promise<void> {
     return new Promise((resolve, reject) => {
       const url = new URL(requestPath(id, 'response'), relay.origin);
@@ -306,6 +338,14 @@ export class BackendProxy {
       });
       req.flushHeaders();
       if (!body) return void req.end();
+      if (trailers) {
+        // Registered before pipeline()'s own 'end' listener, which ends the push: the
+        // trailers are known by then (they arrive before the backend's body ends).
+        body.once('end', () => {
+          const t = trailers();
+          if (t?.length) req.addTrailers(t);
+        });
+      }
       // A backend body that breaks destroys the push, so the relay never sees a clean end.
       pipeline(body, req, (err) => {
         if (err) reject(err);
@@ -448,8 +488,12 @@ export class BackendProxy {
  * frame with no stream or promise per response; anything else streams to the
  * relay with back-pressure (the backend is paused while the relay is full).
  */
-class BackendCall implements Dispatcher.DispatchHandler {
+class BackendCall implements H2Handler {
   app: ConnectorAppConfig | undefined;
+  /** HTTP/2: the response ended with its headers (see H2Handler). */
+  endsWithHeaders = false;
+  /** The backend's trailers, once its body has ended (none: undefined). */
+  trailers: HeaderPairs | undefined;
   /** The user's body as pulled from the relay; destroyed when the call fails, so the pull stops too. */
   requestBody: Readable | undefined;
   /** When the backend was called (performance.now()). */
@@ -521,7 +565,7 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.proxy.answered(this.msg.app, status, this.started);
     this.headers = toPairs(headers);
     const declared = headers['content-length'];
-    const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304;
+    const bodyless = this.msg.method === 'HEAD' || status === 204 || status === 304 || this.endsWithHeaders;
     this.inline =
       this.route.reply !== undefined && (bodyless || (typeof declared === 'string' && Number(declared) <= INLINE_MAX));
     if (this.inline) return;
@@ -546,8 +590,13 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.size += chunk.length;
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(
+    _controller: Dispatcher.DispatchController,
+    trailers?: Record<string, string | string[] | undefined>,
+  ): void {
     this.responseEnded = true;
+    const t = trailers ? toPairs(trailers) : [];
+    if (t.length) this.trailers = t;
     if (this.stream) {
       this.stream.push(null);
       return;
@@ -556,7 +605,16 @@ class BackendCall implements Dispatcher.DispatchHandler {
     this.chunks = [];
     // Sent, or the channel went away meanwhile and the relay has failed the request already.
     this.route.reply!(
-      encodeInlineResponse({ type: 'response', id: this.msg.id, status: this.status, headers: this.headers }, body),
+      encodeInlineResponse(
+        {
+          type: 'response',
+          id: this.msg.id,
+          status: this.status,
+          headers: this.headers,
+          ...(this.trailers ? { trailers: this.trailers } : {}),
+        },
+        body,
+      ),
     );
     this.end();
   }

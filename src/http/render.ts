@@ -7,6 +7,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ProxyctlError, isProxyctlError, type ErrorCode } from '../errors.js';
+import { isGrpcRequest, renderGrpcRefusal } from './grpc-refusal.js';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -55,7 +56,9 @@ export function wantsJson(req: IncomingMessage | undefined): boolean {
   return (
     (/application\/json/i.test(accept) && !/text\/html/i.test(accept)) ||
     req.headers['x-requested-with'] !== undefined ||
-    req.headers['sec-fetch-mode'] === 'cors'
+    req.headers['sec-fetch-mode'] === 'cors' ||
+    // gRPC clients cannot follow a sign-in redirect: they get 401 (UNAUTHENTICATED to them).
+    /^application\/grpc/i.test(req.headers['content-type'] ?? '')
   );
 }
 
@@ -119,6 +122,16 @@ export interface Rendered {
   body: string;
 }
 
+/** What a refusal tells the visitor. */
+function visibleMessage(e: ProxyctlError): string {
+  // Neither an internal error nor the store's connection trouble (its host, its error) is the visitor's business.
+  return e.code === 'ERR_INTERNAL'
+    ? 'internal error'
+    : e.code === 'ERR_STORE_UNAVAILABLE'
+      ? 'The relay cannot reach its database for a moment, so it cannot sign you in or register anything now. Signed-in sessions keep working. Try again shortly.'
+      : e.message;
+}
+
 /** The whole answer for a refusal: status, headers (security set included) and body. */
 export function renderDocument(
   req: IncomingMessage | undefined,
@@ -128,13 +141,7 @@ export function renderDocument(
 ): Rendered {
   const e = refusalOf(err);
   const t = TEXT[e.code] ?? { title: e.status >= 500 ? 'Something went wrong' : 'Request refused', step: 'relay' };
-  // Neither an internal error nor the store's connection trouble (its host, its error) is the visitor's business.
-  const message =
-    e.code === 'ERR_INTERNAL'
-      ? 'internal error'
-      : e.code === 'ERR_STORE_UNAVAILABLE'
-        ? 'The relay cannot reach its database for a moment, so it cannot sign you in or register anything now. Signed-in sessions keep working. Try again shortly.'
-        : e.message;
+  const message = visibleMessage(e);
   let type: string;
   let body: string;
   if (opts.json || wantsJson(req)) {
@@ -192,12 +199,24 @@ export function renderError(
     res.destroy();
     return;
   }
+  if (isGrpcRequest(req) && renderGrpc(res, err, requestId, opts)) return;
   const d = renderDocument(req, err, requestId, opts);
   // HTTP/2 forbids connection-specific headers (RFC 9113 §8.2.2; Node throws or drops them):
   // a close-refusal there ends the stream instead (edge/request-path.ts).
   if (req?.httpVersionMajor === 2) for (const name of CONNECTION_SPECIFIC) delete d.headers[name];
   res.writeHead(d.status, d.headers);
   res.end(req?.method === 'HEAD' ? undefined : d.body);
+}
+
+/** A gRPC call's refusal: a gRPC status, with the same message, request id and headers as the page. */
+function renderGrpc(res: ServerResponse, err: unknown, requestId: string, opts: RenderOptions): boolean {
+  const e = refusalOf(err);
+  const d = renderDocument(undefined, e, requestId, { ...opts, json: true });
+  const message = visibleMessage(e);
+  const extra: Record<string, string> = {};
+  for (const name of ['www-authenticate', 'retry-after'])
+    if (d.headers[name] !== undefined) extra[name] = d.headers[name];
+  return renderGrpcRefusal(res, e, message, requestId, extra);
 }
 
 const CONNECTION_SPECIFIC = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade'];

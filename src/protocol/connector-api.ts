@@ -62,7 +62,12 @@ export const supportedProtocols = (): string =>
 /** The Upgrade token of the tunnel a connector opens for an upgraded (WebSocket) request. */
 export const TUNNEL_PROTOCOL = 'proxyctl-tunnel';
 
-/** Response status and headers travel in these request headers of the response call. */
+/**
+ * Response status and headers travel in these request headers of the response call. The
+ * body is the call's body; the backend's trailers (HTTP/2 and gRPC: grpc-status,
+ * grpc-message…) are the call's own HTTP/1.1 chunked trailers, read by the relay at its end
+ * and filtered like headers (trailersForClient).
+ */
 export const RESPONSE_STATUS_HEADER = 'x-proxyctl-status';
 export const RESPONSE_HEADERS_HEADER = 'x-proxyctl-headers';
 
@@ -175,6 +180,12 @@ export interface ConnectorAppConfig {
   externalUrl: string;
   backendTimeoutMs: number;
   passHostHeader: boolean;
+  /**
+   * HTTP version to the backend: http1, h2c (HTTP/2 prior knowledge, cleartext) or h2
+   * (HTTP/2 over TLS). Absent from relays before it: http1. A connector from before it
+   * ignores the field and speaks HTTP/1.1 (the backend then fails the call: 502).
+   */
+  backendProtocol?: 'http1' | 'h2c' | 'h2';
 }
 
 /** One live relay replica: its id and its own connector API base URL. */
@@ -383,6 +394,8 @@ export interface InlineResponseHead {
   id: string;
   status: number;
   headers: HeaderPairs;
+  /** The backend's trailers (HTTP/2, gRPC); a relay from before them ignores the field. */
+  trailers?: HeaderPairs;
 }
 
 export function encodeInlineResponse(head: InlineResponseHead, body: Buffer): Buffer {
@@ -410,6 +423,7 @@ export function decodeInlineResponse(frame: Buffer): { head: InlineResponseHead;
     )
       return undefined;
     if (!isHeaderPairs(head.headers)) return undefined;
+    if (head.trailers !== undefined && !isHeaderPairs(head.trailers)) return undefined;
     return { head, body: frame.subarray(4 + n) };
   } catch {
     return undefined;

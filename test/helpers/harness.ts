@@ -42,7 +42,13 @@ export interface Harness {
   /** The same, but its connections come from another loopback address (e.g. 127.0.0.2). */
   clientFrom(localAddress: string): Dispatcher;
   url(host: string, pathAndQuery?: string): string;
-  addConnector(opts?: { group?: string; name?: string; metrics?: ConnectorMetrics }): Promise<Connector>;
+  addConnector(opts?: {
+    group?: string;
+    name?: string;
+    metrics?: ConnectorMetrics;
+    /** A CA the connector trusts for https backends (PEM). */
+    backendCa?: string;
+  }): Promise<Connector>;
   reload(yaml: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -150,7 +156,12 @@ export async function startHarness(
         keyPem,
         issued,
       });
-      const c = new Connector({ stateDir, log, ...(opts.metrics ? { metrics: opts.metrics } : {}) });
+      const c = new Connector({
+        stateDir,
+        log,
+        ...(opts.metrics ? { metrics: opts.metrics } : {}),
+        ...(opts.backendCa ? { backendCa: opts.backendCa } : {}),
+      });
       await c.start();
       connectors.push(c);
       await waitFor(() => c.openChannels() >= (c.currentConfig?.channels ?? 2), {

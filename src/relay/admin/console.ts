@@ -32,6 +32,7 @@ export function withConsole(cfg: RelayConfig): RelayConfig {
     connectorGroup: IN_PROCESS_GROUP,
     backendTimeoutMs: 85_000,
     passHostHeader: false,
+    backendProtocol: 'http1',
     clientId: cfg.identity.clientId,
     clientSecret: cfg.identity.clientSecret,
     // Anyone may sign in; only the administration roles get past the console's own check.

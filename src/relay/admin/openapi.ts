@@ -146,6 +146,10 @@ const APP_PROPERTIES: Record<string, Schema> = {
   connectorGroup: describe('The connector group that serves it (default)', APP_NAME),
   backendTimeout: describe('A duration, or long (180s) or default (85s)', str),
   passHostHeader: bool,
+  backendProtocol: describe(
+    'http1 (default); h2c: HTTP/2 cleartext to an http:// backend; h2: HTTP/2 over TLS to an https:// backend (gRPC needs h2c or h2)',
+    enumOf(['http1', 'h2c', 'h2']),
+  ),
   clientId: str,
   clientSecret: describe('File only; reads "(redacted)"', str),
   clientSecretFile: describe('File only', str),

@@ -58,6 +58,7 @@ function appsOf(config: RelayConfig, group: string): ConnectorAppConfig[] {
       externalUrl: a.externalUrl.href,
       backendTimeoutMs: a.backendTimeoutMs,
       passHostHeader: a.passHostHeader,
+      backendProtocol: a.backendProtocol,
     }));
 }
 

@@ -3,7 +3,7 @@
 // x-proxyctl-* headers, body streamed), reports a backend failure, or opens a
 // tunnel for an upgraded (WebSocket) connection. Only the connector the request
 // is queued to (after a failover, the one it moved to) may touch it.
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from 'node:http';
 import { finished, pipeline } from 'node:stream';
 import type { Duplex } from 'node:stream';
 import { ProxyctlError } from '../../errors.js';
@@ -21,7 +21,8 @@ import {
   type InlineResponseHead,
 } from '../../protocol/connector-api.js';
 import type { ConnectorIdentity } from './client-auth.js';
-import { responseHeadersForClient } from '../edge/headers.js';
+import { pairsOf, responseHeadersForClient, trailersForClient } from '../edge/headers.js';
+import { http2StreamOf } from '../edge/public-listener.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
 import { translateResponse } from '../translate/apply.js';
@@ -102,6 +103,9 @@ export class DataPlane {
         ? { 'content-length': declared }
         : {}),
     });
+    // A body of unknown length may be a stream the user feeds as the answer comes (gRPC
+    // bidirectional calls): the connector must be able to call the backend before its first byte.
+    if (declared === undefined) res.flushHeaders();
     ex.link(res);
     const upload = ex.req;
     const max = ex.app.maxBodyBytes;
@@ -210,6 +214,11 @@ export class DataPlane {
     }
     user.flushHeaders();
     ex.link(req);
+    // The backend's trailers are the push's own, known at its end: they go to the user before
+    // pipeline() ends the response (this listener is registered first, so it runs first).
+    req.once('end', () => {
+      if (req.rawTrailers.length) this.addTrailers(ex, user, pairsOf(req.rawTrailers));
+    });
     // Done once the user has the whole response: the response's 'close' follows on the
     // next tick and must not read as the user leaving (that would cancel on the connector).
     user.once('finish', () => {
@@ -316,7 +325,13 @@ export class DataPlane {
     if (!ex.startResponding()) return;
     const translated = translateResponse(ex.config, ex.app, head.headers, ex.req.method, head.status);
     try {
-      user.writeHead(head.status, responseHeadersForClient(translated.headers));
+      const flat = responseHeadersForClient(translated.headers);
+      // Nothing follows the headers: over HTTP/2 they end the stream (gRPC's trailers-only answer).
+      if (body.length === 0 && !head.trailers?.length && endWithHeaders(user, head.status, flat)) {
+        ex.finish();
+        return;
+      }
+      user.writeHead(head.status, flat);
     } catch {
       ex.state = 'queued';
       ex.fail(
@@ -328,6 +343,7 @@ export class DataPlane {
       return;
     }
     user.once('finish', () => ex.finish());
+    if (head.trailers?.length && !this.addTrailers(ex, user, head.trailers)) return;
     if (translated.body) {
       pipeline(translated.body, user, (err) => {
         if (err) ex.abortUser();
@@ -336,6 +352,29 @@ export class DataPlane {
       return;
     }
     user.end(body.length ? body : undefined);
+  }
+
+  /**
+   * Adds the backend's trailers to the user's response (HTTP/2: a trailing HEADERS frame;
+   * HTTP/1.1: chunked trailers). Trailers over the header limits or that Node refuses cut the
+   * response instead: a gRPC client must see a failure, not a clean end without its status.
+   */
+  private addTrailers(ex: Exchange, user: ServerResponse, pairs: HeaderPairs): boolean {
+    const { limits } = ex.config;
+    const trailers = trailersForClient(pairs, { maxBytes: limits.maxHeaderBytes, maxFields: limits.maxHeaders });
+    let problem: string | undefined;
+    if (trailers === 'too-large') problem = 'response trailers over the header limits';
+    else {
+      try {
+        user.addTrailers(trailers);
+      } catch (err) {
+        problem = `invalid response trailers: ${(err as Error).message}`;
+      }
+    }
+    if (problem === undefined) return true;
+    this.log.info({ request_id: ex.id, app: ex.app.name, err: problem }, 'response stream aborted');
+    ex.abortUser();
+    return false;
   }
 
   /** An upgraded connection: the connector's socket and the user's are joined byte for byte. */
@@ -381,4 +420,29 @@ function rawHead(statusLine: string, flat: string[]): string {
     head += `${flat[i]}: ${flat[i + 1]}\r\n`;
   }
   return head;
+}
+
+/**
+ * An HTTP/2 user's response sent as one HEADERS frame with END_STREAM, which the compat API
+ * cannot do (it always follows with a DATA or trailers frame). gRPC's trailers-only answer
+ * (an error status with no message) must arrive like that or the client reads no status.
+ * false: not an HTTP/2 response; the caller answers the usual way.
+ */
+function endWithHeaders(user: ServerResponse, status: number, flat: string[]): boolean {
+  const stream = http2StreamOf(user);
+  if (!stream) return false;
+  const headers: OutgoingHttpHeaders = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const name = flat[i]!.toLowerCase();
+    const value = flat[i + 1]!;
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else headers[name] = [String(prev), value];
+  }
+  headers[':status'] = status;
+  // For the request log, which reads the compat response's status.
+  user.statusCode = status;
+  stream.respond(headers, { endStream: true });
+  return true;
 }

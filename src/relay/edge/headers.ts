@@ -66,6 +66,11 @@ export interface ForwardContext {
   identity?: HeaderPairs;
   /** Other proxies' headers the app opted back in to (apps[].forwardHeaders, compared as foreignHeaderKey). */
   forwardHeaders?: readonly string[];
+  /**
+   * Keep the client's `te: trailers` (only that value): the app's backend speaks HTTP/2, where
+   * gRPC requires it. HTTP/1.1 backends never get TE (hop-by-hop there).
+   */
+  teTrailers?: boolean;
   /** The relay's hop of the trace (continued from the client's, or new). */
   traceparent?: string;
   /** The client's tracestate, vetted; only with a valid incoming traceparent. */
@@ -73,6 +78,14 @@ export interface ForwardContext {
 }
 
 const NONE: readonly string[] = [];
+
+/** A comma-separated header (possibly repeated) names `token`, parameters aside. */
+function hasToken(value: string | string[] | undefined, token: string): boolean {
+  if (value === undefined) return false;
+  for (const v of typeof value === 'string' ? [value] : value)
+    for (const t of v.split(',')) if (t.split(';')[0]!.trim().toLowerCase() === token) return true;
+  return false;
+}
 
 /** The header list the backend will see (the connector adds Host). */
 export function requestHeadersForBackend(
@@ -101,6 +114,7 @@ export function requestHeadersForBackend(
     out.push([name, rawHeaders[i + 1]!]);
   }
   if (ctx.cookie) out.push(['cookie', ctx.cookie]);
+  if (ctx.teTrailers && hasToken(headers['te'], 'trailers')) out.push(['te', 'trailers']);
   if (ctx.identity) out.push(...ctx.identity);
   if (ctx.upgrade) {
     out.push(['connection', 'upgrade']);
@@ -140,4 +154,68 @@ export function responseHeadersForClient(pairs: HeaderPairs, keepUpgrade = false
     flat.push(name, value);
   }
   return flat;
+}
+
+/**
+ * Never taken from a backend's trailers: fields that frame, route, authenticate or describe
+ * the response (RFC 9110 §6.5.1) only mean something in the header section.
+ */
+const NOT_TRAILERS = new Set([
+  ...HOP_BY_HOP,
+  'content-length',
+  'content-type',
+  'content-encoding',
+  'content-range',
+  'content-location',
+  'host',
+  'authorization',
+  'www-authenticate',
+  'set-cookie',
+  'cookie',
+  'cache-control',
+  'expires',
+  'age',
+  'date',
+  'location',
+  'retry-after',
+  'vary',
+]);
+
+export interface TrailerLimits {
+  /** Names and values together, in bytes. */
+  readonly maxBytes: number;
+  readonly maxFields: number;
+}
+
+/**
+ * A backend's trailers (gRPC's grpc-status, grpc-message…) as the user gets them, filtered
+ * like headers: hop-by-hop, pseudo-headers and header-only fields dropped, names in lower
+ * case, repeats kept in order. Over the limits the answer is 'too-large': the caller must
+ * not end the response cleanly without them (a gRPC status would be lost).
+ */
+export function trailersForClient(
+  pairs: HeaderPairs,
+  limits: TrailerLimits,
+): Record<string, string | string[]> | 'too-large' {
+  const out: Record<string, string | string[]> = {};
+  if (pairs.length > limits.maxFields) return 'too-large';
+  let bytes = 0;
+  for (const [name, value] of pairs) {
+    bytes += name.length + value.length;
+    if (bytes > limits.maxBytes) return 'too-large';
+    const lower = name.toLowerCase();
+    if (lower.charCodeAt(0) === 0x3a || NOT_TRAILERS.has(lower) || isIdentityHeader(lower)) continue;
+    const prev = out[lower];
+    if (prev === undefined) out[lower] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else out[lower] = [prev, value];
+  }
+  return out;
+}
+
+/** Flat [name, value, …] (rawTrailers) as pairs. */
+export function pairsOf(flat: readonly string[]): HeaderPairs {
+  const out: HeaderPairs = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
+  return out;
 }

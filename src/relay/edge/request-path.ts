@@ -461,6 +461,7 @@ export function createRequestPath(deps: RequestPathDeps) {
         dropAuthorization: who !== ANONYMOUS && who.via === 'bearer',
         identity,
         forwardHeaders: route.app.forwardHeaders,
+        teTrailers: route.app.backendProtocol !== 'http1',
       }),
       body: hasBody,
       upgrade,

@@ -43,6 +43,8 @@ export function translateResponse(
   status: number,
 ): TranslatedResponse {
   if (!app.translateHeaders && !app.translateLinks) return { headers, body: undefined };
+  // gRPC answers pass untouched: their headers and trailers are the call's metadata.
+  if (isGrpc(headers)) return { headers, body: undefined };
   const maps = mapsFor(config, app);
   let out = app.translateHeaders ? translateResponseHeaders(headers, maps[0]!, maps) : headers;
   if (!app.translateLinks || method === 'HEAD' || status === 204 || status === 304)
@@ -57,4 +59,11 @@ export function translateResponse(
   // The length changes with the links: drop it (the body goes out chunked).
   out = out.filter(([k]) => k.toLowerCase() !== 'content-length');
   return { headers: out, body: translator.stream };
+}
+
+/** application/grpc, +proto, +json…: one content-type header starting so. */
+function isGrpc(headers: HeaderPairs): boolean {
+  for (const [k, v] of headers)
+    if (k.length === 12 && k.toLowerCase() === 'content-type') return /^application\/grpc/i.test(v);
+  return false;
 }

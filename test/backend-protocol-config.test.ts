@@ -4,7 +4,7 @@
 import t from 'tap';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { buildConnectorConfig } from '../src/relay/connectors/connector-config.js';
-import { isProxyctlError } from '../src/errors.js';
+import { configIssues } from './helpers/config-issues.js';
 
 const app = (internalUrl: string, extra = '') => `apps:
   - name: svc
@@ -12,16 +12,7 @@ const app = (internalUrl: string, extra = '') => `apps:
     internalUrl: "${internalUrl}"
 ${extra}`;
 
-function issuesOf(text: string): { path: string; found: string; expected: string }[] {
-  try {
-    parseRelayConfig(text, 'relay.yaml');
-  } catch (err) {
-    if (isProxyctlError(err, 'ERR_CONFIG_INVALID'))
-      return (err.details?.['issues'] ?? []) as { path: string; found: string; expected: string }[];
-    throw err;
-  }
-  return [];
-}
+const issuesOf = (text: string) => configIssues(text);
 
 t.test('accepted values', async (t) => {
   const cases: [string, string | undefined, string][] = [

@@ -7,6 +7,7 @@ import { loadRelayConfig, parseRelayConfig } from '../src/config/relay-config.js
 import { parseDuration } from '../src/config/duration.js';
 import { isProxyctlError } from '../src/errors.js';
 import { ROOT, tempDir } from './helpers/proc.js';
+import { configIssues } from './helpers/config-issues.js';
 
 const APP = `apps:
   - name: wiki
@@ -14,16 +15,7 @@ const APP = `apps:
     internalUrl: "http://10.0.0.5:8080/"
 `;
 
-function issuesOf(text: string): { path: string; found: string; expected: string }[] {
-  try {
-    parseRelayConfig(text, 'relay.yaml');
-  } catch (err) {
-    if (isProxyctlError(err, 'ERR_CONFIG_INVALID'))
-      return (err.details?.['issues'] ?? []) as { path: string; found: string; expected: string }[];
-    throw err;
-  }
-  return [];
-}
+const issuesOf = (text: string) => configIssues(text);
 
 t.test('durations', async (t) => {
   t.equal(parseDuration('500ms'), 500);

@@ -5,8 +5,8 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { loadRelayConfig, parseRelayConfig } from '../src/config/relay-config.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
-import { isProxyctlError } from '../src/errors.js';
 import { tempDir } from './helpers/proc.js';
+import { configIssues } from './helpers/config-issues.js';
 
 const dir = tempDir(t, 'proxyctl-policy-config-');
 await loadOrCreateCa(dir);
@@ -26,15 +26,7 @@ const location = (body: string) => `${APPS}namedLocations:\n  - { name: L, ${bod
 
 type Issue = { path: string; found: string; expected: string };
 
-function issuesOf(text: string): Issue[] {
-  try {
-    parseRelayConfig(text, path.join(dir, 'relay.yaml'));
-  } catch (err) {
-    if (isProxyctlError(err, 'ERR_CONFIG_INVALID')) return (err.details?.['issues'] ?? []) as Issue[];
-    throw err;
-  }
-  return [];
-}
+const issuesOf = (text: string): Issue[] => configIssues(text, path.join(dir, 'relay.yaml'));
 
 const refused: [string, string, string][] = [
   // references

@@ -65,6 +65,7 @@ import { cpus, tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
+import { cliFlags } from './flags.mjs';
 import {
   NGINX,
   freePort,
@@ -86,15 +87,7 @@ const MIB = 1024 ** 2;
 
 // ---------------------------------------------------------------- options
 
-const argv = process.argv.slice(2);
-function flag(name, fallback) {
-  const eq = argv.find((a) => a.startsWith(`--${name}=`));
-  if (eq) return eq.slice(name.length + 3);
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = argv[i + 1];
-  return v === undefined || v.startsWith('--') ? true : v;
-}
+const { flag } = cliFlags();
 /** The checkout whose built binary is measured (default: this one); --root benchmarks another, e.g. a clean clone. */
 const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
 const BIN = path.join(ROOT, 'bin/proxyctl.js');

@@ -31,6 +31,7 @@ import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, wri
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { cliFlags } from './flags.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const APP_HOST = 'storm.example.com';
@@ -38,20 +39,7 @@ const MIB = 1024 ** 2;
 
 // ---------------------------------------------------------------- options
 
-const argv = process.argv.slice(2);
-function flag(name, fallback) {
-  const eq = argv.find((a) => a.startsWith(`--${name}=`));
-  if (eq) return eq.slice(name.length + 3);
-  const i = argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const v = argv[i + 1];
-  return v === undefined || v.startsWith('--') ? true : v;
-}
-function positive(name, fallback) {
-  const v = Number(flag(name, fallback));
-  if (!Number.isFinite(v) || v <= 0) throw new Error(`--${name}: a positive number, not ${flag(name, fallback)}`);
-  return v;
-}
+const { flag, positive } = cliFlags();
 const ROOT = path.resolve(String(flag('root', path.resolve(HERE, '..'))));
 const BIN = path.join(ROOT, 'bin/proxyctl.js');
 const CYCLES = Math.floor(positive('cycles', 4));

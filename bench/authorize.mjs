@@ -31,7 +31,7 @@ policies:
   '/tmp/bench-relay.yaml',
 );
 const app = config.apps[0];
-const signIns = { record() {}, failure() {} };
+const signIns = { record() {}, failure() {}, userRiskNow: () => 'none' };
 const authorizer = new Authorizer(config.access, false, { log: silentLogger, now: Date.now, signIns });
 const identity = {
   sub: 'alice',

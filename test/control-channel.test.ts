@@ -10,7 +10,8 @@ import { pino, type Logger } from 'pino';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ControlChannel, type ChannelEnd } from '../src/connector/channel.js';
 import { loadOrCreateCa } from '../src/crypto/ca.js';
-import { CLOSE, type RelayMessage } from '../src/protocol/connector-api.js';
+import { decodeRequestFrame, encodeRequestFrame, encodeResponseFrame } from '../src/protocol/binary-frames.js';
+import { CLOSE, PROTOCOL_HEADER, type QueuedRequest, type RelayMessage } from '../src/protocol/connector-api.js';
 import { ManualClock } from './helpers/clock.js';
 import { testLogger } from './helpers/harness.js';
 import { tempDir } from './helpers/proc.js';
@@ -18,11 +19,13 @@ import { waitFor } from './helpers/wait.js';
 
 const HEARTBEAT_MS = 15_000;
 
-async function standInRelay(t: Test) {
+/** protocol: what the relay names in its 101 (none: a relay from before the header, version 1). */
+async function standInRelay(t: Test, protocol?: number) {
   const ca = await loadOrCreateCa(tempDir(t));
   const cert = await ca.issueServerCertificate(['127.0.0.1'], 3_600_000);
   const server: Server = createServer({ cert: cert.certPem, key: cert.keyPem });
   const wss = new WebSocketServer({ server });
+  if (protocol !== undefined) wss.on('headers', (headers) => headers.push(`${PROTOCOL_HEADER}: ${protocol}`));
   const sockets: WebSocket[] = [];
   const pongs: number[] = [];
   wss.on('connection', (ws) => {
@@ -162,5 +165,53 @@ t.test('a control message outside the contract closes the channel as a protocol 
       warnings.some((l) => l.includes('invalid control message')),
       `${what}: logged`,
     );
+  }
+});
+
+t.test('protocol 2: requests arrive as binary frames; a malformed one closes the channel', async (t) => {
+  const request: QueuedRequest = {
+    type: 'request',
+    id: 'a6f2c1de-0c1b-4d7e-9a41-6a3f1e2d9b70',
+    app: 'wiki',
+    method: 'POST',
+    target: 'p\u00e9?x=1',
+    headers: [
+      ['content-type', 'text/plain'],
+      ['x-v', '\u{1f600}'],
+    ],
+    body: true,
+    upgrade: false,
+  };
+  {
+    const relay = await standInRelay(t, 2);
+    const received: RelayMessage[] = [];
+    const { isOpen, channel } = open(relay, received);
+    t.teardown(() => channel.close());
+    await isOpen;
+    relay.sockets[0]!.send(encodeRequestFrame(request));
+    await waitFor(() => received.length === 1, { what: 'the request at the handler' });
+    t.same(received[0], request, 'the binary request reached the handler intact');
+  }
+  const good = encodeRequestFrame(request);
+  const cases: [string, Buffer | string][] = [
+    ['a request frame cut short', good.subarray(0, good.length - 1)],
+    ['a request frame with a byte more', Buffer.concat([good, Buffer.from([0])])],
+    [
+      'a response frame',
+      encodeResponseFrame({ type: 'response', id: request.id, status: 200, headers: [] }, Buffer.alloc(0)),
+    ],
+    ['an unknown kind', Buffer.from([0x09, 0, 0])],
+    ['an empty binary frame', Buffer.alloc(0)],
+  ];
+  t.notOk(decodeRequestFrame(good.subarray(0, good.length - 1)).ok, 'the cut frame is refused by the decoder too');
+  for (const [what, data] of cases) {
+    const relay = await standInRelay(t, 2);
+    const received: RelayMessage[] = [];
+    const { isOpen, ended } = open(relay, received);
+    await isOpen;
+    relay.sockets[0]!.send(data);
+    const { end } = await ended;
+    t.equal(end.kind === 'closed' && end.code, CLOSE.protocol, `${what}: closed with the protocol-error code`);
+    t.same(received, [], `${what}: nothing reached the handler`);
   }
 });

@@ -136,7 +136,7 @@ interface StandIn {
 async function standInRelay(t: Test): Promise<StandIn> {
   const ca = await loadOrCreateCa(tempDir(t));
   const cert = await ca.issueServerCertificate(['127.0.0.1'], 3_600_000);
-  const answer: StandIn['answer'] = { version: '2', refuse426: false };
+  const answer: StandIn['answer'] = { version: String(PROTOCOL_SUPPORTED.max + 1), refuse426: false };
   const sockets: WebSocket[] = [];
   const server: Server = createServer({ cert: cert.certPem, key: cert.keyPem }, (req, res) => {
     req.resume();
@@ -207,7 +207,7 @@ t.test('the connector refuses a relay it does not speak', async (t) => {
     });
     return ch.run();
   };
-  for (const bad of ['2', 'abc', '-1', '99999999', ['1', '2']]) {
+  for (const bad of [String(PROTOCOL_SUPPORTED.max + 1), 'abc', '-1', '99999999', ['1', '2']]) {
     const end = await channel(bad);
     t.equal(
       end.kind === 'fatal' ? end.error.code : end.kind,
@@ -248,7 +248,7 @@ t.test('a connector whose relay speaks another protocol stops with one clear lin
   t.equal(errors.length, 1, 'one error line');
   t.match(
     String(errors[0]?.['msg']),
-    /speaks protocol version 2.*upgrade the connector/,
+    new RegExp(`speaks protocol version ${PROTOCOL_SUPPORTED.max + 1}.*upgrade the connector`),
     'naming both versions and the remedy',
   );
 });

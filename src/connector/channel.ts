@@ -5,18 +5,24 @@ import WebSocket from 'ws';
 import type { IncomingMessage } from 'node:http';
 import { ProxyctlError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { frameText } from '../net/frames.js';
+import { frameBytes, frameText } from '../net/frames.js';
 import { systemClock, type Clock, type Timer } from '../clock.js';
 import {
   API,
   CLOSE,
   MAX_CONTROL_MESSAGE,
+  PROTOCOL_BINARY_FRAMES,
   PROTOCOL_HEADER,
+  PROTOCOL_IMPLIED,
+  agreedProtocol,
+  encodeInlineResponse,
   parseRelayMessage,
+  type InlineResponseHead,
   type ConnectorMessage,
   type RelayMessage,
 } from '../protocol/connector-api.js';
 import { sendBatched } from '../net/batching.js';
+import { decodeRequestFrame, encodeResponseFrame } from '../protocol/binary-frames.js';
 import {
   classifyNetworkError,
   connectorHeaders,
@@ -39,6 +45,11 @@ export class ControlChannel {
   private ws: WebSocket | undefined;
   private deadTimer: Timer | undefined;
   private opened = false;
+  /**
+   * The protocol version this channel speaks, from the relay's 101 (agreedProtocol). From 2
+   * on, requests arrive and inline responses leave as binary frames (binary-frames.ts).
+   */
+  private protocol = PROTOCOL_IMPLIED;
 
   constructor(
     private readonly relayUrl: string,
@@ -77,7 +88,10 @@ export class ControlChannel {
       ws.on('upgrade', (res: IncomingMessage) => {
         // A relay that answers the upgrade but speaks a protocol this connector does not.
         const incompatible = relayProtocolError(res.headers[PROTOCOL_HEADER], this.relayUrl);
-        if (!incompatible) return;
+        if (!incompatible) {
+          this.protocol = agreedProtocol(res.headers[PROTOCOL_HEADER]);
+          return;
+        }
         finish({ kind: 'fatal', error: incompatible });
         ws.terminate();
       });
@@ -90,9 +104,14 @@ export class ControlChannel {
       ws.on('ping', () => this.armDeadTimer());
       ws.on('message', (data, isBinary) => {
         this.armDeadTimer();
-        // The relay sends only text messages of the contract; anything else means the two
-        // ends disagree, and acting on a guess could misroute a user's request.
-        const parsed = isBinary ? { ok: false as const, error: 'binary frame' } : parseRelayMessage(frameText(data));
+        // The relay sends only messages of the contract (binary ones only requests, and only
+        // from protocol 2); anything else means the two ends disagree, and acting on a guess
+        // could misroute a user's request.
+        const parsed = !isBinary
+          ? parseRelayMessage(frameText(data))
+          : this.protocol >= PROTOCOL_BINARY_FRAMES
+            ? decodeRequestFrame(frameBytes(data))
+            : { ok: false as const, error: 'binary frame' };
         if (!parsed.ok) {
           this.log.warn(
             { close_code: CLOSE.protocol, error: parsed.error },
@@ -146,10 +165,12 @@ export class ControlChannel {
     });
   }
 
-  /** Sends a binary frame (inline response); false when the channel is not open. */
-  sendBinary(frame: Buffer): boolean {
+  /** Sends a small complete response in one binary frame; false when the channel is not open. */
+  sendResponse(head: InlineResponseHead, body: Buffer): boolean {
     const ws = this.ws;
     if (ws?.readyState !== WebSocket.OPEN) return false;
+    const frame =
+      this.protocol >= PROTOCOL_BINARY_FRAMES ? encodeResponseFrame(head, body) : encodeInlineResponse(head, body);
     sendBatched(ws, frame, true);
     return true;
   }

@@ -401,7 +401,7 @@ export class Connector {
       );
       const route: Route = {
         relay: () => this.clientFor(endpoint.url),
-        reply: (frame) => ch.sendBinary(frame),
+        reply: (head, body) => ch.sendResponse(head, body),
       };
       this.channels.set(ch, { endpoint, generation, retiring: false, route });
       const end = await ch.run();

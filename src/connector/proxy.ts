@@ -20,13 +20,13 @@ import {
   RESPONSE_STATUS_HEADER,
   TUNNEL_PROTOCOL,
   encodeHeaderPairs,
-  encodeInlineResponse,
   requestPath,
   type BackendFailure,
   type FailureReport,
   type ConnectorAppConfig,
   type ConnectorConfig,
   type HeaderPairs,
+  type InlineResponseHead,
   type QueuedRequest,
 } from '../protocol/connector-api.js';
 import type { RelayClient } from './relay-client.js';
@@ -74,8 +74,8 @@ const UNREACHABLE = new Set([
 export interface Route {
   /** The client of that replica (read at each call: a renewal replaces it). */
   relay(): RelayClient;
-  /** Sends an inline response frame on the channel; false when it has closed. */
-  reply?(frame: Buffer): boolean;
+  /** Sends a small complete response on the channel (framed as it speaks); false when it has closed. */
+  reply?(head: InlineResponseHead, body: Buffer): boolean;
 }
 
 /** An app as the connector calls it: its config, parsed internal URL and path prefix (ending in "/"). */
@@ -604,18 +604,9 @@ class BackendCall implements H2Handler {
     const body = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.size);
     this.chunks = [];
     // Sent, or the channel went away meanwhile and the relay has failed the request already.
-    this.route.reply!(
-      encodeInlineResponse(
-        {
-          type: 'response',
-          id: this.msg.id,
-          status: this.status,
-          headers: this.headers,
-          ...(this.trailers ? { trailers: this.trailers } : {}),
-        },
-        body,
-      ),
-    );
+    const head: InlineResponseHead = { type: 'response', id: this.msg.id, status: this.status, headers: this.headers };
+    if (this.trailers) head.trailers = this.trailers;
+    this.route.reply!(head, body);
     this.end();
   }
 

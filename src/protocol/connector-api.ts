@@ -27,8 +27,20 @@ export const VERSION_HEADER = 'x-proxyctl-version';
  * refuses a peer outside PROTOCOL_SUPPORTED. A peer that sends none predates the
  * header and speaks version 1.
  */
-export const PROTOCOL_VERSION = 1;
-export const PROTOCOL_SUPPORTED: Readonly<{ min: number; max: number }> = { min: 1, max: 1 };
+export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_SUPPORTED: Readonly<{ min: number; max: number }> = { min: 1, max: 2 };
+/**
+ * Version 2 sends each queued request and each inline response as a binary frame
+ * (binary-frames.ts) instead of JSON. A channel uses the lower of the two ends' versions,
+ * so a version-1 peer keeps getting JSON requests and sending JSON-headed responses.
+ */
+export const PROTOCOL_BINARY_FRAMES = 2;
+
+/** The version a channel speaks: the lower of this side's and the peer's (an unusable header: 1). */
+export function agreedProtocol(raw: string | string[] | number | undefined | null): number {
+  const peer = parsePeerProtocol(raw);
+  return peer.ok ? Math.min(peer.version, PROTOCOL_VERSION) : PROTOCOL_IMPLIED;
+}
 export const PROTOCOL_HEADER = 'x-proxyctl-protocol';
 /** The version a peer without PROTOCOL_HEADER speaks. */
 export const PROTOCOL_IMPLIED = 1;

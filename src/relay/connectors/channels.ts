@@ -8,7 +8,14 @@ import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { systemClock, type Clock, type Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
-import { CLOSE, type QueuedRequest, type RelayMessage } from '../../protocol/connector-api.js';
+import {
+  CLOSE,
+  PROTOCOL_BINARY_FRAMES,
+  PROTOCOL_IMPLIED,
+  type QueuedRequest,
+  type RelayMessage,
+} from '../../protocol/connector-api.js';
+import { encodeRequestFrame } from '../../protocol/binary-frames.js';
 import { sendBatched } from '../../net/batching.js';
 
 /**
@@ -54,7 +61,14 @@ export class Channel {
     readonly version: string,
     /** When the client certificate that opened the channel expires (ms). */
     readonly certNotAfter: number = Infinity,
-  ) {}
+    /** The protocol version the channel speaks (agreedProtocol): 2 and above, binary request frames. */
+    readonly protocol: number = PROTOCOL_IMPLIED,
+  ) {
+    this.binary = protocol >= PROTOCOL_BINARY_FRAMES;
+  }
+
+  /** Requests go out as binary frames (protocol 2), not JSON text. */
+  readonly binary: boolean;
 
   /** Requests sent on the channel or waiting to be, not yet settled. */
   get inFlight(): number {
@@ -86,7 +100,8 @@ export class Channel {
     this.sent.set(message.id, { message, seq: this.ackWanted });
     // Scheduled before the frame is sent, so the ping joins the same corked write when it can.
     this.scheduleAck();
-    sendBatched(this.ws, JSON.stringify(message), false);
+    if (this.binary) sendBatched(this.ws, encodeRequestFrame(message), true);
+    else sendBatched(this.ws, JSON.stringify(message), false);
   }
 
   /** What is known of the delivery of a request sent on this channel (`received` when unknown). */

@@ -20,6 +20,7 @@ import {
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
   VERSION_HEADER,
+  agreedProtocol,
   parseConnectorMessage,
   type IdentityInfo,
   type RenewRequest,
@@ -256,12 +257,21 @@ export function createConnectorApi(deps: ConnectorApiDeps, tls: { certPem: strin
         const version = versionOf(req) ?? 'unknown';
         // A channel lives no longer than its certificate is accepted (a replaced one: until its grace ends).
         const until = Math.min(id.certificate.notAfter, id.certificate.revokedAt ?? Infinity);
-        const ch = new Channel(ws, id.connector.id, id.connector.group, id.certificate.serial, version, until);
+        const protocol = agreedProtocol(req.headers[PROTOCOL_HEADER]);
+        const ch = new Channel(
+          ws,
+          id.connector.id,
+          id.connector.group,
+          id.certificate.serial,
+          version,
+          until,
+          protocol,
+        );
         for (const old of replaced) old.draining = true;
         ws.on('message', (data, isBinary) => {
           // A frame outside the contract is a protocol error: the channel is closed, not guessed at.
           const error = isBinary
-            ? deps.dataPlane.inlineResponse(ch.connectorId, frameBytes(data))
+            ? deps.dataPlane.inlineResponse(ch.connectorId, frameBytes(data), ch.binary)
             : controlMessage(ch, frameText(data));
           if (error) {
             deps.log.warn(

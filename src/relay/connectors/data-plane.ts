@@ -20,6 +20,7 @@ import {
   type HeaderPairs,
   type InlineResponseHead,
 } from '../../protocol/connector-api.js';
+import { decodeResponseFrame } from '../../protocol/binary-frames.js';
 import type { ConnectorIdentity } from './client-auth.js';
 import { pairsOf, responseHeadersForClient, trailersForClient } from '../edge/headers.js';
 import { http2StreamOf } from '../edge/public-listener.js';
@@ -285,7 +286,14 @@ export class DataPlane {
   }
 
   /** A small, complete response that came back on the control channel; a malformed frame is reported, for the channel to close. */
-  inlineResponse(connectorId: string, frame: Buffer): string | undefined {
+  inlineResponse(connectorId: string, frame: Buffer, binary = false): string | undefined {
+    // A channel of protocol 2 carries binary response frames; one of protocol 1, a JSON head.
+    if (binary) {
+      const parsed = decodeResponseFrame(frame);
+      if (!parsed.ok) return `malformed response frame: ${parsed.error}`;
+      this.inlineDecoded(connectorId, parsed.message);
+      return undefined;
+    }
     const decoded = decodeInlineResponse(frame);
     if (!decoded) return 'malformed inline response';
     this.inlineDecoded(connectorId, decoded);

@@ -16,6 +16,7 @@ import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { MAX_CONTROL_MESSAGE, type QueuedRequest } from '../../protocol/connector-api.js';
+import { requestFrameFits } from '../../protocol/binary-frames.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, renderError, renderRaw, wantsJson } from '../../http/render.js';
 import type { Channel } from '../connectors/channels.js';
@@ -147,16 +148,20 @@ export function headerValue(v: string): string {
 /**
  * A request goes to the connector as one control message, which neither end takes above
  * MAX_CONTROL_MESSAGE (UTF-8 bytes). Headers the listener accepted (maxHeaderBytes goes up to
- * 1 MiB) plus identity headers can exceed it after JSON escaping; such a request is refused
- * here (431) rather than sent, which would close the channel and fail every request on it.
- * Typical requests are far below the bound and skip the serialisation.
+ * 1 MiB) plus identity headers can exceed it (after JSON escaping on a protocol-1 channel);
+ * such a request is refused here (431) rather than sent, which would close the channel and
+ * fail every request on it. Typical requests are far below the bound and skip the count.
  */
-function checkMessageSize(msg: QueuedRequest): void {
-  let chars = msg.target.length + 1024;
-  for (const [name, value] of msg.headers) chars += name.length + value.length + 8;
-  // JSON doubles a backslash or quote at most; UTF-8 doubles a Latin-1 character at most.
-  if (chars * 2 <= MAX_CONTROL_MESSAGE) return;
-  if (Buffer.byteLength(JSON.stringify(msg)) <= MAX_CONTROL_MESSAGE) return;
+function checkMessageSize(msg: QueuedRequest, binary: boolean): void {
+  if (binary) {
+    if (requestFrameFits(msg)) return;
+  } else {
+    let chars = msg.target.length + 1024;
+    for (const [name, value] of msg.headers) chars += name.length + value.length + 8;
+    // JSON doubles a backslash or quote at most; UTF-8 doubles a Latin-1 character at most.
+    if (chars * 2 <= MAX_CONTROL_MESSAGE) return;
+    if (Buffer.byteLength(JSON.stringify(msg)) <= MAX_CONTROL_MESSAGE) return;
+  }
   throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', 'The request headers are too large to forward.', {
     status: 431,
     details: { app: msg.app },
@@ -466,7 +471,7 @@ export function createRequestPath(deps: RequestPathDeps) {
       body: hasBody,
       upgrade,
     };
-    checkMessageSize(msg);
+    checkMessageSize(msg, channel.binary);
     const ex = deps.queue.open({
       id: requestId,
       app: route.app,

@@ -154,7 +154,11 @@ t.test('a frame cut anywhere before its end is refused', async (t) => {
   t.equal(refused, head.length, `all ${head.length} cuts of a response head refused`);
 });
 
-/** A request frame built by hand: [kind, flags, id, app, method, target, count, ...pairs]. */
+/**
+ * A request frame built by hand: [kind, flags, u32 header count, u32 lengths of id, app,
+ * method, target and each name and value, the strings, tail]. `count` and `lengths` lie
+ * when given.
+ */
 function rawRequest(parts: {
   kind?: number;
   flags?: number;
@@ -163,26 +167,27 @@ function rawRequest(parts: {
   method?: Buffer;
   target?: Buffer;
   count?: number;
+  lengths?: number[];
   pairs?: Buffer[];
   tail?: Buffer;
 }): Buffer {
-  const short = (b: Buffer) => Buffer.concat([Buffer.from([b.length]), b]);
-  const long = (b: Buffer) => {
-    const n = Buffer.alloc(4);
-    n.writeUInt32BE(b.length, 0);
-    return Buffer.concat([n, b]);
+  const strings = [
+    parts.id ?? Buffer.from(ID),
+    parts.app ?? Buffer.from('wiki'),
+    parts.method ?? Buffer.from('GET'),
+    parts.target ?? Buffer.from('a'),
+    ...(parts.pairs ?? []),
+  ];
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n, 0);
+    return b;
   };
-  const pairs = parts.pairs ?? [];
-  const count = Buffer.alloc(4);
-  count.writeUInt32BE(parts.count ?? pairs.length / 2, 0);
   return Buffer.concat([
     Buffer.from([parts.kind ?? FRAME_KIND.request, parts.flags ?? 0]),
-    short(parts.id ?? Buffer.from(ID)),
-    short(parts.app ?? Buffer.from('wiki')),
-    short(parts.method ?? Buffer.from('GET')),
-    long(parts.target ?? Buffer.from('a')),
-    count,
-    ...pairs.map(long),
+    u32(parts.count ?? (parts.pairs ?? []).length / 2),
+    ...(parts.lengths ?? strings.map((b) => b.length)).map(u32),
+    ...strings,
     parts.tail ?? Buffer.alloc(0),
   ]);
 }
@@ -212,10 +217,11 @@ t.test('hostile request frames are refused with a reason', async (t) => {
     ['a header count the frame cannot hold', rawRequest({ count: 0xffffffff })],
     ['one header more than sent', rawRequest({ count: 2, pairs: [Buffer.from('a'), Buffer.from('b')] })],
     ['a name without its value', rawRequest({ count: 1, pairs: [Buffer.from('a')] })],
-    [
-      'a target length past the end',
-      Buffer.concat([rawRequest({}).subarray(0, 2 + 1 + 36 + 1 + 4 + 1 + 3), Buffer.from([0x7f, 0xff, 0xff, 0xff])]),
-    ],
+    ['a target length past the end', rawRequest({ lengths: [ID.length, 4, 3, 0x7fffffff] })],
+    ['lengths that add up past the end', rawRequest({ lengths: [ID.length, 4, 3, 2] })],
+    ['lengths that add up short of the end', rawRequest({ lengths: [ID.length, 4, 2, 1] })],
+    ['a length table past the end', rawRequest({ count: 1000 })],
+    ['cut inside the length table', rawRequest({}).subarray(0, 6 + 7)],
     ['larger than any control message', Buffer.concat([rawRequest({}), Buffer.alloc(MAX_CONTROL_MESSAGE)])],
   ];
   for (const [i, bad] of invalidUtf8.entries()) {
@@ -242,7 +248,7 @@ t.test('hostile response frames are refused with a reason', async (t) => {
     Buffer.from(bytes).copy(f, at);
     return f;
   };
-  const idEnd = 4 + 1 + ID.length;
+  // [kind, flags, status, header count @4, trailer count @8, lengths @12: id, a, b, t, v][strings][body]
   const cases: [string, Buffer][] = [
     ['empty', Buffer.alloc(0)],
     ['a request sent the wrong way', encodeRequestFrame(request())],
@@ -250,12 +256,17 @@ t.test('hostile response frames are refused with a reason', async (t) => {
     ['unknown flags', patch(1, [1])],
     ['empty id', encodeResponseFrame(response({ id: '' }), Buffer.alloc(0))],
     ['id over its limit', encodeResponseFrame(response({ id: 'i'.repeat(MESSAGE_LIMITS.id + 1) }), Buffer.alloc(0))],
-    ['id length past the end', patch(4, [0xff])],
-    ['a header count the frame cannot hold', patch(idEnd, [0x7f, 0xff, 0xff, 0xff])],
-    ['a header name length past the end', patch(idEnd + 4, [0x00, 0xff, 0xff, 0xff])],
+    ['id length past the end', patch(12, [0x7f, 0xff, 0xff, 0xff])],
+    ['a header count the frame cannot hold', patch(4, [0x7f, 0xff, 0xff, 0xff])],
+    ['a trailer count the frame cannot hold', patch(8, [0x00, 0x10, 0x00, 0x00])],
+    ['a header name length past the end', patch(16, [0x00, 0xff, 0xff, 0xff])],
+    ['cut inside the length table', good.subarray(0, 14)],
     [
       'invalid UTF-8 in a header value',
-      encodeResponseFrame(response({ headers: [['a', 'b']] }), Buffer.alloc(0)).fill(0xff, idEnd + 4 + 4 + 1 + 4),
+      Buffer.from(encodeResponseFrame(response({ headers: [['a', 'b']] }), Buffer.alloc(0))).fill(
+        0xff,
+        12 + 3 * 4 + ID.length + 1,
+      ),
     ],
     ['larger than any control message', encodeResponseFrame(response(), Buffer.alloc(MAX_CONTROL_MESSAGE))],
   ];
@@ -317,12 +328,20 @@ t.test('random corruption is refused or read as a well-formed message, never thr
   t.ok(refused > 1000, 'most corruptions are caught by the layout');
 });
 
-t.test('the encoder refuses a short field it cannot frame', async (t) => {
-  t.throws(
-    () => encodeRequestFrame(request({ app: '\u20ac'.repeat(100) })),
-    RangeError,
-    '300 bytes in a one-byte length',
-  );
+t.test('frames carry nothing but their contents, ASCII or not', async (t) => {
+  for (const [what, msg] of [
+    ['ASCII', request()],
+    ['non-ASCII', request({ target: 'caf\u00e9', headers: [['x', '\u{1f600}']] })],
+  ] as const) {
+    const strings = [msg.id, msg.app, msg.method, msg.target, ...msg.headers.flat()];
+    const bytes = strings.reduce((n, s) => n + Buffer.byteLength(s), 0);
+    t.equal(encodeRequestFrame(msg).length, 6 + 4 * strings.length + bytes, `${what}: request size`);
+  }
+  const head = response({ trailers: [['grpc-status', '0']] });
+  const body = Buffer.from('body');
+  const strings = [head.id, ...head.headers.flat(), ...head.trailers!.flat()];
+  const bytes = strings.reduce((n, s) => n + Buffer.byteLength(s), 0);
+  t.equal(encodeResponseFrame(head, body).length, 12 + 4 * strings.length + bytes + body.length, 'response size');
 });
 
 t.test('requestFrameFits is exact at MAX_CONTROL_MESSAGE, ASCII and not', async (t) => {

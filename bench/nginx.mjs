@@ -15,7 +15,7 @@ import path from 'node:path';
 
 export const NGINX = '/usr/sbin/nginx';
 /** The name the inner nginx's certificate is issued for; the edge verifies it. */
-const INNER_NAME = 'inner.bench.internal';
+export const INNER_NAME = 'inner.bench.internal';
 
 /** nginx's version ("1.22.1"), or undefined when it is not installed. */
 export function nginxVersion() {

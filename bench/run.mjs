@@ -5,7 +5,7 @@
 //
 //   npm run bench                      (builds, then runs everything)
 //   node bench/run.mjs [--only small,download,upload,halfrate,h2,handshake,realistic,slow,idle,export,storm]
-//                      [--only ...,floor,nginx1,nginx2]  reference arms (default: all available)
+//                      [--only ...,floor,node2,nginx1,nginx2]  reference arms (default: all available)
 //                      [--cpu-prof] [--handshake-seconds 5] [--handshake-concurrency 16]
 //                      [--repeat 3]   direct/relay pairs per throughput test (median ratio kept)
 //                      [--duration 10] [--connections 64] [--bytes 1073741824]
@@ -24,7 +24,8 @@
 //                                     bare = bench/bare.mjs, a bare Node HTTPS server, the reference
 //
 // Tests beside direct and relay (issue 22), each with an --only name:
-//   arms floor, nginx1, nginx2 in small, download, upload (bench/nginx.mjs; `--only small,nginx2`
+//   arms floor, node2 (bench/node-hop.mjs: the two-hop topology from node:https and undici alone),
+//   nginx1, nginx2 in small, download, upload (bench/nginx.mjs; `--only small,nginx2`
 //   runs only that arm beside direct and relay); halfrate (relay and nginx2 p99 at half of nginx2's
 //   saturated rate, autocannon); h2 (h2load, nginx1 with HTTP/2 and the relay when it picks h2);
 //   handshake (new TLS connections per second, full and resumed, bench/handshake.mjs, relay and
@@ -67,6 +68,7 @@ import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
 import { cliFlags } from './flags.mjs';
 import {
+  INNER_NAME,
   NGINX,
   freePort,
   makeMtlsCerts,
@@ -105,7 +107,7 @@ const ALL = [
   'storm',
 ];
 /** The reference arms run beside direct and relay in small, download and upload. */
-const ARMS = ['floor', 'nginx1', 'nginx2'];
+const ARMS = ['floor', 'node2', 'nginx1', 'nginx2'];
 const ONLY_LIST = String(flag('only', '')).split(',').filter(Boolean);
 for (const o of ONLY_LIST)
   if (!ALL.includes(o) && !ARMS.includes(o))
@@ -134,6 +136,8 @@ const WRITER_ALONE_MS = 5000;
 /** Before each throughput run, wait up to this long for other processes to use < 25 % of one CPU. */
 const QUIET_WAIT = Number(flag('quiet-wait', 120));
 const FLOOR = flag('no-floor', false) !== true && ONLY_ARMS.includes('floor');
+/** Node two hops (bench/node-hop.mjs): the topology built from Node's HTTP stack alone. */
+const NODE2 = ONLY_ARMS.includes('node2');
 /** nginx's version when installed (the nginx arms, halfrate, h2 and handshake need it). */
 const NGINX_VERSION = nginxVersion();
 const NGINX_ARMS = NGINX_VERSION ? ONLY_ARMS.filter((a) => a.startsWith('nginx')) : [];
@@ -1065,6 +1069,37 @@ async function main() {
         hops.port = await portOf(hops.outer, 'outer hop');
         say(`floor hops: outer (TLS -> TLS) pid ${hops.outer.pid}, inner (TLS -> TCP) pid ${hops.inner.pid}`);
       }
+      if (NODE2 && wantThroughput) {
+        // Same certificates as nginx2: the relay's for the public side, an mTLS pair between the hops.
+        const mtls = makeMtlsCerts(path.join(dir, 'node2-certs'));
+        hops.node2Inner = spawnNode([
+          path.join(HERE, 'node-hop.mjs'),
+          JSON.stringify({
+            to: `http://127.0.0.1:${backendPort}`,
+            cert: mtls.innerCert,
+            key: mtls.innerKey,
+            clientCa: mtls.ca,
+          }),
+        ]);
+        const innerPort = await portOf(hops.node2Inner, 'node2 inner hop');
+        hops.node2Edge = spawnNode([
+          path.join(HERE, 'node-hop.mjs'),
+          JSON.stringify({
+            to: `https://127.0.0.1:${innerPort}`,
+            ...publicTls,
+            upstreamTls: { ca: mtls.ca, cert: mtls.clientCert, key: mtls.clientKey, servername: INNER_NAME },
+          }),
+        ]);
+        hops.node2Port = await portOf(hops.node2Edge, 'node2 edge hop');
+        const caPem = readFileSync(caFile);
+        for (let i = 0; i < 50; i++) {
+          const r = await relayGet(hops.node2Port, caPem, '/small');
+          if (r.status !== 200) throw new Error(`warm-up GET /small through node2 answered ${r.status}: ${r.head}`);
+        }
+        say(
+          `node2 hops: edge (TLS -> mTLS, node:https + undici Pool) pid ${hops.node2Edge.pid}, inner (mTLS -> HTTP) pid ${hops.node2Inner.pid}`,
+        );
+      }
     }
     const viaFloor = (p) => ({ url: `https://127.0.0.1:${hops.port}${p}`, host: APP_HOST, ca: caFile });
 
@@ -1137,6 +1172,7 @@ async function main() {
       ['direct', () => make('direct')],
       ['relay', () => make('relay')],
       ...(FLOOR ? [['floor', () => make('floor')]] : []),
+      ...(hops.node2Port ? [['node2', () => make('node2')]] : []),
       ...NGINX_ARMS.filter((a) => nginx[a]).map((a) => [a, () => make(a)]),
     ];
     const via = (arm, p) =>
@@ -1146,7 +1182,9 @@ async function main() {
           ? viaRelay(p)
           : arm === 'floor'
             ? viaFloor(p)
-            : viaNginx(arm, p);
+            : arm === 'node2'
+              ? { url: `https://127.0.0.1:${hops.node2Port}${p}`, host: APP_HOST, ca: caFile }
+              : viaNginx(arm, p);
 
     /** Opens IDLE_COUNT keep-alive TLS connections to `port` (one GET /robots.txt each), then reads the RSS that `pid` gained per open one. */
     const idleConnections = async (who, pid, port) => {
@@ -1208,9 +1246,11 @@ async function main() {
           ? { relay: relay.pid, connector: connector.pid, backend: backend.pid }
           : path === 'floor'
             ? { outerHop: hops.outer.pid, innerHop: hops.inner.pid, backend: backend.pid }
-            : nginx[path]
-              ? { ...Object.assign({}, ...nginx[path].procs.map((x) => x.pids())), backend: backend.pid }
-              : { backend: backend.pid };
+            : path === 'node2'
+              ? { edgeHop: hops.node2Edge.pid, innerHop: hops.node2Inner.pid, backend: backend.pid }
+              : nginx[path]
+                ? { ...Object.assign({}, ...nginx[path].procs.map((x) => x.pids())), backend: backend.pid }
+                : { backend: backend.pid };
       const quietBefore = await waitForQuiet(ours, QUIET_WAIT);
       Object.assign(ours, beside ? await beside() : {});
       // A fixed rate (options.rate) needs autocannon: wrk has none.
@@ -1295,7 +1335,7 @@ async function main() {
           `  floor / direct: ${f.ratios.map((r) => r.toFixed(3)).join(', ')}; median ${f.ratio.toFixed(3)}; relay = ${(100 * out.floor.relayOfFloor).toFixed(0)}% of the floor (median)`,
         );
       }
-      for (const arm of ['nginx1', 'nginx2']) {
+      for (const arm of ['node2', 'nginx1', 'nginx2']) {
         if (!arms.some(([n]) => n === arm)) continue;
         const v = vs(arm);
         out[arm] = {
@@ -1627,7 +1667,15 @@ async function main() {
       };
     }
 
-    if (wantShared) await Promise.all([stopPair(), stopChild(hops.outer), stopChild(hops.inner), stopNginx()]);
+    if (wantShared)
+      await Promise.all([
+        stopPair(),
+        stopChild(hops.outer),
+        stopChild(hops.inner),
+        stopChild(hops.node2Edge),
+        stopChild(hops.node2Inner),
+        stopNginx(),
+      ]);
 
     if (ONLY.includes('export')) {
       say(
@@ -1908,6 +1956,8 @@ async function main() {
         stopChild(backend),
         stopChild(hops.outer),
         stopChild(hops.inner),
+        stopChild(hops.node2Edge),
+        stopChild(hops.node2Inner),
         ...nginxChildren.map((c) => stopChild(c)),
       ].map((p) => p?.catch(() => undefined)),
     );
@@ -1961,6 +2011,7 @@ function report(results) {
   /** nginx one hop and two hops beside a throughput row: their figure, the relay's in the same round, relay / nginx. */
   const nginxRows = (x, figure) => {
     for (const [arm, label] of [
+      ['node2', 'Node two hops (mTLS)'],
       ['nginx1', 'nginx one hop'],
       ['nginx2', 'nginx two hops (mTLS)'],
     ]) {
@@ -1983,7 +2034,7 @@ function report(results) {
         String(b),
         `${(b / a).toFixed(1)}x`,
         '-',
-        arm === 'nginx2' ? 'relay+connector vs edge+inner' : 'relay+connector vs workers',
+        arm === 'nginx1' ? 'relay+connector vs workers' : 'relay+connector vs edge+inner',
       );
     }
   };

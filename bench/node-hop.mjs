@@ -14,28 +14,27 @@
 import { readFileSync } from 'node:fs';
 import https from 'node:https';
 import { pipeline } from 'node:stream';
-import { Pool } from 'undici';
+import { Pool, buildConnector } from 'undici';
 import { SERVER_TLS, CLIENT_TLS } from '../dist/crypto/tls-policy.js';
 import { tuneHeapForStreaming } from '../dist/heap-tuning.js';
 
 tuneHeapForStreaming();
 const opts = JSON.parse(process.argv[2] ?? '{}');
 const up = opts.upstreamTls;
+/** TLS to the inner hop, verified by its own name whatever Host the request carries (nginx2: proxy_ssl_name). */
+const tlsConnect = up
+  ? buildConnector({
+      ...CLIENT_TLS,
+      ca: readFileSync(up.ca),
+      cert: readFileSync(up.cert),
+      key: readFileSync(up.key),
+    })
+  : undefined;
 const pool = new Pool(opts.to, {
   connections: 128,
   pipelining: 1,
   keepAliveTimeout: 60_000,
-  ...(up
-    ? {
-        connect: {
-          ...CLIENT_TLS,
-          ca: readFileSync(up.ca),
-          cert: readFileSync(up.cert),
-          key: readFileSync(up.key),
-          servername: up.servername,
-        },
-      }
-    : {}),
+  ...(tlsConnect ? { connect: (o, cb) => tlsConnect({ ...o, servername: up.servername }, cb) } : {}),
 });
 
 /** Hop-by-hop fields (RFC 9110 §7.6.1) are not forwarded. */
@@ -56,9 +55,12 @@ const server = https.createServer(
       if (HOP.has(raw[i].toLowerCase())) continue;
       headers.push(raw[i], raw[i + 1]);
     }
+    // What nginx2 and the relay add too.
+    headers.push('x-forwarded-for', req.socket.remoteAddress, 'x-forwarded-proto', 'https');
     const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
     pool.request({ path: req.url, method: req.method, headers, body: hasBody ? req : null }, (err, answer) => {
       if (err) {
+        process.stderr.write(`node hop: ${req.method} ${req.url}: ${err.message}\n`);
         if (!res.headersSent) res.writeHead(502).end();
         else res.destroy();
         return;

@@ -6,10 +6,12 @@
 //   download  { url, bytes, host?, ca? }       streams and discards, reports MB/s
 //   upload    { url, bytes, host?, ca? }       streams from one reused buffer, reports MB/s
 //   slow      { url, rate, seconds, host?, ca? } reads at `rate` B/s for `seconds`, then leaves
-//   idle      { port, host, path, count, concurrency, ca }  opens `count` TLS keep-alive
-//             connections, one request each, then idles; answers "status" lines on stdin
+//   idle      { port, host, path, count, concurrency, ca, h2? }  opens `count` TLS keep-alive
+//             connections, one request each, then idles; answers "status" lines on stdin.
+//             h2: each an HTTP/2 session (ALPN h2 only), its one request a stream on it
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import { createInterface } from 'node:readline';
@@ -188,40 +190,87 @@ async function idle() {
   let closedEarly = 0;
   let firstError;
   const t0 = performance.now();
-  const one = () =>
+  /** HTTP/2: one session per connection, one GET on it, kept open. */
+  const oneH2 = () =>
     new Promise((resolve) => {
-      const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
+      const session = http2.connect(`https://127.0.0.1:${opts.port}`, {
+        ca,
+        servername: opts.host,
+        ALPNProtocols: ['h2'],
+      });
       let answered = false;
       const fail = (err) => {
         if (answered) return;
         answered = true;
         failed++;
         firstError ??= err.message;
-        socket.destroy();
+        session.destroy();
         resolve();
       };
-      socket.setTimeout(30_000, () => fail(new Error('timeout')));
-      socket.once('secureConnect', () => socket.write(request));
-      socket.on('data', (d) => {
-        if (answered) return;
-        answered = true;
-        socket.setTimeout(0);
-        if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
-          failed++;
-          firstError ??= d.toString('latin1', 0, 40);
-          socket.destroy();
-        } else {
-          opened++;
-          sockets.add(socket);
-        }
-        resolve();
-      });
-      socket.on('error', (err) => fail(err));
-      socket.on('close', () => {
-        if (sockets.delete(socket)) closedEarly++;
+      const timer = setTimeout(() => fail(new Error('timeout')), 30_000);
+      session.on('error', (err) => fail(err));
+      session.on('close', () => {
+        clearTimeout(timer);
+        if (sockets.delete(session)) closedEarly++;
         fail(new Error('closed before the response'));
       });
+      const stream = session.request({ ':path': opts.path, ':authority': opts.host, 'user-agent': 'proxyctl-bench' });
+      stream.on('error', (err) => fail(err));
+      stream.on('response', (headers) => {
+        stream.resume();
+        stream.on('end', () => {
+          if (answered) return;
+          answered = true;
+          clearTimeout(timer);
+          if (headers[':status'] !== 200) {
+            failed++;
+            firstError ??= `status ${headers[':status']}`;
+            session.destroy();
+          } else {
+            opened++;
+            sockets.add(session);
+          }
+          resolve();
+        });
+      });
+      stream.end();
     });
+  const one = () =>
+    opts.h2
+      ? oneH2()
+      : new Promise((resolve) => {
+          const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
+          let answered = false;
+          const fail = (err) => {
+            if (answered) return;
+            answered = true;
+            failed++;
+            firstError ??= err.message;
+            socket.destroy();
+            resolve();
+          };
+          socket.setTimeout(30_000, () => fail(new Error('timeout')));
+          socket.once('secureConnect', () => socket.write(request));
+          socket.on('data', (d) => {
+            if (answered) return;
+            answered = true;
+            socket.setTimeout(0);
+            if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
+              failed++;
+              firstError ??= d.toString('latin1', 0, 40);
+              socket.destroy();
+            } else {
+              opened++;
+              sockets.add(socket);
+            }
+            resolve();
+          });
+          socket.on('error', (err) => fail(err));
+          socket.on('close', () => {
+            if (sockets.delete(socket)) closedEarly++;
+            fail(new Error('closed before the response'));
+          });
+        });
   let next = 0;
   const workers = Array.from({ length: opts.concurrency }, async () => {
     while (next < opts.count) {

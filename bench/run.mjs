@@ -1187,14 +1187,14 @@ async function main() {
               : viaNginx(arm, p);
 
     /** Opens IDLE_COUNT keep-alive TLS connections to `port` (one GET /robots.txt each), then reads the RSS that `pid` gained per open one. */
-    const idleConnections = async (who, pid, port) => {
+    const idleConnections = async (who, pid, port, h2 = false) => {
       const before = await steadyRss(pid, 2000);
       let ready;
       let status;
       const waiters = [];
       const client = runClient(
         'idle',
-        { port, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile },
+        { port, host: APP_HOST, path: '/robots.txt', count: IDLE_COUNT, concurrency: 100, ca: caFile, h2 },
         {
           stdin: 'pipe',
           onLine: (l) => {
@@ -1380,6 +1380,7 @@ async function main() {
         ratio,
         ratios,
         floor,
+        node2: x.node2,
         nginx1: x.nginx1,
         nginx2: x.nginx2 && {
           ...x.nginx2,
@@ -1417,6 +1418,7 @@ async function main() {
         ratio,
         ratios,
         floor,
+        node2: x.node2,
         nginx1: x.nginx1,
         nginx2: x.nginx2 && { ...x.nginx2, target: vsTarget, pass: x.nginx2.ratio >= vsTarget && r.complete },
         target: TARGETS[kind],
@@ -1914,6 +1916,36 @@ async function main() {
           await stopChild(bare);
         }
       }
+      // The same with HTTP/2 connections (ALPN h2, one session each): relay, then a bare Node HTTP/2 server.
+      await startPair();
+      say(`  HTTP/2: fresh relay (pid ${relay.pid}); ${IDLE_COUNT} HTTP/2 sessions, each GET /robots.txt then idle`);
+      const h = await idleConnections('relay (HTTP/2)', relay.pid, publicPort, true);
+      results.tests.idleKeepAliveH2 = {
+        requested: IDLE_COUNT,
+        opened: h.ready.opened,
+        failed: h.ready.failed,
+        openAtMeasure: h.open,
+        beforeBytes: h.before,
+        afterBytes: h.after,
+        bytesPerConnection: h.perConn,
+      };
+      await stopPair();
+      const bare2 = spawnNode([path.join(HERE, 'bare.mjs'), JSON.stringify({ ...publicTls, h2: true })]);
+      try {
+        const port = await portOf(bare2, 'bare HTTP/2 server');
+        say(`  floor: a bare Node HTTP/2 server (pid ${bare2.pid}, bench/bare.mjs h2), the same clients`);
+        const f = await idleConnections('bare server (HTTP/2)', bare2.pid, port, true);
+        results.tests.idleKeepAliveH2.floor = {
+          openAtMeasure: f.open,
+          failed: f.ready.failed,
+          beforeBytes: f.before,
+          afterBytes: f.after,
+          bytesPerConnection: f.perConn,
+        };
+        results.tests.idleKeepAliveH2.pass = h.perConn <= f.perConn && h.ready.failed === 0;
+      } finally {
+        await stopChild(bare2);
+      }
     }
 
     if (ONLY.includes('storm')) {
@@ -2177,6 +2209,18 @@ function report(results) {
         `${verdict(x.bytesPerConnection <= x.floor.bytesPerConnection)} (relay ${((100 * x.bytesPerConnection) / x.floor.bytesPerConnection).toFixed(0)}% of it)`,
       );
   }
+  if (t.idleKeepAliveH2) {
+    const x = t.idleKeepAliveH2;
+    const f = x.floor;
+    row(
+      `relay RSS per idle HTTP/2 conn (${x.openAtMeasure} open)`,
+      f ? `${fmt(f.bytesPerConnection)} B` : '-',
+      `${fmt(x.bytesPerConnection)} B`,
+      f ? `${(x.bytesPerConnection / f.bytesPerConnection).toFixed(3)}` : '-',
+      '<= 1 x bare HTTP/2 server',
+      f ? `${verdict(x.pass)} (relay ${((100 * x.bytesPerConnection) / f.bytesPerConnection).toFixed(0)}% of it)` : '-',
+    );
+  }
   if (t.export) {
     const x = t.export;
     const [a, b] = [x.relay, x.relaySyslog];
@@ -2239,6 +2283,10 @@ function report(results) {
   if (t.smallGet?.nginx1 || t.smallGet?.nginx2 || t.download?.nginx2 || t.upload?.nginx2)
     notes.push(
       `nginx arms (Debian nginx ${NGINX_VERSION}, bench/nginx.mjs), same clients as the relay arm and in the same rounds: nginx1 = one hop, TLS with the relay's certificate, worker_processes auto, keep-alive HTTP/1.1 upstream (keepalive 64) to the backend, response buffering on in memory (no temp file), request buffering off; nginx2 = proxyctl's topology: a TLS edge nginx -> mutual-TLS keep-alive upstream (P-256 certificates made per run with openssl, server name and CA verified) -> a second nginx with ssl_verify_client on -> backend, one worker each, proxy_buffering and proxy_request_buffering off on both hops. Both log every request to an access log file, as the relay does. "vs" rows: the nginx figure (reference column), the relay's in the round with the median relay/nginx ratio, that ratio (median, range) and nginx's own ratio to direct.`,
+    );
+  if (t.smallGet?.node2 || t.download?.node2 || t.upload?.node2)
+    notes.push(
+      "node2 = the same two-hop topology built from Node alone (bench/node-hop.mjs): a node:https server forwarding with a keep-alive undici Pool, TLS edge -> mutual TLS -> inner -> backend, nginx2's certificates, no routing, policy, logging or control channel. What a Node implementation of this topology costs before any proxyctl code.",
     );
   if (t.halfRate && !t.halfRate.skipped)
     notes.push(

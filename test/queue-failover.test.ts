@@ -14,6 +14,7 @@ import { RelayClient, tlsOptions } from '../src/connector/relay-client.js';
 import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { silentLogger } from '../src/log.js';
 import { API, VERSION_HEADER, requestPath, type QueuedRequest } from '../src/protocol/connector-api.js';
+import { decodeRequestFrame } from '../src/protocol/binary-frames.js';
 import { Channel, ChannelRegistry, type Delivery } from '../src/relay/connectors/channels.js';
 import { RequestQueue, mayResend, type Exchange } from '../src/relay/connectors/queue.js';
 import { startBackend, type EchoBody } from './helpers/backend.js';
@@ -64,11 +65,12 @@ t.test('mayResend: which requests on a dead channel may go to another connector'
 class StandInWs extends EventEmitter {
   readonly OPEN = 1;
   readyState = 1;
-  readonly frames: string[] = [];
+  /** Text frames (protocol 1) and binary ones (protocol 2). */
+  readonly frames: (string | Buffer)[] = [];
   readonly pings: string[] = [];
   /** Answers every ping at once, as a live connector's WebSocket does. */
   answering = false;
-  send(data: string): void {
+  send(data: string | Buffer): void {
     this.frames.push(data);
   }
   ping(data?: string): void {
@@ -86,7 +88,11 @@ class StandInWs extends EventEmitter {
   }
   /** Ids of the requests put on this channel. */
   requests(): string[] {
-    return this.frames.map((f) => JSON.parse(f) as { type: string; id?: string }).flatMap((m) => m.id ?? []);
+    return this.frames.flatMap((f) => {
+      if (typeof f === 'string') return (JSON.parse(f) as { type: string; id?: string }).id ?? [];
+      const parsed = decodeRequestFrame(f);
+      return parsed.ok ? [parsed.message.id] : [];
+    });
   }
   /** Answers the acknowledging pings sent so far, as a live connector does. */
   pongAll(): void {
@@ -110,14 +116,19 @@ function fixture() {
     clock,
     registry,
     queue,
-    channel(connectorId: string): { ch: Channel; ws: StandInWs } {
+    /** protocol 2: the channel sends binary request frames; 1, JSON. */
+    channel(connectorId: string, protocol = 1): { ch: Channel; ws: StandInWs } {
       const ws = new StandInWs();
-      const ch = new Channel(ws as unknown as WebSocket, connectorId, 'g', 'serial', 'test');
+      const ch = new Channel(ws as unknown as WebSocket, connectorId, 'g', 'serial', 'test', Infinity, protocol);
       registry.add(ch);
       return { ch, ws };
     },
     /** A request put on a channel as the request path does (open, send, arm the deadline). */
-    send(method: string, channel: Channel, opts: { body?: boolean } = {}): { ex: Exchange; answer: Answer } {
+    send(
+      method: string,
+      channel: Channel,
+      opts: { body?: boolean; headers?: [string, string][] } = {},
+    ): { ex: Exchange; answer: Answer } {
       const id = `00000000-0000-4000-8000-${String(++n).padStart(12, '0')}`;
       const answer: Answer = { status: 0, code: undefined };
       const req = { method, headers: { accept: 'application/json' } } as IncomingMessage;
@@ -141,7 +152,7 @@ function fixture() {
         app: 'app',
         method,
         target: '',
-        headers: [],
+        headers: opts.headers ?? [],
         body: opts.body ?? false,
         upgrade: false,
       };
@@ -151,6 +162,35 @@ function fixture() {
     },
   };
 }
+
+t.test('queue: a request moved between channels of different protocols', async (t) => {
+  await t.test('from a binary channel to a JSON one: sent there as JSON', async (t) => {
+    const fx = fixture();
+    const a = fx.channel('A', 2);
+    const b = fx.channel('B', 1);
+    const { ex } = fx.send('GET', a.ch, { headers: [['x-q', 'say "hi"']] });
+    await turn();
+    t.ok(Buffer.isBuffer(a.ws.frames[0]), 'the binary channel got a binary frame');
+    a.ws.terminate();
+    await turn();
+    t.same(b.ws.requests(), [ex.id], 'moved to the protocol-1 connector');
+    t.equal(typeof b.ws.frames[0], 'string', 'as JSON text');
+  });
+
+  await t.test('one that fits a binary frame but not JSON: 431, never sent to the JSON channel', async (t) => {
+    const fx = fixture();
+    const a = fx.channel('A', 2);
+    const b = fx.channel('B', 1);
+    // 600,000 quotes: 600 KB in a binary frame, 1.2 MB escaped in JSON (over MAX_CONTROL_MESSAGE).
+    const { answer } = fx.send('GET', a.ch, { headers: [['x-q', '"'.repeat(600_000)]] });
+    await turn();
+    t.equal(a.ws.requests().length, 1, 'the binary channel took it');
+    a.ws.terminate();
+    await turn();
+    t.same(answer, { status: 431, code: 'ERR_HEADERS_TOO_LARGE' });
+    t.same(b.ws.frames, [], 'nothing was sent that would close the JSON channel');
+  });
+});
 
 t.test('queue: a request on a channel that dies', async (t) => {
   await t.test('unacknowledged GET: moves to the other connector, sent there once', async (t) => {

@@ -240,3 +240,16 @@ export function requestFrameFits(msg: QueuedRequest): boolean {
   for (const [name, value] of msg.headers) bytes += Buffer.byteLength(name) + Buffer.byteLength(value);
   return bytes <= MAX_CONTROL_MESSAGE;
 }
+
+/**
+ * Whether a request fits in one control message on a channel of either kind: a binary
+ * frame (protocol 2) or JSON text (protocol 1), whose escaping can make it larger.
+ */
+export function requestFits(msg: QueuedRequest, binary: boolean): boolean {
+  if (binary) return requestFrameFits(msg);
+  let chars = msg.target.length + 1024;
+  for (const [name, value] of msg.headers) chars += name.length + value.length + 8;
+  // JSON escaping at most sextuples a character (\u00XX); UTF-8 at most triples one.
+  if (chars * 6 <= MAX_CONTROL_MESSAGE) return true;
+  return Buffer.byteLength(JSON.stringify(msg)) <= MAX_CONTROL_MESSAGE;
+}

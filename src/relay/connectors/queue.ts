@@ -10,6 +10,7 @@ import { systemClock, type Clock, type Timer } from '../../clock.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { QueuedRequest } from '../../protocol/connector-api.js';
+import { requestFits } from '../../protocol/binary-frames.js';
 import type { Channel, ChannelRegistry, Delivery } from './channels.js';
 import { renderError, renderRaw } from '../../http/render.js';
 
@@ -393,6 +394,17 @@ export class RequestQueue {
           `No connector is available for ${ex.app.name} (connector group "${group}"). Try again shortly; if this persists, tell your administrator.`,
           { status: 503, details: { app: ex.app.name } },
         ),
+      );
+      return;
+    }
+    // A request that fitted its first channel's framing may not fit this one's (a protocol-1
+    // connector gets JSON, which escaping can make larger): refused, never sent to close it.
+    if (!requestFits(message, channel.binary)) {
+      ex.fail(
+        new ProxyctlError('ERR_HEADERS_TOO_LARGE', 'The request headers are too large to forward.', {
+          status: 431,
+          details: { app: ex.app.name },
+        }),
       );
       return;
     }

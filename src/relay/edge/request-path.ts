@@ -15,8 +15,8 @@ import type { TLSSocket } from 'node:tls';
 import type { AppConfig } from '../../config/relay-config.js';
 import { ProxyctlError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import { MAX_CONTROL_MESSAGE, type QueuedRequest } from '../../protocol/connector-api.js';
-import { requestFrameFits } from '../../protocol/binary-frames.js';
+import type { QueuedRequest } from '../../protocol/connector-api.js';
+import { requestFits } from '../../protocol/binary-frames.js';
 import { requestHeadersForBackend } from './headers.js';
 import { refusalOf, renderError, renderRaw, wantsJson } from '../../http/render.js';
 import type { Channel } from '../connectors/channels.js';
@@ -153,15 +153,7 @@ export function headerValue(v: string): string {
  * fail every request on it. Typical requests are far below the bound and skip the count.
  */
 function checkMessageSize(msg: QueuedRequest, binary: boolean): void {
-  if (binary) {
-    if (requestFrameFits(msg)) return;
-  } else {
-    let chars = msg.target.length + 1024;
-    for (const [name, value] of msg.headers) chars += name.length + value.length + 8;
-    // JSON doubles a backslash or quote at most; UTF-8 doubles a Latin-1 character at most.
-    if (chars * 2 <= MAX_CONTROL_MESSAGE) return;
-    if (Buffer.byteLength(JSON.stringify(msg)) <= MAX_CONTROL_MESSAGE) return;
-  }
+  if (requestFits(msg, binary)) return;
   throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', 'The request headers are too large to forward.', {
     status: 431,
     details: { app: msg.app },

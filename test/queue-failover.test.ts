@@ -342,7 +342,7 @@ t.test('queue: a request on a channel that dies', async (t) => {
     a.ws.terminate();
     await turn();
     ex.abortUser();
-    const sent = b.ws.frames.map((f) => JSON.parse(f) as { type: string; id: string });
+    const sent = b.ws.frames.map((f) => JSON.parse(String(f)) as { type: string; id: string });
     t.same(sent, [
       { ...sent[0], type: 'request', id: ex.id },
       { type: 'cancel', id: ex.id },

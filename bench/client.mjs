@@ -190,6 +190,36 @@ async function idle() {
   let closedEarly = 0;
   let firstError;
   const t0 = performance.now();
+  /**
+   * One connection attempt, settled once: kept (open and counted) when its GET was
+   * answered 200, else failed and destroyed. A kept one that closes counts as closed early.
+   */
+  const attempt = (conn, resolve) => {
+    let answered = false;
+    const settle = (problem) => {
+      if (answered) return;
+      answered = true;
+      if (problem) {
+        failed++;
+        firstError ??= problem;
+        conn.destroy();
+      } else {
+        opened++;
+        sockets.add(conn);
+      }
+      resolve();
+    };
+    conn.on('error', (err) => settle(err.message));
+    conn.on('close', () => {
+      if (sockets.delete(conn)) closedEarly++;
+      settle('closed before the response');
+    });
+    const timer = setTimeout(() => settle('timeout'), 30_000);
+    return (problem) => {
+      clearTimeout(timer);
+      settle(problem);
+    };
+  };
   /** HTTP/2: one session per connection, one GET on it, kept open. */
   const oneH2 = () =>
     new Promise((resolve) => {
@@ -198,79 +228,26 @@ async function idle() {
         servername: opts.host,
         ALPNProtocols: ['h2'],
       });
-      let answered = false;
-      const fail = (err) => {
-        if (answered) return;
-        answered = true;
-        failed++;
-        firstError ??= err.message;
-        session.destroy();
-        resolve();
-      };
-      const timer = setTimeout(() => fail(new Error('timeout')), 30_000);
-      session.on('error', (err) => fail(err));
-      session.on('close', () => {
-        clearTimeout(timer);
-        if (sockets.delete(session)) closedEarly++;
-        fail(new Error('closed before the response'));
-      });
+      const done = attempt(session, resolve);
       const stream = session.request({ ':path': opts.path, ':authority': opts.host, 'user-agent': 'proxyctl-bench' });
-      stream.on('error', (err) => fail(err));
+      stream.on('error', (err) => done(err.message));
       stream.on('response', (headers) => {
         stream.resume();
-        stream.on('end', () => {
-          if (answered) return;
-          answered = true;
-          clearTimeout(timer);
-          if (headers[':status'] !== 200) {
-            failed++;
-            firstError ??= `status ${headers[':status']}`;
-            session.destroy();
-          } else {
-            opened++;
-            sockets.add(session);
-          }
-          resolve();
-        });
+        stream.on('end', () => done(headers[':status'] === 200 ? undefined : `status ${headers[':status']}`));
       });
       stream.end();
     });
-  const one = () =>
-    opts.h2
-      ? oneH2()
-      : new Promise((resolve) => {
-          const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
-          let answered = false;
-          const fail = (err) => {
-            if (answered) return;
-            answered = true;
-            failed++;
-            firstError ??= err.message;
-            socket.destroy();
-            resolve();
-          };
-          socket.setTimeout(30_000, () => fail(new Error('timeout')));
-          socket.once('secureConnect', () => socket.write(request));
-          socket.on('data', (d) => {
-            if (answered) return;
-            answered = true;
-            socket.setTimeout(0);
-            if (!d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200')) {
-              failed++;
-              firstError ??= d.toString('latin1', 0, 40);
-              socket.destroy();
-            } else {
-              opened++;
-              sockets.add(socket);
-            }
-            resolve();
-          });
-          socket.on('error', (err) => fail(err));
-          socket.on('close', () => {
-            if (sockets.delete(socket)) closedEarly++;
-            fail(new Error('closed before the response'));
-          });
-        });
+  /** HTTP/1.1: a raw TLS socket, one GET written on it, kept open after the first bytes of a 200. */
+  const oneH1 = () =>
+    new Promise((resolve) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: opts.port, ca, servername: opts.host });
+      const done = attempt(socket, resolve);
+      socket.once('secureConnect', () => socket.write(request));
+      socket.once('data', (d) =>
+        done(d.toString('latin1', 0, 12).startsWith('HTTP/1.1 200') ? undefined : d.toString('latin1', 0, 40)),
+      );
+    });
+  const one = opts.h2 ? oneH2 : oneH1;
   let next = 0;
   const workers = Array.from({ length: opts.concurrency }, async () => {
     while (next < opts.count) {

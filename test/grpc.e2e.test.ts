@@ -578,7 +578,8 @@ t.test('gRPC through relay and connector', async (t) => {
         started = performance.now();
         const results = await Promise.all(Array.from({ length: 300 }, () => unary(client, ping)));
         const rate = 300 / ((performance.now() - started) / 1000);
-        t.equal(results.filter((r) => r.err === null).length, 300, 'all 300 concurrent calls succeed');
+        const failures = results.filter((r) => r.err !== null).map((r) => `${r.err!.code} ${r.err!.details}`);
+        t.same(failures, [], 'all 300 concurrent calls succeed');
         t.comment(
           `${protocol}: unary ${sequentialMs.toFixed(2)} ms per call one at a time; ${Math.round(rate)} calls/s with 300 in flight`,
         );

@@ -67,6 +67,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
 import { cliFlags } from './flags.mjs';
+import { tcpSockets } from './proc-net.mjs';
 import {
   INNER_NAME,
   NGINX,
@@ -664,20 +665,8 @@ function fmtCpu(cpu) {
 /** TCP sockets in TIME_WAIT to or from `port` (keyed by both ends): each is a connection one side closed; kept ~60 s. */
 function timeWaitTo(port) {
   const keys = new Set();
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let rows = [];
-    try {
-      rows = readFileSync(table, 'utf8').trim().split('\n').slice(1);
-    } catch {
-      continue;
-    }
-    for (const row of rows) {
-      const cols = row.trim().split(/\s+/);
-      if (cols[3] !== '06') continue;
-      if (parseInt(cols[2].split(':')[1], 16) === port || parseInt(cols[1].split(':')[1], 16) === port)
-        keys.add(`${cols[1]}>${cols[2]}`);
-    }
-  }
+  for (const s of tcpSockets())
+    if (s.state === '06' && (s.remotePort === port || s.localPort === port)) keys.add(`${s.local}>${s.remote}`);
   return keys;
 }
 

@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliFlags } from './flags.mjs';
+import { tcpSockets } from './proc-net.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const APP_HOST = 'storm.example.com';
@@ -194,22 +195,9 @@ function smapsSummary(pid) {
 
 /** TCP connections in ESTABLISHED (or closing) state whose local port is `port`. */
 function serverConnections(port) {
-  let n = 0;
-  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
-    let rows = [];
-    try {
-      rows = readFileSync(table, 'utf8').trim().split('\n').slice(1);
-    } catch {
-      continue;
-    }
-    for (const row of rows) {
-      const cols = row.trim().split(/\s+/);
-      // 01 ESTABLISHED, 08 CLOSE_WAIT, 09 LAST_ACK, 0B CLOSING: the server still holds the socket.
-      if (!['01', '08', '09', '0B'].includes(cols[3])) continue;
-      if (parseInt(cols[1].split(':')[1], 16) === port) n++;
-    }
-  }
-  return n;
+  // 01 ESTABLISHED, 08 CLOSE_WAIT, 09 LAST_ACK, 0B CLOSING: the server still holds the socket.
+  const held = ['01', '08', '09', '0B'];
+  return tcpSockets().filter((s) => held.includes(s.state) && s.localPort === port).length;
 }
 
 /** Median RSS over `ms`. */

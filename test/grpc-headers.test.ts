@@ -2,7 +2,8 @@
 // headers and bounded; `te: trailers` survives only for HTTP/2 apps; gRPC answers are
 // never translated; the inline frame carries trailers and refuses malformed ones.
 import t from 'tap';
-import { pairsOf, requestHeadersForBackend, trailersForClient } from '../src/relay/edge/headers.js';
+import { requestHeadersForBackend, trailersForClient } from '../src/relay/edge/headers.js';
+import { pairsOf } from '../src/net/header-fields.js';
 import { translateResponse } from '../src/relay/translate/apply.js';
 import { parseRelayConfig } from '../src/config/relay-config.js';
 import { GRPC_STATUS, grpcMessage, grpcStatusOf } from '../src/http/grpc-refusal.js';

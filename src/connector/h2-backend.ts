@@ -11,6 +11,7 @@ import type { Duplex, Readable } from 'node:stream';
 import { connect as tlsConnect, type SecureContextOptions } from 'node:tls';
 import type { Dispatcher } from 'undici';
 import { ProxyctlError } from '../errors.js';
+import { addField } from '../net/header-fields.js';
 
 export type H2Protocol = 'h2c' | 'h2';
 
@@ -298,10 +299,7 @@ function h2Headers(call: H2Call): OutgoingHttpHeaders {
       if (value.split(',').some((t) => t.trim().toLowerCase() === 'trailers')) out['te'] = 'trailers';
       continue;
     }
-    const prev = out[name];
-    if (prev === undefined) out[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[name] = [String(prev), value];
+    addField(out, name, value);
   }
   return out;
 }

@@ -32,6 +32,7 @@ import {
 import type { RelayClient } from './relay-client.js';
 import { Coalesce } from './coalesce.js';
 import { H2Backend, type H2Handler } from './h2-backend.js';
+import { pairsOf } from '../net/header-fields.js';
 
 /** Data-plane calls name the protocol too (the relay checks every connector-API request). */
 const PROTOCOL = { [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) };
@@ -420,13 +421,13 @@ export class BackendProxy {
         // The backend declined the upgrade: relay its answer as a normal response.
         this.answered(app.name, res.statusCode ?? 502, started);
         const relay = call.route.relay();
-        void this.sendResponse(relay, msg.id, res.statusCode ?? 502, rawPairs(res.rawHeaders), res, signal)
+        void this.sendResponse(relay, msg.id, res.statusCode ?? 502, pairsOf(res.rawHeaders), res, signal)
           .catch(() => undefined)
           .finally(resolve);
       });
       req.on('upgrade', (res: IncomingMessage, backendSocket: Socket, head: Buffer) => {
         this.answered(app.name, 101, started);
-        this.openTunnel(call.route.relay(), msg.id, rawPairs(res.rawHeaders), (err, relaySocket, relayHead) => {
+        this.openTunnel(call.route.relay(), msg.id, pairsOf(res.rawHeaders), (err, relaySocket, relayHead) => {
           if (err || !relaySocket) {
             backendSocket.destroy();
             resolve();
@@ -649,12 +650,6 @@ function toPairs(headers: Record<string, string | string[] | undefined>): Header
     if (Array.isArray(v)) for (const x of v) out.push([k, x]);
     else out.push([k, v]);
   }
-  return out;
-}
-
-function rawPairs(raw: string[]): HeaderPairs {
-  const out: HeaderPairs = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) out.push([raw[i]!, raw[i + 1]!]);
   return out;
 }
 

@@ -4,8 +4,8 @@
 // gets the code that fits (UNAUTHENTICATED, PERMISSION_DENIED…), the relay's message,
 // the error code and the request id that is also in the relay log.
 import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
-import type { ServerHttp2Stream } from 'node:http2';
 import type { ProxyctlError } from '../errors.js';
+import { http2StreamOf, isHttp2 } from './http2-compat.js';
 
 /** gRPC status codes (grpc/doc/statuscodes.md) the relay answers with. */
 export const GRPC_STATUS = {
@@ -19,9 +19,14 @@ export const GRPC_STATUS = {
   UNKNOWN: 2,
 } as const;
 
-/** A gRPC call: HTTP/2 with content-type application/grpc (+proto, +json…). */
+/** gRPC's content types: application/grpc, +proto, +json… */
+export function isGrpcContentType(value: string | undefined): boolean {
+  return value !== undefined && /^application\/grpc/i.test(value);
+}
+
+/** A gRPC call: HTTP/2 with a gRPC content type. */
 export function isGrpcRequest(req: IncomingMessage | undefined): boolean {
-  return req?.httpVersionMajor === 2 && /^application\/grpc/i.test(req.headers['content-type'] ?? '');
+  return req !== undefined && isHttp2(req) && isGrpcContentType(req.headers['content-type']);
 }
 
 /**
@@ -76,7 +81,7 @@ export function renderGrpcRefusal(
   requestId: string,
   extra: Record<string, string>,
 ): boolean {
-  const stream = (res as unknown as { stream?: ServerHttp2Stream }).stream;
+  const stream = http2StreamOf(res);
   if (!stream || stream.headersSent || stream.destroyed) return false;
   const headers: OutgoingHttpHeaders = {
     ':status': 200,

@@ -7,7 +7,7 @@
 import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ProxyctlError, isProxyctlError, type ErrorCode } from '../errors.js';
-import { isGrpcRequest, renderGrpcRefusal } from './grpc-refusal.js';
+import { isGrpcContentType, isGrpcRequest, renderGrpcRefusal } from './grpc-refusal.js';
 
 export function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -58,7 +58,7 @@ export function wantsJson(req: IncomingMessage | undefined): boolean {
     req.headers['x-requested-with'] !== undefined ||
     req.headers['sec-fetch-mode'] === 'cors' ||
     // gRPC clients cannot follow a sign-in redirect: they get 401 (UNAUTHENTICATED to them).
-    /^application\/grpc/i.test(req.headers['content-type'] ?? '')
+    isGrpcContentType(req.headers['content-type'])
   );
 }
 

@@ -22,8 +22,9 @@ import {
 } from '../../protocol/connector-api.js';
 import { decodeResponseFrame } from '../../protocol/binary-frames.js';
 import type { ConnectorIdentity } from './client-auth.js';
-import { pairsOf, responseHeadersForClient, trailersForClient } from '../edge/headers.js';
-import { http2StreamOf } from '../edge/public-listener.js';
+import { responseHeadersForClient, trailersForClient } from '../edge/headers.js';
+import { http2StreamOf } from '../../http/http2-compat.js';
+import { addField, pairsOf } from '../../net/header-fields.js';
 import type { Exchange, RequestQueue } from './queue.js';
 import { readJsonBody } from './respond.js';
 import { translateResponse } from '../translate/apply.js';
@@ -440,14 +441,7 @@ function endWithHeaders(user: ServerResponse, status: number, flat: string[]): b
   const stream = http2StreamOf(user);
   if (!stream) return false;
   const headers: OutgoingHttpHeaders = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const name = flat[i]!.toLowerCase();
-    const value = flat[i + 1]!;
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else headers[name] = [String(prev), value];
-  }
+  for (let i = 0; i + 1 < flat.length; i += 2) addField(headers, flat[i]!.toLowerCase(), flat[i + 1]!);
   headers[':status'] = status;
   // For the request log, which reads the compat response's status.
   user.statusCode = status;

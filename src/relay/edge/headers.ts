@@ -5,6 +5,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { foreignHeaderKey, isForeignProxyHeader } from '../../net/foreign-headers.js';
+import { addField } from '../../net/header-fields.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -205,17 +206,7 @@ export function trailersForClient(
     if (bytes > limits.maxBytes) return 'too-large';
     const lower = name.toLowerCase();
     if (lower.charCodeAt(0) === 0x3a || NOT_TRAILERS.has(lower) || isIdentityHeader(lower)) continue;
-    const prev = out[lower];
-    if (prev === undefined) out[lower] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else out[lower] = [prev, value];
+    addField(out, lower, value);
   }
-  return out;
-}
-
-/** Flat [name, value, …] (rawTrailers) as pairs. */
-export function pairsOf(flat: readonly string[]): HeaderPairs {
-  const out: HeaderPairs = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
   return out;
 }

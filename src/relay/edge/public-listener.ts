@@ -22,6 +22,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock, Timer } from '../../clock.js';
 import type { Logger } from '../../log.js';
 import { ConnectionCap } from './limits.js';
+import { isHttp2 } from '../../http/http2-compat.js';
 
 export interface PublicListenerLimits {
   readonly headersTimeoutMs: number;
@@ -64,16 +65,6 @@ export interface PublicListenerOptions {
 export function selectAlpn(protocols: readonly string[]): string | undefined {
   if (protocols.includes('h2')) return 'h2';
   return protocols.includes('http/1.1') ? 'http/1.1' : undefined;
-}
-
-/** Whether a request on the public listener came over HTTP/2 (a compat request of node:http2). */
-export function isHttp2(req: IncomingMessage): boolean {
-  return req.httpVersionMajor === 2;
-}
-
-/** The HTTP/2 stream of a compat request or response, or undefined for HTTP/1.1. */
-export function http2StreamOf(x: IncomingMessage | ServerResponse): Http2ServerRequest['stream'] | undefined {
-  return (x as unknown as Partial<Http2ServerRequest>).stream;
 }
 
 /** HTTP/1.1 server settings node:http reads from the server object (see the header comment). */

@@ -34,7 +34,7 @@ import { canonicalAddress } from '../../net/address.js';
 import { clientAddress, setClientAddress, trustedForwardedFor } from './client-address.js';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { continueTrace, type TraceContext } from '../../net/trace-context.js';
-import { http2StreamOf, isHttp2 } from './public-listener.js';
+import { http2StreamOf, isHttp2 } from '../../http/http2-compat.js';
 import type { RelayMetrics } from '../admin/metrics.js';
 import type { Clock } from '../../clock.js';
 
@@ -240,21 +240,20 @@ export function createRequestPath(deps: RequestPathDeps) {
     const limited = state.edge.perIp?.take(client);
     if (limited && !limited.ok) throw rateLimited(limited.retryAfterS, 'your address');
     const { limits } = state.config;
-    const h2 = isHttp2(req);
-    if (h2) hostFromAuthority(req);
-    // HTTP/2's pseudo-headers (:method, :path, :scheme, :authority) are not header fields.
-    if (
-      (h2 ? req.rawHeaders.filter((n, i) => i % 2 === 0 && !n.startsWith(':')).length : req.rawHeaders.length / 2) >
-      limits.maxHeaders
-    ) {
-      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, {
-        status: 431,
-      });
-    }
+    if (isHttp2(req)) hostFromAuthority(req);
+    // One pass: header fields (HTTP/2's pseudo-headers :method, :path… are not fields) and Host lines.
+    let fields = 0;
     let hosts = 0;
     for (let i = 0; i < req.rawHeaders.length; i += 2) {
       const name = req.rawHeaders[i]!;
+      if (name.charCodeAt(0) === 0x3a) continue;
+      fields++;
       if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+    }
+    if (fields > limits.maxHeaders) {
+      throw new ProxyctlError('ERR_HEADERS_TOO_LARGE', `Too many request headers (at most ${limits.maxHeaders}).`, {
+        status: 431,
+      });
     }
     // Framing the relay does not trust: answer and close, never read what follows as another request.
     if (hosts > 1)

@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import type { AppConfig, RelayConfig } from '../../config/relay-config.js';
 import type { HeaderPairs } from '../../protocol/connector-api.js';
 import { translateResponseHeaders } from './headers.js';
+import { isGrpcContentType } from '../../http/grpc-refusal.js';
 import { contentTypeCharset, createBodyTranslator, needsLinkTranslation } from './links.js';
 import type { UrlMap } from './urls.js';
 
@@ -63,7 +64,6 @@ export function translateResponse(
 
 /** application/grpc, +proto, +json…: one content-type header starting so. */
 function isGrpc(headers: HeaderPairs): boolean {
-  for (const [k, v] of headers)
-    if (k.length === 12 && k.toLowerCase() === 'content-type') return /^application\/grpc/i.test(v);
+  for (const [k, v] of headers) if (k.length === 12 && k.toLowerCase() === 'content-type') return isGrpcContentType(v);
   return false;
 }

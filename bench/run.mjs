@@ -68,6 +68,7 @@ import { fileURLToPath } from 'node:url';
 import { startIdp } from './idp.mjs';
 import { cliFlags } from './flags.mjs';
 import { tcpSockets } from './proc-net.mjs';
+import { childProcesses } from './children.mjs';
 import {
   INNER_NAME,
   NGINX,
@@ -196,20 +197,8 @@ const TARGETS = {
 // ---------------------------------------------------------------- processes
 
 /** Every child we start; all are killed on the way out, whatever happened. */
-const children = new Set();
+const { track, spawnNode, stopChild, killAll } = childProcesses(ROOT);
 
-function killAll(signal = 'SIGKILL') {
-  for (const c of children) {
-    if (c.exitCode === null && c.signalCode === null) {
-      try {
-        // An nginx master killed outright leaves its workers listening: it gets SIGTERM, and stops them.
-        c.kill(c.nginx ? 'SIGTERM' : signal);
-      } catch {
-        // already gone
-      }
-    }
-  }
-}
 /** The temporary work directory (data, logs); removed on the way out unless --keep. */
 let workDir;
 function removeWorkDir() {
@@ -223,37 +212,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
     removeWorkDir();
     process.exit(130);
   });
-}
-
-/** Spawns `node args…` under bash with a raised descriptor limit; `exec` keeps the pid. */
-function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], env = {}, wrap = [] } = {}) {
-  const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"';
-  const child = spawn('bash', ['-c', script, ...wrap, process.execPath, ...nodeFlags, ...args], {
-    cwd: ROOT,
-    stdio,
-    env: { ...process.env, PROXYCTL_TOKEN: undefined, ...env },
-  });
-  return track(child);
-}
-
-/** Registers a child for the cleanup on the way out; `child.exited` resolves to its exit code or signal. */
-function track(child) {
-  children.add(child);
-  child.exited = new Promise((resolve) =>
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      resolve(code ?? signal);
-    }),
-  );
-  return child;
-}
-
-async function stopChild(child, signal = 'SIGTERM', timeoutMs = 15_000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.kill(signal);
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await child.exited;
-  clearTimeout(timer);
 }
 
 /** A proxyctl process whose stderr (JSON logs) goes to a file, so logging costs us no CPU. */

@@ -26,13 +26,13 @@
 // proxyctl's TLS settings, to tell Node's and OpenSSL's share from ours. Clients
 // are bench/client.mjs `idle` processes (--clients of them, default one per 5,000
 // connections), each under a raised descriptor limit.
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cliFlags } from './flags.mjs';
 import { tcpSockets } from './proc-net.mjs';
+import { childProcesses } from './children.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const APP_HOST = 'storm.example.com';
@@ -80,47 +80,18 @@ const RECLAIM_WAIT_S = Number(flag('reclaim-wait', 45));
 
 // ---------------------------------------------------------------- processes
 
-const children = new Set();
+const { spawnNode, stopChild, killAll } = childProcesses(ROOT);
 let workDir;
-function killAll() {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-}
 function cleanUp() {
   killAll();
   if (workDir && !KEEP) rmSync(workDir, { recursive: true, force: true });
 }
-process.on('exit', killAll);
+process.on('exit', () => killAll());
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     cleanUp();
     process.exit(130);
   });
-}
-
-/** `node args…` under bash with a raised descriptor limit; `exec` keeps the pid. */
-function spawnNode(args, { stdio = ['ignore', 'pipe', 'pipe'], nodeFlags = [], env = {} } = {}) {
-  const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" "$@"';
-  const child = spawn('bash', ['-c', script, process.execPath, ...nodeFlags, ...args], {
-    cwd: ROOT,
-    stdio,
-    env: { ...process.env, PROXYCTL_TOKEN: undefined, ...env },
-  });
-  children.add(child);
-  child.exited = new Promise((resolve) =>
-    child.on('exit', (code, signal) => {
-      children.delete(child);
-      resolve(code ?? signal);
-    }),
-  );
-  return child;
-}
-
-async function stopChild(child, timeoutMs = 15_000) {
-  if (!child || child.exitCode !== null || child.signalCode !== null) return;
-  child.kill('SIGTERM');
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  await child.exited;
-  clearTimeout(timer);
 }
 
 function sleep(ms) {

@@ -9,9 +9,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request } from 'undici';
-import { RelayClient } from '../src/connector/relay-client.js';
 import { writeRegistration } from '../src/connector/state.js';
-import { createKeyAndCsr } from '../src/crypto/csr.js';
 import type { QueuedRequest } from '../src/protocol/connector-api.js';
 import type { Channel } from '../src/relay/connectors/channels.js';
 import { startBackend } from './helpers/backend.js';
@@ -74,10 +72,7 @@ await new Connector({ stateDir: ${JSON.stringify(stateDir)}, log: silentLogger }
 
 async function register(h: Harness, name: string): Promise<{ stateDir: string; connectorId: string }> {
   const stateDir = path.join(h.dir, name);
-  const { keyPem, csrPem } = await createKeyAndCsr(name);
-  const rc = new RelayClient(h.apiUrl, { caPem: h.relay.ca.certPem });
-  const issued = await rc.register(await h.idp.adminToken(), { csr: csrPem, name, group: 'pair', version: 'test' });
-  await rc.close();
+  const { issued, keyPem } = await h.register(name, 'pair');
   writeRegistration(stateDir, { relayUrl: h.apiUrl, name, group: 'pair', keyPem, issued });
   return { stateDir, connectorId: issued.connectorId };
 }

@@ -7,8 +7,7 @@
 import t from 'tap';
 import { request } from 'undici';
 import WebSocket from 'ws';
-import { RelayClient, tlsOptions } from '../src/connector/relay-client.js';
-import { createKeyAndCsr } from '../src/crypto/csr.js';
+import { tlsOptions } from '../src/connector/relay-client.js';
 import {
   decodeRequestFrame,
   encodeRequestFrame,
@@ -37,16 +36,7 @@ t.test('binary frames are used only on channels that negotiated protocol 2', asy
     connectorGroup: hand
 `,
   });
-  const { keyPem, csrPem } = await createKeyAndCsr('hand');
-  const rc = new RelayClient(h.apiUrl, { caPem: h.relay.ca.certPem });
-  const issued = await rc.register(await h.idp.adminToken(), {
-    csr: csrPem,
-    name: 'hand',
-    group: 'hand',
-    version: 'test',
-  });
-  await rc.close();
-  const creds = { caPem: issued.caCertificate, certPem: issued.certificate, keyPem };
+  const { issued, creds } = await h.register('hand', 'hand');
 
   interface Hand {
     ws: WebSocket;

@@ -11,7 +11,6 @@ import { request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import { parseRelayConfig, type AppConfig, type RelayConfig } from '../src/config/relay-config.js';
 import { RelayClient, tlsOptions } from '../src/connector/relay-client.js';
-import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { silentLogger } from '../src/log.js';
 import { API, VERSION_HEADER, requestPath, type QueuedRequest } from '../src/protocol/connector-api.js';
 import { decodeRequestFrame } from '../src/protocol/binary-frames.js';
@@ -420,16 +419,7 @@ t.test('the rule end to end: a hand-driven connector over mutual TLS, a real one
   });
   // The hand-driven connector: registered like any other, answers heartbeats, and
   // acknowledges requests (answers the pings that follow them) only when told to.
-  const { keyPem, csrPem } = await createKeyAndCsr('hand');
-  const rc = new RelayClient(h.apiUrl, { caPem: h.relay.ca.certPem });
-  const issued = await rc.register(await h.idp.adminToken(), {
-    csr: csrPem,
-    name: 'hand',
-    group: 'ha',
-    version: 'test',
-  });
-  await rc.close();
-  const creds = { caPem: issued.caCertificate, certPem: issued.certificate, keyPem };
+  const { issued, creds } = await h.register('hand', 'ha');
   const data = new RelayClient(h.apiUrl, creds);
   t.teardown(() => data.close());
   const real = await h.addConnector({ group: 'ha' });

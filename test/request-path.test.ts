@@ -10,9 +10,7 @@ import path from 'node:path';
 import { Agent, request, type Dispatcher } from 'undici';
 import WebSocket from 'ws';
 import { Connector } from '../src/connector/connector.js';
-import { RelayClient } from '../src/connector/relay-client.js';
 import { writeRegistration } from '../src/connector/state.js';
-import { createKeyAndCsr } from '../src/crypto/csr.js';
 import { Channel } from '../src/relay/connectors/channels.js';
 import {
   RANGE_SIZE,
@@ -695,15 +693,7 @@ t.test('request path through an in-process relay and connectors', async (t) => {
   await t.test('a connector coming online during the wait gets the request', async (t) => {
     // Registered ahead (that needs the IdP), started only once the request waits.
     const stateDir = path.join(h.dir, 'late-connector');
-    const { keyPem, csrPem } = await createKeyAndCsr('late');
-    const rc = new RelayClient(h.apiUrl, { caPem: ca });
-    const issued = await rc.register(await h.idp.adminToken(), {
-      csr: csrPem,
-      name: 'late',
-      group: 'late',
-      version: 'test',
-    });
-    await rc.close();
+    const { issued, keyPem } = await h.register('late', 'late');
     writeRegistration(stateDir, { relayUrl: h.apiUrl, name: 'late', group: 'late', keyPem, issued });
     const late = new Connector({ stateDir, log: testLogger() });
     t.teardown(() => late.close(500));

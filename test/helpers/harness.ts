@@ -14,6 +14,7 @@ import type { ConnectorMetrics } from '../../src/connector/metrics.js';
 import { RelayClient } from '../../src/connector/relay-client.js';
 import { writeRegistration } from '../../src/connector/state.js';
 import { createKeyAndCsr } from '../../src/crypto/csr.js';
+import type { RegisterResponse } from '../../src/protocol/connector-api.js';
 import { silentLogger, createLogger, type Logger } from '../../src/log.js';
 import { Relay } from '../../src/relay/relay.js';
 import { startIdp, type TestIdp } from './idp.js';
@@ -42,6 +43,11 @@ export interface Harness {
   /** The same, but its connections come from another loopback address (e.g. 127.0.0.2). */
   clientFrom(localAddress: string): Dispatcher;
   url(host: string, pathAndQuery?: string): string;
+  /**
+   * A connector identity registered as `connector register` does (admin token, or the
+   * embedded provider's local registration), for tests that drive a connector themselves.
+   */
+  register(name: string, group: string): Promise<Registered>;
   addConnector(opts?: {
     group?: string;
     name?: string;
@@ -51,6 +57,13 @@ export interface Harness {
   }): Promise<Connector>;
   reload(yaml: string): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface Registered {
+  issued: RegisterResponse;
+  keyPem: string;
+  /** What a connector presents to the relay (RelayClient, tlsOptions). */
+  creds: { caPem: string; certPem: string; keyPem: string };
 }
 
 export function testLogger(): Logger {
@@ -140,15 +153,21 @@ export async function startHarness(
       return agent;
     },
     url: (host, p = '/') => `https://${host}:${publicPort}${p}`,
+    async register(name, group) {
+      const { keyPem, csrPem } = await createKeyAndCsr(name);
+      const request = { csr: csrPem, name, group, version: 'test' };
+      let issued: RegisterResponse;
+      if (options.embedded) issued = await relay.registerLocal(request, 'harness');
+      else {
+        const rc = new RelayClient(apiUrl, { caPem: relay.ca.certPem });
+        issued = await rc.register(await idp.adminToken(), request);
+        await rc.close();
+      }
+      return { issued, keyPem, creds: { caPem: issued.caCertificate, certPem: issued.certificate, keyPem } };
+    },
     async addConnector(opts = {}) {
       const stateDir = path.join(dir, `connector-${++n}`);
-      const { keyPem, csrPem } = await createKeyAndCsr('c');
-      const rc = new RelayClient(apiUrl, { caPem: relay.ca.certPem });
-      const request = { csr: csrPem, name: opts.name ?? `c${n}`, group: opts.group ?? 'default', version: 'test' };
-      const issued = options.embedded
-        ? await relay.registerLocal(request, 'harness')
-        : await rc.register(await idp.adminToken(), request);
-      await rc.close();
+      const { issued, keyPem } = await h.register(opts.name ?? `c${n}`, opts.group ?? 'default');
       writeRegistration(stateDir, {
         relayUrl: apiUrl,
         name: opts.name ?? `c${n}`,

@@ -277,6 +277,8 @@ policies:
     await page.fill('#signins-app', 'proxyctl-console');
     await page.getByRole('button', { name: 'Filter' }).click();
     await page.waitForURL(/#\/signins\?.*user=ada/);
+    // The filtered list replaces the first one once loaded: rows read before that may be gone.
+    await page.waitForFunction(() => !document.querySelector('.loading'));
     const rows = page.locator('#signins-table tbody tr[data-testid^="signin-row-"]');
     await rows.first().waitFor();
     const texts = await rows.allTextContents();

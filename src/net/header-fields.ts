@@ -1,11 +1,9 @@
 // Header lists in the shapes Node hands them and takes them: flat [name, value, …]
 // (rawHeaders, rawTrailers), [name, value] pairs (the relay↔connector contract), and
 // objects where a repeated name holds a list in order (node:http2, addTrailers).
-import type { HeaderPairs } from '../protocol/connector-api.js';
-
-/** Flat [name, value, …] as pairs, in order. */
-export function pairsOf(flat: readonly string[]): HeaderPairs {
-  const out: HeaderPairs = [];
+/** Flat [name, value, …] as [name, value] pairs, in order (protocol's HeaderPairs). */
+export function pairsOf(flat: readonly string[]): [string, string][] {
+  const out: [string, string][] = [];
   for (let i = 0; i + 1 < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
   return out;
 }
